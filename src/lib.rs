@@ -1,0 +1,15 @@
+//! carbonio-fleet: audit and harden fleets of Zextras Carbonio CE mail servers over SSH.
+//!
+//! The library holds everything; `main.rs` only parses arguments and maps the outcome to
+//! an exit code. Modules, one concept each:
+//! - [`inventory`]: hosts, groups, clusters, `--limit` selection.
+//! - [`playbook`]: controls, probes, rollout policy.
+//! - `ssh`: connections, host keys, auth, exec, quoting, become.
+//! - `carbonio`: the remote commands for Carbonio nodes and the parsers of their output.
+//! - `engine`: gather, verdicts, plan, apply, rollout scheduling.
+//! - `report`: report.json and the terminal summary.
+//! - `sim`: the simulated fleet (russh servers emulating Carbonio nodes).
+
+pub mod exit;
+pub mod inventory;
+pub mod playbook;
