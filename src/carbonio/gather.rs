@@ -1,0 +1,343 @@
+//! The gather: everything `check` needs from a node, read in ONE exec (run as zextras)
+//! with ONE `carbonio prov` process (one JVM) inside it.
+//!
+//! The script is a sequence of sections, each framed by marker lines carrying a per-run
+//! nonce (`#cfleet-<nonce> <name>` … `#cfleet-<nonce> rc <status>`), so that output of a
+//! noisy login profile or a command that forgets its last newline cannot be mistaken for
+//! another section. The dialect is documented in docs/remote-shell.md; every value that
+//! enters the script goes through [`crate::ssh::quote`].
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+pub use super::platform::Platform;
+use super::postfix::{self, SpawnLine};
+use super::prov;
+use crate::playbook::{Playbook, ProbeKind, Scope};
+use crate::ssh::quote::{QuoteError, quote};
+
+/// The four systemd role targets; any of them enabled means a systemd-managed node
+/// (CARBONIO.md §4.2, the check Carbonio's own scripts use).
+pub const SYSTEMD_TARGETS: [&str; 4] = [
+    "carbonio-directory-server.target",
+    "carbonio-appserver.target",
+    "carbonio-proxy.target",
+    "carbonio-mta.target",
+];
+
+/// Where the policy spawn line is templated (read when the service is not enabled yet).
+pub const MASTER_TEMPLATE: &str = "/opt/zextras/common/conf/master.cf.in";
+
+/// Postfix parameters always read, besides those the playbook's probes name.
+const BASE_POSTCONF: [&str; 3] = [
+    "smtpd_recipient_restrictions",
+    "smtpd_reject_unlisted_recipient",
+    "smtpd_reject_unlisted_sender",
+];
+
+/// A prepared gather for one playbook: the script, and how to read its output.
+#[derive(Debug, Clone)]
+pub struct GatherPlan {
+    nonce: String,
+    script: String,
+    global_attrs: Vec<String>,
+    server_attrs: Vec<String>,
+    command_probes: Vec<String>,
+    batch_len: usize,
+}
+
+/// Why a gather's output could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatherError {
+    #[error("the gather output has no `{0}` section (the script stopped early)")]
+    MissingSection(String),
+    #[error("`zmhostname` printed nothing (status {0})")]
+    NoHostname(i64),
+    #[error(transparent)]
+    Prov(#[from] prov::SplitError),
+    #[error("carbonio prov failed: {0}")]
+    ProvFailed(String),
+}
+
+/// What one section printed and its exit status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Section {
+    pub output: String,
+    pub status: i64,
+}
+
+/// Everything read from one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeFacts {
+    pub platform: Platform,
+    /// `zmcontrol -v` (e.g. `Carbonio Release 25.6.0`), when the node answers it.
+    pub version: Option<String>,
+    /// The Carbonio server name (`zmhostname`).
+    pub hostname: String,
+    /// `zimbraServiceEnabled` of this server.
+    pub services: Vec<String>,
+    /// Global config values of each control attribute (empty = unset).
+    pub global: BTreeMap<String, Vec<String>>,
+    /// Values set on this server's own entry (`gs -e`); an attribute is present only when
+    /// the server overrides it.
+    pub server: BTreeMap<String, Vec<String>>,
+    /// Hosted domains (`gad`).
+    pub domains: Vec<String>,
+    /// Effective Postfix parameters (`postconf`).
+    pub postconf: BTreeMap<String, String>,
+    /// The active policy spawn line (`postconf -M policy/unix`), when the service is on.
+    pub policy_service: Option<SpawnLine>,
+    /// The policy spawn line of master.cf.in, which enabling the service would activate.
+    pub policy_template: Option<SpawnLine>,
+    /// Users known to the node (`getent passwd`).
+    pub users: Vec<String>,
+    /// Output of each `command` probe, by probe id.
+    pub commands: BTreeMap<String, Section>,
+    /// Raw systemctl answer, kept as evidence for the platform verdict.
+    pub platform_evidence: String,
+}
+
+impl NodeFacts {
+    /// Whether the node runs the MTA (only MTAs react to the MTA attributes).
+    pub fn is_mta(&self) -> bool {
+        self.services.iter().any(|s| s == "mta")
+    }
+
+    /// The user the policy service is (or would be) spawned as.
+    pub fn policy_spawn_user(&self) -> Option<&str> {
+        self.policy_service
+            .as_ref()
+            .or(self.policy_template.as_ref())
+            .and_then(|l| l.user.as_deref())
+    }
+
+    /// The spawn line that names the user, for evidence.
+    pub fn policy_spawn_evidence(&self) -> Option<&str> {
+        self.policy_service
+            .as_ref()
+            .or(self.policy_template.as_ref())
+            .map(|l| l.line.as_str())
+    }
+
+    /// Whether a user exists on the node.
+    pub fn has_user(&self, user: &str) -> bool {
+        self.users.iter().any(|u| u == user)
+    }
+}
+
+impl GatherPlan {
+    /// Builds the gather for `playbook`. `nonce` frames the sections (random per run).
+    pub fn new(playbook: &Playbook, nonce: &str) -> Result<Self, QuoteError> {
+        let mut global_attrs: Vec<String> = Vec::new();
+        let mut server_attrs: Vec<String> = Vec::new();
+        for c in &playbook.controls {
+            if c.scope == Scope::Global && !global_attrs.contains(&c.attr) {
+                global_attrs.push(c.attr.clone());
+            }
+            // Every control attribute can be overridden on the server entry, and an
+            // override masks the global value, so `gs -e` reads all of them.
+            if !server_attrs.contains(&c.attr) {
+                server_attrs.push(c.attr.clone());
+            }
+        }
+        let mut params: Vec<String> = BASE_POSTCONF.iter().map(|s| s.to_string()).collect();
+        let mut command_probes = Vec::new();
+        for p in &playbook.probes {
+            match &p.kind {
+                ProbeKind::Postconf { param } if !params.contains(param) => {
+                    params.push(param.clone())
+                }
+                ProbeKind::Command { .. } => command_probes.push(p.id.clone()),
+                _ => {}
+            }
+        }
+
+        let mut s = String::new();
+        let section = |s: &mut String, name: &str, body: &str| {
+            s.push_str(&format!(
+                "echo '#cfleet-{nonce} {name}'; {body}; echo \"#cfleet-{nonce} rc $?\"\n"
+            ));
+        };
+        let targets = SYSTEMD_TARGETS
+            .iter()
+            .map(|t| quote(t))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(" ");
+        section(&mut s, "platform", &format!("systemctl is-enabled {targets} 2>&1"));
+        section(&mut s, "version", "zmcontrol -v 2>&1");
+        s.push_str("h=$(zmhostname)\n");
+        section(&mut s, "hostname", "echo \"$h\"");
+        let quoted_params = params
+            .iter()
+            .map(|p| quote(p))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(" ");
+        section(&mut s, "postconf", &format!("postconf {quoted_params} 2>&1"));
+        section(&mut s, "master", "postconf -M policy/unix 2>&1");
+        section(
+            &mut s,
+            "template",
+            &format!("grep -F zmpostfixpolicyd {} 2>&1", quote(MASTER_TEMPLATE)?),
+        );
+        section(&mut s, "passwd", "getent passwd 2>&1");
+        for p in &playbook.probes {
+            if let ProbeKind::Command { command } = &p.kind {
+                section(&mut s, &format!("command {}", p.id), &format!("{{ {command}\n}} 2>&1"));
+            }
+        }
+
+        // The prov batch. Lines naming this server are built in the shell because the
+        // server name is only known there (`$h`); the rest is quoted here.
+        let mut lines: Vec<String> = Vec::new();
+        for a in &global_attrs {
+            lines.push(quote(&format!("gcf {a}"))?);
+        }
+        lines.push(format!("\"gs -e $h \"{}", quote(&server_attrs.join(" "))?));
+        lines.push("\"gs $h \"zimbraServiceEnabled".to_string());
+        lines.push("gad".to_string());
+        lines.push("exit".to_string());
+        let batch_len = lines.len() - 1;
+        section(
+            &mut s,
+            "prov",
+            &format!("printf '%s\\n' {} | carbonio prov", lines.join(" ")),
+        );
+        Ok(Self {
+            nonce: nonce.to_string(),
+            script: s,
+            global_attrs,
+            server_attrs,
+            command_probes,
+            batch_len,
+        })
+    }
+
+    /// The script to run as zextras.
+    pub fn script(&self) -> &str {
+        &self.script
+    }
+
+    /// Reads the gather output (stdout, and stderr for ProvUtil's `ERROR:` lines).
+    pub fn parse(&self, stdout: &str, stderr: &str) -> Result<NodeFacts, GatherError> {
+        let sections = split_sections(stdout, &self.nonce);
+        let get = |name: &str| {
+            sections
+                .get(name)
+                .ok_or_else(|| GatherError::MissingSection(name.to_string()))
+        };
+        let platform_sec = get("platform")?;
+        let platform = if platform_sec.output.lines().any(|l| l.trim() == "enabled") {
+            Platform::Systemd
+        } else {
+            Platform::Legacy
+        };
+        let version_sec = get("version")?;
+        let version = (version_sec.status == 0)
+            .then(|| version_sec.output.lines().find(|l| l.starts_with("Carbonio Release")))
+            .flatten()
+            .map(str::to_string);
+        let host_sec = get("hostname")?;
+        let hostname = host_sec.output.trim().to_string();
+        if hostname.is_empty() {
+            return Err(GatherError::NoHostname(host_sec.status));
+        }
+        let postconf = postfix::parse_postconf(&get("postconf")?.output);
+        let policy_service = postfix::parse_spawn_line(&get("master")?.output)
+            .filter(|l| l.active);
+        let policy_template = postfix::parse_spawn_line(&get("template")?.output);
+        let users = postfix::passwd_users(&get("passwd")?.output);
+        let mut commands = BTreeMap::new();
+        for id in &self.command_probes {
+            commands.insert(id.clone(), get(&format!("command {id}"))?.clone());
+        }
+
+        let prov_sec = get("prov")?;
+        let errors = prov::error_lines(stderr);
+        let split = prov::split_output(&prov_sec.output, self.batch_len).map_err(|e| {
+            if errors.is_empty() {
+                GatherError::Prov(e)
+            } else {
+                GatherError::ProvFailed(errors.join("; "))
+            }
+        })?;
+        if !errors.is_empty() {
+            return Err(GatherError::ProvFailed(errors.join("; ")));
+        }
+        let mut global = BTreeMap::new();
+        for (i, a) in self.global_attrs.iter().enumerate() {
+            global.insert(a.clone(), prov::values_of(&split.outputs[i], a));
+        }
+        let n = self.global_attrs.len();
+        let mut server = BTreeMap::new();
+        for a in &self.server_attrs {
+            let vals = prov::values_of(&split.outputs[n], a);
+            if !vals.is_empty() {
+                server.insert(a.clone(), vals);
+            }
+        }
+        let services = prov::values_of(&split.outputs[n + 1], "zimbraServiceEnabled");
+        let domains = prov::plain_lines(&split.outputs[n + 2]);
+        Ok(NodeFacts {
+            platform,
+            version,
+            hostname,
+            services,
+            global,
+            server,
+            domains,
+            postconf,
+            policy_service,
+            policy_template,
+            users,
+            commands,
+            platform_evidence: platform_sec.output.trim_end().to_string(),
+        })
+    }
+}
+
+/// Splits marker-framed sections. A section's end marker may be glued to output that did
+/// not end in a newline (ProvUtil's last `prov> ` prompt, for one).
+fn split_sections(stdout: &str, nonce: &str) -> BTreeMap<String, Section> {
+    let begin_tag = format!("#cfleet-{nonce} ");
+    let end_tag = format!("#cfleet-{nonce} rc ");
+    let mut out = BTreeMap::new();
+    let mut rest = stdout;
+    while let Some(b) = rest.find(&begin_tag) {
+        let after = &rest[b + begin_tag.len()..];
+        let Some(nl) = after.find('\n') else { break };
+        let name = after[..nl].to_string();
+        if name.starts_with("rc ") {
+            rest = &after[nl + 1..];
+            continue;
+        }
+        let body = &after[nl + 1..];
+        let Some(e) = body.find(&end_tag) else { break };
+        let output = body[..e].to_string();
+        let tail = &body[e + end_tag.len()..];
+        let line_end = tail.find('\n').unwrap_or(tail.len());
+        let status = tail[..line_end].trim().parse().unwrap_or(-1);
+        out.insert(name, Section { output, status });
+        rest = &tail[line_end..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_split_with_glued_end_marker() {
+        let out = "noise from .bashrc\n#cfleet-n1 platform\nenabled\n#cfleet-n1 rc 0\n#cfleet-n1 prov\nprov> a: 1\nprov> #cfleet-n1 rc 0\n";
+        let s = split_sections(out, "n1");
+        assert_eq!(s["platform"], Section { output: "enabled\n".into(), status: 0 });
+        assert_eq!(s["prov"], Section { output: "prov> a: 1\nprov> ".into(), status: 0 });
+    }
+
+    #[test]
+    fn other_nonce_is_ignored() {
+        let s = split_sections("#cfleet-zz platform\nx\n#cfleet-zz rc 0\n", "n1");
+        assert!(s.is_empty());
+    }
+}

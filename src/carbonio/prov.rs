@@ -1,0 +1,310 @@
+//! `carbonio prov` (ProvUtil) batch mode: building batch input and splitting its output.
+//!
+//! One JVM per host: every read (or every change) goes into one batch fed on stdin, ended
+//! with `exit` so that a ServiceException makes the process exit 2 (at plain end of input
+//! ProvUtil exits 0 even after errors). Output is separated by the `prov> ` prompt that
+//! ProvUtil prints before reading each line; the first output line of each command is
+//! glued to its prompt. Errors go to stderr as `ERROR: code (message)` lines.
+
+use std::fmt;
+
+/// The prompt ProvUtil prints (no newline) before it reads each batch line.
+pub const PROMPT: &str = "prov> ";
+
+/// A ProvUtil batch: one command per line, each argument quoted for ProvUtil's own line
+/// splitter (`StringUtil.parseLine`: whitespace separated, `"…"` with backslash escapes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    lines: Vec<String>,
+}
+
+/// A value that cannot be expressed on one ProvUtil batch line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("value {value:?} cannot be passed to carbonio prov: {reason}")]
+pub struct BatchValueError {
+    pub value: String,
+    pub reason: &'static str,
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends one command; every argument is quoted for ProvUtil's line parser.
+    pub fn push<S: AsRef<str>>(&mut self, args: &[S]) -> Result<(), BatchValueError> {
+        let mut line = String::new();
+        for (i, arg) in args.iter().enumerate() {
+            if i > 0 {
+                line.push(' ');
+            }
+            line.push_str(&quote_arg(arg.as_ref())?);
+        }
+        self.lines.push(line);
+        Ok(())
+    }
+
+    /// Number of commands (the final `exit` not counted).
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    pub fn lines(&self) -> &[String] {
+        &self.lines
+    }
+
+    /// The batch as fed to ProvUtil, ended with `exit` so errors give exit status 2.
+    pub fn to_input(&self) -> String {
+        let mut s = String::new();
+        for l in &self.lines {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s.push_str("exit\n");
+        s
+    }
+}
+
+impl fmt::Display for Batch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_input())
+    }
+}
+
+/// Quotes one argument for `StringUtil.parseLine`. Bare when it has no whitespace, quote
+/// or backslash; otherwise double quotes with `\"` and `\\` escaped. Newlines and NUL
+/// cannot be carried on a batch line and are refused.
+fn quote_arg(arg: &str) -> Result<String, BatchValueError> {
+    if arg.contains('\n') || arg.contains('\r') {
+        return Err(BatchValueError {
+            value: arg.to_string(),
+            reason: "a line break would end the batch line",
+        });
+    }
+    if arg.contains('\0') {
+        return Err(BatchValueError {
+            value: arg.to_string(),
+            reason: "NUL bytes are not allowed",
+        });
+    }
+    let needs = arg.is_empty()
+        || arg
+            .chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '\'' || c == '\\');
+    if !needs {
+        return Ok(arg.to_string());
+    }
+    let mut s = String::with_capacity(arg.len() + 2);
+    s.push('"');
+    for c in arg.chars() {
+        if c == '"' || c == '\\' {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s.push('"');
+    Ok(s)
+}
+
+/// Splits batch stdout into one output per command, using the prompts.
+///
+/// `expected` is the number of commands before `exit`. A well-formed output has
+/// `expected + 1` prompts (the last one read `exit`), or `expected + 1` at end of input
+/// when no `exit` was sent. Anything printed before the first prompt (a noisy login
+/// profile, a JVM warning) is returned as `preamble`.
+pub fn split_output(stdout: &str, expected: usize) -> Result<SplitOutput, SplitError> {
+    let mut starts = Vec::new();
+    let bytes = stdout.as_bytes();
+    let mut i = 0;
+    while let Some(pos) = stdout[i..].find(PROMPT) {
+        let at = i + pos;
+        if at == 0 || bytes[at - 1] == b'\n' || starts.last().map(|&(_, e)| e) == Some(at) {
+            starts.push((at, at + PROMPT.len()));
+        }
+        i = at + PROMPT.len();
+    }
+    if starts.len() < expected + 1 {
+        return Err(SplitError {
+            expected: expected + 1,
+            found: starts.len(),
+        });
+    }
+    let preamble = stdout[..starts[0].0].to_string();
+    let mut outputs = Vec::with_capacity(expected);
+    for k in 0..expected {
+        let begin = starts[k].1;
+        let end = starts[k + 1].0;
+        outputs.push(stdout[begin..end].to_string());
+    }
+    Ok(SplitOutput { preamble, outputs })
+}
+
+/// Per-command outputs of one batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitOutput {
+    pub preamble: String,
+    pub outputs: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "carbonio prov printed {found} `prov> ` prompts where {expected} were expected (the batch did not run to the end)"
+)]
+pub struct SplitError {
+    pub expected: usize,
+    pub found: usize,
+}
+
+/// `ERROR: ...` lines from ProvUtil's stderr (log4j noise and warnings ignored).
+pub fn error_lines(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("ERROR: ") || l.starts_with("error: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Attribute lines of a get command (`gcf`, `gs`, `gacf`): `name: value` pairs in order.
+/// The `# name X` header of `gs` and blank lines are skipped; binary `name:: b64` values
+/// are kept as their base64 text.
+pub fn attr_lines(output: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for line in output.lines() {
+        if line.is_empty() || line.starts_with("# name ") {
+            continue;
+        }
+        if let Some((name, value)) = line.split_once(": ") {
+            let name = name.strip_suffix(':').unwrap_or(name);
+            out.push((name.to_string(), value.to_string()));
+        } else if let Some(name) = line.strip_suffix(':') {
+            out.push((name.to_string(), String::new()));
+        }
+    }
+    out
+}
+
+/// The values of `attr` (matched case-insensitively, as ProvUtil does) in a get output.
+pub fn values_of(output: &str, attr: &str) -> Vec<String> {
+    attr_lines(output)
+        .into_iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(attr))
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// Non-empty lines (e.g. `gad`: one domain per line).
+pub fn plain_lines(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_quotes_values_for_provutil() {
+        let mut b = Batch::new();
+        b.push(&["mcf", "+zimbraMtaRestriction", "check_policy_service unix:private/policy"])
+            .unwrap();
+        b.push(&["mcf", "zimbraMtaEnableSmtpdPolicyd", "TRUE"]).unwrap();
+        b.push(&["mcf", "a", "say \"hi\" \\ ok"]).unwrap();
+        b.push(&["mcf", "a", ""]).unwrap();
+        assert_eq!(
+            b.to_input(),
+            "mcf +zimbraMtaRestriction \"check_policy_service unix:private/policy\"\n\
+             mcf zimbraMtaEnableSmtpdPolicyd TRUE\n\
+             mcf a \"say \\\"hi\\\" \\\\ ok\"\n\
+             mcf a \"\"\n\
+             exit\n"
+        );
+        assert_eq!(b.len(), 4);
+    }
+
+    #[test]
+    fn curly_quotes_stay_inside_one_argument() {
+        let mut b = Batch::new();
+        b.push(&["mcf", "+zimbraMtaRestriction", "“check_policy_service unix:private/policy”"])
+            .unwrap();
+        assert_eq!(
+            b.lines()[0],
+            "mcf +zimbraMtaRestriction \"“check_policy_service unix:private/policy”\""
+        );
+    }
+
+    #[test]
+    fn newline_in_value_is_refused() {
+        let mut b = Batch::new();
+        let e = b.push(&["mcf", "a", "x\nexit"]).unwrap_err();
+        assert!(e.to_string().contains("line break"), "{e}");
+    }
+
+    #[test]
+    fn splits_glued_prompts() {
+        let out = "prov> zimbraMtaRestriction: a\nzimbraMtaRestriction: b\nprov> zimbraMtaEnableSmtpdPolicyd: TRUE\nprov> prov> ";
+        let s = split_output(out, 3).unwrap();
+        assert_eq!(
+            s.outputs,
+            vec![
+                "zimbraMtaRestriction: a\nzimbraMtaRestriction: b\n".to_string(),
+                "zimbraMtaEnableSmtpdPolicyd: TRUE\n".to_string(),
+                String::new(),
+            ]
+        );
+        assert_eq!(s.preamble, "");
+    }
+
+    #[test]
+    fn prompt_text_inside_a_value_is_not_a_prompt() {
+        let out = "prov> zimbraNotes: see prov> here\nprov> ";
+        let s = split_output(out, 1).unwrap();
+        assert_eq!(s.outputs, vec!["zimbraNotes: see prov> here\n".to_string()]);
+    }
+
+    #[test]
+    fn preamble_before_first_prompt_is_kept_apart() {
+        let out = "Welcome to node\nprov> a: 1\nprov> ";
+        let s = split_output(out, 1).unwrap();
+        assert_eq!(s.preamble, "Welcome to node\n");
+        assert_eq!(s.outputs, vec!["a: 1\n".to_string()]);
+    }
+
+    #[test]
+    fn too_few_prompts_is_an_error() {
+        let e = split_output("prov> a: 1\n", 2).unwrap_err();
+        assert_eq!(e, SplitError { expected: 3, found: 1 });
+    }
+
+    #[test]
+    fn reads_attr_lines_case_insensitively() {
+        let out = "# name mx1.example.com\nzimbraMtaRestriction: reject_invalid_helo_hostname\nzimbraMtaRestriction: check_policy_service unix:private/policy\nzimbraServiceEnabled: mta\n\n";
+        assert_eq!(
+            values_of(out, "zimbramtarestriction"),
+            vec![
+                "reject_invalid_helo_hostname".to_string(),
+                "check_policy_service unix:private/policy".to_string()
+            ]
+        );
+        assert!(values_of(out, "zimbraMtaEnableSmtpdPolicyd").is_empty());
+    }
+
+    #[test]
+    fn error_lines_from_stderr() {
+        let err = "log4j:WARN x\nERROR: account.INVALID_ATTR_VALUE (zimbraMtaEnableSmtpdPolicyd must be TRUE or FALSE)\n";
+        assert_eq!(
+            error_lines(err),
+            vec![
+                "ERROR: account.INVALID_ATTR_VALUE (zimbraMtaEnableSmtpdPolicyd must be TRUE or FALSE)"
+                    .to_string()
+            ]
+        );
+    }
+}

@@ -1,0 +1,234 @@
+//! What apply would change, decided from a check's verdicts (pure; `plan` prints it,
+//! `apply` executes it).
+//!
+//! - Global-scope controls are changed ONCE per cluster, on its first reachable node,
+//!   and only when the cluster's global value is off.
+//! - A server entry that masks a compliant global value has its override removed
+//!   (`ms NODE attr ""`), so the node inherits the global value again.
+//! - Server-scope controls are changed per node.
+//! - Multi-valued attributes change with `+attr`/`-attr`, never by replacement.
+//! - A control guarded by the policy spawn-user precondition, or one that would add
+//!   `check_policy_service unix:private/policy`, is not changed in a cluster where any
+//!   MTA node lacks the spawn user: that would make Postfix answer 451 to every recipient.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::carbonio::prov::{Batch, BatchValueError};
+use crate::engine::verdict::SPAWN_USER_FINDING;
+use crate::playbook::{Control, Expectation, Playbook, Precondition, Scope};
+use crate::report::model::{HostReport, HostStatus, Verdict};
+
+/// The restriction value that makes Postfix consult the policy service.
+pub const POLICY_RESTRICTION: &str = "check_policy_service unix:private/policy";
+
+/// One attribute change as ProvUtil arguments (e.g. `["mcf", "+zimbraMtaRestriction", "…"]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub control: String,
+    pub attr: String,
+    pub args: Vec<String>,
+    /// A change that needs the restart step.
+    pub restart: bool,
+}
+
+/// Changes executed in one `carbonio prov` batch on one node.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeBatch {
+    /// The node the batch runs on.
+    pub node: String,
+    pub changes: Vec<Change>,
+}
+
+/// A change that is not made, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Blocked {
+    pub control: String,
+    pub cluster: String,
+    /// The node(s) whose state blocks it.
+    pub because_of: Vec<String>,
+    pub reason: String,
+}
+
+/// Everything apply would do before restarts.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ChangePlan {
+    /// Per cluster: the global changes and the node that makes them.
+    pub global: BTreeMap<String, NodeBatch>,
+    /// Per node: server-entry changes.
+    pub server: BTreeMap<String, NodeBatch>,
+    pub blocked: Vec<Blocked>,
+}
+
+impl ChangePlan {
+    pub fn is_empty(&self) -> bool {
+        self.global.is_empty() && self.server.is_empty()
+    }
+}
+
+fn guarded_by_spawn_user(c: &Control) -> bool {
+    c.precondition == Some(Precondition::PolicySpawnUser)
+        || matches!(&c.expect, Expectation::Contains(v) | Expectation::Equals(v) if v.contains(POLICY_RESTRICTION))
+}
+
+/// ProvUtil arguments that move `attr` to the expectation, for `verb` (`mcf` or
+/// `ms NODE`).
+fn change_args(verb: &[&str], c: &Control) -> Vec<String> {
+    let mut args: Vec<String> = verb.iter().map(|s| s.to_string()).collect();
+    match &c.expect {
+        Expectation::Equals(v) => {
+            args.push(c.attr.clone());
+            args.push(v.clone());
+        }
+        Expectation::Contains(v) => {
+            args.push(format!("+{}", c.attr));
+            args.push(v.clone());
+        }
+        Expectation::Absent(v) => {
+            args.push(format!("-{}", c.attr));
+            args.push(v.clone());
+        }
+    }
+    args
+}
+
+/// Decides the changes from a check's host reports (inventory order).
+pub fn plan(playbook: &Playbook, hosts: &[HostReport]) -> ChangePlan {
+    let mut out = ChangePlan::default();
+    let mut clusters: BTreeMap<&str, Vec<&HostReport>> = BTreeMap::new();
+    for h in hosts {
+        clusters.entry(h.cluster.as_str()).or_default().push(h);
+    }
+    for (cluster, nodes) in &clusters {
+        let reachable: Vec<&&HostReport> = nodes
+            .iter()
+            .filter(|h| h.status != HostStatus::Failed && h.carbonio_hostname.is_some())
+            .collect();
+        let Some(executor) = reachable.first() else { continue };
+        // MTA nodes whose policy spawn user is missing block the guarded controls.
+        let spawn_blockers: Vec<String> = reachable
+            .iter()
+            .filter(|h| h.findings.iter().any(|f| f.id == SPAWN_USER_FINDING && f.blocking))
+            .map(|h| h.name.clone())
+            .collect();
+        let mut global_changes = Vec::new();
+        for c in playbook.controls.iter().filter(|c| c.scope == Scope::Global) {
+            // The cluster's global value is off when any node that the control concerns
+            // reports it non-compliant on the global value itself.
+            let off = reachable.iter().any(|h| {
+                h.controls.iter().any(|r| {
+                    r.id == c.id
+                        && r.verdict == Verdict::NonCompliant
+                        && !crate::carbonio::values::satisfies(&c.expect, &r.global_values)
+                })
+            });
+            if !off {
+                continue;
+            }
+            if guarded_by_spawn_user(c) && !spawn_blockers.is_empty() {
+                out.blocked.push(Blocked {
+                    control: c.id.clone(),
+                    cluster: cluster.to_string(),
+                    because_of: spawn_blockers.clone(),
+                    reason: format!(
+                        "the policy service's spawn user is missing on {}: enabling it would make Postfix answer 451 4.3.5 to every recipient",
+                        spawn_blockers.join(", ")
+                    ),
+                });
+                continue;
+            }
+            global_changes.push(Change {
+                control: c.id.clone(),
+                attr: c.attr.clone(),
+                args: change_args(&["mcf"], c),
+                restart: c.restart,
+            });
+        }
+        if !global_changes.is_empty() {
+            out.global.insert(
+                cluster.to_string(),
+                NodeBatch {
+                    node: executor.name.clone(),
+                    changes: global_changes,
+                },
+            );
+        }
+        for h in &reachable {
+            let server_name = h.carbonio_hostname.clone().unwrap_or_default();
+            let mut changes = Vec::new();
+            for c in &playbook.controls {
+                let Some(r) = h.controls.iter().find(|r| r.id == c.id) else { continue };
+                let blocked = guarded_by_spawn_user(c) && !spawn_blockers.is_empty();
+                match (r.verdict, c.scope) {
+                    (Verdict::Masked, _) if !blocked => changes.push(Change {
+                        control: c.id.clone(),
+                        attr: c.attr.clone(),
+                        args: vec!["ms".into(), server_name.clone(), c.attr.clone(), String::new()],
+                        restart: c.restart,
+                    }),
+                    (Verdict::NonCompliant, Scope::Server) if !blocked => changes.push(Change {
+                        control: c.id.clone(),
+                        attr: c.attr.clone(),
+                        args: change_args(&["ms", &server_name], c),
+                        restart: c.restart,
+                    }),
+                    (Verdict::NonCompliant, Scope::Global)
+                        if r.server_values.is_some() && !blocked =>
+                    {
+                        // The server sets the attribute itself and its value is off:
+                        // fixing only the global value would not reach this node.
+                        changes.push(Change {
+                            control: c.id.clone(),
+                            attr: c.attr.clone(),
+                            args: vec!["ms".into(), server_name.clone(), c.attr.clone(), String::new()],
+                            restart: c.restart,
+                        })
+                    }
+                    (Verdict::Masked | Verdict::NonCompliant, Scope::Server) if blocked => {
+                        out.blocked.push(Blocked {
+                            control: c.id.clone(),
+                            cluster: cluster.to_string(),
+                            because_of: spawn_blockers.clone(),
+                            reason: "the policy service's spawn user is missing".into(),
+                        })
+                    }
+                    _ => {}
+                }
+            }
+            if !changes.is_empty() {
+                out.server.insert(
+                    h.name.clone(),
+                    NodeBatch {
+                        node: h.name.clone(),
+                        changes,
+                    },
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The ProvUtil batch for a node's changes, followed by the reads that verify them
+/// (one JVM for both). Returns the batch and the number of change lines.
+pub fn batch_with_readback(
+    batch: &NodeBatch,
+    server_name: &str,
+) -> Result<(Batch, Vec<(String, bool)>), BatchValueError> {
+    let mut b = Batch::new();
+    let mut reads = Vec::new();
+    for c in &batch.changes {
+        b.push(&c.args)?;
+    }
+    for c in &batch.changes {
+        let on_server = c.args.first().map(String::as_str) == Some("ms");
+        if on_server {
+            b.push(&["gs", "-e", server_name, &c.attr])?;
+        } else {
+            b.push(&["gcf", &c.attr])?;
+        }
+        reads.push((c.attr.clone(), on_server));
+    }
+    Ok((b, reads))
+}

@@ -1,0 +1,138 @@
+//! The compliance sweep: gathered facts → one [`HostReport`] per host, with global-scope
+//! values read once per cluster (on its first reachable node, in inventory order) and
+//! attributed to every node of it; and the exit code that monitoring understands.
+
+use std::collections::BTreeMap;
+
+use crate::engine::gather::HostGather;
+use crate::engine::verdict::{self, ClusterGlobals};
+use crate::exit;
+use crate::inventory::Host;
+use crate::playbook::Playbook;
+use crate::report::model::{HostReport, HostStatus, Summary, Timings};
+
+/// The cluster → global values map, from the first reachable node of each cluster.
+pub fn cluster_globals(gathers: &[HostGather]) -> BTreeMap<String, ClusterGlobals> {
+    let mut out: BTreeMap<String, ClusterGlobals> = BTreeMap::new();
+    for g in gathers {
+        if let Ok(ok) = &g.outcome {
+            out.entry(g.host.cluster.clone())
+                .or_insert_with(|| ClusterGlobals {
+                    read_on: ok.facts.hostname.clone(),
+                    values: ok.facts.global.clone(),
+                });
+        }
+    }
+    out
+}
+
+/// Verdicts for every gathered host.
+pub fn evaluate_all(playbook: &Playbook, gathers: &[HostGather]) -> Vec<HostReport> {
+    let globals = cluster_globals(gathers);
+    gathers
+        .iter()
+        .map(|g| {
+            let mut r = base_report(&g.host);
+            r.timings = Timings {
+                connect_ms: g.connect_time.map(|d| d.as_millis() as u64),
+                gather_ms: g.gather_time.map(|d| d.as_millis() as u64),
+                total_ms: g.total_time.as_millis() as u64,
+            };
+            match &g.outcome {
+                Err(e) => {
+                    r.status = HostStatus::Failed;
+                    r.error = Some(e.clone());
+                }
+                Ok(ok) => {
+                    let f = &ok.facts;
+                    let cg = &globals[&g.host.cluster];
+                    let ev = verdict::evaluate(playbook, f, cg, &ok.smtp);
+                    r.status = ev.status;
+                    r.controls = ev.controls;
+                    r.probes = ev.probes;
+                    r.findings = ev.findings;
+                    r.platform = Some(f.platform);
+                    r.version = f.version.clone();
+                    r.carbonio_hostname = Some(f.hostname.clone());
+                    r.is_mta = Some(f.is_mta());
+                    if r.roles.is_empty() {
+                        r.roles = discovered_roles(&f.services);
+                    }
+                }
+            }
+            r
+        })
+        .collect()
+}
+
+/// A report entry for a host before anything is known about it.
+pub fn base_report(h: &Host) -> HostReport {
+    HostReport {
+        name: h.name.clone(),
+        address: h.address.clone(),
+        port: h.port,
+        cluster: h.cluster.clone(),
+        groups: h.groups.clone(),
+        roles: h.roles.clone(),
+        status: HostStatus::NotAttempted,
+        platform: None,
+        version: None,
+        carbonio_hostname: None,
+        is_mta: None,
+        error: None,
+        controls: Vec::new(),
+        probes: Vec::new(),
+        findings: Vec::new(),
+        timings: Timings::default(),
+    }
+}
+
+/// Roles from zimbraServiceEnabled, named as operators know them.
+fn discovered_roles(services: &[String]) -> Vec<String> {
+    let mut roles = Vec::new();
+    for (svc, role) in [
+        ("mta", "mta"),
+        ("mailbox", "mailbox"),
+        ("ldap", "directory"),
+        ("proxy", "proxy"),
+    ] {
+        if services.iter().any(|s| s == svc) {
+            roles.push(role.to_string());
+        }
+    }
+    roles
+}
+
+/// Counts per status.
+pub fn summarize(hosts: &[HostReport]) -> Summary {
+    let mut s = Summary {
+        hosts: hosts.len(),
+        ..Summary::default()
+    };
+    for h in hosts {
+        match h.status {
+            HostStatus::Compliant => s.compliant += 1,
+            HostStatus::Drift => s.drift += 1,
+            HostStatus::RestartPending => s.restart_pending += 1,
+            HostStatus::Failed => s.failed += 1,
+            HostStatus::NotAttempted => s.not_attempted += 1,
+        }
+    }
+    s
+}
+
+/// SPEC §3: 3 if any host failed (beats drift), 2 on drift, else 0.
+pub fn exit_code(hosts: &[HostReport]) -> i32 {
+    if hosts.iter().any(|h| h.status == HostStatus::Failed) {
+        exit::HOST_FAILED
+    } else if hosts.iter().any(|h| {
+        matches!(
+            h.status,
+            HostStatus::Drift | HostStatus::RestartPending | HostStatus::NotAttempted
+        )
+    }) {
+        exit::DRIFT
+    } else {
+        exit::OK
+    }
+}

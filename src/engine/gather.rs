@@ -1,0 +1,240 @@
+//! Gathering a fleet: one task per host (at most `forks` at once), each connecting once,
+//! running the one gather exec and the SMTP probes over the same connection. Failures
+//! are data: an unreachable host is a [`HostGather`] with an error, never the end of the run.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+use crate::carbonio::gather::{GatherPlan, NodeFacts};
+use crate::engine::events::{Event, Events};
+use crate::engine::smtp;
+use crate::engine::verdict::SmtpOutcome;
+use crate::inventory::Host;
+use crate::playbook::{Playbook, ProbeKind};
+use crate::report::model::{ErrorKind, HostError};
+use crate::ssh::{Connector, ExecEnd, FailureKind, RunAs, Session};
+
+/// What the gather of one host produced.
+pub struct HostGather {
+    pub host: Host,
+    pub outcome: Result<Gathered, HostError>,
+    pub connect_time: Option<Duration>,
+    pub gather_time: Option<Duration>,
+    pub total_time: Duration,
+    /// The connection, kept open for the steps that follow (apply).
+    pub session: Option<Session>,
+}
+
+/// Facts and out-of-band probe results of a reachable host.
+pub struct Gathered {
+    pub facts: NodeFacts,
+    pub smtp: BTreeMap<String, SmtpOutcome>,
+}
+
+/// Settings for a gather pass.
+pub struct GatherOptions {
+    pub forks: usize,
+    /// Keep each session open after the gather (apply reuses them).
+    pub keep_sessions: bool,
+}
+
+/// Maps a transport failure kind to the report's error kind.
+pub fn error_kind(k: FailureKind) -> ErrorKind {
+    match k {
+        FailureKind::Hostkey => ErrorKind::Hostkey,
+        FailureKind::Auth => ErrorKind::Auth,
+        FailureKind::Unreachable => ErrorKind::Unreachable,
+        FailureKind::Timeout => ErrorKind::Timeout,
+        FailureKind::Command => ErrorKind::Command,
+    }
+}
+
+/// Gathers every host, at most `forks` at once. Results come back in inventory order.
+pub async fn gather_all(
+    hosts: &[Host],
+    playbook: &Playbook,
+    plan: &GatherPlan,
+    connector: &Connector,
+    opts: &GatherOptions,
+    events: &Events,
+    nonce: &str,
+) -> Vec<HostGather> {
+    let plan = Arc::new(plan.clone());
+    let mut results: Vec<(usize, HostGather)> = futures::stream::iter(hosts.iter().enumerate())
+        .map(|(i, host)| {
+            let plan = plan.clone();
+            async move {
+                (
+                    i,
+                    gather_one(host, playbook, &plan, connector, opts.keep_sessions, events, nonce)
+                        .await,
+                )
+            }
+        })
+        .buffer_unordered(opts.forks.max(1))
+        .collect()
+        .await;
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, g)| g).collect()
+}
+
+async fn gather_one(
+    host: &Host,
+    playbook: &Playbook,
+    plan: &GatherPlan,
+    connector: &Connector,
+    keep_session: bool,
+    events: &Events,
+    nonce: &str,
+) -> HostGather {
+    let start = Instant::now();
+    events.send(Event::HostStarted {
+        host: host.name.clone(),
+    });
+    let fail = |e: HostError, connect_time, session| {
+        events.send(Event::HostFailed {
+            host: host.name.clone(),
+            kind: e.kind.as_str().to_string(),
+            message: e.message.clone(),
+        });
+        HostGather {
+            host: host.clone(),
+            outcome: Err(e),
+            connect_time,
+            gather_time: None,
+            total_time: start.elapsed(),
+            session,
+        }
+    };
+    let session = match connector.connect(host).await {
+        Ok(s) => s,
+        Err(e) => {
+            let (expected, offered) = match &e.detail {
+                Some(d) => (d.expected.clone(), Some(d.offered.clone())),
+                None => (Vec::new(), None),
+            };
+            return fail(
+                HostError {
+                    kind: error_kind(e.kind),
+                    message: e.message.clone(),
+                    expected_fingerprints: expected,
+                    offered_fingerprint: offered,
+                },
+                None,
+                None,
+            );
+        }
+    };
+    let connect_time = start.elapsed();
+    events.send(Event::HostConnected {
+        host: host.name.clone(),
+        elapsed: connect_time,
+    });
+    let g0 = Instant::now();
+    let out = match session
+        .exec(RunAs::Zextras, plan.script(), None, host.command_timeout)
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            return fail(
+                HostError {
+                    kind: error_kind(e.kind()),
+                    message: format!("gather failed: {e}"),
+                    expected_fingerprints: Vec::new(),
+                    offered_fingerprint: None,
+                },
+                Some(connect_time),
+                keep_session.then_some(session),
+            );
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let facts = match (&out.end, plan.parse(&stdout, &stderr)) {
+        (ExecEnd::Status(_), Ok(f)) => f,
+        (end, parsed) => {
+            let why = match (end, parsed) {
+                (ExecEnd::Status(_), Err(e)) => e.to_string(),
+                (ExecEnd::Signal { name, .. }, _) => format!("gather killed by signal {name}"),
+                (ExecEnd::Unknown, _) => {
+                    "gather ended without an exit status (connection lost)".to_string()
+                }
+            };
+            let tail = stderr.trim();
+            let message = if tail.is_empty() {
+                why
+            } else {
+                format!("{why}; stderr: {}", last_lines(tail, 3))
+            };
+            return fail(
+                HostError {
+                    kind: ErrorKind::Command,
+                    message,
+                    expected_fingerprints: Vec::new(),
+                    offered_fingerprint: None,
+                },
+                Some(connect_time),
+                keep_session.then_some(session),
+            );
+        }
+    };
+    let mut smtp_results = BTreeMap::new();
+    if facts.is_mta() {
+        for p in &playbook.probes {
+            if let ProbeKind::Smtp { rcpt } = &p.kind {
+                let rcpt = match (rcpt, facts.domains.first()) {
+                    (Some(r), _) => r.clone(),
+                    (None, Some(d)) => format!("cfleet-probe-{nonce}@{d}"),
+                    (None, None) => continue,
+                };
+                smtp_results.insert(p.id.clone(), smtp_probe(&session, &rcpt).await);
+            }
+        }
+    }
+    let gather_time = g0.elapsed();
+    events.send(Event::HostGathered {
+        host: host.name.clone(),
+        elapsed: gather_time,
+    });
+    HostGather {
+        host: host.clone(),
+        outcome: Ok(Gathered {
+            facts,
+            smtp: smtp_results,
+        }),
+        connect_time: Some(connect_time),
+        gather_time: Some(gather_time),
+        total_time: start.elapsed(),
+        session: keep_session.then_some(session),
+    }
+}
+
+/// SMTP probe from the node itself: a direct-tcpip channel to its 127.0.0.1:25.
+pub async fn smtp_probe(session: &Session, rcpt: &str) -> SmtpOutcome {
+    let vantage = "node (direct-tcpip to 127.0.0.1:25; a mynetworks client)".to_string();
+    match session.direct_tcpip("127.0.0.1", 25).await {
+        Err(e) => SmtpOutcome::Failed {
+            message: format!("cannot open a channel to 127.0.0.1:25: {e}"),
+            vantage,
+        },
+        Ok(stream) => {
+            match smtp::probe(stream, "carbonio-fleet.probe", rcpt, Duration::from_secs(30)).await
+            {
+                Ok(exchange) => SmtpOutcome::Done { exchange, vantage },
+                Err(e) => SmtpOutcome::Failed {
+                    message: e.to_string(),
+                    vantage,
+                },
+            }
+        }
+    }
+}
+
+fn last_lines(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join(" / ")
+}

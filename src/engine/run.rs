@@ -1,0 +1,231 @@
+//! Running a command end to end: load and validate everything (nothing is contacted
+//! when the inventory or playbook is wrong), gather the fleet, evaluate, write the
+//! report set, print the summary, and say which exit code the run earned.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use crate::carbonio::gather::GatherPlan;
+use crate::engine::check;
+use crate::engine::events::Events;
+use crate::engine::gather::{GatherOptions, gather_all};
+use crate::exit;
+use crate::inventory::{Host, Inventory};
+use crate::playbook::Playbook;
+use crate::report::model::{InventoryRef, PlaybookRef, Report, SCHEMA_VERSION, Tool};
+use crate::report::{store, summary};
+use crate::ssh::{Connector, ConnectorOptions};
+
+/// Options shared by check, plan and apply.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub inventory: PathBuf,
+    pub playbook: Option<PathBuf>,
+    pub limit: Option<String>,
+    pub forks: usize,
+    pub report_dir: PathBuf,
+    pub json: bool,
+}
+
+/// Everything loaded and validated before the first connection.
+pub struct Loaded {
+    pub inventory: Inventory,
+    pub hosts: Vec<Host>,
+    pub playbook: Playbook,
+}
+
+/// Loads inventory, selection and playbook; on any error prints every problem found and
+/// returns `Err(exit::USAGE)`.
+pub fn load(opts: &RunOptions) -> Result<Loaded, i32> {
+    let inventory = match crate::inventory::load::load(&opts.inventory) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("{e}");
+            return Err(exit::USAGE);
+        }
+    };
+    let hosts: Vec<Host> = match crate::inventory::limit::select(&inventory, opts.limit.as_deref()) {
+        Ok(h) => h.into_iter().cloned().collect(),
+        Err(e) => {
+            eprintln!("carbonio-fleet: {e}");
+            return Err(exit::USAGE);
+        }
+    };
+    let playbook = match &opts.playbook {
+        Some(p) => match crate::playbook::load::load(p) {
+            Ok(pb) => pb,
+            Err(e) => {
+                eprintln!("{e}");
+                return Err(exit::USAGE);
+            }
+        },
+        None => crate::playbook::load::load_default(),
+    };
+    Ok(Loaded {
+        inventory,
+        hosts,
+        playbook,
+    })
+}
+
+/// A random nonce for section markers and probe addresses.
+pub fn nonce() -> String {
+    use rand::RngExt as _;
+    let mut rng = rand::rng();
+    (0..10)
+        .map(|_| {
+            let n: u8 = rng.random_range(0..36);
+            char::from_digit(n as u32, 36).unwrap_or('x')
+        })
+        .collect()
+}
+
+fn sha256_hex(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `$USER@hostname` of whoever runs the tool.
+pub fn operator() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{user}@{host}")
+}
+
+/// The report skeleton with run metadata.
+pub fn report_header(command: &str, loaded: &Loaded, limit: Option<&str>, started: jiff::Timestamp) -> Report {
+    let inv_bytes: Vec<Vec<u8>> = loaded
+        .inventory
+        .files
+        .iter()
+        .map(|f| std::fs::read(f).unwrap_or_default())
+        .collect();
+    let inv_refs: Vec<&[u8]> = inv_bytes.iter().map(|b| b.as_slice()).collect();
+    let (pb_source, pb_hash) = match &loaded.playbook.source {
+        Some(p) => (
+            p.display().to_string(),
+            sha256_hex(&[&std::fs::read(p).unwrap_or_default()]),
+        ),
+        None => (
+            "(embedded)".to_string(),
+            sha256_hex(&[crate::playbook::load::DEFAULT_PLAYBOOK.as_bytes()]),
+        ),
+    };
+    Report {
+        schema_version: SCHEMA_VERSION,
+        tool: Tool {
+            name: env!("CARGO_PKG_NAME").into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        command: command.into(),
+        playbook: PlaybookRef {
+            name: loaded.playbook.name.clone(),
+            description: loaded.playbook.description.clone(),
+            source: pb_source,
+            sha256: pb_hash,
+        },
+        inventory: InventoryRef {
+            files: loaded.inventory.files.iter().map(|f| f.display().to_string()).collect(),
+            sha256: sha256_hex(&inv_refs),
+        },
+        operator: operator(),
+        started_at: started.to_string(),
+        finished_at: String::new(),
+        duration_ms: 0,
+        limit: limit.map(str::to_string),
+        summary: Default::default(),
+        exit_code: 0,
+        hosts: Vec::new(),
+    }
+}
+
+/// Writes the report set and prints where it is. A write failure is reported and turns
+/// the exit code into a failure: an audit whose evidence was lost did not succeed.
+pub fn finish(report: &mut Report, report_dir: &Path, started: jiff::Timestamp, json: bool) -> i32 {
+    let dir_name = store::run_dir_name(&started, &report.playbook.name);
+    let written = store::create_run_dir(report_dir, &dir_name).and_then(|dir| {
+        store::write_report(&dir, report)?;
+        store::update_latest(report_dir, &dir)?;
+        Ok(dir)
+    });
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = serde_json::to_writer_pretty(&mut out, &*report);
+        let _ = writeln!(out);
+    } else {
+        let _ = write!(out, "{}", summary::render(report));
+    }
+    match written {
+        Ok(dir) => {
+            if !json {
+                let _ = writeln!(out, "report: {}", dir.join("report.json").display());
+            }
+            report.exit_code
+        }
+        Err(e) => {
+            eprintln!("carbonio-fleet: the report could not be written: {e}");
+            exit::HOST_FAILED.max(report.exit_code)
+        }
+    }
+}
+
+/// `check`: audit only, never changes a node.
+pub async fn check(opts: &RunOptions, events: Events) -> i32 {
+    let loaded = match load(opts) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let started = jiff::Timestamp::now();
+    let t0 = Instant::now();
+    let mut report = report_header("check", &loaded, opts.limit.as_deref(), started);
+    let nonce = nonce();
+    let plan = match GatherPlan::new(&loaded.playbook, &nonce) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("carbonio-fleet: playbook value cannot be sent to a node: {e}");
+            return exit::USAGE;
+        }
+    };
+    events.send(crate::engine::events::Event::RunStarted {
+        command: "check",
+        hosts: loaded.hosts.len(),
+    });
+    let connector = Connector::new(ConnectorOptions::default());
+    let gathers = gather_all(
+        &loaded.hosts,
+        &loaded.playbook,
+        &plan,
+        &connector,
+        &GatherOptions {
+            forks: opts.forks,
+            keep_sessions: false,
+        },
+        &events,
+        &nonce,
+    )
+    .await;
+    report.hosts = check::evaluate_all(&loaded.playbook, &gathers);
+    for h in &report.hosts {
+        events.send(crate::engine::events::Event::HostFinished {
+            host: h.name.clone(),
+            status: h.status,
+        });
+    }
+    report.summary = check::summarize(&report.hosts);
+    report.exit_code = check::exit_code(&report.hosts);
+    report.finished_at = jiff::Timestamp::now().to_string();
+    report.duration_ms = t0.elapsed().as_millis() as u64;
+    let code = finish(&mut report, &opts.report_dir, started, opts.json);
+    events.send(crate::engine::events::Event::RunFinished { exit_code: code });
+    code
+}

@@ -1,0 +1,202 @@
+//! The SMTP probe: EHLO, `MAIL FROM:<>`, `RCPT TO:<addr>`, QUIT over any byte stream (an
+//! SSH direct-tcpip channel to the node's 127.0.0.1:25, or a TCP connection from the
+//! orchestrator). The transcript is kept as evidence for the report.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+
+/// One SMTP reply (the last line of a multi-line reply carries the final text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reply {
+    pub code: u16,
+    pub text: String,
+}
+
+/// What the probe saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Exchange {
+    /// `C: …` / `S: …` lines.
+    pub transcript: Vec<String>,
+    /// The answer to RCPT TO, when the dialogue got that far.
+    pub rcpt: Option<Reply>,
+    /// The reply that ended the dialogue early (421 greeting, a refused MAIL FROM …).
+    pub early: Option<Reply>,
+}
+
+impl Exchange {
+    /// The reply that decides the probe: RCPT's, else the one that stopped it.
+    pub fn deciding_reply(&self) -> Option<&Reply> {
+        self.rcpt.as_ref().or(self.early.as_ref())
+    }
+}
+
+/// Why the probe could not complete a dialogue at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpError {
+    #[error("smtp i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("smtp server closed the connection")]
+    Closed,
+    #[error("smtp server sent a malformed reply line: {0:?}")]
+    Malformed(String),
+    #[error("smtp server did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Runs the RCPT dialogue for `rcpt` with `helo` as EHLO name, each reply within `step`.
+pub async fn probe<S>(stream: S, helo: &str, rcpt: &str, step: Duration) -> Result<Exchange, SmtpError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (r, mut w) = tokio::io::split(stream);
+    let mut r = BufReader::new(r);
+    let mut ex = Exchange {
+        transcript: Vec::new(),
+        rcpt: None,
+        early: None,
+    };
+    let greet = read_reply(&mut r, &mut ex, step).await?;
+    if greet.code != 220 {
+        ex.early = Some(greet);
+        return Ok(ex);
+    }
+    for (cmd, is_rcpt) in [
+        (format!("EHLO {helo}"), false),
+        ("MAIL FROM:<>".to_string(), false),
+        (format!("RCPT TO:<{rcpt}>"), true),
+    ] {
+        ex.transcript.push(format!("C: {cmd}"));
+        w.write_all(format!("{cmd}\r\n").as_bytes()).await?;
+        w.flush().await?;
+        let reply = read_reply(&mut r, &mut ex, step).await?;
+        if is_rcpt {
+            ex.rcpt = Some(reply);
+            break;
+        }
+        if !(200..300).contains(&reply.code) {
+            ex.early = Some(reply);
+            break;
+        }
+    }
+    ex.transcript.push("C: QUIT".to_string());
+    // QUIT is a courtesy: the verdict is already decided, so its failure is not.
+    if w.write_all(b"QUIT\r\n").await.is_ok() && w.flush().await.is_ok() {
+        if let Ok(reply) = read_reply(&mut r, &mut ex, step).await {
+            let _ = reply;
+        }
+    }
+    let _ = w.shutdown().await;
+    Ok(ex)
+}
+
+async fn read_reply<R>(r: &mut R, ex: &mut Exchange, step: Duration) -> Result<Reply, SmtpError>
+where
+    R: AsyncBufReadExt + Unpin,
+{
+    loop {
+        let mut line = String::new();
+        let n = tokio::time::timeout(step, r.read_line(&mut line))
+            .await
+            .map_err(|_| SmtpError::Timeout(step))??;
+        if n == 0 {
+            return Err(SmtpError::Closed);
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_string();
+        ex.transcript.push(format!("S: {line}"));
+        if line.len() < 3 {
+            return Err(SmtpError::Malformed(line));
+        }
+        let code: u16 = line[..3]
+            .parse()
+            .map_err(|_| SmtpError::Malformed(line.clone()))?;
+        match line.as_bytes().get(3) {
+            Some(b'-') => continue,
+            None | Some(b' ') => {
+                return Ok(Reply {
+                    code,
+                    text: line.get(4..).unwrap_or("").to_string(),
+                });
+            }
+            _ => return Err(SmtpError::Malformed(line)),
+        }
+    }
+}
+
+/// Whether `reply` matches an expectation like `5xx`, `55x` or `550`.
+pub fn reply_matches(expect: &str, code: u16) -> bool {
+    let code = code.to_string();
+    expect.len() == 3
+        && expect
+            .chars()
+            .zip(code.chars())
+            .all(|(e, c)| e == 'x' || e == 'X' || e == c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    async fn serve(mut s: tokio::io::DuplexStream, script: &'static [&'static str]) {
+        let mut buf = vec![0u8; 1024];
+        s.write_all(script[0].as_bytes()).await.unwrap();
+        for answer in &script[1..] {
+            let n = s.read(&mut buf).await.unwrap();
+            if n == 0 {
+                return;
+            }
+            s.write_all(answer.as_bytes()).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn rcpt_reply_is_captured() {
+        let (a, b) = tokio::io::duplex(4096);
+        let server = tokio::spawn(serve(
+            b,
+            &[
+                "220 mx ESMTP Postfix\r\n",
+                "250-mx\r\n250 PIPELINING\r\n",
+                "250 2.1.0 Ok\r\n",
+                "550 5.1.1 <x@example.com>: Recipient address rejected: User unknown in virtual mailbox table\r\n",
+                "221 2.0.0 Bye\r\n",
+            ],
+        ));
+        let ex = probe(a, "probe.local", "x@example.com", Duration::from_secs(5))
+            .await
+            .unwrap();
+        server.await.unwrap();
+        let r = ex.rcpt.clone().unwrap();
+        assert_eq!(r.code, 550);
+        assert!(r.text.starts_with("5.1.1"));
+        assert_eq!(ex.transcript[0], "S: 220 mx ESMTP Postfix");
+        assert!(ex.transcript.contains(&"C: RCPT TO:<x@example.com>".to_string()));
+    }
+
+    #[tokio::test]
+    async fn greeting_421_ends_early() {
+        let (a, b) = tokio::io::duplex(4096);
+        tokio::spawn(serve(b, &["421 4.3.2 Service not available\r\n"]));
+        let ex = probe(a, "p", "x@example.com", Duration::from_secs(5)).await.unwrap();
+        assert_eq!(ex.rcpt, None);
+        assert_eq!(ex.deciding_reply().unwrap().code, 421);
+    }
+
+    #[tokio::test]
+    async fn silent_server_times_out() {
+        let (a, _b) = tokio::io::duplex(4096);
+        let e = probe(a, "p", "x@example.com", Duration::from_millis(50)).await.unwrap_err();
+        assert!(matches!(e, SmtpError::Timeout(_)));
+    }
+
+    #[test]
+    fn reply_patterns() {
+        assert!(reply_matches("5xx", 550));
+        assert!(reply_matches("550", 550));
+        assert!(!reply_matches("5xx", 451));
+        assert!(!reply_matches("5xx", 250));
+        assert!(reply_matches("55x", 554));
+    }
+}

@@ -1,0 +1,396 @@
+//! From gathered facts to verdicts: per control (compliant / non-compliant / masked by a
+//! server override / not applicable), per probe, the precondition findings, and the
+//! host's status. Pure: no I/O, so every rule is unit-tested on synthetic facts.
+
+use std::collections::BTreeMap;
+
+use crate::carbonio::gather::NodeFacts;
+use crate::carbonio::postfix;
+use crate::carbonio::values::{render, render_expectation, satisfies};
+use crate::engine::smtp::{self, Exchange};
+use crate::playbook::{Control, Playbook, Precondition, Probe, ProbeExpect, ProbeKind, Scope};
+use crate::report::model::{
+    ControlResult, Finding, HostStatus, ProbeResult, ProbeVerdict, Verdict,
+};
+
+/// The finding id for a policy service whose spawn user is missing.
+pub const SPAWN_USER_FINDING: &str = "PRE-POLICY-SPAWN-USER";
+
+/// The global config values a cluster's verdicts are computed from: read once per
+/// cluster, on its first reachable node.
+#[derive(Debug, Clone)]
+pub struct ClusterGlobals {
+    /// The node whose reading is used.
+    pub read_on: String,
+    pub values: BTreeMap<String, Vec<String>>,
+}
+
+/// The outcome of a probe that runs outside the gather (SMTP).
+#[derive(Debug, Clone)]
+pub enum SmtpOutcome {
+    Done { exchange: Exchange, vantage: String },
+    Failed { message: String, vantage: String },
+}
+
+/// Verdicts for one host.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub status: HostStatus,
+    pub controls: Vec<ControlResult>,
+    pub probes: Vec<ProbeResult>,
+    pub findings: Vec<Finding>,
+}
+
+/// Whether a control concerns this node: MTA attributes only matter where Postfix runs.
+pub fn applies(control: &Control, facts: &NodeFacts) -> bool {
+    !control.attr.starts_with("zimbraMta") || facts.is_mta()
+}
+
+/// Evaluates one host.
+pub fn evaluate(
+    playbook: &Playbook,
+    facts: &NodeFacts,
+    globals: &ClusterGlobals,
+    smtp_results: &BTreeMap<String, SmtpOutcome>,
+) -> Evaluation {
+    let mut findings = Vec::new();
+    let controls: Vec<ControlResult> = playbook
+        .controls
+        .iter()
+        .map(|c| control_result(c, facts, globals))
+        .collect();
+    for c in &playbook.controls {
+        if c.precondition == Some(Precondition::PolicySpawnUser) && applies(c, facts) {
+            let effective = effective_values(c, facts, globals);
+            if let Some(f) = spawn_user_finding(c, facts, satisfies(&c.expect, &effective)) {
+                findings.push(f);
+            }
+        }
+    }
+    if facts.global != globals.values && globals.read_on != facts.hostname {
+        let differs: Vec<&String> = facts
+            .global
+            .iter()
+            .filter(|(k, v)| globals.values.get(*k) != Some(*v))
+            .map(|(k, _)| k)
+            .collect();
+        if !differs.is_empty() {
+            findings.push(Finding {
+                id: "INV-CLUSTER".into(),
+                severity: "medium".into(),
+                blocking: false,
+                message: format!(
+                    "this node's global config differs from the cluster's (read on `{}`) for {}",
+                    globals.read_on,
+                    differs.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+                evidence: String::new(),
+                hint: "nodes of one `cluster` must share one Carbonio LDAP; check the inventory"
+                    .into(),
+            });
+        }
+    }
+    let probes: Vec<ProbeResult> = playbook
+        .probes
+        .iter()
+        .map(|p| probe_result(p, facts, smtp_results))
+        .collect();
+
+    let control_off = controls
+        .iter()
+        .any(|c| matches!(c.verdict, Verdict::NonCompliant | Verdict::Masked | Verdict::Error));
+    let breaking_finding = findings
+        .iter()
+        .any(|f| f.id == SPAWN_USER_FINDING && f.severity == "critical");
+    let failed_probes: Vec<&Probe> = playbook
+        .probes
+        .iter()
+        .zip(&probes)
+        .filter(|(_, r)| matches!(r.verdict, ProbeVerdict::Fail | ProbeVerdict::Error))
+        .map(|(p, _)| p)
+        .collect();
+    let status = if control_off || breaking_finding {
+        HostStatus::Drift
+    } else if failed_probes.is_empty() {
+        HostStatus::Compliant
+    } else if failed_probes
+        .iter()
+        .any(|p| matches!(p.kind, ProbeKind::Postconf { .. }))
+    {
+        HostStatus::RestartPending
+    } else {
+        HostStatus::Drift
+    };
+    Evaluation {
+        status,
+        controls,
+        probes,
+        findings,
+    }
+}
+
+/// The values in force for this node: the server's own entry when it sets the attribute,
+/// else the cluster's global value.
+pub fn effective_values(c: &Control, facts: &NodeFacts, globals: &ClusterGlobals) -> Vec<String> {
+    if let Some(v) = facts.server.get(&c.attr) {
+        return v.clone();
+    }
+    match c.scope {
+        Scope::Global | Scope::Server => globals
+            .values
+            .get(&c.attr)
+            .or_else(|| facts.global.get(&c.attr))
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
+fn control_result(c: &Control, facts: &NodeFacts, globals: &ClusterGlobals) -> ControlResult {
+    let global_values = globals
+        .values
+        .get(&c.attr)
+        .or_else(|| facts.global.get(&c.attr))
+        .cloned()
+        .unwrap_or_default();
+    let server_values = facts.server.get(&c.attr).cloned();
+    let effective = effective_values(c, facts, globals);
+    let (verdict, evidence) = if !applies(c, facts) {
+        (
+            Verdict::NotApplicable,
+            format!(
+                "not an MTA (zimbraServiceEnabled: {})",
+                render(&facts.services)
+            ),
+        )
+    } else if satisfies(&c.expect, &effective) {
+        let ev = match &server_values {
+            Some(_) => format!(
+                "server entry of `{}` sets {} itself",
+                facts.hostname, c.attr
+            ),
+            None => format!("global config (read on `{}`)", globals.read_on),
+        };
+        (Verdict::Compliant, ev)
+    } else if server_values.is_some() && satisfies(&c.expect, &global_values) {
+        (
+            Verdict::Masked,
+            format!(
+                "global {} is {} but the server entry of `{}` overrides it with {} (carbonio prov gs -e {} {})",
+                c.attr,
+                render(&global_values),
+                facts.hostname,
+                render(&effective),
+                facts.hostname,
+                c.attr
+            ),
+        )
+    } else {
+        let place = if server_values.is_some() {
+            format!("server entry of `{}`", facts.hostname)
+        } else {
+            format!("global config (read on `{}`)", globals.read_on)
+        };
+        (
+            Verdict::NonCompliant,
+            format!(
+                "{}: {} is {}, expected {}",
+                place,
+                c.attr,
+                render(&effective),
+                render_expectation(&c.expect)
+            ),
+        )
+    };
+    ControlResult {
+        id: c.id.clone(),
+        title: c.title.clone(),
+        attr: c.attr.clone(),
+        scope: match c.scope {
+            Scope::Global => "global".into(),
+            Scope::Server => "server".into(),
+        },
+        severity: format!("{:?}", c.severity).to_lowercase(),
+        expected: render_expectation(&c.expect),
+        actual: render(&effective),
+        global_values,
+        server_values,
+        verdict,
+        evidence,
+        before: None,
+        after: None,
+        changed: false,
+    }
+}
+
+/// The policy spawn-user precondition (SPEC §6.4, CARBONIO.md §7).
+fn spawn_user_finding(c: &Control, facts: &NodeFacts, ldap_enabled: bool) -> Option<Finding> {
+    let Some(user) = facts.policy_spawn_user() else {
+        return Some(Finding {
+            id: SPAWN_USER_FINDING.into(),
+            severity: "high".into(),
+            blocking: true,
+            message: format!(
+                "cannot tell which user master.cf spawns the policy service as, so {} ({}) is not changed here",
+                c.id, c.attr
+            ),
+            evidence: "no `policy unix … spawn user=…` line in postconf -M policy/unix or master.cf.in".into(),
+            hint: "check /opt/zextras/common/conf/master.cf.in on this node".into(),
+        });
+    };
+    if facts.has_user(user) {
+        return None;
+    }
+    let evidence = facts.policy_spawn_evidence().unwrap_or_default().to_string();
+    let hint = format!(
+        "create the user (`useradd -r -M -s /usr/sbin/nologin {user}`) or correct `user=` on the policy line of /opt/zextras/common/conf/master.cf.in, then re-run"
+    );
+    let active = facts.policy_service.is_some();
+    Some(if active {
+        Finding {
+            id: SPAWN_USER_FINDING.into(),
+            severity: "critical".into(),
+            blocking: true,
+            message: format!(
+                "the policy service is enabled but its spawn user `{user}` does not exist on this node: Postfix answers `451 4.3.5 Server configuration problem` to recipients that reach the policy check"
+            ),
+            evidence,
+            hint,
+        }
+    } else {
+        Finding {
+            id: SPAWN_USER_FINDING.into(),
+            severity: "high".into(),
+            blocking: true,
+            message: if ldap_enabled {
+                format!(
+                    "{} is enabled in LDAP and takes effect at the next restart, but master.cf spawns the policy service as `{user}`, which does not exist on this node: after a restart Postfix would answer `451 4.3.5` to every recipient",
+                    c.attr
+                )
+            } else {
+                format!(
+                    "enabling {} here would make Postfix answer `451 4.3.5` to every recipient: master.cf spawns the policy service as `{user}`, which does not exist on this node",
+                    c.attr
+                )
+            },
+            evidence,
+            hint,
+        }
+    })
+}
+
+fn expect_text(e: &Option<ProbeExpect>) -> String {
+    match e {
+        None => "(evidence only)".into(),
+        Some(ProbeExpect::Equals(v)) => format!("= {v}"),
+        Some(ProbeExpect::Contains(v)) => format!("contains {v}"),
+        Some(ProbeExpect::Absent(v)) => format!("absent {v}"),
+        Some(ProbeExpect::Reply(v)) => format!("reply {v}"),
+    }
+}
+
+fn probe_result(
+    p: &Probe,
+    facts: &NodeFacts,
+    smtp_results: &BTreeMap<String, SmtpOutcome>,
+) -> ProbeResult {
+    let mut r = ProbeResult {
+        id: p.id.clone(),
+        title: p.title.clone(),
+        kind: String::new(),
+        expected: expect_text(&p.expect),
+        actual: String::new(),
+        verdict: ProbeVerdict::Pass,
+        evidence: String::new(),
+    };
+    match &p.kind {
+        ProbeKind::Postconf { param } => {
+            r.kind = "postconf".into();
+            if !facts.is_mta() {
+                r.verdict = ProbeVerdict::NotApplicable;
+                r.evidence = "not an MTA".into();
+                return r;
+            }
+            match facts.postconf.get(param) {
+                None => {
+                    r.verdict = ProbeVerdict::Error;
+                    r.actual = "(not reported)".into();
+                    r.evidence = format!("postconf did not print {param}");
+                }
+                Some(value) => {
+                    r.actual = value.clone();
+                    r.evidence = format!("{param} = {value}");
+                    let items = postfix::list_items(value);
+                    r.verdict = text_verdict(&p.expect, value, &items);
+                }
+            }
+        }
+        ProbeKind::Command { .. } => {
+            r.kind = "command".into();
+            match facts.commands.get(&p.id) {
+                None => {
+                    r.verdict = ProbeVerdict::Error;
+                    r.evidence = "no output".into();
+                }
+                Some(sec) => {
+                    r.actual = sec.output.trim().to_string();
+                    r.evidence = format!("exit {}", sec.status);
+                    let lines: Vec<String> = sec.output.lines().map(str::to_string).collect();
+                    r.verdict = if sec.status != 0 && p.expect.is_none() {
+                        ProbeVerdict::Fail
+                    } else {
+                        text_verdict(&p.expect, sec.output.trim(), &lines)
+                    };
+                }
+            }
+        }
+        ProbeKind::Smtp { .. } => {
+            r.kind = "smtp".into();
+            if !facts.is_mta() {
+                r.verdict = ProbeVerdict::NotApplicable;
+                r.evidence = "not an MTA".into();
+                return r;
+            }
+            match smtp_results.get(&p.id) {
+                None => {
+                    r.verdict = ProbeVerdict::NotApplicable;
+                    r.evidence = "no hosted domain to probe".into();
+                }
+                Some(SmtpOutcome::Failed { message, vantage }) => {
+                    r.verdict = ProbeVerdict::Error;
+                    r.actual = message.clone();
+                    r.evidence = format!("vantage: {vantage}");
+                }
+                Some(SmtpOutcome::Done { exchange, vantage }) => {
+                    let reply = exchange.deciding_reply();
+                    r.actual = reply
+                        .map(|r| format!("{} {}", r.code, r.text))
+                        .unwrap_or_else(|| "(no reply)".into());
+                    r.evidence = format!("vantage: {vantage}; {}", exchange.transcript.join(" | "));
+                    r.verdict = match (&p.expect, reply) {
+                        (Some(ProbeExpect::Reply(want)), Some(rep)) if exchange.rcpt.is_some() => {
+                            if smtp::reply_matches(want, rep.code) {
+                                ProbeVerdict::Pass
+                            } else {
+                                ProbeVerdict::Fail
+                            }
+                        }
+                        (None, Some(_)) => ProbeVerdict::Pass,
+                        _ => ProbeVerdict::Fail,
+                    };
+                }
+            }
+        }
+    }
+    r
+}
+
+fn text_verdict(expect: &Option<ProbeExpect>, whole: &str, items: &[String]) -> ProbeVerdict {
+    let ok = match expect {
+        None => true,
+        Some(ProbeExpect::Equals(v)) => whole.trim() == v,
+        Some(ProbeExpect::Contains(v)) => items.iter().any(|i| i == v) || whole.contains(v.as_str()),
+        Some(ProbeExpect::Absent(v)) => !items.iter().any(|i| i == v) && !whole.contains(v.as_str()),
+        Some(ProbeExpect::Reply(_)) => false,
+    };
+    if ok { ProbeVerdict::Pass } else { ProbeVerdict::Fail }
+}

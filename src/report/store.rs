@@ -1,0 +1,138 @@
+//! Writing a run's report set: `<report-dir>/<UTC timestamp>-<playbook>/report.json`,
+//! written atomically (temp file in the same directory, fsync, rename), and `latest`
+//! pointing at the newest run (a symlink swapped by rename). A failed write leaves the
+//! previous reports untouched.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::report::model::Report;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create report directory `{path}`: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write `{path}`: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot encode the report: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// The directory name of a run: `20261127T231741Z-backscatter-hardening`.
+pub fn run_dir_name(started_utc: &jiff::Timestamp, playbook: &str) -> String {
+    let safe: String = playbook
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .collect();
+    format!("{}-{}", started_utc.strftime("%Y%m%dT%H%M%SZ"), safe)
+}
+
+/// Creates a fresh run directory under `report_dir` (suffixing `-2`, `-3` … when a run
+/// started in the same second).
+pub fn create_run_dir(report_dir: &Path, name: &str) -> Result<PathBuf, StoreError> {
+    std::fs::create_dir_all(report_dir).map_err(|source| StoreError::CreateDir {
+        path: report_dir.to_path_buf(),
+        source,
+    })?;
+    for n in 1.. {
+        let dir = if n == 1 {
+            report_dir.join(name)
+        } else {
+            report_dir.join(format!("{name}-{n}"))
+        };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(source) => return Err(StoreError::CreateDir { path: dir, source }),
+        }
+    }
+    unreachable!("the loop only ends by returning")
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let err = |source| StoreError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(err)?;
+    tmp.write_all(bytes).map_err(err)?;
+    tmp.as_file().sync_all().map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    Ok(())
+}
+
+/// Writes report.json into `run_dir`.
+pub fn write_report(run_dir: &Path, report: &Report) -> Result<PathBuf, StoreError> {
+    let path = run_dir.join("report.json");
+    let mut bytes = serde_json::to_vec_pretty(report)?;
+    bytes.push(b'\n');
+    write_atomic(&path, &bytes)?;
+    Ok(path)
+}
+
+/// Points `<report_dir>/latest` at `run_dir` (relative link, swapped atomically).
+pub fn update_latest(report_dir: &Path, run_dir: &Path) -> Result<(), StoreError> {
+    let link = report_dir.join("latest");
+    let target = run_dir.file_name().map(PathBuf::from).unwrap_or_default();
+    let tmp = report_dir.join(format!(".latest-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let err = |source| StoreError::Write {
+        path: link.clone(),
+        source,
+    };
+    std::os::unix::fs::symlink(&target, &tmp).map_err(err)?;
+    std::fs::rename(&tmp, &link).map_err(err)?;
+    Ok(())
+}
+
+/// Reads a report.json back (for `report show` and tests).
+pub fn read_report(path: &Path) -> Result<Report, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("`{}` is not a report.json: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_dir_names_are_sortable_and_safe() {
+        let t: jiff::Timestamp = "2026-11-27T23:17:41Z".parse().unwrap();
+        assert_eq!(run_dir_name(&t, "backscatter hardening/x"), "20261127T231741Z-backscatter-hardening-x");
+    }
+
+    #[test]
+    fn same_second_runs_get_distinct_dirs_and_latest_moves() {
+        let root = tempfile::tempdir().unwrap();
+        let a = create_run_dir(root.path(), "r").unwrap();
+        let b = create_run_dir(root.path(), "r").unwrap();
+        assert_ne!(a, b);
+        assert!(b.ends_with("r-2"));
+        update_latest(root.path(), &a).unwrap();
+        update_latest(root.path(), &b).unwrap();
+        assert_eq!(std::fs::read_link(root.path().join("latest")).unwrap(), PathBuf::from("r-2"));
+    }
+
+    #[test]
+    fn failed_write_keeps_previous_file() {
+        let root = tempfile::tempdir().unwrap();
+        let p = root.path().join("report.json");
+        write_atomic(&p, b"old").unwrap();
+        // A directory in place of the temp dir's parent makes the write fail.
+        let bad = root.path().join("missing-dir").join("report.json");
+        assert!(write_atomic(&bad, b"new").is_err());
+        assert_eq!(std::fs::read(&p).unwrap(), b"old");
+    }
+}
