@@ -11,6 +11,9 @@
 //! - `sim`: the simulated fleet (russh servers emulating Carbonio nodes).
 
 pub mod engine;
+pub mod carbonio;
+pub mod engine;
 pub mod exit;
 pub mod inventory;
 pub mod playbook;
+pub mod report;

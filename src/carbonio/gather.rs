@@ -15,7 +15,7 @@ pub use super::platform::Platform;
 use super::postfix::{self, SpawnLine};
 use super::prov;
 use crate::playbook::{Playbook, ProbeKind, Scope};
-use crate::ssh::quote::{QuoteError, quote};
+use crate::ssh::{QuoteError, quote};
 
 /// The four systemd role targets; any of them enabled means a systemd-managed node
 /// (CARBONIO.md §4.2, the check Carbonio's own scripts use).
@@ -141,49 +141,33 @@ impl GatherPlan {
                 server_attrs.push(c.attr.clone());
             }
         }
-        let mut params: Vec<String> = BASE_POSTCONF.iter().map(|s| s.to_string()).collect();
-        let mut command_probes = Vec::new();
-        for p in &playbook.probes {
-            match &p.kind {
-                ProbeKind::Postconf { param } if !params.contains(param) => {
-                    params.push(param.clone())
-                }
-                ProbeKind::Command { .. } => command_probes.push(p.id.clone()),
-                _ => {}
-            }
-        }
+        let params = postconf_params(playbook);
+        let command_probes: Vec<String> = playbook
+            .probes
+            .iter()
+            .filter(|p| matches!(p.kind, ProbeKind::Command { .. }))
+            .map(|p| p.id.clone())
+            .collect();
 
         let mut s = String::new();
-        let section = |s: &mut String, name: &str, body: &str| {
-            s.push_str(&format!(
-                "echo '#cfleet-{nonce} {name}'; {body}; echo \"#cfleet-{nonce} rc $?\"\n"
-            ));
-        };
         let targets = SYSTEMD_TARGETS
             .iter()
             .map(|t| quote(t))
             .collect::<Result<Vec<_>, _>>()?
             .join(" ");
-        section(&mut s, "platform", &format!("systemctl is-enabled {targets} 2>&1"));
-        section(&mut s, "version", "zmcontrol -v 2>&1");
+        section(&mut s, nonce, "platform", &format!("systemctl is-enabled {targets} 2>&1"));
+        section(&mut s, nonce, "version", "zmcontrol -v 2>&1");
         s.push_str("h=$(zmhostname)\n");
-        section(&mut s, "hostname", "echo \"$h\"");
-        let quoted_params = params
-            .iter()
-            .map(|p| quote(p))
-            .collect::<Result<Vec<_>, _>>()?
-            .join(" ");
-        section(&mut s, "postconf", &format!("postconf {quoted_params} 2>&1"));
-        section(&mut s, "master", "postconf -M policy/unix 2>&1");
-        section(
-            &mut s,
-            "template",
-            &format!("grep -F zmpostfixpolicyd {} 2>&1", quote(MASTER_TEMPLATE)?),
-        );
-        section(&mut s, "passwd", "getent passwd 2>&1");
+        section(&mut s, nonce, "hostname", "echo \"$h\"");
+        effective_sections(&mut s, nonce, &params)?;
         for p in &playbook.probes {
             if let ProbeKind::Command { command } = &p.kind {
-                section(&mut s, &format!("command {}", p.id), &format!("{{ {command}\n}} 2>&1"));
+                section(
+                    &mut s,
+                    nonce,
+                    &format!("command {}", p.id),
+                    &format!("sh -c {} 2>&1", quote(command)?),
+                );
             }
         }
 
@@ -200,8 +184,9 @@ impl GatherPlan {
         let batch_len = lines.len() - 1;
         section(
             &mut s,
+            nonce,
             "prov",
-            &format!("printf '%s\\n' {} | carbonio prov", lines.join(" ")),
+            &prov::feed_command(&lines),
         );
         Ok(Self {
             nonce: nonce.to_string(),
@@ -242,11 +227,7 @@ impl GatherPlan {
         if hostname.is_empty() {
             return Err(GatherError::NoHostname(host_sec.status));
         }
-        let postconf = postfix::parse_postconf(&get("postconf")?.output);
-        let policy_service = postfix::parse_spawn_line(&get("master")?.output)
-            .filter(|l| l.active);
-        let policy_template = postfix::parse_spawn_line(&get("template")?.output);
-        let users = postfix::passwd_users(&get("passwd")?.output);
+        let eff = parse_effective(&sections)?;
         let mut commands = BTreeMap::new();
         for id in &self.command_probes {
             commands.insert(id.clone(), get(&format!("command {id}"))?.clone());
@@ -286,13 +267,103 @@ impl GatherPlan {
             global,
             server,
             domains,
-            postconf,
-            policy_service,
-            policy_template,
-            users,
+            postconf: eff.postconf,
+            policy_service: eff.policy_service,
+            policy_template: eff.policy_template,
+            users: eff.users,
             commands,
             platform_evidence: platform_sec.output.trim_end().to_string(),
         })
+    }
+}
+
+/// Postfix parameters the gather reads: the base ones and every `postconf` probe's.
+fn postconf_params(playbook: &Playbook) -> Vec<String> {
+    let mut params: Vec<String> = BASE_POSTCONF.iter().map(|s| s.to_string()).collect();
+    for p in &playbook.probes {
+        if let ProbeKind::Postconf { param } = &p.kind {
+            if !params.contains(param) {
+                params.push(param.clone());
+            }
+        }
+    }
+    params
+}
+
+/// Appends one marker-framed section running `body`.
+fn section(s: &mut String, nonce: &str, name: &str, body: &str) {
+    s.push_str(&format!(
+        "echo '#cfleet-{nonce} {name}'; {body}; echo \"#cfleet-{nonce} rc $?\"\n"
+    ));
+}
+
+/// The sections that read the effective Postfix state (no JVM): shared by the gather
+/// and the health gate.
+fn effective_sections(s: &mut String, nonce: &str, params: &[String]) -> Result<(), QuoteError> {
+    let quoted = params
+        .iter()
+        .map(|p| quote(p))
+        .collect::<Result<Vec<_>, _>>()?
+        .join(" ");
+    section(s, nonce, "postconf", &format!("postconf {quoted} 2>&1"));
+    section(s, nonce, "master", "postconf -M policy/unix 2>&1");
+    section(
+        s,
+        nonce,
+        "template",
+        &format!("grep -F zmpostfixpolicyd {} 2>&1", quote(MASTER_TEMPLATE)?),
+    );
+    section(s, nonce, "passwd", "getent passwd 2>&1");
+    Ok(())
+}
+
+/// The effective Postfix state of a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EffectiveFacts {
+    pub postconf: BTreeMap<String, String>,
+    pub policy_service: Option<SpawnLine>,
+    pub policy_template: Option<SpawnLine>,
+    pub users: Vec<String>,
+}
+
+fn parse_effective(sections: &BTreeMap<String, Section>) -> Result<EffectiveFacts, GatherError> {
+    let get = |name: &str| {
+        sections
+            .get(name)
+            .ok_or_else(|| GatherError::MissingSection(name.to_string()))
+    };
+    Ok(EffectiveFacts {
+        postconf: postfix::parse_postconf(&get("postconf")?.output),
+        policy_service: postfix::parse_spawn_line(&get("master")?.output).filter(|l| l.active),
+        policy_template: postfix::parse_spawn_line(&get("template")?.output),
+        users: postfix::passwd_users(&get("passwd")?.output),
+    })
+}
+
+/// The health gate's read of the effective Postfix config: the gather's effective
+/// sections alone, without the JVM.
+#[derive(Debug, Clone)]
+pub struct EffectivePlan {
+    nonce: String,
+    script: String,
+}
+
+impl EffectivePlan {
+    pub fn new(playbook: &Playbook, nonce: &str) -> Result<Self, QuoteError> {
+        let mut script = String::new();
+        effective_sections(&mut script, nonce, &postconf_params(playbook))?;
+        Ok(Self {
+            nonce: nonce.to_string(),
+            script,
+        })
+    }
+
+    pub fn script(&self) -> &str {
+        &self.script
+    }
+
+    pub fn parse(&self, stdout: &str) -> Result<EffectiveFacts, GatherError> {
+        parse_effective(&split_sections(stdout, &self.nonce))
     }
 }
 

@@ -7,4 +7,5 @@ pub mod gather;
 pub mod platform;
 pub mod postfix;
 pub mod prov;
+pub mod services;
 pub mod values;

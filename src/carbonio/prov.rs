@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use crate::ssh::{QuoteError, quote};
+
 /// The prompt ProvUtil prints (no newline) before it reads each batch line.
 pub const PROMPT: &str = "prov> ";
 
@@ -108,6 +110,23 @@ fn quote_arg(arg: &str) -> Result<String, BatchValueError> {
     }
     s.push('"');
     Ok(s)
+}
+
+/// The shell command that feeds pre-quoted shell `words` (one batch line each, `exit`
+/// last) to ONE `carbonio prov` process through a pipe.
+pub fn feed_command(words: &[String]) -> String {
+    format!("printf '%s\\n' {} | carbonio prov", words.join(" "))
+}
+
+/// The shell command that runs `batch` (ended with `exit`) in one `carbonio prov`.
+pub fn shell_command(batch: &Batch) -> Result<String, QuoteError> {
+    let mut words = batch
+        .lines()
+        .iter()
+        .map(|l| quote(l))
+        .collect::<Result<Vec<_>, _>>()?;
+    words.push("exit".to_string());
+    Ok(feed_command(&words))
 }
 
 /// Splits batch stdout into one output per command, using the prompts.

@@ -84,6 +84,7 @@ pub fn base_report(h: &Host) -> HostReport {
         probes: Vec::new(),
         findings: Vec::new(),
         timings: Timings::default(),
+        apply: None,
     }
 }
 

@@ -134,24 +134,83 @@ async fn gather_one(
         elapsed: connect_time,
     });
     let g0 = Instant::now();
-    let out = match session
+    let outcome = gather_session(&session, host, playbook, plan, nonce).await;
+    let gather_time = g0.elapsed();
+    match outcome {
+        Err(e) => fail(e, Some(connect_time), keep_session.then_some(session)),
+        Ok(gathered) => {
+            events.send(Event::HostGathered {
+                host: host.name.clone(),
+                elapsed: gather_time,
+            });
+            HostGather {
+                host: host.clone(),
+                outcome: Ok(gathered),
+                connect_time: Some(connect_time),
+                gather_time: Some(gather_time),
+                total_time: start.elapsed(),
+                session: keep_session.then_some(session),
+            }
+        }
+    }
+}
+
+/// Gathers again over already open sessions (apply's final verification), at most
+/// `forks` at once, in the given order.
+pub async fn regather(
+    targets: Vec<(Host, Session)>,
+    playbook: &Playbook,
+    plan: &GatherPlan,
+    forks: usize,
+    nonce: &str,
+) -> Vec<HostGather> {
+    let mut results: Vec<(usize, HostGather)> = futures::stream::iter(targets.into_iter().enumerate())
+        .map(|(i, (host, session))| async move {
+            let t0 = Instant::now();
+            let outcome = gather_session(&session, &host, playbook, plan, nonce).await;
+            let elapsed = t0.elapsed();
+            (
+                i,
+                HostGather {
+                    host,
+                    outcome,
+                    connect_time: None,
+                    gather_time: Some(elapsed),
+                    total_time: elapsed,
+                    session: Some(session),
+                },
+            )
+        })
+        .buffer_unordered(forks.max(1))
+        .collect()
+        .await;
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, g)| g).collect()
+}
+
+/// The gather exec and the SMTP probes on an open session.
+pub async fn gather_session(
+    session: &Session,
+    host: &Host,
+    playbook: &Playbook,
+    plan: &GatherPlan,
+    nonce: &str,
+) -> Result<Gathered, HostError> {
+    let command_error = |message: String| HostError {
+        kind: ErrorKind::Command,
+        message,
+        expected_fingerprints: Vec::new(),
+        offered_fingerprint: None,
+    };
+    let out = session
         .exec(RunAs::Zextras, plan.script(), None, host.command_timeout)
         .await
-    {
-        Ok(o) => o,
-        Err(e) => {
-            return fail(
-                HostError {
-                    kind: error_kind(e.kind()),
-                    message: format!("gather failed: {e}"),
-                    expected_fingerprints: Vec::new(),
-                    offered_fingerprint: None,
-                },
-                Some(connect_time),
-                keep_session.then_some(session),
-            );
-        }
-    };
+        .map_err(|e| HostError {
+            kind: error_kind(e.kind()),
+            message: format!("gather failed: {e}"),
+            expected_fingerprints: Vec::new(),
+            offered_fingerprint: None,
+        })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let facts = match (&out.end, plan.parse(&stdout, &stderr)) {
@@ -165,21 +224,11 @@ async fn gather_one(
                 }
             };
             let tail = stderr.trim();
-            let message = if tail.is_empty() {
+            return Err(command_error(if tail.is_empty() {
                 why
             } else {
                 format!("{why}; stderr: {}", last_lines(tail, 3))
-            };
-            return fail(
-                HostError {
-                    kind: ErrorKind::Command,
-                    message,
-                    expected_fingerprints: Vec::new(),
-                    offered_fingerprint: None,
-                },
-                Some(connect_time),
-                keep_session.then_some(session),
-            );
+            }));
         }
     };
     let mut smtp_results = BTreeMap::new();
@@ -188,29 +237,22 @@ async fn gather_one(
             if let ProbeKind::Smtp { rcpt } = &p.kind {
                 let rcpt = match (rcpt, facts.domains.first()) {
                     (Some(r), _) => r.clone(),
-                    (None, Some(d)) => format!("cfleet-probe-{nonce}@{d}"),
+                    (None, Some(d)) => probe_address(nonce, d),
                     (None, None) => continue,
                 };
-                smtp_results.insert(p.id.clone(), smtp_probe(&session, &rcpt).await);
+                smtp_results.insert(p.id.clone(), smtp_probe(session, &rcpt).await);
             }
         }
     }
-    let gather_time = g0.elapsed();
-    events.send(Event::HostGathered {
-        host: host.name.clone(),
-        elapsed: gather_time,
-    });
-    HostGather {
-        host: host.clone(),
-        outcome: Ok(Gathered {
-            facts,
-            smtp: smtp_results,
-        }),
-        connect_time: Some(connect_time),
-        gather_time: Some(gather_time),
-        total_time: start.elapsed(),
-        session: keep_session.then_some(session),
-    }
+    Ok(Gathered {
+        facts,
+        smtp: smtp_results,
+    })
+}
+
+/// An address that exists in no mailbox table: the recipient of every SMTP probe.
+pub fn probe_address(nonce: &str, domain: &str) -> String {
+    format!("cfleet-probe-{nonce}@{domain}")
 }
 
 /// SMTP probe from the node itself: a direct-tcpip channel to its 127.0.0.1:25.

@@ -1,4 +1,14 @@
 //! The engine: gather, verdicts, plan, apply and rollout scheduling. This module only
 //! declares its parts; each lives in its own file.
 
+pub mod apply;
+pub mod changes;
+pub mod check;
+pub mod events;
+pub mod gather;
+pub mod journal;
+pub mod plan;
 pub mod rollout;
+pub mod run;
+pub mod smtp;
+pub mod verdict;

@@ -149,26 +149,40 @@ pub fn report_header(command: &str, loaded: &Loaded, limit: Option<&str>, starte
     }
 }
 
-/// Writes the report set and prints where it is. A write failure is reported and turns
-/// the exit code into a failure: an audit whose evidence was lost did not succeed.
+/// Writes the report set into a new run directory and prints the summary.
 pub fn finish(report: &mut Report, report_dir: &Path, started: jiff::Timestamp, json: bool) -> i32 {
     let dir_name = store::run_dir_name(&started, &report.playbook.name);
-    let written = store::create_run_dir(report_dir, &dir_name).and_then(|dir| {
-        store::write_report(&dir, report)?;
-        store::update_latest(report_dir, &dir)?;
-        Ok(dir)
-    });
+    match store::create_run_dir(report_dir, &dir_name) {
+        Ok(dir) => finish_in(report, report_dir, &dir, json),
+        Err(e) => {
+            print_summary(report, json);
+            eprintln!("carbonio-fleet: the report could not be written: {e}");
+            exit::HOST_FAILED.max(report.exit_code)
+        }
+    }
+}
+
+fn print_summary(report: &Report, json: bool) {
     let mut out = std::io::stdout().lock();
     if json {
-        let _ = serde_json::to_writer_pretty(&mut out, &*report);
+        let _ = serde_json::to_writer_pretty(&mut out, report);
         let _ = writeln!(out);
     } else {
         let _ = write!(out, "{}", summary::render(report));
     }
+}
+
+/// Writes the report set into `run_dir`, points `latest` at it and prints the summary.
+/// A write failure is reported and turns the exit code into a failure: an audit whose
+/// evidence was lost did not succeed.
+pub fn finish_in(report: &mut Report, report_dir: &Path, run_dir: &Path, json: bool) -> i32 {
+    let written = store::write_report(run_dir, report)
+        .and_then(|_| store::update_latest(report_dir, run_dir));
+    print_summary(report, json);
     match written {
-        Ok(dir) => {
+        Ok(()) => {
             if !json {
-                let _ = writeln!(out, "report: {}", dir.join("report.json").display());
+                println!("report: {}", run_dir.join("report.json").display());
             }
             report.exit_code
         }

@@ -394,3 +394,21 @@ fn text_verdict(expect: &Option<ProbeExpect>, whole: &str, items: &[String]) -> 
     };
     if ok { ProbeVerdict::Pass } else { ProbeVerdict::Fail }
 }
+
+/// For a `postconf` probe: whether the effective value meets it (`Err` says what is
+/// there instead). `None` for other probe kinds. Used by apply's health gate.
+pub fn postconf_probe(p: &Probe, postconf: &BTreeMap<String, String>) -> Option<Result<(), String>> {
+    let ProbeKind::Postconf { param } = &p.kind else {
+        return None;
+    };
+    Some(match postconf.get(param) {
+        None => Err(format!("postconf did not print {param}")),
+        Some(value) => match text_verdict(&p.expect, value, &postfix::list_items(value)) {
+            ProbeVerdict::Pass => Ok(()),
+            _ => Err(format!(
+                "{param} = {value} (want {})",
+                expect_text(&p.expect)
+            )),
+        },
+    })
+}

@@ -222,4 +222,66 @@ pub struct HostReport {
     pub probes: Vec<ProbeResult>,
     pub findings: Vec<Finding>,
     pub timings: Timings,
+    /// What apply did on this host (absent for check and plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply: Option<HostApply>,
+}
+
+/// One remote command apply ran, exactly as sent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommandRecord {
+    /// What it was for: `global changes for cluster X`, `restart`, …
+    pub purpose: String,
+    /// The command line as sent over SSH (after quoting and the become wrapper).
+    pub command: String,
+    /// Exit status, or `signal NAME`, or `unknown`.
+    pub exit: String,
+    /// `ERROR:` lines and other problems it printed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestartRecord {
+    /// `zmcontrol restart`, `systemctl restart carbonio-mta.target`, or `none`.
+    pub method: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub ok: bool,
+    /// The last lines of its output.
+    pub output: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GateRecord {
+    pub passed: bool,
+    pub attempts: u32,
+    /// Each check with its last result (`services`, `postconf`, `policy`, `smtp`).
+    pub checks: Vec<GateCheck>,
+    /// Where the SMTP probe came from.
+    pub vantage: String,
+    /// The SMTP dialogue of the last attempt.
+    pub smtp_transcript: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GateCheck {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// The apply side of a host's report.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HostApply {
+    pub commands: Vec<CommandRecord>,
+    /// Rollout batch number (1 = canary), when the host was scheduled to restart.
+    pub batch: Option<usize>,
+    /// `restarted`, `failed: …`, `unreachable`, `not-attempted (…)`,
+    /// `skipped (unchanged)`, or `not needed`.
+    pub rollout: String,
+    pub restart: Option<RestartRecord>,
+    pub gate: Option<GateRecord>,
+    /// Status before apply.
+    pub status_before: Option<HostStatus>,
 }

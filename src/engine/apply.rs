@@ -1,0 +1,949 @@
+//! Remediation: gather → plan the changes → (confirm) → one `carbonio prov` batch per
+//! change set with read-back → staggered restarts with health gates driven by the
+//! rollout scheduler → gather again to prove the result.
+//!
+//! One dispatcher loop owns the run state: it starts batches the [`Scheduler`] hands
+//! out, collects node results, and reacts to Ctrl-C (first: start nothing new, let
+//! in-flight steps finish; second: cancel in-flight gates, still waiting for a restart
+//! already sent). Every completed step is journaled so `--resume` can continue.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::carbonio::gather::{EffectivePlan, GatherPlan, Platform};
+use crate::carbonio::{prov, services, values};
+use crate::engine::changes::{self, ChangePlan, NodeBatch};
+use crate::engine::check;
+use crate::engine::events::{Event, Events};
+use crate::engine::gather::{
+    GatherOptions, HostGather, gather_all, probe_address, regather,
+};
+use crate::engine::journal::{self, Journal};
+use crate::engine::rollout::{Next, NodeResult, RolloutNode, Scheduler};
+use crate::engine::run::{self, Loaded, RunOptions};
+use crate::engine::smtp;
+use crate::engine::verdict;
+use crate::exit;
+use crate::inventory::Host;
+use crate::playbook::{Playbook, ProbeFrom, Rollout};
+use crate::report::model::{
+    CommandRecord, ErrorKind, Finding, GateCheck, GateRecord, HostApply, HostError, HostReport,
+    HostStatus, RestartRecord,
+};
+use crate::report::store;
+use crate::ssh::{Connector, ConnectorOptions, ExecEnd, ExecOutput, Session};
+
+/// Options of `apply`.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    pub run: RunOptions,
+    /// Skip the confirmation prompt.
+    pub yes: bool,
+    /// Continue the last interrupted run: skip hosts its journal marks done.
+    pub resume: bool,
+    /// Target only the hosts that failed in the last run.
+    pub retry_failed: bool,
+}
+
+/// Counts Ctrl-C presses for the whole run: 1 = drain, 2 = cancel.
+fn watch_interrupts() -> (watch::Receiver<u32>, CancellationToken) {
+    let (tx, rx) = watch::channel(0u32);
+    let hard = CancellationToken::new();
+    let hard2 = hard.clone();
+    tokio::spawn(async move {
+        let Ok(mut sig) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        else {
+            return;
+        };
+        let mut n = 0;
+        while sig.recv().await.is_some() {
+            n += 1;
+            let _ = tx.send(n);
+            if n >= 2 {
+                hard2.cancel();
+            }
+        }
+    });
+    (rx, hard)
+}
+
+/// Narrows the targets for `--resume` / `--retry-failed` from the last run's files.
+fn narrow_targets(opts: &ApplyOptions, hosts: Vec<Host>) -> Result<Vec<Host>, String> {
+    let latest = opts.run.report_dir.join("latest");
+    if opts.retry_failed {
+        let report = store::read_report(&latest.join("report.json"))?;
+        let failed: BTreeSet<String> = report
+            .hosts
+            .iter()
+            .filter(|h| {
+                h.status == HostStatus::Failed
+                    || h.apply.as_ref().is_some_and(|a| a.rollout.starts_with("failed"))
+            })
+            .map(|h| h.name.clone())
+            .collect();
+        let hosts: Vec<Host> = hosts.into_iter().filter(|h| failed.contains(&h.name)).collect();
+        if hosts.is_empty() {
+            return Err(format!(
+                "--retry-failed: the last run ({}) has no failed host among the selected hosts",
+                latest.display()
+            ));
+        }
+        return Ok(hosts);
+    }
+    if opts.resume {
+        let path = latest.join(journal::FILE_NAME);
+        let entries = journal::read(&path)
+            .map_err(|e| format!("--resume: cannot read `{}`: {e}", path.display()))?;
+        let done: BTreeSet<String> = journal::done_hosts(&entries).into_iter().collect();
+        let hosts: Vec<Host> = hosts.into_iter().filter(|h| !done.contains(&h.name)).collect();
+        if hosts.is_empty() {
+            return Err(format!(
+                "--resume: every selected host is done according to `{}`",
+                path.display()
+            ));
+        }
+        return Ok(hosts);
+    }
+    Ok(hosts)
+}
+
+/// What the change phase did, per cluster and host.
+#[derive(Default)]
+struct ChangeOutcome {
+    /// Clusters whose global changes that need a restart took effect in LDAP.
+    restart_clusters: BTreeSet<String>,
+    /// Nodes whose own server-entry changes need a restart.
+    restart_nodes: BTreeSet<String>,
+    /// Controls changed successfully, by host (global ones on every node of the cluster).
+    changed: BTreeMap<String, BTreeSet<String>>,
+    commands: BTreeMap<String, Vec<CommandRecord>>,
+    failures: BTreeMap<String, HostError>,
+}
+
+fn exit_text(end: &ExecEnd) -> String {
+    match end {
+        ExecEnd::Status(c) => c.to_string(),
+        ExecEnd::Signal { name, .. } => format!("signal {name}"),
+        ExecEnd::Unknown => "unknown".into(),
+    }
+}
+
+/// Runs one change batch (with its read-back) on `session` and verifies it.
+async fn run_batch(
+    session: &Session,
+    host: &Host,
+    server_name: &str,
+    batch: &NodeBatch,
+    playbook: &Playbook,
+    purpose: String,
+) -> (CommandRecord, Result<(), String>) {
+    let mut record = CommandRecord {
+        purpose,
+        command: String::new(),
+        exit: String::new(),
+        errors: Vec::new(),
+    };
+    let (b, reads) = match changes::batch_with_readback(batch, server_name) {
+        Ok(x) => x,
+        Err(e) => return (record, Err(e.to_string())),
+    };
+    let script = match prov::shell_command(&b) {
+        Ok(s) => s,
+        Err(e) => return (record, Err(e.to_string())),
+    };
+    let out: ExecOutput = match session
+        .exec(crate::ssh::RunAs::Zextras, &script, None, host.command_timeout)
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            record.exit = "not run".into();
+            return (record, Err(e.to_string()));
+        }
+    };
+    record.command = out.command.clone();
+    record.exit = exit_text(&out.end);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    record.errors = prov::error_lines(&stderr);
+    if out.end != ExecEnd::Status(0) || !record.errors.is_empty() {
+        let why = if record.errors.is_empty() {
+            format!("carbonio prov exited {}: {}", record.exit, stderr.trim())
+        } else {
+            format!("carbonio prov reported: {}", record.errors.join("; "))
+        };
+        return (record, Err(why));
+    }
+    let n = batch.changes.len();
+    let split = match prov::split_output(&stdout, n + reads.len()) {
+        Ok(s) => s,
+        Err(e) => return (record, Err(e.to_string())),
+    };
+    // Read back: a value that did not take is a failure, not a success.
+    for (i, c) in batch.changes.iter().enumerate() {
+        let got = prov::values_of(&split.outputs[n + i], &c.attr);
+        let ok = if c.args.first().map(String::as_str) == Some("ms")
+            && c.args.last().is_some_and(|v| v.is_empty())
+        {
+            got.is_empty()
+        } else {
+            playbook
+                .controls
+                .iter()
+                .find(|k| k.id == c.control)
+                .is_some_and(|k| values::satisfies(&k.expect, &got))
+        };
+        if !ok {
+            let msg = format!(
+                "{} did not take: read back {} = {}",
+                c.control,
+                c.attr,
+                values::render(&got)
+            );
+            record.errors.push(msg.clone());
+            return (record, Err(msg));
+        }
+    }
+    (record, Ok(()))
+}
+
+/// Executes the change plan: global batches (one per cluster, on its executor node),
+/// then server batches (one per node), clusters and nodes concurrently.
+async fn execute_changes(
+    plan: &ChangePlan,
+    gathers: &[HostGather],
+    before: &[HostReport],
+    playbook: &Playbook,
+    journal: &Journal,
+    events: &Events,
+) -> ChangeOutcome {
+    let mut out = ChangeOutcome::default();
+    let by_name: BTreeMap<&str, (&HostGather, &HostReport)> = gathers
+        .iter()
+        .zip(before)
+        .map(|(g, r)| (g.host.name.as_str(), (g, r)))
+        .collect();
+    let mut jobs = Vec::new();
+    for (cluster, batch) in &plan.global {
+        jobs.push((Some(cluster.clone()), batch.clone()));
+    }
+    for batch in plan.server.values() {
+        jobs.push((None, batch.clone()));
+    }
+    // Global changes first: a server batch may remove an override that only makes sense
+    // once the global value is right.
+    for phase_global in [true, false] {
+        let futs = jobs
+            .iter()
+            .filter(|(c, _)| c.is_some() == phase_global)
+            .filter_map(|(cluster, batch)| {
+                let (g, r) = by_name.get(batch.node.as_str())?;
+                let session = g.session.as_ref()?;
+                let server = r.carbonio_hostname.clone()?;
+                let purpose = match cluster {
+                    Some(c) => format!("global changes for cluster `{c}`"),
+                    None => format!("server-entry changes for `{server}`"),
+                };
+                Some(async move {
+                    let (rec, res) = run_batch(session, &g.host, &server, batch, playbook, purpose).await;
+                    (cluster.clone(), batch, rec, res)
+                })
+            });
+        let results = futures::future::join_all(futs).await;
+        for (cluster, batch, rec, res) in results {
+            let node = batch.node.clone();
+            let summary: Vec<String> = batch.changes.iter().map(|c| c.args.join(" ")).collect();
+            out.commands.entry(node.clone()).or_default().push(rec);
+            match res {
+                Ok(()) => {
+                    let _ = journal.record(&node, "changed", &summary.join("; "));
+                    events.send(Event::StepFinished {
+                        host: node.clone(),
+                        step: "change".into(),
+                        ok: true,
+                        detail: summary.join("; "),
+                    });
+                    let needs_restart = batch.changes.iter().any(|c| c.restart);
+                    let ids: BTreeSet<String> = batch.changes.iter().map(|c| c.control.clone()).collect();
+                    match &cluster {
+                        Some(c) => {
+                            if needs_restart {
+                                out.restart_clusters.insert(c.clone());
+                            }
+                            for g in gathers.iter().filter(|g| &g.host.cluster == c) {
+                                out.changed.entry(g.host.name.clone()).or_default().extend(ids.iter().cloned());
+                            }
+                        }
+                        None => {
+                            if needs_restart {
+                                out.restart_nodes.insert(node.clone());
+                            }
+                            out.changed.entry(node.clone()).or_default().extend(ids);
+                        }
+                    }
+                }
+                Err(msg) => {
+                    let _ = journal.record(&node, "change-failed", &msg);
+                    events.send(Event::StepFinished {
+                        host: node.clone(),
+                        step: "change".into(),
+                        ok: false,
+                        detail: msg.clone(),
+                    });
+                    out.failures.insert(
+                        node,
+                        HostError {
+                            kind: ErrorKind::Command,
+                            message: msg,
+                            expected_fingerprints: Vec::new(),
+                            offered_fingerprint: None,
+                        },
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One node of the rollout, with what its restart task needs.
+#[derive(Clone)]
+struct NodeCtx {
+    host: Host,
+    session: Session,
+    platform: Platform,
+    domain: Option<String>,
+}
+
+/// What the restart task of one node produced.
+struct NodeRun {
+    name: String,
+    result: NodeResult,
+    restart: Option<RestartRecord>,
+    gate: Option<GateRecord>,
+    command: Option<CommandRecord>,
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Restart then health gate for one node.
+#[allow(clippy::too_many_arguments)]
+async fn restart_and_gate(
+    node: NodeCtx,
+    rollout: Rollout,
+    playbook: Arc<Playbook>,
+    eff: Arc<EffectivePlan>,
+    nonce: String,
+    hard: CancellationToken,
+    journal: Arc<Journal>,
+) -> NodeRun {
+    let name = node.host.name.clone();
+    if node.session.is_closed() {
+        return NodeRun {
+            name,
+            result: NodeResult::Unreachable,
+            restart: None,
+            gate: None,
+            command: None,
+        };
+    }
+    let mut restart = None;
+    let mut command = None;
+    match services::restart_step(rollout.restart, node.platform) {
+        None => {
+            restart = Some(RestartRecord {
+                method: "none (left to zmconfigd, which applies LDAP changes within its polling interval)".into(),
+                started_at: jiff::Timestamp::now().to_string(),
+                finished_at: jiff::Timestamp::now().to_string(),
+                ok: true,
+                output: String::new(),
+            });
+        }
+        Some(step) => {
+            let _ = journal.record(&name, "restart-started", &step.script);
+            let started_at = jiff::Timestamp::now().to_string();
+            // A restart already sent is waited for even after a second Ctrl-C: cutting
+            // it off would leave the node in an unknown state.
+            let timeout = rollout.health_timeout.max(node.host.command_timeout);
+            let res = node.session.exec(step.run_as, &step.script, None, timeout).await;
+            let finished_at = jiff::Timestamp::now().to_string();
+            let (ok, output, rec) = match res {
+                Ok(o) => {
+                    let text = String::from_utf8_lossy(&o.stdout).to_string()
+                        + &String::from_utf8_lossy(&o.stderr);
+                    let rec = CommandRecord {
+                        purpose: "restart".into(),
+                        command: o.command.clone(),
+                        exit: exit_text(&o.end),
+                        errors: Vec::new(),
+                    };
+                    (o.end == ExecEnd::Status(0), tail(&text, 12), rec)
+                }
+                Err(e) => (
+                    false,
+                    e.to_string(),
+                    CommandRecord {
+                        purpose: "restart".into(),
+                        command: step.script.clone(),
+                        exit: "not completed".into(),
+                        errors: vec![e.to_string()],
+                    },
+                ),
+            };
+            command = Some(rec);
+            restart = Some(RestartRecord {
+                method: step.script.trim_end_matches(" 2>&1").to_string(),
+                started_at,
+                finished_at,
+                ok,
+                output: output.clone(),
+            });
+            if !ok {
+                let _ = journal.record(&name, "restart-failed", &output);
+                return NodeRun {
+                    name,
+                    result: NodeResult::Failed {
+                        reason: format!("restart failed: {}", output.lines().last().unwrap_or("")),
+                    },
+                    restart,
+                    gate: None,
+                    command,
+                };
+            }
+            let _ = journal.record(&name, "restarted", "");
+        }
+    }
+    let gate = tokio::select! {
+        g = health_gate(&node, &rollout, &playbook, &eff, &nonce) => g,
+        _ = hard.cancelled() => GateRecord {
+            passed: false,
+            attempts: 0,
+            checks: vec![GateCheck { name: "gate".into(), ok: false, detail: "cancelled by a second Ctrl-C".into() }],
+            vantage: String::new(),
+            smtp_transcript: Vec::new(),
+        },
+    };
+    let result = if gate.passed {
+        let _ = journal.record(&name, "gate-passed", "");
+        let _ = journal.record(&name, "done", "");
+        NodeResult::Restarted
+    } else {
+        let why: Vec<String> = gate
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect();
+        let _ = journal.record(&name, "gate-failed", &why.join("; "));
+        NodeResult::Failed {
+            reason: format!("health gate failed: {}", why.join("; ")),
+        }
+    };
+    NodeRun {
+        name,
+        result,
+        restart,
+        gate: Some(gate),
+        command,
+    }
+}
+
+/// How one gate attempt ended.
+enum GateTry {
+    Pass,
+    /// Not up yet (services starting, 421, refused): try again until the deadline.
+    Retry,
+    /// A definite failure (451, 250 for an unknown recipient, spawn user missing).
+    Fail,
+}
+
+async fn health_gate(
+    node: &NodeCtx,
+    rollout: &Rollout,
+    playbook: &Playbook,
+    eff: &EffectivePlan,
+    nonce: &str,
+) -> GateRecord {
+    let deadline = Instant::now() + rollout.health_timeout;
+    let mut delay = Duration::from_millis(200);
+    let vantage = match rollout.probe_from {
+        ProbeFrom::Node => "node (direct-tcpip to 127.0.0.1:25; a mynetworks client, permitted before the policy service is consulted)".to_string(),
+        ProbeFrom::Orchestrator => format!("orchestrator (TCP to {}:25)", node.host.address),
+    };
+    let mut rec = GateRecord {
+        passed: false,
+        attempts: 0,
+        checks: Vec::new(),
+        vantage,
+        smtp_transcript: Vec::new(),
+    };
+    loop {
+        rec.attempts += 1;
+        let (checks, transcript, verdict) = gate_once(node, rollout, playbook, eff, nonce).await;
+        rec.checks = checks;
+        rec.smtp_transcript = transcript;
+        match verdict {
+            GateTry::Pass => {
+                rec.passed = true;
+                return rec;
+            }
+            GateTry::Fail => return rec,
+            GateTry::Retry => {
+                if Instant::now() + delay >= deadline {
+                    rec.checks.push(GateCheck {
+                        name: "timeout".into(),
+                        ok: false,
+                        detail: format!(
+                            "not healthy within health_timeout {}",
+                            humantime::format_duration(rollout.health_timeout)
+                        ),
+                    });
+                    return rec;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn gate_once(
+    node: &NodeCtx,
+    rollout: &Rollout,
+    playbook: &Playbook,
+    eff: &EffectivePlan,
+    nonce: &str,
+) -> (Vec<GateCheck>, Vec<String>, GateTry) {
+    let mut checks = Vec::new();
+    let timeout = node.host.command_timeout;
+    // 1. services up
+    let st = services::status_step(node.platform);
+    let svc = match node.session.exec(st.run_as, &st.script, None, timeout).await {
+        Ok(o) => {
+            let code = match o.end {
+                ExecEnd::Status(c) => Some(c),
+                _ => None,
+            };
+            services::services_up(node.platform, &String::from_utf8_lossy(&o.stdout), code)
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    let svc_ok = svc.is_ok();
+    checks.push(GateCheck {
+        name: "services".into(),
+        ok: svc_ok,
+        detail: svc.err().unwrap_or_else(|| "up".into()),
+    });
+    if !svc_ok {
+        return (checks, Vec::new(), GateTry::Retry);
+    }
+    // 2. effective Postfix config and the policy service's spawn user
+    let facts = match node.session.exec(crate::ssh::RunAs::Zextras, eff.script(), None, timeout).await {
+        Ok(o) => eff
+            .parse(&String::from_utf8_lossy(&o.stdout))
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let facts = match facts {
+        Ok(f) => f,
+        Err(e) => {
+            checks.push(GateCheck { name: "postconf".into(), ok: false, detail: e });
+            return (checks, Vec::new(), GateTry::Retry);
+        }
+    };
+    let mismatches: Vec<String> = playbook
+        .probes
+        .iter()
+        .filter_map(|p| verdict::postconf_probe(p, &facts.postconf))
+        .filter_map(Result::err)
+        .collect();
+    let pc_ok = mismatches.is_empty();
+    checks.push(GateCheck {
+        name: "postconf".into(),
+        ok: pc_ok,
+        detail: if pc_ok { "effective config matches LDAP".into() } else { mismatches.join("; ") },
+    });
+    if let Some(line) = &facts.policy_service {
+        let user = line.user.clone().unwrap_or_default();
+        let ok = facts.users.iter().any(|u| *u == user);
+        checks.push(GateCheck {
+            name: "policy".into(),
+            ok,
+            detail: if ok {
+                format!("policy service spawns as `{user}`, which exists")
+            } else {
+                format!("policy service spawns as `{user}`, which does not exist: Postfix answers 451 4.3.5 ({})", line.line)
+            },
+        });
+        if !ok {
+            return (checks, Vec::new(), GateTry::Fail);
+        }
+    }
+    if !pc_ok {
+        return (checks, Vec::new(), GateTry::Retry);
+    }
+    // 3. SMTP: an unknown recipient in a hosted domain must be rejected with 5xx.
+    let Some(domain) = &node.domain else {
+        checks.push(GateCheck {
+            name: "smtp".into(),
+            ok: true,
+            detail: "skipped: the node hosts no domain to probe".into(),
+        });
+        return (checks, Vec::new(), GateTry::Pass);
+    };
+    let rcpt = probe_address(nonce, domain);
+    let step = Duration::from_secs(30);
+    let exchange = match rollout.probe_from {
+        ProbeFrom::Node => match node.session.direct_tcpip("127.0.0.1", 25).await {
+            Ok(s) => smtp::probe(s, "carbonio-fleet.probe", &rcpt, step).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
+        ProbeFrom::Orchestrator => {
+            match tokio::net::TcpStream::connect((node.host.address.as_str(), 25)).await {
+                Ok(s) => smtp::probe(s, "carbonio-fleet.probe", &rcpt, step).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    match exchange {
+        Err(e) => {
+            checks.push(GateCheck { name: "smtp".into(), ok: false, detail: e });
+            (checks, Vec::new(), GateTry::Retry)
+        }
+        Ok(ex) => {
+            let reply = ex.deciding_reply().cloned();
+            let (ok, verdict, detail) = match (&ex.rcpt, reply) {
+                (Some(r), _) if (500..600).contains(&r.code) => (true, GateTry::Pass, format!("RCPT TO:<{rcpt}> → {} {}", r.code, r.text)),
+                (_, Some(r)) if r.code == 421 => (false, GateTry::Retry, format!("{} {} (still starting)", r.code, r.text)),
+                (Some(r), _) if (400..500).contains(&r.code) => (false, GateTry::Fail, format!("RCPT TO:<{rcpt}> → {} {}: a temporary failure for every recipient", r.code, r.text)),
+                (Some(r), _) => (false, GateTry::Fail, format!("RCPT TO:<{rcpt}> → {} {}: an unknown recipient was accepted (backscatter)", r.code, r.text)),
+                (None, Some(r)) => (false, GateTry::Retry, format!("dialogue stopped: {} {}", r.code, r.text)),
+                (None, None) => (false, GateTry::Retry, "no reply".into()),
+            };
+            checks.push(GateCheck { name: "smtp".into(), ok, detail });
+            (checks, ex.transcript, verdict)
+        }
+    }
+}
+
+/// Prints the plan summary and asks; `Ok(true)` to go ahead.
+fn confirm(plan: &ChangePlan, restarts: usize) -> bool {
+    use std::io::Write as _;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "\napply will:");
+    for (cluster, b) in &plan.global {
+        for c in &b.changes {
+            let _ = writeln!(err, "  cluster {cluster} (on {}): carbonio prov {}", b.node, crate::ssh::command_line(&c.args).unwrap_or_default());
+        }
+    }
+    for (node, b) in &plan.server {
+        for c in &b.changes {
+            let _ = writeln!(err, "  {node}: carbonio prov {}", crate::ssh::command_line(&c.args).unwrap_or_default());
+        }
+    }
+    for b in &plan.blocked {
+        let _ = writeln!(err, "  NOT changing {} in cluster {}: {}", b.control, b.cluster, b.reason);
+    }
+    let _ = writeln!(err, "  then restart up to {restarts} MTA node(s) in staggered batches");
+    let _ = write!(err, "Proceed? [y/N] ");
+    let _ = err.flush();
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        return false;
+    }
+    matches!(line.trim(), "y" | "Y" | "yes" | "YES")
+}
+
+/// `apply`.
+pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
+    if !opts.yes && !std::io::stdin().is_terminal() {
+        eprintln!(
+            "carbonio-fleet: apply changes nodes and restarts mail services; with no terminal to confirm on, pass --yes"
+        );
+        return exit::USAGE;
+    }
+    let loaded = match run::load(&opts.run) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let hosts = match narrow_targets(opts, loaded.hosts.clone()) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("carbonio-fleet: {e}");
+            return exit::USAGE;
+        }
+    };
+    let loaded = Loaded { hosts, ..loaded };
+    let (interrupts, hard) = watch_interrupts();
+    let started = jiff::Timestamp::now();
+    let t0 = Instant::now();
+    let mut report = run::report_header("apply", &loaded, opts.run.limit.as_deref(), started);
+    let nonce = run::nonce();
+    let (plan, eff) = match (
+        GatherPlan::new(&loaded.playbook, &nonce),
+        EffectivePlan::new(&loaded.playbook, &nonce),
+    ) {
+        (Ok(p), Ok(e)) => (p, Arc::new(e)),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("carbonio-fleet: playbook value cannot be sent to a node: {e}");
+            return exit::USAGE;
+        }
+    };
+    events.send(Event::RunStarted { command: "apply", hosts: loaded.hosts.len() });
+    let connector = Connector::new(ConnectorOptions::default());
+    let gathers = gather_all(
+        &loaded.hosts,
+        &loaded.playbook,
+        &plan,
+        &connector,
+        &GatherOptions { forks: opts.run.forks, keep_sessions: true },
+        &events,
+        &nonce,
+    )
+    .await;
+    let mut before = check::evaluate_all(&loaded.playbook, &gathers);
+    let change_plan = changes::plan(&loaded.playbook, &before);
+    add_blocked_findings(&mut before, &change_plan);
+
+    let interrupted = |rx: &watch::Receiver<u32>| *rx.borrow() > 0;
+    let restart_estimate = before
+        .iter()
+        .filter(|h| h.is_mta == Some(true) && h.status != HostStatus::Failed)
+        .count();
+    let nothing_to_do = change_plan.is_empty()
+        && !before.iter().any(|h| h.status == HostStatus::RestartPending)
+        && loaded.playbook.rollout.only_if_changed;
+    if !opts.yes && !nothing_to_do && !interrupted(&interrupts) && !confirm(&change_plan, restart_estimate) {
+        eprintln!("carbonio-fleet: not confirmed; nothing was changed");
+        return exit::USAGE;
+    }
+
+    let run_dir = match store::create_run_dir(&opts.run.report_dir, &store::run_dir_name(&started, &loaded.playbook.name)) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("carbonio-fleet: {e}; nothing was changed");
+            return exit::HOST_FAILED;
+        }
+    };
+    let journal = match Journal::open(&run_dir) {
+        Ok(j) => Arc::new(j),
+        Err(e) => {
+            eprintln!("carbonio-fleet: cannot open the journal in `{}`: {e}; nothing was changed", run_dir.display());
+            return exit::HOST_FAILED;
+        }
+    };
+    for (g, r) in gathers.iter().zip(&before) {
+        let _ = journal.record(&g.host.name, "gathered", r.status.as_str());
+    }
+
+    let changed = if interrupted(&interrupts) {
+        ChangeOutcome::default()
+    } else {
+        execute_changes(&change_plan, &gathers, &before, &loaded.playbook, &journal, &events).await
+    };
+
+    // Who restarts: reachable MTA nodes whose effective config changed or was left
+    // pending earlier; all reachable MTA nodes when only_if_changed is off.
+    let rollout_cfg = loaded.playbook.rollout.clone();
+    let mut ctxs: BTreeMap<String, NodeCtx> = BTreeMap::new();
+    let mut rollout_nodes = Vec::new();
+    for (g, r) in gathers.iter().zip(&before) {
+        let (Ok(ok), Some(session)) = (&g.outcome, &g.session) else { continue };
+        if !ok.facts.is_mta() || changed.failures.contains_key(&g.host.name) {
+            continue;
+        }
+        let needs = changed.restart_clusters.contains(&g.host.cluster)
+            || changed.restart_nodes.contains(&g.host.name)
+            || r.status == HostStatus::RestartPending;
+        rollout_nodes.push(RolloutNode {
+            name: g.host.name.clone(),
+            cluster: g.host.cluster.clone(),
+            needs_restart: needs,
+        });
+        ctxs.insert(
+            g.host.name.clone(),
+            NodeCtx {
+                host: g.host.clone(),
+                session: session.clone(),
+                platform: ok.facts.platform,
+                domain: ok.facts.domains.first().cloned(),
+            },
+        );
+    }
+    let mut sched = Scheduler::new(rollout_nodes, &rollout_cfg);
+    if interrupted(&interrupts) {
+        sched.interrupt();
+    }
+    let playbook = Arc::new(loaded.playbook.clone());
+    let mut running: JoinSet<NodeRun> = JoinSet::new();
+    let mut runs: BTreeMap<String, NodeRun> = BTreeMap::new();
+    let mut irx = interrupts.clone();
+    let outcome = loop {
+        match sched.next(Instant::now()) {
+            Next::Batch(b) => {
+                events.send(Event::BatchStarted { number: b.number, hosts: b.nodes.clone(), canary: b.is_canary });
+                for n in &b.nodes {
+                    let Some(ctx) = ctxs.get(n).cloned() else { continue };
+                    running.spawn(restart_and_gate(
+                        ctx,
+                        rollout_cfg.clone(),
+                        playbook.clone(),
+                        eff.clone(),
+                        nonce.clone(),
+                        hard.clone(),
+                        journal.clone(),
+                    ));
+                }
+            }
+            Next::Wait => {
+                tokio::select! {
+                    Some(done) = running.join_next() => {
+                        if let Ok(run) = done {
+                            events.send(Event::StepFinished {
+                                host: run.name.clone(),
+                                step: "restart+gate".into(),
+                                ok: matches!(run.result, NodeResult::Restarted),
+                                detail: format!("{:?}", run.result),
+                            });
+                            let _ = sched.record(&run.name, run.result.clone());
+                            runs.insert(run.name.clone(), run);
+                        }
+                    }
+                    Ok(()) = irx.changed() => sched.interrupt(),
+                }
+            }
+            Next::PauseUntil(t) => {
+                events.send(Event::Paused { duration: t.saturating_duration_since(Instant::now()) });
+                tokio::select! {
+                    _ = tokio::time::sleep_until(t.into()) => {}
+                    Ok(()) = irx.changed() => sched.interrupt(),
+                }
+            }
+            Next::Done(o) => break o,
+        }
+    };
+
+    // Prove the result: gather again over the same connections.
+    let after_gathers = if interrupted(&interrupts) && hard.is_cancelled() {
+        Vec::new()
+    } else {
+        let targets: Vec<(Host, Session)> = gathers
+            .iter()
+            .filter_map(|g| g.session.clone().map(|s| (g.host.clone(), s)))
+            .collect();
+        regather(targets, &loaded.playbook, &plan, opts.run.forks, &nonce).await
+    };
+    let after = check::evaluate_all(&loaded.playbook, &after_gathers);
+    let after_by: BTreeMap<&str, &HostReport> = after.iter().map(|h| (h.name.as_str(), h)).collect();
+    let node_outcomes: BTreeMap<&str, _> = outcome.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+
+    let mut hosts = Vec::new();
+    for b in &before {
+        let mut h = match after_by.get(b.name.as_str()) {
+            Some(a) if a.status != HostStatus::Failed || b.status == HostStatus::Failed => (*a).clone(),
+            _ => b.clone(),
+        };
+        h.timings = b.timings.clone();
+        // Findings of the first gather (blocked changes) stay in the record.
+        for f in &b.findings {
+            if !h.findings.iter().any(|x| x.id == f.id && x.message == f.message) {
+                h.findings.push(f.clone());
+            }
+        }
+        let changed_ids = changed.changed.get(&h.name).cloned().unwrap_or_default();
+        for c in &mut h.controls {
+            let prev = b.controls.iter().find(|x| x.id == c.id);
+            c.before = prev.map(|p| p.actual.clone());
+            c.after = Some(c.actual.clone());
+            c.changed = changed_ids.contains(&c.id);
+        }
+        let mut ap = HostApply {
+            status_before: Some(b.status),
+            commands: changed.commands.get(&h.name).cloned().unwrap_or_default(),
+            ..HostApply::default()
+        };
+        if let Some(e) = changed.failures.get(&h.name) {
+            h.status = HostStatus::Failed;
+            h.error = Some(e.clone());
+        }
+        match node_outcomes.get(h.name.as_str()) {
+            Some(n) => {
+                ap.batch = n.batch;
+                ap.rollout = n.state.to_string();
+            }
+            None => {
+                ap.rollout = if b.status == HostStatus::Failed {
+                    "not attempted (unreachable at gather)".into()
+                } else if h.is_mta == Some(false) {
+                    "not needed (not an MTA)".into()
+                } else {
+                    "not needed".into()
+                }
+            }
+        }
+        if let Some(run) = runs.remove(&h.name) {
+            ap.restart = run.restart;
+            ap.gate = run.gate;
+            if let Some(c) = run.command {
+                ap.commands.push(c);
+            }
+            if let NodeResult::Failed { reason } = &run.result {
+                h.status = HostStatus::Failed;
+                h.error = Some(HostError {
+                    kind: ErrorKind::Command,
+                    message: reason.clone(),
+                    expected_fingerprints: Vec::new(),
+                    offered_fingerprint: None,
+                });
+            }
+        }
+        if h.status == HostStatus::Compliant {
+            let _ = journal.record(&h.name, "done", "");
+        }
+        h.apply = Some(ap);
+        hosts.push(h);
+    }
+    report.hosts = hosts;
+    report.summary = check::summarize(&report.hosts);
+    let base = check::exit_code(&report.hosts);
+    report.exit_code = match &outcome.aborted {
+        _ if interrupted(&interrupts) => exit::INTERRUPTED,
+        Some(crate::engine::rollout::AbortReason::Interrupted) => exit::INTERRUPTED,
+        Some(_) => exit::ABORTED,
+        None => base,
+    };
+    report.finished_at = jiff::Timestamp::now().to_string();
+    report.duration_ms = t0.elapsed().as_millis() as u64;
+    let code = run::finish_in(&mut report, &opts.run.report_dir, &run_dir, opts.run.json);
+    events.send(Event::RunFinished { exit_code: code });
+    code
+}
+
+/// Every node of a cluster where a change was blocked gets a finding that says so.
+fn add_blocked_findings(hosts: &mut [HostReport], plan: &ChangePlan) {
+    for b in &plan.blocked {
+        for h in hosts.iter_mut().filter(|h| h.cluster == b.cluster) {
+            let id = format!("{}-BLOCKED", b.control);
+            if h.findings.iter().any(|f| f.id == id) {
+                continue;
+            }
+            h.findings.push(Finding {
+                id,
+                severity: "high".into(),
+                blocking: true,
+                message: format!("{} is not changed in cluster `{}`: {}", b.control, b.cluster, b.reason),
+                evidence: format!("blocking node(s): {}", b.because_of.join(", ")),
+                hint: "fix the spawn user on the named node(s), then run apply again".into(),
+            });
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! `plan`: what apply would do, per cluster and per host, as the exact commands an
+//! operator could paste, plus the restart batches. Read-only: it gathers like `check`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::carbonio::prov;
+use crate::engine::changes::{self, ChangePlan, NodeBatch};
+use crate::engine::check;
+use crate::engine::events::Events;
+use crate::engine::gather::{GatherOptions, gather_all};
+use crate::engine::rollout::{self, RolloutNode};
+use crate::engine::run::{self, RunOptions};
+use crate::exit;
+use crate::inventory::Host;
+use crate::report::model::{HostReport, HostStatus};
+use crate::ssh::{Connector, ConnectorOptions, RunAs, command_line, wrap};
+
+/// The plan as `--format json` prints it.
+#[derive(Debug, Serialize)]
+pub struct PlanOutput {
+    pub changes: ChangePlan,
+    /// Restart batches in order (the first is the canary).
+    pub batches: Vec<Vec<String>>,
+    /// The exact command lines apply would send, per node.
+    pub commands: BTreeMap<String, Vec<String>>,
+}
+
+/// Nodes whose effective config would change (or is pending) and that run the MTA.
+pub fn restart_candidates(hosts: &[HostReport], plan: &ChangePlan, only_if_changed: bool) -> Vec<RolloutNode> {
+    hosts
+        .iter()
+        .filter(|h| h.is_mta == Some(true) && h.status != HostStatus::Failed)
+        .map(|h| {
+            let global = plan
+                .global
+                .get(&h.cluster)
+                .is_some_and(|b| b.changes.iter().any(|c| c.restart));
+            let server = plan
+                .server
+                .get(&h.name)
+                .is_some_and(|b| b.changes.iter().any(|c| c.restart));
+            RolloutNode {
+                name: h.name.clone(),
+                cluster: h.cluster.clone(),
+                needs_restart: !only_if_changed || global || server || h.status == HostStatus::RestartPending,
+            }
+        })
+        .collect()
+}
+
+fn batch_command(host: &Host, batch: &NodeBatch, server: &str) -> Result<String, String> {
+    let (b, _) = changes::batch_with_readback(batch, server).map_err(|e| e.to_string())?;
+    let script = prov::shell_command(&b).map_err(|e| e.to_string())?;
+    wrap(&host.user, host.become_, RunAs::Zextras, &script).map_err(|e| e.to_string())
+}
+
+/// Renders the plan for humans.
+pub fn render(
+    playbook_name: &str,
+    hosts: &[Host],
+    reports: &[HostReport],
+    plan: &ChangePlan,
+    batches: &[Vec<String>],
+    commands: &BTreeMap<String, Vec<String>>,
+) -> String {
+    let mut s = String::new();
+    let by_name: BTreeMap<&str, &HostReport> = reports.iter().map(|r| (r.name.as_str(), r)).collect();
+    let _ = writeln!(s, "plan · {playbook_name} · {} hosts", hosts.len());
+    if plan.is_empty() && batches.is_empty() {
+        let _ = writeln!(s, "\nnothing to change and nothing to restart");
+    }
+    let paste = |args: &[String]| command_line(args).unwrap_or_else(|e| format!("(cannot quote: {e})"));
+    for (cluster, b) in &plan.global {
+        let _ = writeln!(s, "\ncluster {cluster}: global config, changed once, on {} as zextras", b.node);
+        for c in &b.changes {
+            let _ = writeln!(s, "  carbonio prov {}", paste(&c.args));
+        }
+        if let Some(cmds) = commands.get(&b.node) {
+            let _ = writeln!(s, "  sent as one batch (with read-back):\n    {}", cmds[0].replace('\n', "\n    "));
+        }
+    }
+    for (node, b) in &plan.server {
+        let _ = writeln!(s, "\n{node}: server entry, as zextras");
+        for c in &b.changes {
+            let _ = writeln!(s, "  carbonio prov {}", paste(&c.args));
+        }
+        if let Some(cmds) = commands.get(node) {
+            let _ = writeln!(s, "  sent as one batch (with read-back):\n    {}", cmds.last().cloned().unwrap_or_default().replace('\n', "\n    "));
+        }
+    }
+    if !plan.blocked.is_empty() {
+        let _ = writeln!(s, "\nnot changed (blocked):");
+        for b in &plan.blocked {
+            let _ = writeln!(s, "  {} in cluster {}: {}", b.control, b.cluster, b.reason);
+        }
+    }
+    if !batches.is_empty() {
+        let _ = writeln!(s, "\nrestarts (MTA nodes whose effective config changes):");
+        for (i, b) in batches.iter().enumerate() {
+            let methods: Vec<String> = b
+                .iter()
+                .map(|n| {
+                    let m = by_name
+                        .get(n.as_str())
+                        .and_then(|r| r.platform)
+                        .map(|p| match p {
+                            crate::carbonio::platform::Platform::Legacy => "zmcontrol restart",
+                            crate::carbonio::platform::Platform::Systemd => "systemctl restart carbonio-mta.target",
+                        })
+                        .unwrap_or("?");
+                    format!("{n} ({m})")
+                })
+                .collect();
+            let label = if i == 0 { " (canary)" } else { "" };
+            let _ = writeln!(s, "  batch {}{label}: {}", i + 1, methods.join(", "));
+        }
+    }
+    s
+}
+
+/// `plan`.
+pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
+    let loaded = match run::load(opts) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let nonce = run::nonce();
+    let gplan = match crate::carbonio::gather::GatherPlan::new(&loaded.playbook, &nonce) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("carbonio-fleet: playbook value cannot be sent to a node: {e}");
+            return exit::USAGE;
+        }
+    };
+    let connector = Connector::new(ConnectorOptions::default());
+    let gathers = gather_all(
+        &loaded.hosts,
+        &loaded.playbook,
+        &gplan,
+        &connector,
+        &GatherOptions { forks: opts.forks, keep_sessions: false },
+        &events,
+        &nonce,
+    )
+    .await;
+    let reports = check::evaluate_all(&loaded.playbook, &gathers);
+    let cplan = changes::plan(&loaded.playbook, &reports);
+    let candidates = restart_candidates(&reports, &cplan, loaded.playbook.rollout.only_if_changed);
+    let batches = rollout::plan_batches(&candidates, &loaded.playbook.rollout);
+    let host_by: BTreeMap<&str, &Host> = loaded.hosts.iter().map(|h| (h.name.as_str(), h)).collect();
+    let server_by: BTreeMap<&str, String> = reports
+        .iter()
+        .filter_map(|r| r.carbonio_hostname.clone().map(|c| (r.name.as_str(), c)))
+        .collect();
+    let mut commands: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for b in cplan.global.values().chain(cplan.server.values()) {
+        if let (Some(h), Some(server)) = (host_by.get(b.node.as_str()), server_by.get(b.node.as_str())) {
+            let line = batch_command(h, b, server).unwrap_or_else(|e| format!("(cannot build: {e})"));
+            commands.entry(b.node.clone()).or_default().push(line);
+        }
+    }
+    if opts.json {
+        let out = PlanOutput { changes: cplan, batches, commands };
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        print!("{}", render(&loaded.playbook.name, &loaded.hosts, &reports, &cplan, &batches, &commands));
+        let failed: Vec<&str> = reports.iter().filter(|r| r.status == HostStatus::Failed).map(|r| r.name.as_str()).collect();
+        if !failed.is_empty() {
+            println!("\nnot planned (could not be gathered): {}", failed.join(", "));
+        }
+    }
+    check::exit_code(&reports)
+}
