@@ -12,7 +12,6 @@
 
 pub mod engine;
 pub mod carbonio;
-pub mod engine;
 pub mod exit;
 pub mod inventory;
 pub mod playbook;
