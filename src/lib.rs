@@ -16,3 +16,4 @@ pub mod exit;
 pub mod inventory;
 pub mod playbook;
 pub mod report;
+pub mod ui;
