@@ -2,11 +2,11 @@
 //! policy, loaded from TOML (`raw` mirrors the file, `load` validates it into the types
 //! in `model`). A playbook is data; nothing here touches a node.
 
-//mod load;
+mod load;
 mod model;
-//pub mod raw;
+pub mod raw;
 
-//pub use load::{load, load_default, parse};
+pub use load::{load, load_default, parse};
 pub use model::{
     Amount, Control, Expectation, Playbook, Precondition, Probe, ProbeExpect, ProbeFrom,
     ProbeKind, RestartMethod, Rollout, Scope, Severity,
