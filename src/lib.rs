@@ -10,6 +10,7 @@
 //! - `report`: report.json and the terminal summary.
 //! - `sim`: the simulated fleet (russh servers emulating Carbonio nodes).
 
+pub mod cli;
 pub mod config_error;
 pub mod exit;
 pub mod inventory;
