@@ -256,16 +256,14 @@ struct Builder {
 impl Builder {
     fn add_file(&mut self, src: &Source<'_>, raw: RawInventory, errors: &mut Vec<ConfigError>) {
         if let Some(defaults) = &raw.defaults {
-            let layer = settings_layer(src, defaults, "defaults", errors);
+            let layer = settings_layer(src, defaults.get_ref(), "defaults", errors);
             for key in layer.set_keys() {
                 if let Some(first) = self.defaults_origin.get(&key) {
                     errors.push(
-                        ConfigError::file(
-                            src.path,
-                            format!(
-                                "defaults.{key} is already set in `{}`",
-                                first.display()
-                            ),
+                        src.error(
+                            defaults.span(),
+                            format!("defaults.{key}"),
+                            format!("already set in `{}`", first.display()),
                         )
                         .with_hint(
                             "[defaults] applies to every file of the inventory: set each key \
@@ -273,8 +271,7 @@ impl Builder {
                         ),
                     );
                 } else {
-                    self.defaults_origin
-                        .insert(key, src.path.to_path_buf());
+                    self.defaults_origin.insert(key, src.path.to_path_buf());
                 }
             }
             self.defaults.overlay(&layer);
@@ -887,7 +884,7 @@ mod tests {
         assert_eq!(
             err,
             indoc! {"
-                b.toml: defaults.port is already set in `a.toml`
+                b.toml:1:1: defaults.port: already set in `a.toml`
                   hint: [defaults] applies to every file of the inventory: set each key in one file, or use a group
                 b.toml:3:1: groups.g: group `g` is already declared at a.toml:3:1
                 b.toml:5:8: hosts[0].name: duplicate host name `x` (first declared at a.toml:5:8)"}

@@ -98,7 +98,7 @@ with_settings! {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawInventory {
-    pub defaults: Option<RawSettings>,
+    pub defaults: Option<Spanned<RawSettings>>,
     #[serde(default)]
     pub groups: BTreeMap<String, Spanned<RawGroup>>,
     #[serde(default)]
