@@ -293,6 +293,9 @@ mod tests {
     #[test]
     fn display_with_hint_and_without_position() {
         let e = ConfigError::file("x.toml", "cannot read `x.toml`: gone").with_hint("check it");
-        assert_eq!(e.to_string(), "x.toml: cannot read `x.toml`: gone\n  hint: check it");
+        assert_eq!(
+            e.to_string(),
+            "x.toml: cannot read `x.toml`: gone\n  hint: check it"
+        );
     }
 }

@@ -192,7 +192,8 @@ fn parse_forks(s: &str) -> Result<usize, String> {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration like 200ms or 2s: {e}"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration like 200ms or 2s: {e}"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -384,7 +385,9 @@ mod tests {
     #[test]
     fn common_options_parse_with_defaults() {
         let cli = Cli::try_parse_from(["carbonio-fleet", "check", "-i", "inv.toml"]).unwrap();
-        let Command::Check(run) = cli.command else { panic!("check") };
+        let Command::Check(run) = cli.command else {
+            panic!("check")
+        };
         assert_eq!(run.playbook, None);
         assert_eq!(run.common.forks, 64);
         assert_eq!(run.common.report_dir, PathBuf::from("reports"));
@@ -396,11 +399,30 @@ mod tests {
     #[test]
     fn apply_takes_its_own_flags_and_the_common_ones() {
         let cli = Cli::try_parse_from([
-            "carbonio-fleet", "apply", "-i", "inv", "-p", "pb.toml", "--limit", "@acme", "--forks", "8",
-            "--shard", "2/4", "--split-by", "group", "-vv", "--resume", "--yes", "--format", "json",
+            "carbonio-fleet",
+            "apply",
+            "-i",
+            "inv",
+            "-p",
+            "pb.toml",
+            "--limit",
+            "@acme",
+            "--forks",
+            "8",
+            "--shard",
+            "2/4",
+            "--split-by",
+            "group",
+            "-vv",
+            "--resume",
+            "--yes",
+            "--format",
+            "json",
         ])
         .unwrap();
-        let Command::Apply(a) = cli.command else { panic!("apply") };
+        let Command::Apply(a) = cli.command else {
+            panic!("apply")
+        };
         assert!(a.resume && a.yes && !a.retry_failed);
         assert_eq!(a.run.common.limit.as_deref(), Some("@acme"));
         assert_eq!(a.run.common.forks, 8);

@@ -77,7 +77,11 @@ fn counts(inv: &Inventory, hosts: &[&Host], limited: bool) -> (usize, usize) {
     } else {
         inv.groups.len()
     };
-    let clusters = hosts.iter().map(|h| &h.cluster).collect::<BTreeSet<_>>().len();
+    let clusters = hosts
+        .iter()
+        .map(|h| &h.cluster)
+        .collect::<BTreeSet<_>>()
+        .len();
     (groups, clusters)
 }
 
@@ -128,7 +132,15 @@ fn or_dash(s: String) -> String {
 /// Aligned columns, one row per host; `-` for "none" (roles: discovered at run time).
 pub fn render_table(hosts: &[&Host]) -> String {
     const HEADER: [&str; 9] = [
-        "NAME", "ADDRESS", "USER", "BECOME", "CLUSTER", "ROLES", "GROUPS", "JUMP", "HOST KEYS",
+        "NAME",
+        "ADDRESS",
+        "USER",
+        "BECOME",
+        "CLUSTER",
+        "ROLES",
+        "GROUPS",
+        "JUMP",
+        "HOST KEYS",
     ];
     let rows: Vec<[String; 9]> = hosts
         .iter()
@@ -221,7 +233,11 @@ mod tests {
         b.cluster = "acme".into();
         b.roles = vec!["mta".into(), "mailbox".into()];
         b.groups = vec!["acme".into(), "eu".into()];
-        b.jump = Some(JumpSpec { user: "ops".into(), host: "bastion".into(), port: 22 });
+        b.jump = Some(JumpSpec {
+            user: "ops".into(),
+            host: "bastion".into(),
+            port: 22,
+        });
         b.host_key_policy = HostKeyPolicy::AcceptNew;
         assert_eq!(
             render_table(&[&a, &b]),

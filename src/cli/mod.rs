@@ -30,7 +30,11 @@ pub fn run(cli: Cli) -> i32 {
 pub fn parse_failed(e: clap::Error) -> i32 {
     // Printing to a closed stdout/stderr is not worth a panic.
     let _ = e.print();
-    if e.use_stderr() { exit::USAGE } else { exit::OK }
+    if e.use_stderr() {
+        exit::USAGE
+    } else {
+        exit::OK
+    }
 }
 
 /// A command whose implementation is not part of this build: say so, change nothing.

@@ -131,7 +131,12 @@ fn non_empty<'a>(
         return Ok(selected);
     }
     const SHOWN: usize = 8;
-    let mut names: Vec<&str> = inv.hosts.iter().take(SHOWN).map(|h| h.name.as_str()).collect();
+    let mut names: Vec<&str> = inv
+        .hosts
+        .iter()
+        .take(SHOWN)
+        .map(|h| h.name.as_str())
+        .collect();
     let more = inv.hosts.len().saturating_sub(SHOWN);
     let more = format!("and {more} more");
     if inv.hosts.len() > SHOWN {
@@ -196,7 +201,8 @@ mod tests {
     #[test_case(Some("*.example,!@acme"), Ok(vec!["mail.beta.example"]); "glob minus group")]
     fn selections(limit: Option<&str>, expected: Result<Vec<&str>, LimitError>) {
         let inv = inventory();
-        let got = select(&inv, limit).map(|hs| hs.into_iter().map(|h| h.name.as_str()).collect::<Vec<_>>());
+        let got = select(&inv, limit)
+            .map(|hs| hs.into_iter().map(|h| h.name.as_str()).collect::<Vec<_>>());
         assert_eq!(got, expected);
     }
 
@@ -207,7 +213,10 @@ mod tests {
     #[test_case("edge,", "--limit `edge,`: empty pattern (check for a stray comma)"; "stray comma")]
     #[test_case("mx[", "--limit `mx[`: invalid glob `mx[`: unclosed character class; missing ']'"; "bad glob")]
     fn errors(limit: &str, expected: &str) {
-        assert_eq!(select(&inventory(), Some(limit)).unwrap_err().to_string(), expected);
+        assert_eq!(
+            select(&inventory(), Some(limit)).unwrap_err().to_string(),
+            expected
+        );
     }
 
     #[test]

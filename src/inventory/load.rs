@@ -492,28 +492,39 @@ fn settings_layer(
         r.map_err(|e| errors.push(e)).ok()
     }
     let user = raw.user.as_ref().and_then(|u| {
-        keep(errors, if u.get_ref().trim().is_empty() || u.get_ref().contains(char::is_whitespace) {
-            Err(src.error(
-                u.span(),
-                key("user"),
-                format!("invalid user name `{}`", u.get_ref()),
-            ))
-        } else {
-            Ok(u.get_ref().clone())
-        })
+        keep(
+            errors,
+            if u.get_ref().trim().is_empty() || u.get_ref().contains(char::is_whitespace) {
+                Err(src.error(
+                    u.span(),
+                    key("user"),
+                    format!("invalid user name `{}`", u.get_ref()),
+                ))
+            } else {
+                Ok(u.get_ref().clone())
+            },
+        )
     });
     let port = raw.port.as_ref().and_then(|p| {
-        keep(errors, if *p.get_ref() == 0 {
-            Err(src.error(p.span(), key("port"), "port 0 is not a valid SSH port"))
-        } else {
-            Ok(*p.get_ref())
-        })
+        keep(
+            errors,
+            if *p.get_ref() == 0 {
+                Err(src.error(p.span(), key("port"), "port 0 is not a valid SSH port"))
+            } else {
+                Ok(*p.get_ref())
+            },
+        )
     });
     let identity_files = raw.identity_files.as_ref().map(|files| {
         files
             .iter()
             .enumerate()
-            .filter_map(|(i, f)| keep(errors, expand_path(src, f, &format!("{}[{i}]", key("identity_files")))))
+            .filter_map(|(i, f)| {
+                keep(
+                    errors,
+                    expand_path(src, f, &format!("{}[{i}]", key("identity_files"))),
+                )
+            })
             .collect()
     });
     let known_hosts = raw
@@ -522,13 +533,16 @@ fn settings_layer(
         .and_then(|k| keep(errors, expand_path(src, k, &key("known_hosts"))));
     let timeout = |errors: &mut Vec<ConfigError>, v: &Option<Spanned<String>>, name: &str| {
         v.as_ref().and_then(|v| {
-            keep(errors, src.duration(v, &key(name)).and_then(|d| {
-                if d.is_zero() {
-                    Err(src.error(v.span(), key(name), "timeout must be longer than 0s"))
-                } else {
-                    Ok(d)
-                }
-            }))
+            keep(
+                errors,
+                src.duration(v, &key(name)).and_then(|d| {
+                    if d.is_zero() {
+                        Err(src.error(v.span(), key(name), "timeout must be longer than 0s"))
+                    } else {
+                        Ok(d)
+                    }
+                }),
+            )
         })
     };
     let connect_timeout = timeout(errors, &raw.connect_timeout, "connect_timeout");
@@ -582,7 +596,11 @@ fn expand_path(
         };
         let home =
             home_dir().ok_or_else(|| err(format!("cannot expand `{s}`: $HOME is not set")))?;
-        return Ok(if rest.is_empty() { home } else { home.join(rest) });
+        return Ok(if rest.is_empty() {
+            home
+        } else {
+            home.join(rest)
+        });
     }
     let path = Path::new(s);
     if path.is_absolute() {
@@ -657,7 +675,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("inv.toml");
         fs::write(&path, text).unwrap();
-        load(&path).map_err(|e| e.to_string().replace(&format!("{}/", dir.path().display()), ""))
+        load(&path).map_err(|e| {
+            e.to_string()
+                .replace(&format!("{}/", dir.path().display()), "")
+        })
     }
 
     fn messages(text: &str) -> String {
@@ -714,7 +735,9 @@ mod tests {
             roles = ["mta"]
         "#})
         .unwrap();
-        let [m1, m2, m3] = &inv.hosts[..] else { panic!("three hosts") };
+        let [m1, m2, m3] = &inv.hosts[..] else {
+            panic!("three hosts")
+        };
         // The later group in the host's list wins.
         assert_eq!((m1.port, m2.port, m3.port), (2202, 2201, 2201));
         assert_eq!(m1.address, "m1");
@@ -726,7 +749,11 @@ mod tests {
         assert_eq!(m1.command_timeout, Duration::from_secs(300));
         assert_eq!(
             m1.jump,
-            Some(JumpSpec { user: "ops".into(), host: "bastion.eu".into(), port: 2222 })
+            Some(JumpSpec {
+                user: "ops".into(),
+                host: "bastion.eu".into(),
+                port: 2222
+            })
         );
         assert_eq!(m2.jump, None, "an empty jump clears the group's");
         assert_eq!((m1.cluster.as_str(), m3.cluster.as_str()), ("acme", "m3"));
@@ -749,7 +776,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             inv.hosts[0].jump,
-            Some(JumpSpec { user: "ops".into(), host: "bastion".into(), port: 22 })
+            Some(JumpSpec {
+                user: "ops".into(),
+                host: "bastion".into(),
+                port: 22
+            })
         );
     }
 
@@ -864,11 +895,23 @@ mod tests {
     #[test]
     fn directory_merges_files_in_name_order() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("10-hosts.toml"), "[[hosts]]\nname = \"b\"\ngroups = [\"acme\"]\n").unwrap();
-        fs::write(dir.path().join("00-base.toml"), "[defaults]\nport = 2222\n[groups.acme]\nuser = \"ops\"\n[[hosts]]\nname = \"a\"\n").unwrap();
+        fs::write(
+            dir.path().join("10-hosts.toml"),
+            "[[hosts]]\nname = \"b\"\ngroups = [\"acme\"]\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("00-base.toml"),
+            "[defaults]\nport = 2222\n[groups.acme]\nuser = \"ops\"\n[[hosts]]\nname = \"a\"\n",
+        )
+        .unwrap();
         fs::write(dir.path().join("notes.txt"), "not toml").unwrap();
         let inv = load(dir.path()).unwrap();
-        let names: Vec<_> = inv.hosts.iter().map(|h| (h.name.as_str(), h.port, h.user.as_str())).collect();
+        let names: Vec<_> = inv
+            .hosts
+            .iter()
+            .map(|h| (h.name.as_str(), h.port, h.user.as_str()))
+            .collect();
         assert_eq!(names, [("a", 2222, "root"), ("b", 2222, "ops")]);
         assert_eq!(inv.files.len(), 2);
         assert_eq!(inv.hosts[1].source, dir.path().join("10-hosts.toml"));
@@ -877,8 +920,16 @@ mod tests {
     #[test]
     fn directory_conflicts_are_errors() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("a.toml"), "[defaults]\nport = 2222\n[groups.g]\n[[hosts]]\nname = \"x\"\n").unwrap();
-        fs::write(dir.path().join("b.toml"), "[defaults]\nport = 22\n[groups.g]\n[[hosts]]\nname = \"x\"\n").unwrap();
+        fs::write(
+            dir.path().join("a.toml"),
+            "[defaults]\nport = 2222\n[groups.g]\n[[hosts]]\nname = \"x\"\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("b.toml"),
+            "[defaults]\nport = 22\n[groups.g]\n[[hosts]]\nname = \"x\"\n",
+        )
+        .unwrap();
         let err = load(dir.path()).unwrap_err().to_string();
         let err = err.replace(&format!("{}/", dir.path().display()), "");
         assert_eq!(

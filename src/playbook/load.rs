@@ -71,8 +71,12 @@ fn validate(src: &Source<'_>, raw: RawPlaybook, errors: &mut Vec<ConfigError>) -
     let name = non_empty(src, &raw.name, "name", errors);
     if raw.control.is_empty() && raw.probe.is_empty() {
         errors.push(
-            src.error(0..0, "", "the playbook has no `[[control]]` and no `[[probe]]`")
-                .with_hint("a playbook checks at least one control or probe"),
+            src.error(
+                0..0,
+                "",
+                "the playbook has no `[[control]]` and no `[[probe]]`",
+            )
+            .with_hint("a playbook checks at least one control or probe"),
         );
     }
     // Controls and probes share one id space: reports key both by id.
@@ -145,13 +149,20 @@ fn plain_value(
     key: &str,
     errors: &mut Vec<ConfigError>,
 ) -> String {
-    if value.get_ref().contains(['\u{201C}', '\u{201D}', '\u{2018}', '\u{2019}']) {
+    if value
+        .get_ref()
+        .contains(['\u{201C}', '\u{201D}', '\u{2018}', '\u{2019}'])
+    {
         errors.push(
-            src.error(value.span(), key, "the value contains typographic quotes (“ ” ‘ ’)")
-                .with_hint(
-                    "write the bare value: carbonio-fleet quotes every value itself \
+            src.error(
+                value.span(),
+                key,
+                "the value contains typographic quotes (“ ” ‘ ’)",
+            )
+            .with_hint(
+                "write the bare value: carbonio-fleet quotes every value itself \
                      (curly quotes are what makes zmprov answer `usage: modifyConfig(mcf)`)",
-                ),
+            ),
         );
     }
     value.get_ref().clone()
@@ -287,7 +298,9 @@ fn probe(
             errors.push(src.error(
                 raw.kind.span(),
                 format!("{key}.kind"),
-                format!("unknown probe kind `{other}`, expected one of `postconf`, `smtp`, `command`"),
+                format!(
+                    "unknown probe kind `{other}`, expected one of `postconf`, `smtp`, `command`"
+                ),
             ));
             return None;
         }
@@ -322,7 +335,8 @@ fn probe(
             );
         }
     }
-    let required = |name: &str, v: &Option<Spanned<String>>, errors: &mut Vec<ConfigError>| match v {
+    let required = |name: &str, v: &Option<Spanned<String>>, errors: &mut Vec<ConfigError>| match v
+    {
         Some(v) => non_empty(src, v, &format!("{key}.{name}"), errors),
         None => {
             errors.push(src.error(
@@ -457,7 +471,9 @@ fn amount(
             };
             match number.trim().parse::<u32>() {
                 Ok(p) if p > 100 => fail(format!("percentage `{s}` is over 100%")),
-                Ok(p) if i64::from(p) < min => fail(format!("percentage `{s}` must be at least {min}%")),
+                Ok(p) if i64::from(p) < min => {
+                    fail(format!("percentage `{s}` must be at least {min}%"))
+                }
                 Ok(p) => Some(Amount::Percent(u8::try_from(p).ok()?)),
                 Err(_) => fail(format!("`{s}` is not a whole percentage")),
             }
@@ -514,27 +530,29 @@ fn rollout(src: &Source<'_>, raw: RawRollout, errors: &mut Vec<ConfigError>) -> 
     };
     let per_cluster = count(&raw.per_cluster, "per_cluster", 1, errors);
     let canary = count(&raw.canary, "canary", 0, errors);
-    let pause = raw
-        .pause
-        .as_ref()
-        .and_then(|p| src.duration(p, "rollout.pause").map_err(|e| errors.push(e)).ok());
-    let health_timeout = raw.health_timeout.as_ref().and_then(|h| {
-        match src.duration(h, "rollout.health_timeout") {
-            Ok(d) if d.is_zero() => {
-                errors.push(src.error(
-                    h.span(),
-                    "rollout.health_timeout",
-                    "must be longer than 0s",
-                ));
-                None
-            }
-            Ok(d) => Some(d),
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        }
+    let pause = raw.pause.as_ref().and_then(|p| {
+        src.duration(p, "rollout.pause")
+            .map_err(|e| errors.push(e))
+            .ok()
     });
+    let health_timeout =
+        raw.health_timeout
+            .as_ref()
+            .and_then(|h| match src.duration(h, "rollout.health_timeout") {
+                Ok(d) if d.is_zero() => {
+                    errors.push(src.error(
+                        h.span(),
+                        "rollout.health_timeout",
+                        "must be longer than 0s",
+                    ));
+                    None
+                }
+                Ok(d) => Some(d),
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            });
     let max_failures = raw.max_failures.as_ref().and_then(|m| {
         amount(
             src,
@@ -577,19 +595,54 @@ mod tests {
         let summary: Vec<_> = pb
             .controls
             .iter()
-            .map(|c| (c.id.as_str(), c.attr.as_str(), c.expect.clone(), c.severity, c.restart))
+            .map(|c| {
+                (
+                    c.id.as_str(),
+                    c.attr.as_str(),
+                    c.expect.clone(),
+                    c.severity,
+                    c.restart,
+                )
+            })
             .collect();
         assert_eq!(
             summary,
             [
-                ("BS-01", "zimbraMtaEnableSmtpdPolicyd", Expectation::Equals("TRUE".into()), Severity::High, true),
-                ("BS-02", "zimbraMtaSmtpdRejectUnlistedRecipient", Expectation::Equals("yes".into()), Severity::High, true),
-                ("BS-03", "zimbraMtaSmtpdRejectUnlistedSender", Expectation::Equals("yes".into()), Severity::Medium, true),
-                ("BS-04", "zimbraMtaRestriction", Expectation::Contains("check_policy_service unix:private/policy".into()), Severity::High, true),
+                (
+                    "BS-01",
+                    "zimbraMtaEnableSmtpdPolicyd",
+                    Expectation::Equals("TRUE".into()),
+                    Severity::High,
+                    true
+                ),
+                (
+                    "BS-02",
+                    "zimbraMtaSmtpdRejectUnlistedRecipient",
+                    Expectation::Equals("yes".into()),
+                    Severity::High,
+                    true
+                ),
+                (
+                    "BS-03",
+                    "zimbraMtaSmtpdRejectUnlistedSender",
+                    Expectation::Equals("yes".into()),
+                    Severity::Medium,
+                    true
+                ),
+                (
+                    "BS-04",
+                    "zimbraMtaRestriction",
+                    Expectation::Contains("check_policy_service unix:private/policy".into()),
+                    Severity::High,
+                    true
+                ),
             ]
         );
         assert!(pb.controls.iter().all(|c| c.scope == Scope::Global));
-        assert_eq!(pb.controls[0].precondition, Some(Precondition::PolicySpawnUser));
+        assert_eq!(
+            pb.controls[0].precondition,
+            Some(Precondition::PolicySpawnUser)
+        );
         assert!(pb.controls[1..].iter().all(|c| c.precondition.is_none()));
         let probes: Vec<_> = pb.probes.iter().map(|p| p.id.as_str()).collect();
         assert_eq!(probes, ["EFF-01", "EFF-02", "EFF-03", "SMTP-01"]);
@@ -601,7 +654,10 @@ mod tests {
         assert_eq!(r.pause, Duration::from_secs(5));
         assert_eq!(r.max_failures, Amount::Percent(10));
         assert_eq!(r.health_timeout, Duration::from_secs(180));
-        assert_eq!((r.restart, r.probe_from, r.only_if_changed), (RestartMethod::Auto, ProbeFrom::Node, true));
+        assert_eq!(
+            (r.restart, r.probe_from, r.only_if_changed),
+            (RestartMethod::Auto, ProbeFrom::Node, true)
+        );
     }
 
     #[test]
@@ -619,7 +675,10 @@ mod tests {
         )
         .unwrap();
         let c = &pb.controls[0];
-        assert_eq!((c.scope, c.severity, c.restart), (Scope::Global, Severity::Medium, false));
+        assert_eq!(
+            (c.scope, c.severity, c.restart),
+            (Scope::Global, Severity::Medium, false)
+        );
         assert_eq!(c.expect, Expectation::Absent("old".into()));
         assert_eq!(pb.rollout.batch, [Amount::Percent(10)]);
         assert_eq!(pb.rollout.max_failures, Amount::Percent(5));
@@ -654,10 +713,17 @@ mod tests {
             Path::new("pb.toml"),
         )
         .unwrap();
-        assert!(matches!(&pb.probes[0].kind, ProbeKind::Command { command } if command == "postqueue -p"));
-        assert_eq!(pb.probes[0].expect, Some(ProbeExpect::Absent("deferred".into())));
+        assert!(
+            matches!(&pb.probes[0].kind, ProbeKind::Command { command } if command == "postqueue -p")
+        );
+        assert_eq!(
+            pb.probes[0].expect,
+            Some(ProbeExpect::Absent("deferred".into()))
+        );
         assert_eq!(pb.probes[0].severity, Severity::Low);
-        assert!(matches!(&pb.probes[1].kind, ProbeKind::Smtp { rcpt: Some(r) } if r == "nobody@example.com"));
+        assert!(
+            matches!(&pb.probes[1].kind, ProbeKind::Smtp { rcpt: Some(r) } if r == "nobody@example.com")
+        );
         assert_eq!(pb.probes[1].expect, Some(ProbeExpect::Reply("550".into())));
         assert_eq!(pb.probes[2].expect, None);
     }
@@ -855,7 +921,11 @@ mod tests {
 
     #[test]
     fn shipped_file_on_disk_matches_the_embedded_one() {
-        let on_disk = load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/playbooks/backscatter.toml"))).unwrap();
+        let on_disk = load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/playbooks/backscatter.toml"
+        )))
+        .unwrap();
         assert_eq!(on_disk.controls.len(), load_default().controls.len());
     }
 }
