@@ -109,20 +109,29 @@ impl std::error::Error for ConfigErrors {}
 pub struct Source<'a> {
     pub path: &'a Path,
     pub text: &'a str,
+    /// Byte offset of the start of each line: positions are looked up for every host
+    /// of large inventories, so a scan from the top each time would be quadratic.
+    line_starts: Vec<usize>,
 }
 
 impl<'a> Source<'a> {
     pub fn new(path: &'a Path, text: &'a str) -> Self {
-        Source { path, text }
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Source {
+            path,
+            text,
+            line_starts,
+        }
     }
 
     /// The 1-based line and column of a byte offset.
     pub fn position(&self, offset: usize) -> Position {
-        let offset = offset.min(self.text.len());
-        let before = &self.text[..floor_char_boundary(self.text, offset)];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
+        let offset = floor_char_boundary(self.text, offset.min(self.text.len()));
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let line_start = self.line_starts[line - 1];
+        let column = self.text[line_start..offset].chars().count() + 1;
         Position { line, column }
     }
 
@@ -146,13 +155,16 @@ impl<'a> Source<'a> {
     /// error (unknown key, wrong type) becomes one [`ConfigError`] with the key path
     /// recovered from the error's span.
     pub fn deserialize<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
-        // Parse first: a syntax error has no key path, and a parsed tree lets us name the
-        // key of a later type error (toml keeps its own key list private).
-        let tree = DeTable::parse(self.text).map_err(|e| self.toml_error(&e, String::new()))?;
         toml::from_str::<T>(self.text).map_err(|e| {
+            // toml keeps the key path of a type error private: recover it from the span
+            // by walking the parsed tree (only on this error path). A syntax error leaves
+            // no tree and needs no key.
             let key = e
                 .span()
-                .and_then(|s| key_path_at(tree.get_ref(), s.start))
+                .and_then(|s| {
+                    let tree = DeTable::parse(self.text).ok()?;
+                    key_path_at(tree.get_ref(), s.start)
+                })
                 .unwrap_or_default();
             self.toml_error(&e, key)
         })

@@ -249,6 +249,8 @@ struct Builder {
     /// Which file set each `[defaults]` key first.
     defaults_origin: HashMap<String, PathBuf>,
     groups: Vec<PendingGroup>,
+    /// Index into `groups` by name (MSP inventories hold thousands of groups).
+    group_index: HashMap<String, usize>,
     hosts: Vec<PendingHost>,
     host_places: HashMap<String, Place>,
 }
@@ -283,7 +285,7 @@ impl Builder {
             if let Some(msg) = bad_name(name) {
                 errors.push(place.error(format!("group name `{name}` {msg}")));
             }
-            if let Some(first) = self.groups.iter().find(|g| &g.name == name) {
+            if let Some(first) = self.group_index.get(name).map(|&i| &self.groups[i]) {
                 errors.push(place.error(format!(
                     "group `{name}` is already declared at {}",
                     first.place.describe()
@@ -297,6 +299,7 @@ impl Builder {
                 .as_ref()
                 .and_then(|c| non_empty(src, c, &join_key(&key, "cluster"), errors));
             layer.roles = g.roles.clone();
+            self.group_index.insert(name.clone(), self.groups.len());
             self.groups.push(PendingGroup {
                 name: name.clone(),
                 layer,

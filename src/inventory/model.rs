@@ -76,6 +76,7 @@ pub struct Inventory {
     pub files: Vec<PathBuf>,
     /// Hosts in declaration order.
     pub hosts: Vec<Host>,
-    /// Group names that were declared (`[groups.*]`) or referenced by a host.
+    /// Group names declared with `[groups.*]`, in file order (a host may only
+    /// reference declared groups).
     pub groups: Vec<String>,
 }
