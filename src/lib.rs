@@ -11,6 +11,8 @@
 //! - `sim`: the simulated fleet (russh servers emulating Carbonio nodes).
 
 pub mod engine;
+pub mod cli;
+pub mod config_error;
 pub mod exit;
 pub mod inventory;
 pub mod playbook;
