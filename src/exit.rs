@@ -13,3 +13,31 @@ pub const HOST_FAILED: i32 = 3;
 pub const ABORTED: i32 = 4;
 /// Interrupted by Ctrl-C.
 pub const INTERRUPTED: i32 = 130;
+
+/// Every exit code with its meaning, in the order the help and the README list them.
+pub const TABLE: [(i32, &str); 6] = [
+    (
+        OK,
+        "every targeted host compliant (after apply: remediated and verified)",
+    ),
+    (
+        USAGE,
+        "usage, inventory or playbook error: nothing was contacted",
+    ),
+    (
+        DRIFT,
+        "drift: at least one host non-compliant (check), or still non-compliant after apply",
+    ),
+    (
+        HOST_FAILED,
+        "at least one host unreachable / auth failed / command failed (takes precedence over 2)",
+    ),
+    (
+        ABORTED,
+        "rollout aborted: failure budget exceeded or a canary failed",
+    ),
+    (
+        INTERRUPTED,
+        "interrupted (Ctrl-C): in-flight steps finished, the report and journal say where each host stands",
+    ),
+];

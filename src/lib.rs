@@ -10,8 +10,10 @@
 //! - `report`: report.json and the terminal summary.
 //! - `sim`: the simulated fleet (russh servers emulating Carbonio nodes).
 
-pub mod engine;
 pub mod carbonio;
+pub mod cli;
+pub mod config_error;
+pub mod engine;
 pub mod exit;
 pub mod inventory;
 pub mod playbook;

@@ -1,1 +1,11 @@
-fn main() {}
+//! The `carbonio-fleet` binary: parse the command line, run it, exit with its code.
+
+use clap::Parser;
+
+fn main() {
+    let code = match carbonio_fleet::cli::Cli::try_parse() {
+        Ok(cli) => carbonio_fleet::cli::run(cli),
+        Err(e) => carbonio_fleet::cli::parse_failed(e),
+    };
+    std::process::exit(code);
+}

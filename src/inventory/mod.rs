@@ -1,83 +1,13 @@
 //! Host inventory: TOML files (one file or a directory of `*.toml`) merged into one
-//! validated [`Inventory`]. Raw types mirror the file (`raw`); the validated types below
+//! validated [`Inventory`]. Raw types mirror the file (`raw`); the validated types (`model`)
 //! come out of one conversion step (`load`) with defaults < groups < host precedence
 //! applied. Selection with `--limit` lives in `limit`. Nothing here opens a connection.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::Duration;
+mod limit;
+mod load;
+mod model;
+pub mod raw;
 
-use serde::Serialize;
-
-/// How the tool acts as the `zextras` service user on a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Become {
-    /// `su - zextras -c` when logged in as root, else `sudo -n -u zextras -i`.
-    Auto,
-    Su,
-    Sudo,
-    /// The login user already is `zextras`.
-    None,
-}
-
-/// What to do with a host key that known_hosts does not list. There is no "off".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum HostKeyPolicy {
-    /// Unknown key: refuse the host.
-    Strict,
-    /// Unknown key: record it (hashed) and go on. A changed key is still refused.
-    AcceptNew,
-}
-
-/// A bastion in ProxyJump form `user@host:port`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct JumpSpec {
-    pub user: String,
-    pub host: String,
-    pub port: u16,
-}
-
-/// One resolved host with its effective settings.
-#[derive(Debug, Clone, Serialize)]
-pub struct Host {
-    /// Unique name; the key in every report.
-    pub name: String,
-    /// Where to connect (defaults to `name`).
-    pub address: String,
-    pub port: u16,
-    pub user: String,
-    /// `~` already expanded.
-    pub identity_files: Vec<PathBuf>,
-    #[serde(rename = "become")]
-    pub become_: Become,
-    /// `~` already expanded.
-    pub known_hosts: PathBuf,
-    pub host_key_policy: HostKeyPolicy,
-    #[serde(with = "humantime_serde")]
-    pub connect_timeout: Duration,
-    #[serde(with = "humantime_serde")]
-    pub command_timeout: Duration,
-    pub jump: Option<JumpSpec>,
-    pub groups: Vec<String>,
-    /// Nodes sharing one Carbonio LDAP; defaults to the host's own name.
-    pub cluster: String,
-    /// Declared roles (e.g. "mta"); empty = discover from zimbraServiceEnabled.
-    pub roles: Vec<String>,
-    /// Merged `vars` tables (defaults < groups < host).
-    pub vars: BTreeMap<String, String>,
-    /// The inventory file this host was declared in.
-    pub source: PathBuf,
-}
-
-/// A loaded, validated inventory.
-#[derive(Debug, Clone, Serialize)]
-pub struct Inventory {
-    /// The files that were read, in merge order.
-    pub files: Vec<PathBuf>,
-    /// Hosts in declaration order.
-    pub hosts: Vec<Host>,
-    /// Group names that were declared (`[groups.*]`) or referenced by a host.
-    pub groups: Vec<String>,
-}
+pub use limit::{LimitError, select};
+pub use load::load;
+pub use model::{Become, Host, HostKeyPolicy, Inventory, JumpSpec};

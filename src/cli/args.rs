@@ -1,0 +1,453 @@
+//! The command line as types (clap derive): every subcommand and option of SPEC §3.
+//! Parsing only; what each command does lives in the modules that `cli::run` calls.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::exit;
+
+/// The exit-code table printed under `--help`.
+pub fn exit_codes_help() -> String {
+    let mut s = String::from("Exit codes:\n");
+    for (code, meaning) in exit::TABLE {
+        s.push_str(&format!("  {code:<4} {meaning}\n"));
+    }
+    s
+}
+
+/// Audit and harden fleets of Zextras Carbonio CE mail servers over SSH.
+#[derive(Debug, Parser)]
+#[command(
+    name = "carbonio-fleet",
+    version,
+    about,
+    after_help = exit_codes_help(),
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Audit only: compare every node with the playbook, never change a node
+    #[command(after_help = exit_codes_help())]
+    Check(RunArgs),
+    /// Remediate what is off, then restart in staggered batches with health gates
+    #[command(after_help = exit_codes_help())]
+    Apply(ApplyArgs),
+    /// Show what apply would change, per host, with the exact commands
+    #[command(after_help = exit_codes_help())]
+    Plan(RunArgs),
+    /// List or validate the inventory (nothing is contacted)
+    #[command(subcommand)]
+    Inventory(InventoryCommand),
+    /// Onboard host keys: scan them and show their fingerprints
+    #[command(subcommand)]
+    Hostkeys(HostkeysCommand),
+    /// Manage passwords and key passphrases in the OS keyring
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Read, compare (drift) and merge reports
+    #[command(subcommand)]
+    Report(ReportCommand),
+    /// Run check → apply → check against a simulated fleet over real SSH
+    Demo(DemoArgs),
+    /// Run the simulated fleet on its own (for benchmarks and experiments)
+    Simulate(SimulateArgs),
+}
+
+/// Arguments of `check` and `plan` (and the base of `apply`).
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Inventory file, or directory of *.toml files (merged in name order)
+    #[arg(short, long, value_name = "PATH")]
+    pub inventory: PathBuf,
+    /// Playbook file [default: the built-in playbooks/backscatter.toml]
+    #[arg(short, long, value_name = "PATH")]
+    pub playbook: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonOpts,
+}
+
+/// Options shared by `check`, `plan` and `apply`.
+#[derive(Debug, Args)]
+pub struct CommonOpts {
+    /// Hosts to target: names, globs, @group, !exclude, comma-separated
+    #[arg(long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// Hosts worked on concurrently
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = parse_forks)]
+    pub forks: usize,
+    /// Where run directories with the reports are written
+    #[arg(long, value_name = "DIR", default_value = "reports")]
+    pub report_dir: PathBuf,
+    /// Output format on stdout
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Progress bars on stderr
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+    /// More detail (repeat for more)
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less output (repeat for less)
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+    /// Audit log, one JSON object per line
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+    /// Take the K-th of N deterministic slices of the inventory (1 <= K <= N)
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
+    /// Also write one report set per inventory group
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub split_by: Option<SplitBy>,
+    /// Write OpenMetrics text here too (for the node_exporter textfile collector)
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+/// Arguments of `apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Continue the last interrupted run: skip the hosts its journal marks done
+    #[arg(long)]
+    pub resume: bool,
+    /// Target only the hosts that failed in the last run
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Do not ask for confirmation on a terminal
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    /// Only when stderr is a terminal
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SplitBy {
+    /// One report set per inventory group (e.g. per customer)
+    Group,
+}
+
+/// `--shard K/N`: the K-th (1-based) of N slices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// 1..=count
+    pub index: u32,
+    pub count: u32,
+}
+
+impl FromStr for Shard {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (k, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}` is not of the form K/N (e.g. 2/8)"))?;
+        let number = |x: &str| {
+            x.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("`{x}` in `{s}` is not a whole number"))
+        };
+        let (index, count) = (number(k)?, number(n)?);
+        if count == 0 || index == 0 || index > count {
+            return Err(format!("shard `{s}`: K and N must satisfy 1 <= K <= N"));
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+fn parse_forks(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a whole number")),
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration like 200ms or 2s: {e}"))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InventoryCommand {
+    /// Show every selected host with its effective settings
+    List(InventoryArgs),
+    /// Check the inventory and report every error
+    Validate(InventoryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InventoryArgs {
+    /// Inventory file, or directory of *.toml files
+    #[arg(short, long, value_name = "PATH")]
+    pub inventory: PathBuf,
+    /// Hosts to show: names, globs, @group, !exclude, comma-separated
+    #[arg(long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// Output format on stdout
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostkeysCommand {
+    /// Fetch the host keys of the selected hosts and show their fingerprints
+    Scan(HostkeysScanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HostkeysScanArgs {
+    /// Inventory file, or directory of *.toml files
+    #[arg(short, long, value_name = "PATH")]
+    pub inventory: PathBuf,
+    /// Add the scanned keys to each host's known_hosts file (after showing them)
+    #[arg(long)]
+    pub write: bool,
+    /// Hosts to scan: names, globs, @group, !exclude, comma-separated
+    #[arg(long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store a secret (prompted without echo, or read from stdin)
+    Set(SecretSetArgs),
+    /// Remove a stored secret
+    Delete(SecretDeleteArgs),
+    /// List the stored secrets (names only, never values)
+    List,
+}
+
+/// Whose secret: one host or one inventory group.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct SecretTarget {
+    /// For this host (its inventory name)
+    #[arg(long, value_name = "H")]
+    pub host: Option<String>,
+    /// For every host of this inventory group
+    #[arg(long, value_name = "G")]
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SecretSetArgs {
+    #[command(flatten)]
+    pub target: SecretTarget,
+    /// What the secret unlocks
+    #[arg(long, value_enum, default_value_t = SecretKind::Password)]
+    pub kind: SecretKind,
+    /// Read the secret from stdin instead of prompting (for automation)
+    #[arg(long)]
+    pub stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SecretDeleteArgs {
+    #[command(flatten)]
+    pub target: SecretTarget,
+    /// Which secret to remove
+    #[arg(long, value_enum, default_value_t = SecretKind::Password)]
+    pub kind: SecretKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SecretKind {
+    /// SSH login (or sudo) password
+    Password,
+    /// Passphrase of a private key
+    Passphrase,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Print a report (report.json) as a summary
+    Show(ReportShowArgs),
+    /// Show drift between two reports (OLD, then NEW)
+    Diff(ReportDiffArgs),
+    /// Join the reports of the shards of one run into one
+    Merge(ReportMergeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportShowArgs {
+    /// report.json files (or run directories)
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportDiffArgs {
+    /// The earlier report
+    #[arg(value_name = "OLD")]
+    pub old: PathBuf,
+    /// The later report
+    #[arg(value_name = "NEW")]
+    pub new: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportMergeArgs {
+    /// The shards' report.json files
+    #[arg(required = true, num_args = 2.., value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Where the merged report set is written
+    #[arg(long, value_name = "DIR", default_value = "reports")]
+    pub report_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo's reports are written
+    #[arg(long, value_name = "DIR", default_value = "reports")]
+    pub report_dir: PathBuf,
+    /// Size of the simulated fleet
+    #[arg(long, value_name = "N", default_value_t = 24)]
+    pub nodes: usize,
+    /// Progress bars on stderr
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Number of simulated nodes
+    #[arg(long, value_name = "N")]
+    pub nodes: usize,
+    /// First port; node i listens on P+i (default: free ports chosen by the OS)
+    #[arg(long, value_name = "P")]
+    pub port_base: Option<u16>,
+    /// Mix of node profiles, e.g. "legacy=1,systemd=3"
+    #[arg(long, value_name = "STR")]
+    pub profile_mix: Option<String>,
+    /// Extra latency per command, e.g. 50ms
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub latency: Option<Duration>,
+    /// Where the inventory, known_hosts and keys of the fleet are written
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use test_case::test_case;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test_case("1/1", Ok(Shard { index: 1, count: 1 }); "single")]
+    #[test_case("3/8", Ok(Shard { index: 3, count: 8 }); "middle")]
+    #[test_case("0/8", Err("shard `0/8`: K and N must satisfy 1 <= K <= N".into()); "zero k")]
+    #[test_case("9/8", Err("shard `9/8`: K and N must satisfy 1 <= K <= N".into()); "k over n")]
+    #[test_case("1/0", Err("shard `1/0`: K and N must satisfy 1 <= K <= N".into()); "zero n")]
+    #[test_case("3", Err("`3` is not of the form K/N (e.g. 2/8)".into()); "no slash")]
+    #[test_case("a/8", Err("`a` in `a/8` is not a whole number".into()); "not a number")]
+    fn shards(s: &str, expected: Result<Shard, String>) {
+        assert_eq!(s.parse::<Shard>(), expected);
+    }
+
+    #[test]
+    fn common_options_parse_with_defaults() {
+        let cli = Cli::try_parse_from(["carbonio-fleet", "check", "-i", "inv.toml"]).unwrap();
+        let Command::Check(run) = cli.command else {
+            panic!("check")
+        };
+        assert_eq!(run.playbook, None);
+        assert_eq!(run.common.forks, 64);
+        assert_eq!(run.common.report_dir, PathBuf::from("reports"));
+        assert_eq!(run.common.format, Format::Human);
+        assert_eq!(run.common.progress, Progress::Auto);
+        assert_eq!((run.common.verbose, run.common.quiet), (0, 0));
+    }
+
+    #[test]
+    fn apply_takes_its_own_flags_and_the_common_ones() {
+        let cli = Cli::try_parse_from([
+            "carbonio-fleet",
+            "apply",
+            "-i",
+            "inv",
+            "-p",
+            "pb.toml",
+            "--limit",
+            "@acme",
+            "--forks",
+            "8",
+            "--shard",
+            "2/4",
+            "--split-by",
+            "group",
+            "-vv",
+            "--resume",
+            "--yes",
+            "--format",
+            "json",
+        ])
+        .unwrap();
+        let Command::Apply(a) = cli.command else {
+            panic!("apply")
+        };
+        assert!(a.resume && a.yes && !a.retry_failed);
+        assert_eq!(a.run.common.limit.as_deref(), Some("@acme"));
+        assert_eq!(a.run.common.forks, 8);
+        assert_eq!(a.run.common.shard, Some(Shard { index: 2, count: 4 }));
+        assert_eq!(a.run.common.split_by, Some(SplitBy::Group));
+        assert_eq!(a.run.common.verbose, 2);
+        assert_eq!(a.run.common.format, Format::Json);
+    }
+
+    #[test_case(&["check"]; "inventory required")]
+    #[test_case(&["check", "-i", "x", "--forks", "0"]; "zero forks")]
+    #[test_case(&["check", "-i", "x", "--resume"]; "resume is apply only")]
+    #[test_case(&["secret", "set"]; "secret needs a target")]
+    #[test_case(&["secret", "set", "--host", "a", "--group", "b"]; "host and group exclusive")]
+    #[test_case(&["report", "merge", "one.json"]; "merge needs two")]
+    #[test_case(&["simulate"]; "simulate needs nodes")]
+    fn rejected(args: &[&str]) {
+        let argv = std::iter::once("carbonio-fleet").chain(args.iter().copied());
+        assert!(Cli::try_parse_from(argv).is_err());
+    }
+
+    #[test]
+    fn help_lists_the_exit_codes() {
+        let help = Cli::command().render_help().to_string();
+        assert!(help.contains("Exit codes:\n  0    every targeted host compliant"));
+        assert!(help.contains("  130  interrupted (Ctrl-C)"));
+    }
+}

@@ -1,0 +1,251 @@
+//! `inventory list` and `inventory validate`: load, select, show. Nothing is contacted.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+
+use super::{Format, InventoryArgs};
+use crate::config_error::ConfigErrors;
+use crate::exit;
+use crate::inventory::{self, Become, Host, HostKeyPolicy, Inventory};
+
+/// `inventory list`: every selected host with its effective settings.
+pub fn list(args: &InventoryArgs) -> i32 {
+    let inv = match inventory::load(&args.inventory) {
+        Ok(inv) => inv,
+        Err(e) => return config_failed(&e, "inventory"),
+    };
+    let hosts = match inventory::select(&inv, args.limit.as_deref()) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("carbonio-fleet: {e}");
+            return exit::USAGE;
+        }
+    };
+    let out = match args.format {
+        Format::Human => render_table(&hosts),
+        Format::Json => {
+            serde_json::to_string_pretty(&hosts).expect("hosts serialize to JSON") + "\n"
+        }
+    };
+    print_stdout(&out)
+}
+
+/// `inventory validate`: "inventory OK: ..." or every error, exit 1.
+pub fn validate(args: &InventoryArgs) -> i32 {
+    let inv = match inventory::load(&args.inventory) {
+        Ok(inv) => inv,
+        Err(e) => {
+            if args.format == Format::Json {
+                let doc = serde_json::json!({ "ok": false, "errors": e });
+                print_stdout(&format!("{doc:#}\n"));
+                return exit::USAGE;
+            }
+            return config_failed(&e, "inventory");
+        }
+    };
+    let hosts = match inventory::select(&inv, args.limit.as_deref()) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("carbonio-fleet: {e}");
+            return exit::USAGE;
+        }
+    };
+    let (groups, clusters) = counts(&inv, &hosts, args.limit.is_some());
+    let out = match args.format {
+        Format::Human => format!(
+            "inventory OK: {} hosts, {groups} groups, {clusters} clusters\n",
+            hosts.len()
+        ),
+        Format::Json => {
+            let doc = serde_json::json!({
+                "ok": true, "hosts": hosts.len(), "groups": groups, "clusters": clusters,
+            });
+            format!("{doc:#}\n")
+        }
+    };
+    print_stdout(&out)
+}
+
+/// Groups: all declared ones, or with a limit those the selected hosts belong to.
+fn counts(inv: &Inventory, hosts: &[&Host], limited: bool) -> (usize, usize) {
+    let groups = if limited {
+        hosts
+            .iter()
+            .flat_map(|h| h.groups.iter())
+            .collect::<BTreeSet<_>>()
+            .len()
+    } else {
+        inv.groups.len()
+    };
+    let clusters = hosts
+        .iter()
+        .map(|h| &h.cluster)
+        .collect::<BTreeSet<_>>()
+        .len();
+    (groups, clusters)
+}
+
+/// Prints every error and a closing line to stderr; returns the usage exit code.
+pub(super) fn config_failed(errors: &ConfigErrors, what: &str) -> i32 {
+    eprintln!("{errors}");
+    let n = errors.errors().len();
+    eprintln!(
+        "carbonio-fleet: {n} error{} in the {what}; nothing was contacted",
+        if n == 1 { "" } else { "s" }
+    );
+    exit::USAGE
+}
+
+fn print_stdout(text: &str) -> i32 {
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is the reader's choice, not our failure.
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => exit::OK,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+        Err(e) => {
+            eprintln!("carbonio-fleet: cannot write to stdout: {e}");
+            exit::USAGE
+        }
+    }
+}
+
+fn become_name(b: Become) -> &'static str {
+    match b {
+        Become::Auto => "auto",
+        Become::Su => "su",
+        Become::Sudo => "sudo",
+        Become::None => "none",
+    }
+}
+
+fn policy_name(p: HostKeyPolicy) -> &'static str {
+    match p {
+        HostKeyPolicy::Strict => "strict",
+        HostKeyPolicy::AcceptNew => "accept-new",
+    }
+}
+
+fn or_dash(s: String) -> String {
+    if s.is_empty() { "-".to_owned() } else { s }
+}
+
+/// Aligned columns, one row per host; `-` for "none" (roles: discovered at run time).
+pub fn render_table(hosts: &[&Host]) -> String {
+    const HEADER: [&str; 9] = [
+        "NAME",
+        "ADDRESS",
+        "USER",
+        "BECOME",
+        "CLUSTER",
+        "ROLES",
+        "GROUPS",
+        "JUMP",
+        "HOST KEYS",
+    ];
+    let rows: Vec<[String; 9]> = hosts
+        .iter()
+        .map(|h| {
+            [
+                h.name.clone(),
+                if h.address.contains(':') {
+                    format!("[{}]:{}", h.address, h.port)
+                } else {
+                    format!("{}:{}", h.address, h.port)
+                },
+                h.user.clone(),
+                become_name(h.become_).to_owned(),
+                h.cluster.clone(),
+                or_dash(h.roles.join(",")),
+                or_dash(h.groups.join(",")),
+                or_dash(
+                    h.jump
+                        .as_ref()
+                        .map(|j| format!("{}@{}:{}", j.user, j.host, j.port))
+                        .unwrap_or_default(),
+                ),
+                policy_name(h.host_key_policy).to_owned(),
+            ]
+        })
+        .collect();
+    let mut widths = HEADER.map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else {
+                l.push_str(cell);
+                l.push_str(&" ".repeat(w - cell.chars().count() + 2));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&HEADER);
+    for row in &rows {
+        line(&row.each_ref().map(String::as_str));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::JumpSpec;
+    use indoc::indoc;
+    use std::time::Duration;
+
+    fn host(name: &str) -> Host {
+        Host {
+            name: name.to_owned(),
+            address: name.to_owned(),
+            port: 22,
+            user: "root".to_owned(),
+            identity_files: vec![],
+            become_: Become::Auto,
+            known_hosts: "kh".into(),
+            host_key_policy: HostKeyPolicy::Strict,
+            connect_timeout: Duration::from_secs(10),
+            command_timeout: Duration::from_secs(300),
+            jump: None,
+            groups: vec![],
+            cluster: name.to_owned(),
+            roles: vec![],
+            vars: Default::default(),
+            source: "inv.toml".into(),
+        }
+    }
+
+    #[test]
+    fn table_is_aligned_with_dashes_for_none() {
+        let a = host("a");
+        let mut b = host("mail2.acme.example");
+        b.address = "2001:db8::2".into();
+        b.port = 2222;
+        b.user = "ops".into();
+        b.become_ = Become::Sudo;
+        b.cluster = "acme".into();
+        b.roles = vec!["mta".into(), "mailbox".into()];
+        b.groups = vec!["acme".into(), "eu".into()];
+        b.jump = Some(JumpSpec {
+            user: "ops".into(),
+            host: "bastion".into(),
+            port: 22,
+        });
+        b.host_key_policy = HostKeyPolicy::AcceptNew;
+        assert_eq!(
+            render_table(&[&a, &b]),
+            indoc! {"
+                NAME                ADDRESS             USER  BECOME  CLUSTER  ROLES        GROUPS   JUMP            HOST KEYS
+                a                   a:22                root  auto    a        -            -        -               strict
+                mail2.acme.example  [2001:db8::2]:2222  ops   sudo    acme     mta,mailbox  acme,eu  ops@bastion:22  accept-new
+            "}
+        );
+    }
+}

@@ -1,0 +1,967 @@
+//! Reading and validating an inventory: one file, or a directory of `*.toml` files
+//! merged in name order, turned into the validated [`Inventory`].
+//!
+//! Precedence, lowest first: the built-in defaults, `[defaults]`, each group of the
+//! host's `groups` list in that order, the `[[hosts]]` entry itself. `vars` tables merge
+//! key by key in the same order. Paths starting with `~` use `$HOME`; other relative
+//! paths are resolved against the directory of the file that sets them, so an inventory
+//! can ship its own `known_hosts` beside it. Every problem found is collected, so one
+//! run shows them all; nothing is connected to here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_spanned::Spanned;
+
+use super::raw::{RawHost, RawInventory, RawSettings};
+use super::{Become, Host, HostKeyPolicy, Inventory, JumpSpec};
+use crate::config_error::{ConfigError, ConfigErrors, Position, Source, join_key};
+
+/// Loads the inventory at `path` (a file or a directory of `*.toml` files).
+pub fn load(path: &Path) -> Result<Inventory, ConfigErrors> {
+    let files = inventory_files(path)?;
+    let mut errors = Vec::new();
+    let mut builder = Builder::default();
+    for file in &files {
+        let text = match fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(e) => {
+                errors.push(ConfigError::file(
+                    file,
+                    format!("cannot read inventory file `{}`: {e}", file.display()),
+                ));
+                continue;
+            }
+        };
+        let src = Source::new(file, &text);
+        match src.deserialize::<RawInventory>() {
+            Ok(raw) => builder.add_file(&src, raw, &mut errors),
+            Err(e) => errors.push(e),
+        }
+    }
+    let inventory = builder.finish(files, &mut errors);
+    // Report in reading order: file by file, top to bottom.
+    errors.sort_by_key(|e| {
+        let file = inventory.files.iter().position(|f| *f == e.file);
+        (file, e.position.map(|p| (p.line, p.column)))
+    });
+    if errors.is_empty() && inventory.hosts.is_empty() {
+        errors.push(
+            ConfigError::file(path, "the inventory declares no host")
+                .with_hint("add at least one `[[hosts]]` table with a `name`"),
+        );
+    }
+    if errors.is_empty() {
+        Ok(inventory)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// The file itself, or the `*.toml` files of a directory sorted by name.
+fn inventory_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let cannot = |e: std::io::Error| {
+        ConfigError::file(
+            path,
+            format!("cannot read inventory `{}`: {e}", path.display()),
+        )
+    };
+    let meta = fs::metadata(path).map_err(cannot)?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in fs::read_dir(path).map_err(cannot)? {
+        let entry = entry.map_err(cannot)?;
+        let p = entry.path();
+        if p.extension().is_some_and(|e| e == "toml") && p.is_file() {
+            files.push(p);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(ConfigError::file(
+            path,
+            format!(
+                "the inventory directory `{}` holds no `*.toml` file",
+                path.display()
+            ),
+        ));
+    }
+    Ok(files)
+}
+
+/// A jump host as written; the user defaults to the host's login user at the end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct JumpParts {
+    user: Option<String>,
+    host: String,
+    port: u16,
+}
+
+/// Settings from one table, already checked and converted; `None` = not set there.
+#[derive(Debug, Clone, Default)]
+struct Layer {
+    user: Option<String>,
+    port: Option<u16>,
+    identity_files: Option<Vec<PathBuf>>,
+    become_: Option<Become>,
+    known_hosts: Option<PathBuf>,
+    host_key_policy: Option<HostKeyPolicy>,
+    connect_timeout: Option<Duration>,
+    command_timeout: Option<Duration>,
+    /// `Some(None)`: explicitly no jump host (`jump = ""`).
+    jump: Option<Option<JumpParts>>,
+    vars: BTreeMap<String, String>,
+    cluster: Option<String>,
+    roles: Option<Vec<String>>,
+}
+
+impl Layer {
+    /// Values set in `top` replace ours; vars merge key by key.
+    fn overlay(&mut self, top: &Layer) {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if top.$f.is_some() { self.$f = top.$f.clone(); } )* };
+        }
+        take!(
+            user,
+            port,
+            identity_files,
+            become_,
+            known_hosts,
+            host_key_policy,
+            connect_timeout,
+            command_timeout,
+            jump,
+            cluster,
+            roles
+        );
+        self.vars
+            .extend(top.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+
+    /// The keys this layer sets (for spotting a `[defaults]` key set in two files).
+    fn set_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = [
+            ("user", self.user.is_some()),
+            ("port", self.port.is_some()),
+            ("identity_files", self.identity_files.is_some()),
+            ("become", self.become_.is_some()),
+            ("known_hosts", self.known_hosts.is_some()),
+            ("host_key_policy", self.host_key_policy.is_some()),
+            ("connect_timeout", self.connect_timeout.is_some()),
+            ("command_timeout", self.command_timeout.is_some()),
+            ("jump", self.jump.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(k, _)| k.to_owned())
+        .collect();
+        keys.extend(self.vars.keys().map(|k| join_key("vars", k)));
+        keys
+    }
+}
+
+/// The built-in defaults of SPEC §4.
+fn builtin_layer() -> Layer {
+    let home_path = |rest: &str| match home_dir() {
+        Some(home) => home.join(rest),
+        // No home directory at all: leave the tilde so the open fails naming the path.
+        None => PathBuf::from(format!("~/{rest}")),
+    };
+    Layer {
+        user: Some("root".to_owned()),
+        port: Some(22),
+        identity_files: Some(vec![home_path(".ssh/id_ed25519")]),
+        become_: Some(Become::Auto),
+        known_hosts: Some(home_path(".ssh/known_hosts")),
+        host_key_policy: Some(HostKeyPolicy::Strict),
+        connect_timeout: Some(Duration::from_secs(10)),
+        command_timeout: Some(Duration::from_secs(5 * 60)),
+        jump: Some(None),
+        ..Layer::default()
+    }
+}
+
+fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(dirs::home_dir)
+}
+
+/// Where something was declared, for errors that point back at it.
+#[derive(Debug, Clone)]
+struct Place {
+    file: PathBuf,
+    position: Position,
+    key: String,
+}
+
+impl Place {
+    fn new(src: &Source<'_>, span: std::ops::Range<usize>, key: String) -> Self {
+        Place {
+            file: src.path.to_path_buf(),
+            position: src.position(span.start),
+            key,
+        }
+    }
+
+    fn error(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            position: Some(self.position),
+            key: self.key.clone(),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}:{}:{}",
+            self.file.display(),
+            self.position.line,
+            self.position.column
+        )
+    }
+}
+
+struct PendingGroup {
+    name: String,
+    layer: Layer,
+    place: Place,
+}
+
+struct PendingHost {
+    name: String,
+    address: Option<String>,
+    groups: Vec<(String, Place)>,
+    layer: Layer,
+    source: PathBuf,
+}
+
+#[derive(Default)]
+struct Builder {
+    defaults: Layer,
+    /// Which file set each `[defaults]` key first.
+    defaults_origin: HashMap<String, PathBuf>,
+    groups: Vec<PendingGroup>,
+    /// Index into `groups` by name (MSP inventories hold thousands of groups).
+    group_index: HashMap<String, usize>,
+    hosts: Vec<PendingHost>,
+    host_places: HashMap<String, Place>,
+}
+
+impl Builder {
+    fn add_file(&mut self, src: &Source<'_>, raw: RawInventory, errors: &mut Vec<ConfigError>) {
+        if let Some(defaults) = &raw.defaults {
+            let layer = settings_layer(src, defaults.get_ref(), "defaults", errors);
+            for key in layer.set_keys() {
+                if let Some(first) = self.defaults_origin.get(&key) {
+                    errors.push(
+                        src.error(
+                            defaults.span(),
+                            format!("defaults.{key}"),
+                            format!("already set in `{}`", first.display()),
+                        )
+                        .with_hint(
+                            "[defaults] applies to every file of the inventory: set each key \
+                             in one file, or use a group",
+                        ),
+                    );
+                } else {
+                    self.defaults_origin.insert(key, src.path.to_path_buf());
+                }
+            }
+            self.defaults.overlay(&layer);
+        }
+
+        for (name, group) in &raw.groups {
+            let key = join_key("groups", name);
+            let place = Place::new(src, group.span(), key.clone());
+            if let Some(msg) = bad_name(name) {
+                errors.push(place.error(format!("group name `{name}` {msg}")));
+            }
+            if let Some(first) = self.group_index.get(name).map(|&i| &self.groups[i]) {
+                errors.push(place.error(format!(
+                    "group `{name}` is already declared at {}",
+                    first.place.describe()
+                )));
+                continue;
+            }
+            let g = group.get_ref();
+            let mut layer = settings_layer(src, &g.settings(), &key, errors);
+            layer.cluster = g
+                .cluster
+                .as_ref()
+                .and_then(|c| non_empty(src, c, &join_key(&key, "cluster"), errors));
+            layer.roles = g.roles.clone();
+            self.group_index.insert(name.clone(), self.groups.len());
+            self.groups.push(PendingGroup {
+                name: name.clone(),
+                layer,
+                place,
+            });
+        }
+
+        for (i, host) in raw.hosts.iter().enumerate() {
+            self.add_host(src, i, host, errors);
+        }
+    }
+
+    fn add_host(
+        &mut self,
+        src: &Source<'_>,
+        index: usize,
+        host: &Spanned<RawHost>,
+        errors: &mut Vec<ConfigError>,
+    ) {
+        let key = format!("hosts[{index}]");
+        let h = host.get_ref();
+        let name = h
+            .name
+            .as_ref()
+            .and_then(|n| non_empty(src, n, &format!("{key}.name"), errors));
+        let address = h
+            .address
+            .as_ref()
+            .and_then(|a| non_empty(src, a, &format!("{key}.address"), errors));
+        let mut layer = settings_layer(src, &h.settings(), &key, errors);
+        layer.cluster = h
+            .cluster
+            .as_ref()
+            .and_then(|c| non_empty(src, c, &format!("{key}.cluster"), errors));
+        layer.roles = h.roles.clone();
+
+        let mut groups: Vec<(String, Place)> = Vec::new();
+        for (j, g) in h.groups.iter().flatten().enumerate() {
+            let place = Place::new(src, g.span(), format!("{key}.groups[{j}]"));
+            if groups.iter().any(|(n, _)| n == g.get_ref()) {
+                errors.push(place.error(format!("group `{}` is listed twice", g.get_ref())));
+            } else {
+                groups.push((g.get_ref().clone(), place));
+            }
+        }
+
+        let Some(name) = name.or_else(|| address.clone()) else {
+            if h.name.is_none() && h.address.is_none() {
+                errors.push(
+                    src.error(host.span(), key, "host has neither `name` nor `address`")
+                        .with_hint("every host needs a unique `name` (the address defaults to it)"),
+                );
+            }
+            return;
+        };
+        let name_span = h.name.as_ref().or(h.address.as_ref()).map(|n| n.span());
+        let place = Place::new(
+            src,
+            name_span.unwrap_or(host.span()),
+            if h.name.is_some() {
+                format!("{key}.name")
+            } else {
+                format!("{key}.address")
+            },
+        );
+        if let Some(msg) = bad_name(&name) {
+            errors.push(place.error(format!("host name `{name}` {msg}")));
+        }
+        if let Some(first) = self.host_places.get(&name) {
+            errors.push(place.error(format!(
+                "duplicate host name `{name}` (first declared at {})",
+                first.describe()
+            )));
+            return;
+        }
+        self.host_places.insert(name.clone(), place);
+        self.hosts.push(PendingHost {
+            name,
+            address,
+            groups,
+            layer,
+            source: src.path.to_path_buf(),
+        });
+    }
+
+    fn finish(self, files: Vec<PathBuf>, errors: &mut Vec<ConfigError>) -> Inventory {
+        let group_layers: HashMap<&str, &Layer> = self
+            .groups
+            .iter()
+            .map(|g| (g.name.as_str(), &g.layer))
+            .collect();
+        let declared: Vec<&str> = self.groups.iter().map(|g| g.name.as_str()).collect();
+        let mut base = builtin_layer();
+        base.overlay(&self.defaults);
+
+        let mut hosts = Vec::with_capacity(self.hosts.len());
+        for pending in self.hosts {
+            let mut eff = base.clone();
+            for (group, place) in &pending.groups {
+                match group_layers.get(group.as_str()) {
+                    Some(layer) => eff.overlay(layer),
+                    None => {
+                        let declared = if declared.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            declared.join(", ")
+                        };
+                        errors.push(
+                            place
+                                .error(format!("unknown group `{group}`"))
+                                .with_hint(format!(
+                                    "declare it with a `[groups.{group}]` table (declared groups: {declared})"
+                                )),
+                        );
+                    }
+                }
+            }
+            eff.overlay(&pending.layer);
+            hosts.push(effective_host(pending, eff));
+        }
+        Inventory {
+            files,
+            hosts,
+            groups: self.groups.into_iter().map(|g| g.name).collect(),
+        }
+    }
+}
+
+/// The host with every setting resolved. The built-in layer sets every `Option` that
+/// is unwrapped here, and overlays only replace values, never clear them.
+fn effective_host(p: PendingHost, eff: Layer) -> Host {
+    let user = eff.user.expect("built-in default");
+    let jump = eff.jump.flatten().map(|j| JumpSpec {
+        user: j.user.unwrap_or_else(|| user.clone()),
+        host: j.host,
+        port: j.port,
+    });
+    Host {
+        address: p.address.unwrap_or_else(|| p.name.clone()),
+        port: eff.port.expect("built-in default"),
+        user,
+        identity_files: eff.identity_files.expect("built-in default"),
+        become_: eff.become_.expect("built-in default"),
+        known_hosts: eff.known_hosts.expect("built-in default"),
+        host_key_policy: eff.host_key_policy.expect("built-in default"),
+        connect_timeout: eff.connect_timeout.expect("built-in default"),
+        command_timeout: eff.command_timeout.expect("built-in default"),
+        jump,
+        groups: p.groups.into_iter().map(|(g, _)| g).collect(),
+        cluster: eff.cluster.unwrap_or_else(|| p.name.clone()),
+        roles: eff.roles.unwrap_or_default(),
+        vars: eff.vars,
+        source: p.source,
+        name: p.name,
+    }
+}
+
+/// Why a host or group name cannot be used in `--limit`, if it cannot.
+fn bad_name(name: &str) -> Option<&'static str> {
+    if name.chars().any(|c| c.is_whitespace() || c == ',') {
+        Some("may not contain whitespace or `,` (they separate --limit patterns)")
+    } else if name.starts_with(['@', '!']) {
+        Some("may not start with `@` or `!` (they have a meaning in --limit)")
+    } else {
+        None
+    }
+}
+
+fn non_empty(
+    src: &Source<'_>,
+    value: &Spanned<String>,
+    key: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<String> {
+    let v = value.get_ref().trim();
+    if v.is_empty() {
+        errors.push(src.error(value.span(), key, "must not be empty"));
+        None
+    } else {
+        Some(v.to_owned())
+    }
+}
+
+/// Converts one table's connection settings, collecting the errors.
+fn settings_layer(
+    src: &Source<'_>,
+    raw: &RawSettings,
+    prefix: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Layer {
+    let key = |k: &str| join_key(prefix, k);
+    fn keep<T>(errors: &mut Vec<ConfigError>, r: Result<T, ConfigError>) -> Option<T> {
+        r.map_err(|e| errors.push(e)).ok()
+    }
+    let user = raw.user.as_ref().and_then(|u| {
+        keep(
+            errors,
+            if u.get_ref().trim().is_empty() || u.get_ref().contains(char::is_whitespace) {
+                Err(src.error(
+                    u.span(),
+                    key("user"),
+                    format!("invalid user name `{}`", u.get_ref()),
+                ))
+            } else {
+                Ok(u.get_ref().clone())
+            },
+        )
+    });
+    let port = raw.port.as_ref().and_then(|p| {
+        keep(
+            errors,
+            if *p.get_ref() == 0 {
+                Err(src.error(p.span(), key("port"), "port 0 is not a valid SSH port"))
+            } else {
+                Ok(*p.get_ref())
+            },
+        )
+    });
+    let identity_files = raw.identity_files.as_ref().map(|files| {
+        files
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| {
+                keep(
+                    errors,
+                    expand_path(src, f, &format!("{}[{i}]", key("identity_files"))),
+                )
+            })
+            .collect()
+    });
+    let known_hosts = raw
+        .known_hosts
+        .as_ref()
+        .and_then(|k| keep(errors, expand_path(src, k, &key("known_hosts"))));
+    let timeout = |errors: &mut Vec<ConfigError>, v: &Option<Spanned<String>>, name: &str| {
+        v.as_ref().and_then(|v| {
+            keep(
+                errors,
+                src.duration(v, &key(name)).and_then(|d| {
+                    if d.is_zero() {
+                        Err(src.error(v.span(), key(name), "timeout must be longer than 0s"))
+                    } else {
+                        Ok(d)
+                    }
+                }),
+            )
+        })
+    };
+    let connect_timeout = timeout(errors, &raw.connect_timeout, "connect_timeout");
+    let command_timeout = timeout(errors, &raw.command_timeout, "command_timeout");
+    let jump = raw.jump.as_ref().and_then(|j| {
+        keep(errors, parse_jump(j.get_ref()).map_err(|reason| {
+            src.error(
+                j.span(),
+                key("jump"),
+                format!("invalid jump host `{}`: {reason}", j.get_ref()),
+            )
+            .with_hint("write it as `user@host:port`, e.g. `ops@bastion.example:22`; user and port are optional, `\"\"` means none")
+        }))
+    });
+    Layer {
+        user,
+        port,
+        identity_files,
+        become_: raw.become_,
+        known_hosts,
+        host_key_policy: raw.host_key_policy,
+        connect_timeout,
+        command_timeout,
+        jump,
+        vars: raw.vars.clone().unwrap_or_default(),
+        cluster: None,
+        roles: None,
+    }
+}
+
+/// `~`, `~/x` → under `$HOME`; a relative path → beside the file that names it.
+fn expand_path(
+    src: &Source<'_>,
+    value: &Spanned<String>,
+    key: &str,
+) -> Result<PathBuf, ConfigError> {
+    let s = value.get_ref();
+    let err = |msg: String| src.error(value.span(), key, msg);
+    if s.trim().is_empty() {
+        return Err(err("path must not be empty".to_owned()));
+    }
+    if let Some(rest) = s.strip_prefix('~') {
+        let rest = match rest.strip_prefix('/') {
+            Some(rest) => rest,
+            None if rest.is_empty() => "",
+            None => {
+                return Err(err(format!(
+                    "cannot expand `{s}`: only `~` and `~/` are expanded (`~user` is not)"
+                )));
+            }
+        };
+        let home =
+            home_dir().ok_or_else(|| err(format!("cannot expand `{s}`: $HOME is not set")))?;
+        return Ok(if rest.is_empty() {
+            home
+        } else {
+            home.join(rest)
+        });
+    }
+    let path = Path::new(s);
+    if path.is_absolute() {
+        Ok(path.to_path_buf())
+    } else {
+        Ok(src.path.parent().unwrap_or(Path::new("")).join(path))
+    }
+}
+
+/// `[user@]host[:port]`, with IPv6 addresses in brackets; `""` = no jump host.
+fn parse_jump(spec: &str) -> Result<Option<JumpParts>, String> {
+    let spec = spec.trim();
+    if spec.is_empty() {
+        return Ok(None);
+    }
+    if spec.contains(char::is_whitespace) {
+        return Err("it contains whitespace".to_owned());
+    }
+    if spec.contains(',') {
+        return Err("only one jump host is supported".to_owned());
+    }
+    let (user, hostport) = match spec.rsplit_once('@') {
+        Some(("", _)) => return Err("the user before `@` is empty".to_owned()),
+        Some((user, rest)) => (Some(user.to_owned()), rest),
+        None => (None, spec),
+    };
+    let (host, port) = if let Some(rest) = hostport.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| "`[` without a closing `]`".to_owned())?;
+        match after {
+            "" => (host, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => return Err(format!("unexpected `{after}` after `]`")),
+            },
+        }
+    } else {
+        match hostport.split_once(':') {
+            Some((_, rest)) if rest.contains(':') => {
+                return Err("write an IPv6 address in brackets, e.g. `[2001:db8::1]:22`".to_owned());
+            }
+            Some((host, port)) => (host, Some(port)),
+            None => (hostport, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("the host is empty".to_owned());
+    }
+    let port = match port {
+        None => 22,
+        Some(p) => match p.parse::<u16>() {
+            Ok(0) | Err(_) => return Err(format!("`{p}` is not a port number (1-65535)")),
+            Ok(n) => n,
+        },
+    };
+    Ok(Some(JumpParts {
+        user,
+        host: host.to_owned(),
+        port,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use indoc::indoc;
+    use test_case::test_case;
+
+    /// Loads `text` from a temp file; errors name the file as `inv.toml`.
+    fn load_str(text: &str) -> Result<Inventory, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inv.toml");
+        fs::write(&path, text).unwrap();
+        load(&path).map_err(|e| {
+            e.to_string()
+                .replace(&format!("{}/", dir.path().display()), "")
+        })
+    }
+
+    fn messages(text: &str) -> String {
+        load_str(text).unwrap_err()
+    }
+
+    #[test_case("", Ok(None); "empty means none")]
+    #[test_case("bastion", Ok(Some(JumpParts { user: None, host: "bastion".into(), port: 22 })); "host only")]
+    #[test_case("ops@b.example:2222", Ok(Some(JumpParts { user: Some("ops".into()), host: "b.example".into(), port: 2222 })); "full")]
+    #[test_case("[2001:db8::1]:22", Ok(Some(JumpParts { user: None, host: "2001:db8::1".into(), port: 22 })); "ipv6")]
+    #[test_case("2001:db8::1", Err("write an IPv6 address in brackets, e.g. `[2001:db8::1]:22`".into()); "bare ipv6")]
+    #[test_case("@b", Err("the user before `@` is empty".into()); "empty user")]
+    #[test_case("ops@:22", Err("the host is empty".into()); "empty host")]
+    #[test_case("b:0", Err("`0` is not a port number (1-65535)".into()); "port zero")]
+    #[test_case("b:ssh", Err("`ssh` is not a port number (1-65535)".into()); "port name")]
+    #[test_case("a,b", Err("only one jump host is supported".into()); "multi hop")]
+    fn jump_specs(spec: &str, expected: Result<Option<JumpParts>, String>) {
+        assert_eq!(parse_jump(spec), expected);
+    }
+
+    #[test]
+    fn precedence_defaults_groups_host() {
+        let inv = load_str(indoc! {r#"
+            [defaults]
+            user = "admin"
+            port = 2200
+            connect_timeout = "3s"
+            vars = { tier = "gold", customer = "none" }
+
+            [groups.eu]
+            port = 2201
+            jump = "ops@bastion.eu:2222"
+
+            [groups.acme]
+            port = 2202
+            cluster = "acme"
+            vars = { customer = "ACME Corp" }
+
+            [[hosts]]
+            name = "m1"
+            groups = ["eu", "acme"]
+
+            [[hosts]]
+            name = "m2"
+            address = "10.0.0.2"
+            groups = ["acme", "eu"]
+            user = "zextras"
+            become = "none"
+            jump = ""
+
+            [[hosts]]
+            name = "m3"
+            groups = ["eu"]
+            roles = ["mta"]
+        "#})
+        .unwrap();
+        let [m1, m2, m3] = &inv.hosts[..] else {
+            panic!("three hosts")
+        };
+        // The later group in the host's list wins.
+        assert_eq!((m1.port, m2.port, m3.port), (2202, 2201, 2201));
+        assert_eq!(m1.address, "m1");
+        assert_eq!(m2.address, "10.0.0.2");
+        assert_eq!((m1.user.as_str(), m2.user.as_str()), ("admin", "zextras"));
+        assert_eq!(m2.become_, Become::None);
+        assert_eq!(m1.become_, Become::Auto);
+        assert_eq!(m1.connect_timeout, Duration::from_secs(3));
+        assert_eq!(m1.command_timeout, Duration::from_secs(300));
+        assert_eq!(
+            m1.jump,
+            Some(JumpSpec {
+                user: "ops".into(),
+                host: "bastion.eu".into(),
+                port: 2222
+            })
+        );
+        assert_eq!(m2.jump, None, "an empty jump clears the group's");
+        assert_eq!((m1.cluster.as_str(), m3.cluster.as_str()), ("acme", "m3"));
+        assert_eq!(m3.roles, ["mta"]);
+        assert_eq!(m1.vars["customer"], "ACME Corp");
+        assert_eq!(m1.vars["tier"], "gold");
+        assert_eq!(m3.vars["customer"], "none");
+        assert_eq!(m1.host_key_policy, HostKeyPolicy::Strict);
+        assert_eq!(inv.groups, ["acme", "eu"]);
+    }
+
+    #[test]
+    fn jump_without_user_uses_the_hosts_login_user() {
+        let inv = load_str(indoc! {r#"
+            [[hosts]]
+            name = "m1"
+            user = "ops"
+            jump = "bastion"
+        "#})
+        .unwrap();
+        assert_eq!(
+            inv.hosts[0].jump,
+            Some(JumpSpec {
+                user: "ops".into(),
+                host: "bastion".into(),
+                port: 22
+            })
+        );
+    }
+
+    #[test]
+    fn paths_expand_tilde_and_resolve_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inv.toml");
+        fs::write(
+            &path,
+            indoc! {r#"
+                [[hosts]]
+                name = "m1"
+                known_hosts = "known_hosts.lab"
+                identity_files = ["~/.ssh/lab_key", "/etc/keys/k"]
+            "#},
+        )
+        .unwrap();
+        let inv = load(&path).unwrap();
+        let home = home_dir().unwrap();
+        assert_eq!(inv.hosts[0].known_hosts, dir.path().join("known_hosts.lab"));
+        assert_eq!(
+            inv.hosts[0].identity_files,
+            [home.join(".ssh/lab_key"), PathBuf::from("/etc/keys/k")]
+        );
+    }
+
+    #[test]
+    fn built_in_defaults() {
+        let inv = load_str("[[hosts]]\nname = \"m1\"\n").unwrap();
+        let h = &inv.hosts[0];
+        let home = home_dir().unwrap();
+        assert_eq!(h.user, "root");
+        assert_eq!(h.port, 22);
+        assert_eq!(h.identity_files, [home.join(".ssh/id_ed25519")]);
+        assert_eq!(h.known_hosts, home.join(".ssh/known_hosts"));
+        assert_eq!(h.connect_timeout, Duration::from_secs(10));
+        assert_eq!(h.jump, None);
+        assert_eq!(h.cluster, "m1");
+        assert!(h.roles.is_empty() && h.groups.is_empty());
+    }
+
+    #[test_case(indoc! {r#"
+        [[hosts]]
+        name = "a"
+        [[hosts]]
+        name = "b"
+        port = "22"
+    "#}, "inv.toml:5:8: hosts[1].port: invalid type: string \"22\", expected u16"; "wrong type")]
+    #[test_case(indoc! {r#"
+        [defaults]
+        usr = "root"
+    "#}, "inv.toml:2:1: defaults.usr: unknown field `usr`, expected one of `user`, `port`, `identity_files`, `become`, `known_hosts`, `host_key_policy`, `connect_timeout`, `command_timeout`, `jump`, `vars`"; "unknown key")]
+    #[test_case(indoc! {r#"
+        [[hosts]]
+        name = "a"
+        egress = ["x"]
+    "#}, "inv.toml:3:1: hosts[0].egress: unknown field `egress`, expected one of `name`, `address`, `groups`, `cluster`, `roles`, `user`, `port`, `identity_files`, `become`, `known_hosts`, `host_key_policy`, `connect_timeout`, `command_timeout`, `jump`, `vars`"; "unknown host key")]
+    #[test_case(indoc! {r#"
+        [defaults]
+        become = "doas"
+    "#}, "inv.toml:2:10: defaults.become: unknown variant `doas`, expected one of `auto`, `su`, `sudo`, `none`"; "bad become")]
+    #[test_case(indoc! {r#"
+        [defaults]
+        host_key_policy = "off"
+    "#}, "inv.toml:2:19: defaults.host_key_policy: unknown variant `off`, expected `strict` or `accept-new`"; "no off switch")]
+    #[test_case("[[hosts]\nname = 1\n", "inv.toml:1:9: unclosed array table, expected `]`"; "syntax error")]
+    #[test_case("[defaults]\nuser = \"root\"\n", "inv.toml: the inventory declares no host\n  hint: add at least one `[[hosts]]` table with a `name`"; "no hosts")]
+    fn single_errors(text: &str, expected: &str) {
+        assert_eq!(messages(text), expected);
+    }
+
+    #[test]
+    fn every_semantic_error_is_reported() {
+        let text = indoc! {r#"
+            [defaults]
+            connect_timeout = "10 parsecs"
+
+            [groups.acme]
+            jump = "ops@:22"
+
+            [[hosts]]
+            name = "m1"
+            groups = ["acme", "eu"]
+
+            [[hosts]]
+            port = 2222
+
+            [[hosts]]
+            name = "m1"
+
+            [[hosts]]
+            name = "m 4"
+            known_hosts = "~ops/kh"
+            command_timeout = "0s"
+        "#};
+        let expected = indoc! {r#"
+            inv.toml:2:19: defaults.connect_timeout: invalid duration `10 parsecs`: unknown time unit "parsecs", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations)
+              hint: durations look like "10s", "5m" or "1h30m"
+            inv.toml:5:8: groups.acme.jump: invalid jump host `ops@:22`: the host is empty
+              hint: write it as `user@host:port`, e.g. `ops@bastion.example:22`; user and port are optional, `""` means none
+            inv.toml:9:19: hosts[0].groups[1]: unknown group `eu`
+              hint: declare it with a `[groups.eu]` table (declared groups: acme)
+            inv.toml:11:1: hosts[1]: host has neither `name` nor `address`
+              hint: every host needs a unique `name` (the address defaults to it)
+            inv.toml:15:8: hosts[2].name: duplicate host name `m1` (first declared at inv.toml:8:8)
+            inv.toml:18:8: hosts[3].name: host name `m 4` may not contain whitespace or `,` (they separate --limit patterns)
+            inv.toml:19:15: hosts[3].known_hosts: cannot expand `~ops/kh`: only `~` and `~/` are expanded (`~user` is not)
+            inv.toml:20:19: hosts[3].command_timeout: timeout must be longer than 0s"#};
+        assert_eq!(messages(text), expected);
+    }
+
+    #[test]
+    fn directory_merges_files_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("10-hosts.toml"),
+            "[[hosts]]\nname = \"b\"\ngroups = [\"acme\"]\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("00-base.toml"),
+            "[defaults]\nport = 2222\n[groups.acme]\nuser = \"ops\"\n[[hosts]]\nname = \"a\"\n",
+        )
+        .unwrap();
+        fs::write(dir.path().join("notes.txt"), "not toml").unwrap();
+        let inv = load(dir.path()).unwrap();
+        let names: Vec<_> = inv
+            .hosts
+            .iter()
+            .map(|h| (h.name.as_str(), h.port, h.user.as_str()))
+            .collect();
+        assert_eq!(names, [("a", 2222, "root"), ("b", 2222, "ops")]);
+        assert_eq!(inv.files.len(), 2);
+        assert_eq!(inv.hosts[1].source, dir.path().join("10-hosts.toml"));
+    }
+
+    #[test]
+    fn directory_conflicts_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("a.toml"),
+            "[defaults]\nport = 2222\n[groups.g]\n[[hosts]]\nname = \"x\"\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("b.toml"),
+            "[defaults]\nport = 22\n[groups.g]\n[[hosts]]\nname = \"x\"\n",
+        )
+        .unwrap();
+        let err = load(dir.path()).unwrap_err().to_string();
+        let err = err.replace(&format!("{}/", dir.path().display()), "");
+        assert_eq!(
+            err,
+            indoc! {"
+                b.toml:1:1: defaults.port: already set in `a.toml`
+                  hint: [defaults] applies to every file of the inventory: set each key in one file, or use a group
+                b.toml:3:1: groups.g: group `g` is already declared at a.toml:3:1
+                b.toml:5:8: hosts[0].name: duplicate host name `x` (first declared at a.toml:5:8)"}
+        );
+    }
+
+    #[test]
+    fn missing_path_and_empty_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.toml");
+        assert_eq!(
+            load(&missing).unwrap_err().to_string(),
+            format!(
+                "{0}: cannot read inventory `{0}`: No such file or directory (os error 2)",
+                missing.display()
+            )
+        );
+        assert_eq!(
+            load(dir.path()).unwrap_err().to_string(),
+            format!(
+                "{0}: the inventory directory `{0}` holds no `*.toml` file",
+                dir.path().display()
+            )
+        );
+    }
+}

@@ -1,0 +1,931 @@
+//! Reading and validating a playbook into the validated [`Playbook`].
+//!
+//! Checks, each reported with its place: unknown keys and wrong types (first one, from
+//! the TOML layer), then every semantic problem — empty names, duplicate ids, attribute
+//! names that are not Carbonio attributes, a control or probe with no or several of
+//! `expect`/`contains`/`absent`, keys that do not apply to a probe's kind, typographic
+//! quotes in values, amounts and percentages out of range, bad durations.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_spanned::Spanned;
+
+use super::raw::{RawAmount, RawBatch, RawControl, RawPlaybook, RawProbe, RawRollout};
+use super::{
+    Amount, Control, Expectation, Playbook, Probe, ProbeExpect, ProbeFrom, ProbeKind,
+    RestartMethod, Rollout, Scope, Severity,
+};
+use crate::config_error::{ConfigError, ConfigErrors, Source};
+
+/// The shipped backscatter playbook, the default when `-p` is omitted.
+const DEFAULT_TEXT: &str = include_str!("../../playbooks/backscatter.toml");
+/// How errors in the embedded playbook name it.
+const DEFAULT_ORIGIN: &str = "playbooks/backscatter.toml";
+
+/// DKIM attributes that Carbonio names without the `zimbra` prefix.
+const DKIM_ATTRS: [&str; 5] = [
+    "DKIMDomain",
+    "DKIMIdentity",
+    "DKIMKey",
+    "DKIMPublicKey",
+    "DKIMSelector",
+];
+
+/// Loads and validates the playbook at `path`.
+pub fn load(path: &Path) -> Result<Playbook, ConfigErrors> {
+    let text = fs::read_to_string(path).map_err(|e| {
+        ConfigError::file(
+            path,
+            format!("cannot read playbook `{}`: {e}", path.display()),
+        )
+    })?;
+    parse(&text, path)
+}
+
+/// The embedded `playbooks/backscatter.toml`.
+pub fn load_default() -> Playbook {
+    let mut playbook = parse(DEFAULT_TEXT, Path::new(DEFAULT_ORIGIN))
+        .expect("the embedded playbook is valid (a unit test loads it)");
+    playbook.source = None;
+    playbook
+}
+
+/// Validates playbook `text`; `origin` names it in errors and becomes `source`.
+pub fn parse(text: &str, origin: &Path) -> Result<Playbook, ConfigErrors> {
+    let src = Source::new(origin, text);
+    let raw: RawPlaybook = src.deserialize()?;
+    let mut errors = Vec::new();
+    let playbook = validate(&src, raw, &mut errors);
+    if errors.is_empty() {
+        Ok(playbook)
+    } else {
+        errors.sort_by_key(|e| e.position.map(|p| (p.line, p.column)));
+        Err(ConfigErrors(errors))
+    }
+}
+
+fn validate(src: &Source<'_>, raw: RawPlaybook, errors: &mut Vec<ConfigError>) -> Playbook {
+    let name = non_empty(src, &raw.name, "name", errors);
+    if raw.control.is_empty() && raw.probe.is_empty() {
+        errors.push(
+            src.error(
+                0..0,
+                "",
+                "the playbook has no `[[control]]` and no `[[probe]]`",
+            )
+            .with_hint("a playbook checks at least one control or probe"),
+        );
+    }
+    // Controls and probes share one id space: reports key both by id.
+    let mut ids: HashMap<String, String> = HashMap::new();
+    let mut check_id = |id: &Spanned<String>, key: &str, errors: &mut Vec<ConfigError>| {
+        let value = id.get_ref().trim();
+        if value.is_empty() {
+            return;
+        }
+        let here = src.position(id.span().start);
+        let here = format!("{}:{}:{}", src.path.display(), here.line, here.column);
+        if let Some(first) = ids.get(value) {
+            errors.push(src.error(
+                id.span(),
+                key,
+                format!("duplicate id `{value}` (first used at {first})"),
+            ));
+        } else {
+            ids.insert(value.to_owned(), here);
+        }
+    };
+
+    let mut controls = Vec::new();
+    for (i, c) in raw.control.iter().enumerate() {
+        let key = format!("control[{i}]");
+        check_id(&c.get_ref().id, &format!("{key}.id"), errors);
+        if let Some(c) = control(src, c, &key, errors) {
+            controls.push(c);
+        }
+    }
+    let mut probes = Vec::new();
+    for (i, p) in raw.probe.iter().enumerate() {
+        let key = format!("probe[{i}]");
+        check_id(&p.get_ref().id, &format!("{key}.id"), errors);
+        if let Some(p) = probe(src, p, &key, errors) {
+            probes.push(p);
+        }
+    }
+    let rollout = rollout(src, raw.rollout.unwrap_or_default(), errors);
+    Playbook {
+        name: name.unwrap_or_default(),
+        description: raw.description,
+        controls,
+        probes,
+        rollout,
+        source: Some(src.path.to_path_buf()),
+    }
+}
+
+fn non_empty(
+    src: &Source<'_>,
+    value: &Spanned<String>,
+    key: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<String> {
+    let v = value.get_ref().trim();
+    if v.is_empty() {
+        errors.push(src.error(value.span(), key, "must not be empty"));
+        None
+    } else {
+        Some(v.to_owned())
+    }
+}
+
+/// Curly quotes in a value are the published recipe's failure: the user copied quoting
+/// from a web page. The tool quotes by itself, so any such character is a mistake.
+fn plain_value(
+    src: &Source<'_>,
+    value: &Spanned<String>,
+    key: &str,
+    errors: &mut Vec<ConfigError>,
+) -> String {
+    if value
+        .get_ref()
+        .contains(['\u{201C}', '\u{201D}', '\u{2018}', '\u{2019}'])
+    {
+        errors.push(
+            src.error(
+                value.span(),
+                key,
+                "the value contains typographic quotes (“ ” ‘ ’)",
+            )
+            .with_hint(
+                "write the bare value: carbonio-fleet quotes every value itself \
+                     (curly quotes are what makes zmprov answer `usage: modifyConfig(mcf)`)",
+            ),
+        );
+    }
+    value.get_ref().clone()
+}
+
+/// Which of `expect`/`contains`/`absent` is set; exactly one must be.
+fn one_expectation<'a>(
+    src: &Source<'_>,
+    span: std::ops::Range<usize>,
+    key: &str,
+    set: [(&'static str, &'a Option<Spanned<String>>); 3],
+    errors: &mut Vec<ConfigError>,
+) -> Option<(&'static str, &'a Spanned<String>)> {
+    let present: Vec<_> = set
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (*k, v)))
+        .collect();
+    match present[..] {
+        [one] => Some(one),
+        [] => {
+            errors.push(
+                src.error(span, key, "none of `expect`, `contains`, `absent` is set")
+                    .with_hint(
+                        "`expect` for an exact value, `contains`/`absent` for one value of a \
+                         multi-valued attribute",
+                    ),
+            );
+            None
+        }
+        [(first, _), (second, v), ..] => {
+            errors.push(
+                src.error(
+                    v.span(),
+                    format!("{key}.{second}"),
+                    format!("`{first}` and `{second}` are both set"),
+                )
+                .with_hint("set exactly one of `expect`, `contains`, `absent`"),
+            );
+            None
+        }
+    }
+}
+
+fn is_attr_name(attr: &str) -> bool {
+    let Some(rest) = attr.strip_prefix("zimbra") else {
+        return DKIM_ATTRS.contains(&attr);
+    };
+    let mut chars = rest.chars();
+    chars.next().is_some_and(|c| c.is_ascii_uppercase()) && chars.all(|c| c.is_ascii_alphanumeric())
+}
+
+fn control(
+    src: &Source<'_>,
+    c: &Spanned<RawControl>,
+    key: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Control> {
+    let raw = c.get_ref();
+    let id = non_empty(src, &raw.id, &format!("{key}.id"), errors);
+    let title = non_empty(src, &raw.title, &format!("{key}.title"), errors);
+    let attr = raw.attr.get_ref().trim();
+    let attr_ok = is_attr_name(attr);
+    if !attr_ok {
+        errors.push(
+            src.error(
+                raw.attr.span(),
+                format!("{key}.attr"),
+                format!("`{}` is not a Carbonio attribute name", raw.attr.get_ref()),
+            )
+            .with_hint("attribute names look like zimbraMtaRestriction"),
+        );
+    }
+    let expect = one_expectation(
+        src,
+        c.span(),
+        key,
+        [
+            ("expect", &raw.expect),
+            ("contains", &raw.contains),
+            ("absent", &raw.absent),
+        ],
+        errors,
+    )
+    .and_then(|(which, v)| {
+        let k = format!("{key}.{which}");
+        let value = plain_value(src, v, &k, errors);
+        match which {
+            "expect" => Some(Expectation::Equals(value)),
+            _ if value.trim().is_empty() => {
+                errors.push(src.error(v.span(), k, "must not be empty"));
+                None
+            }
+            "contains" => Some(Expectation::Contains(value)),
+            _ => Some(Expectation::Absent(value)),
+        }
+    });
+    Some(Control {
+        id: id?,
+        title: title?,
+        attr: attr_ok.then(|| attr.to_owned())?,
+        scope: raw.scope.unwrap_or(Scope::Global),
+        expect: expect?,
+        severity: raw.severity.unwrap_or(Severity::Medium),
+        restart: raw.restart.unwrap_or(false),
+        precondition: raw.precondition,
+    })
+}
+
+fn probe(
+    src: &Source<'_>,
+    p: &Spanned<RawProbe>,
+    key: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Probe> {
+    let raw = p.get_ref();
+    let id = non_empty(src, &raw.id, &format!("{key}.id"), errors);
+    let title = non_empty(src, &raw.title, &format!("{key}.title"), errors);
+    let kind_name = raw.kind.get_ref().as_str();
+    // The keys each kind accepts beyond id/title/kind/severity.
+    let allowed: &[&str] = match kind_name {
+        "postconf" => &["param", "expect", "contains", "absent"],
+        "smtp" => &["rcpt", "expect_reply"],
+        "command" => &["command", "expect", "contains", "absent"],
+        "dns" => {
+            errors.push(src.error(
+                raw.kind.span(),
+                format!("{key}.kind"),
+                "probe kind `dns` is not supported by this build yet (issue #11)",
+            ));
+            return None;
+        }
+        other => {
+            errors.push(src.error(
+                raw.kind.span(),
+                format!("{key}.kind"),
+                format!(
+                    "unknown probe kind `{other}`, expected one of `postconf`, `smtp`, `command`"
+                ),
+            ));
+            return None;
+        }
+    };
+    let optional = [
+        ("param", &raw.param),
+        ("rcpt", &raw.rcpt),
+        ("command", &raw.command),
+        ("expect", &raw.expect),
+        ("contains", &raw.contains),
+        ("absent", &raw.absent),
+        ("expect_reply", &raw.expect_reply),
+    ];
+    let mut misplaced = false;
+    for (k, v) in optional {
+        if let Some(v) = v.as_ref().filter(|_| !allowed.contains(&k)) {
+            misplaced = true;
+            errors.push(
+                src.error(
+                    v.span(),
+                    format!("{key}.{k}"),
+                    format!("`{k}` does not apply to a probe of kind `{kind_name}`"),
+                )
+                .with_hint(format!(
+                    "a `{kind_name}` probe takes {}",
+                    allowed
+                        .iter()
+                        .map(|a| format!("`{a}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            );
+        }
+    }
+    let required = |name: &str, v: &Option<Spanned<String>>, errors: &mut Vec<ConfigError>| match v
+    {
+        Some(v) => non_empty(src, v, &format!("{key}.{name}"), errors),
+        None => {
+            errors.push(src.error(
+                p.span(),
+                key,
+                format!("a `{kind_name}` probe needs `{name}`"),
+            ));
+            None
+        }
+    };
+    let (kind, expect) = match kind_name {
+        "postconf" | "command" => {
+            let kind = if kind_name == "postconf" {
+                required("param", &raw.param, errors).and_then(|param| {
+                    let valid = param
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                    if !valid {
+                        errors.push(
+                            src.error(
+                                raw.param.as_ref().map_or(p.span(), |s| s.span()),
+                                format!("{key}.param"),
+                                format!("`{param}` is not a Postfix parameter name"),
+                            )
+                            .with_hint("parameter names look like smtpd_recipient_restrictions"),
+                        );
+                    }
+                    valid.then_some(ProbeKind::Postconf { param })
+                })
+            } else {
+                required("command", &raw.command, errors)
+                    .map(|command| ProbeKind::Command { command })
+            };
+            let expect = one_expectation(
+                src,
+                p.span(),
+                key,
+                [
+                    ("expect", &raw.expect),
+                    ("contains", &raw.contains),
+                    ("absent", &raw.absent),
+                ],
+                errors,
+            )
+            .map(|(which, v)| {
+                let value = plain_value(src, v, &format!("{key}.{which}"), errors);
+                match which {
+                    "expect" => ProbeExpect::Equals(value),
+                    "contains" => ProbeExpect::Contains(value),
+                    _ => ProbeExpect::Absent(value),
+                }
+            });
+            (kind, expect.map(Some))
+        }
+        _ => {
+            let rcpt = raw
+                .rcpt
+                .as_ref()
+                .and_then(|r| non_empty(src, r, &format!("{key}.rcpt"), errors));
+            let reply = match &raw.expect_reply {
+                None => Some(None),
+                Some(r) => reply_class(r.get_ref()).map(Some).or_else(|| {
+                    errors.push(
+                        src.error(
+                            r.span(),
+                            format!("{key}.expect_reply"),
+                            format!("`{}` is not an SMTP reply code or class", r.get_ref()),
+                        )
+                        .with_hint("write a code like \"550\" or a class like \"5xx\""),
+                    );
+                    None
+                }),
+            };
+            (Some(ProbeKind::Smtp { rcpt }), reply)
+        }
+    };
+    if misplaced {
+        return None;
+    }
+    Some(Probe {
+        id: id?,
+        title: title?,
+        kind: kind?,
+        expect: expect?,
+        severity: raw.severity.unwrap_or(Severity::Medium),
+    })
+}
+
+/// "5xx", "55x", "550": a reply code with trailing digits optionally left open.
+fn reply_class(s: &str) -> Option<ProbeExpect> {
+    let b = s.as_bytes();
+    let ok = b.len() == 3
+        && (b'2'..=b'5').contains(&b[0])
+        && b[1..].iter().all(|c| c.is_ascii_digit() || *c == b'x')
+        // "5x0" is not a class: once open, stay open.
+        && !(b[1] == b'x' && b[2] != b'x');
+    ok.then(|| ProbeExpect::Reply(s.to_owned()))
+}
+
+/// What an amount may be: a batch needs at least one host, a failure budget may be 0.
+#[derive(Clone, Copy)]
+enum AmountUse {
+    Batch,
+    Budget,
+}
+
+fn amount(
+    src: &Source<'_>,
+    value: &RawAmount,
+    span: std::ops::Range<usize>,
+    key: &str,
+    usage: AmountUse,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Amount> {
+    let min = match usage {
+        AmountUse::Batch => 1,
+        AmountUse::Budget => 0,
+    };
+    let mut fail = |msg: String| {
+        errors.push(
+            src.error(span.clone(), key, msg)
+                .with_hint("write a number of hosts like 5 or a percentage like \"25%\""),
+        );
+        None
+    };
+    match value {
+        RawAmount::Int(n) if *n < min => fail(format!("must be at least {min}, found {n}")),
+        RawAmount::Int(n) => Some(Amount::Count(usize::try_from(*n).ok()?)),
+        RawAmount::Str(s) => {
+            let Some(number) = s.trim().strip_suffix('%') else {
+                return fail(format!("`{s}` is neither a number nor a percentage"));
+            };
+            match number.trim().parse::<u32>() {
+                Ok(p) if p > 100 => fail(format!("percentage `{s}` is over 100%")),
+                Ok(p) if i64::from(p) < min => {
+                    fail(format!("percentage `{s}` must be at least {min}%"))
+                }
+                Ok(p) => Some(Amount::Percent(u8::try_from(p).ok()?)),
+                Err(_) => fail(format!("`{s}` is not a whole percentage")),
+            }
+        }
+    }
+}
+
+fn rollout(src: &Source<'_>, raw: RawRollout, errors: &mut Vec<ConfigError>) -> Rollout {
+    let defaults = Rollout {
+        batch: vec![Amount::Percent(10)],
+        per_cluster: 1,
+        canary: 1,
+        pause: Duration::from_secs(30),
+        max_failures: Amount::Percent(5),
+        restart: RestartMethod::Auto,
+        health_timeout: Duration::from_secs(5 * 60),
+        probe_from: ProbeFrom::Node,
+        only_if_changed: true,
+    };
+    let batch = raw.batch.as_ref().and_then(|b| match b.get_ref() {
+        RawBatch::One(a) => {
+            amount(src, a, b.span(), "rollout.batch", AmountUse::Batch, errors).map(|a| vec![a])
+        }
+        RawBatch::Many(items) if items.is_empty() => {
+            errors.push(src.error(b.span(), "rollout.batch", "the batch list is empty"));
+            None
+        }
+        RawBatch::Many(items) => {
+            let amounts: Vec<_> = items
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    let key = format!("rollout.batch[{i}]");
+                    amount(src, a.get_ref(), a.span(), &key, AmountUse::Batch, errors)
+                })
+                .collect();
+            amounts.into_iter().collect()
+        }
+    });
+    let count = |v: &Option<Spanned<i64>>, name: &str, min: i64, errors: &mut Vec<ConfigError>| {
+        v.as_ref().and_then(|v| {
+            let n = *v.get_ref();
+            if n < min {
+                errors.push(src.error(
+                    v.span(),
+                    format!("rollout.{name}"),
+                    format!("must be at least {min}, found {n}"),
+                ));
+                None
+            } else {
+                usize::try_from(n).ok()
+            }
+        })
+    };
+    let per_cluster = count(&raw.per_cluster, "per_cluster", 1, errors);
+    let canary = count(&raw.canary, "canary", 0, errors);
+    let pause = raw.pause.as_ref().and_then(|p| {
+        src.duration(p, "rollout.pause")
+            .map_err(|e| errors.push(e))
+            .ok()
+    });
+    let health_timeout =
+        raw.health_timeout
+            .as_ref()
+            .and_then(|h| match src.duration(h, "rollout.health_timeout") {
+                Ok(d) if d.is_zero() => {
+                    errors.push(src.error(
+                        h.span(),
+                        "rollout.health_timeout",
+                        "must be longer than 0s",
+                    ));
+                    None
+                }
+                Ok(d) => Some(d),
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            });
+    let max_failures = raw.max_failures.as_ref().and_then(|m| {
+        amount(
+            src,
+            m.get_ref(),
+            m.span(),
+            "rollout.max_failures",
+            AmountUse::Budget,
+            errors,
+        )
+    });
+    Rollout {
+        batch: batch.unwrap_or(defaults.batch),
+        per_cluster: per_cluster.unwrap_or(defaults.per_cluster),
+        canary: canary.unwrap_or(defaults.canary),
+        pause: pause.unwrap_or(defaults.pause),
+        max_failures: max_failures.unwrap_or(defaults.max_failures),
+        restart: raw.restart.unwrap_or(defaults.restart),
+        health_timeout: health_timeout.unwrap_or(defaults.health_timeout),
+        probe_from: raw.probe_from.unwrap_or(defaults.probe_from),
+        only_if_changed: raw.only_if_changed.unwrap_or(defaults.only_if_changed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::playbook::Precondition;
+    use indoc::indoc;
+    use test_case::test_case;
+
+    fn errors_of(text: &str) -> String {
+        parse(text, Path::new("pb.toml")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn embedded_default_loads_with_the_four_controls() {
+        let pb = load_default();
+        assert_eq!(pb.name, "backscatter-hardening");
+        assert_eq!(pb.source, None);
+        let summary: Vec<_> = pb
+            .controls
+            .iter()
+            .map(|c| {
+                (
+                    c.id.as_str(),
+                    c.attr.as_str(),
+                    c.expect.clone(),
+                    c.severity,
+                    c.restart,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    "BS-01",
+                    "zimbraMtaEnableSmtpdPolicyd",
+                    Expectation::Equals("TRUE".into()),
+                    Severity::High,
+                    true
+                ),
+                (
+                    "BS-02",
+                    "zimbraMtaSmtpdRejectUnlistedRecipient",
+                    Expectation::Equals("yes".into()),
+                    Severity::High,
+                    true
+                ),
+                (
+                    "BS-03",
+                    "zimbraMtaSmtpdRejectUnlistedSender",
+                    Expectation::Equals("yes".into()),
+                    Severity::Medium,
+                    true
+                ),
+                (
+                    "BS-04",
+                    "zimbraMtaRestriction",
+                    Expectation::Contains("check_policy_service unix:private/policy".into()),
+                    Severity::High,
+                    true
+                ),
+            ]
+        );
+        assert!(pb.controls.iter().all(|c| c.scope == Scope::Global));
+        assert_eq!(
+            pb.controls[0].precondition,
+            Some(Precondition::PolicySpawnUser)
+        );
+        assert!(pb.controls[1..].iter().all(|c| c.precondition.is_none()));
+        let probes: Vec<_> = pb.probes.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(probes, ["EFF-01", "EFF-02", "EFF-03", "SMTP-01"]);
+        assert!(matches!(&pb.probes[3].kind, ProbeKind::Smtp { rcpt: None }));
+        assert_eq!(pb.probes[3].expect, Some(ProbeExpect::Reply("5xx".into())));
+        let r = &pb.rollout;
+        assert_eq!(r.batch, [Amount::Count(1), Amount::Percent(25)]);
+        assert_eq!((r.per_cluster, r.canary), (1, 1));
+        assert_eq!(r.pause, Duration::from_secs(5));
+        assert_eq!(r.max_failures, Amount::Percent(10));
+        assert_eq!(r.health_timeout, Duration::from_secs(180));
+        assert_eq!(
+            (r.restart, r.probe_from, r.only_if_changed),
+            (RestartMethod::Auto, ProbeFrom::Node, true)
+        );
+    }
+
+    #[test]
+    fn defaults_apply_when_omitted() {
+        let pb = parse(
+            indoc! {r#"
+                name = "x"
+                [[control]]
+                id = "C1"
+                title = "t"
+                attr = "DKIMSelector"
+                absent = "old"
+            "#},
+            Path::new("pb.toml"),
+        )
+        .unwrap();
+        let c = &pb.controls[0];
+        assert_eq!(
+            (c.scope, c.severity, c.restart),
+            (Scope::Global, Severity::Medium, false)
+        );
+        assert_eq!(c.expect, Expectation::Absent("old".into()));
+        assert_eq!(pb.rollout.batch, [Amount::Percent(10)]);
+        assert_eq!(pb.rollout.max_failures, Amount::Percent(5));
+        assert_eq!(pb.rollout.pause, Duration::from_secs(30));
+        assert_eq!(pb.rollout.health_timeout, Duration::from_secs(300));
+        assert_eq!(pb.source.as_deref(), Some(Path::new("pb.toml")));
+    }
+
+    #[test]
+    fn probe_kinds() {
+        let pb = parse(
+            indoc! {r#"
+                name = "x"
+                [[probe]]
+                id = "P1"
+                title = "t"
+                kind = "command"
+                command = "postqueue -p"
+                absent = "deferred"
+                severity = "low"
+                [[probe]]
+                id = "P2"
+                title = "t"
+                kind = "smtp"
+                rcpt = "nobody@example.com"
+                expect_reply = "550"
+                [[probe]]
+                id = "P3"
+                title = "t"
+                kind = "smtp"
+            "#},
+            Path::new("pb.toml"),
+        )
+        .unwrap();
+        assert!(
+            matches!(&pb.probes[0].kind, ProbeKind::Command { command } if command == "postqueue -p")
+        );
+        assert_eq!(
+            pb.probes[0].expect,
+            Some(ProbeExpect::Absent("deferred".into()))
+        );
+        assert_eq!(pb.probes[0].severity, Severity::Low);
+        assert!(
+            matches!(&pb.probes[1].kind, ProbeKind::Smtp { rcpt: Some(r) } if r == "nobody@example.com")
+        );
+        assert_eq!(pb.probes[1].expect, Some(ProbeExpect::Reply("550".into())));
+        assert_eq!(pb.probes[2].expect, None);
+    }
+
+    const HEAD: &str = "name = \"x\"\n";
+
+    #[test_case(indoc! {r#"
+        name = "x"
+        colour = "red"
+        [[control]]
+    "#}, "pb.toml:2:1: colour: unknown field `colour`, expected one of `name`, `description`, `control`, `probe`, `rollout`"; "unknown top key")]
+    #[test_case(indoc! {r#"
+        name = "x"
+        [[control]]
+        id = "C1"
+        title = "t"
+        attr = "zimbraX"
+        expect = "y"
+        restart = "yes"
+    "#}, "pb.toml:7:11: control[0].restart: invalid type: string \"yes\", expected a boolean"; "wrong type")]
+    #[test_case(indoc! {r#"
+        name = "x"
+        [[control]]
+        id = "C1"
+        title = "t"
+        expect = "y"
+    "#}, "pb.toml:2:1: control[0]: missing field `attr`"; "missing attr")]
+    #[test_case(indoc! {r#"
+        name = "x"
+        [[control]]
+        id = "C1"
+        title = "t"
+        attr = "zimbraX"
+        expect = "y"
+        severity = "urgent"
+    "#}, "pb.toml:7:12: control[0].severity: unknown variant `urgent`, expected one of `low`, `medium`, `high`, `critical`"; "bad severity")]
+    #[test_case(indoc! {r#"
+        name = "x"
+        [[control]]
+        id = "C1"
+        title = "t"
+        attr = "zimbraX"
+        expect = "y"
+        precondition = "full-moon"
+    "#}, "pb.toml:7:16: control[0].precondition: unknown variant `full-moon`, expected `policy-spawn-user`"; "bad precondition")]
+    #[test_case(indoc! {r#"
+        name = "x"
+        [rollout]
+        batch = 2.5
+    "#}, "pb.toml:3:9: rollout.batch: invalid type: floating point `2.5`, expected a number of hosts or a percentage like \"25%\", or a list of those"; "batch float")]
+    #[test_case(indoc! {r#"
+        name = "  "
+        [[probe]]
+        id = "P"
+        title = "t"
+        kind = "smtp"
+    "#}, "pb.toml:1:8: name: must not be empty"; "empty name")]
+    #[test_case("name = \"x\"\n", "pb.toml:1:1: the playbook has no `[[control]]` and no `[[probe]]`\n  hint: a playbook checks at least one control or probe"; "empty playbook")]
+    fn single_errors(text: &str, expected: &str) {
+        assert_eq!(errors_of(text), expected);
+    }
+
+    #[test_case(indoc! {r#"
+        [[control]]
+        id = "C1"
+        title = "t"
+        attr = "zimbra_mta_restriction"
+        expect = "x"
+    "#}, "pb.toml:5:8: control[0].attr: `zimbra_mta_restriction` is not a Carbonio attribute name\n  hint: attribute names look like zimbraMtaRestriction"; "bad attr")]
+    #[test_case(indoc! {r#"
+        [[control]]
+        id = "C1"
+        title = "t"
+        attr = "zimbraMtaRestriction"
+        expect = "x"
+        contains = "y"
+    "#}, "pb.toml:7:12: control[0].contains: `expect` and `contains` are both set\n  hint: set exactly one of `expect`, `contains`, `absent`"; "expect and contains")]
+    #[test_case(indoc! {r#"
+        [[control]]
+        id = "C1"
+        title = "t"
+        attr = "zimbraMtaRestriction"
+    "#}, "pb.toml:2:1: control[0]: none of `expect`, `contains`, `absent` is set\n  hint: `expect` for an exact value, `contains`/`absent` for one value of a multi-valued attribute"; "no expectation")]
+    #[test_case(indoc! {r#"
+        [[control]]
+        id = "C1"
+        title = "t"
+        attr = "zimbraMtaRestriction"
+        contains = "“check_policy_service unix:private/policy”"
+    "#}, "pb.toml:6:12: control[0].contains: the value contains typographic quotes (“ ” ‘ ’)\n  hint: write the bare value: carbonio-fleet quotes every value itself (curly quotes are what makes zmprov answer `usage: modifyConfig(mcf)`)"; "curly quotes")]
+    #[test_case(indoc! {r#"
+        [[probe]]
+        id = "D1"
+        title = "t"
+        kind = "dns"
+    "#}, "pb.toml:5:8: probe[0].kind: probe kind `dns` is not supported by this build yet (issue #11)"; "dns probe")]
+    #[test_case(indoc! {r#"
+        [[probe]]
+        id = "D1"
+        title = "t"
+        kind = "ldap"
+    "#}, "pb.toml:5:8: probe[0].kind: unknown probe kind `ldap`, expected one of `postconf`, `smtp`, `command`"; "unknown probe kind")]
+    #[test_case(indoc! {r#"
+        [[probe]]
+        id = "P1"
+        title = "t"
+        kind = "postconf"
+        contains = "x"
+    "#}, "pb.toml:2:1: probe[0]: a `postconf` probe needs `param`"; "postconf without param")]
+    #[test_case(indoc! {r#"
+        [[probe]]
+        id = "P1"
+        title = "t"
+        kind = "smtp"
+        param = "x"
+        expect_reply = "5x0"
+    "#}, "pb.toml:6:9: probe[0].param: `param` does not apply to a probe of kind `smtp`\n  hint: a `smtp` probe takes `rcpt`, `expect_reply`\npb.toml:7:16: probe[0].expect_reply: `5x0` is not an SMTP reply code or class\n  hint: write a code like \"550\" or a class like \"5xx\""; "smtp misplaced key and bad reply")]
+    #[test_case(indoc! {r#"
+        [[probe]]
+        id = "P1"
+        title = "t"
+        kind = "postconf"
+        param = "Smtpd-Foo"
+        expect = "yes"
+    "#}, "pb.toml:6:9: probe[0].param: `Smtpd-Foo` is not a Postfix parameter name\n  hint: parameter names look like smtpd_recipient_restrictions"; "bad postconf param")]
+    #[test_case(indoc! {r#"
+        [[probe]]
+        id = "P1"
+        title = "t"
+        kind = "smtp"
+        [rollout]
+        batch = [1, "125%", "x", 0]
+        max_failures = "101%"
+        per_cluster = 0
+        canary = -1
+        pause = "soon"
+        health_timeout = "0s"
+    "#}, indoc! {r#"
+        pb.toml:7:13: rollout.batch[1]: percentage `125%` is over 100%
+          hint: write a number of hosts like 5 or a percentage like "25%"
+        pb.toml:7:21: rollout.batch[2]: `x` is neither a number nor a percentage
+          hint: write a number of hosts like 5 or a percentage like "25%"
+        pb.toml:7:26: rollout.batch[3]: must be at least 1, found 0
+          hint: write a number of hosts like 5 or a percentage like "25%"
+        pb.toml:8:16: rollout.max_failures: percentage `101%` is over 100%
+          hint: write a number of hosts like 5 or a percentage like "25%"
+        pb.toml:9:15: rollout.per_cluster: must be at least 1, found 0
+        pb.toml:10:10: rollout.canary: must be at least 0, found -1
+        pb.toml:11:9: rollout.pause: invalid duration `soon`: expected number at 0
+          hint: durations look like "10s", "5m" or "1h30m"
+        pb.toml:12:18: rollout.health_timeout: must be longer than 0s"#}; "rollout ranges")]
+    fn semantic_errors(body: &str, expected: &str) {
+        assert_eq!(errors_of(&format!("{HEAD}{body}")), expected);
+    }
+
+    #[test]
+    fn every_duplicate_id_is_reported() {
+        let text = indoc! {r#"
+            name = "x"
+            [[control]]
+            id = "C1"
+            title = "t"
+            attr = "zimbraA"
+            expect = "1"
+            [[control]]
+            id = "C1"
+            title = "t"
+            attr = "zimbraB"
+            expect = "1"
+            [[probe]]
+            id = "C1"
+            title = "t"
+            kind = "smtp"
+        "#};
+        assert_eq!(
+            errors_of(text),
+            indoc! {"
+                pb.toml:8:6: control[1].id: duplicate id `C1` (first used at pb.toml:3:6)
+                pb.toml:13:6: probe[0].id: duplicate id `C1` (first used at pb.toml:3:6)"}
+        );
+    }
+
+    #[test]
+    fn unreadable_file_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing.toml");
+        assert_eq!(
+            load(&path).unwrap_err().to_string(),
+            format!(
+                "{0}: cannot read playbook `{0}`: No such file or directory (os error 2)",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn shipped_file_on_disk_matches_the_embedded_one() {
+        let on_disk = load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/playbooks/backscatter.toml"
+        )))
+        .unwrap();
+        assert_eq!(on_disk.controls.len(), load_default().controls.len());
+    }
+}

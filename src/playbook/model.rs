@@ -1,0 +1,152 @@
+//! The validated playbook types: what the engine sees after `load` checked ids,
+//! attribute names, expectations and the rollout policy. Nothing here reads a file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a control's attribute lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    /// Global config (`gcf`/`mcf`): one value per cluster.
+    Global,
+    /// Server entry (`gs -e`/`ms`): one value per node.
+    Server,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+/// The desired state of an attribute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "value")]
+pub enum Expectation {
+    /// Single-valued: exactly this value (TRUE/FALSE, yes/no compared exactly).
+    Equals(String),
+    /// Multi-valued: this value is one of the values.
+    Contains(String),
+    /// Multi-valued: this value is not among the values.
+    Absent(String),
+}
+
+/// A named guard that must hold on a node before a control may be changed there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precondition {
+    /// The user that master.cf's `policy` spawn service runs as must exist on the node.
+    PolicySpawnUser,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Control {
+    pub id: String,
+    pub title: String,
+    /// Canonical Zimbra/Carbonio attribute name as written in the playbook.
+    pub attr: String,
+    pub scope: Scope,
+    pub expect: Expectation,
+    pub severity: Severity,
+    /// A change to it needs the restart step.
+    pub restart: bool,
+    pub precondition: Option<Precondition>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum ProbeKind {
+    /// `postconf -h PARAM` on the node.
+    Postconf { param: String },
+    /// An SMTP RCPT exchange with the node's port 25.
+    Smtp {
+        /// Recipient to try; `None` = an unknown address in a hosted domain.
+        rcpt: Option<String>,
+    },
+    /// An arbitrary read-only command run as zextras.
+    Command { command: String },
+}
+
+/// What a probe's output must satisfy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "value")]
+pub enum ProbeExpect {
+    /// Output (trimmed) equals this.
+    Equals(String),
+    /// Output contains this (for postconf: one of the `, `-separated items).
+    Contains(String),
+    /// Output does not contain this.
+    Absent(String),
+    /// SMTP reply code class for the probed recipient: e.g. "5xx" or "550".
+    Reply(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    pub id: String,
+    pub title: String,
+    pub kind: ProbeKind,
+    pub expect: Option<ProbeExpect>,
+    pub severity: Severity,
+}
+
+/// A batch size: an absolute count or a percentage of the hosts in the rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "value")]
+pub enum Amount {
+    Count(usize),
+    /// 0..=100
+    Percent(u8),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartMethod {
+    /// Legacy nodes: zmcontrol; systemd nodes: systemctl.
+    Auto,
+    Zmcontrol,
+    SystemdMta,
+    /// Leave it to zmconfigd; the report says so.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeFrom {
+    Node,
+    Orchestrator,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Rollout {
+    /// Batch sizes in order; the last one repeats. `[Percent(10)]` for `batch = "10%"`.
+    pub batch: Vec<Amount>,
+    pub per_cluster: usize,
+    /// Size of the first batch (0 = no canary).
+    pub canary: usize,
+    #[serde(with = "humantime_serde")]
+    pub pause: Duration,
+    pub max_failures: Amount,
+    pub restart: RestartMethod,
+    #[serde(with = "humantime_serde")]
+    pub health_timeout: Duration,
+    pub probe_from: ProbeFrom,
+    pub only_if_changed: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Playbook {
+    pub name: String,
+    pub description: String,
+    pub controls: Vec<Control>,
+    pub probes: Vec<Probe>,
+    pub rollout: Rollout,
+    /// The file it was read from; `None` for the embedded default.
+    pub source: Option<PathBuf>,
+}
