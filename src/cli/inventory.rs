@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 
 use super::{Format, InventoryArgs};
+use crate::engine::run::config_failed;
 use crate::config_error::ConfigErrors;
 use crate::exit;
 use crate::inventory::{self, Become, Host, HostKeyPolicy, Inventory};
@@ -85,16 +86,6 @@ fn counts(inv: &Inventory, hosts: &[&Host], limited: bool) -> (usize, usize) {
     (groups, clusters)
 }
 
-/// Prints every error and a closing line to stderr; returns the usage exit code.
-pub(super) fn config_failed(errors: &ConfigErrors, what: &str) -> i32 {
-    eprintln!("{errors}");
-    let n = errors.errors().len();
-    eprintln!(
-        "carbonio-fleet: {n} error{} in the {what}; nothing was contacted",
-        if n == 1 { "" } else { "s" }
-    );
-    exit::USAGE
-}
 
 fn print_stdout(text: &str) -> i32 {
     let mut out = std::io::stdout().lock();

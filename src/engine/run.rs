@@ -37,32 +37,41 @@ pub struct Loaded {
     pub playbook: Playbook,
 }
 
-/// Loads inventory, selection and playbook; on any error prints every problem found and
-/// returns `Err(exit::USAGE)`.
+/// Prints configuration errors the way every command does and says nothing was contacted.
+pub fn config_failed(errors: &crate::config_error::ConfigErrors, what: &str) -> i32 {
+    eprintln!("{errors}");
+    let n = errors.errors().len();
+    eprintln!(
+        "carbonio-fleet: {n} error{} in the {what}; nothing was contacted",
+        if n == 1 { "" } else { "s" }
+    );
+    exit::USAGE
+}
+
+/// Loads the inventory and the playbook (`-p`, or the built-in one), then the `--limit`
+/// selection. Both files are read even when the first fails, so the user sees every
+/// error; errors go to stderr and `Err` carries the exit code (1).
 pub fn load(opts: &RunOptions) -> Result<Loaded, i32> {
-    let inventory = match crate::inventory::load::load(&opts.inventory) {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("{e}");
-            return Err(exit::USAGE);
-        }
+    let inventory = crate::inventory::load(&opts.inventory);
+    let playbook = match &opts.playbook {
+        Some(p) => crate::playbook::load(p),
+        None => Ok(crate::playbook::load_default()),
     };
-    let hosts: Vec<Host> = match crate::inventory::limit::select(&inventory, opts.limit.as_deref()) {
+    if let Err(e) = &inventory {
+        config_failed(e, "inventory");
+    }
+    if let Err(e) = &playbook {
+        config_failed(e, "playbook");
+    }
+    let (Ok(inventory), Ok(playbook)) = (inventory, playbook) else {
+        return Err(exit::USAGE);
+    };
+    let hosts: Vec<Host> = match crate::inventory::select(&inventory, opts.limit.as_deref()) {
         Ok(h) => h.into_iter().cloned().collect(),
         Err(e) => {
             eprintln!("carbonio-fleet: {e}");
             return Err(exit::USAGE);
         }
-    };
-    let playbook = match &opts.playbook {
-        Some(p) => match crate::playbook::load::load(p) {
-            Ok(pb) => pb,
-            Err(e) => {
-                eprintln!("{e}");
-                return Err(exit::USAGE);
-            }
-        },
-        None => crate::playbook::load::load_default(),
     };
     Ok(Loaded {
         inventory,
@@ -118,7 +127,7 @@ pub fn report_header(command: &str, loaded: &Loaded, limit: Option<&str>, starte
         ),
         None => (
             "(embedded)".to_string(),
-            sha256_hex(&[crate::playbook::load::DEFAULT_PLAYBOOK.as_bytes()]),
+            sha256_hex(&[crate::playbook::DEFAULT_PLAYBOOK.as_bytes()]),
         ),
     };
     Report {
@@ -242,4 +251,38 @@ pub async fn check(opts: &RunOptions, events: Events) -> i32 {
     let code = finish(&mut report, &opts.report_dir, started, opts.json);
     events.send(crate::engine::events::Event::RunFinished { exit_code: code });
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(inventory: &str, playbook: Option<&str>) -> RunOptions {
+        let manifest = env!("CARGO_MANIFEST_DIR");
+        RunOptions {
+            inventory: format!("{manifest}/{inventory}").into(),
+            playbook: playbook.map(PathBuf::from),
+            limit: None,
+            forks: 4,
+            report_dir: "reports".into(),
+            json: false,
+        }
+    }
+
+    #[test]
+    fn load_uses_the_built_in_playbook_without_p() {
+        let l = load(&opts("inventory/lab.toml", None)).unwrap();
+        assert_eq!(l.inventory.hosts.len(), 6);
+        assert_eq!(l.hosts.len(), 6);
+        assert_eq!(l.playbook.name, "backscatter-hardening");
+        assert_eq!(l.playbook.source, None);
+    }
+
+    #[test]
+    fn load_fails_with_usage_when_either_file_is_bad() {
+        let r = load(&opts("inventory/lab.toml", Some("/nonexistent/pb.toml")));
+        assert_eq!(r.err(), Some(exit::USAGE));
+        let r = load(&opts("inventory/missing.toml", None));
+        assert_eq!(r.err(), Some(exit::USAGE));
+    }
 }

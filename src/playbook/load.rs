@@ -21,7 +21,7 @@ use super::{
 use crate::config_error::{ConfigError, ConfigErrors, Source};
 
 /// The shipped backscatter playbook, the default when `-p` is omitted.
-const DEFAULT_TEXT: &str = include_str!("../../playbooks/backscatter.toml");
+pub const DEFAULT_PLAYBOOK: &str = include_str!("../../playbooks/backscatter.toml");
 /// How errors in the embedded playbook name it.
 const DEFAULT_ORIGIN: &str = "playbooks/backscatter.toml";
 
@@ -47,7 +47,7 @@ pub fn load(path: &Path) -> Result<Playbook, ConfigErrors> {
 
 /// The embedded `playbooks/backscatter.toml`.
 pub fn load_default() -> Playbook {
-    let mut playbook = parse(DEFAULT_TEXT, Path::new(DEFAULT_ORIGIN))
+    let mut playbook = parse(DEFAULT_PLAYBOOK, Path::new(DEFAULT_ORIGIN))
         .expect("the embedded playbook is valid (a unit test loads it)");
     playbook.source = None;
     playbook

@@ -6,7 +6,7 @@ mod load;
 mod model;
 pub mod raw;
 
-pub use load::{load, load_default, parse};
+pub use load::{DEFAULT_PLAYBOOK, load, load_default, parse};
 pub use model::{
     Amount, Control, Expectation, Playbook, Precondition, Probe, ProbeExpect, ProbeFrom, ProbeKind,
     RestartMethod, Rollout, Scope, Severity,
