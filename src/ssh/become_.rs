@@ -3,6 +3,12 @@
 //! The script is quoted once with [`quote`] and embedded in `su`/`sudo`, exactly in the
 //! forms listed in docs/remote-shell.md. `sudo -n` never prompts (there is no TTY), so a
 //! missing sudo rule fails fast instead of hanging. This module only builds strings.
+//!
+//! Why not `sudo -i`: with `-i` sudo re-escapes the command for the target's login shell
+//! with a backslash before each special character, and a backslash-newline is a line
+//! continuation there, so every newline of the script vanished (measured with sudo
+//! 1.9.13p3: `printf %s 'a<NL>b'` printed `ab`). `-H` plus `bash -l` gives the same login
+//! environment (HOME, `~/.bash_profile`, PATH) without that re-parse.
 
 use serde::Serialize;
 
@@ -27,7 +33,7 @@ pub const SERVICE_USER: &str = "zextras";
 /// Returns the exact string to send on the SSH channel so that `script` runs as `run_as`.
 ///
 /// - `Zextras` with `su` (or `auto` when logged in as root): `su - zextras -c Q`
-/// - `Zextras` with `sudo` (or `auto` as anyone else): `sudo -n -u zextras -i -- /bin/bash -c Q`
+/// - `Zextras` with `sudo` (or `auto` as anyone else): `sudo -n -u zextras -H -- /bin/bash -l -c Q`
 /// - `Zextras` with `none`: the script as is (the login user is zextras)
 /// - `Root` as root, and `Login`: the script as is
 /// - `Root` as anyone else: `sudo -n -- /bin/bash -c Q`
@@ -66,7 +72,7 @@ fn su(script: &str) -> Result<String, QuoteError> {
 
 fn sudo_zextras(script: &str) -> Result<String, QuoteError> {
     Ok(format!(
-        "sudo -n -u {SERVICE_USER} -i -- /bin/bash -c {}",
+        "sudo -n -u {SERVICE_USER} -H -- /bin/bash -l -c {}",
         quote(script)?
     ))
 }
@@ -78,9 +84,9 @@ mod tests {
     use test_case::test_case;
 
     #[test_case("root", Become::Auto, RunAs::Zextras, "su - zextras -c 'echo $HOME'" ; "auto as root uses su")]
-    #[test_case("ops", Become::Auto, RunAs::Zextras, "sudo -n -u zextras -i -- /bin/bash -c 'echo $HOME'" ; "auto as non-root uses sudo")]
+    #[test_case("ops", Become::Auto, RunAs::Zextras, "sudo -n -u zextras -H -- /bin/bash -l -c 'echo $HOME'" ; "auto as non-root uses sudo")]
     #[test_case("ops", Become::Su, RunAs::Zextras, "su - zextras -c 'echo $HOME'" ; "explicit su")]
-    #[test_case("root", Become::Sudo, RunAs::Zextras, "sudo -n -u zextras -i -- /bin/bash -c 'echo $HOME'" ; "explicit sudo")]
+    #[test_case("root", Become::Sudo, RunAs::Zextras, "sudo -n -u zextras -H -- /bin/bash -l -c 'echo $HOME'" ; "explicit sudo")]
     #[test_case("zextras", Become::None, RunAs::Zextras, "echo $HOME" ; "none keeps script")]
     #[test_case("root", Become::Auto, RunAs::Root, "echo $HOME" ; "root as root")]
     #[test_case("ops", Become::Auto, RunAs::Root, "sudo -n -- /bin/bash -c 'echo $HOME'" ; "root via sudo")]
@@ -136,7 +142,7 @@ mod tests {
             prop_assert_eq!(words.last().unwrap(), &script);
             let prefix: Vec<&str> = words[..words.len() - 1].iter().map(String::as_str).collect();
             if sudo {
-                prop_assert_eq!(prefix, vec!["sudo", "-n", "-u", "zextras", "-i", "--", "/bin/bash", "-c"]);
+                prop_assert_eq!(prefix, vec!["sudo", "-n", "-u", "zextras", "-H", "--", "/bin/bash", "-l", "-c"]);
             } else {
                 prop_assert_eq!(prefix, vec!["su", "-", "zextras", "-c"]);
             }

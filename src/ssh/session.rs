@@ -19,8 +19,10 @@ use super::error::ExecError;
 use crate::inventory::Become;
 
 /// How a remote command ended.
+///
+/// Serialized as `{"status":3}`, `{"signal":{"name":"KILL",…}}` or `"unknown"`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case", tag = "type")]
+#[serde(rename_all = "kebab-case")]
 pub enum ExecEnd {
     /// The command exited with this status.
     Status(u32),
