@@ -612,3 +612,108 @@ async fn refused_connection_is_unreachable_and_not_retried() {
     );
     assert_eq!(serde_json::to_string(&err.kind).unwrap(), "\"unreachable\"");
 }
+
+#[tokio::test]
+async fn reset_during_handshake_is_retried_three_times_with_backoff() {
+    let (port, count, _task) = fake::resetting_listener().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kh = known_hosts(dir.path(), &[]);
+    let h = host("flaky", port, "root", &kh, vec![]);
+    let started = Instant::now();
+    let err = connector().connect(&h).await.unwrap_err();
+    assert_eq!(err.kind, FailureKind::Unreachable, "{err}");
+    assert_eq!(
+        count.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "three tries"
+    );
+    // Backoff 100 ms then 200 ms (plus jitter) between the tries.
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn output_cap_truncates_and_direct_tcpip_reaches_the_node() {
+    use tokio::io::AsyncReadExt;
+    let Some(sshd) = Sshd::start("cap_and_tunnel") else {
+        return;
+    };
+    let (key, public) = keygen(sshd.dir.path(), "id_user", "");
+    sshd.authorize(TEST_USER, &public);
+    let kh = known_hosts(sshd.dir.path(), &[sshd.known_hosts_line()]);
+    let h = host("cap-host", sshd.port, TEST_USER, &kh, vec![key]);
+    let c = Connector::new(ConnectorOptions {
+        agent_socket: None,
+        max_output: 1000,
+        ..Default::default()
+    });
+    let s = c.connect(&h).await.unwrap();
+    let out = s
+        .exec(
+            RunAs::Login,
+            "head -c 5000 /dev/zero; head -c 10 /dev/zero >&2",
+            None,
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!((out.stdout.len(), out.stderr.len()), (1000, 10));
+    assert!(out.truncated);
+    assert_eq!(
+        out.end,
+        ExecEnd::Status(0),
+        "the command still ran to the end"
+    );
+
+    // Through the node to its own sshd port: the banner comes back.
+    let mut stream = s.direct_tcpip("127.0.0.1", sshd.port).await.unwrap();
+    let mut banner = [0u8; 8];
+    stream.read_exact(&mut banner).await.unwrap();
+    assert_eq!(&banner, b"SSH-2.0-");
+}
+
+#[tokio::test]
+async fn keepalive_notices_a_dead_peer_mid_command() {
+    let server = fake::start().await;
+    let (proxy, frozen, _task) = fake::freezable_proxy(server.port).await;
+    secrets::use_mock_store();
+    secrets::store(
+        SecretKind::Password,
+        SecretScope::Host("dying-node"),
+        &Secret::new("any"),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let line = server
+        .known_hosts_line
+        .replace(&format!("]:{} ", server.port), &format!("]:{proxy} "));
+    let kh = known_hosts(dir.path(), &[line]);
+    let h = host("dying-node", proxy, "root", &kh, vec![]);
+    let c = Connector::new(ConnectorOptions {
+        agent_socket: None,
+        keepalive_interval: Duration::from_millis(300),
+        keepalive_max: 2,
+        ..Default::default()
+    });
+    let s = c.connect(&h).await.unwrap();
+    frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    let started = Instant::now();
+    // The command timeout is far away: only keepalive can end this early.
+    let out = s
+        .exec(RunAs::Login, "FAKE-STALL", None, Duration::from_secs(60))
+        .await;
+    let took = started.elapsed();
+    frozen.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        took < Duration::from_secs(5),
+        "dead peer noticed after {took:?}"
+    );
+    match out {
+        Ok(o) => assert_eq!(o.end, ExecEnd::Unknown, "never success"),
+        Err(e) => assert_eq!(e.kind(), FailureKind::Command, "{e}"),
+    }
+    assert!(s.is_closed());
+}

@@ -292,7 +292,9 @@ impl Connector {
 
     /// Fetches the host key `host` offers, without authenticating (hostkeys scan).
     pub(crate) async fn fetch_host_key(&self, host: &Host) -> Result<PublicKey, ConnectError> {
-        match self.handshake(host, true).await? {
+        let bastion = self.bastion_for(host).await?;
+        let _permit = self.handshake_permit().await;
+        match self.handshake(host, true, bastion).await? {
             Handshake::Scanned(key) => Ok(key),
             Handshake::Connected(..) => Err(ConnectError::new(
                 FailureKind::Hostkey,
@@ -310,7 +312,14 @@ impl Connector {
     }
 
     async fn connect_untimed(&self, host: &Host) -> Result<Session, ConnectError> {
-        let Handshake::Connected(mut handle, bastion) = self.handshake(host, false).await? else {
+        // Resolve the bastion first: its own connect takes a handshake permit too.
+        let bastion = self.bastion_for(host).await?;
+        // Held through authentication: sshd counts a connection against MaxStartups
+        // until it has authenticated.
+        let _permit = self.handshake_permit().await;
+        let Handshake::Connected(mut handle, bastion) =
+            self.handshake(host, false, bastion).await?
+        else {
             unreachable!("verify mode never stops at the host key");
         };
         self.authenticate(&mut handle, host).await?;
@@ -327,17 +336,28 @@ impl Connector {
         })
     }
 
-    async fn handshake(&self, host: &Host, scan: bool) -> Result<Handshake, ConnectError> {
-        let bastion = match &host.jump {
-            Some(jump) => Some(self.bastion(jump, host).await?),
-            None => None,
-        };
-        let _permit = self
-            .inner
+    async fn bastion_for(&self, host: &Host) -> Result<Option<Session>, ConnectError> {
+        match &host.jump {
+            Some(jump) => Ok(Some(self.bastion(jump, host).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn handshake_permit(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.inner
             .handshakes
             .acquire()
             .await
-            .expect("the handshake semaphore is never closed");
+            .expect("the handshake semaphore is never closed")
+    }
+
+    /// TCP (or tunnel) + SSH handshake with the host key check; retries transient resets.
+    async fn handshake(
+        &self,
+        host: &Host,
+        scan: bool,
+        bastion: Option<Session>,
+    ) -> Result<Handshake, ConnectError> {
         let mut attempt: u32 = 0;
         loop {
             let checker = Checker {

@@ -158,7 +158,23 @@ impl Session {
             .await
             .map_err(|_| timed_out())?
             .expect("the channel semaphore is never closed");
-        let channel = tokio::time::timeout_at(deadline, inner.handle.channel_open_session())
+        let open = async {
+            let mut attempt = 0u32;
+            loop {
+                match inner.handle.channel_open_session().await {
+                    // sshd frees a session slot a moment after the channel's close, so
+                    // at the MaxSessions edge an open can be refused briefly: retry.
+                    Err(russh::Error::ChannelOpenFailure(
+                        russh::ChannelOpenFailure::ConnectFailed,
+                    )) if attempt < 6 => {
+                        tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+                        attempt += 1;
+                    }
+                    other => return other,
+                }
+            }
+        };
+        let channel = tokio::time::timeout_at(deadline, open)
             .await
             .map_err(|_| timed_out())?
             .map_err(channel_err)?;
