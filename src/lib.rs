@@ -4,7 +4,7 @@
 //! an exit code. Modules, one concept each:
 //! - [`inventory`]: hosts, groups, clusters, `--limit` selection.
 //! - [`playbook`]: controls, probes, rollout policy.
-//! - `ssh`: connections, host keys, auth, exec, quoting, become.
+//! - [`ssh`]: connections, host keys, auth, exec, quoting, become.
 //! - `carbonio`: the remote commands for Carbonio nodes and the parsers of their output.
 //! - `engine`: gather, verdicts, plan, apply, rollout scheduling.
 //! - `report`: report.json and the terminal summary.
@@ -18,4 +18,6 @@ pub mod exit;
 pub mod inventory;
 pub mod playbook;
 pub mod report;
+pub mod secrets;
+pub mod ssh;
 pub mod ui;

@@ -1,0 +1,246 @@
+//! Passwords and key passphrases in the OS keyring (never in inventory files).
+//!
+//! Entries live under service `carbonio-fleet`; the entry user names the kind and scope:
+//!
+//! | secret | entry user |
+//! |---|---|
+//! | SSH password for host `mail1` | `password:host:mail1` |
+//! | SSH password for every host of group `acme` | `password:group:acme` |
+//! | key passphrase for host `mail1` | `passphrase:host:mail1` |
+//! | key passphrase for group `acme` | `passphrase:group:acme` |
+//!
+//! [`lookup`] tries the host's own entry first, then each of its groups in inventory
+//! order. On Linux the store is the kernel keyutils keyring ([`init_default_store`]):
+//! no daemon, works on headless servers, kept per user in the persistent keyring (lost on
+//! reboot). Tests use the in-memory mock store ([`use_mock_store`]). A [`Secret`] never
+//! prints its value (its `Debug` is redacted) and nothing here logs one.
+
+use std::sync::OnceLock;
+
+use thiserror::Error;
+
+use crate::inventory::Host;
+
+/// The keyring service every entry is stored under.
+pub const SERVICE: &str = "carbonio-fleet";
+
+/// Which secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    /// SSH password of the login user.
+    Password,
+    /// Passphrase of an encrypted identity file.
+    Passphrase,
+}
+
+/// Whom a secret is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretScope<'a> {
+    Host(&'a str),
+    Group(&'a str),
+}
+
+/// A secret value. `Debug` is redacted; read it with [`Secret::expose`] only where it is used.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// A keyring operation failed.
+#[derive(Debug, Error)]
+#[error("keyring {action} failed for `{entry}`: {source}")]
+pub struct SecretError {
+    action: &'static str,
+    entry: String,
+    #[source]
+    source: keyring_core::Error,
+}
+
+/// The keyring entry user for a kind and scope (see the module docs).
+pub fn entry_user(kind: SecretKind, scope: SecretScope<'_>) -> String {
+    let kind = match kind {
+        SecretKind::Password => "password",
+        SecretKind::Passphrase => "passphrase",
+    };
+    match scope {
+        SecretScope::Host(name) => format!("{kind}:host:{name}"),
+        SecretScope::Group(name) => format!("{kind}:group:{name}"),
+    }
+}
+
+fn get(user: &str) -> Option<Secret> {
+    let entry = keyring_core::Entry::new(SERVICE, user).ok()?;
+    match entry.get_password() {
+        Ok(v) => Some(Secret(v)),
+        Err(keyring_core::Error::NoEntry) => None,
+        Err(e) => {
+            tracing::warn!(entry = user, error = %e, "keyring lookup failed");
+            None
+        }
+    }
+}
+
+/// Finds the secret for `host`: its own entry, then each group's, first found wins.
+pub fn lookup(kind: SecretKind, host: &Host) -> Option<Secret> {
+    std::iter::once(SecretScope::Host(&host.name))
+        .chain(host.groups.iter().map(|g| SecretScope::Group(g)))
+        .find_map(|scope| get(&entry_user(kind, scope)))
+}
+
+/// Stores (or replaces) a secret.
+pub fn store(kind: SecretKind, scope: SecretScope<'_>, value: &Secret) -> Result<(), SecretError> {
+    let user = entry_user(kind, scope);
+    let err = |action, source| SecretError {
+        action,
+        entry: user.clone(),
+        source,
+    };
+    let entry = keyring_core::Entry::new(SERVICE, &user).map_err(|e| err("open", e))?;
+    entry
+        .set_password(value.expose())
+        .map_err(|e| err("store", e))
+}
+
+/// Deletes a secret; `Ok(false)` when there was none.
+pub fn delete(kind: SecretKind, scope: SecretScope<'_>) -> Result<bool, SecretError> {
+    let user = entry_user(kind, scope);
+    let err = |action, source| SecretError {
+        action,
+        entry: user.clone(),
+        source,
+    };
+    let entry = keyring_core::Entry::new(SERVICE, &user).map_err(|e| err("open", e))?;
+    match entry.delete_credential() {
+        Ok(()) => Ok(true),
+        Err(keyring_core::Error::NoEntry) => Ok(false),
+        Err(e) => Err(err("delete", e)),
+    }
+}
+
+/// Installs the platform store: on Linux the kernel keyutils keyring.
+///
+/// A process started without a PAM session keyring (cron, CI, `ssh host cmd` as root)
+/// falls back to the user-session keyring, from which linking into the persistent
+/// keyring is denied; attaching a session keyring first fixes that (RUST-STACK §3).
+pub fn init_default_store() -> Result<(), SecretError> {
+    #[cfg(target_os = "linux")]
+    {
+        use linux_keyutils::{KeyRing, KeyRingIdentifier};
+        if let Err(e) = KeyRing::from_special_id(KeyRingIdentifier::Session, true) {
+            tracing::warn!(error = ?e, "could not attach a session keyring");
+        }
+        let store = linux_keyutils_keyring_store::Store::new().map_err(|source| SecretError {
+            action: "open store",
+            entry: SERVICE.into(),
+            source,
+        })?;
+        keyring_core::set_default_store(store);
+    }
+    Ok(())
+}
+
+/// Installs the in-memory mock store once per process (tests). Later calls keep the
+/// same store, so secrets stored by one test stay visible to the next.
+pub fn use_mock_store() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let store = keyring_core::mock::Store::new().expect("the mock store cannot fail");
+        keyring_core::set_default_store(store);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::{Become, HostKeyPolicy};
+    use std::time::Duration;
+
+    fn host(name: &str, groups: &[&str]) -> Host {
+        Host {
+            name: name.into(),
+            address: "127.0.0.1".into(),
+            port: 22,
+            user: "root".into(),
+            identity_files: vec![],
+            become_: Become::Auto,
+            known_hosts: "/dev/null".into(),
+            host_key_policy: HostKeyPolicy::Strict,
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(1),
+            jump: None,
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            cluster: name.into(),
+            roles: vec![],
+            vars: Default::default(),
+            source: "x.toml".into(),
+        }
+    }
+
+    #[test]
+    fn entry_names() {
+        assert_eq!(
+            entry_user(SecretKind::Password, SecretScope::Host("m1")),
+            "password:host:m1"
+        );
+        assert_eq!(
+            entry_user(SecretKind::Passphrase, SecretScope::Group("acme")),
+            "passphrase:group:acme"
+        );
+    }
+
+    #[test]
+    fn host_entry_wins_over_groups_and_groups_in_order() {
+        use_mock_store();
+        let h = host("secrets-unit-h1", &["secrets-unit-g1", "secrets-unit-g2"]);
+        assert_eq!(lookup(SecretKind::Password, &h), None);
+        store(
+            SecretKind::Password,
+            SecretScope::Group("secrets-unit-g2"),
+            &Secret::new("g2"),
+        )
+        .unwrap();
+        assert_eq!(lookup(SecretKind::Password, &h).unwrap().expose(), "g2");
+        store(
+            SecretKind::Password,
+            SecretScope::Group("secrets-unit-g1"),
+            &Secret::new("g1"),
+        )
+        .unwrap();
+        assert_eq!(lookup(SecretKind::Password, &h).unwrap().expose(), "g1");
+        store(
+            SecretKind::Password,
+            SecretScope::Host("secrets-unit-h1"),
+            &Secret::new("h"),
+        )
+        .unwrap();
+        assert_eq!(lookup(SecretKind::Password, &h).unwrap().expose(), "h");
+        assert_eq!(lookup(SecretKind::Passphrase, &h), None);
+        assert!(delete(SecretKind::Password, SecretScope::Host("secrets-unit-h1")).unwrap());
+        assert!(!delete(SecretKind::Password, SecretScope::Host("secrets-unit-h1")).unwrap());
+        assert_eq!(lookup(SecretKind::Password, &h).unwrap().expose(), "g1");
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        assert_eq!(
+            format!("{:?}", Secret::new("hunter2")),
+            "Secret(<redacted>)"
+        );
+    }
+}
