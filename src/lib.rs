@@ -5,6 +5,7 @@
 //! - [`inventory`]: hosts, groups, clusters, `--limit` selection.
 //! - [`playbook`]: controls, probes, rollout policy.
 //! - [`ssh`]: connections, host keys, auth, exec, quoting, become.
+//! - [`secrets`]: SSH passwords and key passphrases in the OS keyring.
 //! - `carbonio`: the remote commands for Carbonio nodes and the parsers of their output.
 //! - `engine`: gather, verdicts, plan, apply, rollout scheduling.
 //! - `report`: report.json and the terminal summary.

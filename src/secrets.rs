@@ -140,19 +140,23 @@ pub fn delete(kind: SecretKind, scope: SecretScope<'_>) -> Result<bool, SecretEr
 /// keyring is denied; attaching a session keyring first fixes that (RUST-STACK §3).
 pub fn init_default_store() -> Result<(), SecretError> {
     #[cfg(target_os = "linux")]
-    {
-        use linux_keyutils::{KeyRing, KeyRingIdentifier};
-        if let Err(e) = KeyRing::from_special_id(KeyRingIdentifier::Session, true) {
-            tracing::warn!(error = ?e, "could not attach a session keyring");
-        }
-        let store = linux_keyutils_keyring_store::Store::new().map_err(|source| SecretError {
-            action: "open store",
-            entry: SERVICE.into(),
-            source,
-        })?;
-        keyring_core::set_default_store(store);
-    }
+    keyring_core::set_default_store(keyutils_store()?);
     Ok(())
+}
+
+/// The kernel keyutils store, after making sure this process has a session keyring.
+#[cfg(target_os = "linux")]
+fn keyutils_store() -> Result<std::sync::Arc<keyring_core::CredentialStore>, SecretError> {
+    use linux_keyutils::{KeyRing, KeyRingIdentifier};
+    if let Err(e) = KeyRing::from_special_id(KeyRingIdentifier::Session, true) {
+        tracing::warn!(error = ?e, "could not attach a session keyring");
+    }
+    let store = linux_keyutils_keyring_store::Store::new().map_err(|source| SecretError {
+        action: "open store",
+        entry: SERVICE.into(),
+        source,
+    })?;
+    Ok(store)
 }
 
 /// Installs the in-memory mock store once per process (tests). Later calls keep the
@@ -234,6 +238,24 @@ mod tests {
         assert!(delete(SecretKind::Password, SecretScope::Host("secrets-unit-h1")).unwrap());
         assert!(!delete(SecretKind::Password, SecretScope::Host("secrets-unit-h1")).unwrap());
         assert_eq!(lookup(SecretKind::Password, &h).unwrap().expose(), "g1");
+    }
+
+    /// The real headless backend: store, read back, delete (without touching the
+    /// process-wide default store the other tests use).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn keyutils_store_round_trip() {
+        let store = keyutils_store().unwrap();
+        let user = format!("password:host:unit-test-{}", std::process::id());
+        let entry = keyring_core::Entry::new_in_store(&store, SERVICE, &user).unwrap();
+        entry.set_password("s3cret").unwrap();
+        let again = keyring_core::Entry::new_in_store(&store, SERVICE, &user).unwrap();
+        assert_eq!(again.get_password().unwrap(), "s3cret");
+        again.delete_credential().unwrap();
+        assert!(matches!(
+            entry.get_password(),
+            Err(keyring_core::Error::NoEntry)
+        ));
     }
 
     #[test]

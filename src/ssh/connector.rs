@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{OnceCell, Semaphore};
 
 use super::error::{ConnectError, FailureKind, HostKeyDetail};
-use super::known_hosts::{HostKeyStatus, KnownHosts, append_hashed, fingerprint};
+use super::known_hosts::{HostKeyStatus, KnownHosts, KnownHostsCache, append_hashed, fingerprint};
 use super::session::{Session, SessionInner};
 use crate::inventory::{Host, HostKeyPolicy, JumpSpec};
 use crate::secrets::{self, SecretKind};
@@ -64,7 +64,7 @@ struct ConnectorInner {
     config: Arc<client::Config>,
     keys: Mutex<HashMap<PathBuf, Arc<OnceCell<Arc<PrivateKey>>>>>,
     handshakes: Semaphore,
-    known_hosts_lock: Arc<Mutex<()>>,
+    known_hosts: Arc<KnownHostsCache>,
     bastions: Mutex<HashMap<String, BastionSlot>>,
 }
 
@@ -96,7 +96,7 @@ pub(crate) struct Checker {
     port: u16,
     known_hosts: PathBuf,
     policy: HostKeyPolicy,
-    lock: Arc<Mutex<()>>,
+    cache: Arc<KnownHostsCache>,
     scan: bool,
 }
 
@@ -150,16 +150,22 @@ impl Checker {
     }
 
     fn verify(&self, key: &PublicKey) -> Result<(), CheckerError> {
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.known_hosts.display();
-        let kh = KnownHosts::load(&self.known_hosts).map_err(|e| {
-            CheckerError::Refused(Box::new(ConnectError::new(
-                FailureKind::Hostkey,
-                format!("cannot read known_hosts {path} for {}: {e}", self.target()),
-            )))
-        })?;
+        self.cache
+            .with(&self.known_hosts, |kh| self.judge(kh, key))
+            .map_err(|e| {
+                CheckerError::Refused(Box::new(ConnectError::new(
+                    FailureKind::Hostkey,
+                    format!("cannot read known_hosts {path} for {}: {e}", self.target()),
+                )))
+            })?
+    }
+
+    /// Runs under the cache lock, so an accept-new append cannot race another.
+    fn judge(&self, kh: &KnownHosts, key: &PublicKey) -> Result<(), CheckerError> {
+        let path = self.known_hosts.display();
         let offered = fingerprint(key);
-        match check_names(&kh, &self.host_name, &self.address, self.port, key) {
+        match check_names(kh, &self.host_name, &self.address, self.port, key) {
             HostKeyStatus::Known { .. } => Ok(()),
             HostKeyStatus::Unknown if self.policy == HostKeyPolicy::AcceptNew => {
                 append_hashed(&self.known_hosts, &self.address, self.port, key).map_err(|e| {
@@ -174,7 +180,7 @@ impl Checker {
             HostKeyStatus::Unknown => Err(self.refuse(
                 format!(
                     "host key for {} is not in known_hosts {path}: offered {offered} \
-                     (policy strict; check it, then add it with `carbonio-fleet hostkeys scan --write`)",
+                     (policy strict; check it, then add it with `carbonio-fleet hostkeys scan -i INVENTORY --write`)",
                     self.target()
                 ),
                 vec![],
@@ -264,7 +270,7 @@ impl Connector {
                 opts,
                 config: Arc::new(config),
                 keys: Mutex::new(HashMap::new()),
-                known_hosts_lock: Arc::new(Mutex::new(())),
+                known_hosts: Arc::new(KnownHostsCache::default()),
                 bastions: Mutex::new(HashMap::new()),
             }),
         }
@@ -306,9 +312,9 @@ impl Connector {
         }
     }
 
-    /// The known_hosts write lock shared with `scan`.
-    pub(crate) fn known_hosts_lock(&self) -> &Mutex<()> {
-        &self.inner.known_hosts_lock
+    /// The known_hosts cache (and write lock) shared with `scan`.
+    pub(crate) fn known_hosts_cache(&self) -> &KnownHostsCache {
+        &self.inner.known_hosts
     }
 
     async fn connect_untimed(&self, host: &Host) -> Result<Session, ConnectError> {
@@ -366,7 +372,7 @@ impl Connector {
                 port: host.port,
                 known_hosts: host.known_hosts.clone(),
                 policy: host.host_key_policy,
-                lock: self.inner.known_hosts_lock.clone(),
+                cache: self.inner.known_hosts.clone(),
                 scan,
             };
             let config = self.inner.config.clone();

@@ -7,10 +7,13 @@
 //! tabs separates fields. Line numbers are 1-based and count every line. A line that does
 //! not parse is kept in [`KnownHosts::problems`] and otherwise skipped, as OpenSSH does.
 
+use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -229,6 +232,40 @@ impl KnownHosts {
                 expected: listed.iter().map(|e| fingerprint(&e.key)).collect(),
             },
         }
+    }
+}
+
+/// (mtime, size) of a file, `None` when it does not exist.
+type FileStamp = Option<(SystemTime, u64)>;
+
+/// Parsed known_hosts files shared by every connection of a run. A file is parsed again
+/// only when its size or mtime changed (each line costs a base64 and key decode, which
+/// adds up for a big file and a thousand hosts). The mutex also
+/// serialises this process's check-then-append, so accept-new for two connections to
+/// the same host writes one line.
+#[derive(Debug, Default)]
+pub struct KnownHostsCache {
+    files: Mutex<HashMap<PathBuf, (FileStamp, std::sync::Arc<KnownHosts>)>>,
+}
+
+impl KnownHostsCache {
+    /// Runs `f` on the current contents of `path` while holding the cache lock.
+    pub fn with<R>(&self, path: &Path, f: impl FnOnce(&KnownHosts) -> R) -> io::Result<R> {
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let stamp = match fs::metadata(path) {
+            Ok(m) => Some((m.modified()?, m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let parsed = match files.get(path) {
+            Some((cached, kh)) if *cached == stamp => kh.clone(),
+            _ => {
+                let kh = std::sync::Arc::new(KnownHosts::load(path)?);
+                files.insert(path.to_owned(), (stamp, kh.clone()));
+                kh
+            }
+        };
+        Ok(f(&parsed))
     }
 }
 
@@ -493,6 +530,23 @@ mod tests {
             kh.check("127.0.0.1", 2222, &k),
             HostKeyStatus::Known { line: 1 }
         );
+    }
+
+    #[test]
+    fn cache_sees_appends_and_edits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        let cache = KnownHostsCache::default();
+        let k = key();
+        let status = |c: &KnownHostsCache| c.with(&path, |kh| kh.check("h", 2222, &k)).unwrap();
+        assert_eq!(status(&cache), HostKeyStatus::Unknown);
+        append_hashed(&path, "h", 2222, &k).unwrap();
+        assert_eq!(status(&cache), HostKeyStatus::Known { line: 1 });
+        fs::write(&path, format!("# moved\n[h]:2222 {}\n", text(&key()))).unwrap();
+        assert!(matches!(
+            status(&cache),
+            HostKeyStatus::Changed { line: 2, .. }
+        ));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use russh::keys::ssh_key::PublicKey;
 
 use super::connector::{Connector, check_names};
-use super::known_hosts::{HostKeyStatus, KnownHosts, append_hashed, fingerprint};
+use super::known_hosts::{HostKeyStatus, append_hashed, fingerprint};
 use crate::inventory::Host;
 
 /// How a scanned key compares with known_hosts.
@@ -90,32 +90,24 @@ async fn scan_one(connector: &Connector, host: &Host, write: bool) -> ScanResult
 }
 
 fn classify(connector: &Connector, host: &Host, key: &PublicKey, write: bool) -> ScanStatus {
-    let _guard = connector
-        .known_hosts_lock()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    let kh = match KnownHosts::load(&host.known_hosts) {
-        Ok(kh) => kh,
-        Err(e) => {
-            return ScanStatus::Unreachable {
-                message: format!("cannot read {}: {e}", host.known_hosts.display()),
-            };
-        }
-    };
-    match check_names(&kh, &host.name, &host.address, host.port, key) {
-        HostKeyStatus::Known { line } => ScanStatus::Known { line },
-        HostKeyStatus::Changed { line, expected } => ScanStatus::Changed { line, expected },
-        HostKeyStatus::Revoked { line } => ScanStatus::Revoked { line },
-        HostKeyStatus::Unknown if !write => ScanStatus::New { written: false },
-        HostKeyStatus::Unknown => {
-            match append_hashed(&host.known_hosts, &host.address, host.port, key) {
+    let path = &host.known_hosts;
+    let judged = connector.known_hosts_cache().with(path, |kh| {
+        match check_names(kh, &host.name, &host.address, host.port, key) {
+            HostKeyStatus::Known { line } => ScanStatus::Known { line },
+            HostKeyStatus::Changed { line, expected } => ScanStatus::Changed { line, expected },
+            HostKeyStatus::Revoked { line } => ScanStatus::Revoked { line },
+            HostKeyStatus::Unknown if !write => ScanStatus::New { written: false },
+            HostKeyStatus::Unknown => match append_hashed(path, &host.address, host.port, key) {
                 Ok(_) => ScanStatus::New { written: true },
                 Err(e) => ScanStatus::Unreachable {
-                    message: format!("cannot write {}: {e}", host.known_hosts.display()),
+                    message: format!("cannot write {}: {e}", path.display()),
                 },
-            }
+            },
         }
-    }
+    });
+    judged.unwrap_or_else(|e| ScanStatus::Unreachable {
+        message: format!("cannot read {}: {e}", path.display()),
+    })
 }
 
 /// One line per host: `host fingerprint (type) status`.
