@@ -155,7 +155,12 @@ impl GatherPlan {
             .map(|t| quote(t))
             .collect::<Result<Vec<_>, _>>()?
             .join(" ");
-        section(&mut s, nonce, "platform", &format!("systemctl is-enabled {targets} 2>&1"));
+        section(
+            &mut s,
+            nonce,
+            "platform",
+            &format!("systemctl is-enabled {targets} 2>&1"),
+        );
         section(&mut s, nonce, "version", "zmcontrol -v 2>&1");
         s.push_str("h=$(zmhostname)\n");
         section(&mut s, nonce, "hostname", "echo \"$h\"");
@@ -182,12 +187,7 @@ impl GatherPlan {
         lines.push("gad".to_string());
         lines.push("exit".to_string());
         let batch_len = lines.len() - 1;
-        section(
-            &mut s,
-            nonce,
-            "prov",
-            &prov::feed_command(&lines),
-        );
+        section(&mut s, nonce, "prov", &prov::feed_command(&lines));
         Ok(Self {
             nonce: nonce.to_string(),
             script: s,
@@ -219,7 +219,12 @@ impl GatherPlan {
         };
         let version_sec = get("version")?;
         let version = (version_sec.status == 0)
-            .then(|| version_sec.output.lines().find(|l| l.starts_with("Carbonio Release")))
+            .then(|| {
+                version_sec
+                    .output
+                    .lines()
+                    .find(|l| l.starts_with("Carbonio Release"))
+            })
             .flatten()
             .map(str::to_string);
         let host_sec = get("hostname")?;
@@ -281,10 +286,10 @@ impl GatherPlan {
 fn postconf_params(playbook: &Playbook) -> Vec<String> {
     let mut params: Vec<String> = BASE_POSTCONF.iter().map(|s| s.to_string()).collect();
     for p in &playbook.probes {
-        if let ProbeKind::Postconf { param } = &p.kind {
-            if !params.contains(param) {
-                params.push(param.clone());
-            }
+        if let ProbeKind::Postconf { param } = &p.kind
+            && !params.contains(param)
+        {
+            params.push(param.clone());
         }
     }
     params
@@ -402,8 +407,20 @@ mod tests {
     fn sections_split_with_glued_end_marker() {
         let out = "noise from .bashrc\n#cfleet-n1 platform\nenabled\n#cfleet-n1 rc 0\n#cfleet-n1 prov\nprov> a: 1\nprov> #cfleet-n1 rc 0\n";
         let s = split_sections(out, "n1");
-        assert_eq!(s["platform"], Section { output: "enabled\n".into(), status: 0 });
-        assert_eq!(s["prov"], Section { output: "prov> a: 1\nprov> ".into(), status: 0 });
+        assert_eq!(
+            s["platform"],
+            Section {
+                output: "enabled\n".into(),
+                status: 0
+            }
+        );
+        assert_eq!(
+            s["prov"],
+            Section {
+                output: "prov> a: 1\nprov> ".into(),
+                status: 0
+            }
+        );
     }
 
     #[test]

@@ -13,7 +13,10 @@ use std::collections::BTreeMap;
 pub fn parse_postconf(output: &str) -> BTreeMap<String, String> {
     output
         .lines()
-        .filter_map(|l| l.split_once(" = ").or_else(|| l.strip_suffix(" =").map(|n| (n, ""))))
+        .filter_map(|l| {
+            l.split_once(" = ")
+                .or_else(|| l.strip_suffix(" =").map(|n| (n, "")))
+        })
         .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
         .collect()
 }
@@ -112,7 +115,9 @@ mod tests {
     #[test]
     fn passwd_names() {
         assert_eq!(
-            passwd_users("root:x:0:0:root:/root:/bin/bash\nzextras:x:999:999::/opt/zextras:/bin/bash\n"),
+            passwd_users(
+                "root:x:0:0:root:/root:/bin/bash\nzextras:x:999:999::/opt/zextras:/bin/bash\n"
+            ),
             vec!["root", "zextras"]
         );
     }

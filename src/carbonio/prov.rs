@@ -232,9 +232,14 @@ mod tests {
     #[test]
     fn batch_quotes_values_for_provutil() {
         let mut b = Batch::new();
-        b.push(&["mcf", "+zimbraMtaRestriction", "check_policy_service unix:private/policy"])
+        b.push(&[
+            "mcf",
+            "+zimbraMtaRestriction",
+            "check_policy_service unix:private/policy",
+        ])
+        .unwrap();
+        b.push(&["mcf", "zimbraMtaEnableSmtpdPolicyd", "TRUE"])
             .unwrap();
-        b.push(&["mcf", "zimbraMtaEnableSmtpdPolicyd", "TRUE"]).unwrap();
         b.push(&["mcf", "a", "say \"hi\" \\ ok"]).unwrap();
         b.push(&["mcf", "a", ""]).unwrap();
         assert_eq!(
@@ -251,8 +256,12 @@ mod tests {
     #[test]
     fn curly_quotes_stay_inside_one_argument() {
         let mut b = Batch::new();
-        b.push(&["mcf", "+zimbraMtaRestriction", "“check_policy_service unix:private/policy”"])
-            .unwrap();
+        b.push(&[
+            "mcf",
+            "+zimbraMtaRestriction",
+            "“check_policy_service unix:private/policy”",
+        ])
+        .unwrap();
         assert_eq!(
             b.lines()[0],
             "mcf +zimbraMtaRestriction \"“check_policy_service unix:private/policy”\""
@@ -299,7 +308,13 @@ mod tests {
     #[test]
     fn too_few_prompts_is_an_error() {
         let e = split_output("prov> a: 1\n", 2).unwrap_err();
-        assert_eq!(e, SplitError { expected: 3, found: 1 });
+        assert_eq!(
+            e,
+            SplitError {
+                expected: 3,
+                found: 1
+            }
+        );
     }
 
     #[test]

@@ -70,7 +70,10 @@ pub fn services_up(platform: Platform, output: &str, status: Option<u32>) -> Res
         }
         Platform::Systemd => {
             let states: Vec<&str> = output.lines().map(str::trim).collect();
-            if status == Some(0) && states.len() == MTA_UNITS.len() && states.iter().all(|s| *s == "active") {
+            if status == Some(0)
+                && states.len() == MTA_UNITS.len()
+                && states.iter().all(|s| *s == "active")
+            {
                 Ok(())
             } else {
                 Err(format!(
@@ -84,7 +87,8 @@ pub fn services_up(platform: Platform, output: &str, status: Option<u32>) -> Res
 }
 
 fn fmt_status(s: Option<u32>) -> String {
-    s.map(|c| c.to_string()).unwrap_or_else(|| "without status".into())
+    s.map(|c| c.to_string())
+        .unwrap_or_else(|| "without status".into())
 }
 
 #[cfg(test)]
@@ -93,10 +97,18 @@ mod tests {
 
     #[test]
     fn restart_per_platform() {
-        assert_eq!(restart_step(RestartMethod::Auto, Platform::Legacy).unwrap().run_as, RunAs::Zextras);
+        assert_eq!(
+            restart_step(RestartMethod::Auto, Platform::Legacy)
+                .unwrap()
+                .run_as,
+            RunAs::Zextras
+        );
         let s = restart_step(RestartMethod::Auto, Platform::Systemd).unwrap();
         assert_eq!(s.run_as, RunAs::Root);
-        assert!(s.script.starts_with("systemctl restart carbonio-mta.target"));
+        assert!(
+            s.script
+                .starts_with("systemctl restart carbonio-mta.target")
+        );
         assert_eq!(restart_step(RestartMethod::None, Platform::Legacy), None);
     }
 
@@ -113,7 +125,10 @@ mod tests {
 
     #[test]
     fn systemd_states() {
-        assert_eq!(services_up(Platform::Systemd, "active\nactive\n", Some(0)), Ok(()));
+        assert_eq!(
+            services_up(Platform::Systemd, "active\nactive\n", Some(0)),
+            Ok(())
+        );
         assert!(services_up(Platform::Systemd, "active\nactivating\n", Some(3)).is_err());
     }
 }

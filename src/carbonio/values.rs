@@ -57,7 +57,10 @@ mod tests {
         assert!(satisfies(&Expectation::Contains(item.into()), &vals));
         assert!(!satisfies(&Expectation::Absent(item.into()), &vals));
         assert!(satisfies(&Expectation::Absent(item.into()), &v(&[])));
-        assert!(!satisfies(&Expectation::Contains(item.into()), &v(&["check_policy_service"])));
+        assert!(!satisfies(
+            &Expectation::Contains(item.into()),
+            &v(&["check_policy_service"])
+        ));
     }
 
     #[test]

@@ -5,7 +5,6 @@ use std::io::Write;
 
 use super::{Format, InventoryArgs};
 use crate::engine::run::config_failed;
-use crate::config_error::ConfigErrors;
 use crate::exit;
 use crate::inventory::{self, Become, Host, HostKeyPolicy, Inventory};
 
@@ -85,7 +84,6 @@ fn counts(inv: &Inventory, hosts: &[&Host], limited: bool) -> (usize, usize) {
         .len();
     (groups, clusters)
 }
-
 
 fn print_stdout(text: &str) -> i32 {
     let mut out = std::io::stdout().lock();

@@ -49,7 +49,10 @@ where
     F: FnOnce(Events) -> Fut,
     Fut: Future<Output = i32>,
 {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("carbonio-fleet: cannot start the async runtime: {e}");
@@ -60,13 +63,19 @@ where
         Some(p) => match AuditLog::open(p) {
             Ok(l) => Some(l),
             Err(e) => {
-                eprintln!("carbonio-fleet: cannot open the log file `{}`: {e}", p.display());
+                eprintln!(
+                    "carbonio-fleet: cannot open the log file `{}`: {e}",
+                    p.display()
+                );
                 return exit::USAGE;
             }
         },
         None => None,
     };
-    let mode = match (common.progress, common.quiet > 0 || common.format == Format::Json) {
+    let mode = match (
+        common.progress,
+        common.quiet > 0 || common.format == Format::Json,
+    ) {
         (Progress::Never, _) | (Progress::Auto, true) => ProgressMode::Never,
         (Progress::Always, _) => ProgressMode::Always,
         (Progress::Auto, false) => ProgressMode::Auto,
@@ -85,7 +94,9 @@ pub(super) fn check(a: &RunArgs) -> i32 {
         return code;
     }
     let opts = RunOptions::from(a);
-    with_runtime(&a.common, |events| async move { engine_run::check(&opts, events).await })
+    with_runtime(&a.common, |events| async move {
+        engine_run::check(&opts, events).await
+    })
 }
 
 pub(super) fn plan(a: &RunArgs) -> i32 {
@@ -93,7 +104,9 @@ pub(super) fn plan(a: &RunArgs) -> i32 {
         return code;
     }
     let opts = RunOptions::from(a);
-    with_runtime(&a.common, |events| async move { crate::engine::plan::plan(&opts, events).await })
+    with_runtime(&a.common, |events| async move {
+        crate::engine::plan::plan(&opts, events).await
+    })
 }
 
 pub(super) fn apply(a: &ApplyArgs) -> i32 {
@@ -106,5 +119,7 @@ pub(super) fn apply(a: &ApplyArgs) -> i32 {
         resume: a.resume,
         retry_failed: a.retry_failed,
     };
-    with_runtime(&a.run.common, |events| async move { apply::apply(&opts, events).await })
+    with_runtime(&a.run.common, |events| async move {
+        apply::apply(&opts, events).await
+    })
 }

@@ -21,9 +21,7 @@ use crate::carbonio::{prov, services, values};
 use crate::engine::changes::{self, ChangePlan, NodeBatch};
 use crate::engine::check;
 use crate::engine::events::{Event, Events};
-use crate::engine::gather::{
-    GatherOptions, HostGather, gather_all, probe_address, regather,
-};
+use crate::engine::gather::{GatherOptions, HostGather, gather_all, probe_address, regather};
 use crate::engine::journal::{self, Journal};
 use crate::engine::rollout::{Next, NodeResult, RolloutNode, Scheduler};
 use crate::engine::run::{self, Loaded, RunOptions};
@@ -83,11 +81,16 @@ fn narrow_targets(opts: &ApplyOptions, hosts: Vec<Host>) -> Result<Vec<Host>, St
             .iter()
             .filter(|h| {
                 h.status == HostStatus::Failed
-                    || h.apply.as_ref().is_some_and(|a| a.rollout.starts_with("failed"))
+                    || h.apply
+                        .as_ref()
+                        .is_some_and(|a| a.rollout.starts_with("failed"))
             })
             .map(|h| h.name.clone())
             .collect();
-        let hosts: Vec<Host> = hosts.into_iter().filter(|h| failed.contains(&h.name)).collect();
+        let hosts: Vec<Host> = hosts
+            .into_iter()
+            .filter(|h| failed.contains(&h.name))
+            .collect();
         if hosts.is_empty() {
             return Err(format!(
                 "--retry-failed: the last run ({}) has no failed host among the selected hosts",
@@ -101,7 +104,10 @@ fn narrow_targets(opts: &ApplyOptions, hosts: Vec<Host>) -> Result<Vec<Host>, St
         let entries = journal::read(&path)
             .map_err(|e| format!("--resume: cannot read `{}`: {e}", path.display()))?;
         let done: BTreeSet<String> = journal::done_hosts(&entries).into_iter().collect();
-        let hosts: Vec<Host> = hosts.into_iter().filter(|h| !done.contains(&h.name)).collect();
+        let hosts: Vec<Host> = hosts
+            .into_iter()
+            .filter(|h| !done.contains(&h.name))
+            .collect();
         if hosts.is_empty() {
             return Err(format!(
                 "--resume: every selected host is done according to `{}`",
@@ -158,7 +164,12 @@ async fn run_batch(
         Err(e) => return (record, Err(e.to_string())),
     };
     let out: ExecOutput = match session
-        .exec(crate::ssh::RunAs::Zextras, &script, None, host.command_timeout)
+        .exec(
+            crate::ssh::RunAs::Zextras,
+            &script,
+            None,
+            host.command_timeout,
+        )
         .await
     {
         Ok(o) => o,
@@ -251,7 +262,8 @@ async fn execute_changes(
                     None => format!("server-entry changes for `{server}`"),
                 };
                 Some(async move {
-                    let (rec, res) = run_batch(session, &g.host, &server, batch, playbook, purpose).await;
+                    let (rec, res) =
+                        run_batch(session, &g.host, &server, batch, playbook, purpose).await;
                     (cluster.clone(), batch, rec, res)
                 })
             });
@@ -270,14 +282,18 @@ async fn execute_changes(
                         detail: summary.join("; "),
                     });
                     let needs_restart = batch.changes.iter().any(|c| c.restart);
-                    let ids: BTreeSet<String> = batch.changes.iter().map(|c| c.control.clone()).collect();
+                    let ids: BTreeSet<String> =
+                        batch.changes.iter().map(|c| c.control.clone()).collect();
                     match &cluster {
                         Some(c) => {
                             if needs_restart {
                                 out.restart_clusters.insert(c.clone());
                             }
                             for g in gathers.iter().filter(|g| &g.host.cluster == c) {
-                                out.changed.entry(g.host.name.clone()).or_default().extend(ids.iter().cloned());
+                                out.changed
+                                    .entry(g.host.name.clone())
+                                    .or_default()
+                                    .extend(ids.iter().cloned());
                             }
                         }
                         None => {
@@ -356,7 +372,7 @@ async fn restart_and_gate(
             command: None,
         };
     }
-    let mut restart = None;
+    let restart;
     let mut command = None;
     match services::restart_step(rollout.restart, node.platform) {
         None => {
@@ -374,7 +390,10 @@ async fn restart_and_gate(
             // A restart already sent is waited for even after a second Ctrl-C: cutting
             // it off would leave the node in an unknown state.
             let timeout = rollout.health_timeout.max(node.host.command_timeout);
-            let res = node.session.exec(step.run_as, &step.script, None, timeout).await;
+            let res = node
+                .session
+                .exec(step.run_as, &step.script, None, timeout)
+                .await;
             let finished_at = jiff::Timestamp::now().to_string();
             let (ok, output, rec) = match res {
                 Ok(o) => {
@@ -527,7 +546,11 @@ async fn gate_once(
     let timeout = node.host.command_timeout;
     // 1. services up
     let st = services::status_step(node.platform);
-    let svc = match node.session.exec(st.run_as, &st.script, None, timeout).await {
+    let svc = match node
+        .session
+        .exec(st.run_as, &st.script, None, timeout)
+        .await
+    {
         Ok(o) => {
             let code = match o.end {
                 ExecEnd::Status(c) => Some(c),
@@ -547,7 +570,11 @@ async fn gate_once(
         return (checks, Vec::new(), GateTry::Retry);
     }
     // 2. effective Postfix config and the policy service's spawn user
-    let facts = match node.session.exec(crate::ssh::RunAs::Zextras, eff.script(), None, timeout).await {
+    let facts = match node
+        .session
+        .exec(crate::ssh::RunAs::Zextras, eff.script(), None, timeout)
+        .await
+    {
         Ok(o) => eff
             .parse(&String::from_utf8_lossy(&o.stdout))
             .map_err(|e| e.to_string()),
@@ -556,7 +583,11 @@ async fn gate_once(
     let facts = match facts {
         Ok(f) => f,
         Err(e) => {
-            checks.push(GateCheck { name: "postconf".into(), ok: false, detail: e });
+            checks.push(GateCheck {
+                name: "postconf".into(),
+                ok: false,
+                detail: e,
+            });
             return (checks, Vec::new(), GateTry::Retry);
         }
     };
@@ -570,11 +601,15 @@ async fn gate_once(
     checks.push(GateCheck {
         name: "postconf".into(),
         ok: pc_ok,
-        detail: if pc_ok { "effective config matches LDAP".into() } else { mismatches.join("; ") },
+        detail: if pc_ok {
+            "effective config matches LDAP".into()
+        } else {
+            mismatches.join("; ")
+        },
     });
     if let Some(line) = &facts.policy_service {
         let user = line.user.clone().unwrap_or_default();
-        let ok = facts.users.iter().any(|u| *u == user);
+        let ok = facts.users.contains(&user);
         checks.push(GateCheck {
             name: "policy".into(),
             ok,
@@ -604,32 +639,70 @@ async fn gate_once(
     let step = Duration::from_secs(30);
     let exchange = match rollout.probe_from {
         ProbeFrom::Node => match node.session.direct_tcpip("127.0.0.1", 25).await {
-            Ok(s) => smtp::probe(s, "carbonio-fleet.probe", &rcpt, step).await.map_err(|e| e.to_string()),
+            Ok(s) => smtp::probe(s, "carbonio-fleet.probe", &rcpt, step)
+                .await
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         },
         ProbeFrom::Orchestrator => {
             match tokio::net::TcpStream::connect((node.host.address.as_str(), 25)).await {
-                Ok(s) => smtp::probe(s, "carbonio-fleet.probe", &rcpt, step).await.map_err(|e| e.to_string()),
+                Ok(s) => smtp::probe(s, "carbonio-fleet.probe", &rcpt, step)
+                    .await
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             }
         }
     };
     match exchange {
         Err(e) => {
-            checks.push(GateCheck { name: "smtp".into(), ok: false, detail: e });
+            checks.push(GateCheck {
+                name: "smtp".into(),
+                ok: false,
+                detail: e,
+            });
             (checks, Vec::new(), GateTry::Retry)
         }
         Ok(ex) => {
             let reply = ex.deciding_reply().cloned();
             let (ok, verdict, detail) = match (&ex.rcpt, reply) {
-                (Some(r), _) if (500..600).contains(&r.code) => (true, GateTry::Pass, format!("RCPT TO:<{rcpt}> → {} {}", r.code, r.text)),
-                (_, Some(r)) if r.code == 421 => (false, GateTry::Retry, format!("{} {} (still starting)", r.code, r.text)),
-                (Some(r), _) if (400..500).contains(&r.code) => (false, GateTry::Fail, format!("RCPT TO:<{rcpt}> → {} {}: a temporary failure for every recipient", r.code, r.text)),
-                (Some(r), _) => (false, GateTry::Fail, format!("RCPT TO:<{rcpt}> → {} {}: an unknown recipient was accepted (backscatter)", r.code, r.text)),
-                (None, Some(r)) => (false, GateTry::Retry, format!("dialogue stopped: {} {}", r.code, r.text)),
+                (Some(r), _) if (500..600).contains(&r.code) => (
+                    true,
+                    GateTry::Pass,
+                    format!("RCPT TO:<{rcpt}> → {} {}", r.code, r.text),
+                ),
+                (_, Some(r)) if r.code == 421 => (
+                    false,
+                    GateTry::Retry,
+                    format!("{} {} (still starting)", r.code, r.text),
+                ),
+                (Some(r), _) if (400..500).contains(&r.code) => (
+                    false,
+                    GateTry::Fail,
+                    format!(
+                        "RCPT TO:<{rcpt}> → {} {}: a temporary failure for every recipient",
+                        r.code, r.text
+                    ),
+                ),
+                (Some(r), _) => (
+                    false,
+                    GateTry::Fail,
+                    format!(
+                        "RCPT TO:<{rcpt}> → {} {}: an unknown recipient was accepted (backscatter)",
+                        r.code, r.text
+                    ),
+                ),
+                (None, Some(r)) => (
+                    false,
+                    GateTry::Retry,
+                    format!("dialogue stopped: {} {}", r.code, r.text),
+                ),
                 (None, None) => (false, GateTry::Retry, "no reply".into()),
             };
-            checks.push(GateCheck { name: "smtp".into(), ok, detail });
+            checks.push(GateCheck {
+                name: "smtp".into(),
+                ok,
+                detail,
+            });
             (checks, ex.transcript, verdict)
         }
     }
@@ -642,18 +715,34 @@ fn confirm(plan: &ChangePlan, restarts: usize) -> bool {
     let _ = writeln!(err, "\napply will:");
     for (cluster, b) in &plan.global {
         for c in &b.changes {
-            let _ = writeln!(err, "  cluster {cluster} (on {}): carbonio prov {}", b.node, crate::ssh::command_line(&c.args).unwrap_or_default());
+            let _ = writeln!(
+                err,
+                "  cluster {cluster} (on {}): carbonio prov {}",
+                b.node,
+                crate::ssh::command_line(&c.args).unwrap_or_default()
+            );
         }
     }
     for (node, b) in &plan.server {
         for c in &b.changes {
-            let _ = writeln!(err, "  {node}: carbonio prov {}", crate::ssh::command_line(&c.args).unwrap_or_default());
+            let _ = writeln!(
+                err,
+                "  {node}: carbonio prov {}",
+                crate::ssh::command_line(&c.args).unwrap_or_default()
+            );
         }
     }
     for b in &plan.blocked {
-        let _ = writeln!(err, "  NOT changing {} in cluster {}: {}", b.control, b.cluster, b.reason);
+        let _ = writeln!(
+            err,
+            "  NOT changing {} in cluster {}: {}",
+            b.control, b.cluster, b.reason
+        );
     }
-    let _ = writeln!(err, "  then restart up to {restarts} MTA node(s) in staggered batches");
+    let _ = writeln!(
+        err,
+        "  then restart up to {restarts} MTA node(s) in staggered batches"
+    );
     let _ = write!(err, "Proceed? [y/N] ");
     let _ = err.flush();
     let mut line = String::new();
@@ -698,14 +787,20 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
             return exit::USAGE;
         }
     };
-    events.send(Event::RunStarted { command: "apply", hosts: loaded.hosts.len() });
+    events.send(Event::RunStarted {
+        command: "apply",
+        hosts: loaded.hosts.len(),
+    });
     let connector = Connector::new(ConnectorOptions::default());
     let gathers = gather_all(
         &loaded.hosts,
         &loaded.playbook,
         &plan,
         &connector,
-        &GatherOptions { forks: opts.run.forks, keep_sessions: true },
+        &GatherOptions {
+            forks: opts.run.forks,
+            keep_sessions: true,
+        },
         &events,
         &nonce,
     )
@@ -720,14 +815,23 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         .filter(|h| h.is_mta == Some(true) && h.status != HostStatus::Failed)
         .count();
     let nothing_to_do = change_plan.is_empty()
-        && !before.iter().any(|h| h.status == HostStatus::RestartPending)
+        && !before
+            .iter()
+            .any(|h| h.status == HostStatus::RestartPending)
         && loaded.playbook.rollout.only_if_changed;
-    if !opts.yes && !nothing_to_do && !interrupted(&interrupts) && !confirm(&change_plan, restart_estimate) {
+    if !opts.yes
+        && !nothing_to_do
+        && !interrupted(&interrupts)
+        && !confirm(&change_plan, restart_estimate)
+    {
         eprintln!("carbonio-fleet: not confirmed; nothing was changed");
         return exit::USAGE;
     }
 
-    let run_dir = match store::create_run_dir(&opts.run.report_dir, &store::run_dir_name(&started, &loaded.playbook.name)) {
+    let run_dir = match store::create_run_dir(
+        &opts.run.report_dir,
+        &store::run_dir_name(&started, &loaded.playbook.name),
+    ) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("carbonio-fleet: {e}; nothing was changed");
@@ -737,7 +841,10 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     let journal = match Journal::open(&run_dir) {
         Ok(j) => Arc::new(j),
         Err(e) => {
-            eprintln!("carbonio-fleet: cannot open the journal in `{}`: {e}; nothing was changed", run_dir.display());
+            eprintln!(
+                "carbonio-fleet: cannot open the journal in `{}`: {e}; nothing was changed",
+                run_dir.display()
+            );
             return exit::HOST_FAILED;
         }
     };
@@ -748,7 +855,15 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     let changed = if interrupted(&interrupts) {
         ChangeOutcome::default()
     } else {
-        execute_changes(&change_plan, &gathers, &before, &loaded.playbook, &journal, &events).await
+        execute_changes(
+            &change_plan,
+            &gathers,
+            &before,
+            &loaded.playbook,
+            &journal,
+            &events,
+        )
+        .await
     };
 
     // Who restarts: reachable MTA nodes whose effective config changed or was left
@@ -757,7 +872,9 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     let mut ctxs: BTreeMap<String, NodeCtx> = BTreeMap::new();
     let mut rollout_nodes = Vec::new();
     for (g, r) in gathers.iter().zip(&before) {
-        let (Ok(ok), Some(session)) = (&g.outcome, &g.session) else { continue };
+        let (Ok(ok), Some(session)) = (&g.outcome, &g.session) else {
+            continue;
+        };
         if !ok.facts.is_mta() || changed.failures.contains_key(&g.host.name) {
             continue;
         }
@@ -790,9 +907,15 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     let outcome = loop {
         match sched.next(Instant::now()) {
             Next::Batch(b) => {
-                events.send(Event::BatchStarted { number: b.number, hosts: b.nodes.clone(), canary: b.is_canary });
+                events.send(Event::BatchStarted {
+                    number: b.number,
+                    hosts: b.nodes.clone(),
+                    canary: b.is_canary,
+                });
                 for n in &b.nodes {
-                    let Some(ctx) = ctxs.get(n).cloned() else { continue };
+                    let Some(ctx) = ctxs.get(n).cloned() else {
+                        continue;
+                    };
                     running.spawn(restart_and_gate(
                         ctx,
                         rollout_cfg.clone(),
@@ -822,7 +945,9 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
                 }
             }
             Next::PauseUntil(t) => {
-                events.send(Event::Paused { duration: t.saturating_duration_since(Instant::now()) });
+                events.send(Event::Paused {
+                    duration: t.saturating_duration_since(Instant::now()),
+                });
                 tokio::select! {
                     _ = tokio::time::sleep_until(t.into()) => {}
                     Ok(()) = irx.changed() => sched.interrupt(),
@@ -843,19 +968,27 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         regather(targets, &loaded.playbook, &plan, opts.run.forks, &nonce).await
     };
     let after = check::evaluate_all(&loaded.playbook, &after_gathers);
-    let after_by: BTreeMap<&str, &HostReport> = after.iter().map(|h| (h.name.as_str(), h)).collect();
-    let node_outcomes: BTreeMap<&str, _> = outcome.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+    let after_by: BTreeMap<&str, &HostReport> =
+        after.iter().map(|h| (h.name.as_str(), h)).collect();
+    let node_outcomes: BTreeMap<&str, _> =
+        outcome.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
 
     let mut hosts = Vec::new();
     for b in &before {
         let mut h = match after_by.get(b.name.as_str()) {
-            Some(a) if a.status != HostStatus::Failed || b.status == HostStatus::Failed => (*a).clone(),
+            Some(a) if a.status != HostStatus::Failed || b.status == HostStatus::Failed => {
+                (*a).clone()
+            }
             _ => b.clone(),
         };
         h.timings = b.timings.clone();
         // Findings of the first gather (blocked changes) stay in the record.
         for f in &b.findings {
-            if !h.findings.iter().any(|x| x.id == f.id && x.message == f.message) {
+            if !h
+                .findings
+                .iter()
+                .any(|x| x.id == f.id && x.message == f.message)
+            {
                 h.findings.push(f.clone());
             }
         }
@@ -940,7 +1073,10 @@ fn add_blocked_findings(hosts: &mut [HostReport], plan: &ChangePlan) {
                 id,
                 severity: "high".into(),
                 blocking: true,
-                message: format!("{} is not changed in cluster `{}`: {}", b.control, b.cluster, b.reason),
+                message: format!(
+                    "{} is not changed in cluster `{}`: {}",
+                    b.control, b.cluster, b.reason
+                ),
                 evidence: format!("blocking node(s): {}", b.because_of.join(", ")),
                 hint: "fix the spawn user on the named node(s), then run apply again".into(),
             });

@@ -105,15 +105,25 @@ pub fn plan(playbook: &Playbook, hosts: &[HostReport]) -> ChangePlan {
             .iter()
             .filter(|h| h.status != HostStatus::Failed && h.carbonio_hostname.is_some())
             .collect();
-        let Some(executor) = reachable.first() else { continue };
+        let Some(executor) = reachable.first() else {
+            continue;
+        };
         // MTA nodes whose policy spawn user is missing block the guarded controls.
         let spawn_blockers: Vec<String> = reachable
             .iter()
-            .filter(|h| h.findings.iter().any(|f| f.id == SPAWN_USER_FINDING && f.blocking))
+            .filter(|h| {
+                h.findings
+                    .iter()
+                    .any(|f| f.id == SPAWN_USER_FINDING && f.blocking)
+            })
             .map(|h| h.name.clone())
             .collect();
         let mut global_changes = Vec::new();
-        for c in playbook.controls.iter().filter(|c| c.scope == Scope::Global) {
+        for c in playbook
+            .controls
+            .iter()
+            .filter(|c| c.scope == Scope::Global)
+        {
             // The cluster's global value is off when any node that the control concerns
             // reports it non-compliant on the global value itself.
             let off = reachable.iter().any(|h| {
@@ -158,13 +168,20 @@ pub fn plan(playbook: &Playbook, hosts: &[HostReport]) -> ChangePlan {
             let server_name = h.carbonio_hostname.clone().unwrap_or_default();
             let mut changes = Vec::new();
             for c in &playbook.controls {
-                let Some(r) = h.controls.iter().find(|r| r.id == c.id) else { continue };
+                let Some(r) = h.controls.iter().find(|r| r.id == c.id) else {
+                    continue;
+                };
                 let blocked = guarded_by_spawn_user(c) && !spawn_blockers.is_empty();
                 match (r.verdict, c.scope) {
                     (Verdict::Masked, _) if !blocked => changes.push(Change {
                         control: c.id.clone(),
                         attr: c.attr.clone(),
-                        args: vec!["ms".into(), server_name.clone(), c.attr.clone(), String::new()],
+                        args: vec![
+                            "ms".into(),
+                            server_name.clone(),
+                            c.attr.clone(),
+                            String::new(),
+                        ],
                         restart: c.restart,
                     }),
                     (Verdict::NonCompliant, Scope::Server) if !blocked => changes.push(Change {
@@ -181,7 +198,12 @@ pub fn plan(playbook: &Playbook, hosts: &[HostReport]) -> ChangePlan {
                         changes.push(Change {
                             control: c.id.clone(),
                             attr: c.attr.clone(),
-                            args: vec!["ms".into(), server_name.clone(), c.attr.clone(), String::new()],
+                            args: vec![
+                                "ms".into(),
+                                server_name.clone(),
+                                c.attr.clone(),
+                                String::new(),
+                            ],
                             restart: c.restart,
                         })
                     }

@@ -10,16 +10,47 @@ use crate::report::model::HostStatus;
 /// Something that happened during a run, in the past tense.
 #[derive(Debug, Clone)]
 pub enum Event {
-    RunStarted { command: &'static str, hosts: usize },
-    HostStarted { host: String },
-    HostConnected { host: String, elapsed: Duration },
-    HostGathered { host: String, elapsed: Duration },
-    HostFailed { host: String, kind: String, message: String },
-    HostFinished { host: String, status: HostStatus },
-    BatchStarted { number: usize, hosts: Vec<String>, canary: bool },
-    StepFinished { host: String, step: String, ok: bool, detail: String },
-    Paused { duration: Duration },
-    RunFinished { exit_code: i32 },
+    RunStarted {
+        command: &'static str,
+        hosts: usize,
+    },
+    HostStarted {
+        host: String,
+    },
+    HostConnected {
+        host: String,
+        elapsed: Duration,
+    },
+    HostGathered {
+        host: String,
+        elapsed: Duration,
+    },
+    HostFailed {
+        host: String,
+        kind: String,
+        message: String,
+    },
+    HostFinished {
+        host: String,
+        status: HostStatus,
+    },
+    BatchStarted {
+        number: usize,
+        hosts: Vec<String>,
+        canary: bool,
+    },
+    StepFinished {
+        host: String,
+        step: String,
+        ok: bool,
+        detail: String,
+    },
+    Paused {
+        duration: Duration,
+    },
+    RunFinished {
+        exit_code: i32,
+    },
 }
 
 /// Sending side handed to host tasks; sending never blocks and never fails the run

@@ -69,8 +69,16 @@ pub async fn gather_all(
             async move {
                 (
                     i,
-                    gather_one(host, playbook, &plan, connector, opts.keep_sessions, events, nonce)
-                        .await,
+                    gather_one(
+                        host,
+                        playbook,
+                        &plan,
+                        connector,
+                        opts.keep_sessions,
+                        events,
+                        nonce,
+                    )
+                    .await,
                 )
             }
         })
@@ -164,26 +172,27 @@ pub async fn regather(
     forks: usize,
     nonce: &str,
 ) -> Vec<HostGather> {
-    let mut results: Vec<(usize, HostGather)> = futures::stream::iter(targets.into_iter().enumerate())
-        .map(|(i, (host, session))| async move {
-            let t0 = Instant::now();
-            let outcome = gather_session(&session, &host, playbook, plan, nonce).await;
-            let elapsed = t0.elapsed();
-            (
-                i,
-                HostGather {
-                    host,
-                    outcome,
-                    connect_time: None,
-                    gather_time: Some(elapsed),
-                    total_time: elapsed,
-                    session: Some(session),
-                },
-            )
-        })
-        .buffer_unordered(forks.max(1))
-        .collect()
-        .await;
+    let mut results: Vec<(usize, HostGather)> =
+        futures::stream::iter(targets.into_iter().enumerate())
+            .map(|(i, (host, session))| async move {
+                let t0 = Instant::now();
+                let outcome = gather_session(&session, &host, playbook, plan, nonce).await;
+                let elapsed = t0.elapsed();
+                (
+                    i,
+                    HostGather {
+                        host,
+                        outcome,
+                        connect_time: None,
+                        gather_time: Some(elapsed),
+                        total_time: elapsed,
+                        session: Some(session),
+                    },
+                )
+            })
+            .buffer_unordered(forks.max(1))
+            .collect()
+            .await;
     results.sort_by_key(|(i, _)| *i);
     results.into_iter().map(|(_, g)| g).collect()
 }
@@ -213,24 +222,22 @@ pub async fn gather_session(
         })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let facts = match (&out.end, plan.parse(&stdout, &stderr)) {
-        (ExecEnd::Status(_), Ok(f)) => f,
-        (end, parsed) => {
-            let why = match (end, parsed) {
-                (ExecEnd::Status(_), Err(e)) => e.to_string(),
-                (ExecEnd::Signal { name, .. }, _) => format!("gather killed by signal {name}"),
-                (ExecEnd::Unknown, _) => {
-                    "gather ended without an exit status (connection lost)".to_string()
-                }
-            };
-            let tail = stderr.trim();
-            return Err(command_error(if tail.is_empty() {
-                why
-            } else {
-                format!("{why}; stderr: {}", last_lines(tail, 3))
-            }));
+    let why = match (&out.end, plan.parse(&stdout, &stderr)) {
+        (ExecEnd::Status(_), Ok(facts)) => Ok(facts),
+        (ExecEnd::Status(_), Err(e)) => Err(e.to_string()),
+        (ExecEnd::Signal { name, .. }, _) => Err(format!("gather killed by signal {name}")),
+        (ExecEnd::Unknown, _) => {
+            Err("gather ended without an exit status (connection lost)".to_string())
         }
     };
+    let facts = why.map_err(|why| {
+        let tail = stderr.trim();
+        command_error(if tail.is_empty() {
+            why
+        } else {
+            format!("{why}; stderr: {}", last_lines(tail, 3))
+        })
+    })?;
     let mut smtp_results = BTreeMap::new();
     if facts.is_mta() {
         for p in &playbook.probes {
@@ -264,7 +271,13 @@ pub async fn smtp_probe(session: &Session, rcpt: &str) -> SmtpOutcome {
             vantage,
         },
         Ok(stream) => {
-            match smtp::probe(stream, "carbonio-fleet.probe", rcpt, Duration::from_secs(30)).await
+            match smtp::probe(
+                stream,
+                "carbonio-fleet.probe",
+                rcpt,
+                Duration::from_secs(30),
+            )
+            .await
             {
                 Ok(exchange) => SmtpOutcome::Done { exchange, vantage },
                 Err(e) => SmtpOutcome::Failed {

@@ -29,7 +29,11 @@ pub struct PlanOutput {
 }
 
 /// Nodes whose effective config would change (or is pending) and that run the MTA.
-pub fn restart_candidates(hosts: &[HostReport], plan: &ChangePlan, only_if_changed: bool) -> Vec<RolloutNode> {
+pub fn restart_candidates(
+    hosts: &[HostReport],
+    plan: &ChangePlan,
+    only_if_changed: bool,
+) -> Vec<RolloutNode> {
     hosts
         .iter()
         .filter(|h| h.is_mta == Some(true) && h.status != HostStatus::Failed)
@@ -45,7 +49,10 @@ pub fn restart_candidates(hosts: &[HostReport], plan: &ChangePlan, only_if_chang
             RolloutNode {
                 name: h.name.clone(),
                 cluster: h.cluster.clone(),
-                needs_restart: !only_if_changed || global || server || h.status == HostStatus::RestartPending,
+                needs_restart: !only_if_changed
+                    || global
+                    || server
+                    || h.status == HostStatus::RestartPending,
             }
         })
         .collect()
@@ -67,19 +74,29 @@ pub fn render(
     commands: &BTreeMap<String, Vec<String>>,
 ) -> String {
     let mut s = String::new();
-    let by_name: BTreeMap<&str, &HostReport> = reports.iter().map(|r| (r.name.as_str(), r)).collect();
+    let by_name: BTreeMap<&str, &HostReport> =
+        reports.iter().map(|r| (r.name.as_str(), r)).collect();
     let _ = writeln!(s, "plan · {playbook_name} · {} hosts", hosts.len());
     if plan.is_empty() && batches.is_empty() {
         let _ = writeln!(s, "\nnothing to change and nothing to restart");
     }
-    let paste = |args: &[String]| command_line(args).unwrap_or_else(|e| format!("(cannot quote: {e})"));
+    let paste =
+        |args: &[String]| command_line(args).unwrap_or_else(|e| format!("(cannot quote: {e})"));
     for (cluster, b) in &plan.global {
-        let _ = writeln!(s, "\ncluster {cluster}: global config, changed once, on {} as zextras", b.node);
+        let _ = writeln!(
+            s,
+            "\ncluster {cluster}: global config, changed once, on {} as zextras",
+            b.node
+        );
         for c in &b.changes {
             let _ = writeln!(s, "  carbonio prov {}", paste(&c.args));
         }
         if let Some(cmds) = commands.get(&b.node) {
-            let _ = writeln!(s, "  sent as one batch (with read-back):\n    {}", cmds[0].replace('\n', "\n    "));
+            let _ = writeln!(
+                s,
+                "  sent as one batch (with read-back):\n    {}",
+                cmds[0].replace('\n', "\n    ")
+            );
         }
     }
     for (node, b) in &plan.server {
@@ -88,7 +105,14 @@ pub fn render(
             let _ = writeln!(s, "  carbonio prov {}", paste(&c.args));
         }
         if let Some(cmds) = commands.get(node) {
-            let _ = writeln!(s, "  sent as one batch (with read-back):\n    {}", cmds.last().cloned().unwrap_or_default().replace('\n', "\n    "));
+            let _ = writeln!(
+                s,
+                "  sent as one batch (with read-back):\n    {}",
+                cmds.last()
+                    .cloned()
+                    .unwrap_or_default()
+                    .replace('\n', "\n    ")
+            );
         }
     }
     if !plan.blocked.is_empty() {
@@ -108,7 +132,9 @@ pub fn render(
                         .and_then(|r| r.platform)
                         .map(|p| match p {
                             crate::carbonio::platform::Platform::Legacy => "zmcontrol restart",
-                            crate::carbonio::platform::Platform::Systemd => "systemctl restart carbonio-mta.target",
+                            crate::carbonio::platform::Platform::Systemd => {
+                                "systemctl restart carbonio-mta.target"
+                            }
                         })
                         .unwrap_or("?");
                     format!("{n} ({m})")
@@ -141,7 +167,10 @@ pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
         &loaded.playbook,
         &gplan,
         &connector,
-        &GatherOptions { forks: opts.forks, keep_sessions: false },
+        &GatherOptions {
+            forks: opts.forks,
+            keep_sessions: false,
+        },
         &events,
         &nonce,
     )
@@ -150,26 +179,51 @@ pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
     let cplan = changes::plan(&loaded.playbook, &reports);
     let candidates = restart_candidates(&reports, &cplan, loaded.playbook.rollout.only_if_changed);
     let batches = rollout::plan_batches(&candidates, &loaded.playbook.rollout);
-    let host_by: BTreeMap<&str, &Host> = loaded.hosts.iter().map(|h| (h.name.as_str(), h)).collect();
+    let host_by: BTreeMap<&str, &Host> =
+        loaded.hosts.iter().map(|h| (h.name.as_str(), h)).collect();
     let server_by: BTreeMap<&str, String> = reports
         .iter()
         .filter_map(|r| r.carbonio_hostname.clone().map(|c| (r.name.as_str(), c)))
         .collect();
     let mut commands: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for b in cplan.global.values().chain(cplan.server.values()) {
-        if let (Some(h), Some(server)) = (host_by.get(b.node.as_str()), server_by.get(b.node.as_str())) {
-            let line = batch_command(h, b, server).unwrap_or_else(|e| format!("(cannot build: {e})"));
+        if let (Some(h), Some(server)) =
+            (host_by.get(b.node.as_str()), server_by.get(b.node.as_str()))
+        {
+            let line =
+                batch_command(h, b, server).unwrap_or_else(|e| format!("(cannot build: {e})"));
             commands.entry(b.node.clone()).or_default().push(line);
         }
     }
     if opts.json {
-        let out = PlanOutput { changes: cplan, batches, commands };
+        let out = PlanOutput {
+            changes: cplan,
+            batches,
+            commands,
+        };
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
-        print!("{}", render(&loaded.playbook.name, &loaded.hosts, &reports, &cplan, &batches, &commands));
-        let failed: Vec<&str> = reports.iter().filter(|r| r.status == HostStatus::Failed).map(|r| r.name.as_str()).collect();
+        print!(
+            "{}",
+            render(
+                &loaded.playbook.name,
+                &loaded.hosts,
+                &reports,
+                &cplan,
+                &batches,
+                &commands
+            )
+        );
+        let failed: Vec<&str> = reports
+            .iter()
+            .filter(|r| r.status == HostStatus::Failed)
+            .map(|r| r.name.as_str())
+            .collect();
         if !failed.is_empty() {
-            println!("\nnot planned (could not be gathered): {}", failed.join(", "));
+            println!(
+                "\nnot planned (could not be gathered): {}",
+                failed.join(", ")
+            );
         }
     }
     check::exit_code(&reports)

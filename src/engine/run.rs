@@ -112,7 +112,12 @@ pub fn operator() -> String {
 }
 
 /// The report skeleton with run metadata.
-pub fn report_header(command: &str, loaded: &Loaded, limit: Option<&str>, started: jiff::Timestamp) -> Report {
+pub fn report_header(
+    command: &str,
+    loaded: &Loaded,
+    limit: Option<&str>,
+    started: jiff::Timestamp,
+) -> Report {
     let inv_bytes: Vec<Vec<u8>> = loaded
         .inventory
         .files
@@ -144,7 +149,12 @@ pub fn report_header(command: &str, loaded: &Loaded, limit: Option<&str>, starte
             sha256: pb_hash,
         },
         inventory: InventoryRef {
-            files: loaded.inventory.files.iter().map(|f| f.display().to_string()).collect(),
+            files: loaded
+                .inventory
+                .files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect(),
             sha256: sha256_hex(&inv_refs),
         },
         operator: operator(),

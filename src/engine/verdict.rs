@@ -82,7 +82,11 @@ pub fn evaluate(
                 message: format!(
                     "this node's global config differs from the cluster's (read on `{}`) for {}",
                     globals.read_on,
-                    differs.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    differs
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 evidence: String::new(),
                 hint: "nodes of one `cluster` must share one Carbonio LDAP; check the inventory"
@@ -96,9 +100,12 @@ pub fn evaluate(
         .map(|p| probe_result(p, facts, smtp_results))
         .collect();
 
-    let control_off = controls
-        .iter()
-        .any(|c| matches!(c.verdict, Verdict::NonCompliant | Verdict::Masked | Verdict::Error));
+    let control_off = controls.iter().any(|c| {
+        matches!(
+            c.verdict,
+            Verdict::NonCompliant | Verdict::Masked | Verdict::Error
+        )
+    });
     let breaking_finding = findings
         .iter()
         .any(|f| f.id == SPAWN_USER_FINDING && f.severity == "critical");
@@ -233,14 +240,19 @@ fn spawn_user_finding(c: &Control, facts: &NodeFacts, ldap_enabled: bool) -> Opt
                 "cannot tell which user master.cf spawns the policy service as, so {} ({}) is not changed here",
                 c.id, c.attr
             ),
-            evidence: "no `policy unix … spawn user=…` line in postconf -M policy/unix or master.cf.in".into(),
+            evidence:
+                "no `policy unix … spawn user=…` line in postconf -M policy/unix or master.cf.in"
+                    .into(),
             hint: "check /opt/zextras/common/conf/master.cf.in on this node".into(),
         });
     };
     if facts.has_user(user) {
         return None;
     }
-    let evidence = facts.policy_spawn_evidence().unwrap_or_default().to_string();
+    let evidence = facts
+        .policy_spawn_evidence()
+        .unwrap_or_default()
+        .to_string();
     let hint = format!(
         "create the user (`useradd -r -M -s /usr/sbin/nologin {user}`) or correct `user=` on the policy line of /opt/zextras/common/conf/master.cf.in, then re-run"
     );
@@ -388,16 +400,27 @@ fn text_verdict(expect: &Option<ProbeExpect>, whole: &str, items: &[String]) -> 
     let ok = match expect {
         None => true,
         Some(ProbeExpect::Equals(v)) => whole.trim() == v,
-        Some(ProbeExpect::Contains(v)) => items.iter().any(|i| i == v) || whole.contains(v.as_str()),
-        Some(ProbeExpect::Absent(v)) => !items.iter().any(|i| i == v) && !whole.contains(v.as_str()),
+        Some(ProbeExpect::Contains(v)) => {
+            items.iter().any(|i| i == v) || whole.contains(v.as_str())
+        }
+        Some(ProbeExpect::Absent(v)) => {
+            !items.iter().any(|i| i == v) && !whole.contains(v.as_str())
+        }
         Some(ProbeExpect::Reply(_)) => false,
     };
-    if ok { ProbeVerdict::Pass } else { ProbeVerdict::Fail }
+    if ok {
+        ProbeVerdict::Pass
+    } else {
+        ProbeVerdict::Fail
+    }
 }
 
 /// For a `postconf` probe: whether the effective value meets it (`Err` says what is
 /// there instead). `None` for other probe kinds. Used by apply's health gate.
-pub fn postconf_probe(p: &Probe, postconf: &BTreeMap<String, String>) -> Option<Result<(), String>> {
+pub fn postconf_probe(
+    p: &Probe,
+    postconf: &BTreeMap<String, String>,
+) -> Option<Result<(), String>> {
     let ProbeKind::Postconf { param } = &p.kind else {
         return None;
     };

@@ -28,7 +28,13 @@ pub enum StoreError {
 pub fn run_dir_name(started_utc: &jiff::Timestamp, playbook: &str) -> String {
     let safe: String = playbook
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     format!("{}-{}", started_utc.strftime("%Y%m%dT%H%M%SZ"), safe)
 }
@@ -98,9 +104,10 @@ pub fn update_latest(report_dir: &Path, run_dir: &Path) -> Result<(), StoreError
 
 /// Reads a report.json back (for `report show` and tests).
 pub fn read_report(path: &Path) -> Result<Report, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("`{}` is not a report.json: {e}", path.display()))
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    serde_json::from_str(&text)
+        .map_err(|e| format!("`{}` is not a report.json: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -110,7 +117,10 @@ mod tests {
     #[test]
     fn run_dir_names_are_sortable_and_safe() {
         let t: jiff::Timestamp = "2026-11-27T23:17:41Z".parse().unwrap();
-        assert_eq!(run_dir_name(&t, "backscatter hardening/x"), "20261127T231741Z-backscatter-hardening-x");
+        assert_eq!(
+            run_dir_name(&t, "backscatter hardening/x"),
+            "20261127T231741Z-backscatter-hardening-x"
+        );
     }
 
     #[test]
@@ -122,7 +132,10 @@ mod tests {
         assert!(b.ends_with("r-2"));
         update_latest(root.path(), &a).unwrap();
         update_latest(root.path(), &b).unwrap();
-        assert_eq!(std::fs::read_link(root.path().join("latest")).unwrap(), PathBuf::from("r-2"));
+        assert_eq!(
+            std::fs::read_link(root.path().join("latest")).unwrap(),
+            PathBuf::from("r-2")
+        );
     }
 
     #[test]

@@ -18,7 +18,11 @@ pub fn render(report: &Report) -> String {
         report.command, report.playbook.name, report.summary.hosts, secs
     );
 
-    let failed: Vec<&HostReport> = report.hosts.iter().filter(|h| h.status == HostStatus::Failed).collect();
+    let failed: Vec<&HostReport> = report
+        .hosts
+        .iter()
+        .filter(|h| h.status == HostStatus::Failed)
+        .collect();
     if !failed.is_empty() {
         let _ = writeln!(s, "\nFAILED ({})", failed.len());
         // Identical errors grouped: the message with this host's name and address
@@ -34,13 +38,20 @@ pub fn render(report: &Report) -> String {
         let mut groups: Vec<_> = groups.into_iter().collect();
         groups.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
         for ((kind, msg), names) in groups {
-            let count = if names.len() == 1 { "1 host ".to_string() } else { format!("{} hosts", names.len()) };
+            let count = if names.len() == 1 {
+                "1 host ".to_string()
+            } else {
+                format!("{} hosts", names.len())
+            };
             let _ = writeln!(s, "  {count:<9} {kind:<12} {msg}");
             let _ = writeln!(s, "            {}", names.join(", "));
         }
     }
 
-    for (status, title) in [(HostStatus::Drift, "DRIFT"), (HostStatus::RestartPending, "RESTART PENDING")] {
+    for (status, title) in [
+        (HostStatus::Drift, "DRIFT"),
+        (HostStatus::RestartPending, "RESTART PENDING"),
+    ] {
         let hosts: Vec<&HostReport> = report.hosts.iter().filter(|h| h.status == status).collect();
         if hosts.is_empty() {
             continue;
@@ -55,7 +66,12 @@ pub fn render(report: &Report) -> String {
     let blocking: Vec<(&str, &str, &str)> = report
         .hosts
         .iter()
-        .flat_map(|h| h.findings.iter().filter(|f| f.blocking).map(move |f| (h.name.as_str(), f.id.as_str(), f.message.as_str())))
+        .flat_map(|h| {
+            h.findings
+                .iter()
+                .filter(|f| f.blocking)
+                .map(move |f| (h.name.as_str(), f.id.as_str(), f.message.as_str()))
+        })
         .collect();
     if !blocking.is_empty() {
         let _ = writeln!(s, "\nBLOCKING FINDINGS ({})", blocking.len());
@@ -71,18 +87,35 @@ pub fn render(report: &Report) -> String {
         .map(|h| h.name.as_str())
         .collect();
     if !not_attempted.is_empty() {
-        let _ = writeln!(s, "\nNOT ATTEMPTED ({})\n  {}", not_attempted.len(), not_attempted.join(", "));
+        let _ = writeln!(
+            s,
+            "\nNOT ATTEMPTED ({})\n  {}",
+            not_attempted.len(),
+            not_attempted.join(", ")
+        );
     }
 
     let mut compliant: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for h in report.hosts.iter().filter(|h| h.status == HostStatus::Compliant) {
-        compliant.entry(h.cluster.as_str()).or_default().push(&h.name);
+    for h in report
+        .hosts
+        .iter()
+        .filter(|h| h.status == HostStatus::Compliant)
+    {
+        compliant
+            .entry(h.cluster.as_str())
+            .or_default()
+            .push(&h.name);
     }
     if !compliant.is_empty() {
         let n: usize = compliant.values().map(Vec::len).sum();
         let _ = writeln!(s, "\nCOMPLIANT ({n})");
         for (cluster, names) in compliant {
-            let _ = writeln!(s, "  cluster {cluster}: {} ({})", plural(names.len(), "host"), names.join(", "));
+            let _ = writeln!(
+                s,
+                "  cluster {cluster}: {} ({})",
+                plural(names.len(), "host"),
+                names.join(", ")
+            );
         }
     }
 
@@ -95,13 +128,21 @@ pub fn render(report: &Report) -> String {
         sm.drift,
         sm.restart_pending,
         sm.failed,
-        if sm.not_attempted > 0 { format!(", {} not attempted", sm.not_attempted) } else { String::new() }
+        if sm.not_attempted > 0 {
+            format!(", {} not attempted", sm.not_attempted)
+        } else {
+            String::new()
+        }
     );
     s
 }
 
 fn plural(n: usize, word: &str) -> String {
-    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }
 
 fn generalize(msg: &str, h: &HostReport) -> String {
@@ -115,8 +156,13 @@ fn what_is_off(h: &HostReport) -> String {
     let mut parts = Vec::new();
     for c in &h.controls {
         match c.verdict {
-            Verdict::NonCompliant => parts.push(format!("{} {} is {} (want {})", c.id, c.attr, c.actual, c.expected)),
-            Verdict::Masked => parts.push(format!("{} masked by server override ({})", c.id, c.actual)),
+            Verdict::NonCompliant => parts.push(format!(
+                "{} {} is {} (want {})",
+                c.id, c.attr, c.actual, c.expected
+            )),
+            Verdict::Masked => {
+                parts.push(format!("{} masked by server override ({})", c.id, c.actual))
+            }
             Verdict::Error => parts.push(format!("{} error", c.id)),
             _ => {}
         }

@@ -42,9 +42,11 @@ pub async fn run(
     let bar = if mode.enabled() {
         let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
         b.set_style(
-            ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} hosts {msg} ({elapsed}, eta {eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{spinner} {prefix} [{bar:30}] {pos}/{len} hosts {msg} ({elapsed}, eta {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         b.enable_steady_tick(Duration::from_millis(120));
         Some(b)
@@ -63,18 +65,31 @@ pub async fn run(
                 b.set_position(0);
             }
             Event::HostGathered { .. } => b.inc(1),
-            Event::HostFailed { host, kind, message } => {
+            Event::HostFailed {
+                host,
+                kind,
+                message,
+            } => {
                 b.inc(1);
                 b.println(format!("  {host}: {kind}: {message}"));
             }
-            Event::BatchStarted { number, hosts, canary } => {
+            Event::BatchStarted {
+                number,
+                hosts,
+                canary,
+            } => {
                 b.set_prefix("rollout".to_string());
                 b.set_length(hosts.len() as u64);
                 b.set_position(0);
                 let label = if *canary { " (canary)" } else { "" };
                 b.set_message(format!("batch {number}{label}: {}", hosts.join(", ")));
             }
-            Event::StepFinished { host, step, ok, detail } if step == "restart+gate" => {
+            Event::StepFinished {
+                host,
+                step,
+                ok,
+                detail,
+            } if step == "restart+gate" => {
                 b.inc(1);
                 if !ok {
                     b.println(format!("  {host}: {detail}"));
