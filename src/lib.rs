@@ -14,3 +14,5 @@ pub mod engine;
 pub mod exit;
 pub mod inventory;
 pub mod playbook;
+pub mod carbonio;
+pub mod report;

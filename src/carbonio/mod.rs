@@ -1,0 +1,3 @@
+//! Knowledge of Carbonio nodes.
+
+pub mod platform;

@@ -1,0 +1,225 @@
+//! The report data model: what `report.json` holds (schema documented in
+//! docs/report-schema.md; bump [`SCHEMA_VERSION`] on any incompatible change). Every
+//! other output (terminal summary, later JUnit/HTML/metrics) is rendered from it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::carbonio::platform::Platform;
+
+/// Version of the report.json layout.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub tool: Tool,
+    /// `check`, `apply` or `plan`.
+    pub command: String,
+    pub playbook: PlaybookRef,
+    pub inventory: InventoryRef,
+    /// Who ran it: `$USER@hostname`.
+    pub operator: String,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_ms: u64,
+    pub limit: Option<String>,
+    pub summary: Summary,
+    pub exit_code: i32,
+    pub hosts: Vec<HostReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tool {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlaybookRef {
+    pub name: String,
+    pub description: String,
+    /// The file, or `(embedded)` for the built-in default.
+    pub source: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InventoryRef {
+    pub files: Vec<String>,
+    /// SHA-256 over the inventory files' contents in merge order.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Summary {
+    pub hosts: usize,
+    pub compliant: usize,
+    pub drift: usize,
+    pub restart_pending: usize,
+    pub failed: usize,
+    pub not_attempted: usize,
+}
+
+/// A host's overall state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostStatus {
+    /// Could not be audited (connect, auth, host key, command, timeout).
+    Failed,
+    /// At least one control or probe off.
+    Drift,
+    /// LDAP compliant, effective Postfix config not yet (changed, never restarted).
+    RestartPending,
+    Compliant,
+    /// Not started (rollout aborted or interrupted before it).
+    NotAttempted,
+}
+
+impl HostStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostStatus::Failed => "failed",
+            HostStatus::Drift => "drift",
+            HostStatus::RestartPending => "restart-pending",
+            HostStatus::Compliant => "compliant",
+            HostStatus::NotAttempted => "not-attempted",
+        }
+    }
+}
+
+/// Why a host could not be audited or changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    Unreachable,
+    Auth,
+    Hostkey,
+    Command,
+    Timeout,
+    Precondition,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Unreachable => "unreachable",
+            ErrorKind::Auth => "auth",
+            ErrorKind::Hostkey => "hostkey",
+            ErrorKind::Command => "command",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Precondition => "precondition",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostError {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// Host-key mismatch: the fingerprints known_hosts expects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected_fingerprints: Vec<String>,
+    /// Host-key mismatch or unknown key: the fingerprint the server offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offered_fingerprint: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Compliant,
+    NonCompliant,
+    /// The global value is right but this server's own entry overrides it.
+    Masked,
+    /// The control does not concern this node (not an MTA).
+    NotApplicable,
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ControlResult {
+    pub id: String,
+    pub title: String,
+    pub attr: String,
+    pub scope: String,
+    pub severity: String,
+    /// `= TRUE`, `contains X`, `absent X`.
+    pub expected: String,
+    /// The effective value on this node, rendered (`(unset)`, `TRUE`, `[a, b]`).
+    pub actual: String,
+    pub global_values: Vec<String>,
+    /// Present when this server's entry sets the attribute itself.
+    pub server_values: Option<Vec<String>>,
+    pub verdict: Verdict,
+    pub evidence: String,
+    /// apply: the value before the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    /// apply: the value read back after the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    #[serde(default)]
+    pub changed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeVerdict {
+    Pass,
+    Fail,
+    NotApplicable,
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeResult {
+    pub id: String,
+    pub title: String,
+    pub kind: String,
+    pub expected: String,
+    pub actual: String,
+    pub verdict: ProbeVerdict,
+    pub evidence: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Finding {
+    pub id: String,
+    pub severity: String,
+    /// A blocking finding stops the change it guards on this node (and, for a global
+    /// control, in its cluster).
+    pub blocking: bool,
+    pub message: String,
+    pub evidence: String,
+    pub hint: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Timings {
+    pub connect_ms: Option<u64>,
+    pub gather_ms: Option<u64>,
+    pub total_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostReport {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub cluster: String,
+    pub groups: Vec<String>,
+    /// Declared in the inventory, or discovered from zimbraServiceEnabled.
+    pub roles: Vec<String>,
+    pub status: HostStatus,
+    pub platform: Option<Platform>,
+    pub version: Option<String>,
+    /// The Carbonio server name (`zmhostname`).
+    pub carbonio_hostname: Option<String>,
+    pub is_mta: Option<bool>,
+    pub error: Option<HostError>,
+    pub controls: Vec<ControlResult>,
+    pub probes: Vec<ProbeResult>,
+    pub findings: Vec<Finding>,
+    pub timings: Timings,
+}
