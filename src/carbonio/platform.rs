@@ -11,4 +11,3 @@ pub enum Platform {
     /// Carbonio systemd targets are enabled; zmcontrol refuses to restart.
     Systemd,
 }
-
