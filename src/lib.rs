@@ -10,9 +10,9 @@
 //! - `report`: report.json and the terminal summary.
 //! - `sim`: the simulated fleet (russh servers emulating Carbonio nodes).
 
-pub mod carbonio;
 pub mod engine;
 pub mod exit;
 pub mod inventory;
 pub mod playbook;
+pub mod carbonio;
 pub mod report;

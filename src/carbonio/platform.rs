@@ -11,3 +11,4 @@ pub enum Platform {
     /// Carbonio systemd targets are enabled; zmcontrol refuses to restart.
     Systemd,
 }
+
