@@ -150,7 +150,8 @@ footer{margin-top:40px;color:var(--muted);font-size:13px}
 "#;
 
 /// Shows the filter bar (it is useless without scripting) and filters hosts by status
-/// button and by a search box. No `<` in here: the file is scanned for tags in tests.
+/// button and by a search box; `report.html#drift` opens the page filtered, so a link can
+/// point a customer at what needs doing. No `<` in here: tests scan the file for tags.
 const SCRIPT: &str = r#"
 (function(){
 var nav=document.getElementById('filter');nav.hidden=false;
@@ -169,6 +170,8 @@ state=b.dataset.filter;
 nav.querySelectorAll('button').forEach(function(x){x.setAttribute('aria-pressed',x===b?'true':'false');});
 apply();});
 document.getElementById('q').addEventListener('input',function(e){q=e.target.value.toLowerCase();apply();});
+var pre=location.hash.slice(1);
+nav.querySelectorAll('button').forEach(function(x){if(x.dataset.filter===pre){x.click();}});
 })();
 "#;
 
@@ -738,8 +741,8 @@ mod tests {
         })
     }
 
-    /// Runs headless Chromium on `page` with `extra` arguments; returns (stdout, stderr).
-    fn chromium(bin: &Path, profile: &Path, page: &Path, extra: &[&str]) -> (String, String) {
+    /// Runs headless Chromium on `url` with `extra` arguments; returns (stdout, stderr).
+    fn chromium(bin: &Path, profile: &Path, url: &str, extra: &[&str]) -> (String, String) {
         let out = Command::new("timeout")
             .arg("120")
             .arg(bin)
@@ -756,7 +759,7 @@ mod tests {
             ])
             .arg(format!("--user-data-dir={}", profile.display()))
             .args(extra)
-            .arg(format!("file://{}", page.display()))
+            .arg(url)
             .output()
             .expect("run chromium");
         assert!(out.status.success(), "chromium failed: {out:?}");
@@ -784,7 +787,8 @@ mod tests {
         std::fs::write(&page, render_html(&hostile_report())).unwrap();
         let profile = dir.path().join("profile");
 
-        let (dom, stderr) = chromium(&bin, &profile, &page, &["--dump-dom"]);
+        let url = format!("file://{}", page.display());
+        let (dom, stderr) = chromium(&bin, &profile, &url, &["--dump-dom"]);
         for host in ["mail1", "mail2", "mail3", "mail4", "mail5", "store1"] {
             assert!(
                 dom.contains(&format!("<span class=\"hname\">{host}</span>")),
@@ -808,19 +812,46 @@ mod tests {
             "CSP blocked an inline block:\n{stderr}"
         );
 
+        // `#drift` preselects the drift filter: only mail2 and its section stay visible.
+        let (filtered, _) = chromium(&bin, &profile, &format!("{url}#drift"), &["--dump-dom"]);
+        let opening_tag = |dom: &str, id: &str| -> String {
+            let start = dom.find(id).unwrap_or_else(|| panic!("{id} missing"));
+            let start = dom[..start].rfind('<').unwrap();
+            dom[start..start + dom[start..].find('>').unwrap()].to_string()
+        };
+        for (id, hidden) in [
+            ("id=\"host-mail2\"", false),
+            ("id=\"section-drift\"", false),
+            ("id=\"host-mail4\"", true),
+            ("id=\"host-mail1\"", true),
+            ("id=\"section-failed\"", true),
+            ("id=\"section-compliant\"", true),
+        ] {
+            let tag = opening_tag(&filtered, id);
+            assert_eq!(tag.contains(" hidden"), hidden, "{tag}");
+            assert!(
+                !opening_tag(&dom, id).contains(" hidden"),
+                "unfiltered: {id}"
+            );
+        }
+        assert!(filtered.contains("data-filter=\"drift\" aria-pressed=\"true\""));
+
         let shot = dir.path().join("shot.png");
         let shot_arg = format!("--screenshot={}", shot.display());
         chromium(
             &bin,
             &profile,
-            &page,
+            &url,
             &[&shot_arg, "--window-size=1280,2000"],
         );
         let png = std::fs::read(&shot).expect("screenshot written");
         assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
         assert!(png.len() > 10_000, "screenshot only {} bytes", png.len());
-        if let Some(keep) = std::env::var_os("CARBONIO_FLEET_KEEP_SCREENSHOT") {
-            std::fs::copy(&shot, keep).unwrap();
+        // For a human look: CARBONIO_FLEET_KEEP_RENDERED=DIR keeps the page and the shot.
+        if let Some(keep) = std::env::var_os("CARBONIO_FLEET_KEEP_RENDERED") {
+            let keep = PathBuf::from(keep);
+            std::fs::copy(&page, keep.join("report.html")).unwrap();
+            std::fs::copy(&shot, keep.join("shot.png")).unwrap();
         }
     }
 }
