@@ -731,6 +731,24 @@ mod tests {
         assert_eq!(human_time("not a time"), "not a time");
     }
 
+    proptest::proptest! {
+        /// Whatever the strings hold, they add no tag: the page's structure is the same as
+        /// with a harmless value.
+        #[test]
+        fn arbitrary_text_adds_no_markup(text in proptest::prelude::any::<String>()) {
+            let with = |value: &str| {
+                let mut report = sample_report();
+                report.hosts[1].name = value.to_string();
+                report.hosts[1].findings[0].message = value.to_string();
+                report.hosts[1].controls[0].actual = value.to_string();
+                report.playbook.name = value.to_string();
+                render_html(&report)
+            };
+            let html = with(&text);
+            proptest::prop_assert_eq!(tags(&html).len(), tags(&with("x")).len());
+        }
+    }
+
     fn find_chromium() -> Option<PathBuf> {
         let candidates = ["chromium", "chromium-browser", "google-chrome", "chrome"];
         let path = std::env::var_os("PATH")?;

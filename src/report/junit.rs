@@ -353,6 +353,27 @@ mod tests {
         assert!(props.contains(&("platform", "systemd")));
     }
 
+    proptest::proptest! {
+        /// Printable text in values and evidence comes back verbatim from a real XML parser;
+        /// any text at all (control characters included) still yields well-formed XML.
+        #[test]
+        fn values_round_trip_through_xml(
+            printable in "\\PC*",
+            anything in proptest::prelude::any::<String>(),
+        ) {
+            let mut report = sample_report();
+            report.hosts[1].controls[0].actual = printable.clone();
+            report.hosts[1].controls[0].evidence = printable.clone();
+            report.hosts[1].controls[1].evidence = anything.clone();
+            report.hosts[1].findings[0].message = anything;
+            let xml = render_junit(&report);
+            let (_doc, suites) = parse(&xml);
+            let (_, _, message, text) = suites[1].1[0].outcome.clone().unwrap();
+            proptest::prop_assert_eq!(message, format!("expected = TRUE, actual {printable}"));
+            proptest::prop_assert_eq!(text, printable);
+        }
+    }
+
     #[test]
     fn apply_before_after_and_not_attempted() {
         let mut report = sample_report();

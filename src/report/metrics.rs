@@ -436,6 +436,28 @@ mod tests {
         assert_eq!(s.labels["cluster"], "c\\1");
     }
 
+    proptest::proptest! {
+        /// Any text in names survives escaping: the exposition still parses and the label
+        /// values come back unchanged.
+        #[test]
+        fn any_label_value_round_trips(
+            playbook in "\\PC*",
+            host in "[\\PC\\n\"\\\\]*",
+            cluster in proptest::prelude::any::<String>(),
+        ) {
+            let mut report = sample_report();
+            report.playbook.name = playbook.clone();
+            let host = format!("x-{host}"); // never collides with the sample's names
+            report.hosts[0].name = host.clone();
+            report.hosts[0].cluster = cluster.clone();
+            let samples = parse(&render_openmetrics(&report));
+            let s = find(&samples, "carbonio_fleet_host_compliant", &[("host", &host)]);
+            proptest::prop_assert_eq!(s.len(), 1);
+            proptest::prop_assert_eq!(&s[0].labels["cluster"], &cluster);
+            proptest::prop_assert_eq!(&s[0].labels["playbook"], &playbook);
+        }
+    }
+
     #[test]
     fn unparseable_finish_time_omits_only_that_sample() {
         let mut report = sample_report();
