@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
 
-use super::labels::{probe_verdict_str, status_title, verdict_str};
+use super::labels::{probe_verdict_str, verdict_str};
 use super::model::{
     ControlResult, ErrorKind, HostError, HostReport, HostStatus, ProbeResult, ProbeVerdict, Report,
     Verdict,
@@ -91,9 +91,10 @@ fn error_case(host: &HostReport, error: &HostError) -> TestCase {
     status.set_type(error.kind.as_str());
     status.set_message(format!("{}: {}", error.kind.as_str(), error.message));
     let mut description = format!(
-        "{} is {} ({}): {}",
+        "{} ({}:{}) could not be audited [{}]: {}",
         host.name,
-        status_title(host.status).to_lowercase(),
+        host.address,
+        host.port,
         error.kind.as_str(),
         error.message
     );
@@ -305,6 +306,10 @@ mod tests {
         assert_eq!(
             message,
             "hostkey: host key for `mail4` (203.0.113.4:22) does not match known_hosts"
+        );
+        assert!(
+            text.starts_with("mail4 (203.0.113.4:22) could not be audited [hostkey]: host key"),
+            "{text}"
         );
         assert!(
             text.contains("known_hosts expects: SHA256:n1X0nCk9"),

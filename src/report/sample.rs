@@ -213,6 +213,7 @@ pub fn sample_report() -> Report {
     });
 
     let mut store1 = host("store1", "eu-1", HostStatus::Compliant);
+    store1.address = "203.0.113.10".to_string();
     store1.roles = vec!["mailbox".to_string()];
     store1.is_mta = Some(false);
     store1.controls = vec![
