@@ -797,7 +797,12 @@ mod tests {
                 !ci && !root,
                 "chromium not found on PATH (apt-get install -y chromium); required in CI and as root"
             );
-            eprintln!("SKIPPED renders_in_headless_chromium: chromium not found on PATH");
+            // Straight to fd 2: the harness captures `eprintln!` of passing tests.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED renders_in_headless_chromium: chromium not found on PATH"
+            );
             return;
         };
         let dir = tempfile::tempdir().unwrap();
