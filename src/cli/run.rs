@@ -21,6 +21,7 @@ impl From<&RunArgs> for RunOptions {
             forks: a.common.forks,
             report_dir: a.common.report_dir.clone(),
             json: a.common.format == Format::Json,
+            metrics_file: a.common.metrics_file.clone(),
         }
     }
 }
@@ -32,8 +33,6 @@ fn refuse_unavailable(c: &CommonOpts) -> Option<i32> {
         Some(("--shard", 10))
     } else if c.split_by.is_some() {
         Some(("--split-by", 8))
-    } else if c.metrics_file.is_some() {
-        Some(("--metrics-file", 8))
     } else {
         None
     };

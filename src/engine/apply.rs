@@ -1056,7 +1056,13 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     };
     report.finished_at = jiff::Timestamp::now().to_string();
     report.duration_ms = t0.elapsed().as_millis() as u64;
-    let code = run::finish_in(&mut report, &opts.run.report_dir, &run_dir, opts.run.json);
+    let code = run::finish_in(
+        &mut report,
+        &opts.run.report_dir,
+        &run_dir,
+        opts.run.json,
+        opts.run.metrics_file.as_deref(),
+    );
     events.send(Event::RunFinished { exit_code: code });
     code
 }

@@ -28,6 +28,8 @@ pub struct RunOptions {
     pub forks: usize,
     pub report_dir: PathBuf,
     pub json: bool,
+    /// Also write metrics.prom here (node_exporter's textfile collector directory).
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// Everything loaded and validated before the first connection.
@@ -169,10 +171,16 @@ pub fn report_header(
 }
 
 /// Writes the report set into a new run directory and prints the summary.
-pub fn finish(report: &mut Report, report_dir: &Path, started: jiff::Timestamp, json: bool) -> i32 {
+pub fn finish(
+    report: &mut Report,
+    report_dir: &Path,
+    started: jiff::Timestamp,
+    json: bool,
+    metrics_file: Option<&Path>,
+) -> i32 {
     let dir_name = store::run_dir_name(&started, &report.playbook.name);
     match store::create_run_dir(report_dir, &dir_name) {
-        Ok(dir) => finish_in(report, report_dir, &dir, json),
+        Ok(dir) => finish_in(report, report_dir, &dir, json, metrics_file),
         Err(e) => {
             print_summary(report, json);
             eprintln!("carbonio-fleet: the report could not be written: {e}");
@@ -194,9 +202,26 @@ fn print_summary(report: &Report, json: bool) {
 /// Writes the report set into `run_dir`, points `latest` at it and prints the summary.
 /// A write failure is reported and turns the exit code into a failure: an audit whose
 /// evidence was lost did not succeed.
-pub fn finish_in(report: &mut Report, report_dir: &Path, run_dir: &Path, json: bool) -> i32 {
+pub fn finish_in(
+    report: &mut Report,
+    report_dir: &Path,
+    run_dir: &Path,
+    json: bool,
+    metrics_file: Option<&Path>,
+) -> i32 {
     let written = store::write_report(run_dir, report)
-        .and_then(|_| store::update_latest(report_dir, run_dir));
+        .and_then(|_| store::update_latest(report_dir, run_dir))
+        .and_then(|_| match metrics_file {
+            Some(p) => crate::report::write::write_atomic(
+                p,
+                &crate::report::metrics::render_openmetrics(report),
+            )
+            .map_err(|e| store::StoreError::Write {
+                path: e.path,
+                source: e.source,
+            }),
+            None => Ok(()),
+        });
     print_summary(report, json);
     match written {
         Ok(()) => {
@@ -258,7 +283,13 @@ pub async fn check(opts: &RunOptions, events: Events) -> i32 {
     report.exit_code = check::exit_code(&report.hosts);
     report.finished_at = jiff::Timestamp::now().to_string();
     report.duration_ms = t0.elapsed().as_millis() as u64;
-    let code = finish(&mut report, &opts.report_dir, started, opts.json);
+    let code = finish(
+        &mut report,
+        &opts.report_dir,
+        started,
+        opts.json,
+        opts.metrics_file.as_deref(),
+    );
     events.send(crate::engine::events::Event::RunFinished { exit_code: code });
     code
 }
@@ -276,6 +307,7 @@ mod tests {
             forks: 4,
             report_dir: "reports".into(),
             json: false,
+            metrics_file: None,
         }
     }
 

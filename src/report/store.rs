@@ -1,9 +1,8 @@
-//! Writing a run's report set: `<report-dir>/<UTC timestamp>-<playbook>/report.json`,
-//! written atomically (temp file in the same directory, fsync, rename), and `latest`
+//! Writing a run's report set: `<report-dir>/<UTC timestamp>-<playbook>/report.json`
+//! with junit.xml, report.html and metrics.prom beside it, each written atomically (temp file in the same directory, fsync, rename), and `latest`
 //! pointing at the newest run (a symlink swapped by rename). A failed write leaves the
 //! previous reports untouched.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::report::model::Report;
@@ -61,29 +60,19 @@ pub fn create_run_dir(report_dir: &Path, name: &str) -> Result<PathBuf, StoreErr
     unreachable!("the loop only ends by returning")
 }
 
-/// Writes `bytes` to `path` atomically.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let err = |source| StoreError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(err)?;
-    tmp.write_all(bytes).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
-}
-
 /// Writes report.json into `run_dir`.
 pub fn write_report(run_dir: &Path, report: &Report) -> Result<PathBuf, StoreError> {
     let path = run_dir.join("report.json");
-    let mut bytes = serde_json::to_vec_pretty(report)?;
-    bytes.push(b'\n');
-    write_atomic(&path, &bytes)?;
+    let mut text = serde_json::to_string_pretty(report)?;
+    text.push('\n');
+    super::write::write_atomic(&path, &text).map_err(|e| StoreError::Write {
+        path: e.path,
+        source: e.source,
+    })?;
+    super::write_formats(run_dir, report).map_err(|e| StoreError::Write {
+        path: e.path,
+        source: e.source,
+    })?;
     Ok(path)
 }
 
@@ -136,16 +125,5 @@ mod tests {
             std::fs::read_link(root.path().join("latest")).unwrap(),
             PathBuf::from("r-2")
         );
-    }
-
-    #[test]
-    fn failed_write_keeps_previous_file() {
-        let root = tempfile::tempdir().unwrap();
-        let p = root.path().join("report.json");
-        write_atomic(&p, b"old").unwrap();
-        // A directory in place of the temp dir's parent makes the write fail.
-        let bad = root.path().join("missing-dir").join("report.json");
-        assert!(write_atomic(&bad, b"new").is_err());
-        assert_eq!(std::fs::read(&p).unwrap(), b"old");
     }
 }
