@@ -138,12 +138,12 @@ fn a_limit_matching_nothing_is_an_error() {
 #[test]
 fn commands_of_later_issues_say_so_and_change_nothing() {
     fleet()
-        .args(["check", "-i", "inventory/lab.toml"])
+        .args(["secret", "list"])
         .assert()
         .code(exit::USAGE)
         .stdout("")
         .stderr(
-            "carbonio-fleet: `check` is not available in this build yet (it lands with issue #5)\n",
+            "carbonio-fleet: `secret` is not available in this build yet (it lands with issue #8)\n",
         );
 }
 
