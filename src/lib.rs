@@ -13,3 +13,4 @@
 pub mod exit;
 pub mod inventory;
 pub mod playbook;
+pub mod sim;
