@@ -346,15 +346,27 @@ pub struct SimulateArgs {
     /// Number of simulated nodes
     #[arg(long, value_name = "N")]
     pub nodes: usize,
-    /// First port; node i listens on P+i (default: free ports chosen by the OS)
-    #[arg(long, value_name = "P")]
-    pub port_base: Option<u16>,
+    /// First port; node i listens on P+i (with --loopback-ips: every node on port P)
+    #[arg(long, value_name = "P", default_value_t = 22000)]
+    pub port_base: u16,
     /// Mix of node profiles, e.g. "legacy=1,systemd=3"
     #[arg(long, value_name = "STR")]
     pub profile_mix: Option<String>,
-    /// Extra latency per command, e.g. 50ms
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
-    pub latency: Option<Duration>,
+    /// Simulated JVM start per `carbonio prov` process, e.g. 1s
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "0s")]
+    pub latency: Duration,
+    /// How long a simulated restart keeps a node down
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "1s")]
+    pub restart_time: Duration,
+    /// Nodes per cluster (nodes of a cluster share one LDAP)
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub cluster_size: usize,
+    /// Listen on 127.0.x.y:PORT-BASE (one loopback address per node) instead of consecutive ports
+    #[arg(long)]
+    pub loopback_ips: bool,
+    /// Also answer SMTP from outside mynetworks on each MTA (shows the 451 of a broken policy service)
+    #[arg(long)]
+    pub smtp_outside: bool,
     /// Where the inventory, known_hosts and keys of the fleet are written
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
