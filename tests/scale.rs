@@ -335,7 +335,8 @@ async fn host_certificate_signed_by_a_trusted_ca_is_accepted() {
         format!("{TEST_USER}\n")
     );
     assert!(
-        sshd.log_text().contains("kex: host key algorithm: ssh-ed25519-cert-v01@openssh.com"),
+        sshd.log_text()
+            .contains("kex: host key algorithm: ssh-ed25519-cert-v01@openssh.com"),
         "the certificate was negotiated"
     );
     // A wildcard pattern on the CA line works too.

@@ -100,7 +100,7 @@ pub struct CommonOpts {
     /// Audit log, one JSON object per line
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
-    /// Take the K-th of N deterministic slices of the inventory (1 <= K <= N)
+    /// Take the K-th of N deterministic slices of the selection, cut by cluster (1 <= K <= N); an empty slice exits 0 without a report
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
     /// Also write one report set per inventory group

@@ -918,3 +918,150 @@ impl Connector {
         .cloned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// `ssh-keygen` in `dir`, asserting success.
+    fn keygen(dir: &Path, args: &[&str]) {
+        let out = Command::new("ssh-keygen")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("ssh-keygen runs");
+        assert!(out.status.success(), "ssh-keygen {args:?}: {out:?}");
+    }
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        ca: String,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            keygen(dir.path(), &["-q", "-t", "ed25519", "-N", "", "-f", "ca"]);
+            keygen(dir.path(), &["-q", "-t", "ed25519", "-N", "", "-f", "hk"]);
+            let ca = fs_line(&dir.path().join("ca.pub"));
+            Fixture { dir, ca }
+        }
+
+        /// Signs hk.pub with `extra` ssh-keygen options; returns the certificate.
+        fn sign(&self, extra: &[&str]) -> Certificate {
+            let _ = std::fs::remove_file(self.dir.path().join("hk-cert.pub"));
+            let mut args = vec!["-q", "-s", "ca", "-I", "kid"];
+            args.extend_from_slice(extra);
+            args.push("hk.pub");
+            keygen(self.dir.path(), &args);
+            Certificate::from_openssh(&fs_line(&self.dir.path().join("hk-cert.pub"))).unwrap()
+        }
+
+        fn checker(&self) -> Checker {
+            Checker {
+                host_name: "mx1.example".into(),
+                address: "127.0.0.1".into(),
+                port: 2222,
+                known_hosts: self.dir.path().join("known_hosts"),
+                policy: HostKeyPolicy::Strict,
+                cache: Arc::default(),
+                scan: false,
+            }
+        }
+
+        fn judge(&self, known_hosts: &str, cert: &Certificate) -> Result<(), String> {
+            let kh = KnownHosts::parse(known_hosts, Path::new("/kh"));
+            self.checker()
+                .judge_certificate(&kh, cert, now_unix())
+                .map_err(|e| match e {
+                    CheckerError::Refused(e) => e.message,
+                    _ => panic!("a refusal"),
+                })
+        }
+    }
+
+    fn fs_line(p: &Path) -> String {
+        std::fs::read_to_string(p).unwrap().trim().to_owned()
+    }
+
+    #[test]
+    fn certificate_checks_name_the_reason() {
+        let f = Fixture::new();
+        let ca_line = format!("@cert-authority [127.0.0.1]:2222 {}\n", f.ca);
+        // Valid for the inventory name (not the address) is enough.
+        let good = f.sign(&["-h", "-n", "mx1.example", "-V", "-5m:+1h"]);
+        assert_eq!(f.judge(&ca_line, &good), Ok(()));
+        // A principal pattern, as OpenSSH allows.
+        let pattern = f.sign(&["-h", "-n", "*.example", "-V", "-5m:+1h"]);
+        assert_eq!(f.judge(&ca_line, &pattern), Ok(()));
+
+        let user = f.sign(&["-n", "127.0.0.1", "-V", "-5m:+1h"]);
+        let e = f.judge(&ca_line, &user).unwrap_err();
+        assert!(
+            e.contains("presented a user certificate (key id `kid`)"),
+            "{e}"
+        );
+
+        let future = f.sign(&["-h", "-n", "127.0.0.1", "-V", "+1d:+2d"]);
+        let e = f.judge(&ca_line, &future).unwrap_err();
+        assert!(e.contains("is not valid before"), "{e}");
+
+        let nobody = f.sign(&["-h", "-V", "-5m:+1h"]);
+        let e = f.judge(&ca_line, &nobody).unwrap_err();
+        assert!(
+            e.contains("its principals are [], none of them is `127.0.0.1` or `mx1.example`"),
+            "a certificate without principals is valid for no host here: {e}"
+        );
+
+        let revoked = format!("{ca_line}@revoked * {}\n", f.ca);
+        let e = f.judge(&revoked, &good).unwrap_err();
+        assert!(
+            e.contains("is signed by CA SHA256:") && e.ends_with("revokes (line 2)"),
+            "{e}"
+        );
+
+        // A CA for other hosts only: the certified key is judged as a plain key.
+        let elsewhere = format!("@cert-authority *.other {}\n", f.ca);
+        let e = f.judge(&elsewhere, &good).unwrap_err();
+        assert!(e.contains("is not in known_hosts"), "{e}");
+        let plain = format!(
+            "[127.0.0.1]:2222 {}\n",
+            fs_line(&f.dir.path().join("hk.pub"))
+        );
+        assert_eq!(f.judge(&plain, &good), Ok(()));
+    }
+
+    #[test]
+    fn certificate_algorithms_are_asked_for_only_where_a_ca_could_vouch() {
+        let f = Fixture::new();
+        let kh = f.dir.path().join("known_hosts");
+        std::fs::write(&kh, format!("@cert-authority *.acme.example {}\n", f.ca)).unwrap();
+        let c = Connector::new(ConnectorOptions::default());
+        let mut host = Host {
+            name: "mx1.acme.example".into(),
+            address: "192.0.2.1".into(),
+            port: 22,
+            user: "root".into(),
+            identity_files: vec![],
+            become_: crate::inventory::Become::Auto,
+            known_hosts: kh,
+            host_key_policy: HostKeyPolicy::Strict,
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(1),
+            jump: None,
+            groups: vec![],
+            cluster: "acme".into(),
+            roles: vec![],
+            vars: Default::default(),
+            source: "t.toml".into(),
+        };
+        assert!(c.has_authority(&host), "matched by the inventory name");
+        host.name = "mx1.globex.example".into();
+        assert!(!c.has_authority(&host));
+        assert!(
+            c.inner.config.preferred.host_key_certificates.is_empty()
+                && c.inner.cert_config.preferred.host_key_certificates[0] == Algorithm::Ed25519
+        );
+    }
+}
