@@ -41,6 +41,8 @@ macro_rules! with_settings {
             pub jump: Option<Spanned<String>>,
             /// Free-form strings for reports (e.g. the customer's name).
             pub vars: Option<BTreeMap<String, String>>,
+            /// Fill what the inventory leaves unset from `~/.ssh/config`.
+            pub ssh_config: Option<bool>,
         }
 
         impl $name {
@@ -57,6 +59,7 @@ macro_rules! with_settings {
                     command_timeout: self.command_timeout.clone(),
                     jump: self.jump.clone(),
                     vars: self.vars.clone(),
+                    ssh_config: self.ssh_config,
                 }
             }
         }
