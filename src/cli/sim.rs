@@ -119,6 +119,8 @@ pub(super) fn demo(a: &DemoArgs) -> i32 {
             report_dir: a.report_dir.clone(),
             json: false,
             metrics_file: None,
+            shard: None,
+            ssh_config: None,
         };
 
         banner("1/3  check: audit the fleet, change nothing");
