@@ -659,3 +659,165 @@ async fn restart_records_show_overlap_per_cluster() {
     assert_eq!(max_concurrent(&b), 1);
     f.shutdown().await;
 }
+
+fn rss_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Manual scale check (`cargo test --test sim_fleet -- --ignored --nocapture`): 1000
+/// nodes start, every one answers a prov read over SSH; prints timings and RSS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "manual scale check"]
+async fn thousand_nodes_scale_check() {
+    let spec = FleetSpec::from_mix(
+        1000,
+        "compliant=300,half-compliant=300,legacy+mailbox=50",
+        3,
+    )
+    .unwrap();
+    let rss0 = rss_kib("VmRSS:");
+    let t0 = tokio::time::Instant::now();
+    let (f, _d) = start(spec).await;
+    let up = t0.elapsed();
+    let rss_up = rss_kib("VmRSS:");
+    let t1 = tokio::time::Instant::now();
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(200));
+    let mut tasks = Vec::new();
+    for h in f.nodes().to_vec() {
+        let (kh, id) = (f.known_hosts_path(), f.identity_path());
+        let sem = sem.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire().await.unwrap();
+            let c = SimClient::connect(h.addr(), &kh, &id, "root", Duration::from_secs(60))
+                .await
+                .unwrap();
+            let o = as_zextras(&c, "carbonio prov gcf zimbraMtaEnableSmtpdPolicyd").await;
+            assert_eq!(o.status, Some(0));
+            c
+        }));
+    }
+    let mut clients = Vec::new();
+    for t in tasks {
+        clients.push(t.await.unwrap());
+    }
+    let swept = t1.elapsed();
+    let rss_open = rss_kib("VmRSS:");
+    eprintln!(
+        "1000 nodes: up in {up:.2?} (RSS {} -> {} MiB); 1000 connect+auth+exec in {swept:.2?}; RSS with 1000 sessions open (client and server in one process) {} MiB, peak {} MiB",
+        rss0 / 1024,
+        rss_up / 1024,
+        rss_open / 1024,
+        rss_kib("VmHWM:") / 1024
+    );
+    drop(clients);
+    f.shutdown().await;
+}
+
+/// Manual scale check against a fleet in another process (`SIM_DIR` = its directory,
+/// e.g. from `carbonio-fleet simulate --nodes 1000 --dir DIR`): every node answers a prov
+/// read over SSH; sessions stay open until the end so the simulator's RSS can be read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "manual scale check against an external simulator"]
+async fn external_fleet_sweep() {
+    let dir = std::path::PathBuf::from(std::env::var("SIM_DIR").expect("SIM_DIR"));
+    let inv: toml::Table = std::fs::read_to_string(dir.join("inventory.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let addrs: Vec<std::net::SocketAddr> = inv["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            format!(
+                "{}:{}",
+                h["address"].as_str().unwrap(),
+                h["port"].as_integer().unwrap()
+            )
+            .parse()
+            .unwrap()
+        })
+        .collect();
+    let t1 = tokio::time::Instant::now();
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(200));
+    let mut tasks = Vec::new();
+    for addr in addrs {
+        let (kh, id) = (dir.join("known_hosts"), dir.join("id_ed25519"));
+        let sem = sem.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire().await.unwrap();
+            let c = SimClient::connect(addr, &kh, &id, "root", Duration::from_secs(60))
+                .await
+                .unwrap();
+            let o = as_zextras(&c, "carbonio prov gcf zimbraMtaEnableSmtpdPolicyd").await;
+            assert_eq!(o.status, Some(0));
+            c
+        }));
+    }
+    let mut clients = Vec::new();
+    for t in tasks {
+        clients.push(t.await.unwrap());
+    }
+    eprintln!(
+        "{} nodes swept in {:.2?}; sessions open, sleeping 5 s for an RSS reading",
+        clients.len(),
+        t1.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn loopback_ip_addressing_with_outside_smtp_on_port_25() {
+    let mut s = spec(&[
+        (
+            "mx1.a.example",
+            "a",
+            profile(Platform::Systemd, Posture::Compliant),
+        ),
+        (
+            "mx2.a.example",
+            "a",
+            NodeProfile {
+                role: NodeRole::Mailbox,
+                ..profile(Platform::Systemd, Posture::Compliant)
+            },
+        ),
+    ]);
+    s.addressing = carbonio_fleet::sim::Addressing::LoopbackIps;
+    s.smtp_outside = true;
+    let (f, _d) = start(s).await;
+    let mx = f.node("mx1.a.example").unwrap();
+    let mbx = f.node("mx2.a.example").unwrap();
+    assert_eq!(mx.addr().ip().to_string(), "127.0.1.1");
+    assert_eq!(mbx.addr().ip().to_string(), "127.0.1.2");
+    assert_eq!(mx.addr().port(), mbx.addr().port());
+    let outside = mx.smtp_outside_addr().unwrap();
+    assert_eq!(outside.to_string(), "127.0.1.1:25");
+    assert!(mbx.smtp_outside_addr().is_none(), "no MTA, no port 25");
+    let (g, r) = rcpt(
+        tokio::net::TcpStream::connect(outside).await.unwrap(),
+        "relay@elsewhere.example",
+    )
+    .await;
+    assert_eq!(g, "220 mx1.a.example ESMTP Postfix");
+    assert_eq!(
+        r,
+        "554 5.7.1 <relay@elsewhere.example>: Relay access denied"
+    );
+    // A mailbox-only node has no Postfix: no port 25 through the tunnel, no postconf.
+    let c = root(&f, "mx2.a.example").await;
+    assert!(c.tunnel("127.0.0.1", 25).await.is_err());
+    let o = c
+        .exec("/opt/zextras/bin/postconf smtpd_recipient_restrictions")
+        .await
+        .unwrap();
+    assert_eq!(o, out(1, "Error: postfix not installed\n", ""));
+    let banner = "Services are now handled by systemd.\n\nEnabled systemd targets:\n\n  - carbonio-appserver.target\n  - carbonio-proxy.target\n\nPlease check the documentation for further details.\nExiting.\n";
+    assert_eq!(as_zextras(&c, "zmcontrol status").await, out(1, banner, ""));
+    f.shutdown().await;
+}
