@@ -190,6 +190,11 @@ pub fn finish(
 }
 
 fn print_summary(report: &Report, json: bool) {
+    // Bars (if any) are lifted while the summary prints, so it is never torn.
+    tracing_indicatif::suspend_tracing_indicatif(|| write_summary(report, json));
+}
+
+fn write_summary(report: &Report, json: bool) {
     let mut out = std::io::stdout().lock();
     if json {
         let _ = serde_json::to_writer_pretty(&mut out, report);
@@ -226,7 +231,10 @@ pub fn finish_in(
     match written {
         Ok(()) => {
             if !json {
-                println!("report: {}", run_dir.join("report.json").display());
+                let path = run_dir.join("report.json");
+                tracing_indicatif::suspend_tracing_indicatif(|| {
+                    println!("report: {}", path.display())
+                });
             }
             report.exit_code
         }

@@ -1,77 +1,143 @@
-//! The audit log (`--log-file`): JSON lines of who ran what, on which host, and what
-//! came of it, appended as events arrive. It never carries a secret: events hold host
-//! names, steps and outcomes only.
-
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::Path;
-
-use serde_json::json;
+//! The audit trail: every engine event becomes one tracing event with target
+//! [`AUDIT_TARGET`] and structured fields (who ran it, which host, which step or exact
+//! command, what came of it). The `--log-file` layer always records them as JSON lines
+//! (see [`crate::ui::logging`]); on stderr they show with `-v`, failures already at the
+//! default level. Events carry host names, steps, commands and outcomes only, never a
+//! secret.
 
 use crate::engine::events::Event;
+use crate::ui::logging::AUDIT_TARGET;
 
-/// An open audit log.
-pub struct AuditLog {
-    file: File,
-    operator: String,
-}
-
-impl AuditLog {
-    pub fn open(path: &Path) -> std::io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Self {
-            file,
-            operator: crate::engine::run::operator(),
-        })
-    }
-
-    /// Appends one event (errors writing the log are not allowed to stop a run).
-    pub fn record(&mut self, ev: &Event) {
-        let at = jiff::Timestamp::now().to_string();
-        let v = match ev {
-            Event::RunStarted { command, hosts } => {
-                json!({"event": "run-started", "command": command, "hosts": hosts})
+/// Emits the audit event for `ev`; `operator` is `$USER@hostname` of whoever runs the tool.
+pub fn record(ev: &Event, operator: &str) {
+    match ev {
+        Event::RunStarted { command, hosts } => tracing::info!(
+            target: AUDIT_TARGET,
+            event = "run-started",
+            operator,
+            command,
+            hosts,
+            "{command} started on {hosts} hosts"
+        ),
+        Event::HostStarted { host } => tracing::debug!(
+            target: AUDIT_TARGET,
+            event = "host-started",
+            operator,
+            host = %host,
+            "{host}: started"
+        ),
+        Event::HostConnected { host, elapsed } => tracing::info!(
+            target: AUDIT_TARGET,
+            event = "host-connected",
+            operator,
+            host = %host,
+            ms = elapsed.as_millis() as u64,
+            "{host}: connected"
+        ),
+        Event::HostGathered { host, elapsed } => tracing::info!(
+            target: AUDIT_TARGET,
+            event = "host-gathered",
+            operator,
+            host = %host,
+            ms = elapsed.as_millis() as u64,
+            "{host}: gathered"
+        ),
+        Event::HostFailed {
+            host,
+            kind,
+            message,
+        } => tracing::warn!(
+            target: AUDIT_TARGET,
+            event = "host-failed",
+            operator,
+            host = %host,
+            kind = %kind,
+            error = %message,
+            "{host}: {kind}: {message}"
+        ),
+        Event::HostFinished { host, status } => tracing::info!(
+            target: AUDIT_TARGET,
+            event = "host-finished",
+            operator,
+            host = %host,
+            status = status.as_str(),
+            "{host}: {}", status.as_str()
+        ),
+        Event::BatchStarted {
+            number,
+            hosts,
+            canary,
+        } => tracing::info!(
+            target: AUDIT_TARGET,
+            event = "batch-started",
+            operator,
+            batch = number,
+            hosts = %hosts.join(","),
+            canary,
+            "rollout batch {number}{}: {}",
+            if *canary { " (canary)" } else { "" },
+            hosts.join(", ")
+        ),
+        Event::StepFinished {
+            host,
+            step,
+            ok,
+            detail,
+        } => {
+            if *ok {
+                tracing::info!(
+                    target: AUDIT_TARGET,
+                    event = "step-finished",
+                    operator,
+                    host = %host,
+                    step = %step,
+                    ok,
+                    detail = %detail,
+                    "{host}: {step} ok"
+                )
+            } else {
+                tracing::warn!(
+                    target: AUDIT_TARGET,
+                    event = "step-finished",
+                    operator,
+                    host = %host,
+                    step = %step,
+                    ok,
+                    detail = %detail,
+                    "{host}: {step} failed: {detail}"
+                )
             }
-            Event::HostStarted { host } => json!({"event": "host-started", "host": host}),
-            Event::HostConnected { host, elapsed } => {
-                json!({"event": "host-connected", "host": host, "ms": elapsed.as_millis() as u64})
-            }
-            Event::HostGathered { host, elapsed } => {
-                json!({"event": "host-gathered", "host": host, "ms": elapsed.as_millis() as u64})
-            }
-            Event::HostFailed {
-                host,
-                kind,
-                message,
-            } => json!({"event": "host-failed", "host": host, "kind": kind, "message": message}),
-            Event::HostFinished { host, status } => {
-                json!({"event": "host-finished", "host": host, "status": status.as_str()})
-            }
-            Event::BatchStarted {
-                number,
-                hosts,
-                canary,
-            } => {
-                json!({"event": "batch-started", "batch": number, "hosts": hosts, "canary": canary})
-            }
-            Event::StepFinished {
-                host,
-                step,
-                ok,
-                detail,
-            } => {
-                json!({"event": "step-finished", "host": host, "step": step, "ok": ok, "detail": detail})
-            }
-            Event::Paused { duration } => {
-                json!({"event": "paused", "ms": duration.as_millis() as u64})
-            }
-            Event::RunFinished { exit_code } => {
-                json!({"event": "run-finished", "exit_code": exit_code})
-            }
-        };
-        let mut obj = v;
-        obj["at"] = json!(at);
-        obj["operator"] = json!(self.operator);
-        let _ = writeln!(self.file, "{obj}");
+        }
+        Event::CommandRan {
+            host,
+            purpose,
+            command,
+            exit,
+            ok,
+        } => tracing::info!(
+            target: AUDIT_TARGET,
+            event = "command",
+            operator,
+            host = %host,
+            purpose = %purpose,
+            command = %command,
+            exit = %exit,
+            ok,
+            "{host}: ran {purpose} (exit {exit})"
+        ),
+        Event::Paused { duration } => tracing::info!(
+            target: AUDIT_TARGET,
+            event = "paused",
+            operator,
+            ms = duration.as_millis() as u64,
+            "pause {}", humantime::format_duration(*duration)
+        ),
+        Event::RunFinished { exit_code } => tracing::info!(
+            target: AUDIT_TARGET,
+            event = "run-finished",
+            operator,
+            exit_code,
+            "finished with exit code {exit_code}"
+        ),
     }
 }
