@@ -1067,7 +1067,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         hosts.push(h);
     }
     report.hosts = hosts;
-    report.summary = check::summarize(&report.hosts);
+    report.summary = crate::report::summary::summarize(&report.hosts);
     let base = check::exit_code(&report.hosts);
     report.exit_code = match &outcome.aborted {
         _ if interrupted(&interrupts) => exit::INTERRUPTED,

@@ -287,7 +287,7 @@ pub async fn check(opts: &RunOptions, events: Events) -> i32 {
             status: h.status,
         });
     }
-    report.summary = check::summarize(&report.hosts);
+    report.summary = crate::report::summary::summarize(&report.hosts);
     report.exit_code = check::exit_code(&report.hosts);
     report.finished_at = jiff::Timestamp::now().to_string();
     report.duration_ms = t0.elapsed().as_millis() as u64;

@@ -6,7 +6,26 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::report::model::{HostReport, HostStatus, ProbeVerdict, Report, Verdict};
+use crate::report::model::{HostReport, HostStatus, ProbeVerdict, Report, Summary, Verdict};
+
+/// Counts hosts by status: the `summary` of a report (check, apply and merge all use it).
+pub fn summarize(hosts: &[HostReport]) -> Summary {
+    let mut summary = Summary {
+        hosts: hosts.len(),
+        ..Summary::default()
+    };
+    for host in hosts {
+        let slot = match host.status {
+            HostStatus::Failed => &mut summary.failed,
+            HostStatus::Drift => &mut summary.drift,
+            HostStatus::RestartPending => &mut summary.restart_pending,
+            HostStatus::Compliant => &mut summary.compliant,
+            HostStatus::NotAttempted => &mut summary.not_attempted,
+        };
+        *slot += 1;
+    }
+    summary
+}
 
 /// Renders the summary of a report.
 pub fn render(report: &Report) -> String {
