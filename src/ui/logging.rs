@@ -22,6 +22,7 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// The environment variable holding an EnvFilter directive string.
 pub const ENV_FILTER: &str = "CARBONIO_FLEET_LOG";
@@ -125,7 +126,7 @@ fn open_log(path: &Path) -> Result<File, LogError> {
 
 /// The style of a host's live spinner: `  ↳ ⠋ mail3 gather 2s`.
 fn host_style() -> ProgressStyle {
-    ProgressStyle::with_template("{span_child_prefix}{spinner} {span_fields} {elapsed:.dim}")
+    ProgressStyle::with_template("{span_child_prefix}{spinner}{span_fields} {elapsed:.dim}")
         .unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
@@ -199,8 +200,9 @@ pub fn init(opts: &LogOptions) -> Result<(), LogError> {
             .with_progress_style(host_style())
             .with_span_child_prefix_indent(" ")
             .with_span_child_prefix_symbol("↳ ")
+            // `mail3 gather`: the values alone, without names or string quotes.
             .with_span_field_formatter(tracing_subscriber::fmt::format::debug_fn(
-                |w, _field, value| write!(w, "{value:?}"),
+                |w, _field, value| write!(w, " {}", format!("{value:?}").trim_matches('"')),
             ))
             .with_max_progress_bars(MAX_BARS, Some(footer_style()))
     });
@@ -225,8 +227,9 @@ pub fn init(opts: &LogOptions) -> Result<(), LogError> {
         .with(file_layer)
         .with(stderr_layer)
         .with(bars);
-    // Already set (a second command in one test process): keep the first.
-    let _ = tracing::subscriber::set_global_default(subscriber);
+    // Also installs the `log` bridge (russh logs through `log`). Already set (a second
+    // command in one test process): keep the first.
+    let _ = subscriber.try_init();
     Ok(())
 }
 
