@@ -141,3 +141,129 @@ pub fn record(ev: &Event, operator: &str) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A `MakeWriter` into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The JSON lines the log file would get for `events`.
+    fn json_lines(events: &[Event]) -> Vec<serde_json::Value> {
+        let buf = Buffer::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || out.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for ev in events {
+                record(ev, "ops@bastion");
+            }
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn apply_commands_are_logged_exactly_as_sent() {
+        let command = "su - zextras -c 'carbonio prov -f /dev/stdin' <<'EOF'\nmcf +zimbraMtaRestriction 'check_policy_service unix:private/policy'\nexit\nEOF";
+        let lines = json_lines(&[Event::CommandRan {
+            host: "mail1".into(),
+            purpose: "global changes for cluster `acme`".into(),
+            command: command.into(),
+            exit: "0".into(),
+            ok: true,
+        }]);
+        assert_eq!(lines.len(), 1);
+        let l = &lines[0];
+        assert_eq!(l["target"], AUDIT_TARGET);
+        assert_eq!(l["event"], "command");
+        assert_eq!(l["operator"], "ops@bastion");
+        assert_eq!(l["host"], "mail1");
+        assert_eq!(l["command"], command);
+        assert_eq!(l["exit"], "0");
+        assert_eq!(l["ok"], true);
+    }
+
+    #[test]
+    fn every_event_is_one_line_with_its_name() {
+        use crate::report::model::HostStatus;
+        use std::time::Duration;
+        let lines = json_lines(&[
+            Event::RunStarted {
+                command: "apply",
+                hosts: 2,
+            },
+            Event::HostConnected {
+                host: "m1".into(),
+                elapsed: Duration::from_millis(12),
+            },
+            Event::HostGathered {
+                host: "m1".into(),
+                elapsed: Duration::from_millis(800),
+            },
+            Event::HostFailed {
+                host: "m2".into(),
+                kind: "auth".into(),
+                message: "all methods refused".into(),
+            },
+            Event::BatchStarted {
+                number: 1,
+                hosts: vec!["m1".into()],
+                canary: true,
+            },
+            Event::StepFinished {
+                host: "m1".into(),
+                step: "restart+gate".into(),
+                ok: false,
+                detail: "smtp: 451".into(),
+            },
+            Event::Paused {
+                duration: Duration::from_secs(30),
+            },
+            Event::HostFinished {
+                host: "m1".into(),
+                status: HostStatus::Failed,
+            },
+            Event::RunFinished { exit_code: 4 },
+        ]);
+        let names: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "run-started",
+                "host-connected",
+                "host-gathered",
+                "host-failed",
+                "batch-started",
+                "step-finished",
+                "paused",
+                "host-finished",
+                "run-finished"
+            ]
+        );
+        assert_eq!(lines[3]["level"], "WARN");
+        assert_eq!(lines[3]["kind"], "auth");
+        assert_eq!(lines[4]["canary"], true);
+        assert_eq!(lines[5]["level"], "WARN");
+        assert_eq!(lines[8]["exit_code"], 4);
+        assert!(lines.iter().all(|l| l["operator"] == "ops@bastion"));
+    }
+}
