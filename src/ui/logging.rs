@@ -135,36 +135,54 @@ fn footer_style() -> ProgressStyle {
         .unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
-/// Fields of the audit events that their message already says (or that only machines
-/// need): the log file keeps them, stderr shows the message alone.
-const AUDIT_ONLY_FIELDS: [&str; 14] = [
-    "event",
-    "operator",
-    "host",
-    "kind",
-    "error",
-    "status",
-    "step",
-    "ok",
-    "detail",
-    "ms",
-    "hosts",
-    "exit_code",
-    "batch",
-    "canary",
-];
+/// How fields look on stderr: the message as is, then ` name=value` pairs; an audit
+/// event (it has an `event` field) shows its message alone, since the message already
+/// says what its fields hold (the log file keeps them); `log.*` bookkeeping fields of
+/// records bridged from the `log` crate are left out.
+struct StderrFields;
 
-/// Writes one field of a stderr log line: the message as is, other fields as
-/// ` name=value`, except those the audit message already says.
-fn stderr_field(
-    w: &mut tracing_subscriber::fmt::format::Writer<'_>,
-    field: &tracing::field::Field,
-    value: &dyn std::fmt::Debug,
-) -> std::fmt::Result {
-    match field.name() {
-        "message" => write!(w, "{value:?}"),
-        name if AUDIT_ONLY_FIELDS.contains(&name) => Ok(()),
-        name => write!(w, " {name}={value:?}"),
+/// Collects the fields of one event or span.
+#[derive(Default)]
+struct Collect {
+    message: Option<String>,
+    fields: Vec<(&'static str, String)>,
+    is_audit: bool,
+}
+
+impl tracing::field::Visit for Collect {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.push(field, value.to_string());
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.push(field, format!("{value:?}"));
+    }
+}
+
+impl Collect {
+    fn push(&mut self, field: &tracing::field::Field, value: String) {
+        match field.name() {
+            "message" => self.message = Some(value),
+            "event" => self.is_audit = true,
+            name if name.starts_with("log.") => {}
+            name => self.fields.push((name, value)),
+        }
+    }
+}
+
+impl<'w> tracing_subscriber::fmt::FormatFields<'w> for StderrFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut w: tracing_subscriber::fmt::format::Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut c = Collect::default();
+        fields.record(&mut c);
+        let mut parts: Vec<String> = c.message.into_iter().collect();
+        if !c.is_audit {
+            parts.extend(c.fields.iter().map(|(n, v)| format!("{n}={v}")));
+        }
+        write!(w, "{}", parts.join(" "))
     }
 }
 
@@ -211,7 +229,7 @@ pub fn init(opts: &LogOptions) -> Result<(), LogError> {
         None => BoxMakeWriter::new(std::io::stderr),
     };
     let stderr_layer = tracing_subscriber::fmt::layer()
-        .fmt_fields(tracing_subscriber::fmt::format::debug_fn(stderr_field))
+        .fmt_fields(StderrFields)
         .with_writer(stderr_writer)
         .with_ansi(stderr_ansi())
         .without_time()
@@ -269,6 +287,47 @@ mod tests {
         assert!(
             e.to_string()
                 .starts_with("CARBONIO_FLEET_LOG=`carbonio_fleet=loud`")
+        );
+    }
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Audit events show their message alone; other events their fields; spans name
+    /// their host.
+    #[test]
+    fn stderr_lines_are_short_and_name_the_host() {
+        let buf = Buffer::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(StderrFields)
+            .with_writer(move || out.clone())
+            .with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("host", host = %"mail3", step = "gather");
+            let _e = span.enter();
+            tracing::warn!(target: AUDIT_TARGET, event = "host-failed", host = "mail3", "mail3: auth: denied");
+            tracing::info!(fingerprint = "SHA256:x", "learnt new host key");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            " WARN host{host=mail3 step=gather}: mail3: auth: denied\n \
+             INFO host{host=mail3 step=gather}: learnt new host key fingerprint=SHA256:x\n"
         );
     }
 }
