@@ -138,12 +138,12 @@ fn a_limit_matching_nothing_is_an_error() {
 #[test]
 fn commands_of_later_issues_say_so_and_change_nothing() {
     fleet()
-        .args(["secret", "list"])
+        .args(["demo"])
         .assert()
         .code(exit::USAGE)
         .stdout("")
         .stderr(
-            "carbonio-fleet: `secret` is not available in this build yet (it lands with issue #8)\n",
+            "carbonio-fleet: `demo` is not available in this build yet (it lands with issue #4)\n",
         );
 }
 

@@ -3,7 +3,9 @@
 
 mod args;
 mod inventory;
+mod report;
 mod run;
+pub mod secret;
 mod sim;
 
 pub use args::*;
@@ -19,8 +21,10 @@ pub fn run(cli: Cli) -> i32 {
         Command::Inventory(InventoryCommand::List(a)) => inventory::list(&a),
         Command::Inventory(InventoryCommand::Validate(a)) => inventory::validate(&a),
         Command::Hostkeys(_) => not_yet("hostkeys", 3),
-        Command::Secret(_) => not_yet("secret", 8),
-        Command::Report(_) => not_yet("report", 8),
+        Command::Secret(c) => secret::run(&c),
+        Command::Report(ReportCommand::Show(a)) => report::show(&a),
+        Command::Report(ReportCommand::Diff(a)) => report::diff(&a),
+        Command::Report(ReportCommand::Merge(a)) => report::merge(&a),
         Command::Demo(a) => sim::demo(&a),
         Command::Simulate(a) => sim::simulate(&a),
     }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::carbonio::gather::{EffectivePlan, GatherPlan, Platform};
 use crate::carbonio::{prov, services, values};
@@ -137,6 +138,17 @@ fn exit_text(end: &ExecEnd) -> String {
         ExecEnd::Status(c) => c.to_string(),
         ExecEnd::Signal { name, .. } => format!("signal {name}"),
         ExecEnd::Unknown => "unknown".into(),
+    }
+}
+
+/// The audit event for a command apply ran.
+fn command_ran(host: &str, rec: &CommandRecord, ok: bool) -> Event {
+    Event::CommandRan {
+        host: host.to_string(),
+        purpose: rec.purpose.clone(),
+        command: rec.command.clone(),
+        exit: rec.exit.clone(),
+        ok,
     }
 }
 
@@ -271,6 +283,7 @@ async fn execute_changes(
         for (cluster, batch, rec, res) in results {
             let node = batch.node.clone();
             let summary: Vec<String> = batch.changes.iter().map(|c| c.args.join(" ")).collect();
+            events.send(command_ran(&node, &rec, res.is_ok()));
             out.commands.entry(node.clone()).or_default().push(rec);
             match res {
                 Ok(()) => {
@@ -822,7 +835,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     if !opts.yes
         && !nothing_to_do
         && !interrupted(&interrupts)
-        && !confirm(&change_plan, restart_estimate)
+        && !tracing_indicatif::suspend_tracing_indicatif(|| confirm(&change_plan, restart_estimate))
     {
         eprintln!("carbonio-fleet: not confirmed; nothing was changed");
         return exit::USAGE;
@@ -916,21 +929,29 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
                     let Some(ctx) = ctxs.get(n).cloned() else {
                         continue;
                     };
-                    running.spawn(restart_and_gate(
-                        ctx,
-                        rollout_cfg.clone(),
-                        playbook.clone(),
-                        eff.clone(),
-                        nonce.clone(),
-                        hard.clone(),
-                        journal.clone(),
-                    ));
+                    let span = tracing::info_span!("host", host = %n, step = "restart");
+                    running.spawn(
+                        restart_and_gate(
+                            ctx,
+                            rollout_cfg.clone(),
+                            playbook.clone(),
+                            eff.clone(),
+                            nonce.clone(),
+                            hard.clone(),
+                            journal.clone(),
+                        )
+                        .instrument(span),
+                    );
                 }
             }
             Next::Wait => {
                 tokio::select! {
                     Some(done) = running.join_next() => {
                         if let Ok(run) = done {
+                            if let Some(c) = &run.command {
+                                let ok = run.restart.as_ref().is_some_and(|r| r.ok);
+                                events.send(command_ran(&run.name, c, ok));
+                            }
                             events.send(Event::StepFinished {
                                 host: run.name.clone(),
                                 step: "restart+gate".into(),
@@ -1046,7 +1067,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         hosts.push(h);
     }
     report.hosts = hosts;
-    report.summary = check::summarize(&report.hosts);
+    report.summary = crate::report::summary::summarize(&report.hosts);
     let base = check::exit_code(&report.hosts);
     report.exit_code = match &outcome.aborted {
         _ if interrupted(&interrupts) => exit::INTERRUPTED,

@@ -9,7 +9,7 @@ use crate::engine::verdict::{self, ClusterGlobals};
 use crate::exit;
 use crate::inventory::Host;
 use crate::playbook::Playbook;
-use crate::report::model::{HostReport, HostStatus, Summary, Timings};
+use crate::report::model::{HostReport, HostStatus, Timings};
 
 /// The cluster → global values map, from the first reachable node of each cluster.
 pub fn cluster_globals(gathers: &[HostGather]) -> BTreeMap<String, ClusterGlobals> {
@@ -102,24 +102,6 @@ fn discovered_roles(services: &[String]) -> Vec<String> {
         }
     }
     roles
-}
-
-/// Counts per status.
-pub fn summarize(hosts: &[HostReport]) -> Summary {
-    let mut s = Summary {
-        hosts: hosts.len(),
-        ..Summary::default()
-    };
-    for h in hosts {
-        match h.status {
-            HostStatus::Compliant => s.compliant += 1,
-            HostStatus::Drift => s.drift += 1,
-            HostStatus::RestartPending => s.restart_pending += 1,
-            HostStatus::Failed => s.failed += 1,
-            HostStatus::NotAttempted => s.not_attempted += 1,
-        }
-    }
-    s
 }
 
 /// SPEC §3: 3 if any host failed (beats drift), 2 on drift, else 0.

@@ -195,36 +195,39 @@ pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
             commands.entry(b.node.clone()).or_default().push(line);
         }
     }
-    if opts.json {
-        let out = PlanOutput {
-            changes: cplan,
-            batches,
-            commands,
-        };
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-    } else {
-        print!(
-            "{}",
-            render(
-                &loaded.playbook.name,
-                &loaded.hosts,
-                &reports,
-                &cplan,
-                &batches,
-                &commands
-            )
-        );
-        let failed: Vec<&str> = reports
-            .iter()
-            .filter(|r| r.status == HostStatus::Failed)
-            .map(|r| r.name.as_str())
-            .collect();
-        if !failed.is_empty() {
-            println!(
-                "\nnot planned (could not be gathered): {}",
-                failed.join(", ")
+    // Bars (if any) are lifted while the plan prints, so it is never torn.
+    tracing_indicatif::suspend_tracing_indicatif(|| {
+        if opts.json {
+            let out = PlanOutput {
+                changes: cplan,
+                batches,
+                commands,
+            };
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        } else {
+            print!(
+                "{}",
+                render(
+                    &loaded.playbook.name,
+                    &loaded.hosts,
+                    &reports,
+                    &cplan,
+                    &batches,
+                    &commands
+                )
             );
+            let failed: Vec<&str> = reports
+                .iter()
+                .filter(|r| r.status == HostStatus::Failed)
+                .map(|r| r.name.as_str())
+                .collect();
+            if !failed.is_empty() {
+                println!(
+                    "\nnot planned (could not be gathered): {}",
+                    failed.join(", ")
+                );
+            }
         }
-    }
+    });
     check::exit_code(&reports)
 }

@@ -220,6 +220,11 @@ pub fn finish(
 }
 
 fn print_summary(report: &Report, json: bool) {
+    // Bars (if any) are lifted while the summary prints, so it is never torn.
+    tracing_indicatif::suspend_tracing_indicatif(|| write_summary(report, json));
+}
+
+fn write_summary(report: &Report, json: bool) {
     let mut out = std::io::stdout().lock();
     if json {
         let _ = serde_json::to_writer_pretty(&mut out, report);
@@ -256,7 +261,10 @@ pub fn finish_in(
     match written {
         Ok(()) => {
             if !json {
-                println!("report: {}", run_dir.join("report.json").display());
+                let path = run_dir.join("report.json");
+                tracing_indicatif::suspend_tracing_indicatif(|| {
+                    println!("report: {}", path.display())
+                });
             }
             report.exit_code
         }
@@ -309,7 +317,7 @@ pub async fn check(opts: &RunOptions, events: Events) -> i32 {
             status: h.status,
         });
     }
-    report.summary = check::summarize(&report.hosts);
+    report.summary = crate::report::summary::summarize(&report.hosts);
     report.exit_code = check::exit_code(&report.hosts);
     report.finished_at = jiff::Timestamp::now().to_string();
     report.duration_ms = t0.elapsed().as_millis() as u64;

@@ -17,7 +17,7 @@ use super::labels::{
 use super::model::{Finding, HostReport, HostStatus, Report};
 
 /// Which run a report was: enough to title the diff.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RunRef {
     pub playbook: String,
     pub playbook_sha256: String,
@@ -37,7 +37,7 @@ impl RunRef {
 }
 
 /// A host present in only one of the two reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HostPresence {
     pub name: String,
     pub status: HostStatus,
@@ -45,7 +45,7 @@ pub struct HostPresence {
 
 /// A control or probe whose verdict differs; `None` when it is absent on that side
 /// (the playbook gained or lost the check, or the host could not be audited).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CheckChange {
     pub id: String,
     /// `control` or `probe`.
@@ -58,7 +58,7 @@ pub struct CheckChange {
 }
 
 /// A finding, identified by its id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FindingRef {
     pub id: String,
     pub blocking: bool,
@@ -76,7 +76,7 @@ impl From<&Finding> for FindingRef {
 }
 
 /// What changed on a host present in both reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HostDrift {
     pub name: String,
     pub old_status: HostStatus,
@@ -95,7 +95,7 @@ impl HostDrift {
 }
 
 /// The difference between two reports, in NEW's host order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Drift {
     pub old: RunRef,
     pub new: RunRef,

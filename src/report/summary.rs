@@ -1,12 +1,34 @@
 //! The terminal summary that ends every run: failed hosts first with identical errors
 //! grouped ("12 hosts  auth  …"), then drift and restart-pending hosts with what is off,
-//! blocking findings, then one line per cluster of compliant hosts. Plain text, no
+//! blocking findings, apply's rollout (batch, state, failed gate checks per host), then
+//! one line per cluster of compliant hosts. Plain text, no
 //! colour codes (it also goes to files and pipes).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::report::model::{HostReport, HostStatus, ProbeVerdict, Report, Verdict};
+use crate::report::model::{
+    HostApply, HostReport, HostStatus, ProbeVerdict, Report, Summary, Verdict,
+};
+
+/// Counts hosts by status: the `summary` of a report (check, apply and merge all use it).
+pub fn summarize(hosts: &[HostReport]) -> Summary {
+    let mut summary = Summary {
+        hosts: hosts.len(),
+        ..Summary::default()
+    };
+    for host in hosts {
+        let slot = match host.status {
+            HostStatus::Failed => &mut summary.failed,
+            HostStatus::Drift => &mut summary.drift,
+            HostStatus::RestartPending => &mut summary.restart_pending,
+            HostStatus::Compliant => &mut summary.compliant,
+            HostStatus::NotAttempted => &mut summary.not_attempted,
+        };
+        *slot += 1;
+    }
+    summary
+}
 
 /// Renders the summary of a report.
 pub fn render(report: &Report) -> String {
@@ -95,6 +117,8 @@ pub fn render(report: &Report) -> String {
         );
     }
 
+    rollout_section(&mut s, report);
+
     let mut compliant: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for h in report
         .hosts
@@ -135,6 +159,61 @@ pub fn render(report: &Report) -> String {
         }
     );
     s
+}
+
+/// apply only: one line per host the rollout scheduled (batch order, batch 1 being the
+/// canary) with its state and each failed health-gate check under it; the hosts it did
+/// not schedule grouped by reason on one line each.
+fn rollout_section(s: &mut String, report: &Report) {
+    let applied: Vec<(&HostReport, &HostApply)> = report
+        .hosts
+        .iter()
+        .filter_map(|h| h.apply.as_ref().map(|a| (h, a)))
+        .collect();
+    if applied.is_empty() {
+        return;
+    }
+    let mut scheduled: Vec<(usize, &HostReport, &HostApply)> = applied
+        .iter()
+        .filter_map(|(h, a)| a.batch.map(|b| (b, *h, *a)))
+        .collect();
+    scheduled.sort_by(|x, y| x.0.cmp(&y.0).then(x.1.name.cmp(&y.1.name)));
+    let _ = writeln!(s, "\nROLLOUT ({} scheduled)", scheduled.len());
+    let width = scheduled
+        .iter()
+        .map(|(_, h, _)| h.name.len())
+        .max()
+        .unwrap_or(0);
+    for (batch, h, a) in &scheduled {
+        let label = if *batch == 1 {
+            "1 (canary)".to_string()
+        } else {
+            batch.to_string()
+        };
+        let _ = writeln!(s, "  batch {label:<10}  {:<width$}  {}", h.name, a.rollout);
+        if let Some(g) = a.gate.as_ref().filter(|g| !g.passed) {
+            for c in g.checks.iter().filter(|c| !c.ok) {
+                let _ = writeln!(s, "    gate {}: {}", c.name, c.detail);
+            }
+        }
+    }
+    let mut others: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (h, a) in applied.iter().filter(|(_, a)| a.batch.is_none()) {
+        others.entry(a.rollout.as_str()).or_default().push(&h.name);
+    }
+    for (state, names) in others {
+        let _ = writeln!(
+            s,
+            "  {}: {} ({})",
+            if state.is_empty() {
+                "no rollout"
+            } else {
+                state
+            },
+            plural(names.len(), "host"),
+            names.join(", ")
+        );
+    }
 }
 
 fn plural(n: usize, word: &str) -> String {
@@ -178,4 +257,148 @@ fn what_is_off(h: &HostReport) -> String {
         }
     }
     parts.join(" · ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::model::{GateCheck, GateRecord};
+    use crate::report::sample::{host, sample_report};
+    use indoc::indoc;
+
+    /// The sample check report: every section but the rollout, in order.
+    #[test]
+    fn check_summary_snapshot() {
+        assert_eq!(
+            render(&sample_report()),
+            indoc! {"
+                carbonio-fleet check · backscatter-hardening · 6 hosts · 83.4s
+
+                FAILED (2)
+                  1 host    hostkey      host key for `HOST` (ADDR) does not match known_hosts
+                            mail4
+                  1 host    unreachable  failed to connect to `HOST` (ADDR): connection timed out after 10s
+                            mail5
+
+                DRIFT (1)
+                  mail2  BS-01 zimbraMtaEnableSmtpdPolicyd is FALSE (want = TRUE) · BS-02 masked by server override ([reject_invalid_helo_hostname]) · EFF-01 reject_non_fqdn_recipient, permit (want contains check_policy_service unix:private/policy)
+
+                RESTART PENDING (1)
+                  mail3  EFF-01 reject_non_fqdn_recipient, permit (want contains check_policy_service unix:private/policy)
+
+                BLOCKING FINDINGS (1)
+                  mail2  PRE-POLICY-SPAWN-USER: enabling zimbraMtaEnableSmtpdPolicyd here would make Postfix answer `451 4.3.5` to every recipient: master.cf spawns the policy service as user `zimbra`, which does not exist on this node
+
+                COMPLIANT (2)
+                  cluster eu-1: 2 hosts (mail1, store1)
+
+                6 hosts: 2 compliant, 1 drift, 1 restart-pending, 2 failed
+            "}
+        );
+    }
+
+    fn applied(name: &str, status: HostStatus, batch: Option<usize>, rollout: &str) -> HostReport {
+        let mut h = host(name, "eu-1", status);
+        h.apply = Some(HostApply {
+            batch,
+            rollout: rollout.to_string(),
+            ..HostApply::default()
+        });
+        h
+    }
+
+    /// apply: scheduled hosts in batch order with failed gate checks, the rest grouped.
+    #[test]
+    fn apply_summary_shows_batches_states_and_gate_failures() {
+        let mut report = sample_report();
+        report.command = "apply".into();
+        report.duration_ms = 61_000;
+        let mut failed = applied(
+            "mx2",
+            HostStatus::Failed,
+            Some(2),
+            "failed: health gate failed",
+        );
+        failed.error = Some(crate::report::model::HostError {
+            kind: crate::report::model::ErrorKind::Command,
+            message: "health gate failed: smtp: RCPT answered 451 4.3.5".into(),
+            expected_fingerprints: Vec::new(),
+            offered_fingerprint: None,
+        });
+        failed.apply.as_mut().unwrap().gate = Some(GateRecord {
+            passed: false,
+            attempts: 3,
+            checks: vec![
+                GateCheck {
+                    name: "services".into(),
+                    ok: true,
+                    detail: "all running".into(),
+                },
+                GateCheck {
+                    name: "smtp".into(),
+                    ok: false,
+                    detail: "RCPT answered 451 4.3.5 (policy service down)".into(),
+                },
+            ],
+            vantage: "node".into(),
+            smtp_transcript: Vec::new(),
+        });
+        report.hosts = vec![
+            applied("mx3", HostStatus::Compliant, Some(2), "restarted"),
+            failed,
+            applied("mx1", HostStatus::Compliant, Some(1), "restarted"),
+            applied(
+                "store1",
+                HostStatus::Compliant,
+                None,
+                "not needed (not an MTA)",
+            ),
+            applied(
+                "store2",
+                HostStatus::Compliant,
+                None,
+                "not needed (not an MTA)",
+            ),
+            applied(
+                "mx4",
+                HostStatus::NotAttempted,
+                Some(3),
+                "not-attempted (rollout aborted)",
+            ),
+        ];
+        report.summary = summarize(&report.hosts);
+        assert_eq!(
+            render(&report),
+            indoc! {"
+                carbonio-fleet apply · backscatter-hardening · 6 hosts · 61.0s
+
+                FAILED (1)
+                  1 host    command      health gate failed: smtp: RCPT answered 451 4.3.5
+                            mx2
+
+                NOT ATTEMPTED (1)
+                  mx4
+
+                ROLLOUT (4 scheduled)
+                  batch 1 (canary)  mx1  restarted
+                  batch 2           mx2  failed: health gate failed
+                    gate smtp: RCPT answered 451 4.3.5 (policy service down)
+                  batch 2           mx3  restarted
+                  batch 3           mx4  not-attempted (rollout aborted)
+                  not needed (not an MTA): 2 hosts (store1, store2)
+
+                COMPLIANT (4)
+                  cluster eu-1: 4 hosts (mx3, mx1, store1, store2)
+
+                6 hosts: 4 compliant, 0 drift, 0 restart-pending, 1 failed, 1 not attempted
+            "}
+        );
+    }
+
+    #[test]
+    fn summarize_counts_every_status() {
+        let s = summarize(&sample_report().hosts);
+        assert_eq!(s, sample_report().summary);
+        assert_eq!(summarize(&[]), Summary::default());
+    }
 }
