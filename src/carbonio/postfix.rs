@@ -9,6 +9,21 @@
 
 use std::collections::BTreeMap;
 
+/// The Postfix parameter zmconfigd renders from a Carbonio attribute (CARBONIO.md §1.5,
+/// §3): a probe of that parameter shows whether the attribute's value is in effect.
+pub fn governed_param(attr: &str) -> Option<&'static str> {
+    const MAP: [(&str, &str); 5] = [
+        ("zimbraMtaRestriction", "smtpd_recipient_restrictions"),
+        ("zimbraMtaSmtpdRejectUnlistedRecipient", "smtpd_reject_unlisted_recipient"),
+        ("zimbraMtaSmtpdRejectUnlistedSender", "smtpd_reject_unlisted_sender"),
+        ("zimbraMtaSmtpdSenderRestrictions", "smtpd_sender_restrictions"),
+        ("zimbraMtaEnableSmtpdPolicyd", "policy_time_limit"),
+    ];
+    MAP.iter()
+        .find(|(a, _)| a.eq_ignore_ascii_case(attr))
+        .map(|(_, p)| *p)
+}
+
 /// `postconf NAME...` output (`name = value`, one per line) as a map.
 pub fn parse_postconf(output: &str) -> BTreeMap<String, String> {
     output

@@ -348,6 +348,9 @@ struct NodeCtx {
     session: Session,
     platform: Platform,
     domain: Option<String>,
+    /// Postfix parameters the gate does not expect to match the playbook, because the
+    /// control that governs them was not changed in this cluster (blocked).
+    skip_params: BTreeSet<String>,
 }
 
 /// What the restart task of one node produced.
@@ -607,6 +610,9 @@ async fn gate_once(
     let mismatches: Vec<String> = playbook
         .probes
         .iter()
+        .filter(|p| {
+            !matches!(&p.kind, crate::playbook::ProbeKind::Postconf { param } if node.skip_params.contains(param))
+        })
         .filter_map(|p| verdict::postconf_probe(p, &facts.postconf))
         .filter_map(Result::err)
         .collect();
@@ -906,6 +912,14 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
                 session: session.clone(),
                 platform: ok.facts.platform,
                 domain: ok.facts.domains.first().cloned(),
+                skip_params: change_plan
+                    .blocked
+                    .iter()
+                    .filter(|b| b.cluster == g.host.cluster)
+                    .filter_map(|b| loaded.playbook.controls.iter().find(|c| c.id == b.control))
+                    .filter_map(|c| crate::carbonio::postfix::governed_param(&c.attr))
+                    .map(str::to_string)
+                    .collect(),
             },
         );
     }
@@ -956,7 +970,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
                                 host: run.name.clone(),
                                 step: "restart+gate".into(),
                                 ok: matches!(run.result, NodeResult::Restarted),
-                                detail: format!("{:?}", run.result),
+                                detail: run.result.to_string(),
                             });
                             let _ = sched.record(&run.name, run.result.clone());
                             runs.insert(run.name.clone(), run);

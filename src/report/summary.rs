@@ -230,25 +230,34 @@ fn generalize(msg: &str, h: &HostReport) -> String {
         .replace(&h.name, "HOST")
 }
 
-/// One line: each control and probe that is off, briefly.
+/// One line: each control and probe that is off, briefly (`BS-01 FALSE (want TRUE)`,
+/// `BS-04 lacks check_policy_service …`, `SMTP-01 250 (want 5xx)`).
 fn what_is_off(h: &HostReport) -> String {
+    fn brief(id: &str, actual: &str, expected: &str) -> String {
+        if let Some(v) = expected.strip_prefix("contains ") {
+            format!("{id} lacks {v}")
+        } else if let Some(v) = expected.strip_prefix("absent ") {
+            format!("{id} has {v}")
+        } else if let Some(v) = expected.strip_prefix("reply ") {
+            let code = actual.split_whitespace().next().unwrap_or(actual);
+            format!("{id} {code} (want {v})")
+        } else {
+            let v = expected.strip_prefix("= ").unwrap_or(expected);
+            format!("{id} {actual} (want {v})")
+        }
+    }
     let mut parts = Vec::new();
     for c in &h.controls {
         match c.verdict {
-            Verdict::NonCompliant => parts.push(format!(
-                "{} {} is {} (want {})",
-                c.id, c.attr, c.actual, c.expected
-            )),
-            Verdict::Masked => {
-                parts.push(format!("{} masked by server override ({})", c.id, c.actual))
-            }
+            Verdict::NonCompliant => parts.push(brief(&c.id, &c.actual, &c.expected)),
+            Verdict::Masked => parts.push(format!("{} masked by a server override ({})", c.id, c.actual)),
             Verdict::Error => parts.push(format!("{} error", c.id)),
             _ => {}
         }
     }
     for p in &h.probes {
         if matches!(p.verdict, ProbeVerdict::Fail | ProbeVerdict::Error) {
-            parts.push(format!("{} {} (want {})", p.id, p.actual, p.expected));
+            parts.push(brief(&p.id, &p.actual, &p.expected));
         }
     }
     if parts.is_empty() {
@@ -281,10 +290,10 @@ mod tests {
                             mail5
 
                 DRIFT (1)
-                  mail2  BS-01 zimbraMtaEnableSmtpdPolicyd is FALSE (want = TRUE) · BS-02 masked by server override ([reject_invalid_helo_hostname]) · EFF-01 reject_non_fqdn_recipient, permit (want contains check_policy_service unix:private/policy)
+                  mail2  BS-01 FALSE (want TRUE) · BS-02 masked by a server override ([reject_invalid_helo_hostname]) · EFF-01 lacks check_policy_service unix:private/policy
 
                 RESTART PENDING (1)
-                  mail3  EFF-01 reject_non_fqdn_recipient, permit (want contains check_policy_service unix:private/policy)
+                  mail3  EFF-01 lacks check_policy_service unix:private/policy
 
                 BLOCKING FINDINGS (1)
                   mail2  PRE-POLICY-SPAWN-USER: enabling zimbraMtaEnableSmtpdPolicyd here would make Postfix answer `451 4.3.5` to every recipient: master.cf spawns the policy service as user `zimbra`, which does not exist on this node
