@@ -14,9 +14,18 @@ use std::collections::BTreeMap;
 pub fn governed_param(attr: &str) -> Option<&'static str> {
     const MAP: [(&str, &str); 5] = [
         ("zimbraMtaRestriction", "smtpd_recipient_restrictions"),
-        ("zimbraMtaSmtpdRejectUnlistedRecipient", "smtpd_reject_unlisted_recipient"),
-        ("zimbraMtaSmtpdRejectUnlistedSender", "smtpd_reject_unlisted_sender"),
-        ("zimbraMtaSmtpdSenderRestrictions", "smtpd_sender_restrictions"),
+        (
+            "zimbraMtaSmtpdRejectUnlistedRecipient",
+            "smtpd_reject_unlisted_recipient",
+        ),
+        (
+            "zimbraMtaSmtpdRejectUnlistedSender",
+            "smtpd_reject_unlisted_sender",
+        ),
+        (
+            "zimbraMtaSmtpdSenderRestrictions",
+            "smtpd_sender_restrictions",
+        ),
         ("zimbraMtaEnableSmtpdPolicyd", "policy_time_limit"),
     ];
     MAP.iter()

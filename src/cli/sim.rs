@@ -1,8 +1,6 @@
 //! `simulate` (a standalone simulated fleet) and `demo` (a simulated fleet plus the
 //! tool's own check → apply → check against it over real SSH).
 
-
-
 use super::run::step;
 use super::{DemoArgs, SimulateArgs};
 use crate::engine::apply::{self, ApplyOptions};
@@ -14,7 +12,10 @@ use crate::ui::logging::{self, LogOptions};
 use crate::ui::progress::ProgressMode;
 
 fn runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => Some(rt),
         Err(e) => {
             eprintln!("carbonio-fleet: cannot start the async runtime: {e}");
@@ -24,7 +25,9 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 }
 
 pub(super) fn simulate(a: &SimulateArgs) -> i32 {
-    let Some(rt) = runtime() else { return exit::USAGE };
+    let Some(rt) = runtime() else {
+        return exit::USAGE;
+    };
     let opts = SimulateOptions {
         nodes: a.nodes,
         profile_mix: a.profile_mix.clone(),
@@ -44,7 +47,9 @@ fn banner(text: &str) {
 }
 
 pub(super) fn demo(a: &DemoArgs) -> i32 {
-    let Some(rt) = runtime() else { return exit::USAGE };
+    let Some(rt) = runtime() else {
+        return exit::USAGE;
+    };
     let mode = ProgressMode::from_flags(a.progress, false);
     if let Err(e) = logging::init(&LogOptions {
         verbose: 0,
@@ -167,4 +172,3 @@ pub(super) fn demo(a: &DemoArgs) -> i32 {
         }
     })
 }
-

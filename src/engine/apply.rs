@@ -32,8 +32,8 @@ use crate::exit;
 use crate::inventory::Host;
 use crate::playbook::{Playbook, ProbeFrom, Rollout};
 use crate::report::model::{
-    CommandRecord, ErrorKind, Finding, GateCheck, GateRecord, HostApply, HostError, HostReport,
-    HostStatus, RestartRecord,
+    CommandRecord, ErrorKind, GateCheck, GateRecord, HostApply, HostError, HostReport, HostStatus,
+    RestartRecord,
 };
 use crate::report::store;
 use crate::ssh::{Connector, ConnectorOptions, ExecEnd, ExecOutput, Session};
@@ -824,9 +824,8 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         &nonce,
     )
     .await;
-    let mut before = check::evaluate_all(&loaded.playbook, &gathers);
+    let before = check::evaluate_all(&loaded.playbook, &gathers);
     let change_plan = changes::plan(&loaded.playbook, &before);
-    add_blocked_findings(&mut before, &change_plan);
 
     let interrupted = |rx: &watch::Receiver<u32>| *rx.borrow() > 0;
     let restart_estimate = before
@@ -1100,27 +1099,4 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     );
     events.send(Event::RunFinished { exit_code: code });
     code
-}
-
-/// Every node of a cluster where a change was blocked gets a finding that says so.
-fn add_blocked_findings(hosts: &mut [HostReport], plan: &ChangePlan) {
-    for b in &plan.blocked {
-        for h in hosts.iter_mut().filter(|h| h.cluster == b.cluster) {
-            let id = format!("{}-BLOCKED", b.control);
-            if h.findings.iter().any(|f| f.id == id) {
-                continue;
-            }
-            h.findings.push(Finding {
-                id,
-                severity: "high".into(),
-                blocking: true,
-                message: format!(
-                    "{} is not changed in cluster `{}`: {}",
-                    b.control, b.cluster, b.reason
-                ),
-                evidence: format!("blocking node(s): {}", b.because_of.join(", ")),
-                hint: "fix the spawn user on the named node(s), then run apply again".into(),
-            });
-        }
-    }
 }

@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::carbonio::prov::{Batch, BatchValueError};
 use crate::engine::verdict::SPAWN_USER_FINDING;
 use crate::playbook::{Control, Expectation, Playbook, Precondition, Scope};
-use crate::report::model::{HostReport, HostStatus, Verdict};
+use crate::report::model::{Finding, HostReport, HostStatus, Verdict};
 
 /// The restriction value that makes Postfix consult the policy service.
 pub const POLICY_RESTRICTION: &str = "check_policy_service unix:private/policy";
@@ -230,6 +230,29 @@ pub fn plan(playbook: &Playbook, hosts: &[HostReport]) -> ChangePlan {
         }
     }
     out
+}
+
+/// Every node of a cluster where a change was blocked gets a finding that says so.
+pub fn annotate_blocked(hosts: &mut [HostReport], plan: &ChangePlan) {
+    for b in &plan.blocked {
+        for h in hosts.iter_mut().filter(|h| h.cluster == b.cluster) {
+            let id = format!("{}-BLOCKED", b.control);
+            if h.findings.iter().any(|f| f.id == id) {
+                continue;
+            }
+            h.findings.push(Finding {
+                id,
+                severity: "high".into(),
+                blocking: true,
+                message: format!(
+                    "{} is not changed in cluster `{}`: {}",
+                    b.control, b.cluster, b.reason
+                ),
+                evidence: format!("blocking node(s): {}", b.because_of.join(", ")),
+                hint: "fix the spawn user on the named node(s), then run apply again".into(),
+            });
+        }
+    }
 }
 
 /// The ProvUtil batch for a node's changes, followed by the reads that verify them

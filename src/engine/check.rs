@@ -29,7 +29,7 @@ pub fn cluster_globals(gathers: &[HostGather]) -> BTreeMap<String, ClusterGlobal
 /// Verdicts for every gathered host.
 pub fn evaluate_all(playbook: &Playbook, gathers: &[HostGather]) -> Vec<HostReport> {
     let globals = cluster_globals(gathers);
-    gathers
+    let mut reports: Vec<HostReport> = gathers
         .iter()
         .map(|g| {
             let mut r = base_report(&g.host);
@@ -62,7 +62,12 @@ pub fn evaluate_all(playbook: &Playbook, gathers: &[HostGather]) -> Vec<HostRepo
             }
             r
         })
-        .collect()
+        .collect();
+    // A change that apply would refuse in a cluster is a finding on every node of it,
+    // in check too: the operator learns before apply why the cluster stays off.
+    let plan = crate::engine::changes::plan(playbook, &reports);
+    crate::engine::changes::annotate_blocked(&mut reports, &plan);
+    reports
 }
 
 /// A report entry for a host before anything is known about it.

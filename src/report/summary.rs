@@ -85,20 +85,22 @@ pub fn render(report: &Report) -> String {
         }
     }
 
-    let blocking: Vec<(&str, &str, &str)> = report
-        .hosts
-        .iter()
-        .flat_map(|h| {
-            h.findings
-                .iter()
-                .filter(|f| f.blocking)
-                .map(move |f| (h.name.as_str(), f.id.as_str(), f.message.as_str()))
-        })
-        .collect();
+    // Identical findings grouped: one line per finding, the hosts it concerns after it.
+    let mut blocking: Vec<((&str, &str), Vec<&str>)> = Vec::new();
+    for h in &report.hosts {
+        for f in h.findings.iter().filter(|f| f.blocking) {
+            let key = (f.id.as_str(), f.message.as_str());
+            match blocking.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, hosts)) => hosts.push(&h.name),
+                None => blocking.push((key, vec![&h.name])),
+            }
+        }
+    }
     if !blocking.is_empty() {
         let _ = writeln!(s, "\nBLOCKING FINDINGS ({})", blocking.len());
-        for (host, id, msg) in blocking {
-            let _ = writeln!(s, "  {host}  {id}: {msg}");
+        for ((id, msg), hosts) in blocking {
+            let _ = writeln!(s, "  {id}: {msg}");
+            let _ = writeln!(s, "            {}", hosts.join(", "));
         }
     }
 
@@ -250,7 +252,10 @@ fn what_is_off(h: &HostReport) -> String {
     for c in &h.controls {
         match c.verdict {
             Verdict::NonCompliant => parts.push(brief(&c.id, &c.actual, &c.expected)),
-            Verdict::Masked => parts.push(format!("{} masked by a server override ({})", c.id, c.actual)),
+            Verdict::Masked => parts.push(format!(
+                "{} masked by a server override ({})",
+                c.id, c.actual
+            )),
             Verdict::Error => parts.push(format!("{} error", c.id)),
             _ => {}
         }
