@@ -459,6 +459,8 @@ fn leak_child() {
         report_dir: work.join("reports"),
         json: false,
         metrics_file: Some(work.join("textfile").join("carbonio.prom")),
+        shard: None,
+        ssh_config: None,
     };
     fs::create_dir_all(work.join("textfile")).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();

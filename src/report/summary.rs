@@ -301,7 +301,8 @@ mod tests {
                   mail3  EFF-01 lacks check_policy_service unix:private/policy
 
                 BLOCKING FINDINGS (1)
-                  mail2  PRE-POLICY-SPAWN-USER: enabling zimbraMtaEnableSmtpdPolicyd here would make Postfix answer `451 4.3.5` to every recipient: master.cf spawns the policy service as user `zimbra`, which does not exist on this node
+                  PRE-POLICY-SPAWN-USER: enabling zimbraMtaEnableSmtpdPolicyd here would make Postfix answer `451 4.3.5` to every recipient: master.cf spawns the policy service as user `zimbra`, which does not exist on this node
+                            mail2
 
                 COMPLIANT (2)
                   cluster eu-1: 2 hosts (mail1, store1)
