@@ -1,18 +1,16 @@
-//! A minimal russh client for the simulator tests: verifies the host key against the
-//! fleet's known_hosts by exact key comparison (an unknown or different key is an error,
-//! never accepted), authenticates with the fleet's client key, runs execs and opens
-//! direct-tcpip channels. The project's own SSH client replaces it after the merge.
+//! The simulator tests' SSH client: a thin wrapper over the project's own client
+//! (`carbonio_fleet::ssh`), so these tests exercise the real transport — host key checked
+//! against the fleet's known_hosts under the strict policy, public-key auth with the
+//! fleet's client key — and only adapt its results to what the tests compare.
 
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use russh::ChannelMsg;
-use russh::client;
-use russh::keys::{PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use carbonio_fleet::inventory::{Become, Host, HostKeyPolicy};
+use carbonio_fleet::ssh::{Connector, ConnectorOptions, ExecEnd, FailureKind, RunAs, Session};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 /// Why a connection or command failed.
@@ -26,63 +24,13 @@ pub enum ClientError {
     AuthRefused,
     #[error("timed out")]
     Timeout,
-    #[error("ssh: {0}")]
-    Ssh(#[from] russh::Error),
-    #[error("key: {0}")]
-    Key(#[from] russh::keys::Error),
-    #[error("io: {0}")]
-    Io(#[from] std::io::Error),
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    #[error("{0}")]
+    Other(String),
 }
 
-struct Verifier {
-    host: String,
-    known: Vec<PublicKey>,
-}
-
-impl client::Handler for Verifier {
-    type Error = ClientError;
-
-    async fn check_server_key(
-        &mut self,
-        key: &PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
-            return Err(ClientError::UnknownHostKey(self.host.clone()));
-        };
-        if self.known.is_empty() {
-            return Err(ClientError::UnknownHostKey(self.host.clone()));
-        }
-        if self.known.iter().any(|k| k.key_data() == key.key_data()) {
-            Ok(true)
-        } else {
-            Err(ClientError::HostKeyMismatch(self.host.clone()))
-        }
-    }
-}
-
-/// Keys listed for `addr` in a plain known_hosts file.
-fn known_keys(known_hosts: &Path, addr: SocketAddr) -> std::io::Result<Vec<PublicKey>> {
-    let host = if addr.port() == 22 {
-        addr.ip().to_string()
-    } else {
-        format!("[{}]:{}", addr.ip(), addr.port())
-    };
-    let text = std::fs::read_to_string(known_hosts)?;
-    Ok(text
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let hosts = f.next()?;
-            let (kind, b64) = (f.next()?, f.next()?);
-            hosts
-                .split(',')
-                .any(|h| h == host)
-                .then(|| PublicKey::from_openssh(&format!("{kind} {b64}")).ok())?
-        })
-        .collect())
-}
-
-/// Result of one exec.
+/// What a command printed and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
     pub status: Option<u32>,
@@ -92,7 +40,7 @@ pub struct Output {
 
 /// An authenticated connection.
 pub struct SimClient {
-    handle: client::Handle<Verifier>,
+    session: Session,
 }
 
 impl SimClient {
@@ -105,28 +53,42 @@ impl SimClient {
         user: &str,
         timeout: Duration,
     ) -> Result<SimClient, ClientError> {
-        let verifier = Verifier {
-            host: addr.to_string(),
-            known: known_keys(known_hosts, addr)?,
+        let host = Host {
+            name: addr.to_string(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            user: user.to_string(),
+            identity_files: vec![identity.to_path_buf()],
+            // Commands are sent exactly as the tests write them.
+            become_: Become::None,
+            known_hosts: known_hosts.to_path_buf(),
+            host_key_policy: HostKeyPolicy::Strict,
+            connect_timeout: timeout,
+            command_timeout: Duration::from_secs(30),
+            jump: None,
+            groups: Vec::new(),
+            cluster: addr.to_string(),
+            roles: Vec::new(),
+            vars: Default::default(),
+            source: known_hosts.to_path_buf(),
         };
-        let key = Arc::new(russh::keys::load_secret_key(identity, None)?);
-        let config = Arc::new(client::Config {
-            nodelay: true,
-            ..Default::default()
+        let connector = Connector::new(ConnectorOptions {
+            agent_socket: None,
+            ..ConnectorOptions::default()
         });
-        let fut = async move {
-            let mut handle = client::connect(config, addr, verifier).await?;
-            let auth = handle
-                .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, None))
-                .await?;
-            if !auth.success() {
-                return Err(ClientError::AuthRefused);
-            }
-            Ok(SimClient { handle })
-        };
-        tokio::time::timeout(timeout, fut)
-            .await
-            .map_err(|_| ClientError::Timeout)?
+        match connector.connect(&host).await {
+            Ok(session) => Ok(SimClient { session }),
+            Err(e) => Err(match e.kind {
+                FailureKind::Hostkey => match &e.detail {
+                    Some(d) if !d.expected.is_empty() => ClientError::HostKeyMismatch(host.name),
+                    _ => ClientError::UnknownHostKey(host.name),
+                },
+                FailureKind::Auth => ClientError::AuthRefused,
+                FailureKind::Timeout => ClientError::Timeout,
+                FailureKind::Unreachable => ClientError::Unreachable(e.message),
+                FailureKind::Command => ClientError::Other(e.message),
+            }),
+        }
     }
 
     /// Runs `cmd`, sending `stdin` then EOF, and collects everything until the channel
@@ -136,25 +98,21 @@ impl SimClient {
         cmd: &str,
         stdin: Option<&[u8]>,
     ) -> Result<Output, ClientError> {
-        let mut ch = self.handle.channel_open_session().await?;
-        ch.exec(true, cmd).await?;
-        if let Some(data) = stdin {
-            ch.data_bytes(data.to_vec()).await?;
-            ch.eof().await?;
-        }
-        let (mut out, mut err, mut status) = (Vec::new(), Vec::new(), None);
-        while let Some(msg) = ch.wait().await {
-            match msg {
-                ChannelMsg::Data { data } => out.extend_from_slice(&data),
-                ChannelMsg::ExtendedData { data, ext: 1 } => err.extend_from_slice(&data),
-                ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
-                _ => {}
-            }
-        }
+        let out = self
+            .session
+            .exec(RunAs::Login, cmd, stdin, Duration::from_secs(30))
+            .await
+            .map_err(|e| match e.kind() {
+                FailureKind::Timeout => ClientError::Timeout,
+                _ => ClientError::Other(e.to_string()),
+            })?;
         Ok(Output {
-            status,
-            stdout: String::from_utf8_lossy(&out).into_owned(),
-            stderr: String::from_utf8_lossy(&err).into_owned(),
+            status: match out.end {
+                ExecEnd::Status(c) => Some(c),
+                _ => None,
+            },
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         })
     }
 
@@ -168,18 +126,17 @@ impl SimClient {
         &self,
         host: &str,
         port: u32,
-    ) -> Result<russh::ChannelStream<client::Msg>, ClientError> {
-        let ch = self
-            .handle
-            .channel_open_direct_tcpip(host, port, "127.0.0.1", 40000)
-            .await?;
-        Ok(ch.into_stream())
+    ) -> Result<impl AsyncRead + AsyncWrite + Unpin, ClientError> {
+        self.session
+            .direct_tcpip(host, port as u16)
+            .await
+            .map_err(|e| ClientError::Other(e.to_string()))
     }
 }
 
-/// The tool's quoting: POSIX single quotes, `'` → `'\''`.
+/// The tool's one quoting function.
 pub fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
+    carbonio_fleet::ssh::quote(s).expect("test values have no NUL")
 }
 
 /// A line-oriented SMTP dialogue for tests.
