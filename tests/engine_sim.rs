@@ -576,7 +576,7 @@ async fn ctrl_c_mid_rollout_exits_130_and_resume_finishes() {
     let pb = sim.playbook(
         "batch = 1\ncanary = 1\npause = \"0s\"\nmax_failures = 0\nhealth_timeout = \"20s\"",
     );
-    let mut child = sim
+    let child = sim
         .cmd(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
