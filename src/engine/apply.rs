@@ -17,12 +17,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::carbonio::gather::{EffectivePlan, GatherPlan, Platform};
+use crate::carbonio::gather::{EffectivePlan, Platform};
 use crate::carbonio::{prov, services, values};
 use crate::engine::changes::{self, ChangePlan, NodeBatch};
 use crate::engine::check;
 use crate::engine::events::{Event, Events};
-use crate::engine::gather::{GatherOptions, HostGather, gather_all, probe_address, regather};
+use crate::engine::gather::{HostGather, probe_address, regather};
 use crate::engine::journal::{self, Journal};
 use crate::engine::rollout::{Next, NodeResult, RolloutNode, Scheduler};
 use crate::engine::run::{self, Loaded, RunOptions};
@@ -36,7 +36,7 @@ use crate::report::model::{
     RestartRecord,
 };
 use crate::report::store;
-use crate::ssh::{Connector, ConnectorOptions, ExecEnd, ExecOutput, Session};
+use crate::ssh::{ExecEnd, ExecOutput, Session};
 
 /// Options of `apply`.
 #[derive(Debug, Clone)]
@@ -795,35 +795,18 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     let started = jiff::Timestamp::now();
     let t0 = Instant::now();
     let mut report = run::report_header("apply", &loaded, opts.run.limit.as_deref(), started);
-    let nonce = run::nonce();
-    let (plan, eff) = match (
-        GatherPlan::new(&loaded.playbook, &nonce),
-        EffectivePlan::new(&loaded.playbook, &nonce),
-    ) {
-        (Ok(p), Ok(e)) => (p, Arc::new(e)),
-        (Err(e), _) | (_, Err(e)) => {
+    let fleet = match run::gather_fleet("apply", &loaded, opts.run.forks, true, &events).await {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let eff = match EffectivePlan::new(&loaded.playbook, &fleet.nonce) {
+        Ok(e) => Arc::new(e),
+        Err(e) => {
             eprintln!("carbonio-fleet: playbook value cannot be sent to a node: {e}");
             return exit::USAGE;
         }
     };
-    events.send(Event::RunStarted {
-        command: "apply",
-        hosts: loaded.hosts.len(),
-    });
-    let connector = Connector::new(ConnectorOptions::default());
-    let gathers = gather_all(
-        &loaded.hosts,
-        &loaded.playbook,
-        &plan,
-        &connector,
-        &GatherOptions {
-            forks: opts.run.forks,
-            keep_sessions: true,
-        },
-        &events,
-        &nonce,
-    )
-    .await;
+    let (nonce, plan, gathers) = (fleet.nonce, fleet.plan, fleet.gathers);
     let before = check::evaluate_all(&loaded.playbook, &gathers);
     let change_plan = changes::plan(&loaded.playbook, &before);
 

@@ -173,28 +173,13 @@ pub fn plan(playbook: &Playbook, hosts: &[HostReport]) -> ChangePlan {
                 };
                 let blocked = guarded_by_spawn_user(c) && !spawn_blockers.is_empty();
                 match (r.verdict, c.scope) {
-                    (Verdict::Masked, _) if !blocked => changes.push(Change {
-                        control: c.id.clone(),
-                        attr: c.attr.clone(),
-                        args: vec![
-                            "ms".into(),
-                            server_name.clone(),
-                            c.attr.clone(),
-                            String::new(),
-                        ],
-                        restart: c.restart,
-                    }),
-                    (Verdict::NonCompliant, Scope::Server) if !blocked => changes.push(Change {
-                        control: c.id.clone(),
-                        attr: c.attr.clone(),
-                        args: change_args(&["ms", &server_name], c),
-                        restart: c.restart,
-                    }),
-                    (Verdict::NonCompliant, Scope::Global)
+                    // A server entry that overrides the attribute: either it masks a
+                    // right global value, or its own value is off and fixing only the
+                    // global value would not reach this node. Removing the override
+                    // lets the node inherit the (right) global value.
+                    (Verdict::Masked, _) | (Verdict::NonCompliant, Scope::Global)
                         if r.server_values.is_some() && !blocked =>
                     {
-                        // The server sets the attribute itself and its value is off:
-                        // fixing only the global value would not reach this node.
                         changes.push(Change {
                             control: c.id.clone(),
                             attr: c.attr.clone(),
@@ -207,6 +192,12 @@ pub fn plan(playbook: &Playbook, hosts: &[HostReport]) -> ChangePlan {
                             restart: c.restart,
                         })
                     }
+                    (Verdict::NonCompliant, Scope::Server) if !blocked => changes.push(Change {
+                        control: c.id.clone(),
+                        attr: c.attr.clone(),
+                        args: change_args(&["ms", &server_name], c),
+                        restart: c.restart,
+                    }),
                     (Verdict::Masked | Verdict::NonCompliant, Scope::Server) if blocked => {
                         out.blocked.push(Blocked {
                             control: c.id.clone(),

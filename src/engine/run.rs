@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::carbonio::gather::GatherPlan;
 use crate::engine::check;
 use crate::engine::events::Events;
-use crate::engine::gather::{GatherOptions, gather_all};
+use crate::engine::gather::{GatherOptions, HostGather, gather_all};
 use crate::exit;
 use crate::inventory::{Host, Inventory, LoadOptions, Shard};
 use crate::playbook::Playbook;
@@ -275,25 +275,30 @@ pub fn finish_in(
     }
 }
 
-/// `check`: audit only, never changes a node.
-pub async fn check(opts: &RunOptions, events: Events) -> i32 {
-    let loaded = match load(opts) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    let started = jiff::Timestamp::now();
-    let t0 = Instant::now();
-    let mut report = report_header("check", &loaded, opts.limit.as_deref(), started);
+/// A gathered fleet: the nonce and script used, and every selected host's result.
+pub struct FleetGather {
+    pub nonce: String,
+    pub plan: GatherPlan,
+    pub gathers: Vec<HostGather>,
+}
+
+/// Announces the run and gathers every selected host (at most `forks` at once), keeping
+/// the sessions open when later steps reuse them. `Err` carries the exit code when a
+/// playbook value cannot be sent to a node (nothing was contacted).
+pub async fn gather_fleet(
+    command: &'static str,
+    loaded: &Loaded,
+    forks: usize,
+    keep_sessions: bool,
+    events: &Events,
+) -> Result<FleetGather, i32> {
     let nonce = nonce();
-    let plan = match GatherPlan::new(&loaded.playbook, &nonce) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("carbonio-fleet: playbook value cannot be sent to a node: {e}");
-            return exit::USAGE;
-        }
-    };
+    let plan = GatherPlan::new(&loaded.playbook, &nonce).map_err(|e| {
+        eprintln!("carbonio-fleet: playbook value cannot be sent to a node: {e}");
+        exit::USAGE
+    })?;
     events.send(crate::engine::events::Event::RunStarted {
-        command: "check",
+        command,
         hosts: loaded.hosts.len(),
     });
     let connector = Connector::new(ConnectorOptions::default());
@@ -303,13 +308,34 @@ pub async fn check(opts: &RunOptions, events: Events) -> i32 {
         &plan,
         &connector,
         &GatherOptions {
-            forks: opts.forks,
-            keep_sessions: false,
+            forks,
+            keep_sessions,
         },
-        &events,
+        events,
         &nonce,
     )
     .await;
+    Ok(FleetGather {
+        nonce,
+        plan,
+        gathers,
+    })
+}
+
+/// `check`: audit only, never changes a node.
+pub async fn check(opts: &RunOptions, events: Events) -> i32 {
+    let loaded = match load(opts) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let started = jiff::Timestamp::now();
+    let t0 = Instant::now();
+    let mut report = report_header("check", &loaded, opts.limit.as_deref(), started);
+    let fleet = match gather_fleet("check", &loaded, opts.forks, false, &events).await {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let gathers = fleet.gathers;
     report.hosts = check::evaluate_all(&loaded.playbook, &gathers);
     for h in &report.hosts {
         events.send(crate::engine::events::Event::HostFinished {
