@@ -29,10 +29,11 @@ def start_fleet(n, latency, restart, workdir, port_base):
     d = os.path.join(workdir, f"fleet-{n}-{latency}")
     os.makedirs(d, exist_ok=True)
     log = open(os.path.join(d, "simulate.log"), "w")
-    # 5,000 consecutive ports fit under 65535 from any base below 60000.
+    # One loopback address per node (127.0.x.y:port_base): thousands of listeners without
+    # colliding with the ephemeral port range the client's own connections use.
     p = subprocess.Popen(
         [BIN, "simulate", "--nodes", str(n), "--latency", latency, "--restart-time", restart,
-         "--cluster-size", "3", "--port-base", str(port_base), "--dir", d],
+         "--cluster-size", "3", "--loopback-ips", "--port-base", str(port_base), "--dir", d],
         stdout=log, stderr=subprocess.STDOUT)
     inv = os.path.join(d, "inventory.toml")
     deadline = time.time() + 120
@@ -93,7 +94,7 @@ def rollout_figures(report_dir, restart_s):
 def scale(args, results):
     work = tempfile.mkdtemp(prefix="cfleet-bench-")
     pb = playbook(work)
-    base = 30000
+    base = 2222
     for n in args.sizes:
         for lat in args.latencies:
             restart = "1s"
@@ -116,7 +117,6 @@ def scale(args, results):
                     print_row(row)
             finally:
                 stop(sim)
-            base += 6000 if base + 12000 < 60000 else -24000
 
 
 def print_row(r):
