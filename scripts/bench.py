@@ -79,16 +79,29 @@ def playbook(workdir):
     return p
 
 
-def rollout_figures(report_dir, restart_s):
-    """Batches and the time spent inside them, from the apply run's report."""
+def ts(text):
+    """RFC 3339 as jiff writes it (nanoseconds, Z) → seconds since the epoch."""
+    import re
+    m = re.match(r"(.*T\d\d:\d\d:\d\d)(\.\d+)?Z$", text)
+    frac = float("0" + m.group(2)) if m.group(2) else 0.0
+    return datetime.fromisoformat(m.group(1) + "+00:00").timestamp() + frac
+
+
+def rollout_figures(report_dir):
+    """Batches, and the time spent in them: per batch, from its first restart sent to its
+    last health gate decided. Their sum is the `batches × (restart + gate)` of the target
+    (pause is 0 here)."""
     with open(os.path.join(report_dir, "latest", "report.json")) as f:
         r = json.load(f)
     batches = {}
     for h in r["hosts"]:
         a = h.get("apply") or {}
-        if a.get("batch") and a.get("restart"):
-            batches.setdefault(a["batch"], []).append(h)
-    return len(batches), r
+        if a.get("batch") and a.get("restart") and a.get("gate"):
+            b = batches.setdefault(a["batch"], [float("inf"), 0.0])
+            b[0] = min(b[0], ts(a["restart"]["started_at"]))
+            b[1] = max(b[1], ts(a["gate"]["finished_at"]))
+    in_batches = sum(end - start for start, end in batches.values())
+    return len(batches), in_batches
 
 
 def scale(args, results):
@@ -109,10 +122,11 @@ def scale(args, results):
                 print_row(results[-1])
                 if "apply" in args.commands:
                     code, wall, cpu, rss, _, err = measured([BIN, "apply", "--yes"] + common)
-                    nb, _ = rollout_figures(rep, 1.0)
+                    nb, in_batches = rollout_figures(rep)
                     row = dict(part="scale", command="apply", nodes=n, jvm_latency=lat, forks=args.forks,
                                exit=code, wall_s=wall, cpu_s=cpu, peak_rss_mib=round(rss / 1024, 1),
-                               batches=nb, restart_s=1.0)
+                               batches=nb, restart_s=1.0, restart_plus_gate_s=round(in_batches, 2),
+                               wall_over_rollout=round(wall / in_batches, 3) if in_batches else None)
                     results.append(row)
                     print_row(row)
             finally:
@@ -120,7 +134,8 @@ def scale(args, results):
 
 
 def print_row(r):
-    extra = f"  batches={r['batches']}" if "batches" in r else ""
+    extra = (f"  batches={r['batches']} restart+gate={r['restart_plus_gate_s']} s "
+             f"wall/rollout={r['wall_over_rollout']}") if "batches" in r else ""
     print(f"{r['part']:<6} {r['command']:<6} {r['nodes']:>6} nodes  jvm {r['jvm_latency']:<4} forks {r['forks']:<4} "
           f"exit {r['exit']}  wall {r['wall_s']:>7.2f} s  cpu {r['cpu_s']:>6.2f} s  rss {r['peak_rss_mib']:>6.1f} MiB{extra}",
           flush=True)

@@ -461,6 +461,7 @@ async fn restart_and_gate(
         g = health_gate(&node, &rollout, &playbook, &eff, &nonce) => g,
         _ = hard.cancelled() => GateRecord {
             passed: false,
+            finished_at: jiff::Timestamp::now().to_string(),
             attempts: 0,
             checks: vec![GateCheck { name: "gate".into(), ok: false, detail: "cancelled by a second Ctrl-C".into() }],
             vantage: String::new(),
@@ -516,6 +517,7 @@ async fn health_gate(
     };
     let mut rec = GateRecord {
         passed: false,
+        finished_at: String::new(),
         attempts: 0,
         checks: Vec::new(),
         vantage,
@@ -526,6 +528,7 @@ async fn health_gate(
         let (checks, transcript, verdict) = gate_once(node, rollout, playbook, eff, nonce).await;
         rec.checks = checks;
         rec.smtp_transcript = transcript;
+        rec.finished_at = jiff::Timestamp::now().to_string();
         match verdict {
             GateTry::Pass => {
                 rec.passed = true;

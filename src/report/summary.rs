@@ -342,6 +342,7 @@ mod tests {
         });
         failed.apply.as_mut().unwrap().gate = Some(GateRecord {
             passed: false,
+            finished_at: "2026-11-27T02:01:10Z".into(),
             attempts: 3,
             checks: vec![
                 GateCheck {
