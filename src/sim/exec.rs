@@ -406,7 +406,12 @@ impl Session {
         let locks = locks.as_ref().expect("save while locked");
         let mut files = self.files.lock().expect("session poisoned");
         let (nf, cf) = &mut *files;
-        absorb(node, *self.base_prov.lock().expect("session poisoned"), nf, cf);
+        absorb(
+            node,
+            *self.base_prov.lock().expect("session poisoned"),
+            nf,
+            cf,
+        );
         self.store.save(locks, nf, cf)
     }
 
@@ -492,7 +497,11 @@ impl OutputPort for ProcessPort {
 
 /// Runs one emulated program invocation against the node state in `store`, with this
 /// process's stdio and user; returns its exit status.
-pub async fn exec_program(store: Store, program: &str, args: Vec<String>) -> Result<i32, ExecError> {
+pub async fn exec_program(
+    store: Store,
+    program: &str,
+    args: Vec<String>,
+) -> Result<i32, ExecError> {
     let resolved = programs::resolve(program, SEARCH_PATH)
         .ok_or_else(|| ExecError::UnknownProgram(program.to_string()))?;
     let locks = store.lock()?;

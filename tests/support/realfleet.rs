@@ -148,6 +148,22 @@ impl RealNode {
         n
     }
 
+    /// The sshd log once the connection it served is over (bounded wait for sshd's
+    /// "Connection closed"/"disconnect" line, so later lines are not missed).
+    pub fn wait_log_closed(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self.log_text();
+            let closed = ["Connection closed", "Disconnected from", "Connection reset"]
+                .iter()
+                .any(|n| text.contains(n));
+            if closed || Instant::now() >= deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The restart log of this node.
     pub fn restarts(&self) -> Vec<RestartLine> {
         self.store.restart_log().unwrap()
@@ -230,7 +246,17 @@ impl RealFleet {
             return false;
         }
         let ok = Command::new("unshare")
-            .args(["-m", "-n", "--propagation", "private", "ip", "link", "set", "lo", "up"])
+            .args([
+                "-m",
+                "-n",
+                "--propagation",
+                "private",
+                "ip",
+                "link",
+                "set",
+                "lo",
+                "up",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -328,7 +354,11 @@ impl RealFleet {
                 .args(["-q", "-t", "ed25519", "-N", "", "-f"])
                 .arg(nd.join("host_key")));
             let host_key = fs::read_to_string(nd.join("host_key.pub")).unwrap();
-            let host_key: String = host_key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+            let host_key: String = host_key
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
             let ak = nd.join("authorized_keys");
             fs::create_dir_all(&ak).unwrap();
             if n.profile.behaviour != Behaviour::AuthRefused {
@@ -391,10 +421,18 @@ impl RealFleet {
                     );
                     let fd = listener.as_raw_fd();
                     let mut cmd = Command::new("unshare");
-                    cmd.args(["-m", "-n", "--propagation", "private", "/bin/sh", "-c", &script])
-                        .stdin(Stdio::null())
-                        .stdout(Stdio::null())
-                        .stderr(fs::File::create(&log).unwrap());
+                    cmd.args([
+                        "-m",
+                        "-n",
+                        "--propagation",
+                        "private",
+                        "/bin/sh",
+                        "-c",
+                        &script,
+                    ])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(fs::File::create(&log).unwrap());
                     // SAFETY: only async-signal-safe dup2/fcntl between fork and exec; they
                     // put the listening socket on fd 3 without CLOEXEC.
                     unsafe {
@@ -452,7 +490,11 @@ impl RealFleet {
             }
             let ns = netns_of(pid).expect("sshd netns");
             // Never kill by namespace unless it really is the node's own.
-            assert_ne!(ns, own, "{}: sshd must run in its own network namespace", node.name);
+            assert_ne!(
+                ns, own,
+                "{}: sshd must run in its own network namespace",
+                node.name
+            );
             node.netns = Some(ns);
         }
     }
