@@ -122,6 +122,9 @@ fn prov_counts(fleet: &RealFleet) -> Vec<u64> {
         .collect()
 }
 
+/// Host name, status, platform, BS-01..04 verdicts, EFF-01..03 and SMTP-01 verdicts.
+type Expected<'a> = (&'a str, &'a str, &'a str, [&'a str; 4], [&'a str; 4]);
+
 #[test]
 fn check_on_a_mixed_fleet_matches_the_seeded_state() {
     let started = Instant::now();
@@ -142,7 +145,7 @@ fn check_on_a_mixed_fleet_matches_the_seeded_state() {
     let r = report(&reports);
     assert_eq!(r["exit_code"], exit::DRIFT);
     let nc = "non-compliant";
-    let expect: [(&str, &str, &str, [&str; 4], [&str; 4]); 6] = [
+    let expect: [Expected; 6] = [
         // name, status, platform, BS-01..04 verdicts, EFF-01..03 + SMTP-01 probes
         (
             "mta1.c001.sim.example",
@@ -702,9 +705,7 @@ fn unwritable_report_dir_is_a_clear_error_and_keeps_the_previous_report() {
     let inv = fleet.inventory();
     let out = Command::new("unshare")
         .args(["-m", "--propagation", "private", "sh", "-c"])
-        .arg(format!(
-            "mount --bind -o ro \"$1\" \"$1\" && exec \"$2\" check -i \"$3\" --report-dir \"$1\" --progress never"
-        ))
+        .arg("mount --bind -o ro \"$1\" \"$1\" && exec \"$2\" check -i \"$3\" --report-dir \"$1\" --progress never")
         .args(["sh"])
         .arg(&reports)
         .arg(BIN)
@@ -816,4 +817,48 @@ fn sigint_mid_rollout_then_resume_finishes_the_job() {
     // The whole fleet is now compliant.
     let (out, _) = run(&fleet, "check", Some(&pb), &[]);
     assert_eq!(code(&out), exit::OK, "{}", show(&out));
+}
+
+/// 50 nodes come up and go down in seconds, a check sweeps them all with one prov
+/// process each, and teardown leaves no process behind.
+#[test]
+fn fifty_nodes_up_check_and_down_without_leftovers() {
+    let t = Instant::now();
+    let Some(mut fleet) = RealFleet::start(
+        "fifty_nodes",
+        specs(50, "systemd+compliant=10,legacy+half-compliant=20", 5),
+        &RealFleetOptions::default(),
+    ) else {
+        return;
+    };
+    let up = t.elapsed();
+    eprintln!("50 real sshd nodes up in {up:?}");
+    assert!(up < Duration::from_secs(20), "up in {up:?}");
+    let t = Instant::now();
+    let (out, reports) = run(&fleet, "check", None, &[]);
+    eprintln!("check of 50 real nodes: {:?}", t.elapsed());
+    assert_eq!(code(&out), exit::DRIFT, "{}", show(&out));
+    let r = report(&reports);
+    assert_eq!(r["summary"]["hosts"], 50);
+    assert_eq!(r["summary"]["failed"], 0, "{}", r["summary"]);
+    assert_eq!(r["summary"]["compliant"], 10, "{}", r["summary"]);
+    assert_eq!(prov_counts(&fleet), vec![1; 50]);
+    let pids: Vec<u32> = fleet.nodes.iter().flat_map(|n| n.pids()).collect();
+    assert!(pids.len() >= 100, "sshd + smtpd per node: {}", pids.len());
+    let t = Instant::now();
+    let namespaces: Vec<Vec<u32>> = fleet.nodes.iter().map(|n| n.pids()).collect();
+    fleet.stop();
+    let down = t.elapsed();
+    eprintln!("50 nodes down in {down:?}");
+    assert!(down < Duration::from_secs(10), "down in {down:?}");
+    for pid in namespaces.into_iter().flatten() {
+        // A killed child of ours may linger as a zombie only until reaped; anything
+        // else still alive is a leftover.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit(')').next().unwrap_or("").trim().chars().next();
+        assert!(
+            stat.is_empty() || state == Some('Z'),
+            "process {pid} survived teardown: {stat}"
+        );
+    }
 }

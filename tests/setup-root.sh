@@ -1,17 +1,36 @@
 #!/bin/sh
-# Prepares a CI machine (as root) for the real-sshd transport tests in tests/ssh_transport.rs:
-# OpenSSH server and sudo installed, the Carbonio service user `zextras` (home /opt/zextras,
-# bash) and the password-auth test user `cfleet-test`. Idempotent: safe to run repeatedly.
+# Prepares a CI machine (as root) for the tests that need the real system:
+# - tests/ssh_transport.rs: OpenSSH server and client, sudo, the password-auth test
+#   user `cfleet-test`;
+# - tests/realfleet.rs: the Carbonio service user `zextras` (home /opt/zextras, bash),
+#   `unshare` (util-linux) and `ip` (iproute2) for each node's mount and network
+#   namespace (tests/support/realfleet.rs writes zextras's login profile itself);
+# - tests/ux.rs: tmux (progress bars in a real pty); src/report/html.rs: chromium
+#   (renders report.html headless; skipped without it).
+# Idempotent: installs only what is missing, creates users only once.
 set -eu
 
 if [ "$(id -u)" -ne 0 ]; then
-    echo "tests/setup-root.sh: needs root (skipping)" >&2
+    echo "tests/setup-root.sh: needs root (skipping: the real-sshd suites will be SKIPPED)" >&2
     exit 0
 fi
 
-if [ ! -x /usr/sbin/sshd ] || [ ! -x /usr/bin/sudo ] || ! command -v ssh-keygen >/dev/null || ! command -v ssh-agent >/dev/null; then
+missing=""
+need() { command -v "$1" >/dev/null 2>&1 || [ -x "$1" ] || missing="$missing $2"; }
+need /usr/sbin/sshd openssh-server
+need ssh-keygen openssh-client
+need ssh-agent openssh-client
+need sudo sudo
+need ip iproute2
+need unshare util-linux
+need nsenter util-linux
+need tmux tmux
+need chromium chromium
+if [ -n "$missing" ]; then
+    # shellcheck disable=SC2086 # one word per package
+    pkgs=$(printf '%s\n' $missing | sort -u | tr '\n' ' ')
     apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y openssh-server openssh-client sudo
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $pkgs
 fi
 
 # sshd refuses to start without its privilege-separation directory.

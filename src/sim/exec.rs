@@ -14,8 +14,8 @@
 //! the start and one at the end of every restart) and, for the SMTP responder,
 //! [`SMTPD_READY`]. Nodes of one cluster share one [`ClusterFile`] (global config and
 //! server entries) with its own `.lock` beside it. Every invocation takes the node lock,
-//! then the cluster lock (always in that order), loads, runs, saves atomically (temp file
-//! + rename) and unlocks. A restart releases both locks while it waits out the node's
+//! then the cluster lock (always in that order), loads, runs, saves atomically (temp file,
+//! then rename) and unlocks. A restart releases both locks while it waits out the node's
 //! restart time in the process, so that other invocations see the node down and
 //! restarts of several nodes of a cluster really overlap (see [`ExecHook`]).
 //!
@@ -701,4 +701,146 @@ pub fn seed(spec: &FleetSpec, seeds: &[SeedNode], clusters_dir: &Path) -> Result
         touch_shared(&s.state_dir.join(RESTART_LOG))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::node::Platform;
+    use crate::sim::profiles::{NodeProfile, Posture};
+
+    fn fleet(dir: &Path, restart: Duration) -> (Store, Store) {
+        let profile = NodeProfile {
+            platform: Platform::Systemd,
+            posture: Posture::NonCompliant,
+            ..NodeProfile::default()
+        };
+        let spec = FleetSpec {
+            nodes: ["a", "b"]
+                .iter()
+                .map(|n| NodeSpec {
+                    name: format!("{n}.example"),
+                    cluster: "c1".into(),
+                    profile,
+                    groups: Vec::new(),
+                })
+                .collect(),
+            restart_time: restart,
+            ..FleetSpec::default()
+        };
+        let seeds: Vec<SeedNode> = ["a", "b"]
+            .iter()
+            .map(|n| SeedNode {
+                state_dir: dir.join(n),
+                spawn_user: "root".into(),
+            })
+            .collect();
+        seed(&spec, &seeds, &dir.join("clusters")).unwrap();
+        (Store::new(dir.join("a")), Store::new(dir.join("b")))
+    }
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_change_on_one_node_is_seen_by_its_cluster_and_counted() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = fleet(d.path(), Duration::from_millis(50));
+        let st = exec_program(
+            a.clone(),
+            "zmprov",
+            args(&["mcf", "zimbraMtaEnableSmtpdPolicyd", "TRUE"]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(st, 0);
+        let (nf, cf) = b.read().unwrap();
+        assert_eq!(cf.ldap.global["zimbraMtaEnableSmtpdPolicyd"], vec!["TRUE"]);
+        assert_eq!(nf.prov_invocations, 0, "b ran nothing");
+        let (nf, _) = a.read().unwrap();
+        assert_eq!(nf.prov_invocations, 1);
+        assert_eq!(nf.invocations["zmprov"], 1);
+        // A refused attribute: ProvUtil's ERROR and status 2, LDAP unchanged.
+        a.update(|_, cf| {
+            cf.ldap
+                .refused
+                .insert("zimbraMtaSmtpdRejectUnlistedSender".into());
+        })
+        .unwrap();
+        let st = exec_program(
+            a.clone(),
+            "zmprov",
+            args(&["mcf", "zimbraMtaSmtpdRejectUnlistedSender", "yes"]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(st, 2);
+        let (nf, cf) = b.read().unwrap();
+        assert_eq!(
+            cf.ldap.global["zimbraMtaSmtpdRejectUnlistedSender"],
+            vec!["no"]
+        );
+        assert_eq!(
+            nf.state.postfix.unwrap().params["smtpd_reject_unlisted_sender"],
+            "no"
+        );
+        // Unknown programs are "not found", as a shell would say.
+        assert!(matches!(
+            exec_program(a, "rm", Vec::new()).await,
+            Err(ExecError::UnknownProgram(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn restart_is_logged_and_releases_the_locks_while_down() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = fleet(d.path(), Duration::from_millis(400));
+        exec_program(
+            a.clone(),
+            "zmprov",
+            args(&["mcf", "zimbraMtaSmtpdRejectUnlistedRecipient", "yes"]),
+        )
+        .await
+        .unwrap();
+        let restart = tokio::spawn(exec_program(
+            a.clone(),
+            "systemctl",
+            args(&["restart", "carbonio-mta.target"]),
+        ));
+        // While a is down its state says so, and the cluster stays usable.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while a.restart_log().unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "restart never started");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (nf, _) = a.read().unwrap();
+        assert!(nf.restarting_until_ms.is_some_and(|t| t > now_ms()));
+        assert!(nf.state.stopped.contains("mta"));
+        let st = exec_program(
+            b.clone(),
+            "zmprov",
+            args(&["gcf", "zimbraMtaEnableSmtpdPolicyd"]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(st, 0);
+        assert_eq!(restart.await.unwrap().unwrap(), 0);
+        let lines = a.restart_log().unwrap();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0].ended_ms, None);
+        let end = &lines[1];
+        assert_eq!(end.method, RestartMethod::Systemctl);
+        assert_eq!(end.ok, Some(true));
+        assert!(end.ended_ms.unwrap() - end.started_ms >= 400, "{end:?}");
+        let (nf, _) = a.read().unwrap();
+        assert!(nf.restarting_until_ms.is_none());
+        assert!(nf.state.stopped.is_empty());
+        // The restart rendered Postfix from the LDAP as it is now.
+        let pf = nf.state.postfix.unwrap();
+        assert_eq!(pf.params["smtpd_reject_unlisted_recipient"], "yes");
+        // b's gcf during the restart was counted on b.
+        assert_eq!(b.read().unwrap().0.prov_invocations, 1);
+        assert_eq!(finished_restarts(&lines).len(), 1);
+    }
 }
