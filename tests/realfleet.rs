@@ -683,8 +683,23 @@ fn node_killed_mid_command_is_never_a_success() {
     let h = host(&r, &node.name);
     assert_ne!(s(&h["status"]), "compliant", "{h}");
     let rollout = s(&h["apply"]["rollout"]);
-    assert!(!rollout.starts_with("restarted"), "{rollout}");
-    assert_ne!(h["apply"]["restart"]["ok"], true, "{h}");
+    assert!(rollout.starts_with("failed"), "{rollout}");
+    assert_eq!(h["apply"]["restart"]["ok"], false, "{h}");
+    let restart_cmd = h["apply"]["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["purpose"] == "restart")
+        .expect("the restart command is recorded");
+    assert_eq!(
+        s(&restart_cmd["exit"]),
+        "unknown",
+        "no exit status arrived: {restart_cmd}"
+    );
+    // The connection is gone: no read-back happened, so none is reported.
+    for c in h["controls"].as_array().unwrap() {
+        assert!(c["after"].is_null(), "a read-back that never happened: {c}");
+    }
 }
 
 #[test]

@@ -1009,11 +1009,14 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
 
     let mut hosts = Vec::new();
     for b in &before {
-        let mut h = match after_by.get(b.name.as_str()) {
+        // `proven`: the values below come from the proof gather. Otherwise (it failed,
+        // e.g. the connection died mid-rollout) they are the first gather's, and no
+        // read-back exists to report as `after`.
+        let (mut h, proven) = match after_by.get(b.name.as_str()) {
             Some(a) if a.status != HostStatus::Failed || b.status == HostStatus::Failed => {
-                (*a).clone()
+                ((*a).clone(), true)
             }
-            _ => b.clone(),
+            _ => (b.clone(), false),
         };
         h.timings = b.timings.clone();
         // Findings of the first gather (blocked changes) stay in the record.
@@ -1030,7 +1033,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         for c in &mut h.controls {
             let prev = b.controls.iter().find(|x| x.id == c.id);
             c.before = prev.map(|p| p.actual.clone());
-            c.after = Some(c.actual.clone());
+            c.after = proven.then(|| c.actual.clone());
             c.changed = changed_ids.contains(&c.id);
         }
         let mut ap = HostApply {

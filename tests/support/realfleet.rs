@@ -104,7 +104,7 @@ pub struct RealNode {
     pub dir: PathBuf,
     /// Its emulator state.
     pub store: Store,
-    /// sshd's log (`-e`, LogLevel DEBUG3).
+    /// sshd's log (`-E`, LogLevel DEBUG3; also the launcher shell's stderr).
     pub log: PathBuf,
     /// The listener process (unshare → sh → sshd, one PID).
     child: Option<Child>,
@@ -214,6 +214,19 @@ fn pids_in_netns(ns: &str) -> Vec<u32> {
         .collect()
 }
 
+/// Says once per test binary, on the real stderr (the test harness captures `eprintln!`
+/// of passing tests), that the real-sshd fleet tests are skipped and why.
+fn skipped(reason: &str) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: the real-sshd fleet tests ({reason}); they pass without running"
+        );
+    });
+}
+
 fn run(cmd: &mut Command) -> std::process::Output {
     let out = cmd
         .output()
@@ -241,11 +254,9 @@ impl RealFleet {
     /// Whether this machine can run the fleet (root, mount + network namespaces, `ip`);
     /// prints a visible SKIPPED line when not.
     pub fn available(test: &str) -> bool {
-        if !is_root() {
-            eprintln!("SKIPPED: needs root for the real-sshd fleet ({test})");
-            return false;
-        }
-        let ok = Command::new("unshare")
+        let reason = if !is_root() {
+            Some("needs root")
+        } else if !Command::new("unshare")
             .args([
                 "-m",
                 "-n",
@@ -260,14 +271,22 @@ impl RealFleet {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!(
-                "SKIPPED: mount/network namespaces or iproute2 unavailable ({test}); run tests/setup-root.sh"
-            );
-            return false;
+            .is_ok_and(|s| s.success())
+        {
+            Some(
+                "mount/network namespaces or iproute2 unavailable; run tests/setup-root.sh as root",
+            )
+        } else {
+            None
+        };
+        match reason {
+            None => require_root(test),
+            Some(reason) => {
+                skipped(reason);
+                eprintln!("SKIPPED: {reason} ({test})");
+                false
+            }
         }
-        require_root(test)
     }
 
     /// Host-side preparation shared by every fleet: mount points, zextras's profile.
@@ -412,7 +431,7 @@ impl RealFleet {
                          mount --bind {systemctl} /usr/bin/systemctl\n\
                          {bin} sim-exec smtpd --listen 127.0.0.1:25 3>&- </dev/null >>{nd}/smtpd.log 2>&1 &\n\
                          export LISTEN_FDS=1 LISTEN_PID=$$\n\
-                         exec /usr/sbin/sshd -D -e -f {nd}/sshd_config\n",
+                         exec /usr/sbin/sshd -D -E {nd}/sshd.log -f {nd}/sshd_config\n",
                         state = seed.state_dir.display(),
                         conf = conf.display(),
                         wrappers = wrappers.display(),
