@@ -877,3 +877,48 @@ fn fifty_nodes_up_check_and_down_without_leftovers() {
         );
     }
 }
+
+/// The restart works but the node's Postfix no longer listens on port 25: the health
+/// gate fails on what it measured, within health_timeout, and the host is not compliant.
+#[test]
+fn health_gate_failure_is_reported_with_its_checks() {
+    let Some(fleet) = RealFleet::start(
+        "health_gate",
+        specs(2, "legacy+non-compliant=2", 1),
+        &RealFleetOptions::default(),
+    ) else {
+        return;
+    };
+    let bad = &fleet.nodes[1];
+    bad.kill_smtpd();
+    let pb = playbook(
+        fleet.dir.path(),
+        &FAST.replace("health_timeout = \"20s\"", "health_timeout = \"2s\""),
+    );
+    let t = Instant::now();
+    let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    assert!(
+        [exit::HOST_FAILED, exit::ABORTED].contains(&code(&out)),
+        "{}",
+        show(&out)
+    );
+    let r = report(&reports);
+    let h = host(&r, &bad.name);
+    assert_ne!(s(&h["status"]), "compliant", "{h}");
+    assert_eq!(
+        h["apply"]["restart"]["ok"], true,
+        "the restart itself worked: {h}"
+    );
+    let gate = &h["apply"]["gate"];
+    assert_eq!(gate["passed"], false, "{gate}");
+    let smtp = gate["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "smtp")
+        .unwrap_or_else(|| panic!("no smtp check: {gate}"));
+    assert_eq!(smtp["ok"], false, "{smtp}");
+    assert!(!s(&smtp["detail"]).is_empty(), "{smtp}");
+    assert!(s(&h["apply"]["rollout"]).starts_with("failed"), "{h}");
+}

@@ -1053,6 +1053,10 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
             None => {
                 ap.rollout = if b.status == HostStatus::Failed {
                     "not attempted (unreachable at gather)".into()
+                } else if changed.failures.contains_key(&h.name) {
+                    // Part of the batch may have landed: not restarted on purpose, so
+                    // the next check reports the host restart-pending, not fine.
+                    "not attempted (change failed)".into()
                 } else if h.is_mta == Some(false) {
                     "not needed (not an MTA)".into()
                 } else {

@@ -164,6 +164,23 @@ impl RealNode {
         }
     }
 
+    /// Stops the node's SMTP responder (its Postfix no longer listens on port 25).
+    pub fn kill_smtpd(&self) {
+        let ready = self.store.dir().join(exec::SMTPD_READY);
+        let pid: u32 = fs::read_to_string(&ready)
+            .expect("smtpd ready file")
+            .trim()
+            .parse()
+            .expect("smtpd pid");
+        // Only if it really is one of this node's processes.
+        assert!(
+            self.pids().contains(&pid),
+            "smtpd {pid} not in {}'s namespace",
+            self.name
+        );
+        kill(pid, libc::SIGKILL);
+    }
+
     /// The restart log of this node.
     pub fn restarts(&self) -> Vec<RestartLine> {
         self.store.restart_log().unwrap()
