@@ -803,6 +803,14 @@ fn sigint_mid_rollout_then_resume_finishes_the_job() {
         "{journal}"
     );
     for n in &fleet.nodes {
+        // The journal says where every host stands (at least: gathered and changed).
+        assert!(
+            journal
+                .lines()
+                .any(|l| l.contains(&format!("\"{}\"", n.name)) && l.contains("\"changed\"")),
+            "{}: {journal}",
+            n.name
+        );
         let rollout = s(&host(&r, &n.name)["apply"]["rollout"]);
         if &n.name != first {
             assert_eq!(rollout, "not-attempted (interrupted)", "{}", n.name);

@@ -273,6 +273,9 @@ impl RealFleet {
     pub fn available(test: &str) -> bool {
         let reason = if !is_root() {
             Some("needs root")
+        } else if !Path::new("/usr/bin/systemctl").is_file() {
+            // The emulator's systemctl is bind-mounted over it inside each node.
+            Some("/usr/bin/systemctl is missing (install systemd)")
         } else if !Command::new("unshare")
             .args([
                 "-m",
