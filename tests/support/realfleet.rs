@@ -604,11 +604,19 @@ impl RealFleet {
     pub fn stop(&mut self) {
         for node in &mut self.nodes {
             if let Some(ns) = node.netns.take() {
-                // Twice: a process forked while we were killing would otherwise survive.
-                for _ in 0..2 {
-                    for pid in pids_in_netns(&ns) {
+                // Until the namespace is empty: SIGKILL takes effect when the process is
+                // next scheduled, and a process may fork while we kill its parent. An
+                // exited process (zombie) no longer has a namespace link.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    let pids = pids_in_netns(&ns);
+                    if pids.is_empty() || Instant::now() >= deadline {
+                        break;
+                    }
+                    for pid in pids {
                         kill(pid, libc::SIGKILL);
                     }
+                    std::thread::sleep(Duration::from_millis(5));
                 }
             }
             if let Some(mut child) = node.child.take() {
