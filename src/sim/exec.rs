@@ -552,8 +552,11 @@ pub async fn smtpd(store: Store, listen: SocketAddr) -> Result<(), ExecError> {
     let l = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(io_err(Path::new(&listen.to_string())))?;
+    // Atomically (temp file, then rename): whoever sees the file sees the pid in it.
     let ready = store.dir().join(SMTPD_READY);
-    fs::write(&ready, format!("{}\n", std::process::id())).map_err(io_err(&ready))?;
+    let tmp = ready.with_extension(format!("tmp.{}", std::process::id()));
+    fs::write(&tmp, format!("{}\n", std::process::id())).map_err(io_err(&tmp))?;
+    fs::rename(&tmp, &ready).map_err(io_err(&ready))?;
     loop {
         let Ok((sock, _)) = l.accept().await else {
             continue;
