@@ -1,28 +1,36 @@
 #!/bin/sh
-# Prepares a CI machine (as root) for the test suites that use real components: OpenSSH
-# server and client, sudo, tmux and Chromium installed, the Carbonio service user `zextras` (home /opt/zextras,
-# bash) and the password-auth test user `cfleet-test`. Idempotent: safe to run repeatedly.
+# Prepares a CI machine (as root) for the tests that need the real system:
+# - tests/ssh_transport.rs: OpenSSH server and client, sudo, the password-auth test
+#   user `cfleet-test`;
+# - tests/realfleet.rs: the Carbonio service user `zextras` (home /opt/zextras, bash),
+#   `unshare` (util-linux) and `ip` (iproute2) for each node's mount and network
+#   namespace (tests/support/realfleet.rs writes zextras's login profile itself);
+# - tests/ux.rs: tmux (progress bars in a real pty); src/report/html.rs: chromium
+#   (renders report.html headless; skipped without it).
+# Idempotent: installs only what is missing, creates users only once.
 set -eu
 
 if [ "$(id -u)" -ne 0 ]; then
-    echo "tests/setup-root.sh: needs root (skipping)" >&2
+    echo "tests/setup-root.sh: needs root (skipping: the real-sshd suites will be SKIPPED)" >&2
     exit 0
 fi
 
-# What the suites run for real: OpenSSH sshd and client, sudo, tmux (progress bars in a
-# real terminal), Chromium (the HTML report rendered), iproute2/util-linux (namespaces).
 missing=""
-[ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
-command -v ssh-keygen >/dev/null && command -v ssh-agent >/dev/null || missing="$missing openssh-client"
-[ -x /usr/bin/sudo ] || missing="$missing sudo"
-command -v tmux >/dev/null || missing="$missing tmux"
-command -v chromium >/dev/null || missing="$missing chromium"
-command -v ip >/dev/null || missing="$missing iproute2"
-command -v unshare >/dev/null || missing="$missing util-linux"
+need() { command -v "$1" >/dev/null 2>&1 || [ -x "$1" ] || missing="$missing $2"; }
+need /usr/sbin/sshd openssh-server
+need ssh-keygen openssh-client
+need ssh-agent openssh-client
+need sudo sudo
+need ip iproute2
+need unshare util-linux
+need nsenter util-linux
+need tmux tmux
+need chromium chromium
 if [ -n "$missing" ]; then
+    # shellcheck disable=SC2086 # one word per package
+    pkgs=$(printf '%s\n' $missing | sort -u | tr '\n' ' ')
     apt-get update
-    # shellcheck disable=SC2086
-    DEBIAN_FRONTEND=noninteractive apt-get install -y $missing
+    DEBIAN_FRONTEND=noninteractive apt-get install -y $pkgs
 fi
 
 # sshd refuses to start without its privilege-separation directory.

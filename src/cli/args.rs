@@ -58,6 +58,20 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run the simulated fleet on its own (for benchmarks and experiments)
     Simulate(SimulateArgs),
+    /// Run one emulated Carbonio program as a real process (real-sshd test fleets)
+    #[command(hide = true)]
+    SimExec(SimExecArgs),
+}
+
+/// Arguments of the hidden `sim-exec` (see `sim::exec`).
+#[derive(Debug, Args)]
+pub struct SimExecArgs {
+    /// The emulated program: carbonio, zmprov, zmcontrol, postconf, zmhostname, systemctl,
+    /// …, or `smtpd --listen ADDR:PORT`
+    pub program: String,
+    /// Its arguments, passed through untouched
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 /// Arguments of `check` and `plan` (and the base of `apply`).

@@ -28,6 +28,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Report(ReportCommand::Merge(a)) => report::merge(&a),
         Command::Demo(a) => sim::demo(&a),
         Command::Simulate(a) => sim::simulate(&a),
+        Command::SimExec(a) => crate::sim::exec::main(&a.program, &a.args),
     }
 }
 

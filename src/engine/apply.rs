@@ -995,11 +995,14 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
 
     let mut hosts = Vec::new();
     for b in &before {
-        let mut h = match after_by.get(b.name.as_str()) {
+        // `proven`: the values below come from the proof gather. Otherwise (it failed,
+        // e.g. the connection died mid-rollout) they are the first gather's, and no
+        // read-back exists to report as `after`.
+        let (mut h, proven) = match after_by.get(b.name.as_str()) {
             Some(a) if a.status != HostStatus::Failed || b.status == HostStatus::Failed => {
-                (*a).clone()
+                ((*a).clone(), true)
             }
-            _ => b.clone(),
+            _ => (b.clone(), false),
         };
         h.timings = b.timings.clone();
         // Findings of the first gather (blocked changes) stay in the record.
@@ -1016,7 +1019,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         for c in &mut h.controls {
             let prev = b.controls.iter().find(|x| x.id == c.id);
             c.before = prev.map(|p| p.actual.clone());
-            c.after = Some(c.actual.clone());
+            c.after = proven.then(|| c.actual.clone());
             c.changed = changed_ids.contains(&c.id);
         }
         let mut ap = HostApply {
@@ -1036,6 +1039,10 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
             None => {
                 ap.rollout = if b.status == HostStatus::Failed {
                     "not attempted (unreachable at gather)".into()
+                } else if changed.failures.contains_key(&h.name) {
+                    // Part of the batch may have landed: not restarted on purpose, so
+                    // the next check reports the host restart-pending, not fine.
+                    "not attempted (change failed)".into()
                 } else if h.is_mta == Some(false) {
                     "not needed (not an MTA)".into()
                 } else {

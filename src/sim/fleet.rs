@@ -405,6 +405,7 @@ pub fn standalone_node(
             .map(|u| format!("{u}@{domain}"))
             .collect(),
         domains: vec![domain],
+        refused: BTreeSet::new(),
     };
     ldap.servers.insert(name.into(), profile.server_attrs(name));
     let cluster = Arc::new(ClusterState::new(name, ldap));
@@ -418,6 +419,74 @@ pub fn standalone_node(
         cluster.ldap().global = global_attrs(Posture::Compliant);
     }
     node
+}
+
+/// The nodes of `spec` with their cluster LDAPs, as [`Fleet::start`] serves them: each
+/// cluster's global config is seeded from its first node's posture, every node gets its
+/// server entry, Postfix is rendered, and restart-pending clusters then move LDAP on
+/// without a restart. `adjust` edits each node's local state before Postfix is first
+/// rendered (`sim-exec` seeding makes it match the real machine: users, master.cf.in).
+pub fn build_nodes(
+    spec: &FleetSpec,
+    restarts: Arc<RestartLog>,
+    adjust: impl Fn(&NodeSpec, &mut NodeState),
+) -> Vec<Arc<Node>> {
+    // Cluster LDAPs, seeded from each cluster's first node.
+    let mut clusters: BTreeMap<String, (Ldap, Posture)> = BTreeMap::new();
+    for n in &spec.nodes {
+        let (ldap, _) = clusters.entry(n.cluster.clone()).or_insert_with(|| {
+            // A restart-pending cluster starts non-compliant; LDAP moves on below.
+            let seed = if n.profile.posture == Posture::RestartPending {
+                Posture::NonCompliant
+            } else {
+                n.profile.posture
+            };
+            let domain = format!("{}.example", n.cluster);
+            let ldap = Ldap {
+                global: global_attrs(seed),
+                servers: BTreeMap::new(),
+                addresses: ["postmaster", "admin", "user1", "user2"]
+                    .iter()
+                    .map(|u| format!("{u}@{domain}"))
+                    .collect(),
+                domains: vec![domain],
+                refused: BTreeSet::new(),
+            };
+            (ldap, n.profile.posture)
+        });
+        ldap.servers
+            .insert(n.name.clone(), n.profile.server_attrs(&n.name));
+    }
+    let mut cluster_states: BTreeMap<String, (Arc<ClusterState>, Posture)> = BTreeMap::new();
+    for (name, (ldap, posture)) in clusters {
+        cluster_states.insert(
+            name.clone(),
+            (Arc::new(ClusterState::new(name, ldap)), posture),
+        );
+    }
+
+    let nodes: Vec<Arc<Node>> = spec
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut state = node_state(spec, n);
+            adjust(n, &mut state);
+            Arc::new(Node::new(
+                n.name.clone(),
+                cluster_states[&n.cluster].0.clone(),
+                state,
+                restarts.clone(),
+            ))
+        })
+        .collect();
+    // Restart-pending clusters: Postfix was rendered from the old LDAP; now LDAP is
+    // compliant and nobody restarted.
+    for (cluster, posture) in cluster_states.values() {
+        if *posture == Posture::RestartPending {
+            cluster.ldap().global = global_attrs(Posture::Compliant);
+        }
+    }
+    nodes
 }
 
 impl Fleet {
@@ -461,39 +530,8 @@ impl Fleet {
         )?;
         let client_pub: Arc<PublicKey> = Arc::new(client_pub);
 
-        // Cluster LDAPs, seeded from each cluster's first node.
-        let mut clusters: BTreeMap<String, (Ldap, Posture)> = BTreeMap::new();
-        for n in &spec.nodes {
-            let (ldap, _) = clusters.entry(n.cluster.clone()).or_insert_with(|| {
-                // A restart-pending cluster starts non-compliant; LDAP moves on below.
-                let seed = if n.profile.posture == Posture::RestartPending {
-                    Posture::NonCompliant
-                } else {
-                    n.profile.posture
-                };
-                let domain = format!("{}.example", n.cluster);
-                let ldap = Ldap {
-                    global: global_attrs(seed),
-                    servers: BTreeMap::new(),
-                    addresses: ["postmaster", "admin", "user1", "user2"]
-                        .iter()
-                        .map(|u| format!("{u}@{domain}"))
-                        .collect(),
-                    domains: vec![domain],
-                };
-                (ldap, n.profile.posture)
-            });
-            ldap.servers
-                .insert(n.name.clone(), n.profile.server_attrs(&n.name));
-        }
         let restarts = Arc::new(RestartLog::default());
-        let mut cluster_states: BTreeMap<String, (Arc<ClusterState>, Posture)> = BTreeMap::new();
-        for (name, (ldap, posture)) in clusters {
-            cluster_states.insert(
-                name.clone(),
-                (Arc::new(ClusterState::new(name, ldap)), posture),
-            );
-        }
+        let nodes = build_nodes(&spec, restarts.clone(), |_, _| {});
 
         let cancel = CancellationToken::new();
         let mut tasks = Vec::new();
@@ -501,14 +539,7 @@ impl Fleet {
         let mut known_hosts = String::new();
         let mut hosts = Vec::new();
         let mut groups: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-        for (i, n) in spec.nodes.iter().enumerate() {
-            let cluster = cluster_states[&n.cluster].0.clone();
-            let node = Arc::new(Node::new(
-                n.name.clone(),
-                cluster,
-                node_state(&spec, n),
-                restarts.clone(),
-            ));
+        for (i, (n, node)) in spec.nodes.iter().zip(nodes).enumerate() {
             let addr = node_addr(&spec, i)?;
             let host_key = new_key()?;
             let listed = if n.profile.behaviour == Behaviour::HostkeyChanged {
@@ -590,13 +621,6 @@ impl Fleet {
                 smtp_outside,
                 profile: n.profile,
             });
-        }
-        // Restart-pending clusters: Postfix was rendered from the old LDAP; now LDAP is
-        // compliant and nobody restarted.
-        for (cluster, posture) in cluster_states.values() {
-            if *posture == Posture::RestartPending {
-                cluster.ldap().global = global_attrs(Posture::Compliant);
-            }
         }
 
         let inventory = InventoryFile {

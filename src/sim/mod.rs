@@ -4,6 +4,7 @@
 
 pub mod attrs;
 pub mod error;
+pub mod exec;
 pub mod fleet;
 pub mod node;
 pub mod postfix;
@@ -17,7 +18,7 @@ pub mod smtp;
 
 pub use error::SimError;
 pub use fleet::{
-    Addressing, Fleet, FleetSpec, NodeHandle, NodeSnapshot, NodeSpec, standalone_node,
+    Addressing, Fleet, FleetSpec, NodeHandle, NodeSnapshot, NodeSpec, build_nodes, standalone_node,
 };
 pub use profiles::{Behaviour, NodeProfile, NodeRole, Posture};
 pub use restarts::{RestartMethod, RestartRecord, max_concurrent, max_concurrent_per_cluster};

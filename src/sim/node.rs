@@ -11,14 +11,15 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::attrs::{AttrMap, lookup};
 use super::postfix::{EffectivePostfix, RenderInput};
-use super::restarts::RestartLog;
+use super::restarts::{RestartLog, RestartMethod};
 
 /// Service manager generation of a node (CARBONIO.md §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Platform {
     /// `zmcontrol` manages services (Ubuntu 22.04 / RHEL 8).
     Legacy,
@@ -37,7 +38,7 @@ impl Platform {
 }
 
 /// The LDAP of one cluster.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Ldap {
     /// Global config (`cn=config`).
     pub global: AttrMap,
@@ -47,6 +48,10 @@ pub struct Ldap {
     pub domains: Vec<String>,
     /// Known local addresses (accounts and aliases), lower-case.
     pub addresses: BTreeSet<String>,
+    /// Fault injection: attributes (canonical names) whose modification the LDAP server
+    /// rejects, as a directory with a restrictive ACL or schema would.
+    #[serde(default)]
+    pub refused: BTreeSet<String>,
 }
 
 impl Ldap {
@@ -100,7 +105,7 @@ impl ClusterState {
 }
 
 /// One `/etc/passwd` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PasswdEntry {
     pub name: String,
     pub uid: u32,
@@ -132,8 +137,9 @@ impl PasswdEntry {
     }
 }
 
-/// Machine-local state of a node.
-#[derive(Debug, Clone)]
+/// Machine-local state of a node. Serializable for `sim-exec`'s state files; the
+/// in-flight restart deadline is a monotonic instant and is persisted separately.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeState {
     /// The Carbonio server name (`zmhostname`, `hostname`), also its LDAP server entry.
     pub hostname: String,
@@ -152,6 +158,7 @@ pub struct NodeState {
     /// Enabled services that are currently stopped.
     pub stopped: BTreeSet<String>,
     /// While set and in the future, the node is restarting.
+    #[serde(skip)]
     pub restarting_until: Option<Instant>,
     /// The next restart fails: MTA stays stopped, the command exits 1.
     pub fail_next_restart: bool,
@@ -178,6 +185,20 @@ pub const MAIL_LOG: &str = "/var/log/carbonio.log";
 /// Path of the master.cf template.
 pub const MASTER_CF_IN: &str = "/opt/zextras/common/conf/master.cf.in";
 
+/// How a restart waits when the node lives in a real process (`sim-exec`): instead of
+/// a plain sleep, the hook persists the "down" state, releases the state lock for the
+/// restart time and reloads the node afterwards, so that other processes see the node
+/// restarting and their own changes are not lost.
+pub trait RestartHook: Send + Sync + std::fmt::Debug {
+    /// Waits `time` while the node is down.
+    fn pause<'a>(
+        &'a self,
+        node: &'a Arc<Node>,
+        method: RestartMethod,
+        time: Duration,
+    ) -> futures::future::BoxFuture<'a, ()>;
+}
+
 /// A simulated node: its cluster, local state and counters.
 #[derive(Debug)]
 pub struct Node {
@@ -189,6 +210,7 @@ pub struct Node {
     pids: AtomicU32,
     /// Fleet-wide restart log.
     pub restarts: Arc<RestartLog>,
+    hook: std::sync::OnceLock<Arc<dyn RestartHook>>,
 }
 
 impl Node {
@@ -207,9 +229,40 @@ impl Node {
             prov_invocations: AtomicU64::new(0),
             pids: AtomicU32::new(1200),
             restarts,
+            hook: std::sync::OnceLock::new(),
         };
         node.render_postfix();
         node
+    }
+
+    /// Wraps a state as it is, WITHOUT rendering Postfix: for state loaded from disk
+    /// (`sim-exec`), whose effective config is whatever the node last rendered.
+    pub fn from_parts(
+        name: impl Into<String>,
+        cluster: Arc<ClusterState>,
+        state: NodeState,
+        restarts: Arc<RestartLog>,
+        prov_invocations: u64,
+    ) -> Self {
+        Node {
+            name: name.into(),
+            cluster,
+            state: Mutex::new(state),
+            prov_invocations: AtomicU64::new(prov_invocations),
+            pids: AtomicU32::new(1200),
+            restarts,
+            hook: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Installs the restart hook (once; later calls are ignored).
+    pub fn set_restart_hook(&self, hook: Arc<dyn RestartHook>) {
+        let _ = self.hook.set(hook);
+    }
+
+    /// The restart hook, if the node lives in a real process.
+    pub fn restart_hook(&self) -> Option<Arc<dyn RestartHook>> {
+        self.hook.get().cloned()
     }
 
     /// Locks the local state. Never held across an await.

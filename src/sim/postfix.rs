@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 /// The `%%uncomment%%` marker zmconfigd resolves for the policy spawn service.
 pub const POLICY_MARKER: &str = "%%uncomment VAR:zimbraMtaEnableSmtpdPolicyd%%";
 
@@ -47,7 +49,7 @@ const RESTRICTION_TEMPLATE: &[(&str, bool)] = &[
 pub const POLICY_RESTRICTION: &str = "check_policy_service unix:private/policy";
 
 /// One active master.cf service entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MasterEntry {
     /// Service name and type, e.g. `policy` / `unix`.
     pub name: String,
@@ -77,7 +79,7 @@ impl MasterEntry {
 }
 
 /// What Postfix runs with.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct EffectivePostfix {
     /// main.cf parameters (rendered and defaults).
     pub params: BTreeMap<String, String>,

@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// How a restart was requested on the node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RestartMethod {
     /// `zmcontrol restart` (legacy).
     Zmcontrol,

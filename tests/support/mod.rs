@@ -4,4 +4,5 @@
 #![allow(dead_code)]
 
 pub mod fake;
+pub mod realfleet;
 pub mod sshd;

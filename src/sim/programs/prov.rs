@@ -562,6 +562,15 @@ fn modify(
     }
     let cluster = p.node.cluster.clone();
     let mut ldap = cluster.ldap();
+    if let Some((_, def, _)) = resolved
+        .iter()
+        .find(|(_, d, _)| ldap.refused.contains(d.name))
+    {
+        return Outcome::Service(format!(
+            "ERROR: service.FAILURE (system failure: unable to modify attrs: LDAP error: [LDAP: error code 50 - no write access to attribute {}])",
+            def.name
+        ));
+    }
     let attrs = match server {
         None => &mut ldap.global,
         Some(name) => {

@@ -1,7 +1,8 @@
 //! A simulated service restart: every enabled service goes down for the node's restart
 //! time (SMTP answers 421, status shows Stopped), then comes back with the effective
 //! Postfix config re-rendered from LDAP — unless the node was told to fail, in which
-//! case the MTA stays stopped. Each restart is recorded fleet-wide.
+//! case the MTA stays stopped. Each restart is recorded fleet-wide. A node loaded by
+//! `sim-exec` waits through its [`crate::sim::node::RestartHook`] instead of sleeping.
 
 use std::sync::Arc;
 
@@ -20,7 +21,12 @@ pub async fn restart_node(node: &Arc<Node>, method: RestartMethod) -> bool {
         st.restarting_until = Some(started + st.restart_time);
         st.restart_time
     };
-    tokio::time::sleep(time).await;
+    match node.restart_hook() {
+        // A real process (`sim-exec`): the hook saves the "down" state, waits without
+        // holding the state lock, and reloads what other processes changed meanwhile.
+        Some(hook) => hook.pause(node, method, time).await,
+        None => tokio::time::sleep(time).await,
+    }
     let fail = {
         let mut st = node.state();
         let fail = std::mem::take(&mut st.fail_next_restart);

@@ -78,6 +78,9 @@ pub enum Source {
     Bytes(Arc<Mutex<Option<Vec<u8>>>>),
     /// The SSH channel's data until the client's EOF.
     Channel(Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Vec<u8>>>>),
+    /// The real stdin of this process (`sim-exec`), read only if a program asks for it:
+    /// a program that never reads must not swallow input meant for the next command.
+    ProcessStdin(Arc<std::sync::atomic::AtomicBool>),
 }
 
 impl Source {
@@ -98,6 +101,20 @@ impl Source {
                     out.extend_from_slice(&chunk);
                 }
                 out
+            }
+            Source::ProcessStdin(consumed) => {
+                if consumed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    return Vec::new();
+                }
+                tokio::task::spawn_blocking(|| {
+                    use std::io::Read;
+                    let mut v = Vec::new();
+                    // A read error is end of input, as for a closed pipe.
+                    let _ = std::io::stdin().lock().read_to_end(&mut v);
+                    v
+                })
+                .await
+                .unwrap_or_default()
             }
         }
     }

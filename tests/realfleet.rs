@@ -1,0 +1,932 @@
+//! End-to-end against REAL OpenSSH servers (tests/support/realfleet.rs): the real
+//! binary, real sshd, real `su - zextras`, real bash/getent/grep, and the Carbonio
+//! emulator as real processes (`carbonio-fleet sim-exec`). Exit codes are asserted by
+//! name, outcomes from report.json, restarts from the emulator's restart logs.
+//! Skipped with a visible message without root or namespaces.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use carbonio_fleet::exit;
+use carbonio_fleet::sim::{FleetSpec, NodeSpec, max_concurrent, max_concurrent_per_cluster};
+use serde_json::Value;
+use support::realfleet::{RealFleet, RealFleetOptions};
+
+const BIN: &str = env!("CARGO_BIN_EXE_carbonio-fleet");
+
+/// Node specs from a simulator profile mix (clusters of `cluster_size`).
+fn specs(total: usize, mix: &str, cluster_size: usize) -> Vec<NodeSpec> {
+    FleetSpec::from_mix(total, mix, cluster_size).unwrap().nodes
+}
+
+/// The shipped playbook with another `[rollout]` table.
+fn playbook(dir: &Path, rollout: &str) -> PathBuf {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/playbooks/backscatter.toml"
+    ))
+    .unwrap();
+    let controls = &text[..text.find("[rollout]").expect("playbook has [rollout]")];
+    let path = dir.join("playbook.toml");
+    std::fs::write(&path, format!("{controls}[rollout]\n{rollout}\n")).unwrap();
+    path
+}
+
+/// A fast rollout: no pause, short gate.
+const FAST: &str = "batch = 2\nper_cluster = 1\ncanary = 1\npause = \"0s\"\nmax_failures = \"50%\"\nrestart = \"auto\"\nhealth_timeout = \"20s\"\nprobe_from = \"node\"\nonly_if_changed = true";
+
+fn tool(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .args(["--progress", "never"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn report(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("latest").join("report.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn host<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in report"))
+}
+
+fn verdicts(h: &Value) -> Vec<(String, String)> {
+    h["controls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().to_string(),
+                c["verdict"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+/// Runs the tool with the fleet's inventory and a report dir; apply gets `--yes`.
+fn run(fleet: &RealFleet, cmd: &str, pb: Option<&Path>, extra: &[&str]) -> (Output, PathBuf) {
+    let reports = fleet.dir.path().join("reports");
+    let inv = fleet.inventory();
+    let mut args = vec![
+        cmd,
+        "-i",
+        inv.to_str().unwrap(),
+        "--report-dir",
+        reports.to_str().unwrap(),
+    ];
+    if let Some(pb) = pb {
+        args.extend(["-p", pb.to_str().unwrap()]);
+    }
+    if cmd == "apply" {
+        args.push("--yes");
+    }
+    args.extend(extra);
+    (tool(&args), reports)
+}
+
+/// The prov invocation count of every node (from the emulator's persisted state).
+fn prov_counts(fleet: &RealFleet) -> Vec<u64> {
+    fleet
+        .nodes
+        .iter()
+        .map(|n| n.store.read().unwrap().0.prov_invocations)
+        .collect()
+}
+
+/// Host name, status, platform, BS-01..04 verdicts, EFF-01..03 and SMTP-01 verdicts.
+type Expected<'a> = (&'a str, &'a str, &'a str, [&'a str; 4], [&'a str; 4]);
+
+#[test]
+fn check_on_a_mixed_fleet_matches_the_seeded_state() {
+    let started = Instant::now();
+    let Some(fleet) = RealFleet::start(
+        "check_on_a_mixed_fleet",
+        specs(
+            6,
+            "legacy+non-compliant=1,systemd+compliant=1,legacy+half-compliant=1,systemd+restart-pending=1,legacy+server-override+spawn-user-missing=1,systemd+compliant+mailbox=1",
+            1,
+        ),
+        &RealFleetOptions::default(),
+    ) else {
+        return;
+    };
+    eprintln!("6 real sshd nodes up in {:?}", started.elapsed());
+    let (out, reports) = run(&fleet, "check", None, &[]);
+    assert_eq!(code(&out), exit::DRIFT, "{}", show(&out));
+    let r = report(&reports);
+    assert_eq!(r["exit_code"], exit::DRIFT);
+    let nc = "non-compliant";
+    let expect: [Expected; 6] = [
+        // name, status, platform, BS-01..04 verdicts, EFF-01..03 + SMTP-01 probes
+        (
+            "mta1.c001.sim.example",
+            "drift",
+            "legacy",
+            [nc, nc, nc, nc],
+            ["fail", "fail", "fail", "fail"],
+        ),
+        (
+            "mta1.c002.sim.example",
+            "compliant",
+            "systemd",
+            ["compliant"; 4],
+            ["pass"; 4],
+        ),
+        (
+            "mta1.c003.sim.example",
+            "drift",
+            "legacy",
+            [nc, "compliant", "compliant", nc],
+            ["fail", "pass", "pass", "pass"],
+        ),
+        (
+            "mta1.c004.sim.example",
+            "restart-pending",
+            "systemd",
+            ["compliant"; 4],
+            ["fail", "fail", "fail", "fail"],
+        ),
+        (
+            "mta1.c005.sim.example",
+            "drift",
+            "legacy",
+            ["compliant", "masked", "compliant", "compliant"],
+            ["pass", "fail", "pass", "fail"],
+        ),
+        (
+            "mbx1.c006.sim.example",
+            "compliant",
+            "systemd",
+            ["not-applicable"; 4],
+            ["not-applicable"; 4],
+        ),
+    ];
+    for (name, status, platform, controls, probes) in expect {
+        let h = host(&r, name);
+        assert_eq!(s(&h["status"]), status, "{name}: {h}");
+        assert_eq!(s(&h["platform"]), platform, "{name}");
+        assert!(h["error"].is_null(), "{name}: {}", h["error"]);
+        let got = verdicts(h);
+        let want: Vec<(String, String)> = ["BS-01", "BS-02", "BS-03", "BS-04"]
+            .iter()
+            .zip(controls)
+            .map(|(id, v)| (id.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(got, want, "{name}");
+        let got: Vec<(&str, &str)> = h["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (s(&p["id"]), s(&p["verdict"])))
+            .collect();
+        let want: Vec<(&str, &str)> = ["EFF-01", "EFF-02", "EFF-03", "SMTP-01"]
+            .into_iter()
+            .zip(probes)
+            .collect();
+        assert_eq!(got, want, "{name}");
+    }
+    // The spawn user the real getent does not know is a blocking finding.
+    let h = host(&r, "mta1.c005.sim.example");
+    assert!(
+        h["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["id"] == "PRE-POLICY-SPAWN-USER"),
+        "{h}"
+    );
+    // One `carbonio prov` process per host, and check changed nothing.
+    assert_eq!(prov_counts(&fleet), vec![1; 6]);
+    assert_eq!(fleet.restarts_started(), 0);
+}
+
+/// Apply with a staggered rollout over legacy (zmcontrol) and systemd (systemctl as
+/// root) clusters, then a re-apply that changes and restarts nothing.
+#[test]
+fn apply_rollout_staggers_restarts_and_reapply_is_a_no_op() {
+    let Some(fleet) = RealFleet::start(
+        "apply_rollout",
+        specs(
+            6,
+            "legacy+non-compliant=2,systemd+non-compliant=2,legacy+half-compliant=2",
+            2,
+        ),
+        &RealFleetOptions {
+            restart_time: Duration::from_millis(700),
+            ..RealFleetOptions::default()
+        },
+    ) else {
+        return;
+    };
+    let pb = playbook(fleet.dir.path(), FAST);
+    let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
+    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    let r = report(&reports);
+    for n in &fleet.nodes {
+        let h = host(&r, &n.name);
+        assert_eq!(s(&h["status"]), "compliant", "{}: {h}", n.name);
+        assert_eq!(s(&h["apply"]["rollout"]), "restarted", "{}: {h}", n.name);
+        assert_eq!(h["apply"]["gate"]["passed"], true, "{}", n.name);
+        // Exactly one restart per node, by the platform's method, that succeeded.
+        let lines = n.restarts();
+        let ends: Vec<_> = lines.iter().filter(|l| l.ended_ms.is_some()).collect();
+        assert_eq!(ends.len(), 1, "{}: {lines:?}", n.name);
+        assert_eq!(ends[0].ok, Some(true));
+        let method = match n.profile.platform.as_str() {
+            "legacy" => carbonio_fleet::sim::RestartMethod::Zmcontrol,
+            _ => carbonio_fleet::sim::RestartMethod::Systemctl,
+        };
+        assert_eq!(ends[0].method, method, "{}", n.name);
+        // The LDAP and the running Postfix both hold the baseline now.
+        let (nf, cf) = n.store.read().unwrap();
+        assert_eq!(cf.ldap.global["zimbraMtaEnableSmtpdPolicyd"], vec!["TRUE"]);
+        let pf = nf.state.postfix.expect("an MTA");
+        assert!(
+            pf.params["smtpd_recipient_restrictions"]
+                .contains("check_policy_service unix:private/policy")
+        );
+    }
+    let records = fleet.finished_restarts();
+    assert_eq!(records.len(), 6);
+    assert!(max_concurrent(&records) <= 2, "batch = 2: {records:?}");
+    for (cluster, n) in max_concurrent_per_cluster(&records) {
+        assert!(n <= 1, "per_cluster = 1, {cluster} had {n}");
+    }
+
+    // Re-apply: everything compliant, nothing changed, nothing restarted.
+    let before = prov_counts(&fleet);
+    let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
+    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    let r = report(&reports);
+    for n in &fleet.nodes {
+        let h = host(&r, &n.name);
+        assert_eq!(s(&h["status"]), "compliant", "{}", n.name);
+        for c in h["controls"].as_array().unwrap() {
+            assert_eq!(c["changed"], false, "{}: {c}", n.name);
+        }
+        let rollout = s(&h["apply"]["rollout"]);
+        assert!(!rollout.starts_with("restarted"), "{}: {rollout}", n.name);
+    }
+    assert_eq!(
+        fleet.finished_restarts().len(),
+        6,
+        "the re-apply restarted a node"
+    );
+    assert_eq!(fleet.restarts_started(), 6);
+    // No change batch was sent: the re-apply's prov processes are its reads (the
+    // gather, and the proof gather apply always runs).
+    for n in &fleet.nodes {
+        let h = host(&r, &n.name);
+        assert_eq!(
+            h["apply"]["commands"].as_array().map_or(0, Vec::len),
+            0,
+            "{h}"
+        );
+    }
+    let after = prov_counts(&fleet);
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(a - b, 2, "prov processes per host on a no-op re-apply");
+    }
+}
+
+fn error_kind(h: &Value) -> &str {
+    s(&h["error"]["kind"])
+}
+
+#[test]
+fn unreachable_node_is_reported_and_the_rest_is_checked() {
+    let Some(fleet) = RealFleet::start(
+        "unreachable",
+        specs(2, "legacy+compliant=1,unreachable=1", 1),
+        &RealFleetOptions::default(),
+    ) else {
+        return;
+    };
+    let (out, reports) = run(&fleet, "check", None, &[]);
+    assert_eq!(code(&out), exit::HOST_FAILED, "{}", show(&out));
+    let r = report(&reports);
+    let bad = &fleet.nodes[1];
+    let h = host(&r, &bad.name);
+    assert_eq!(s(&h["status"]), "failed");
+    assert_eq!(error_kind(h), "unreachable", "{h}");
+    assert!(
+        s(&h["error"]["message"]).contains("connection refused"),
+        "{h}"
+    );
+    assert_eq!(s(&host(&r, &fleet.nodes[0].name)["status"]), "compliant");
+}
+
+#[test]
+fn node_that_never_speaks_times_out_within_connect_timeout() {
+    let Some(fleet) = RealFleet::start(
+        "hanging",
+        specs(2, "legacy+compliant=1,hanging=1", 1),
+        &RealFleetOptions {
+            connect_timeout: "2s",
+            ..RealFleetOptions::default()
+        },
+    ) else {
+        return;
+    };
+    let t = Instant::now();
+    let (out, reports) = run(&fleet, "check", None, &[]);
+    let took = t.elapsed();
+    assert_eq!(code(&out), exit::HOST_FAILED, "{}", show(&out));
+    assert!(
+        took < Duration::from_secs(2 + 6),
+        "took {took:?} with connect_timeout 2s"
+    );
+    let r = report(&reports);
+    let h = host(&r, &fleet.nodes[1].name);
+    assert_eq!(s(&h["status"]), "failed");
+    assert_eq!(error_kind(h), "timeout", "{h}");
+    assert_eq!(s(&host(&r, &fleet.nodes[0].name)["status"]), "compliant");
+}
+
+#[test]
+fn wrong_host_key_is_refused_before_any_authentication() {
+    let Some(fleet) = RealFleet::start(
+        "wrong_host_key",
+        specs(1, "legacy+compliant+hostkey-changed=1", 1),
+        &RealFleetOptions::default(),
+    ) else {
+        return;
+    };
+    let (out, reports) = run(&fleet, "check", None, &[]);
+    assert_eq!(code(&out), exit::HOST_FAILED, "{}", show(&out));
+    let r = report(&reports);
+    let node = &fleet.nodes[0];
+    let h = host(&r, &node.name);
+    assert_eq!(error_kind(h), "hostkey", "{h}");
+    assert!(
+        !h["error"]["expected_fingerprints"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{h}"
+    );
+    assert!(
+        s(&h["error"]["offered_fingerprint"]).starts_with("SHA256:"),
+        "{h}"
+    );
+    // sshd saw the connection, and no credential ever reached it.
+    let log = node.wait_log_closed();
+    assert!(log.contains("Connection from 127.0.0.1"), "{log}");
+    assert!(
+        !log.contains("userauth-request"),
+        "an auth request reached sshd:\n{log}"
+    );
+    assert_eq!(prov_counts(&fleet), vec![0]);
+}
+
+#[test]
+fn unknown_host_key_fails_under_strict() {
+    let Some(fleet) = RealFleet::start(
+        "unknown_host_key",
+        specs(2, "legacy+compliant=2", 1),
+        &RealFleetOptions::default(),
+    ) else {
+        return;
+    };
+    // known_hosts lists only the first node.
+    let kh = std::fs::read_to_string(fleet.known_hosts()).unwrap();
+    let first = kh.lines().next().unwrap().to_string();
+    std::fs::write(fleet.known_hosts(), format!("{first}\n")).unwrap();
+    let (out, reports) = run(&fleet, "check", None, &[]);
+    assert_eq!(code(&out), exit::HOST_FAILED, "{}", show(&out));
+    let r = report(&reports);
+    let h = host(&r, &fleet.nodes[1].name);
+    assert_eq!(error_kind(h), "hostkey", "{h}");
+    assert!(
+        s(&h["error"]["message"]).contains("is not in known_hosts"),
+        "{h}"
+    );
+    assert_eq!(s(&host(&r, &fleet.nodes[0].name)["status"]), "compliant");
+    // strict never writes the unknown key.
+    assert_eq!(
+        std::fs::read_to_string(fleet.known_hosts()).unwrap(),
+        format!("{first}\n")
+    );
+    let log = fleet.nodes[1].wait_log_closed();
+    assert!(!log.contains("userauth-request"), "{log}");
+}
+
+#[test]
+fn refused_authentication_is_an_auth_failure() {
+    let Some(fleet) = RealFleet::start(
+        "auth_refused",
+        specs(1, "legacy+compliant+auth-refused=1", 1),
+        &RealFleetOptions::default(),
+    ) else {
+        return;
+    };
+    let (out, reports) = run(&fleet, "check", None, &[]);
+    assert_eq!(code(&out), exit::HOST_FAILED, "{}", show(&out));
+    let r = report(&reports);
+    let h = host(&r, &fleet.nodes[0].name);
+    assert_eq!(s(&h["status"]), "failed");
+    assert_eq!(error_kind(h), "auth", "{h}");
+    let log = fleet.nodes[0].wait_log_closed();
+    assert!(log.contains("userauth-request for user root"), "{log}");
+}
+
+/// The LDAP of one cluster refuses one attribute: that batch reports the ProvUtil ERROR,
+/// the read-back shows what really changed, and nothing unchanged is reported fixed.
+#[test]
+fn zmprov_error_in_an_apply_batch_is_reported_exactly() {
+    let Some(fleet) = RealFleet::start(
+        "zmprov_error",
+        specs(3, "legacy+non-compliant=3", 1),
+        &RealFleetOptions::default(),
+    ) else {
+        return;
+    };
+    let bad = &fleet.nodes[1];
+    bad.store
+        .update(|_, cf| {
+            cf.ldap
+                .refused
+                .insert("zimbraMtaSmtpdRejectUnlistedSender".to_string());
+        })
+        .unwrap();
+    let pb = playbook(fleet.dir.path(), FAST);
+    let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
+    assert_eq!(code(&out), exit::HOST_FAILED, "{}", show(&out));
+    let r = report(&reports);
+    let h = host(&r, &bad.name);
+    assert_eq!(s(&h["status"]), "failed", "{h}");
+    let errors: Vec<String> = h["apply"]["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["errors"].as_array().unwrap().clone())
+        .map(|e| e.as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("ERROR: service.FAILURE")
+                && e.contains("zimbraMtaSmtpdRejectUnlistedSender")),
+        "{errors:?}"
+    );
+    let (_, cf) = bad.store.read().unwrap();
+    for c in h["controls"].as_array().unwrap() {
+        let attr = s(&c["attr"]);
+        let stored = cf.ldap.global.get(attr).cloned().unwrap_or_default();
+        if c["changed"] == true {
+            assert_eq!(s(&c["verdict"]), "compliant", "{c}");
+        }
+        if attr == "zimbraMtaSmtpdRejectUnlistedSender" {
+            assert_eq!(c["changed"], false, "{c}");
+            assert_eq!(s(&c["verdict"]), "non-compliant", "{c}");
+            assert_eq!(stored, vec!["no"], "the LDAP kept the old value");
+            assert_eq!(s(&c["after"]), "no", "read-back: {c}");
+        }
+    }
+    // The other clusters were fixed.
+    for n in [&fleet.nodes[0], &fleet.nodes[2]] {
+        assert_eq!(s(&host(&r, &n.name)["status"]), "compliant", "{}", n.name);
+    }
+}
+
+#[test]
+fn curly_quotes_in_a_playbook_value_are_rejected_at_load() {
+    let Some(fleet) = RealFleet::start(
+        "curly_quotes",
+        specs(1, "legacy+non-compliant=1", 1),
+        &RealFleetOptions::default(),
+    ) else {
+        return;
+    };
+    let text = std::fs::read_to_string(playbook(fleet.dir.path(), FAST)).unwrap();
+    let bad = text.replace(
+        "contains = \"check_policy_service unix:private/policy\"\nseverity",
+        "contains = \"\u{201C}check_policy_service unix:private/policy\u{201D}\"\nseverity",
+    );
+    assert_ne!(bad, text);
+    let pb = fleet.dir.path().join("curly.toml");
+    std::fs::write(&pb, bad).unwrap();
+    for cmd in ["check", "apply"] {
+        let (out, reports) = run(&fleet, cmd, Some(&pb), &[]);
+        assert_eq!(code(&out), exit::USAGE, "{}", show(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("typographic quotes"), "{err}");
+        assert!(err.contains("curly.toml:"), "names the place: {err}");
+        assert!(
+            !reports.join("latest").exists(),
+            "no report for a refused playbook"
+        );
+    }
+    // Nothing was contacted.
+    let log = fleet.nodes[0].log_text();
+    assert!(!log.contains("Connection from"), "{log}");
+    assert_eq!(prov_counts(&fleet), vec![0]);
+}
+
+/// A value with quotes, `$()`, backticks, `;` and a backslash crosses ssh, `su -
+/// zextras -c`, bash and ProvUtil's line parser, and is stored exactly.
+#[test]
+fn hostile_value_is_delivered_intact_through_su() {
+    let Some(fleet) = RealFleet::start(
+        "hostile_value",
+        specs(1, "legacy+compliant=1", 1),
+        &RealFleetOptions::default(),
+    ) else {
+        return;
+    };
+    let canary = fleet.dir.path().join("pwned");
+    let value = format!(
+        "reject_sender_login_mismatch it's \"quoted\" $(touch {p}) `touch {p}`; touch {p} \\ end",
+        p = canary.display()
+    );
+    let control = format!(
+        "[[control]]\nid = \"HOSTILE-01\"\ntitle = \"hostile value\"\nattr = \"zimbraMtaSmtpdSenderRestrictions\"\n\
+         scope = \"global\"\nexpect = {}\nseverity = \"low\"\nrestart = false\n\n",
+        toml::Value::String(value.clone())
+    );
+    let pb = fleet.dir.path().join("hostile.toml");
+    std::fs::write(
+        &pb,
+        format!(
+            "name = \"hostile\"\ndescription = \"hostile values\"\n\n{control}[rollout]\n{FAST}\n"
+        ),
+    )
+    .unwrap();
+    let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
+    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    let r = report(&reports);
+    let h = host(&r, &fleet.nodes[0].name);
+    let c = &h["controls"][0];
+    assert_eq!(c["changed"], true, "{c}");
+    assert_eq!(s(&c["verdict"]), "compliant", "{c}");
+    let (_, cf) = fleet.nodes[0].store.read().unwrap();
+    assert_eq!(
+        cf.ldap.global["zimbraMtaSmtpdSenderRestrictions"],
+        vec![value.clone()],
+        "stored exactly"
+    );
+    assert!(!canary.exists(), "a shell expanded part of the value");
+    // And the check reads it back equal.
+    let (out, _) = run(&fleet, "check", Some(&pb), &[]);
+    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+}
+
+#[test]
+fn restart_failure_in_the_canary_aborts_and_restarts_nothing_else() {
+    let Some(fleet) = RealFleet::start(
+        "canary_failure",
+        specs(4, "legacy+non-compliant=2,systemd+non-compliant=2", 1),
+        &RealFleetOptions::default(),
+    ) else {
+        return;
+    };
+    // Every node would fail its restart: whichever the canary is, it fails.
+    for n in &fleet.nodes {
+        n.store
+            .update(|nf, _| nf.state.fail_next_restart = true)
+            .unwrap();
+    }
+    let pb = playbook(fleet.dir.path(), FAST);
+    let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
+    assert_eq!(code(&out), exit::ABORTED, "{}", show(&out));
+    assert_eq!(fleet.restarts_started(), 1, "only the canary restarted");
+    let records = fleet.finished_restarts();
+    assert_eq!(records.len(), 1);
+    assert!(!records[0].ok);
+    let r = report(&reports);
+    let mut canary = 0;
+    for n in &fleet.nodes {
+        let h = host(&r, &n.name);
+        let rollout = s(&h["apply"]["rollout"]);
+        if n.name == records[0].node {
+            canary += 1;
+            assert!(rollout.starts_with("failed"), "{}: {rollout}", n.name);
+            assert_eq!(h["apply"]["restart"]["ok"], false, "{h}");
+        } else {
+            assert_eq!(rollout, "not-attempted (canary failed)", "{}", n.name);
+        }
+    }
+    assert_eq!(canary, 1);
+}
+
+/// The SSH session dies while the node restarts: the outcome is a failure or unknown,
+/// never a success.
+#[test]
+fn node_killed_mid_command_is_never_a_success() {
+    let Some(fleet) = RealFleet::start(
+        "killed_mid_command",
+        specs(1, "legacy+non-compliant=1", 1),
+        &RealFleetOptions {
+            restart_time: Duration::from_secs(6),
+            ..RealFleetOptions::default()
+        },
+    ) else {
+        return;
+    };
+    let pb = playbook(fleet.dir.path(), FAST);
+    let reports = fleet.dir.path().join("reports");
+    let inv = fleet.inventory();
+    let child = Command::new(BIN)
+        .args(["apply", "--yes", "--progress", "never", "-i"])
+        .arg(&inv)
+        .arg("-p")
+        .arg(&pb)
+        .arg("--report-dir")
+        .arg(&reports)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let node = &fleet.nodes[0];
+    assert!(
+        node.wait_restarts(Duration::from_secs(30), |l| !l.is_empty()),
+        "the restart never started"
+    );
+    assert!(node.kill_sessions() > 0, "no session process to kill");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        [exit::HOST_FAILED, exit::ABORTED].contains(&code(&out)),
+        "{}",
+        show(&out)
+    );
+    let r = report(&reports);
+    let h = host(&r, &node.name);
+    assert_ne!(s(&h["status"]), "compliant", "{h}");
+    let rollout = s(&h["apply"]["rollout"]);
+    assert!(rollout.starts_with("failed"), "{rollout}");
+    assert_eq!(h["apply"]["restart"]["ok"], false, "{h}");
+    let restart_cmd = h["apply"]["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["purpose"] == "restart")
+        .expect("the restart command is recorded");
+    assert_eq!(
+        s(&restart_cmd["exit"]),
+        "unknown",
+        "no exit status arrived: {restart_cmd}"
+    );
+    // The connection is gone: no read-back happened, so none is reported.
+    for c in h["controls"].as_array().unwrap() {
+        assert!(c["after"].is_null(), "a read-back that never happened: {c}");
+    }
+}
+
+#[test]
+fn unwritable_report_dir_is_a_clear_error_and_keeps_the_previous_report() {
+    let Some(fleet) = RealFleet::start(
+        "report_dir_unwritable",
+        specs(1, "legacy+compliant=1", 1),
+        &RealFleetOptions::default(),
+    ) else {
+        return;
+    };
+    let (out, reports) = run(&fleet, "check", None, &[]);
+    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    let latest = std::fs::canonicalize(reports.join("latest")).unwrap();
+    let before = std::fs::read(latest.join("report.json")).unwrap();
+    // Root ignores mode bits: a read-only bind mount in a private mount namespace
+    // makes the report dir unwritable for this one run.
+    let inv = fleet.inventory();
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg("mount --bind -o ro \"$1\" \"$1\" && exec \"$2\" check -i \"$3\" --report-dir \"$1\" --progress never")
+        .args(["sh"])
+        .arg(&reports)
+        .arg(BIN)
+        .arg(&inv)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_ne!(code(&out), exit::OK, "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the report could not be written"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        err.contains(reports.to_str().unwrap()),
+        "names the path: {err}"
+    );
+    assert_eq!(
+        std::fs::canonicalize(reports.join("latest")).unwrap(),
+        latest
+    );
+    assert_eq!(std::fs::read(latest.join("report.json")).unwrap(), before);
+}
+
+/// A real SIGINT mid-rollout: exit 130 with a complete report and a journal; then
+/// `apply --resume` finishes the job without restarting a node twice.
+#[test]
+fn sigint_mid_rollout_then_resume_finishes_the_job() {
+    let Some(fleet) = RealFleet::start(
+        "sigint_resume",
+        specs(4, "legacy+non-compliant=2,systemd+non-compliant=2", 1),
+        &RealFleetOptions {
+            restart_time: Duration::from_millis(1500),
+            ..RealFleetOptions::default()
+        },
+    ) else {
+        return;
+    };
+    let pb = playbook(fleet.dir.path(), &FAST.replace("batch = 2", "batch = 1"));
+    let reports = fleet.dir.path().join("reports");
+    let inv = fleet.inventory();
+    let child = Command::new(BIN)
+        .args(["apply", "--yes", "--progress", "never", "-i"])
+        .arg(&inv)
+        .arg("-p")
+        .arg(&pb)
+        .arg("--report-dir")
+        .arg(&reports)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt while the first restart is in flight.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fleet.restarts_started() == 0 {
+        assert!(Instant::now() < deadline, "no restart started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on the child we spawned and still own.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), exit::INTERRUPTED, "{}", show(&out));
+    let r = report(&reports);
+    assert_eq!(r["hosts"].as_array().unwrap().len(), 4, "complete report");
+    assert_eq!(r["exit_code"], exit::INTERRUPTED);
+    // The in-flight restart was waited for; nothing else started.
+    assert_eq!(fleet.restarts_started(), 1);
+    assert_eq!(fleet.finished_restarts().len(), 1);
+    let journal = std::fs::read_to_string(reports.join("latest").join("journal.jsonl")).unwrap();
+    let first = &fleet.finished_restarts()[0].node;
+    assert!(journal.contains("\"restart-started\""), "{journal}");
+    assert!(
+        journal
+            .lines()
+            .any(|l| l.contains(first.as_str()) && l.contains("\"restarted\"")),
+        "{journal}"
+    );
+    for n in &fleet.nodes {
+        // The journal says where every host stands (at least: gathered and changed).
+        assert!(
+            journal
+                .lines()
+                .any(|l| l.contains(&format!("\"{}\"", n.name)) && l.contains("\"changed\"")),
+            "{}: {journal}",
+            n.name
+        );
+        let rollout = s(&host(&r, &n.name)["apply"]["rollout"]);
+        if &n.name != first {
+            assert_eq!(rollout, "not-attempted (interrupted)", "{}", n.name);
+        }
+    }
+
+    let (out, reports) = run(&fleet, "apply", Some(&pb), &["--resume"]);
+    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    let r = report(&reports);
+    let names: Vec<&str> = r["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| s(&h["name"]))
+        .collect();
+    // The journal said the first host was done: resume skips it and does the rest.
+    assert!(!names.contains(&first.as_str()), "{names:?}");
+    assert_eq!(names.len(), 3, "{names:?}");
+    for h in r["hosts"].as_array().unwrap() {
+        assert_eq!(s(&h["status"]), "compliant", "{h}");
+        assert_eq!(s(&h["apply"]["rollout"]), "restarted", "{h}");
+    }
+    for n in &fleet.nodes {
+        let ends = n.restarts().iter().filter(|l| l.ended_ms.is_some()).count();
+        assert_eq!(ends, 1, "{} restarted {ends} times", n.name);
+    }
+    // The whole fleet is now compliant.
+    let (out, _) = run(&fleet, "check", Some(&pb), &[]);
+    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+}
+
+/// 50 nodes come up and go down in seconds, a check sweeps them all with one prov
+/// process each, and teardown leaves no process behind.
+#[test]
+fn fifty_nodes_up_check_and_down_without_leftovers() {
+    let t = Instant::now();
+    let Some(mut fleet) = RealFleet::start(
+        "fifty_nodes",
+        specs(50, "systemd+compliant=10,legacy+half-compliant=20", 5),
+        &RealFleetOptions::default(),
+    ) else {
+        return;
+    };
+    let up = t.elapsed();
+    eprintln!("50 real sshd nodes up in {up:?}");
+    assert!(up < Duration::from_secs(20), "up in {up:?}");
+    let t = Instant::now();
+    let (out, reports) = run(&fleet, "check", None, &[]);
+    eprintln!("check of 50 real nodes: {:?}", t.elapsed());
+    assert_eq!(code(&out), exit::DRIFT, "{}", show(&out));
+    let r = report(&reports);
+    assert_eq!(r["summary"]["hosts"], 50);
+    assert_eq!(r["summary"]["failed"], 0, "{}", r["summary"]);
+    assert_eq!(r["summary"]["compliant"], 10, "{}", r["summary"]);
+    assert_eq!(prov_counts(&fleet), vec![1; 50]);
+    let pids: Vec<u32> = fleet.nodes.iter().flat_map(|n| n.pids()).collect();
+    assert!(pids.len() >= 100, "sshd + smtpd per node: {}", pids.len());
+    let t = Instant::now();
+    let namespaces: Vec<Vec<u32>> = fleet.nodes.iter().map(|n| n.pids()).collect();
+    fleet.stop();
+    let down = t.elapsed();
+    eprintln!("50 nodes down in {down:?}");
+    assert!(down < Duration::from_secs(10), "down in {down:?}");
+    for pid in namespaces.into_iter().flatten() {
+        // A killed child of ours may linger as a zombie only until reaped; anything
+        // else still alive is a leftover.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit(')').next().unwrap_or("").trim().chars().next();
+        assert!(
+            stat.is_empty() || state == Some('Z'),
+            "process {pid} survived teardown: {stat}"
+        );
+    }
+}
+
+/// The restart works but the node's Postfix no longer listens on port 25: the health
+/// gate fails on what it measured, within health_timeout, and the host is not compliant.
+#[test]
+fn health_gate_failure_is_reported_with_its_checks() {
+    let Some(fleet) = RealFleet::start(
+        "health_gate",
+        specs(2, "legacy+non-compliant=2", 1),
+        &RealFleetOptions::default(),
+    ) else {
+        return;
+    };
+    let bad = &fleet.nodes[1];
+    bad.kill_smtpd();
+    let pb = playbook(
+        fleet.dir.path(),
+        &FAST.replace("health_timeout = \"20s\"", "health_timeout = \"2s\""),
+    );
+    let t = Instant::now();
+    let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    assert!(
+        [exit::HOST_FAILED, exit::ABORTED].contains(&code(&out)),
+        "{}",
+        show(&out)
+    );
+    let r = report(&reports);
+    let h = host(&r, &bad.name);
+    assert_ne!(s(&h["status"]), "compliant", "{h}");
+    assert_eq!(
+        h["apply"]["restart"]["ok"], true,
+        "the restart itself worked: {h}"
+    );
+    let gate = &h["apply"]["gate"];
+    assert_eq!(gate["passed"], false, "{gate}");
+    let smtp = gate["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "smtp")
+        .unwrap_or_else(|| panic!("no smtp check: {gate}"));
+    assert_eq!(smtp["ok"], false, "{smtp}");
+    assert!(!s(&smtp["detail"]).is_empty(), "{smtp}");
+    assert!(s(&h["apply"]["rollout"]).starts_with("failed"), "{h}");
+}

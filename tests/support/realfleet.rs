@@ -1,0 +1,634 @@
+//! A fleet of REAL OpenSSH servers emulating Carbonio nodes, for end-to-end tests and the
+//! benchmark: `RealFleet::start(specs, opts)` brings N nodes up in about a second,
+//! writes `inventory.toml` (SPEC §4), `known_hosts` and the client key, and Drop stops
+//! every process it started, by PID.
+//!
+//! # One node
+//! - Its own directory: `state/` (the emulator's node state, see `sim::exec`), `conf/`
+//!   (`master.cf.in`), `sshd_config`, `host_key`, `authorized_keys/%u`, `sshd.log`.
+//! - `unshare -m -n --propagation private /bin/sh -c …` gives the node a private MOUNT
+//!   namespace, where `state/` is bind-mounted over /opt/zextras/.sim-state, `conf/` over
+//!   /opt/zextras/common/conf, the fleet's wrapper dir over /opt/zextras/bin and the
+//!   `systemctl` wrapper over /usr/bin/systemctl — so `su - zextras` (which wipes the
+//!   environment) still lands on this node's state, and root's `systemctl restart
+//!   carbonio-mta.target` reaches the emulator, without touching the host's files —
+//!   and a private NETWORK namespace with only `lo`, where the node's Postfix
+//!   (`carbonio-fleet sim-exec smtpd --listen 127.0.0.1:25`) listens.
+//! - SSH listener: the launcher binds 127.0.0.1:0 in the HOST namespace and hands the
+//!   listening socket to sshd as fd 3 with `LISTEN_FDS=1` / `LISTEN_PID` (Debian's
+//!   OpenSSH supports systemd socket activation). The tool reaches sshd on the host's
+//!   loopback; sshd, living in the node's network namespace, resolves the tool's
+//!   direct-tcpip to 127.0.0.1:25 (health gate, SMTP probe) to the node's own responder.
+//!   No veth, no routes, no proxy: traffic stays on loopback interfaces.
+//! - The wrappers are `exec carbonio-fleet sim-exec PROGRAM "$@"` (carbonio, zmprov,
+//!   zmcontrol, postconf, zmhostname, systemctl). Everything else the tool runs —
+//!   `su`, `bash`, `getent`, `grep`, `printf` — is the machine's real program, with the
+//!   real `zextras` user and its login profile (/opt/zextras/.bash_profile).
+//! - Spawn user: a healthy node's master.cf.in spawns the policy service as `zextras`
+//!   (exists); a `spawn-user-missing` node names a user that does not exist on this
+//!   machine (`zimbra`, or another absent name), which is what the real `getent` shows
+//!   the tool and what the emulator's SMTP responder and restart logic use.
+//!
+//! Behaviours: `unreachable` = nothing listens on its port; `hanging` = a listener that
+//! never accepts (TCP completes, SSH never speaks); `auth-refused` = the client key is
+//! not authorized; `hostkey-changed` = known_hosts lists another key.
+//!
+//! Teardown: every process in a node's network namespace (sshd, its sessions, the
+//! emulator's processes, the SMTP responder) is found through /proc and killed by PID;
+//! the namespaces vanish with their last process.
+//!
+//! Needs root, `unshare` with mount and network namespaces, and `ip`;
+//! [`RealFleet::available`] prints a visible SKIPPED line otherwise.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use carbonio_fleet::sim::exec::{self, RestartLine, SeedNode, Store};
+use carbonio_fleet::sim::{Behaviour, FleetSpec, NodeProfile, NodeSpec, RestartRecord};
+
+use super::sshd::{is_root, keygen, require_root};
+
+/// Mount points on the host, created empty once (only bind mounts inside node
+/// namespaces fill them).
+const MOUNT_POINTS: &[&str] = &[
+    "/opt/zextras/.sim-state",
+    "/opt/zextras/common/conf",
+    "/opt/zextras/bin",
+];
+/// The programs that get a wrapper in /opt/zextras/bin.
+const WRAPPED: &[&str] = &["carbonio", "zmprov", "zmcontrol", "postconf", "zmhostname"];
+/// zextras's login profile (CARBONIO.md §5: /opt/zextras/bin first in PATH).
+const BASH_PROFILE: &str = "# carbonio-fleet test fleet: the Carbonio login PATH (CARBONIO.md §5)\n\
+export PATH=/opt/zextras/bin:/opt/zextras/common/bin:/opt/zextras/common/sbin:/usr/sbin:$PATH\n\
+umask 0027\n";
+
+/// Fleet-wide settings.
+#[derive(Debug, Clone)]
+pub struct RealFleetOptions {
+    /// Simulated JVM start of each `carbonio`/`zmprov` process.
+    pub jvm_latency: Duration,
+    /// How long a restart keeps a node down (a real sleep in the emulator process).
+    pub restart_time: Duration,
+    /// `connect_timeout` written into the inventory defaults.
+    pub connect_timeout: &'static str,
+    /// `command_timeout` written into the inventory defaults.
+    pub command_timeout: &'static str,
+}
+
+impl Default for RealFleetOptions {
+    fn default() -> Self {
+        RealFleetOptions {
+            jvm_latency: Duration::ZERO,
+            restart_time: Duration::from_millis(300),
+            connect_timeout: "5s",
+            command_timeout: "60s",
+        }
+    }
+}
+
+/// One running node.
+pub struct RealNode {
+    pub name: String,
+    pub cluster: String,
+    pub profile: NodeProfile,
+    /// Its SSH port on 127.0.0.1.
+    pub port: u16,
+    /// The node's directory.
+    pub dir: PathBuf,
+    /// Its emulator state.
+    pub store: Store,
+    /// sshd's log (`-E`, LogLevel DEBUG3; also the launcher shell's stderr).
+    pub log: PathBuf,
+    /// The listener process (unshare → sh → sshd, one PID).
+    child: Option<Child>,
+    /// `net:[inode]` of the node's network namespace.
+    netns: Option<String>,
+    /// Held open (never accepted) for a `hanging` node.
+    _hang: Option<TcpListener>,
+}
+
+impl RealNode {
+    /// The sshd log so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// PID of the listening sshd.
+    pub fn sshd_pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Every PID in this node's network namespace.
+    pub fn pids(&self) -> Vec<u32> {
+        let Some(ns) = &self.netns else {
+            return Vec::new();
+        };
+        pids_in_netns(ns)
+    }
+
+    /// Kills (SIGKILL) the node's SSH session processes — every sshd but the listener —
+    /// as a crashing node would drop its connections mid-command.
+    pub fn kill_sessions(&self) -> usize {
+        let listener = self.sshd_pid();
+        let mut n = 0;
+        for pid in self.pids() {
+            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "sshd" && Some(pid) != listener {
+                kill(pid, libc::SIGKILL);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// The sshd log once the connection it served is over (bounded wait for sshd's
+    /// "Connection closed"/"disconnect" line, so later lines are not missed).
+    pub fn wait_log_closed(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self.log_text();
+            let closed = ["Connection closed", "Disconnected from", "Connection reset"]
+                .iter()
+                .any(|n| text.contains(n));
+            if closed || Instant::now() >= deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the node's SMTP responder (its Postfix no longer listens on port 25).
+    pub fn kill_smtpd(&self) {
+        let ready = self.store.dir().join(exec::SMTPD_READY);
+        let pid: u32 = fs::read_to_string(&ready)
+            .expect("smtpd ready file")
+            .trim()
+            .parse()
+            .expect("smtpd pid");
+        // Only if it really is one of this node's processes.
+        assert!(
+            self.pids().contains(&pid),
+            "smtpd {pid} not in {}'s namespace",
+            self.name
+        );
+        kill(pid, libc::SIGKILL);
+    }
+
+    /// The restart log of this node.
+    pub fn restarts(&self) -> Vec<RestartLine> {
+        self.store.restart_log().unwrap()
+    }
+
+    /// Waits (bounded) until `cond` holds for this node's restart log.
+    pub fn wait_restarts(&self, within: Duration, cond: impl Fn(&[RestartLine]) -> bool) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if cond(&self.restarts()) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A running fleet.
+pub struct RealFleet {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<RealNode>,
+    /// Public key line of the fleet's client key.
+    pub client_public: String,
+}
+
+fn kill(pid: u32, sig: i32) {
+    // SAFETY: kill(2) with a PID we found in one of our own namespaces.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+fn netns_of(pid: u32) -> Option<String> {
+    fs::read_link(format!("/proc/{pid}/ns/net"))
+        .ok()
+        .map(|p| p.display().to_string())
+}
+
+fn pids_in_netns(ns: &str) -> Vec<u32> {
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| netns_of(*pid).as_deref() == Some(ns))
+        .collect()
+}
+
+/// Says once per test binary, on the real stderr (the test harness captures `eprintln!`
+/// of passing tests), that the real-sshd fleet tests are skipped and why.
+fn skipped(reason: &str) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: the real-sshd fleet tests ({reason}); they pass without running"
+        );
+    });
+}
+
+fn run(cmd: &mut Command) -> std::process::Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {out:?}");
+    out
+}
+
+fn write_mode(path: &Path, text: &str, mode: u32) {
+    fs::write(path, text).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A user name that does not exist on this machine (for `spawn-user-missing`).
+pub fn absent_user() -> String {
+    let users = exec::machine_users();
+    ["zimbra", "zimbra-cfleet", "cfleet-no-such-user"]
+        .iter()
+        .find(|u| !users.iter().any(|p| p.name == **u))
+        .expect("one of the candidate names is free")
+        .to_string()
+}
+
+impl RealFleet {
+    /// Whether this machine can run the fleet (root, mount + network namespaces, `ip`);
+    /// prints a visible SKIPPED line when not.
+    pub fn available(test: &str) -> bool {
+        let reason = if !is_root() {
+            Some("needs root")
+        } else if !Path::new("/usr/bin/systemctl").is_file() {
+            // The emulator's systemctl is bind-mounted over it inside each node.
+            Some("/usr/bin/systemctl is missing (install systemd)")
+        } else if !Command::new("unshare")
+            .args([
+                "-m",
+                "-n",
+                "--propagation",
+                "private",
+                "ip",
+                "link",
+                "set",
+                "lo",
+                "up",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            Some(
+                "mount/network namespaces or iproute2 unavailable; run tests/setup-root.sh as root",
+            )
+        } else {
+            None
+        };
+        match reason {
+            None => require_root(test),
+            Some(reason) => {
+                skipped(reason);
+                eprintln!("SKIPPED: {reason} ({test})");
+                false
+            }
+        }
+    }
+
+    /// Host-side preparation shared by every fleet: mount points, zextras's profile.
+    fn prepare_host() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            for p in MOUNT_POINTS {
+                fs::create_dir_all(p).unwrap();
+            }
+            let profile = Path::new("/opt/zextras/.bash_profile");
+            if fs::read_to_string(profile).ok().as_deref() != Some(BASH_PROFILE) {
+                write_mode(profile, BASH_PROFILE, 0o644);
+            }
+            fs::create_dir_all("/run/sshd").unwrap();
+        });
+    }
+
+    /// Starts one node per spec (names, clusters and profiles as in the simulator:
+    /// `FleetSpec::from_mix` builds them), or `None` when the machine cannot.
+    pub fn start(test: &str, specs: Vec<NodeSpec>, opts: &RealFleetOptions) -> Option<RealFleet> {
+        if !Self::available(test) {
+            return None;
+        }
+        Self::prepare_host();
+        let dir = tempfile::Builder::new()
+            .prefix("cfleet-realfleet-")
+            .tempdir()
+            .unwrap();
+        let d = dir.path().to_path_buf();
+        // zextras must reach the state, clusters and wrappers below.
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = env!("CARGO_BIN_EXE_carbonio-fleet");
+
+        let wrappers = d.join("bin");
+        fs::create_dir_all(&wrappers).unwrap();
+        for p in WRAPPED {
+            write_mode(
+                &wrappers.join(p),
+                &format!("#!/bin/sh\nexec {bin} sim-exec {p} \"$@\"\n"),
+                0o755,
+            );
+        }
+        let systemctl = d.join("systemctl");
+        write_mode(
+            &systemctl,
+            &format!("#!/bin/sh\nexec {bin} sim-exec systemctl \"$@\"\n"),
+            0o755,
+        );
+
+        let (_, client_public) = keygen(&d, "id_ed25519", "");
+        let missing = absent_user();
+        let seeds: Vec<SeedNode> = specs
+            .iter()
+            .map(|n| SeedNode {
+                state_dir: d.join("nodes").join(&n.name).join("state"),
+                spawn_user: if n.profile.spawn_user_missing {
+                    missing.clone()
+                } else {
+                    "zextras".into()
+                },
+            })
+            .collect();
+        let spec = FleetSpec {
+            nodes: specs.clone(),
+            jvm_latency: opts.jvm_latency,
+            restart_time: opts.restart_time,
+            ..FleetSpec::default()
+        };
+        exec::seed(&spec, &seeds, &d.join("clusters")).unwrap();
+
+        let mut nodes = Vec::new();
+        let mut known_hosts = String::new();
+        for (n, seed) in specs.iter().zip(&seeds) {
+            let nd = d.join("nodes").join(&n.name);
+            fs::set_permissions(&nd, fs::Permissions::from_mode(0o755)).unwrap();
+            let conf = nd.join("conf");
+            fs::create_dir_all(&conf).unwrap();
+            write_mode(
+                &conf.join("master.cf.in"),
+                &carbonio_fleet::sim::postfix::master_cf_in(&seed.spawn_user),
+                0o644,
+            );
+            run(Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(nd.join("host_key")));
+            let host_key = fs::read_to_string(nd.join("host_key.pub")).unwrap();
+            let host_key: String = host_key
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
+            let ak = nd.join("authorized_keys");
+            fs::create_dir_all(&ak).unwrap();
+            if n.profile.behaviour != Behaviour::AuthRefused {
+                write_mode(&ak.join("root"), &format!("{client_public}\n"), 0o644);
+            }
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let listed = if n.profile.behaviour == Behaviour::HostkeyChanged {
+                run(Command::new("ssh-keygen")
+                    .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                    .arg(nd.join("other_key")));
+                let k = fs::read_to_string(nd.join("other_key.pub")).unwrap();
+                k.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+            } else {
+                host_key
+            };
+            known_hosts.push_str(&format!("[127.0.0.1]:{port} {listed}\n"));
+            let log = nd.join("sshd.log");
+            let mut node = RealNode {
+                name: n.name.clone(),
+                cluster: n.cluster.clone(),
+                profile: n.profile,
+                port,
+                dir: nd.clone(),
+                store: Store::new(&seed.state_dir),
+                log: log.clone(),
+                child: None,
+                netns: None,
+                _hang: None,
+            };
+            match n.profile.behaviour {
+                Behaviour::Unreachable => drop(listener),
+                Behaviour::Hanging => node._hang = Some(listener),
+                _ => {
+                    let config = format!(
+                        "HostKey {hk}\nAuthorizedKeysFile {ak}/%u\nPidFile none\nUsePAM no\n\
+                         StrictModes no\nPermitRootLogin yes\nPasswordAuthentication no\n\
+                         KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+                         MaxStartups 1000:30:1000\nMaxSessions 20\nAllowTcpForwarding yes\n\
+                         UseDNS no\nLogLevel DEBUG3\n",
+                        hk = nd.join("host_key").display(),
+                        ak = ak.display(),
+                    );
+                    fs::write(nd.join("sshd_config"), config).unwrap();
+                    let script = format!(
+                        "set -e\n\
+                         ip link set lo up\n\
+                         mount --bind {state} /opt/zextras/.sim-state\n\
+                         mount --bind {conf} /opt/zextras/common/conf\n\
+                         mount --bind {wrappers} /opt/zextras/bin\n\
+                         mount --bind {systemctl} /usr/bin/systemctl\n\
+                         {bin} sim-exec smtpd --listen 127.0.0.1:25 3>&- </dev/null >>{nd}/smtpd.log 2>&1 &\n\
+                         export LISTEN_FDS=1 LISTEN_PID=$$\n\
+                         exec /usr/sbin/sshd -D -E {nd}/sshd.log -f {nd}/sshd_config\n",
+                        state = seed.state_dir.display(),
+                        conf = conf.display(),
+                        wrappers = wrappers.display(),
+                        systemctl = systemctl.display(),
+                        nd = nd.display(),
+                    );
+                    let fd = listener.as_raw_fd();
+                    let mut cmd = Command::new("unshare");
+                    cmd.args([
+                        "-m",
+                        "-n",
+                        "--propagation",
+                        "private",
+                        "/bin/sh",
+                        "-c",
+                        &script,
+                    ])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(fs::File::create(&log).unwrap());
+                    // SAFETY: only async-signal-safe dup2/fcntl between fork and exec; they
+                    // put the listening socket on fd 3 without CLOEXEC.
+                    unsafe {
+                        cmd.pre_exec(move || {
+                            // dup2 onto itself would keep CLOEXEC: clear it instead.
+                            let r = if fd == 3 {
+                                libc::fcntl(3, libc::F_SETFD, 0)
+                            } else {
+                                libc::dup2(fd, 3)
+                            };
+                            if r < 0 {
+                                return Err(std::io::Error::last_os_error());
+                            }
+                            Ok(())
+                        });
+                    }
+                    node.child = Some(cmd.spawn().unwrap());
+                    // The child holds the socket now; ours can go.
+                    drop(listener);
+                }
+            }
+            nodes.push(node);
+        }
+
+        let mut fleet = RealFleet {
+            dir,
+            nodes,
+            client_public,
+        };
+        fleet.write_inventory(opts, &known_hosts);
+        fleet.wait_ready();
+        Some(fleet)
+    }
+
+    /// Waits until every running node's SMTP responder listens and sshd is exec'd; then
+    /// records each node's network namespace (for teardown and `kill_sessions`).
+    fn wait_ready(&mut self) {
+        let own = netns_of(std::process::id()).expect("own netns");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for node in &mut self.nodes {
+            let Some(pid) = node.sshd_pid() else { continue };
+            let ready = node.store.dir().join(exec::SMTPD_READY);
+            loop {
+                let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                if ready.exists() && comm.trim() == "sshd" {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} not ready after 30 s: {}",
+                    node.name,
+                    node.log_text()
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let ns = netns_of(pid).expect("sshd netns");
+            // Never kill by namespace unless it really is the node's own.
+            assert_ne!(
+                ns, own,
+                "{}: sshd must run in its own network namespace",
+                node.name
+            );
+            node.netns = Some(ns);
+        }
+    }
+
+    fn write_inventory(&self, opts: &RealFleetOptions, known_hosts: &str) {
+        let d = self.dir.path();
+        fs::write(d.join("known_hosts"), known_hosts).unwrap();
+        let mut groups: BTreeMap<&str, ()> = BTreeMap::new();
+        let mut hosts = String::new();
+        for n in &self.nodes {
+            let platform = n.profile.platform.as_str();
+            groups.insert(platform, ());
+            hosts.push_str(&format!(
+                "\n[[hosts]]\nname = \"{}\"\naddress = \"127.0.0.1\"\nport = {}\ncluster = \"{}\"\ngroups = [\"{}\"]\n",
+                n.name, n.port, n.cluster, platform
+            ));
+        }
+        let mut text = format!(
+            "# Real-sshd test fleet (tests/support/realfleet.rs); throwaway.\n[defaults]\nuser = \"root\"\n\
+             identity_files = [\"{id}\"]\nknown_hosts = \"{kh}\"\nhost_key_policy = \"strict\"\n\
+             become = \"auto\"\nconnect_timeout = \"{ct}\"\ncommand_timeout = \"{cmt}\"\n",
+            id = d.join("id_ed25519").display(),
+            kh = d.join("known_hosts").display(),
+            ct = opts.connect_timeout,
+            cmt = opts.command_timeout,
+        );
+        for g in groups.keys() {
+            text.push_str(&format!("\n[groups.{g}]\n"));
+        }
+        text.push_str(&hosts);
+        fs::write(d.join("inventory.toml"), text).unwrap();
+    }
+
+    /// `inventory.toml`.
+    pub fn inventory(&self) -> PathBuf {
+        self.dir.path().join("inventory.toml")
+    }
+
+    /// `known_hosts`.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.path().join("known_hosts")
+    }
+
+    /// A node by name.
+    pub fn node(&self, name: &str) -> &RealNode {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
+    }
+
+    /// Every node's finished restarts, as records for `sim::max_concurrent`.
+    pub fn finished_restarts(&self) -> Vec<RestartRecord> {
+        let lines: Vec<RestartLine> = self.nodes.iter().flat_map(|n| n.restarts()).collect();
+        exec::finished_restarts(&lines)
+    }
+
+    /// How many restarts started, fleet-wide.
+    pub fn restarts_started(&self) -> usize {
+        self.nodes
+            .iter()
+            .flat_map(|n| n.restarts())
+            .filter(|l| l.ended_ms.is_none())
+            .count()
+    }
+
+    /// Stops everything (also done on drop).
+    pub fn stop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(ns) = node.netns.take() {
+                // Until the namespace is empty: SIGKILL takes effect when the process is
+                // next scheduled, and a process may fork while we kill its parent. An
+                // exited process (zombie) no longer has a namespace link.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    let pids = pids_in_netns(&ns);
+                    if pids.is_empty() || Instant::now() >= deadline {
+                        break;
+                    }
+                    for pid in pids {
+                        kill(pid, libc::SIGKILL);
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl Drop for RealFleet {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
