@@ -435,8 +435,22 @@ async fn apply_remediates_within_rollout_limits_and_a_rerun_changes_nothing() {
     );
     assert_eq!(method("a2"), "systemctl restart carbonio-mta.target");
 
-    // A re-run changes nothing and restarts nothing.
+    // A re-run changes nothing and restarts nothing, and costs one JVM per host (its
+    // gather; no proof gather where nothing was done).
+    let jvms = |sim: &Sim| {
+        sim.fleet
+            .nodes()
+            .iter()
+            .map(|n| n.prov_invocations())
+            .collect::<Vec<_>>()
+    };
+    let jvm_before = jvms(&sim);
     let o = sim.run(&["apply", "-p", pb, "--yes"]).await;
+    let jvm_after = jvms(&sim);
+    assert!(
+        jvm_before.iter().zip(&jvm_after).all(|(b, a)| a - b == 1),
+        "{jvm_before:?} → {jvm_after:?}"
+    );
     assert_eq!(code(&o), exit::OK, "{}", explain(&o));
     assert_eq!(
         sim.fleet.restart_log().len(),

@@ -125,6 +125,8 @@ fn narrow_targets(opts: &ApplyOptions, hosts: Vec<Host>) -> Result<Vec<Host>, St
 struct ChangeOutcome {
     /// Clusters whose global changes that need a restart took effect in LDAP.
     restart_clusters: BTreeSet<String>,
+    /// Clusters where a global change batch ran (successfully or not).
+    global_clusters: BTreeSet<String>,
     /// Nodes whose own server-entry changes need a restart.
     restart_nodes: BTreeSet<String>,
     /// Controls changed successfully, by host (global ones on every node of the cluster).
@@ -282,6 +284,9 @@ async fn execute_changes(
         let results = futures::future::join_all(futs).await;
         for (cluster, batch, rec, res) in results {
             let node = batch.node.clone();
+            if let Some(c) = &cluster {
+                out.global_clusters.insert(c.clone());
+            }
             let summary: Vec<String> = batch.changes.iter().map(|c| c.args.join(" ")).collect();
             events.send(command_ran(&node, &rec, res.is_ok()));
             out.commands.entry(node.clone()).or_default().push(rec);
@@ -977,17 +982,36 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         }
     };
 
-    // Prove the result: gather again over the same connections.
+    // Prove the result: gather again, over the same connections, every host whose state
+    // can have moved — all nodes of a cluster whose global config was changed, nodes
+    // whose server entry was changed or change failed, and nodes the rollout touched. The
+    // rest keep their first reading: nothing was done to them, and a no-op apply then
+    // costs one JVM per host, like a check.
+    let touched = |g: &HostGather| {
+        let n = g.host.name.as_str();
+        changed.global_clusters.contains(&g.host.cluster)
+            || changed.commands.contains_key(n)
+            || changed.failures.contains_key(n)
+            || runs.contains_key(n)
+    };
     let after_gathers = if interrupted(&interrupts) && hard.is_cancelled() {
         Vec::new()
     } else {
         let targets: Vec<(Host, Session)> = gathers
             .iter()
+            .filter(|g| touched(g))
             .filter_map(|g| g.session.clone().map(|s| (g.host.clone(), s)))
             .collect();
         regather(targets, &loaded.playbook, &plan, opts.run.forks, &nonce).await
     };
-    let after = check::evaluate_all(&loaded.playbook, &after_gathers);
+    let mut after = check::evaluate_all(&loaded.playbook, &after_gathers);
+    after.extend(
+        before
+            .iter()
+            .zip(&gathers)
+            .filter(|(_, g)| !touched(g))
+            .map(|(b, _)| b.clone()),
+    );
     let after_by: BTreeMap<&str, &HostReport> =
         after.iter().map(|h| (h.name.as_str(), h)).collect();
     let node_outcomes: BTreeMap<&str, _> =
