@@ -930,3 +930,41 @@ fn health_gate_failure_is_reported_with_its_checks() {
     assert!(!s(&smtp["detail"]).is_empty(), "{smtp}");
     assert!(s(&h["apply"]["rollout"]).starts_with("failed"), "{h}");
 }
+
+/// Not a test: the peer benchmark's fleet (scripts/bench peer). Starts
+/// `CFLEET_BENCH_NODES` real-sshd nodes (non-compliant, legacy, clusters of 3), writes
+/// `$CFLEET_BENCH_DIR/ready` (the fleet directory: inventory.toml, known_hosts,
+/// id_ed25519) and holds the fleet until `$CFLEET_BENCH_DIR/stop` appears, then stops
+/// every process it started.
+#[test]
+#[ignore = "benchmark harness, run by scripts/bench"]
+fn bench_hold_real_fleet() {
+    let n: usize = std::env::var("CFLEET_BENCH_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let dir = PathBuf::from(std::env::var("CFLEET_BENCH_DIR").expect("CFLEET_BENCH_DIR"));
+    let latency = std::env::var("CFLEET_BENCH_JVM_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let Some(mut fleet) = RealFleet::start(
+        "bench",
+        specs(n, &format!("legacy+non-compliant={n}"), 3),
+        &RealFleetOptions {
+            jvm_latency: Duration::from_millis(latency),
+            restart_time: Duration::from_secs(1),
+            connect_timeout: "30s",
+            command_timeout: "5m",
+        },
+    ) else {
+        panic!("the real-sshd fleet needs root and namespaces");
+    };
+    std::fs::write(dir.join("ready"), fleet.dir.path().display().to_string()).unwrap();
+    // Held until the benchmark says stop: an external signal, not a synchronisation
+    // stand-in (nothing here waits for the fleet itself).
+    while !dir.join("stop").exists() {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    fleet.stop();
+}
