@@ -192,6 +192,7 @@ mod tests {
             cluster: name.into(),
             roles: vec![],
             vars: Default::default(),
+            egress: Vec::new(),
             source: "x.toml".into(),
         }
     }

@@ -167,6 +167,7 @@ pub fn report_header(
         summary: Default::default(),
         exit_code: 0,
         hosts: Vec::new(),
+        domains: Vec::new(),
     }
 }
 

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -117,6 +118,7 @@ struct Layer {
     vars: BTreeMap<String, String>,
     cluster: Option<String>,
     roles: Option<Vec<String>>,
+    egress: Option<Vec<IpAddr>>,
 }
 
 impl Layer {
@@ -136,7 +138,8 @@ impl Layer {
             command_timeout,
             jump,
             cluster,
-            roles
+            roles,
+            egress
         );
         self.vars
             .extend(top.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -154,6 +157,7 @@ impl Layer {
             ("connect_timeout", self.connect_timeout.is_some()),
             ("command_timeout", self.command_timeout.is_some()),
             ("jump", self.jump.is_some()),
+            ("egress", self.egress.is_some()),
         ]
         .into_iter()
         .filter(|(_, set)| *set)
@@ -248,6 +252,8 @@ struct Builder {
     defaults: Layer,
     /// Which file set each `[defaults]` key first.
     defaults_origin: HashMap<String, PathBuf>,
+    /// `[defaults] dns_servers`.
+    dns_servers: Vec<SocketAddr>,
     groups: Vec<PendingGroup>,
     /// Index into `groups` by name (MSP inventories hold thousands of groups).
     group_index: HashMap<String, usize>,
@@ -277,6 +283,36 @@ impl Builder {
                 }
             }
             self.defaults.overlay(&layer);
+            if let Some(servers) = &defaults.get_ref().dns_servers {
+                if let Some(first) = self.defaults_origin.get("dns_servers") {
+                    errors.push(src.error(
+                        defaults.span(),
+                        "defaults.dns_servers",
+                        format!("already set in `{}`", first.display()),
+                    ));
+                } else {
+                    self.defaults_origin
+                        .insert("dns_servers".to_owned(), src.path.to_path_buf());
+                    self.dns_servers = servers
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, s)| match parse_dns_server(s.get_ref()) {
+                            Some(a) => Some(a),
+                            None => {
+                                errors.push(
+                                    src.error(
+                                        s.span(),
+                                        format!("defaults.dns_servers[{i}]"),
+                                        format!("`{}` is not a DNS server address", s.get_ref()),
+                                    )
+                                    .with_hint("write an IP address with an optional port: `\"127.0.0.1:5353\"`, `\"192.0.2.53\"`, `\"[2001:db8::53]:53\"`"),
+                                );
+                                None
+                            }
+                        })
+                        .collect();
+                }
+            }
         }
 
         for (name, group) in &raw.groups {
@@ -424,6 +460,7 @@ impl Builder {
             files,
             hosts,
             groups: self.groups.into_iter().map(|g| g.name).collect(),
+            dns_servers: self.dns_servers,
         }
     }
 }
@@ -452,9 +489,18 @@ fn effective_host(p: PendingHost, eff: Layer) -> Host {
         cluster: eff.cluster.unwrap_or_else(|| p.name.clone()),
         roles: eff.roles.unwrap_or_default(),
         vars: eff.vars,
+        egress: eff.egress.unwrap_or_default(),
         source: p.source,
         name: p.name,
     }
+}
+
+/// `ip`, `ip:port` or `[ipv6]:port`; port 53 when omitted.
+fn parse_dns_server(s: &str) -> Option<SocketAddr> {
+    let s = s.trim();
+    s.parse::<SocketAddr>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
 }
 
 /// Why a host or group name cannot be used in `--limit`, if it cannot.
@@ -573,6 +619,24 @@ fn settings_layer(
         vars: raw.vars.clone().unwrap_or_default(),
         cluster: None,
         roles: None,
+        egress: raw.egress.as_ref().map(|list| {
+            list.iter()
+                .enumerate()
+                .filter_map(|(i, a)| {
+                    keep(
+                        errors,
+                        a.get_ref().trim().parse::<IpAddr>().map_err(|_| {
+                            src.error(
+                                a.span(),
+                                format!("{}[{i}]", key("egress")),
+                                format!("`{}` is not an IP address", a.get_ref()),
+                            )
+                            .with_hint("list the addresses the MTA sends from, e.g. `egress = [\"203.0.113.10\", \"2001:db8::25\"]`")
+                        }),
+                    )
+                })
+                .collect()
+        }),
     }
 }
 

@@ -41,6 +41,8 @@ macro_rules! with_settings {
             pub jump: Option<Spanned<String>>,
             /// Free-form strings for reports (e.g. the customer's name).
             pub vars: Option<BTreeMap<String, String>>,
+            /// Addresses the MTA sends from (checked against each hosted domain's SPF).
+            pub egress: Option<Vec<Spanned<String>>>,
         }
 
         impl $name {
@@ -57,6 +59,8 @@ macro_rules! with_settings {
                     command_timeout: self.command_timeout.clone(),
                     jump: self.jump.clone(),
                     vars: self.vars.clone(),
+                    egress: self.egress.clone(),
+                    ..RawSettings::default()
                 }
             }
         }
@@ -65,7 +69,11 @@ macro_rules! with_settings {
 
 with_settings! {
     /// `[defaults]`: settings for every host.
-    pub struct RawSettings {}
+    pub struct RawSettings {
+        /// DNS servers for the domain checks (`"127.0.0.1:5353"`, port 53 if omitted);
+        /// unset = the system's resolver. Only in `[defaults]`.
+        pub dns_servers: Option<Vec<Spanned<String>>>,
+    }
 }
 
 with_settings! {
