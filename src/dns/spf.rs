@@ -255,18 +255,18 @@ fn walk<'a>(
                 }
                 Mechanism::A { domain: d, .. } => {
                     w.lookups += 1;
-                    if let Some(name) = name_of(d, &domain) {
-                        if r.addresses(&name).await?.is_empty() {
-                            w.voids.push(text.clone());
-                        }
+                    if let Some(name) = name_of(d, &domain)
+                        && r.addresses(&name).await?.is_empty()
+                    {
+                        w.voids.push(text.clone());
                     }
                 }
                 Mechanism::Mx { domain: d, .. } => {
                     w.lookups += 1;
-                    if let Some(name) = name_of(d, &domain) {
-                        if r.mx(&name).await?.is_empty() {
-                            w.voids.push(text.clone());
-                        }
+                    if let Some(name) = name_of(d, &domain)
+                        && r.mx(&name).await?.is_empty()
+                    {
+                        w.voids.push(text.clone());
                     }
                 }
                 Mechanism::Ptr(_) => {

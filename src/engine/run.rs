@@ -280,8 +280,20 @@ pub async fn check(opts: &RunOptions, events: Events) -> i32 {
             status: h.status,
         });
     }
+    report.domains = crate::engine::domains::domain_pass(
+        &loaded.playbook,
+        &gathers,
+        &connector,
+        &crate::dns::ResolverSettings {
+            servers: loaded.inventory.dns_servers.clone(),
+            ..Default::default()
+        },
+        opts.forks,
+    )
+    .await;
     report.summary = check::summarize(&report.hosts);
-    report.exit_code = check::exit_code(&report.hosts);
+    report.exit_code =
+        crate::engine::domains::exit_code(check::exit_code(&report.hosts), &report.domains);
     report.finished_at = jiff::Timestamp::now().to_string();
     report.duration_ms = t0.elapsed().as_millis() as u64;
     let code = finish(

@@ -833,6 +833,42 @@ mod tests {
     }
 
     #[test]
+    fn egress_takes_the_nearest_layer_and_dns_servers_default_to_port_53() {
+        let inv = load_str(indoc! {r#"
+            [defaults]
+            egress = ["192.0.2.1"]
+            dns_servers = ["127.0.0.1:5353", "192.0.2.53", "[2001:db8::53]:5353"]
+            [groups.acme]
+            egress = ["203.0.113.10", "2001:db8::25"]
+            [[hosts]]
+            name = "m1"
+            groups = ["acme"]
+            [[hosts]]
+            name = "m2"
+            [[hosts]]
+            name = "m3"
+            groups = ["acme"]
+            egress = []
+        "#})
+        .unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            inv.hosts[0].egress,
+            [ip("203.0.113.10"), ip("2001:db8::25")]
+        );
+        assert_eq!(inv.hosts[1].egress, [ip("192.0.2.1")]);
+        assert_eq!(inv.hosts[2].egress, Vec::<IpAddr>::new());
+        assert_eq!(
+            inv.dns_servers,
+            [
+                "127.0.0.1:5353".parse::<SocketAddr>().unwrap(),
+                "192.0.2.53:53".parse().unwrap(),
+                "[2001:db8::53]:5353".parse().unwrap()
+            ]
+        );
+    }
+
+    #[test]
     fn jump_without_user_uses_the_hosts_login_user() {
         let inv = load_str(indoc! {r#"
             [[hosts]]
@@ -899,12 +935,23 @@ mod tests {
     #[test_case(indoc! {r#"
         [defaults]
         usr = "root"
-    "#}, "inv.toml:2:1: defaults.usr: unknown field `usr`, expected one of `user`, `port`, `identity_files`, `become`, `known_hosts`, `host_key_policy`, `connect_timeout`, `command_timeout`, `jump`, `vars`"; "unknown key")]
+    "#}, "inv.toml:2:1: defaults.usr: unknown field `usr`, expected one of `dns_servers`, `user`, `port`, `identity_files`, `become`, `known_hosts`, `host_key_policy`, `connect_timeout`, `command_timeout`, `jump`, `vars`, `egress`"; "unknown key")]
     #[test_case(indoc! {r#"
         [[hosts]]
         name = "a"
-        egress = ["x"]
-    "#}, "inv.toml:3:1: hosts[0].egress: unknown field `egress`, expected one of `name`, `address`, `groups`, `cluster`, `roles`, `user`, `port`, `identity_files`, `become`, `known_hosts`, `host_key_policy`, `connect_timeout`, `command_timeout`, `jump`, `vars`"; "unknown host key")]
+        egres = ["x"]
+    "#}, "inv.toml:3:1: hosts[0].egres: unknown field `egres`, expected one of `name`, `address`, `groups`, `cluster`, `roles`, `user`, `port`, `identity_files`, `become`, `known_hosts`, `host_key_policy`, `connect_timeout`, `command_timeout`, `jump`, `vars`, `egress`"; "unknown host key")]
+    #[test_case(indoc! {r#"
+        [[hosts]]
+        name = "a"
+        egress = ["203.0.113.10", "mail.example"]
+    "#}, "inv.toml:3:27: hosts[0].egress[1]: `mail.example` is not an IP address\n  hint: list the addresses the MTA sends from, e.g. `egress = [\"203.0.113.10\", \"2001:db8::25\"]`"; "egress not an address")]
+    #[test_case(indoc! {r#"
+        [defaults]
+        dns_servers = ["ns.example:53"]
+        [[hosts]]
+        name = "a"
+    "#}, "inv.toml:2:16: defaults.dns_servers[0]: `ns.example:53` is not a DNS server address\n  hint: write an IP address with an optional port: `\"127.0.0.1:5353\"`, `\"192.0.2.53\"`, `\"[2001:db8::53]:53\"`"; "dns server not an address")]
     #[test_case(indoc! {r#"
         [defaults]
         become = "doas"

@@ -657,7 +657,21 @@ mod tests {
         );
         assert!(pb.controls[1..].iter().all(|c| c.precondition.is_none()));
         let probes: Vec<_> = pb.probes.iter().map(|p| p.id.as_str()).collect();
-        assert_eq!(probes, ["EFF-01", "EFF-02", "EFF-03", "SMTP-01"]);
+        assert_eq!(
+            probes,
+            [
+                "EFF-01",
+                "EFF-02",
+                "EFF-03",
+                "SMTP-01",
+                "DOM-SPF",
+                "DOM-DKIM",
+                "DOM-DMARC"
+            ]
+        );
+        // Domain posture ranks below every MTA control.
+        let weakest_control = pb.controls.iter().map(|c| c.severity).min().unwrap();
+        assert!(pb.probes[4..].iter().all(|p| p.severity <= weakest_control));
         assert!(matches!(&pb.probes[3].kind, ProbeKind::Smtp { rcpt: None }));
         assert_eq!(pb.probes[3].expect, Some(ProbeExpect::Reply("5xx".into())));
         let r = &pb.rollout;
