@@ -22,5 +22,6 @@ pub mod inventory;
 pub mod playbook;
 pub mod report;
 pub mod secrets;
+pub mod sim;
 pub mod ssh;
 pub mod ui;

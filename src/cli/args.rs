@@ -1,9 +1,7 @@
 //! The command line as types (clap derive): every subcommand and option of SPEC §3.
 //! Parsing only; what each command does lives in the modules that `cli::run` calls.
 
-use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -102,7 +100,7 @@ pub struct CommonOpts {
     /// Audit log, one JSON object per line
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
-    /// Take the K-th of N deterministic slices of the inventory (1 <= K <= N)
+    /// Take the K-th of N deterministic slices of the selection, cut by cluster (1 <= K <= N); an empty slice exits 0 without a report
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
     /// Also write one report set per inventory group
@@ -111,6 +109,24 @@ pub struct CommonOpts {
     /// Write OpenMetrics text here too (for the node_exporter textfile collector)
     #[arg(long, value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
+    /// Read an OpenSSH client config for what the inventory leaves unset [PATH default: ~/.ssh/config]
+    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    pub ssh_config: Option<Option<PathBuf>>,
+}
+
+impl CommonOpts {
+    /// The ssh_config file `--ssh-config` asks for (`~/.ssh/config` when given bare).
+    pub fn ssh_config_path(&self) -> Option<PathBuf> {
+        ssh_config_path(&self.ssh_config)
+    }
+}
+
+/// `--ssh-config [PATH]` resolved: `None` when absent, the default file when bare.
+pub fn ssh_config_path(flag: &Option<Option<PathBuf>>) -> Option<PathBuf> {
+    flag.as_ref().map(|p| {
+        p.clone()
+            .unwrap_or_else(crate::inventory::default_ssh_config)
+    })
 }
 
 /// Arguments of `apply`.
@@ -149,39 +165,8 @@ pub enum SplitBy {
     Group,
 }
 
-/// `--shard K/N`: the K-th (1-based) of N slices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    /// 1..=count
-    pub index: u32,
-    pub count: u32,
-}
-
-impl FromStr for Shard {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (k, n) = s
-            .split_once('/')
-            .ok_or_else(|| format!("`{s}` is not of the form K/N (e.g. 2/8)"))?;
-        let number = |x: &str| {
-            x.trim()
-                .parse::<u32>()
-                .map_err(|_| format!("`{x}` in `{s}` is not a whole number"))
-        };
-        let (index, count) = (number(k)?, number(n)?);
-        if count == 0 || index == 0 || index > count {
-            return Err(format!("shard `{s}`: K and N must satisfy 1 <= K <= N"));
-        }
-        Ok(Shard { index, count })
-    }
-}
-
-impl fmt::Display for Shard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
-}
+/// `--shard K/N` (defined beside the slicing, in `inventory::shard`).
+pub use crate::inventory::Shard;
 
 fn parse_forks(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
@@ -234,6 +219,9 @@ pub struct HostkeysScanArgs {
     /// Hosts to scan: names, globs, @group, !exclude, comma-separated
     #[arg(long, value_name = "PATTERN")]
     pub limit: Option<String>,
+    /// Read an OpenSSH client config for what the inventory leaves unset [PATH default: ~/.ssh/config]
+    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    pub ssh_config: Option<Option<PathBuf>>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -346,15 +334,27 @@ pub struct SimulateArgs {
     /// Number of simulated nodes
     #[arg(long, value_name = "N")]
     pub nodes: usize,
-    /// First port; node i listens on P+i (default: free ports chosen by the OS)
-    #[arg(long, value_name = "P")]
-    pub port_base: Option<u16>,
+    /// First port; node i listens on P+i (with --loopback-ips: every node on port P)
+    #[arg(long, value_name = "P", default_value_t = 22000)]
+    pub port_base: u16,
     /// Mix of node profiles, e.g. "legacy=1,systemd=3"
     #[arg(long, value_name = "STR")]
     pub profile_mix: Option<String>,
-    /// Extra latency per command, e.g. 50ms
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
-    pub latency: Option<Duration>,
+    /// Simulated JVM start per `carbonio prov` process, e.g. 1s
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "0s")]
+    pub latency: Duration,
+    /// How long a simulated restart keeps a node down
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "1s")]
+    pub restart_time: Duration,
+    /// Nodes per cluster (nodes of a cluster share one LDAP)
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub cluster_size: usize,
+    /// Listen on 127.0.x.y:PORT-BASE (one loopback address per node) instead of consecutive ports
+    #[arg(long)]
+    pub loopback_ips: bool,
+    /// Also answer SMTP from outside mynetworks on each MTA (shows the 451 of a broken policy service)
+    #[arg(long)]
+    pub smtp_outside: bool,
     /// Where the inventory, known_hosts and keys of the fleet are written
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
@@ -394,6 +394,32 @@ mod tests {
         assert_eq!(run.common.format, Format::Human);
         assert_eq!(run.common.progress, Progress::Auto);
         assert_eq!((run.common.verbose, run.common.quiet), (0, 0));
+        assert_eq!(run.common.ssh_config_path(), None);
+    }
+
+    #[test]
+    fn ssh_config_takes_an_optional_path() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["carbonio-fleet", "plan", "-i", "inv.toml"];
+            argv.extend_from_slice(extra);
+            match Cli::try_parse_from(argv).unwrap().command {
+                Command::Plan(r) => r.common.ssh_config_path(),
+                _ => panic!("plan"),
+            }
+        };
+        assert_eq!(
+            parse(&["--ssh-config"]),
+            Some(crate::inventory::default_ssh_config())
+        );
+        assert_eq!(
+            parse(&["--ssh-config", "/etc/fleet/ssh_config"]),
+            Some(PathBuf::from("/etc/fleet/ssh_config"))
+        );
+        // A bare flag before another option does not swallow it.
+        assert_eq!(
+            parse(&["--ssh-config", "--forks", "2"]),
+            Some(crate::inventory::default_ssh_config())
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod args;
 mod inventory;
 mod run;
+mod sim;
 
 pub use args::*;
 
@@ -20,8 +21,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Hostkeys(_) => not_yet("hostkeys", 3),
         Command::Secret(_) => not_yet("secret", 8),
         Command::Report(_) => not_yet("report", 8),
-        Command::Demo(_) => not_yet("demo", 4),
-        Command::Simulate(_) => not_yet("simulate", 4),
+        Command::Demo(a) => sim::demo(&a),
+        Command::Simulate(a) => sim::simulate(&a),
     }
 }
 

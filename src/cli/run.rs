@@ -22,6 +22,8 @@ impl From<&RunArgs> for RunOptions {
             report_dir: a.common.report_dir.clone(),
             json: a.common.format == Format::Json,
             metrics_file: a.common.metrics_file.clone(),
+            shard: a.common.shard,
+            ssh_config: a.common.ssh_config_path(),
         }
     }
 }
@@ -29,9 +31,7 @@ impl From<&RunArgs> for RunOptions {
 /// Options this build parses but does not implement yet: refuse them plainly rather than
 /// ignore them.
 fn refuse_unavailable(c: &CommonOpts) -> Option<i32> {
-    let missing = if c.shard.is_some() {
-        Some(("--shard", 10))
-    } else if c.split_by.is_some() {
+    let missing = if c.split_by.is_some() {
         Some(("--split-by", 8))
     } else {
         None

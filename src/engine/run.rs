@@ -13,7 +13,7 @@ use crate::engine::check;
 use crate::engine::events::Events;
 use crate::engine::gather::{GatherOptions, gather_all};
 use crate::exit;
-use crate::inventory::{Host, Inventory};
+use crate::inventory::{Host, Inventory, LoadOptions, Shard};
 use crate::playbook::Playbook;
 use crate::report::model::{InventoryRef, PlaybookRef, Report, SCHEMA_VERSION, Tool};
 use crate::report::{store, summary};
@@ -30,6 +30,11 @@ pub struct RunOptions {
     pub json: bool,
     /// Also write metrics.prom here (node_exporter's textfile collector directory).
     pub metrics_file: Option<PathBuf>,
+    /// `--shard K/N`: only this slice of the selection (by cluster).
+    pub shard: Option<Shard>,
+    /// `--ssh-config [PATH]`: read this ssh_config for values the inventory leaves
+    /// unset; `None` = only if the inventory says `ssh_config = true`.
+    pub ssh_config: Option<PathBuf>,
 }
 
 /// Everything loaded and validated before the first connection.
@@ -51,10 +56,20 @@ pub fn config_failed(errors: &crate::config_error::ConfigErrors, what: &str) -> 
 }
 
 /// Loads the inventory and the playbook (`-p`, or the built-in one), then the `--limit`
-/// selection. Both files are read even when the first fails, so the user sees every
-/// error; errors go to stderr and `Err` carries the exit code (1).
+/// selection and the `--shard` slice of it. Both files are read even when the first
+/// fails, so the user sees every error; errors go to stderr and `Err` carries the exit
+/// code (1).
+///
+/// An empty shard is the one empty target set that is not an error: with more shards
+/// than clusters (an Indexed Job sized for growth) some slices are empty by design, and
+/// failing those pods would fail the whole job. It prints why on stderr and gives
+/// `Err(0)`: the caller stops, contacts nothing and writes no report.
 pub fn load(opts: &RunOptions) -> Result<Loaded, i32> {
-    let inventory = crate::inventory::load(&opts.inventory);
+    let load_opts = LoadOptions {
+        ssh_config: opts.ssh_config.clone(),
+        ..LoadOptions::default()
+    };
+    let inventory = crate::inventory::load_with(&opts.inventory, &load_opts);
     let playbook = match &opts.playbook {
         Some(p) => crate::playbook::load(p),
         None => Ok(crate::playbook::load_default()),
@@ -73,6 +88,21 @@ pub fn load(opts: &RunOptions) -> Result<Loaded, i32> {
         Err(e) => {
             eprintln!("carbonio-fleet: {e}");
             return Err(exit::USAGE);
+        }
+    };
+    let hosts = match opts.shard {
+        None => hosts,
+        Some(shard) => {
+            let selected = hosts.len();
+            let hosts = crate::inventory::shard::slice(hosts, shard);
+            if hosts.is_empty() {
+                eprintln!(
+                    "carbonio-fleet: shard {shard} holds no hosts of this selection \
+                     ({selected} selected hosts went to other shards); nothing to do, no report written"
+                );
+                return Err(exit::OK);
+            }
+            hosts
         }
     };
     Ok(Loaded {
@@ -321,6 +351,8 @@ mod tests {
             report_dir: "reports".into(),
             json: false,
             metrics_file: None,
+            shard: None,
+            ssh_config: None,
         }
     }
 
@@ -339,5 +371,41 @@ mod tests {
         assert_eq!(r.err(), Some(exit::USAGE));
         let r = load(&opts("inventory/missing.toml", None));
         assert_eq!(r.err(), Some(exit::USAGE));
+    }
+
+    #[test]
+    fn shards_of_the_lab_split_it_by_cluster() {
+        let all = load(&opts("inventory/lab.toml", None)).unwrap().hosts;
+        let mut seen = Vec::new();
+        for k in 1..=3 {
+            let mut o = opts("inventory/lab.toml", None);
+            o.shard = Some(Shard { index: k, count: 3 });
+            match load(&o) {
+                Ok(l) => seen.extend(l.hosts.into_iter().map(|h| (h.name, h.cluster))),
+                Err(code) => assert_eq!(code, exit::OK, "an empty shard is not an error"),
+            }
+        }
+        seen.sort();
+        let mut expected: Vec<(String, String)> =
+            all.into_iter().map(|h| (h.name, h.cluster)).collect();
+        expected.sort();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn an_empty_shard_exits_zero_without_contacting_anything() {
+        // 64 shards over the lab's few clusters: most are empty.
+        let empty = (1..=64)
+            .map(|k| {
+                let mut o = opts("inventory/lab.toml", None);
+                o.shard = Some(Shard {
+                    index: k,
+                    count: 64,
+                });
+                load(&o).err()
+            })
+            .filter(|e| *e == Some(exit::OK))
+            .count();
+        assert!(empty >= 58, "{empty}");
     }
 }

@@ -17,11 +17,43 @@ use std::time::Duration;
 use serde_spanned::Spanned;
 
 use super::raw::{RawHost, RawInventory, RawSettings};
+use super::ssh_config::{SshConfig, default_ssh_config};
 use super::{Become, Host, HostKeyPolicy, Inventory, JumpSpec};
 use crate::config_error::{ConfigError, ConfigErrors, Position, Source, join_key};
 
+/// How to load an inventory beyond its own files.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// `--ssh-config [PATH]`: read this OpenSSH client config for every host, whatever
+    /// the inventory says (a missing file is an error). `None`: read `user_ssh_config`
+    /// only for hosts whose settings say `ssh_config = true` (a missing file is then
+    /// ignored, as ssh does).
+    pub ssh_config: Option<PathBuf>,
+    /// The file `ssh_config = true` means: `~/.ssh/config` by default.
+    pub user_ssh_config: PathBuf,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            ssh_config: None,
+            user_ssh_config: default_ssh_config(),
+        }
+    }
+}
+
 /// Loads the inventory at `path` (a file or a directory of `*.toml` files).
 pub fn load(path: &Path) -> Result<Inventory, ConfigErrors> {
+    load_with(path, &LoadOptions::default())
+}
+
+/// [`load`] with options (ssh_config).
+///
+/// ssh_config values fill only what no inventory table set explicitly (inventory values
+/// win; ssh_config wins over the built-in defaults). A host's block is looked up with
+/// its explicit `address` if it has one, else its `name`, i.e. what would be given to
+/// `ssh`; `HostName` applies only when the inventory sets no `address`.
+pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Inventory, ConfigErrors> {
     let files = inventory_files(path)?;
     let mut errors = Vec::new();
     let mut builder = Builder::default();
@@ -42,7 +74,7 @@ pub fn load(path: &Path) -> Result<Inventory, ConfigErrors> {
             Err(e) => errors.push(e),
         }
     }
-    let inventory = builder.finish(files, &mut errors);
+    let inventory = builder.finish(files, opts, &mut errors);
     // Report in reading order: file by file, top to bottom.
     errors.sort_by_key(|e| {
         let file = inventory.files.iter().position(|f| *f == e.file);
@@ -119,6 +151,7 @@ struct Layer {
     cluster: Option<String>,
     roles: Option<Vec<String>>,
     egress: Option<Vec<IpAddr>>,
+    ssh_config: Option<bool>,
 }
 
 impl Layer {
@@ -139,7 +172,8 @@ impl Layer {
             jump,
             cluster,
             roles,
-            egress
+            egress,
+            ssh_config
         );
         self.vars
             .extend(top.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -158,6 +192,7 @@ impl Layer {
             ("command_timeout", self.command_timeout.is_some()),
             ("jump", self.jump.is_some()),
             ("egress", self.egress.is_some()),
+            ("ssh_config", self.ssh_config.is_some()),
         ]
         .into_iter()
         .filter(|(_, set)| *set)
@@ -421,19 +456,26 @@ impl Builder {
         });
     }
 
-    fn finish(self, files: Vec<PathBuf>, errors: &mut Vec<ConfigError>) -> Inventory {
+    fn finish(
+        self,
+        files: Vec<PathBuf>,
+        opts: &LoadOptions,
+        errors: &mut Vec<ConfigError>,
+    ) -> Inventory {
         let group_layers: HashMap<&str, &Layer> = self
             .groups
             .iter()
             .map(|g| (g.name.as_str(), &g.layer))
             .collect();
         let declared: Vec<&str> = self.groups.iter().map(|g| g.name.as_str()).collect();
-        let mut base = builtin_layer();
-        base.overlay(&self.defaults);
+        let builtin = builtin_layer();
+        let mut ssh = SshConfigSource::new(opts);
 
         let mut hosts = Vec::with_capacity(self.hosts.len());
-        for pending in self.hosts {
-            let mut eff = base.clone();
+        for mut pending in self.hosts {
+            // Only the tables of the inventory first: what is still unset afterwards
+            // may come from ssh_config, and then from the built-in defaults.
+            let mut eff = self.defaults.clone();
             for (group, place) in &pending.groups {
                 match group_layers.get(group.as_str()) {
                     Some(layer) => eff.overlay(layer),
@@ -454,13 +496,158 @@ impl Builder {
                 }
             }
             eff.overlay(&pending.layer);
-            hosts.push(effective_host(pending, eff));
+            if let Some(config) = ssh.for_host(eff.ssh_config, errors) {
+                apply_ssh_config(config, &mut pending, &mut eff, errors);
+            }
+            let mut full = builtin.clone();
+            full.overlay(&eff);
+            hosts.push(effective_host(pending, full));
         }
         Inventory {
             files,
             hosts,
             groups: self.groups.into_iter().map(|g| g.name).collect(),
             dns_servers: self.dns_servers,
+        }
+    }
+}
+
+/// The ssh_config file(s) a load may use, each read at most once.
+struct SshConfigSource {
+    forced: Option<PathBuf>,
+    user: PathBuf,
+    loaded: HashMap<PathBuf, Option<std::sync::Arc<SshConfig>>>,
+}
+
+impl SshConfigSource {
+    fn new(opts: &LoadOptions) -> Self {
+        SshConfigSource {
+            forced: opts.ssh_config.clone(),
+            user: opts.user_ssh_config.clone(),
+            loaded: HashMap::new(),
+        }
+    }
+
+    /// The config for a host whose settings say `enabled`; errors are pushed once.
+    fn for_host(
+        &mut self,
+        enabled: Option<bool>,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<std::sync::Arc<SshConfig>> {
+        let (path, required) = match (&self.forced, enabled) {
+            (Some(p), _) => (p.clone(), true),
+            (None, Some(true)) => (self.user.clone(), false),
+            (None, _) => return None,
+        };
+        self.loaded
+            .entry(path.clone())
+            .or_insert_with(|| {
+                if !required && !path.exists() {
+                    return None;
+                }
+                match SshConfig::load(&path) {
+                    Ok(c) => {
+                        for (line, text) in &c.skipped {
+                            tracing::warn!(file = %path.display(), line, "ssh_config line not evaluated (Match and Include are not supported): {text}");
+                        }
+                        Some(std::sync::Arc::new(c))
+                    }
+                    Err(message) => {
+                        errors.push(ConfigError::file(&path, message).with_hint(
+                            "fix the file, or run without --ssh-config / `ssh_config = true`",
+                        ));
+                        None
+                    }
+                }
+            })
+            .clone()
+    }
+}
+
+/// An error at a line of an ssh_config file.
+fn ssh_config_error(config: &SshConfig, line: usize, key: &str, message: String) -> ConfigError {
+    ConfigError {
+        file: config.path.clone(),
+        position: Some(crate::config_error::Position { line, column: 1 }),
+        key: key.to_owned(),
+        message,
+        hint: None,
+    }
+}
+
+/// Fills what the inventory left unset for `pending` from ssh_config.
+fn apply_ssh_config(
+    config: std::sync::Arc<SshConfig>,
+    pending: &mut PendingHost,
+    eff: &mut Layer,
+    errors: &mut Vec<ConfigError>,
+) {
+    let destination = pending
+        .address
+        .clone()
+        .unwrap_or_else(|| pending.name.clone());
+    let r = match config.resolve(&destination) {
+        Ok(r) => r,
+        Err(e) => {
+            errors.push(ssh_config_error(&config, e.line, "Port", e.message));
+            return;
+        }
+    };
+    if pending.address.is_none() {
+        pending.address = r.hostname.map(|h| h.value);
+    }
+    if eff.user.is_none() {
+        eff.user = r.user.map(|u| u.value);
+    }
+    if eff.port.is_none() {
+        eff.port = r.port.map(|p| p.value);
+    }
+    if eff.identity_files.is_none() && !r.identity_files.is_empty() {
+        eff.identity_files = Some(r.identity_files.into_iter().map(|l| l.value).collect());
+    }
+    if eff.known_hosts.is_none() {
+        eff.known_hosts = r.user_known_hosts_file.map(|l| l.value);
+    }
+    if eff.jump.is_none()
+        && let Some(pj) = r.proxy_jump
+    {
+        let spec = if pj.value.eq_ignore_ascii_case("none") {
+            ""
+        } else {
+            pj.value.as_str()
+        };
+        match parse_jump(spec) {
+            Ok(None) => eff.jump = Some(None),
+            Ok(Some(mut j)) => {
+                // The jump host may itself be an alias of the same file (OpenSSH
+                // resolves it the same way); what the ProxyJump spells out wins.
+                let hostpart = spec.rsplit_once('@').map_or(spec, |(_, h)| h);
+                let spelled_port = hostpart.contains(':');
+                if let Ok(alias) = config.resolve(&j.host) {
+                    if j.user.is_none() {
+                        j.user = alias.user.map(|u| u.value);
+                    }
+                    if !spelled_port && let Some(p) = alias.port {
+                        j.port = p.value;
+                    }
+                    if let Some(h) = alias.hostname {
+                        j.host = h.value;
+                    }
+                }
+                eff.jump = Some(Some(j));
+            }
+            Err(reason) => errors.push(
+                ssh_config_error(
+                    &config,
+                    pj.line,
+                    "ProxyJump",
+                    format!(
+                        "invalid ProxyJump `{}` for `{}`: {reason}",
+                        pj.value, pending.name
+                    ),
+                )
+                .with_hint("one jump host, `user@host:port`; chains are not supported"),
+            ),
         }
     }
 }
@@ -637,6 +824,7 @@ fn settings_layer(
                 })
                 .collect()
         }),
+        ssh_config: raw.ssh_config,
     }
 }
 
@@ -746,6 +934,133 @@ mod tests {
             e.to_string()
                 .replace(&format!("{}/", dir.path().display()), "")
         })
+    }
+
+    #[test]
+    fn ssh_config_fills_only_what_the_inventory_leaves_unset() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("ssh_config");
+        fs::write(
+            &cfg,
+            indoc! {"
+                Host mx1 mx2 bare
+                    HostName 10.0.0.%h
+                    User cfguser
+                    Port 2200
+                    IdentityFile /keys/%r
+                    UserKnownHostsFile /kh/cfg
+                    ProxyJump jumpalias
+                Host 192.0.2.7
+                    HostName not-used.example
+                    User ipuser
+                    UserKnownHostsFile /kh/ip
+                    ProxyJump other@bastion2:22
+                Host jumpalias
+                    HostName bastion.example
+                    User jumper
+                    Port 2022
+            "},
+        )
+        .unwrap();
+        let inv = dir.path().join("inv.toml");
+        fs::write(
+            &inv,
+            indoc! {r#"
+                [defaults]
+                port = 22
+
+                [groups.g]
+                user = "groupuser"
+
+                [[hosts]]
+                name = "mx1"
+
+                [[hosts]]
+                name = "mx2"
+                address = "192.0.2.7"
+                groups = ["g"]
+                jump = ""
+
+                [[hosts]]
+                name = "other"
+            "#},
+        )
+        .unwrap();
+        let opts = LoadOptions {
+            ssh_config: Some(cfg.clone()),
+            ..Default::default()
+        };
+        let hosts = load_with(&inv, &opts).unwrap().hosts;
+        let mx1 = &hosts[0];
+        assert_eq!(mx1.address, "10.0.0.mx1");
+        assert_eq!(mx1.user, "cfguser");
+        assert_eq!(mx1.port, 22, "[defaults] port is explicit and wins");
+        assert_eq!(mx1.identity_files, vec![PathBuf::from("/keys/cfguser")]);
+        assert_eq!(mx1.known_hosts, PathBuf::from("/kh/cfg"));
+        assert_eq!(
+            mx1.jump,
+            Some(JumpSpec {
+                user: "jumper".into(),
+                host: "bastion.example".into(),
+                port: 2022
+            })
+        );
+        // An explicit address is the destination (and HostName does not replace it);
+        // a group's user and `jump = ""` are explicit too.
+        let mx2 = &hosts[1];
+        assert_eq!(mx2.address, "192.0.2.7");
+        assert_eq!(mx2.user, "groupuser");
+        assert_eq!(mx2.jump, None);
+        assert_eq!(mx2.known_hosts, PathBuf::from("/kh/ip"));
+        // No block matches `other`: built-in defaults.
+        let other = &hosts[2];
+        assert_eq!(
+            (other.user.as_str(), other.address.as_str()),
+            ("root", "other")
+        );
+        // Without the option nothing is read.
+        assert_eq!(load(&inv).unwrap().hosts[0].user, "root");
+        // A missing file named on the command line is an error.
+        let missing = LoadOptions {
+            ssh_config: Some(dir.path().join("nope")),
+            ..Default::default()
+        };
+        let err = load_with(&inv, &missing).unwrap_err().to_string();
+        assert!(err.contains("cannot read ssh_config"), "{err}");
+    }
+
+    #[test]
+    fn ssh_config_true_reads_the_user_config_per_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let user_cfg = dir.path().join("user_config");
+        fs::write(&user_cfg, "Host *\n  User fromhome\n  Port 2345\n").unwrap();
+        let inv = dir.path().join("inv.toml");
+        fs::write(
+            &inv,
+            indoc! {r#"
+                [defaults]
+                ssh_config = true
+
+                [[hosts]]
+                name = "viacfg"
+
+                [[hosts]]
+                name = "optout"
+                ssh_config = false
+            "#},
+        )
+        .unwrap();
+        let opts = LoadOptions {
+            ssh_config: None,
+            user_ssh_config: user_cfg.clone(),
+        };
+        let hosts = load_with(&inv, &opts).unwrap().hosts;
+        assert_eq!((hosts[0].user.as_str(), hosts[0].port), ("fromhome", 2345));
+        assert_eq!((hosts[1].user.as_str(), hosts[1].port), ("root", 22));
+        // A missing user config is ignored, as ssh does.
+        fs::remove_file(&user_cfg).unwrap();
+        let hosts = load_with(&inv, &opts).unwrap().hosts;
+        assert_eq!(hosts[0].user, "root");
     }
 
     fn messages(text: &str) -> String {
@@ -935,12 +1250,12 @@ mod tests {
     #[test_case(indoc! {r#"
         [defaults]
         usr = "root"
-    "#}, "inv.toml:2:1: defaults.usr: unknown field `usr`, expected one of `dns_servers`, `user`, `port`, `identity_files`, `become`, `known_hosts`, `host_key_policy`, `connect_timeout`, `command_timeout`, `jump`, `vars`, `egress`"; "unknown key")]
+    "#}, "inv.toml:2:1: defaults.usr: unknown field `usr`, expected one of `dns_servers`, `user`, `port`, `identity_files`, `become`, `known_hosts`, `host_key_policy`, `connect_timeout`, `command_timeout`, `jump`, `vars`, `egress`, `ssh_config`"; "unknown key")]
     #[test_case(indoc! {r#"
         [[hosts]]
         name = "a"
         egres = ["x"]
-    "#}, "inv.toml:3:1: hosts[0].egres: unknown field `egres`, expected one of `name`, `address`, `groups`, `cluster`, `roles`, `user`, `port`, `identity_files`, `become`, `known_hosts`, `host_key_policy`, `connect_timeout`, `command_timeout`, `jump`, `vars`, `egress`"; "unknown host key")]
+    "#}, "inv.toml:3:1: hosts[0].egres: unknown field `egres`, expected one of `name`, `address`, `groups`, `cluster`, `roles`, `user`, `port`, `identity_files`, `become`, `known_hosts`, `host_key_policy`, `connect_timeout`, `command_timeout`, `jump`, `vars`, `egress`, `ssh_config`"; "unknown host key")]
     #[test_case(indoc! {r#"
         [[hosts]]
         name = "a"

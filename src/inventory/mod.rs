@@ -7,7 +7,11 @@ mod limit;
 mod load;
 mod model;
 pub mod raw;
+pub mod shard;
+pub mod ssh_config;
 
 pub use limit::{LimitError, select};
-pub use load::load;
+pub use load::{LoadOptions, load, load_with};
 pub use model::{Become, Host, HostKeyPolicy, Inventory, JumpSpec};
+pub use shard::Shard;
+pub use ssh_config::default_ssh_config;

@@ -43,6 +43,8 @@ macro_rules! with_settings {
             pub vars: Option<BTreeMap<String, String>>,
             /// Addresses the MTA sends from (checked against each hosted domain's SPF).
             pub egress: Option<Vec<Spanned<String>>>,
+            /// Fill what the inventory leaves unset from `~/.ssh/config`.
+            pub ssh_config: Option<bool>,
         }
 
         impl $name {
@@ -59,6 +61,7 @@ macro_rules! with_settings {
                     command_timeout: self.command_timeout.clone(),
                     jump: self.jump.clone(),
                     vars: self.vars.clone(),
+                    ssh_config: self.ssh_config,
                     egress: self.egress.clone(),
                     ..RawSettings::default()
                 }

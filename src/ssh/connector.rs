@@ -4,8 +4,14 @@
 //!
 //! One [`Connector`] serves a whole run: it caches decrypted keys (decrypting costs
 //! ~125 ms of CPU each), caps concurrent handshakes (sshd `MaxStartups`), serialises
-//! known_hosts writes and keeps one connection per bastion shared by every target
-//! behind it. It has no timeouts of its own besides `Host::connect_timeout`.
+//! known_hosts writes and multiplexes every target behind a bastion over one bastion
+//! connection (direct-tcpip channels), at most `max_tunnels_per_bastion` of them per
+//! connection: beyond that a further connection to the same bastion is opened, so a
+//! run that holds its sessions (apply) never waits for a slot. A bastion that cannot be
+//! reached is tried ONCE per run: the failure is logged once and every host behind it
+//! fails with the same "unreachable via bastion" message (kind unreachable), without
+//! a new attempt per host. It has no timeouts of its own besides
+//! `Host::connect_timeout` (the bastion's own connect gets the first target's).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,12 +21,18 @@ use std::time::Duration;
 use russh::client::{self, Handle};
 use russh::keys::agent::client::AgentClient;
 use russh::keys::ssh_key::PublicKey;
-use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::keys::ssh_key::certificate::CertType;
+use russh::keys::{
+    Algorithm, Certificate, EcdsaCurve, HashAlg, PrivateKey, PrivateKeyWithHashAlg,
+    PublicKeyOrCertificate,
+};
 use tokio::net::TcpStream;
 use tokio::sync::{OnceCell, Semaphore};
 
 use super::error::{ConnectError, FailureKind, HostKeyDetail};
-use super::known_hosts::{HostKeyStatus, KnownHosts, KnownHostsCache, append_hashed, fingerprint};
+use super::known_hosts::{
+    HostKeyStatus, KnownHosts, KnownHostsCache, append_hashed, fingerprint, pattern_matches,
+};
 use super::session::{Session, SessionInner};
 use crate::inventory::{Host, HostKeyPolicy, JumpSpec};
 use crate::secrets::{self, SecretKind};
@@ -38,6 +50,9 @@ pub struct ConnectorOptions {
     pub max_handshakes: usize,
     /// Commands in flight per connection (OpenSSH `MaxSessions` defaults to 10).
     pub max_channels_per_conn: usize,
+    /// Open direct-tcpip tunnels (target sessions) per bastion connection; beyond it
+    /// another connection to the bastion is opened.
+    pub max_tunnels_per_bastion: usize,
     /// The ssh-agent socket; [`Default`] takes `SSH_AUTH_SOCK`.
     pub agent_socket: Option<PathBuf>,
 }
@@ -50,6 +65,7 @@ impl Default for ConnectorOptions {
             keepalive_max: 3,
             max_handshakes: 16,
             max_channels_per_conn: 10,
+            max_tunnels_per_bastion: 64,
             agent_socket: std::env::var_os("SSH_AUTH_SOCK")
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
@@ -57,11 +73,34 @@ impl Default for ConnectorOptions {
     }
 }
 
-type BastionSlot = Arc<tokio::sync::Mutex<Option<Session>>>;
+/// One connection to a bastion and its tunnel slots.
+struct BastionConn {
+    session: Session,
+    tunnels: Arc<Semaphore>,
+}
 
+/// Everything known about one bastion `user@host:port` during a run.
+#[derive(Default)]
+struct BastionState {
+    conns: Vec<BastionConn>,
+    /// Set by the first failed connect; later targets get it without a new attempt.
+    failed: Option<ConnectError>,
+}
+
+type BastionSlot = Arc<tokio::sync::Mutex<BastionState>>;
+
+/// A tunnel slot on a bastion connection, held for the life of the target's session.
+pub(crate) struct Tunnel {
+    session: Session,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
 struct ConnectorInner {
     opts: ConnectorOptions,
     config: Arc<client::Config>,
+    /// `config` plus the certificate host-key algorithms, for hosts that known_hosts
+    /// gives a `@cert-authority` (as OpenSSH does, certificates are only asked for
+    /// where a CA could vouch for them).
+    cert_config: Arc<client::Config>,
     keys: Mutex<HashMap<PathBuf, Arc<OnceCell<Arc<PrivateKey>>>>>,
     handshakes: Semaphore,
     known_hosts: Arc<KnownHostsCache>,
@@ -210,6 +249,176 @@ impl Checker {
     }
 }
 
+impl Checker {
+    /// Verifies a host certificate against the `@cert-authority` lines for this host.
+    fn verify_certificate(&self, cert: &Certificate) -> Result<(), CheckerError> {
+        let path = self.known_hosts.display();
+        self.cache
+            .with(&self.known_hosts, |kh| {
+                self.judge_certificate(kh, cert, now_unix())
+            })
+            .map_err(|e| {
+                CheckerError::Refused(Box::new(ConnectError::new(
+                    FailureKind::Hostkey,
+                    format!("cannot read known_hosts {path} for {}: {e}", self.target()),
+                )))
+            })?
+    }
+
+    /// The `@cert-authority` entries for the address or the inventory name.
+    fn authorities<'k>(&self, kh: &'k KnownHosts) -> Vec<&'k super::known_hosts::Entry> {
+        let mut cas = kh.authorities(&self.address, self.port);
+        if self.host_name != self.address {
+            for e in kh.authorities(&self.host_name, self.port) {
+                if !cas.iter().any(|c| c.line == e.line) {
+                    cas.push(e);
+                }
+            }
+        }
+        cas
+    }
+
+    fn revoked(&self, kh: &KnownHosts, key: &PublicKey) -> Option<usize> {
+        kh.revoked_line(&self.address, self.port, key)
+            .or_else(|| kh.revoked_line(&self.host_name, self.port, key))
+    }
+
+    /// OpenSSH's checks for a host certificate: a CA trusted for this host signed it,
+    /// it is a host (not user) certificate, `now` is inside its validity window, one of
+    /// its principals names the host, it carries no critical option we do not know,
+    /// and neither the CA nor the certified key is revoked.
+    fn judge_certificate(
+        &self,
+        kh: &KnownHosts,
+        cert: &Certificate,
+        now: u64,
+    ) -> Result<(), CheckerError> {
+        let path = self.known_hosts.display();
+        let target = self.target();
+        let certified = PublicKey::from(cert.public_key().clone());
+        let ca_key = PublicKey::from(cert.signature_key().clone());
+        let ca_fp = fingerprint(&ca_key);
+        let cas = self.authorities(kh);
+        if cas.is_empty() {
+            // No CA vouches for this host: judge the certified key as a plain key
+            // (what OpenSSH does after "no matching CA found").
+            return self.judge(kh, &certified);
+        }
+        let expected: Vec<String> = cas.iter().map(|e| fingerprint(&e.key)).collect();
+        let refuse = |message: String, line: Option<usize>| {
+            self.refuse(message, expected.clone(), &certified, line)
+        };
+        if let Some(line) = self.revoked(kh, &ca_key) {
+            return Err(refuse(
+                format!(
+                    "host certificate of {target} is signed by CA {ca_fp}, which known_hosts {path} revokes (line {line})"
+                ),
+                Some(line),
+            ));
+        }
+        if let Some(line) = self.revoked(kh, &certified) {
+            return Err(refuse(
+                format!(
+                    "host key in the certificate of {target} is revoked in known_hosts {path} line {line}"
+                ),
+                Some(line),
+            ));
+        }
+        let Some(ca) = cas
+            .iter()
+            .find(|e| e.key.key_data() == cert.signature_key())
+        else {
+            return Err(refuse(
+                format!(
+                    "host certificate of {target} is signed by CA {ca_fp}, which known_hosts {path} does not trust for this host (trusted: {})",
+                    expected.join(", ")
+                ),
+                None,
+            ));
+        };
+        let line = Some(ca.line);
+        if cert.cert_type() != CertType::Host {
+            return Err(refuse(
+                format!(
+                    "{target} presented a user certificate (key id `{}`) as its host key",
+                    cert.key_id()
+                ),
+                line,
+            ));
+        }
+        let show = |t: u64| {
+            jiff::Timestamp::from_second(t as i64)
+                .map(|ts| ts.to_string())
+                .unwrap_or_else(|_| "forever".into())
+        };
+        if now < cert.valid_after() {
+            return Err(refuse(
+                format!(
+                    "host certificate of {target} (key id `{}`) is not valid before {}",
+                    cert.key_id(),
+                    show(cert.valid_after())
+                ),
+                line,
+            ));
+        }
+        if now >= cert.valid_before() {
+            return Err(refuse(
+                format!(
+                    "host certificate of {target} (key id `{}`) expired at {}",
+                    cert.key_id(),
+                    show(cert.valid_before())
+                ),
+                line,
+            ));
+        }
+        let principals = cert.valid_principals();
+        let names = [self.address.as_str(), self.host_name.as_str()];
+        if !principals
+            .iter()
+            .any(|p| names.iter().any(|n| pattern_matches(p, n)))
+        {
+            return Err(refuse(
+                format!(
+                    "host certificate of {target} (key id `{}`) is not valid for this host: its principals are [{}], none of them is `{}`{}",
+                    cert.key_id(),
+                    principals.join(", "),
+                    self.address,
+                    if self.host_name != self.address {
+                        format!(" or `{}`", self.host_name)
+                    } else {
+                        String::new()
+                    }
+                ),
+                line,
+            ));
+        }
+        if let Some((option, _)) = cert.critical_options().iter().next() {
+            return Err(refuse(
+                format!(
+                    "host certificate of {target} carries the critical option `{option}`, which is not understood"
+                ),
+                line,
+            ));
+        }
+        // The signature, checked last and by ssh-key (with the trust and window checks
+        // again): everything above only gives the refusal a precise reason.
+        cert.validate_at(now, [&ca.key.fingerprint(HashAlg::Sha256)])
+            .map_err(|_| {
+                refuse(
+                    format!("host certificate of {target} does not verify against CA {ca_fp} (bad signature)"),
+                    line,
+                )
+            })
+    }
+}
+
+/// Seconds since the epoch (0 if the clock is before 1970, which no certificate trusts).
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 impl client::Handler for Checker {
     type Error = CheckerError;
 
@@ -219,11 +428,16 @@ impl client::Handler for Checker {
     ) -> Result<bool, Self::Error> {
         let key = match key {
             PublicKeyOrCertificate::PublicKey { key, .. } => key,
+            PublicKeyOrCertificate::Certificate(cert) if !self.scan => {
+                return self.verify_certificate(cert).map(|()| true);
+            }
             PublicKeyOrCertificate::Certificate(_) => {
+                // Scans never ask for certificates; a server that sends one anyway
+                // gets no key recorded from it.
                 return Err(CheckerError::Refused(Box::new(ConnectError::new(
                     FailureKind::Hostkey,
                     format!(
-                        "host {} offered a host certificate; certificate host keys are not supported",
+                        "host {} offered a host certificate to a scan; scans record plain host keys only",
                         self.target()
                     ),
                 ))));
@@ -236,9 +450,29 @@ impl client::Handler for Checker {
     }
 }
 
+/// Host certificate algorithms offered to hosts with a `@cert-authority`, best first.
+const CERT_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::Ed25519,
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP256,
+    },
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP384,
+    },
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP521,
+    },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha512),
+    },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha256),
+    },
+];
+
 /// Outcome of a handshake: a connection, or (scan mode) just the key.
 enum Handshake {
-    Connected(Handle<Checker>, Option<Session>),
+    Connected(Handle<Checker>, Option<Tunnel>),
     Scanned(PublicKey),
 }
 
@@ -257,18 +491,22 @@ fn target(host: &Host) -> String {
 impl Connector {
     /// A connector with these options.
     pub fn new(opts: ConnectorOptions) -> Self {
-        let config = client::Config {
+        let config = || client::Config {
             nodelay: true,
             keepalive_interval: Some(opts.keepalive_interval),
             keepalive_max: opts.keepalive_max,
             inactivity_timeout: None,
             ..Default::default()
         };
+        let mut cert_config = config();
+        cert_config.preferred.host_key_certificates = std::borrow::Cow::Borrowed(CERT_ALGORITHMS);
+        let config = config();
         Connector {
             inner: Arc::new(ConnectorInner {
                 handshakes: Semaphore::new(opts.max_handshakes.max(1)),
                 opts,
                 config: Arc::new(config),
+                cert_config: Arc::new(cert_config),
                 keys: Mutex::new(HashMap::new()),
                 known_hosts: Arc::new(KnownHostsCache::default()),
                 bastions: Mutex::new(HashMap::new()),
@@ -281,9 +519,13 @@ impl Connector {
         &self.inner.opts
     }
 
-    /// Connects and authenticates to `host` within `host.connect_timeout`.
+    /// Connects and authenticates to `host` within `host.connect_timeout` (a bastion
+    /// connection, when one must be opened first, has its own `connect_timeout`).
     pub async fn connect(&self, host: &Host) -> Result<Session, ConnectError> {
-        match tokio::time::timeout(host.connect_timeout, self.connect_untimed(host)).await {
+        // Outside the target's deadline: waiting for another target to finish opening
+        // the shared bastion connection is not this target's slowness.
+        let tunnel = self.bastion_for(host).await?;
+        match tokio::time::timeout(host.connect_timeout, self.connect_untimed(host, tunnel)).await {
             Ok(result) => result,
             Err(_) => Err(ConnectError::new(
                 FailureKind::Timeout,
@@ -312,14 +554,27 @@ impl Connector {
         }
     }
 
+    /// Whether known_hosts names a `@cert-authority` for `host` (its address or name).
+    fn has_authority(&self, host: &Host) -> bool {
+        self.inner
+            .known_hosts
+            .with(&host.known_hosts, |kh| {
+                !kh.authorities(&host.address, host.port).is_empty()
+                    || !kh.authorities(&host.name, host.port).is_empty()
+            })
+            .unwrap_or(false)
+    }
+
     /// The known_hosts cache (and write lock) shared with `scan`.
     pub(crate) fn known_hosts_cache(&self) -> &KnownHostsCache {
         &self.inner.known_hosts
     }
 
-    async fn connect_untimed(&self, host: &Host) -> Result<Session, ConnectError> {
-        // Resolve the bastion first: its own connect takes a handshake permit too.
-        let bastion = self.bastion_for(host).await?;
+    async fn connect_untimed(
+        &self,
+        host: &Host,
+        bastion: Option<Tunnel>,
+    ) -> Result<Session, ConnectError> {
         // Held through authentication: sshd counts a connection against MaxStartups
         // until it has authenticated.
         let _permit = self.handshake_permit().await;
@@ -342,7 +597,7 @@ impl Connector {
         })
     }
 
-    async fn bastion_for(&self, host: &Host) -> Result<Option<Session>, ConnectError> {
+    async fn bastion_for(&self, host: &Host) -> Result<Option<Tunnel>, ConnectError> {
         match &host.jump {
             Some(jump) => Ok(Some(self.bastion(jump, host).await?)),
             None => Ok(None),
@@ -362,7 +617,7 @@ impl Connector {
         &self,
         host: &Host,
         scan: bool,
-        bastion: Option<Session>,
+        bastion: Option<Tunnel>,
     ) -> Result<Handshake, ConnectError> {
         let mut attempt: u32 = 0;
         loop {
@@ -375,9 +630,13 @@ impl Connector {
                 cache: self.inner.known_hosts.clone(),
                 scan,
             };
-            let config = self.inner.config.clone();
+            let config = if !scan && self.has_authority(host) {
+                self.inner.cert_config.clone()
+            } else {
+                self.inner.config.clone()
+            };
             let result = match &bastion {
-                Some(b) => {
+                Some(Tunnel { session: b, .. }) => {
                     let channel = b
                         .inner
                         .handle
@@ -438,8 +697,10 @@ impl Connector {
         }
     }
 
-    /// One shared connection per bastion `user@host:port`, re-opened if it died.
-    async fn bastion(&self, jump: &JumpSpec, target_host: &Host) -> Result<Session, ConnectError> {
+    /// A tunnel slot on a connection to the bastion `jump`: an existing connection with
+    /// a free slot, else a new connection (one attempt at a time per bastion; after a
+    /// failure, none at all).
+    async fn bastion(&self, jump: &JumpSpec, target_host: &Host) -> Result<Tunnel, ConnectError> {
         let key = format!("{}@{}:{}", jump.user, jump.host, jump.port);
         let slot = {
             let mut map = self
@@ -449,9 +710,24 @@ impl Connector {
                 .unwrap_or_else(|p| p.into_inner());
             map.entry(key.clone()).or_default().clone()
         };
-        let mut guard = slot.lock().await;
-        if let Some(session) = guard.as_ref().filter(|s| !s.is_closed()) {
-            return Ok(session.clone());
+        let mut state = slot.lock().await;
+        let via = |e: &ConnectError| {
+            ConnectError::new(
+                FailureKind::Unreachable,
+                format!("unreachable via bastion `{key}`: {}", e.message),
+            )
+        };
+        if let Some(e) = &state.failed {
+            return Err(via(e));
+        }
+        state.conns.retain(|c| !c.session.is_closed());
+        for conn in &state.conns {
+            if let Ok(permit) = conn.tunnels.clone().try_acquire_owned() {
+                return Ok(Tunnel {
+                    session: conn.session.clone(),
+                    _slot: permit,
+                });
+            }
         }
         // The bastion is checked and authenticated like any host, with the target's
         // known_hosts, identities and policy (ProxyJump semantics).
@@ -463,17 +739,46 @@ impl Connector {
             jump: None,
             ..target_host.clone()
         };
-        let session = Box::pin(self.connect_untimed(&bastion_host))
-            .await
-            .map_err(|e| ConnectError {
-                message: format!(
-                    "via bastion `{key}` for `{}`: {}",
-                    target_host.name, e.message
+        let attempt = tokio::time::timeout(
+            bastion_host.connect_timeout,
+            Box::pin(self.connect_untimed(&bastion_host, None)),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(ConnectError::new(
+                FailureKind::Timeout,
+                format!(
+                    "connecting to {} timed out after {}",
+                    target(&bastion_host),
+                    humantime::format_duration(bastion_host.connect_timeout)
                 ),
-                ..e
-            })?;
-        *guard = Some(session.clone());
-        Ok(session)
+            ))
+        });
+        let session = match attempt {
+            Ok(s) => s,
+            Err(e) => {
+                // Logged here once; each target behind it carries the same message.
+                tracing::warn!(bastion = %key, error = %e.message, kind = ?e.kind, "bastion unreachable; every host behind it is marked unreachable");
+                let out = via(&e);
+                state.failed = Some(e);
+                return Err(out);
+            }
+        };
+        let tunnels = Arc::new(Semaphore::new(
+            self.inner.opts.max_tunnels_per_bastion.max(1),
+        ));
+        let permit = tunnels
+            .clone()
+            .try_acquire_owned()
+            .expect("a new bastion connection has free slots");
+        state.conns.push(BastionConn {
+            session: session.clone(),
+            tunnels,
+        });
+        Ok(Tunnel {
+            session,
+            _slot: permit,
+        })
     }
 
     async fn authenticate(
@@ -611,5 +916,153 @@ impl Connector {
         })
         .await
         .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// `ssh-keygen` in `dir`, asserting success.
+    fn keygen(dir: &Path, args: &[&str]) {
+        let out = Command::new("ssh-keygen")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("ssh-keygen runs");
+        assert!(out.status.success(), "ssh-keygen {args:?}: {out:?}");
+    }
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        ca: String,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            keygen(dir.path(), &["-q", "-t", "ed25519", "-N", "", "-f", "ca"]);
+            keygen(dir.path(), &["-q", "-t", "ed25519", "-N", "", "-f", "hk"]);
+            let ca = fs_line(&dir.path().join("ca.pub"));
+            Fixture { dir, ca }
+        }
+
+        /// Signs hk.pub with `extra` ssh-keygen options; returns the certificate.
+        fn sign(&self, extra: &[&str]) -> Certificate {
+            let _ = std::fs::remove_file(self.dir.path().join("hk-cert.pub"));
+            let mut args = vec!["-q", "-s", "ca", "-I", "kid"];
+            args.extend_from_slice(extra);
+            args.push("hk.pub");
+            keygen(self.dir.path(), &args);
+            Certificate::from_openssh(&fs_line(&self.dir.path().join("hk-cert.pub"))).unwrap()
+        }
+
+        fn checker(&self) -> Checker {
+            Checker {
+                host_name: "mx1.example".into(),
+                address: "127.0.0.1".into(),
+                port: 2222,
+                known_hosts: self.dir.path().join("known_hosts"),
+                policy: HostKeyPolicy::Strict,
+                cache: Arc::default(),
+                scan: false,
+            }
+        }
+
+        fn judge(&self, known_hosts: &str, cert: &Certificate) -> Result<(), String> {
+            let kh = KnownHosts::parse(known_hosts, Path::new("/kh"));
+            self.checker()
+                .judge_certificate(&kh, cert, now_unix())
+                .map_err(|e| match e {
+                    CheckerError::Refused(e) => e.message,
+                    _ => panic!("a refusal"),
+                })
+        }
+    }
+
+    fn fs_line(p: &Path) -> String {
+        std::fs::read_to_string(p).unwrap().trim().to_owned()
+    }
+
+    #[test]
+    fn certificate_checks_name_the_reason() {
+        let f = Fixture::new();
+        let ca_line = format!("@cert-authority [127.0.0.1]:2222 {}\n", f.ca);
+        // Valid for the inventory name (not the address) is enough.
+        let good = f.sign(&["-h", "-n", "mx1.example", "-V", "-5m:+1h"]);
+        assert_eq!(f.judge(&ca_line, &good), Ok(()));
+        // A principal pattern, as OpenSSH allows.
+        let pattern = f.sign(&["-h", "-n", "*.example", "-V", "-5m:+1h"]);
+        assert_eq!(f.judge(&ca_line, &pattern), Ok(()));
+
+        let user = f.sign(&["-n", "127.0.0.1", "-V", "-5m:+1h"]);
+        let e = f.judge(&ca_line, &user).unwrap_err();
+        assert!(
+            e.contains("presented a user certificate (key id `kid`)"),
+            "{e}"
+        );
+
+        let future = f.sign(&["-h", "-n", "127.0.0.1", "-V", "+1d:+2d"]);
+        let e = f.judge(&ca_line, &future).unwrap_err();
+        assert!(e.contains("is not valid before"), "{e}");
+
+        let nobody = f.sign(&["-h", "-V", "-5m:+1h"]);
+        let e = f.judge(&ca_line, &nobody).unwrap_err();
+        assert!(
+            e.contains("its principals are [], none of them is `127.0.0.1` or `mx1.example`"),
+            "a certificate without principals is valid for no host here: {e}"
+        );
+
+        let revoked = format!("{ca_line}@revoked * {}\n", f.ca);
+        let e = f.judge(&revoked, &good).unwrap_err();
+        assert!(
+            e.contains("is signed by CA SHA256:") && e.ends_with("revokes (line 2)"),
+            "{e}"
+        );
+
+        // A CA for other hosts only: the certified key is judged as a plain key.
+        let elsewhere = format!("@cert-authority *.other {}\n", f.ca);
+        let e = f.judge(&elsewhere, &good).unwrap_err();
+        assert!(e.contains("is not in known_hosts"), "{e}");
+        let plain = format!(
+            "[127.0.0.1]:2222 {}\n",
+            fs_line(&f.dir.path().join("hk.pub"))
+        );
+        assert_eq!(f.judge(&plain, &good), Ok(()));
+    }
+
+    #[test]
+    fn certificate_algorithms_are_asked_for_only_where_a_ca_could_vouch() {
+        let f = Fixture::new();
+        let kh = f.dir.path().join("known_hosts");
+        std::fs::write(&kh, format!("@cert-authority *.acme.example {}\n", f.ca)).unwrap();
+        let c = Connector::new(ConnectorOptions::default());
+        let mut host = Host {
+            name: "mx1.acme.example".into(),
+            address: "192.0.2.1".into(),
+            port: 22,
+            user: "root".into(),
+            identity_files: vec![],
+            become_: crate::inventory::Become::Auto,
+            known_hosts: kh,
+            host_key_policy: HostKeyPolicy::Strict,
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(1),
+            jump: None,
+            groups: vec![],
+            cluster: "acme".into(),
+            roles: vec![],
+            vars: Default::default(),
+            egress: Vec::new(),
+            source: "t.toml".into(),
+        };
+        assert!(c.has_authority(&host), "matched by the inventory name");
+        host.name = "mx1.globex.example".into();
+        assert!(!c.has_authority(&host));
+        assert!(
+            c.inner.config.preferred.host_key_certificates.is_empty()
+                && c.inner.cert_config.preferred.host_key_certificates[0] == Algorithm::Ed25519
+        );
     }
 }

@@ -3,7 +3,8 @@
 //! Supports what OpenSSH writes and reads: plain and hashed (`|1|salt|hash`, HMAC-SHA1)
 //! host fields, `[host]:port` (port 22 is the bare host), comma lists, `*`/`?` patterns
 //! and `!` negation, `@revoked` (a revoked key is refused even if also listed as good) and
-//! `@cert-authority` (parsed and kept, not used for plain host keys). Any run of spaces or
+//! `@cert-authority` (the CAs trusted to sign host certificates for the matching hosts,
+//! see [`KnownHosts::authorities`]; never a plain host key). Any run of spaces or
 //! tabs separates fields. Line numbers are 1-based and count every line. A line that does
 //! not parse is kept in [`KnownHosts::problems`] and otherwise skipped, as OpenSSH does.
 
@@ -233,6 +234,38 @@ impl KnownHosts {
             },
         }
     }
+}
+
+impl KnownHosts {
+    /// The `@cert-authority` entries whose host patterns match `host:port`.
+    pub fn authorities(&self, host: &str, port: u16) -> Vec<&Entry> {
+        let name = lookup_name(host, port);
+        self.entries
+            .iter()
+            .filter(|e| e.marker == Marker::CertAuthority && e.hosts.matches(&name))
+            .collect()
+    }
+
+    /// The `@revoked` line for `host:port` that lists `key`, if any.
+    pub fn revoked_line(&self, host: &str, port: u16, key: &PublicKey) -> Option<usize> {
+        let name = lookup_name(host, port);
+        self.entries
+            .iter()
+            .find(|e| {
+                e.marker == Marker::Revoked
+                    && e.hosts.matches(&name)
+                    && e.key.key_data() == key.key_data()
+            })
+            .map(|e| e.line)
+    }
+}
+
+/// Whether `pattern` (`*`, `?`; case-insensitive) matches `text`, as OpenSSH matches
+/// certificate principals.
+pub fn pattern_matches(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.to_ascii_lowercase().chars().collect();
+    let t: Vec<char> = text.to_ascii_lowercase().chars().collect();
+    glob(&p, &t)
 }
 
 /// (mtime, size) of a file, `None` when it does not exist.
@@ -485,6 +518,23 @@ mod tests {
         assert_eq!(kh.entries.len(), 1);
         assert_eq!(kh.entries[0].marker, Marker::CertAuthority);
         assert_eq!(kh.check("a.example", 22, &k), HostKeyStatus::Unknown);
+    }
+
+    #[test]
+    fn authorities_follow_host_patterns_and_revocations_are_found() {
+        let (ca, other) = (key(), key());
+        let kh = parse(&format!(
+            "@cert-authority *.example,[127.0.0.*]:* {}\n@revoked [127.0.0.1]:2222 {}\n",
+            text(&ca),
+            text(&other)
+        ));
+        assert_eq!(kh.authorities("mx.example", 22).len(), 1);
+        assert_eq!(kh.authorities("127.0.0.1", 2222).len(), 1);
+        assert!(kh.authorities("mx.other", 22).is_empty());
+        assert_eq!(kh.revoked_line("127.0.0.1", 2222, &other), Some(2));
+        assert_eq!(kh.revoked_line("127.0.0.1", 2222, &ca), None);
+        assert!(pattern_matches("*.ACME.example", "mx1.acme.example"));
+        assert!(!pattern_matches("mx?.acme.example", "mx10.acme.example"));
     }
 
     #[test]

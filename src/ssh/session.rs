@@ -63,8 +63,9 @@ pub(crate) struct SessionInner {
     pub(crate) become_: Become,
     pub(crate) channels: Semaphore,
     pub(crate) max_output: usize,
-    /// Keeps the bastion connection alive while this session tunnels through it.
-    pub(crate) _bastion: Option<Session>,
+    /// Keeps the bastion connection alive (and its tunnel slot taken) while this
+    /// session tunnels through it.
+    pub(crate) _bastion: Option<super::connector::Tunnel>,
 }
 
 /// One authenticated connection; cheap to clone, shared by every step for that host.

@@ -116,6 +116,13 @@ impl Sshd {
 
     /// Starts an sshd with extra config lines appended.
     pub fn start_with(test: &str, extra: &str) -> Option<Sshd> {
+        Self::start_prepared(test, |_| extra.to_owned())
+    }
+
+    /// Starts an sshd after `prepare` ran on its directory (which already holds
+    /// `host_key` and `host_key.pub`, e.g. to sign a host certificate); the lines it
+    /// returns are appended to the config.
+    pub fn start_prepared(test: &str, prepare: impl FnOnce(&Path) -> String) -> Option<Sshd> {
         if !require_root(test) {
             return None;
         }
@@ -133,6 +140,7 @@ impl Sshd {
             .take(2)
             .collect::<Vec<_>>()
             .join(" ");
+        let extra = prepare(d);
         fs::create_dir_all(d.join("authorized_keys")).unwrap();
         // The temp dir is 0700; sshd reads authorized_keys as the target user.
         fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();

@@ -1,0 +1,181 @@
+//! `simulate` (a standalone simulated fleet) and `demo` (a simulated fleet plus the
+//! tool's own check → apply → check against it over real SSH).
+
+use super::{DemoArgs, Progress, SimulateArgs};
+use crate::engine::apply::{self, ApplyOptions};
+use crate::engine::events::Events;
+use crate::engine::run::{self as engine_run, RunOptions};
+use crate::exit;
+use crate::report::model::HostStatus;
+use crate::sim::{Fleet, SimulateOptions, demo_spec, run_simulate};
+use crate::ui::progress::{self, ProgressMode};
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("carbonio-fleet: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+pub(super) fn simulate(a: &SimulateArgs) -> i32 {
+    let Some(rt) = runtime() else {
+        return exit::USAGE;
+    };
+    let opts = SimulateOptions {
+        nodes: a.nodes,
+        profile_mix: a.profile_mix.clone(),
+        latency: a.latency,
+        restart_time: a.restart_time,
+        port_base: a.port_base,
+        loopback_ips: a.loopback_ips,
+        cluster_size: a.cluster_size,
+        smtp_outside: a.smtp_outside,
+        dir: a.dir.clone(),
+    };
+    rt.block_on(run_simulate(opts))
+}
+
+/// Runs one engine step with its own event consumer (progress bars when allowed).
+async fn step<F, Fut>(mode: ProgressMode, body: F) -> i32
+where
+    F: FnOnce(Events) -> Fut,
+    Fut: std::future::Future<Output = i32>,
+{
+    let (events, rx) = Events::channel();
+    let consumer = tokio::spawn(progress::run(rx, mode, None));
+    let code = body(events).await;
+    let _ = consumer.await;
+    code
+}
+
+fn banner(text: &str) {
+    println!("\n══ {text} ══\n");
+}
+
+pub(super) fn demo(a: &DemoArgs) -> i32 {
+    let Some(rt) = runtime() else {
+        return exit::USAGE;
+    };
+    let mode = match a.progress {
+        Progress::Never => ProgressMode::Never,
+        Progress::Always => ProgressMode::Always,
+        Progress::Auto => ProgressMode::Auto,
+    };
+    rt.block_on(async move {
+        let dir = match tempfile::Builder::new().prefix("carbonio-fleet-demo-").tempdir() {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("carbonio-fleet: cannot create a temporary directory: {e}");
+                return exit::USAGE;
+            }
+        };
+        let mut spec = demo_spec();
+        spec.nodes.truncate(a.nodes.max(1));
+        // Free ports differ between machines and runs: try a few bases.
+        let mut fleet: Option<Fleet> = None;
+        let mut last_err = String::new();
+        for attempt in 0..20u16 {
+            spec.port_base = 22000 + attempt * 97;
+            match Fleet::start(spec.clone(), dir.path()).await {
+                Ok(f) => {
+                    fleet = Some(f);
+                    break;
+                }
+                Err(e) => last_err = e.to_string(),
+            }
+        }
+        let Some(fleet) = fleet else {
+            eprintln!("carbonio-fleet: the simulated fleet could not start: {last_err}");
+            return exit::USAGE;
+        };
+        // The shipped playbook, with a short pause between batches so the demo is quick.
+        let playbook_path = dir.path().join("backscatter-demo.toml");
+        let text = crate::playbook::DEFAULT_PLAYBOOK.replace("pause = \"5s\"", "pause = \"1s\"");
+        if let Err(e) = std::fs::write(&playbook_path, text) {
+            eprintln!("carbonio-fleet: cannot write the demo playbook: {e}");
+            return exit::USAGE;
+        }
+        let clusters: std::collections::BTreeSet<&str> =
+            spec.nodes.iter().map(|n| n.cluster.as_str()).collect();
+        println!(
+            "carbonio-fleet demo: {} simulated Carbonio nodes in {} clusters, each a real SSH server\n\
+             (russh) on 127.0.0.1:{}-{} with its own host key. Legacy (zmcontrol) and systemd nodes,\n\
+             non-compliant, half-compliant and compliant ones, one whose server entry overrides a\n\
+             global value, one whose policy spawn user is missing, one that is unreachable.\n\
+             Inventory:   {}\nknown_hosts: {} (strict host-key checking)",
+            fleet.nodes().len(),
+            clusters.len(),
+            spec.port_base,
+            spec.port_base as usize + fleet.nodes().len() - 1,
+            fleet.inventory_path().display(),
+            fleet.known_hosts_path().display(),
+        );
+        let opts = RunOptions {
+            inventory: fleet.inventory_path(),
+            playbook: Some(playbook_path),
+            limit: None,
+            forks: 64,
+            report_dir: a.report_dir.clone(),
+            json: false,
+            metrics_file: None,
+            shard: None,
+            ssh_config: None,
+        };
+
+        banner("1/3  check: audit the fleet, change nothing");
+        let o = opts.clone();
+        let first = step(mode, |ev| async move { engine_run::check(&o, ev).await }).await;
+
+        banner("2/3  apply: one carbonio prov batch per cluster, staggered restarts, health gates");
+        let ao = ApplyOptions { run: opts.clone(), yes: true, resume: false, retry_failed: false };
+        let applied = step(mode, |ev| async move { apply::apply(&ao, ev).await }).await;
+
+        banner("3/3  check again: prove the result");
+        let o = opts.clone();
+        let last = step(mode, |ev| async move { engine_run::check(&o, ev).await }).await;
+        fleet.shutdown().await;
+
+        let latest = a.report_dir.join("latest");
+        let report = crate::report::store::read_report(&latest.join("report.json"));
+        println!(
+            "\nexit codes: first check {first}, apply {applied}, final check {last} \
+             (3 = some host failed: the unreachable node; see the summary above)"
+        );
+        println!(
+            "reports: {}/{{report.json, report.html, junit.xml, metrics.prom}} (and the apply run's journal.jsonl)",
+            latest.display()
+        );
+        // The demo succeeds when everything that may be changed ended compliant: what is
+        // left must be the unreachable node and the cluster blocked by the missing
+        // spawn user.
+        match report {
+            Ok(r) => {
+                let unexpected: Vec<&str> = r
+                    .hosts
+                    .iter()
+                    .filter(|h| h.status != HostStatus::Compliant)
+                    .filter(|h| h.error.is_none() || h.status != HostStatus::Failed)
+                    .filter(|h| !h.findings.iter().any(|f| f.blocking))
+                    .map(|h| h.name.as_str())
+                    .collect();
+                if unexpected.is_empty() {
+                    println!("demo finished: every node that may be changed is compliant");
+                    exit::OK
+                } else {
+                    eprintln!("demo: unexpected state on {}", unexpected.join(", "));
+                    exit::HOST_FAILED
+                }
+            }
+            Err(e) => {
+                eprintln!("carbonio-fleet: {e}");
+                exit::HOST_FAILED
+            }
+        }
+    })
+}

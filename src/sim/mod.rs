@@ -1,0 +1,24 @@
+//! The simulated Carbonio fleet: russh servers on loopback, each emulating one Carbonio
+//! node (shell, `carbonio prov`, `zmcontrol`, `systemctl`, `postconf`, SMTP on port 25),
+//! for the demo, the integration tests and benchmarks.
+
+pub mod attrs;
+pub mod error;
+pub mod fleet;
+pub mod node;
+pub mod postfix;
+pub mod profiles;
+pub mod programs;
+pub mod restarts;
+mod server;
+pub mod shell;
+pub mod simulate;
+pub mod smtp;
+
+pub use error::SimError;
+pub use fleet::{
+    Addressing, Fleet, FleetSpec, NodeHandle, NodeSnapshot, NodeSpec, standalone_node,
+};
+pub use profiles::{Behaviour, NodeProfile, NodeRole, Posture};
+pub use restarts::{RestartMethod, RestartRecord, max_concurrent, max_concurrent_per_cluster};
+pub use simulate::{SimulateOptions, demo_spec, run_simulate};

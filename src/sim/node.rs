@@ -1,0 +1,289 @@
+//! State of one simulated Carbonio node and of the LDAP its cluster shares.
+//!
+//! The cluster's LDAP ([`ClusterState`]) holds the global config, one server entry per
+//! node (server-level attributes, `zimbraServiceEnabled`), hosted domains and accounts:
+//! `mcf` on one node is seen by all. [`NodeState`] holds what is local to the machine:
+//! platform, OS users, sudo rights, virtual files, service status and the EFFECTIVE
+//! Postfix config, which is re-rendered from LDAP only when the node restarts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::attrs::{AttrMap, lookup};
+use super::postfix::{EffectivePostfix, RenderInput};
+use super::restarts::RestartLog;
+
+/// Service manager generation of a node (CARBONIO.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Platform {
+    /// `zmcontrol` manages services (Ubuntu 22.04 / RHEL 8).
+    Legacy,
+    /// Carbonio systemd targets (Ubuntu 24.04 / RHEL 9); zmcontrol refuses.
+    Systemd,
+}
+
+impl Platform {
+    /// Lower-case name, as used in profiles and inventory groups.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Legacy => "legacy",
+            Platform::Systemd => "systemd",
+        }
+    }
+}
+
+/// The LDAP of one cluster.
+#[derive(Debug, Clone, Default)]
+pub struct Ldap {
+    /// Global config (`cn=config`).
+    pub global: AttrMap,
+    /// Server entries by server name: only values set on the entry itself.
+    pub servers: BTreeMap<String, AttrMap>,
+    /// Hosted domains (`gad`).
+    pub domains: Vec<String>,
+    /// Known local addresses (accounts and aliases), lower-case.
+    pub addresses: BTreeSet<String>,
+}
+
+impl Ldap {
+    /// The value a server sees: its own if set, else the global one for inherited attrs.
+    pub fn effective(&self, server: &str, attr: &str) -> Vec<String> {
+        let Some(def) = lookup(attr) else {
+            return Vec::new();
+        };
+        if let Some(v) = self.servers.get(server).and_then(|s| s.get(def.name))
+            && !v.is_empty()
+        {
+            return v.clone();
+        }
+        if def.server_inherited {
+            return self.global.get(def.name).cloned().unwrap_or_default();
+        }
+        Vec::new()
+    }
+
+    /// `zimbraServiceEnabled` of a server.
+    pub fn services(&self, server: &str) -> Vec<String> {
+        self.effective(server, "zimbraServiceEnabled")
+    }
+
+    /// Whether `domain` is hosted here (case-insensitive).
+    pub fn hosts_domain(&self, domain: &str) -> bool {
+        self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+    }
+}
+
+/// LDAP shared by every node of a cluster.
+#[derive(Debug)]
+pub struct ClusterState {
+    pub name: String,
+    ldap: Mutex<Ldap>,
+}
+
+impl ClusterState {
+    /// A cluster with the given LDAP content.
+    pub fn new(name: impl Into<String>, ldap: Ldap) -> Self {
+        ClusterState {
+            name: name.into(),
+            ldap: Mutex::new(ldap),
+        }
+    }
+
+    /// Locks the LDAP. Never held across an await.
+    pub fn ldap(&self) -> MutexGuard<'_, Ldap> {
+        self.ldap.lock().expect("ldap lock poisoned")
+    }
+}
+
+/// One `/etc/passwd` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswdEntry {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub gecos: String,
+    pub home: String,
+    pub shell: String,
+}
+
+impl PasswdEntry {
+    /// Convenience constructor.
+    pub fn new(name: &str, uid: u32, gecos: &str, home: &str, shell: &str) -> Self {
+        PasswdEntry {
+            name: name.into(),
+            uid,
+            gid: uid,
+            gecos: gecos.into(),
+            home: home.into(),
+            shell: shell.into(),
+        }
+    }
+
+    /// The `getent passwd` line.
+    pub fn line(&self) -> String {
+        format!(
+            "{}:x:{}:{}:{}:{}:{}",
+            self.name, self.uid, self.gid, self.gecos, self.home, self.shell
+        )
+    }
+}
+
+/// Machine-local state of a node.
+#[derive(Debug, Clone)]
+pub struct NodeState {
+    /// The Carbonio server name (`zmhostname`, `hostname`), also its LDAP server entry.
+    pub hostname: String,
+    pub platform: Platform,
+    /// `zmcontrol -v` text, e.g. `Carbonio Release 25.6.0`.
+    pub version: String,
+    pub passwd: Vec<PasswdEntry>,
+    /// Users that may log in over SSH with the fleet's client key.
+    pub login_users: BTreeSet<String>,
+    /// Users with full sudo rights (root always has them).
+    pub sudo_users: BTreeSet<String>,
+    /// Virtual filesystem: absolute path → content.
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// Postfix as it runs; `None` on a node without the MTA.
+    pub postfix: Option<EffectivePostfix>,
+    /// Enabled services that are currently stopped.
+    pub stopped: BTreeSet<String>,
+    /// While set and in the future, the node is restarting.
+    pub restarting_until: Option<Instant>,
+    /// The next restart fails: MTA stays stopped, the command exits 1.
+    pub fail_next_restart: bool,
+    /// How long a restart takes.
+    pub restart_time: Duration,
+    /// Simulated JVM start per `zmprov`/`carbonio` process.
+    pub jvm_latency: Duration,
+}
+
+impl NodeState {
+    /// Whether OS user `name` exists.
+    pub fn has_user(&self, name: &str) -> bool {
+        self.passwd.iter().any(|p| p.name == name)
+    }
+
+    /// Whether the node is in the middle of a restart.
+    pub fn is_restarting(&self) -> bool {
+        self.restarting_until.is_some_and(|t| t > Instant::now())
+    }
+}
+
+/// Path of the virtual mail log.
+pub const MAIL_LOG: &str = "/var/log/carbonio.log";
+/// Path of the master.cf template.
+pub const MASTER_CF_IN: &str = "/opt/zextras/common/conf/master.cf.in";
+
+/// A simulated node: its cluster, local state and counters.
+#[derive(Debug)]
+pub struct Node {
+    /// Inventory name (also the Carbonio hostname).
+    pub name: String,
+    pub cluster: Arc<ClusterState>,
+    state: Mutex<NodeState>,
+    prov_invocations: AtomicU64,
+    pids: AtomicU32,
+    /// Fleet-wide restart log.
+    pub restarts: Arc<RestartLog>,
+}
+
+impl Node {
+    /// Wraps a state; renders the initial effective Postfix config from LDAP when the node
+    /// runs the MTA.
+    pub fn new(
+        name: impl Into<String>,
+        cluster: Arc<ClusterState>,
+        state: NodeState,
+        restarts: Arc<RestartLog>,
+    ) -> Self {
+        let node = Node {
+            name: name.into(),
+            cluster,
+            state: Mutex::new(state),
+            prov_invocations: AtomicU64::new(0),
+            pids: AtomicU32::new(1200),
+            restarts,
+        };
+        node.render_postfix();
+        node
+    }
+
+    /// Locks the local state. Never held across an await.
+    pub fn state(&self) -> MutexGuard<'_, NodeState> {
+        self.state.lock().expect("node lock poisoned")
+    }
+
+    /// The Carbonio hostname.
+    pub fn hostname(&self) -> String {
+        self.state().hostname.clone()
+    }
+
+    /// This server's enabled services, from LDAP.
+    pub fn services(&self) -> Vec<String> {
+        let host = self.hostname();
+        self.cluster.ldap().services(&host)
+    }
+
+    /// Whether this node runs the MTA.
+    pub fn is_mta(&self) -> bool {
+        self.services().iter().any(|s| s == "mta")
+    }
+
+    /// What zmconfigd does at start: render the effective config from LDAP.
+    pub fn render_postfix(&self) {
+        let host = self.hostname();
+        let ldap = self.cluster.ldap().clone();
+        let services = ldap.services(&host);
+        let mut st = self.state();
+        if !services.iter().any(|s| s == "mta") {
+            st.postfix = None;
+            return;
+        }
+        let tpl = st
+            .files
+            .get(MASTER_CF_IN)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default();
+        let attr = |n: &str| ldap.effective(&host, n);
+        st.postfix = Some(EffectivePostfix::render(&RenderInput {
+            hostname: &host,
+            attr: &attr,
+            services: &services,
+            master_cf_in: &tpl,
+        }));
+    }
+
+    /// Counts one `zmprov`/`carbonio` process.
+    pub fn count_prov(&self) {
+        self.prov_invocations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `zmprov`/`carbonio prov` processes started on this node so far.
+    pub fn prov_invocations(&self) -> u64 {
+        self.prov_invocations.load(Ordering::Relaxed)
+    }
+
+    /// A fresh process id for log lines.
+    pub fn next_pid(&self) -> u32 {
+        self.pids.fetch_add(7, Ordering::Relaxed)
+    }
+
+    /// Appends a syslog-style line to the virtual mail log.
+    pub fn log_mail(&self, program: &str, msg: &str) {
+        let pid = self.next_pid();
+        let mut st = self.state();
+        let line = format!(
+            "{} {} {program}[{pid}]: {msg}\n",
+            jiff::Timestamp::now(),
+            st.hostname
+        );
+        st.files
+            .entry(MAIL_LOG.into())
+            .or_default()
+            .extend_from_slice(line.as_bytes());
+    }
+}

@@ -1,0 +1,360 @@
+//! The EFFECTIVE Postfix configuration of a simulated MTA: what zmconfigd renders from
+//! LDAP into main.cf/master.cf (CARBONIO.md §3), frozen until the node restarts. This is
+//! what `postconf` prints and what the SMTP responder obeys; LDAP alone never changes it.
+
+use std::collections::BTreeMap;
+
+/// The `%%uncomment%%` marker zmconfigd resolves for the policy spawn service.
+pub const POLICY_MARKER: &str = "%%uncomment VAR:zimbraMtaEnableSmtpdPolicyd%%";
+
+/// The master.cf.in template a node ships with, its policy line spawning as `user`.
+pub fn master_cf_in(spawn_user: &str) -> String {
+    format!(
+        "smtp      inet  n       -       n       -       1       postscreen\n\
+         smtpd     pass  -       -       n       -       -       smtpd\n\
+         submission inet n       -       n       -       -       smtpd\n\
+         {POLICY_MARKER}policy unix - n n - 0 spawn user={spawn_user} argv=/usr/bin/perl /opt/zextras/libexec/zmpostfixpolicyd\n"
+    )
+}
+
+/// Items of Carbonio's `smtpd_recipient_restrictions.cf` template taken from
+/// `zimbraMtaRestriction`, in template order, after the four fixed leading items.
+/// `true` = `%%exact%%` (a whitespace-separated element), `false` = `%%contains%%`.
+const RESTRICTION_TEMPLATE: &[(&str, bool)] = &[
+    ("reject_invalid_helo_hostname", true),
+    ("reject_non_fqdn_helo_hostname", true),
+    ("reject_non_fqdn_sender", true),
+    ("reject_unknown_client_hostname", true),
+    ("reject_unknown_reverse_client_hostname", true),
+    ("reject_unknown_helo_hostname", true),
+    ("reject_unknown_sender_domain", true),
+    ("reject_unverified_recipient", true),
+    (
+        "check_recipient_access lmdb:/opt/zextras/conf/postfix_recipient_access",
+        false,
+    ),
+    (
+        "check_client_access lmdb:/opt/zextras/conf/postfix_rbl_override",
+        false,
+    ),
+    (
+        "check_reverse_client_hostname_access pcre:/opt/zextras/conf/fqrdns.pcre",
+        false,
+    ),
+];
+
+/// The policy service restriction the backscatter baseline adds.
+pub const POLICY_RESTRICTION: &str = "check_policy_service unix:private/policy";
+
+/// One active master.cf service entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterEntry {
+    /// Service name and type, e.g. `policy` / `unix`.
+    pub name: String,
+    pub kind: String,
+    /// private, unpriv, chroot, wakeup, maxproc.
+    pub flags: [String; 5],
+    /// Command and its arguments.
+    pub command: String,
+}
+
+impl MasterEntry {
+    /// The line as `postconf -M` prints it.
+    pub fn render(&self) -> String {
+        let [a, b, c, d, e] = &self.flags;
+        format!(
+            "{:<10} {:<5} {:<7} {:<7} {:<7} {:<7} {:<7} {}",
+            self.name, self.kind, a, b, c, d, e, self.command
+        )
+    }
+
+    /// The `user=` of a spawn service, if any.
+    pub fn spawn_user(&self) -> Option<&str> {
+        self.command
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("user="))
+    }
+}
+
+/// What Postfix runs with.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EffectivePostfix {
+    /// main.cf parameters (rendered and defaults).
+    pub params: BTreeMap<String, String>,
+    /// Active master.cf entries.
+    pub master: Vec<MasterEntry>,
+}
+
+/// The inputs zmconfigd reads for the `mta` section.
+pub struct RenderInput<'a> {
+    pub hostname: &'a str,
+    /// Effective (server over global) values of an attribute.
+    pub attr: &'a dyn Fn(&str) -> Vec<String>,
+    /// zimbraServiceEnabled of this server.
+    pub services: &'a [String],
+    /// The node's master.cf.in.
+    pub master_cf_in: &'a str,
+}
+
+impl EffectivePostfix {
+    /// Renders the config as zmconfigd would at (re)start.
+    pub fn render(input: &RenderInput<'_>) -> Self {
+        let attr = input.attr;
+        let single = |n: &str| attr(n).into_iter().next();
+        let restriction = attr("zimbraMtaRestriction").join(" ");
+        let exact = |v: &str| restriction.split_whitespace().any(|w| w == v);
+        let contains = |s: &str| restriction.contains(s);
+
+        let mut rcpt: Vec<String> = Vec::new();
+        let blacklist = "check_client_access lmdb:/opt/zextras/conf/postfix_blacklist";
+        if contains(blacklist) {
+            rcpt.push(blacklist.into());
+        }
+        if input.services.iter().any(|s| s == "cbpolicyd") {
+            rcpt.push("check_policy_service inet:localhost:10031".into());
+        }
+        for fixed in [
+            "reject_non_fqdn_recipient",
+            "permit_sasl_authenticated",
+            "permit_mynetworks",
+            "reject_unlisted_recipient",
+        ] {
+            rcpt.push(fixed.into());
+        }
+        for (item, is_exact) in RESTRICTION_TEMPLATE {
+            if (*is_exact && exact(item)) || (!is_exact && contains(item)) {
+                rcpt.push((*item).into());
+            }
+        }
+        // %%explode reject_rbl_client VAR:zimbraMtaRestrictionRBLs%% and friends.
+        for kind in [
+            "reject_rbl_client",
+            "reject_rhsbl_client",
+            "reject_rhsbl_reverse_client",
+            "reject_rhsbl_sender",
+        ] {
+            for v in attr("zimbraMtaRestriction") {
+                let mut w = v.split_whitespace();
+                if w.next() == Some(kind)
+                    && let Some(site) = w.next()
+                {
+                    rcpt.push(format!("{kind} {site}"));
+                }
+            }
+        }
+        if contains(POLICY_RESTRICTION) {
+            rcpt.push(POLICY_RESTRICTION.into());
+        }
+        let split = "check_recipient_access ldap:/opt/zextras/conf/ldap-splitdomain.cf";
+        if contains(split) {
+            rcpt.push(split.into());
+        }
+        if exact("reject") {
+            rcpt.push("reject".into());
+        }
+        rcpt.push("permit".into());
+
+        let policyd = single("zimbraMtaEnableSmtpdPolicyd").as_deref() == Some("TRUE");
+        let mut params: BTreeMap<String, String> = [
+            ("mail_name", "Postfix"),
+            ("mail_version", "3.11.3"),
+            ("smtpd_banner", "$myhostname ESMTP $mail_name"),
+            (
+                "smtpd_policy_service_default_action",
+                "451 4.3.5 Server configuration problem",
+            ),
+            ("inet_interfaces", "all"),
+            ("mydestination", "localhost"),
+            (
+                "virtual_mailbox_domains",
+                "proxy:ldap:/opt/zextras/conf/ldap-vmd.cf",
+            ),
+            (
+                "virtual_mailbox_maps",
+                "proxy:ldap:/opt/zextras/conf/ldap-vmm.cf",
+            ),
+            (
+                "virtual_alias_maps",
+                "proxy:ldap:/opt/zextras/conf/ldap-vam.cf",
+            ),
+            (
+                "smtpd_relay_restrictions",
+                "permit_sasl_authenticated, permit_mynetworks, reject_unauth_destination",
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        params.insert("myhostname".into(), input.hostname.into());
+        params.insert(
+            "mynetworks".into(),
+            single("zimbraMtaMyNetworks").unwrap_or_else(|| "127.0.0.0/8 [::1]/128".into()),
+        );
+        params.insert("smtpd_recipient_restrictions".into(), rcpt.join(", "));
+        // Postfix's own defaults apply when LDAP has no value.
+        params.insert(
+            "smtpd_reject_unlisted_recipient".into(),
+            single("zimbraMtaSmtpdRejectUnlistedRecipient").unwrap_or_else(|| "yes".into()),
+        );
+        params.insert(
+            "smtpd_reject_unlisted_sender".into(),
+            single("zimbraMtaSmtpdRejectUnlistedSender").unwrap_or_else(|| "no".into()),
+        );
+        let sender_attr = attr("zimbraMtaSmtpdSenderRestrictions").join(" ");
+        let mut sender: Vec<&str> = Vec::new();
+        if sender_attr
+            .split_whitespace()
+            .any(|w| w == "reject_authenticated_sender_login_mismatch")
+        {
+            sender.push("reject_authenticated_sender_login_mismatch");
+        }
+        if sender_attr.contains("check_sender_access lmdb:/opt/zextras/conf/postfix_reject_sender")
+        {
+            sender.push("check_sender_access lmdb:/opt/zextras/conf/postfix_reject_sender");
+        }
+        sender.extend([
+            "permit_mynetworks",
+            "reject_sender_login_mismatch",
+            "permit_sasl_authenticated",
+            "permit_tls_clientcerts",
+        ]);
+        params.insert("smtpd_sender_restrictions".into(), sender.join(", "));
+        if policyd {
+            params.insert(
+                "policy_time_limit".into(),
+                single("zimbraMtaPolicyTimeLimit").unwrap_or_else(|| "3600".into()),
+            );
+        }
+
+        let master = input
+            .master_cf_in
+            .lines()
+            .filter_map(|line| match line.strip_prefix(POLICY_MARKER) {
+                Some(rest) if policyd => Some(rest),
+                Some(_) => None,
+                None => Some(line),
+            })
+            .filter_map(parse_master_line)
+            .collect();
+        EffectivePostfix { params, master }
+    }
+
+    /// `postconf -M name/type`.
+    pub fn master_entry(&self, name: &str, kind: &str) -> Option<&MasterEntry> {
+        self.master
+            .iter()
+            .find(|e| e.name == name && e.kind == kind)
+    }
+
+    /// The items of `smtpd_recipient_restrictions`, in order.
+    pub fn recipient_restrictions(&self) -> Vec<&str> {
+        self.params
+            .get("smtpd_recipient_restrictions")
+            .map(|v| v.split(", ").collect())
+            .unwrap_or_default()
+    }
+
+    /// `smtpd_reject_unlisted_recipient = yes`.
+    pub fn rejects_unlisted_recipient(&self) -> bool {
+        self.params
+            .get("smtpd_reject_unlisted_recipient")
+            .map(String::as_str)
+            == Some("yes")
+    }
+
+    /// The spawn user of the active policy service, if it is active.
+    pub fn policy_spawn_user(&self) -> Option<&str> {
+        self.master_entry("policy", "unix")
+            .and_then(MasterEntry::spawn_user)
+    }
+}
+
+fn parse_master_line(line: &str) -> Option<MasterEntry> {
+    let t = line.trim_start();
+    if t.is_empty() || t.starts_with('#') || line.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let mut w = t.split_whitespace();
+    let name = w.next()?.to_string();
+    let kind = w.next()?.to_string();
+    let flags = [w.next()?, w.next()?, w.next()?, w.next()?, w.next()?].map(str::to_string);
+    let command = w.collect::<Vec<_>>().join(" ");
+    if command.is_empty() {
+        return None;
+    }
+    Some(MasterEntry {
+        name,
+        kind,
+        flags,
+        command,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(vals: &[(&str, &[&str])]) -> EffectivePostfix {
+        let lookup = |n: &str| {
+            vals.iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default()
+        };
+        let services = vec!["mta".to_string()];
+        let tpl = master_cf_in("zimbra");
+        EffectivePostfix::render(&RenderInput {
+            hostname: "mx1.example",
+            attr: &lookup,
+            services: &services,
+            master_cf_in: &tpl,
+        })
+    }
+
+    #[test]
+    fn carbonio_defaults_render_as_documented() {
+        let p = render(&[
+            (
+                "zimbraMtaRestriction",
+                &[
+                    "reject_invalid_helo_hostname",
+                    "reject_non_fqdn_sender",
+                    "reject_unknown_sender_domain",
+                ],
+            ),
+            ("zimbraMtaEnableSmtpdPolicyd", &["FALSE"]),
+        ]);
+        assert_eq!(
+            p.params["smtpd_recipient_restrictions"],
+            "reject_non_fqdn_recipient, permit_sasl_authenticated, permit_mynetworks, reject_unlisted_recipient, reject_invalid_helo_hostname, reject_non_fqdn_sender, reject_unknown_sender_domain, permit"
+        );
+        assert!(p.master_entry("policy", "unix").is_none());
+        assert!(!p.params.contains_key("policy_time_limit"));
+    }
+
+    #[test]
+    fn policy_item_goes_before_permit_whatever_the_ldap_order() {
+        let p = render(&[
+            (
+                "zimbraMtaRestriction",
+                &[
+                    POLICY_RESTRICTION,
+                    "reject_invalid_helo_hostname",
+                    "bogus_value",
+                ],
+            ),
+            ("zimbraMtaEnableSmtpdPolicyd", &["TRUE"]),
+        ]);
+        assert_eq!(
+            p.params["smtpd_recipient_restrictions"],
+            "reject_non_fqdn_recipient, permit_sasl_authenticated, permit_mynetworks, reject_unlisted_recipient, reject_invalid_helo_hostname, check_policy_service unix:private/policy, permit"
+        );
+        let e = p.master_entry("policy", "unix").unwrap();
+        assert_eq!(
+            e.render(),
+            "policy     unix  -       n       n       -       0       spawn user=zimbra argv=/usr/bin/perl /opt/zextras/libexec/zmpostfixpolicyd"
+        );
+        assert_eq!(p.policy_spawn_user(), Some("zimbra"));
+        assert_eq!(p.params["policy_time_limit"], "3600");
+    }
+}

@@ -1,0 +1,274 @@
+//! Small system programs: hostname, zmhostname, getent, id, whoami, grep -F, cat, echo,
+//! printf. Enough of each for the tool's commands; other options are refused loudly.
+
+use super::Proc;
+
+/// `hostname` / `zmhostname`.
+pub async fn hostname(args: Vec<String>, p: &mut Proc) -> i32 {
+    let h = p.node.hostname();
+    let out = if args.iter().any(|a| a == "-s") {
+        h.split('.').next().unwrap_or(&h).to_string()
+    } else {
+        h
+    };
+    p.io.stdout.line(out).await;
+    0
+}
+
+/// `getent passwd [USER...]`: exit 2 when a named user is missing.
+pub async fn getent(args: Vec<String>, p: &mut Proc) -> i32 {
+    let Some((db, keys)) = args.split_first() else {
+        p.io.stderr.line("getent: wrong number of arguments").await;
+        return 1;
+    };
+    if db != "passwd" {
+        p.io.stderr.line(format!("Unknown database: {db}")).await;
+        return 1;
+    }
+    let passwd = p.node.state().passwd.clone();
+    let mut out = String::new();
+    let mut missing = false;
+    if keys.is_empty() {
+        for e in &passwd {
+            out.push_str(&e.line());
+            out.push('\n');
+        }
+    }
+    for k in keys {
+        match passwd
+            .iter()
+            .find(|e| e.name == *k || e.uid.to_string() == *k)
+        {
+            Some(e) => {
+                out.push_str(&e.line());
+                out.push('\n');
+            }
+            None => missing = true,
+        }
+    }
+    p.io.stdout.write(out).await;
+    if missing { 2 } else { 0 }
+}
+
+/// `id [-u|-un|-g] [USER]`.
+pub async fn id(args: Vec<String>, p: &mut Proc) -> i32 {
+    let flags: Vec<&String> = args.iter().filter(|a| a.starts_with('-')).collect();
+    let who = args
+        .iter()
+        .find(|a| !a.starts_with('-'))
+        .cloned()
+        .unwrap_or_else(|| p.user.clone());
+    let Some(e) = p
+        .node
+        .state()
+        .passwd
+        .iter()
+        .find(|e| e.name == who)
+        .cloned()
+    else {
+        p.io.stderr.line(format!("id: ‘{who}’: no such user")).await;
+        return 1;
+    };
+    let flag = flags.iter().map(|f| f.as_str()).collect::<String>();
+    let out = match flag.as_str() {
+        "" => format!(
+            "uid={0}({1}) gid={2}({1}) groups={2}({1})",
+            e.uid, e.name, e.gid
+        ),
+        "-u" => e.uid.to_string(),
+        "-un" | "-u-n" | "-nu" => e.name.clone(),
+        "-g" => e.gid.to_string(),
+        other => {
+            p.io.stderr
+                .line(format!("id: unsupported option {other}"))
+                .await;
+            return 1;
+        }
+    };
+    p.io.stdout.line(out).await;
+    0
+}
+
+/// `whoami`.
+pub async fn whoami(_args: Vec<String>, p: &mut Proc) -> i32 {
+    p.io.stdout.line(p.user.clone()).await;
+    0
+}
+
+/// `grep [-F] [-q] [-i] PATTERN [FILE...]`: fixed strings only.
+pub async fn grep(args: Vec<String>, p: &mut Proc) -> i32 {
+    let (mut fixed, mut quiet, mut icase) = (false, false, false);
+    let mut rest = Vec::new();
+    for a in args {
+        if rest.is_empty() && a.starts_with('-') && a.len() > 1 {
+            for c in a[1..].chars() {
+                match c {
+                    'F' => fixed = true,
+                    'q' => quiet = true,
+                    'i' => icase = true,
+                    other => {
+                        p.io.stderr
+                            .line(format!("grep: invalid option -- '{other}'"))
+                            .await;
+                        return 2;
+                    }
+                }
+            }
+        } else {
+            rest.push(a);
+        }
+    }
+    let Some((pat, files)) = rest.split_first() else {
+        p.io.stderr
+            .line("Usage: grep [OPTION]... PATTERNS [FILE]...")
+            .await;
+        return 2;
+    };
+    if !fixed && pat.contains(['.', '*', '[', ']', '^', '$', '\\']) {
+        p.io.stderr
+            .line("grep: only fixed-string patterns (-F) are emulated")
+            .await;
+        return 2;
+    }
+    let mut inputs = Vec::new();
+    if files.is_empty() {
+        inputs.push((None, p.io.stdin.read_all().await));
+    } else {
+        for f in files {
+            let content = p.node.state().files.get(f).cloned();
+            match content {
+                Some(c) => inputs.push((Some(f.clone()), c)),
+                None => {
+                    p.io.stderr
+                        .line(format!("grep: {f}: No such file or directory"))
+                        .await;
+                    return 2;
+                }
+            }
+        }
+    }
+    let multi = inputs.len() > 1;
+    let mut out = String::new();
+    let mut found = false;
+    let needle = if icase {
+        pat.to_lowercase()
+    } else {
+        pat.clone()
+    };
+    for (name, content) in inputs {
+        for line in String::from_utf8_lossy(&content).lines() {
+            let hay = if icase {
+                line.to_lowercase()
+            } else {
+                line.to_string()
+            };
+            if hay.contains(&needle) {
+                found = true;
+                if let (true, Some(n)) = (multi, &name) {
+                    out.push_str(n);
+                    out.push(':');
+                }
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    if !quiet {
+        p.io.stdout.write(out).await;
+    }
+    if found { 0 } else { 1 }
+}
+
+/// `cat [FILE...]` (stdin without arguments).
+pub async fn cat(args: Vec<String>, p: &mut Proc) -> i32 {
+    if args.is_empty() {
+        let data = p.io.stdin.read_all().await;
+        p.io.stdout.write(data).await;
+        return 0;
+    }
+    let mut rc = 0;
+    for f in args {
+        let content = if f == "-" {
+            Some(p.io.stdin.read_all().await)
+        } else {
+            p.node.state().files.get(&f).cloned()
+        };
+        match content {
+            Some(c) => p.io.stdout.write(c).await,
+            None => {
+                p.io.stderr
+                    .line(format!("cat: {f}: No such file or directory"))
+                    .await;
+                rc = 1;
+            }
+        }
+    }
+    rc
+}
+
+/// `echo [-n] ARGS...` (no backslash interpretation).
+pub async fn echo(args: Vec<String>, p: &mut Proc) -> i32 {
+    let (newline, args) = match args.first().map(String::as_str) {
+        Some("-n") => (false, &args[1..]),
+        _ => (true, &args[..]),
+    };
+    let mut s = args.join(" ");
+    if newline {
+        s.push('\n');
+    }
+    p.io.stdout.write(s).await;
+    0
+}
+
+/// `printf FORMAT ARGS...`: `%s`, `%d`, `%%`, `\n`, `\t`, `\\`; the format is reused
+/// while arguments remain.
+pub async fn printf(args: Vec<String>, p: &mut Proc) -> i32 {
+    let Some((fmt, mut rest)) = args.split_first().map(|(f, r)| (f.clone(), r.to_vec())) else {
+        p.io.stderr
+            .line("printf: usage: printf format [arguments]")
+            .await;
+        return 2;
+    };
+    let mut out = String::new();
+    loop {
+        let mut consumed = false;
+        let mut chars = fmt.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => out.push('\n'),
+                    Some('t') => out.push('\t'),
+                    Some('\\') => out.push('\\'),
+                    Some(o) => {
+                        out.push('\\');
+                        out.push(o);
+                    }
+                    None => out.push('\\'),
+                },
+                '%' => match chars.next() {
+                    Some('%') => out.push('%'),
+                    Some('s') | Some('d') | Some('b') => {
+                        consumed = true;
+                        if !rest.is_empty() {
+                            out.push_str(&rest.remove(0));
+                        }
+                    }
+                    Some(o) => {
+                        p.io.stdout.write(&out).await;
+                        p.io.stderr
+                            .line(format!("printf: %{o}: invalid directive"))
+                            .await;
+                        return 1;
+                    }
+                    None => out.push('%'),
+                },
+                c => out.push(c),
+            }
+        }
+        if rest.is_empty() || !consumed {
+            break;
+        }
+    }
+    p.io.stdout.write(out).await;
+    0
+}

@@ -1,0 +1,159 @@
+//! The programs a simulated node can run, where they live (PATH lookup is real: the
+//! Carbonio tools are in `/opt/zextras/bin`, on zextras's login PATH only), and the
+//! dispatcher the shell calls.
+
+mod r#become;
+mod coreutils;
+mod postconf;
+mod prov;
+mod restart;
+mod systemctl;
+mod zmcontrol;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use super::node::Node;
+use super::shell::Io;
+
+pub use prov::parse_line as prov_parse_line;
+pub use zmcontrol::{display_name, enabled_targets};
+
+/// A running program's context.
+pub struct Proc {
+    pub node: Arc<Node>,
+    /// The user it runs as.
+    pub user: String,
+    pub env: HashMap<String, String>,
+    pub io: Io,
+    /// The name it was invoked by.
+    pub argv0: String,
+}
+
+/// Which emulated program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Program {
+    Carbonio,
+    Zmprov,
+    Zmcontrol,
+    Zmhostname,
+    PostconfWrapper,
+    Postconf,
+    Systemctl,
+    Hostname,
+    Getent,
+    Id,
+    Whoami,
+    Grep,
+    Cat,
+    Echo,
+    Printf,
+    True,
+    False,
+    Su,
+    Sudo,
+    Bash,
+    Sh,
+}
+
+/// A program found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub program: Program,
+    /// Its absolute path.
+    pub path: String,
+}
+
+const TABLE: &[(&str, Program)] = &[
+    ("/opt/zextras/bin/carbonio", Program::Carbonio),
+    ("/opt/zextras/bin/zmprov", Program::Zmprov),
+    ("/opt/zextras/bin/zmcontrol", Program::Zmcontrol),
+    ("/opt/zextras/bin/zmhostname", Program::Zmhostname),
+    ("/opt/zextras/bin/postconf", Program::PostconfWrapper),
+    ("/opt/zextras/common/sbin/postconf", Program::Postconf),
+    ("/usr/bin/systemctl", Program::Systemctl),
+    ("/usr/bin/hostname", Program::Hostname),
+    ("/usr/bin/getent", Program::Getent),
+    ("/usr/bin/id", Program::Id),
+    ("/usr/bin/whoami", Program::Whoami),
+    ("/usr/bin/grep", Program::Grep),
+    ("/usr/bin/cat", Program::Cat),
+    ("/usr/bin/echo", Program::Echo),
+    ("/usr/bin/printf", Program::Printf),
+    ("/usr/bin/true", Program::True),
+    ("/usr/bin/false", Program::False),
+    ("/usr/bin/su", Program::Su),
+    ("/usr/bin/sudo", Program::Sudo),
+    ("/usr/bin/bash", Program::Bash),
+    ("/usr/bin/sh", Program::Sh),
+];
+
+/// Debian's merged /usr: `/bin/x` is `/usr/bin/x`, `/sbin` is `/usr/sbin`.
+fn canonical(path: &str) -> String {
+    if let Some(rest) = path.strip_prefix("/bin/") {
+        format!("/usr/bin/{rest}")
+    } else if let Some(rest) = path.strip_prefix("/sbin/") {
+        format!("/usr/sbin/{rest}")
+    } else {
+        path.to_string()
+    }
+}
+
+fn at(path: &str) -> Option<Resolved> {
+    let c = canonical(path);
+    TABLE
+        .iter()
+        .find(|(p, _)| *p == c)
+        .map(|(_, prog)| Resolved {
+            program: *prog,
+            path: path.to_string(),
+        })
+}
+
+/// Finds `name` (a path, or searched in `path_var`).
+pub fn resolve(name: &str, path_var: &str) -> Option<Resolved> {
+    if name.contains('/') {
+        return at(name);
+    }
+    path_var
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .find_map(|d| at(&format!("{d}/{name}")))
+}
+
+/// Runs a resolved program; returns its exit status.
+pub fn run<'a>(r: Resolved, args: Vec<String>, p: &'a mut Proc) -> BoxFuture<'a, i32> {
+    Box::pin(async move {
+        match r.program {
+            Program::Carbonio => prov::carbonio(args, p).await,
+            Program::Zmprov => prov::zmprov(args, p).await,
+            Program::Zmcontrol => zmcontrol::zmcontrol(args, p).await,
+            Program::Zmhostname | Program::Hostname => coreutils::hostname(args, p).await,
+            Program::PostconfWrapper => postconf::postconf(args, p).await,
+            Program::Postconf => {
+                if p.node.state().postfix.is_none() {
+                    p.io.stderr
+                        .line(format!("sh: 1: {}: not found", r.path))
+                        .await;
+                    return 127;
+                }
+                postconf::postconf(args, p).await
+            }
+            Program::Systemctl => systemctl::systemctl(args, p).await,
+            Program::Getent => coreutils::getent(args, p).await,
+            Program::Id => coreutils::id(args, p).await,
+            Program::Whoami => coreutils::whoami(args, p).await,
+            Program::Grep => coreutils::grep(args, p).await,
+            Program::Cat => coreutils::cat(args, p).await,
+            Program::Echo => coreutils::echo(args, p).await,
+            Program::Printf => coreutils::printf(args, p).await,
+            Program::True => 0,
+            Program::False => 1,
+            Program::Su => r#become::su(args, p).await,
+            Program::Sudo => r#become::sudo(args, p).await,
+            Program::Bash | Program::Sh => r#become::shell(args, p).await,
+        }
+    })
+}

@@ -1,0 +1,853 @@
+//! `zmprov` and the `carbonio` wrapper (ProvUtil, CARBONIO.md §1–§2): gcf, gacf, mcf, gs,
+//! ms, gas, gad with the real output formats, usage blocks, ERROR lines and exit codes,
+//! and batch mode (`prov> ` prompts, exit 0 at EOF, `exit` → 2 after an error). Each
+//! process costs the node's simulated JVM start and is counted.
+
+use crate::sim::attrs::{AttrDef, AttrType, SAFEGUARDED, lookup};
+use crate::sim::node::Ldap;
+
+use super::Proc;
+
+/// A ProvUtil command definition (name, alias, usage arguments, argument count bounds).
+struct CmdDef {
+    name: &'static str,
+    alias: &'static str,
+    usage: &'static str,
+    min: usize,
+    max: Option<usize>,
+}
+
+const COMMANDS: &[CmdDef] = &[
+    CmdDef {
+        name: "getConfig",
+        alias: "gcf",
+        usage: "{name}",
+        min: 1,
+        max: Some(1),
+    },
+    CmdDef {
+        name: "getAllConfig",
+        alias: "gacf",
+        usage: "[attr1 [attr2...]]",
+        min: 0,
+        max: None,
+    },
+    CmdDef {
+        name: "modifyConfig",
+        alias: "mcf",
+        usage: "attr1 value1 [attr2 value2...]",
+        min: 2,
+        max: None,
+    },
+    CmdDef {
+        name: "getServer",
+        alias: "gs",
+        usage: "[-e] {name|id} [attr1 [attr2...]]",
+        min: 1,
+        max: None,
+    },
+    CmdDef {
+        name: "modifyServer",
+        alias: "ms",
+        usage: "{name|id} [attr1 value1 [attr2 value2...]]",
+        min: 3,
+        max: None,
+    },
+    CmdDef {
+        name: "getAllServers",
+        alias: "gas",
+        usage: "[-v] [-e] [service]",
+        min: 0,
+        max: Some(3),
+    },
+    CmdDef {
+        name: "getAllDomains",
+        alias: "gad",
+        usage: "[-v] [-e] [attr1 [attr2...]]",
+        min: 0,
+        max: None,
+    },
+    CmdDef {
+        name: "exit",
+        alias: "quit",
+        usage: "",
+        min: 0,
+        max: None,
+    },
+];
+
+const GENERAL_USAGE: &str = "zmprov [args] [cmd] [cmd-args ...]
+
+  -h/--help                             display usage
+  -f/--file                             use file as input stream
+  -s/--server   {host}[:{port}]         server hostname and optional port
+  -l/--ldap                             provision via LDAP instead of SOAP
+  -m/--master                           use LDAP master (only valid with -l)
+  -r/--replace                          allow replacement of safe-guarded multi-valued attributes configured in localconfig key \"zmprov_safeguarded_attrs\"
+  -v/--verbose                          verbose mode (dumps full exception stack trace)
+
+ zmprov is used for provisioning. Try:
+
+     zmprov help commands        to see a list of the commands
+";
+
+fn find_cmd(name: &str) -> Option<&'static CmdDef> {
+    COMMANDS
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case(name) || c.alias.eq_ignore_ascii_case(name))
+}
+
+fn usage_line(c: &CmdDef) -> String {
+    format!("usage:  {}({}) {}", c.name, c.alias, c.usage)
+}
+
+/// The ≥4.18 stderr line for a wrong argument count.
+fn count_message(c: &CmdDef, k: usize) -> String {
+    let expect = match (c.min, c.max) {
+        (a, Some(b)) if a == b => format!("{a}"),
+        (a, None) => format!("at least {a}"),
+        (0, Some(b)) => format!("at most {b}"),
+        (a, Some(b)) => format!("{a} to {b}"),
+    };
+    let got = if k == 1 {
+        "1 argument has".to_string()
+    } else {
+        format!("{k} arguments have")
+    };
+    format!(
+        "{} is expecting {expect} arguments but {got} been provided",
+        c.name
+    )
+}
+
+/// What one command produced besides its stdout.
+enum Outcome {
+    Ok,
+    /// Argument error: usage block, plus the count line on stderr when the count is off.
+    Usage(&'static CmdDef, Option<String>),
+    /// A ServiceException: its `ERROR: …` line.
+    Service(String),
+    /// A client-side error that ends the process: stderr line and exit code.
+    Fatal(String, i32),
+    Unknown,
+    Exit,
+}
+
+/// Options that change command behaviour.
+#[derive(Default)]
+struct Opts {
+    replace: bool,
+}
+
+/// `carbonio ...`: the wrapper's user check, then ProvUtil.
+pub async fn carbonio(args: Vec<String>, p: &mut Proc) -> i32 {
+    if p.user != "zextras" {
+        p.io.stdout.line("Please run as zextras user").await;
+        return 1;
+    }
+    zmprov(args, p).await
+}
+
+/// `zmprov ...` (one JVM per call).
+pub async fn zmprov(mut args: Vec<String>, p: &mut Proc) -> i32 {
+    p.node.count_prov();
+    let latency = p.node.state().jvm_latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if args.first().is_some_and(|a| a.eq_ignore_ascii_case("prov")) {
+        args.remove(0);
+    }
+    let mut opts = Opts::default();
+    let (mut ldap_mode, mut master, mut server, mut file) = (false, false, false, None::<String>);
+    while let Some(a) = args.first().cloned() {
+        if !a.starts_with('-') || a == "-" {
+            break;
+        }
+        args.remove(0);
+        match a.as_str() {
+            "-l" | "--ldap" => ldap_mode = true,
+            "-m" | "--master" => master = true,
+            "-r" | "--replace" => opts.replace = true,
+            "-v" | "--verbose" | "-d" | "--debug" | "-z" | "--zadmin" => {}
+            "-s" | "--server" => {
+                server = true;
+                if args.is_empty() {
+                    p.io.stderr
+                        .line("error: Missing argument for option: s")
+                        .await;
+                    p.io.stdout.write(GENERAL_USAGE).await;
+                    return 1;
+                }
+                args.remove(0);
+            }
+            "-f" | "--file" => {
+                if args.is_empty() {
+                    p.io.stderr
+                        .line("error: Missing argument for option: f")
+                        .await;
+                    p.io.stdout.write(GENERAL_USAGE).await;
+                    return 1;
+                }
+                file = Some(args.remove(0));
+            }
+            "-h" | "--help" => {
+                p.io.stdout.write(GENERAL_USAGE).await;
+                return 1;
+            }
+            "--" => break,
+            other => {
+                p.io.stderr
+                    .line(format!("error: Unrecognized option: {other}"))
+                    .await;
+                p.io.stdout.write(GENERAL_USAGE).await;
+                return 1;
+            }
+        }
+    }
+    if ldap_mode && server {
+        p.io.stderr
+            .line("error: cannot specify both -l and -s at the same time")
+            .await;
+        return 2;
+    }
+    if master && !ldap_mode {
+        p.io.stderr
+            .line("error: cannot specify -m when -l is not specified")
+            .await;
+        return 2;
+    }
+    if args.is_empty() {
+        return batch(file, &opts, p).await;
+    }
+    let mut out = String::new();
+    let outcome = execute(&args, &opts, p, &mut out);
+    p.io.stdout.write(&out).await;
+    match outcome {
+        Outcome::Ok => 0,
+        Outcome::Usage(c, count) => {
+            p.io.stdout
+                .write(format!(
+                    "{}\n\nFor general help, type : zmprov --help\n",
+                    usage_line(c)
+                ))
+                .await;
+            if let Some(m) = count {
+                p.io.stderr.line(m).await;
+            }
+            1
+        }
+        Outcome::Service(e) => {
+            p.io.stderr.line(e).await;
+            2
+        }
+        Outcome::Fatal(e, code) => {
+            p.io.stderr.line(e).await;
+            code
+        }
+        Outcome::Unknown => {
+            p.io.stdout.write(GENERAL_USAGE).await;
+            1
+        }
+        Outcome::Exit => 0,
+    }
+}
+
+async fn batch(file: Option<String>, opts: &Opts, p: &mut Proc) -> i32 {
+    let input = match &file {
+        Some(f) => {
+            let content = p.node.state().files.get(f).cloned();
+            match content {
+                Some(c) => c,
+                None => {
+                    p.io.stderr.line(format!("ERROR: service.FAILURE (system failure: {f} (No such file or directory))")).await;
+                    return 2;
+                }
+            }
+        }
+        None => p.io.stdin.read_all().await,
+    };
+    let text = String::from_utf8_lossy(&input).into_owned();
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    if lines.last() == Some(&"") {
+        lines.pop();
+    }
+    let mut error = false;
+    for line in lines {
+        p.io.stdout.write("prov> ").await;
+        let mut args = parse_line(line.trim_end_matches('\r'));
+        if args.first().is_some_and(|a| a.eq_ignore_ascii_case("prov")) {
+            args.remove(0);
+        }
+        if args.is_empty() {
+            continue;
+        }
+        let mut out = String::new();
+        let outcome = execute(&args, opts, p, &mut out);
+        p.io.stdout.write(&out).await;
+        match outcome {
+            Outcome::Ok => {}
+            Outcome::Exit => return if error { 2 } else { 0 },
+            Outcome::Usage(c, count) => {
+                p.io.stdout.write(format!("{}\n\n", usage_line(c))).await;
+                if let Some(m) = count {
+                    p.io.stderr.line(m).await;
+                }
+            }
+            Outcome::Service(e) => {
+                error = true;
+                p.io.stderr.line(e).await;
+            }
+            Outcome::Fatal(e, code) => {
+                p.io.stderr.line(e).await;
+                return code;
+            }
+            Outcome::Unknown => {
+                p.io.stdout
+                    .line("Unknown command. Type: 'help commands' for a list")
+                    .await
+            }
+        }
+    }
+    p.io.stdout.write("prov> ").await;
+    0
+}
+
+/// Splits a batch line like ProvUtil's `StringUtil.parseLine`: blanks separate,
+/// `'…'`/`"…"` group, backslash escapes the next character (not inside single quotes).
+pub fn parse_line(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut have = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if have {
+                    out.push(std::mem::take(&mut cur));
+                    have = false;
+                }
+            }
+            '\'' | '"' => {
+                have = true;
+                while let Some(d) = chars.next() {
+                    if d == c {
+                        break;
+                    }
+                    if d == '\\' && c == '"' {
+                        if let Some(e) = chars.next() {
+                            cur.push(e);
+                        }
+                        continue;
+                    }
+                    cur.push(d);
+                }
+            }
+            '\\' => {
+                have = true;
+                if let Some(e) = chars.next() {
+                    cur.push(e);
+                }
+            }
+            c => {
+                have = true;
+                cur.push(c);
+            }
+        }
+    }
+    if have {
+        out.push(cur);
+    }
+    out
+}
+
+fn dump(out: &mut String, name: &str, values: &[String]) {
+    for v in values.iter().filter(|v| !v.is_empty()) {
+        out.push_str(name);
+        out.push_str(": ");
+        out.push_str(v);
+        out.push('\n');
+    }
+}
+
+fn wanted(requested: &[String], name: &str) -> bool {
+    requested.is_empty() || requested.iter().any(|r| r.eq_ignore_ascii_case(name))
+}
+
+fn find_server(ldap: &Ldap, name: &str) -> Option<String> {
+    ldap.servers
+        .keys()
+        .find(|s| s.eq_ignore_ascii_case(name))
+        .cloned()
+}
+
+fn no_such_server(name: &str) -> Outcome {
+    Outcome::Service(format!(
+        "ERROR: account.NO_SUCH_SERVER (no such server: {name})"
+    ))
+}
+
+fn execute(args: &[String], opts: &Opts, p: &Proc, out: &mut String) -> Outcome {
+    let Some(cmd) = find_cmd(&args[0]) else {
+        return Outcome::Unknown;
+    };
+    let rest = &args[1..];
+    if rest.len() < cmd.min || cmd.max.is_some_and(|m| rest.len() > m) {
+        return Outcome::Usage(cmd, Some(count_message(cmd, rest.len())));
+    }
+    let cluster = p.node.cluster.clone();
+    match cmd.alias {
+        "quit" => Outcome::Exit,
+        "gcf" => {
+            let ldap = cluster.ldap();
+            if let Some(def) = lookup(&rest[0])
+                && let Some(v) = ldap.global.get(def.name)
+            {
+                dump(out, def.name, v);
+            }
+            Outcome::Ok
+        }
+        "gacf" => {
+            let ldap = cluster.ldap();
+            for (name, v) in &ldap.global {
+                if wanted(rest, name) {
+                    dump(out, name, v);
+                }
+            }
+            Outcome::Ok
+        }
+        "gs" => {
+            let (only_set, rest) = if rest[0] == "-e" {
+                (true, &rest[1..])
+            } else {
+                (false, rest)
+            };
+            let Some(name) = rest.first() else {
+                return Outcome::Usage(cmd, None);
+            };
+            let ldap = cluster.ldap();
+            let Some(server) = find_server(&ldap, name) else {
+                return no_such_server(name);
+            };
+            let entry = &ldap.servers[&server];
+            let mut attrs = entry.clone();
+            if !only_set {
+                for (k, v) in &ldap.global {
+                    if lookup(k).is_some_and(|d| d.server_inherited)
+                        && entry.get(k).is_none_or(Vec::is_empty)
+                    {
+                        attrs.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            out.push_str(&format!("# name {server}\n"));
+            for (k, v) in &attrs {
+                if wanted(&rest[1..], k) {
+                    dump(out, k, v);
+                }
+            }
+            out.push('\n');
+            Outcome::Ok
+        }
+        "gas" => {
+            let ldap = cluster.ldap();
+            let service = rest.iter().find(|a| !a.starts_with('-'));
+            for s in ldap.servers.keys() {
+                if service.is_none_or(|svc| ldap.services(s).iter().any(|x| x == svc)) {
+                    out.push_str(s);
+                    out.push('\n');
+                }
+            }
+            Outcome::Ok
+        }
+        "gad" => {
+            if rest.iter().any(|a| a == "-e") && !rest.iter().any(|a| a == "-v") {
+                out.push_str("arg -e is invalid unless -v is also specified\n");
+                return Outcome::Usage(cmd, None);
+            }
+            for d in &cluster.ldap().domains {
+                out.push_str(d);
+                out.push('\n');
+            }
+            Outcome::Ok
+        }
+        "mcf" => modify(cmd, None, rest, opts, p),
+        "ms" => modify(cmd, Some(&rest[0]), &rest[1..], opts, p),
+        _ => Outcome::Unknown,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Add,
+    Remove,
+    Replace,
+}
+
+fn modify(
+    cmd: &'static CmdDef,
+    server: Option<&String>,
+    pairs: &[String],
+    opts: &Opts,
+    p: &Proc,
+) -> Outcome {
+    if !pairs.len().is_multiple_of(2) {
+        return Outcome::Usage(cmd, None);
+    }
+    let mut mods: Vec<(Op, String, String)> = Vec::new();
+    for kv in pairs.chunks(2) {
+        let (op, name) = match kv[0].as_bytes().first() {
+            Some(b'+') => (Op::Add, &kv[0][1..]),
+            Some(b'-') => (Op::Remove, &kv[0][1..]),
+            _ => (Op::Replace, kv[0].as_str()),
+        };
+        mods.push((op, name.to_string(), kv[1].clone()));
+    }
+    // Client-side safeguard on replacing multi-valued service lists.
+    for (op, name, _) in &mods {
+        if *op == Op::Replace
+            && !opts.replace
+            && SAFEGUARDED.iter().any(|s| s.eq_ignore_ascii_case(name))
+            && mods
+                .iter()
+                .filter(|(_, n, _)| n.eq_ignore_ascii_case(name))
+                .count()
+                == 1
+        {
+            return Outcome::Fatal(
+                "error: cannot replace multi-valued attr value unless -r is specified".into(),
+                2,
+            );
+        }
+    }
+    // Value checks (AttributeManager.preModify) come before the LDAP modify.
+    for (op, name, value) in &mods {
+        let Some(def) = lookup(name) else { continue };
+        if *op == Op::Remove || (*op == Op::Replace && value.is_empty()) {
+            continue;
+        }
+        if let Some(e) = check_value(def, value) {
+            return Outcome::Service(e);
+        }
+    }
+    let mut resolved: Vec<(Op, &'static AttrDef, String)> = Vec::new();
+    for (op, name, value) in mods {
+        let Some(def) = lookup(&name) else {
+            return Outcome::Service(format!(
+                "ERROR: account.INVALID_ATTR_NAME (invalid attr name: {name})"
+            ));
+        };
+        resolved.push((op, def, value));
+    }
+    for (op, def, _) in &resolved {
+        let mixed = resolved
+            .iter()
+            .any(|(o, d, _)| d.name == def.name && (*o == Op::Replace) != (*op == Op::Replace));
+        if mixed {
+            return Outcome::Service(
+                "ERROR: service.INVALID_REQUEST (invalid request: can't mix +attrName/-attrName with attrName)".into(),
+            );
+        }
+        let allowed = if server.is_some() {
+            def.in_server
+        } else {
+            def.in_global
+        };
+        if !allowed {
+            return Outcome::Service(format!(
+                "ERROR: service.FAILURE (system failure: unable to modify attrs: object class violation: attribute {} not allowed)",
+                def.name
+            ));
+        }
+    }
+    let cluster = p.node.cluster.clone();
+    let mut ldap = cluster.ldap();
+    let attrs = match server {
+        None => &mut ldap.global,
+        Some(name) => {
+            let Some(s) = find_server(&ldap, name) else {
+                return no_such_server(name);
+            };
+            ldap.servers.get_mut(&s).expect("server found above")
+        }
+    };
+    let mut replaced: Vec<&str> = Vec::new();
+    for (op, def, value) in resolved {
+        let vals = attrs.entry(def.name.to_string()).or_default();
+        match op {
+            Op::Replace => {
+                if !replaced.contains(&def.name) {
+                    vals.clear();
+                    replaced.push(def.name);
+                }
+                if !value.is_empty() {
+                    vals.push(value);
+                }
+            }
+            Op::Add => {
+                if !vals.iter().any(|v| v.eq_ignore_ascii_case(&value)) {
+                    vals.push(value);
+                }
+            }
+            Op::Remove => vals.retain(|v| !v.eq_ignore_ascii_case(&value)),
+        }
+        if vals.is_empty() {
+            attrs.remove(def.name);
+        }
+    }
+    Outcome::Ok
+}
+
+fn check_value(def: &AttrDef, value: &str) -> Option<String> {
+    match def.ty {
+        AttrType::Boolean if value != "TRUE" && value != "FALSE" => Some(format!(
+            "ERROR: account.INVALID_ATTR_VALUE ({} must be TRUE or FALSE)",
+            def.name
+        )),
+        AttrType::YesNo if value != "yes" && value != "no" => Some(format!(
+            "ERROR: account.INVALID_ATTR_VALUE ({} must be one of: yes,no)",
+            def.name
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_line_quotes_and_escapes() {
+        assert_eq!(
+            parse_line("mcf +zimbraMtaRestriction 'check_policy_service unix:private/policy'"),
+            vec![
+                "mcf",
+                "+zimbraMtaRestriction",
+                "check_policy_service unix:private/policy"
+            ]
+        );
+        assert_eq!(
+            parse_line(r#"a "b \" c" d\ e ''"#),
+            vec!["a", "b \" c", "d e", ""]
+        );
+        assert_eq!(parse_line("   "), Vec::<String>::new());
+    }
+
+    #[test]
+    fn count_messages() {
+        let mcf = find_cmd("MCF").unwrap();
+        assert_eq!(
+            count_message(mcf, 1),
+            "modifyConfig is expecting at least 2 arguments but 1 argument has been provided"
+        );
+        let gcf = find_cmd("gcf").unwrap();
+        assert_eq!(
+            count_message(gcf, 2),
+            "getConfig is expecting 1 arguments but 2 arguments have been provided"
+        );
+        assert_eq!(
+            usage_line(mcf),
+            "usage:  modifyConfig(mcf) attr1 value1 [attr2 value2...]"
+        );
+    }
+}
+
+#[cfg(test)]
+mod run_tests {
+    use std::time::Duration;
+
+    use crate::sim::fleet::standalone_node;
+    use crate::sim::profiles::{NodeProfile, Posture};
+    use crate::sim::shell::run_captured;
+
+    const H: &str = "mx1.example.test";
+
+    fn node(posture: Posture) -> std::sync::Arc<crate::sim::node::Node> {
+        standalone_node(
+            H,
+            NodeProfile {
+                posture,
+                ..NodeProfile::default()
+            },
+            Duration::ZERO,
+            Duration::ZERO,
+        )
+    }
+
+    #[tokio::test]
+    async fn single_commands() {
+        let n = node(Posture::HalfCompliant);
+        let c = run_captured(
+            n.clone(),
+            "zextras",
+            "carbonio prov gcf zimbramtarestriction",
+            b"",
+        )
+        .await;
+        assert_eq!(
+            c.stdout,
+            "zimbraMtaRestriction: reject_invalid_helo_hostname\nzimbraMtaRestriction: reject_non_fqdn_sender\nzimbraMtaRestriction: reject_unknown_sender_domain\n"
+        );
+        let c = run_captured(
+            n.clone(),
+            "zextras",
+            "zmprov gcf zimbraNoSuchThing; echo \"rc $?\"",
+            b"",
+        )
+        .await;
+        assert_eq!(c.stdout, "rc 0\n");
+        let c = run_captured(
+            n.clone(),
+            "zextras",
+            "zmprov mcf zimbraMtaEnableSmtpdPolicyd yes",
+            b"",
+        )
+        .await;
+        assert_eq!(c.status, 2);
+        assert_eq!(
+            c.stderr,
+            "ERROR: account.INVALID_ATTR_VALUE (zimbraMtaEnableSmtpdPolicyd must be TRUE or FALSE)\n"
+        );
+        let c = run_captured(
+            n.clone(),
+            "zextras",
+            "zmprov mcf zimbraMtaSmtpdRejectUnlistedSender YES",
+            b"",
+        )
+        .await;
+        assert_eq!(
+            c.stderr,
+            "ERROR: account.INVALID_ATTR_VALUE (zimbraMtaSmtpdRejectUnlistedSender must be one of: yes,no)\n"
+        );
+        let c = run_captured(n.clone(), "zextras", "zmprov mcf zimbraBogus x", b"").await;
+        assert_eq!(
+            (c.status, c.stderr.as_str()),
+            (
+                2,
+                "ERROR: account.INVALID_ATTR_NAME (invalid attr name: zimbraBogus)\n"
+            )
+        );
+        let c = run_captured(
+            n.clone(),
+            "zextras",
+            "zmprov mcf +zimbraMtaRestriction a zimbraMtaRestriction b",
+            b"",
+        )
+        .await;
+        assert_eq!(
+            c.stderr,
+            "ERROR: service.INVALID_REQUEST (invalid request: can't mix +attrName/-attrName with attrName)\n"
+        );
+        let c = run_captured(n.clone(), "zextras", "zmprov gs nosuch.host", b"").await;
+        assert_eq!(
+            (c.status, c.stderr.as_str()),
+            (
+                2,
+                "ERROR: account.NO_SUCH_SERVER (no such server: nosuch.host)\n"
+            )
+        );
+        let c = run_captured(
+            n.clone(),
+            "zextras",
+            "zmprov mcf zimbraMtaEnableSmtpdPolicyd",
+            b"",
+        )
+        .await;
+        assert_eq!(c.status, 1);
+        assert_eq!(
+            c.stdout,
+            "usage:  modifyConfig(mcf) attr1 value1 [attr2 value2...]\n\nFor general help, type : zmprov --help\n"
+        );
+        assert_eq!(
+            c.stderr,
+            "modifyConfig is expecting at least 2 arguments but 1 argument has been provided\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn mcf_add_remove_replace_delete() {
+        let n = node(Posture::NonCompliant);
+        let s = "zmprov mcf +zimbraMtaRestriction 'check_policy_service unix:private/policy' && \
+                 zmprov mcf +zimbraMtaRestriction 'CHECK_POLICY_SERVICE unix:private/policy' && \
+                 zmprov mcf -zimbraMtaRestriction reject_non_fqdn_sender && zmprov gcf zimbraMtaRestriction && \
+                 zmprov mcf zimbraMtaRestriction a zimbraMtaRestriction b && zmprov gcf zimbraMtaRestriction && \
+                 zmprov mcf zimbraMtaRestriction '' && zmprov gcf zimbraMtaRestriction; echo \"rc $?\"";
+        let c = run_captured(n, "zextras", s, b"").await;
+        assert_eq!(
+            c.stdout,
+            "zimbraMtaRestriction: reject_invalid_helo_hostname\nzimbraMtaRestriction: check_policy_service unix:private/policy\n\
+             zimbraMtaRestriction: a\nzimbraMtaRestriction: b\nrc 0\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn gs_with_and_without_e() {
+        let n = node(Posture::ServerOverride);
+        let c = run_captured(
+            n.clone(),
+            "zextras",
+            &format!(
+                "zmprov gs -e {H} zimbraMtaSmtpdRejectUnlistedRecipient zimbraMtaEnableSmtpdPolicyd"
+            ),
+            b"",
+        )
+        .await;
+        assert_eq!(
+            c.stdout,
+            format!("# name {H}\nzimbraMtaSmtpdRejectUnlistedRecipient: no\n\n")
+        );
+        let c = run_captured(
+            n,
+            "zextras",
+            &format!(
+                "zmprov gs {H} zimbraMtaSmtpdRejectUnlistedRecipient zimbraMtaEnableSmtpdPolicyd"
+            ),
+            b"",
+        )
+        .await;
+        assert_eq!(
+            c.stdout,
+            format!(
+                "# name {H}\nzimbraMtaEnableSmtpdPolicyd: TRUE\nzimbraMtaSmtpdRejectUnlistedRecipient: no\n\n"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn batch_mode() {
+        let n = node(Posture::HalfCompliant);
+        let input = "gcf zimbraMtaEnableSmtpdPolicyd\n\nmcf zimbraMtaEnableSmtpdPolicyd maybe\nmcf a\n# comment\ngcf zimbraMtaSmtpdRejectUnlistedSender\n";
+        let c = run_captured(n.clone(), "zextras", "carbonio prov", input.as_bytes()).await;
+        assert_eq!(
+            c.stdout,
+            "prov> zimbraMtaEnableSmtpdPolicyd: FALSE\nprov> prov> prov> usage:  modifyConfig(mcf) attr1 value1 [attr2 value2...]\n\n\
+             prov> Unknown command. Type: 'help commands' for a list\nprov> zimbraMtaSmtpdRejectUnlistedSender: yes\nprov> "
+        );
+        assert_eq!(
+            c.stderr,
+            "ERROR: account.INVALID_ATTR_VALUE (zimbraMtaEnableSmtpdPolicyd must be TRUE or FALSE)\n\
+             modifyConfig is expecting at least 2 arguments but 1 argument has been provided\n"
+        );
+        assert_eq!(c.status, 0, "EOF exits 0 even after an error");
+        let c = run_captured(
+            n.clone(),
+            "zextras",
+            "printf '%s\\n' 'mcf zimbraMtaEnableSmtpdPolicyd maybe' exit | carbonio prov",
+            b"",
+        )
+        .await;
+        assert_eq!((c.status, c.stdout.as_str()), (2, "prov> prov> "));
+        let c = run_captured(
+            n.clone(),
+            "zextras",
+            "printf '%s\\n' 'gcf zimbraMtaEnableSmtpdPolicyd' quit | zmprov -l",
+            b"",
+        )
+        .await;
+        assert_eq!(
+            (c.status, c.stdout.as_str()),
+            (0, "prov> zimbraMtaEnableSmtpdPolicyd: FALSE\nprov> ")
+        );
+        assert_eq!(n.prov_invocations(), 3);
+    }
+}

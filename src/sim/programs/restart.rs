@@ -1,0 +1,44 @@
+//! A simulated service restart: every enabled service goes down for the node's restart
+//! time (SMTP answers 421, status shows Stopped), then comes back with the effective
+//! Postfix config re-rendered from LDAP — unless the node was told to fail, in which
+//! case the MTA stays stopped. Each restart is recorded fleet-wide.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use crate::sim::node::Node;
+use crate::sim::restarts::{RestartMethod, RestartRecord};
+
+/// Stops everything now; returns when the node is back. `true` = the MTA started.
+pub async fn restart_node(node: &Arc<Node>, method: RestartMethod) -> bool {
+    let services = node.services();
+    let started = Instant::now();
+    let time = {
+        let mut st = node.state();
+        st.stopped.extend(services.iter().cloned());
+        st.restarting_until = Some(started + st.restart_time);
+        st.restart_time
+    };
+    tokio::time::sleep(time).await;
+    let fail = {
+        let mut st = node.state();
+        let fail = std::mem::take(&mut st.fail_next_restart);
+        st.restarting_until = None;
+        st.stopped.clear();
+        if fail {
+            st.stopped.insert("mta".into());
+        }
+        fail
+    };
+    node.render_postfix();
+    node.restarts.push(RestartRecord {
+        node: node.name.clone(),
+        cluster: node.cluster.name.clone(),
+        method,
+        started,
+        ended: Instant::now(),
+        ok: !fail,
+    });
+    !fail
+}

@@ -1,0 +1,131 @@
+//! `systemctl restart|is-active|is-enabled` for Carbonio targets and services. Legacy
+//! nodes have the unit files but none enabled; restarts need root.
+
+use crate::sim::node::Platform;
+use crate::sim::restarts::RestartMethod;
+
+use super::Proc;
+use super::restart::restart_node;
+use super::zmcontrol::enabled_targets;
+
+const TARGETS: &[&str] = &[
+    "carbonio.target",
+    "carbonio-directory-server.target",
+    "carbonio-appserver.target",
+    "carbonio-proxy.target",
+    "carbonio-mta.target",
+];
+const MTA_SERVICES: &[&str] = &[
+    "carbonio-postfix.service",
+    "carbonio-configd.service",
+    "carbonio-opendkim.service",
+];
+
+fn known(unit: &str) -> bool {
+    TARGETS.contains(&unit) || MTA_SERVICES.contains(&unit)
+}
+
+fn normalize(unit: &str) -> String {
+    if unit.contains('.') {
+        unit.to_string()
+    } else {
+        format!("{unit}.service")
+    }
+}
+
+/// `systemctl ARGS`.
+pub async fn systemctl(args: Vec<String>, p: &mut Proc) -> i32 {
+    let args: Vec<String> = args.into_iter().filter(|a| !a.starts_with("--")).collect();
+    let Some((verb, units)) = args.split_first() else {
+        p.io.stderr
+            .line("systemctl: this simulator only knows restart, is-active and is-enabled")
+            .await;
+        return 1;
+    };
+    let units: Vec<String> = units.iter().map(|u| normalize(u)).collect();
+    let (platform, services) = (p.node.state().platform, p.node.services());
+    let targets = if platform == Platform::Systemd {
+        enabled_targets(&services)
+    } else {
+        Vec::new()
+    };
+    let is_enabled = |u: &str| match u {
+        "carbonio.target" => !targets.is_empty(),
+        u if u.ends_with(".target") => targets.contains(&u),
+        _ => targets.contains(&"carbonio-mta.target"),
+    };
+    match verb.as_str() {
+        "is-enabled" => {
+            let mut any = false;
+            for u in &units {
+                if !known(u) {
+                    p.io.stderr
+                        .line(format!(
+                            "Failed to get unit file state for {u}: No such file or directory"
+                        ))
+                        .await;
+                    continue;
+                }
+                let e = is_enabled(u);
+                any |= e;
+                p.io.stdout
+                    .line(if e { "enabled" } else { "disabled" })
+                    .await;
+            }
+            if any { 0 } else { 1 }
+        }
+        "is-active" => {
+            let (stopped, restarting) = {
+                let st = p.node.state();
+                (st.stopped.clone(), st.is_restarting())
+            };
+            let mut all = true;
+            for u in &units {
+                let mta_unit = u.contains("mta") || u.contains("postfix") || u == "carbonio.target";
+                let active = known(u)
+                    && is_enabled(u)
+                    && !restarting
+                    && !(mta_unit && stopped.contains("mta"));
+                all &= active;
+                p.io.stdout
+                    .line(if active { "active" } else { "inactive" })
+                    .await;
+            }
+            if all { 0 } else { 3 }
+        }
+        "restart" => {
+            if p.user != "root" {
+                let u = units.first().cloned().unwrap_or_default();
+                p.io.stderr
+                    .line(format!("Failed to restart {u}: Access denied"))
+                    .await;
+                return 1;
+            }
+            for u in &units {
+                if !known(u) {
+                    p.io.stderr
+                        .line(format!("Failed to restart {u}: Unit {u} not found."))
+                        .await;
+                    return 5;
+                }
+            }
+            let ok = restart_node(&p.node, RestartMethod::Systemctl).await;
+            if !ok {
+                let u = &units[0];
+                p.io.stderr
+                    .line(format!(
+                        "Job for {u} failed because the control process exited with error code.\nSee \"systemctl status {u}\" and \"journalctl -xeu {u}\" for details."
+                    ))
+                    .await;
+                return 1;
+            }
+            0
+        }
+        other => {
+            p.io.stderr
+                .line(format!("systemctl: verb {other} is not emulated"))
+                .await;
+            1
+        }
+    }
+}

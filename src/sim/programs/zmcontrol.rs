@@ -1,0 +1,147 @@
+//! `zmcontrol` (CARBONIO.md §4.1): `-v`, `status`, `restart` on legacy nodes; on systemd
+//! nodes everything but `-v` prints the "handled by systemd" banner and exits 1.
+
+use crate::sim::node::Platform;
+use crate::sim::restarts::RestartMethod;
+
+use super::Proc;
+use super::restart::restart_node;
+
+/// Stop order of the known services (display names).
+const STOP_ORDER: &[&str] = &[
+    "config service",
+    "service webapp",
+    "stats",
+    "mta",
+    "cbpolicyd",
+    "opendkim",
+    "amavis",
+    "antivirus",
+    "antispam",
+    "proxy",
+    "memcached",
+    "mailbox",
+    "directory-server",
+];
+/// Start order.
+const START_ORDER: &[&str] = &[
+    "config service",
+    "mailbox",
+    "memcached",
+    "proxy",
+    "amavis",
+    "antispam",
+    "antivirus",
+    "opendkim",
+    "cbpolicyd",
+    "mta",
+    "stats",
+    "service webapp",
+];
+
+/// The name zmcontrol prints for a zimbraServiceEnabled value.
+pub fn display_name(service: &str) -> &str {
+    match service {
+        "zmconfigd" => "config service",
+        "service" => "service webapp",
+        other => other,
+    }
+}
+
+/// The systemd targets enabled on a node with these services.
+pub fn enabled_targets(services: &[String]) -> Vec<&'static str> {
+    let has = |s: &str| services.iter().any(|x| x == s);
+    let mut t = Vec::new();
+    if has("directory-server") || has("ldap") {
+        t.push("carbonio-directory-server.target");
+    }
+    if has("mailbox") {
+        t.push("carbonio-appserver.target");
+    }
+    if has("proxy") {
+        t.push("carbonio-proxy.target");
+    }
+    if has("mta") {
+        t.push("carbonio-mta.target");
+    }
+    t
+}
+
+/// `zmcontrol ARGS`.
+pub async fn zmcontrol(args: Vec<String>, p: &mut Proc) -> i32 {
+    if p.user != "zextras" {
+        p.io.stderr.line("Run as the zextras user!").await;
+        return 255;
+    }
+    let (platform, version, host) = {
+        let st = p.node.state();
+        (st.platform, st.version.clone(), st.hostname.clone())
+    };
+    let cmd = args.iter().find(|a| !a.starts_with('-')).cloned();
+    if args.iter().any(|a| a == "-v" || a == "-V") {
+        p.io.stdout.line(&version).await;
+        return 0;
+    }
+    let services = p.node.services();
+    if platform == Platform::Systemd {
+        let mut banner =
+            String::from("Services are now handled by systemd.\n\nEnabled systemd targets:\n\n");
+        for t in enabled_targets(&services) {
+            banner.push_str(&format!("  - {t}\n"));
+        }
+        banner.push_str("\nPlease check the documentation for further details.\nExiting.\n");
+        p.io.stdout.write(banner).await;
+        return 1;
+    }
+    match cmd.as_deref() {
+        Some("status") => {
+            let stopped = p.node.state().stopped.clone();
+            let mut lines: Vec<(String, bool)> = services
+                .iter()
+                .map(|s| (display_name(s).to_string(), !stopped.contains(s)))
+                .collect();
+            lines.sort();
+            let mut out = format!("Host {host}\n");
+            for (name, up) in &lines {
+                out.push_str(&format!(
+                    "\t{:<20} {:>10}\n",
+                    name,
+                    if *up { "Running" } else { "Stopped" }
+                ));
+            }
+            p.io.stdout.write(out).await;
+            if lines.iter().all(|(_, up)| *up) {
+                0
+            } else {
+                1
+            }
+        }
+        Some("restart") => {
+            let enabled: Vec<&str> = services.iter().map(|s| display_name(s)).collect();
+            let mut out = format!("Host {host}\n");
+            for s in STOP_ORDER.iter().filter(|s| enabled.contains(s)) {
+                out.push_str(&format!("\tStopping {s}...Done.\n"));
+            }
+            p.io.stdout.write(out).await;
+            let ok = restart_node(&p.node, RestartMethod::Zmcontrol).await;
+            let mut out = format!("Host {host}\n");
+            for s in START_ORDER.iter().filter(|s| enabled.contains(s)) {
+                if *s == "mta" && !ok {
+                    out.push_str("\tStarting mta...Failed.\n");
+                } else {
+                    out.push_str(&format!("\tStarting {s}...Done.\n"));
+                }
+            }
+            p.io.stdout.write(out).await;
+            if ok { 0 } else { 1 }
+        }
+        _ => {
+            p.io.stdout
+                .write(format!(
+                    "{version}\n/opt/zextras/bin/zmcontrol [-v -h -H <host>] command [args]\n"
+                ))
+                .await;
+            1
+        }
+    }
+}
