@@ -530,3 +530,102 @@ async fn a_cluster_section_lists_every_domain_and_check() {
     assert_eq!(none.checks[1].verdict, ProbeVerdict::Fail); // no DKIM in LDAP
     assert_eq!(none.checks[2].findings[0].severity, "low"); // p=none, one level lower
 }
+
+/// A sweep of a simulated fleet (real SSH servers, their own DNS server): the domain
+/// section is in report.json, junit.xml, report.html and metrics.prom, with the findings
+/// each cluster's posture implies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_of_the_simulated_fleet_shows_domains_in_every_format() {
+    use carbonio_fleet::engine::events::Events;
+    use carbonio_fleet::engine::run::{RunOptions, check};
+    use carbonio_fleet::sim::{Fleet, FleetSpec};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = FleetSpec::from_mix(3, "compliant=1,half-compliant=1,non-compliant=1", 1).unwrap();
+    let mut fleet = None;
+    for attempt in 0..20u16 {
+        spec.port_base = 24000 + attempt * 53 + (std::process::id() % 50) as u16;
+        if let Ok(f) = Fleet::start(spec.clone(), &dir.path().join("fleet")).await {
+            fleet = Some(f);
+            break;
+        }
+    }
+    let fleet = fleet.expect("the simulated fleet starts");
+    let reports = dir.path().join("reports");
+    let opts = RunOptions {
+        inventory: fleet.inventory_path(),
+        playbook: None,
+        limit: None,
+        forks: 8,
+        report_dir: reports.clone(),
+        json: false,
+        metrics_file: None,
+        shard: None,
+        ssh_config: None,
+    };
+    let code = check(&opts, Events::none()).await;
+    // One prov for the gather on each node, one more per cluster for the domains.
+    let provs: u64 = fleet.nodes().iter().map(|n| n.prov_invocations()).sum();
+    fleet.shutdown().await;
+    assert_eq!(code, carbonio_fleet::exit::DRIFT);
+    assert_eq!(provs, 3 + 3);
+
+    let latest = reports.join("latest");
+    let report: carbonio_fleet::report::model::Report =
+        serde_json::from_str(&std::fs::read_to_string(latest.join("report.json")).unwrap()).unwrap();
+    let clusters: Vec<&str> = report.domains.iter().map(|d| d.cluster.as_str()).collect();
+    assert_eq!(clusters, ["c001", "c002", "c003"]);
+    let messages = |cluster: &str| -> Vec<String> {
+        report
+            .domains
+            .iter()
+            .find(|d| d.cluster == cluster)
+            .unwrap()
+            .domains
+            .iter()
+            .flat_map(|p| p.checks.iter())
+            .flat_map(|c| c.findings.iter().map(|f| f.message.clone()).chain(c.error.clone()))
+            .collect()
+    };
+    let good = &report.domains[0];
+    assert_eq!(good.read_on.as_deref(), Some("mta1.c001.sim.example"));
+    assert_eq!(
+        good.domains.iter().map(|p| (p.domain.as_str(), p.alias)).collect::<Vec<_>>(),
+        [("c001.example", false), ("c001-alias.example", true)]
+    );
+    assert_eq!(messages("c001"), Vec::<String>::new());
+    assert_eq!(
+        messages("c002"),
+        [
+            "DKIM key at `sim1._domainkey.c002.example` differs from the DKIMPublicKey in LDAP: mail signed for c002.example fails verification",
+            "DMARC for c002.example has `p=none`: receivers only monitor, forged mail is still delivered",
+            "DKIM for c002-alias.example is not set up: no DKIMSelector/DKIMPublicKey in LDAP (create a key with `zmdkimkeyutil -a -d c002-alias.example`)",
+            "DMARC for c002-alias.example has `p=none`: receivers only monitor, forged mail is still delivered",
+        ]
+    );
+    assert_eq!(
+        messages("c003"),
+        [
+            "SPF for c003.example ends in `+all`: any host may send as this domain",
+            "DKIM for c003.example is not set up: no DKIMSelector/DKIMPublicKey in LDAP (create a key with `zmdkimkeyutil -a -d c003.example`)",
+            "DMARC for c003.example is missing: no TXT record at `_dmarc.c003.example`",
+            "SPF for c003-alias.example ends in `+all`: any host may send as this domain",
+            "DKIM for c003-alias.example is not set up: no DKIMSelector/DKIMPublicKey in LDAP (create a key with `zmdkimkeyutil -a -d c003-alias.example`)",
+            "DMARC for c003-alias.example is missing: no TXT record at `_dmarc.c003-alias.example`",
+        ]
+    );
+
+    let junit = std::fs::read_to_string(latest.join("junit.xml")).unwrap();
+    assert!(junit.contains("<testsuite name=\"domains c003\""), "{junit}");
+    assert!(junit.contains("SPF for c003.example ends in `+all`: any host may send as this domain"));
+    let html = std::fs::read_to_string(latest.join("report.html")).unwrap();
+    assert!(html.contains("<h3>Cluster c002</h3>"));
+    assert!(html.contains("DMARC for c002.example has `p=none`"));
+    let metrics = std::fs::read_to_string(latest.join("metrics.prom")).unwrap();
+    assert!(metrics.contains(
+        "carbonio_fleet_domain_check{cluster=\"c001\",domain=\"c001.example\",check=\"spf\",verdict=\"pass\",playbook=\"backscatter-hardening\"} 1"
+    ), "{metrics}");
+    assert!(metrics.contains(
+        "carbonio_fleet_domain_check{cluster=\"c003\",domain=\"c003.example\",check=\"dmarc\",verdict=\"fail\",playbook=\"backscatter-hardening\"} 1"
+    ));
+}

@@ -68,6 +68,13 @@ const COMMANDS: &[CmdDef] = &[
         max: None,
     },
     CmdDef {
+        name: "getDomain",
+        alias: "gd",
+        usage: "[-e] {domain|id} [attr1 [attr2...]]",
+        min: 1,
+        max: None,
+    },
+    CmdDef {
         name: "exit",
         alias: "quit",
         usage: "",
@@ -137,6 +144,8 @@ enum Outcome {
 #[derive(Default)]
 struct Opts {
     replace: bool,
+    /// `-l`: LDAP mode (shows attributes outside Carbonio's schema, e.g. DKIM*).
+    ldap: bool,
 }
 
 /// `carbonio ...`: the wrapper's user check, then ProvUtil.
@@ -217,6 +226,7 @@ pub async fn zmprov(mut args: Vec<String>, p: &mut Proc) -> i32 {
             .await;
         return 2;
     }
+    opts.ldap = ldap_mode;
     if args.is_empty() {
         return batch(file, &opts, p).await;
     }
@@ -469,6 +479,38 @@ fn execute(args: &[String], opts: &Opts, p: &Proc, out: &mut String) -> Outcome 
                 out.push_str(d);
                 out.push('\n');
             }
+            Outcome::Ok
+        }
+        "gd" => {
+            let rest = if rest[0] == "-e" { &rest[1..] } else { rest };
+            let Some(name) = rest.first() else {
+                return Outcome::Usage(cmd, None);
+            };
+            let ldap = cluster.ldap();
+            let Some(domain) = ldap
+                .domains
+                .iter()
+                .find(|d| d.eq_ignore_ascii_case(name))
+                .cloned()
+            else {
+                return Outcome::Service(format!(
+                    "ERROR: account.NO_SUCH_DOMAIN (no such domain: {name})"
+                ));
+            };
+            out.push_str(&format!("# name {domain}\n"));
+            if let Some(attrs) = ldap.domain_attrs.get(&domain) {
+                for (k, v) in attrs {
+                    // The DKIM object class is not in Carbonio's attribute manager: only a
+                    // direct LDAP read (`-l`) returns it.
+                    if k.starts_with("DKIM") && !opts.ldap {
+                        continue;
+                    }
+                    if wanted(&rest[1..], k) {
+                        dump(out, k, v);
+                    }
+                }
+            }
+            out.push('\n');
             Outcome::Ok
         }
         "mcf" => modify(cmd, None, rest, opts, p),
