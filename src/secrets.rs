@@ -9,6 +9,9 @@
 //! | key passphrase for host `mail1` | `passphrase:host:mail1` |
 //! | key passphrase for group `acme` | `passphrase:group:acme` |
 //!
+//! One more entry, [`INDEX_USER`], lists the names of the others (never their values)
+//! for [`list`].
+//!
 //! [`lookup`] tries the host's own entry first, then each of its groups in inventory
 //! order. On Linux the store is the kernel keyutils keyring ([`init_default_store`]):
 //! no daemon, works on headless servers, kept per user in the persistent keyring (lost on
@@ -103,7 +106,7 @@ pub fn lookup(kind: SecretKind, host: &Host) -> Option<Secret> {
         .find_map(|scope| get(&entry_user(kind, scope)))
 }
 
-/// Stores (or replaces) a secret.
+/// Stores (or replaces) a secret, and adds its name to the [index](INDEX_USER).
 pub fn store(kind: SecretKind, scope: SecretScope<'_>, value: &Secret) -> Result<(), SecretError> {
     let user = entry_user(kind, scope);
     let err = |action, source| SecretError {
@@ -114,10 +117,13 @@ pub fn store(kind: SecretKind, scope: SecretScope<'_>, value: &Secret) -> Result
     let entry = keyring_core::Entry::new(SERVICE, &user).map_err(|e| err("open", e))?;
     entry
         .set_password(value.expose())
-        .map_err(|e| err("store", e))
+        .map_err(|e| err("store", e))?;
+    update_index(|names| {
+        names.insert(user.clone());
+    })
 }
 
-/// Deletes a secret; `Ok(false)` when there was none.
+/// Deletes a secret; `Ok(false)` when there was none. Its name leaves the index either way.
 pub fn delete(kind: SecretKind, scope: SecretScope<'_>) -> Result<bool, SecretError> {
     let user = entry_user(kind, scope);
     let err = |action, source| SecretError {
@@ -126,11 +132,117 @@ pub fn delete(kind: SecretKind, scope: SecretScope<'_>) -> Result<bool, SecretEr
         source,
     };
     let entry = keyring_core::Entry::new(SERVICE, &user).map_err(|e| err("open", e))?;
-    match entry.delete_credential() {
-        Ok(()) => Ok(true),
-        Err(keyring_core::Error::NoEntry) => Ok(false),
-        Err(e) => Err(err("delete", e)),
+    let existed = match entry.delete_credential() {
+        Ok(()) => true,
+        Err(keyring_core::Error::NoEntry) => false,
+        Err(e) => return Err(err("delete", e)),
+    };
+    update_index(|names| {
+        names.remove(&user);
+    })?;
+    Ok(existed)
+}
+
+/// The entry user (same service) of the index: the names of the stored entries, one
+/// per line, never a value. Keyring search is not portable (keyutils has none), so the
+/// tool keeps its own list; it lives in the keyring itself so that it is exactly as
+/// durable as the secrets (with keyutils both vanish together at reboot or expiry) and
+/// no file on disk names the hosts that have passwords.
+pub const INDEX_USER: &str = "index";
+
+/// Serialises read-modify-write of the index within this process (another process
+/// racing a `secret set` at the same instant can still lose an index line; `list` then
+/// misses a name, never a secret).
+static INDEX_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn index_entry() -> Result<keyring_core::Entry, SecretError> {
+    keyring_core::Entry::new(SERVICE, INDEX_USER).map_err(|source| SecretError {
+        action: "open",
+        entry: INDEX_USER.into(),
+        source,
+    })
+}
+
+fn read_index() -> Result<std::collections::BTreeSet<String>, SecretError> {
+    match index_entry()?.get_password() {
+        Ok(text) => Ok(text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()),
+        Err(keyring_core::Error::NoEntry) => Ok(Default::default()),
+        Err(source) => Err(SecretError {
+            action: "read",
+            entry: INDEX_USER.into(),
+            source,
+        }),
     }
+}
+
+fn write_index(names: &std::collections::BTreeSet<String>) -> Result<(), SecretError> {
+    let entry = index_entry()?;
+    let res = if names.is_empty() {
+        match entry.delete_credential() {
+            Err(keyring_core::Error::NoEntry) => Ok(()),
+            other => other,
+        }
+    } else {
+        let text: Vec<&str> = names.iter().map(String::as_str).collect();
+        entry.set_password(&text.join("\n"))
+    };
+    res.map_err(|source| SecretError {
+        action: "write",
+        entry: INDEX_USER.into(),
+        source,
+    })
+}
+
+fn update_index(
+    change: impl FnOnce(&mut std::collections::BTreeSet<String>),
+) -> Result<(), SecretError> {
+    let _guard = INDEX_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let mut names = read_index()?;
+    let before = names.clone();
+    change(&mut names);
+    if names != before {
+        write_index(&names)?;
+    }
+    Ok(())
+}
+
+fn exists(user: &str) -> Result<bool, SecretError> {
+    let entry = keyring_core::Entry::new(SERVICE, user).map_err(|source| SecretError {
+        action: "open",
+        entry: user.into(),
+        source,
+    })?;
+    match entry.get_credential() {
+        Ok(_) => Ok(true),
+        Err(keyring_core::Error::NoEntry) => Ok(false),
+        Err(source) => Err(SecretError {
+            action: "check",
+            entry: user.into(),
+            source,
+        }),
+    }
+}
+
+/// The entry users of the stored secrets (`password:host:mail1` …), sorted. Names the
+/// index holds but the keyring no longer has (expired, deleted by another tool) are left
+/// out and pruned from the index.
+pub fn list() -> Result<Vec<String>, SecretError> {
+    let _guard = INDEX_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let names = read_index()?;
+    let mut present = std::collections::BTreeSet::new();
+    for name in &names {
+        if exists(name)? {
+            present.insert(name.clone());
+        }
+    }
+    if present != names {
+        write_index(&present)?;
+    }
+    Ok(present.into_iter().collect())
 }
 
 /// Installs the platform store: on Linux the kernel keyutils keyring.
@@ -257,6 +369,28 @@ mod tests {
             entry.get_password(),
             Err(keyring_core::Error::NoEntry)
         ));
+    }
+
+    #[test]
+    fn the_index_follows_store_and_delete_and_forgets_vanished_entries() {
+        use_mock_store();
+        let scope = SecretScope::Host("secrets-unit-index");
+        let user = entry_user(SecretKind::Passphrase, scope);
+        store(SecretKind::Passphrase, scope, &Secret::new("v1")).unwrap();
+        store(SecretKind::Passphrase, scope, &Secret::new("v2")).unwrap();
+        let names = list().unwrap();
+        assert_eq!(names.iter().filter(|n| **n == user).count(), 1);
+        assert!(!read_index().unwrap().iter().any(|n| n.contains("v2")));
+        // Gone behind the tool's back (expiry): listed no more, pruned from the index.
+        keyring_core::Entry::new(SERVICE, &user)
+            .unwrap()
+            .delete_credential()
+            .unwrap();
+        assert!(!list().unwrap().contains(&user));
+        assert!(!read_index().unwrap().contains(&user));
+        store(SecretKind::Passphrase, scope, &Secret::new("v3")).unwrap();
+        assert!(delete(SecretKind::Passphrase, scope).unwrap());
+        assert!(!list().unwrap().contains(&user));
     }
 
     #[test]

@@ -136,18 +136,6 @@ fn a_limit_matching_nothing_is_an_error() {
 }
 
 #[test]
-fn commands_of_later_issues_say_so_and_change_nothing() {
-    fleet()
-        .args(["secret", "list"])
-        .assert()
-        .code(exit::USAGE)
-        .stdout("")
-        .stderr(
-            "carbonio-fleet: `secret` is not available in this build yet (it lands with issue #8)\n",
-        );
-}
-
-#[test]
 fn usage_errors_exit_1_not_clap_default_2() {
     fleet().args(["frobnicate"]).assert().code(exit::USAGE);
     fleet()

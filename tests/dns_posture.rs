@@ -541,7 +541,8 @@ async fn a_sweep_of_the_simulated_fleet_shows_domains_in_every_format() {
     use carbonio_fleet::sim::{Fleet, FleetSpec};
 
     let dir = tempfile::tempdir().unwrap();
-    let mut spec = FleetSpec::from_mix(3, "compliant=1,half-compliant=1,non-compliant=1", 1).unwrap();
+    let mut spec =
+        FleetSpec::from_mix(3, "compliant=1,half-compliant=1,non-compliant=1", 1).unwrap();
     let mut fleet = None;
     for attempt in 0..20u16 {
         spec.port_base = 24000 + attempt * 53 + (std::process::id() % 50) as u16;
@@ -572,7 +573,8 @@ async fn a_sweep_of_the_simulated_fleet_shows_domains_in_every_format() {
 
     let latest = reports.join("latest");
     let report: carbonio_fleet::report::model::Report =
-        serde_json::from_str(&std::fs::read_to_string(latest.join("report.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(latest.join("report.json")).unwrap())
+            .unwrap();
     let clusters: Vec<&str> = report.domains.iter().map(|d| d.cluster.as_str()).collect();
     assert_eq!(clusters, ["c001", "c002", "c003"]);
     let messages = |cluster: &str| -> Vec<String> {
@@ -584,13 +586,21 @@ async fn a_sweep_of_the_simulated_fleet_shows_domains_in_every_format() {
             .domains
             .iter()
             .flat_map(|p| p.checks.iter())
-            .flat_map(|c| c.findings.iter().map(|f| f.message.clone()).chain(c.error.clone()))
+            .flat_map(|c| {
+                c.findings
+                    .iter()
+                    .map(|f| f.message.clone())
+                    .chain(c.error.clone())
+            })
             .collect()
     };
     let good = &report.domains[0];
     assert_eq!(good.read_on.as_deref(), Some("mta1.c001.sim.example"));
     assert_eq!(
-        good.domains.iter().map(|p| (p.domain.as_str(), p.alias)).collect::<Vec<_>>(),
+        good.domains
+            .iter()
+            .map(|p| (p.domain.as_str(), p.alias))
+            .collect::<Vec<_>>(),
         [("c001.example", false), ("c001-alias.example", true)]
     );
     assert_eq!(messages("c001"), Vec::<String>::new());
@@ -616,8 +626,13 @@ async fn a_sweep_of_the_simulated_fleet_shows_domains_in_every_format() {
     );
 
     let junit = std::fs::read_to_string(latest.join("junit.xml")).unwrap();
-    assert!(junit.contains("<testsuite name=\"domains c003\""), "{junit}");
-    assert!(junit.contains("SPF for c003.example ends in `+all`: any host may send as this domain"));
+    assert!(
+        junit.contains("<testsuite name=\"domains c003\""),
+        "{junit}"
+    );
+    assert!(
+        junit.contains("SPF for c003.example ends in `+all`: any host may send as this domain")
+    );
     let html = std::fs::read_to_string(latest.join("report.html")).unwrap();
     assert!(html.contains("<h3>Cluster c002</h3>"));
     assert!(html.contains("DMARC for c002.example has `p=none`"));

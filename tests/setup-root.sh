@@ -1,6 +1,6 @@
 #!/bin/sh
-# Prepares a CI machine (as root) for the real-sshd transport tests in tests/ssh_transport.rs:
-# OpenSSH server and sudo installed, the Carbonio service user `zextras` (home /opt/zextras,
+# Prepares a CI machine (as root) for the test suites that use real components: OpenSSH
+# server and client, sudo, tmux and Chromium installed, the Carbonio service user `zextras` (home /opt/zextras,
 # bash) and the password-auth test user `cfleet-test`. Idempotent: safe to run repeatedly.
 set -eu
 
@@ -9,9 +9,20 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 0
 fi
 
-if [ ! -x /usr/sbin/sshd ] || [ ! -x /usr/bin/sudo ] || ! command -v ssh-keygen >/dev/null || ! command -v ssh-agent >/dev/null; then
+# What the suites run for real: OpenSSH sshd and client, sudo, tmux (progress bars in a
+# real terminal), Chromium (the HTML report rendered), iproute2/util-linux (namespaces).
+missing=""
+[ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
+command -v ssh-keygen >/dev/null && command -v ssh-agent >/dev/null || missing="$missing openssh-client"
+[ -x /usr/bin/sudo ] || missing="$missing sudo"
+command -v tmux >/dev/null || missing="$missing tmux"
+command -v chromium >/dev/null || missing="$missing chromium"
+command -v ip >/dev/null || missing="$missing iproute2"
+command -v unshare >/dev/null || missing="$missing util-linux"
+if [ -n "$missing" ]; then
     apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y openssh-server openssh-client sudo
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y $missing
 fi
 
 # sshd refuses to start without its privilege-separation directory.

@@ -9,6 +9,30 @@
 
 use std::collections::BTreeMap;
 
+/// The Postfix parameter zmconfigd renders from a Carbonio attribute (CARBONIO.md §1.5,
+/// §3): a probe of that parameter shows whether the attribute's value is in effect.
+pub fn governed_param(attr: &str) -> Option<&'static str> {
+    const MAP: [(&str, &str); 5] = [
+        ("zimbraMtaRestriction", "smtpd_recipient_restrictions"),
+        (
+            "zimbraMtaSmtpdRejectUnlistedRecipient",
+            "smtpd_reject_unlisted_recipient",
+        ),
+        (
+            "zimbraMtaSmtpdRejectUnlistedSender",
+            "smtpd_reject_unlisted_sender",
+        ),
+        (
+            "zimbraMtaSmtpdSenderRestrictions",
+            "smtpd_sender_restrictions",
+        ),
+        ("zimbraMtaEnableSmtpdPolicyd", "policy_time_limit"),
+    ];
+    MAP.iter()
+        .find(|(a, _)| a.eq_ignore_ascii_case(attr))
+        .map(|(_, p)| *p)
+}
+
 /// `postconf NAME...` output (`name = value`, one per line) as a map.
 pub fn parse_postconf(output: &str) -> BTreeMap<String, String> {
     output
@@ -48,9 +72,19 @@ pub struct SpawnLine {
 pub fn parse_spawn_line(text: &str) -> Option<SpawnLine> {
     text.lines().find_map(|raw| {
         let trimmed = raw.trim();
-        let (active, body) = match trimmed.strip_prefix('#') {
-            Some(rest) => (false, rest.trim_start()),
-            None => (true, trimmed),
+        // master.cf.in carries zmconfigd directives such as
+        // `%%uncomment VAR:zimbraMtaEnableSmtpdPolicyd%%policy unix …`: a template line,
+        // active only once zmconfigd renders it.
+        let (active, body) = if let Some(rest) = trimmed.strip_prefix("%%") {
+            match rest.find("%%") {
+                Some(end) => (false, rest[end + 2..].trim_start()),
+                None => (false, rest),
+            }
+        } else {
+            match trimmed.strip_prefix('#') {
+                Some(rest) => (false, rest.trim_start()),
+                None => (true, trimmed),
+            }
         };
         let mut fields = body.split_whitespace();
         if fields.next() != Some("policy") || fields.next() != Some("unix") {
@@ -110,6 +144,9 @@ mod tests {
         assert!(!tmpl.active);
         assert_eq!(tmpl.user.as_deref(), Some("zimbra"));
         assert_eq!(parse_spawn_line("smtp inet n - n - 1 postscreen"), None);
+        let directive = parse_spawn_line("%%uncomment VAR:zimbraMtaEnableSmtpdPolicyd%%policy unix - n n - 0 spawn user=zimbra argv=/usr/bin/perl /opt/zextras/libexec/zmpostfixpolicyd").unwrap();
+        assert!(!directive.active);
+        assert_eq!(directive.user.as_deref(), Some("zimbra"));
     }
 
     #[test]

@@ -2,8 +2,11 @@
 //! command and returns its exit code. `main` only parses and exits with that code.
 
 mod args;
+mod hostkeys;
 mod inventory;
+mod report;
 mod run;
+pub mod secret;
 mod sim;
 
 pub use args::*;
@@ -18,9 +21,11 @@ pub fn run(cli: Cli) -> i32 {
         Command::Apply(a) => run::apply(&a),
         Command::Inventory(InventoryCommand::List(a)) => inventory::list(&a),
         Command::Inventory(InventoryCommand::Validate(a)) => inventory::validate(&a),
-        Command::Hostkeys(_) => not_yet("hostkeys", 3),
-        Command::Secret(_) => not_yet("secret", 8),
-        Command::Report(_) => not_yet("report", 8),
+        Command::Hostkeys(HostkeysCommand::Scan(a)) => hostkeys::scan_command(&a),
+        Command::Secret(c) => secret::run(&c),
+        Command::Report(ReportCommand::Show(a)) => report::show(&a),
+        Command::Report(ReportCommand::Diff(a)) => report::diff(&a),
+        Command::Report(ReportCommand::Merge(a)) => report::merge(&a),
         Command::Demo(a) => sim::demo(&a),
         Command::Simulate(a) => sim::simulate(&a),
     }
@@ -37,12 +42,4 @@ pub fn parse_failed(e: clap::Error) -> i32 {
     } else {
         exit::OK
     }
-}
-
-/// A command whose implementation is not part of this build: say so, change nothing.
-fn not_yet(name: &str, issue: u32) -> i32 {
-    eprintln!(
-        "carbonio-fleet: `{name}` is not available in this build yet (it lands with issue #{issue})"
-    );
-    exit::USAGE
 }

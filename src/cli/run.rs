@@ -1,15 +1,17 @@
 //! The bridge from parsed arguments to the engine for `check`, `plan` and `apply`: builds
-//! the async runtime, starts the event consumers (progress, audit log), runs the command
-//! and hands back its exit code.
+//! the async runtime, starts logging, the keyring and the event consumer (progress bars,
+//! audit log), runs the command and hands back its exit code.
 
 use std::future::Future;
 
-use super::{ApplyArgs, CommonOpts, Format, Progress, RunArgs};
+use tracing::Instrument as _;
+
+use super::{ApplyArgs, CommonOpts, Format, RunArgs};
 use crate::engine::apply::{self, ApplyOptions};
 use crate::engine::events::Events;
 use crate::engine::run::{self as engine_run, RunOptions};
 use crate::exit;
-use crate::ui::audit::AuditLog;
+use crate::ui::logging::{self, LogOptions};
 use crate::ui::progress::{self, ProgressMode};
 
 impl From<&RunArgs> for RunOptions {
@@ -42,12 +44,34 @@ fn refuse_unavailable(c: &CommonOpts) -> Option<i32> {
     })
 }
 
-/// Runs an engine future with the event consumers of `common`.
-pub(super) fn with_runtime<F, Fut>(common: &CommonOpts, body: F) -> i32
+/// Sets up everything a command that talks to nodes needs, in one place: the tracing
+/// subscriber (stderr log lines, progress bars, `--log-file`), the OS keyring (for
+/// passwords and passphrases), the async runtime and the event consumer; then runs the
+/// engine future under the run's span (the overall bar; host spans become its
+/// children) and returns its exit code.
+pub(super) fn with_runtime<F, Fut>(command: &'static str, common: &CommonOpts, body: F) -> i32
 where
     F: FnOnce(Events) -> Fut,
     Fut: Future<Output = i32>,
 {
+    let mode = ProgressMode::from_flags(
+        common.progress,
+        common.quiet > 0 || common.format == Format::Json,
+    );
+    if let Err(e) = logging::init(&LogOptions {
+        verbose: common.verbose,
+        quiet: common.quiet,
+        bars: mode.enabled(),
+        log_file: common.log_file.clone(),
+    }) {
+        eprintln!("carbonio-fleet: {e}");
+        return exit::USAGE;
+    }
+    // Without a keyring, password and passphrase lookups find nothing; agent and
+    // unencrypted keys still work, so this is a warning, not the end of the run.
+    if let Err(e) = crate::secrets::init_default_store() {
+        tracing::warn!("{e}; passwords and key passphrases cannot be read from the keyring");
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -58,34 +82,25 @@ where
             return exit::USAGE;
         }
     };
-    let audit = match &common.log_file {
-        Some(p) => match AuditLog::open(p) {
-            Ok(l) => Some(l),
-            Err(e) => {
-                eprintln!(
-                    "carbonio-fleet: cannot open the log file `{}`: {e}",
-                    p.display()
-                );
-                return exit::USAGE;
-            }
-        },
-        None => None,
-    };
-    let mode = match (
-        common.progress,
-        common.quiet > 0 || common.format == Format::Json,
-    ) {
-        (Progress::Never, _) | (Progress::Auto, true) => ProgressMode::Never,
-        (Progress::Always, _) => ProgressMode::Always,
-        (Progress::Auto, false) => ProgressMode::Auto,
-    };
-    rt.block_on(async move {
-        let (events, rx) = Events::channel();
-        let consumer = tokio::spawn(progress::run(rx, mode, audit));
-        let code = body(events).await;
-        let _ = consumer.await;
-        code
-    })
+    rt.block_on(step(command, body))
+}
+
+/// Runs one engine command under its progress span, with the event consumer that feeds
+/// the bars and the audit log; returns the command's exit code.
+pub(super) async fn step<F, Fut>(command: &'static str, body: F) -> i32
+where
+    F: FnOnce(Events) -> Fut,
+    Fut: Future<Output = i32>,
+{
+    let span = progress::run_span(command);
+    let (events, rx) = Events::channel();
+    let consumer = tokio::spawn(progress::run(rx, span.clone()));
+    let code = body(events).instrument(span.clone()).await;
+    // The body dropped its sender: the consumer drains what is left and ends.
+    let _ = consumer.await;
+    // Closing the run span clears the bars; the summary is already printed above them.
+    drop(span);
+    code
 }
 
 pub(super) fn check(a: &RunArgs) -> i32 {
@@ -93,7 +108,7 @@ pub(super) fn check(a: &RunArgs) -> i32 {
         return code;
     }
     let opts = RunOptions::from(a);
-    with_runtime(&a.common, |events| async move {
+    with_runtime("check", &a.common, |events| async move {
         engine_run::check(&opts, events).await
     })
 }
@@ -103,7 +118,7 @@ pub(super) fn plan(a: &RunArgs) -> i32 {
         return code;
     }
     let opts = RunOptions::from(a);
-    with_runtime(&a.common, |events| async move {
+    with_runtime("plan", &a.common, |events| async move {
         crate::engine::plan::plan(&opts, events).await
     })
 }
@@ -118,7 +133,7 @@ pub(super) fn apply(a: &ApplyArgs) -> i32 {
         resume: a.resume,
         retry_failed: a.retry_failed,
     };
-    with_runtime(&a.run.common, |events| async move {
+    with_runtime("apply", &a.run.common, |events| async move {
         apply::apply(&opts, events).await
     })
 }

@@ -1,14 +1,15 @@
 //! `simulate` (a standalone simulated fleet) and `demo` (a simulated fleet plus the
 //! tool's own check → apply → check against it over real SSH).
 
-use super::{DemoArgs, Progress, SimulateArgs};
+use super::run::step;
+use super::{DemoArgs, SimulateArgs};
 use crate::engine::apply::{self, ApplyOptions};
-use crate::engine::events::Events;
 use crate::engine::run::{self as engine_run, RunOptions};
 use crate::exit;
 use crate::report::model::HostStatus;
 use crate::sim::{Fleet, SimulateOptions, demo_spec, run_simulate};
-use crate::ui::progress::{self, ProgressMode};
+use crate::ui::logging::{self, LogOptions};
+use crate::ui::progress::ProgressMode;
 
 fn runtime() -> Option<tokio::runtime::Runtime> {
     match tokio::runtime::Builder::new_multi_thread()
@@ -41,19 +42,6 @@ pub(super) fn simulate(a: &SimulateArgs) -> i32 {
     rt.block_on(run_simulate(opts))
 }
 
-/// Runs one engine step with its own event consumer (progress bars when allowed).
-async fn step<F, Fut>(mode: ProgressMode, body: F) -> i32
-where
-    F: FnOnce(Events) -> Fut,
-    Fut: std::future::Future<Output = i32>,
-{
-    let (events, rx) = Events::channel();
-    let consumer = tokio::spawn(progress::run(rx, mode, None));
-    let code = body(events).await;
-    let _ = consumer.await;
-    code
-}
-
 fn banner(text: &str) {
     println!("\n══ {text} ══\n");
 }
@@ -62,11 +50,16 @@ pub(super) fn demo(a: &DemoArgs) -> i32 {
     let Some(rt) = runtime() else {
         return exit::USAGE;
     };
-    let mode = match a.progress {
-        Progress::Never => ProgressMode::Never,
-        Progress::Always => ProgressMode::Always,
-        Progress::Auto => ProgressMode::Auto,
-    };
+    let mode = ProgressMode::from_flags(a.progress, false);
+    if let Err(e) = logging::init(&LogOptions {
+        verbose: 0,
+        quiet: 0,
+        bars: mode.enabled(),
+        log_file: None,
+    }) {
+        eprintln!("carbonio-fleet: {e}");
+        return exit::USAGE;
+    }
     rt.block_on(async move {
         let dir = match tempfile::Builder::new().prefix("carbonio-fleet-demo-").tempdir() {
             Ok(d) => d,
@@ -130,15 +123,15 @@ pub(super) fn demo(a: &DemoArgs) -> i32 {
 
         banner("1/3  check: audit the fleet, change nothing");
         let o = opts.clone();
-        let first = step(mode, |ev| async move { engine_run::check(&o, ev).await }).await;
+        let first = step("check", |ev| async move { engine_run::check(&o, ev).await }).await;
 
         banner("2/3  apply: one carbonio prov batch per cluster, staggered restarts, health gates");
         let ao = ApplyOptions { run: opts.clone(), yes: true, resume: false, retry_failed: false };
-        let applied = step(mode, |ev| async move { apply::apply(&ao, ev).await }).await;
+        let applied = step("apply", |ev| async move { apply::apply(&ao, ev).await }).await;
 
         banner("3/3  check again: prove the result");
         let o = opts.clone();
-        let last = step(mode, |ev| async move { engine_run::check(&o, ev).await }).await;
+        let last = step("check", |ev| async move { engine_run::check(&o, ev).await }).await;
         fleet.shutdown().await;
 
         let latest = a.report_dir.join("latest");

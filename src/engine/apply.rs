@@ -15,13 +15,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
-use crate::carbonio::gather::{EffectivePlan, GatherPlan, Platform};
+use crate::carbonio::gather::{EffectivePlan, Platform};
 use crate::carbonio::{prov, services, values};
 use crate::engine::changes::{self, ChangePlan, NodeBatch};
 use crate::engine::check;
 use crate::engine::events::{Event, Events};
-use crate::engine::gather::{GatherOptions, HostGather, gather_all, probe_address, regather};
+use crate::engine::gather::{HostGather, probe_address, regather};
 use crate::engine::journal::{self, Journal};
 use crate::engine::rollout::{Next, NodeResult, RolloutNode, Scheduler};
 use crate::engine::run::{self, Loaded, RunOptions};
@@ -31,11 +32,11 @@ use crate::exit;
 use crate::inventory::Host;
 use crate::playbook::{Playbook, ProbeFrom, Rollout};
 use crate::report::model::{
-    CommandRecord, ErrorKind, Finding, GateCheck, GateRecord, HostApply, HostError, HostReport,
-    HostStatus, RestartRecord,
+    CommandRecord, ErrorKind, GateCheck, GateRecord, HostApply, HostError, HostReport, HostStatus,
+    RestartRecord,
 };
 use crate::report::store;
-use crate::ssh::{Connector, ConnectorOptions, ExecEnd, ExecOutput, Session};
+use crate::ssh::{ExecEnd, ExecOutput, Session};
 
 /// Options of `apply`.
 #[derive(Debug, Clone)]
@@ -137,6 +138,17 @@ fn exit_text(end: &ExecEnd) -> String {
         ExecEnd::Status(c) => c.to_string(),
         ExecEnd::Signal { name, .. } => format!("signal {name}"),
         ExecEnd::Unknown => "unknown".into(),
+    }
+}
+
+/// The audit event for a command apply ran.
+fn command_ran(host: &str, rec: &CommandRecord, ok: bool) -> Event {
+    Event::CommandRan {
+        host: host.to_string(),
+        purpose: rec.purpose.clone(),
+        command: rec.command.clone(),
+        exit: rec.exit.clone(),
+        ok,
     }
 }
 
@@ -271,6 +283,7 @@ async fn execute_changes(
         for (cluster, batch, rec, res) in results {
             let node = batch.node.clone();
             let summary: Vec<String> = batch.changes.iter().map(|c| c.args.join(" ")).collect();
+            events.send(command_ran(&node, &rec, res.is_ok()));
             out.commands.entry(node.clone()).or_default().push(rec);
             match res {
                 Ok(()) => {
@@ -335,6 +348,9 @@ struct NodeCtx {
     session: Session,
     platform: Platform,
     domain: Option<String>,
+    /// Postfix parameters the gate does not expect to match the playbook, because the
+    /// control that governs them was not changed in this cluster (blocked).
+    skip_params: BTreeSet<String>,
 }
 
 /// What the restart task of one node produced.
@@ -445,6 +461,7 @@ async fn restart_and_gate(
         g = health_gate(&node, &rollout, &playbook, &eff, &nonce) => g,
         _ = hard.cancelled() => GateRecord {
             passed: false,
+            finished_at: jiff::Timestamp::now().to_string(),
             attempts: 0,
             checks: vec![GateCheck { name: "gate".into(), ok: false, detail: "cancelled by a second Ctrl-C".into() }],
             vantage: String::new(),
@@ -500,6 +517,7 @@ async fn health_gate(
     };
     let mut rec = GateRecord {
         passed: false,
+        finished_at: String::new(),
         attempts: 0,
         checks: Vec::new(),
         vantage,
@@ -510,6 +528,7 @@ async fn health_gate(
         let (checks, transcript, verdict) = gate_once(node, rollout, playbook, eff, nonce).await;
         rec.checks = checks;
         rec.smtp_transcript = transcript;
+        rec.finished_at = jiff::Timestamp::now().to_string();
         match verdict {
             GateTry::Pass => {
                 rec.passed = true;
@@ -594,6 +613,9 @@ async fn gate_once(
     let mismatches: Vec<String> = playbook
         .probes
         .iter()
+        .filter(|p| {
+            !matches!(&p.kind, crate::playbook::ProbeKind::Postconf { param } if node.skip_params.contains(param))
+        })
         .filter_map(|p| verdict::postconf_probe(p, &facts.postconf))
         .filter_map(Result::err)
         .collect();
@@ -776,38 +798,20 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     let started = jiff::Timestamp::now();
     let t0 = Instant::now();
     let mut report = run::report_header("apply", &loaded, opts.run.limit.as_deref(), started);
-    let nonce = run::nonce();
-    let (plan, eff) = match (
-        GatherPlan::new(&loaded.playbook, &nonce),
-        EffectivePlan::new(&loaded.playbook, &nonce),
-    ) {
-        (Ok(p), Ok(e)) => (p, Arc::new(e)),
-        (Err(e), _) | (_, Err(e)) => {
+    let fleet = match run::gather_fleet("apply", &loaded, opts.run.forks, true, &events).await {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let eff = match EffectivePlan::new(&loaded.playbook, &fleet.nonce) {
+        Ok(e) => Arc::new(e),
+        Err(e) => {
             eprintln!("carbonio-fleet: playbook value cannot be sent to a node: {e}");
             return exit::USAGE;
         }
     };
-    events.send(Event::RunStarted {
-        command: "apply",
-        hosts: loaded.hosts.len(),
-    });
-    let connector = Connector::new(ConnectorOptions::default());
-    let gathers = gather_all(
-        &loaded.hosts,
-        &loaded.playbook,
-        &plan,
-        &connector,
-        &GatherOptions {
-            forks: opts.run.forks,
-            keep_sessions: true,
-        },
-        &events,
-        &nonce,
-    )
-    .await;
-    let mut before = check::evaluate_all(&loaded.playbook, &gathers);
+    let (nonce, plan, gathers) = (fleet.nonce, fleet.plan, fleet.gathers);
+    let before = check::evaluate_all(&loaded.playbook, &gathers);
     let change_plan = changes::plan(&loaded.playbook, &before);
-    add_blocked_findings(&mut before, &change_plan);
 
     let interrupted = |rx: &watch::Receiver<u32>| *rx.borrow() > 0;
     let restart_estimate = before
@@ -822,7 +826,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     if !opts.yes
         && !nothing_to_do
         && !interrupted(&interrupts)
-        && !confirm(&change_plan, restart_estimate)
+        && !tracing_indicatif::suspend_tracing_indicatif(|| confirm(&change_plan, restart_estimate))
     {
         eprintln!("carbonio-fleet: not confirmed; nothing was changed");
         return exit::USAGE;
@@ -893,6 +897,14 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
                 session: session.clone(),
                 platform: ok.facts.platform,
                 domain: ok.facts.domains.first().cloned(),
+                skip_params: change_plan
+                    .blocked
+                    .iter()
+                    .filter(|b| b.cluster == g.host.cluster)
+                    .filter_map(|b| loaded.playbook.controls.iter().find(|c| c.id == b.control))
+                    .filter_map(|c| crate::carbonio::postfix::governed_param(&c.attr))
+                    .map(str::to_string)
+                    .collect(),
             },
         );
     }
@@ -916,26 +928,34 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
                     let Some(ctx) = ctxs.get(n).cloned() else {
                         continue;
                     };
-                    running.spawn(restart_and_gate(
-                        ctx,
-                        rollout_cfg.clone(),
-                        playbook.clone(),
-                        eff.clone(),
-                        nonce.clone(),
-                        hard.clone(),
-                        journal.clone(),
-                    ));
+                    let span = tracing::info_span!("host", host = %n, step = "restart");
+                    running.spawn(
+                        restart_and_gate(
+                            ctx,
+                            rollout_cfg.clone(),
+                            playbook.clone(),
+                            eff.clone(),
+                            nonce.clone(),
+                            hard.clone(),
+                            journal.clone(),
+                        )
+                        .instrument(span),
+                    );
                 }
             }
             Next::Wait => {
                 tokio::select! {
                     Some(done) = running.join_next() => {
                         if let Ok(run) = done {
+                            if let Some(c) = &run.command {
+                                let ok = run.restart.as_ref().is_some_and(|r| r.ok);
+                                events.send(command_ran(&run.name, c, ok));
+                            }
                             events.send(Event::StepFinished {
                                 host: run.name.clone(),
                                 step: "restart+gate".into(),
                                 ok: matches!(run.result, NodeResult::Restarted),
-                                detail: format!("{:?}", run.result),
+                                detail: run.result.to_string(),
                             });
                             let _ = sched.record(&run.name, run.result.clone());
                             runs.insert(run.name.clone(), run);
@@ -1046,7 +1066,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         hosts.push(h);
     }
     report.hosts = hosts;
-    report.summary = check::summarize(&report.hosts);
+    report.summary = crate::report::summary::summarize(&report.hosts);
     let base = check::exit_code(&report.hosts);
     report.exit_code = match &outcome.aborted {
         _ if interrupted(&interrupts) => exit::INTERRUPTED,
@@ -1065,27 +1085,4 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     );
     events.send(Event::RunFinished { exit_code: code });
     code
-}
-
-/// Every node of a cluster where a change was blocked gets a finding that says so.
-fn add_blocked_findings(hosts: &mut [HostReport], plan: &ChangePlan) {
-    for b in &plan.blocked {
-        for h in hosts.iter_mut().filter(|h| h.cluster == b.cluster) {
-            let id = format!("{}-BLOCKED", b.control);
-            if h.findings.iter().any(|f| f.id == id) {
-                continue;
-            }
-            h.findings.push(Finding {
-                id,
-                severity: "high".into(),
-                blocking: true,
-                message: format!(
-                    "{} is not changed in cluster `{}`: {}",
-                    b.control, b.cluster, b.reason
-                ),
-                evidence: format!("blocking node(s): {}", b.because_of.join(", ")),
-                hint: "fix the spawn user on the named node(s), then run apply again".into(),
-            });
-        }
-    }
 }

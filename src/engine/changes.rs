@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::carbonio::prov::{Batch, BatchValueError};
 use crate::engine::verdict::SPAWN_USER_FINDING;
 use crate::playbook::{Control, Expectation, Playbook, Precondition, Scope};
-use crate::report::model::{HostReport, HostStatus, Verdict};
+use crate::report::model::{Finding, HostReport, HostStatus, Verdict};
 
 /// The restriction value that makes Postfix consult the policy service.
 pub const POLICY_RESTRICTION: &str = "check_policy_service unix:private/policy";
@@ -173,28 +173,13 @@ pub fn plan(playbook: &Playbook, hosts: &[HostReport]) -> ChangePlan {
                 };
                 let blocked = guarded_by_spawn_user(c) && !spawn_blockers.is_empty();
                 match (r.verdict, c.scope) {
-                    (Verdict::Masked, _) if !blocked => changes.push(Change {
-                        control: c.id.clone(),
-                        attr: c.attr.clone(),
-                        args: vec![
-                            "ms".into(),
-                            server_name.clone(),
-                            c.attr.clone(),
-                            String::new(),
-                        ],
-                        restart: c.restart,
-                    }),
-                    (Verdict::NonCompliant, Scope::Server) if !blocked => changes.push(Change {
-                        control: c.id.clone(),
-                        attr: c.attr.clone(),
-                        args: change_args(&["ms", &server_name], c),
-                        restart: c.restart,
-                    }),
-                    (Verdict::NonCompliant, Scope::Global)
+                    // A server entry that overrides the attribute: either it masks a
+                    // right global value, or its own value is off and fixing only the
+                    // global value would not reach this node. Removing the override
+                    // lets the node inherit the (right) global value.
+                    (Verdict::Masked, _) | (Verdict::NonCompliant, Scope::Global)
                         if r.server_values.is_some() && !blocked =>
                     {
-                        // The server sets the attribute itself and its value is off:
-                        // fixing only the global value would not reach this node.
                         changes.push(Change {
                             control: c.id.clone(),
                             attr: c.attr.clone(),
@@ -207,6 +192,12 @@ pub fn plan(playbook: &Playbook, hosts: &[HostReport]) -> ChangePlan {
                             restart: c.restart,
                         })
                     }
+                    (Verdict::NonCompliant, Scope::Server) if !blocked => changes.push(Change {
+                        control: c.id.clone(),
+                        attr: c.attr.clone(),
+                        args: change_args(&["ms", &server_name], c),
+                        restart: c.restart,
+                    }),
                     (Verdict::Masked | Verdict::NonCompliant, Scope::Server) if blocked => {
                         out.blocked.push(Blocked {
                             control: c.id.clone(),
@@ -230,6 +221,29 @@ pub fn plan(playbook: &Playbook, hosts: &[HostReport]) -> ChangePlan {
         }
     }
     out
+}
+
+/// Every node of a cluster where a change was blocked gets a finding that says so.
+pub fn annotate_blocked(hosts: &mut [HostReport], plan: &ChangePlan) {
+    for b in &plan.blocked {
+        for h in hosts.iter_mut().filter(|h| h.cluster == b.cluster) {
+            let id = format!("{}-BLOCKED", b.control);
+            if h.findings.iter().any(|f| f.id == id) {
+                continue;
+            }
+            h.findings.push(Finding {
+                id,
+                severity: "high".into(),
+                blocking: true,
+                message: format!(
+                    "{} is not changed in cluster `{}`: {}",
+                    b.control, b.cluster, b.reason
+                ),
+                evidence: format!("blocking node(s): {}", b.because_of.join(", ")),
+                hint: "fix the spawn user on the named node(s), then run apply again".into(),
+            });
+        }
+    }
 }
 
 /// The ProvUtil batch for a node's changes, followed by the reads that verify them

@@ -9,7 +9,7 @@ use crate::engine::verdict::{self, ClusterGlobals};
 use crate::exit;
 use crate::inventory::Host;
 use crate::playbook::Playbook;
-use crate::report::model::{HostReport, HostStatus, Summary, Timings};
+use crate::report::model::{HostReport, HostStatus, Timings};
 
 /// The cluster → global values map, from the first reachable node of each cluster.
 pub fn cluster_globals(gathers: &[HostGather]) -> BTreeMap<String, ClusterGlobals> {
@@ -29,7 +29,7 @@ pub fn cluster_globals(gathers: &[HostGather]) -> BTreeMap<String, ClusterGlobal
 /// Verdicts for every gathered host.
 pub fn evaluate_all(playbook: &Playbook, gathers: &[HostGather]) -> Vec<HostReport> {
     let globals = cluster_globals(gathers);
-    gathers
+    let mut reports: Vec<HostReport> = gathers
         .iter()
         .map(|g| {
             let mut r = base_report(&g.host);
@@ -62,7 +62,12 @@ pub fn evaluate_all(playbook: &Playbook, gathers: &[HostGather]) -> Vec<HostRepo
             }
             r
         })
-        .collect()
+        .collect();
+    // A change that apply would refuse in a cluster is a finding on every node of it,
+    // in check too: the operator learns before apply why the cluster stays off.
+    let plan = crate::engine::changes::plan(playbook, &reports);
+    crate::engine::changes::annotate_blocked(&mut reports, &plan);
+    reports
 }
 
 /// A report entry for a host before anything is known about it.
@@ -102,24 +107,6 @@ fn discovered_roles(services: &[String]) -> Vec<String> {
         }
     }
     roles
-}
-
-/// Counts per status.
-pub fn summarize(hosts: &[HostReport]) -> Summary {
-    let mut s = Summary {
-        hosts: hosts.len(),
-        ..Summary::default()
-    };
-    for h in hosts {
-        match h.status {
-            HostStatus::Compliant => s.compliant += 1,
-            HostStatus::Drift => s.drift += 1,
-            HostStatus::RestartPending => s.restart_pending += 1,
-            HostStatus::Failed => s.failed += 1,
-            HostStatus::NotAttempted => s.not_attempted += 1,
-        }
-    }
-    s
 }
 
 /// SPEC §3: 3 if any host failed (beats drift), 2 on drift, else 0.

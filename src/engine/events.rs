@@ -45,6 +45,17 @@ pub enum Event {
         ok: bool,
         detail: String,
     },
+    /// A remote command that changes a node (apply's change batches and restarts),
+    /// exactly as sent over SSH. Commands never carry a secret (passwords only travel
+    /// in the SSH auth exchange).
+    CommandRan {
+        host: String,
+        purpose: String,
+        command: String,
+        /// Exit status, `signal NAME`, `unknown` or `not run`.
+        exit: String,
+        ok: bool,
+    },
     Paused {
         duration: Duration,
     },

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use tracing::Instrument as _;
 
 use crate::carbonio::gather::{GatherPlan, NodeFacts};
 use crate::engine::events::{Event, Events};
@@ -66,6 +67,8 @@ pub async fn gather_all(
     let mut results: Vec<(usize, HostGather)> = futures::stream::iter(hosts.iter().enumerate())
         .map(|(i, host)| {
             let plan = plan.clone();
+            // A span per host: its live spinner, and the context of its log lines.
+            let span = tracing::info_span!("host", host = %host.name, step = "gather");
             async move {
                 (
                     i,
@@ -81,6 +84,7 @@ pub async fn gather_all(
                     .await,
                 )
             }
+            .instrument(span)
         })
         .buffer_unordered(opts.forks.max(1))
         .collect()
@@ -174,21 +178,25 @@ pub async fn regather(
 ) -> Vec<HostGather> {
     let mut results: Vec<(usize, HostGather)> =
         futures::stream::iter(targets.into_iter().enumerate())
-            .map(|(i, (host, session))| async move {
-                let t0 = Instant::now();
-                let outcome = gather_session(&session, &host, playbook, plan, nonce).await;
-                let elapsed = t0.elapsed();
-                (
-                    i,
-                    HostGather {
-                        host,
-                        outcome,
-                        connect_time: None,
-                        gather_time: Some(elapsed),
-                        total_time: elapsed,
-                        session: Some(session),
-                    },
-                )
+            .map(|(i, (host, session))| {
+                let span = tracing::info_span!("host", host = %host.name, step = "verify");
+                async move {
+                    let t0 = Instant::now();
+                    let outcome = gather_session(&session, &host, playbook, plan, nonce).await;
+                    let elapsed = t0.elapsed();
+                    (
+                        i,
+                        HostGather {
+                            host,
+                            outcome,
+                            connect_time: None,
+                            gather_time: Some(elapsed),
+                            total_time: elapsed,
+                            session: Some(session),
+                        },
+                    )
+                }
+                .instrument(span)
             })
             .buffer_unordered(forks.max(1))
             .collect()

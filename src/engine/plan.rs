@@ -10,13 +10,11 @@ use crate::carbonio::prov;
 use crate::engine::changes::{self, ChangePlan, NodeBatch};
 use crate::engine::check;
 use crate::engine::events::Events;
-use crate::engine::gather::{GatherOptions, gather_all};
 use crate::engine::rollout::{self, RolloutNode};
 use crate::engine::run::{self, RunOptions};
-use crate::exit;
 use crate::inventory::Host;
 use crate::report::model::{HostReport, HostStatus};
-use crate::ssh::{Connector, ConnectorOptions, RunAs, command_line, wrap};
+use crate::ssh::{RunAs, command_line, wrap};
 
 /// The plan as `--format json` prints it.
 #[derive(Debug, Serialize)]
@@ -153,28 +151,10 @@ pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let nonce = run::nonce();
-    let gplan = match crate::carbonio::gather::GatherPlan::new(&loaded.playbook, &nonce) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("carbonio-fleet: playbook value cannot be sent to a node: {e}");
-            return exit::USAGE;
-        }
+    let gathers = match run::gather_fleet("plan", &loaded, opts.forks, false, &events).await {
+        Ok(f) => f.gathers,
+        Err(code) => return code,
     };
-    let connector = Connector::new(ConnectorOptions::default());
-    let gathers = gather_all(
-        &loaded.hosts,
-        &loaded.playbook,
-        &gplan,
-        &connector,
-        &GatherOptions {
-            forks: opts.forks,
-            keep_sessions: false,
-        },
-        &events,
-        &nonce,
-    )
-    .await;
     let reports = check::evaluate_all(&loaded.playbook, &gathers);
     let cplan = changes::plan(&loaded.playbook, &reports);
     let candidates = restart_candidates(&reports, &cplan, loaded.playbook.rollout.only_if_changed);
@@ -195,36 +175,39 @@ pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
             commands.entry(b.node.clone()).or_default().push(line);
         }
     }
-    if opts.json {
-        let out = PlanOutput {
-            changes: cplan,
-            batches,
-            commands,
-        };
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-    } else {
-        print!(
-            "{}",
-            render(
-                &loaded.playbook.name,
-                &loaded.hosts,
-                &reports,
-                &cplan,
-                &batches,
-                &commands
-            )
-        );
-        let failed: Vec<&str> = reports
-            .iter()
-            .filter(|r| r.status == HostStatus::Failed)
-            .map(|r| r.name.as_str())
-            .collect();
-        if !failed.is_empty() {
-            println!(
-                "\nnot planned (could not be gathered): {}",
-                failed.join(", ")
+    // Bars (if any) are lifted while the plan prints, so it is never torn.
+    tracing_indicatif::suspend_tracing_indicatif(|| {
+        if opts.json {
+            let out = PlanOutput {
+                changes: cplan,
+                batches,
+                commands,
+            };
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        } else {
+            print!(
+                "{}",
+                render(
+                    &loaded.playbook.name,
+                    &loaded.hosts,
+                    &reports,
+                    &cplan,
+                    &batches,
+                    &commands
+                )
             );
+            let failed: Vec<&str> = reports
+                .iter()
+                .filter(|r| r.status == HostStatus::Failed)
+                .map(|r| r.name.as_str())
+                .collect();
+            if !failed.is_empty() {
+                println!(
+                    "\nnot planned (could not be gathered): {}",
+                    failed.join(", ")
+                );
+            }
         }
-    }
+    });
     check::exit_code(&reports)
 }

@@ -45,6 +45,16 @@ pub enum NodeResult {
     Unreachable,
 }
 
+impl fmt::Display for NodeResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeResult::Restarted => f.write_str("restarted, health gate passed"),
+            NodeResult::Failed { reason } => f.write_str(reason),
+            NodeResult::Unreachable => f.write_str("unreachable before its restart"),
+        }
+    }
+}
+
 /// A batch of nodes to restart now, concurrently.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {

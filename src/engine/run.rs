@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::carbonio::gather::GatherPlan;
 use crate::engine::check;
 use crate::engine::events::Events;
-use crate::engine::gather::{GatherOptions, gather_all};
+use crate::engine::gather::{GatherOptions, HostGather, gather_all};
 use crate::exit;
 use crate::inventory::{Host, Inventory, LoadOptions, Shard};
 use crate::playbook::Playbook;
@@ -221,6 +221,11 @@ pub fn finish(
 }
 
 fn print_summary(report: &Report, json: bool) {
+    // Bars (if any) are lifted while the summary prints, so it is never torn.
+    tracing_indicatif::suspend_tracing_indicatif(|| write_summary(report, json));
+}
+
+fn write_summary(report: &Report, json: bool) {
     let mut out = std::io::stdout().lock();
     if json {
         let _ = serde_json::to_writer_pretty(&mut out, report);
@@ -257,7 +262,10 @@ pub fn finish_in(
     match written {
         Ok(()) => {
             if !json {
-                println!("report: {}", run_dir.join("report.json").display());
+                let path = run_dir.join("report.json");
+                tracing_indicatif::suspend_tracing_indicatif(|| {
+                    println!("report: {}", path.display())
+                });
             }
             report.exit_code
         }
@@ -266,6 +274,56 @@ pub fn finish_in(
             exit::HOST_FAILED.max(report.exit_code)
         }
     }
+}
+
+/// A gathered fleet: the nonce and script used, and every selected host's result.
+pub struct FleetGather {
+    pub nonce: String,
+    pub plan: GatherPlan,
+    pub gathers: Vec<HostGather>,
+    /// The connector the gather used (the domain pass reconnects through it).
+    pub connector: Connector,
+}
+
+/// Announces the run and gathers every selected host (at most `forks` at once), keeping
+/// the sessions open when later steps reuse them. `Err` carries the exit code when a
+/// playbook value cannot be sent to a node (nothing was contacted).
+pub async fn gather_fleet(
+    command: &'static str,
+    loaded: &Loaded,
+    forks: usize,
+    keep_sessions: bool,
+    events: &Events,
+) -> Result<FleetGather, i32> {
+    let nonce = nonce();
+    let plan = GatherPlan::new(&loaded.playbook, &nonce).map_err(|e| {
+        eprintln!("carbonio-fleet: playbook value cannot be sent to a node: {e}");
+        exit::USAGE
+    })?;
+    events.send(crate::engine::events::Event::RunStarted {
+        command,
+        hosts: loaded.hosts.len(),
+    });
+    let connector = Connector::new(ConnectorOptions::default());
+    let gathers = gather_all(
+        &loaded.hosts,
+        &loaded.playbook,
+        &plan,
+        &connector,
+        &GatherOptions {
+            forks,
+            keep_sessions,
+        },
+        events,
+        &nonce,
+    )
+    .await;
+    Ok(FleetGather {
+        nonce,
+        plan,
+        gathers,
+        connector,
+    })
 }
 
 /// `check`: audit only, never changes a node.
@@ -277,33 +335,12 @@ pub async fn check(opts: &RunOptions, events: Events) -> i32 {
     let started = jiff::Timestamp::now();
     let t0 = Instant::now();
     let mut report = report_header("check", &loaded, opts.limit.as_deref(), started);
-    let nonce = nonce();
-    let plan = match GatherPlan::new(&loaded.playbook, &nonce) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("carbonio-fleet: playbook value cannot be sent to a node: {e}");
-            return exit::USAGE;
-        }
+    let fleet = match gather_fleet("check", &loaded, opts.forks, false, &events).await {
+        Ok(f) => f,
+        Err(code) => return code,
     };
-    events.send(crate::engine::events::Event::RunStarted {
-        command: "check",
-        hosts: loaded.hosts.len(),
-    });
-    let connector = Connector::new(ConnectorOptions::default());
-    let gathers = gather_all(
-        &loaded.hosts,
-        &loaded.playbook,
-        &plan,
-        &connector,
-        &GatherOptions {
-            forks: opts.forks,
-            keep_sessions: false,
-        },
-        &events,
-        &nonce,
-    )
-    .await;
-    report.hosts = check::evaluate_all(&loaded.playbook, &gathers);
+    let gathers = &fleet.gathers;
+    report.hosts = check::evaluate_all(&loaded.playbook, gathers);
     for h in &report.hosts {
         events.send(crate::engine::events::Event::HostFinished {
             host: h.name.clone(),
@@ -312,8 +349,8 @@ pub async fn check(opts: &RunOptions, events: Events) -> i32 {
     }
     report.domains = crate::engine::domains::domain_pass(
         &loaded.playbook,
-        &gathers,
-        &connector,
+        gathers,
+        &fleet.connector,
         &crate::dns::ResolverSettings {
             servers: loaded.inventory.dns_servers.clone(),
             ..Default::default()
@@ -321,7 +358,7 @@ pub async fn check(opts: &RunOptions, events: Events) -> i32 {
         opts.forks,
     )
     .await;
-    report.summary = check::summarize(&report.hosts);
+    report.summary = crate::report::summary::summarize(&report.hosts);
     report.exit_code =
         crate::engine::domains::exit_code(check::exit_code(&report.hosts), &report.domains);
     report.finished_at = jiff::Timestamp::now().to_string();

@@ -675,7 +675,7 @@ mod tests {
         assert!(matches!(&pb.probes[3].kind, ProbeKind::Smtp { rcpt: None }));
         assert_eq!(pb.probes[3].expect, Some(ProbeExpect::Reply("5xx".into())));
         let r = &pb.rollout;
-        assert_eq!(r.batch, [Amount::Count(1), Amount::Percent(25)]);
+        assert_eq!(r.batch, [Amount::Percent(25)]);
         assert_eq!((r.per_cluster, r.canary), (1, 1));
         assert_eq!(r.pause, Duration::from_secs(5));
         assert_eq!(r.max_failures, Amount::Percent(10));

@@ -19,7 +19,7 @@ use super::labels::{
 use super::model::{DomainCheck, Finding, HostReport, HostStatus, Report};
 
 /// Which run a report was: enough to title the diff.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RunRef {
     pub playbook: String,
     pub playbook_sha256: String,
@@ -39,7 +39,7 @@ impl RunRef {
 }
 
 /// A host present in only one of the two reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HostPresence {
     pub name: String,
     pub status: HostStatus,
@@ -47,7 +47,7 @@ pub struct HostPresence {
 
 /// A control or probe whose verdict differs; `None` when it is absent on that side
 /// (the playbook gained or lost the check, or the host could not be audited).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CheckChange {
     pub id: String,
     /// `control` or `probe`.
@@ -60,7 +60,7 @@ pub struct CheckChange {
 }
 
 /// A finding, identified by its id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FindingRef {
     pub id: String,
     pub blocking: bool,
@@ -78,7 +78,7 @@ impl From<&Finding> for FindingRef {
 }
 
 /// What changed on a host present in both reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HostDrift {
     pub name: String,
     pub old_status: HostStatus,
@@ -97,7 +97,7 @@ impl HostDrift {
 }
 
 /// The difference between two reports, in NEW's host order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Drift {
     pub old: RunRef,
     pub new: RunRef,
@@ -110,7 +110,7 @@ pub struct Drift {
 }
 
 /// A `dns` check of one hosted domain whose verdict or findings changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DomainChange {
     pub cluster: String,
     pub domain: String,

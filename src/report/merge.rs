@@ -7,7 +7,8 @@
 use jiff::Timestamp;
 use thiserror::Error;
 
-use super::model::{HostReport, HostStatus, Report, Summary};
+use super::model::Report;
+use super::summary::summarize;
 use crate::exit;
 
 /// Why shard reports cannot be merged. Shards are numbered from 1 in the order given.
@@ -56,25 +57,6 @@ pub enum MergeError {
         first_shard: usize,
         second_shard: usize,
     },
-}
-
-/// Counts hosts by status.
-pub fn summarize(hosts: &[HostReport]) -> Summary {
-    let mut summary = Summary {
-        hosts: hosts.len(),
-        ..Summary::default()
-    };
-    for host in hosts {
-        let slot = match host.status {
-            HostStatus::Failed => &mut summary.failed,
-            HostStatus::Drift => &mut summary.drift,
-            HostStatus::RestartPending => &mut summary.restart_pending,
-            HostStatus::Compliant => &mut summary.compliant,
-            HostStatus::NotAttempted => &mut summary.not_attempted,
-        };
-        *slot += 1;
-    }
-    summary
 }
 
 /// How bad an exit code is when shards disagree: an interrupt or an abort is kept over
@@ -268,13 +250,6 @@ mod tests {
         b.exit_code = exit::DRIFT;
         b.operator = "ops@runner-2".into();
         (a, b)
-    }
-
-    #[test]
-    fn summarize_counts_every_status() {
-        let report = sample_report();
-        assert_eq!(summarize(&report.hosts), report.summary);
-        assert_eq!(summarize(&[]), Summary::default());
     }
 
     #[test]

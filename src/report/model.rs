@@ -259,6 +259,9 @@ pub struct RestartRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GateRecord {
     pub passed: bool,
+    /// When the gate's verdict was reached (RFC 3339 UTC).
+    #[serde(default)]
+    pub finished_at: String,
     pub attempts: u32,
     /// Each check with its last result (`services`, `postconf`, `policy`, `smtp`).
     pub checks: Vec<GateCheck>,

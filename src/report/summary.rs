@@ -1,13 +1,35 @@
 //! The terminal summary that ends every run: failed hosts first with identical errors
 //! grouped ("12 hosts  auth  …"), then drift and restart-pending hosts with what is off,
-//! blocking findings, then one line per cluster of compliant hosts, then the domain
-//! posture (each failed or undecided SPF/DKIM/DMARC check with its finding). Plain text,
-//! no colour codes (it also goes to files and pipes).
+//! blocking findings, apply's rollout (batch, state, failed gate checks per host), then
+//! one line per cluster of compliant hosts, then the domain posture (each failed or
+//! undecided SPF/DKIM/DMARC check with its finding). Plain text, no colour codes (it
+//! also goes to files and pipes).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::report::model::{HostReport, HostStatus, ProbeVerdict, Report, Verdict};
+use crate::report::model::{
+    HostApply, HostReport, HostStatus, ProbeVerdict, Report, Summary, Verdict,
+};
+
+/// Counts hosts by status: the `summary` of a report (check, apply and merge all use it).
+pub fn summarize(hosts: &[HostReport]) -> Summary {
+    let mut summary = Summary {
+        hosts: hosts.len(),
+        ..Summary::default()
+    };
+    for host in hosts {
+        let slot = match host.status {
+            HostStatus::Failed => &mut summary.failed,
+            HostStatus::Drift => &mut summary.drift,
+            HostStatus::RestartPending => &mut summary.restart_pending,
+            HostStatus::Compliant => &mut summary.compliant,
+            HostStatus::NotAttempted => &mut summary.not_attempted,
+        };
+        *slot += 1;
+    }
+    summary
+}
 
 /// Renders the summary of a report.
 pub fn render(report: &Report) -> String {
@@ -64,20 +86,22 @@ pub fn render(report: &Report) -> String {
         }
     }
 
-    let blocking: Vec<(&str, &str, &str)> = report
-        .hosts
-        .iter()
-        .flat_map(|h| {
-            h.findings
-                .iter()
-                .filter(|f| f.blocking)
-                .map(move |f| (h.name.as_str(), f.id.as_str(), f.message.as_str()))
-        })
-        .collect();
+    // Identical findings grouped: one line per finding, the hosts it concerns after it.
+    let mut blocking: Vec<((&str, &str), Vec<&str>)> = Vec::new();
+    for h in &report.hosts {
+        for f in h.findings.iter().filter(|f| f.blocking) {
+            let key = (f.id.as_str(), f.message.as_str());
+            match blocking.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, hosts)) => hosts.push(&h.name),
+                None => blocking.push((key, vec![&h.name])),
+            }
+        }
+    }
     if !blocking.is_empty() {
         let _ = writeln!(s, "\nBLOCKING FINDINGS ({})", blocking.len());
-        for (host, id, msg) in blocking {
-            let _ = writeln!(s, "  {host}  {id}: {msg}");
+        for ((id, msg), hosts) in blocking {
+            let _ = writeln!(s, "  {id}: {msg}");
+            let _ = writeln!(s, "            {}", hosts.join(", "));
         }
     }
 
@@ -95,6 +119,8 @@ pub fn render(report: &Report) -> String {
             not_attempted.join(", ")
         );
     }
+
+    rollout_section(&mut s, report);
 
     let mut compliant: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for h in report
@@ -181,6 +207,61 @@ pub fn render(report: &Report) -> String {
     s
 }
 
+/// apply only: one line per host the rollout scheduled (batch order, batch 1 being the
+/// canary) with its state and each failed health-gate check under it; the hosts it did
+/// not schedule grouped by reason on one line each.
+fn rollout_section(s: &mut String, report: &Report) {
+    let applied: Vec<(&HostReport, &HostApply)> = report
+        .hosts
+        .iter()
+        .filter_map(|h| h.apply.as_ref().map(|a| (h, a)))
+        .collect();
+    if applied.is_empty() {
+        return;
+    }
+    let mut scheduled: Vec<(usize, &HostReport, &HostApply)> = applied
+        .iter()
+        .filter_map(|(h, a)| a.batch.map(|b| (b, *h, *a)))
+        .collect();
+    scheduled.sort_by(|x, y| x.0.cmp(&y.0).then(x.1.name.cmp(&y.1.name)));
+    let _ = writeln!(s, "\nROLLOUT ({} scheduled)", scheduled.len());
+    let width = scheduled
+        .iter()
+        .map(|(_, h, _)| h.name.len())
+        .max()
+        .unwrap_or(0);
+    for (batch, h, a) in &scheduled {
+        let label = if *batch == 1 {
+            "1 (canary)".to_string()
+        } else {
+            batch.to_string()
+        };
+        let _ = writeln!(s, "  batch {label:<10}  {:<width$}  {}", h.name, a.rollout);
+        if let Some(g) = a.gate.as_ref().filter(|g| !g.passed) {
+            for c in g.checks.iter().filter(|c| !c.ok) {
+                let _ = writeln!(s, "    gate {}: {}", c.name, c.detail);
+            }
+        }
+    }
+    let mut others: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (h, a) in applied.iter().filter(|(_, a)| a.batch.is_none()) {
+        others.entry(a.rollout.as_str()).or_default().push(&h.name);
+    }
+    for (state, names) in others {
+        let _ = writeln!(
+            s,
+            "  {}: {} ({})",
+            if state.is_empty() {
+                "no rollout"
+            } else {
+                state
+            },
+            plural(names.len(), "host"),
+            names.join(", ")
+        );
+    }
+}
+
 fn plural(n: usize, word: &str) -> String {
     if n == 1 {
         format!("1 {word}")
@@ -195,25 +276,37 @@ fn generalize(msg: &str, h: &HostReport) -> String {
         .replace(&h.name, "HOST")
 }
 
-/// One line: each control and probe that is off, briefly.
+/// One line: each control and probe that is off, briefly (`BS-01 FALSE (want TRUE)`,
+/// `BS-04 lacks check_policy_service …`, `SMTP-01 250 (want 5xx)`).
 fn what_is_off(h: &HostReport) -> String {
+    fn brief(id: &str, actual: &str, expected: &str) -> String {
+        if let Some(v) = expected.strip_prefix("contains ") {
+            format!("{id} lacks {v}")
+        } else if let Some(v) = expected.strip_prefix("absent ") {
+            format!("{id} has {v}")
+        } else if let Some(v) = expected.strip_prefix("reply ") {
+            let code = actual.split_whitespace().next().unwrap_or(actual);
+            format!("{id} {code} (want {v})")
+        } else {
+            let v = expected.strip_prefix("= ").unwrap_or(expected);
+            format!("{id} {actual} (want {v})")
+        }
+    }
     let mut parts = Vec::new();
     for c in &h.controls {
         match c.verdict {
-            Verdict::NonCompliant => parts.push(format!(
-                "{} {} is {} (want {})",
-                c.id, c.attr, c.actual, c.expected
+            Verdict::NonCompliant => parts.push(brief(&c.id, &c.actual, &c.expected)),
+            Verdict::Masked => parts.push(format!(
+                "{} masked by a server override ({})",
+                c.id, c.actual
             )),
-            Verdict::Masked => {
-                parts.push(format!("{} masked by server override ({})", c.id, c.actual))
-            }
             Verdict::Error => parts.push(format!("{} error", c.id)),
             _ => {}
         }
     }
     for p in &h.probes {
         if matches!(p.verdict, ProbeVerdict::Fail | ProbeVerdict::Error) {
-            parts.push(format!("{} {} (want {})", p.id, p.actual, p.expected));
+            parts.push(brief(&p.id, &p.actual, &p.expected));
         }
     }
     if parts.is_empty() {
@@ -227,7 +320,156 @@ fn what_is_off(h: &HostReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::sample::sample_report;
+    use crate::report::model::{GateCheck, GateRecord};
+    use crate::report::sample::{host, sample_report};
+    use indoc::indoc;
+
+    /// The sample check report: every section but the rollout, in order.
+    #[test]
+    fn check_summary_snapshot() {
+        assert_eq!(
+            render(&sample_report()),
+            indoc! {"
+                carbonio-fleet check · backscatter-hardening · 6 hosts · 83.4s
+
+                FAILED (2)
+                  1 host    hostkey      host key for `HOST` (ADDR) does not match known_hosts
+                            mail4
+                  1 host    unreachable  failed to connect to `HOST` (ADDR): connection timed out after 10s
+                            mail5
+
+                DRIFT (1)
+                  mail2  BS-01 FALSE (want TRUE) · BS-02 masked by a server override ([reject_invalid_helo_hostname]) · EFF-01 lacks check_policy_service unix:private/policy
+
+                RESTART PENDING (1)
+                  mail3  EFF-01 lacks check_policy_service unix:private/policy
+
+                BLOCKING FINDINGS (1)
+                  PRE-POLICY-SPAWN-USER: enabling zimbraMtaEnableSmtpdPolicyd here would make Postfix answer `451 4.3.5` to every recipient: master.cf spawns the policy service as user `zimbra`, which does not exist on this node
+                            mail2
+
+                COMPLIANT (2)
+                  cluster eu-1: 2 hosts (mail1, store1)
+
+                DOMAINS (9 checks: 5 pass, 3 fail, 1 error)
+                  cluster acme: 3 domains
+                    acme-shop.example SPF [medium] SPF for acme-shop.example ends in `+all`: any host may send as this domain
+                    acme-shop.example DKIM error: DNS lookup of TXT `s1._domainkey.acme-shop.example` failed: request timed out
+                    acme-shop.example DMARC [low] DMARC for acme-shop.example has `p=none`: receivers only monitor, forged mail is still delivered
+                    acme.test DKIM [medium] DKIM for acme.test is not set up: no DKIMSelector/DKIMPublicKey in LDAP (create a key with `zmdkimkeyutil -a -d acme.test`)
+
+                6 hosts: 2 compliant, 1 drift, 1 restart-pending, 2 failed
+            "}
+        );
+    }
+
+    fn applied(name: &str, status: HostStatus, batch: Option<usize>, rollout: &str) -> HostReport {
+        let mut h = host(name, "eu-1", status);
+        h.apply = Some(HostApply {
+            batch,
+            rollout: rollout.to_string(),
+            ..HostApply::default()
+        });
+        h
+    }
+
+    /// apply: scheduled hosts in batch order with failed gate checks, the rest grouped.
+    #[test]
+    fn apply_summary_shows_batches_states_and_gate_failures() {
+        let mut report = sample_report();
+        report.command = "apply".into();
+        report.duration_ms = 61_000;
+        // apply has no domain pass.
+        report.domains.clear();
+        let mut failed = applied(
+            "mx2",
+            HostStatus::Failed,
+            Some(2),
+            "failed: health gate failed",
+        );
+        failed.error = Some(crate::report::model::HostError {
+            kind: crate::report::model::ErrorKind::Command,
+            message: "health gate failed: smtp: RCPT answered 451 4.3.5".into(),
+            expected_fingerprints: Vec::new(),
+            offered_fingerprint: None,
+        });
+        failed.apply.as_mut().unwrap().gate = Some(GateRecord {
+            passed: false,
+            finished_at: "2026-11-27T02:01:10Z".into(),
+            attempts: 3,
+            checks: vec![
+                GateCheck {
+                    name: "services".into(),
+                    ok: true,
+                    detail: "all running".into(),
+                },
+                GateCheck {
+                    name: "smtp".into(),
+                    ok: false,
+                    detail: "RCPT answered 451 4.3.5 (policy service down)".into(),
+                },
+            ],
+            vantage: "node".into(),
+            smtp_transcript: Vec::new(),
+        });
+        report.hosts = vec![
+            applied("mx3", HostStatus::Compliant, Some(2), "restarted"),
+            failed,
+            applied("mx1", HostStatus::Compliant, Some(1), "restarted"),
+            applied(
+                "store1",
+                HostStatus::Compliant,
+                None,
+                "not needed (not an MTA)",
+            ),
+            applied(
+                "store2",
+                HostStatus::Compliant,
+                None,
+                "not needed (not an MTA)",
+            ),
+            applied(
+                "mx4",
+                HostStatus::NotAttempted,
+                Some(3),
+                "not-attempted (rollout aborted)",
+            ),
+        ];
+        report.summary = summarize(&report.hosts);
+        assert_eq!(
+            render(&report),
+            indoc! {"
+                carbonio-fleet apply · backscatter-hardening · 6 hosts · 61.0s
+
+                FAILED (1)
+                  1 host    command      health gate failed: smtp: RCPT answered 451 4.3.5
+                            mx2
+
+                NOT ATTEMPTED (1)
+                  mx4
+
+                ROLLOUT (4 scheduled)
+                  batch 1 (canary)  mx1  restarted
+                  batch 2           mx2  failed: health gate failed
+                    gate smtp: RCPT answered 451 4.3.5 (policy service down)
+                  batch 2           mx3  restarted
+                  batch 3           mx4  not-attempted (rollout aborted)
+                  not needed (not an MTA): 2 hosts (store1, store2)
+
+                COMPLIANT (4)
+                  cluster eu-1: 4 hosts (mx3, mx1, store1, store2)
+
+                6 hosts: 4 compliant, 0 drift, 0 restart-pending, 1 failed, 1 not attempted
+            "}
+        );
+    }
+
+    #[test]
+    fn summarize_counts_every_status() {
+        let s = summarize(&sample_report().hosts);
+        assert_eq!(s, sample_report().summary);
+        assert_eq!(summarize(&[]), Summary::default());
+    }
 
     #[test]
     fn domain_block_lists_every_failed_or_undecided_check() {

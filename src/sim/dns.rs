@@ -181,7 +181,9 @@ pub fn zone_text(clusters: &[ClusterDomains]) -> String {
                 DomainQuality::Good => Some(format!(
                     "v=DMARC1; p=reject; rua=mailto:dmarc@{primary}; sp=reject"
                 )),
-                DomainQuality::Weak => Some(format!("v=DMARC1; p=none; rua=mailto:dmarc@{primary}")),
+                DomainQuality::Weak => {
+                    Some(format!("v=DMARC1; p=none; rua=mailto:dmarc@{primary}"))
+                }
                 DomainQuality::Bad => None,
             };
             if let Some(d) = dmarc {

@@ -1,77 +1,269 @@
-//! The audit log (`--log-file`): JSON lines of who ran what, on which host, and what
-//! came of it, appended as events arrive. It never carries a secret: events hold host
-//! names, steps and outcomes only.
-
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::Path;
-
-use serde_json::json;
+//! The audit trail: every engine event becomes one tracing event with target
+//! [`AUDIT_TARGET`] and structured fields (who ran it, which host, which step or exact
+//! command, what came of it). The `--log-file` layer always records them as JSON lines
+//! (see [`crate::ui::logging`]); on stderr they show with `-v`, failures already at the
+//! default level. Events carry host names, steps, commands and outcomes only, never a
+//! secret.
 
 use crate::engine::events::Event;
+use crate::ui::logging::AUDIT_TARGET;
 
-/// An open audit log.
-pub struct AuditLog {
-    file: File,
-    operator: String,
+/// Emits the audit event for `ev`; `operator` is `$USER@hostname` of whoever runs the tool.
+pub fn record(ev: &Event, operator: &str) {
+    match ev {
+        Event::RunStarted { command, hosts } => tracing::info!(
+            target: AUDIT_TARGET,
+            event = "run-started",
+            operator,
+            command,
+            hosts,
+            "{command} started on {hosts} hosts"
+        ),
+        Event::HostStarted { host } => tracing::debug!(
+            target: AUDIT_TARGET,
+            event = "host-started",
+            operator,
+            host = %host,
+            "{host}: started"
+        ),
+        Event::HostConnected { host, elapsed } => tracing::info!(
+            target: AUDIT_TARGET,
+            event = "host-connected",
+            operator,
+            host = %host,
+            ms = elapsed.as_millis() as u64,
+            "{host}: connected"
+        ),
+        Event::HostGathered { host, elapsed } => tracing::info!(
+            target: AUDIT_TARGET,
+            event = "host-gathered",
+            operator,
+            host = %host,
+            ms = elapsed.as_millis() as u64,
+            "{host}: gathered"
+        ),
+        Event::HostFailed {
+            host,
+            kind,
+            message,
+        } => tracing::warn!(
+            target: AUDIT_TARGET,
+            event = "host-failed",
+            operator,
+            host = %host,
+            kind = %kind,
+            error = %message,
+            "{host}: {kind}: {message}"
+        ),
+        Event::HostFinished { host, status } => tracing::info!(
+            target: AUDIT_TARGET,
+            event = "host-finished",
+            operator,
+            host = %host,
+            status = status.as_str(),
+            "{host}: {}", status.as_str()
+        ),
+        Event::BatchStarted {
+            number,
+            hosts,
+            canary,
+        } => tracing::info!(
+            target: AUDIT_TARGET,
+            event = "batch-started",
+            operator,
+            batch = number,
+            hosts = %hosts.join(","),
+            canary,
+            "rollout batch {number}{}: {}",
+            if *canary { " (canary)" } else { "" },
+            hosts.join(", ")
+        ),
+        Event::StepFinished {
+            host,
+            step,
+            ok,
+            detail,
+        } => {
+            if *ok {
+                tracing::info!(
+                    target: AUDIT_TARGET,
+                    event = "step-finished",
+                    operator,
+                    host = %host,
+                    step = %step,
+                    ok,
+                    detail = %detail,
+                    "{host}: {step} ok"
+                )
+            } else {
+                tracing::warn!(
+                    target: AUDIT_TARGET,
+                    event = "step-finished",
+                    operator,
+                    host = %host,
+                    step = %step,
+                    ok,
+                    detail = %detail,
+                    "{host}: {step} failed: {detail}"
+                )
+            }
+        }
+        Event::CommandRan {
+            host,
+            purpose,
+            command,
+            exit,
+            ok,
+        } => tracing::info!(
+            target: AUDIT_TARGET,
+            event = "command",
+            operator,
+            host = %host,
+            purpose = %purpose,
+            command = %command,
+            exit = %exit,
+            ok,
+            "{host}: ran {purpose} (exit {exit})"
+        ),
+        Event::Paused { duration } => tracing::info!(
+            target: AUDIT_TARGET,
+            event = "paused",
+            operator,
+            ms = duration.as_millis() as u64,
+            "pause {}", humantime::format_duration(*duration)
+        ),
+        Event::RunFinished { exit_code } => tracing::info!(
+            target: AUDIT_TARGET,
+            event = "run-finished",
+            operator,
+            exit_code,
+            "finished with exit code {exit_code}"
+        ),
+    }
 }
 
-impl AuditLog {
-    pub fn open(path: &Path) -> std::io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Self {
-            file,
-            operator: crate::engine::run::operator(),
-        })
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A `MakeWriter` into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 
-    /// Appends one event (errors writing the log are not allowed to stop a run).
-    pub fn record(&mut self, ev: &Event) {
-        let at = jiff::Timestamp::now().to_string();
-        let v = match ev {
-            Event::RunStarted { command, hosts } => {
-                json!({"event": "run-started", "command": command, "hosts": hosts})
+    /// The JSON lines the log file would get for `events`.
+    fn json_lines(events: &[Event]) -> Vec<serde_json::Value> {
+        let buf = Buffer::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || out.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for ev in events {
+                record(ev, "ops@bastion");
             }
-            Event::HostStarted { host } => json!({"event": "host-started", "host": host}),
-            Event::HostConnected { host, elapsed } => {
-                json!({"event": "host-connected", "host": host, "ms": elapsed.as_millis() as u64})
-            }
-            Event::HostGathered { host, elapsed } => {
-                json!({"event": "host-gathered", "host": host, "ms": elapsed.as_millis() as u64})
-            }
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn apply_commands_are_logged_exactly_as_sent() {
+        let command = "su - zextras -c 'carbonio prov -f /dev/stdin' <<'EOF'\nmcf +zimbraMtaRestriction 'check_policy_service unix:private/policy'\nexit\nEOF";
+        let lines = json_lines(&[Event::CommandRan {
+            host: "mail1".into(),
+            purpose: "global changes for cluster `acme`".into(),
+            command: command.into(),
+            exit: "0".into(),
+            ok: true,
+        }]);
+        assert_eq!(lines.len(), 1);
+        let l = &lines[0];
+        assert_eq!(l["target"], AUDIT_TARGET);
+        assert_eq!(l["event"], "command");
+        assert_eq!(l["operator"], "ops@bastion");
+        assert_eq!(l["host"], "mail1");
+        assert_eq!(l["command"], command);
+        assert_eq!(l["exit"], "0");
+        assert_eq!(l["ok"], true);
+    }
+
+    #[test]
+    fn every_event_is_one_line_with_its_name() {
+        use crate::report::model::HostStatus;
+        use std::time::Duration;
+        let lines = json_lines(&[
+            Event::RunStarted {
+                command: "apply",
+                hosts: 2,
+            },
+            Event::HostConnected {
+                host: "m1".into(),
+                elapsed: Duration::from_millis(12),
+            },
+            Event::HostGathered {
+                host: "m1".into(),
+                elapsed: Duration::from_millis(800),
+            },
             Event::HostFailed {
-                host,
-                kind,
-                message,
-            } => json!({"event": "host-failed", "host": host, "kind": kind, "message": message}),
-            Event::HostFinished { host, status } => {
-                json!({"event": "host-finished", "host": host, "status": status.as_str()})
-            }
+                host: "m2".into(),
+                kind: "auth".into(),
+                message: "all methods refused".into(),
+            },
             Event::BatchStarted {
-                number,
-                hosts,
-                canary,
-            } => {
-                json!({"event": "batch-started", "batch": number, "hosts": hosts, "canary": canary})
-            }
+                number: 1,
+                hosts: vec!["m1".into()],
+                canary: true,
+            },
             Event::StepFinished {
-                host,
-                step,
-                ok,
-                detail,
-            } => {
-                json!({"event": "step-finished", "host": host, "step": step, "ok": ok, "detail": detail})
-            }
-            Event::Paused { duration } => {
-                json!({"event": "paused", "ms": duration.as_millis() as u64})
-            }
-            Event::RunFinished { exit_code } => {
-                json!({"event": "run-finished", "exit_code": exit_code})
-            }
-        };
-        let mut obj = v;
-        obj["at"] = json!(at);
-        obj["operator"] = json!(self.operator);
-        let _ = writeln!(self.file, "{obj}");
+                host: "m1".into(),
+                step: "restart+gate".into(),
+                ok: false,
+                detail: "smtp: 451".into(),
+            },
+            Event::Paused {
+                duration: Duration::from_secs(30),
+            },
+            Event::HostFinished {
+                host: "m1".into(),
+                status: HostStatus::Failed,
+            },
+            Event::RunFinished { exit_code: 4 },
+        ]);
+        let names: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "run-started",
+                "host-connected",
+                "host-gathered",
+                "host-failed",
+                "batch-started",
+                "step-finished",
+                "paused",
+                "host-finished",
+                "run-finished"
+            ]
+        );
+        assert_eq!(lines[3]["level"], "WARN");
+        assert_eq!(lines[3]["kind"], "auth");
+        assert_eq!(lines[4]["canary"], true);
+        assert_eq!(lines[5]["level"], "WARN");
+        assert_eq!(lines[8]["exit_code"], 4);
+        assert!(lines.iter().all(|l| l["operator"] == "ops@bastion"));
     }
 }

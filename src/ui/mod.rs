@@ -1,5 +1,6 @@
-//! Terminal output fed by the engine's event stream: the progress display and the
-//! audit log. The engine never prints; these consumers do.
+//! Terminal output fed by the engine's event stream: logging (stderr, `--log-file`),
+//! the progress display and the audit events. The engine never prints; these do.
 
 pub mod audit;
+pub mod logging;
 pub mod progress;

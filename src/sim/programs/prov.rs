@@ -891,5 +891,15 @@ mod run_tests {
             (0, "prov> zimbraMtaEnableSmtpdPolicyd: FALSE\nprov> ")
         );
         assert_eq!(n.prov_invocations(), 3);
+        let c = run_captured(n.clone(), "zextras", "printf '%s\\n' 'prov gcf zimbraMtaSmtpdRejectUnlistedRecipient' >/tmp/b && zmprov -f /tmp/b", b"").await;
+        assert_eq!(
+            (c.status, c.stdout.as_str()),
+            (
+                0,
+                "prov> zimbraMtaSmtpdRejectUnlistedRecipient: yes\nprov> "
+            )
+        );
+        let c = run_captured(n, "zextras", "zmprov -f /tmp/missing", b"").await;
+        assert_eq!(c.status, 2);
     }
 }

@@ -43,7 +43,9 @@ pub async fn systemctl(args: Vec<String>, p: &mut Proc) -> i32 {
         return 1;
     };
     let units: Vec<String> = units.iter().map(|u| normalize(u)).collect();
-    let (platform, services) = (p.node.state().platform, p.node.services());
+    // Two statements: a lock guard in a tuple expression would live to its end.
+    let platform = p.node.state().platform;
+    let services = p.node.services();
     let targets = if platform == Platform::Systemd {
         enabled_targets(&services)
     } else {

@@ -77,7 +77,12 @@ pub async fn zmcontrol(args: Vec<String>, p: &mut Proc) -> i32 {
         let st = p.node.state();
         (st.platform, st.version.clone(), st.hostname.clone())
     };
-    let cmd = args.iter().find(|a| !a.starts_with('-')).cloned();
+    // The first word that is neither an option nor the value of `-H <host>`.
+    let cmd = args
+        .iter()
+        .enumerate()
+        .find(|(k, a)| !a.starts_with('-') && (*k == 0 || args[k - 1] != "-H"))
+        .map(|(_, a)| a.clone());
     if args.iter().any(|a| a == "-v" || a == "-V") {
         p.io.stdout.line(&version).await;
         return 0;

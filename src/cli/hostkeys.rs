@@ -1,0 +1,54 @@
+//! `hostkeys scan`: fetch every selected host's key without authenticating, show its
+//! fingerprint and whether known_hosts knows it, and with `--write` record the new ones
+//! (hashed). A changed key is never replaced: that is for a human to investigate.
+
+use super::HostkeysScanArgs;
+use crate::engine::run::config_failed;
+use crate::exit;
+use crate::inventory::{self, LoadOptions};
+use crate::ssh::{Connector, ConnectorOptions, ScanStatus, render_scan, scan};
+
+/// Exit code: 0 when every key is known (or was just written), 2 when new keys were
+/// found and not written, 3 when a key changed, is revoked, or a host was unreachable.
+pub(super) fn scan_command(a: &HostkeysScanArgs) -> i32 {
+    let opts = LoadOptions {
+        ssh_config: super::ssh_config_path(&a.ssh_config),
+        ..LoadOptions::default()
+    };
+    let inv = match inventory::load_with(&a.inventory, &opts) {
+        Ok(i) => i,
+        Err(e) => return config_failed(&e, "inventory"),
+    };
+    let hosts = match inventory::select(&inv, a.limit.as_deref()) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("carbonio-fleet: {e}");
+            return exit::USAGE;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("carbonio-fleet: cannot start the async runtime: {e}");
+            return exit::USAGE;
+        }
+    };
+    let results = rt.block_on(async {
+        let connector = Connector::new(ConnectorOptions::default());
+        scan(&connector, &hosts, a.write).await
+    });
+    print!("{}", render_scan(&results));
+    let mut code = exit::OK;
+    for r in &results {
+        let c = match r.status {
+            ScanStatus::Known { .. } | ScanStatus::New { written: true } => exit::OK,
+            ScanStatus::New { written: false } => exit::DRIFT,
+            _ => exit::HOST_FAILED,
+        };
+        code = code.max(c);
+    }
+    code
+}

@@ -1,0 +1,307 @@
+//! `secret set | delete | list`: SSH passwords and key passphrases in the OS keyring
+//! (see [`crate::secrets`] for the entry names and the store). `set` prompts twice
+//! without echo on the terminal, or reads one line from stdin with `--stdin` (for
+//! automation); values are never printed, only entry names.
+
+use std::io::{BufRead, Write};
+
+use super::{SecretCommand, SecretKind as CliKind, SecretTarget};
+use crate::exit;
+use crate::secrets::{self, Secret, SecretKind, SecretScope};
+
+/// Where `secret set` gets the value from.
+pub enum SecretSource<'a> {
+    /// One line of this reader (`--stdin`).
+    Line(&'a mut dyn BufRead),
+    /// Asks this function (the no-echo terminal prompt), twice, the answers must match.
+    Prompt(&'a mut dyn FnMut(&str) -> std::io::Result<String>),
+}
+
+fn kind_of(k: CliKind) -> SecretKind {
+    match k {
+        CliKind::Password => SecretKind::Password,
+        CliKind::Passphrase => SecretKind::Passphrase,
+    }
+}
+
+fn scope_of(t: &SecretTarget) -> SecretScope<'_> {
+    match (&t.host, &t.group) {
+        (Some(h), _) => SecretScope::Host(h),
+        // clap requires exactly one of the two.
+        (None, Some(g)) => SecretScope::Group(g),
+        (None, None) => SecretScope::Host(""),
+    }
+}
+
+fn describe(kind: SecretKind, scope: SecretScope<'_>) -> String {
+    let what = match kind {
+        SecretKind::Password => "password",
+        SecretKind::Passphrase => "key passphrase",
+    };
+    match scope {
+        SecretScope::Host(h) => format!("{what} for host `{h}`"),
+        SecretScope::Group(g) => format!("{what} for group `{g}`"),
+    }
+}
+
+/// Runs a secret command from the terminal: installs the OS keyring, reads from the real
+/// stdin or the no-echo prompt.
+pub(super) fn run(cmd: &SecretCommand) -> i32 {
+    if let Err(e) = secrets::init_default_store() {
+        eprintln!("carbonio-fleet: {e}");
+        return exit::USAGE;
+    }
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let mut prompt =
+        |p: &str| tracing_indicatif::suspend_tracing_indicatif(|| rpassword::prompt_password(p));
+    let stdin = std::io::stdin();
+    let mut lock = stdin.lock();
+    let source = match cmd {
+        SecretCommand::Set(a) if a.stdin => SecretSource::Line(&mut lock),
+        _ => SecretSource::Prompt(&mut prompt),
+    };
+    execute(cmd, source, &mut stdout.lock(), &mut stderr.lock())
+}
+
+/// Runs a secret command against the current default keyring store, reading a value
+/// from `source`, writing results to `out` and problems to `err`; returns the exit code.
+pub fn execute(
+    cmd: &SecretCommand,
+    source: SecretSource<'_>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    match cmd {
+        SecretCommand::Set(a) => {
+            let (kind, scope) = (kind_of(a.kind), scope_of(&a.target));
+            let what = describe(kind, scope);
+            let value = match read_value(source, &what) {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = writeln!(err, "carbonio-fleet: {e}; nothing was stored");
+                    return exit::USAGE;
+                }
+            };
+            match secrets::store(kind, scope, &value) {
+                Ok(()) => {
+                    let _ = writeln!(
+                        out,
+                        "stored the {what} (keyring entry `{}` / `{}`)",
+                        secrets::SERVICE,
+                        secrets::entry_user(kind, scope)
+                    );
+                    exit::OK
+                }
+                Err(e) => {
+                    let _ = writeln!(err, "carbonio-fleet: {e}");
+                    exit::USAGE
+                }
+            }
+        }
+        SecretCommand::Delete(a) => {
+            let (kind, scope) = (kind_of(a.kind), scope_of(&a.target));
+            let what = describe(kind, scope);
+            match secrets::delete(kind, scope) {
+                Ok(true) => {
+                    let _ = writeln!(out, "deleted the {what}");
+                    exit::OK
+                }
+                Ok(false) => {
+                    let _ = writeln!(err, "carbonio-fleet: no {what} is stored");
+                    exit::USAGE
+                }
+                Err(e) => {
+                    let _ = writeln!(err, "carbonio-fleet: {e}");
+                    exit::USAGE
+                }
+            }
+        }
+        SecretCommand::List => match secrets::list() {
+            Ok(names) => {
+                if names.is_empty() {
+                    let _ = writeln!(err, "no secrets are stored");
+                }
+                for n in names {
+                    // `password:host:mail1` → `password    host   mail1`
+                    let mut parts = n.splitn(3, ':');
+                    let (k, s, name) = (
+                        parts.next().unwrap_or(""),
+                        parts.next().unwrap_or(""),
+                        parts.next().unwrap_or(""),
+                    );
+                    let _ = writeln!(out, "{k:<11} {s:<6} {name}");
+                }
+                exit::OK
+            }
+            Err(e) => {
+                let _ = writeln!(err, "carbonio-fleet: {e}");
+                exit::USAGE
+            }
+        },
+    }
+}
+
+/// A value that is a secret must not be empty, and a line read from stdin loses its
+/// line ending only (spaces are part of a passphrase).
+fn read_value(source: SecretSource<'_>, what: &str) -> Result<Secret, String> {
+    let value = match source {
+        SecretSource::Line(r) => {
+            let mut line = String::new();
+            r.read_line(&mut line)
+                .map_err(|e| format!("cannot read the {what} from stdin: {e}"))?;
+            let trimmed = line.strip_suffix('\n').unwrap_or(&line);
+            trimmed.strip_suffix('\r').unwrap_or(trimmed).to_string()
+        }
+        SecretSource::Prompt(ask) => {
+            let no_tty = |e: std::io::Error| {
+                format!("cannot prompt for the {what} ({e}; use --stdin to read it from stdin)")
+            };
+            let first = ask(&format!("{what}: ")).map_err(no_tty)?;
+            let again = ask(&format!("{what} (again): ")).map_err(no_tty)?;
+            if first != again {
+                return Err("the two entries differ".into());
+            }
+            first
+        }
+    };
+    if value.is_empty() {
+        return Err(format!("the {what} is empty"));
+    }
+    Ok(Secret::new(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser as _;
+
+    fn cmd(args: &[&str]) -> SecretCommand {
+        let argv = ["carbonio-fleet", "secret"].iter().chain(args).copied();
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Secret(c) => c,
+            _ => unreachable!(),
+        }
+    }
+
+    fn run_with(c: &SecretCommand, source: SecretSource<'_>) -> (i32, String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = execute(c, source, &mut out, &mut err);
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    #[test]
+    fn set_from_stdin_list_then_delete() {
+        secrets::use_mock_store();
+        let mut input: &[u8] = b"s3cret with spaces \r\nsecond line ignored\n";
+        let set = cmd(&["set", "--group", "cli-unit-acme", "--stdin"]);
+        let (code, out, err) = run_with(&set, SecretSource::Line(&mut input));
+        assert_eq!((code, err.as_str()), (exit::OK, ""));
+        assert_eq!(
+            out,
+            "stored the password for group `cli-unit-acme` (keyring entry `carbonio-fleet` / `password:group:cli-unit-acme`)\n"
+        );
+        let inv_host = crate::inventory::Host {
+            name: "cli-unit-h".into(),
+            groups: vec!["cli-unit-acme".into()],
+            ..test_host()
+        };
+        assert_eq!(
+            secrets::lookup(SecretKind::Password, &inv_host)
+                .unwrap()
+                .expose(),
+            "s3cret with spaces "
+        );
+
+        let (code, out, _) = run_with(&cmd(&["list"]), SecretSource::Line(&mut &b""[..]));
+        assert_eq!(code, exit::OK);
+        assert!(
+            out.lines().any(|l| l == "password    group  cli-unit-acme"),
+            "{out}"
+        );
+        assert!(!out.contains("s3cret"));
+
+        let del = cmd(&["delete", "--group", "cli-unit-acme"]);
+        let (code, out, _) = run_with(&del, SecretSource::Line(&mut &b""[..]));
+        assert_eq!(
+            (code, out.as_str()),
+            (exit::OK, "deleted the password for group `cli-unit-acme`\n")
+        );
+        let (code, _, err) = run_with(&del, SecretSource::Line(&mut &b""[..]));
+        assert_eq!(code, exit::USAGE);
+        assert_eq!(
+            err,
+            "carbonio-fleet: no password for group `cli-unit-acme` is stored\n"
+        );
+    }
+
+    #[test]
+    fn the_prompt_asks_twice_and_refuses_a_mismatch_or_nothing() {
+        secrets::use_mock_store();
+        let set = cmd(&["set", "--host", "cli-unit-h2", "--kind", "passphrase"]);
+        let mut answers = vec!["one".to_string(), "two".to_string()].into_iter();
+        let mut asked = Vec::new();
+        let mut ask = |p: &str| {
+            asked.push(p.to_string());
+            Ok(answers.next().unwrap())
+        };
+        let (code, out, err) = run_with(&set, SecretSource::Prompt(&mut ask));
+        assert_eq!(code, exit::USAGE);
+        assert_eq!(out, "");
+        assert_eq!(
+            err,
+            "carbonio-fleet: the two entries differ; nothing was stored\n"
+        );
+        assert_eq!(
+            asked,
+            [
+                "key passphrase for host `cli-unit-h2`: ",
+                "key passphrase for host `cli-unit-h2` (again): "
+            ]
+        );
+        let mut no_tty = |_: &str| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no terminal",
+            ))
+        };
+        let (code, _, err) = run_with(&set, SecretSource::Prompt(&mut no_tty));
+        assert_eq!(code, exit::USAGE);
+        assert!(err.contains("use --stdin"), "{err}");
+        let (code, _, err) = run_with(&set, SecretSource::Line(&mut &b"\n"[..]));
+        assert_eq!(code, exit::USAGE);
+        assert!(err.contains("is empty"), "{err}");
+        let mut same = |_: &str| Ok("pp".to_string());
+        let (code, _, _) = run_with(&set, SecretSource::Prompt(&mut same));
+        assert_eq!(code, exit::OK);
+    }
+
+    fn test_host() -> crate::inventory::Host {
+        use crate::inventory::{Become, HostKeyPolicy};
+        use std::time::Duration;
+        crate::inventory::Host {
+            name: String::new(),
+            address: "127.0.0.1".into(),
+            port: 22,
+            user: "root".into(),
+            identity_files: vec![],
+            become_: Become::Auto,
+            known_hosts: "/dev/null".into(),
+            host_key_policy: HostKeyPolicy::Strict,
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(1),
+            jump: None,
+            groups: vec![],
+            cluster: "c".into(),
+            roles: vec![],
+            vars: Default::default(),
+            egress: Vec::new(),
+            source: "x.toml".into(),
+        }
+    }
+}

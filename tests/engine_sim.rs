@@ -1,0 +1,640 @@
+//! check, plan, apply and hostkeys scan — the real binary against the simulated fleet
+//! over real SSH (issues #5 and #6): reports match the seeded state per control, check
+//! changes nothing, one `carbonio prov` per host, staggered restarts within the rollout
+//! limits, canary abort, a broken policy service failing its gate, Ctrl-C and resume.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use carbonio_fleet::exit;
+use carbonio_fleet::report::model::{HostStatus, Report, Verdict};
+use carbonio_fleet::sim::node::Platform;
+use carbonio_fleet::sim::{
+    Behaviour, Fleet, FleetSpec, NodeProfile, NodeRole, NodeSpec, Posture, SimError,
+    max_concurrent, max_concurrent_per_cluster,
+};
+
+fn mta(platform: Platform, posture: Posture) -> NodeProfile {
+    NodeProfile {
+        platform,
+        posture,
+        role: NodeRole::Mta,
+        spawn_user_missing: false,
+        behaviour: Behaviour::Normal,
+    }
+}
+
+struct Sim {
+    fleet: Fleet,
+    dir: tempfile::TempDir,
+}
+
+impl Sim {
+    async fn start(nodes: Vec<(&str, &str, NodeProfile)>, restart: Duration) -> Sim {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = FleetSpec {
+            nodes: nodes
+                .into_iter()
+                .map(|(n, c, p)| NodeSpec {
+                    name: n.into(),
+                    cluster: c.into(),
+                    profile: p,
+                    groups: Vec::new(),
+                })
+                .collect(),
+            restart_time: restart,
+            ..FleetSpec::default()
+        };
+        for _ in 0..30 {
+            let mut s = spec.clone();
+            s.port_base = rand::random_range(20000u16..60000);
+            match Fleet::start(s, dir.path()).await {
+                Ok(fleet) => return Sim { fleet, dir },
+                Err(SimError::Bind { .. }) => continue,
+                Err(e) => panic!("fleet failed to start: {e}"),
+            }
+        }
+        panic!("no free port range");
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The shipped playbook with a different `[rollout]`.
+    fn playbook(&self, rollout: &str) -> PathBuf {
+        let text = carbonio_fleet::playbook::DEFAULT_PLAYBOOK;
+        let base = &text[..text.find("[rollout]").unwrap()];
+        let p = self.path("playbook.toml");
+        std::fs::write(&p, format!("{base}[rollout]\n{rollout}\n")).unwrap();
+        p
+    }
+
+    fn reports(&self) -> PathBuf {
+        self.path("reports")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_carbonio-fleet"));
+        c.args(args)
+            .arg("-i")
+            .arg(self.fleet.inventory_path())
+            .arg("--report-dir")
+            .arg(self.reports())
+            .args(["--progress", "never"])
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs the binary off the async runtime (the fleet keeps serving meanwhile).
+    async fn run(&self, args: &[&str]) -> Output {
+        let mut c = self.cmd(args);
+        tokio::task::spawn_blocking(move || c.output().unwrap())
+            .await
+            .unwrap()
+    }
+
+    fn latest(&self) -> Report {
+        carbonio_fleet::report::store::read_report(&self.reports().join("latest/report.json"))
+            .unwrap()
+    }
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn explain(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn verdicts(r: &Report, host: &str) -> BTreeMap<String, Verdict> {
+    r.hosts
+        .iter()
+        .find(|h| h.name == host)
+        .unwrap()
+        .controls
+        .iter()
+        .map(|c| (c.id.clone(), c.verdict))
+        .collect()
+}
+
+fn status(r: &Report, host: &str) -> HostStatus {
+    r.hosts.iter().find(|h| h.name == host).unwrap().status
+}
+
+fn state_fingerprint(f: &Fleet) -> Vec<String> {
+    f.nodes()
+        .iter()
+        .map(|n| {
+            let s = n.snapshot();
+            format!(
+                "{:?}|{:?}|{:?}|{:?}",
+                s.state, s.global, s.server, s.services
+            )
+        })
+        .collect()
+}
+
+const QUICK: &str = "batch = 2\nper_cluster = 1\ncanary = 1\npause = \"0s\"\nmax_failures = 0\nhealth_timeout = \"20s\"";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_the_seeded_state_and_changes_nothing() {
+    use Platform::*;
+    use Posture::*;
+    let mut spawnless = mta(Systemd, NonCompliant);
+    spawnless.spawn_user_missing = true;
+    let mut down = mta(Legacy, Compliant);
+    down.behaviour = Behaviour::Unreachable;
+    let mut mbx = mta(Legacy, Compliant);
+    mbx.role = NodeRole::Mailbox;
+    let sim = Sim::start(
+        vec![
+            ("nc1.a", "a", mta(Legacy, NonCompliant)),
+            ("nc2.a", "a", mta(Systemd, NonCompliant)),
+            ("half.b", "b", mta(Systemd, HalfCompliant)),
+            ("ok.c", "c", mta(Legacy, Compliant)),
+            ("mbx.c", "c", mbx),
+            ("over.d", "d", mta(Legacy, ServerOverride)),
+            ("pend.e", "e", mta(Systemd, RestartPending)),
+            ("spawn.f", "f", spawnless),
+            ("down.g", "g", down),
+        ],
+        Duration::from_millis(100),
+    )
+    .await;
+    let before = state_fingerprint(&sim.fleet);
+    let o = sim.run(&["check"]).await;
+    assert_eq!(code(&o), exit::HOST_FAILED, "{}", explain(&o));
+    assert_eq!(
+        state_fingerprint(&sim.fleet),
+        before,
+        "check changed a node"
+    );
+
+    let r = sim.latest();
+    use Verdict as V;
+    let all = |v| {
+        BTreeMap::from([
+            ("BS-01".into(), v),
+            ("BS-02".into(), v),
+            ("BS-03".into(), v),
+            ("BS-04".into(), v),
+        ])
+    };
+    assert_eq!(verdicts(&r, "nc1.a"), all(V::NonCompliant));
+    assert_eq!(verdicts(&r, "nc2.a"), all(V::NonCompliant));
+    assert_eq!(
+        verdicts(&r, "half.b"),
+        BTreeMap::from([
+            ("BS-01".into(), V::NonCompliant),
+            ("BS-02".into(), V::Compliant),
+            ("BS-03".into(), V::Compliant),
+            ("BS-04".into(), V::NonCompliant)
+        ])
+    );
+    assert_eq!(verdicts(&r, "ok.c"), all(V::Compliant));
+    assert_eq!(verdicts(&r, "mbx.c"), all(V::NotApplicable));
+    assert_eq!(verdicts(&r, "over.d")["BS-02"], V::Masked);
+    assert_eq!(verdicts(&r, "pend.e"), all(V::Compliant));
+    for (host, want) in [
+        ("nc1.a", HostStatus::Drift),
+        ("half.b", HostStatus::Drift),
+        ("ok.c", HostStatus::Compliant),
+        ("mbx.c", HostStatus::Compliant),
+        ("over.d", HostStatus::Drift),
+        ("pend.e", HostStatus::RestartPending),
+        ("spawn.f", HostStatus::Drift),
+        ("down.g", HostStatus::Failed),
+    ] {
+        assert_eq!(status(&r, host), want, "{host}");
+    }
+    let down = r.hosts.iter().find(|h| h.name == "down.g").unwrap();
+    assert_eq!(down.error.as_ref().unwrap().kind.as_str(), "unreachable");
+    let spawn = r.hosts.iter().find(|h| h.name == "spawn.f").unwrap();
+    let f = spawn
+        .findings
+        .iter()
+        .find(|f| f.id == "PRE-POLICY-SPAWN-USER")
+        .expect("spawn-user finding");
+    assert!(f.blocking);
+    assert!(f.message.contains("451 4.3.5"), "{}", f.message);
+    assert!(f.evidence.contains("user=zimbra"), "{}", f.evidence);
+    let ok = r.hosts.iter().find(|h| h.name == "ok.c").unwrap();
+    assert_eq!(
+        ok.platform,
+        Some(carbonio_fleet::carbonio::platform::Platform::Legacy)
+    );
+    let smtp = ok.probes.iter().find(|p| p.id == "SMTP-01").unwrap();
+    assert!(smtp.actual.starts_with("550 5.1.1"), "{}", smtp.actual);
+    // One JVM per reachable host for the whole gather.
+    for n in sim.fleet.nodes() {
+        let want = u64::from(n.name() != "down.g");
+        assert_eq!(n.prov_invocations(), want, "{}", n.name());
+    }
+    // The rest of the report set is there too.
+    for f in ["report.json", "junit.xml", "report.html", "metrics.prom"] {
+        assert!(sim.reports().join("latest").join(f).is_file(), "{f}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_codes_for_compliant_and_drifting_fleets() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![
+            ("a1", "a", mta(Legacy, Compliant)),
+            ("b1", "b", mta(Systemd, HalfCompliant)),
+        ],
+        Duration::from_millis(100),
+    )
+    .await;
+    let o = sim.run(&["check", "--limit", "a1"]).await;
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    let o = sim.run(&["check"]).await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    let o = sim.run(&["check", "--limit", "nothing-like-this"]).await;
+    assert_eq!(code(&o), exit::USAGE, "{}", explain(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_prints_the_exact_commands_and_changes_nothing() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![
+            ("a1", "a", mta(Legacy, NonCompliant)),
+            ("a2", "a", mta(Systemd, NonCompliant)),
+        ],
+        Duration::from_millis(100),
+    )
+    .await;
+    let before = state_fingerprint(&sim.fleet);
+    let o = sim.run(&["plan"]).await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("cluster a: global config, changed once, on a1 as zextras"),
+        "{out}"
+    );
+    assert!(
+        out.contains("carbonio prov mcf zimbraMtaEnableSmtpdPolicyd TRUE"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "carbonio prov mcf +zimbraMtaRestriction 'check_policy_service unix:private/policy'"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("su - zextras -c "), "{out}");
+    assert!(out.contains("batch 1 (canary)"), "{out}");
+    assert_eq!(state_fingerprint(&sim.fleet), before, "plan changed a node");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_remediates_within_rollout_limits_and_a_rerun_changes_nothing() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![
+            ("a1", "a", mta(Legacy, NonCompliant)),
+            ("a2", "a", mta(Systemd, NonCompliant)),
+            ("a3", "a", mta(Legacy, NonCompliant)),
+            ("b1", "b", mta(Systemd, HalfCompliant)),
+            ("b2", "b", mta(Legacy, HalfCompliant)),
+            ("c1", "c", mta(Legacy, ServerOverride)),
+            ("d1", "d", mta(Systemd, RestartPending)),
+            ("e1", "e", mta(Legacy, Compliant)),
+        ],
+        Duration::from_millis(300),
+    )
+    .await;
+    let pb = sim.playbook(QUICK);
+    let pb = pb.to_str().unwrap();
+    let o = sim.run(&["apply", "-p", pb, "--yes"]).await;
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    let r = sim.latest();
+    assert_eq!(r.command, "apply");
+    for h in &r.hosts {
+        assert_eq!(h.status, HostStatus::Compliant, "{}", h.name);
+    }
+    // Global changes once per cluster, in one batch, with the exact command recorded.
+    let a1 = r.hosts.iter().find(|h| h.name == "a1").unwrap();
+    let ap = a1.apply.as_ref().unwrap();
+    let change = ap
+        .commands
+        .iter()
+        .find(|c| c.purpose.starts_with("global changes"))
+        .unwrap();
+    assert!(
+        change.command.starts_with("su - zextras -c "),
+        "{}",
+        change.command
+    );
+    assert_eq!(change.exit, "0");
+    let bs01 = a1.controls.iter().find(|c| c.id == "BS-01").unwrap();
+    assert_eq!(
+        (bs01.before.as_deref(), bs01.after.as_deref(), bs01.changed),
+        (Some("FALSE"), Some("TRUE"), true)
+    );
+    assert!(
+        r.hosts
+            .iter()
+            .find(|h| h.name == "a2")
+            .unwrap()
+            .apply
+            .as_ref()
+            .unwrap()
+            .commands
+            .iter()
+            .all(|c| c.purpose == "restart")
+    );
+    // Restarts: only changed/pending MTAs, never more than the batch fleet-wide and
+    // never more than per_cluster of one cluster.
+    let log = sim.fleet.restart_log();
+    let mut restarted: Vec<&str> = log.iter().map(|r| r.node.as_str()).collect();
+    restarted.sort();
+    assert_eq!(restarted, ["a1", "a2", "a3", "b1", "b2", "c1", "d1"]);
+    assert!(
+        max_concurrent(&log) <= 2,
+        "max concurrent {}",
+        max_concurrent(&log)
+    );
+    assert!(
+        max_concurrent_per_cluster(&log).values().all(|&n| n <= 1),
+        "{:?}",
+        max_concurrent_per_cluster(&log)
+    );
+    let gate = ap.gate.as_ref().unwrap();
+    assert!(gate.passed);
+    assert!(
+        gate.smtp_transcript
+            .iter()
+            .any(|l| l.starts_with("S: 550 5.1.1")),
+        "{:?}",
+        gate.smtp_transcript
+    );
+    // Platform-appropriate restart methods.
+    let method = |n: &str| {
+        r.hosts
+            .iter()
+            .find(|h| h.name == n)
+            .unwrap()
+            .apply
+            .as_ref()
+            .unwrap()
+            .restart
+            .as_ref()
+            .unwrap()
+            .method
+            .clone()
+    };
+    assert!(
+        method("a1").starts_with("zmcontrol restart"),
+        "{}",
+        method("a1")
+    );
+    assert_eq!(method("a2"), "systemctl restart carbonio-mta.target");
+
+    // A re-run changes nothing and restarts nothing.
+    let o = sim.run(&["apply", "-p", pb, "--yes"]).await;
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(
+        sim.fleet.restart_log().len(),
+        log.len(),
+        "a re-run restarted something"
+    );
+    let r = sim.latest();
+    assert!(
+        r.hosts
+            .iter()
+            .all(|h| h.apply.as_ref().unwrap().commands.is_empty())
+    );
+    assert!(
+        r.hosts
+            .iter()
+            .all(|h| h.controls.iter().all(|c| !c.changed))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_canary_aborts_with_nothing_else_restarted() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![
+            ("a1", "a", mta(Legacy, NonCompliant)),
+            ("b1", "b", mta(Legacy, NonCompliant)),
+            ("c1", "c", mta(Systemd, NonCompliant)),
+        ],
+        Duration::from_millis(100),
+    )
+    .await;
+    sim.fleet.node("a1").unwrap().set_fail_next_restart(true);
+    let pb = sim.playbook(
+        "batch = 2\ncanary = 1\npause = \"0s\"\nmax_failures = 5\nhealth_timeout = \"5s\"",
+    );
+    let o = sim
+        .run(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
+        .await;
+    assert_eq!(code(&o), exit::ABORTED, "{}", explain(&o));
+    let log = sim.fleet.restart_log();
+    assert_eq!(
+        log.iter().map(|r| r.node.as_str()).collect::<Vec<_>>(),
+        ["a1"]
+    );
+    let r = sim.latest();
+    let rollout = |n: &str| {
+        r.hosts
+            .iter()
+            .find(|h| h.name == n)
+            .unwrap()
+            .apply
+            .as_ref()
+            .unwrap()
+            .rollout
+            .clone()
+    };
+    assert!(rollout("a1").starts_with("failed"), "{}", rollout("a1"));
+    assert_eq!(rollout("b1"), "not-attempted (canary failed)");
+    assert_eq!(rollout("c1"), "not-attempted (canary failed)");
+    // The LDAP change was made, the restart was not: the next check says so.
+    let o = sim.run(&["check"]).await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(status(&sim.latest(), "b1"), HostStatus::RestartPending);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_policy_service_fails_its_gate() {
+    use Platform::*;
+    use Posture::*;
+    // Policy enabled in LDAP, not yet in effect, and its spawn user missing: restarting
+    // it would make Postfix answer 451. The gate must catch it.
+    let mut p = mta(Systemd, RestartPending);
+    p.spawn_user_missing = true;
+    let sim = Sim::start(vec![("p1", "p", p)], Duration::from_millis(100)).await;
+    let pb = sim.playbook(QUICK);
+    let o = sim
+        .run(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
+        .await;
+    assert_eq!(code(&o), exit::ABORTED, "{}", explain(&o));
+    let r = sim.latest();
+    let h = &r.hosts[0];
+    let gate = h.apply.as_ref().unwrap().gate.as_ref().unwrap();
+    assert!(!gate.passed);
+    let policy = gate.checks.iter().find(|c| c.name == "policy").unwrap();
+    assert!(!policy.ok);
+    assert!(policy.detail.contains("451 4.3.5"), "{}", policy.detail);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostkeys_scan_shows_new_keys_and_writes_them_once() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![("a1", "a", mta(Legacy, Compliant))],
+        Duration::from_millis(100),
+    )
+    .await;
+    // Start from an empty known_hosts.
+    std::fs::write(sim.fleet.known_hosts_path(), "").unwrap();
+    let scan = |write: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_carbonio-fleet"));
+        c.args(["hostkeys", "scan", "-i"])
+            .arg(sim.fleet.inventory_path());
+        if write {
+            c.arg("--write");
+        }
+        tokio::task::spawn_blocking(move || c.output().unwrap())
+    };
+    let o = scan(false).await.unwrap();
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("SHA256:"),
+        "{}",
+        explain(&o)
+    );
+    let o = scan(true).await.unwrap();
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    let kh = std::fs::read_to_string(sim.fleet.known_hosts_path()).unwrap();
+    assert_eq!(kh.lines().count(), 1);
+    assert!(kh.starts_with("|1|"), "written hashed: {kh}");
+    let o = scan(true).await.unwrap();
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(
+        std::fs::read_to_string(sim.fleet.known_hosts_path()).unwrap(),
+        kh
+    );
+    // And the tool now connects under the strict policy.
+    let o = sim.run(&["check"]).await;
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+}
+
+fn sigint(pid: u32) {
+    let st = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+async fn wait_for_journal(path: &Path, step: &str) {
+    for _ in 0..400 {
+        if std::fs::read_to_string(path).is_ok_and(|t| t.contains(step)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("journal never recorded `{step}`");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_mid_rollout_exits_130_and_resume_finishes() {
+    use Platform::*;
+    use Posture::*;
+    let nodes = (1..=6)
+        .map(|i| (format!("n{i}"), format!("c{i}")))
+        .collect::<Vec<_>>();
+    let sim = Sim::start(
+        nodes
+            .iter()
+            .map(|(n, c)| (n.as_str(), c.as_str(), mta(Legacy, NonCompliant)))
+            .collect(),
+        Duration::from_millis(1500),
+    )
+    .await;
+    let pb = sim.playbook(
+        "batch = 1\ncanary = 1\npause = \"0s\"\nmax_failures = 0\nhealth_timeout = \"20s\"",
+    );
+    let child = sim
+        .cmd(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt while the first restart is in flight (the journal says it was sent).
+    let journal = loop {
+        if let Some(dir) = std::fs::read_dir(sim.reports())
+            .ok()
+            .and_then(|mut d| d.find_map(|e| e.ok().map(|e| e.path()).filter(|p| p.is_dir())))
+        {
+            break dir.join("journal.jsonl");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    wait_for_journal(&journal, "restart-started").await;
+    sigint(child.id());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(code(&out), exit::INTERRUPTED, "{}", explain(&out));
+    let r = sim.latest();
+    assert_eq!(r.exit_code, exit::INTERRUPTED);
+    // The restart in flight finished; the others were not started and say why.
+    let log = sim.fleet.restart_log();
+    assert_eq!(log.len(), 1, "only the in-flight restart ran");
+    let states: Vec<String> = r
+        .hosts
+        .iter()
+        .map(|h| h.apply.as_ref().unwrap().rollout.clone())
+        .collect();
+    assert_eq!(
+        states.iter().filter(|s| s.as_str() == "restarted").count(),
+        1,
+        "{states:?}"
+    );
+    assert_eq!(
+        states
+            .iter()
+            .filter(|s| s.as_str() == "not-attempted (interrupted)")
+            .count(),
+        5,
+        "{states:?}"
+    );
+    // No node is left between change and restart without the report saying so.
+    for h in r
+        .hosts
+        .iter()
+        .filter(|h| h.apply.as_ref().unwrap().rollout != "restarted")
+    {
+        assert_eq!(h.status, HostStatus::RestartPending, "{}", h.name);
+    }
+    let o = sim
+        .run(&["apply", "-p", pb.to_str().unwrap(), "--yes", "--resume"])
+        .await;
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    let r = sim.latest();
+    assert_eq!(r.hosts.len(), 5, "resume skipped the host that was done");
+    assert!(r.hosts.iter().all(|h| h.status == HostStatus::Compliant));
+    assert_eq!(sim.fleet.restart_log().len(), 6);
+}

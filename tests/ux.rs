@@ -1,0 +1,586 @@
+//! Operator experience through the real binary: progress bars in a real pseudo-terminal
+//! (tmux), no control bytes in pipes and files, the `--log-file` JSON lines, `report
+//! show | diff | merge`, and a whole check against a password-only sshd whose password
+//! must appear in no output at all.
+
+mod support;
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use carbonio_fleet::exit;
+
+const BIN: &str = env!("CARGO_BIN_EXE_carbonio-fleet");
+
+/// An inventory of `n` hosts on 127.0.0.1 at `port` (h1, h2, …).
+fn inventory(dir: &Path, port: u16, n: usize, connect_timeout: &str) -> PathBuf {
+    let known_hosts = dir.join("known_hosts");
+    fs::write(&known_hosts, "").unwrap();
+    let mut text = format!(
+        "[defaults]\nuser = \"root\"\nidentity_files = []\nconnect_timeout = \"{connect_timeout}\"\nknown_hosts = \"{}\"\n",
+        known_hosts.display()
+    );
+    for i in 1..=n {
+        text.push_str(&format!(
+            "[[hosts]]\nname = \"h{i}\"\naddress = \"127.0.0.1\"\nport = {port}\n"
+        ));
+    }
+    let path = dir.join("inventory.toml");
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// A port on 127.0.0.1 where nothing listens.
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn fleet(args: &[&str], dir: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("CARBONIO_FLEET_LOG")
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A tmux server of our own (its own socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .expect("tmux runs")
+    }
+
+    fn screen(&self, history: bool) -> String {
+        let mut args = vec!["capture-pane", "-p", "-t", "t"];
+        if history {
+            args.extend(["-S", "-"]);
+        }
+        text(&self.cmd(&args).stdout)
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+/// The TTY case in a real pseudo-terminal: while six hosts hang in the SSH handshake
+/// (a listener that never answers), the overall bar, three host spinners and the
+/// "...and N more hosts" footer are on screen; afterwards the bars are gone, the log
+/// lines and the summary are whole.
+#[test]
+fn progress_bars_in_a_real_terminal() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIPPED: tmux is not installed (apt-get install tmux)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Accepted by the kernel, never answered: each host waits for the SSH banner until
+    // its connect_timeout.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let inv = inventory(dir.path(), port, 6, "4s");
+    let tmux = Tmux {
+        socket: format!("cfleet-ux-{}", std::process::id()),
+    };
+    let script = format!(
+        "cd {dir} && NO_COLOR= {BIN} check -i {inv} --report-dir {dir}/reports; \
+         echo EXIT=$?; tmux -L {sock} wait-for -S done; sleep 600",
+        dir = dir.path().display(),
+        inv = inv.display(),
+        sock = tmux.socket,
+    );
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "150",
+        "-y",
+        "40",
+        "env",
+        "-u",
+        "SSH_AUTH_SOCK",
+        "TERM=xterm-256color",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(out.status.success(), "tmux new-session: {out:?}");
+
+    // Poll the screen (with a deadline) until the bars are drawn.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let live = loop {
+        let s = tmux.screen(false);
+        if s.contains("/6 hosts") && s.contains("more hosts") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no progress bars drawn:\n{s}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        live.contains("check   ["),
+        "overall bar with its phase:\n{live}"
+    );
+    assert!(
+        live.contains("0/6 hosts connecting and gathering"),
+        "{live}"
+    );
+    let spinners = live.lines().filter(|l| l.contains("↳")).count();
+    assert_eq!(spinners, 3, "three host spinners:\n{live}");
+    assert!(live.contains(" gather "), "{live}");
+    assert!(live.contains("...and 3 more hosts"), "{live}");
+
+    let waited = Command::new("timeout")
+        .args(["60", "tmux", "-L", &tmux.socket, "wait-for", "done"])
+        .status()
+        .unwrap();
+    assert!(waited.success(), "the run did not finish");
+    let end = tmux.screen(true);
+    assert!(
+        end.contains(&format!("EXIT={}", exit::HOST_FAILED)),
+        "{end}"
+    );
+    assert!(end.contains("FAILED (6)"), "{end}");
+    assert!(
+        end.contains("6 hosts: 0 compliant, 0 drift, 0 restart-pending, 6 failed\nreport: "),
+        "{end}"
+    );
+    // The bars are cleared, not stranded between the lines.
+    assert!(!end.contains("eta"), "a bar was left on screen:\n{end}");
+    assert!(!end.contains("more hosts"), "{end}");
+    // Log lines are whole lines, one per failed host.
+    let warns: Vec<&str> = end.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warns.len(), 6, "{end}");
+    for w in warns {
+        assert!(w.starts_with(" WARN h"), "torn log line `{w}`");
+        assert!(w.contains(": timeout: "), "{w}");
+    }
+    drop(silent);
+}
+
+/// Pipes and files get no control bytes, whatever `--progress` says; the log file is
+/// JSON lines with the audit events; `-q` silences stderr.
+#[test]
+fn no_control_bytes_outside_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = inventory(dir.path(), closed_port(), 3, "5s");
+    let inv = inv.to_str().unwrap();
+    for progress in ["auto", "always", "never"] {
+        let log = dir.path().join(format!("{progress}.jsonl"));
+        let out = fleet(
+            &[
+                "check",
+                "-i",
+                inv,
+                "-vv",
+                "--progress",
+                progress,
+                "--log-file",
+                log.to_str().unwrap(),
+            ],
+            dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(exit::HOST_FAILED), "{out:?}");
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(
+            !stdout.contains('\x1b'),
+            "--progress {progress}: {stdout:?}"
+        );
+        assert!(
+            !stderr.contains('\x1b'),
+            "--progress {progress}: {stderr:?}"
+        );
+        assert!(stdout.contains("FAILED (3)"), "{stdout}");
+        assert!(
+            stderr.contains(" WARN h1: unreachable: cannot connect to `h1`"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(" INFO check started on 3 hosts"),
+            "{stderr}"
+        );
+
+        let log = fs::read_to_string(&log).unwrap();
+        assert!(!log.contains('\x1b'));
+        let events: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        let audit: Vec<&serde_json::Value> = events
+            .iter()
+            .filter(|e| e["target"] == "carbonio_fleet::audit")
+            .collect();
+        let kinds: Vec<&str> = audit.iter().map(|e| e["event"].as_str().unwrap()).collect();
+        assert_eq!(kinds.first(), Some(&"run-started"), "{kinds:?}");
+        assert_eq!(kinds.last(), Some(&"run-finished"), "{kinds:?}");
+        let failed: Vec<&&serde_json::Value> = audit
+            .iter()
+            .filter(|e| e["event"] == "host-failed")
+            .collect();
+        assert_eq!(failed.len(), 3);
+        assert!(failed.iter().all(|e| e["kind"] == "unreachable"
+            && e["operator"].as_str().is_some_and(|o| o.contains('@'))
+            && e["timestamp"].is_string()));
+        assert_eq!(audit.last().unwrap()["exit_code"], exit::HOST_FAILED);
+    }
+
+    let out = fleet(&["check", "-i", inv, "-q"], dir.path());
+    assert_eq!(out.status.code(), Some(exit::HOST_FAILED));
+    assert_eq!(text(&out.stderr), "");
+
+    // CARBONIO_FLEET_LOG replaces -v/-q; a bad one is a usage error before any contact.
+    let out = Command::new(BIN)
+        .args(["check", "-i", inv])
+        .current_dir(dir.path())
+        .env("CARBONIO_FLEET_LOG", "error")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(exit::HOST_FAILED));
+    assert_eq!(text(&out.stderr), "");
+    let out = Command::new(BIN)
+        .args(["check", "-i", inv])
+        .current_dir(dir.path())
+        .env("CARBONIO_FLEET_LOG", "carbonio_fleet=loud")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(exit::USAGE));
+    assert!(
+        text(&out.stderr)
+            .contains("CARBONIO_FLEET_LOG=`carbonio_fleet=loud` is not a valid filter")
+    );
+}
+
+fn edit_report(src: &Path, dst: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut v: serde_json::Value = serde_json::from_str(&fs::read_to_string(src).unwrap()).unwrap();
+    edit(&mut v);
+    fs::write(dst, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+/// `report show` repeats the summary, `report diff` exits 2 on new drift only, `report
+/// merge` writes a full report set and refuses different playbooks.
+#[test]
+fn report_show_diff_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let inv = inventory(d, closed_port(), 2, "5s");
+    let inv = inv.to_str().unwrap();
+    let reports = d.join("reports");
+    let reports_s = reports.to_str().unwrap();
+    let mut runs = Vec::new();
+    for limit in ["h1", "h2"] {
+        let out = fleet(
+            &[
+                "check",
+                "-i",
+                inv,
+                "--limit",
+                limit,
+                "--report-dir",
+                reports_s,
+                "-q",
+            ],
+            d,
+        );
+        assert_eq!(out.status.code(), Some(exit::HOST_FAILED));
+        let stdout = text(&out.stdout);
+        let path = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("report: "))
+            .unwrap()
+            .to_string();
+        runs.push((PathBuf::from(path), stdout));
+    }
+    let (h2_report, h2_stdout) = &runs[1];
+
+    // show: the summary again (from the file or its run directory), or the JSON.
+    for arg in [h2_report.clone(), reports.join("latest")] {
+        let out = fleet(&["report", "show", arg.to_str().unwrap()], d);
+        assert_eq!(out.status.code(), Some(exit::OK));
+        let summary = h2_stdout.split("report: ").next().unwrap();
+        assert_eq!(text(&out.stdout), summary);
+    }
+    let out = fleet(
+        &[
+            "report",
+            "show",
+            "--format",
+            "json",
+            h2_report.to_str().unwrap(),
+        ],
+        d,
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stored: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(h2_report).unwrap()).unwrap();
+    assert_eq!(shown, stored);
+    let out = fleet(&["report", "show", "no/such/report.json"], d);
+    assert_eq!(out.status.code(), Some(exit::USAGE));
+
+    // diff: same state → 0; from compliant to failed → 2 with the change named.
+    let h2 = h2_report.to_str().unwrap();
+    let out = fleet(&["report", "diff", h2, h2], d);
+    assert_eq!(out.status.code(), Some(exit::OK), "{out:?}");
+    let was_ok = d.join("was-compliant.json");
+    edit_report(h2_report, &was_ok, |v| {
+        v["hosts"][0]["status"] = "compliant".into();
+        v["hosts"][0]["error"] = serde_json::Value::Null;
+    });
+    let out = fleet(&["report", "diff", was_ok.to_str().unwrap(), h2], d);
+    assert_eq!(out.status.code(), Some(exit::DRIFT), "{out:?}");
+    assert!(text(&out.stdout).contains("h2"), "{}", text(&out.stdout));
+    let out = fleet(
+        &[
+            "report",
+            "diff",
+            "--format",
+            "json",
+            was_ok.to_str().unwrap(),
+            h2,
+        ],
+        d,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["has_new_drift"], true);
+    let out = fleet(&["report", "diff", h2, was_ok.to_str().unwrap()], d);
+    assert_eq!(
+        out.status.code(),
+        Some(exit::OK),
+        "getting better is not drift"
+    );
+
+    // merge: a new run directory with the whole report set.
+    let merged_dir = d.join("merged");
+    let h1 = runs[0].0.to_str().unwrap().to_string();
+    let out = fleet(
+        &[
+            "report",
+            "merge",
+            &h1,
+            h2,
+            "--report-dir",
+            merged_dir.to_str().unwrap(),
+        ],
+        d,
+    );
+    assert_eq!(out.status.code(), Some(exit::HOST_FAILED), "{out:?}");
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("FAILED (2)") && stdout.contains("h1, h2"),
+        "{stdout}"
+    );
+    let run = merged_dir.join("latest");
+    for f in ["report.json", "junit.xml", "report.html", "metrics.prom"] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    let merged = carbonio_fleet::report::store::read_report(&run.join("report.json")).unwrap();
+    assert_eq!(merged.summary.hosts, 2);
+    assert_eq!(merged.summary.failed, 2);
+
+    let other = d.join("other-playbook.json");
+    edit_report(h2_report, &other, |v| {
+        v["playbook"]["name"] = "something-else".into()
+    });
+    let out = fleet(
+        &[
+            "report",
+            "merge",
+            &h1,
+            other.to_str().unwrap(),
+            "--report-dir",
+            merged_dir.to_str().unwrap(),
+        ],
+        d,
+    );
+    assert_eq!(out.status.code(), Some(exit::USAGE));
+    assert!(
+        text(&out.stderr).contains("cannot merge: shard 2 ran playbook `something-else (sha256"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// Child half of [`the_password_appears_in_no_output`]: run in a subprocess (so its
+/// stdout and stderr can be captured) when `CFLEET_LEAK_CHILD` names the work dir;
+/// a no-op otherwise.
+#[test]
+fn leak_child() {
+    let Ok(work) = std::env::var("CFLEET_LEAK_CHILD") else {
+        return;
+    };
+    use carbonio_fleet::engine::events::Events;
+    use carbonio_fleet::engine::run::{RunOptions, check};
+    use carbonio_fleet::secrets::{self, Secret, SecretKind, SecretScope};
+    use carbonio_fleet::ui::{logging, progress};
+
+    let work = PathBuf::from(work);
+    secrets::use_mock_store();
+    secrets::store(
+        SecretKind::Password,
+        SecretScope::Host("pw-node"),
+        &Secret::new(support::sshd::TEST_PASSWORD),
+    )
+    .unwrap();
+    // As chatty as the tool gets: -vvv (trace for this tool, debug for russh).
+    logging::init(&logging::LogOptions {
+        verbose: 3,
+        quiet: 0,
+        bars: false,
+        log_file: Some(work.join("audit.jsonl")),
+    })
+    .unwrap();
+    let opts = RunOptions {
+        inventory: work.join("inventory.toml"),
+        playbook: None,
+        limit: None,
+        forks: 4,
+        report_dir: work.join("reports"),
+        json: false,
+        metrics_file: Some(work.join("textfile").join("carbonio.prom")),
+        shard: None,
+        ssh_config: None,
+    };
+    fs::create_dir_all(work.join("textfile")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let code = rt.block_on(async {
+        let span = progress::run_span("check");
+        let (events, rx) = Events::channel();
+        let consumer = tokio::spawn(progress::run(rx, span.clone()));
+        let code = check(&opts, events).await;
+        consumer.await.unwrap();
+        code
+    });
+    println!("CHILD-EXIT={code}");
+}
+
+/// A whole check against a password-only sshd, the password coming from the keyring:
+/// the login works (the host fails later, it is no Carbonio node), and the password is
+/// in no report file, not in the log file, not on stdout or stderr.
+#[test]
+fn the_password_appears_in_no_output() {
+    let Some(sshd) = support::sshd::Sshd::start_with(
+        "the_password_appears_in_no_output",
+        "AuthenticationMethods password\n",
+    ) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let known_hosts = w.join("known_hosts");
+    fs::write(&known_hosts, format!("{}\n", sshd.known_hosts_line())).unwrap();
+    fs::write(
+        w.join("inventory.toml"),
+        format!(
+            "[defaults]\nuser = \"{}\"\nidentity_files = []\nconnect_timeout = \"20s\"\nknown_hosts = \"{}\"\n\
+             [[hosts]]\nname = \"pw-node\"\naddress = \"127.0.0.1\"\nport = {}\n",
+            support::sshd::TEST_USER,
+            known_hosts.display(),
+            sshd.port
+        ),
+    )
+    .unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["leak_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env("CFLEET_LEAK_CHILD", w)
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("CARBONIO_FLEET_LOG")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("CHILD-EXIT={}", exit::HOST_FAILED)),
+        "{stdout}"
+    );
+
+    let password = support::sshd::TEST_PASSWORD;
+    assert!(!stdout.contains(password), "password on stdout");
+    assert!(!stderr.contains(password), "password on stderr");
+    // Every file the run wrote, wherever it is.
+    let mut files = Vec::new();
+    let mut todo = vec![w.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_symlink() {
+                continue;
+            }
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for expected in [
+        "report.json",
+        "junit.xml",
+        "report.html",
+        "metrics.prom",
+        "audit.jsonl",
+        "carbonio.prom",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} not written: {names:?}"
+        );
+    }
+    for f in &files {
+        let bytes = fs::read(f).unwrap();
+        assert!(
+            !text(&bytes).contains(password),
+            "the password is in {}",
+            f.display()
+        );
+    }
+
+    // The login itself worked: the failure is the remote command, not auth.
+    let run = fs::read_dir(w.join("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir() && !p.is_symlink())
+        .unwrap();
+    let report = carbonio_fleet::report::store::read_report(&run.join("report.json")).unwrap();
+    let host = &report.hosts[0];
+    let error = host.error.as_ref().expect("not a Carbonio node");
+    assert_ne!(
+        error.kind,
+        carbonio_fleet::report::model::ErrorKind::Auth,
+        "{error:?}"
+    );
+    let log = fs::read_to_string(w.join("audit.jsonl")).unwrap();
+    assert!(log.contains("\"event\":\"host-connected\""), "{log}");
+    // The log is as verbose as it gets, so an absent password means something.
+    assert!(log.lines().count() > 10, "{log}");
+    assert!(
+        sshd.log_text()
+            .contains("Accepted password for cfleet-test"),
+        "sshd did not see a password login"
+    );
+}
