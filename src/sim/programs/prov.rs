@@ -717,6 +717,32 @@ mod run_tests {
     }
 
     #[tokio::test]
+    async fn get_domain_shows_dkim_only_in_ldap_mode() {
+        let n = node(Posture::Compliant);
+        {
+            let mut ldap = n.cluster.ldap();
+            let mut attrs = crate::sim::attrs::AttrMap::new();
+            attrs.insert("zimbraDomainType".into(), vec!["local".into()]);
+            attrs.insert("DKIMSelector".into(), vec!["s1".into()]);
+            ldap.domain_attrs.insert("example.test".into(), attrs);
+        }
+        let run = |script: &'static str| run_captured(n.clone(), "zextras", script, b"");
+        let c = run("carbonio prov gd example.test zimbraDomainType DKIMSelector").await;
+        assert_eq!(c.stdout, "# name example.test\nzimbraDomainType: local\n\n");
+        let c = run("carbonio prov -l gd EXAMPLE.test").await;
+        assert_eq!(
+            c.stdout,
+            "# name example.test\nDKIMSelector: s1\nzimbraDomainType: local\n\n"
+        );
+        let c = run("carbonio prov gd").await;
+        assert_eq!(c.status, 1);
+        assert!(
+            c.stdout
+                .starts_with("usage:  getDomain(gd) [-e] {domain|id} [attr1 [attr2...]]")
+        );
+    }
+
+    #[tokio::test]
     async fn single_commands() {
         let n = node(Posture::HalfCompliant);
         let c = run_captured(
