@@ -269,6 +269,35 @@ async fn exit_codes_for_compliant_and_drifting_fleets() {
     assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
     let o = sim.run(&["check", "--limit", "nothing-like-this"]).await;
     assert_eq!(code(&o), exit::USAGE, "{}", explain(&o));
+    // --split-by group: a report set per group (here the platform groups the simulator
+    // puts its hosts in), each with its own hosts and exit code, beside the fleet's.
+    let o = sim.run(&["check", "--split-by", "group"]).await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    let group = |g: &str| {
+        let dir = sim.reports().join("latest/groups").join(g);
+        assert!(dir.join("report.html").is_file(), "{g}: full report set");
+        carbonio_fleet::report::store::read_report(&dir.join("report.json")).unwrap()
+    };
+    let legacy = group("legacy");
+    assert_eq!(
+        legacy
+            .hosts
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect::<Vec<_>>(),
+        ["a1"]
+    );
+    assert_eq!((legacy.exit_code, legacy.summary.hosts), (exit::OK, 1));
+    let systemd = group("systemd");
+    assert_eq!(
+        systemd
+            .hosts
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect::<Vec<_>>(),
+        ["b1"]
+    );
+    assert_eq!((systemd.exit_code, systemd.summary.drift), (exit::DRIFT, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

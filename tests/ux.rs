@@ -461,6 +461,7 @@ fn leak_child() {
         metrics_file: Some(work.join("textfile").join("carbonio.prom")),
         shard: None,
         ssh_config: None,
+        split_by_group: false,
     };
     fs::create_dir_all(work.join("textfile")).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();

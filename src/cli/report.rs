@@ -115,5 +115,5 @@ pub(super) fn merge(a: &ReportMergeArgs) -> i32 {
             return exit::HOST_FAILED;
         }
     };
-    crate::engine::run::finish_in(&mut merged, &a.report_dir, &dir, false, None)
+    crate::engine::run::finish_in(&mut merged, &a.report_dir, &dir, false, None, false)
 }

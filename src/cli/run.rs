@@ -26,22 +26,9 @@ impl From<&RunArgs> for RunOptions {
             metrics_file: a.common.metrics_file.clone(),
             shard: a.common.shard,
             ssh_config: a.common.ssh_config_path(),
+            split_by_group: a.common.split_by == Some(super::SplitBy::Group),
         }
     }
-}
-
-/// Options this build parses but does not implement yet: refuse them plainly rather than
-/// ignore them.
-fn refuse_unavailable(c: &CommonOpts) -> Option<i32> {
-    let missing = if c.split_by.is_some() {
-        Some(("--split-by", 8))
-    } else {
-        None
-    };
-    missing.map(|(opt, issue)| {
-        eprintln!("carbonio-fleet: `{opt}` is not available in this build yet (it lands with issue #{issue})");
-        exit::USAGE
-    })
 }
 
 /// Sets up everything a command that talks to nodes needs, in one place: the tracing
@@ -104,9 +91,6 @@ where
 }
 
 pub(super) fn check(a: &RunArgs) -> i32 {
-    if let Some(code) = refuse_unavailable(&a.common) {
-        return code;
-    }
     let opts = RunOptions::from(a);
     with_runtime("check", &a.common, |events| async move {
         engine_run::check(&opts, events).await
@@ -114,9 +98,6 @@ pub(super) fn check(a: &RunArgs) -> i32 {
 }
 
 pub(super) fn plan(a: &RunArgs) -> i32 {
-    if let Some(code) = refuse_unavailable(&a.common) {
-        return code;
-    }
     let opts = RunOptions::from(a);
     with_runtime("plan", &a.common, |events| async move {
         crate::engine::plan::plan(&opts, events).await
@@ -124,9 +105,6 @@ pub(super) fn plan(a: &RunArgs) -> i32 {
 }
 
 pub(super) fn apply(a: &ApplyArgs) -> i32 {
-    if let Some(code) = refuse_unavailable(&a.run.common) {
-        return code;
-    }
     let opts = ApplyOptions {
         run: RunOptions::from(&a.run),
         yes: a.yes,

@@ -119,6 +119,7 @@ pub(super) fn demo(a: &DemoArgs) -> i32 {
             metrics_file: None,
             shard: None,
             ssh_config: None,
+            split_by_group: false,
         };
 
         banner("1/3  check: audit the fleet, change nothing");

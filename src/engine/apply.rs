@@ -1082,6 +1082,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         &run_dir,
         opts.run.json,
         opts.run.metrics_file.as_deref(),
+        opts.run.split_by_group,
     );
     events.send(Event::RunFinished { exit_code: code });
     code

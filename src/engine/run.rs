@@ -30,6 +30,8 @@ pub struct RunOptions {
     pub json: bool,
     /// Also write metrics.prom here (node_exporter's textfile collector directory).
     pub metrics_file: Option<PathBuf>,
+    /// `--split-by group`: also write one report set per inventory group (customer).
+    pub split_by_group: bool,
     /// `--shard K/N`: only this slice of the selection (by cluster).
     pub shard: Option<Shard>,
     /// `--ssh-config [PATH]`: read this ssh_config for values the inventory leaves
@@ -136,11 +138,29 @@ fn sha256_hex(parts: &[&[u8]]) -> String {
 pub fn operator() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(user_of_uid)
+        .unwrap_or_else(|| "unknown".into());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());
     format!("{user}@{host}")
+}
+
+/// The account name of this process's uid from /etc/passwd (cron and systemd units often
+/// run without USER set).
+fn user_of_uid() -> Option<String> {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() }.to_string();
+    std::fs::read_to_string("/etc/passwd")
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            (f.nth(1)? == uid).then(|| name.to_string())
+        })
 }
 
 /// The report skeleton with run metadata.
@@ -208,10 +228,11 @@ pub fn finish(
     started: jiff::Timestamp,
     json: bool,
     metrics_file: Option<&Path>,
+    split_by_group: bool,
 ) -> i32 {
     let dir_name = store::run_dir_name(&started, &report.playbook.name);
     match store::create_run_dir(report_dir, &dir_name) {
-        Ok(dir) => finish_in(report, report_dir, &dir, json, metrics_file),
+        Ok(dir) => finish_in(report, report_dir, &dir, json, metrics_file, split_by_group),
         Err(e) => {
             print_summary(report, json);
             eprintln!("carbonio-fleet: the report could not be written: {e}");
@@ -235,6 +256,36 @@ fn write_summary(report: &Report, json: bool) {
     }
 }
 
+/// `--split-by group`: one report set per inventory group (e.g. per customer) in
+/// `<run_dir>/groups/<group>/`, each with only that group's hosts, its own summary and
+/// exit code, beside the fleet-wide set.
+fn write_group_reports(run_dir: &Path, report: &Report) -> Result<(), store::StoreError> {
+    let mut groups: Vec<&str> = report
+        .hosts
+        .iter()
+        .flat_map(|h| h.groups.iter().map(String::as_str))
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    for g in groups {
+        let mut sub = report.clone();
+        sub.hosts.retain(|h| h.groups.iter().any(|x| x == g));
+        sub.summary = crate::report::summary::summarize(&sub.hosts);
+        // An abort or an interrupt concerns the whole run; otherwise the group's own hosts
+        // decide.
+        if !matches!(report.exit_code, exit::ABORTED | exit::INTERRUPTED) {
+            sub.exit_code = check::exit_code(&sub.hosts);
+        }
+        let dir = run_dir.join("groups").join(g);
+        std::fs::create_dir_all(&dir).map_err(|source| store::StoreError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
+        store::write_report(&dir, &sub)?;
+    }
+    Ok(())
+}
+
 /// Writes the report set into `run_dir`, points `latest` at it and prints the summary.
 /// A write failure is reported and turns the exit code into a failure: an audit whose
 /// evidence was lost did not succeed.
@@ -244,8 +295,13 @@ pub fn finish_in(
     run_dir: &Path,
     json: bool,
     metrics_file: Option<&Path>,
+    split_by_group: bool,
 ) -> i32 {
     let written = store::write_report(run_dir, report)
+        .and_then(|_| match split_by_group {
+            true => write_group_reports(run_dir, report),
+            false => Ok(()),
+        })
         .and_then(|_| store::update_latest(report_dir, run_dir))
         .and_then(|_| match metrics_file {
             Some(p) => crate::report::write::write_atomic(
@@ -369,6 +425,7 @@ pub async fn check(opts: &RunOptions, events: Events) -> i32 {
         started,
         opts.json,
         opts.metrics_file.as_deref(),
+        opts.split_by_group,
     );
     events.send(crate::engine::events::Event::RunFinished { exit_code: code });
     code
@@ -390,6 +447,7 @@ mod tests {
             metrics_file: None,
             shard: None,
             ssh_config: None,
+            split_by_group: false,
         }
     }
 

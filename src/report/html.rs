@@ -469,7 +469,12 @@ fn host_block(host: &HostReport) -> String {
         );
     }
     if let Some(v) = &host.version {
-        facts.push(format!("Carbonio {}", escape(v)));
+        // `zmcontrol -v` already says "Carbonio Release …"; a bare version gets the name.
+        if v.starts_with("Carbonio") {
+            facts.push(escape(v));
+        } else {
+            facts.push(format!("Carbonio {}", escape(v)));
+        }
     }
     if !host.roles.is_empty() {
         facts.push(escape(&host.roles.join(", ")));

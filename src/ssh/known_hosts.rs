@@ -74,6 +74,12 @@ pub struct KnownHosts {
     pub entries: Vec<Entry>,
     /// Lines that could not be parsed: (line number, reason).
     pub problems: Vec<(usize, String)>,
+    /// Entries whose host field is plain names only, by lower-cased name: a lookup
+    /// costs one hash probe instead of a match against every line (a fleet-sized file
+    /// checked for every host of the fleet would otherwise be quadratic).
+    by_name: HashMap<String, Vec<usize>>,
+    /// Entries that must be matched one by one: hashed names and wildcard/negated patterns.
+    scanned: Vec<usize>,
 }
 
 /// The `SHA256:…` fingerprint OpenSSH prints for a key.
@@ -188,12 +194,30 @@ impl KnownHosts {
         };
         for (i, line) in text.lines().enumerate() {
             match parse_line(line.trim_end_matches('\r')) {
-                Ok(Some((marker, hosts, key))) => kh.entries.push(Entry {
-                    line: i + 1,
-                    marker,
-                    hosts,
-                    key,
-                }),
+                Ok(Some((marker, hosts, key))) => {
+                    let at = kh.entries.len();
+                    match &hosts {
+                        HostField::Patterns(ps)
+                            if ps
+                                .iter()
+                                .all(|p| !p.starts_with('!') && !p.contains(['*', '?'])) =>
+                        {
+                            for p in ps {
+                                kh.by_name
+                                    .entry(p.to_ascii_lowercase())
+                                    .or_default()
+                                    .push(at);
+                            }
+                        }
+                        _ => kh.scanned.push(at),
+                    }
+                    kh.entries.push(Entry {
+                        line: i + 1,
+                        marker,
+                        hosts,
+                        key,
+                    })
+                }
                 Ok(None) => {}
                 Err(reason) => kh.problems.push((i + 1, reason)),
             }
@@ -213,10 +237,25 @@ impl KnownHosts {
         }
     }
 
+    /// The entries whose host field matches the lookup `name`, in file order.
+    fn matching(&self, name: &str) -> Vec<&Entry> {
+        let mut idx: Vec<usize> = self.by_name.get(name).cloned().unwrap_or_default();
+        idx.extend(
+            self.scanned
+                .iter()
+                .copied()
+                .filter(|&i| self.entries[i].hosts.matches(name)),
+        );
+        idx.sort_unstable();
+        idx.dedup();
+        idx.into_iter().map(|i| &self.entries[i]).collect()
+    }
+
     /// Classifies `key` offered by `host:port` (OpenSSH semantics, revocation first).
     pub fn check(&self, host: &str, port: u16, key: &PublicKey) -> HostKeyStatus {
         let name = lookup_name(host, port);
-        let matching = || self.entries.iter().filter(|e| e.hosts.matches(&name));
+        let found = self.matching(&name);
+        let matching = || found.iter().copied();
         if let Some(e) =
             matching().find(|e| e.marker == Marker::Revoked && e.key.key_data() == key.key_data())
         {
@@ -240,22 +279,18 @@ impl KnownHosts {
     /// The `@cert-authority` entries whose host patterns match `host:port`.
     pub fn authorities(&self, host: &str, port: u16) -> Vec<&Entry> {
         let name = lookup_name(host, port);
-        self.entries
-            .iter()
-            .filter(|e| e.marker == Marker::CertAuthority && e.hosts.matches(&name))
+        self.matching(&name)
+            .into_iter()
+            .filter(|e| e.marker == Marker::CertAuthority)
             .collect()
     }
 
     /// The `@revoked` line for `host:port` that lists `key`, if any.
     pub fn revoked_line(&self, host: &str, port: u16, key: &PublicKey) -> Option<usize> {
         let name = lookup_name(host, port);
-        self.entries
-            .iter()
-            .find(|e| {
-                e.marker == Marker::Revoked
-                    && e.hosts.matches(&name)
-                    && e.key.key_data() == key.key_data()
-            })
+        self.matching(&name)
+            .into_iter()
+            .find(|e| e.marker == Marker::Revoked && e.key.key_data() == key.key_data())
             .map(|e| e.line)
     }
 }
