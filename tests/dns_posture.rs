@@ -563,6 +563,7 @@ async fn a_sweep_of_the_simulated_fleet_shows_domains_in_every_format() {
         metrics_file: None,
         shard: None,
         ssh_config: None,
+        split_by_group: false,
     };
     let code = check(&opts, Events::none()).await;
     // One prov for the gather on each node, one more per cluster for the domains.

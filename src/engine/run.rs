@@ -270,11 +270,15 @@ fn write_group_reports(run_dir: &Path, report: &Report) -> Result<(), store::Sto
     for g in groups {
         let mut sub = report.clone();
         sub.hosts.retain(|h| h.groups.iter().any(|x| x == g));
+        // A customer's report shows only its own clusters' domains.
+        sub.domains
+            .retain(|d| sub.hosts.iter().any(|h| h.cluster == d.cluster));
         sub.summary = crate::report::summary::summarize(&sub.hosts);
         // An abort or an interrupt concerns the whole run; otherwise the group's own hosts
-        // decide.
+        // (and its clusters' domains) decide.
         if !matches!(report.exit_code, exit::ABORTED | exit::INTERRUPTED) {
-            sub.exit_code = check::exit_code(&sub.hosts);
+            sub.exit_code =
+                crate::engine::domains::exit_code(check::exit_code(&sub.hosts), &sub.domains);
         }
         let dir = run_dir.join("groups").join(g);
         std::fs::create_dir_all(&dir).map_err(|source| store::StoreError::CreateDir {
