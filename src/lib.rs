@@ -6,6 +6,7 @@
 //! - [`playbook`]: controls, probes, rollout policy.
 //! - [`ssh`]: connections, host keys, auth, exec, quoting, become.
 //! - [`secrets`]: SSH passwords and key passphrases in the OS keyring.
+//! - `dns`: SPF, DKIM and DMARC posture of hosted domains (hickory resolver).
 //! - `carbonio`: the remote commands for Carbonio nodes and the parsers of their output.
 //! - `engine`: gather, verdicts, plan, apply, rollout scheduling.
 //! - `report`: report.json and the terminal summary.
@@ -14,6 +15,7 @@
 pub mod carbonio;
 pub mod cli;
 pub mod config_error;
+pub mod dns;
 pub mod engine;
 pub mod exit;
 pub mod inventory;

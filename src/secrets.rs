@@ -304,6 +304,7 @@ mod tests {
             cluster: name.into(),
             roles: vec![],
             vars: Default::default(),
+            egress: Vec::new(),
             source: "x.toml".into(),
         }
     }

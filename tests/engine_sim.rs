@@ -235,11 +235,16 @@ async fn check_reports_the_seeded_state_and_changes_nothing() {
     );
     let smtp = ok.probes.iter().find(|p| p.id == "SMTP-01").unwrap();
     assert!(smtp.actual.starts_with("550 5.1.1"), "{}", smtp.actual);
-    // One JVM per reachable host for the whole gather.
+    // One JVM per reachable host for the whole gather, plus one per cluster for the
+    // domains' attributes, on the cluster's first reachable node.
+    let mut clusters_read = std::collections::HashSet::new();
     for n in sim.fleet.nodes() {
-        let want = u64::from(n.name() != "down.g");
+        let reachable = n.name() != "down.g";
+        let reads_domains = reachable && clusters_read.insert(n.cluster().to_string());
+        let want = u64::from(reachable) + u64::from(reads_domains);
         assert_eq!(n.prov_invocations(), want, "{}", n.name());
     }
+    assert!(!r.domains.is_empty());
     // The rest of the report set is there too.
     for f in ["report.json", "junit.xml", "report.html", "metrics.prom"] {
         assert!(sim.reports().join("latest").join(f).is_file(), "{f}");

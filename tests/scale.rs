@@ -41,6 +41,7 @@ fn host(name: &str, port: u16, user: &str, known_hosts: &Path, key: &Path) -> Ho
         cluster: name.into(),
         roles: vec![],
         vars: Default::default(),
+        egress: Vec::new(),
         source: "test.toml".into(),
     }
 }

@@ -529,9 +529,27 @@ async fn cluster_nodes_share_global_config_not_server_entries() {
         as_zextras(&a2, "carbonio prov gas mta").await.stdout,
         "mx1.a.example\nmx2.a.example\n"
     );
+    // Every cluster hosts a primary and an alias domain (sim::dns).
     assert_eq!(
         as_zextras(&a2, "carbonio prov gad").await.stdout,
-        "a.example\n"
+        "a.example\na-alias.example\n"
+    );
+    // A non-compliant cluster has no DKIM key in LDAP (the dns_posture sweep reads the
+    // keys of compliant clusters with `-l`).
+    assert_eq!(
+        as_zextras(
+            &a2,
+            "carbonio prov -l gd a-alias.example zimbraDomainType DKIMSelector"
+        )
+        .await
+        .stdout,
+        "# name a-alias.example\nzimbraDomainType: alias\n\n"
+    );
+    let missing = as_zextras(&a2, "carbonio prov gd nope.example").await;
+    assert_eq!(missing.status, Some(2));
+    assert_eq!(
+        missing.stderr,
+        "ERROR: account.NO_SUCH_DOMAIN (no such domain: nope.example)\n"
     );
     f.shutdown().await;
 }

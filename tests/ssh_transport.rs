@@ -42,6 +42,7 @@ fn host(
         cluster: name.into(),
         roles: vec![],
         vars: Default::default(),
+        egress: Vec::new(),
         source: "test.toml".into(),
     }
 }

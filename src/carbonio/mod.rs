@@ -3,6 +3,7 @@
 //! carries the commands lives in `ssh`, the decisions about what the output means for
 //! compliance live in `engine`.
 
+pub mod domains;
 pub mod gather;
 pub mod platform;
 pub mod postfix;

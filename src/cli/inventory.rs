@@ -207,6 +207,7 @@ mod tests {
             cluster: name.to_owned(),
             roles: vec![],
             vars: Default::default(),
+            egress: Vec::new(),
             source: "inv.toml".into(),
         }
     }

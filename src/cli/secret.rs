@@ -300,6 +300,7 @@ mod tests {
             cluster: "c".into(),
             roles: vec![],
             vars: Default::default(),
+            egress: Vec::new(),
             source: "x.toml".into(),
         }
     }

@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod changes;
 pub mod check;
+pub mod domains;
 pub mod events;
 pub mod gather;
 pub mod journal;

@@ -217,6 +217,7 @@ pub fn report_header(
         summary: Default::default(),
         exit_code: 0,
         hosts: Vec::new(),
+        domains: Vec::new(),
     }
 }
 
@@ -269,11 +270,15 @@ fn write_group_reports(run_dir: &Path, report: &Report) -> Result<(), store::Sto
     for g in groups {
         let mut sub = report.clone();
         sub.hosts.retain(|h| h.groups.iter().any(|x| x == g));
+        // A customer's report shows only its own clusters' domains.
+        sub.domains
+            .retain(|d| sub.hosts.iter().any(|h| h.cluster == d.cluster));
         sub.summary = crate::report::summary::summarize(&sub.hosts);
         // An abort or an interrupt concerns the whole run; otherwise the group's own hosts
-        // decide.
+        // (and its clusters' domains) decide.
         if !matches!(report.exit_code, exit::ABORTED | exit::INTERRUPTED) {
-            sub.exit_code = check::exit_code(&sub.hosts);
+            sub.exit_code =
+                crate::engine::domains::exit_code(check::exit_code(&sub.hosts), &sub.domains);
         }
         let dir = run_dir.join("groups").join(g);
         std::fs::create_dir_all(&dir).map_err(|source| store::StoreError::CreateDir {
@@ -336,6 +341,8 @@ pub struct FleetGather {
     pub nonce: String,
     pub plan: GatherPlan,
     pub gathers: Vec<HostGather>,
+    /// The connector the gather used (the domain pass reconnects through it).
+    pub connector: Connector,
 }
 
 /// Announces the run and gathers every selected host (at most `forks` at once), keeping
@@ -375,6 +382,7 @@ pub async fn gather_fleet(
         nonce,
         plan,
         gathers,
+        connector,
     })
 }
 
@@ -391,16 +399,28 @@ pub async fn check(opts: &RunOptions, events: Events) -> i32 {
         Ok(f) => f,
         Err(code) => return code,
     };
-    let gathers = fleet.gathers;
-    report.hosts = check::evaluate_all(&loaded.playbook, &gathers);
+    let gathers = &fleet.gathers;
+    report.hosts = check::evaluate_all(&loaded.playbook, gathers);
     for h in &report.hosts {
         events.send(crate::engine::events::Event::HostFinished {
             host: h.name.clone(),
             status: h.status,
         });
     }
+    report.domains = crate::engine::domains::domain_pass(
+        &loaded.playbook,
+        gathers,
+        &fleet.connector,
+        &crate::dns::ResolverSettings {
+            servers: loaded.inventory.dns_servers.clone(),
+            ..Default::default()
+        },
+        opts.forks,
+    )
+    .await;
     report.summary = crate::report::summary::summarize(&report.hosts);
-    report.exit_code = check::exit_code(&report.hosts);
+    report.exit_code =
+        crate::engine::domains::exit_code(check::exit_code(&report.hosts), &report.domains);
     report.finished_at = jiff::Timestamp::now().to_string();
     report.duration_ms = t0.elapsed().as_millis() as u64;
     let code = finish(

@@ -94,8 +94,14 @@ pub fn evaluate(
             });
         }
     }
-    let probes: Vec<ProbeResult> = playbook
+    // `dns` probes concern a cluster's domains, not this node: they are reported in
+    // the report's domain section.
+    let host_probes: Vec<&Probe> = playbook
         .probes
+        .iter()
+        .filter(|p| !matches!(p.kind, ProbeKind::Dns { .. }))
+        .collect();
+    let probes: Vec<ProbeResult> = host_probes
         .iter()
         .map(|p| probe_result(p, facts, smtp_results))
         .collect();
@@ -109,12 +115,11 @@ pub fn evaluate(
     let breaking_finding = findings
         .iter()
         .any(|f| f.id == SPAWN_USER_FINDING && f.severity == "critical");
-    let failed_probes: Vec<&Probe> = playbook
-        .probes
+    let failed_probes: Vec<&Probe> = host_probes
         .iter()
         .zip(&probes)
         .filter(|(_, r)| matches!(r.verdict, ProbeVerdict::Fail | ProbeVerdict::Error))
-        .map(|(p, _)| p)
+        .map(|(p, _)| *p)
         .collect();
     let status = if control_off || breaking_finding {
         HostStatus::Drift
@@ -354,6 +359,14 @@ fn probe_result(
                     };
                 }
             }
+        }
+        ProbeKind::Dns { check } => {
+            r.kind = "dns".into();
+            r.verdict = ProbeVerdict::NotApplicable;
+            r.evidence = format!(
+                "{} is checked per hosted domain (the report's domain section)",
+                check.as_str()
+            );
         }
         ProbeKind::Smtp { .. } => {
             r.kind = "smtp".into();

@@ -173,6 +173,7 @@ mod tests {
             cluster: name.to_owned(),
             roles: vec![],
             vars: Default::default(),
+            egress: Vec::new(),
             source: "inv.toml".into(),
         }
     }
@@ -187,6 +188,7 @@ mod tests {
                 host("edge", &[]),
             ],
             groups: vec!["acme".into(), "beta".into(), "eu".into()],
+            dns_servers: vec![],
         }
     }
 

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -149,6 +150,7 @@ struct Layer {
     vars: BTreeMap<String, String>,
     cluster: Option<String>,
     roles: Option<Vec<String>>,
+    egress: Option<Vec<IpAddr>>,
     ssh_config: Option<bool>,
 }
 
@@ -170,6 +172,7 @@ impl Layer {
             jump,
             cluster,
             roles,
+            egress,
             ssh_config
         );
         self.vars
@@ -188,6 +191,7 @@ impl Layer {
             ("connect_timeout", self.connect_timeout.is_some()),
             ("command_timeout", self.command_timeout.is_some()),
             ("jump", self.jump.is_some()),
+            ("egress", self.egress.is_some()),
             ("ssh_config", self.ssh_config.is_some()),
         ]
         .into_iter()
@@ -283,6 +287,8 @@ struct Builder {
     defaults: Layer,
     /// Which file set each `[defaults]` key first.
     defaults_origin: HashMap<String, PathBuf>,
+    /// `[defaults] dns_servers`.
+    dns_servers: Vec<SocketAddr>,
     groups: Vec<PendingGroup>,
     /// Index into `groups` by name (MSP inventories hold thousands of groups).
     group_index: HashMap<String, usize>,
@@ -312,6 +318,36 @@ impl Builder {
                 }
             }
             self.defaults.overlay(&layer);
+            if let Some(servers) = &defaults.get_ref().dns_servers {
+                if let Some(first) = self.defaults_origin.get("dns_servers") {
+                    errors.push(src.error(
+                        defaults.span(),
+                        "defaults.dns_servers",
+                        format!("already set in `{}`", first.display()),
+                    ));
+                } else {
+                    self.defaults_origin
+                        .insert("dns_servers".to_owned(), src.path.to_path_buf());
+                    self.dns_servers = servers
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, s)| match parse_dns_server(s.get_ref()) {
+                            Some(a) => Some(a),
+                            None => {
+                                errors.push(
+                                    src.error(
+                                        s.span(),
+                                        format!("defaults.dns_servers[{i}]"),
+                                        format!("`{}` is not a DNS server address", s.get_ref()),
+                                    )
+                                    .with_hint("write an IP address with an optional port: `\"127.0.0.1:5353\"`, `\"192.0.2.53\"`, `\"[2001:db8::53]:53\"`"),
+                                );
+                                None
+                            }
+                        })
+                        .collect();
+                }
+            }
         }
 
         for (name, group) in &raw.groups {
@@ -471,6 +507,7 @@ impl Builder {
             files,
             hosts,
             groups: self.groups.into_iter().map(|g| g.name).collect(),
+            dns_servers: self.dns_servers,
         }
     }
 }
@@ -639,9 +676,18 @@ fn effective_host(p: PendingHost, eff: Layer) -> Host {
         cluster: eff.cluster.unwrap_or_else(|| p.name.clone()),
         roles: eff.roles.unwrap_or_default(),
         vars: eff.vars,
+        egress: eff.egress.unwrap_or_default(),
         source: p.source,
         name: p.name,
     }
+}
+
+/// `ip`, `ip:port` or `[ipv6]:port`; port 53 when omitted.
+fn parse_dns_server(s: &str) -> Option<SocketAddr> {
+    let s = s.trim();
+    s.parse::<SocketAddr>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
 }
 
 /// Why a host or group name cannot be used in `--limit`, if it cannot.
@@ -760,6 +806,24 @@ fn settings_layer(
         vars: raw.vars.clone().unwrap_or_default(),
         cluster: None,
         roles: None,
+        egress: raw.egress.as_ref().map(|list| {
+            list.iter()
+                .enumerate()
+                .filter_map(|(i, a)| {
+                    keep(
+                        errors,
+                        a.get_ref().trim().parse::<IpAddr>().map_err(|_| {
+                            src.error(
+                                a.span(),
+                                format!("{}[{i}]", key("egress")),
+                                format!("`{}` is not an IP address", a.get_ref()),
+                            )
+                            .with_hint("list the addresses the MTA sends from, e.g. `egress = [\"203.0.113.10\", \"2001:db8::25\"]`")
+                        }),
+                    )
+                })
+                .collect()
+        }),
         ssh_config: raw.ssh_config,
     }
 }
@@ -1084,6 +1148,42 @@ mod tests {
     }
 
     #[test]
+    fn egress_takes_the_nearest_layer_and_dns_servers_default_to_port_53() {
+        let inv = load_str(indoc! {r#"
+            [defaults]
+            egress = ["192.0.2.1"]
+            dns_servers = ["127.0.0.1:5353", "192.0.2.53", "[2001:db8::53]:5353"]
+            [groups.acme]
+            egress = ["203.0.113.10", "2001:db8::25"]
+            [[hosts]]
+            name = "m1"
+            groups = ["acme"]
+            [[hosts]]
+            name = "m2"
+            [[hosts]]
+            name = "m3"
+            groups = ["acme"]
+            egress = []
+        "#})
+        .unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            inv.hosts[0].egress,
+            [ip("203.0.113.10"), ip("2001:db8::25")]
+        );
+        assert_eq!(inv.hosts[1].egress, [ip("192.0.2.1")]);
+        assert_eq!(inv.hosts[2].egress, Vec::<IpAddr>::new());
+        assert_eq!(
+            inv.dns_servers,
+            [
+                "127.0.0.1:5353".parse::<SocketAddr>().unwrap(),
+                "192.0.2.53:53".parse().unwrap(),
+                "[2001:db8::53]:5353".parse().unwrap()
+            ]
+        );
+    }
+
+    #[test]
     fn jump_without_user_uses_the_hosts_login_user() {
         let inv = load_str(indoc! {r#"
             [[hosts]]
@@ -1150,12 +1250,23 @@ mod tests {
     #[test_case(indoc! {r#"
         [defaults]
         usr = "root"
-    "#}, "inv.toml:2:1: defaults.usr: unknown field `usr`, expected one of `user`, `port`, `identity_files`, `become`, `known_hosts`, `host_key_policy`, `connect_timeout`, `command_timeout`, `jump`, `vars`, `ssh_config`"; "unknown key")]
+    "#}, "inv.toml:2:1: defaults.usr: unknown field `usr`, expected one of `dns_servers`, `user`, `port`, `identity_files`, `become`, `known_hosts`, `host_key_policy`, `connect_timeout`, `command_timeout`, `jump`, `vars`, `egress`, `ssh_config`"; "unknown key")]
     #[test_case(indoc! {r#"
         [[hosts]]
         name = "a"
-        egress = ["x"]
-    "#}, "inv.toml:3:1: hosts[0].egress: unknown field `egress`, expected one of `name`, `address`, `groups`, `cluster`, `roles`, `user`, `port`, `identity_files`, `become`, `known_hosts`, `host_key_policy`, `connect_timeout`, `command_timeout`, `jump`, `vars`, `ssh_config`"; "unknown host key")]
+        egres = ["x"]
+    "#}, "inv.toml:3:1: hosts[0].egres: unknown field `egres`, expected one of `name`, `address`, `groups`, `cluster`, `roles`, `user`, `port`, `identity_files`, `become`, `known_hosts`, `host_key_policy`, `connect_timeout`, `command_timeout`, `jump`, `vars`, `egress`, `ssh_config`"; "unknown host key")]
+    #[test_case(indoc! {r#"
+        [[hosts]]
+        name = "a"
+        egress = ["203.0.113.10", "mail.example"]
+    "#}, "inv.toml:3:27: hosts[0].egress[1]: `mail.example` is not an IP address\n  hint: list the addresses the MTA sends from, e.g. `egress = [\"203.0.113.10\", \"2001:db8::25\"]`"; "egress not an address")]
+    #[test_case(indoc! {r#"
+        [defaults]
+        dns_servers = ["ns.example:53"]
+        [[hosts]]
+        name = "a"
+    "#}, "inv.toml:2:16: defaults.dns_servers[0]: `ns.example:53` is not a DNS server address\n  hint: write an IP address with an optional port: `\"127.0.0.1:5353\"`, `\"192.0.2.53\"`, `\"[2001:db8::53]:53\"`"; "dns server not an address")]
     #[test_case(indoc! {r#"
         [defaults]
         become = "doas"

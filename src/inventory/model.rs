@@ -2,6 +2,7 @@
 //! defaults, resolved groups and checked names. Nothing here reads a file.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -65,6 +66,9 @@ pub struct Host {
     pub roles: Vec<String>,
     /// Merged `vars` tables (defaults < groups < host).
     pub vars: BTreeMap<String, String>,
+    /// The addresses this host's MTA sends mail from (`egress`; the nearest layer wins).
+    /// A cluster's SPF must cover the union over its hosts.
+    pub egress: Vec<IpAddr>,
     /// The inventory file this host was declared in.
     pub source: PathBuf,
 }
@@ -79,4 +83,6 @@ pub struct Inventory {
     /// Group names declared with `[groups.*]`, in file order (a host may only
     /// reference declared groups).
     pub groups: Vec<String>,
+    /// `[defaults] dns_servers`: where the domain checks ask; empty = the system's resolver.
+    pub dns_servers: Vec<SocketAddr>,
 }

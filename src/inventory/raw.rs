@@ -41,6 +41,8 @@ macro_rules! with_settings {
             pub jump: Option<Spanned<String>>,
             /// Free-form strings for reports (e.g. the customer's name).
             pub vars: Option<BTreeMap<String, String>>,
+            /// Addresses the MTA sends from (checked against each hosted domain's SPF).
+            pub egress: Option<Vec<Spanned<String>>>,
             /// Fill what the inventory leaves unset from `~/.ssh/config`.
             pub ssh_config: Option<bool>,
         }
@@ -60,6 +62,8 @@ macro_rules! with_settings {
                     jump: self.jump.clone(),
                     vars: self.vars.clone(),
                     ssh_config: self.ssh_config,
+                    egress: self.egress.clone(),
+                    ..RawSettings::default()
                 }
             }
         }
@@ -68,7 +72,11 @@ macro_rules! with_settings {
 
 with_settings! {
     /// `[defaults]`: settings for every host.
-    pub struct RawSettings {}
+    pub struct RawSettings {
+        /// DNS servers for the domain checks (`"127.0.0.1:5353"`, port 53 if omitted);
+        /// unset = the system's resolver. Only in `[defaults]`.
+        pub dns_servers: Option<Vec<Spanned<String>>>,
+    }
 }
 
 with_settings! {

@@ -115,6 +115,7 @@ mod tests {
             cluster: cluster.to_owned(),
             roles: vec![],
             vars: Default::default(),
+            egress: Vec::new(),
             source: "inv.toml".into(),
         }
     }

@@ -15,7 +15,7 @@ use serde_spanned::Spanned;
 
 use super::raw::{RawAmount, RawBatch, RawControl, RawPlaybook, RawProbe, RawRollout};
 use super::{
-    Amount, Control, Expectation, Playbook, Probe, ProbeExpect, ProbeFrom, ProbeKind,
+    Amount, Control, DnsCheck, Expectation, Playbook, Probe, ProbeExpect, ProbeFrom, ProbeKind,
     RestartMethod, Rollout, Scope, Severity,
 };
 use crate::config_error::{ConfigError, ConfigErrors, Source};
@@ -286,20 +286,13 @@ fn probe(
         "postconf" => &["param", "expect", "contains", "absent"],
         "smtp" => &["rcpt", "expect_reply"],
         "command" => &["command", "expect", "contains", "absent"],
-        "dns" => {
-            errors.push(src.error(
-                raw.kind.span(),
-                format!("{key}.kind"),
-                "probe kind `dns` is not supported by this build yet (issue #11)",
-            ));
-            return None;
-        }
+        "dns" => &["check"],
         other => {
             errors.push(src.error(
                 raw.kind.span(),
                 format!("{key}.kind"),
                 format!(
-                    "unknown probe kind `{other}`, expected one of `postconf`, `smtp`, `command`"
+                    "unknown probe kind `{other}`, expected one of `postconf`, `smtp`, `command`, `dns`"
                 ),
             ));
             return None;
@@ -313,6 +306,7 @@ fn probe(
         ("contains", &raw.contains),
         ("absent", &raw.absent),
         ("expect_reply", &raw.expect_reply),
+        ("check", &raw.check),
     ];
     let mut misplaced = false;
     for (k, v) in optional {
@@ -390,6 +384,24 @@ fn probe(
                 }
             });
             (kind, expect.map(Some))
+        }
+        "dns" => {
+            let check = required("check", &raw.check, errors).and_then(|c| match c.as_str() {
+                "spf" => Some(DnsCheck::Spf),
+                "dkim" => Some(DnsCheck::Dkim),
+                "dmarc" => Some(DnsCheck::Dmarc),
+                other => {
+                    errors.push(src.error(
+                        raw.check.as_ref().map_or(p.span(), |s| s.span()),
+                        format!("{key}.check"),
+                        format!(
+                            "unknown dns check `{other}`, expected one of `spf`, `dkim`, `dmarc`"
+                        ),
+                    ));
+                    None
+                }
+            });
+            (check.map(|check| ProbeKind::Dns { check }), Some(None))
         }
         _ => {
             let rcpt = raw
@@ -645,7 +657,21 @@ mod tests {
         );
         assert!(pb.controls[1..].iter().all(|c| c.precondition.is_none()));
         let probes: Vec<_> = pb.probes.iter().map(|p| p.id.as_str()).collect();
-        assert_eq!(probes, ["EFF-01", "EFF-02", "EFF-03", "SMTP-01"]);
+        assert_eq!(
+            probes,
+            [
+                "EFF-01",
+                "EFF-02",
+                "EFF-03",
+                "SMTP-01",
+                "DOM-SPF",
+                "DOM-DKIM",
+                "DOM-DMARC"
+            ]
+        );
+        // Domain posture ranks below every MTA control.
+        let weakest_control = pb.controls.iter().map(|c| c.severity).min().unwrap();
+        assert!(pb.probes[4..].iter().all(|p| p.severity <= weakest_control));
         assert!(matches!(&pb.probes[3].kind, ProbeKind::Smtp { rcpt: None }));
         assert_eq!(pb.probes[3].expect, Some(ProbeExpect::Reply("5xx".into())));
         let r = &pb.rollout;
@@ -685,6 +711,41 @@ mod tests {
         assert_eq!(pb.rollout.pause, Duration::from_secs(30));
         assert_eq!(pb.rollout.health_timeout, Duration::from_secs(300));
         assert_eq!(pb.source.as_deref(), Some(Path::new("pb.toml")));
+    }
+
+    #[test]
+    fn dns_probes_name_their_check() {
+        let pb = parse(
+            indoc! {r#"
+                name = "x"
+                [[probe]]
+                id = "DOM-SPF"
+                title = "t"
+                kind = "dns"
+                check = "spf"
+                severity = "medium"
+                [[probe]]
+                id = "DOM-DMARC"
+                title = "t"
+                kind = "dns"
+                check = "dmarc"
+            "#},
+            Path::new("pb.toml"),
+        )
+        .unwrap();
+        assert!(matches!(
+            pb.probes[0].kind,
+            ProbeKind::Dns {
+                check: DnsCheck::Spf
+            }
+        ));
+        assert_eq!(pb.probes[0].expect, None);
+        assert!(matches!(
+            pb.probes[1].kind,
+            ProbeKind::Dns {
+                check: DnsCheck::Dmarc
+            }
+        ));
     }
 
     #[test]
@@ -819,13 +880,28 @@ mod tests {
         id = "D1"
         title = "t"
         kind = "dns"
-    "#}, "pb.toml:5:8: probe[0].kind: probe kind `dns` is not supported by this build yet (issue #11)"; "dns probe")]
+    "#}, "pb.toml:2:1: probe[0]: a `dns` probe needs `check`"; "dns probe without check")]
+    #[test_case(indoc! {r#"
+        [[probe]]
+        id = "D1"
+        title = "t"
+        kind = "dns"
+        check = "bimi"
+    "#}, "pb.toml:6:9: probe[0].check: unknown dns check `bimi`, expected one of `spf`, `dkim`, `dmarc`"; "dns probe unknown check")]
+    #[test_case(indoc! {r#"
+        [[probe]]
+        id = "D1"
+        title = "t"
+        kind = "dns"
+        check = "spf"
+        expect = "v=spf1"
+    "#}, "pb.toml:7:10: probe[0].expect: `expect` does not apply to a probe of kind `dns`\n  hint: a `dns` probe takes `check`"; "dns probe with expect")]
     #[test_case(indoc! {r#"
         [[probe]]
         id = "D1"
         title = "t"
         kind = "ldap"
-    "#}, "pb.toml:5:8: probe[0].kind: unknown probe kind `ldap`, expected one of `postconf`, `smtp`, `command`"; "unknown probe kind")]
+    "#}, "pb.toml:5:8: probe[0].kind: unknown probe kind `ldap`, expected one of `postconf`, `smtp`, `command`, `dns`"; "unknown probe kind")]
     #[test_case(indoc! {r#"
         [[probe]]
         id = "P1"

@@ -8,6 +8,6 @@ pub mod raw;
 
 pub use load::{DEFAULT_PLAYBOOK, load, load_default, parse};
 pub use model::{
-    Amount, Control, Expectation, Playbook, Precondition, Probe, ProbeExpect, ProbeFrom, ProbeKind,
-    RestartMethod, Rollout, Scope, Severity,
+    Amount, Control, DnsCheck, Expectation, Playbook, Precondition, Probe, ProbeExpect, ProbeFrom,
+    ProbeKind, RestartMethod, Rollout, Scope, Severity,
 };

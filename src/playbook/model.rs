@@ -71,6 +71,28 @@ pub enum ProbeKind {
     },
     /// An arbitrary read-only command run as zextras.
     Command { command: String },
+    /// A DNS check of every hosted domain of a cluster, looked up from the machine
+    /// running the tool (reported in the report's domain section, not per host).
+    Dns { check: DnsCheck },
+}
+
+/// Which domain-authentication record a `dns` probe checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DnsCheck {
+    Spf,
+    Dkim,
+    Dmarc,
+}
+
+impl DnsCheck {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DnsCheck::Spf => "spf",
+            DnsCheck::Dkim => "dkim",
+            DnsCheck::Dmarc => "dmarc",
+        }
+    }
 }
 
 /// What a probe's output must satisfy.

@@ -60,6 +60,8 @@ pub struct RawProbe {
     pub absent: Option<Spanned<String>>,
     /// smtp: the reply class, "5xx" or an exact code like "550".
     pub expect_reply: Option<Spanned<String>>,
+    /// dns: `spf`, `dkim` or `dmarc`.
+    pub check: Option<Spanned<String>>,
     pub severity: Option<Severity>,
 }
 

@@ -7,6 +7,8 @@
 //! fine (compliant, pass, not applicable). A check or host that is new in NEW and not fine
 //! counts as worse: it is drift the old report did not show. Findings are reported but do
 //! not decide the exit code on their own — a blocking finding goes with a failing check.
+//! Domain posture (SPF, DKIM, DMARC per hosted domain) is compared per cluster, domain
+//! and check: a verdict that got worse is new drift, and changed finding texts are listed.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -14,7 +16,7 @@ use std::fmt::Write as _;
 use super::labels::{
     probe_verdict_rank, probe_verdict_str, status_rank, verdict_rank, verdict_str,
 };
-use super::model::{Finding, HostReport, HostStatus, Report};
+use super::model::{DomainCheck, Finding, HostReport, HostStatus, Report};
 
 /// Which run a report was: enough to title the diff.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -103,6 +105,23 @@ pub struct Drift {
     pub disappeared: Vec<HostPresence>,
     /// Only hosts with at least one change.
     pub changed: Vec<HostDrift>,
+    /// Domain checks whose verdict or findings changed, in NEW's order (then gone ones).
+    pub domains: Vec<DomainChange>,
+}
+
+/// A `dns` check of one hosted domain whose verdict or findings changed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DomainChange {
+    pub cluster: String,
+    pub domain: String,
+    /// `spf`, `dkim` or `dmarc`.
+    pub check: String,
+    /// `None`: the domain (or check) is absent on that side.
+    pub old_verdict: Option<&'static str>,
+    pub new_verdict: Option<&'static str>,
+    pub new_findings: Vec<String>,
+    pub resolved_findings: Vec<String>,
+    pub is_worse: bool,
 }
 
 impl Drift {
@@ -111,11 +130,15 @@ impl Drift {
     pub fn has_new_drift(&self) -> bool {
         self.changed.iter().any(HostDrift::is_worse)
             || self.appeared.iter().any(|h| status_rank(h.status) > 0)
+            || self.domains.iter().any(|d| d.is_worse)
     }
 
     /// Nothing at all changed.
     pub fn is_empty(&self) -> bool {
-        self.appeared.is_empty() && self.disappeared.is_empty() && self.changed.is_empty()
+        self.appeared.is_empty()
+            && self.disappeared.is_empty()
+            && self.changed.is_empty()
+            && self.domains.is_empty()
     }
 }
 
@@ -140,6 +163,7 @@ pub fn diff(old: &Report, new: &Report) -> Drift {
             })
             .collect(),
         changed: Vec::new(),
+        domains: domain_changes(old, new),
     };
     for host in &new.hosts {
         match old_hosts.get(host.name.as_str()) {
@@ -201,6 +225,76 @@ fn compare(
             });
         }
     }
+}
+
+/// Every domain check of a report, keyed by (cluster, domain, check), in report order.
+fn domain_checks(r: &Report) -> Vec<((String, String, String), &DomainCheck)> {
+    r.domains
+        .iter()
+        .flat_map(|d| {
+            d.domains.iter().flat_map(move |p| {
+                p.checks
+                    .iter()
+                    .map(move |c| ((d.cluster.clone(), p.domain.clone(), c.check.clone()), c))
+            })
+        })
+        .collect()
+}
+
+fn messages(c: Option<&DomainCheck>) -> Vec<String> {
+    c.map(|c| {
+        let mut m: Vec<String> = c.findings.iter().map(|f| f.message.clone()).collect();
+        m.extend(c.error.clone());
+        m
+    })
+    .unwrap_or_default()
+}
+
+fn domain_changes(old: &Report, new: &Report) -> Vec<DomainChange> {
+    let old_checks = domain_checks(old);
+    let new_checks = domain_checks(new);
+    let old_map: HashMap<&(String, String, String), &DomainCheck> =
+        old_checks.iter().map(|(k, c)| (k, *c)).collect();
+    let new_map: HashMap<&(String, String, String), &DomainCheck> =
+        new_checks.iter().map(|(k, c)| (k, *c)).collect();
+    let change = |key: &(String, String, String),
+                  o: Option<&DomainCheck>,
+                  n: Option<&DomainCheck>| {
+        let (om, nm) = (messages(o), messages(n));
+        let new_findings: Vec<String> = nm.iter().filter(|m| !om.contains(m)).cloned().collect();
+        let resolved: Vec<String> = om.iter().filter(|m| !nm.contains(m)).cloned().collect();
+        let ov = o.map(|c| probe_verdict_str(c.verdict));
+        let nv = n.map(|c| probe_verdict_str(c.verdict));
+        if ov == nv && new_findings.is_empty() && resolved.is_empty() {
+            return None;
+        }
+        let rank = |c: Option<&DomainCheck>| c.map_or(0, |c| probe_verdict_rank(c.verdict));
+        Some(DomainChange {
+            cluster: key.0.clone(),
+            domain: key.1.clone(),
+            check: key.2.clone(),
+            old_verdict: ov,
+            new_verdict: nv,
+            // Worse verdict, or new findings under the same bad verdict (+all appearing
+            // in a record that already failed for something else).
+            is_worse: n.is_some()
+                && (rank(n) > rank(o)
+                    || (rank(n) > 0 && rank(n) == rank(o) && !new_findings.is_empty())),
+            new_findings,
+            resolved_findings: resolved,
+        })
+    };
+    let mut out: Vec<DomainChange> = new_checks
+        .iter()
+        .filter_map(|(k, n)| change(k, old_map.get(k).copied(), Some(*n)))
+        .collect();
+    out.extend(
+        old_checks
+            .iter()
+            .filter(|(k, _)| !new_map.contains_key(k))
+            .filter_map(|(k, o)| change(k, Some(*o), None)),
+    );
+    out
 }
 
 fn host_drift(old: &HostReport, new: &HostReport) -> HostDrift {
@@ -327,21 +421,48 @@ pub fn render_diff(d: &Drift) -> String {
             let _ = writeln!(out, "    - finding {} resolved", f.id);
         }
     }
+    for c in &d.domains {
+        let v = |x: Option<&str>| x.unwrap_or("(absent)").to_string();
+        let _ = writeln!(
+            out,
+            "{} domain {} (cluster {}) {}: {} → {}",
+            mark(c.is_worse),
+            c.domain,
+            c.cluster,
+            c.check,
+            v(c.old_verdict),
+            v(c.new_verdict)
+        );
+        for f in &c.new_findings {
+            let _ = writeln!(out, "    + {f}");
+        }
+        for f in &c.resolved_findings {
+            let _ = writeln!(out, "    - resolved: {f}");
+        }
+    }
     let worse_hosts = d.changed.iter().filter(|h| h.is_worse()).count()
         + d.appeared
             .iter()
             .filter(|h| status_rank(h.status) > 0)
             .count();
+    let worse_domains = d.domains.iter().filter(|c| c.is_worse).count();
+    let domains = if d.domains.is_empty() {
+        String::new()
+    } else {
+        format!(", {} domain check(s) changed", d.domains.len())
+    };
     let _ = writeln!(
         out,
-        "{} host(s) appeared, {} disappeared, {} changed; {}",
+        "{} host(s) appeared, {} disappeared, {} changed{domains}; {}",
         d.appeared.len(),
         d.disappeared.len(),
         d.changed.len(),
-        if d.has_new_drift() {
-            format!("new drift on {worse_hosts} host(s) (lines marked !)")
-        } else {
-            "no new drift".to_string()
+        match (d.has_new_drift(), worse_domains) {
+            (false, _) => "no new drift".to_string(),
+            (true, 0) => format!("new drift on {worse_hosts} host(s) (lines marked !)"),
+            (true, n) => format!(
+                "new drift on {worse_hosts} host(s) and {n} domain check(s) (lines marked !)"
+            ),
         }
     );
     out
@@ -503,6 +624,49 @@ mod tests {
         assert!(
             !d.has_new_drift(),
             "findings alone do not decide the exit code"
+        );
+    }
+
+    #[test]
+    fn domain_posture_changes_are_listed_and_worse_ones_are_drift() {
+        let old = sample_report();
+        let mut new = sample_report();
+        // acme.example's DMARC drops to p=none; acme-shop.example's SPF is fixed.
+        let good = &mut new.domains[0].domains[0].checks[2];
+        good.verdict = ProbeVerdict::Fail;
+        good.findings.push(crate::report::model::DomainFinding {
+            severity: "low".into(),
+            message: "DMARC for acme.example has `p=none`: receivers only monitor, forged mail is still delivered".into(),
+        });
+        let shop = &mut new.domains[0].domains[1].checks[0];
+        shop.verdict = ProbeVerdict::Pass;
+        shop.findings.clear();
+        // The alias domain is no longer hosted.
+        new.domains[0].domains.pop();
+        let d = diff(&old, &new);
+        assert!(d.has_new_drift());
+        let text = render_diff(&d);
+        let expected = indoc! {"
+            drift of `backscatter-hardening` between 2026-11-27T02:00:00Z and 2026-11-27T02:00:00Z
+            ! domain acme.example (cluster acme) dmarc: pass → fail
+                + DMARC for acme.example has `p=none`: receivers only monitor, forged mail is still delivered
+              domain acme-shop.example (cluster acme) spf: fail → pass
+                - resolved: SPF for acme-shop.example ends in `+all`: any host may send as this domain
+              domain acme.test (cluster acme) spf: pass → (absent)
+              domain acme.test (cluster acme) dkim: fail → (absent)
+                - resolved: DKIM for acme.test is not set up: no DKIMSelector/DKIMPublicKey in LDAP (create a key with `zmdkimkeyutil -a -d acme.test`)
+              domain acme.test (cluster acme) dmarc: pass → (absent)
+            0 host(s) appeared, 0 disappeared, 0 changed, 5 domain check(s) changed; new drift on 0 host(s) and 1 domain check(s) (lines marked !)
+        "};
+        assert_eq!(text, expected);
+        // Only improvements: no new drift.
+        let d = diff(&new, &old);
+        assert!(
+            d.domains
+                .iter()
+                .filter(|c| c.is_worse)
+                .all(|c| c.domain == "acme-shop.example" || c.domain == "acme.test"),
+            "{d:?}"
         );
     }
 

@@ -3,7 +3,8 @@
 //! two inline blocks makes the browser enforce that). It shows the run's metadata, a fleet
 //! summary with a compliance bar, then one section per host status, worst first, with a
 //! row per host listing each control and probe, findings (blocking ones first) and the
-//! error of hosts that could not be audited.
+//! error of hosts that could not be audited. A domain section follows: per cluster, a
+//! table of every hosted domain's SPF, DKIM and DMARC verdict with the exact findings.
 //!
 //! Every string from the report is escaped. To add a per-host section (apply's restart
 //! and health-gate data), write one `fn x_section(host) -> Option<String>` and call it
@@ -17,7 +18,8 @@ use sha2::{Digest as _, Sha256};
 
 use super::labels::{STATUS_ORDER, probe_verdict_str, status_title, verdict_str};
 use super::model::{
-    ControlResult, Finding, HostReport, HostStatus, ProbeResult, ProbeVerdict, Report, Verdict,
+    ControlResult, DomainReport, Finding, HostReport, HostStatus, ProbeResult, ProbeVerdict,
+    Report, Verdict,
 };
 use crate::exit;
 
@@ -143,6 +145,9 @@ tr.bad td{background:#fff5f5}
 tr.bad td.v{color:var(--failed);font-weight:700}
 tr.ok td.v{color:var(--compliant)}
 tr.na td{color:var(--muted)}
+h3{font-size:16px;margin:20px 0 6px}
+ul.findings{margin:0;padding-left:18px}
+.sev{font-size:12px;font-weight:700;text-transform:uppercase;color:var(--drift)}
 .evidence{color:var(--muted);font-size:12px}
 .changed{color:var(--drift);font-weight:600}
 footer{margin-top:40px;color:var(--muted);font-size:13px}
@@ -254,6 +259,10 @@ pub fn render_html(report: &Report) -> String {
             out.push_str(&host_block(host));
         }
         out.push_str("</section>\n");
+    }
+
+    if !report.domains.is_empty() {
+        out.push_str(&domains_section(&report.domains));
     }
 
     let _ = writeln!(
@@ -626,6 +635,95 @@ fn checks_section(host: &HostReport) -> Option<String> {
     Some(out)
 }
 
+/// The domain authentication section: one table per cluster.
+fn domains_section(domains: &[DomainReport]) -> String {
+    let mut out = String::from(
+        "<section id=\"domains\">\n<h2>Domain authentication: SPF, DKIM, DMARC</h2>\n\
+         <p class=\"explain\">For every domain a cluster hosts, the records that let \
+         receivers reject mail forged in its name, as this machine's resolver sees them. \
+         Forged senders are what cause backscatter in the first place.</p>\n",
+    );
+    for d in domains {
+        let _ = writeln!(
+            out,
+            "<h3>Cluster {}</h3>\n<p class=\"facts\">domains read on {} · DNS servers: {}</p>",
+            escape(&d.cluster),
+            escape(d.read_on.as_deref().unwrap_or("(no node)")),
+            escape(&d.resolver),
+        );
+        if let Some(e) = &d.error {
+            let _ = writeln!(
+                out,
+                "<div class=\"error\"><span class=\"kind\">domains not read</span><p>{}</p></div>",
+                escape(e)
+            );
+        }
+        if d.domains.is_empty() {
+            if d.error.is_none() {
+                out.push_str("<p class=\"explain\">This cluster hosts no domain.</p>\n");
+            }
+            continue;
+        }
+        out.push_str(
+            "<table class=\"checks domains\"><thead><tr><th>Domain</th><th>Check</th><th>Verdict</th>\
+             <th>Findings</th><th>Records and notes</th></tr></thead><tbody>\n",
+        );
+        for p in &d.domains {
+            for c in &p.checks {
+                let class = match c.verdict {
+                    ProbeVerdict::Pass => "ok",
+                    ProbeVerdict::NotApplicable => "na",
+                    ProbeVerdict::Fail | ProbeVerdict::Error => "bad",
+                };
+                let mut findings = String::new();
+                if let Some(e) = &c.error {
+                    let _ = write!(
+                        findings,
+                        "<li><span class=\"sev\">error</span> {}</li>",
+                        escape(e)
+                    );
+                }
+                for f in &c.findings {
+                    let _ = write!(
+                        findings,
+                        "<li><span class=\"sev\">{}</span> {}</li>",
+                        escape(&f.severity),
+                        escape(&f.message)
+                    );
+                }
+                if !findings.is_empty() {
+                    findings = format!("<ul class=\"findings\">{findings}</ul>");
+                }
+                let details: Vec<String> = c
+                    .evidence
+                    .iter()
+                    .map(|e| format!("<span class=\"mono\">{}</span>", escape(e)))
+                    .chain(c.notes.iter().map(|n| escape(n)))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "<tr class=\"{class}\"><td class=\"mono\">{}{}</td><td>{} <span class=\"evidence\">{} · {}</span></td>\
+                     <td class=\"v\">{}</td><td>{findings}</td><td class=\"evidence\">{}</td></tr>",
+                    escape(&p.domain),
+                    if p.alias {
+                        " <span class=\"evidence\">(alias)</span>"
+                    } else {
+                        ""
+                    },
+                    escape(&c.check.to_uppercase()),
+                    escape(&c.id),
+                    escape(&c.severity),
+                    probe_verdict_str(c.verdict),
+                    details.join("<br>"),
+                );
+            }
+        }
+        out.push_str("</tbody></table>\n");
+    }
+    out.push_str("</section>\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::MetadataExt as _;
@@ -642,6 +740,9 @@ mod tests {
             "see https://www.spamhaus.org/ and <script src=\"http://evil.example/x.js\"></script>"
                 .to_string();
         report.operator = "o'brien & <ops>".to_string();
+        report.domains[0].domains[1].checks[0].evidence.push(
+            "acme-shop.example: v=spf1 <img src=\"http://evil.example/p.png\"> +all".to_string(),
+        );
         report
     }
 
@@ -712,6 +813,26 @@ mod tests {
         assert!(
             html.contains("known_hosts expects SHA256:n1X0nCk9gq7rB0l4dYHc8sWkZ0uVZ4v3jXq0m7Hc2Qs")
         );
+    }
+
+    #[test]
+    fn domain_section_follows_the_hosts_with_exact_findings() {
+        let html = render_html(&hostile_report());
+        let pos = |s: &str| html.find(s).unwrap_or_else(|| panic!("missing {s}"));
+        assert!(pos("id=\"section-compliant\"") < pos("<section id=\"domains\">"));
+        assert!(html.contains("<h3>Cluster acme</h3>"));
+        assert!(html.contains("domains read on mail1.acme.example · DNS servers: 127.0.0.1:5353"));
+        assert!(html.contains(
+            "<li><span class=\"sev\">medium</span> SPF for acme-shop.example ends in `+all`: any host may send as this domain</li>"
+        ));
+        assert!(html.contains(
+            "<li><span class=\"sev\">error</span> DNS lookup of TXT `s1._domainkey.acme-shop.example` failed: request timed out</li>"
+        ));
+        assert!(html.contains("acme.test <span class=\"evidence\">(alias)</span>"));
+        assert!(html.contains("v=spf1 &lt;img src=&quot;http://evil.example/p.png&quot;&gt; +all"));
+        let mut none = sample_report();
+        none.domains.clear();
+        assert!(!render_html(&none).contains("id=\"domains\""));
     }
 
     #[test]

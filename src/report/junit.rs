@@ -3,6 +3,9 @@
 //! body); a host that could not be audited is one `<error>` testcase named after the step
 //! that failed; not-applicable checks and hosts never attempted are `<skipped>`.
 //! Findings go to the suite's `<system-out>`: they explain failures but are not tests.
+//! The domain section adds one `<testsuite>` per cluster (`domains CLUSTER`) with a
+//! testcase per hosted domain and `dns` check: findings are a `<failure>`, a lookup that
+//! failed is an `<error>`.
 
 use std::time::Duration;
 
@@ -10,8 +13,8 @@ use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite}
 
 use super::labels::{probe_verdict_str, verdict_str};
 use super::model::{
-    ControlResult, ErrorKind, HostError, HostReport, HostStatus, ProbeResult, ProbeVerdict, Report,
-    Verdict,
+    ControlResult, DomainCheck, DomainPosture, DomainReport, ErrorKind, HostError, HostReport,
+    HostStatus, ProbeResult, ProbeVerdict, Report, Verdict,
 };
 
 /// Renders the whole report as JUnit XML.
@@ -22,6 +25,7 @@ pub fn render_junit(report: &Report) -> String {
     ));
     junit.set_time(Duration::from_millis(report.duration_ms));
     junit.add_test_suites(report.hosts.iter().map(host_suite));
+    junit.add_test_suites(report.domains.iter().map(domain_suite));
     // Serializing into memory only fails on invalid UTF-8, which `XmlString` rules out.
     junit
         .to_string()
@@ -181,6 +185,81 @@ fn probe_case(host: &HostReport, p: &ProbeResult) -> TestCase {
     case
 }
 
+/// The suite name of a cluster's domain section.
+pub fn domain_suite_name(cluster: &str) -> String {
+    format!("domains {cluster}")
+}
+
+fn domain_suite(d: &DomainReport) -> TestSuite {
+    let name = domain_suite_name(&d.cluster);
+    let mut suite = TestSuite::new(name.as_str());
+    suite.add_property(Property::new("cluster", d.cluster.as_str()));
+    if let Some(node) = &d.read_on {
+        suite.add_property(Property::new("read_on", node.as_str()));
+    }
+    suite.add_property(Property::new("resolver", d.resolver.as_str()));
+    if let Some(error) = &d.error {
+        let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+        status.set_type("domains");
+        status.set_message(format!(
+            "the domains of cluster {} could not be read: {error}",
+            d.cluster
+        ));
+        let mut case = TestCase::new("read domains", status);
+        case.set_classname(name.as_str());
+        suite.add_test_case(case);
+    }
+    for p in &d.domains {
+        suite.add_test_cases(p.checks.iter().map(|c| domain_case(&name, p, c)));
+    }
+    suite
+}
+
+fn domain_case(suite: &str, p: &DomainPosture, c: &DomainCheck) -> TestCase {
+    let status = match c.verdict {
+        ProbeVerdict::Pass => TestCaseStatus::success(),
+        ProbeVerdict::NotApplicable => {
+            let mut s = TestCaseStatus::skipped();
+            s.set_message("not applicable");
+            s
+        }
+        ProbeVerdict::Error => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+            s.set_type("error");
+            s.set_message(c.error.clone().unwrap_or_else(|| "lookup failed".into()));
+            s
+        }
+        ProbeVerdict::Fail => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_type(probe_verdict_str(c.verdict));
+            s.set_message(
+                c.findings
+                    .iter()
+                    .map(|f| f.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            );
+            let mut text = String::new();
+            for f in &c.findings {
+                text.push_str(&format!("[{}] {}\n", f.severity, f.message));
+            }
+            for e in &c.evidence {
+                text.push_str(&format!("record {e}\n"));
+            }
+            s.set_description(text);
+            s
+        }
+    };
+    let mut case = TestCase::new(format!("{} {} {}", p.domain, c.id, c.title), status);
+    case.set_classname(suite);
+    case.add_property(Property::new("check", c.check.as_str()));
+    case.add_property(Property::new("severity", c.severity.as_str()));
+    if p.alias {
+        case.add_property(Property::new("alias", "true"));
+    }
+    case
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +306,41 @@ mod tests {
     }
 
     #[test]
+    fn domain_section_is_a_suite_per_cluster_with_exact_findings() {
+        let xml = render_junit(&sample_report());
+        let (_, suites) = parse(&xml);
+        let (_, cases) = suites.iter().find(|(n, _)| n == "domains acme").unwrap();
+        assert_eq!(cases.len(), 9);
+        let spf = cases
+            .iter()
+            .find(|c| c.name == "acme-shop.example DOM-SPF SPF posture")
+            .unwrap();
+        let (element, kind, message, text) = spf.outcome.clone().unwrap();
+        assert_eq!((element.as_str(), kind.as_str()), ("failure", "fail"));
+        assert_eq!(
+            message,
+            "SPF for acme-shop.example ends in `+all`: any host may send as this domain"
+        );
+        assert!(text.starts_with("[medium] SPF for acme-shop.example ends in `+all`"));
+        let dkim = cases
+            .iter()
+            .find(|c| c.name == "acme-shop.example DOM-DKIM DKIM posture")
+            .unwrap();
+        let (element, _, message, _) = dkim.outcome.clone().unwrap();
+        assert_eq!(element, "error");
+        assert_eq!(
+            message,
+            "DNS lookup of TXT `s1._domainkey.acme-shop.example` failed: request timed out"
+        );
+        assert!(
+            cases
+                .iter()
+                .filter(|c| c.name.starts_with("acme.example "))
+                .all(|c| c.outcome.is_none())
+        );
+    }
+
+    #[test]
     fn totals_count_failures_errors_and_skips() {
         let xml = render_junit(&sample_report());
         let (doc, suites) = parse(&xml);
@@ -236,18 +350,27 @@ mod tests {
             root.attribute("name"),
             Some("carbonio-fleet check backscatter-hardening")
         );
-        // mail1 3, mail2 3, mail3 3, mail4 1, mail5 1, store1 3.
-        assert_eq!(attr_usize(root, "tests"), 14);
-        // mail2: BS-01 non-compliant, BS-02 masked, EFF-01 fail; mail3: EFF-01 fail.
-        assert_eq!(attr_usize(root, "failures"), 4);
-        // mail4 host key, mail5 unreachable.
-        assert_eq!(attr_usize(root, "errors"), 2);
+        // mail1 3, mail2 3, mail3 3, mail4 1, mail5 1, store1 3; 3 domains x 3 checks.
+        assert_eq!(attr_usize(root, "tests"), 14 + 9);
+        // mail2: BS-01 non-compliant, BS-02 masked, EFF-01 fail; mail3: EFF-01 fail;
+        // domains: +all, p=none, DKIM missing in LDAP.
+        assert_eq!(attr_usize(root, "failures"), 4 + 3);
+        // mail4 host key, mail5 unreachable; one DKIM lookup timed out.
+        assert_eq!(attr_usize(root, "errors"), 2 + 1);
         // store1: BS-03 and EFF-01 not applicable.
         assert_eq!(attr_usize(root, "skipped"), 2);
         let names: Vec<&str> = suites.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
-            ["mail1", "mail2", "mail3", "mail4", "mail5", "store1"]
+            [
+                "mail1",
+                "mail2",
+                "mail3",
+                "mail4",
+                "mail5",
+                "store1",
+                "domains acme"
+            ]
         );
         for (suite, cases) in &suites {
             assert!(

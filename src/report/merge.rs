@@ -1,7 +1,8 @@
 //! Joins the reports of `--shard K/N` runs into one fleet-wide report
 //! (`carbonio-fleet report merge`). It refuses to mix playbooks, commands or inventories
 //! and never lets a host appear twice; it does not re-evaluate anything, it only
-//! recomputes the summary, the run window and the exit code from the shards.
+//! recomputes the summary, the run window and the exit code from the shards. Domain
+//! sections are kept once per cluster.
 
 use jiff::Timestamp;
 use thiserror::Error;
@@ -175,6 +176,15 @@ pub fn merge(reports: Vec<Report>) -> Result<Report, MergeError> {
 
     for other in rest {
         merged.hosts.extend(other.hosts);
+        // A cluster split across shards was read by each of them: keep one section per
+        // cluster, preferring a reading over a failure to read.
+        for d in other.domains {
+            match merged.domains.iter_mut().find(|m| m.cluster == d.cluster) {
+                None => merged.domains.push(d),
+                Some(m) if m.error.is_some() && d.error.is_none() => *m = d,
+                Some(_) => {}
+            }
+        }
     }
     merged.hosts.sort_by(|a, b| a.name.cmp(&b.name));
     merged.summary = summarize(&merged.hosts);
@@ -257,6 +267,22 @@ mod tests {
         assert_eq!(merged.duration_ms, 61_500);
         assert_eq!(merged.exit_code, exit::HOST_FAILED);
         assert_eq!(merged.operator, "ops@runner-2, ops@bastion");
+    }
+
+    #[test]
+    fn domain_sections_are_kept_once_per_cluster() {
+        let (mut a, b) = shards();
+        // Shard a could not read cluster acme's domains; shard b could.
+        a.domains[0].error = Some("cannot reconnect".into());
+        a.domains[0].domains.clear();
+        let mut other = b.domains[0].clone();
+        other.cluster = "eu-2".into();
+        let mut b = b;
+        b.domains.push(other);
+        let merged = merge(vec![a, b.clone()]).unwrap();
+        let clusters: Vec<&str> = merged.domains.iter().map(|d| d.cluster.as_str()).collect();
+        assert_eq!(clusters, ["acme", "eu-2"]);
+        assert_eq!(merged.domains[0], b.domains[0]);
     }
 
     #[test]

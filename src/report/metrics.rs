@@ -12,6 +12,9 @@
 //! | `carbonio_fleet_host_blocking_findings` | host, cluster, playbook | number of blocking findings |
 //! | `carbonio_fleet_control_status` | host, cluster, playbook, control, verdict | 1 (one sample per control; the verdict is the label) |
 //! | `carbonio_fleet_probe_status` | host, cluster, playbook, probe, verdict | 1 (one sample per probe) |
+//! | `carbonio_fleet_domain_check` | cluster, domain, check, verdict, playbook | 1 (one sample per hosted domain and `dns` check; verdict pass, fail or error) |
+//! | `carbonio_fleet_domain_findings` | cluster, domain, check, playbook | number of findings of that check |
+//! | `carbonio_fleet_domains_read` | cluster, playbook | 1 if the cluster's domains could be read, 0 if not |
 //! | `carbonio_fleet_hosts` | playbook, status | hosts per status, every status listed (0 included) |
 //! | `carbonio_fleet_run_duration_seconds` | playbook, command | wall time of the run |
 //! | `carbonio_fleet_last_run_timestamp_seconds` | playbook, command | end of the run, Unix seconds |
@@ -148,6 +151,66 @@ pub fn render_openmetrics(report: &Report) -> String {
                 ("verdict", probe_verdict_str(p.verdict)),
             ]);
             let _ = writeln!(out, "carbonio_fleet_probe_status{l} 1");
+        }
+    }
+
+    if !report.domains.is_empty() {
+        family(
+            &mut out,
+            "carbonio_fleet_domain_check",
+            "One sample per hosted domain and dns check (spf, dkim, dmarc); the verdict label says pass, fail or error (value always 1).",
+            None,
+        );
+        for d in &report.domains {
+            for p in &d.domains {
+                for c in &p.checks {
+                    let l = labels(&[
+                        ("cluster", &d.cluster),
+                        ("domain", &p.domain),
+                        ("check", &c.check),
+                        ("verdict", probe_verdict_str(c.verdict)),
+                        ("playbook", playbook),
+                    ]);
+                    let _ = writeln!(out, "carbonio_fleet_domain_check{l} 1");
+                }
+            }
+        }
+        family(
+            &mut out,
+            "carbonio_fleet_domain_findings",
+            "Findings of one dns check of one hosted domain.",
+            None,
+        );
+        for d in &report.domains {
+            for p in &d.domains {
+                for c in &p.checks {
+                    let l = labels(&[
+                        ("cluster", &d.cluster),
+                        ("domain", &p.domain),
+                        ("check", &c.check),
+                        ("playbook", playbook),
+                    ]);
+                    let _ = writeln!(
+                        out,
+                        "carbonio_fleet_domain_findings{l} {}",
+                        c.findings.len()
+                    );
+                }
+            }
+        }
+        family(
+            &mut out,
+            "carbonio_fleet_domains_read",
+            "Whether the cluster's hosted domains could be read (1) or not (0).",
+            None,
+        );
+        for d in &report.domains {
+            let l = labels(&[("cluster", &d.cluster), ("playbook", playbook)]);
+            let _ = writeln!(
+                out,
+                "carbonio_fleet_domains_read{l} {}",
+                u8::from(d.error.is_none())
+            );
         }
     }
 
@@ -396,6 +459,47 @@ mod tests {
                 &samples,
                 "carbonio_fleet_host_blocking_findings",
                 &[("host", "mail2")]
+            )[0]
+            .value,
+            1.0
+        );
+
+        let checks = find(
+            &samples,
+            "carbonio_fleet_domain_check",
+            &[("cluster", "acme")],
+        );
+        assert_eq!(checks.len(), 9);
+        let spf = find(
+            &samples,
+            "carbonio_fleet_domain_check",
+            &[("domain", "acme-shop.example"), ("check", "spf")],
+        );
+        assert_eq!(spf.len(), 1);
+        assert_eq!(spf[0].labels["verdict"], "fail");
+        assert_eq!(
+            find(
+                &samples,
+                "carbonio_fleet_domain_check",
+                &[("verdict", "error")]
+            )
+            .len(),
+            1
+        );
+        assert_eq!(
+            find(
+                &samples,
+                "carbonio_fleet_domain_findings",
+                &[("domain", "acme-shop.example"), ("check", "dmarc")]
+            )[0]
+            .value,
+            1.0
+        );
+        assert_eq!(
+            find(
+                &samples,
+                "carbonio_fleet_domains_read",
+                &[("cluster", "acme")]
             )[0]
             .value,
             1.0

@@ -27,6 +27,10 @@ pub struct Report {
     pub summary: Summary,
     pub exit_code: i32,
     pub hosts: Vec<HostReport>,
+    /// Domain authentication posture (SPF, DKIM, DMARC), one entry per cluster that the
+    /// playbook's `dns` probes were run for. Absent in reports written before it existed.
+    #[serde(default)]
+    pub domains: Vec<DomainReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -287,4 +291,59 @@ pub struct HostApply {
     pub gate: Option<GateRecord>,
     /// Status before apply.
     pub status_before: Option<HostStatus>,
+}
+
+/// The hosted domains of one cluster and their SPF/DKIM/DMARC posture.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DomainReport {
+    pub cluster: String,
+    /// The node whose LDAP was read (`gad`, then one `carbonio prov -l` batch of `gd`).
+    pub read_on: Option<String>,
+    /// The DNS servers asked, e.g. `127.0.0.1:5353`.
+    pub resolver: String,
+    /// Why the cluster's domains could not be read at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub domains: Vec<DomainPosture>,
+}
+
+/// One hosted domain.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DomainPosture {
+    pub domain: String,
+    /// `zimbraDomainType: alias`.
+    pub alias: bool,
+    pub checks: Vec<DomainCheck>,
+}
+
+/// One `dns` probe on one domain.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DomainCheck {
+    /// The probe id.
+    pub id: String,
+    pub title: String,
+    /// `spf`, `dkim` or `dmarc`.
+    pub check: String,
+    /// The probe's severity.
+    pub severity: String,
+    /// `pass` (no finding), `fail` (findings), `error` (a lookup failed: never a pass).
+    pub verdict: ProbeVerdict,
+    #[serde(default)]
+    pub findings: Vec<DomainFinding>,
+    /// Facts that are not problems (`p=reject`, `4 of 10 DNS lookups`, the selector…).
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// The records seen, `name: text`.
+    #[serde(default)]
+    pub evidence: Vec<String>,
+    /// Why the check could not decide (the failed lookup and its cause).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A problem with a domain's posture, in exact words.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DomainFinding {
+    pub severity: String,
+    pub message: String,
 }

@@ -9,9 +9,9 @@
 use crate::carbonio::platform::Platform;
 
 use super::model::{
-    ControlResult, ErrorKind, Finding, HostError, HostReport, HostStatus, InventoryRef,
-    PlaybookRef, ProbeResult, ProbeVerdict, Report, SCHEMA_VERSION, Summary, Timings, Tool,
-    Verdict,
+    ControlResult, DomainCheck, DomainFinding, DomainPosture, DomainReport, ErrorKind, Finding,
+    HostError, HostReport, HostStatus, InventoryRef, PlaybookRef, ProbeResult, ProbeVerdict,
+    Report, SCHEMA_VERSION, Summary, Timings, Tool, Verdict,
 };
 
 /// The message of the blocking finding on `mail2`, asserted verbatim by the tests.
@@ -255,5 +255,102 @@ pub fn sample_report() -> Report {
         },
         exit_code: crate::exit::HOST_FAILED,
         hosts: vec![mail1, mail2, mail3, mail4, mail5, store1],
+        domains: sample_domains(),
     }
+}
+
+/// A `dns` check result for the sample.
+pub fn domain_check(
+    check: &str,
+    verdict: ProbeVerdict,
+    findings: &[(&str, &str)],
+    error: Option<&str>,
+) -> DomainCheck {
+    DomainCheck {
+        id: format!("DOM-{}", check.to_uppercase()),
+        title: format!("{} posture", check.to_uppercase()),
+        check: check.to_string(),
+        severity: if check == "dmarc" { "low" } else { "medium" }.to_string(),
+        verdict,
+        findings: findings
+            .iter()
+            .map(|(sev, m)| DomainFinding {
+                severity: sev.to_string(),
+                message: m.to_string(),
+            })
+            .collect(),
+        notes: Vec::new(),
+        evidence: Vec::new(),
+        error: error.map(str::to_string),
+    }
+}
+
+/// The sample's domain section: cluster `acme` with a good, a broken and an alias domain.
+pub fn sample_domains() -> Vec<DomainReport> {
+    vec![DomainReport {
+        cluster: "acme".to_string(),
+        read_on: Some("mail1.acme.example".to_string()),
+        resolver: "127.0.0.1:5353".to_string(),
+        error: None,
+        domains: vec![
+            DomainPosture {
+                domain: "acme.example".to_string(),
+                alias: false,
+                checks: vec![
+                    domain_check("spf", ProbeVerdict::Pass, &[], None),
+                    domain_check("dkim", ProbeVerdict::Pass, &[], None),
+                    domain_check("dmarc", ProbeVerdict::Pass, &[], None),
+                ],
+            },
+            DomainPosture {
+                domain: "acme-shop.example".to_string(),
+                alias: false,
+                checks: vec![
+                    domain_check(
+                        "spf",
+                        ProbeVerdict::Fail,
+                        &[(
+                            "medium",
+                            "SPF for acme-shop.example ends in `+all`: any host may send as this domain",
+                        )],
+                        None,
+                    ),
+                    domain_check(
+                        "dkim",
+                        ProbeVerdict::Error,
+                        &[],
+                        Some(
+                            "DNS lookup of TXT `s1._domainkey.acme-shop.example` failed: request timed out",
+                        ),
+                    ),
+                    domain_check(
+                        "dmarc",
+                        ProbeVerdict::Fail,
+                        &[(
+                            "low",
+                            "DMARC for acme-shop.example has `p=none`: receivers only monitor, forged mail is still delivered",
+                        )],
+                        None,
+                    ),
+                ],
+            },
+            DomainPosture {
+                domain: "acme.test".to_string(),
+                alias: true,
+                checks: vec![
+                    domain_check("spf", ProbeVerdict::Pass, &[], None),
+                    domain_check(
+                        "dkim",
+                        ProbeVerdict::Fail,
+                        &[(
+                            "medium",
+                            "DKIM for acme.test is not set up: no DKIMSelector/DKIMPublicKey in LDAP (create a key with `zmdkimkeyutil -a -d acme.test`)",
+                        )],
+                        None,
+                    ),
+                    domain_check("dmarc", ProbeVerdict::Pass, &[], None),
+                ],
+            },
+        ],
+    }]
 }

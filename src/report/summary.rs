@@ -1,8 +1,9 @@
 //! The terminal summary that ends every run: failed hosts first with identical errors
 //! grouped ("12 hosts  auth  …"), then drift and restart-pending hosts with what is off,
 //! blocking findings, apply's rollout (batch, state, failed gate checks per host), then
-//! one line per cluster of compliant hosts. Plain text, no
-//! colour codes (it also goes to files and pipes).
+//! one line per cluster of compliant hosts, then the domain posture (each failed or
+//! undecided SPF/DKIM/DMARC check with its finding). Plain text, no colour codes (it
+//! also goes to files and pipes).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -142,6 +143,49 @@ pub fn render(report: &Report) -> String {
                 plural(names.len(), "host"),
                 names.join(", ")
             );
+        }
+    }
+
+    if !report.domains.is_empty() {
+        let checks = report
+            .domains
+            .iter()
+            .flat_map(|d| d.domains.iter().flat_map(|p| p.checks.iter()));
+        let (mut pass, mut fail, mut error) = (0, 0, 0);
+        for c in checks {
+            match c.verdict {
+                ProbeVerdict::Pass | ProbeVerdict::NotApplicable => pass += 1,
+                ProbeVerdict::Fail => fail += 1,
+                ProbeVerdict::Error => error += 1,
+            }
+        }
+        let _ = writeln!(
+            s,
+            "\nDOMAINS ({} checks: {pass} pass, {fail} fail, {error} error)",
+            pass + fail + error
+        );
+        for d in &report.domains {
+            let _ = writeln!(
+                s,
+                "  cluster {}: {}",
+                d.cluster,
+                match &d.error {
+                    Some(e) => format!("domains not read: {e}"),
+                    None => plural(d.domains.len(), "domain"),
+                }
+            );
+            for p in &d.domains {
+                for c in &p.checks {
+                    let name = c.check.to_uppercase();
+                    if let Some(e) = &c.error {
+                        let _ = writeln!(s, "    {} {name} error: {e}", p.domain);
+                    }
+                    for f in &c.findings {
+                        let _ =
+                            writeln!(s, "    {} {name} [{}] {}", p.domain, f.severity, f.message);
+                    }
+                }
+            }
         }
     }
 
@@ -307,6 +351,13 @@ mod tests {
                 COMPLIANT (2)
                   cluster eu-1: 2 hosts (mail1, store1)
 
+                DOMAINS (9 checks: 5 pass, 3 fail, 1 error)
+                  cluster acme: 3 domains
+                    acme-shop.example SPF [medium] SPF for acme-shop.example ends in `+all`: any host may send as this domain
+                    acme-shop.example DKIM error: DNS lookup of TXT `s1._domainkey.acme-shop.example` failed: request timed out
+                    acme-shop.example DMARC [low] DMARC for acme-shop.example has `p=none`: receivers only monitor, forged mail is still delivered
+                    acme.test DKIM [medium] DKIM for acme.test is not set up: no DKIMSelector/DKIMPublicKey in LDAP (create a key with `zmdkimkeyutil -a -d acme.test`)
+
                 6 hosts: 2 compliant, 1 drift, 1 restart-pending, 2 failed
             "}
         );
@@ -328,6 +379,8 @@ mod tests {
         let mut report = sample_report();
         report.command = "apply".into();
         report.duration_ms = 61_000;
+        // apply has no domain pass.
+        report.domains.clear();
         let mut failed = applied(
             "mx2",
             HostStatus::Failed,
@@ -416,5 +469,16 @@ mod tests {
         let s = summarize(&sample_report().hosts);
         assert_eq!(s, sample_report().summary);
         assert_eq!(summarize(&[]), Summary::default());
+    }
+
+    #[test]
+    fn domain_block_lists_every_failed_or_undecided_check() {
+        let text = render(&sample_report());
+        let block = &text[text.find("\nDOMAINS").expect("domain block")..];
+        let expected = "\nDOMAINS (9 checks: 5 pass, 3 fail, 1 error)\n  cluster acme: 3 domains\n    acme-shop.example SPF [medium] SPF for acme-shop.example ends in `+all`: any host may send as this domain\n    acme-shop.example DKIM error: DNS lookup of TXT `s1._domainkey.acme-shop.example` failed: request timed out\n    acme-shop.example DMARC [low] DMARC for acme-shop.example has `p=none`: receivers only monitor, forged mail is still delivered\n    acme.test DKIM [medium] DKIM for acme.test is not set up: no DKIMSelector/DKIMPublicKey in LDAP (create a key with `zmdkimkeyutil -a -d acme.test`)\n";
+        assert!(block.starts_with(expected), "{block}");
+        let mut none = sample_report();
+        none.domains.clear();
+        assert!(!render(&none).contains("DOMAINS"));
     }
 }

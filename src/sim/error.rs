@@ -31,6 +31,8 @@ pub enum SimError {
     },
     #[error("failed to generate or encode an ed25519 key")]
     Key(#[source] russh::keys::ssh_key::Error),
+    #[error("the simulated DNS server could not start: {0}")]
+    Dns(String),
     #[error("failed to render the inventory")]
     Inventory(#[source] toml::ser::Error),
 }

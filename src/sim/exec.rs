@@ -665,7 +665,7 @@ pub fn seed(spec: &FleetSpec, seeds: &[SeedNode], clusters_dir: &Path) -> Result
         .zip(seeds)
         .map(|(n, s)| (n.name.as_str(), s))
         .collect();
-    let nodes = build_nodes(spec, Arc::new(RestartLog::default()), |n: &NodeSpec, st| {
+    let (nodes, _domains) = build_nodes(spec, Arc::new(RestartLog::default()), |n: &NodeSpec, st| {
         st.passwd = users.clone();
         st.files.insert(
             MASTER_CF_IN.to_string(),

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::attrs::AttrMap;
+use super::dns;
 use super::error::SimError;
 use super::node::{ClusterState, Ldap, MAIL_LOG, MASTER_CF_IN, Node, NodeState, PasswdEntry};
 use super::postfix::master_cf_in;
@@ -229,6 +230,8 @@ struct InventoryDefaults {
     host_key_policy: String,
     #[serde(rename = "become")]
     become_: String,
+    /// The fleet's own DNS server, which publishes the hosted domains' records.
+    dns_servers: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -238,6 +241,8 @@ struct InventoryHost {
     port: u16,
     cluster: String,
     groups: Vec<String>,
+    /// The cluster's MTA egress address, which its SPF must cover.
+    egress: Vec<String>,
 }
 
 /// Raises the soft open-files limit to the hard one: thousands of nodes need a
@@ -406,6 +411,7 @@ pub fn standalone_node(
             .collect(),
         domains: vec![domain],
         refused: BTreeSet::new(),
+        domain_attrs: BTreeMap::new(),
     };
     ldap.servers.insert(name.into(), profile.server_attrs(name));
     let cluster = Arc::new(ClusterState::new(name, ldap));
@@ -430,9 +436,11 @@ pub fn build_nodes(
     spec: &FleetSpec,
     restarts: Arc<RestartLog>,
     adjust: impl Fn(&NodeSpec, &mut NodeState),
-) -> Vec<Arc<Node>> {
-    // Cluster LDAPs, seeded from each cluster's first node.
+) -> (Vec<Arc<Node>>, Vec<dns::ClusterDomains>) {
+    // Cluster LDAPs, seeded from each cluster's first node; the cluster's hosted
+    // domains and what DNS publishes for them follow the same posture.
     let mut clusters: BTreeMap<String, (Ldap, Posture)> = BTreeMap::new();
+    let mut cluster_order: Vec<dns::ClusterDomains> = Vec::new();
     for n in &spec.nodes {
         let (ldap, _) = clusters.entry(n.cluster.clone()).or_insert_with(|| {
             // A restart-pending cluster starts non-compliant; LDAP moves on below.
@@ -441,7 +449,15 @@ pub fn build_nodes(
             } else {
                 n.profile.posture
             };
-            let domain = format!("{}.example", n.cluster);
+            let domain = dns::primary_domain(&n.cluster);
+            let index = cluster_order.len();
+            let published = dns::ClusterDomains {
+                cluster: n.cluster.clone(),
+                quality: dns::DomainQuality::of(n.profile.posture),
+                egress: dns::egress_of(index),
+            };
+            let entries = dns::domain_entries(&published);
+            cluster_order.push(published);
             let ldap = Ldap {
                 global: global_attrs(seed),
                 servers: BTreeMap::new(),
@@ -449,7 +465,8 @@ pub fn build_nodes(
                     .iter()
                     .map(|u| format!("{u}@{domain}"))
                     .collect(),
-                domains: vec![domain],
+                domains: entries.iter().map(|(d, _)| d.clone()).collect(),
+                domain_attrs: entries.into_iter().collect(),
                 refused: BTreeSet::new(),
             };
             (ldap, n.profile.posture)
@@ -486,7 +503,7 @@ pub fn build_nodes(
             cluster.ldap().global = global_attrs(Posture::Compliant);
         }
     }
-    nodes
+    (nodes, cluster_order)
 }
 
 impl Fleet {
@@ -531,10 +548,16 @@ impl Fleet {
         let client_pub: Arc<PublicKey> = Arc::new(client_pub);
 
         let restarts = Arc::new(RestartLog::default());
-        let nodes = build_nodes(&spec, restarts.clone(), |_, _| {});
+        let (nodes, cluster_order) = build_nodes(&spec, restarts.clone(), |_, _| {});
 
         let cancel = CancellationToken::new();
         let mut tasks = Vec::new();
+        let (dns_addr, dns_task) = dns::serve(&cluster_order, cancel.clone()).await?;
+        tasks.push(dns_task);
+        let egress: BTreeMap<&str, IpAddr> = cluster_order
+            .iter()
+            .map(|c| (c.cluster.as_str(), c.egress))
+            .collect();
         let mut handles = Vec::new();
         let mut known_hosts = String::new();
         let mut hosts = Vec::new();
@@ -614,6 +637,7 @@ impl Fleet {
                 port: addr.port(),
                 cluster: n.cluster.clone(),
                 groups: g,
+                egress: vec![egress[n.cluster.as_str()].to_string()],
             });
             handles.push(NodeHandle {
                 node,
@@ -630,6 +654,7 @@ impl Fleet {
                 known_hosts: dir.join("known_hosts").display().to_string(),
                 host_key_policy: "strict".into(),
                 become_: "auto".into(),
+                dns_servers: vec![dns_addr.to_string()],
             },
             groups,
             hosts,

@@ -1,8 +1,10 @@
 //! The simulated Carbonio fleet: russh servers on loopback, each emulating one Carbonio
 //! node (shell, `carbonio prov`, `zmcontrol`, `systemctl`, `postconf`, SMTP on port 25),
-//! for the demo, the integration tests and benchmarks.
+//! for the demo, the integration tests and benchmarks; plus a DNS server publishing the
+//! hosted domains' SPF, DKIM and DMARC records.
 
 pub mod attrs;
+pub mod dns;
 pub mod error;
 pub mod exec;
 pub mod fleet;

@@ -46,6 +46,9 @@ pub struct Ldap {
     pub servers: BTreeMap<String, AttrMap>,
     /// Hosted domains (`gad`).
     pub domains: Vec<String>,
+    /// Domain entries (`gd`) by domain name: `zimbraDomainType` and the DKIM attributes
+    /// (which ProvUtil shows only in LDAP mode, `-l`).
+    pub domain_attrs: BTreeMap<String, AttrMap>,
     /// Known local addresses (accounts and aliases), lower-case.
     pub addresses: BTreeSet<String>,
     /// Fault injection: attributes (canonical names) whose modification the LDAP server

@@ -1054,6 +1054,7 @@ mod tests {
             cluster: "acme".into(),
             roles: vec![],
             vars: Default::default(),
+            egress: Vec::new(),
             source: "t.toml".into(),
         };
         assert!(c.has_authority(&host), "matched by the inventory name");

@@ -70,6 +70,7 @@ impl SimClient {
             cluster: addr.to_string(),
             roles: Vec::new(),
             vars: Default::default(),
+            egress: Vec::new(),
             source: known_hosts.to_path_buf(),
         };
         let connector = Connector::new(ConnectorOptions {

@@ -68,6 +68,13 @@ const COMMANDS: &[CmdDef] = &[
         max: None,
     },
     CmdDef {
+        name: "getDomain",
+        alias: "gd",
+        usage: "[-e] {domain|id} [attr1 [attr2...]]",
+        min: 1,
+        max: None,
+    },
+    CmdDef {
         name: "exit",
         alias: "quit",
         usage: "",
@@ -137,6 +144,8 @@ enum Outcome {
 #[derive(Default)]
 struct Opts {
     replace: bool,
+    /// `-l`: LDAP mode (shows attributes outside Carbonio's schema, e.g. DKIM*).
+    ldap: bool,
 }
 
 /// `carbonio ...`: the wrapper's user check, then ProvUtil.
@@ -217,6 +226,7 @@ pub async fn zmprov(mut args: Vec<String>, p: &mut Proc) -> i32 {
             .await;
         return 2;
     }
+    opts.ldap = ldap_mode;
     if args.is_empty() {
         return batch(file, &opts, p).await;
     }
@@ -471,6 +481,38 @@ fn execute(args: &[String], opts: &Opts, p: &Proc, out: &mut String) -> Outcome 
             }
             Outcome::Ok
         }
+        "gd" => {
+            let rest = if rest[0] == "-e" { &rest[1..] } else { rest };
+            let Some(name) = rest.first() else {
+                return Outcome::Usage(cmd, None);
+            };
+            let ldap = cluster.ldap();
+            let Some(domain) = ldap
+                .domains
+                .iter()
+                .find(|d| d.eq_ignore_ascii_case(name))
+                .cloned()
+            else {
+                return Outcome::Service(format!(
+                    "ERROR: account.NO_SUCH_DOMAIN (no such domain: {name})"
+                ));
+            };
+            out.push_str(&format!("# name {domain}\n"));
+            if let Some(attrs) = ldap.domain_attrs.get(&domain) {
+                for (k, v) in attrs {
+                    // The DKIM object class is not in Carbonio's attribute manager: only a
+                    // direct LDAP read (`-l`) returns it.
+                    if k.starts_with("DKIM") && !opts.ldap {
+                        continue;
+                    }
+                    if wanted(&rest[1..], k) {
+                        dump(out, k, v);
+                    }
+                }
+            }
+            out.push('\n');
+            Outcome::Ok
+        }
         "mcf" => modify(cmd, None, rest, opts, p),
         "ms" => modify(cmd, Some(&rest[0]), &rest[1..], opts, p),
         _ => Outcome::Unknown,
@@ -681,6 +723,32 @@ mod run_tests {
             Duration::ZERO,
             Duration::ZERO,
         )
+    }
+
+    #[tokio::test]
+    async fn get_domain_shows_dkim_only_in_ldap_mode() {
+        let n = node(Posture::Compliant);
+        {
+            let mut ldap = n.cluster.ldap();
+            let mut attrs = crate::sim::attrs::AttrMap::new();
+            attrs.insert("zimbraDomainType".into(), vec!["local".into()]);
+            attrs.insert("DKIMSelector".into(), vec!["s1".into()]);
+            ldap.domain_attrs.insert("example.test".into(), attrs);
+        }
+        let run = |script: &'static str| run_captured(n.clone(), "zextras", script, b"");
+        let c = run("carbonio prov gd example.test zimbraDomainType DKIMSelector").await;
+        assert_eq!(c.stdout, "# name example.test\nzimbraDomainType: local\n\n");
+        let c = run("carbonio prov -l gd EXAMPLE.test").await;
+        assert_eq!(
+            c.stdout,
+            "# name example.test\nDKIMSelector: s1\nzimbraDomainType: local\n\n"
+        );
+        let c = run("carbonio prov gd").await;
+        assert_eq!(c.status, 1);
+        assert!(
+            c.stdout
+                .starts_with("usage:  getDomain(gd) [-e] {domain|id} [attr1 [attr2...]]")
+        );
     }
 
     #[tokio::test]
