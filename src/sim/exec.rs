@@ -656,7 +656,11 @@ pub struct SeedNode {
 /// cluster into `clusters_dir`. Users come from this machine's /etc/passwd and each
 /// node's master.cf.in names its seed's spawn user, so the emulator agrees with the real
 /// `getent` and `grep` the tool runs. Directories are made writable for zextras.
-pub fn seed(spec: &FleetSpec, seeds: &[SeedNode], clusters_dir: &Path) -> Result<(), ExecError> {
+pub fn seed(
+    spec: &FleetSpec,
+    seeds: &[SeedNode],
+    clusters_dir: &Path,
+) -> Result<Vec<super::dns::ClusterDomains>, ExecError> {
     assert_eq!(spec.nodes.len(), seeds.len(), "one seed per node");
     let users = machine_users();
     let by_name: BTreeMap<&str, &SeedNode> = spec
@@ -665,13 +669,14 @@ pub fn seed(spec: &FleetSpec, seeds: &[SeedNode], clusters_dir: &Path) -> Result
         .zip(seeds)
         .map(|(n, s)| (n.name.as_str(), s))
         .collect();
-    let (nodes, _domains) = build_nodes(spec, Arc::new(RestartLog::default()), |n: &NodeSpec, st| {
-        st.passwd = users.clone();
-        st.files.insert(
-            MASTER_CF_IN.to_string(),
-            super::postfix::master_cf_in(&by_name[n.name.as_str()].spawn_user).into_bytes(),
-        );
-    });
+    let (nodes, domains) =
+        build_nodes(spec, Arc::new(RestartLog::default()), |n: &NodeSpec, st| {
+            st.passwd = users.clone();
+            st.files.insert(
+                MASTER_CF_IN.to_string(),
+                super::postfix::master_cf_in(&by_name[n.name.as_str()].spawn_user).into_bytes(),
+            );
+        });
     let shared_dir = |d: &Path| -> Result<(), ExecError> {
         fs::create_dir_all(d).map_err(io_err(d))?;
         fs::set_permissions(d, fs::Permissions::from_mode(0o777)).map_err(io_err(d))
@@ -703,7 +708,7 @@ pub fn seed(spec: &FleetSpec, seeds: &[SeedNode], clusters_dir: &Path) -> Result
         touch_shared(&s.state_dir.join(LOCK_FILE))?;
         touch_shared(&s.state_dir.join(RESTART_LOG))?;
     }
-    Ok(())
+    Ok(domains)
 }
 
 #[cfg(test)]

@@ -207,6 +207,11 @@ pub struct RealFleet {
     pub nodes: Vec<RealNode>,
     /// Public key line of the fleet's client key.
     pub client_public: String,
+    /// The fleet's DNS server (runtime and its stop token).
+    dns: Option<(tokio::runtime::Runtime, tokio_util::sync::CancellationToken)>,
+    dns_addr: String,
+    /// Each cluster's MTA egress address (what its SPF must cover).
+    egress: BTreeMap<String, String>,
 }
 
 fn kill(pid: u32, sig: i32) {
@@ -375,7 +380,17 @@ impl RealFleet {
             restart_time: opts.restart_time,
             ..FleetSpec::default()
         };
-        exec::seed(&spec, &seeds, &d.join("clusters")).unwrap();
+        let domains = exec::seed(&spec, &seeds, &d.join("clusters")).unwrap();
+        // The hosted domains' SPF/DKIM/DMARC records, served on 127.0.0.1 so that the
+        // domain pass of `check` never asks the machine's own resolver.
+        let dns_rt = tokio::runtime::Runtime::new().unwrap();
+        let dns_cancel = tokio_util::sync::CancellationToken::new();
+        let (dns_addr, _dns_task) = dns_rt
+            .block_on(carbonio_fleet::sim::dns::serve(
+                &domains,
+                dns_cancel.clone(),
+            ))
+            .unwrap();
 
         let mut nodes = Vec::new();
         let mut known_hosts = String::new();
@@ -496,10 +511,17 @@ impl RealFleet {
             nodes.push(node);
         }
 
+        let egress: BTreeMap<String, String> = domains
+            .iter()
+            .map(|c| (c.cluster.clone(), c.egress.to_string()))
+            .collect();
         let mut fleet = RealFleet {
             dir,
             nodes,
             client_public,
+            dns: Some((dns_rt, dns_cancel)),
+            dns_addr: dns_addr.to_string(),
+            egress,
         };
         fleet.write_inventory(opts, &known_hosts);
         fleet.wait_ready();
@@ -547,18 +569,20 @@ impl RealFleet {
             let platform = n.profile.platform.as_str();
             groups.insert(platform, ());
             hosts.push_str(&format!(
-                "\n[[hosts]]\nname = \"{}\"\naddress = \"127.0.0.1\"\nport = {}\ncluster = \"{}\"\ngroups = [\"{}\"]\n",
-                n.name, n.port, n.cluster, platform
+                "\n[[hosts]]\nname = \"{}\"\naddress = \"127.0.0.1\"\nport = {}\ncluster = \"{}\"\ngroups = [\"{}\"]\negress = [\"{}\"]\n",
+                n.name, n.port, n.cluster, platform, self.egress[&n.cluster]
             ));
         }
         let mut text = format!(
             "# Real-sshd test fleet (tests/support/realfleet.rs); throwaway.\n[defaults]\nuser = \"root\"\n\
              identity_files = [\"{id}\"]\nknown_hosts = \"{kh}\"\nhost_key_policy = \"strict\"\n\
-             become = \"auto\"\nconnect_timeout = \"{ct}\"\ncommand_timeout = \"{cmt}\"\n",
+             become = \"auto\"\nconnect_timeout = \"{ct}\"\ncommand_timeout = \"{cmt}\"\n\
+             dns_servers = [\"{dns}\"]\n",
             id = d.join("id_ed25519").display(),
             kh = d.join("known_hosts").display(),
             ct = opts.connect_timeout,
             cmt = opts.command_timeout,
+            dns = self.dns_addr,
         );
         for g in groups.keys() {
             text.push_str(&format!("\n[groups.{g}]\n"));
@@ -602,6 +626,10 @@ impl RealFleet {
 
     /// Stops everything (also done on drop).
     pub fn stop(&mut self) {
+        if let Some((rt, cancel)) = self.dns.take() {
+            cancel.cancel();
+            rt.shutdown_background();
+        }
         for node in &mut self.nodes {
             if let Some(ns) = node.netns.take() {
                 // Until the namespace is empty: SIGKILL takes effect when the process is
