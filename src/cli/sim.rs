@@ -139,7 +139,9 @@ pub(super) fn demo(a: &DemoArgs) -> i32 {
         let report = crate::report::store::read_report(&latest.join("report.json"));
         println!(
             "\nexit codes: first check {first}, apply {applied}, final check {last} \
-             (3 = some host failed: the unreachable node; see the summary above)"
+             (3 = some host failed: the unreachable node; see the summary above).\n\
+             The DOMAINS findings (SPF, DKIM, DMARC) are read-only evidence: they are fixed in \
+             DNS and with zmdkimkeyutil, not by apply."
         );
         println!(
             "reports: {}/{{report.json, report.html, junit.xml, metrics.prom}} (and the apply run's journal.jsonl)",
