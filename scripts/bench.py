@@ -3,6 +3,11 @@
 
   scripts/bench [scale] [--sizes 100,1000,5000] [--latencies 0s,1s] [--forks 64]
 
+peer: the same read-only sweep against the same REAL OpenSSH nodes (the CI test fleet,
+tests/support/realfleet.rs, needs root): carbonio-fleet vs ansible-playbook (ansible-core
+from PyPI in a venv; forks 50, pipelining, ControlPersist) vs a bare `xargs -P 64 ssh`
+loop running the same batched gather (the floor), interleaved, with ratios.
+
 scale: check and apply against the simulated fleet (`carbonio-fleet simulate`, a separate
 process, so only the tool's own CPU and memory are measured). For each run: wall time,
 CPU time (user+sys) and peak RSS of the tool, from /usr/bin/time. Results go to stdout as
@@ -72,7 +77,17 @@ only_if_changed = true
 def playbook(workdir):
     with open(os.path.join(ROOT, "playbooks", "backscatter.toml")) as f:
         text = f.read()
-    text = text[: text.index("[rollout]")] + BENCH_ROLLOUT
+    text = text[: text.index("[rollout]")]
+    # The peers do the MTA read only: leave the DNS (domain posture) probes out so every
+    # tool does the same work.
+    blocks, block = [], ""
+    for line in text.splitlines(keepends=True):
+        if line.startswith("["):
+            blocks.append(block)
+            block = ""
+        block += line
+    blocks.append(block)
+    text = "".join(b for b in blocks if 'kind = "dns"' not in b) + BENCH_ROLLOUT
     p = os.path.join(workdir, "bench-playbook.toml")
     with open(p, "w") as f:
         f.write(text)
@@ -133,6 +148,119 @@ def scale(args, results):
                 stop(sim)
 
 
+GATHER = r"""echo '#s platform'; systemctl is-enabled carbonio-directory-server.target carbonio-appserver.target carbonio-proxy.target carbonio-mta.target 2>&1; echo "#s rc $?"
+echo '#s version'; zmcontrol -v 2>&1; echo "#s rc $?"
+h=$(zmhostname)
+echo '#s hostname'; echo "$h"; echo "#s rc $?"
+echo '#s postconf'; postconf smtpd_recipient_restrictions smtpd_reject_unlisted_recipient smtpd_reject_unlisted_sender 2>&1; echo "#s rc $?"
+echo '#s master'; postconf -M policy/unix 2>&1; echo "#s rc $?"
+echo '#s template'; grep -F zmpostfixpolicyd /opt/zextras/common/conf/master.cf.in 2>&1; echo "#s rc $?"
+echo '#s passwd'; getent passwd 2>&1; echo "#s rc $?"
+echo '#s prov'; printf '%s\n' 'gcf zimbraMtaEnableSmtpdPolicyd' 'gcf zimbraMtaSmtpdRejectUnlistedRecipient' 'gcf zimbraMtaSmtpdRejectUnlistedSender' 'gcf zimbraMtaRestriction' "gs -e $h "'zimbraMtaEnableSmtpdPolicyd zimbraMtaSmtpdRejectUnlistedRecipient zimbraMtaSmtpdRejectUnlistedSender zimbraMtaRestriction' "gs $h "zimbraServiceEnabled gad exit | carbonio prov; echo "#s rc $?"
+"""
+
+
+def shq(text):
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def hold_real_fleet(n, work):
+    """Starts the real-sshd fleet harness (an ignored test) and waits until it is up."""
+    d = os.path.join(work, f"real-{n}")
+    os.makedirs(d, exist_ok=True)
+    log = open(os.path.join(d, "harness.log"), "w")
+    env = dict(os.environ, CFLEET_BENCH_NODES=str(n), CFLEET_BENCH_DIR=d)
+    p = subprocess.Popen(["cargo", "test", "--release", "--quiet", "--test", "realfleet", "--", "--ignored", "--exact",
+                          "bench_hold_real_fleet", "--nocapture"], cwd=ROOT, env=env, stdout=log,
+                         stderr=subprocess.STDOUT)
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        if p.poll() is not None:
+            sys.exit(f"the real fleet harness exited, see {d}/harness.log")
+        if os.path.exists(os.path.join(d, "ready")):
+            with open(os.path.join(d, "ready")) as f:
+                return p, d, f.read().strip()
+        time.sleep(0.2)
+    p.kill()
+    sys.exit("the real fleet did not come up")
+
+
+def ports_of(inventory):
+    import re
+    with open(inventory) as f:
+        return [int(m) for m in re.findall(r"^port = (\d+)$", f.read(), re.M)]
+
+
+def peer(args, results):
+    venv = os.path.join(os.path.expanduser("~"), ".cache", "carbonio-fleet-bench-venv")
+    ansible = os.path.join(venv, "bin", "ansible-playbook")
+    if not os.path.exists(ansible):
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+        subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q", "ansible-core"], check=True)
+    work = tempfile.mkdtemp(prefix="cfleet-peer-")
+    pb = playbook(work)
+    for n in args.peer_sizes:
+        harness, d, fleet_dir = hold_real_fleet(n, work)
+        try:
+            inv = os.path.join(fleet_dir, "inventory.toml")
+            kh = os.path.join(fleet_dir, "known_hosts")
+            key = os.path.join(fleet_dir, "id_ed25519")
+            ports = ports_of(inv)
+            # Ansible: the same batched read as ONE shell task per host, as zextras via su.
+            with open(os.path.join(d, "hosts.ini"), "w") as f:
+                f.write("[fleet]\n")
+                for i, port in enumerate(ports):
+                    f.write(f"n{i} ansible_host=127.0.0.1 ansible_port={port}\n")
+                f.write(f"[fleet:vars]\nansible_user=root\nansible_ssh_private_key_file={key}\n"
+                        f"ansible_ssh_common_args='-o UserKnownHostsFile={kh} -o StrictHostKeyChecking=yes'\n"
+                        "ansible_python_interpreter=/usr/bin/python3\n")
+            with open(os.path.join(d, "ansible.cfg"), "w") as f:
+                f.write("[defaults]\nforks = 50\nhost_key_checking = True\ngathering = explicit\n"
+                        "allow_world_readable_tmpfiles = True\n"
+                        "[ssh_connection]\npipelining = True\ntransfer_method = piped\n"
+                        "ssh_args = -o ControlMaster=auto -o ControlPersist=60s\n")
+            with open(os.path.join(d, "check.yml"), "w") as f:
+                f.write("- hosts: fleet\n  gather_facts: false\n  tasks:\n"
+                        "    - name: gather (the same batched read)\n"
+                        "      shell: " + json.dumps(GATHER) + "\n"
+                        "      become: true\n      become_method: su\n      become_user: zextras\n"
+                        "      changed_when: false\n")
+            xargs = ("printf '%s\\n' " + " ".join(map(str, ports)) +
+                     " | xargs -P 64 -I{} ssh -o KexAlgorithms=curve25519-sha256 -o BatchMode=yes "
+                     f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={kh} -i {key} -p {{}} root@127.0.0.1 "
+                     + shq("su - zextras -c " + shq(GATHER)) + " > /dev/null")
+            tools = {
+                "carbonio-fleet": [BIN, "check", "-i", inv, "-p", pb, "--report-dir", os.path.join(d, "reports"),
+                                   "--progress", "never", "-q", "--forks", "64"],
+                "xargs+ssh": ["bash", "-c", xargs],
+                "ansible": [ansible, "-i", os.path.join(d, "hosts.ini"), os.path.join(d, "check.yml")],
+            }
+            walls = {t: [] for t in tools}
+            for rep in range(args.reps):
+                for tool, cmd in tools.items():
+                    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(d, "ansible.cfg"))
+                    code, wall, cpu, rss, out, err = measured(cmd, env=env, cwd=d)
+                    ok = code in (0, 2) if tool == "carbonio-fleet" else code == 0
+                    row = dict(part="peer", command="check", tool=tool, nodes=n, rep=rep + 1, exit=code, ok=ok,
+                               wall_s=wall, cpu_s=cpu, peak_rss_mib=round(rss / 1024, 1))
+                    results.append(row)
+                    print(f"peer   {tool:<15} {n:>4} nodes  rep {rep + 1}  exit {code}  wall {wall:>7.2f} s  "
+                          f"cpu {cpu:>6.2f} s  rss {row['peak_rss_mib']:>6.1f} MiB", flush=True)
+                    if not ok:
+                        print(err[-2000:], file=sys.stderr)
+                    walls[tool].append(wall)
+            med = {t: sorted(w)[len(w) // 2] for t, w in walls.items()}
+            ratio = dict(part="peer-ratio", nodes=n, median_wall_s=med,
+                         ansible_over_fleet=round(med["ansible"] / med["carbonio-fleet"], 1),
+                         fleet_over_floor=round(med["carbonio-fleet"] / med["xargs+ssh"], 2))
+            results.append(ratio)
+            print(f"peer   {n} nodes: median wall {med}; ansible/carbonio-fleet = {ratio['ansible_over_fleet']}x, "
+                  f"carbonio-fleet/xargs floor = {ratio['fleet_over_floor']}x", flush=True)
+        finally:
+            open(os.path.join(d, "stop"), "w").close()
+            harness.wait(timeout=120)
+
+
 def print_row(r):
     extra = (f"  batches={r['batches']} restart+gate={r['restart_plus_gate_s']} s "
              f"wall/rollout={r['wall_over_rollout']}") if "batches" in r else ""
@@ -148,16 +276,21 @@ def main():
     ap.add_argument("--latencies", default="0s,1s")
     ap.add_argument("--forks", type=int, default=64)
     ap.add_argument("--commands", default="check,apply")
+    ap.add_argument("--peer-sizes", default="50,200")
+    ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-results.json"))
     args = ap.parse_args()
     args.sizes = [int(s) for s in args.sizes.split(",")]
     args.latencies = args.latencies.split(",")
     args.commands = args.commands.split(",")
+    args.peer_sizes = [int(s) for s in args.peer_sizes.split(",")]
     results = []
     print(f"# carbonio-fleet bench {datetime.now().isoformat(timespec='seconds')}  "
           f"({os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f})")
     if "scale" in args.parts:
         scale(args, results)
+    if "peer" in args.parts:
+        peer(args, results)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
     print(json.dumps(results))
