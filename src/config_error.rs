@@ -253,6 +253,22 @@ pub fn join_key(path: &str, key: &str) -> String {
     }
 }
 
+/// A string value that must not be blank: trimmed, or an error at its place.
+pub fn non_empty(
+    src: &Source<'_>,
+    value: &serde_spanned::Spanned<String>,
+    key: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<String> {
+    let v = value.get_ref().trim();
+    if v.is_empty() {
+        errors.push(src.error(value.span(), key, "must not be empty"));
+        None
+    } else {
+        Some(v.to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -152,29 +152,12 @@ fn non_empty<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::{Become, HostKeyPolicy};
-    use std::time::Duration;
     use test_case::test_case;
 
     fn host(name: &str, groups: &[&str]) -> Host {
         Host {
-            name: name.to_owned(),
-            address: name.to_owned(),
-            port: 22,
-            user: "root".to_owned(),
-            identity_files: vec![],
-            become_: Become::Auto,
-            known_hosts: "kh".into(),
-            host_key_policy: HostKeyPolicy::Strict,
-            connect_timeout: Duration::from_secs(10),
-            command_timeout: Duration::from_secs(300),
-            jump: None,
             groups: groups.iter().map(|g| (*g).to_owned()).collect(),
-            cluster: name.to_owned(),
-            roles: vec![],
-            vars: Default::default(),
-            egress: Vec::new(),
-            source: "inv.toml".into(),
+            ..Host::for_test(name)
         }
     }
 

@@ -19,7 +19,7 @@ use serde_spanned::Spanned;
 use super::raw::{RawHost, RawInventory, RawSettings};
 use super::ssh_config::{SshConfig, default_ssh_config};
 use super::{Become, Host, HostKeyPolicy, Inventory, JumpSpec};
-use crate::config_error::{ConfigError, ConfigErrors, Position, Source, join_key};
+use crate::config_error::{ConfigError, ConfigErrors, Position, Source, join_key, non_empty};
 
 /// How to load an inventory beyond its own files.
 #[derive(Debug, Clone)]
@@ -698,21 +698,6 @@ fn bad_name(name: &str) -> Option<&'static str> {
         Some("may not start with `@` or `!` (they have a meaning in --limit)")
     } else {
         None
-    }
-}
-
-fn non_empty(
-    src: &Source<'_>,
-    value: &Spanned<String>,
-    key: &str,
-    errors: &mut Vec<ConfigError>,
-) -> Option<String> {
-    let v = value.get_ref().trim();
-    if v.is_empty() {
-        errors.push(src.error(value.span(), key, "must not be empty"));
-        None
-    } else {
-        Some(v.to_owned())
     }
 }
 

@@ -86,3 +86,29 @@ pub struct Inventory {
     /// `[defaults] dns_servers`: where the domain checks ask; empty = the system's resolver.
     pub dns_servers: Vec<SocketAddr>,
 }
+
+impl Host {
+    /// A host with the built-in defaults and no file behind it, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(name: &str) -> Host {
+        Host {
+            name: name.to_owned(),
+            address: name.to_owned(),
+            port: 22,
+            user: "root".to_owned(),
+            identity_files: vec![],
+            become_: Become::Auto,
+            known_hosts: "kh".into(),
+            host_key_policy: HostKeyPolicy::Strict,
+            connect_timeout: Duration::from_secs(10),
+            command_timeout: Duration::from_secs(300),
+            jump: None,
+            groups: vec![],
+            cluster: name.to_owned(),
+            roles: vec![],
+            vars: Default::default(),
+            egress: Vec::new(),
+            source: "inv.toml".into(),
+        }
+    }
+}

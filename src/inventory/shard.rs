@@ -94,29 +94,12 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::{Become, HostKeyPolicy};
     use proptest::prelude::*;
-    use std::time::Duration;
 
     fn host(name: &str, cluster: &str) -> Host {
         Host {
-            name: name.to_owned(),
-            address: name.to_owned(),
-            port: 22,
-            user: "root".to_owned(),
-            identity_files: vec![],
-            become_: Become::Auto,
-            known_hosts: "kh".into(),
-            host_key_policy: HostKeyPolicy::Strict,
-            connect_timeout: Duration::from_secs(10),
-            command_timeout: Duration::from_secs(300),
-            jump: None,
-            groups: vec![],
             cluster: cluster.to_owned(),
-            roles: vec![],
-            vars: Default::default(),
-            egress: Vec::new(),
-            source: "inv.toml".into(),
+            ..Host::for_test(name)
         }
     }
 

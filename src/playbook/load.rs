@@ -18,7 +18,7 @@ use super::{
     Amount, Control, DnsCheck, Expectation, Playbook, Probe, ProbeExpect, ProbeFrom, ProbeKind,
     RestartMethod, Rollout, Scope, Severity,
 };
-use crate::config_error::{ConfigError, ConfigErrors, Source};
+use crate::config_error::{ConfigError, ConfigErrors, Source, non_empty};
 
 /// The shipped backscatter playbook, the default when `-p` is omitted.
 pub const DEFAULT_PLAYBOOK: &str = include_str!("../../playbooks/backscatter.toml");
@@ -123,21 +123,6 @@ fn validate(src: &Source<'_>, raw: RawPlaybook, errors: &mut Vec<ConfigError>) -
         probes,
         rollout,
         source: Some(src.path.to_path_buf()),
-    }
-}
-
-fn non_empty(
-    src: &Source<'_>,
-    value: &Spanned<String>,
-    key: &str,
-    errors: &mut Vec<ConfigError>,
-) -> Option<String> {
-    let v = value.get_ref().trim();
-    if v.is_empty() {
-        errors.push(src.error(value.span(), key, "must not be empty"));
-        None
-    } else {
-        Some(v.to_owned())
     }
 }
 
