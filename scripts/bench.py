@@ -223,7 +223,8 @@ def peer(args, results):
                 f.write("- hosts: fleet\n  gather_facts: false\n  tasks:\n"
                         "    - name: gather (the same batched read)\n"
                         "      shell: " + json.dumps(GATHER) + "\n"
-                        "      become: true\n      become_method: su\n      become_user: zextras\n"
+                        "      become: true\n      become_method: su\n      become_flags: '-'\n"
+                        "      become_user: zextras\n"
                         "      changed_when: false\n")
             xargs = ("printf '%s\\n' " + " ".join(map(str, ports)) +
                      " | xargs -P 64 -I{} ssh -o KexAlgorithms=curve25519-sha256 -o BatchMode=yes "
@@ -247,7 +248,7 @@ def peer(args, results):
                     print(f"peer   {tool:<15} {n:>4} nodes  rep {rep + 1}  exit {code}  wall {wall:>7.2f} s  "
                           f"cpu {cpu:>6.2f} s  rss {row['peak_rss_mib']:>6.1f} MiB", flush=True)
                     if not ok:
-                        print(err[-2000:], file=sys.stderr)
+                        print((out + err)[-2000:], file=sys.stderr)
                     walls[tool].append(wall)
             med = {t: sorted(w)[len(w) // 2] for t, w in walls.items()}
             ratio = dict(part="peer-ratio", nodes=n, median_wall_s=med,
