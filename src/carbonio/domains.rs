@@ -12,7 +12,7 @@
 
 use crate::dns::DomainFacts;
 use crate::dns::dkim::DkimLdap;
-use crate::ssh::{QuoteError, quote};
+use crate::ssh::QuoteError;
 
 use super::prov::{self, Batch, PROMPT};
 
@@ -68,13 +68,7 @@ impl DomainReadPlan {
                 .push(&args)
                 .expect("domain names are plain ProvUtil words");
         }
-        let mut words = batch
-            .lines()
-            .iter()
-            .map(|l| quote(l))
-            .collect::<Result<Vec<_>, _>>()?;
-        words.push("exit".to_string());
-        let script = format!("printf '%s\\n' {} | carbonio prov -l", words.join(" "));
+        let script = super::prov::shell_command_ldap(&batch, true)?;
         Ok(Self {
             domains: ok,
             script,

@@ -120,13 +120,20 @@ pub fn feed_command(words: &[String]) -> String {
 
 /// The shell command that runs `batch` (ended with `exit`) in one `carbonio prov`.
 pub fn shell_command(batch: &Batch) -> Result<String, QuoteError> {
+    shell_command_ldap(batch, false)
+}
+
+/// [`shell_command`], with `-l` (direct LDAP) when `ldap` is set: the process option
+/// applies to every line of the batch.
+pub fn shell_command_ldap(batch: &Batch, ldap: bool) -> Result<String, QuoteError> {
     let mut words = batch
         .lines()
         .iter()
         .map(|l| quote(l))
         .collect::<Result<Vec<_>, _>>()?;
     words.push("exit".to_string());
-    Ok(feed_command(&words))
+    let cmd = feed_command(&words);
+    Ok(if ldap { cmd + " -l" } else { cmd })
 }
 
 /// Splits batch stdout into one output per command, using the prompts.
