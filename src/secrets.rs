@@ -284,28 +284,11 @@ pub fn use_mock_store() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::{Become, HostKeyPolicy};
-    use std::time::Duration;
 
     fn host(name: &str, groups: &[&str]) -> Host {
         Host {
-            name: name.into(),
-            address: "127.0.0.1".into(),
-            port: 22,
-            user: "root".into(),
-            identity_files: vec![],
-            become_: Become::Auto,
-            known_hosts: "/dev/null".into(),
-            host_key_policy: HostKeyPolicy::Strict,
-            connect_timeout: Duration::from_secs(1),
-            command_timeout: Duration::from_secs(1),
-            jump: None,
             groups: groups.iter().map(|g| g.to_string()).collect(),
-            cluster: name.into(),
-            roles: vec![],
-            vars: Default::default(),
-            egress: Vec::new(),
-            source: "x.toml".into(),
+            ..Host::for_test(name)
         }
     }
 

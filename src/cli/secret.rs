@@ -282,26 +282,6 @@ mod tests {
     }
 
     fn test_host() -> crate::inventory::Host {
-        use crate::inventory::{Become, HostKeyPolicy};
-        use std::time::Duration;
-        crate::inventory::Host {
-            name: String::new(),
-            address: "127.0.0.1".into(),
-            port: 22,
-            user: "root".into(),
-            identity_files: vec![],
-            become_: Become::Auto,
-            known_hosts: "/dev/null".into(),
-            host_key_policy: HostKeyPolicy::Strict,
-            connect_timeout: Duration::from_secs(1),
-            command_timeout: Duration::from_secs(1),
-            jump: None,
-            groups: vec![],
-            cluster: "c".into(),
-            roles: vec![],
-            vars: Default::default(),
-            egress: Vec::new(),
-            source: "x.toml".into(),
-        }
+        crate::inventory::Host::for_test("")
     }
 }

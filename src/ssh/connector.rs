@@ -1039,23 +1039,10 @@ mod tests {
         std::fs::write(&kh, format!("@cert-authority *.acme.example {}\n", f.ca)).unwrap();
         let c = Connector::new(ConnectorOptions::default());
         let mut host = Host {
-            name: "mx1.acme.example".into(),
             address: "192.0.2.1".into(),
-            port: 22,
-            user: "root".into(),
-            identity_files: vec![],
-            become_: crate::inventory::Become::Auto,
             known_hosts: kh,
-            host_key_policy: HostKeyPolicy::Strict,
-            connect_timeout: Duration::from_secs(1),
-            command_timeout: Duration::from_secs(1),
-            jump: None,
-            groups: vec![],
             cluster: "acme".into(),
-            roles: vec![],
-            vars: Default::default(),
-            egress: Vec::new(),
-            source: "t.toml".into(),
+            ..Host::for_test("mx1.acme.example")
         };
         assert!(c.has_authority(&host), "matched by the inventory name");
         host.name = "mx1.globex.example".into();
