@@ -26,15 +26,8 @@ pub(super) fn scan_command(a: &HostkeysScanArgs) -> i32 {
             return exit::USAGE;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("carbonio-fleet: cannot start the async runtime: {e}");
-            return exit::USAGE;
-        }
+    let Some(rt) = super::run::runtime() else {
+        return exit::USAGE;
     };
     let results = rt.block_on(async {
         let connector = Connector::new(ConnectorOptions::default());

@@ -59,17 +59,24 @@ where
     if let Err(e) = crate::secrets::init_default_store() {
         tracing::warn!("{e}; passwords and key passphrases cannot be read from the keyring");
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+    let Some(rt) = runtime() else {
+        return exit::USAGE;
+    };
+    rt.block_on(step(command, body))
+}
+
+/// The async runtime every command runs on; `None` (after saying why) when it cannot start.
+pub(super) fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt,
+        Ok(rt) => Some(rt),
         Err(e) => {
             eprintln!("carbonio-fleet: cannot start the async runtime: {e}");
-            return exit::USAGE;
+            None
         }
-    };
-    rt.block_on(step(command, body))
+    }
 }
 
 /// Runs one engine command under its progress span, with the event consumer that feeds

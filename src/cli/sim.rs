@@ -1,7 +1,7 @@
 //! `simulate` (a standalone simulated fleet) and `demo` (a simulated fleet plus the
 //! tool's own check → apply → check against it over real SSH).
 
-use super::run::step;
+use super::run::{runtime, step};
 use super::{DemoArgs, SimulateArgs};
 use crate::engine::apply::{self, ApplyOptions};
 use crate::engine::run::{self as engine_run, RunOptions};
@@ -10,19 +10,6 @@ use crate::report::model::HostStatus;
 use crate::sim::{Fleet, SimulateOptions, demo_spec, run_simulate};
 use crate::ui::logging::{self, LogOptions};
 use crate::ui::progress::ProgressMode;
-
-fn runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => Some(rt),
-        Err(e) => {
-            eprintln!("carbonio-fleet: cannot start the async runtime: {e}");
-            None
-        }
-    }
-}
 
 pub(super) fn simulate(a: &SimulateArgs) -> i32 {
     let Some(rt) = runtime() else {
