@@ -144,26 +144,25 @@ pub fn evaluate(
 /// The values in force for this node: the server's own entry when it sets the attribute,
 /// else the cluster's global value.
 pub fn effective_values(c: &Control, facts: &NodeFacts, globals: &ClusterGlobals) -> Vec<String> {
-    if let Some(v) = facts.server.get(&c.attr) {
-        return v.clone();
-    }
-    match c.scope {
-        Scope::Global | Scope::Server => globals
-            .values
-            .get(&c.attr)
-            .or_else(|| facts.global.get(&c.attr))
-            .cloned()
-            .unwrap_or_default(),
+    match facts.server.get(&c.attr) {
+        Some(v) => v.clone(),
+        None => global_values(c, facts, globals),
     }
 }
 
-fn control_result(c: &Control, facts: &NodeFacts, globals: &ClusterGlobals) -> ControlResult {
-    let global_values = globals
+/// The cluster's global value of the control's attribute (this node's own reading when
+/// the cluster's is missing).
+fn global_values(c: &Control, facts: &NodeFacts, globals: &ClusterGlobals) -> Vec<String> {
+    globals
         .values
         .get(&c.attr)
         .or_else(|| facts.global.get(&c.attr))
         .cloned()
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+fn control_result(c: &Control, facts: &NodeFacts, globals: &ClusterGlobals) -> ControlResult {
+    let global_values = global_values(c, facts, globals);
     let server_values = facts.server.get(&c.attr).cloned();
     let effective = effective_values(c, facts, globals);
     let (verdict, evidence) = if !applies(c, facts) {
