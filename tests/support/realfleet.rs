@@ -12,6 +12,11 @@
 //!   `systemctl` wrapper over /usr/bin/systemctl — so `su - zextras` (which wipes the
 //!   environment) still lands on this node's state, and root's `systemctl restart
 //!   carbonio-mta.target` reaches the emulator, without touching the host's files —
+//!   and root's `.bashrc`/`.profile` are Debian's stock ones (/etc/skel): sshd runs every
+//!   command through root's shell, which sources `.bashrc`, and this machine's own
+//!   (a developer box's pyenv/cargo setup) costs ~100 ms of CPU per connection, five
+//!   times sshd's own cost, which would make every tool — and the benchmark's floor —
+//!   measure the test machine's dotfiles instead of SSH —
 //!   and a private NETWORK namespace with only `lo`, where the node's Postfix
 //!   (`carbonio-fleet sim-exec smtpd --listen 127.0.0.1:25`) listens.
 //! - SSH listener: the launcher binds 127.0.0.1:0 in the HOST namespace and hands the
@@ -464,6 +469,9 @@ impl RealFleet {
                          mount --bind {conf} /opt/zextras/common/conf\n\
                          mount --bind {wrappers} /opt/zextras/bin\n\
                          mount --bind {systemctl} /usr/bin/systemctl\n\
+                         for f in .bashrc .profile; do\n\
+                           if [ -e /root/$f ] && [ -e /etc/skel/$f ]; then mount --bind /etc/skel/$f /root/$f; fi\n\
+                         done\n\
                          {bin} sim-exec smtpd --listen 127.0.0.1:25 3>&- </dev/null >>{nd}/smtpd.log 2>&1 &\n\
                          export LISTEN_FDS=1 LISTEN_PID=$$\n\
                          exec /usr/sbin/sshd -D -E {nd}/sshd.log -f {nd}/sshd_config\n",
