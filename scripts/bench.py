@@ -31,7 +31,7 @@ def measured(cmd, **kw):
 
 
 def start_fleet(n, latency, restart, workdir, port_base):
-    d = os.path.join(workdir, f"fleet-{n}-{latency}")
+    d = os.path.join(workdir, f"fleet-{n}-{latency}-{restart}")
     os.makedirs(d, exist_ok=True)
     log = open(os.path.join(d, "simulate.log"), "w")
     # One loopback address per node (127.0.x.y:port_base): thousands of listeners without
@@ -123,29 +123,28 @@ def scale(args, results):
     work = tempfile.mkdtemp(prefix="cfleet-bench-")
     pb = playbook(work)
     base = 2222
-    for n in args.sizes:
-        for lat in args.latencies:
-            restart = "1s"
-            sim, d, inv = start_fleet(n, lat, restart, work, base)
-            try:
-                rep = os.path.join(d, "reports")
-                common = ["-i", inv, "--report-dir", rep, "--progress", "never", "-q",
-                          "--forks", str(args.forks), "-p", pb]
+    for n, lat, restart in [(n, lat, r) for n in args.sizes for lat in args.latencies for r in args.restarts]:
+        sim, d, inv = start_fleet(n, lat, restart, work, base)
+        try:
+            rep = os.path.join(d, "reports")
+            common = ["-i", inv, "--report-dir", rep, "--progress", "never", "-q",
+                      "--forks", str(args.forks), "-p", pb]
+            if restart == args.restarts[0]:  # restart times do not matter to check
                 code, wall, cpu, rss, _, err = measured([BIN, "check"] + common)
-                results.append(dict(part="scale", command="check", nodes=n, jvm_latency=lat,
-                                    forks=args.forks, exit=code, wall_s=wall, cpu_s=cpu, peak_rss_mib=round(rss / 1024, 1)))
+                results.append(dict(part="scale", command="check", nodes=n, jvm_latency=lat, forks=args.forks,
+                                    exit=code, wall_s=wall, cpu_s=cpu, peak_rss_mib=round(rss / 1024, 1)))
                 print_row(results[-1])
-                if "apply" in args.commands:
-                    code, wall, cpu, rss, _, err = measured([BIN, "apply", "--yes"] + common)
-                    nb, in_batches = rollout_figures(rep)
-                    row = dict(part="scale", command="apply", nodes=n, jvm_latency=lat, forks=args.forks,
-                               exit=code, wall_s=wall, cpu_s=cpu, peak_rss_mib=round(rss / 1024, 1),
-                               batches=nb, restart_s=1.0, restart_plus_gate_s=round(in_batches, 2),
-                               wall_over_rollout=round(wall / in_batches, 3) if in_batches else None)
-                    results.append(row)
-                    print_row(row)
-            finally:
-                stop(sim)
+            if "apply" in args.commands:
+                code, wall, cpu, rss, _, err = measured([BIN, "apply", "--yes"] + common)
+                nb, in_batches = rollout_figures(rep)
+                row = dict(part="scale", command="apply", nodes=n, jvm_latency=lat, forks=args.forks,
+                           exit=code, wall_s=wall, cpu_s=cpu, peak_rss_mib=round(rss / 1024, 1),
+                           batches=nb, restart=restart, restart_plus_gate_s=round(in_batches, 2),
+                           wall_over_rollout=round(wall / in_batches, 3) if in_batches else None)
+                results.append(row)
+                print_row(row)
+        finally:
+            stop(sim)
 
 
 GATHER = r"""echo '#s platform'; systemctl is-enabled carbonio-directory-server.target carbonio-appserver.target carbonio-proxy.target carbonio-mta.target 2>&1; echo "#s rc $?"
@@ -345,7 +344,7 @@ def peer(args, results):
                     walls[tool].append(wall)
                     cpus[tool].append(cpu)
             med = {t: sorted(w)[len(w) // 2] for t, w in walls.items()}
-            cpu = {t: sorted(c)[len(c) // 2] for t, c in cpus.items()}
+            cpu = {t: round(sorted(c)[len(c) // 2], 2) for t, c in cpus.items()}
             ratio = dict(part="peer-ratio", nodes=n, median_wall_s=med, median_cpu_s=cpu,
                          ansible_over_fleet=round(med["ansible"] / med["carbonio-fleet"], 1),
                          ansible_1task_over_fleet=round(med["ansible-1task"] / med["carbonio-fleet"], 1),
@@ -363,7 +362,7 @@ def peer(args, results):
 
 
 def print_row(r):
-    extra = (f"  batches={r['batches']} restart+gate={r['restart_plus_gate_s']} s "
+    extra = (f"  restart={r['restart']} batches={r['batches']} restart+gate={r['restart_plus_gate_s']} s "
              f"wall/rollout={r['wall_over_rollout']}") if "batches" in r else ""
     print(f"{r['part']:<6} {r['command']:<6} {r['nodes']:>6} nodes  jvm {r['jvm_latency']:<4} forks {r['forks']:<4} "
           f"exit {r['exit']}  wall {r['wall_s']:>7.2f} s  cpu {r['cpu_s']:>6.2f} s  rss {r['peak_rss_mib']:>6.1f} MiB{extra}",
@@ -376,6 +375,8 @@ def main():
     ap.add_argument("--sizes", default="100,1000,5000")
     ap.add_argument("--latencies", default="0s,1s")
     ap.add_argument("--forks", type=int, default=64)
+    ap.add_argument("--restarts", default="1s",
+                    help="simulated restart times for apply (a real `zmcontrol restart` takes minutes)")
     ap.add_argument("--commands", default="check,apply")
     ap.add_argument("--peer-sizes", default="50,200")
     ap.add_argument("--reps", type=int, default=3)
@@ -383,6 +384,7 @@ def main():
     args = ap.parse_args()
     args.sizes = [int(s) for s in args.sizes.split(",")]
     args.latencies = args.latencies.split(",")
+    args.restarts = args.restarts.split(",")
     args.commands = args.commands.split(",")
     args.peer_sizes = [int(s) for s in args.peer_sizes.split(",")]
     results = []

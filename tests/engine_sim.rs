@@ -411,6 +411,30 @@ async fn apply_remediates_within_rollout_limits_and_a_rerun_changes_nothing() {
     );
     let gate = ap.gate.as_ref().unwrap();
     assert!(gate.passed);
+    // Each restarted host is re-read right after its own gate, while later batches still
+    // restart: the canary's proof is in before the last batch's gate is decided.
+    let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+    let applied = || r.hosts.iter().filter_map(|h| h.apply.as_ref());
+    let canary = applied().find(|a| a.batch == Some(1)).unwrap();
+    let last_batch = applied().filter_map(|a| a.batch).max().unwrap();
+    assert!(last_batch >= 3, "batches: {last_batch}");
+    let last_gate = applied()
+        .filter(|a| a.batch == Some(last_batch))
+        .map(|a| at(&a.gate.as_ref().unwrap().finished_at))
+        .max()
+        .unwrap();
+    let canary_verified = at(canary.verified_at.as_deref().unwrap());
+    assert!(
+        canary_verified > at(&canary.gate.as_ref().unwrap().finished_at)
+            && canary_verified < last_gate,
+        "canary verified at {canary_verified}, last gate {last_gate}"
+    );
+    // Every host that was changed or restarted has a proof time; e1 (compliant) was not
+    // re-read.
+    for h in &r.hosts {
+        let a = h.apply.as_ref().unwrap();
+        assert_eq!(a.verified_at.is_some(), h.name != "e1", "{}", h.name);
+    }
     assert!(
         gate.smtp_transcript
             .iter()

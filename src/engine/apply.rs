@@ -22,7 +22,7 @@ use crate::carbonio::{prov, services, values};
 use crate::engine::changes::{self, ChangePlan, NodeBatch};
 use crate::engine::check;
 use crate::engine::events::{Event, Events};
-use crate::engine::gather::{HostGather, probe_address, regather};
+use crate::engine::gather::{HostGather, Prover, probe_address};
 use crate::engine::journal::{self, Journal};
 use crate::engine::rollout::{Next, NodeResult, RolloutNode, Scheduler};
 use crate::engine::run::{self, Loaded, RunOptions};
@@ -913,11 +913,30 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
             },
         );
     }
+    // Proof gathers start as soon as a host is final (see [`Prover`]): nodes the change
+    // batches touched that will not restart are final now.
+    let playbook = Arc::new(loaded.playbook.clone());
+    let mut prover = Prover::new(playbook.clone(), plan, &nonce, opts.run.forks);
+    let restarting: BTreeSet<&str> = rollout_nodes
+        .iter()
+        .filter(|n| n.needs_restart)
+        .map(|n| n.name.as_str())
+        .collect();
+    let changed_here = |g: &HostGather| {
+        let n = g.host.name.as_str();
+        changed.global_clusters.contains(&g.host.cluster)
+            || changed.commands.contains_key(n)
+            || changed.failures.contains_key(n)
+    };
+    for g in gathers.iter().filter(|g| changed_here(g)) {
+        if let (false, Some(session)) = (restarting.contains(g.host.name.as_str()), &g.session) {
+            prover.prove(&g.host, session);
+        }
+    }
     let mut sched = Scheduler::new(rollout_nodes, &rollout_cfg);
     if interrupted(&interrupts) {
         sched.interrupt();
     }
-    let playbook = Arc::new(loaded.playbook.clone());
     let mut running: JoinSet<NodeRun> = JoinSet::new();
     let mut runs: BTreeMap<String, NodeRun> = BTreeMap::new();
     let mut irx = interrupts.clone();
@@ -963,6 +982,10 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
                                 detail: run.result.to_string(),
                             });
                             let _ = sched.record(&run.name, run.result.clone());
+                            // Restarted and gated (or failed): nothing more happens to it.
+                            if let Some(ctx) = ctxs.get(&run.name) {
+                                prover.prove(&ctx.host, &ctx.session);
+                            }
                             runs.insert(run.name.clone(), run);
                         }
                     }
@@ -982,28 +1005,30 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         }
     };
 
-    // Prove the result: gather again, over the same connections, every host whose state
-    // can have moved — all nodes of a cluster whose global config was changed, nodes
-    // whose server entry was changed or change failed, and nodes the rollout touched. The
-    // rest keep their first reading: nothing was done to them, and a no-op apply then
-    // costs one JVM per host, like a check.
-    let touched = |g: &HostGather| {
-        let n = g.host.name.as_str();
-        changed.global_clusters.contains(&g.host.cluster)
-            || changed.commands.contains_key(n)
-            || changed.failures.contains_key(n)
-            || runs.contains_key(n)
-    };
-    let after_gathers = if interrupted(&interrupts) && hard.is_cancelled() {
-        Vec::new()
-    } else {
-        let targets: Vec<(Host, Session)> = gathers
-            .iter()
-            .filter(|g| touched(g))
-            .filter_map(|g| g.session.clone().map(|s| (g.host.clone(), s)))
-            .collect();
-        regather(targets, &loaded.playbook, &plan, opts.run.forks, &nonce).await
-    };
+    // The rest of the proof: every host whose state can have moved and whose proof has
+    // not started yet (a rollout cut short leaves some) — all nodes of a cluster whose
+    // global config was changed, nodes whose server entry was changed or whose change
+    // failed, and nodes the rollout touched. The others keep their first reading:
+    // nothing was done to them, and a no-op apply costs one JVM per host, like a check.
+    let touched = |g: &HostGather| changed_here(g) || runs.contains_key(g.host.name.as_str());
+    let abandon = interrupted(&interrupts) && hard.is_cancelled();
+    if !abandon {
+        for g in gathers.iter().filter(|g| touched(g)) {
+            if let (false, Some(session)) = (prover.started(&g.host.name), &g.session) {
+                prover.prove(&g.host, session);
+            }
+        }
+    }
+    // A touched host without a proof (abandoned) keeps its first reading and no `after`.
+    let (after_gathers, verified_at): (Vec<HostGather>, BTreeMap<String, String>) = prover
+        .finish(abandon)
+        .await
+        .into_iter()
+        .map(|(g, at)| {
+            let name = g.host.name.clone();
+            (g, (name, at.to_string()))
+        })
+        .unzip();
     let mut after = check::evaluate_all(&loaded.playbook, &after_gathers);
     after.extend(
         before
@@ -1048,6 +1073,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         }
         let mut ap = HostApply {
             status_before: Some(b.status),
+            verified_at: proven.then(|| verified_at.get(&h.name).cloned()).flatten(),
             commands: changed.commands.get(&h.name).cloned().unwrap_or_default(),
             ..HostApply::default()
         };

@@ -291,6 +291,12 @@ pub struct HostApply {
     pub gate: Option<GateRecord>,
     /// Status before apply.
     pub status_before: Option<HostStatus>,
+    /// When the proof gather that produced the controls' `after` values finished (RFC
+    /// 3339 UTC): right after the host's own health gate, not at the end of the run.
+    /// Unset when the host was not re-read (nothing was done to it, or the proof was
+    /// abandoned).
+    #[serde(default)]
+    pub verified_at: Option<String>,
 }
 
 /// The hosted domains of one cluster and their SPF/DKIM/DMARC posture.
