@@ -1,6 +1,7 @@
 //! Remediation: gather → plan the changes → (confirm) → one `carbonio prov` batch per
 //! change set with read-back → staggered restarts with health gates driven by the
-//! rollout scheduler → gather again to prove the result.
+//! rollout scheduler → gather again to prove the result (each host as soon as nothing
+//! more will be done to it, overlapping later batches: [`Prover`]).
 //!
 //! One dispatcher loop owns the run state: it starts batches the [`Scheduler`] hands
 //! out, collects node results, and reacts to Ctrl-C (first: start nothing new, let
