@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """carbonio-fleet benchmark (issue #9). Not a test: wall time on a shared machine is noisy.
 
-  scripts/bench [scale] [--sizes 100,1000,5000] [--latencies 0s,1s] [--forks 64]
+  scripts/bench [scale] [--sizes 100,1000,5000] [--latencies 0s,1s] [--restarts 1s] [--forks 64]
+  sudo scripts/bench peer [--peer-sizes 50,200] [--reps 3]
+  sudo scripts/bench peer-apply [--peer-sizes 50] [--reps 1]
+
+peer-apply: remediation side by side (fresh real fleet per tool and rep): carbonio-fleet
+apply vs the Ansible hardening playbook (serial 10%), then one check of the end state.
 
 peer: the same read-only sweep against the same REAL OpenSSH nodes (the CI test fleet,
 tests/support/realfleet.rs, needs root): carbonio-fleet vs ansible-playbook (ansible-core
@@ -251,9 +256,9 @@ def shq(text):
     return "'" + text.replace("'", "'\\''") + "'"
 
 
-def hold_real_fleet(n, work):
+def hold_real_fleet(n, work, tag=""):
     """Starts the real-sshd fleet harness (an ignored test) and waits until it is up."""
-    d = os.path.join(work, f"real-{n}")
+    d = os.path.join(work, f"real-{n}{tag}")
     os.makedirs(d, exist_ok=True)
     log = open(os.path.join(d, "harness.log"), "w")
     env = dict(os.environ, CFLEET_BENCH_NODES=str(n), CFLEET_BENCH_DIR=d)
@@ -278,39 +283,51 @@ def ports_of(inventory):
         return [int(m) for m in re.findall(r"^port = (\d+)$", f.read(), re.M)]
 
 
-def peer(args, results):
+def write_peer_files(d, fleet_dir):
+    """Ansible's inventory, config and playbooks for the real fleet in fleet_dir, into d.
+    Returns the fleet's (inventory.toml, known_hosts, client key, ports)."""
+    inv = os.path.join(fleet_dir, "inventory.toml")
+    kh = os.path.join(fleet_dir, "known_hosts")
+    key = os.path.join(fleet_dir, "id_ed25519")
+    ports = ports_of(inv)
+    with open(os.path.join(d, "hosts.ini"), "w") as f:
+        f.write("[fleet]\n")
+        for i, port in enumerate(ports):
+            f.write(f"n{i} ansible_host=127.0.0.1 ansible_port={port}\n")
+        f.write(f"[fleet:vars]\nansible_user=root\nansible_ssh_private_key_file={key}\n"
+                f"ansible_ssh_common_args='-o UserKnownHostsFile={kh} -o StrictHostKeyChecking=yes'\n"
+                "ansible_python_interpreter=/usr/bin/python3\n")
+    with open(os.path.join(d, "ansible.cfg"), "w") as f:
+        # timeout: the connect timeout; Ansible's 10 s default lost hosts at load 15.
+        f.write("[defaults]\nforks = 50\nhost_key_checking = True\ngathering = explicit\n"
+                "timeout = 60\nallow_world_readable_tmpfiles = True\n"
+                "[ssh_connection]\npipelining = True\ntransfer_method = piped\n"
+                "ssh_args = -o ControlMaster=auto -o ControlPersist=60s\n")
+    with open(os.path.join(d, "hardening.yml"), "w") as f:
+        f.write(ANSIBLE_HARDENING)
+    with open(os.path.join(d, "gather.yml"), "w") as f:
+        f.write(ANSIBLE_ONE_TASK.replace("GATHER_JSON", json.dumps(GATHER)))
+    return inv, kh, key, ports
+
+
+def ensure_ansible():
+    """ansible-playbook from a venv of its own (ansible-core from PyPI, installed once)."""
     venv = os.path.join(os.path.expanduser("~"), ".cache", "carbonio-fleet-bench-venv")
     ansible = os.path.join(venv, "bin", "ansible-playbook")
     if not os.path.exists(ansible):
         subprocess.run([sys.executable, "-m", "venv", venv], check=True)
         subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q", "ansible-core"], check=True)
+    return ansible
+
+
+def peer(args, results):
+    ansible = ensure_ansible()
     work = tempfile.mkdtemp(prefix="cfleet-peer-")
     pb = playbook(work)
     for n in args.peer_sizes:
         harness, d, fleet_dir = hold_real_fleet(n, work)
         try:
-            inv = os.path.join(fleet_dir, "inventory.toml")
-            kh = os.path.join(fleet_dir, "known_hosts")
-            key = os.path.join(fleet_dir, "id_ed25519")
-            ports = ports_of(inv)
-            # Ansible: the same batched read as ONE shell task per host, as zextras via su.
-            with open(os.path.join(d, "hosts.ini"), "w") as f:
-                f.write("[fleet]\n")
-                for i, port in enumerate(ports):
-                    f.write(f"n{i} ansible_host=127.0.0.1 ansible_port={port}\n")
-                f.write(f"[fleet:vars]\nansible_user=root\nansible_ssh_private_key_file={key}\n"
-                        f"ansible_ssh_common_args='-o UserKnownHostsFile={kh} -o StrictHostKeyChecking=yes'\n"
-                        "ansible_python_interpreter=/usr/bin/python3\n")
-            with open(os.path.join(d, "ansible.cfg"), "w") as f:
-                # timeout: the connect timeout; Ansible's 10 s default lost hosts at load 15.
-                f.write("[defaults]\nforks = 50\nhost_key_checking = True\ngathering = explicit\n"
-                        "timeout = 60\nallow_world_readable_tmpfiles = True\n"
-                        "[ssh_connection]\npipelining = True\ntransfer_method = piped\n"
-                        "ssh_args = -o ControlMaster=auto -o ControlPersist=60s\n")
-            with open(os.path.join(d, "hardening.yml"), "w") as f:
-                f.write(ANSIBLE_HARDENING)
-            with open(os.path.join(d, "gather.yml"), "w") as f:
-                f.write(ANSIBLE_ONE_TASK.replace("GATHER_JSON", json.dumps(GATHER)))
+            inv, kh, key, ports = write_peer_files(d, fleet_dir)
             xargs = ("printf '%s\\n' " + " ".join(map(str, ports)) +
                      " | xargs -P 64 -I{} ssh -o KexAlgorithms=curve25519-sha256 -o BatchMode=yes "
                      f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={kh} -i {key} -p {{}} root@127.0.0.1 "
@@ -361,6 +378,71 @@ def peer(args, results):
             harness.wait(timeout=120)
 
 
+def restart_figures(fleet_dir):
+    """From the real fleet's restart logs: restarts done, and the most restarts of one
+    cluster that overlapped (the `per_cluster` safety limit; 1 keeps a cluster serving)."""
+    spans = {}
+    for node in os.listdir(os.path.join(fleet_dir, "nodes")):
+        log = os.path.join(fleet_dir, "nodes", node, "state", "restarts.jsonl")
+        if not os.path.exists(log):
+            continue
+        with open(log) as f:
+            for line in f:
+                r = json.loads(line)
+                if r.get("ended_ms"):
+                    spans.setdefault(r["cluster"], []).append((r["started_ms"], r["ended_ms"]))
+    worst = 0
+    for s in spans.values():
+        events = sorted([(a, 1) for a, _ in s] + [(b, -1) for _, b in s])
+        level = 0
+        for _, step in events:
+            level += step
+            worst = max(worst, level)
+    return sum(len(s) for s in spans.values()), worst
+
+
+def peer_apply(args, results):
+    """Remediation side by side: each tool gets a FRESH non-compliant real fleet per rep
+    (apply changes the nodes), with the same rollout knobs (10% batches, at most 5% of
+    hosts failing); carbonio-fleet also gates each host and keeps one node per cluster
+    restarting, which Ansible's `serial` cannot express. The end state is read by one
+    carbonio-fleet check (exit 0 = every host compliant)."""
+    ansible = ensure_ansible()
+    work = tempfile.mkdtemp(prefix="cfleet-peer-apply-")
+    pb = playbook(work)
+    for n in args.peer_sizes:
+        for rep in range(args.reps):
+            for tool in ("carbonio-fleet", "ansible"):
+                harness, d, fleet_dir = hold_real_fleet(n, work, f"-{tool}-{rep + 1}")
+                try:
+                    inv, _, _, _ = write_peer_files(d, fleet_dir)
+                    cmd = {
+                        "carbonio-fleet": [BIN, "apply", "--yes", "-i", inv, "-p", pb, "--report-dir",
+                                           os.path.join(d, "reports"), "--progress", "never", "-q",
+                                           "--forks", "64"],
+                        "ansible": [ansible, "-i", os.path.join(d, "hosts.ini"), "-e", "fleet_batch=10%",
+                                    os.path.join(d, "hardening.yml")],
+                    }[tool]
+                    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(d, "ansible.cfg"))
+                    code, wall, cpu, rss, out, err = measured(cmd, env=env, cwd=d)
+                    with open(os.path.join(d, f"{tool}-apply.log"), "w") as f:
+                        f.write(out + err)
+                    verify = subprocess.run([BIN, "check", "-i", inv, "-p", pb, "--report-dir",
+                                             os.path.join(d, "verify"), "--progress", "never", "-q"],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+                    restarts, per_cluster = restart_figures(fleet_dir)
+                    row = dict(part="peer-apply", command="apply", tool=tool, nodes=n, rep=rep + 1, exit=code,
+                               wall_s=wall, cpu_s=cpu, peak_rss_mib=round(rss / 1024, 1), restarts=restarts,
+                               max_restarting_per_cluster=per_cluster, check_after_exit=verify)
+                    results.append(row)
+                    print(f"apply  {tool:<15} {n:>4} nodes  rep {rep + 1}  exit {code}  wall {wall:>7.2f} s  "
+                          f"cpu {cpu:>6.2f} s  rss {row['peak_rss_mib']:>6.1f} MiB  restarts {restarts}  "
+                          f"max restarting per cluster {per_cluster}  check after: exit {verify}", flush=True)
+                finally:
+                    open(os.path.join(d, "stop"), "w").close()
+                    harness.wait(timeout=120)
+
+
 def print_row(r):
     extra = (f"  restart={r['restart']} batches={r['batches']} restart+gate={r['restart_plus_gate_s']} s "
              f"wall/rollout={r['wall_over_rollout']}") if "batches" in r else ""
@@ -394,6 +476,8 @@ def main():
         scale(args, results)
     if "peer" in args.parts:
         peer(args, results)
+    if "peer-apply" in args.parts:
+        peer_apply(args, results)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
     print(json.dumps(results))
