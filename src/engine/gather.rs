@@ -242,8 +242,11 @@ impl Prover {
         }
         let mut done = Vec::new();
         while let Some(r) = self.tasks.join_next().await {
-            if let Ok(g) = r {
-                done.push(g);
+            match r {
+                Ok(g) => done.push(g),
+                // The host keeps its first reading and no `after`; say why.
+                Err(e) if e.is_panic() => tracing::error!("a proof gather panicked: {e}"),
+                Err(_) => {} // cancelled: abandoned above
             }
         }
         done
