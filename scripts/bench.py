@@ -125,7 +125,7 @@ def rollout_figures(report_dir):
 
 
 def scale(args, results):
-    work = tempfile.mkdtemp(prefix="cfleet-bench-")
+    work = workdir(args, "cfleet-bench-")
     pb = playbook(work)
     base = 2222
     for n, lat, restart in [(n, lat, r) for n in args.sizes for lat in args.latencies for r in args.restarts]:
@@ -322,7 +322,7 @@ def ensure_ansible():
 
 def peer(args, results):
     ansible = ensure_ansible()
-    work = tempfile.mkdtemp(prefix="cfleet-peer-")
+    work = workdir(args, "cfleet-peer-")
     pb = playbook(work)
     for n in args.peer_sizes:
         harness, d, fleet_dir = hold_real_fleet(n, work)
@@ -408,7 +408,7 @@ def peer_apply(args, results):
     restarting, which Ansible's `serial` cannot express. The end state is read by one
     carbonio-fleet check (exit 0 = every host compliant)."""
     ansible = ensure_ansible()
-    work = tempfile.mkdtemp(prefix="cfleet-peer-apply-")
+    work = workdir(args, "cfleet-peer-apply-")
     pb = playbook(work)
     for n in args.peer_sizes:
         for rep in range(args.reps):
@@ -443,6 +443,18 @@ def peer_apply(args, results):
                     harness.wait(timeout=120)
 
 
+def workdir(args, prefix):
+    """A temp dir for one part's fleets and logs; removed at exit unless --keep (a 5,000-node
+    fleet's state is ~150 MiB)."""
+    import atexit, shutil
+    d = tempfile.mkdtemp(prefix=prefix)
+    if args.keep:
+        print(f"# {prefix.strip('-')}: fleets and logs kept in {d}", flush=True)
+    else:
+        atexit.register(shutil.rmtree, d, True)
+    return d
+
+
 def print_row(r):
     extra = (f"  restart={r['restart']} batches={r['batches']} restart+gate={r['restart_plus_gate_s']} s "
              f"wall/rollout={r['wall_over_rollout']}") if "batches" in r else ""
@@ -462,6 +474,7 @@ def main():
     ap.add_argument("--commands", default="check,apply")
     ap.add_argument("--peer-sizes", default="50,200")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--keep", action="store_true", help="keep the fleets' directories and the per-run logs")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-results.json"))
     args = ap.parse_args()
     args.sizes = [int(s) for s in args.sizes.split(",")]
