@@ -110,8 +110,14 @@ fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
 }
 
-/// Runs the tool with the fleet's inventory and a report dir; apply gets `--yes`.
-fn run(fleet: &RealFleet, cmd: &str, pb: Option<&Path>, extra: &[&str]) -> (Output, PathBuf) {
+/// The tool's arguments for `cmd` with the fleet's inventory and a report dir (returned
+/// too); apply gets `--yes`.
+fn fleet_args(
+    fleet: &RealFleet,
+    cmd: &str,
+    pb: Option<&Path>,
+    extra: &[&str],
+) -> (Vec<String>, PathBuf) {
     let reports = fleet.dir.path().join("reports");
     let inv = fleet.inventory();
     let mut args = vec![
@@ -128,7 +134,29 @@ fn run(fleet: &RealFleet, cmd: &str, pb: Option<&Path>, extra: &[&str]) -> (Outp
         args.push("--yes");
     }
     args.extend(extra);
+    (args.into_iter().map(String::from).collect(), reports)
+}
+
+/// Runs the tool with the fleet's inventory and a report dir; apply gets `--yes`.
+fn run(fleet: &RealFleet, cmd: &str, pb: Option<&Path>, extra: &[&str]) -> (Output, PathBuf) {
+    let (args, reports) = fleet_args(fleet, cmd, pb, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     (tool(&args), reports)
+}
+
+/// Starts `apply` on the fleet in the background, output piped, for tests that act on
+/// the nodes (or the tool) while it runs; returns the child and the report dir.
+fn spawn_apply(fleet: &RealFleet, pb: &Path) -> (std::process::Child, PathBuf) {
+    let (args, reports) = fleet_args(fleet, "apply", Some(pb), &[]);
+    let child = Command::new(BIN)
+        .args(&args)
+        .args(["--progress", "never"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    (child, reports)
 }
 
 /// What `check` costs in prov processes per node: one for its gather, plus one on the
@@ -682,20 +710,7 @@ fn node_killed_mid_command_is_never_a_success() {
         return;
     };
     let pb = playbook(fleet.dir.path(), FAST);
-    let reports = fleet.dir.path().join("reports");
-    let inv = fleet.inventory();
-    let child = Command::new(BIN)
-        .args(["apply", "--yes", "--progress", "never", "-i"])
-        .arg(&inv)
-        .arg("-p")
-        .arg(&pb)
-        .arg("--report-dir")
-        .arg(&reports)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (child, reports) = spawn_apply(&fleet, &pb);
     let node = &fleet.nodes[0];
     assert!(
         node.wait_restarts(Duration::from_secs(30), |l| !l.is_empty()),
@@ -790,20 +805,7 @@ fn sigint_mid_rollout_then_resume_finishes_the_job() {
         return;
     };
     let pb = playbook(fleet.dir.path(), &FAST.replace("batch = 2", "batch = 1"));
-    let reports = fleet.dir.path().join("reports");
-    let inv = fleet.inventory();
-    let child = Command::new(BIN)
-        .args(["apply", "--yes", "--progress", "never", "-i"])
-        .arg(&inv)
-        .arg("-p")
-        .arg(&pb)
-        .arg("--report-dir")
-        .arg(&reports)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (child, reports) = spawn_apply(&fleet, &pb);
     // Interrupt while the first restart is in flight.
     let deadline = Instant::now() + Duration::from_secs(30);
     while fleet.restarts_started() == 0 {
