@@ -78,14 +78,20 @@ async fn whoami(session: &carbonio_fleet::ssh::Session) -> String {
 
 // ---------------------------------------------------------------- bastions
 
-#[tokio::test]
-async fn two_targets_behind_one_bastion_share_one_bastion_login() {
-    let Some(bastion) = Sshd::start("bastion_share") else {
-        return;
-    };
-    let (Some(t1), Some(t2)) = (Sshd::start("bastion_t1"), Sshd::start("bastion_t2")) else {
-        return;
-    };
+/// Two target sshds reachable only through one bastion sshd, one key authorized on all
+/// three (root on the bastion), and their hosts with the bastion as jump.
+struct BehindBastion {
+    bastion: Sshd,
+    t1: Sshd,
+    t2: Sshd,
+    h1: Host,
+    h2: Host,
+}
+
+/// `None` where sshd cannot run here (the test then skips, as every sshd test does).
+fn behind_one_bastion(bastion: &str, t1: &str, t2: &str) -> Option<BehindBastion> {
+    let bastion = Sshd::start(bastion)?;
+    let (t1, t2) = (Sshd::start(t1)?, Sshd::start(t2)?);
     let (key, public) = keygen(bastion.dir.path(), "id", "");
     bastion.authorize("root", &public);
     t1.authorize(TEST_USER, &public);
@@ -102,6 +108,27 @@ async fn two_targets_behind_one_bastion_share_one_bastion_login() {
     let mut h2 = host("t2", t2.port, TEST_USER, &kh, &key);
     h1.jump = jump_via(&bastion);
     h2.jump = jump_via(&bastion);
+    Some(BehindBastion {
+        bastion,
+        t1,
+        t2,
+        h1,
+        h2,
+    })
+}
+
+#[tokio::test]
+async fn two_targets_behind_one_bastion_share_one_bastion_login() {
+    let Some(BehindBastion {
+        bastion,
+        t1,
+        t2,
+        h1,
+        h2,
+    }) = behind_one_bastion("bastion_share", "bastion_t1", "bastion_t2")
+    else {
+        return;
+    };
     let c = connector(ConnectorOptions::default());
     let (a, b) = tokio::join!(c.connect(&h1), c.connect(&h2));
     let (a, b) = (a.unwrap(), b.unwrap());
@@ -124,28 +151,17 @@ async fn two_targets_behind_one_bastion_share_one_bastion_login() {
 
 #[tokio::test]
 async fn tunnel_cap_opens_another_bastion_connection_instead_of_waiting() {
-    let Some(bastion) = Sshd::start("bastion_cap") else {
+    let Some(BehindBastion {
+        bastion,
+        // Bound, not `..`: the targets must outlive the statement.
+        t1: _t1,
+        t2: _t2,
+        h1,
+        h2,
+    }) = behind_one_bastion("bastion_cap", "cap_t1", "cap_t2")
+    else {
         return;
     };
-    let (Some(t1), Some(t2)) = (Sshd::start("cap_t1"), Sshd::start("cap_t2")) else {
-        return;
-    };
-    let (key, public) = keygen(bastion.dir.path(), "id", "");
-    bastion.authorize("root", &public);
-    t1.authorize(TEST_USER, &public);
-    t2.authorize(TEST_USER, &public);
-    let kh = write_known_hosts(
-        bastion.dir.path(),
-        &[
-            bastion.known_hosts_line(),
-            t1.known_hosts_line(),
-            t2.known_hosts_line(),
-        ],
-    );
-    let mut h1 = host("t1", t1.port, TEST_USER, &kh, &key);
-    let mut h2 = host("t2", t2.port, TEST_USER, &kh, &key);
-    h1.jump = jump_via(&bastion);
-    h2.jump = jump_via(&bastion);
     let c = connector(ConnectorOptions {
         max_tunnels_per_bastion: 1,
         ..Default::default()
