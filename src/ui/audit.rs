@@ -145,21 +145,7 @@ pub fn record(ev: &Event, operator: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
-
-    /// A `MakeWriter` into a shared buffer.
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Buffer {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::ui::test_writer::Buffer;
 
     /// The JSON lines the log file would get for `events`.
     fn json_lines(events: &[Event]) -> Vec<serde_json::Value> {
@@ -175,7 +161,7 @@ mod tests {
                 record(ev, "ops@bastion");
             }
         });
-        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let text = buf.text();
         text.lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()

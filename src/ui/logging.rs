@@ -289,20 +289,7 @@ mod tests {
                 .starts_with("CARBONIO_FLEET_LOG=`carbonio_fleet=loud`")
         );
     }
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Buffer {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::ui::test_writer::Buffer;
 
     /// Audit events show their message alone; other events their fields; spans name
     /// their host.
@@ -323,7 +310,7 @@ mod tests {
             tracing::warn!(target: AUDIT_TARGET, event = "host-failed", host = "mail3", "mail3: auth: denied");
             tracing::info!(fingerprint = "SHA256:x", "learnt new host key");
         });
-        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let text = buf.text();
         assert_eq!(
             text,
             " WARN host{host=mail3 step=gather}: mail3: auth: denied\n \

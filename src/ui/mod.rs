@@ -4,3 +4,30 @@
 pub mod audit;
 pub mod logging;
 pub mod progress;
+
+/// For tests of what the subscribers write: a writer (and, cloned into a closure, a
+/// `MakeWriter`) into one shared buffer.
+#[cfg(test)]
+pub(crate) mod test_writer {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    pub struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Buffer {
+        /// Everything written so far.
+        pub fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+}
