@@ -209,20 +209,26 @@ pub(crate) struct Endpoint {
     pub hang: bool,
 }
 
+/// The next accepted connection, or `None` once `cancel` fires.
+async fn next_connection(
+    listener: &TcpListener,
+    cancel: &CancellationToken,
+) -> Option<tokio::net::TcpStream> {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return None,
+            r = listener.accept() => match r {
+                Ok((sock, _)) => return Some(sock),
+                // Out of descriptors and the like: back off instead of spinning.
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            },
+        }
+    }
+}
+
 /// Accepts connections until `cancel`; each runs in its own task.
 pub(crate) async fn accept_loop(listener: TcpListener, ep: Endpoint, cancel: CancellationToken) {
-    loop {
-        let sock = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok((sock, _)) => sock,
-                // Out of descriptors and the like: back off instead of spinning.
-                Err(_) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some(sock) = next_connection(&listener, &cancel).await {
         let ep = ep.clone();
         let cancel = cancel.clone();
         tokio::spawn(async move {
@@ -260,17 +266,7 @@ pub(crate) async fn smtp_outside_loop(
     node: Arc<Node>,
     cancel: CancellationToken,
 ) {
-    loop {
-        let sock = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok((sock, _)) => sock,
-                Err(_) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some(sock) = next_connection(&listener, &cancel).await {
         let node = node.clone();
         let cancel = cancel.clone();
         tokio::spawn(async move {
