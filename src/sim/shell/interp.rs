@@ -49,10 +49,8 @@ pub fn run_script(
             vars,
             status: 0,
         };
-        match sh.script(&script, &io).await {
-            Flow::Normal => sh.status,
-            Flow::Exit(c) => c,
-        }
+        let flow = sh.script(&script, &io).await;
+        sh.exit_status(flow)
     })
 }
 
@@ -87,6 +85,25 @@ pub fn login_env(node: &Node, user: &str) -> HashMap<String, String> {
 }
 
 impl Shell {
+    /// A child shell (a pipeline stage, `$(...)`): the same user, a copy of the
+    /// variables, `$?` carried over.
+    fn subshell(&self) -> Shell {
+        Shell {
+            node: self.node.clone(),
+            user: self.user.clone(),
+            vars: self.vars.clone(),
+            status: self.status,
+        }
+    }
+
+    /// The exit status of a shell that ended with `flow`: `exit N`'s N, else its `$?`.
+    fn exit_status(&self, flow: Flow) -> i32 {
+        match flow {
+            Flow::Normal => self.status,
+            Flow::Exit(c) => c,
+        }
+    }
+
     fn script<'a>(&'a mut self, s: &'a Script, io: &'a Io) -> BoxFuture<'a, Flow> {
         Box::pin(async move {
             for ao in &s.0 {
@@ -133,16 +150,9 @@ impl Shell {
                 stdout: out,
                 stderr: io.stderr.clone(),
             };
-            let mut sub = Shell {
-                node: self.node.clone(),
-                user: self.user.clone(),
-                vars: self.vars.clone(),
-                status: self.status,
-            };
-            let status = match sub.command(cmd, &stage_io).await {
-                Flow::Normal => sub.status,
-                Flow::Exit(c) => c,
-            };
+            let mut sub = self.subshell();
+            let flow = sub.command(cmd, &stage_io).await;
+            let status = sub.exit_status(flow);
             self.status = status;
             if let Some(b) = buf {
                 stdin = Source::bytes(std::mem::take(&mut *b.lock().expect("pipe poisoned")));
@@ -342,16 +352,9 @@ impl Shell {
             stdout: sink,
             stderr: io.stderr.clone(),
         };
-        let mut sub = Shell {
-            node: self.node.clone(),
-            user: self.user.clone(),
-            vars: self.vars.clone(),
-            status: self.status,
-        };
-        let status = match sub.script(script, &sub_io).await {
-            Flow::Normal => sub.status,
-            Flow::Exit(c) => c,
-        };
+        let mut sub = self.subshell();
+        let flow = sub.script(script, &sub_io).await;
+        let status = sub.exit_status(flow);
         *sub_status = Some(status);
         self.status = status;
         let mut s = String::from_utf8_lossy(&buf.lock().expect("buffer poisoned")).into_owned();
