@@ -16,34 +16,17 @@ use std::time::{Duration, Instant};
 use assert_cmd::cargo::cargo_bin_cmd;
 use carbonio_fleet::exit;
 use carbonio_fleet::inventory::{
-    self, Become, Host, HostKeyPolicy, JumpSpec, LoadOptions, shard::shard_of,
+    self, Host, HostKeyPolicy, JumpSpec, LoadOptions, shard::shard_of,
 };
 use carbonio_fleet::ssh::{ConnectError, Connector, ConnectorOptions, FailureKind, RunAs};
 use serde_norway::Value;
-use support::sshd::{Sshd, TEST_USER, keygen};
+use support::sshd::{Sshd, TEST_USER, keygen, loopback_host};
 
 const T: Duration = Duration::from_secs(20);
 
+/// A loopback test host with one key.
 fn host(name: &str, port: u16, user: &str, known_hosts: &Path, key: &Path) -> Host {
-    Host {
-        name: name.into(),
-        address: "127.0.0.1".into(),
-        port,
-        user: user.into(),
-        identity_files: vec![key.to_owned()],
-        become_: Become::Auto,
-        known_hosts: known_hosts.to_owned(),
-        host_key_policy: HostKeyPolicy::Strict,
-        connect_timeout: T,
-        command_timeout: T,
-        jump: None,
-        groups: vec![],
-        cluster: name.into(),
-        roles: vec![],
-        vars: Default::default(),
-        egress: Vec::new(),
-        source: "test.toml".into(),
-    }
+    loopback_host(name, port, user, known_hosts, vec![key.to_owned()])
 }
 
 fn connector(opts: ConnectorOptions) -> Connector {

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use carbonio_fleet::inventory::{Become, Host, HostKeyPolicy, JumpSpec};
+use carbonio_fleet::inventory::{HostKeyPolicy, JumpSpec};
 use carbonio_fleet::secrets::{self, Secret, SecretKind, SecretScope};
 use carbonio_fleet::ssh::{
     ConnectError, Connector, ConnectorOptions, ExecEnd, FailureKind, RunAs, ScanStatus, quote,
@@ -15,37 +15,11 @@ use carbonio_fleet::ssh::{
 };
 use russh::keys::ssh_key::{HashAlg, PublicKey};
 use support::fake;
-use support::sshd::{Agent, Sshd, SudoRule, TEST_PASSWORD, TEST_USER, keygen};
+use support::sshd::{
+    Agent, Sshd, SudoRule, TEST_PASSWORD, TEST_USER, keygen, loopback_host as host,
+};
 
 const T: Duration = Duration::from_secs(20);
-
-fn host(
-    name: &str,
-    port: u16,
-    user: &str,
-    known_hosts: &Path,
-    identity_files: Vec<PathBuf>,
-) -> Host {
-    Host {
-        name: name.into(),
-        address: "127.0.0.1".into(),
-        port,
-        user: user.into(),
-        identity_files,
-        become_: Become::Auto,
-        known_hosts: known_hosts.to_owned(),
-        host_key_policy: HostKeyPolicy::Strict,
-        connect_timeout: Duration::from_secs(20),
-        command_timeout: T,
-        jump: None,
-        groups: vec![],
-        cluster: name.into(),
-        roles: vec![],
-        vars: Default::default(),
-        egress: Vec::new(),
-        source: "test.toml".into(),
-    }
-}
 
 /// A connector that ignores the process's SSH_AUTH_SOCK.
 fn connector() -> Connector {

@@ -294,3 +294,34 @@ impl Drop for Agent {
         let _ = Command::new("kill").arg(self.pid.to_string()).status();
     }
 }
+
+/// An inventory host for a test sshd on 127.0.0.1: strict host-key checking against
+/// `known_hosts`, `become = auto`, 20 s connect and command timeouts.
+pub fn loopback_host(
+    name: &str,
+    port: u16,
+    user: &str,
+    known_hosts: &Path,
+    identity_files: Vec<PathBuf>,
+) -> carbonio_fleet::inventory::Host {
+    use carbonio_fleet::inventory::{Become, Host, HostKeyPolicy};
+    Host {
+        name: name.into(),
+        address: "127.0.0.1".into(),
+        port,
+        user: user.into(),
+        identity_files,
+        become_: Become::Auto,
+        known_hosts: known_hosts.to_owned(),
+        host_key_policy: HostKeyPolicy::Strict,
+        connect_timeout: Duration::from_secs(20),
+        command_timeout: Duration::from_secs(20),
+        jump: None,
+        groups: vec![],
+        cluster: name.into(),
+        roles: vec![],
+        vars: Default::default(),
+        egress: Vec::new(),
+        source: "test.toml".into(),
+    }
+}
