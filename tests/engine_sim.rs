@@ -16,13 +16,12 @@ use carbonio_fleet::sim::{
     max_concurrent, max_concurrent_per_cluster,
 };
 
+/// An MTA of `platform` in `posture`, otherwise the simulator's default node.
 fn mta(platform: Platform, posture: Posture) -> NodeProfile {
     NodeProfile {
         platform,
         posture,
-        role: NodeRole::Mta,
-        spawn_user_missing: false,
-        behaviour: Behaviour::Normal,
+        ..NodeProfile::default()
     }
 }
 

@@ -17,13 +17,12 @@ use simclient::{ClientError, Output, SimClient, Smtp, quote};
 
 const T: Duration = Duration::from_secs(10);
 
+/// An MTA of `platform` in `posture`, otherwise the simulator's default node.
 fn profile(platform: Platform, posture: Posture) -> NodeProfile {
     NodeProfile {
         platform,
         posture,
-        role: NodeRole::Mta,
-        spawn_user_missing: false,
-        behaviour: Behaviour::Normal,
+        ..NodeProfile::default()
     }
 }
 
