@@ -557,10 +557,9 @@ pub async fn smtpd(store: Store, listen: SocketAddr) -> Result<(), ExecError> {
     let tmp = ready.with_extension(format!("tmp.{}", std::process::id()));
     fs::write(&tmp, format!("{}\n", std::process::id())).map_err(io_err(&tmp))?;
     fs::rename(&tmp, &ready).map_err(io_err(&ready))?;
-    loop {
-        let Ok((sock, _)) = l.accept().await else {
-            continue;
-        };
+    // Never cancelled: the responder runs until the node's namespace is torn down.
+    let forever = tokio_util::sync::CancellationToken::new();
+    while let Some(sock) = super::server::next_connection(&l, &forever).await {
         let store = store.clone();
         tokio::spawn(async move {
             let loaded = store.read();
@@ -596,6 +595,7 @@ pub async fn smtpd(store: Store, listen: SocketAddr) -> Result<(), ExecError> {
             }
         });
     }
+    Ok(())
 }
 
 fn mail_log_len(node: &Node) -> usize {

@@ -210,7 +210,7 @@ pub(crate) struct Endpoint {
 }
 
 /// The next accepted connection, or `None` once `cancel` fires.
-async fn next_connection(
+pub(crate) async fn next_connection(
     listener: &TcpListener,
     cancel: &CancellationToken,
 ) -> Option<tokio::net::TcpStream> {

@@ -58,7 +58,7 @@ use std::time::{Duration, Instant};
 use carbonio_fleet::sim::exec::{self, RestartLine, SeedNode, Store};
 use carbonio_fleet::sim::{Behaviour, FleetSpec, NodeProfile, NodeSpec, RestartRecord};
 
-use super::sshd::{is_root, keygen, require_root};
+use super::sshd::{is_root, keygen, require_root, run};
 
 /// Mount points on the host, created empty once (only bind mounts inside node
 /// namespaces fill them).
@@ -252,14 +252,6 @@ fn skipped(reason: &str) {
             "SKIPPED: the real-sshd fleet tests ({reason}); they pass without running"
         );
     });
-}
-
-fn run(cmd: &mut Command) -> std::process::Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {out:?}");
-    out
 }
 
 fn write_mode(path: &Path, text: &str, mode: u32) {

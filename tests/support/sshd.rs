@@ -40,7 +40,8 @@ pub fn require_root(test: &str) -> bool {
     }
 }
 
-fn run(cmd: &mut Command) -> std::process::Output {
+/// Runs `cmd` to completion; panics (naming it) unless it succeeds.
+pub fn run(cmd: &mut Command) -> std::process::Output {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
