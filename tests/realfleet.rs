@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use carbonio_fleet::exit;
 use carbonio_fleet::sim::{FleetSpec, NodeSpec, max_concurrent, max_concurrent_per_cluster};
 use serde_json::Value;
-use support::realfleet::{RealFleet, RealFleetOptions};
+use support::realfleet::{RealFleet, RealFleetOptions, alive};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carbonio-fleet");
 
@@ -877,7 +877,6 @@ fn sigint_mid_rollout_then_resume_finishes_the_job() {
 /// process each, and teardown leaves no process behind.
 #[test]
 fn fifty_nodes_up_check_and_down_without_leftovers() {
-    let t = Instant::now();
     let Some(mut fleet) = RealFleet::start(
         "fifty_nodes",
         specs(50, "systemd+compliant=10,legacy+half-compliant=20", 5),
@@ -885,12 +884,7 @@ fn fifty_nodes_up_check_and_down_without_leftovers() {
     ) else {
         return;
     };
-    let up = t.elapsed();
-    eprintln!("50 real sshd nodes up in {up:?}");
-    assert!(up < Duration::from_secs(20), "up in {up:?}");
-    let t = Instant::now();
     let (out, reports) = run(&fleet, "check", None, &[]);
-    eprintln!("check of 50 real nodes: {:?}", t.elapsed());
     assert_eq!(code(&out), exit::DRIFT, "{}", show(&out));
     let r = report(&reports);
     assert_eq!(r["summary"]["hosts"], 50);
@@ -899,22 +893,10 @@ fn fifty_nodes_up_check_and_down_without_leftovers() {
     assert_eq!(prov_counts(&fleet), check_prov_counts(&fleet));
     let pids: Vec<u32> = fleet.nodes.iter().flat_map(|n| n.pids()).collect();
     assert!(pids.len() >= 100, "sshd + smtpd per node: {}", pids.len());
-    let t = Instant::now();
-    let namespaces: Vec<Vec<u32>> = fleet.nodes.iter().map(|n| n.pids()).collect();
+    // `stop` returns once every process it found is gone: nothing may be left alive.
     fleet.stop();
-    let down = t.elapsed();
-    eprintln!("50 nodes down in {down:?}");
-    assert!(down < Duration::from_secs(10), "down in {down:?}");
-    for pid in namespaces.into_iter().flatten() {
-        // A killed child of ours may linger as a zombie only until reaped; anything
-        // else still alive is a leftover.
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat.rsplit(')').next().unwrap_or("").trim().chars().next();
-        assert!(
-            stat.is_empty() || state == Some('Z'),
-            "process {pid} survived teardown: {stat}"
-        );
-    }
+    let survivors: Vec<u32> = pids.into_iter().filter(|p| alive(*p)).collect();
+    assert!(survivors.is_empty(), "survived teardown: {survivors:?}");
 }
 
 /// The restart works but the node's Postfix no longer listens on port 25: the health

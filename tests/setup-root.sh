@@ -26,6 +26,8 @@ need unshare util-linux
 need nsenter util-linux
 need tmux tmux
 need chromium chromium
+need systemd-analyze systemd
+need /usr/bin/systemctl systemd
 if [ -n "$missing" ]; then
     # shellcheck disable=SC2086 # one word per package
     pkgs=$(printf '%s\n' $missing | sort -u | tr '\n' ' ')

@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use carbonio_fleet::exit;
+use carbonio_fleet::sim::prereq::{self, Need};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carbonio-fleet");
 
@@ -91,8 +92,10 @@ impl Drop for Tmux {
 /// lines and the summary are whole.
 #[test]
 fn progress_bars_in_a_real_terminal() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("SKIPPED: tmux is not installed (apt-get install tmux)");
+    if !prereq::require(
+        "progress_bars_in_a_real_terminal",
+        &[Need::program("tmux", "tmux")],
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -726,7 +726,6 @@ fn domains_section(domains: &[DomainReport]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::MetadataExt as _;
     use std::path::{Path, PathBuf};
     use std::process::Command;
 
@@ -916,19 +915,16 @@ mod tests {
     /// The page in a real browser: DOM after scripts ran, and a screenshot.
     #[test]
     fn renders_in_headless_chromium() {
-        let Some(bin) = find_chromium() else {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-            let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-            assert!(
-                !ci && !root,
-                "chromium not found on PATH (apt-get install -y chromium); required in CI and as root"
-            );
-            // Straight to fd 2: the harness captures `eprintln!` of passing tests.
-            use std::io::Write as _;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED renders_in_headless_chromium: chromium not found on PATH"
-            );
+        let found = find_chromium();
+        let missing: Vec<String> = found
+            .is_none()
+            .then(|| "chromium is not on PATH (apt-get install -y chromium)".to_string())
+            .into_iter()
+            .collect();
+        let (true, Some(bin)) = (
+            crate::sim::prereq::require_that("renders_in_headless_chromium", &missing),
+            found,
+        ) else {
             return;
         };
         let dir = tempfile::tempdir().unwrap();

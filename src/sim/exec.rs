@@ -57,6 +57,13 @@ pub const LOCK_FILE: &str = "lock";
 pub const RESTART_LOG: &str = "restarts.jsonl";
 /// Written by `sim-exec smtpd` once it listens.
 pub const SMTPD_READY: &str = "smtpd.ready";
+/// While this file exists in a state directory, a restart of that node that has waited
+/// out its restart time stays down until the file is removed ([`Store::hold_restarts`]):
+/// a test that must observe a node mid-restart releases it instead of racing a timer.
+pub const RESTART_HOLD: &str = "restart.hold";
+/// The longest a held restart waits for its release (a test that died without removing
+/// the file must not leave a process behind forever).
+const RESTART_HOLD_LIMIT: Duration = Duration::from_secs(300);
 /// Where the emulated programs are looked up: the Carbonio tools first, then /usr/bin.
 const SEARCH_PATH: &str = "/opt/zextras/bin:/opt/zextras/common/sbin:/usr/bin";
 
@@ -218,6 +225,19 @@ impl Store {
         self.dir.join(NODE_FILE)
     }
 
+    /// Holds this node's restarts down until the returned guard is released or dropped
+    /// (see [`RESTART_HOLD`]).
+    pub fn hold_restarts(&self) -> Result<RestartHold, ExecError> {
+        let path = self.dir.join(RESTART_HOLD);
+        fs::write(&path, b"held by a test\n").map_err(io_err(&path))?;
+        Ok(RestartHold { path })
+    }
+
+    /// Whether restarts of this node are held.
+    pub fn restarts_held(&self) -> bool {
+        self.dir.join(RESTART_HOLD).exists()
+    }
+
     /// Takes the node lock, then its cluster's.
     pub fn lock(&self) -> Result<Locks, ExecError> {
         let node = lock_file(&self.dir.join(LOCK_FILE))?;
@@ -297,6 +317,23 @@ impl Store {
     }
 }
 
+/// A held restart gate ([`Store::hold_restarts`]); dropping it releases the gate.
+#[derive(Debug)]
+pub struct RestartHold {
+    path: PathBuf,
+}
+
+impl RestartHold {
+    /// Lets held restarts finish.
+    pub fn release(self) {}
+}
+
+impl Drop for RestartHold {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
 /// Finished restarts of restart-log lines as [`RestartRecord`]s (wall-clock times mapped
 /// onto [`Instant`]s), for [`super::max_concurrent`] and friends.
 pub fn finished_restarts(lines: &[RestartLine]) -> Vec<RestartRecord> {
@@ -348,13 +385,21 @@ fn real_user() -> String {
 }
 
 /// Turns loaded files into an in-memory node: the restart deadline back onto the
-/// monotonic clock, users and master.cf.in from the real machine (the tool reads those
-/// with the real `getent` and `grep`).
-fn materialize(nf: &NodeFile, cf: &ClusterFile) -> Arc<Node> {
+/// monotonic clock (a restart in progress of a `held` node stays down however late it
+/// is), users and master.cf.in from the real machine (the tool reads those with the real
+/// `getent` and `grep`).
+fn materialize(nf: &NodeFile, cf: &ClusterFile, held: bool) -> Arc<Node> {
     let mut state = nf.state.clone();
     let now = now_ms();
     state.restarting_until = nf
         .restarting_until_ms
+        .map(|ms| {
+            if held {
+                ms.max(now) + RESTART_HOLD_LIMIT.as_millis() as u64
+            } else {
+                ms
+            }
+        })
         .filter(|ms| *ms > now)
         .map(|ms| Instant::now() + Duration::from_millis(ms - now));
     let users = machine_users();
@@ -418,7 +463,7 @@ impl Session {
     fn relock_and_reload(&self, node: &Node) -> Result<(), ExecError> {
         let locks = self.store.lock()?;
         let (nf, cf) = self.store.load(&locks)?;
-        let fresh = materialize(&nf, &cf);
+        let fresh = materialize(&nf, &cf, false);
         *node.state() = fresh.state().clone();
         *node.cluster.ldap() = cf.ldap.clone();
         // The node's counter keeps counting from here; the base is the file's count.
@@ -431,7 +476,8 @@ impl Session {
 }
 
 /// The restart hook of a `sim-exec` process: saves the "down" state and a start line,
-/// releases the locks, sleeps the restart time for real, then relocks and reloads.
+/// releases the locks, sleeps the restart time for real (and on while the node's
+/// restarts are held, see [`RESTART_HOLD`]), then relocks and reloads.
 #[derive(Debug)]
 pub struct ExecHook {
     session: Arc<Session>,
@@ -465,6 +511,10 @@ impl RestartHook for ExecHook {
             // Unlock while down: status queries and other nodes of the cluster go on.
             s.locks.lock().expect("session poisoned").take();
             tokio::time::sleep(time).await;
+            let held_since = Instant::now();
+            while s.store.restarts_held() && held_since.elapsed() < RESTART_HOLD_LIMIT {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             if let Err(e) = s.relock_and_reload(node) {
                 eprintln!("sim-exec: {e}");
                 std::process::exit(70);
@@ -507,7 +557,7 @@ pub async fn exec_program(
     let locks = store.lock()?;
     let (mut nf, cf) = store.load(&locks)?;
     *nf.invocations.entry(program.to_string()).or_default() += 1;
-    let node = materialize(&nf, &cf);
+    let node = materialize(&nf, &cf, store.restarts_held());
     let session = Arc::new(Session {
         base_prov: Mutex::new(nf.prov_invocations),
         store: store.clone(),
@@ -570,7 +620,7 @@ pub async fn smtpd(store: Store, listen: SocketAddr) -> Result<(), ExecError> {
                     return;
                 }
             };
-            let node = materialize(&nf, &cf);
+            let node = materialize(&nf, &cf, store.restarts_held());
             let log_len = mail_log_len(&node);
             let _ = smtp::serve(node.clone(), sock, Vantage::Loopback).await;
             // Keep what Postfix would have logged (policy service failures).
@@ -811,20 +861,28 @@ mod tests {
         )
         .await
         .unwrap();
+        // The restart stays down until the test releases it: what is asserted below holds
+        // for as long as the test needs, however slowly it gets scheduled.
+        let hold = a.hold_restarts().unwrap();
         let restart = tokio::spawn(exec_program(
             a.clone(),
             "systemctl",
             args(&["restart", "carbonio-mta.target"]),
         ));
         // While a is down its state says so, and the cluster stays usable.
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while a.restart_log().unwrap().is_empty() {
             assert!(Instant::now() < deadline, "restart never started");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let (nf, _) = a.read().unwrap();
-        assert!(nf.restarting_until_ms.is_some_and(|t| t > now_ms()));
+        let (nf, cf) = a.read().unwrap();
+        assert!(nf.restarting_until_ms.is_some());
         assert!(nf.state.stopped.contains("mta"));
+        assert!(
+            materialize(&nf, &cf, a.restarts_held())
+                .state()
+                .is_restarting()
+        );
         let st = exec_program(
             b.clone(),
             "zmprov",
@@ -833,6 +891,8 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(st, 0);
+        assert!(!restart.is_finished(), "a held restart must not finish");
+        hold.release();
         assert_eq!(restart.await.unwrap().unwrap(), 0);
         let lines = a.restart_log().unwrap();
         assert_eq!(lines.len(), 2, "{lines:?}");

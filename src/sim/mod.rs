@@ -10,6 +10,7 @@ pub mod exec;
 pub mod fleet;
 pub mod node;
 pub mod postfix;
+pub mod prereq;
 pub mod profiles;
 pub mod programs;
 pub mod restarts;

@@ -58,7 +58,9 @@ use std::time::{Duration, Instant};
 use carbonio_fleet::sim::exec::{self, RestartLine, SeedNode, Store};
 use carbonio_fleet::sim::{Behaviour, FleetSpec, NodeProfile, NodeSpec, RestartRecord};
 
-use super::sshd::{is_root, keygen, require_root, run};
+use carbonio_fleet::sim::prereq::{self, Need};
+
+use super::sshd::{SSHD_NEEDS, keygen, require_sshd, run};
 
 /// Mount points on the host, created empty once (only bind mounts inside node
 /// namespaces fill them).
@@ -135,7 +137,7 @@ impl RealNode {
         let Some(ns) = &self.netns else {
             return Vec::new();
         };
-        pids_in_netns(ns)
+        pids_in_netns(std::slice::from_ref(ns))
     }
 
     /// Kills (SIGKILL) the node's SSH session processes — every sshd but the listener —
@@ -232,26 +234,36 @@ fn netns_of(pid: u32) -> Option<String> {
         .map(|p| p.display().to_string())
 }
 
-fn pids_in_netns(ns: &str) -> Vec<u32> {
+/// Every PID whose network namespace is one of `namespaces` (one pass over /proc).
+fn pids_in_netns(namespaces: &[String]) -> Vec<u32> {
     let Ok(rd) = fs::read_dir("/proc") else {
         return Vec::new();
     };
     rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| netns_of(*pid).as_deref() == Some(ns))
+        .filter(|pid| netns_of(*pid).is_some_and(|ns| namespaces.contains(&ns)))
         .collect()
 }
 
-/// Says once per test binary, on the real stderr (the test harness captures `eprintln!`
-/// of passing tests), that the real-sshd fleet tests are skipped and why.
-fn skipped(reason: &str) {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: the real-sshd fleet tests ({reason}); they pass without running"
-        );
-    });
+/// A path as one word of the node scripts (the one quoting function of the tool).
+fn q(path: &Path) -> String {
+    carbonio_fleet::ssh::quote(path.to_str().expect("UTF-8 test path")).expect("no NUL in a path")
+}
+
+/// The binary under test, staged where the nodes' programs can execute it as `zextras`:
+/// `stage/carbonio-fleet` in the fleet's own 0755 directory. The checkout itself may sit
+/// under a directory zextras cannot traverse (`mktemp -d` makes 0700 ones) or in a path
+/// with spaces. A hard link costs nothing on the same file system; a copy otherwise.
+fn stage_binary(fleet_dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_BIN_EXE_carbonio-fleet"));
+    let stage = fleet_dir.join("stage");
+    fs::create_dir_all(&stage).unwrap();
+    fs::set_permissions(&stage, fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = stage.join("carbonio-fleet");
+    if fs::hard_link(src, &bin).is_err() {
+        fs::copy(src, &bin).unwrap_or_else(|e| panic!("staging {}: {e}", src.display()));
+    }
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    bin
 }
 
 fn write_mode(path: &Path, text: &str, mode: u32) {
@@ -270,45 +282,39 @@ pub fn absent_user() -> String {
 }
 
 impl RealFleet {
-    /// Whether this machine can run the fleet (root, mount + network namespaces, `ip`);
-    /// prints a visible SKIPPED line when not.
+    /// Whether this machine can run the fleet (root, OpenSSH, `unshare` with mount and
+    /// network namespaces, `ip`, systemd's `systemctl`); prints a visible SKIPPED line
+    /// naming what is missing when not, or fails under `CI=true`.
     pub fn available(test: &str) -> bool {
-        let reason = if !is_root() {
-            Some("needs root")
-        } else if !Path::new("/usr/bin/systemctl").is_file() {
+        const NEEDS: &[Need] = &[
+            Need::program("unshare", "util-linux"),
+            Need::program("ip", "iproute2"),
+            Need::program("su", "util-linux"),
+            Need::program("getent", "libc-bin"),
             // The emulator's systemctl is bind-mounted over it inside each node.
-            Some("/usr/bin/systemctl is missing (install systemd)")
-        } else if !Command::new("unshare")
-            .args([
-                "-m",
-                "-n",
-                "--propagation",
-                "private",
-                "ip",
-                "link",
-                "set",
-                "lo",
-                "up",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+            Need::file("/usr/bin/systemctl", "systemd"),
+        ];
+        let mut missing: Vec<String> = SSHD_NEEDS
+            .iter()
+            .chain(NEEDS)
+            .filter_map(Need::missing)
+            .collect();
+        if missing.is_empty()
+            && !Command::new("unshare")
+                .args(["-m", "-n", "--propagation", "private"])
+                .args(["ip", "link", "set", "lo", "up"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
         {
-            Some(
-                "mount/network namespaces or iproute2 unavailable; run tests/setup-root.sh as root",
-            )
-        } else {
-            None
-        };
-        match reason {
-            None => require_root(test),
-            Some(reason) => {
-                skipped(reason);
-                eprintln!("SKIPPED: {reason} ({test})");
-                false
-            }
+            missing.push(
+                "mount and network namespaces are not available \
+                 (`unshare -m -n ip link set lo up` failed; needs root outside a restricted container)"
+                    .to_string(),
+            );
         }
+        prereq::require_that(test, &missing) && require_sshd(test)
     }
 
     /// Host-side preparation shared by every fleet: mount points, zextras's profile.
@@ -340,21 +346,22 @@ impl RealFleet {
         let d = dir.path().to_path_buf();
         // zextras must reach the state, clusters and wrappers below.
         fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
-        let bin = env!("CARGO_BIN_EXE_carbonio-fleet");
+        let bin = stage_binary(&d);
+        let bin_q = q(&bin);
 
         let wrappers = d.join("bin");
         fs::create_dir_all(&wrappers).unwrap();
         for p in WRAPPED {
             write_mode(
                 &wrappers.join(p),
-                &format!("#!/bin/sh\nexec {bin} sim-exec {p} \"$@\"\n"),
+                &format!("#!/bin/sh\nexec {bin_q} sim-exec {p} \"$@\"\n"),
                 0o755,
             );
         }
         let systemctl = d.join("systemctl");
         write_mode(
             &systemctl,
-            &format!("#!/bin/sh\nexec {bin} sim-exec systemctl \"$@\"\n"),
+            &format!("#!/bin/sh\nexec {bin_q} sim-exec systemctl \"$@\"\n"),
             0o755,
         );
 
@@ -464,14 +471,16 @@ impl RealFleet {
                          for f in .bashrc .profile; do\n\
                            if [ -e /root/$f ] && [ -e /etc/skel/$f ]; then mount --bind /etc/skel/$f /root/$f; fi\n\
                          done\n\
-                         {bin} sim-exec smtpd --listen 127.0.0.1:25 3>&- </dev/null >>{nd}/smtpd.log 2>&1 &\n\
+                         {bin_q} sim-exec smtpd --listen 127.0.0.1:25 3>&- </dev/null >>{smtpd_log} 2>&1 &\n\
                          export LISTEN_FDS=1 LISTEN_PID=$$\n\
-                         exec /usr/sbin/sshd -D -E {nd}/sshd.log -f {nd}/sshd_config\n",
-                        state = seed.state_dir.display(),
-                        conf = conf.display(),
-                        wrappers = wrappers.display(),
-                        systemctl = systemctl.display(),
-                        nd = nd.display(),
+                         exec /usr/sbin/sshd -D -E {sshd_log} -f {sshd_config}\n",
+                        state = q(&seed.state_dir),
+                        conf = q(&conf),
+                        wrappers = q(&wrappers),
+                        systemctl = q(&systemctl),
+                        smtpd_log = q(&nd.join("smtpd.log")),
+                        sshd_log = q(&nd.join("sshd.log")),
+                        sshd_config = q(&nd.join("sshd_config")),
                     );
                     let fd = listener.as_raw_fd();
                     let mut cmd = Command::new("unshare");
@@ -630,29 +639,49 @@ impl RealFleet {
             cancel.cancel();
             rt.shutdown_background();
         }
-        for node in &mut self.nodes {
-            if let Some(ns) = node.netns.take() {
-                // Until the namespace is empty: SIGKILL takes effect when the process is
-                // next scheduled, and a process may fork while we kill its parent. An
-                // exited process (zombie) no longer has a namespace link.
-                let deadline = Instant::now() + Duration::from_secs(10);
-                loop {
-                    let pids = pids_in_netns(&ns);
-                    if pids.is_empty() || Instant::now() >= deadline {
-                        break;
-                    }
-                    for pid in pids {
-                        kill(pid, libc::SIGKILL);
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
+        // Every process ever seen in a node's namespace, until each is gone (or a zombie,
+        // which holds nothing): SIGKILL takes effect when the process is next scheduled,
+        // a process may fork while we kill its parent, and a dying process leaves its
+        // namespace (its /proc ns link goes) before it has finished exiting.
+        let mut seen: Vec<u32> = Vec::new();
+        let namespaces: Vec<String> = self
+            .nodes
+            .iter_mut()
+            .filter_map(|n| n.netns.take())
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            for pid in pids_in_netns(&namespaces) {
+                kill(pid, libc::SIGKILL);
+                if !seen.contains(&pid) {
+                    seen.push(pid);
                 }
             }
+            seen.retain(|pid| alive(*pid));
+            if seen.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for node in &mut self.nodes {
             if let Some(mut child) = node.child.take() {
                 let _ = child.kill();
                 let _ = child.wait();
             }
         }
+        assert!(
+            seen.is_empty() || std::thread::panicking(),
+            "processes {seen:?} of the fleet survived SIGKILL for 60 s"
+        );
     }
+}
+
+/// Whether `pid` is a live process (neither gone nor a zombie).
+pub fn alive(pid: u32) -> bool {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state is the first field after the command name's closing parenthesis.
+    let state = stat.rsplit(')').next().unwrap_or("").trim().chars().next();
+    !stat.is_empty() && state != Some('Z') && state != Some('X')
 }
 
 impl Drop for RealFleet {

@@ -2,8 +2,9 @@
 //! free port, its own ed25519 host key and authorized_keys in a temp dir, `UsePAM no`
 //! (passwords checked against /etc/shadow), `StrictModes no`, `MaxStartups 1000:30:1000`
 //! and `LogLevel DEBUG3` into a log file. Ready when its port accepts a connection
-//! (polled with a deadline); killed by PID on drop. Needs root: [`Sshd::start`] returns
-//! `None` after printing "SKIPPED: needs root" otherwise.
+//! (polled with a deadline); killed by PID on drop. Needs root and OpenSSH
+//! ([`SSHD_NEEDS`]): [`Sshd::start`] returns `None` after printing a SKIPPED line naming
+//! what is missing otherwise (a failure under `CI=true`).
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};
@@ -12,30 +13,31 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use carbonio_fleet::sim::prereq::{self, Need};
+
 /// The password-auth test user (created by tests/setup-root.sh and [`ensure_users`]).
 pub const TEST_USER: &str = "cfleet-test";
 /// Its password, set with chpasswd.
 pub const TEST_PASSWORD: &str = "cfleet-test-Pa55";
 
-/// True when running as uid 0.
-pub fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
+/// What every real-sshd test needs from the machine (tests/setup-root.sh installs it).
+pub const SSHD_NEEDS: &[Need] = &[
+    Need::Root,
+    Need::file("/usr/sbin/sshd", "openssh-server"),
+    Need::program("ssh-keygen", "openssh-client"),
+    Need::program("ssh-agent", "openssh-client"),
+    Need::program("ssh-add", "openssh-client"),
+    Need::program("sudo", "sudo"),
+];
 
-/// Returns false (after printing a visible notice) when the test cannot run.
-pub fn require_root(test: &str) -> bool {
-    if is_root() {
+/// True when the real-sshd tests can run (creating their users); otherwise prints a
+/// visible SKIPPED line naming what is missing, or fails under `CI=true`
+/// (see [`carbonio_fleet::sim::prereq`]).
+pub fn require_sshd(test: &str) -> bool {
+    if prereq::require(test, SSHD_NEEDS) {
         ensure_users();
         true
     } else {
-        eprintln!("SKIPPED: needs root ({test})");
         false
     }
 }
@@ -124,7 +126,7 @@ impl Sshd {
     /// `host_key` and `host_key.pub`, e.g. to sign a host certificate); the lines it
     /// returns are appended to the config.
     pub fn start_prepared(test: &str, prepare: impl FnOnce(&Path) -> String) -> Option<Sshd> {
-        if !require_root(test) {
+        if !require_sshd(test) {
             return None;
         }
         let dir = tempfile::Builder::new()
