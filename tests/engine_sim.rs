@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+#[path = "support/child.rs"]
+mod child;
+
 use carbonio_fleet::exit;
 use carbonio_fleet::report::model::{HostStatus, Report, Verdict};
 use carbonio_fleet::sim::node::Platform;
@@ -15,6 +18,8 @@ use carbonio_fleet::sim::{
     Behaviour, Fleet, FleetSpec, NodeProfile, NodeRole, NodeSpec, Posture, SimError,
     max_concurrent, max_concurrent_per_cluster,
 };
+
+use child::StderrTap;
 
 /// An MTA of `platform` in `posture`, otherwise the simulator's default node.
 fn mta(platform: Platform, posture: Posture) -> NodeProfile {
@@ -354,7 +359,40 @@ async fn apply_remediates_within_rollout_limits_and_a_rerun_changes_nothing() {
     .await;
     let pb = sim.playbook(QUICK);
     let pb = pb.to_str().unwrap();
-    let o = sim.run(&["apply", "-p", pb, "--yes"]).await;
+    // Every restart is held down until the test releases it. The canary (the only node
+    // restarting at first) is released alone; the others only once the canary has been
+    // re-read (its proof runs one zmprov): a proof that waited for the end of the
+    // rollout would never come, and the wait below would fail.
+    let mut holds: BTreeMap<String, _> = sim
+        .fleet
+        .nodes()
+        .iter()
+        .map(|h| (h.name().to_string(), h.node().hold_restarts()))
+        .collect();
+    let apply = {
+        let mut c = sim.cmd(&["apply", "-p", pb, "--yes"]);
+        tokio::task::spawn_blocking(move || c.output().unwrap())
+    };
+    let restarting = || -> Vec<String> {
+        sim.fleet
+            .nodes()
+            .iter()
+            .filter(|h| h.snapshot().state.is_restarting())
+            .map(|h| h.name().to_string())
+            .collect()
+    };
+    wait_until("the canary restarting", || !restarting().is_empty()).await;
+    let canary_name = restarting();
+    assert_eq!(canary_name.len(), 1, "canary = 1: {canary_name:?}");
+    let canary_node = sim.fleet.node(&canary_name[0]).unwrap();
+    let reads = canary_node.prov_invocations();
+    drop(holds.remove(&canary_name[0]));
+    wait_until("the canary re-read while the rollout is held", || {
+        canary_node.prov_invocations() > reads
+    })
+    .await;
+    drop(holds);
+    let o = apply.await.unwrap();
     assert_eq!(code(&o), exit::OK, "{}", explain(&o));
     let r = sim.latest();
     assert_eq!(r.command, "apply");
@@ -410,23 +448,25 @@ async fn apply_remediates_within_rollout_limits_and_a_rerun_changes_nothing() {
     );
     let gate = ap.gate.as_ref().unwrap();
     assert!(gate.passed);
-    // Each restarted host is re-read right after its own gate, while later batches still
-    // restart: the canary's proof is in before the last batch's gate is decided.
+    // Each restarted host is re-read right after its own gate (the wait above saw the
+    // canary's proof start while the later batches were held).
     let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
     let applied = || r.hosts.iter().filter_map(|h| h.apply.as_ref());
     let canary = applied().find(|a| a.batch == Some(1)).unwrap();
+    assert_eq!(
+        r.hosts
+            .iter()
+            .find(|h| h.apply.as_ref().unwrap().batch == Some(1))
+            .unwrap()
+            .name,
+        canary_name[0]
+    );
     let last_batch = applied().filter_map(|a| a.batch).max().unwrap();
     assert!(last_batch >= 3, "batches: {last_batch}");
-    let last_gate = applied()
-        .filter(|a| a.batch == Some(last_batch))
-        .map(|a| at(&a.gate.as_ref().unwrap().finished_at))
-        .max()
-        .unwrap();
     let canary_verified = at(canary.verified_at.as_deref().unwrap());
     assert!(
-        canary_verified > at(&canary.gate.as_ref().unwrap().finished_at)
-            && canary_verified < last_gate,
-        "canary verified at {canary_verified}, last gate {last_gate}"
+        canary_verified > at(&canary.gate.as_ref().unwrap().finished_at),
+        "canary verified at {canary_verified}, before its gate"
     );
     // Every host that was changed or restarted has a proof time; e1 (compliant) was not
     // re-read.
@@ -619,8 +659,18 @@ fn sigint(pid: u32) {
     assert!(st.success());
 }
 
+/// Polls `cond` until it holds (bounded: a minute, far beyond any healthy wait).
+async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn wait_for_journal(path: &Path, step: &str) {
-    for _ in 0..400 {
+    // 60 s: far beyond any healthy wait, however loaded the machine.
+    for _ in 0..2400 {
         if std::fs::read_to_string(path).is_ok_and(|t| t.contains(step)) {
             return;
         }
@@ -647,13 +697,24 @@ async fn ctrl_c_mid_rollout_exits_130_and_resume_finishes() {
     let pb = sim.playbook(
         "batch = 1\ncanary = 1\npause = \"0s\"\nmax_failures = 0\nhealth_timeout = \"20s\"",
     );
-    let child = sim
+    // Restarts stay down until the test releases them, so the first one is still in
+    // flight when the interrupt arrives however slowly anything gets scheduled.
+    let holds: Vec<_> = sim
+        .fleet
+        .nodes()
+        .iter()
+        .map(|h| h.node().hold_restarts())
+        .collect();
+    let mut child = sim
         .cmd(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
+        .env_remove("CARBONIO_FLEET_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut stderr = StderrTap::new(&mut child);
     // Interrupt while the first restart is in flight (the journal says it was sent).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let journal = loop {
         if let Some(dir) = std::fs::read_dir(sim.reports())
             .ok()
@@ -661,13 +722,27 @@ async fn ctrl_c_mid_rollout_exits_130_and_resume_finishes() {
         {
             break dir.join("journal.jsonl");
         }
+        assert!(tokio::time::Instant::now() < deadline, "no run directory");
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
     wait_for_journal(&journal, "restart-started").await;
     sigint(child.id());
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+    // Released only once the tool has said it took the interrupt.
+    let heard = tokio::task::spawn_blocking(move || {
+        let heard = stderr.wait_for("interrupted:", Duration::from_secs(60));
+        (heard, stderr)
+    });
+    let (heard, stderr) = heard.await.unwrap();
+    assert!(
+        heard,
+        "the interrupt was never acknowledged: {}",
+        stderr.text()
+    );
+    drop(holds);
+    let mut out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();
+    out.stderr = stderr.finish().into_bytes();
     assert_eq!(code(&out), exit::INTERRUPTED, "{}", explain(&out));
     let r = sim.latest();
     assert_eq!(r.exit_code, exit::INTERRUPTED);

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use carbonio_fleet::exit;
 use carbonio_fleet::sim::{FleetSpec, NodeSpec, max_concurrent, max_concurrent_per_cluster};
 use serde_json::Value;
+use support::child::StderrTap;
 use support::realfleet::{RealFleet, RealFleetOptions, alive};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carbonio-fleet");
@@ -151,6 +152,7 @@ fn spawn_apply(fleet: &RealFleet, pb: &Path) -> (std::process::Child, PathBuf) {
     let child = Command::new(BIN)
         .args(&args)
         .args(["--progress", "never"])
+        .env_remove("CARBONIO_FLEET_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -408,24 +410,23 @@ fn node_that_never_speaks_times_out_within_connect_timeout() {
         "hanging",
         specs(2, "legacy+compliant=1,hanging=1", 1),
         &RealFleetOptions {
-            connect_timeout: "2s",
+            hanging_connect_timeout: Some("2s"),
             ..RealFleetOptions::default()
         },
     ) else {
         return;
     };
-    let t = Instant::now();
     let (out, reports) = run(&fleet, "check", None, &[]);
-    let took = t.elapsed();
     assert_eq!(code(&out), exit::HOST_FAILED, "{}", show(&out));
-    assert!(
-        took < Duration::from_secs(2 + 6),
-        "took {took:?} with connect_timeout 2s"
-    );
     let r = report(&reports);
     let h = host(&r, &fleet.nodes[1].name);
     assert_eq!(s(&h["status"]), "failed");
     assert_eq!(error_kind(h), "timeout", "{h}");
+    // Its own connect_timeout (2s) ended it, not the 60 s command timeout.
+    assert!(
+        s(&h["error"]["message"]).contains("timed out after 2s"),
+        "{h}"
+    );
     assert_eq!(s(&host(&r, &fleet.nodes[0].name)["status"]), "compliant");
 }
 
@@ -702,21 +703,21 @@ fn node_killed_mid_command_is_never_a_success() {
     let Some(fleet) = RealFleet::start(
         "killed_mid_command",
         specs(1, "legacy+non-compliant=1", 1),
-        &RealFleetOptions {
-            restart_time: Duration::from_secs(6),
-            ..RealFleetOptions::default()
-        },
+        &RealFleetOptions::default(),
     ) else {
         return;
     };
     let pb = playbook(fleet.dir.path(), FAST);
-    let (child, reports) = spawn_apply(&fleet, &pb);
     let node = &fleet.nodes[0];
+    // The restart stays in flight until the sessions are gone.
+    let hold = node.hold_restarts();
+    let (child, reports) = spawn_apply(&fleet, &pb);
     assert!(
-        node.wait_restarts(Duration::from_secs(30), |l| !l.is_empty()),
+        node.wait_restarts(Duration::from_secs(60), |l| !l.is_empty()),
         "the restart never started"
     );
     assert!(node.kill_sessions() > 0, "no session process to kill");
+    hold.release();
     let out = child.wait_with_output().unwrap();
     assert!(
         [exit::HOST_FAILED, exit::ABORTED].contains(&code(&out)),
@@ -797,17 +798,16 @@ fn sigint_mid_rollout_then_resume_finishes_the_job() {
     let Some(fleet) = RealFleet::start(
         "sigint_resume",
         specs(4, "legacy+non-compliant=2,systemd+non-compliant=2", 1),
-        &RealFleetOptions {
-            restart_time: Duration::from_millis(1500),
-            ..RealFleetOptions::default()
-        },
+        &RealFleetOptions::default(),
     ) else {
         return;
     };
     let pb = playbook(fleet.dir.path(), &FAST.replace("batch = 2", "batch = 1"));
-    let (child, reports) = spawn_apply(&fleet, &pb);
-    // Interrupt while the first restart is in flight.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Restarts stay in flight until the tool has said it took the interrupt.
+    let holds: Vec<_> = fleet.nodes.iter().map(|n| n.hold_restarts()).collect();
+    let (mut child, reports) = spawn_apply(&fleet, &pb);
+    let mut stderr = StderrTap::new(&mut child);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while fleet.restarts_started() == 0 {
         assert!(Instant::now() < deadline, "no restart started");
         std::thread::sleep(Duration::from_millis(20));
@@ -816,7 +816,14 @@ fn sigint_mid_rollout_then_resume_finishes_the_job() {
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGINT);
     }
-    let out = child.wait_with_output().unwrap();
+    assert!(
+        stderr.wait_for("interrupted:", Duration::from_secs(60)),
+        "the interrupt was never acknowledged: {}",
+        stderr.text()
+    );
+    drop(holds);
+    let mut out = child.wait_with_output().unwrap();
+    out.stderr = stderr.finish().into_bytes();
     assert_eq!(code(&out), exit::INTERRUPTED, "{}", show(&out));
     let r = report(&reports);
     assert_eq!(r["hosts"].as_array().unwrap().len(), 4, "complete report");
@@ -900,7 +907,8 @@ fn fifty_nodes_up_check_and_down_without_leftovers() {
 }
 
 /// The restart works but the node's Postfix no longer listens on port 25: the health
-/// gate fails on what it measured, within health_timeout, and the host is not compliant.
+/// gate gives up on what it measured (health_timeout 2s: the run ends, the 60 s command
+/// timeout is not what stops it) and the host is not compliant.
 #[test]
 fn health_gate_failure_is_reported_with_its_checks() {
     let Some(fleet) = RealFleet::start(
@@ -916,9 +924,7 @@ fn health_gate_failure_is_reported_with_its_checks() {
         fleet.dir.path(),
         &FAST.replace("health_timeout = \"20s\"", "health_timeout = \"2s\""),
     );
-    let t = Instant::now();
     let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
-    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
     assert!(
         [exit::HOST_FAILED, exit::ABORTED].contains(&code(&out)),
         "{}",
@@ -967,8 +973,8 @@ fn bench_hold_real_fleet() {
         &RealFleetOptions {
             jvm_latency: Duration::from_millis(latency),
             restart_time: Duration::from_secs(1),
-            connect_timeout: "30s",
             command_timeout: "5m",
+            ..RealFleetOptions::default()
         },
     ) else {
         panic!("the real-sshd fleet needs root and namespaces");

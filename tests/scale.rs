@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use assert_cmd::cargo::cargo_bin_cmd;
 use carbonio_fleet::exit;
@@ -153,7 +153,8 @@ async fn tunnel_cap_opens_another_bastion_connection_instead_of_waiting() {
     // Both sessions stay open at once (as apply holds them): the second target must
     // not wait for the first one's slot.
     let a = c.connect(&h1).await.unwrap();
-    let b = tokio::time::timeout(Duration::from_secs(10), c.connect(&h2))
+    // Waiting for the first one's slot would block forever: a minute loses nothing.
+    let b = tokio::time::timeout(Duration::from_secs(60), c.connect(&h2))
         .await
         .expect("no wait for a slot")
         .unwrap();
@@ -212,10 +213,8 @@ async fn a_dead_bastion_is_tried_once_and_every_target_behind_it_is_unreachable(
         })
         .collect();
     let c = connector(ConnectorOptions::default());
-    let started = Instant::now();
     let results: Vec<Result<_, ConnectError>> =
         futures::future::join_all(hosts.iter().map(|h| c.connect(h))).await;
-    let took = started.elapsed();
     let errors: Vec<ConnectError> = results.into_iter().map(|r| r.unwrap_err()).collect();
     let expected = format!(
         "unreachable via bastion `ops@127.0.0.1:{port}`: connecting to `127.0.0.1` (127.0.0.1:{port}) timed out after 600ms"
@@ -224,11 +223,9 @@ async fn a_dead_bastion_is_tried_once_and_every_target_behind_it_is_unreachable(
         assert_eq!(e.kind, FailureKind::Unreachable, "{e}");
         assert_eq!(e.message, expected);
     }
+    // One attempt, so one timeout, not four (the count says it; a wall-clock bound would
+    // measure the machine's load).
     assert_eq!(count.load(Ordering::SeqCst), 1, "one connection attempt");
-    assert!(
-        took < Duration::from_millis(1500),
-        "one timeout, not four: {took:?}"
-    );
 }
 
 #[tokio::test]

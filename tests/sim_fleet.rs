@@ -15,7 +15,7 @@ use carbonio_fleet::sim::{
 };
 use simclient::{ClientError, Output, SimClient, Smtp, quote};
 
-const T: Duration = Duration::from_secs(10);
+const T: Duration = Duration::from_secs(60);
 
 /// An MTA of `platform` in `posture`, otherwise the simulator's default node.
 fn profile(platform: Platform, posture: Posture) -> NodeProfile {
@@ -39,6 +39,15 @@ fn spec(nodes: &[(&str, &str, NodeProfile)]) -> FleetSpec {
             .collect(),
         restart_time: Duration::from_millis(300),
         ..FleetSpec::default()
+    }
+}
+
+/// Polls `cond` until it holds (bounded: a minute, far beyond any healthy wait).
+async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -462,18 +471,17 @@ async fn smtp_from_both_vantage_points_and_during_restart() {
     // Only port 25 on the node itself is served.
     assert!(c.tunnel("127.0.0.1", 26).await.is_err());
 
-    // During a restart: 421.
-    h.set_restart_time(Duration::from_secs(2));
+    // During a restart: 421. The restart stays down until the test releases it.
+    let hold = h.node().hold_restarts();
     let restarting = {
         let c = root(&f, "mx1.a.example").await;
         tokio::spawn(async move { as_zextras(&c, "zmcontrol restart").await })
     };
-    while !h.snapshot().state.is_restarting() {
-        tokio::task::yield_now().await;
-    }
+    wait_until("mx1 restarting", || h.snapshot().state.is_restarting()).await;
     let (g, _) = rcpt(c.tunnel("127.0.0.1", 25).await.unwrap(), known_a).await;
     assert_eq!(g, "421 4.3.2 Service not available");
     assert_eq!(as_zextras(&c, "zmcontrol status").await.status, Some(1));
+    hold.release();
     assert_eq!(restarting.await.unwrap().status, Some(0));
     assert_eq!(
         rcpt(c.tunnel("127.0.0.1", 25).await.unwrap(), known_a)
@@ -640,8 +648,15 @@ async fn restart_records_show_overlap_per_cluster() {
         ("b1.example", "b", sd),
     ]))
     .await;
+    // All three restarts are held down until each node is seen restarting: the overlap
+    // is a fact the test waits for, not a coincidence of timers.
+    let names = ["a1.example", "a2.example", "b1.example"];
+    let holds: Vec<_> = names
+        .iter()
+        .map(|n| f.node(n).unwrap().node().hold_restarts())
+        .collect();
     let mut tasks = Vec::new();
-    for name in ["a1.example", "a2.example", "b1.example"] {
+    for name in names {
         let c = root(&f, name).await;
         tasks.push(tokio::spawn(async move {
             c.exec("systemctl restart carbonio-mta.target")
@@ -649,6 +664,13 @@ async fn restart_records_show_overlap_per_cluster() {
                 .unwrap()
         }));
     }
+    wait_until("all three restarting", || {
+        names
+            .iter()
+            .all(|n| f.node(n).unwrap().snapshot().state.is_restarting())
+    })
+    .await;
+    drop(holds);
     for t in tasks {
         assert_eq!(t.await.unwrap(), out(0, "", ""));
     }

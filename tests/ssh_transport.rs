@@ -535,10 +535,9 @@ async fn stalled_command_times_out_and_the_connection_survives() {
         .unwrap_err();
     let took = started.elapsed();
     assert_eq!(err.kind(), FailureKind::Timeout, "{err}");
-    assert!(
-        took >= limit && took < limit + Duration::from_secs(2),
-        "took {took:?}"
-    );
+    // Not before the limit (an upper bound would measure the machine's load).
+    assert!(took >= limit, "took {took:?}");
+    assert!(err.to_string().contains("timed out after 500ms"), "{err}");
     let out = s
         .exec(RunAs::Login, "echo still here", None, T)
         .await
@@ -557,14 +556,24 @@ async fn silent_peer_times_out_within_connect_timeout() {
     let err = connector().connect(&h).await.unwrap_err();
     let took = started.elapsed();
     assert_eq!(err.kind, FailureKind::Timeout, "{err}");
-    assert!(
-        took >= h.connect_timeout && took < h.connect_timeout + Duration::from_secs(1),
-        "took {took:?}"
-    );
+    assert!(took >= h.connect_timeout, "took {took:?}");
     assert!(
         err.message.contains("`silent`") && err.message.contains("timed out after 700ms"),
         "{err}"
     );
+}
+
+/// A `tracing` writer into a shared buffer.
+struct CaptureWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[tokio::test]
@@ -577,14 +586,22 @@ async fn refused_connection_is_unreachable_and_not_retried() {
     let dir = tempfile::tempdir().unwrap();
     let kh = known_hosts(dir.path(), &[]);
     let h = host("refused", port, "root", &kh, vec![]);
-    let started = Instant::now();
+    // The connector logs each retry (at debug): capture this thread's events (the test
+    // runtime is single-threaded, so the connect runs here).
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let sink = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || CaptureWriter(sink.clone()))
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
     let err = connector().connect(&h).await.unwrap_err();
+    drop(guard);
     assert_eq!(err.kind, FailureKind::Unreachable);
     assert!(err.message.contains("connection refused"), "{err}");
-    assert!(
-        started.elapsed() < Duration::from_millis(100),
-        "no backoff for a refusal"
-    );
+    let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+    assert!(!log.contains("retrying"), "a refusal is final: {log}");
     assert_eq!(serde_json::to_string(&err.kind).unwrap(), "\"unreachable\"");
 }
 
@@ -675,17 +692,13 @@ async fn keepalive_notices_a_dead_peer_mid_command() {
     });
     let s = c.connect(&h).await.unwrap();
     frozen.store(true, std::sync::atomic::Ordering::SeqCst);
-    let started = Instant::now();
     // The command timeout is far away: only keepalive can end this early.
     let out = s
         .exec(RunAs::Login, "FAKE-STALL", None, Duration::from_secs(60))
         .await;
-    let took = started.elapsed();
     frozen.store(false, std::sync::atomic::Ordering::SeqCst);
-    assert!(
-        took < Duration::from_secs(5),
-        "dead peer noticed after {took:?}"
-    );
+    // Not a timeout (that would be `FailureKind::Timeout` after 60 s): the keepalive
+    // noticed the dead peer and closed the connection.
     match out {
         Ok(o) => assert_eq!(o.end, ExecEnd::Unknown, "never success"),
         Err(e) => assert_eq!(e.kind(), FailureKind::Command, "{e}"),

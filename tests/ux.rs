@@ -99,19 +99,23 @@ fn progress_bars_in_a_real_terminal() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    // Accepted by the kernel, never answered: each host waits for the SSH banner until
-    // its connect_timeout.
+    // Accepted by the kernel, never answered: each host waits for the SSH banner, far
+    // longer than the test needs to look (connect_timeout 120s), until the test closes
+    // the listener, which resets the waiting connections and refuses their retries.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
-    let inv = inventory(dir.path(), port, 6, "4s");
+    let inv = inventory(dir.path(), port, 6, "120s");
     let tmux = Tmux {
         socket: format!("cfleet-ux-{}", std::process::id()),
     };
+    // Every path quoted: the checkout (BIN) may live in a path with spaces.
+    let q = |p: &Path| carbonio_fleet::ssh::quote(p.to_str().unwrap()).unwrap();
     let script = format!(
-        "cd {dir} && NO_COLOR= {BIN} check -i {inv} --report-dir {dir}/reports; \
+        "cd {dir} && NO_COLOR= {bin} check -i {inv} --report-dir reports; \
          echo EXIT=$?; tmux -L {sock} wait-for -S done; sleep 600",
-        dir = dir.path().display(),
-        inv = inv.display(),
+        dir = q(dir.path()),
+        bin = q(Path::new(BIN)),
+        inv = q(&inv),
         sock = tmux.socket,
     );
     let out = tmux.cmd(&[
@@ -134,7 +138,7 @@ fn progress_bars_in_a_real_terminal() {
     assert!(out.status.success(), "tmux new-session: {out:?}");
 
     // Poll the screen (with a deadline) until the bars are drawn.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let live = loop {
         let s = tmux.screen(false);
         if s.contains("/6 hosts") && s.contains("more hosts") {
@@ -156,8 +160,10 @@ fn progress_bars_in_a_real_terminal() {
     assert!(live.contains(" gather "), "{live}");
     assert!(live.contains("...and 3 more hosts"), "{live}");
 
+    // The hosts fail now: the run ends.
+    drop(silent);
     let waited = Command::new("timeout")
-        .args(["60", "tmux", "-L", &tmux.socket, "wait-for", "done"])
+        .args(["100", "tmux", "-L", &tmux.socket, "wait-for", "done"])
         .status()
         .unwrap();
     assert!(waited.success(), "the run did not finish");
@@ -179,9 +185,8 @@ fn progress_bars_in_a_real_terminal() {
     assert_eq!(warns.len(), 6, "{end}");
     for w in warns {
         assert!(w.starts_with(" WARN h"), "torn log line `{w}`");
-        assert!(w.contains(": timeout: "), "{w}");
+        assert!(w.contains(": unreachable: "), "{w}");
     }
-    drop(silent);
 }
 
 /// Pipes and files get no control bytes, whatever `--progress` says; the log file is
@@ -587,4 +592,41 @@ fn the_password_appears_in_no_output() {
             .contains("Accepted password for cfleet-test"),
         "sshd did not see a password login"
     );
+}
+
+/// The README's `cargo test --all-targets` on a fresh machine: a test whose system tool is
+/// missing says so and passes; under `CI=true` the same test fails, so CI cannot go green
+/// with a suite that never ran. Shown on the tmux test, re-run with a PATH without tmux.
+#[test]
+fn a_missing_tool_skips_visibly_and_fails_under_ci() {
+    let empty = tempfile::tempdir().unwrap();
+    let rerun = |ci: bool| {
+        let mut c = Command::new(std::env::current_exe().unwrap());
+        c.args(["progress_bars_in_a_real_terminal", "--exact"])
+            .env("PATH", empty.path());
+        if ci {
+            c.env("CI", "true");
+        } else {
+            c.env_remove("CI");
+        }
+        c.output().unwrap()
+    };
+    let out = rerun(false);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "{stdout}");
+    assert!(
+        stderr.contains(
+            "SKIPPED: progress_bars_in_a_real_terminal: tmux is not installed (apt-get install -y tmux)"
+        ),
+        "{stderr}"
+    );
+    let out = rerun(true);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(!out.status.success(), "CI=true must fail: {stdout}\n{stderr}");
+    assert!(
+        stdout.contains("tmux is not installed") && stdout.contains("CI=true"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(!stderr.contains("SKIPPED"), "{stderr}");
 }

@@ -64,6 +64,16 @@ fn watch_interrupts() -> (watch::Receiver<u32>, CancellationToken) {
         let mut n = 0;
         while sig.recv().await.is_some() {
             n += 1;
+            // Said as soon as it is heard: the operator (and a test) knows the interrupt
+            // was taken before the in-flight work has drained.
+            if n == 1 {
+                tracing::warn!(
+                    "interrupted: finishing the restarts in flight, starting no more \
+                     (interrupt again to abandon them)"
+                );
+            } else if n == 2 {
+                tracing::warn!("interrupted again: abandoning the work in flight");
+            }
             let _ = tx.send(n);
             if n >= 2 {
                 hard2.cancel();
@@ -935,13 +945,16 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         }
     }
     let mut sched = Scheduler::new(rollout_nodes, &rollout_cfg);
-    if interrupted(&interrupts) {
-        sched.interrupt();
-    }
     let mut running: JoinSet<NodeRun> = JoinSet::new();
     let mut runs: BTreeMap<String, NodeRun> = BTreeMap::new();
     let mut irx = interrupts.clone();
     let outcome = loop {
+        // Before every decision, not only when `select!` happens to pick the interrupt:
+        // a restart finishing at the same moment must not start the next batch after
+        // the operator's Ctrl-C.
+        if interrupted(&interrupts) {
+            sched.interrupt();
+        }
         match sched.next(Instant::now()) {
             Next::Batch(b) => {
                 events.send(Event::BatchStarted {

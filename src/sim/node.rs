@@ -214,6 +214,26 @@ pub struct Node {
     /// Fleet-wide restart log.
     pub restarts: Arc<RestartLog>,
     hook: std::sync::OnceLock<Arc<dyn RestartHook>>,
+    /// While true, a restart that has waited out its restart time stays down (a gate a
+    /// test releases instead of racing the timer; see [`Node::hold_restarts`]).
+    held: tokio::sync::watch::Sender<bool>,
+}
+
+/// Holds a node's restarts down until dropped ([`Node::hold_restarts`]).
+#[derive(Debug)]
+pub struct RestartGate {
+    node: Arc<Node>,
+}
+
+impl RestartGate {
+    /// Lets held restarts finish.
+    pub fn release(self) {}
+}
+
+impl Drop for RestartGate {
+    fn drop(&mut self) {
+        self.node.held.send_replace(false);
+    }
 }
 
 impl Node {
@@ -233,6 +253,7 @@ impl Node {
             pids: AtomicU32::new(1200),
             restarts,
             hook: std::sync::OnceLock::new(),
+            held: tokio::sync::watch::Sender::new(false),
         };
         node.render_postfix();
         node
@@ -255,7 +276,26 @@ impl Node {
             pids: AtomicU32::new(1200),
             restarts,
             hook: std::sync::OnceLock::new(),
+            held: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Holds this node's restarts: each one stays down (restarting, services stopped)
+    /// after its restart time until the returned gate is released or dropped.
+    pub fn hold_restarts(self: &Arc<Self>) -> RestartGate {
+        self.held.send_replace(true);
+        RestartGate { node: self.clone() }
+    }
+
+    /// Waits until restarts are no longer held; while held, the node reads as restarting.
+    pub async fn wait_restart_released(&self) {
+        let mut rx = self.held.subscribe();
+        if !*rx.borrow_and_update() {
+            return;
+        }
+        self.state().restarting_until = Some(Instant::now() + Duration::from_secs(24 * 3600));
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = rx.wait_for(|held| !*held).await;
     }
 
     /// Installs the restart hook (once; later calls are ignored).

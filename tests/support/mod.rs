@@ -3,6 +3,7 @@
 //! helper, hence the dead-code allowance.
 #![allow(dead_code)]
 
+pub mod child;
 pub mod fake;
 pub mod realfleet;
 pub mod sshd;

@@ -83,8 +83,12 @@ pub struct RealFleetOptions {
     pub jvm_latency: Duration,
     /// How long a restart keeps a node down (a real sleep in the emulator process).
     pub restart_time: Duration,
-    /// `connect_timeout` written into the inventory defaults.
+    /// `connect_timeout` written into the inventory defaults (generous: a healthy node
+    /// must never miss it on a loaded machine).
     pub connect_timeout: &'static str,
+    /// `connect_timeout` of the `hanging` nodes alone, when set (a test of the timeout
+    /// itself, which should not wait the healthy nodes' budget).
+    pub hanging_connect_timeout: Option<&'static str>,
     /// `command_timeout` written into the inventory defaults.
     pub command_timeout: &'static str,
 }
@@ -94,7 +98,8 @@ impl Default for RealFleetOptions {
         RealFleetOptions {
             jvm_latency: Duration::ZERO,
             restart_time: Duration::from_millis(300),
-            connect_timeout: "5s",
+            connect_timeout: "30s",
+            hanging_connect_timeout: None,
             command_timeout: "60s",
         }
     }
@@ -191,6 +196,13 @@ impl RealNode {
     /// The restart log of this node.
     pub fn restarts(&self) -> Vec<RestartLine> {
         self.store.restart_log().unwrap()
+    }
+
+    /// Holds this node's restarts down until the guard is released or dropped (see
+    /// [`exec::RESTART_HOLD`]): a test that must act while a restart is in flight
+    /// releases it when done instead of racing the restart time.
+    pub fn hold_restarts(&self) -> exec::RestartHold {
+        self.store.hold_restarts().unwrap()
     }
 
     /// Waits (bounded) until `cond` holds for this node's restart log.
@@ -581,6 +593,11 @@ impl RealFleet {
                 "\n[[hosts]]\nname = \"{}\"\naddress = \"127.0.0.1\"\nport = {}\ncluster = \"{}\"\ngroups = [\"{}\"]\negress = [\"{}\"]\n",
                 n.name, n.port, n.cluster, platform, self.egress[&n.cluster]
             ));
+            if let (Behaviour::Hanging, Some(t)) =
+                (n.profile.behaviour, opts.hanging_connect_timeout)
+            {
+                hosts.push_str(&format!("connect_timeout = \"{t}\"\n"));
+            }
         }
         let mut text = format!(
             "# Real-sshd test fleet (tests/support/realfleet.rs); throwaway.\n[defaults]\nuser = \"root\"\n\

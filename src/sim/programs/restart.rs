@@ -3,6 +3,7 @@
 //! Postfix config re-rendered from LDAP — unless the node was told to fail, in which
 //! case the MTA stays stopped. Each restart is recorded fleet-wide. A node loaded by
 //! `sim-exec` waits through its [`crate::sim::node::RestartHook`] instead of sleeping.
+//! A test can hold a restart down past its time ([`Node::hold_restarts`]).
 
 use std::sync::Arc;
 
@@ -25,7 +26,10 @@ pub async fn restart_node(node: &Arc<Node>, method: RestartMethod) -> bool {
         // A real process (`sim-exec`): the hook saves the "down" state, waits without
         // holding the state lock, and reloads what other processes changed meanwhile.
         Some(hook) => hook.pause(node, method, time).await,
-        None => tokio::time::sleep(time).await,
+        None => {
+            tokio::time::sleep(time).await;
+            node.wait_restart_released().await;
+        }
     }
     let fail = {
         let mut st = node.state();
