@@ -623,7 +623,10 @@ fn a_missing_tool_skips_visibly_and_fails_under_ci() {
     );
     let out = rerun(true);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert!(!out.status.success(), "CI=true must fail: {stdout}\n{stderr}");
+    assert!(
+        !out.status.success(),
+        "CI=true must fail: {stdout}\n{stderr}"
+    );
     assert!(
         stdout.contains("tmux is not installed") && stdout.contains("CI=true"),
         "{stdout}\n{stderr}"
