@@ -364,7 +364,7 @@ async fn gather_script_from_the_contract_runs() {
 echo '#cfleet version'; zmcontrol -v 2>&1; echo "#cfleet rc $?"
 h=$(zmhostname); echo '#cfleet hostname'; echo "$h"; echo "#cfleet rc $?"
 echo '#cfleet master'; postconf -M policy/unix 2>&1; echo "#cfleet rc $?"
-echo '#cfleet master-template'; grep -F zmpostfixpolicyd /opt/zextras/common/conf/master.cf.in 2>&1; echo "#cfleet rc $?"
+echo '#cfleet master-template'; grep -F -A3 -e policy /opt/zextras/common/conf/master.cf.in 2>&1; echo "#cfleet rc $?"
 echo '#cfleet passwd'; getent passwd zimbra 2>&1; echo "#cfleet rc $?"
 echo '#cfleet prov'; printf '%s\n' 'gcf zimbraMtaEnableSmtpdPolicyd' "gs -e $h zimbraMtaSmtpdRejectUnlistedRecipient" "gs $h zimbraServiceEnabled" 'exit' | carbonio prov; echo "#cfleet rc $?""##;
     let o = as_zextras(&c, gather).await;
@@ -372,7 +372,9 @@ echo '#cfleet prov'; printf '%s\n' 'gcf zimbraMtaEnableSmtpdPolicyd' "gs -e $h z
 #cfleet version\nCarbonio Release 25.6.0\n#cfleet rc 0\n\
 #cfleet hostname\nmx1.a.example\n#cfleet rc 0\n\
 #cfleet master\npolicy     unix  -       n       n       -       0       spawn user=zimbra argv=/usr/bin/perl /opt/zextras/libexec/zmpostfixpolicyd\n#cfleet rc 0\n\
-#cfleet master-template\n%%uncomment VAR:zimbraMtaEnableSmtpdPolicyd%%policy unix - n n - 0 spawn user=zimbra argv=/usr/bin/perl /opt/zextras/libexec/zmpostfixpolicyd\n#cfleet rc 0\n\
+#cfleet master-template\n%%uncomment VAR:zimbraMtaEnableSmtpdPolicyd%%policy    unix  -       n       n       -       0       spawn\n\
+%%uncomment VAR:zimbraMtaEnableSmtpdPolicyd%%\tuser=zimbra argv=/usr/bin/perl /opt/zextras/libexec/zmpostfixpolicyd\n\
+#\n# ====================================================================\n# Interfaces to non-Postfix software. Be sure to examine the manual\n#cfleet rc 0\n\
 #cfleet passwd\n#cfleet rc 2\n\
 #cfleet prov\nprov> zimbraMtaEnableSmtpdPolicyd: TRUE\nprov> # name mx1.a.example\n\nprov> # name mx1.a.example\nzimbraServiceEnabled: amavis\nzimbraServiceEnabled: antispam\nzimbraServiceEnabled: antivirus\nzimbraServiceEnabled: mta\nzimbraServiceEnabled: opendkim\nzimbraServiceEnabled: stats\nzimbraServiceEnabled: zmconfigd\n\nprov> #cfleet rc 0\n";
     assert_eq!(o, out(0, expected, ""));

@@ -316,7 +316,9 @@ fn effective_sections(s: &mut String, nonce: &str, params: &[String]) -> Result<
         s,
         nonce,
         "template",
-        &format!("grep -F zmpostfixpolicyd {} 2>&1", quote(MASTER_TEMPLATE)?),
+        // The whole entry: its `policy unix … spawn` line and the continuation lines
+        // after it (Carbonio's template has `user=` on the second of two lines).
+        &format!("grep -F -A3 -e policy {} 2>&1", quote(MASTER_TEMPLATE)?),
     );
     section(s, nonce, "passwd", "getent passwd 2>&1");
     Ok(())

@@ -9,13 +9,24 @@ use serde::{Deserialize, Serialize};
 /// The `%%uncomment%%` marker zmconfigd resolves for the policy spawn service.
 pub const POLICY_MARKER: &str = "%%uncomment VAR:zimbraMtaEnableSmtpdPolicyd%%";
 
-/// The master.cf.in template a node ships with, its policy line spawning as `user`.
+/// The master.cf.in template a node ships with, its policy entry spawning as `user`.
+///
+/// As carbonio-mta ships it (`mta/postfix_master.cf.in` @1b796d2, lines 68–74): the
+/// policy entry spans TWO lines, both behind the zmconfigd directive, the second one a
+/// TAB-led continuation holding `user=zimbra argv=…` (stock; a node whose operator fixed
+/// it holds another user there). Abridged to the services around it.
 pub fn master_cf_in(spawn_user: &str) -> String {
     format!(
         "smtp      inet  n       -       n       -       1       postscreen\n\
          smtpd     pass  -       -       n       -       -       smtpd\n\
          submission inet n       -       n       -       -       smtpd\n\
-         {POLICY_MARKER}policy unix - n n - 0 spawn user={spawn_user} argv=/usr/bin/perl /opt/zextras/libexec/zmpostfixpolicyd\n"
+         anvil     unix  -       -       n       -       1       anvil\n\
+         scache\t  unix\t-\t-\tn\t-\t1\tscache\n\
+         {POLICY_MARKER}policy    unix  -       n       n       -       0       spawn\n\
+         {POLICY_MARKER}\tuser={spawn_user} argv=/usr/bin/perl /opt/zextras/libexec/zmpostfixpolicyd\n\
+         #\n\
+         # ====================================================================\n\
+         # Interfaces to non-Postfix software. Be sure to examine the manual\n"
     )
 }
 
@@ -228,7 +239,9 @@ impl EffectivePostfix {
             );
         }
 
-        let master = input
+        // zmconfigd resolves the directive (uncomments when the variable is true, drops
+        // the line otherwise); Postfix then joins whitespace-led continuation lines.
+        let rendered: Vec<&str> = input
             .master_cf_in
             .lines()
             .filter_map(|line| match line.strip_prefix(POLICY_MARKER) {
@@ -236,7 +249,24 @@ impl EffectivePostfix {
                 Some(_) => None,
                 None => Some(line),
             })
-            .filter_map(parse_master_line)
+            .collect();
+        let mut logical: Vec<String> = Vec::new();
+        for line in rendered {
+            if line.trim_start().starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            match logical.last_mut() {
+                Some(entry) if line.starts_with(char::is_whitespace) => {
+                    entry.push(' ');
+                    entry.push_str(line.trim());
+                }
+                _ if line.starts_with(char::is_whitespace) => {}
+                _ => logical.push(line.to_string()),
+            }
+        }
+        let master = logical
+            .iter()
+            .filter_map(|l| parse_master_line(l))
             .collect();
         EffectivePostfix { params, master }
     }

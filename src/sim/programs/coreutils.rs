@@ -1,4 +1,5 @@
-//! Small system programs: hostname, zmhostname, getent, id, whoami, grep -F, cat, echo,
+//! Small system programs: hostname, zmhostname, getent, id, whoami, grep -F (with -A, -e,
+//! -q, -i), cat, echo,
 //! printf. Enough of each for the tool's commands; other options are refused loudly.
 
 use super::Proc;
@@ -98,33 +99,77 @@ pub async fn whoami(_args: Vec<String>, p: &mut Proc) -> i32 {
 /// `grep [-F] [-q] [-i] PATTERN [FILE...]`: fixed strings only.
 pub async fn grep(args: Vec<String>, p: &mut Proc) -> i32 {
     let (mut fixed, mut quiet, mut icase) = (false, false, false);
+    let mut after: usize = 0;
+    let mut patterns: Vec<String> = Vec::new();
     let mut rest = Vec::new();
-    for a in args {
-        if rest.is_empty() && a.starts_with('-') && a.len() > 1 {
-            for c in a[1..].chars() {
-                match c {
-                    'F' => fixed = true,
-                    'q' => quiet = true,
-                    'i' => icase = true,
-                    other => {
+    let mut args = args.into_iter();
+    while let Some(a) = args.next() {
+        if !rest.is_empty() || !a.starts_with('-') || a.len() < 2 {
+            rest.push(a);
+            continue;
+        }
+        for (i, c) in a[1..].char_indices() {
+            match c {
+                'F' => fixed = true,
+                'q' => quiet = true,
+                'i' => icase = true,
+                // `-A NUM` / `-ANUM`, `-e PATTERN` / `-ePATTERN`: the value is the rest of
+                // this word, or the next argument.
+                'A' | 'e' => {
+                    let glued = &a[1 + i + 1..];
+                    let value = if glued.is_empty() {
+                        args.next()
+                    } else {
+                        Some(glued.to_string())
+                    };
+                    let Some(value) = value else {
                         p.io.stderr
-                            .line(format!("grep: invalid option -- '{other}'"))
+                            .line(format!("grep: option requires an argument -- '{c}'"))
                             .await;
                         return 2;
+                    };
+                    if c == 'e' {
+                        patterns.push(value);
+                    } else {
+                        match value.parse() {
+                            Ok(n) => after = n,
+                            Err(_) => {
+                                p.io.stderr
+                                    .line(format!("grep: {value}: invalid context length argument"))
+                                    .await;
+                                return 2;
+                            }
+                        }
                     }
+                    break;
+                }
+                other => {
+                    p.io.stderr
+                        .line(format!("grep: invalid option -- '{other}'"))
+                        .await;
+                    return 2;
                 }
             }
-        } else {
-            rest.push(a);
         }
     }
-    let Some((pat, files)) = rest.split_first() else {
-        p.io.stderr
-            .line("Usage: grep [OPTION]... PATTERNS [FILE]...")
-            .await;
-        return 2;
+    let files: Vec<String> = if patterns.is_empty() {
+        let mut it = rest.into_iter();
+        let Some(pat) = it.next() else {
+            p.io.stderr
+                .line("Usage: grep [OPTION]... PATTERNS [FILE]...")
+                .await;
+            return 2;
+        };
+        patterns.push(pat);
+        it.collect()
+    } else {
+        rest
     };
-    if !fixed && pat.contains(['.', '*', '[', ']', '^', '$', '\\']) {
+    if !fixed
+        && patterns
+            .iter()
+            .any(|pat| pat.contains(['.', '*', '[', ']', '^', '$', '\\']))
+    {
         p.io.stderr
             .line("grep: only fixed-string patterns (-F) are emulated")
             .await;
@@ -134,7 +179,7 @@ pub async fn grep(args: Vec<String>, p: &mut Proc) -> i32 {
     if files.is_empty() {
         inputs.push((None, p.io.stdin.read_all().await));
     } else {
-        for f in files {
+        for f in &files {
             let content = p.node.state().files.get(f).cloned();
             match content {
                 Some(c) => inputs.push((Some(f.clone()), c)),
@@ -150,27 +195,48 @@ pub async fn grep(args: Vec<String>, p: &mut Proc) -> i32 {
     let multi = inputs.len() > 1;
     let mut out = String::new();
     let mut found = false;
-    let needle = if icase {
-        pat.to_lowercase()
-    } else {
-        pat.clone()
-    };
+    let needles: Vec<String> = patterns
+        .iter()
+        .map(|pat| {
+            if icase {
+                pat.to_lowercase()
+            } else {
+                pat.clone()
+            }
+        })
+        .collect();
+    // GNU grep's context output: `--` between groups that are not adjacent.
+    let mut printed_any = false;
     for (name, content) in inputs {
-        for line in String::from_utf8_lossy(&content).lines() {
+        let text = String::from_utf8_lossy(&content).into_owned();
+        let mut last_printed: Option<usize> = None;
+        let mut context_left = 0usize;
+        for (n, line) in text.lines().enumerate() {
             let hay = if icase {
                 line.to_lowercase()
             } else {
                 line.to_string()
             };
-            if hay.contains(&needle) {
+            let matched = needles.iter().any(|nd| hay.contains(nd.as_str()));
+            if matched {
                 found = true;
-                if let (true, Some(n)) = (multi, &name) {
-                    out.push_str(n);
-                    out.push(':');
-                }
-                out.push_str(line);
-                out.push('\n');
+                context_left = after;
+            } else if context_left > 0 {
+                context_left -= 1;
+            } else {
+                continue;
             }
+            if after > 0 && printed_any && last_printed.is_none_or(|l| l + 1 != n) {
+                out.push_str("--\n");
+            }
+            if let (true, Some(f)) = (multi, &name) {
+                out.push_str(f);
+                out.push(if matched { ':' } else { '-' });
+            }
+            out.push_str(line);
+            out.push('\n');
+            last_printed = Some(n);
+            printed_any = true;
         }
     }
     if !quiet {
