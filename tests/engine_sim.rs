@@ -1,6 +1,6 @@
 //! check, plan, apply and hostkeys scan — the real binary against the simulated fleet
 //! over real SSH (issues #5 and #6): reports match the seeded state per control, check
-//! changes nothing, one `carbonio prov` per host, staggered restarts within the rollout
+//! changes nothing, one `zmprov` per host, staggered restarts within the rollout
 //! limits, canary abort, a broken policy service failing its gate, Ctrl-C and resume.
 
 use std::collections::BTreeMap;
@@ -325,13 +325,11 @@ async fn plan_prints_the_exact_commands_and_changes_nothing() {
         "{out}"
     );
     assert!(
-        out.contains("carbonio prov mcf zimbraMtaEnableSmtpdPolicyd TRUE"),
+        out.contains("zmprov mcf zimbraMtaEnableSmtpdPolicyd TRUE"),
         "{out}"
     );
     assert!(
-        out.contains(
-            "carbonio prov mcf +zimbraMtaRestriction 'check_policy_service unix:private/policy'"
-        ),
+        out.contains("zmprov mcf +zimbraMtaRestriction 'check_policy_service unix:private/policy'"),
         "{out}"
     );
     assert!(out.contains("su - zextras -c "), "{out}");
@@ -783,4 +781,39 @@ async fn ctrl_c_mid_rollout_exits_130_and_resume_finishes() {
     assert_eq!(r.hosts.len(), 5, "resume skipped the host that was done");
     assert!(r.hosts.iter().all(|h| h.status == HostStatus::Compliant));
     assert_eq!(sim.fleet.restart_log().len(), 6);
+}
+
+/// Commercial Carbonio with the Advanced CLI: its `carbonio` wrapper is another shell
+/// (no ProvUtil `prov> ` output), so a tool that read through it would fail on every
+/// such node. The tool runs `zmprov` (ProvUtil everywhere) and reads it like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advanced_cli_node_is_read_through_zmprov() {
+    use Platform::*;
+    use Posture::*;
+    let mut commercial = mta(Systemd, Compliant);
+    commercial.advanced_cli = true;
+    let sim = Sim::start(
+        vec![
+            ("adv.a", "a", commercial),
+            ("ce.a", "a", mta(Legacy, Compliant)),
+        ],
+        Duration::from_millis(100),
+    )
+    .await;
+    // The node really is one where `carbonio prov` is not ProvUtil.
+    let node = sim.fleet.node("adv.a").unwrap().node().clone();
+    let direct = carbonio_fleet::sim::shell::run_captured(
+        node,
+        "zextras",
+        "printf '%s\\n' 'gcf zimbraMtaEnableSmtpdPolicyd' exit | carbonio prov",
+        b"",
+    )
+    .await;
+    assert!(!direct.stdout.contains("prov> "), "{direct:?}");
+    assert!(direct.stdout.contains("carbonio> "), "{direct:?}");
+    let o = sim.run(&["check"]).await;
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    let r = sim.latest();
+    assert_eq!(status(&r, "adv.a"), HostStatus::Compliant);
+    assert_eq!(status(&r, "ce.a"), HostStatus::Compliant);
 }

@@ -283,7 +283,7 @@ fn check_on_a_mixed_fleet_matches_the_seeded_state() {
             .any(|f| f["id"] == "PRE-POLICY-SPAWN-USER"),
         "{h}"
     );
-    // One `carbonio prov` process per host, and check changed nothing.
+    // One `zmprov` process per host, and check changed nothing.
     assert_eq!(prov_counts(&fleet), check_prov_counts(&fleet));
     assert_eq!(fleet.restarts_started(), 0);
 }

@@ -292,7 +292,7 @@ async fn zmcontrol_systemctl_and_postconf_follow_restarts() {
         as_zextras(&c, pc).await,
         out(
             0,
-            "smtpd_recipient_restrictions = reject_non_fqdn_recipient, permit_sasl_authenticated, permit_mynetworks, reject_unlisted_recipient, reject_invalid_helo_hostname, reject_non_fqdn_sender, check_policy_service unix:private/policy, permit\nsmtpd_reject_unlisted_recipient = yes\nsmtpd_reject_unlisted_sender = yes\npolicy     unix  -       n       n       -       0       spawn user=zimbra argv=/usr/bin/perl /opt/zextras/libexec/zmpostfixpolicyd\n",
+            "smtpd_recipient_restrictions = reject_non_fqdn_recipient, permit_sasl_authenticated, permit_mynetworks, reject_unlisted_recipient, reject_invalid_helo_hostname, reject_non_fqdn_sender, check_policy_service unix:private/policy, permit\nsmtpd_reject_unlisted_recipient = yes\nsmtpd_reject_unlisted_sender = yes\npolicy     unix  -       n       n       -       0       spawn user=zextras argv=/usr/bin/perl /opt/zextras/libexec/zmpostfixpolicyd\n",
             ""
         )
     );
@@ -366,7 +366,7 @@ h=$(zmhostname); echo '#cfleet hostname'; echo "$h"; echo "#cfleet rc $?"
 echo '#cfleet master'; postconf -M policy/unix 2>&1; echo "#cfleet rc $?"
 echo '#cfleet master-template'; grep -F -A3 -e policy /opt/zextras/common/conf/master.cf.in 2>&1; echo "#cfleet rc $?"
 echo '#cfleet passwd'; getent passwd zimbra 2>&1; echo "#cfleet rc $?"
-echo '#cfleet prov'; printf '%s\n' 'gcf zimbraMtaEnableSmtpdPolicyd' "gs -e $h zimbraMtaSmtpdRejectUnlistedRecipient" "gs $h zimbraServiceEnabled" 'exit' | carbonio prov; echo "#cfleet rc $?""##;
+echo '#cfleet prov'; printf '%s\n' 'gcf zimbraMtaEnableSmtpdPolicyd' "gs -e $h zimbraMtaSmtpdRejectUnlistedRecipient" "gs $h zimbraServiceEnabled" 'exit' | zmprov -l; echo "#cfleet rc $?""##;
     let o = as_zextras(&c, gather).await;
     let expected = "#cfleet platform\ndisabled\ndisabled\ndisabled\nenabled\n#cfleet rc 0\n\
 #cfleet version\nCarbonio Release 25.6.0\n#cfleet rc 0\n\

@@ -1,11 +1,11 @@
-//! Reading the hosted domains' type and DKIM attributes: ONE extra `carbonio prov`
+//! Reading the hosted domains' type and DKIM attributes: ONE extra `zmprov`
 //! process per cluster (not per host), run on the node whose `gad` listed the domains.
 //!
 //! Why a second batch: the domains are only known after the gather's `gad`, and a
 //! ProvUtil batch fed through a pipe cannot depend on its own earlier output. Why `-l`:
 //! the DKIM attributes (`DKIMSelector`, `DKIMIdentity`, `DKIMPublicKey`, objectClass
 //! `DKIM` from the OpenDKIM schema) are not in Carbonio's attribute manager, so only a
-//! direct LDAP read shows them (the documented check is `carbonio prov -l gd DOMAIN`);
+//! direct LDAP read shows them (the documented check is `zmprov -l gd DOMAIN`);
 //! `-l` is a process option, so the whole batch runs in LDAP mode (MTA-only nodes
 //! default to it anyway, CARBONIO.md §2). `zmdkimkeyutil -q` is never used: it prints the
 //! private key.
@@ -38,7 +38,7 @@ pub struct DomainReadPlan {
 pub enum DomainReadError {
     #[error(transparent)]
     Split(#[from] prov::SplitError),
-    #[error("carbonio prov -l failed: {0}")]
+    #[error("zmprov -l failed: {0}")]
     Prov(String),
 }
 
@@ -68,7 +68,7 @@ impl DomainReadPlan {
                 .push(&args)
                 .expect("domain names are plain ProvUtil words");
         }
-        let script = super::prov::shell_command_ldap(&batch, true)?;
+        let script = super::prov::shell_command(&batch, super::prov::Ldap::Any)?;
         Ok(Self {
             domains: ok,
             script,
@@ -94,7 +94,7 @@ impl DomainReadPlan {
     /// Reads the batch output. `ERROR:` lines (a domain deleted since `gad`, an LDAP
     /// failure) fail the whole read: a partial answer would hide domains.
     pub fn parse(&self, stdout: &str, stderr: &str) -> Result<Vec<DomainFacts>, DomainReadError> {
-        let errors = prov::error_lines(stderr);
+        let errors = prov::error_lines(stdout, stderr);
         if !errors.is_empty() {
             return Err(DomainReadError::Prov(errors.join("; ")));
         }
@@ -164,7 +164,7 @@ mod tests {
         let p = DomainReadPlan::new(&["acme.example".into(), "acme.test".into()]).unwrap();
         assert_eq!(
             p.script(),
-            "printf '%s\\n' 'gd acme.example zimbraDomainType DKIMSelector DKIMIdentity DKIMPublicKey' 'gd acme.test zimbraDomainType DKIMSelector DKIMIdentity DKIMPublicKey' exit | carbonio prov -l"
+            "printf '%s\\n' 'gd acme.example zimbraDomainType DKIMSelector DKIMIdentity DKIMPublicKey' 'gd acme.test zimbraDomainType DKIMSelector DKIMIdentity DKIMPublicKey' exit | zmprov -l"
         );
         assert!(!p.script().contains("zmdkimkeyutil"));
     }
@@ -213,7 +213,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "carbonio prov -l failed: ERROR: account.NO_SUCH_DOMAIN (no such domain: gone.example)"
+            "zmprov -l failed: ERROR: account.NO_SUCH_DOMAIN (no such domain: gone.example)"
         );
     }
 }

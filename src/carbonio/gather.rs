@@ -1,5 +1,5 @@
 //! The gather: everything `check` needs from a node, read in ONE exec (run as zextras)
-//! with ONE `carbonio prov` process (one JVM) inside it.
+//! with ONE `zmprov -l` process inside it.
 //!
 //! The script is a sequence of sections, each framed by marker lines carrying a per-run
 //! nonce (`#cfleet-<nonce> <name>` … `#cfleet-<nonce> rc <status>`), so that output of a
@@ -56,7 +56,7 @@ pub enum GatherError {
     NoHostname(i64),
     #[error(transparent)]
     Prov(#[from] prov::SplitError),
-    #[error("carbonio prov failed: {0}")]
+    #[error("zmprov failed: {0}")]
     ProvFailed(String),
 }
 
@@ -127,8 +127,15 @@ impl NodeFacts {
 }
 
 impl GatherPlan {
-    /// Builds the gather for `playbook`. `nonce` frames the sections (random per run).
+    /// Builds the gather for `playbook`, reading the node's own LDAP (`zmprov -l`).
+    /// `nonce` frames the sections (random per run).
     pub fn new(playbook: &Playbook, nonce: &str) -> Result<Self, QuoteError> {
+        Self::reading(playbook, nonce, prov::Ldap::Any)
+    }
+
+    /// The gather whose prov batch reads `ldap`: the proof after a change reads the LDAP
+    /// master (`-l -m`), which a lagging replica could contradict.
+    pub fn reading(playbook: &Playbook, nonce: &str, ldap: prov::Ldap) -> Result<Self, QuoteError> {
         let mut global_attrs: Vec<String> = Vec::new();
         let mut server_attrs: Vec<String> = Vec::new();
         for c in &playbook.controls {
@@ -187,7 +194,7 @@ impl GatherPlan {
         lines.push("gad".to_string());
         lines.push("exit".to_string());
         let batch_len = lines.len() - 1;
-        section(&mut s, nonce, "prov", &prov::feed_command(&lines));
+        section(&mut s, nonce, "prov", &prov::feed_command(&lines, ldap));
         Ok(Self {
             nonce: nonce.to_string(),
             script: s,
@@ -239,7 +246,7 @@ impl GatherPlan {
         }
 
         let prov_sec = get("prov")?;
-        let errors = prov::error_lines(stderr);
+        let errors = prov::error_lines(&prov_sec.output, stderr);
         let split = prov::split_output(&prov_sec.output, self.batch_len).map_err(|e| {
             if errors.is_empty() {
                 GatherError::Prov(e)

@@ -1,4 +1,4 @@
-//! `carbonio prov` (ProvUtil) batch mode: building batch input and splitting its output.
+//! `zmprov` (ProvUtil) batch mode: building batch input and splitting its output.
 //!
 //! One JVM per host: every read (or every change) goes into one batch fed on stdin, ended
 //! with `exit` so that a ServiceException makes the process exit 2 (at plain end of input
@@ -22,7 +22,7 @@ pub struct Batch {
 
 /// A value that cannot be expressed on one ProvUtil batch line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("value {value:?} cannot be passed to carbonio prov: {reason}")]
+#[error("value {value:?} cannot be passed to zmprov: {reason}")]
 pub struct BatchValueError {
     pub value: String,
     pub reason: &'static str,
@@ -112,28 +112,49 @@ fn quote_arg(arg: &str) -> Result<String, BatchValueError> {
     Ok(s)
 }
 
+/// Which LDAP a `zmprov` process talks to. Always LDAP mode (`-l`): SOAP mode, the
+/// default on mailbox nodes, needs mailboxd, which is down during a legacy restart
+/// (CARBONIO.md §0.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ldap {
+    /// `-l`: the node's configured LDAP (a replica, possibly lagging): reads.
+    Any,
+    /// `-l -m`: the LDAP master: writes and any read that must see them.
+    Master,
+}
+
+impl Ldap {
+    fn flags(self) -> &'static str {
+        match self {
+            Ldap::Any => "-l",
+            Ldap::Master => "-l -m",
+        }
+    }
+}
+
 /// The shell command that feeds pre-quoted shell `words` (one batch line each, `exit`
-/// last) to ONE `carbonio prov` process through a pipe.
-pub fn feed_command(words: &[String]) -> String {
-    format!("printf '%s\\n' {} | carbonio prov", words.join(" "))
+/// last) to ONE `zmprov` process through a pipe.
+///
+/// `zmprov`, never the `carbonio` wrapper: on commercial Carbonio with the Advanced CLI
+/// installed, `carbonio` opens another shell (`carbonio>` prompt) whose output this
+/// parser cannot read; `zmprov` is ProvUtil on every Carbonio (CARBONIO.md §0.6).
+pub fn feed_command(words: &[String], ldap: Ldap) -> String {
+    format!(
+        "printf '%s\\n' {} | zmprov {}",
+        words.join(" "),
+        ldap.flags()
+    )
 }
 
-/// The shell command that runs `batch` (ended with `exit`) in one `carbonio prov`.
-pub fn shell_command(batch: &Batch) -> Result<String, QuoteError> {
-    shell_command_ldap(batch, false)
-}
-
-/// [`shell_command`], with `-l` (direct LDAP) when `ldap` is set: the process option
-/// applies to every line of the batch.
-pub fn shell_command_ldap(batch: &Batch, ldap: bool) -> Result<String, QuoteError> {
+/// The shell command that runs `batch` (ended with `exit`) in one `zmprov`.
+pub fn shell_command(batch: &Batch, ldap: Ldap) -> Result<String, QuoteError> {
     let mut words = batch
         .lines()
         .iter()
         .map(|l| quote(l))
         .collect::<Result<Vec<_>, _>>()?;
     words.push("exit".to_string());
-    let cmd = feed_command(&words);
-    Ok(if ldap { cmd + " -l" } else { cmd })
+    Ok(feed_command(&words, ldap))
 }
 
 /// Splits batch stdout into one output per command, using the prompts.
@@ -178,20 +199,42 @@ pub struct SplitOutput {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "carbonio prov printed {found} `prov> ` prompts where {expected} were expected (the batch did not run to the end)"
+    "zmprov printed {found} `prov> ` prompts where {expected} were expected (the batch did not run to the end)"
 )]
 pub struct SplitError {
     pub expected: usize,
     pub found: usize,
 }
 
-/// `ERROR: ...` lines from ProvUtil's stderr (log4j noise and warnings ignored).
-pub fn error_lines(stderr: &str) -> Vec<String> {
-    stderr
+/// Every error a ProvUtil batch reported, from its stdout and stderr.
+///
+/// In batch mode ProvUtil reports a ServiceException as `ERROR: code (message)` on
+/// stderr and exits 2 at `exit`, but an argument error prints a `usage:` block on stdout
+/// (and, since carbonio-mailbox 4.18, `NAME is expecting N arguments but …` on stderr),
+/// and an unknown command prints `Unknown command. Type: 'help commands' for a list` on
+/// stdout, both WITHOUT setting the error flag: the exit status stays 0
+/// (CARBONIO.md §0.6). All of them are errors here. Output lines may be glued to the
+/// `prov> ` prompt(s) printed before them.
+pub fn error_lines(stdout: &str, stderr: &str) -> Vec<String> {
+    let mut errors: Vec<String> = stderr
         .lines()
-        .filter(|l| l.starts_with("ERROR: ") || l.starts_with("error: "))
+        .filter(|l| {
+            l.starts_with("ERROR: ")
+                || l.starts_with("error: ")
+                || (l.contains(" is expecting ") && l.contains(" argument"))
+        })
         .map(str::to_string)
-        .collect()
+        .collect();
+    for line in stdout.lines() {
+        let mut l = line;
+        while let Some(rest) = l.strip_prefix(PROMPT) {
+            l = rest;
+        }
+        if l.starts_with("usage:") || l.starts_with("Unknown command.") {
+            errors.push(l.split_whitespace().collect::<Vec<_>>().join(" "));
+        }
+    }
+    errors
 }
 
 /// Attribute lines of a get command (`gcf`, `gs`, `gacf`): `name: value` pairs in order.
@@ -341,11 +384,45 @@ mod tests {
     fn error_lines_from_stderr() {
         let err = "log4j:WARN x\nERROR: account.INVALID_ATTR_VALUE (zimbraMtaEnableSmtpdPolicyd must be TRUE or FALSE)\n";
         assert_eq!(
-            error_lines(err),
+            error_lines("prov> prov> ", err),
             vec![
                 "ERROR: account.INVALID_ATTR_VALUE (zimbraMtaEnableSmtpdPolicyd must be TRUE or FALSE)"
                     .to_string()
             ]
+        );
+    }
+
+    /// Argument errors and unknown commands never set ProvUtil's error flag: found on
+    /// stdout (behind prompts) and in the ≥4.18 count line on stderr.
+    #[test]
+    fn usage_unknown_and_argument_count_are_errors() {
+        let out = "prov> usage:  modifyConfig(mcf) attr1 value1 [attr2 value2...]\n\nprov> Unknown command. Type: 'help commands' for a list\nprov> zimbraMtaEnableSmtpdPolicyd: TRUE\nprov> ";
+        let err =
+            "modifyConfig is expecting at least 2 arguments but 1 argument has been provided\n";
+        assert_eq!(
+            error_lines(out, err),
+            vec![
+                "modifyConfig is expecting at least 2 arguments but 1 argument has been provided",
+                "usage: modifyConfig(mcf) attr1 value1 [attr2 value2...]",
+                "Unknown command. Type: 'help commands' for a list",
+            ]
+        );
+        // A value that merely mentions the words is not an error.
+        assert!(error_lines("prov> zimbraNotes: usage: see the wiki\nprov> ", "").is_empty());
+    }
+
+    #[test]
+    fn zmprov_in_ldap_mode_never_the_carbonio_wrapper() {
+        let mut b = Batch::new();
+        b.push(&["gcf", "zimbraMtaRestriction"]).unwrap();
+        assert_eq!(
+            shell_command(&b, Ldap::Any).unwrap(),
+            "printf '%s\\n' 'gcf zimbraMtaRestriction' exit | zmprov -l"
+        );
+        assert!(
+            shell_command(&b, Ldap::Master)
+                .unwrap()
+                .ends_with("| zmprov -l -m")
         );
     }
 }

@@ -1,5 +1,5 @@
 //! The DKIM check of one domain: the selector and public key Carbonio keeps in LDAP
-//! (`DKIMSelector`, `DKIMIdentity`, `DKIMPublicKey`, read with `carbonio prov gd`; never
+//! (`DKIMSelector`, `DKIMIdentity`, `DKIMPublicKey`, read with `zmprov -l gd`; never
 //! `zmdkimkeyutil -q`, which prints the private key) against the TXT record published at
 //! `SELECTOR._domainkey.DOMAIN`: it must carry `v=DKIM1` and the same `p=` key.
 

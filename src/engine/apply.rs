@@ -1,4 +1,4 @@
-//! Remediation: gather → plan the changes → (confirm) → one `carbonio prov` batch per
+//! Remediation: gather → plan the changes → (confirm) → one `zmprov` batch per
 //! change set with read-back → staggered restarts with health gates driven by the
 //! rollout scheduler → gather again to prove the result (each host as soon as nothing
 //! more will be done to it, overlapping later batches: [`Prover`]).
@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::carbonio::gather::{EffectivePlan, Platform};
+use crate::carbonio::gather::{EffectivePlan, GatherPlan, Platform};
 use crate::carbonio::{prov, services, values};
 use crate::engine::changes::{self, ChangePlan, NodeBatch};
 use crate::engine::check;
@@ -184,7 +184,7 @@ async fn run_batch(
         Ok(x) => x,
         Err(e) => return (record, Err(e.to_string())),
     };
-    let script = match prov::shell_command(&b) {
+    let script = match prov::shell_command(&b, prov::Ldap::Master) {
         Ok(s) => s,
         Err(e) => return (record, Err(e.to_string())),
     };
@@ -207,12 +207,12 @@ async fn run_batch(
     record.exit = exit_text(&out.end);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    record.errors = prov::error_lines(&stderr);
+    record.errors = prov::error_lines(&stdout, &stderr);
     if out.end != ExecEnd::Status(0) || !record.errors.is_empty() {
         let why = if record.errors.is_empty() {
-            format!("carbonio prov exited {}: {}", record.exit, stderr.trim())
+            format!("zmprov exited {}: {}", record.exit, stderr.trim())
         } else {
-            format!("carbonio prov reported: {}", record.errors.join("; "))
+            format!("zmprov reported: {}", record.errors.join("; "))
         };
         return (record, Err(why));
     }
@@ -755,7 +755,7 @@ fn confirm(plan: &ChangePlan, restarts: usize) -> bool {
         for c in &b.changes {
             let _ = writeln!(
                 err,
-                "  cluster {cluster} (on {}): carbonio prov {}",
+                "  cluster {cluster} (on {}): zmprov {}",
                 b.node,
                 crate::ssh::command_line(&c.args).unwrap_or_default()
             );
@@ -765,7 +765,7 @@ fn confirm(plan: &ChangePlan, restarts: usize) -> bool {
         for c in &b.changes {
             let _ = writeln!(
                 err,
-                "  {node}: carbonio prov {}",
+                "  {node}: zmprov {}",
                 crate::ssh::command_line(&c.args).unwrap_or_default()
             );
         }
@@ -927,6 +927,9 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     // Proof gathers start as soon as a host is final (see [`Prover`]): nodes the change
     // batches touched that will not restart are final now.
     let playbook = Arc::new(loaded.playbook.clone());
+    // The proof reads what was just written: from the LDAP master, not a replica that
+    // may lag behind it. Same playbook and nonce as the first gather, which could build.
+    let plan = GatherPlan::reading(&loaded.playbook, &nonce, prov::Ldap::Master).unwrap_or(plan);
     let mut prover = Prover::new(playbook.clone(), plan, &nonce, opts.run.forks);
     let restarting: BTreeSet<&str> = rollout_nodes
         .iter()

@@ -33,7 +33,7 @@ pub struct Change {
     pub restart: bool,
 }
 
-/// Changes executed in one `carbonio prov` batch on one node.
+/// Changes executed in one `zmprov` batch on one node.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeBatch {
     /// The node the batch runs on.

@@ -1,6 +1,6 @@
 //! The domain pass of a sweep: for each cluster, the hosted domains its first reachable
 //! node listed (`gad`, in the gather), their type and DKIM attributes read with ONE
-//! extra `carbonio prov -l` batch on that same node (one more JVM per cluster, never per
+//! extra `zmprov -l` batch on that same node (one more JVM per cluster, never per
 //! host; a fresh connection, since the gather's sessions are not kept for a check), then
 //! the playbook's `dns` probes looked up from this machine. Runs only when the playbook
 //! has `dns` probes.
@@ -56,7 +56,7 @@ fn plan_clusters<'a>(gathers: &'a [HostGather]) -> Vec<ClusterPlan<'a>> {
     order.into_iter().filter_map(|c| plans.remove(&c)).collect()
 }
 
-/// Reads the domains' attributes on `host` (one exec, one `carbonio prov -l`).
+/// Reads the domains' attributes on `host` (one exec, one `zmprov -l`).
 async fn read_domains(
     connector: &Connector,
     host: &Host,

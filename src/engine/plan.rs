@@ -58,7 +58,7 @@ pub fn restart_candidates(
 
 fn batch_command(host: &Host, batch: &NodeBatch, server: &str) -> Result<String, String> {
     let (b, _) = changes::batch_with_readback(batch, server).map_err(|e| e.to_string())?;
-    let script = prov::shell_command(&b).map_err(|e| e.to_string())?;
+    let script = prov::shell_command(&b, prov::Ldap::Master).map_err(|e| e.to_string())?;
     wrap(&host.user, host.become_, RunAs::Zextras, &script).map_err(|e| e.to_string())
 }
 
@@ -87,7 +87,7 @@ pub fn render(
             b.node
         );
         for c in &b.changes {
-            let _ = writeln!(s, "  carbonio prov {}", paste(&c.args));
+            let _ = writeln!(s, "  zmprov {}", paste(&c.args));
         }
         if let Some(cmds) = commands.get(&b.node) {
             let _ = writeln!(
@@ -100,7 +100,7 @@ pub fn render(
     for (node, b) in &plan.server {
         let _ = writeln!(s, "\n{node}: server entry, as zextras");
         for c in &b.changes {
-            let _ = writeln!(s, "  carbonio prov {}", paste(&c.args));
+            let _ = writeln!(s, "  zmprov {}", paste(&c.args));
         }
         if let Some(cmds) = commands.get(node) {
             let _ = writeln!(

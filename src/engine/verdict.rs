@@ -186,7 +186,7 @@ fn control_result(c: &Control, facts: &NodeFacts, globals: &ClusterGlobals) -> C
         (
             Verdict::Masked,
             format!(
-                "global {} is {} but the server entry of `{}` overrides it with {} (carbonio prov gs -e {} {})",
+                "global {} is {} but the server entry of `{}` overrides it with {} (zmprov -l gs -e {} {})",
                 c.attr,
                 render(&global_values),
                 facts.hostname,

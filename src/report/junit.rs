@@ -391,10 +391,7 @@ mod tests {
         assert_eq!(elem, "failure");
         assert_eq!(ty, "non-compliant");
         assert_eq!(message, "expected = TRUE, actual FALSE");
-        assert_eq!(
-            text,
-            "carbonio prov gcf zimbraMtaEnableSmtpdPolicyd → FALSE"
-        );
+        assert_eq!(text, "zmprov -l gcf zimbraMtaEnableSmtpdPolicyd → FALSE");
 
         let (elem, ty, message, text) = mail2[1].outcome.clone().unwrap();
         assert_eq!((elem.as_str(), ty.as_str()), ("failure", "masked"));

@@ -303,7 +303,7 @@ pub struct HostApply {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DomainReport {
     pub cluster: String,
-    /// The node whose LDAP was read (`gad`, then one `carbonio prov -l` batch of `gd`).
+    /// The node whose LDAP was read (`gad`, then one `zmprov -l` batch of `gd`).
     pub read_on: Option<String>,
     /// The DNS servers asked, e.g. `127.0.0.1:5353`.
     pub resolver: String,

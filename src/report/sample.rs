@@ -49,7 +49,7 @@ pub fn control(id: &str, verdict: Verdict, expected: &str, actual: &str) -> Cont
         global_values: vec![actual.to_string()],
         server_values: None,
         verdict,
-        evidence: format!("carbonio prov gcf {attr} → {actual}"),
+        evidence: format!("zmprov -l gcf {attr} → {actual}"),
         before: None,
         after: None,
         changed: false,
@@ -138,7 +138,7 @@ pub fn sample_report() -> Report {
     masked.global_values = vec!["check_policy_service unix:private/policy".to_string()];
     masked.server_values = Some(vec!["reject_invalid_helo_hostname".to_string()]);
     masked.evidence =
-        "carbonio prov gs mail2.acme.example zimbraMtaRestriction overrides the global value"
+        "zmprov -l gs mail2.acme.example zimbraMtaRestriction overrides the global value"
             .to_string();
     mail2.controls = vec![
         control("BS-01", Verdict::NonCompliant, "= TRUE", "FALSE"),

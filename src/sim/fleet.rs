@@ -316,7 +316,7 @@ fn known_hosts_host(addr: SocketAddr) -> String {
 
 fn node_state(spec: &FleetSpec, n: &NodeSpec) -> NodeState {
     let p = n.profile;
-    let mut passwd = vec![
+    let passwd = vec![
         PasswdEntry::new("root", 0, "root", "/root", "/bin/bash"),
         PasswdEntry::new("daemon", 1, "daemon", "/usr/sbin", "/usr/sbin/nologin"),
         PasswdEntry::new(
@@ -328,20 +328,18 @@ fn node_state(spec: &FleetSpec, n: &NodeSpec) -> NodeState {
         ),
         PasswdEntry::new("zextras", 999, "zextras user", "/opt/zextras", "/bin/bash"),
     ];
-    if !p.spawn_user_missing {
-        // Created by the admin so that the shipped `user=zimbra` policy line works.
-        passwd.push(PasswdEntry::new(
-            "zimbra",
-            998,
-            "",
-            "/opt/zimbra",
-            "/usr/sbin/nologin",
-        ));
-    }
+    // No package creates `zimbra` (CARBONIO.md §0.2): a stock node's template names a
+    // user that does not exist; a fixed one spawns as zextras (a hand-made `zimbra`
+    // user would not help: it cannot read localconfig.xml).
+    let spawn_user = if p.spawn_user_missing {
+        "zimbra"
+    } else {
+        "zextras"
+    };
     let mut files = BTreeMap::new();
     files.insert(
         MASTER_CF_IN.to_string(),
-        master_cf_in("zimbra").into_bytes(),
+        master_cf_in(spawn_user).into_bytes(),
     );
     files.insert(
         "/opt/zextras/.version".to_string(),
@@ -374,6 +372,7 @@ fn node_state(spec: &FleetSpec, n: &NodeSpec) -> NodeState {
         fail_next_restart: false,
         restart_time: restart,
         jvm_latency: jvm,
+        advanced_cli: p.advanced_cli,
     }
 }
 

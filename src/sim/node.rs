@@ -169,6 +169,9 @@ pub struct NodeState {
     pub restart_time: Duration,
     /// Simulated JVM start per `zmprov`/`carbonio` process.
     pub jvm_latency: Duration,
+    /// `carbonio` is the Advanced CLI (commercial Carbonio), not ProvUtil.
+    #[serde(default)]
+    pub advanced_cli: bool,
 }
 
 impl NodeState {

@@ -6,7 +6,7 @@
 //! `compliant=4,systemd+half-compliant=3,legacy+non-compliant+spawn-user-missing=1,unreachable=1`.
 //! Tags: platform `legacy`|`systemd` (absent: alternates, legacy first); posture
 //! `non-compliant` (default) | `half-compliant` | `compliant` | `server-override` |
-//! `restart-pending`; role `mta` (default) | `mailbox`; `spawn-user-missing`; behaviour
+//! `restart-pending`; role `mta` (default) | `mailbox`; `spawn-user-missing` (the stock `user=zimbra`); `advanced-cli`; behaviour
 //! `slow` | `auth-refused` | `hostkey-changed` | `unreachable` | `hanging`. Nodes not
 //! covered by the mix are plain `non-compliant`.
 
@@ -63,8 +63,14 @@ pub struct NodeProfile {
     pub platform: Platform,
     pub posture: Posture,
     pub role: NodeRole,
-    /// The policy service spawns as `zimbra`, and no such user exists.
+    /// Stock master.cf.in: the policy service spawns as `zimbra`, which no Carbonio
+    /// package creates (CARBONIO.md §0.2). Otherwise the operator fixed the entry to
+    /// `user=zextras`, the working spawn user.
     pub spawn_user_missing: bool,
+    /// Commercial Carbonio with the Advanced CLI: the `carbonio` wrapper opens its own
+    /// shell (`carbonio>` prompt) instead of ProvUtil (CARBONIO.md §0.6); `zmprov` is
+    /// unchanged.
+    pub advanced_cli: bool,
     pub behaviour: Behaviour,
 }
 
@@ -75,6 +81,7 @@ impl Default for NodeProfile {
             posture: Posture::NonCompliant,
             role: NodeRole::Mta,
             spawn_user_missing: false,
+            advanced_cli: false,
             behaviour: Behaviour::Normal,
         }
     }
@@ -114,6 +121,9 @@ impl fmt::Display for NodeProfile {
         }
         if self.spawn_user_missing {
             f.write_str("+spawn-user-missing")?;
+        }
+        if self.advanced_cli {
+            f.write_str("+advanced-cli")?;
         }
         if let Some(b) = self.behaviour.as_str() {
             write!(f, "+{b}")?;
@@ -250,6 +260,7 @@ impl NodeProfile {
                 "mta" => p.role = NodeRole::Mta,
                 "mailbox" => p.role = NodeRole::Mailbox,
                 "spawn-user-missing" => p.spawn_user_missing = true,
+                "advanced-cli" => p.advanced_cli = true,
                 "slow" | "auth-refused" | "hostkey-changed" | "unreachable" | "hanging" => {
                     once(&mut seen_behaviour, "behaviour")?;
                     p.behaviour = match tag {

@@ -137,6 +137,7 @@ pub fn demo_spec() -> FleetSpec {
         posture,
         role,
         spawn_user_missing,
+        advanced_cli: false,
         behaviour,
     };
     let mta = NodeRole::Mta;

@@ -169,7 +169,7 @@ mod tests {
 
     #[test]
     fn apply_commands_are_logged_exactly_as_sent() {
-        let command = "su - zextras -c 'carbonio prov -f /dev/stdin' <<'EOF'\nmcf +zimbraMtaRestriction 'check_policy_service unix:private/policy'\nexit\nEOF";
+        let command = "su - zextras -c 'zmprov -l -f /dev/stdin' <<'EOF'\nmcf +zimbraMtaRestriction 'check_policy_service unix:private/policy'\nexit\nEOF";
         let lines = json_lines(&[Event::CommandRan {
             host: "mail1".into(),
             purpose: "global changes for cluster `acme`".into(),

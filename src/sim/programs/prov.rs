@@ -148,11 +148,22 @@ struct Opts {
     ldap: bool,
 }
 
-/// `carbonio ...`: the wrapper's user check, then ProvUtil.
+/// `carbonio ...`: the wrapper's user check, then ProvUtil — or, on commercial Carbonio
+/// with the Advanced CLI installed, that CLI's own shell (CARBONIO.md §0.6: the wrapper
+/// runs it when its jar is present; prompt `carbonio>`). Only that much of it is
+/// modelled: a prompt per line read, and no ProvUtil `prov> ` output at all, which is
+/// what breaks a reader of ProvUtil batch output.
 pub async fn carbonio(args: Vec<String>, p: &mut Proc) -> i32 {
     if p.user != "zextras" {
         p.io.stdout.line("Please run as zextras user").await;
         return 1;
+    }
+    if p.node.state().advanced_cli {
+        // Its answers to ProvUtil lines are not modelled (no source): prompts only.
+        let input = p.io.stdin.read_all().await;
+        let lines = String::from_utf8_lossy(&input).lines().count();
+        p.io.stdout.write("carbonio> ".repeat(lines + 1)).await;
+        return 0;
     }
     zmprov(args, p).await
 }
