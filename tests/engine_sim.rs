@@ -156,6 +156,8 @@ async fn check_reports_the_seeded_state_and_changes_nothing() {
     use Posture::*;
     let mut spawnless = mta(Systemd, NonCompliant);
     spawnless.spawn_user_missing = true;
+    let mut zimbra_added = mta(Legacy, NonCompliant);
+    zimbra_added.zimbra_user_added = true;
     let mut down = mta(Legacy, Compliant);
     down.behaviour = Behaviour::Unreachable;
     let mut mbx = mta(Legacy, Compliant);
@@ -171,6 +173,7 @@ async fn check_reports_the_seeded_state_and_changes_nothing() {
             ("pend.e", "e", mta(Systemd, RestartPending)),
             ("spawn.f", "f", spawnless),
             ("down.g", "g", down),
+            ("zadd.h", "h", zimbra_added),
         ],
         Duration::from_millis(100),
     )
@@ -218,6 +221,7 @@ async fn check_reports_the_seeded_state_and_changes_nothing() {
         ("pend.e", HostStatus::RestartPending),
         ("spawn.f", HostStatus::Drift),
         ("down.g", HostStatus::Failed),
+        ("zadd.h", HostStatus::Drift),
     ] {
         assert_eq!(status(&r, host), want, "{host}");
     }
@@ -231,7 +235,51 @@ async fn check_reports_the_seeded_state_and_changes_nothing() {
         .expect("spawn-user finding");
     assert!(f.blocking);
     assert!(f.message.contains("451 4.3.5"), "{}", f.message);
-    assert!(f.evidence.contains("user=zimbra"), "{}", f.evidence);
+    assert!(
+        f.message.contains("spawn user missing: `zimbra`"),
+        "{}",
+        f.message
+    );
+    // The two-line template entry, read whole.
+    assert!(
+        f.evidence
+            .contains("policy unix - n n - 0 spawn user=zimbra argv=/usr/bin/perl"),
+        "{}",
+        f.evidence
+    );
+    assert!(f.hint.contains("user=zextras"), "{}", f.hint);
+    assert!(
+        !f.hint.contains("useradd"),
+        "never tell to create zimbra: {}",
+        f.hint
+    );
+    // A hand-made `zimbra` in group zextras: it exists, and still cannot read
+    // localconfig.xml with the one group spawn gives it.
+    let zadd = r.hosts.iter().find(|h| h.name == "zadd.h").unwrap();
+    let f = zadd
+        .findings
+        .iter()
+        .find(|f| f.id == "PRE-POLICY-SPAWN-USER")
+        .expect("spawn-user finding");
+    assert!(f.blocking);
+    assert!(
+        f.message
+            .contains("spawn user cannot read localconfig.xml: `zimbra` runs as uid 998 with the one group 998"),
+        "{}",
+        f.message
+    );
+    // localconfig.xml's passwords never leave the node.
+    let sentinel = carbonio_fleet::sim::node::LOCALCONFIG_SENTINEL;
+    assert!(!explain(&o).contains(sentinel));
+    for e in std::fs::read_dir(sim.reports().join("latest")).unwrap() {
+        let path = e.unwrap().path();
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+        assert!(
+            !text.contains(sentinel),
+            "{} holds a localconfig password",
+            path.display()
+        );
+    }
     let ok = r.hosts.iter().find(|h| h.name == "ok.c").unwrap();
     assert_eq!(
         ok.platform,

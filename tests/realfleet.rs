@@ -987,3 +987,68 @@ fn bench_hold_real_fleet() {
     }
     fleet.stop();
 }
+
+/// The spawn user against the real system: the real `getent` and `stat`, a real
+/// localconfig.xml (0640 zextras:zextras) in each node's /opt/zextras/conf. A user
+/// that does not exist, one that exists and cannot read localconfig.xml, and the fix
+/// (`user=zextras`) are told apart. The gather starts no JVM but its one zmprov, and
+/// localconfig.xml's passwords never leave the node.
+#[test]
+fn spawn_users_on_real_nodes_and_the_program_budget() {
+    let Some(fleet) = RealFleet::start(
+        "spawn_users",
+        specs(
+            3,
+            "legacy+compliant+spawn-user-missing=1,legacy+compliant+zimbra-user-added=1,legacy+compliant=1",
+            1,
+        ),
+        &RealFleetOptions::default(),
+    ) else {
+        return;
+    };
+    let (out, reports) = run(&fleet, "check", None, &[]);
+    assert_eq!(code(&out), exit::DRIFT, "{}", show(&out));
+    let r = report(&reports);
+    let finding = |name: &str| -> Option<String> {
+        host(&r, name)["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == "PRE-POLICY-SPAWN-USER")
+            .map(|f| s(&f["message"]).to_string())
+    };
+    let missing = finding(&fleet.nodes[0].name).expect("missing user finding");
+    assert!(missing.contains("spawn user missing"), "{missing}");
+    let no_access = finding(&fleet.nodes[1].name).expect("no-access finding");
+    assert!(
+        no_access.contains("spawn user cannot read localconfig.xml: `nobody`"),
+        "{no_access}"
+    );
+    assert_eq!(finding(&fleet.nodes[2].name), None);
+    assert_eq!(s(&host(&r, &fleet.nodes[2].name)["status"]), "compliant");
+
+    // The program budget: of the programs the nodes emulate (and count), only zmprov
+    // (once per host, plus the cluster's domain read), postconf and systemctl run, none
+    // of the others a JVM; never zmcontrol, zmhostname or the `carbonio` wrapper.
+    for n in &fleet.nodes {
+        let (nf, _) = n.store.read().unwrap();
+        let ran: Vec<&str> = nf.invocations.keys().map(String::as_str).collect();
+        assert_eq!(
+            ran,
+            ["postconf", "systemctl", "zmprov"],
+            "{}: {:?}",
+            n.name,
+            nf.invocations
+        );
+        assert_eq!(nf.invocations["zmprov"], 2, "{}", n.name);
+    }
+
+    let sentinel = carbonio_fleet::sim::node::LOCALCONFIG_SENTINEL;
+    assert!(!show(&out).contains(sentinel));
+    let latest = reports.join("latest");
+    for e in std::fs::read_dir(&latest).unwrap() {
+        let path = e.unwrap().path();
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+        assert!(!text.contains(sentinel), "{}", path.display());
+    }
+}

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 pub use super::platform::Platform;
-use super::postfix::{self, SpawnLine};
+use super::postfix::{self, SpawnAccess, SpawnLine};
 use super::prov;
 use crate::playbook::{Playbook, ProbeKind, Scope};
 use crate::ssh::{QuoteError, quote};
@@ -25,6 +25,9 @@ pub const SYSTEMD_TARGETS: [&str; 4] = [
     "carbonio-proxy.target",
     "carbonio-mta.target",
 ];
+
+/// Carbonio's release, one line (what `zmcontrol -v` prints after "Carbonio Release").
+pub const VERSION_FILE: &str = "/opt/zextras/.version";
 
 /// Where the policy spawn line is templated (read when the service is not enabled yet).
 pub const MASTER_TEMPLATE: &str = "/opt/zextras/common/conf/master.cf.in";
@@ -52,7 +55,7 @@ pub struct GatherPlan {
 pub enum GatherError {
     #[error("the gather output has no `{0}` section (the script stopped early)")]
     MissingSection(String),
-    #[error("`zmhostname` printed nothing (status {0})")]
+    #[error("no `zimbra_server_hostname` in /opt/zextras/conf/localconfig.xml (status {0})")]
     NoHostname(i64),
     #[error(transparent)]
     Prov(#[from] prov::SplitError),
@@ -71,9 +74,9 @@ pub struct Section {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeFacts {
     pub platform: Platform,
-    /// `zmcontrol -v` (e.g. `Carbonio Release 25.6.0`), when the node answers it.
+    /// `Carbonio Release X` from /opt/zextras/.version, when the node has one.
     pub version: Option<String>,
-    /// The Carbonio server name (`zmhostname`).
+    /// The Carbonio server name (localconfig.xml `zimbra_server_hostname`).
     pub hostname: String,
     /// `zimbraServiceEnabled` of this server.
     pub services: Vec<String>,
@@ -90,8 +93,8 @@ pub struct NodeFacts {
     pub policy_service: Option<SpawnLine>,
     /// The policy spawn line of master.cf.in, which enabling the service would activate.
     pub policy_template: Option<SpawnLine>,
-    /// Users known to the node (`getent passwd`).
-    pub users: Vec<String>,
+    /// The policy spawn user's ids and localconfig.xml's owner and mode.
+    pub spawn: SpawnAccess,
     /// Output of each `command` probe, by probe id.
     pub commands: BTreeMap<String, Section>,
     /// Raw systemctl answer, kept as evidence for the platform verdict.
@@ -104,25 +107,21 @@ impl NodeFacts {
         self.services.iter().any(|s| s == "mta")
     }
 
-    /// The user the policy service is (or would be) spawned as.
-    pub fn policy_spawn_user(&self) -> Option<&str> {
+    /// The policy entry that decides the spawn user: the active one, else the template's.
+    pub fn policy_entry(&self) -> Option<&SpawnLine> {
         self.policy_service
             .as_ref()
             .or(self.policy_template.as_ref())
-            .and_then(|l| l.user.as_deref())
     }
 
     /// The spawn line that names the user, for evidence.
     pub fn policy_spawn_evidence(&self) -> Option<&str> {
-        self.policy_service
-            .as_ref()
-            .or(self.policy_template.as_ref())
-            .map(|l| l.line.as_str())
+        self.policy_entry().map(|l| l.line.as_str())
     }
 
-    /// Whether a user exists on the node.
-    pub fn has_user(&self, user: &str) -> bool {
-        self.users.iter().any(|u| u == user)
+    /// Why the policy service could not start as its spawn user, if it could not.
+    pub fn spawn_problem(&self) -> Option<postfix::SpawnProblem> {
+        self.spawn.problem(self.policy_entry())
     }
 }
 
@@ -168,8 +167,21 @@ impl GatherPlan {
             "platform",
             &format!("systemctl is-enabled {targets} 2>&1"),
         );
-        section(&mut s, nonce, "version", "zmcontrol -v 2>&1");
-        s.push_str("h=$(zmhostname)\n");
+        // No JVM but zmprov's (CARBONIO.md §0.7, §0.11): `zmcontrol -v` and `zmhostname`
+        // each start one through zmlocalconfig. The version is what `zmcontrol -v`
+        // prints from /opt/zextras/.version; the server name is localconfig.xml's
+        // `zimbra_server_hostname`, of which only the value line is read (the file
+        // also holds the LDAP passwords, which never leave the node).
+        section(
+            &mut s,
+            nonce,
+            "version",
+            &format!("cat {} 2>&1", quote(VERSION_FILE)?),
+        );
+        s.push_str(&format!(
+            "h=$(grep -F -A1 -e 'name=\"zimbra_server_hostname\"' {} 2>/dev/null); h=${{h#*<value>}}; h=${{h%%</value>*}}\n",
+            quote(postfix::LOCALCONFIG)?
+        ));
         section(&mut s, nonce, "hostname", "echo \"$h\"");
         effective_sections(&mut s, nonce, &params)?;
         for p in &playbook.probes {
@@ -225,15 +237,12 @@ impl GatherPlan {
             Platform::Legacy
         };
         let version_sec = get("version")?;
+        // As `zmcontrol -v` prints it (carbonio-core-utils VersionCmd).
         let version = (version_sec.status == 0)
-            .then(|| {
-                version_sec
-                    .output
-                    .lines()
-                    .find(|l| l.starts_with("Carbonio Release"))
-            })
+            .then(|| version_sec.output.lines().next().map(str::trim))
             .flatten()
-            .map(str::to_string);
+            .filter(|v| !v.is_empty())
+            .map(|v| format!("Carbonio Release {v}"));
         let host_sec = get("hostname")?;
         let hostname = host_sec.output.trim().to_string();
         if hostname.is_empty() {
@@ -282,7 +291,7 @@ impl GatherPlan {
             postconf: eff.postconf,
             policy_service: eff.policy_service,
             policy_template: eff.policy_template,
-            users: eff.users,
+            spawn: eff.spawn,
             commands,
             platform_evidence: platform_sec.output.trim_end().to_string(),
         })
@@ -327,7 +336,23 @@ fn effective_sections(s: &mut String, nonce: &str, params: &[String]) -> Result<
         // after it (Carbonio's template has `user=` on the second of two lines).
         &format!("grep -F -A3 -e policy {} 2>&1", quote(MASTER_TEMPLATE)?),
     );
-    section(s, nonce, "passwd", "getent passwd 2>&1");
+    // The spawn user, extracted by the node's shell from the same entries (the active
+    // one first), looked up by that one name (never the whole passwd database, which may
+    // be LDAP-backed), and localconfig.xml's owner and mode: whether that user can read
+    // it with the one group spawn gives it is decided here, not on the node.
+    section(
+        s,
+        nonce,
+        "spawn",
+        &format!(
+            "s=\"$(postconf -M policy/unix 2>/dev/null) $(grep -F -A3 -e policy {tpl} 2>/dev/null)\"; \
+             r=${{s#*user=}}; r=${{r%%[!A-Za-z0-9_.:-]*}}; u=${{r%%:*}}; g=${{r#*:}}; \
+             echo \"spawn $r\"; getent passwd \"$u\"; getent group \"$g\"; \
+             stat -L -c 'localconfig %u %g %a' {lc} 2>&1",
+            tpl = quote(MASTER_TEMPLATE)?,
+            lc = quote(postfix::LOCALCONFIG)?,
+        ),
+    );
     Ok(())
 }
 
@@ -337,7 +362,16 @@ pub struct EffectiveFacts {
     pub postconf: BTreeMap<String, String>,
     pub policy_service: Option<SpawnLine>,
     pub policy_template: Option<SpawnLine>,
-    pub users: Vec<String>,
+    pub spawn: SpawnAccess,
+}
+
+impl EffectiveFacts {
+    /// Why the ACTIVE policy service cannot start as its spawn user, if it cannot.
+    pub fn spawn_problem(&self) -> Option<postfix::SpawnProblem> {
+        self.policy_service
+            .as_ref()
+            .and_then(|e| self.spawn.problem(Some(e)))
+    }
 }
 
 fn parse_effective(sections: &BTreeMap<String, Section>) -> Result<EffectiveFacts, GatherError> {
@@ -350,7 +384,7 @@ fn parse_effective(sections: &BTreeMap<String, Section>) -> Result<EffectiveFact
         postconf: postfix::parse_postconf(&get("postconf")?.output),
         policy_service: postfix::parse_spawn_line(&get("master")?.output).filter(|l| l.active),
         policy_template: postfix::parse_spawn_line(&get("template")?.output),
-        users: postfix::passwd_users(&get("passwd")?.output),
+        spawn: SpawnAccess::parse(&get("spawn")?.output),
     })
 }
 

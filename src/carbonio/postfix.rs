@@ -143,15 +143,143 @@ pub fn parse_spawn_line(text: &str) -> Option<SpawnLine> {
     })
 }
 
-/// User names of a `getent passwd` listing.
-pub fn passwd_users(listing: &str) -> Vec<String> {
-    listing
-        .lines()
-        .filter_map(|l| l.split(':').next())
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .map(str::to_string)
-        .collect()
+/// Where zmpostfixpolicyd reads its LDAP password before it answers anything: a spawn
+/// user that cannot read it makes the script exit, smtpd logs `premature end-of-input on
+/// private/policy` and answers `451 4.3.5` (CARBONIO.md §0.2, §0.15).
+pub const LOCALCONFIG: &str = "/opt/zextras/conf/localconfig.xml";
+
+/// What the node says about the policy spawn user and localconfig.xml: the `spawn`
+/// section of the gather (`spawn USER[:GROUP]`, `getent passwd USER`, `getent group
+/// GROUP`, `stat -L -c 'localconfig %u %g %a' localconfig.xml`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SpawnAccess {
+    /// The `user=` value the node's shell extracted and looked up (`USER` or `USER:GROUP`).
+    pub looked_up: String,
+    /// uid and primary gid of the looked-up user, when it exists.
+    pub user: Option<(u32, u32)>,
+    /// gid of the looked-up group (`USER:GROUP` only), when it exists.
+    pub group: Option<u32>,
+    /// Owner uid, group gid and permission bits of localconfig.xml.
+    pub localconfig: Option<(u32, u32, u32)>,
+}
+
+/// Why the policy service cannot start as the user master.cf names (or `None`: it can).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpawnProblem {
+    /// No `policy unix … spawn` entry with a `user=` could be read.
+    EntryNotFound,
+    /// The node's answer is not about the entry's user (the extraction disagreed).
+    Unknown(String),
+    /// `getent passwd USER` found nothing.
+    UserMissing(String),
+    /// `user=USER:GROUP` names a group that does not exist.
+    GroupMissing(String),
+    /// The user exists but cannot read localconfig.xml with the one group spawn gives it.
+    CannotRead {
+        user: String,
+        uid: u32,
+        gid: u32,
+        file: (u32, u32, u32),
+    },
+    /// localconfig.xml could not be examined.
+    NoLocalconfig,
+}
+
+impl SpawnAccess {
+    /// Reads the `spawn` section.
+    pub fn parse(output: &str) -> SpawnAccess {
+        let mut a = SpawnAccess::default();
+        for line in output.lines() {
+            if let Some(r) = line.strip_prefix("spawn ") {
+                a.looked_up = r.trim().to_string();
+            } else if let Some(r) = line.strip_prefix("localconfig ") {
+                let n: Vec<u32> = r
+                    .split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
+                if let [uid, gid, mode] = n[..] {
+                    a.localconfig = Some((
+                        uid,
+                        gid,
+                        u32::from_str_radix(&mode.to_string(), 8).unwrap_or(0),
+                    ));
+                }
+            } else {
+                let f: Vec<&str> = line.split(':').collect();
+                let num = |i: usize| f.get(i).and_then(|x| x.parse::<u32>().ok());
+                match f.len() {
+                    7 => a.user = num(2).zip(num(3)),
+                    4 => a.group = num(2),
+                    _ => {}
+                }
+            }
+        }
+        a
+    }
+
+    /// Whether the policy service can run as `entry`'s user: the user (and the
+    /// `:group`, if given) exists, and localconfig.xml is readable with the uid and the
+    /// ONE gid Postfix's spawn gives it (`setgroups(1, &gid)`: supplementary groups are
+    /// dropped; CARBONIO.md §0.12). Decided from the owner, group and mode bits.
+    pub fn problem(&self, entry: Option<&SpawnLine>) -> Option<SpawnProblem> {
+        let Some((entry, user)) = entry.and_then(|e| e.user.as_deref().map(|u| (e, u))) else {
+            return Some(SpawnProblem::EntryNotFound);
+        };
+        let spec = match &entry.group {
+            Some(g) => format!("{user}:{g}"),
+            None => user.to_string(),
+        };
+        if self.looked_up != spec {
+            return Some(SpawnProblem::Unknown(format!(
+                "the node looked up `{}`, the entry names `{spec}`",
+                self.looked_up
+            )));
+        }
+        let Some((uid, primary)) = self.user else {
+            return Some(SpawnProblem::UserMissing(user.to_string()));
+        };
+        let gid = match (&entry.group, self.group) {
+            (None, _) => primary,
+            (Some(_), Some(g)) => g,
+            (Some(g), None) => return Some(SpawnProblem::GroupMissing(g.clone())),
+        };
+        let Some(file) = self.localconfig else {
+            return Some(SpawnProblem::NoLocalconfig);
+        };
+        let (owner, group, mode) = file;
+        // POSIX: the owner class applies to the owner alone, the group class to the
+        // group alone; root reads everything.
+        let readable = uid == 0
+            || if uid == owner {
+                mode & 0o400 != 0
+            } else if gid == group {
+                mode & 0o040 != 0
+            } else {
+                mode & 0o004 != 0
+            };
+        (!readable).then(|| SpawnProblem::CannotRead {
+            user: user.to_string(),
+            uid,
+            gid,
+            file,
+        })
+    }
+}
+
+impl std::fmt::Display for SpawnProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpawnProblem::EntryNotFound => f.write_str("policy entry not found (no `policy unix … spawn user=…` in postconf -M policy/unix or master.cf.in)"),
+            SpawnProblem::Unknown(why) => write!(f, "cannot tell which user spawns the policy service: {why}"),
+            SpawnProblem::UserMissing(u) => write!(f, "spawn user missing: `{u}` does not exist on this node"),
+            SpawnProblem::GroupMissing(g) => write!(f, "spawn group missing: `{g}` does not exist on this node"),
+            SpawnProblem::CannotRead { user, uid, gid, file: (o, g, m) } => write!(
+                f,
+                "spawn user cannot read localconfig.xml: `{user}` runs as uid {uid} with the one group {gid} (spawn drops supplementary groups); {LOCALCONFIG} is {m:o} owned by {o}:{g}"
+            ),
+            SpawnProblem::NoLocalconfig => write!(f, "cannot tell whether the spawn user can read {LOCALCONFIG} (stat failed)"),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -240,13 +368,83 @@ scache\t  unix\t-\t-\tn\t-\t1\tscache\n\
         assert!(e.active);
     }
 
+    fn access(looked_up: &str, user: Option<(u32, u32)>, group: Option<u32>) -> SpawnAccess {
+        SpawnAccess {
+            looked_up: looked_up.into(),
+            user,
+            group,
+            // Carbonio: 0640 zextras:zextras (CARBONIO.md §0.2).
+            localconfig: Some((999, 999, 0o640)),
+        }
+    }
+
+    fn entry(user: &str) -> SpawnLine {
+        parse_spawn_line(&format!(
+            "policy unix - n n - 0 spawn user={user} argv=/usr/bin/perl x"
+        ))
+        .unwrap()
+    }
+
     #[test]
-    fn passwd_names() {
-        assert_eq!(
-            passwd_users(
-                "root:x:0:0:root:/root:/bin/bash\nzextras:x:999:999::/opt/zextras:/bin/bash\n"
-            ),
-            vec!["root", "zextras"]
+    fn spawn_section_is_read() {
+        let a = SpawnAccess::parse(
+            "spawn zimbra\nzimbra:x:998:998::/opt/zimbra:/usr/sbin/nologin\nzimbra:x:998:\nlocalconfig 999 999 640\n",
         );
+        assert_eq!(a.looked_up, "zimbra");
+        assert_eq!(a.user, Some((998, 998)));
+        assert_eq!(a.group, Some(998));
+        assert_eq!(a.localconfig, Some((999, 999, 0o640)));
+    }
+
+    #[test]
+    fn each_spawn_user_failure_is_told_apart() {
+        assert_eq!(
+            access("", None, None).problem(None),
+            Some(SpawnProblem::EntryNotFound)
+        );
+        let stock = entry("zimbra");
+        assert_eq!(
+            access("zimbra", None, None).problem(Some(&stock)),
+            Some(SpawnProblem::UserMissing("zimbra".into()))
+        );
+        // A hand-made `zimbra` in group zextras (supplementary): spawn drops that group.
+        let p = access("zimbra", Some((998, 998)), Some(998)).problem(Some(&stock));
+        assert!(
+            matches!(
+                p,
+                Some(SpawnProblem::CannotRead {
+                    uid: 998,
+                    gid: 998,
+                    ..
+                })
+            ),
+            "{p:?}"
+        );
+        assert!(
+            p.unwrap()
+                .to_string()
+                .starts_with("spawn user cannot read localconfig.xml")
+        );
+        // zextras owns the file: the fix works.
+        assert_eq!(
+            access("zextras", Some((999, 999)), None).problem(Some(&entry("zextras"))),
+            None
+        );
+        // user=u:g with g = zextras's group: readable through the group bits.
+        assert_eq!(
+            access("nobody:zextras", Some((65534, 65534)), Some(999))
+                .problem(Some(&entry("nobody:zextras"))),
+            None
+        );
+        assert_eq!(
+            access("nobody:nogrp", Some((65534, 65534)), None)
+                .problem(Some(&entry("nobody:nogrp"))),
+            Some(SpawnProblem::GroupMissing("nogrp".into()))
+        );
+        // The node's shell looked up something else: no guess.
+        assert!(matches!(
+            access("policy", None, None).problem(Some(&stock)),
+            Some(SpawnProblem::Unknown(_))
+        ));
     }
 }

@@ -646,15 +646,17 @@ async fn gate_once(
         },
     });
     if let Some(line) = &facts.policy_service {
+        let problem = facts.spawn_problem();
+        let ok = problem.is_none();
         let user = line.user.clone().unwrap_or_default();
-        let ok = facts.users.contains(&user);
         checks.push(GateCheck {
             name: "policy".into(),
             ok,
-            detail: if ok {
-                format!("policy service spawns as `{user}`, which exists")
-            } else {
-                format!("policy service spawns as `{user}`, which does not exist: Postfix answers 451 4.3.5 ({})", line.line)
+            detail: match problem {
+                None => format!(
+                    "policy service spawns as `{user}`, which exists and can read localconfig.xml"
+                ),
+                Some(p) => format!("{p}: Postfix answers 451 4.3.5 ({})", line.line),
             },
         });
         if !ok {

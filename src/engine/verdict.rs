@@ -233,33 +233,33 @@ fn control_result(c: &Control, facts: &NodeFacts, globals: &ClusterGlobals) -> C
     }
 }
 
-/// The policy spawn-user precondition (SPEC §6.4, CARBONIO.md §7).
+/// How to fix a spawn user that cannot work. Never "create `zimbra`": a hand-made user
+/// cannot read localconfig.xml either (CARBONIO.md §0.2).
+pub const SPAWN_USER_FIX: &str = "set `user=zextras` on the policy entry's continuation line of /opt/zextras/common/conf/master.cf.in (back the file up first), then run `/opt/zextras/libexec/configrewrite mta` as zextras; a carbonio-mta upgrade restores `user=zimbra`, so re-apply this after every upgrade, before the next restart";
+
+/// The policy spawn-user precondition (SPEC §6.4, CARBONIO.md §0.2, §0.12): the user
+/// exists AND can read localconfig.xml with the one group spawn gives it.
 fn spawn_user_finding(c: &Control, facts: &NodeFacts, ldap_enabled: bool) -> Option<Finding> {
-    let Some(user) = facts.policy_spawn_user() else {
+    use crate::carbonio::postfix::SpawnProblem;
+    let problem = facts.spawn_problem()?;
+    let evidence = facts
+        .policy_spawn_evidence()
+        .unwrap_or("no `policy unix … spawn` entry in postconf -M policy/unix or master.cf.in")
+        .to_string();
+    if matches!(
+        problem,
+        SpawnProblem::EntryNotFound | SpawnProblem::Unknown(_)
+    ) {
         return Some(Finding {
             id: SPAWN_USER_FINDING.into(),
             severity: "high".into(),
             blocking: true,
-            message: format!(
-                "cannot tell which user master.cf spawns the policy service as, so {} ({}) is not changed here",
-                c.id, c.attr
-            ),
-            evidence:
-                "no `policy unix … spawn user=…` line in postconf -M policy/unix or master.cf.in"
-                    .into(),
-            hint: "check /opt/zextras/common/conf/master.cf.in on this node".into(),
+            message: format!("{problem}, so {} ({}) is not changed here", c.id, c.attr),
+            evidence,
+            hint: "check the policy entry in /opt/zextras/common/conf/master.cf.in on this node"
+                .into(),
         });
-    };
-    if facts.has_user(user) {
-        return None;
     }
-    let evidence = facts
-        .policy_spawn_evidence()
-        .unwrap_or_default()
-        .to_string();
-    let hint = format!(
-        "create the user (`useradd -r -M -s /usr/sbin/nologin {user}`) or correct `user=` on the policy line of /opt/zextras/common/conf/master.cf.in, then re-run"
-    );
     let active = facts.policy_service.is_some();
     Some(if active {
         Finding {
@@ -267,10 +267,10 @@ fn spawn_user_finding(c: &Control, facts: &NodeFacts, ldap_enabled: bool) -> Opt
             severity: "critical".into(),
             blocking: true,
             message: format!(
-                "the policy service is enabled but its spawn user `{user}` does not exist on this node: Postfix answers `451 4.3.5 Server configuration problem` to recipients that reach the policy check"
+                "the policy service is enabled and cannot start: {problem}. Postfix answers `451 4.3.5 Server configuration problem` to recipients that reach the policy check"
             ),
             evidence,
-            hint,
+            hint: SPAWN_USER_FIX.into(),
         }
     } else {
         Finding {
@@ -279,17 +279,17 @@ fn spawn_user_finding(c: &Control, facts: &NodeFacts, ldap_enabled: bool) -> Opt
             blocking: true,
             message: if ldap_enabled {
                 format!(
-                    "{} is enabled in LDAP and takes effect at the next restart, but master.cf spawns the policy service as `{user}`, which does not exist on this node: after a restart Postfix would answer `451 4.3.5` to every recipient",
+                    "{} is enabled in LDAP and takes effect at the next restart, but the policy service could not start: {problem}. After a restart Postfix would answer `451 4.3.5` to every recipient",
                     c.attr
                 )
             } else {
                 format!(
-                    "enabling {} here would make Postfix answer `451 4.3.5` to every recipient: master.cf spawns the policy service as `{user}`, which does not exist on this node",
+                    "enabling {} here would make Postfix answer `451 4.3.5` to every recipient: {problem}",
                     c.attr
                 )
             },
             evidence,
-            hint,
+            hint: SPAWN_USER_FIX.into(),
         }
     })
 }

@@ -18,7 +18,10 @@ use tokio_util::sync::CancellationToken;
 use super::attrs::AttrMap;
 use super::dns;
 use super::error::SimError;
-use super::node::{ClusterState, Ldap, MAIL_LOG, MASTER_CF_IN, Node, NodeState, PasswdEntry};
+use super::node::{
+    ClusterState, FileMeta, GroupEntry, LOCALCONFIG, Ldap, MAIL_LOG, MASTER_CF_IN, Node, NodeState,
+    PasswdEntry, localconfig_xml,
+};
 use super::postfix::master_cf_in;
 use super::profiles::{Behaviour, NodeProfile, Posture, global_attrs, parse_mix};
 use super::restarts::{RestartLog, RestartRecord};
@@ -316,7 +319,7 @@ fn known_hosts_host(addr: SocketAddr) -> String {
 
 fn node_state(spec: &FleetSpec, n: &NodeSpec) -> NodeState {
     let p = n.profile;
-    let passwd = vec![
+    let mut passwd = vec![
         PasswdEntry::new("root", 0, "root", "/root", "/bin/bash"),
         PasswdEntry::new("daemon", 1, "daemon", "/usr/sbin", "/usr/sbin/nologin"),
         PasswdEntry::new(
@@ -331,11 +334,38 @@ fn node_state(spec: &FleetSpec, n: &NodeSpec) -> NodeState {
     // No package creates `zimbra` (CARBONIO.md §0.2): a stock node's template names a
     // user that does not exist; a fixed one spawns as zextras (a hand-made `zimbra`
     // user would not help: it cannot read localconfig.xml).
-    let spawn_user = if p.spawn_user_missing {
+    let spawn_user = if p.spawn_user_missing || p.zimbra_user_added {
         "zimbra"
     } else {
         "zextras"
     };
+    // Each user's own primary group; an added `zimbra` is a supplementary member of
+    // zextras (which spawn drops).
+    let mut groups: Vec<GroupEntry> = passwd
+        .iter()
+        .map(|u| GroupEntry {
+            name: u.name.clone(),
+            gid: u.gid,
+            members: Vec::new(),
+        })
+        .collect();
+    if p.zimbra_user_added {
+        passwd.push(PasswdEntry::new(
+            "zimbra",
+            998,
+            "",
+            "/opt/zimbra",
+            "/usr/sbin/nologin",
+        ));
+        groups.push(GroupEntry {
+            name: "zimbra".into(),
+            gid: 998,
+            members: Vec::new(),
+        });
+        if let Some(z) = groups.iter_mut().find(|g| g.name == "zextras") {
+            z.members.push("zimbra".into());
+        }
+    }
     let mut files = BTreeMap::new();
     files.insert(
         MASTER_CF_IN.to_string(),
@@ -353,6 +383,10 @@ fn node_state(spec: &FleetSpec, n: &NodeSpec) -> NodeState {
         format!("{}\n", n.name).into_bytes(),
     );
     files.insert(MAIL_LOG.to_string(), Vec::new());
+    files.insert(
+        LOCALCONFIG.to_string(),
+        localconfig_xml(&n.name).into_bytes(),
+    );
     let (mut jvm, mut restart) = (spec.jvm_latency, spec.restart_time);
     if p.behaviour == Behaviour::Slow {
         jvm += Duration::from_millis(1500);
@@ -363,6 +397,15 @@ fn node_state(spec: &FleetSpec, n: &NodeSpec) -> NodeState {
         platform: p.platform,
         version: p.version().to_string(),
         passwd,
+        groups,
+        file_meta: BTreeMap::from([(
+            LOCALCONFIG.to_string(),
+            FileMeta {
+                uid: 999,
+                gid: 999,
+                mode: 0o640,
+            },
+        )]),
         login_users: ["root", "zextras"].map(String::from).into_iter().collect(),
         sudo_users: BTreeSet::new(),
         files,

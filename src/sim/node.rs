@@ -140,6 +140,30 @@ impl PasswdEntry {
     }
 }
 
+/// One group of the node's group database (`getent group`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupEntry {
+    pub name: String,
+    pub gid: u32,
+    /// Supplementary members.
+    pub members: Vec<String>,
+}
+
+impl GroupEntry {
+    /// The `getent group` line.
+    pub fn line(&self) -> String {
+        format!("{}:x:{}:{}", self.name, self.gid, self.members.join(","))
+    }
+}
+
+/// Owner, group and permission bits of a file of the virtual filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMeta {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+}
+
 /// Machine-local state of a node. Serializable for `sim-exec`'s state files; the
 /// in-flight restart deadline is a monotonic instant and is persisted separately.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -150,6 +174,12 @@ pub struct NodeState {
     /// `zmcontrol -v` text, e.g. `Carbonio Release 25.6.0`.
     pub version: String,
     pub passwd: Vec<PasswdEntry>,
+    /// The group database.
+    #[serde(default)]
+    pub groups: Vec<GroupEntry>,
+    /// Owner and mode of the files that have them modelled (others read as root's 0644).
+    #[serde(default)]
+    pub file_meta: BTreeMap<String, FileMeta>,
     /// Users that may log in over SSH with the fleet's client key.
     pub login_users: BTreeSet<String>,
     /// Users with full sudo rights (root always has them).
@@ -180,6 +210,38 @@ impl NodeState {
         self.passwd.iter().any(|p| p.name == name)
     }
 
+    /// Whether a process running as `user` with ONLY the group `group` (by name; `None`:
+    /// the user's primary group) can read `path`: what Postfix's spawn gives the policy
+    /// daemon (`set_ugid` → `setgroups(1, &gid)`, CARBONIO.md §0.12).
+    pub fn can_read_as(&self, user: &str, group: Option<&str>, path: &str) -> bool {
+        let Some(pw) = self.passwd.iter().find(|p| p.name == user) else {
+            return false;
+        };
+        let gid = match group {
+            None => pw.gid,
+            Some(g) => match self.groups.iter().find(|e| e.name == g) {
+                Some(e) => e.gid,
+                None => return false,
+            },
+        };
+        let meta = self.file_meta.get(path).copied().unwrap_or(FileMeta {
+            uid: 0,
+            gid: 0,
+            mode: 0o644,
+        });
+        if pw.uid == 0 {
+            return true;
+        }
+        let bits = if pw.uid == meta.uid {
+            meta.mode >> 6
+        } else if gid == meta.gid {
+            meta.mode >> 3
+        } else {
+            meta.mode
+        };
+        bits & 0o4 != 0
+    }
+
     /// Whether the node is in the middle of a restart.
     pub fn is_restarting(&self) -> bool {
         self.restarting_until.is_some_and(|t| t > Instant::now())
@@ -188,6 +250,33 @@ impl NodeState {
 
 /// Path of the virtual mail log.
 pub const MAIL_LOG: &str = "/var/log/carbonio.log";
+/// Path of localconfig.xml (0640 zextras:zextras; CARBONIO.md §0.2).
+pub const LOCALCONFIG: &str = "/opt/zextras/conf/localconfig.xml";
+/// The password every simulated localconfig.xml holds: tests assert it never leaves
+/// the node (no log, report, journal or error may contain it).
+pub const LOCALCONFIG_SENTINEL: &str = "cfleet-SENTINEL-ldap-secret-5c1e";
+
+/// A node's localconfig.xml in Carbonio's format (`<key name="…">` then its `<value>` on
+/// the next line), with the keys the tool reads and, like the real file, the LDAP
+/// passwords it must never copy.
+pub fn localconfig_xml(hostname: &str) -> String {
+    let keys = [
+        ("ldap_master_url", format!("ldap://{hostname}:389")),
+        ("ldap_postfix_password", LOCALCONFIG_SENTINEL.to_string()),
+        ("ldap_root_password", LOCALCONFIG_SENTINEL.to_string()),
+        ("zimbra_ldap_password", LOCALCONFIG_SENTINEL.to_string()),
+        ("zimbra_server_hostname", hostname.to_string()),
+    ];
+    let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\n<localconfig>\n");
+    for (k, v) in keys {
+        s.push_str(&format!(
+            "  <key name=\"{k}\">\n    <value>{v}</value>\n  </key>\n"
+        ));
+    }
+    s.push_str("</localconfig>\n");
+    s
+}
+
 /// Path of the master.cf template.
 pub const MASTER_CF_IN: &str = "/opt/zextras/common/conf/master.cf.in";
 

@@ -6,7 +6,7 @@
 //! `compliant=4,systemd+half-compliant=3,legacy+non-compliant+spawn-user-missing=1,unreachable=1`.
 //! Tags: platform `legacy`|`systemd` (absent: alternates, legacy first); posture
 //! `non-compliant` (default) | `half-compliant` | `compliant` | `server-override` |
-//! `restart-pending`; role `mta` (default) | `mailbox`; `spawn-user-missing` (the stock `user=zimbra`); `advanced-cli`; behaviour
+//! `restart-pending`; role `mta` (default) | `mailbox`; `spawn-user-missing` (the stock `user=zimbra`); `zimbra-user-added`; `advanced-cli`; behaviour
 //! `slow` | `auth-refused` | `hostkey-changed` | `unreachable` | `hanging`. Nodes not
 //! covered by the mix are plain `non-compliant`.
 
@@ -67,6 +67,10 @@ pub struct NodeProfile {
     /// package creates (CARBONIO.md §0.2). Otherwise the operator fixed the entry to
     /// `user=zextras`, the working spawn user.
     pub spawn_user_missing: bool,
+    /// The stock `user=zimbra` entry, and an operator "fixed" it by creating `zimbra`
+    /// and adding it to group zextras: the user exists, but spawn drops supplementary
+    /// groups, so it still cannot read localconfig.xml (CARBONIO.md §0.2, §0.12).
+    pub zimbra_user_added: bool,
     /// Commercial Carbonio with the Advanced CLI: the `carbonio` wrapper opens its own
     /// shell (`carbonio>` prompt) instead of ProvUtil (CARBONIO.md §0.6); `zmprov` is
     /// unchanged.
@@ -81,6 +85,7 @@ impl Default for NodeProfile {
             posture: Posture::NonCompliant,
             role: NodeRole::Mta,
             spawn_user_missing: false,
+            zimbra_user_added: false,
             advanced_cli: false,
             behaviour: Behaviour::Normal,
         }
@@ -121,6 +126,9 @@ impl fmt::Display for NodeProfile {
         }
         if self.spawn_user_missing {
             f.write_str("+spawn-user-missing")?;
+        }
+        if self.zimbra_user_added {
+            f.write_str("+zimbra-user-added")?;
         }
         if self.advanced_cli {
             f.write_str("+advanced-cli")?;
@@ -261,6 +269,7 @@ impl NodeProfile {
                 "mailbox" => p.role = NodeRole::Mailbox,
                 "spawn-user-missing" => p.spawn_user_missing = true,
                 "advanced-cli" => p.advanced_cli = true,
+                "zimbra-user-added" => p.zimbra_user_added = true,
                 "slow" | "auth-refused" | "hostkey-changed" | "unreachable" | "hanging" => {
                     once(&mut seen_behaviour, "behaviour")?;
                     p.behaviour = match tag {

@@ -137,6 +137,7 @@ pub fn demo_spec() -> FleetSpec {
         posture,
         role,
         spawn_user_missing,
+        zimbra_user_added: false,
         advanced_cli: false,
         behaviour,
     };

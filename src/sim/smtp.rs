@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
-use super::node::Node;
+use super::node::{LOCALCONFIG, Node};
 use super::postfix::POLICY_RESTRICTION;
 
 /// Where the SMTP client stands relative to the node.
@@ -88,15 +88,28 @@ pub fn rcpt_reply(node: &Node, vantage: Vantage, sender: &str, rcpt: &str) -> St
                         node.log_mail(smtpd, "warning: problem talking to server private/policy: No such file or directory");
                         return "451 4.3.5 Server configuration problem".into();
                     }
-                    Some(user) if !node.state().has_user(user) => {
-                        node.log_mail(
-                            "postfix/spawn",
-                            &format!("fatal: unknown user name: {user}"),
-                        );
-                        node.log_mail(smtpd, "warning: problem talking to server private/policy: Connection reset by peer");
-                        return "451 4.3.5 Server configuration problem".into();
+                    Some(spec) => {
+                        let (user, group) = match spec.split_once(':') {
+                            Some((u, g)) => (u, Some(g)),
+                            None => (spec, None),
+                        };
+                        if !node.state().has_user(user) {
+                            node.log_mail(
+                                "postfix/spawn",
+                                &format!("fatal: unknown user name: {user}"),
+                            );
+                            node.log_mail(smtpd, "warning: problem talking to server private/policy: Connection reset by peer");
+                            return "451 4.3.5 Server configuration problem".into();
+                        }
+                        // zmpostfixpolicyd reads localconfig.xml first; as a user that
+                        // cannot (spawn keeps one group), it dies before answering
+                        // (CARBONIO.md §0.2; Postfix attr_scan's message).
+                        if !node.state().can_read_as(user, group, LOCALCONFIG) {
+                            node.log_mail(smtpd, "warning: premature end-of-input on private/policy while reading input attribute name");
+                            return "451 4.3.5 Server configuration problem".into();
+                        }
+                        // zmpostfixpolicyd: `dunno` for non-alias domains
                     }
-                    Some(_) => {} // zmpostfixpolicyd: `dunno` for non-alias domains
                 }
             }
             _ => {}

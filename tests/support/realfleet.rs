@@ -67,8 +67,11 @@ use super::sshd::{SSHD_NEEDS, keygen, require_sshd, run};
 const MOUNT_POINTS: &[&str] = &[
     "/opt/zextras/.sim-state",
     "/opt/zextras/common/conf",
+    "/opt/zextras/conf",
     "/opt/zextras/bin",
 ];
+/// A file mount point (each node binds its own release file over it).
+const VERSION_FILE: &str = "/opt/zextras/.version";
 /// The programs that get a wrapper in /opt/zextras/bin.
 const WRAPPED: &[&str] = &["carbonio", "zmprov", "zmcontrol", "postconf", "zmhostname"];
 /// zextras's login profile (CARBONIO.md §5: /opt/zextras/bin first in PATH).
@@ -336,6 +339,9 @@ impl RealFleet {
             for p in MOUNT_POINTS {
                 fs::create_dir_all(p).unwrap();
             }
+            if !Path::new(VERSION_FILE).exists() {
+                write_mode(Path::new(VERSION_FILE), "", 0o644);
+            }
             let profile = Path::new("/opt/zextras/.bash_profile");
             if fs::read_to_string(profile).ok().as_deref() != Some(BASH_PROFILE) {
                 write_mode(profile, BASH_PROFILE, 0o644);
@@ -385,6 +391,10 @@ impl RealFleet {
                 state_dir: d.join("nodes").join(&n.name).join("state"),
                 spawn_user: if n.profile.spawn_user_missing {
                     missing.clone()
+                } else if n.profile.zimbra_user_added {
+                    // A user that exists and cannot read localconfig.xml (0640
+                    // zextras:zextras), as a hand-made `zimbra` cannot.
+                    "nobody".into()
                 } else {
                     "zextras".into()
                 },
@@ -418,6 +428,31 @@ impl RealFleet {
             write_mode(
                 &conf.join("master.cf.in"),
                 &carbonio_fleet::sim::postfix::master_cf_in(&seed.spawn_user),
+                0o644,
+            );
+            // /opt/zextras/conf/localconfig.xml as Carbonio installs it: 0640
+            // zextras:zextras (CARBONIO.md §0.2), with the LDAP passwords in it.
+            let zconf = nd.join("zconf");
+            fs::create_dir_all(&zconf).unwrap();
+            fs::set_permissions(&zconf, fs::Permissions::from_mode(0o755)).unwrap();
+            let lc = zconf.join("localconfig.xml");
+            write_mode(
+                &lc,
+                &carbonio_fleet::sim::node::localconfig_xml(&n.name),
+                0o640,
+            );
+            let zextras = exec::machine_users()
+                .into_iter()
+                .find(|u| u.name == "zextras")
+                .expect("the zextras user (tests/setup-root.sh)");
+            std::os::unix::fs::chown(&lc, Some(zextras.uid), Some(zextras.gid)).unwrap();
+            let version = nd.join("version");
+            write_mode(
+                &version,
+                &format!(
+                    "{}\n",
+                    n.profile.version().trim_start_matches("Carbonio Release ")
+                ),
                 0o644,
             );
             run(Command::new("ssh-keygen")
@@ -478,6 +513,8 @@ impl RealFleet {
                          ip link set lo up\n\
                          mount --bind {state} /opt/zextras/.sim-state\n\
                          mount --bind {conf} /opt/zextras/common/conf\n\
+                         mount --bind {zconf} /opt/zextras/conf\n\
+                         mount --bind {version} {version_file}\n\
                          mount --bind {wrappers} /opt/zextras/bin\n\
                          mount --bind {systemctl} /usr/bin/systemctl\n\
                          for f in .bashrc .profile; do\n\
@@ -488,6 +525,9 @@ impl RealFleet {
                          exec /usr/sbin/sshd -D -E {sshd_log} -f {sshd_config}\n",
                         state = q(&seed.state_dir),
                         conf = q(&conf),
+                        zconf = q(&nd.join("zconf")),
+                        version = q(&nd.join("version")),
+                        version_file = VERSION_FILE,
                         wrappers = q(&wrappers),
                         systemctl = q(&systemctl),
                         smtpd_log = q(&nd.join("smtpd.log")),

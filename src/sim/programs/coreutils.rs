@@ -1,4 +1,4 @@
-//! Small system programs: hostname, zmhostname, getent, id, whoami, grep -F (with -A, -e,
+//! Small system programs: hostname, zmhostname, getent (passwd, group), stat -c, id, whoami, grep -F (with -A, -e,
 //! -q, -i), cat, echo,
 //! printf. Enough of each for the tool's commands; other options are refused loudly.
 
@@ -16,32 +16,48 @@ pub async fn hostname(args: Vec<String>, p: &mut Proc) -> i32 {
     0
 }
 
-/// `getent passwd [USER...]`: exit 2 when a named user is missing.
+/// `getent passwd|group [KEY...]`: exit 2 when a named key is missing.
 pub async fn getent(args: Vec<String>, p: &mut Proc) -> i32 {
     let Some((db, keys)) = args.split_first() else {
         p.io.stderr.line("getent: wrong number of arguments").await;
         return 1;
     };
-    if db != "passwd" {
-        p.io.stderr.line(format!("Unknown database: {db}")).await;
-        return 1;
-    }
-    let passwd = p.node.state().passwd.clone();
+    // (name, id, line) of every entry of the database.
+    let entries: Vec<(String, u32, String)> = {
+        let st = p.node.state();
+        match db.as_str() {
+            "passwd" => st
+                .passwd
+                .iter()
+                .map(|e| (e.name.clone(), e.uid, e.line()))
+                .collect(),
+            "group" => st
+                .groups
+                .iter()
+                .map(|g| (g.name.clone(), g.gid, g.line()))
+                .collect(),
+            _ => {
+                drop(st);
+                p.io.stderr.line(format!("Unknown database: {db}")).await;
+                return 1;
+            }
+        }
+    };
     let mut out = String::new();
     let mut missing = false;
     if keys.is_empty() {
-        for e in &passwd {
-            out.push_str(&e.line());
+        for (_, _, line) in &entries {
+            out.push_str(line);
             out.push('\n');
         }
     }
     for k in keys {
-        match passwd
+        match entries
             .iter()
-            .find(|e| e.name == *k || e.uid.to_string() == *k)
+            .find(|(name, id, _)| name == k || id.to_string() == *k)
         {
-            Some(e) => {
-                out.push_str(&e.line());
+            Some((_, _, line)) => {
+                out.push_str(line);
                 out.push('\n');
             }
             None => missing = true,
@@ -49,6 +65,62 @@ pub async fn getent(args: Vec<String>, p: &mut Proc) -> i32 {
     }
     p.io.stdout.write(out).await;
     if missing { 2 } else { 0 }
+}
+
+/// `stat [-L] -c FORMAT FILE...` with `%u %g %a %n`: owner and mode from the node's
+/// modelled file metadata (root's 0644 for files without any).
+pub async fn stat(args: Vec<String>, p: &mut Proc) -> i32 {
+    let mut format = None;
+    let mut files = Vec::new();
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-L" => {}
+            "-c" => format = it.next(),
+            _ => files.push(a),
+        }
+    }
+    let Some(format) = format else {
+        p.io.stderr
+            .line("stat: only `stat [-L] -c FORMAT FILE` is emulated")
+            .await;
+        return 1;
+    };
+    let mut rc = 0;
+    for f in files {
+        let meta = {
+            let st = p.node.state();
+            st.files.contains_key(&f).then(|| {
+                st.file_meta
+                    .get(&f)
+                    .copied()
+                    .unwrap_or(crate::sim::node::FileMeta {
+                        uid: 0,
+                        gid: 0,
+                        mode: 0o644,
+                    })
+            })
+        };
+        match meta {
+            Some(m) => {
+                let line = format
+                    .replace("%u", &m.uid.to_string())
+                    .replace("%g", &m.gid.to_string())
+                    .replace("%a", &format!("{:o}", m.mode))
+                    .replace("%n", &f);
+                p.io.stdout.line(line).await;
+            }
+            None => {
+                p.io.stderr
+                    .line(format!(
+                        "stat: cannot statx '{f}': No such file or directory"
+                    ))
+                    .await;
+                rc = 1;
+            }
+        }
+    }
+    rc
 }
 
 /// `id [-u|-un|-g] [USER]`.

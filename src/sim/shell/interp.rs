@@ -377,6 +377,15 @@ impl Shell {
                     continue;
                 }
                 Part::Var { name, quoted } => (self.var(name), *quoted),
+                Part::Trimmed {
+                    name,
+                    trim,
+                    pattern,
+                    quoted,
+                } => (
+                    super::pattern::trim(&self.var(name), *trim, pattern),
+                    *quoted,
+                ),
                 Part::Sub { script, quoted } => {
                     (self.substitute(script, io, sub_status).await, *quoted)
                 }
@@ -417,6 +426,12 @@ impl Shell {
             match part {
                 Part::Lit { text, .. } => s.push_str(text),
                 Part::Var { name, .. } => s.push_str(&self.var(name)),
+                Part::Trimmed {
+                    name,
+                    trim,
+                    pattern,
+                    ..
+                } => s.push_str(&super::pattern::trim(&self.var(name), *trim, pattern)),
                 Part::Sub { script, .. } => {
                     let t = self.substitute(script, io, sub_status).await;
                     s.push_str(&t);

@@ -4,6 +4,7 @@
 pub mod interp;
 pub mod io;
 pub mod parse;
+pub mod pattern;
 
 pub use interp::{login_env, run_script};
 pub use io::{Io, OutputPort, Sink, Source, Stream};

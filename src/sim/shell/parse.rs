@@ -50,6 +50,14 @@ pub enum Part {
     Lit { text: String, quoted: bool },
     /// `$NAME`, `${NAME}`, `$?`, `$$`, `$0`…
     Var { name: String, quoted: bool },
+    /// `${NAME#PATTERN}`, `${NAME##…}`, `${NAME%…}`, `${NAME%%…}` (the pattern literal:
+    /// no expansions inside it).
+    Trimmed {
+        name: String,
+        trim: super::pattern::Trim,
+        pattern: String,
+        quoted: bool,
+    },
     /// `$(…)`.
     Sub { script: Script, quoted: bool },
 }
@@ -508,6 +516,36 @@ impl Parser {
                     return Err(SyntaxError("Missing '}'".into()));
                 }
                 self.i += 1;
+                // `NAME#…`/`NAME%…`: split at the first operator after a valid name.
+                let op_at = name.find(['#', '%']).filter(|&k| {
+                    k > 0
+                        && name[..k].chars().next().is_some_and(is_name_start)
+                        && name[..k].chars().all(is_name_char)
+                });
+                if let Some(k) = op_at {
+                    use super::pattern::Trim;
+                    let (var, rest) = name.split_at(k);
+                    let (trim, pattern) = if let Some(p) = rest.strip_prefix("##") {
+                        (Trim::LongestPrefix, p)
+                    } else if let Some(p) = rest.strip_prefix("%%") {
+                        (Trim::LongestSuffix, p)
+                    } else if let Some(p) = rest.strip_prefix('#') {
+                        (Trim::ShortestPrefix, p)
+                    } else {
+                        (Trim::ShortestSuffix, &rest[1..])
+                    };
+                    if pattern.contains(['$', '`', '"', '\'']) {
+                        return Err(SyntaxError(
+                            "expansions or quotes inside ${VAR#PATTERN} are not emulated".into(),
+                        ));
+                    }
+                    return Ok(Some(Part::Trimmed {
+                        name: var.to_string(),
+                        trim,
+                        pattern: pattern.to_string(),
+                        quoted,
+                    }));
+                }
                 let valid = (name.chars().next().is_some_and(is_name_start)
                     && name.chars().all(is_name_char))
                     || matches!(name.as_str(), "?" | "$" | "#")
