@@ -354,7 +354,7 @@ pub struct SimulateArgs {
     /// Mix of node profiles, e.g. "legacy=1,systemd=3"
     #[arg(long, value_name = "STR")]
     pub profile_mix: Option<String>,
-    /// Simulated JVM start per `zmprov` process, e.g. 1s
+    /// Simulated JVM start (a zmprov costs two), e.g. 1s
     #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "0s")]
     pub latency: Duration,
     /// How long a simulated restart keeps a node down

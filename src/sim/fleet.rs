@@ -55,7 +55,8 @@ pub struct FleetSpec {
     pub nodes: Vec<NodeSpec>,
     pub port_base: u16,
     pub addressing: Addressing,
-    /// Simulated JVM start per `zmprov`/`carbonio` process.
+    /// One simulated JVM start (a `zmprov` costs two, `zmcontrol` and `zmhostname` one:
+    /// see [`super::programs::jvm_starts`]).
     pub jvm_latency: Duration,
     /// How long a restart keeps a node down.
     pub restart_time: Duration,

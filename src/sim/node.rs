@@ -197,7 +197,7 @@ pub struct NodeState {
     pub fail_next_restart: bool,
     /// How long a restart takes.
     pub restart_time: Duration,
-    /// Simulated JVM start per `zmprov`/`carbonio` process.
+    /// One simulated JVM start (see [`crate::sim::programs::jvm_starts`]).
     pub jvm_latency: Duration,
     /// `carbonio` is the Advanced CLI (commercial Carbonio), not ProvUtil.
     #[serde(default)]

@@ -59,6 +59,45 @@ pub enum Program {
     Sh,
 }
 
+/// What starting a program costs on a real Carbonio node, in JVM starts (the node's
+/// `jvm_latency` each), through Carbonio's wrappers (CARBONIO.md §0.11, carbonio-core-utils
+/// prov.sh, java.sh, shutil.sh, localconfig.sh, control.pl): `zmprov` runs `zmjava`,
+/// which first runs `zmsetvars` → `zmlocalconfig` (one JVM), then ProvUtil (a second);
+/// `zmhostname` is `zmlocalconfig` (one); `zmcontrol` is Perl that calls `zmlocalconfig`
+/// (one). Everything else (postconf, systemctl, coreutils) starts in milliseconds:
+/// [`NATIVE_START`] when a cost model is on (`jvm_latency` > 0).
+pub fn jvm_starts(program: Program) -> u32 {
+    match program {
+        Program::Zmprov | Program::Carbonio => 2,
+        Program::Zmhostname | Program::Zmcontrol => 1,
+        _ => 0,
+    }
+}
+
+/// The start of a native program (Postfix's `postconf`, systemctl) when costs are on.
+pub const NATIVE_START: std::time::Duration = std::time::Duration::from_millis(3);
+
+/// Sleeps what starting `program` costs on this node.
+async fn pay_start(program: Program, p: &Proc) {
+    let jvm = p.node.state().jvm_latency;
+    if jvm.is_zero() {
+        return;
+    }
+    let cost = match jvm_starts(program) {
+        0 if matches!(
+            program,
+            Program::Postconf | Program::PostconfWrapper | Program::Systemctl
+        ) =>
+        {
+            NATIVE_START
+        }
+        n => jvm * n,
+    };
+    if !cost.is_zero() {
+        tokio::time::sleep(cost).await;
+    }
+}
+
 /// A program found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
@@ -128,6 +167,7 @@ pub fn resolve(name: &str, path_var: &str) -> Option<Resolved> {
 /// Runs a resolved program; returns its exit status.
 pub fn run<'a>(r: Resolved, args: Vec<String>, p: &'a mut Proc) -> BoxFuture<'a, i32> {
     Box::pin(async move {
+        pay_start(r.program, p).await;
         match r.program {
             Program::Carbonio => prov::carbonio(args, p).await,
             Program::Zmprov => prov::zmprov(args, p).await,
@@ -159,4 +199,26 @@ pub fn run<'a>(r: Resolved, args: Vec<String>, p: &'a mut Proc) -> BoxFuture<'a,
             Program::Bash | Program::Sh => r#become::shell(args, p).await,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CARBONIO.md §0.11: what each wrapper starts.
+    #[test]
+    fn start_costs_follow_carbonio_wrappers() {
+        assert_eq!(jvm_starts(Program::Zmprov), 2);
+        assert_eq!(jvm_starts(Program::Carbonio), 2);
+        assert_eq!(jvm_starts(Program::Zmhostname), 1);
+        assert_eq!(jvm_starts(Program::Zmcontrol), 1);
+        for native in [
+            Program::Postconf,
+            Program::Systemctl,
+            Program::Grep,
+            Program::Stat,
+        ] {
+            assert_eq!(jvm_starts(native), 0);
+        }
+    }
 }

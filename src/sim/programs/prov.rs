@@ -168,13 +168,9 @@ pub async fn carbonio(args: Vec<String>, p: &mut Proc) -> i32 {
     zmprov(args, p).await
 }
 
-/// `zmprov ...` (one JVM per call).
+/// `zmprov ...` (its start cost, two JVMs, is paid by [`super::run`]).
 pub async fn zmprov(mut args: Vec<String>, p: &mut Proc) -> i32 {
     p.node.count_prov();
-    let latency = p.node.state().jvm_latency;
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
     if args.first().is_some_and(|a| a.eq_ignore_ascii_case("prov")) {
         args.remove(0);
     }
