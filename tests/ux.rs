@@ -137,11 +137,14 @@ fn progress_bars_in_a_real_terminal() {
     ]);
     assert!(out.status.success(), "tmux new-session: {out:?}");
 
-    // Poll the screen (with a deadline) until the bars are drawn.
+    // Poll the screen (with a deadline) until all six hosts are live and the phase is
+    // drawn: a state that holds until the listener closes. (The bars appear host by host
+    // and the phase text a moment after the bar: an earlier frame is not wrong, only not
+    // there yet.)
     let deadline = Instant::now() + Duration::from_secs(60);
     let live = loop {
         let s = tmux.screen(false);
-        if s.contains("/6 hosts") && s.contains("more hosts") {
+        if s.contains("0/6 hosts connecting and gathering") && s.contains("...and 3 more hosts") {
             break s;
         }
         assert!(Instant::now() < deadline, "no progress bars drawn:\n{s}");
