@@ -227,12 +227,17 @@ async fn check_reports_the_seeded_state_and_changes_nothing() {
     }
     let down = r.hosts.iter().find(|h| h.name == "down.g").unwrap();
     assert_eq!(down.error.as_ref().unwrap().kind.as_str(), "unreachable");
-    let spawn = r.hosts.iter().find(|h| h.name == "spawn.f").unwrap();
-    let f = spawn
-        .findings
-        .iter()
-        .find(|f| f.id == "PRE-POLICY-SPAWN-USER")
-        .expect("spawn-user finding");
+    let spawn_finding = |host: &str| {
+        r.hosts
+            .iter()
+            .find(|h| h.name == host)
+            .unwrap()
+            .findings
+            .iter()
+            .find(|f| f.id == "PRE-POLICY-SPAWN-USER")
+            .unwrap_or_else(|| panic!("{host}: no spawn-user finding"))
+    };
+    let f = spawn_finding("spawn.f");
     assert!(f.blocking);
     assert!(f.message.contains("451 4.3.5"), "{}", f.message);
     assert!(
@@ -255,12 +260,7 @@ async fn check_reports_the_seeded_state_and_changes_nothing() {
     );
     // A hand-made `zimbra` in group zextras: it exists, and still cannot read
     // localconfig.xml with the one group spawn gives it.
-    let zadd = r.hosts.iter().find(|h| h.name == "zadd.h").unwrap();
-    let f = zadd
-        .findings
-        .iter()
-        .find(|f| f.id == "PRE-POLICY-SPAWN-USER")
-        .expect("spawn-user finding");
+    let f = spawn_finding("zadd.h");
     assert!(f.blocking);
     assert!(
         f.message
