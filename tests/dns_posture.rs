@@ -602,27 +602,27 @@ async fn a_sweep_of_the_simulated_fleet_shows_domains_in_every_format() {
             .iter()
             .map(|p| (p.domain.as_str(), p.alias))
             .collect::<Vec<_>>(),
-        [("c001.example", false), ("c001-alias.example", true)]
+        [("c001-alias.example", true), ("c001.example", false)]
     );
     assert_eq!(messages("c001"), Vec::<String>::new());
     assert_eq!(
         messages("c002"),
         [
-            "DKIM key at `sim1._domainkey.c002.example` differs from the DKIMPublicKey in LDAP: mail signed for c002.example fails verification",
-            "DMARC for c002.example has `p=none`: receivers only monitor, forged mail is still delivered",
             "DKIM for c002-alias.example is not set up: no DKIMSelector/DKIMPublicKey in LDAP (create a key with `zmdkimkeyutil -a -d c002-alias.example`)",
             "DMARC for c002-alias.example has `p=none`: receivers only monitor, forged mail is still delivered",
+            "DKIM key at `sim1._domainkey.c002.example` differs from the DKIMPublicKey in LDAP: mail signed for c002.example fails verification",
+            "DMARC for c002.example has `p=none`: receivers only monitor, forged mail is still delivered",
         ]
     );
     assert_eq!(
         messages("c003"),
         [
-            "SPF for c003.example ends in `+all`: any host may send as this domain",
-            "DKIM for c003.example is not set up: no DKIMSelector/DKIMPublicKey in LDAP (create a key with `zmdkimkeyutil -a -d c003.example`)",
-            "DMARC for c003.example is missing: no TXT record at `_dmarc.c003.example`",
             "SPF for c003-alias.example ends in `+all`: any host may send as this domain",
             "DKIM for c003-alias.example is not set up: no DKIMSelector/DKIMPublicKey in LDAP (create a key with `zmdkimkeyutil -a -d c003-alias.example`)",
             "DMARC for c003-alias.example is missing: no TXT record at `_dmarc.c003-alias.example`",
+            "SPF for c003.example ends in `+all`: any host may send as this domain",
+            "DKIM for c003.example is not set up: no DKIMSelector/DKIMPublicKey in LDAP (create a key with `zmdkimkeyutil -a -d c003.example`)",
+            "DMARC for c003.example is missing: no TXT record at `_dmarc.c003.example`",
         ]
     );
 

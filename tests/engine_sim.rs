@@ -865,3 +865,55 @@ async fn advanced_cli_node_is_read_through_zmprov() {
     assert_eq!(status(&r, "adv.a"), HostStatus::Compliant);
     assert_eq!(status(&r, "ce.a"), HostStatus::Compliant);
 }
+
+/// The SMTP probe's domain: `gad` lists the alias domain first (its catch-all accepts
+/// every address) and, in cluster b, the local domain has a catch-all account. The
+/// probe goes to a local domain without a catch-all (cluster a: 550, compliant), and
+/// where there is none it is not applicable and says why; never "backscatter".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_probe_picks_a_local_domain_without_a_catch_all() {
+    use Platform::*;
+    use Posture::*;
+    let mut catch_all = mta(Legacy, Compliant);
+    catch_all.catch_all_account = true;
+    let sim = Sim::start(
+        vec![("a1", "a", mta(Legacy, Compliant)), ("b1", "b", catch_all)],
+        Duration::from_millis(100),
+    )
+    .await;
+    let o = sim.run(&["check"]).await;
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    let r = sim.latest();
+    let smtp = |host: &str| {
+        r.hosts
+            .iter()
+            .find(|h| h.name == host)
+            .unwrap()
+            .probes
+            .iter()
+            .find(|p| p.id == "SMTP-01")
+            .unwrap()
+            .clone()
+    };
+    let a = smtp("a1");
+    assert_eq!(
+        a.verdict,
+        carbonio_fleet::report::model::ProbeVerdict::Pass,
+        "{a:?}"
+    );
+    assert!(a.actual.starts_with("550 5.1.1"), "{a:?}");
+    assert!(
+        a.evidence.contains("@a.example>"),
+        "probed the local domain: {a:?}"
+    );
+    let b = smtp("b1");
+    assert_eq!(
+        b.verdict,
+        carbonio_fleet::report::model::ProbeVerdict::NotApplicable,
+        "{b:?}"
+    );
+    assert!(
+        b.evidence.contains("no local domain without a catch-all"),
+        "{b:?}"
+    );
+}

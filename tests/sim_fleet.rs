@@ -538,10 +538,27 @@ async fn cluster_nodes_share_global_config_not_server_entries() {
         as_zextras(&a2, "carbonio prov gas mta").await.stdout,
         "mx1.a.example\nmx2.a.example\n"
     );
-    // Every cluster hosts a primary and an alias domain (sim::dns).
+    // Every cluster hosts a primary and an alias domain (sim::dns), listed in LDAP's
+    // order (not sorted); the alias domain's entry carries its catch-all, and a search
+    // for catch-all accounts finds none here.
     assert_eq!(
         as_zextras(&a2, "carbonio prov gad").await.stdout,
-        "a.example\na-alias.example\n"
+        "a-alias.example\na.example\n"
+    );
+    assert_eq!(
+        as_zextras(
+            &a2,
+            "zmprov -l gad -v zimbraDomainType zimbraMailCatchAllAddress"
+        )
+        .await
+        .stdout,
+        "# name a-alias.example\nzimbraDomainType: alias\nzimbraMailCatchAllAddress: @a-alias.example\n\n# name a.example\nzimbraDomainType: local\n\n"
+    );
+    assert_eq!(
+        as_zextras(&a2, "zmprov -l sa -v '(zimbraMailCatchAllAddress=*)'")
+            .await
+            .stdout,
+        ""
     );
     // A non-compliant cluster has no DKIM key in LDAP (the dns_posture sweep reads the
     // keys of compliant clusters with `-l`).
@@ -554,6 +571,7 @@ async fn cluster_nodes_share_global_config_not_server_entries() {
         .stdout,
         "# name a-alias.example\nzimbraDomainType: alias\n\n"
     );
+
     let missing = as_zextras(&a2, "carbonio prov gd nope.example").await;
     assert_eq!(missing.status, Some(2));
     assert_eq!(
@@ -857,5 +875,51 @@ async fn loopback_ip_addressing_with_outside_smtp_on_port_25() {
     assert_eq!(o, out(1, "Error: postfix not installed\n", ""));
     let banner = "Services are now handled by systemd.\n\nEnabled systemd targets:\n\n  - carbonio-appserver.target\n  - carbonio-proxy.target\n\nPlease check the documentation for further details.\nExiting.\n";
     assert_eq!(as_zextras(&c, "zmcontrol status").await, out(1, banner, ""));
+    f.shutdown().await;
+}
+
+/// A catch-all makes every address of its domain "known" to Postfix: on the alias
+/// domain's entry, or on an account of a local domain (CARBONIO.md §0.13). An unknown
+/// recipient there is accepted even by a node that rejects unlisted recipients, so a
+/// probe of such a domain says nothing about backscatter.
+#[tokio::test]
+async fn catch_all_domains_accept_every_address() {
+    let compliant = profile(Platform::Legacy, Posture::Compliant);
+    let mut with_account = compliant;
+    with_account.catch_all_account = true;
+    let (f, _d) = start(spec(&[
+        ("mx1.a.example", "a", compliant),
+        ("mx1.b.example", "b", with_account),
+    ]))
+    .await;
+    let reply = |node: &'static str, to: &'static str| {
+        let f = &f;
+        async move {
+            let c = root(f, node).await;
+            rcpt(c.tunnel("127.0.0.1", 25).await.unwrap(), to).await.1
+        }
+    };
+    assert!(
+        reply("mx1.a.example", "nobody-here@a.example")
+            .await
+            .starts_with("550")
+    );
+    assert!(
+        reply("mx1.a.example", "nobody-here@a-alias.example")
+            .await
+            .starts_with("250")
+    );
+    assert!(
+        reply("mx1.b.example", "nobody-here@b.example")
+            .await
+            .starts_with("250")
+    );
+    let c = root(&f, "mx1.b.example").await;
+    assert_eq!(
+        as_zextras(&c, "zmprov -l sa -v '(zimbraMailCatchAllAddress=*)'")
+            .await
+            .stdout,
+        "# name catchall@b.example\nmail: catchall@b.example\nzimbraMailCatchAllAddress: @b.example\n\n"
+    );
     f.shutdown().await;
 }

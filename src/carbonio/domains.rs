@@ -55,10 +55,13 @@ fn is_domain_name(s: &str) -> bool {
 }
 
 impl DomainReadPlan {
-    /// The batch reading `domains` (as listed by `gad`).
+    /// The batch reading `domains` (as listed by `gad`, which is not sorted: they are
+    /// read, and reported, in name order so that a report does not change with LDAP's
+    /// search order).
     pub fn new(domains: &[String]) -> Result<Self, QuoteError> {
-        let (ok, rejected): (Vec<String>, Vec<String>) =
+        let (mut ok, rejected): (Vec<String>, Vec<String>) =
             domains.iter().cloned().partition(|d| is_domain_name(d));
+        ok.sort();
         let mut batch = Batch::new();
         for d in &ok {
             let mut args = vec!["gd".to_string(), d.clone()];

@@ -85,8 +85,12 @@ pub struct NodeFacts {
     /// Values set on this server's own entry (`gs -e`); an attribute is present only when
     /// the server overrides it.
     pub server: BTreeMap<String, Vec<String>>,
-    /// Hosted domains (`gad`).
+    /// Hosted domains (`gad`, in its unsorted order).
     pub domains: Vec<String>,
+    /// The domains whose `zimbraDomainType` is `local` (not alias).
+    pub local_domains: Vec<String>,
+    /// Every catch-all address (`@domain`, lower-case) on a domain, account or list entry.
+    pub catch_alls: Vec<String>,
     /// Effective Postfix parameters (`postconf`).
     pub postconf: BTreeMap<String, String>,
     /// The active policy spawn line (`postconf -M policy/unix`), when the service is on.
@@ -117,6 +121,23 @@ impl NodeFacts {
     /// The spawn line that names the user, for evidence.
     pub fn policy_spawn_evidence(&self) -> Option<&str> {
         self.policy_entry().map(|l| l.line.as_str())
+    }
+
+    /// The domain where an unknown recipient must be rejected: the first (by name) local
+    /// domain without a catch-all. An alias domain's catch-all, or an account's, makes
+    /// every address "known": probing there would call a correct node backscattering.
+    pub fn probe_domain(&self) -> Option<&str> {
+        let mut candidates: Vec<&String> = self
+            .local_domains
+            .iter()
+            .filter(|d| {
+                !self
+                    .catch_alls
+                    .contains(&format!("@{}", d.to_ascii_lowercase()))
+            })
+            .collect();
+        candidates.sort();
+        candidates.first().map(|d| d.as_str())
     }
 
     /// Why the policy service could not start as its spawn user, if it could not.
@@ -203,7 +224,11 @@ impl GatherPlan {
         }
         lines.push(format!("\"gs -e $h \"{}", quote(&server_attrs.join(" "))?));
         lines.push("\"gs $h \"zimbraServiceEnabled".to_string());
-        lines.push("gad".to_string());
+        // Each domain's type and domain-level catch-all, and every account or list entry
+        // with a catch-all: the SMTP probe needs a local domain where an unknown address
+        // really is unknown (CARBONIO.md §0.3, §0.13). `gad` is not sorted.
+        lines.push(quote("gad -v zimbraDomainType zimbraMailCatchAllAddress")?);
+        lines.push(quote("sa -v (zimbraMailCatchAllAddress=*)")?);
         lines.push("exit".to_string());
         let batch_len = lines.len() - 1;
         section(&mut s, nonce, "prov", &prov::feed_command(&lines, ldap));
@@ -279,7 +304,32 @@ impl GatherPlan {
             }
         }
         let services = prov::values_of(&split.outputs[n + 1], "zimbraServiceEnabled");
-        let domains = prov::plain_lines(&split.outputs[n + 2]);
+        let listed = prov::entries(&split.outputs[n + 2]);
+        let domains: Vec<String> = listed.iter().map(|(d, _)| d.clone()).collect();
+        let value = |attrs: &[(String, String)], name: &str| -> Vec<String> {
+            attrs
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+                .collect()
+        };
+        let mut catch_alls: Vec<String> = listed
+            .iter()
+            .flat_map(|(_, a)| value(a, "zimbraMailCatchAllAddress"))
+            .chain(
+                prov::entries(&split.outputs[n + 3])
+                    .iter()
+                    .flat_map(|(_, a)| value(a, "zimbraMailCatchAllAddress")),
+            )
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        catch_alls.sort();
+        catch_alls.dedup();
+        let local_domains: Vec<String> = listed
+            .iter()
+            .filter(|(_, a)| value(a, "zimbraDomainType").iter().any(|t| t == "local"))
+            .map(|(d, _)| d.clone())
+            .collect();
         Ok(NodeFacts {
             platform,
             version,
@@ -288,6 +338,8 @@ impl GatherPlan {
             global,
             server,
             domains,
+            local_domains,
+            catch_alls,
             postconf: eff.postconf,
             policy_service: eff.policy_service,
             policy_template: eff.policy_template,

@@ -265,6 +265,31 @@ pub fn values_of(output: &str, attr: &str) -> Vec<String> {
         .collect()
 }
 
+/// The entries of a verbose listing (`gad -v`, `sa -v`): each `# name X` header with the
+/// attribute lines under it, in output order.
+pub fn entries(output: &str) -> Vec<(String, Vec<(String, String)>)> {
+    let mut out: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    let mut block = String::new();
+    let mut name: Option<String> = None;
+    let flush = |name: &mut Option<String>, block: &mut String, out: &mut Vec<_>| {
+        if let Some(n) = name.take() {
+            out.push((n, attr_lines(block)));
+        }
+        block.clear();
+    };
+    for line in output.lines() {
+        if let Some(n) = line.strip_prefix("# name ") {
+            flush(&mut name, &mut block, &mut out);
+            name = Some(n.trim().to_string());
+        } else {
+            block.push_str(line);
+            block.push('\n');
+        }
+    }
+    flush(&mut name, &mut block, &mut out);
+    out
+}
+
 /// Non-empty lines (e.g. `gad`: one domain per line).
 pub fn plain_lines(output: &str) -> Vec<String> {
     output
@@ -409,6 +434,29 @@ mod tests {
         );
         // A value that merely mentions the words is not an error.
         assert!(error_lines("prov> zimbraNotes: usage: see the wiki\nprov> ", "").is_empty());
+    }
+
+    #[test]
+    fn verbose_listing_entries() {
+        let out = "# name a-alias.example\nzimbraDomainType: alias\nzimbraMailCatchAllAddress: @a-alias.example\n\n# name a.example\nzimbraDomainType: local\n\n";
+        let e = entries(out);
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0].0, "a-alias.example");
+        assert_eq!(
+            e[0].1[1],
+            (
+                "zimbraMailCatchAllAddress".into(),
+                "@a-alias.example".into()
+            )
+        );
+        assert_eq!(
+            e[1],
+            (
+                "a.example".into(),
+                vec![("zimbraDomainType".into(), "local".into())]
+            )
+        );
+        assert!(entries("").is_empty());
     }
 
     #[test]

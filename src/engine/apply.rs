@@ -914,7 +914,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
                 host: g.host.clone(),
                 session: session.clone(),
                 platform: ok.facts.platform,
-                domain: ok.facts.domains.first().cloned(),
+                domain: ok.facts.probe_domain().map(str::to_string),
                 skip_params: change_plan
                     .blocked
                     .iter()

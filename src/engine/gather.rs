@@ -298,7 +298,7 @@ pub async fn gather_session(
     if facts.is_mta() {
         for p in &playbook.probes {
             if let ProbeKind::Smtp { rcpt } = &p.kind {
-                let rcpt = match (rcpt, facts.domains.first()) {
+                let rcpt = match (rcpt, facts.probe_domain()) {
                     (Some(r), _) => r.clone(),
                     (None, Some(d)) => probe_address(nonce, d),
                     (None, None) => continue,

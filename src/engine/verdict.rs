@@ -377,7 +377,7 @@ fn probe_result(
             match smtp_results.get(&p.id) {
                 None => {
                     r.verdict = ProbeVerdict::NotApplicable;
-                    r.evidence = "no hosted domain to probe".into();
+                    r.evidence = "no local domain without a catch-all to probe (alias domains and catch-all addresses accept every recipient), and no playbook `rcpt`".into();
                 }
                 Some(SmtpOutcome::Failed { message, vantage }) => {
                     r.verdict = ProbeVerdict::Error;

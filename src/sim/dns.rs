@@ -104,15 +104,24 @@ fn dkim_ldap_value(domain: &str, key: &str) -> String {
 /// The LDAP entries of a cluster's domains: `(domain, attributes)`, primary first.
 pub fn domain_entries(c: &ClusterDomains) -> Vec<(String, AttrMap)> {
     let mut out = Vec::new();
+    // LDAP search order, not sorted (CARBONIO.md §0.7): here the alias domain comes
+    // first, so that a reader taking `gad`'s first domain probes the catch-all.
     for (domain, alias) in [
-        (primary_domain(&c.cluster), false),
         (alias_domain(&c.cluster), true),
+        (primary_domain(&c.cluster), false),
     ] {
         let mut attrs = AttrMap::new();
         attrs.insert(
             "zimbraDomainType".into(),
             vec![if alias { "alias" } else { "local" }.into()],
         );
+        if alias {
+            // The alias domain's catch-all, on its domain entry (§0.13).
+            attrs.insert(
+                "zimbraMailCatchAllAddress".into(),
+                vec![format!("@{domain}")],
+            );
+        }
         let with_dkim = match c.quality {
             DomainQuality::Good => true,
             DomainQuality::Weak => !alias,
@@ -275,12 +284,17 @@ mod tests {
     #[test]
     fn ldap_holds_dkim_where_the_quality_says() {
         let good = domain_entries(&cluster(DomainQuality::Good));
-        assert_eq!(good[0].0, "c001.example");
-        assert_eq!(good[1].1["zimbraDomainType"], ["alias"]);
+        // Unsorted, alias first (`gad` is LDAP search order).
+        assert_eq!(good[1].0, "c001.example");
+        assert_eq!(good[0].1["zimbraDomainType"], ["alias"]);
+        assert_eq!(
+            good[0].1["zimbraMailCatchAllAddress"],
+            ["@c001-alias.example"]
+        );
         assert!(good.iter().all(|(_, a)| a.contains_key("DKIMPublicKey")));
         let bad = domain_entries(&cluster(DomainQuality::Bad));
         assert!(bad.iter().all(|(_, a)| !a.contains_key("DKIMSelector")));
-        let key = &good[0].1["DKIMPublicKey"][0];
+        let key = &good[1].1["DKIMPublicKey"][0];
         assert_eq!(
             crate::dns::dkim::key_of(key).as_deref(),
             Some(fake_key("c001.example").as_str())

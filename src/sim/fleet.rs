@@ -455,6 +455,7 @@ pub fn standalone_node(
         domains: vec![domain],
         refused: BTreeSet::new(),
         domain_attrs: BTreeMap::new(),
+        catch_all_accounts: BTreeMap::new(),
     };
     ldap.servers.insert(name.into(), profile.server_attrs(name));
     let cluster = Arc::new(ClusterState::new(name, ldap));
@@ -511,6 +512,13 @@ pub fn build_nodes(
                 domains: entries.iter().map(|(d, _)| d.clone()).collect(),
                 domain_attrs: entries.into_iter().collect(),
                 refused: BTreeSet::new(),
+                // A catch-all on an account makes the local domain's every address
+                // "known" too: then no hosted domain can show backscatter.
+                catch_all_accounts: if n.profile.catch_all_account {
+                    BTreeMap::from([(format!("catchall@{domain}"), format!("@{domain}"))])
+                } else {
+                    BTreeMap::new()
+                },
             };
             (ldap, n.profile.posture)
         });

@@ -51,6 +51,11 @@ pub struct Ldap {
     pub domain_attrs: BTreeMap<String, AttrMap>,
     /// Known local addresses (accounts and aliases), lower-case.
     pub addresses: BTreeSet<String>,
+    /// Accounts carrying `zimbraMailCatchAllAddress` (account → `@domain`): a catch-all
+    /// lives on an account or list, except for alias domains, whose domain entry carries
+    /// it (CARBONIO.md §0.13).
+    #[serde(default)]
+    pub catch_all_accounts: BTreeMap<String, String>,
     /// Fault injection: attributes (canonical names) whose modification the LDAP server
     /// rejects, as a directory with a restrictive ACL or schema would.
     #[serde(default)]
@@ -82,6 +87,31 @@ impl Ldap {
     /// Whether `domain` is hosted here (case-insensitive).
     pub fn hosts_domain(&self, domain: &str) -> bool {
         self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+    }
+
+    /// Whether Postfix's virtual maps know `rcpt`: an account or alias, or any address of
+    /// a domain with a catch-all (on its domain entry, or on an account; `ldap-vam.cf`
+    /// matches `zimbraMailCatchAllAddress=@domain` on any entry).
+    pub fn knows_address(&self, rcpt: &str) -> bool {
+        let rcpt = rcpt.to_lowercase();
+        if self.addresses.contains(&rcpt) {
+            return true;
+        }
+        let Some((_, domain)) = rcpt.rsplit_once('@') else {
+            return false;
+        };
+        let catch_all = format!("@{domain}");
+        let on_domain = self.domain_attrs.iter().any(|(d, attrs)| {
+            d.eq_ignore_ascii_case(domain)
+                && attrs
+                    .get("zimbraMailCatchAllAddress")
+                    .is_some_and(|v| v.iter().any(|x| x.eq_ignore_ascii_case(&catch_all)))
+        });
+        on_domain
+            || self
+                .catch_all_accounts
+                .values()
+                .any(|v| v.eq_ignore_ascii_case(&catch_all))
     }
 }
 

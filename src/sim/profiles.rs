@@ -6,7 +6,7 @@
 //! `compliant=4,systemd+half-compliant=3,legacy+non-compliant+spawn-user-missing=1,unreachable=1`.
 //! Tags: platform `legacy`|`systemd` (absent: alternates, legacy first); posture
 //! `non-compliant` (default) | `half-compliant` | `compliant` | `server-override` |
-//! `restart-pending`; role `mta` (default) | `mailbox`; `spawn-user-missing` (the stock `user=zimbra`); `zimbra-user-added`; `advanced-cli`; behaviour
+//! `restart-pending`; role `mta` (default) | `mailbox`; `spawn-user-missing` (the stock `user=zimbra`); `zimbra-user-added`; `advanced-cli`; `catch-all-account`; behaviour
 //! `slow` | `auth-refused` | `hostkey-changed` | `unreachable` | `hanging`. Nodes not
 //! covered by the mix are plain `non-compliant`.
 
@@ -75,6 +75,10 @@ pub struct NodeProfile {
     /// shell (`carbonio>` prompt) instead of ProvUtil (CARBONIO.md §0.6); `zmprov` is
     /// unchanged.
     pub advanced_cli: bool,
+    /// The cluster's local domain has an account carrying `zimbraMailCatchAllAddress
+    /// @DOMAIN` (set on the cluster's first node): no hosted domain rejects unknown
+    /// recipients.
+    pub catch_all_account: bool,
     pub behaviour: Behaviour,
 }
 
@@ -87,6 +91,7 @@ impl Default for NodeProfile {
             spawn_user_missing: false,
             zimbra_user_added: false,
             advanced_cli: false,
+            catch_all_account: false,
             behaviour: Behaviour::Normal,
         }
     }
@@ -132,6 +137,9 @@ impl fmt::Display for NodeProfile {
         }
         if self.advanced_cli {
             f.write_str("+advanced-cli")?;
+        }
+        if self.catch_all_account {
+            f.write_str("+catch-all-account")?;
         }
         if let Some(b) = self.behaviour.as_str() {
             write!(f, "+{b}")?;
@@ -270,6 +278,7 @@ impl NodeProfile {
                 "spawn-user-missing" => p.spawn_user_missing = true,
                 "advanced-cli" => p.advanced_cli = true,
                 "zimbra-user-added" => p.zimbra_user_added = true,
+                "catch-all-account" => p.catch_all_account = true,
                 "slow" | "auth-refused" | "hostkey-changed" | "unreachable" | "hanging" => {
                     once(&mut seen_behaviour, "behaviour")?;
                     p.behaviour = match tag {

@@ -139,6 +139,7 @@ pub fn demo_spec() -> FleetSpec {
         spawn_user_missing,
         zimbra_user_added: false,
         advanced_cli: false,
+        catch_all_account: false,
         behaviour,
     };
     let mta = NodeRole::Mta;

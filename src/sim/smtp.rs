@@ -47,10 +47,7 @@ pub fn rcpt_reply(node: &Node, vantage: Vantage, sender: &str, rcpt: &str) -> St
     let (hosted, known) = {
         let ldap = node.cluster.ldap();
         let domain = rcpt.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-        (
-            ldap.hosts_domain(domain),
-            ldap.addresses.contains(&rcpt.to_lowercase()),
-        )
+        (ldap.hosts_domain(domain), ldap.knows_address(rcpt))
     };
     let mynet = vantage == Vantage::Loopback;
     let unlisted = format!(

@@ -1,5 +1,5 @@
 //! `zmprov` and the `carbonio` wrapper (ProvUtil, CARBONIO.md §1–§2): gcf, gacf, mcf, gs,
-//! ms, gas, gad with the real output formats, usage blocks, ERROR lines and exit codes,
+//! ms, gas, gad (`-v` with attributes), gd, sa (`(attr=value)` queries) with the real output formats, usage blocks, ERROR lines and exit codes,
 //! and batch mode (`prov> ` prompts, exit 0 at EOF, `exit` → 2 after an error). Each
 //! process costs the node's simulated JVM start and is counted.
 
@@ -65,6 +65,13 @@ const COMMANDS: &[CmdDef] = &[
         alias: "gad",
         usage: "[-v] [-e] [attr1 [attr2...]]",
         min: 0,
+        max: None,
+    },
+    CmdDef {
+        name: "searchAccounts",
+        alias: "sa",
+        usage: "[-v] {ldap-query} [limit {limit}] [offset {offset}] [sortBy {attr}] [sortAscending 0|1] [domain {domain}]",
+        min: 1,
         max: None,
     },
     CmdDef {
@@ -482,9 +489,86 @@ fn execute(args: &[String], opts: &Opts, p: &Proc, out: &mut String) -> Outcome 
                 out.push_str("arg -e is invalid unless -v is also specified\n");
                 return Outcome::Usage(cmd, None);
             }
-            for d in &cluster.ldap().domains {
-                out.push_str(d);
+            let verbose = rest.iter().any(|a| a == "-v");
+            let attrs: Vec<String> = rest
+                .iter()
+                .filter(|a| !a.starts_with('-'))
+                .cloned()
+                .collect();
+            let ldap = cluster.ldap();
+            // LDAP search order (the seeded order), not sorted (CARBONIO.md §0.7).
+            for d in &ldap.domains {
+                if !verbose {
+                    out.push_str(d);
+                    out.push('\n');
+                    continue;
+                }
+                out.push_str(&format!("# name {d}\n"));
+                if let Some(a) = ldap.domain_attrs.get(d) {
+                    for (k, v) in a {
+                        if k.starts_with("DKIM") && !opts.ldap {
+                            continue;
+                        }
+                        if wanted(&attrs, k) {
+                            dump(out, k, v);
+                        }
+                    }
+                }
                 out.push('\n');
+            }
+            Outcome::Ok
+        }
+        "sa" => {
+            let verbose = rest.first().is_some_and(|a| a == "-v");
+            let query = if verbose { rest.get(1) } else { rest.first() };
+            let Some(query) = query else {
+                return Outcome::Usage(cmd, None);
+            };
+            // `(ATTR=VALUE)` or `(ATTR=*)`, over what an account entry holds here: `mail`
+            // and `zimbraMailCatchAllAddress`.
+            let Some((attr, value)) = query
+                .strip_prefix('(')
+                .and_then(|q| q.strip_suffix(')'))
+                .and_then(|q| q.split_once('='))
+            else {
+                return Outcome::Service(format!(
+                    "ERROR: service.INVALID_REQUEST (invalid request: unsupported query {query})"
+                ));
+            };
+            let ldap = cluster.ldap();
+            let catch_all = |acct: &str| ldap.catch_all_accounts.get(acct).cloned();
+            let accounts: std::collections::BTreeSet<String> = ldap
+                .addresses
+                .iter()
+                .chain(ldap.catch_all_accounts.keys())
+                .cloned()
+                .collect();
+            for acct in accounts {
+                let values: Vec<String> = match attr {
+                    a if a.eq_ignore_ascii_case("mail") => vec![acct.clone()],
+                    a if a.eq_ignore_ascii_case("zimbraMailCatchAllAddress") => {
+                        catch_all(&acct).into_iter().collect()
+                    }
+                    _ => Vec::new(),
+                };
+                let hit = if value == "*" {
+                    !values.is_empty()
+                } else {
+                    values.iter().any(|v| v.eq_ignore_ascii_case(value))
+                };
+                if !hit {
+                    continue;
+                }
+                if verbose {
+                    out.push_str(&format!("# name {acct}\nmail: {acct}\n"));
+                    if let Some(c) = catch_all(&acct) {
+                        out.push_str(&format!("zimbraMailCatchAllAddress: {c}\n"));
+                    }
+                    out.push('\n');
+                } else {
+                    out.push_str(&acct);
+                    out.push('\n');
+                }
             }
             Outcome::Ok
         }
