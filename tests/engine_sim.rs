@@ -917,3 +917,51 @@ async fn smtp_probe_picks_a_local_domain_without_a_catch_all() {
         "{b:?}"
     );
 }
+
+/// A carbonio-mta upgrade restores the stock template (`user=zimbra`) on a node whose
+/// operator had fixed it: the running master.cf still spawns as zextras, mail flows, and
+/// the next check must say loudly that the next rewrite breaks it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_stock_template_is_caught_before_it_breaks_mail() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![("up1", "u", mta(Legacy, Compliant))],
+        Duration::from_millis(100),
+    )
+    .await;
+    let o = sim.run(&["check"]).await;
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    // The "upgrade": the package's master.cf.in replaces the operator's.
+    let node = sim.fleet.node("up1").unwrap().node().clone();
+    node.state().files.insert(
+        carbonio_fleet::sim::node::MASTER_CF_IN.to_string(),
+        carbonio_fleet::sim::postfix::master_cf_in("zimbra").into_bytes(),
+    );
+    let o = sim.run(&["check"]).await;
+    assert_ne!(code(&o), exit::OK, "{}", explain(&o));
+    let r = sim.latest();
+    let h = &r.hosts[0];
+    let f = h
+        .findings
+        .iter()
+        .find(|f| f.id == "PRE-POLICY-SPAWN-USER")
+        .expect("the regression is a finding");
+    assert!(f.blocking);
+    assert_eq!(f.severity, "critical");
+    assert!(
+        f.message.contains("running master.cf spawns as `zextras`"),
+        "{}",
+        f.message
+    );
+    assert!(
+        f.message.contains("spawn user missing: `zimbra`"),
+        "{}",
+        f.message
+    );
+    assert!(
+        f.evidence.contains("master.cf.in: policy unix"),
+        "{}",
+        f.evidence
+    );
+}

@@ -397,15 +397,29 @@ fn effective_sections(s: &mut String, nonce: &str, params: &[String]) -> Result<
         nonce,
         "spawn",
         &format!(
-            "s=\"$(postconf -M policy/unix 2>/dev/null) $(grep -F -A3 -e policy {tpl} 2>/dev/null)\"; \
-             r=${{s#*user=}}; r=${{r%%[!A-Za-z0-9_.:-]*}}; u=${{r%%:*}}; g=${{r#*:}}; \
-             echo \"spawn $r\"; getent passwd \"$u\"; getent group \"$g\"; \
-             stat -L -c 'localconfig %u %g %a' {lc} 2>&1",
-            tpl = quote(MASTER_TEMPLATE)?,
+            "{active}{template}stat -L -c 'localconfig %u %g %a' {lc} 2>&1",
+            active = spawn_lookup("postconf -M policy/unix"),
+            template = spawn_lookup(&format!(
+                "grep -F -A3 -e policy {}",
+                quote(MASTER_TEMPLATE)?
+            )),
             lc = quote(postfix::LOCALCONFIG)?,
         ),
     );
     Ok(())
+}
+
+/// Shell that extracts the `user=` of the entry `source` prints and looks it up by that
+/// one name (and the `:group`), printing a `spawn USER[:GROUP]` block. Both the active
+/// entry and the template's are looked up: a template restored by a package upgrade
+/// breaks the next rewrite even while the running entry works. Without `user=` in the
+/// text the extraction yields its first word; the reader only trusts a lookup whose name
+/// equals the `user=` it parsed itself ([`postfix::SpawnAccess::problem`]).
+fn spawn_lookup(source: &str) -> String {
+    format!(
+        "s=\"$({source} 2>/dev/null)\"; r=${{s#*user=}}; r=${{r%%[!A-Za-z0-9_.:-]*}}; \
+         u=${{r%%:*}}; g=${{r#*:}}; echo \"spawn $r\"; getent passwd \"$u\"; getent group \"$g\"; "
+    )
 }
 
 /// The effective Postfix state of a node.

@@ -148,17 +148,24 @@ pub fn parse_spawn_line(text: &str) -> Option<SpawnLine> {
 /// private/policy` and answers `451 4.3.5` (CARBONIO.md §0.2, §0.15).
 pub const LOCALCONFIG: &str = "/opt/zextras/conf/localconfig.xml";
 
-/// What the node says about the policy spawn user and localconfig.xml: the `spawn`
-/// section of the gather (`spawn USER[:GROUP]`, `getent passwd USER`, `getent group
-/// GROUP`, `stat -L -c 'localconfig %u %g %a' localconfig.xml`).
+/// One spawn-user lookup the node made: the `user=` value its shell extracted from an
+/// entry (`USER` or `USER:GROUP`) and what `getent` found for it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct SpawnAccess {
-    /// The `user=` value the node's shell extracted and looked up (`USER` or `USER:GROUP`).
+pub struct SpawnLookup {
     pub looked_up: String,
     /// uid and primary gid of the looked-up user, when it exists.
     pub user: Option<(u32, u32)>,
     /// gid of the looked-up group (`USER:GROUP` only), when it exists.
     pub group: Option<u32>,
+}
+
+/// What the node says about the policy spawn users and localconfig.xml: the `spawn`
+/// section of the gather, one `spawn USER[:GROUP]` block (with `getent passwd USER`
+/// and `getent group GROUP`) for the active entry and one for the template's, then
+/// `stat -L -c 'localconfig %u %g %a' localconfig.xml`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SpawnAccess {
+    pub lookups: Vec<SpawnLookup>,
     /// Owner uid, group gid and permission bits of localconfig.xml.
     pub localconfig: Option<(u32, u32, u32)>,
 }
@@ -191,25 +198,29 @@ impl SpawnAccess {
         let mut a = SpawnAccess::default();
         for line in output.lines() {
             if let Some(r) = line.strip_prefix("spawn ") {
-                a.looked_up = r.trim().to_string();
+                a.lookups.push(SpawnLookup {
+                    looked_up: r.trim().to_string(),
+                    ..SpawnLookup::default()
+                });
+            } else if line == "spawn" {
+                // `echo "spawn $r"` with an empty `$r`: no entry to look up.
+                a.lookups.push(SpawnLookup::default());
             } else if let Some(r) = line.strip_prefix("localconfig ") {
-                let n: Vec<u32> = r
-                    .split_whitespace()
-                    .filter_map(|x| x.parse().ok())
-                    .collect();
+                let n: Vec<&str> = r.split_whitespace().collect();
                 if let [uid, gid, mode] = n[..] {
-                    a.localconfig = Some((
-                        uid,
-                        gid,
-                        u32::from_str_radix(&mode.to_string(), 8).unwrap_or(0),
-                    ));
+                    a.localconfig = uid
+                        .parse()
+                        .ok()
+                        .zip(gid.parse().ok())
+                        .zip(u32::from_str_radix(mode, 8).ok())
+                        .map(|((u, g), m)| (u, g, m));
                 }
-            } else {
+            } else if let Some(last) = a.lookups.last_mut() {
                 let f: Vec<&str> = line.split(':').collect();
                 let num = |i: usize| f.get(i).and_then(|x| x.parse::<u32>().ok());
                 match f.len() {
-                    7 => a.user = num(2).zip(num(3)),
-                    4 => a.group = num(2),
+                    7 => last.user = num(2).zip(num(3)),
+                    4 => last.group = num(2),
                     _ => {}
                 }
             }
@@ -229,16 +240,16 @@ impl SpawnAccess {
             Some(g) => format!("{user}:{g}"),
             None => user.to_string(),
         };
-        if self.looked_up != spec {
+        let Some(lookup) = self.lookups.iter().find(|l| l.looked_up == spec) else {
+            let seen: Vec<&str> = self.lookups.iter().map(|l| l.looked_up.as_str()).collect();
             return Some(SpawnProblem::Unknown(format!(
-                "the node looked up `{}`, the entry names `{spec}`",
-                self.looked_up
+                "the node looked up {seen:?}, the entry names `{spec}`"
             )));
-        }
-        let Some((uid, primary)) = self.user else {
+        };
+        let Some((uid, primary)) = lookup.user else {
             return Some(SpawnProblem::UserMissing(user.to_string()));
         };
-        let gid = match (&entry.group, self.group) {
+        let gid = match (&entry.group, lookup.group) {
             (None, _) => primary,
             (Some(_), Some(g)) => g,
             (Some(g), None) => return Some(SpawnProblem::GroupMissing(g.clone())),
@@ -370,9 +381,11 @@ scache\t  unix\t-\t-\tn\t-\t1\tscache\n\
 
     fn access(looked_up: &str, user: Option<(u32, u32)>, group: Option<u32>) -> SpawnAccess {
         SpawnAccess {
-            looked_up: looked_up.into(),
-            user,
-            group,
+            lookups: vec![SpawnLookup {
+                looked_up: looked_up.into(),
+                user,
+                group,
+            }],
             // Carbonio: 0640 zextras:zextras (CARBONIO.md §0.2).
             localconfig: Some((999, 999, 0o640)),
         }
@@ -387,12 +400,15 @@ scache\t  unix\t-\t-\tn\t-\t1\tscache\n\
 
     #[test]
     fn spawn_section_is_read() {
+        // The active entry (none: policy off) and the template's.
         let a = SpawnAccess::parse(
-            "spawn zimbra\nzimbra:x:998:998::/opt/zimbra:/usr/sbin/nologin\nzimbra:x:998:\nlocalconfig 999 999 640\n",
+            "spawn\nspawn zimbra\nzimbra:x:998:998::/opt/zimbra:/usr/sbin/nologin\nzimbra:x:998:\nlocalconfig 999 999 640\n",
         );
-        assert_eq!(a.looked_up, "zimbra");
-        assert_eq!(a.user, Some((998, 998)));
-        assert_eq!(a.group, Some(998));
+        assert_eq!(a.lookups.len(), 2);
+        assert_eq!(a.lookups[0], SpawnLookup::default());
+        assert_eq!(a.lookups[1].looked_up, "zimbra");
+        assert_eq!(a.lookups[1].user, Some((998, 998)));
+        assert_eq!(a.lookups[1].group, Some(998));
         assert_eq!(a.localconfig, Some((999, 999, 0o640)));
     }
 

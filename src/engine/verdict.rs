@@ -241,6 +241,27 @@ pub const SPAWN_USER_FIX: &str = "set `user=zextras` on the policy entry's conti
 /// exists AND can read localconfig.xml with the one group spawn gives it.
 fn spawn_user_finding(c: &Control, facts: &NodeFacts, ldap_enabled: bool) -> Option<Finding> {
     use crate::carbonio::postfix::SpawnProblem;
+    // The running entry works, the template does not: a carbonio-mta upgrade restored
+    // the stock `user=zimbra`, and the next rewrite will render it (CARBONIO.md §0.2).
+    if let (Some(active), Some(template)) = (&facts.policy_service, &facts.policy_template)
+        && facts.spawn.problem(Some(active)).is_none()
+        && let Some(problem) = facts.spawn.problem(Some(template))
+    {
+        return Some(Finding {
+            id: SPAWN_USER_FINDING.into(),
+            severity: "critical".into(),
+            blocking: true,
+            message: format!(
+                "master.cf.in no longer matches the running policy entry (a carbonio-mta upgrade restores `user=zimbra`): the running master.cf spawns as `{}`, but the next rewrite (zmconfigd, configrewrite, a restart) renders the template, and then {problem}; Postfix would answer `451 4.3.5` to every recipient that reaches the policy check",
+                active.user.as_deref().unwrap_or("?")
+            ),
+            evidence: format!(
+                "master.cf: {}; master.cf.in: {}",
+                active.line, template.line
+            ),
+            hint: SPAWN_USER_FIX.into(),
+        });
+    }
     let problem = facts.spawn_problem()?;
     let evidence = facts
         .policy_spawn_evidence()
