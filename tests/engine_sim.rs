@@ -965,3 +965,78 @@ async fn a_restored_stock_template_is_caught_before_it_breaks_mail() {
         f.evidence
     );
 }
+
+/// A stock node (`user=zimbra`, no such user): without the fix, apply may not enable the
+/// policy daemon; with `--fix-spawn-user` it sets `user=zextras` in master.cf.in (backed
+/// up), runs configrewrite, and then enables the daemon and adds the restriction; the
+/// restarted node passes its gate and every command is in the report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fix_spawn_user_makes_a_stock_node_compliant() {
+    use Platform::*;
+    use Posture::*;
+    let mut stock = mta(Legacy, NonCompliant);
+    stock.spawn_user_missing = true;
+    let sim = Sim::start(vec![("st1", "s", stock)], Duration::from_millis(100)).await;
+    let pb = sim.playbook(QUICK);
+    let pb = pb.to_str().unwrap();
+    let o = sim.run(&["apply", "-p", pb, "--yes"]).await;
+    assert_ne!(
+        code(&o),
+        exit::OK,
+        "blocked without the fix: {}",
+        explain(&o)
+    );
+    let node = sim.fleet.node("st1").unwrap().node().clone();
+    let template = |n: &carbonio_fleet::sim::node::Node| {
+        String::from_utf8(n.state().files[carbonio_fleet::sim::node::MASTER_CF_IN].clone()).unwrap()
+    };
+    assert!(template(&node).contains("\tuser=zimbra argv="));
+
+    let o = sim
+        .run(&["apply", "-p", pb, "--yes", "--fix-spawn-user"])
+        .await;
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    let r = sim.latest();
+    let h = &r.hosts[0];
+    assert_eq!(h.status, HostStatus::Compliant, "{:?}", h.findings);
+    let fixed = template(&node);
+    assert_eq!(
+        fixed,
+        carbonio_fleet::sim::postfix::master_cf_in("zimbra")
+            .replace("\tuser=zimbra", "\tuser=zextras"),
+        "only the user= token changed"
+    );
+    let backups: Vec<String> = node
+        .state()
+        .files
+        .keys()
+        .filter(|k| k.contains("master.cf.in.cfleet-"))
+        .cloned()
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert!(
+        String::from_utf8_lossy(&node.state().files[&backups[0]]).contains("\tuser=zimbra argv=")
+    );
+    let ap = h.apply.as_ref().unwrap();
+    let purposes: Vec<&str> = ap.commands.iter().map(|c| c.purpose.as_str()).collect();
+    assert!(
+        purposes[0].starts_with("spawn user fix: read"),
+        "{purposes:?}"
+    );
+    assert!(
+        purposes[1].starts_with("spawn user fix: user=zextras"),
+        "{purposes:?}"
+    );
+    assert!(purposes[2].contains("configrewrite"), "{purposes:?}");
+    assert!(
+        ap.commands[2].command.contains("configrewrite mta"),
+        "{:?}",
+        ap.commands[2]
+    );
+    let bs01 = h.controls.iter().find(|c| c.id == "BS-01").unwrap();
+    assert_eq!(bs01.after.as_deref(), Some("TRUE"));
+    assert!(ap.gate.as_ref().unwrap().passed);
+    // The restart rendered the fixed template: Postfix spawns the daemon as zextras.
+    let pf = node.state().postfix.clone().unwrap();
+    assert_eq!(pf.policy_spawn_user(), Some("zextras"));
+}

@@ -1052,3 +1052,64 @@ fn spawn_users_on_real_nodes_and_the_program_budget() {
         assert!(!text.contains(sentinel), "{}", path.display());
     }
 }
+
+/// `apply --fix-spawn-user` on a real node with the stock template (`user=` names a user
+/// this machine does not have): the real `cat`/`cp` as root rewrite only that token
+/// (backup beside it), configrewrite runs as zextras, and the policy daemon is enabled
+/// and the node restarted and gated like any other.
+#[test]
+fn fix_spawn_user_on_a_real_node() {
+    let Some(fleet) = RealFleet::start(
+        "fix_spawn_user",
+        specs(1, "legacy+non-compliant+spawn-user-missing=1", 1),
+        &RealFleetOptions::default(),
+    ) else {
+        return;
+    };
+    let node = &fleet.nodes[0];
+    let template = node.dir.join("conf").join("master.cf.in");
+    let stock = std::fs::read_to_string(&template).unwrap();
+    let pb = playbook(fleet.dir.path(), FAST);
+    let (out, reports) = run(&fleet, "apply", Some(&pb), &["--fix-spawn-user"]);
+    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    let r = report(&reports);
+    let h = host(&r, &node.name);
+    assert_eq!(s(&h["status"]), "compliant", "{h}");
+    let fixed = std::fs::read_to_string(&template).unwrap();
+    let missing = support::realfleet::absent_user();
+    assert_eq!(
+        fixed,
+        stock.replace(&format!("\tuser={missing} "), "\tuser=zextras "),
+        "only the user= token changed"
+    );
+    let backups: Vec<_> = std::fs::read_dir(node.dir.join("conf"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("master.cf.in.cfleet-")
+        })
+        .collect();
+    assert_eq!(backups.len(), 1);
+    assert_eq!(std::fs::read_to_string(backups[0].path()).unwrap(), stock);
+    let purposes: Vec<&str> = h["apply"]["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| s(&c["purpose"]))
+        .collect();
+    assert!(
+        purposes[..3]
+            .iter()
+            .all(|p| p.starts_with("spawn user fix")),
+        "{purposes:?}"
+    );
+    let ends: Vec<_> = node
+        .restarts()
+        .into_iter()
+        .filter(|l| l.ended_ms.is_some())
+        .collect();
+    assert_eq!(ends.len(), 1, "one restart");
+    assert_eq!(h["apply"]["gate"]["passed"], true, "{h}");
+}

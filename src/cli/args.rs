@@ -157,6 +157,11 @@ pub struct ApplyArgs {
     /// Do not ask for confirmation on a terminal
     #[arg(long)]
     pub yes: bool,
+    /// Where the policy daemon's spawn user cannot start it (stock Carbonio's
+    /// `user=zimbra`), set `user=zextras` in master.cf.in (backed up first) and run
+    /// `configrewrite mta`; a carbonio-mta upgrade undoes it
+    #[arg(long)]
+    pub fix_spawn_user: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

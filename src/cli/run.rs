@@ -117,6 +117,7 @@ pub(super) fn apply(a: &ApplyArgs) -> i32 {
         yes: a.yes,
         resume: a.resume,
         retry_failed: a.retry_failed,
+        fix_spawn_user: a.fix_spawn_user,
     };
     with_runtime("apply", &a.run.common, |events| async move {
         apply::apply(&opts, events).await

@@ -114,7 +114,7 @@ pub(super) fn demo(a: &DemoArgs) -> i32 {
         let first = step("check", |ev| async move { engine_run::check(&o, ev).await }).await;
 
         banner("2/3  apply: one zmprov batch per cluster, staggered restarts, health gates");
-        let ao = ApplyOptions { run: opts.clone(), yes: true, resume: false, retry_failed: false };
+        let ao = ApplyOptions { run: opts.clone(), yes: true, resume: false, retry_failed: false, fix_spawn_user: false };
         let applied = step("apply", |ev| async move { apply::apply(&ao, ev).await }).await;
 
         banner("3/3  check again: prove the result");

@@ -49,6 +49,9 @@ pub struct ApplyOptions {
     pub resume: bool,
     /// Target only the hosts that failed in the last run.
     pub retry_failed: bool,
+    /// Set `user=zextras` on master.cf.in's policy entry where its spawn user cannot
+    /// start the policy daemon (see [`super::spawn_fix`]).
+    pub fix_spawn_user: bool,
 }
 
 /// Counts Ctrl-C presses for the whole run: 1 = drain, 2 = cancel.
@@ -827,9 +830,9 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
             return exit::USAGE;
         }
     };
-    let (nonce, plan, gathers) = (fleet.nonce, fleet.plan, fleet.gathers);
-    let before = check::evaluate_all(&loaded.playbook, &gathers);
-    let change_plan = changes::plan(&loaded.playbook, &before);
+    let (nonce, plan, mut gathers) = (fleet.nonce, fleet.plan, fleet.gathers);
+    let mut before = check::evaluate_all(&loaded.playbook, &gathers);
+    let mut change_plan = changes::plan(&loaded.playbook, &before);
 
     let interrupted = |rx: &watch::Receiver<u32>| *rx.borrow() > 0;
     let restart_estimate = before
@@ -874,7 +877,28 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         let _ = journal.record(&g.host.name, "gathered", r.status.as_str());
     }
 
-    let changed = if interrupted(&interrupts) {
+    // The opt-in spawn-user fix comes first: what it fixes unblocks the policy controls.
+    let fix = if opts.fix_spawn_user && !interrupted(&interrupts) {
+        let stamp = started.strftime("%Y%m%dT%H%M%SZ").to_string();
+        let fix = super::spawn_fix::run(
+            &mut gathers,
+            &loaded.playbook,
+            &plan,
+            &nonce,
+            &stamp,
+            &journal,
+        )
+        .await;
+        if !fix.fixed.is_empty() {
+            before = check::evaluate_all(&loaded.playbook, &gathers);
+            change_plan = changes::plan(&loaded.playbook, &before);
+        }
+        fix
+    } else {
+        super::spawn_fix::FixOutcome::default()
+    };
+
+    let mut changed = if interrupted(&interrupts) {
         ChangeOutcome::default()
     } else {
         execute_changes(
@@ -887,6 +911,23 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         )
         .await
     };
+
+    // The fix's commands come first in each host's record; a node whose running policy
+    // service had the broken spawn user restarts to load the fixed master.cf.
+    for (host, mut cmds) in fix.commands {
+        let rest = changed.commands.remove(&host).unwrap_or_default();
+        cmds.extend(rest);
+        changed.commands.insert(host, cmds);
+    }
+    changed.restart_nodes.extend(fix.running);
+    for (host, why) in fix.failures {
+        changed.failures.entry(host).or_insert(HostError {
+            kind: ErrorKind::Command,
+            message: format!("spawn user fix: {why}"),
+            expected_fingerprints: Vec::new(),
+            offered_fingerprint: None,
+        });
+    }
 
     // Who restarts: reachable MTA nodes whose effective config changed or was left
     // pending earlier; all reachable MTA nodes when only_if_changed is off.

@@ -12,4 +12,5 @@ pub mod plan;
 pub mod rollout;
 pub mod run;
 pub mod smtp;
+pub mod spawn_fix;
 pub mod verdict;

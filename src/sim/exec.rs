@@ -65,7 +65,7 @@ pub const RESTART_HOLD: &str = "restart.hold";
 /// the file must not leave a process behind forever).
 const RESTART_HOLD_LIMIT: Duration = Duration::from_secs(300);
 /// Where the emulated programs are looked up: the Carbonio tools first, then /usr/bin.
-const SEARCH_PATH: &str = "/opt/zextras/bin:/opt/zextras/common/sbin:/usr/bin";
+const SEARCH_PATH: &str = "/opt/zextras/bin:/opt/zextras/libexec:/opt/zextras/common/sbin:/usr/bin";
 
 /// Errors of `sim-exec` and of state seeding.
 #[derive(Debug, thiserror::Error)]

@@ -69,6 +69,7 @@ const MOUNT_POINTS: &[&str] = &[
     "/opt/zextras/common/conf",
     "/opt/zextras/conf",
     "/opt/zextras/bin",
+    "/opt/zextras/libexec",
 ];
 /// A file mount point (each node binds its own release file over it).
 const VERSION_FILE: &str = "/opt/zextras/.version";
@@ -376,6 +377,14 @@ impl RealFleet {
                 0o755,
             );
         }
+        // /opt/zextras/libexec/configrewrite (the spawn-user fix runs it).
+        let libexec = d.join("libexec");
+        fs::create_dir_all(&libexec).unwrap();
+        write_mode(
+            &libexec.join("configrewrite"),
+            &format!("#!/bin/sh\nexec {bin_q} sim-exec configrewrite \"$@\"\n"),
+            0o755,
+        );
         let systemctl = d.join("systemctl");
         write_mode(
             &systemctl,
@@ -516,6 +525,7 @@ impl RealFleet {
                          mount --bind {zconf} /opt/zextras/conf\n\
                          mount --bind {version} {version_file}\n\
                          mount --bind {wrappers} /opt/zextras/bin\n\
+                         mount --bind {libexec} /opt/zextras/libexec\n\
                          mount --bind {systemctl} /usr/bin/systemctl\n\
                          for f in .bashrc .profile; do\n\
                            if [ -e /root/$f ] && [ -e /etc/skel/$f ]; then mount --bind /etc/skel/$f /root/$f; fi\n\
@@ -529,6 +539,7 @@ impl RealFleet {
                         version = q(&nd.join("version")),
                         version_file = VERSION_FILE,
                         wrappers = q(&wrappers),
+                        libexec = q(&libexec),
                         systemctl = q(&systemctl),
                         smtpd_log = q(&nd.join("smtpd.log")),
                         sshd_log = q(&nd.join("sshd.log")),

@@ -1,4 +1,5 @@
-//! Small system programs: hostname, zmhostname, getent (passwd, group), stat -c, id, whoami, grep -F (with -A, -e,
+//! Small system programs: hostname, zmhostname, getent (passwd, group), stat -c, cp, id,
+//! whoami, grep -F (with -A, -e,
 //! -q, -i), cat, echo,
 //! printf. Enough of each for the tool's commands; other options are refused loudly.
 
@@ -65,6 +66,39 @@ pub async fn getent(args: Vec<String>, p: &mut Proc) -> i32 {
     }
     p.io.stdout.write(out).await;
     if missing { 2 } else { 0 }
+}
+
+/// `cp [-p] SRC DST`: copies a file of the virtual filesystem; `-p` keeps its owner and
+/// mode (without it the copy gets the defaults).
+pub async fn cp(args: Vec<String>, p: &mut Proc) -> i32 {
+    let keep = args.iter().any(|a| a == "-p");
+    let paths: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let [src, dst] = paths[..] else {
+        p.io.stderr
+            .line("cp: only `cp [-p] SRC DST` is emulated")
+            .await;
+        return 1;
+    };
+    let copied = {
+        let mut st = p.node.state();
+        let content = st.files.get(src).cloned();
+        content.map(|c| {
+            st.files.insert(dst.clone(), c);
+            match st.file_meta.get(src).copied().filter(|_| keep) {
+                Some(m) => st.file_meta.insert(dst.clone(), m),
+                None => st.file_meta.remove(dst),
+            };
+        })
+    };
+    if copied.is_none() {
+        p.io.stderr
+            .line(format!(
+                "cp: cannot stat '{src}': No such file or directory"
+            ))
+            .await;
+        return 1;
+    }
+    0
 }
 
 /// `stat [-L] -c FORMAT FILE...` with `%u %g %a %n`: owner and mode from the node's

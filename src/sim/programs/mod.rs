@@ -44,6 +44,8 @@ pub enum Program {
     Systemctl,
     Hostname,
     Getent,
+    Cp,
+    Configrewrite,
     Stat,
     Id,
     Whoami,
@@ -64,12 +66,12 @@ pub enum Program {
 /// prov.sh, java.sh, shutil.sh, localconfig.sh, control.pl): `zmprov` runs `zmjava`,
 /// which first runs `zmsetvars` → `zmlocalconfig` (one JVM), then ProvUtil (a second);
 /// `zmhostname` is `zmlocalconfig` (one); `zmcontrol` is Perl that calls `zmlocalconfig`
-/// (one). Everything else (postconf, systemctl, coreutils) starts in milliseconds:
+/// (one); `configrewrite` runs `zmsetvars` (one). Everything else (postconf, systemctl, coreutils) starts in milliseconds:
 /// [`NATIVE_START`] when a cost model is on (`jvm_latency` > 0).
 pub fn jvm_starts(program: Program) -> u32 {
     match program {
         Program::Zmprov | Program::Carbonio => 2,
-        Program::Zmhostname | Program::Zmcontrol => 1,
+        Program::Zmhostname | Program::Zmcontrol | Program::Configrewrite => 1,
         _ => 0,
     }
 }
@@ -117,6 +119,8 @@ const TABLE: &[(&str, Program)] = &[
     ("/usr/bin/hostname", Program::Hostname),
     ("/usr/bin/getent", Program::Getent),
     ("/usr/bin/stat", Program::Stat),
+    ("/usr/bin/cp", Program::Cp),
+    ("/opt/zextras/libexec/configrewrite", Program::Configrewrite),
     ("/usr/bin/id", Program::Id),
     ("/usr/bin/whoami", Program::Whoami),
     ("/usr/bin/grep", Program::Grep),
@@ -186,6 +190,8 @@ pub fn run<'a>(r: Resolved, args: Vec<String>, p: &'a mut Proc) -> BoxFuture<'a,
             Program::Systemctl => systemctl::systemctl(args, p).await,
             Program::Getent => coreutils::getent(args, p).await,
             Program::Stat => coreutils::stat(args, p).await,
+            Program::Cp => coreutils::cp(args, p).await,
+            Program::Configrewrite => zmcontrol::configrewrite(args, p).await,
             Program::Id => coreutils::id(args, p).await,
             Program::Whoami => coreutils::whoami(args, p).await,
             Program::Grep => coreutils::grep(args, p).await,

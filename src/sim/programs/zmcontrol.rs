@@ -150,3 +150,12 @@ pub async fn zmcontrol(args: Vec<String>, p: &mut Proc) -> i32 {
         }
     }
 }
+
+/// `/opt/zextras/libexec/configrewrite SECTION…` (as zextras): asks zmconfigd to render
+/// the sections' files from LDAP and the templates; it reloads nothing. The simulator
+/// keeps no rendered files apart from what Postfix runs (rendered at restart from the
+/// same LDAP and template), so it succeeds without output (what it prints on a real
+/// node is not modelled: no source here).
+pub async fn configrewrite(_args: Vec<String>, _p: &mut Proc) -> i32 {
+    0
+}
