@@ -235,7 +235,7 @@ fn control_result(c: &Control, facts: &NodeFacts, globals: &ClusterGlobals) -> C
 
 /// How to fix a spawn user that cannot work. Never "create `zimbra`": a hand-made user
 /// cannot read localconfig.xml either (CARBONIO.md §0.2).
-pub const SPAWN_USER_FIX: &str = "set `user=zextras` on the policy entry's continuation line of /opt/zextras/common/conf/master.cf.in (back the file up first), then run `/opt/zextras/libexec/configrewrite mta` as zextras; a carbonio-mta upgrade restores `user=zimbra`, so re-apply this after every upgrade, before the next restart";
+pub const SPAWN_USER_FIX: &str = "`carbonio-fleet apply --fix-spawn-user` does it: `user=zextras` on the policy entry's continuation line of /opt/zextras/common/conf/master.cf.in (backed up first), then `/opt/zextras/libexec/configrewrite mta` as zextras; a carbonio-mta upgrade restores `user=zimbra`, so re-apply it after every upgrade, before the next restart";
 
 /// The policy spawn-user precondition (SPEC §6.4, CARBONIO.md §0.2, §0.12): the user
 /// exists AND can read localconfig.xml with the one group spawn gives it.
