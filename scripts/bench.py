@@ -140,7 +140,8 @@ def scale(args, results):
                                     exit=code, wall_s=wall, cpu_s=cpu, peak_rss_mib=round(rss / 1024, 1)))
                 print_row(results[-1])
             if "apply" in args.commands:
-                code, wall, cpu, rss, _, err = measured([BIN, "apply", "--yes"] + common)
+                # The simulated fleet is stock (`user=zimbra`): the fix is part of the remediation.
+                code, wall, cpu, rss, _, err = measured([BIN, "apply", "--yes", "--fix-spawn-user"] + common)
                 nb, in_batches = rollout_figures(rep)
                 row = dict(part="scale", command="apply", nodes=n, jvm_latency=lat, forks=args.forks,
                            exit=code, wall_s=wall, cpu_s=cpu, peak_rss_mib=round(rss / 1024, 1),

@@ -21,11 +21,15 @@ use carbonio_fleet::sim::{
 
 use child::StderrTap;
 
-/// An MTA of `platform` in `posture`, otherwise the simulator's default node.
+/// An MTA of `platform` in `posture`, otherwise the simulator's default node, with the
+/// operator's spawn-user fix in place (`user=zextras`) unless a test asks for the stock
+/// entry (`spawn_user_missing`): most tests here are about the rollout, not the spawn
+/// user, and a stock node's policy controls are blocked without `--fix-spawn-user`.
 fn mta(platform: Platform, posture: Posture) -> NodeProfile {
     NodeProfile {
         platform,
         posture,
+        spawn_user_fixed: true,
         ..NodeProfile::default()
     }
 }

@@ -18,9 +18,17 @@ use support::realfleet::{RealFleet, RealFleetOptions, alive};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carbonio-fleet");
 
-/// Node specs from a simulator profile mix (clusters of `cluster_size`).
+/// Node specs from a simulator profile mix (clusters of `cluster_size`), with the
+/// operator's spawn-user fix (`user=zextras`) on every node the mix does not give the
+/// stock entry (`spawn-user-missing`) or a hand-made `zimbra`: these tests are about
+/// everything else, and a stock node's policy controls are blocked without
+/// `--fix-spawn-user` (which `fix_spawn_user_on_a_real_node` covers).
 fn specs(total: usize, mix: &str, cluster_size: usize) -> Vec<NodeSpec> {
-    FleetSpec::from_mix(total, mix, cluster_size).unwrap().nodes
+    let mut nodes = FleetSpec::from_mix(total, mix, cluster_size).unwrap().nodes;
+    for n in &mut nodes {
+        n.profile.spawn_user_fixed = true;
+    }
+    nodes
 }
 
 /// The shipped playbook with another `[rollout]` table.

@@ -292,7 +292,7 @@ async fn zmcontrol_systemctl_and_postconf_follow_restarts() {
         as_zextras(&c, pc).await,
         out(
             0,
-            "smtpd_recipient_restrictions = reject_non_fqdn_recipient, permit_sasl_authenticated, permit_mynetworks, reject_unlisted_recipient, reject_invalid_helo_hostname, reject_non_fqdn_sender, check_policy_service unix:private/policy, permit\nsmtpd_reject_unlisted_recipient = yes\nsmtpd_reject_unlisted_sender = yes\npolicy     unix  -       n       n       -       0       spawn user=zextras argv=/usr/bin/perl /opt/zextras/libexec/zmpostfixpolicyd\n",
+            "smtpd_recipient_restrictions = reject_non_fqdn_recipient, permit_sasl_authenticated, permit_mynetworks, reject_unlisted_recipient, reject_invalid_helo_hostname, reject_non_fqdn_sender, check_policy_service unix:private/policy, permit\nsmtpd_reject_unlisted_recipient = yes\nsmtpd_reject_unlisted_sender = yes\npolicy     unix  -       n       n       -       0       spawn user=zimbra argv=/usr/bin/perl /opt/zextras/libexec/zmpostfixpolicyd\n",
             ""
         )
     );

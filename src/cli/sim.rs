@@ -87,7 +87,8 @@ pub(super) fn demo(a: &DemoArgs) -> i32 {
             "carbonio-fleet demo: {} simulated Carbonio nodes in {} clusters, each a real SSH server\n\
              (russh) on 127.0.0.1:{}-{} with its own host key. Legacy (zmcontrol) and systemd nodes,\n\
              non-compliant, half-compliant and compliant ones, one whose server entry overrides a\n\
-             global value, one whose policy spawn user is missing, one that is unreachable.\n\
+             global value, one that is unreachable. Like stock Carbonio, the nodes whose policy\n\
+             daemon was never enabled spawn it as `user=zimbra`, a user no package creates.\n\
              Inventory:   {}\nknown_hosts: {} (strict host-key checking)",
             fleet.nodes().len(),
             clusters.len(),
@@ -113,8 +114,16 @@ pub(super) fn demo(a: &DemoArgs) -> i32 {
         let o = opts.clone();
         let first = step("check", |ev| async move { engine_run::check(&o, ev).await }).await;
 
-        banner("2/3  apply: one zmprov batch per cluster, staggered restarts, health gates");
-        let ao = ApplyOptions { run: opts.clone(), yes: true, resume: false, retry_failed: false, fix_spawn_user: false };
+        banner(
+            "2/3  apply --fix-spawn-user: the stock policy entry set to user=zextras, one zmprov batch per cluster, staggered restarts, health gates",
+        );
+        let ao = ApplyOptions {
+            run: opts.clone(),
+            yes: true,
+            resume: false,
+            retry_failed: false,
+            fix_spawn_user: true,
+        };
         let applied = step("apply", |ev| async move { apply::apply(&ao, ev).await }).await;
 
         banner("3/3  check again: prove the result");
@@ -135,8 +144,7 @@ pub(super) fn demo(a: &DemoArgs) -> i32 {
             latest.display()
         );
         // The demo succeeds when everything that may be changed ended compliant: what is
-        // left must be the unreachable node and the cluster blocked by the missing
-        // spawn user.
+        // left must be the unreachable node (and anything a blocking finding holds).
         match report {
             Ok(r) => {
                 let unexpected: Vec<&str> = r

@@ -23,7 +23,7 @@ use super::node::{
     PasswdEntry, localconfig_xml,
 };
 use super::postfix::master_cf_in;
-use super::profiles::{Behaviour, NodeProfile, Posture, global_attrs, parse_mix};
+use super::profiles::{Behaviour, NodeProfile, Posture, SpawnSetup, global_attrs, parse_mix};
 use super::restarts::{RestartLog, RestartRecord};
 use super::server::{Endpoint, accept_loop, smtp_outside_loop};
 
@@ -335,10 +335,9 @@ fn node_state(spec: &FleetSpec, n: &NodeSpec) -> NodeState {
     // No package creates `zimbra` (CARBONIO.md §0.2): a stock node's template names a
     // user that does not exist; a fixed one spawns as zextras (a hand-made `zimbra`
     // user would not help: it cannot read localconfig.xml).
-    let spawn_user = if p.spawn_user_missing || p.zimbra_user_added {
-        "zimbra"
-    } else {
-        "zextras"
+    let spawn_user = match p.spawn_setup() {
+        SpawnSetup::Stock | SpawnSetup::ZimbraAdded => "zimbra",
+        SpawnSetup::Fixed => "zextras",
     };
     // Each user's own primary group; an added `zimbra` is a supplementary member of
     // zextras (which spawn drops).
@@ -350,7 +349,7 @@ fn node_state(spec: &FleetSpec, n: &NodeSpec) -> NodeState {
             members: Vec::new(),
         })
         .collect();
-    if p.zimbra_user_added {
+    if p.spawn_setup() == SpawnSetup::ZimbraAdded {
         passwd.push(PasswdEntry::new(
             "zimbra",
             998,

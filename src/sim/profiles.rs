@@ -6,7 +6,7 @@
 //! `compliant=4,systemd+half-compliant=3,legacy+non-compliant+spawn-user-missing=1,unreachable=1`.
 //! Tags: platform `legacy`|`systemd` (absent: alternates, legacy first); posture
 //! `non-compliant` (default) | `half-compliant` | `compliant` | `server-override` |
-//! `restart-pending`; role `mta` (default) | `mailbox`; `spawn-user-missing` (the stock `user=zimbra`); `zimbra-user-added`; `advanced-cli`; `catch-all-account`; behaviour
+//! `restart-pending`; role `mta` (default) | `mailbox`; `spawn-user-missing` (the stock `user=zimbra`); `spawn-user-fixed` (`user=zextras`); `zimbra-user-added`; `advanced-cli`; `catch-all-account`; behaviour
 //! `slow` | `auth-refused` | `hostkey-changed` | `unreachable` | `hanging`. Nodes not
 //! covered by the mix are plain `non-compliant`.
 
@@ -63,10 +63,11 @@ pub struct NodeProfile {
     pub platform: Platform,
     pub posture: Posture,
     pub role: NodeRole,
-    /// Stock master.cf.in: the policy service spawns as `zimbra`, which no Carbonio
-    /// package creates (CARBONIO.md §0.2). Otherwise the operator fixed the entry to
-    /// `user=zextras`, the working spawn user.
+    /// Stock master.cf.in (`user=zimbra`, which no Carbonio package creates; CARBONIO.md
+    /// §0.2) whatever the posture. See [`NodeProfile::spawn_setup`] for the default.
     pub spawn_user_missing: bool,
+    /// The operator fixed the entry to `user=zextras` whatever the posture.
+    pub spawn_user_fixed: bool,
     /// The stock `user=zimbra` entry, and an operator "fixed" it by creating `zimbra`
     /// and adding it to group zextras: the user exists, but spawn drops supplementary
     /// groups, so it still cannot read localconfig.xml (CARBONIO.md §0.2, §0.12).
@@ -89,6 +90,7 @@ impl Default for NodeProfile {
             posture: Posture::NonCompliant,
             role: NodeRole::Mta,
             spawn_user_missing: false,
+            spawn_user_fixed: false,
             zimbra_user_added: false,
             advanced_cli: false,
             catch_all_account: false,
@@ -131,6 +133,9 @@ impl fmt::Display for NodeProfile {
         }
         if self.spawn_user_missing {
             f.write_str("+spawn-user-missing")?;
+        }
+        if self.spawn_user_fixed {
+            f.write_str("+spawn-user-fixed")?;
         }
         if self.zimbra_user_added {
             f.write_str("+zimbra-user-added")?;
@@ -186,7 +191,40 @@ pub fn global_attrs(posture: Posture) -> AttrMap {
     ])
 }
 
+/// How a node's policy entry and users stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpawnSetup {
+    /// As Carbonio ships: `user=zimbra`, no such user.
+    Stock,
+    /// The stock entry, and an operator-made `zimbra` that cannot read localconfig.xml.
+    ZimbraAdded,
+    /// `user=zextras`.
+    Fixed,
+}
+
 impl NodeProfile {
+    /// The node's spawn setup: the tags decide; without one, what its posture implies.
+    /// A node as Carbonio installs it (non- or half-compliant: the policy daemon was
+    /// never enabled) has the stock entry; one whose LDAP already enables the daemon
+    /// (compliant, server-override, restart-pending) had it fixed, or its mail would
+    /// get 451 (CARBONIO.md §0.2).
+    pub fn spawn_setup(&self) -> SpawnSetup {
+        if self.zimbra_user_added {
+            SpawnSetup::ZimbraAdded
+        } else if self.spawn_user_missing {
+            SpawnSetup::Stock
+        } else if self.spawn_user_fixed {
+            SpawnSetup::Fixed
+        } else {
+            match self.posture {
+                Posture::NonCompliant | Posture::HalfCompliant => SpawnSetup::Stock,
+                Posture::Compliant | Posture::ServerOverride | Posture::RestartPending => {
+                    SpawnSetup::Fixed
+                }
+            }
+        }
+    }
+
     /// zimbraServiceEnabled of the role.
     pub fn services(&self) -> Vec<String> {
         let s: &[&str] = match self.role {
@@ -276,6 +314,7 @@ impl NodeProfile {
                 "mta" => p.role = NodeRole::Mta,
                 "mailbox" => p.role = NodeRole::Mailbox,
                 "spawn-user-missing" => p.spawn_user_missing = true,
+                "spawn-user-fixed" => p.spawn_user_fixed = true,
                 "advanced-cli" => p.advanced_cli = true,
                 "zimbra-user-added" => p.zimbra_user_added = true,
                 "catch-all-account" => p.catch_all_account = true,
@@ -413,5 +452,23 @@ mod tests {
             p.server_attrs("h")["zimbraMtaSmtpdRejectUnlistedRecipient"],
             vec!["no"]
         );
+    }
+
+    /// A node as Carbonio installs it has the stock entry; one whose LDAP already runs the
+    /// policy daemon had it fixed; tags override both.
+    #[test]
+    fn spawn_setup_follows_the_posture_unless_tagged() {
+        let with = |tags: &str| {
+            NodeProfile::parse(tags, Platform::Legacy)
+                .unwrap()
+                .spawn_setup()
+        };
+        assert_eq!(with("non-compliant"), SpawnSetup::Stock);
+        assert_eq!(with("half-compliant"), SpawnSetup::Stock);
+        assert_eq!(with("compliant"), SpawnSetup::Fixed);
+        assert_eq!(with("restart-pending"), SpawnSetup::Fixed);
+        assert_eq!(with("compliant+spawn-user-missing"), SpawnSetup::Stock);
+        assert_eq!(with("non-compliant+spawn-user-fixed"), SpawnSetup::Fixed);
+        assert_eq!(with("compliant+zimbra-user-added"), SpawnSetup::ZimbraAdded);
     }
 }

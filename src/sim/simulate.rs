@@ -137,6 +137,7 @@ pub fn demo_spec() -> FleetSpec {
         posture,
         role,
         spawn_user_missing,
+        spawn_user_fixed: false,
         zimbra_user_added: false,
         advanced_cli: false,
         catch_all_account: false,

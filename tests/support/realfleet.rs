@@ -56,6 +56,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use carbonio_fleet::sim::exec::{self, RestartLine, SeedNode, Store};
+use carbonio_fleet::sim::profiles::SpawnSetup;
 use carbonio_fleet::sim::{Behaviour, FleetSpec, NodeProfile, NodeSpec, RestartRecord};
 
 use carbonio_fleet::sim::prereq::{self, Need};
@@ -398,14 +399,12 @@ impl RealFleet {
             .iter()
             .map(|n| SeedNode {
                 state_dir: d.join("nodes").join(&n.name).join("state"),
-                spawn_user: if n.profile.spawn_user_missing {
-                    missing.clone()
-                } else if n.profile.zimbra_user_added {
+                spawn_user: match n.profile.spawn_setup() {
+                    SpawnSetup::Stock => missing.clone(),
                     // A user that exists and cannot read localconfig.xml (0640
                     // zextras:zextras), as a hand-made `zimbra` cannot.
-                    "nobody".into()
-                } else {
-                    "zextras".into()
+                    SpawnSetup::ZimbraAdded => "nobody".into(),
+                    SpawnSetup::Fixed => "zextras".into(),
                 },
             })
             .collect();
