@@ -149,7 +149,8 @@ struct ChangeOutcome {
     failures: BTreeMap<String, HostError>,
 }
 
-fn exit_text(end: &ExecEnd) -> String {
+/// How a remote command ended, as the report writes it.
+pub(crate) fn exit_text(end: &ExecEnd) -> String {
     match end {
         ExecEnd::Status(c) => c.to_string(),
         ExecEnd::Signal { name, .. } => format!("signal {name}"),

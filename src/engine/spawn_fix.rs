@@ -147,6 +147,38 @@ pub async fn run(
     out
 }
 
+/// Runs one step of the fix on `host` and records it under `purpose`; the output when
+/// it exited 0, else why not.
+async fn step(
+    session: &crate::ssh::Session,
+    host: &crate::inventory::Host,
+    out: &mut FixOutcome,
+    (run_as, script, stdin): (RunAs, &str, Option<&[u8]>),
+    purpose: &str,
+) -> Result<crate::ssh::ExecOutput, String> {
+    let o = session
+        .exec(run_as, script, stdin, host.command_timeout)
+        .await
+        .map_err(|e| format!("{purpose}: {e}"))?;
+    out.commands
+        .entry(host.name.clone())
+        .or_default()
+        .push(CommandRecord {
+            purpose: purpose.to_string(),
+            command: o.command.clone(),
+            exit: super::apply::exit_text(&o.end),
+            errors: Vec::new(),
+        });
+    if o.end == ExecEnd::Status(0) {
+        Ok(o)
+    } else {
+        Err(format!(
+            "{purpose} failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ))
+    }
+}
+
 /// The three steps on one host; each command is recorded.
 async fn fix_host(
     session: &crate::ssh::Session,
@@ -156,94 +188,42 @@ async fn fix_host(
 ) -> Result<(), String> {
     let q = |s: &str| quote(s).map_err(|e| e.to_string());
     let tpl = q(MASTER_TEMPLATE)?;
-    let record = |out: &mut FixOutcome, purpose: &str, command: String, end: &ExecEnd| {
-        out.commands
-            .entry(host.name.clone())
-            .or_default()
-            .push(CommandRecord {
-                purpose: purpose.to_string(),
-                command,
-                exit: match end {
-                    ExecEnd::Status(c) => c.to_string(),
-                    ExecEnd::Signal { name, .. } => format!("signal {name}"),
-                    ExecEnd::Unknown => "unknown".into(),
-                },
-                errors: Vec::new(),
-            });
-    };
-    let ok = |end: &ExecEnd| matches!(end, ExecEnd::Status(0));
-
-    let read = session
-        .exec(
-            RunAs::Root,
-            &format!("cat {tpl}"),
-            None,
-            host.command_timeout,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    record(
+    let read = step(
+        session,
+        host,
         out,
+        (RunAs::Root, &format!("cat {tpl}"), None),
         "spawn user fix: read master.cf.in",
-        read.command.clone(),
-        &read.end,
-    );
-    if !ok(&read.end) {
-        return Err(format!(
-            "cannot read {MASTER_TEMPLATE} as root: {}",
-            String::from_utf8_lossy(&read.stderr).trim()
-        ));
-    }
+    )
+    .await?;
     let text = String::from_utf8_lossy(&read.stdout).into_owned();
     let new = fixed_template(&text, FIXED_USER)
         .ok_or_else(|| format!("no `policy unix … user=` entry in {MASTER_TEMPLATE}"))?;
-
-    let backup = q(&format!("{MASTER_TEMPLATE}.cfleet-{stamp}"))?;
-    let write = session
-        .exec(
-            RunAs::Root,
-            &format!("cp -p {tpl} {backup} && cat > {tpl}"),
-            Some(new.as_bytes()),
-            host.command_timeout,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    record(
+    let backup = format!("{MASTER_TEMPLATE}.cfleet-{stamp}");
+    step(
+        session,
+        host,
         out,
-        &format!(
-            "spawn user fix: user={FIXED_USER} in master.cf.in (backup {MASTER_TEMPLATE}.cfleet-{stamp})"
+        (
+            RunAs::Root,
+            &format!("cp -p {tpl} {} && cat > {tpl}", q(&backup)?),
+            Some(new.as_bytes()),
         ),
-        write.command.clone(),
-        &write.end,
-    );
-    if !ok(&write.end) {
-        return Err(format!(
-            "writing {MASTER_TEMPLATE} failed: {}",
-            String::from_utf8_lossy(&write.stderr).trim()
-        ));
-    }
-
-    let rewrite = session
-        .exec(
+        &format!("spawn user fix: user={FIXED_USER} in master.cf.in (backup {backup})"),
+    )
+    .await?;
+    step(
+        session,
+        host,
+        out,
+        (
             RunAs::Zextras,
             "/opt/zextras/libexec/configrewrite mta",
             None,
-            host.command_timeout,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    record(
-        out,
+        ),
         "spawn user fix: render master.cf (configrewrite mta)",
-        rewrite.command.clone(),
-        &rewrite.end,
-    );
-    if !ok(&rewrite.end) {
-        return Err(format!(
-            "configrewrite mta failed: {}",
-            String::from_utf8_lossy(&rewrite.stderr).trim()
-        ));
-    }
+    )
+    .await?;
     Ok(())
 }
 
