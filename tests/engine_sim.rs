@@ -10,6 +10,8 @@ use std::time::Duration;
 
 #[path = "support/child.rs"]
 mod child;
+#[path = "support/wait.rs"]
+mod wait;
 
 use carbonio_fleet::exit;
 use carbonio_fleet::report::model::{HostStatus, Report, Verdict};
@@ -20,6 +22,7 @@ use carbonio_fleet::sim::{
 };
 
 use child::StderrTap;
+use wait::wait_until;
 
 /// An MTA of `platform` in `posture`, otherwise the simulator's default node, with the
 /// operator's spawn-user fix in place (`user=zextras`) unless a test asks for the stock
@@ -709,15 +712,6 @@ fn sigint(pid: u32) {
     assert!(st.success());
 }
 
-/// Polls `cond` until it holds (bounded: a minute, far beyond any healthy wait).
-async fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 async fn wait_for_journal(path: &Path, step: &str) {
     // 60 s: far beyond any healthy wait, however loaded the machine.
     for _ in 0..2400 {
@@ -1043,4 +1037,44 @@ async fn fix_spawn_user_makes_a_stock_node_compliant() {
     // The restart rendered the fixed template: Postfix spawns the daemon as zextras.
     let pf = node.state().postfix.clone().unwrap();
     assert_eq!(pf.policy_spawn_user(), Some("zextras"));
+}
+
+/// A node whose policy daemon runs with the stock entry (mail to existing users gets
+/// 451): `--fix-spawn-user` fixes the template and, because the running master.cf is the
+/// broken one, restarts the node to load it, even though no LDAP value changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fix_spawn_user_restarts_a_node_whose_running_daemon_is_broken() {
+    use Platform::*;
+    use Posture::*;
+    let mut broken = mta(Legacy, Compliant);
+    broken.spawn_user_missing = true;
+    broken.spawn_user_fixed = false;
+    let sim = Sim::start(vec![("br1", "b", broken)], Duration::from_millis(100)).await;
+    let pb = sim.playbook(QUICK);
+    let o = sim
+        .run(&[
+            "apply",
+            "-p",
+            pb.to_str().unwrap(),
+            "--yes",
+            "--fix-spawn-user",
+        ])
+        .await;
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    let r = sim.latest();
+    let h = &r.hosts[0];
+    assert_eq!(h.status, HostStatus::Compliant, "{:?}", h.findings);
+    assert_eq!(
+        sim.fleet.restart_log().len(),
+        1,
+        "restarted to load the fix"
+    );
+    let ap = h.apply.as_ref().unwrap();
+    assert_eq!(ap.rollout, "restarted");
+    assert!(ap.gate.as_ref().unwrap().passed);
+    let node = sim.fleet.node("br1").unwrap().node().clone();
+    assert_eq!(
+        node.state().postfix.clone().unwrap().policy_spawn_user(),
+        Some("zextras")
+    );
 }

@@ -4,6 +4,8 @@
 
 #[path = "support/simclient.rs"]
 mod simclient;
+#[path = "support/wait.rs"]
+mod wait;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use carbonio_fleet::sim::{
     max_concurrent, max_concurrent_per_cluster,
 };
 use simclient::{ClientError, Output, SimClient, Smtp, quote};
+use wait::wait_until;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -39,15 +42,6 @@ fn spec(nodes: &[(&str, &str, NodeProfile)]) -> FleetSpec {
             .collect(),
         restart_time: Duration::from_millis(300),
         ..FleetSpec::default()
-    }
-}
-
-/// Polls `cond` until it holds (bounded: a minute, far beyond any healthy wait).
-async fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -611,7 +605,6 @@ async fn faulty_endpoints_behave_like_broken_hosts() {
     ));
     let e = connect(&f, &n("down.example"), "root").await.err().unwrap();
     assert!(matches!(&e, ClientError::Unreachable(_)), "{e:?}");
-    let started = tokio::time::Instant::now();
     let e = SimClient::connect(
         n("hang.example").addr(),
         &f.known_hosts_path(),
@@ -621,7 +614,6 @@ async fn faulty_endpoints_behave_like_broken_hosts() {
     )
     .await;
     assert!(matches!(e, Err(ClientError::Timeout)));
-    assert!(started.elapsed() >= Duration::from_millis(500));
 
     // The files a client needs.
     let inv: toml::Table = std::fs::read_to_string(f.inventory_path())

@@ -57,6 +57,10 @@ pub enum GatherError {
     MissingSection(String),
     #[error("no `zimbra_server_hostname` in /opt/zextras/conf/localconfig.xml (status {0})")]
     NoHostname(i64),
+    #[error(
+        "`zimbra_server_hostname` in /opt/zextras/conf/localconfig.xml is not a host name (its value must be on the line after its key)"
+    )]
+    BadHostname,
     #[error(transparent)]
     Prov(#[from] prov::SplitError),
     #[error("zmprov failed: {0}")]
@@ -200,7 +204,8 @@ impl GatherPlan {
             &format!("cat {} 2>&1", quote(VERSION_FILE)?),
         );
         s.push_str(&format!(
-            "h=$(grep -F -A1 -e 'name=\"zimbra_server_hostname\"' {} 2>/dev/null); h=${{h#*<value>}}; h=${{h%%</value>*}}\n",
+            "h=$(grep -F -A1 -e 'name=\"zimbra_server_hostname\"' {} 2>/dev/null); \
+             h=${{h#*zimbra_server_hostname}}; h=${{h#*<value>}}; h=${{h%%</value>*}}; h=${{h%%[[:space:]]*}}\n",
             quote(postfix::LOCALCONFIG)?
         ));
         section(&mut s, nonce, "hostname", "echo \"$h\"");
@@ -273,6 +278,15 @@ impl GatherPlan {
         if hostname.is_empty() {
             return Err(GatherError::NoHostname(host_sec.status));
         }
+        // It goes into the zmprov batch as a word (`gs -e NAME`): only a host name may.
+        // The value itself is not repeated: a malformed file could make it something else.
+        if hostname.len() > 253
+            || !hostname
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        {
+            return Err(GatherError::BadHostname);
+        }
         let eff = parse_effective(&sections)?;
         let mut commands = BTreeMap::new();
         for id in &self.command_probes {
@@ -313,14 +327,15 @@ impl GatherPlan {
                 .map(|(_, v)| v.clone())
                 .collect()
         };
+        // `sa` lists accounts, aliases, lists and resources, each in its own layout
+        // (`# name …`, `# distributionList …`): only the attribute lines matter here.
         let mut catch_alls: Vec<String> = listed
             .iter()
             .flat_map(|(_, a)| value(a, "zimbraMailCatchAllAddress"))
-            .chain(
-                prov::entries(&split.outputs[n + 3])
-                    .iter()
-                    .flat_map(|(_, a)| value(a, "zimbraMailCatchAllAddress")),
-            )
+            .chain(prov::values_of(
+                &split.outputs[n + 3],
+                "zimbraMailCatchAllAddress",
+            ))
             .map(|c| c.to_ascii_lowercase())
             .collect();
         catch_alls.sort();

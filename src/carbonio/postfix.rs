@@ -121,6 +121,9 @@ pub fn parse_spawn_line(text: &str) -> Option<SpawnLine> {
         entries.push((body.trim().to_string(), !commented && !directive, commented));
         open = true;
     }
+    // An uncommented entry wins over a commented-out one (`#policy …` left above the
+    // real entry), as it does for Postfix.
+    entries.sort_by_key(|(_, _, commented)| *commented);
     entries.into_iter().find_map(|(joined, active, _)| {
         let mut fields = joined.split_whitespace();
         if fields.next() != Some("policy") || fields.next() != Some("unix") {
@@ -216,11 +219,17 @@ impl SpawnAccess {
                         .map(|((u, g), m)| (u, g, m));
                 }
             } else if let Some(last) = a.lookups.last_mut() {
+                // `getent` also resolves numeric keys by id: only an entry whose NAME is
+                // the one looked up counts (Postfix's spawn calls getpwnam/getgrnam).
                 let f: Vec<&str> = line.split(':').collect();
                 let num = |i: usize| f.get(i).and_then(|x| x.parse::<u32>().ok());
+                let (user, group) = last
+                    .looked_up
+                    .split_once(':')
+                    .unwrap_or((last.looked_up.as_str(), last.looked_up.as_str()));
                 match f.len() {
-                    7 => last.user = num(2).zip(num(3)),
-                    4 => last.group = num(2),
+                    7 if f[0] == user => last.user = num(2).zip(num(3)),
+                    4 if f[0] == group => last.group = num(2),
                     _ => {}
                 }
             }
@@ -231,7 +240,9 @@ impl SpawnAccess {
     /// Whether the policy service can run as `entry`'s user: the user (and the
     /// `:group`, if given) exists, and localconfig.xml is readable with the uid and the
     /// ONE gid Postfix's spawn gives it (`setgroups(1, &gid)`: supplementary groups are
-    /// dropped; CARBONIO.md §0.12). Decided from the owner, group and mode bits.
+    /// dropped; CARBONIO.md §0.12). Decided from the file's owner, group and mode bits
+    /// only: ACLs and the directories' search bits are not read (the gather runs as
+    /// zextras, which cannot test another uid's access).
     pub fn problem(&self, entry: Option<&SpawnLine>) -> Option<SpawnProblem> {
         let Some((entry, user)) = entry.and_then(|e| e.user.as_deref().map(|u| (e, u))) else {
             return Some(SpawnProblem::EntryNotFound);
@@ -362,6 +373,14 @@ scache\t  unix\t-\t-\tn\t-\t1\tscache\n\
         let r = parse_spawn_line(&rendered).unwrap();
         assert!(r.active);
         assert_eq!(r.line, e.line);
+    }
+
+    #[test]
+    fn an_uncommented_entry_wins_over_a_commented_one() {
+        let text = "#policy unix - n n - 0 spawn\n#\tuser=zimbra argv=/x\npolicy unix - n n - 0 spawn\n\tuser=zextras argv=/x\n";
+        let e = parse_spawn_line(text).unwrap();
+        assert!(e.active);
+        assert_eq!(e.user.as_deref(), Some("zextras"));
     }
 
     #[test]

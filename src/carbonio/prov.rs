@@ -225,8 +225,12 @@ pub fn error_lines(stdout: &str, stderr: &str) -> Vec<String> {
         })
         .map(str::to_string)
         .collect();
+    // Only right behind a prompt: that is where ProvUtil prints them, and a value line
+    // of a listing (a signature, a note) cannot pose as one.
     for line in stdout.lines() {
-        let mut l = line;
+        let Some(mut l) = line.strip_prefix(PROMPT) else {
+            continue;
+        };
         while let Some(rest) = l.strip_prefix(PROMPT) {
             l = rest;
         }
@@ -432,8 +436,16 @@ mod tests {
                 "Unknown command. Type: 'help commands' for a list",
             ]
         );
-        // A value that merely mentions the words is not an error.
+        // A value that merely mentions the words is not an error, nor is a value line of a
+        // listing that starts with them.
         assert!(error_lines("prov> zimbraNotes: usage: see the wiki\nprov> ", "").is_empty());
+        assert!(
+            error_lines(
+                "prov> # name a@b\nzimbraPrefMailSignature: x\nusage: y\nprov> ",
+                ""
+            )
+            .is_empty()
+        );
     }
 
     #[test]

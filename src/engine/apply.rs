@@ -23,7 +23,7 @@ use crate::carbonio::{prov, services, values};
 use crate::engine::changes::{self, ChangePlan, NodeBatch};
 use crate::engine::check;
 use crate::engine::events::{Event, Events};
-use crate::engine::gather::{HostGather, Prover, probe_address};
+use crate::engine::gather::{HostGather, Prover};
 use crate::engine::journal::{self, Journal};
 use crate::engine::rollout::{Next, NodeResult, RolloutNode, Scheduler};
 use crate::engine::run::{self, Loaded, RunOptions};
@@ -149,6 +149,14 @@ struct ChangeOutcome {
     failures: BTreeMap<String, HostError>,
 }
 
+/// The `rcpt` of the playbook's first SMTP probe, if it names one.
+fn smtp_probe_rcpt(playbook: &crate::playbook::Playbook) -> Option<&str> {
+    playbook.probes.iter().find_map(|p| match &p.kind {
+        crate::playbook::ProbeKind::Smtp { rcpt } => rcpt.as_deref(),
+        _ => None,
+    })
+}
+
 /// How a remote command ended, as the report writes it.
 pub(crate) fn exit_text(end: &ExecEnd) -> String {
     match end {
@@ -159,7 +167,7 @@ pub(crate) fn exit_text(end: &ExecEnd) -> String {
 }
 
 /// The audit event for a command apply ran.
-fn command_ran(host: &str, rec: &CommandRecord, ok: bool) -> Event {
+pub(crate) fn command_ran(host: &str, rec: &CommandRecord, ok: bool) -> Event {
     Event::CommandRan {
         host: host.to_string(),
         purpose: rec.purpose.clone(),
@@ -367,7 +375,8 @@ struct NodeCtx {
     host: Host,
     session: Session,
     platform: Platform,
-    domain: Option<String>,
+    /// The gate's SMTP recipient (as the gather's probe chose it), if any.
+    rcpt: Option<String>,
     /// Postfix parameters the gate does not expect to match the playbook, because the
     /// control that governs them was not changed in this cluster (blocked).
     skip_params: BTreeSet<String>,
@@ -394,7 +403,6 @@ async fn restart_and_gate(
     rollout: Rollout,
     playbook: Arc<Playbook>,
     eff: Arc<EffectivePlan>,
-    nonce: String,
     hard: CancellationToken,
     journal: Arc<Journal>,
 ) -> NodeRun {
@@ -478,7 +486,7 @@ async fn restart_and_gate(
         }
     }
     let gate = tokio::select! {
-        g = health_gate(&node, &rollout, &playbook, &eff, &nonce) => g,
+        g = health_gate(&node, &rollout, &playbook, &eff) => g,
         _ = hard.cancelled() => GateRecord {
             passed: false,
             finished_at: jiff::Timestamp::now().to_string(),
@@ -527,7 +535,6 @@ async fn health_gate(
     rollout: &Rollout,
     playbook: &Playbook,
     eff: &EffectivePlan,
-    nonce: &str,
 ) -> GateRecord {
     let deadline = Instant::now() + rollout.health_timeout;
     let mut delay = Duration::from_millis(200);
@@ -545,7 +552,7 @@ async fn health_gate(
     };
     loop {
         rec.attempts += 1;
-        let (checks, transcript, verdict) = gate_once(node, rollout, playbook, eff, nonce).await;
+        let (checks, transcript, verdict) = gate_once(node, rollout, playbook, eff).await;
         rec.checks = checks;
         rec.smtp_transcript = transcript;
         rec.finished_at = jiff::Timestamp::now().to_string();
@@ -579,7 +586,6 @@ async fn gate_once(
     rollout: &Rollout,
     playbook: &Playbook,
     eff: &EffectivePlan,
-    nonce: &str,
 ) -> (Vec<GateCheck>, Vec<String>, GateTry) {
     let mut checks = Vec::new();
     let timeout = node.host.command_timeout;
@@ -671,26 +677,26 @@ async fn gate_once(
         return (checks, Vec::new(), GateTry::Retry);
     }
     // 3. SMTP: an unknown recipient in a hosted domain must be rejected with 5xx.
-    let Some(domain) = &node.domain else {
+    let Some(rcpt) = &node.rcpt else {
         checks.push(GateCheck {
             name: "smtp".into(),
             ok: true,
-            detail: "skipped: the node hosts no domain to probe".into(),
+            detail: "skipped: no playbook `rcpt` and no local domain without a catch-all to probe"
+                .into(),
         });
         return (checks, Vec::new(), GateTry::Pass);
     };
-    let rcpt = probe_address(nonce, domain);
     let step = Duration::from_secs(30);
     let exchange = match rollout.probe_from {
         ProbeFrom::Node => match node.session.direct_tcpip("127.0.0.1", 25).await {
-            Ok(s) => smtp::probe(s, "carbonio-fleet.probe", &rcpt, step)
+            Ok(s) => smtp::probe(s, "carbonio-fleet.probe", rcpt, step)
                 .await
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         },
         ProbeFrom::Orchestrator => {
             match tokio::net::TcpStream::connect((node.host.address.as_str(), 25)).await {
-                Ok(s) => smtp::probe(s, "carbonio-fleet.probe", &rcpt, step)
+                Ok(s) => smtp::probe(s, "carbonio-fleet.probe", rcpt, step)
                     .await
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
@@ -753,10 +759,24 @@ async fn gate_once(
 }
 
 /// Prints the plan summary and asks; `Ok(true)` to go ahead.
-fn confirm(plan: &ChangePlan, restarts: usize) -> bool {
+fn confirm(plan: &ChangePlan, restarts: usize, spawn_fixes: &[String]) -> bool {
     use std::io::Write as _;
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "\napply will:");
+    for host in spawn_fixes {
+        let _ = writeln!(
+            err,
+            "  {host}: as root, back up {tpl} and set user={user} on its policy entry; as zextras, configrewrite mta",
+            tpl = crate::carbonio::gather::MASTER_TEMPLATE,
+            user = super::spawn_fix::FIXED_USER,
+        );
+    }
+    if !spawn_fixes.is_empty() {
+        let _ = writeln!(
+            err,
+            "  then read those nodes again: the policy controls blocked below may then be changed too (and their MTAs restarted)"
+        );
+    }
     for (cluster, b) in &plan.global {
         for c in &b.changes {
             let _ = writeln!(
@@ -840,7 +860,17 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         .iter()
         .filter(|h| h.is_mta == Some(true) && h.status != HostStatus::Failed)
         .count();
+    let spawn_fixes: Vec<String> = if opts.fix_spawn_user {
+        gathers
+            .iter()
+            .filter(|g| super::spawn_fix::needs_fix(g))
+            .map(|g| g.host.name.clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let nothing_to_do = change_plan.is_empty()
+        && spawn_fixes.is_empty()
         && !before
             .iter()
             .any(|h| h.status == HostStatus::RestartPending)
@@ -848,7 +878,9 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     if !opts.yes
         && !nothing_to_do
         && !interrupted(&interrupts)
-        && !tracing_indicatif::suspend_tracing_indicatif(|| confirm(&change_plan, restart_estimate))
+        && !tracing_indicatif::suspend_tracing_indicatif(|| {
+            confirm(&change_plan, restart_estimate, &spawn_fixes)
+        })
     {
         eprintln!("carbonio-fleet: not confirmed; nothing was changed");
         return exit::USAGE;
@@ -884,10 +916,10 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         let fix = super::spawn_fix::run(
             &mut gathers,
             &loaded.playbook,
-            &plan,
-            &nonce,
+            (&plan, &nonce),
             &stamp,
             &journal,
+            &events,
         )
         .await;
         if !fix.fixed.is_empty() {
@@ -956,7 +988,11 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
                 host: g.host.clone(),
                 session: session.clone(),
                 platform: ok.facts.platform,
-                domain: ok.facts.probe_domain().map(str::to_string),
+                rcpt: crate::engine::gather::smtp_rcpt(
+                    smtp_probe_rcpt(&loaded.playbook),
+                    &ok.facts,
+                    &nonce,
+                ),
                 skip_params: change_plan
                     .blocked
                     .iter()
@@ -1020,7 +1056,6 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
                             rollout_cfg.clone(),
                             playbook.clone(),
                             eff.clone(),
-                            nonce.clone(),
                             hard.clone(),
                             journal.clone(),
                         )

@@ -298,10 +298,8 @@ pub async fn gather_session(
     if facts.is_mta() {
         for p in &playbook.probes {
             if let ProbeKind::Smtp { rcpt } = &p.kind {
-                let rcpt = match (rcpt, facts.probe_domain()) {
-                    (Some(r), _) => r.clone(),
-                    (None, Some(d)) => probe_address(nonce, d),
-                    (None, None) => continue,
+                let Some(rcpt) = smtp_rcpt(rcpt.as_deref(), &facts, nonce) else {
+                    continue;
                 };
                 smtp_results.insert(p.id.clone(), smtp_probe(session, &rcpt).await);
             }
@@ -311,6 +309,17 @@ pub async fn gather_session(
         facts,
         smtp: smtp_results,
     })
+}
+
+/// The recipient of an SMTP probe (the gather's and the health gate's): the playbook's
+/// `rcpt` when it names one, else an unknown address in the node's probe domain; `None`
+/// when there is neither (the probe is not applicable).
+pub fn smtp_rcpt(playbook_rcpt: Option<&str>, facts: &NodeFacts, nonce: &str) -> Option<String> {
+    match (playbook_rcpt, facts.probe_domain()) {
+        (Some(r), _) => Some(r.to_string()),
+        (None, Some(d)) => Some(probe_address(nonce, d)),
+        (None, None) => None,
+    }
 }
 
 /// An address that exists in no mailbox table: the recipient of every SMTP probe.

@@ -11,7 +11,13 @@
 //! 2. as zextras, `/opt/zextras/libexec/configrewrite mta`, which renders master.cf from
 //!    the template (it reloads nothing: the rollout's restart loads it);
 //! 3. gather the node again, so that what follows (verdicts, the change plan, the
-//!    report) sees the fixed node as it now is.
+//!    report) sees the fixed node as it now is, and fail the host when it still needs
+//!    the fix.
+//!
+//! A node whose template is right but whose running entry is not (rendered before the
+//! template was fixed) gets step 2 only. The root write truncates the file in place: a
+//! connection lost mid-write can leave it short, which the re-read in step 3 reports,
+//! naming the backup.
 //!
 //! Every command is recorded exactly as sent. master.cf.in belongs to the carbonio-mta
 //! package: an upgrade restores `user=zimbra`, which the next `check` reports.
@@ -20,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::carbonio::gather::{GatherPlan, MASTER_TEMPLATE};
 use crate::carbonio::postfix::SpawnProblem;
+use crate::engine::events::Events;
 use crate::engine::gather::{HostGather, gather_session};
 use crate::engine::journal::Journal;
 use crate::playbook::Playbook;
@@ -32,9 +39,10 @@ pub const FIXED_USER: &str = "zextras";
 /// What the fix did.
 #[derive(Debug, Default)]
 pub struct FixOutcome {
-    /// Hosts whose template now names [`FIXED_USER`].
+    /// Hosts whose template and running entry now name a user that can start the daemon.
     pub fixed: BTreeSet<String>,
-    /// Of those, hosts whose policy service was running (it needs its master.cf loaded).
+    /// Of those, hosts whose RUNNING policy service had a broken spawn user: they must
+    /// load the fixed master.cf (restart).
     pub running: BTreeSet<String>,
     /// Every command sent, by host.
     pub commands: BTreeMap<String, Vec<CommandRecord>>,
@@ -42,10 +50,11 @@ pub struct FixOutcome {
     pub failures: BTreeMap<String, String>,
 }
 
-/// `text` (a whole master.cf.in) with the `user=` of the `policy unix` entry set to
-/// `user`, every other byte unchanged; `None` when there is no such entry or token.
-/// Entries are read as [`crate::carbonio::postfix::parse_spawn_line`] reads them: a
-/// leading `%%…%%` directive stripped, whitespace-led lines continuing the entry.
+/// `text` (a whole master.cf.in) with the `user=` of the first uncommented `policy unix`
+/// entry set to `user`, every other byte unchanged; `None` when there is no such entry
+/// or token. Entries are read as [`crate::carbonio::postfix::parse_spawn_line`] reads
+/// them: a leading `%%…%%` directive stripped, whitespace-led lines continuing the
+/// entry, comment lines skipped without ending it.
 pub fn fixed_template(text: &str, user: &str) -> Option<String> {
     let mut out = String::with_capacity(text.len() + 8);
     let mut in_policy = false;
@@ -55,12 +64,14 @@ pub fn fixed_template(text: &str, user: &str) -> Option<String> {
             Some((_, rest)) => rest,
             None => line,
         };
-        if !body.trim().is_empty() && !body.starts_with(char::is_whitespace) {
+        let comment = body.trim_start().starts_with('#');
+        if !comment && !body.trim().is_empty() && !body.starts_with(char::is_whitespace) {
             let mut words = body.split_whitespace();
             in_policy = words.next() == Some("policy") && words.next() == Some("unix");
         }
         if in_policy
             && !done
+            && !comment
             && let Some(new) = replace_user_token(line, user)
         {
             out.push_str(&new);
@@ -74,50 +85,53 @@ pub fn fixed_template(text: &str, user: &str) -> Option<String> {
 
 /// `line` with its first whitespace-delimited `user=…` token replaced by `user=USER`.
 fn replace_user_token(line: &str, user: &str) -> Option<String> {
-    let mut start = None;
     let bytes = line.as_bytes();
-    for (i, _) in line.match_indices("user=") {
-        // Only a whole token: at the line start, after whitespace or after a `%%`.
-        if i == 0 || bytes[i - 1].is_ascii_whitespace() || bytes[i - 1] == b'%' {
-            start = Some(i);
-            break;
-        }
-    }
-    let start = start?;
+    // Only a whole token: at the line start or after whitespace.
+    let start = line
+        .match_indices("user=")
+        .map(|(i, _)| i)
+        .find(|&i| i == 0 || bytes[i - 1].is_ascii_whitespace())?;
     let end = line[start..]
         .find(|c: char| c.is_whitespace())
         .map_or(line.len(), |k| start + k);
     Some(format!("{}user={user}{}", &line[..start], &line[end..]))
 }
 
-/// Whether a host's template entry needs the fix.
-fn needs_fix(g: &HostGather) -> bool {
+/// A spawn-user problem the fix can cure (not "entry not found" or "cannot tell").
+fn curable(p: Option<SpawnProblem>) -> bool {
+    matches!(
+        p,
+        Some(
+            SpawnProblem::UserMissing(_)
+                | SpawnProblem::GroupMissing(_)
+                | SpawnProblem::CannotRead { .. }
+        )
+    )
+}
+
+/// Whether the template's entry, or the running one, names a spawn user that cannot
+/// start the daemon (a curable problem).
+pub fn needs_fix(g: &HostGather) -> bool {
     let Ok(ok) = &g.outcome else {
         return false;
     };
     let f = &ok.facts;
     f.is_mta()
-        && f.policy_template.as_ref().is_some_and(|t| {
-            matches!(
-                f.spawn.problem(Some(t)),
-                Some(
-                    SpawnProblem::UserMissing(_)
-                        | SpawnProblem::GroupMissing(_)
-                        | SpawnProblem::CannotRead { .. }
-                )
-            )
-        })
+        && [&f.policy_template, &f.policy_service]
+            .into_iter()
+            .flatten()
+            .any(|e| curable(f.spawn.problem(Some(e))))
 }
 
-/// Fixes every host of `gathers` that needs it (one at a time per host, hosts in
-/// order), then re-gathers the fixed ones in place.
+/// Fixes every host of `gathers` that needs it (hosts in order), then re-gathers each
+/// fixed one in place and checks that the fix holds.
 pub async fn run(
     gathers: &mut [HostGather],
     playbook: &Playbook,
-    plan: &GatherPlan,
-    nonce: &str,
+    (plan, nonce): (&GatherPlan, &str),
     stamp: &str,
     journal: &Journal,
+    events: &Events,
 ) -> FixOutcome {
     let mut out = FixOutcome::default();
     for g in gathers.iter_mut().filter(|g| needs_fix(g)) {
@@ -125,18 +139,47 @@ pub async fn run(
             continue;
         };
         let name = g.host.name.clone();
-        let running = g
-            .outcome
-            .as_ref()
-            .is_ok_and(|ok| ok.facts.policy_service.is_some());
-        match fix_host(&session, &g.host, stamp, &mut out).await {
+        let (running_broken, template_broken) = match &g.outcome {
+            Ok(ok) => {
+                let f = &ok.facts;
+                (
+                    f.policy_service
+                        .as_ref()
+                        .is_some_and(|e| f.spawn.problem(Some(e)).is_some()),
+                    f.policy_template
+                        .as_ref()
+                        .is_some_and(|e| curable(f.spawn.problem(Some(e)))),
+                )
+            }
+            Err(_) => continue,
+        };
+        let mut result = fix_host(&session, &g.host, stamp, template_broken, &mut out).await;
+        for rec in out.commands.get(&name).into_iter().flatten() {
+            events.send(super::apply::command_ran(&name, rec, rec.exit == "0"));
+        }
+        if result.is_ok() {
+            g.outcome = gather_session(&session, &g.host, playbook, plan, nonce).await;
+            // Trust what the node says now, not what was sent: the template must name a
+            // working user (the running entry follows at the restart).
+            let template_ok = g.outcome.as_ref().is_ok_and(|ok| {
+                let f = &ok.facts;
+                f.policy_template
+                    .as_ref()
+                    .is_some_and(|t| f.spawn.problem(Some(t)).is_none())
+            });
+            if !template_ok {
+                result = Err(format!(
+                    "after the fix the node still reads as needing it (backup {MASTER_TEMPLATE}.cfleet-{stamp})"
+                ));
+            }
+        }
+        match result {
             Ok(()) => {
                 let _ = journal.record(&name, "spawn-user-fixed", FIXED_USER);
                 out.fixed.insert(name.clone());
-                if running {
-                    out.running.insert(name.clone());
+                if running_broken {
+                    out.running.insert(name);
                 }
-                g.outcome = gather_session(&session, &g.host, playbook, plan, nonce).await;
             }
             Err(why) => {
                 let _ = journal.record(&name, "spawn-user-fix-failed", &why);
@@ -147,8 +190,8 @@ pub async fn run(
     out
 }
 
-/// Runs one step of the fix on `host` and records it under `purpose`; the output when
-/// it exited 0, else why not.
+/// Runs one step of the fix on `host` and records it under `purpose` (also when it could
+/// not be run); the output when it exited 0, else why not.
 async fn step(
     session: &crate::ssh::Session,
     host: &crate::inventory::Host,
@@ -156,19 +199,23 @@ async fn step(
     (run_as, script, stdin): (RunAs, &str, Option<&[u8]>),
     purpose: &str,
 ) -> Result<crate::ssh::ExecOutput, String> {
-    let o = session
+    let result = session
         .exec(run_as, script, stdin, host.command_timeout)
-        .await
-        .map_err(|e| format!("{purpose}: {e}"))?;
+        .await;
+    let (command, exit) = match &result {
+        Ok(o) => (o.command.clone(), super::apply::exit_text(&o.end)),
+        Err(e) => (script.to_string(), format!("not run: {e}")),
+    };
     out.commands
         .entry(host.name.clone())
         .or_default()
         .push(CommandRecord {
             purpose: purpose.to_string(),
-            command: o.command.clone(),
-            exit: super::apply::exit_text(&o.end),
+            command,
+            exit,
             errors: Vec::new(),
         });
+    let o = result.map_err(|e| format!("{purpose}: {e}"))?;
     if o.end == ExecEnd::Status(0) {
         Ok(o)
     } else {
@@ -179,39 +226,44 @@ async fn step(
     }
 }
 
-/// The three steps on one host; each command is recorded.
+/// The steps on one host (the template edit only when `edit`); each command is recorded.
 async fn fix_host(
     session: &crate::ssh::Session,
     host: &crate::inventory::Host,
     stamp: &str,
+    edit: bool,
     out: &mut FixOutcome,
 ) -> Result<(), String> {
     let q = |s: &str| quote(s).map_err(|e| e.to_string());
     let tpl = q(MASTER_TEMPLATE)?;
-    let read = step(
-        session,
-        host,
-        out,
-        (RunAs::Root, &format!("cat {tpl}"), None),
-        "spawn user fix: read master.cf.in",
-    )
-    .await?;
-    let text = String::from_utf8_lossy(&read.stdout).into_owned();
-    let new = fixed_template(&text, FIXED_USER)
-        .ok_or_else(|| format!("no `policy unix … user=` entry in {MASTER_TEMPLATE}"))?;
-    let backup = format!("{MASTER_TEMPLATE}.cfleet-{stamp}");
-    step(
-        session,
-        host,
-        out,
-        (
-            RunAs::Root,
-            &format!("cp -p {tpl} {} && cat > {tpl}", q(&backup)?),
-            Some(new.as_bytes()),
-        ),
-        &format!("spawn user fix: user={FIXED_USER} in master.cf.in (backup {backup})"),
-    )
-    .await?;
+    if edit {
+        let read = step(
+            session,
+            host,
+            out,
+            (RunAs::Root, &format!("cat {tpl}"), None),
+            "spawn user fix: read master.cf.in",
+        )
+        .await?;
+        // Byte for byte or not at all: a lossy decoding would rewrite other bytes.
+        let text = String::from_utf8(read.stdout)
+            .map_err(|_| format!("{MASTER_TEMPLATE} is not UTF-8: not rewriting it"))?;
+        let new = fixed_template(&text, FIXED_USER)
+            .ok_or_else(|| format!("no `policy unix … user=` entry in {MASTER_TEMPLATE}"))?;
+        let backup = format!("{MASTER_TEMPLATE}.cfleet-{stamp}");
+        step(
+            session,
+            host,
+            out,
+            (
+                RunAs::Root,
+                &format!("cp -p {tpl} {} && cat > {tpl}", q(&backup)?),
+                Some(new.as_bytes()),
+            ),
+            &format!("spawn user fix: user={FIXED_USER} in master.cf.in (backup {backup})"),
+        )
+        .await?;
+    }
     step(
         session,
         host,

@@ -7,3 +7,4 @@ pub mod child;
 pub mod fake;
 pub mod realfleet;
 pub mod sshd;
+pub mod wait;

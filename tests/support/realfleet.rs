@@ -718,14 +718,17 @@ impl RealFleet {
             .collect();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            for pid in pids_in_netns(&namespaces) {
+            let found = pids_in_netns(&namespaces);
+            for &pid in &found {
                 kill(pid, libc::SIGKILL);
                 if !seen.contains(&pid) {
                     seen.push(pid);
                 }
             }
             seen.retain(|pid| alive(*pid));
-            if seen.is_empty() || Instant::now() >= deadline {
+            // Done only when a scan found nobody left AND everything seen is dead: a
+            // child forked after a scan shows up in the next one.
+            if (found.is_empty() && seen.is_empty()) || Instant::now() >= deadline {
                 break;
             }
             std::thread::sleep(Duration::from_millis(5));
