@@ -148,6 +148,20 @@ impl NodeFacts {
     pub fn spawn_problem(&self) -> Option<postfix::SpawnProblem> {
         self.spawn.problem(self.policy_entry())
     }
+
+    /// The spawn-user problem of the running entry (`None` also when there is none).
+    pub fn running_spawn_problem(&self) -> Option<postfix::SpawnProblem> {
+        self.policy_service
+            .as_ref()
+            .and_then(|e| self.spawn.problem(Some(e)))
+    }
+
+    /// The spawn-user problem of master.cf.in's entry (`None` also when there is none).
+    pub fn template_spawn_problem(&self) -> Option<postfix::SpawnProblem> {
+        self.policy_template
+            .as_ref()
+            .and_then(|e| self.spawn.problem(Some(e)))
+    }
 }
 
 impl GatherPlan {
@@ -320,31 +334,25 @@ impl GatherPlan {
         let services = prov::values_of(&split.outputs[n + 1], "zimbraServiceEnabled");
         let listed = prov::entries(&split.outputs[n + 2]);
         let domains: Vec<String> = listed.iter().map(|(d, _)| d.clone()).collect();
-        let value = |attrs: &[(String, String)], name: &str| -> Vec<String> {
-            attrs
-                .iter()
-                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
-                .collect()
-        };
-        // `sa` lists accounts, aliases, lists and resources, each in its own layout
-        // (`# name …`, `# distributionList …`): only the attribute lines matter here.
-        let mut catch_alls: Vec<String> = listed
+        let local_domains: Vec<String> = listed
             .iter()
-            .flat_map(|(_, a)| value(a, "zimbraMailCatchAllAddress"))
-            .chain(prov::values_of(
-                &split.outputs[n + 3],
-                "zimbraMailCatchAllAddress",
-            ))
+            .filter(|(_, attrs)| {
+                prov::values_of(attrs, "zimbraDomainType")
+                    .iter()
+                    .any(|t| t == "local")
+            })
+            .map(|(d, _)| d.clone())
+            .collect();
+        // Catch-alls on domain entries (`gad -v`) and on any entry `sa` lists (accounts,
+        // aliases, lists, resources, each in its own layout): only the attribute lines
+        // matter, whichever entry they belong to.
+        let mut catch_alls: Vec<String> = [&split.outputs[n + 2], &split.outputs[n + 3]]
+            .into_iter()
+            .flat_map(|out| prov::values_of(out, "zimbraMailCatchAllAddress"))
             .map(|c| c.to_ascii_lowercase())
             .collect();
         catch_alls.sort();
         catch_alls.dedup();
-        let local_domains: Vec<String> = listed
-            .iter()
-            .filter(|(_, a)| value(a, "zimbraDomainType").iter().any(|t| t == "local"))
-            .map(|(d, _)| d.clone())
-            .collect();
         Ok(NodeFacts {
             platform,
             version,

@@ -353,15 +353,8 @@ async fn execute_changes(
                         ok: false,
                         detail: msg.clone(),
                     });
-                    out.failures.insert(
-                        node,
-                        HostError {
-                            kind: ErrorKind::Command,
-                            message: msg,
-                            expected_fingerprints: Vec::new(),
-                            offered_fingerprint: None,
-                        },
-                    );
+                    out.failures
+                        .insert(node, HostError::new(ErrorKind::Command, msg));
                 }
             }
         }
@@ -954,12 +947,10 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     }
     changed.restart_nodes.extend(fix.running);
     for (host, why) in fix.failures {
-        changed.failures.entry(host).or_insert(HostError {
-            kind: ErrorKind::Command,
-            message: format!("spawn user fix: {why}"),
-            expected_fingerprints: Vec::new(),
-            offered_fingerprint: None,
-        });
+        changed.failures.entry(host).or_insert(HostError::new(
+            ErrorKind::Command,
+            format!("spawn user fix: {why}"),
+        ));
     }
 
     // Who restarts: reachable MTA nodes whose effective config changed or was left
@@ -1204,12 +1195,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
             }
             if let NodeResult::Failed { reason } = &run.result {
                 h.status = HostStatus::Failed;
-                h.error = Some(HostError {
-                    kind: ErrorKind::Command,
-                    message: reason.clone(),
-                    expected_fingerprints: Vec::new(),
-                    offered_fingerprint: None,
-                });
+                h.error = Some(HostError::new(ErrorKind::Command, reason.clone()));
             }
         }
         if h.status == HostStatus::Compliant {

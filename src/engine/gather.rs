@@ -261,21 +261,11 @@ pub async fn gather_session(
     plan: &GatherPlan,
     nonce: &str,
 ) -> Result<Gathered, HostError> {
-    let command_error = |message: String| HostError {
-        kind: ErrorKind::Command,
-        message,
-        expected_fingerprints: Vec::new(),
-        offered_fingerprint: None,
-    };
+    let command_error = |message: String| HostError::new(ErrorKind::Command, message);
     let out = session
         .exec(RunAs::Zextras, plan.script(), None, host.command_timeout)
         .await
-        .map_err(|e| HostError {
-            kind: error_kind(e.kind()),
-            message: format!("gather failed: {e}"),
-            expected_fingerprints: Vec::new(),
-            offered_fingerprint: None,
-        })?;
+        .map_err(|e| HostError::new(error_kind(e.kind()), format!("gather failed: {e}")))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let why = match (&out.end, plan.parse(&stdout, &stderr)) {

@@ -116,11 +116,7 @@ pub fn needs_fix(g: &HostGather) -> bool {
         return false;
     };
     let f = &ok.facts;
-    f.is_mta()
-        && [&f.policy_template, &f.policy_service]
-            .into_iter()
-            .flatten()
-            .any(|e| curable(f.spawn.problem(Some(e))))
+    f.is_mta() && (curable(f.template_spawn_problem()) || curable(f.running_spawn_problem()))
 }
 
 /// Fixes every host of `gathers` that needs it (hosts in order), then re-gathers each
@@ -140,17 +136,10 @@ pub async fn run(
         };
         let name = g.host.name.clone();
         let (running_broken, template_broken) = match &g.outcome {
-            Ok(ok) => {
-                let f = &ok.facts;
-                (
-                    f.policy_service
-                        .as_ref()
-                        .is_some_and(|e| f.spawn.problem(Some(e)).is_some()),
-                    f.policy_template
-                        .as_ref()
-                        .is_some_and(|e| curable(f.spawn.problem(Some(e)))),
-                )
-            }
+            Ok(ok) => (
+                ok.facts.running_spawn_problem().is_some(),
+                curable(ok.facts.template_spawn_problem()),
+            ),
             Err(_) => continue,
         };
         let mut result = fix_host(&session, &g.host, stamp, template_broken, &mut out).await;
@@ -162,10 +151,7 @@ pub async fn run(
             // Trust what the node says now, not what was sent: the template must name a
             // working user (the running entry follows at the restart).
             let template_ok = g.outcome.as_ref().is_ok_and(|ok| {
-                let f = &ok.facts;
-                f.policy_template
-                    .as_ref()
-                    .is_some_and(|t| f.spawn.problem(Some(t)).is_none())
+                ok.facts.policy_template.is_some() && ok.facts.template_spawn_problem().is_none()
             });
             if !template_ok {
                 result = Err(format!(

@@ -244,8 +244,8 @@ fn spawn_user_finding(c: &Control, facts: &NodeFacts, ldap_enabled: bool) -> Opt
     // The running entry works, the template does not: a carbonio-mta upgrade restored
     // the stock `user=zimbra`, and the next rewrite will render it (CARBONIO.md §0.2).
     if let (Some(active), Some(template)) = (&facts.policy_service, &facts.policy_template)
-        && facts.spawn.problem(Some(active)).is_none()
-        && let Some(problem) = facts.spawn.problem(Some(template))
+        && facts.running_spawn_problem().is_none()
+        && let Some(problem) = facts.template_spawn_problem()
     {
         return Some(Finding {
             id: SPAWN_USER_FINDING.into(),

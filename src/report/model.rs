@@ -129,6 +129,18 @@ pub struct HostError {
     pub offered_fingerprint: Option<String>,
 }
 
+impl HostError {
+    /// An error without host-key fingerprints (anything but a host-key problem).
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> HostError {
+        HostError {
+            kind,
+            message: message.into(),
+            expected_fingerprints: Vec::new(),
+            offered_fingerprint: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
