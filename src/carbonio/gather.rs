@@ -14,6 +14,7 @@ use serde::Serialize;
 pub use super::platform::Platform;
 use super::postfix::{self, SpawnAccess, SpawnLine};
 use super::prov;
+use super::running::{self, RunningFacts};
 use crate::playbook::{Playbook, ProbeKind, Scope};
 use crate::ssh::{QuoteError, quote};
 
@@ -31,6 +32,12 @@ pub const VERSION_FILE: &str = "/opt/zextras/.version";
 
 /// Where the policy spawn line is templated (read when the service is not enabled yet).
 pub const MASTER_TEMPLATE: &str = "/opt/zextras/common/conf/master.cf.in";
+
+/// The master.cf Postfix runs from (rendered from [`MASTER_TEMPLATE`] by zmconfigd).
+pub const MASTER_CF: &str = "/opt/zextras/common/conf/master.cf";
+
+/// The mail log (Carbonio's rsyslog rule; readable by zextras).
+pub const MAIL_LOG: &str = "/var/log/carbonio.log";
 
 /// Postfix parameters always read, besides those the playbook's probes name.
 const BASE_POSTCONF: [&str; 3] = [
@@ -107,6 +114,8 @@ pub struct NodeFacts {
     pub commands: BTreeMap<String, Section>,
     /// Raw systemctl answer, kept as evidence for the platform verdict.
     pub platform_evidence: String,
+    /// What tells whether the running master loaded master.cf.
+    pub running: RunningFacts,
 }
 
 impl NodeFacts {
@@ -224,6 +233,7 @@ impl GatherPlan {
         ));
         section(&mut s, nonce, "hostname", "echo \"$h\"");
         effective_sections(&mut s, nonce, &params)?;
+        running_sections(&mut s, nonce)?;
         for p in &playbook.probes {
             if let ProbeKind::Command { command } = &p.kind {
                 section(
@@ -302,6 +312,13 @@ impl GatherPlan {
             return Err(GatherError::BadHostname);
         }
         let eff = parse_effective(&sections)?;
+        let log = get("maillog")?;
+        let running = running::parse(
+            &get("running")?.output,
+            &get("masterps")?.output,
+            (&log.output, log.status),
+            &get("loghead")?.output,
+        );
         let mut commands = BTreeMap::new();
         for id in &self.command_probes {
             commands.insert(id.clone(), get(&format!("command {id}"))?.clone());
@@ -369,6 +386,7 @@ impl GatherPlan {
             spawn: eff.spawn,
             commands,
             platform_evidence: platform_sec.output.trim_end().to_string(),
+            running,
         })
     }
 }
@@ -429,6 +447,36 @@ fn effective_sections(s: &mut String, nonce: &str, params: &[String]) -> Result<
             lc = quote(postfix::LOCALCONFIG)?,
         ),
     );
+    Ok(())
+}
+
+/// The sections that tell whether the running master loaded master.cf (see
+/// [`running`]): the node's clock and name, master.cf's mtime, the master's age, and the
+/// master's start/reload lines of the mail log with the log's first line. No root, no JVM.
+fn running_sections(s: &mut String, nonce: &str) -> Result<(), QuoteError> {
+    section(
+        s,
+        nonce,
+        "running",
+        &format!(
+            "echo \"clock $(date '+%s %Y %z')\"; echo \"uname $(uname -n)\"; stat -L -c 'mastercf %Y' {} 2>&1",
+            quote(MASTER_CF)?
+        ),
+    );
+    section(
+        s,
+        nonce,
+        "masterps",
+        "ps -C master -o etimes=,args= 2>/dev/null",
+    );
+    let log = quote(MAIL_LOG)?;
+    section(
+        s,
+        nonce,
+        "maillog",
+        &format!("grep -F -e ': reload -- version' -e ': daemon started -- version' {log} 2>&1"),
+    );
+    section(s, nonce, "loghead", &format!("head -n 1 {log} 2>&1"));
     Ok(())
 }
 

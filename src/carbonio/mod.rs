@@ -8,5 +8,6 @@ pub mod gather;
 pub mod platform;
 pub mod postfix;
 pub mod prov;
+pub mod running;
 pub mod services;
 pub mod values;

@@ -845,7 +845,8 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         }
     };
     let (nonce, plan, mut gathers) = (fleet.nonce, fleet.plan, fleet.gathers);
-    let mut before = check::evaluate_all(&loaded.playbook, &gathers);
+    let earlier = check::Earlier::load(&opts.run.report_dir);
+    let mut before = check::evaluate_all(&loaded.playbook, &gathers, &earlier);
     let mut change_plan = changes::plan(&loaded.playbook, &before);
 
     let interrupted = |rx: &watch::Receiver<u32>| *rx.borrow() > 0;
@@ -916,7 +917,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         )
         .await;
         if !fix.fixed.is_empty() {
-            before = check::evaluate_all(&loaded.playbook, &gathers);
+            before = check::evaluate_all(&loaded.playbook, &gathers, &earlier);
             change_plan = changes::plan(&loaded.playbook, &before);
         }
         fix
@@ -1116,7 +1117,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
             (g, (name, at.to_string()))
         })
         .unzip();
-    let mut after = check::evaluate_all(&loaded.playbook, &after_gathers);
+    let mut after = check::evaluate_all(&loaded.playbook, &after_gathers, &earlier);
     after.extend(
         before
             .iter()

@@ -4,6 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use std::path::Path;
+
+use crate::carbonio::gather::MAIL_LOG;
+use crate::carbonio::running::{self, Running};
 use crate::engine::gather::HostGather;
 use crate::engine::verdict::{self, ClusterGlobals};
 use crate::exit;
@@ -26,8 +30,40 @@ pub fn cluster_globals(gathers: &[HostGather]) -> BTreeMap<String, ClusterGlobal
     out
 }
 
+/// The latest report's running-state verdicts, by host. A `loaded` verdict carries forward
+/// while master.cf keeps its mtime: after the mail log rotates, the reload that proved it
+/// is gone from the log, but the master has not unloaded the file.
+#[derive(Debug, Clone, Default)]
+pub struct Earlier {
+    /// When that run started (RFC 3339), for evidence.
+    pub started_at: String,
+    pub running: BTreeMap<String, Running>,
+}
+
+impl Earlier {
+    /// Reads `REPORT_DIR/latest/report.json`; none (or an unreadable one) is no history.
+    pub fn load(report_dir: &Path) -> Earlier {
+        let path = report_dir.join("latest").join("report.json");
+        let Ok(report) = crate::report::store::read_report(&path) else {
+            return Earlier::default();
+        };
+        Earlier {
+            started_at: report.started_at,
+            running: report
+                .hosts
+                .into_iter()
+                .filter_map(|h| h.running.map(|r| (h.name, r)))
+                .collect(),
+        }
+    }
+}
+
 /// Verdicts for every gathered host.
-pub fn evaluate_all(playbook: &Playbook, gathers: &[HostGather]) -> Vec<HostReport> {
+pub fn evaluate_all(
+    playbook: &Playbook,
+    gathers: &[HostGather],
+    earlier: &Earlier,
+) -> Vec<HostReport> {
     let globals = cluster_globals(gathers);
     let mut reports: Vec<HostReport> = gathers
         .iter()
@@ -46,7 +82,15 @@ pub fn evaluate_all(playbook: &Playbook, gathers: &[HostGather]) -> Vec<HostRepo
                 Ok(ok) => {
                     let f = &ok.facts;
                     let cg = &globals[&g.host.cluster];
-                    let ev = verdict::evaluate(playbook, f, cg, &ok.smtp);
+                    let run = f.is_mta().then(|| {
+                        running::carry_forward(
+                            running::decide(&f.running, &f.hostname, MAIL_LOG),
+                            earlier.running.get(&g.host.name),
+                            &earlier.started_at,
+                        )
+                    });
+                    let ev = verdict::evaluate(playbook, f, cg, &ok.smtp, run.as_ref());
+                    r.running = run;
                     r.status = ev.status;
                     r.controls = ev.controls;
                     r.probes = ev.probes;
@@ -89,6 +133,7 @@ pub fn base_report(h: &Host) -> HostReport {
         probes: Vec::new(),
         findings: Vec::new(),
         timings: Timings::default(),
+        running: None,
         apply: None,
     }
 }

@@ -155,7 +155,8 @@ pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
         Ok(f) => f.gathers,
         Err(code) => return code,
     };
-    let reports = check::evaluate_all(&loaded.playbook, &gathers);
+    let earlier = check::Earlier::load(&opts.report_dir);
+    let reports = check::evaluate_all(&loaded.playbook, &gathers, &earlier);
     let cplan = changes::plan(&loaded.playbook, &reports);
     let candidates = restart_candidates(&reports, &cplan, loaded.playbook.rollout.only_if_changed);
     let batches = rollout::plan_batches(&candidates, &loaded.playbook.rollout);

@@ -400,7 +400,8 @@ pub async fn check(opts: &RunOptions, events: Events) -> i32 {
         Err(code) => return code,
     };
     let gathers = &fleet.gathers;
-    report.hosts = check::evaluate_all(&loaded.playbook, gathers);
+    let earlier = check::Earlier::load(&opts.report_dir);
+    report.hosts = check::evaluate_all(&loaded.playbook, gathers, &earlier);
     for h in &report.hosts {
         events.send(crate::engine::events::Event::HostFinished {
             host: h.name.clone(),

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::carbonio::gather::NodeFacts;
 use crate::carbonio::postfix;
+use crate::carbonio::running::{Running, RunningState};
 use crate::carbonio::values::{render, render_expectation, satisfies};
 use crate::engine::smtp::{self, Exchange};
 use crate::playbook::{Control, Playbook, Precondition, Probe, ProbeExpect, ProbeKind, Scope};
@@ -15,6 +16,12 @@ use crate::report::model::{
 
 /// The finding id for a policy service whose spawn user is missing.
 pub const SPAWN_USER_FINDING: &str = "PRE-POLICY-SPAWN-USER";
+
+/// The finding id for a master.cf the running master has not loaded.
+pub const NOT_LOADED_FINDING: &str = "RUN-NOT-LOADED";
+
+/// The finding id for a running state the evidence cannot tell.
+pub const RUNNING_UNKNOWN_FINDING: &str = "RUN-STATE-UNKNOWN";
 
 /// The global config values a cluster's verdicts are computed from: read once per
 /// cluster, on its first reachable node.
@@ -52,8 +59,36 @@ pub fn evaluate(
     facts: &NodeFacts,
     globals: &ClusterGlobals,
     smtp_results: &BTreeMap<String, SmtpOutcome>,
+    running: Option<&Running>,
 ) -> Evaluation {
     let mut findings = Vec::new();
+    // Files are not the running Postfix: a master.cf change (the policy entry among them)
+    // loads only at a master start or reload (CARBONIO.md §0.4).
+    let running_off = match running.map(|r| (r.state, r)) {
+        Some((RunningState::NotLoaded, r)) => {
+            findings.push(Finding {
+                id: NOT_LOADED_FINDING.into(),
+                severity: "high".into(),
+                blocking: false,
+                message: "the running Postfix has not loaded master.cf: what `postconf` shows is not what the MTA does".into(),
+                evidence: r.evidence.clone(),
+                hint: "reload Postfix on this node (`carbonio-fleet apply` does)".into(),
+            });
+            true
+        }
+        Some((RunningState::Unknown, r)) => {
+            findings.push(Finding {
+                id: RUNNING_UNKNOWN_FINDING.into(),
+                severity: "medium".into(),
+                blocking: false,
+                message: "running state unknown: the files are verified, the running Postfix is not".into(),
+                evidence: r.evidence.clone(),
+                hint: "a reload settles it (`carbonio-fleet apply`); once a run has seen master.cf loaded, later runs carry that forward while master.cf is unchanged".into(),
+            });
+            true
+        }
+        _ => false,
+    };
     let controls: Vec<ControlResult> = playbook
         .controls
         .iter()
@@ -123,11 +158,12 @@ pub fn evaluate(
         .collect();
     let status = if control_off || breaking_finding {
         HostStatus::Drift
-    } else if failed_probes.is_empty() {
+    } else if failed_probes.is_empty() && !running_off {
         HostStatus::Compliant
-    } else if failed_probes
-        .iter()
-        .any(|p| matches!(p.kind, ProbeKind::Postconf { .. }))
+    } else if running_off
+        || failed_probes
+            .iter()
+            .any(|p| matches!(p.kind, ProbeKind::Postconf { .. }))
     {
         HostStatus::RestartPending
     } else {

@@ -479,6 +479,14 @@ fn host_block(host: &HostReport) -> String {
     if !host.roles.is_empty() {
         facts.push(escape(&host.roles.join(", ")));
     }
+    // Whether the running Postfix loaded master.cf: the files alone do not say.
+    if let Some(r) = &host.running {
+        facts.push(format!(
+            "<span title=\"{}\">master.cf {}</span>",
+            escape(&r.evidence),
+            r.state.as_str()
+        ));
+    }
 
     let mut out = String::new();
     let _ = writeln!(

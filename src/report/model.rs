@@ -238,6 +238,9 @@ pub struct HostReport {
     pub probes: Vec<ProbeResult>,
     pub findings: Vec<Finding>,
     pub timings: Timings,
+    /// MTAs: whether the running Postfix master has loaded the master.cf on disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<crate::carbonio::running::Running>,
     /// What apply did on this host (absent for check and plan).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apply: Option<HostApply>,

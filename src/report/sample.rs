@@ -93,6 +93,7 @@ pub fn host(name: &str, cluster: &str, status: HostStatus) -> HostReport {
         controls: Vec::new(),
         probes: Vec::new(),
         findings: Vec::new(),
+        running: None,
         timings: Timings {
             connect_ms: Some(120),
             gather_ms: Some(850),

@@ -309,6 +309,11 @@ fn what_is_off(h: &HostReport) -> String {
             parts.push(brief(&p.id, &p.actual, &p.expected));
         }
     }
+    if let Some(r) = &h.running
+        && r.state != crate::carbonio::running::RunningState::Loaded
+    {
+        parts.push(format!("master.cf {}", r.state.as_str()));
+    }
     if parts.is_empty() {
         for f in &h.findings {
             parts.push(format!("{}: {}", f.id, f.message));

@@ -23,7 +23,9 @@ use super::node::{
     PasswdEntry, localconfig_xml,
 };
 use super::postfix::master_cf_in;
-use super::profiles::{Behaviour, NodeProfile, Posture, SpawnSetup, global_attrs, parse_mix};
+use super::profiles::{
+    Behaviour, NodeProfile, Posture, RunningSetup, SpawnSetup, global_attrs, parse_mix,
+};
 use super::restarts::{RestartLog, RestartRecord};
 use super::server::{Endpoint, accept_loop, smtp_outside_loop};
 
@@ -416,6 +418,8 @@ fn node_state(spec: &FleetSpec, n: &NodeSpec) -> NodeState {
         restart_time: restart,
         jvm_latency: jvm,
         advanced_cli: p.advanced_cli,
+        mtimes: BTreeMap::new(),
+        master_started: None,
     }
 }
 
@@ -538,12 +542,14 @@ pub fn build_nodes(
         .map(|n| {
             let mut state = node_state(spec, n);
             adjust(n, &mut state);
-            Arc::new(Node::new(
+            let node = Arc::new(Node::new(
                 n.name.clone(),
                 cluster_states[&n.cluster].0.clone(),
                 state,
                 restarts.clone(),
-            ))
+            ));
+            age_master(&node, n.profile.running);
+            node
         })
         .collect();
     // Restart-pending clusters: Postfix was rendered from the old LDAP; now LDAP is
@@ -554,6 +560,30 @@ pub fn build_nodes(
         }
     }
     (nodes, cluster_order)
+}
+
+/// Gives a node's master, master.cf and mail log the history its profile says.
+fn age_master(node: &Node, setup: RunningSetup) {
+    if setup == RunningSetup::Loaded || node.state().master_started.is_none() {
+        return;
+    }
+    let now = super::node::unix_now();
+    let (master, written, log_from) = match setup {
+        RunningSetup::NotReloaded => (now - 2 * 86_400, now - 3_600, now - 2 * 86_400),
+        _ => (now - 30 * 86_400, now - 3 * 86_400, now - 3_600),
+    };
+    {
+        let mut st = node.state();
+        st.master_started = Some(master);
+        st.mtimes.insert(super::node::MASTER_CF.into(), written);
+        st.files.remove(super::node::MAIL_LOG);
+    }
+    let at = |t: i64| jiff::Timestamp::from_second(t).expect("a time in range");
+    if setup == RunningSetup::NotReloaded {
+        node.log_mail_at(at(master), "postfix/master", super::node::MASTER_STARTED);
+    } else {
+        node.log_mail_at(at(log_from), "postfix/anvil", "statistics: max connection rate 1/60s");
+    }
 }
 
 impl Fleet {

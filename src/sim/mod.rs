@@ -23,6 +23,6 @@ pub use error::SimError;
 pub use fleet::{
     Addressing, Fleet, FleetSpec, NodeHandle, NodeSnapshot, NodeSpec, build_nodes, standalone_node,
 };
-pub use profiles::{Behaviour, NodeProfile, NodeRole, Posture};
+pub use profiles::{Behaviour, NodeProfile, NodeRole, Posture, RunningSetup};
 pub use restarts::{RestartMethod, RestartRecord, max_concurrent, max_concurrent_per_cluster};
 pub use simulate::{SimulateOptions, demo_spec, run_simulate};

@@ -232,6 +232,12 @@ pub struct NodeState {
     /// `carbonio` is the Advanced CLI (commercial Carbonio), not ProvUtil.
     #[serde(default)]
     pub advanced_cli: bool,
+    /// Modification times (UNIX seconds) of the files whose age matters (master.cf).
+    #[serde(default)]
+    pub mtimes: BTreeMap<String, i64>,
+    /// When the Postfix master started (UNIX seconds); `None` while it is not running.
+    #[serde(default)]
+    pub master_started: Option<i64>,
 }
 
 impl NodeState {
@@ -276,6 +282,17 @@ impl NodeState {
     pub fn is_restarting(&self) -> bool {
         self.restarting_until.is_some_and(|t| t > Instant::now())
     }
+}
+
+/// The rendered master.cf (what the running master loads at start or reload).
+pub const MASTER_CF: &str = "/opt/zextras/common/conf/master.cf";
+/// What the master logs at start and reload (Postfix `master/master.c` lines 550, 583).
+pub const MASTER_STARTED: &str =
+    "daemon started -- version 3.7.11, configuration /opt/zextras/common/conf";
+
+/// The current time in UNIX seconds.
+pub fn unix_now() -> i64 {
+    jiff::Timestamp::now().as_second()
 }
 
 /// Path of the virtual mail log.
@@ -378,6 +395,7 @@ impl Node {
             held: tokio::sync::watch::Sender::new(false),
         };
         node.render_postfix();
+        node.start_master();
         node
     }
 
@@ -467,12 +485,31 @@ impl Node {
             .map(|b| String::from_utf8_lossy(b).into_owned())
             .unwrap_or_default();
         let attr = |n: &str| ldap.effective(&host, n);
-        st.postfix = Some(EffectivePostfix::render(&RenderInput {
+        let pf = EffectivePostfix::render(&RenderInput {
             hostname: &host,
             attr: &attr,
             services: &services,
             master_cf_in: &tpl,
-        }));
+        });
+        // zmconfigd writes master.cf whenever it renders (CARBONIO.md §0.4).
+        let master_cf: String = pf
+            .master
+            .iter()
+            .map(|e| format!("{}\n", e.render()))
+            .collect();
+        st.files.insert(MASTER_CF.into(), master_cf.into_bytes());
+        st.mtimes.insert(MASTER_CF.into(), unix_now());
+        st.postfix = Some(pf);
+    }
+
+    /// The Postfix master starts (boot, restart): it loads master.cf and says so in the
+    /// mail log.
+    pub fn start_master(&self) {
+        if self.state().postfix.is_none() {
+            return;
+        }
+        self.state().master_started = Some(unix_now());
+        self.log_mail("postfix/master", MASTER_STARTED);
     }
 
     /// Counts one `zmprov`/`carbonio` process.
@@ -492,13 +529,14 @@ impl Node {
 
     /// Appends a syslog-style line to the virtual mail log.
     pub fn log_mail(&self, program: &str, msg: &str) {
+        self.log_mail_at(jiff::Timestamp::now(), program, msg);
+    }
+
+    /// Appends a line stamped `at` (rsyslog's RFC 3339 format) to the virtual mail log.
+    pub fn log_mail_at(&self, at: jiff::Timestamp, program: &str, msg: &str) {
         let pid = self.next_pid();
         let mut st = self.state();
-        let line = format!(
-            "{} {} {program}[{pid}]: {msg}\n",
-            jiff::Timestamp::now(),
-            st.hostname
-        );
+        let line = format!("{at} {} {program}[{pid}]: {msg}\n", st.hostname);
         st.files
             .entry(MAIL_LOG.into())
             .or_default()

@@ -6,7 +6,7 @@
 //! `compliant=4,systemd+half-compliant=3,legacy+non-compliant+spawn-user-missing=1,unreachable=1`.
 //! Tags: platform `legacy`|`systemd` (absent: alternates, legacy first); posture
 //! `non-compliant` (default) | `half-compliant` | `compliant` | `server-override` |
-//! `restart-pending`; role `mta` (default) | `mailbox`; `spawn-user-missing` (the stock `user=zimbra`); `spawn-user-fixed` (`user=zextras`); `zimbra-user-added`; `advanced-cli`; `catch-all-account`; behaviour
+//! `restart-pending`; role `mta` (default) | `mailbox`; `spawn-user-missing` (the stock `user=zimbra`); `spawn-user-fixed` (`user=zextras`); `zimbra-user-added`; `advanced-cli`; `catch-all-account`; `master-not-reloaded` (master.cf written after the master started, no reload logged); `log-rotated` (the mail log begins after master.cf's last write); behaviour
 //! `slow` | `auth-refused` | `hostkey-changed` | `unreachable` | `hanging`. Nodes not
 //! covered by the mix are plain `non-compliant`.
 
@@ -80,7 +80,23 @@ pub struct NodeProfile {
     /// @DOMAIN` (set on the cluster's first node): no hosted domain rejects unknown
     /// recipients.
     pub catch_all_account: bool,
+    /// What the mail log and the master's age say about master.cf being loaded.
+    pub running: RunningSetup,
     pub behaviour: Behaviour,
+}
+
+/// The running master against master.cf (CARBONIO.md §0.4: files are not the running
+/// Postfix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RunningSetup {
+    /// The master started after master.cf was rendered, and logged it.
+    Loaded,
+    /// master.cf was rewritten an hour ago; the master started two days ago and has not
+    /// reloaded since (a systemd node whose zmconfigd cannot reload).
+    NotReloaded,
+    /// master.cf was written three days ago; the log, rotated, begins an hour ago, and
+    /// the master is a month old: no record tells.
+    LogRotated,
 }
 
 impl Default for NodeProfile {
@@ -94,6 +110,7 @@ impl Default for NodeProfile {
             zimbra_user_added: false,
             advanced_cli: false,
             catch_all_account: false,
+            running: RunningSetup::Loaded,
             behaviour: Behaviour::Normal,
         }
     }
@@ -145,6 +162,11 @@ impl fmt::Display for NodeProfile {
         }
         if self.catch_all_account {
             f.write_str("+catch-all-account")?;
+        }
+        match self.running {
+            RunningSetup::Loaded => {}
+            RunningSetup::NotReloaded => f.write_str("+master-not-reloaded")?,
+            RunningSetup::LogRotated => f.write_str("+log-rotated")?,
         }
         if let Some(b) = self.behaviour.as_str() {
             write!(f, "+{b}")?;
@@ -318,6 +340,8 @@ impl NodeProfile {
                 "advanced-cli" => p.advanced_cli = true,
                 "zimbra-user-added" => p.zimbra_user_added = true,
                 "catch-all-account" => p.catch_all_account = true,
+                "master-not-reloaded" => p.running = RunningSetup::NotReloaded,
+                "log-rotated" => p.running = RunningSetup::LogRotated,
                 "slow" | "auth-refused" | "hostkey-changed" | "unreachable" | "hanging" => {
                     once(&mut seen_behaviour, "behaviour")?;
                     p.behaviour = match tag {

@@ -141,6 +141,7 @@ pub fn demo_spec() -> FleetSpec {
         zimbra_user_added: false,
         advanced_cli: false,
         catch_all_account: false,
+        running: super::profiles::RunningSetup::Loaded,
         behaviour,
     };
     let mta = NodeRole::Mta;

@@ -1,7 +1,6 @@
 //! Small system programs: hostname, zmhostname, getent (passwd, group), stat -c, cp, id,
-//! whoami, grep -F (with -A, -e,
-//! -q, -i), cat, echo,
-//! printf. Enough of each for the tool's commands; other options are refused loudly.
+//! whoami, grep -F (with -A, -e, -q, -i), cat, echo, printf, date, uname -n, head -n, and
+//! `ps` for the Postfix master. Enough of each for the tool's commands; other options are refused loudly.
 
 use super::Proc;
 
@@ -101,7 +100,7 @@ pub async fn cp(args: Vec<String>, p: &mut Proc) -> i32 {
     0
 }
 
-/// `stat [-L] -c FORMAT FILE...` with `%u %g %a %n`: owner and mode from the node's
+/// `stat [-L] -c FORMAT FILE...` with `%u %g %a %n %Y`: owner and mode from the node's
 /// modelled file metadata (root's 0644 for files without any).
 pub async fn stat(args: Vec<String>, p: &mut Proc) -> i32 {
     let mut format = None;
@@ -137,7 +136,9 @@ pub async fn stat(args: Vec<String>, p: &mut Proc) -> i32 {
         };
         match meta {
             Some(m) => {
+                let mtime = p.node.state().mtimes.get(&f).copied().unwrap_or(0);
                 let line = format
+                    .replace("%Y", &mtime.to_string())
                     .replace("%u", &m.uid.to_string())
                     .replace("%g", &m.gid.to_string())
                     .replace("%a", &format!("{:o}", m.mode))
@@ -441,6 +442,91 @@ pub async fn printf(args: Vec<String>, p: &mut Proc) -> i32 {
             break;
         }
     }
+    p.io.stdout.write(out).await;
+    0
+}
+
+/// `date +FORMAT` with `%s`, `%Y`, `%z` (the node runs on UTC).
+pub async fn date(args: Vec<String>, p: &mut Proc) -> i32 {
+    let now = jiff::Timestamp::now();
+    let Some(format) = args.first().and_then(|a| a.strip_prefix('+')) else {
+        p.io.stdout
+            .line(now.strftime("%a %b %e %H:%M:%S UTC %Y").to_string())
+            .await;
+        return 0;
+    };
+    let out = format
+        .replace("%s", &now.as_second().to_string())
+        .replace("%Y", &now.strftime("%Y").to_string())
+        .replace("%z", "+0000");
+    p.io.stdout.line(out).await;
+    0
+}
+
+/// `uname -n`: the node's name (syslog writes it in every line).
+pub async fn uname(args: Vec<String>, p: &mut Proc) -> i32 {
+    if args.iter().any(|a| a != "-n") {
+        p.io.stderr.line("uname: only `uname -n` is emulated").await;
+        return 1;
+    }
+    p.io.stdout.line(p.node.hostname()).await;
+    0
+}
+
+/// `ps -C master -o etimes=,args=`: the Postfix master, when it runs (exit 1 when no
+/// process matches, as procps does).
+pub async fn ps(args: Vec<String>, p: &mut Proc) -> i32 {
+    if args != ["-C", "master", "-o", "etimes=,args="] {
+        p.io.stderr
+            .line("ps: only `ps -C master -o etimes=,args=` is emulated")
+            .await;
+        return 1;
+    }
+    let started = {
+        let st = p.node.state();
+        st.master_started.filter(|_| st.postfix.is_some())
+    };
+    match started {
+        Some(t) => {
+            let age = (crate::sim::node::unix_now() - t).max(0);
+            p.io.stdout
+                .line(format!(
+                    "{age:>11} /opt/zextras/common/libexec/master -w"
+                ))
+                .await;
+            0
+        }
+        None => 1,
+    }
+}
+
+/// `head -n N FILE`.
+pub async fn head(args: Vec<String>, p: &mut Proc) -> i32 {
+    let (n, file) = match args.as_slice() {
+        [flag, n, file] if flag == "-n" => match n.parse::<usize>() {
+            Ok(n) => (n, file.clone()),
+            Err(_) => {
+                p.io.stderr
+                    .line(format!("head: invalid number of lines: '{n}'"))
+                    .await;
+                return 1;
+            }
+        },
+        _ => {
+            p.io.stderr.line("head: only `head -n N FILE` is emulated").await;
+            return 1;
+        }
+    };
+    let Some(content) = p.node.state().files.get(&file).cloned() else {
+        p.io.stderr
+            .line(format!(
+                "head: cannot open '{file}' for reading: No such file or directory"
+            ))
+            .await;
+        return 1;
+    };
+    let text = String::from_utf8_lossy(&content);
+    let out: String = text.split_inclusive('\n').take(n).collect();
     p.io.stdout.write(out).await;
     0
 }

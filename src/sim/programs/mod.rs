@@ -59,6 +59,10 @@ pub enum Program {
     Sudo,
     Bash,
     Sh,
+    Date,
+    Uname,
+    Ps,
+    Head,
 }
 
 /// What starting a program costs on a real Carbonio node, in JVM starts (the node's
@@ -133,6 +137,10 @@ const TABLE: &[(&str, Program)] = &[
     ("/usr/bin/sudo", Program::Sudo),
     ("/usr/bin/bash", Program::Bash),
     ("/usr/bin/sh", Program::Sh),
+    ("/usr/bin/date", Program::Date),
+    ("/usr/bin/uname", Program::Uname),
+    ("/usr/bin/ps", Program::Ps),
+    ("/usr/bin/head", Program::Head),
 ];
 
 /// Debian's merged /usr: `/bin/x` is `/usr/bin/x`, `/sbin` is `/usr/sbin`.
@@ -198,6 +206,10 @@ pub fn run<'a>(r: Resolved, args: Vec<String>, p: &'a mut Proc) -> BoxFuture<'a,
             Program::Cat => coreutils::cat(args, p).await,
             Program::Echo => coreutils::echo(args, p).await,
             Program::Printf => coreutils::printf(args, p).await,
+            Program::Date => coreutils::date(args, p).await,
+            Program::Uname => coreutils::uname(args, p).await,
+            Program::Ps => coreutils::ps(args, p).await,
+            Program::Head => coreutils::head(args, p).await,
             Program::True => 0,
             Program::False => 1,
             Program::Su => r#become::su(args, p).await,

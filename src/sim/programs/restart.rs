@@ -42,6 +42,11 @@ pub async fn restart_node(node: &Arc<Node>, method: RestartMethod) -> bool {
         fail
     };
     node.render_postfix();
+    if fail {
+        node.state().master_started = None;
+    } else {
+        node.start_master();
+    }
     node.restarts.push(RestartRecord {
         node: node.name.clone(),
         cluster: node.cluster.name.clone(),
