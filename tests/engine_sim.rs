@@ -1078,3 +1078,111 @@ async fn fix_spawn_user_restarts_a_node_whose_running_daemon_is_broken() {
         Some("zextras")
     );
 }
+
+/// Files are not the running Postfix (CARBONIO.md §0.4). A node whose master.cf was
+/// rewritten after its master started, with no reload logged since, is restart-pending
+/// with that evidence; one whose log rotated since is "running state unknown", never
+/// compliant; apply's restart loads it. A `loaded` verdict then carries forward across a
+/// log rotation while master.cf keeps its mtime, and not once master.cf changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_master_not_the_files_decides() {
+    use Platform::*;
+    use Posture::*;
+    use carbonio_fleet::sim::RunningSetup;
+    let with = |running| NodeProfile {
+        running,
+        ..mta(Systemd, Compliant)
+    };
+    let sim = Sim::start(
+        vec![
+            ("ok1", "r", mta(Legacy, Compliant)),
+            ("stale1", "r", with(RunningSetup::NotReloaded)),
+            ("rot1", "r", with(RunningSetup::LogRotated)),
+        ],
+        Duration::from_millis(100),
+    )
+    .await;
+    let o = sim.run(&["check"]).await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    let r = sim.latest();
+    let host = |r: &Report, n: &str| r.hosts.iter().find(|h| h.name == n).unwrap().clone();
+    let running = |r: &Report, n: &str| host(r, n).running.expect("an MTA has a running verdict");
+    let finding = |r: &Report, n: &str, id: &str| {
+        host(r, n)
+            .findings
+            .iter()
+            .find(|f| f.id == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{n}: no {id}"))
+    };
+    use carbonio_fleet::carbonio::running::RunningState;
+    assert_eq!(host(&r, "ok1").status, HostStatus::Compliant);
+    let ok = running(&r, "ok1");
+    assert_eq!(ok.state, RunningState::Loaded, "{}", ok.evidence);
+
+    assert_eq!(host(&r, "stale1").status, HostStatus::RestartPending);
+    let f = finding(&r, "stale1", "RUN-NOT-LOADED");
+    assert!(f.evidence.contains("has not loaded it"), "{}", f.evidence);
+    assert!(!f.blocking);
+    // Every control and probe passes: only the running state holds it back.
+    assert!(
+        host(&r, "stale1")
+            .controls
+            .iter()
+            .all(|c| c.verdict == Verdict::Compliant)
+    );
+
+    assert_eq!(host(&r, "rot1").status, HostStatus::RestartPending);
+    let f = finding(&r, "rot1", "RUN-STATE-UNKNOWN");
+    assert!(f.message.contains("running state unknown"), "{}", f.message);
+    assert!(f.evidence.contains("rotated"), "{}", f.evidence);
+    assert!(
+        explain(&o).contains("master.cf running state unknown"),
+        "{}",
+        explain(&o)
+    );
+
+    // apply restarts both; the proof sees them loaded.
+    let o = sim.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    let r = sim.latest();
+    for n in ["stale1", "rot1"] {
+        assert_eq!(host(&r, n).status, HostStatus::Compliant, "{n}");
+        assert_eq!(running(&r, n).state, RunningState::Loaded, "{n}");
+    }
+    // The log rotates: the start line is gone, master.cf unchanged: carried forward.
+    let node = sim.fleet.node("stale1").unwrap().node().clone();
+    let rotated = |node: &carbonio_fleet::sim::node::Node| {
+        let mut st = node.state();
+        st.master_started = Some(st.master_started.unwrap() - 86_400);
+        let line = format!(
+            "{} stale1 postfix/anvil[1]: statistics\n",
+            jiff::Timestamp::now()
+        );
+        st.files.insert(
+            carbonio_fleet::sim::node::MAIL_LOG.into(),
+            line.into_bytes(),
+        );
+    };
+    rotated(&node);
+    let o = sim.run(&["check"]).await;
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    let carried = running(&sim.latest(), "stale1");
+    assert_eq!(carried.state, RunningState::Loaded);
+    assert!(
+        carried.evidence.contains("unchanged since the run of"),
+        "{}",
+        carried.evidence
+    );
+    // master.cf rewritten (zmconfigd) after that: nothing carries forward.
+    node.state().mtimes.insert(
+        carbonio_fleet::sim::node::MASTER_CF.into(),
+        jiff::Timestamp::now().as_second() + 5,
+    );
+    let o = sim.run(&["check"]).await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(
+        running(&sim.latest(), "stale1").state,
+        RunningState::NotLoaded
+    );
+}

@@ -1121,3 +1121,85 @@ fn fix_spawn_user_on_a_real_node() {
     assert_eq!(ends.len(), 1, "one restart");
     assert_eq!(h["apply"]["gate"]["passed"], true, "{h}");
 }
+
+/// The running state on real nodes, read with the real `stat`, `ps`, `grep` and `head`:
+/// a node whose master.cf is newer than anything its master logged is restart-pending
+/// (a test hook moves the real file's mtime, as zmconfigd's rewrite without a reload
+/// would), with the real log's evidence; apply restarts it and the proof finds the
+/// master's `daemon started` line after the write.
+#[test]
+fn a_master_cf_newer_than_the_running_master_is_restart_pending() {
+    let Some(fleet) = RealFleet::start(
+        "running_state",
+        specs(2, "systemd+compliant=2", 2),
+        &RealFleetOptions::default(),
+    ) else {
+        return;
+    };
+    let (out, reports) = run(&fleet, "check", None, &[]);
+    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    let r = report(&reports);
+    for n in &fleet.nodes {
+        let running = &host(&r, &n.name)["running"];
+        assert_eq!(s(&running["state"]), "loaded", "{running}");
+        assert!(
+            s(&running["evidence"]).contains("postfix/master["),
+            "the real log line is the evidence: {running}"
+        );
+    }
+    // zmconfigd rewrote master.cf just now (in a later second than the master's last
+    // log line, or the two would tie); nobody reloaded.
+    let stale = &fleet.nodes[1];
+    let log = std::fs::read_to_string(stale.dir.join("varlog").join("carbonio.log")).unwrap();
+    let logged: i64 = log
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse::<jiff::Timestamp>().ok())
+        .map(|t| t.as_second())
+        .max()
+        .expect("the master logged its start");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while jiff::Timestamp::now().as_second() <= logged {
+        assert!(Instant::now() < deadline, "the clock never passed {logged}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let master_cf = stale.dir.join("conf").join("master.cf");
+    std::fs::File::options()
+        .write(true)
+        .open(&master_cf)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
+    let (out, reports) = run(&fleet, "check", None, &[]);
+    assert_eq!(code(&out), exit::DRIFT, "{}", show(&out));
+    let r = report(&reports);
+    let h = host(&r, &stale.name);
+    assert_eq!(s(&h["status"]), "restart-pending", "{h}");
+    assert_eq!(s(&h["running"]["state"]), "not-loaded", "{h}");
+    assert!(
+        h["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["id"] == "RUN-NOT-LOADED"),
+        "{h}"
+    );
+    assert_eq!(s(&host(&r, &fleet.nodes[0].name)["status"]), "compliant");
+
+    let pb = playbook(fleet.dir.path(), FAST);
+    let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
+    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    let r = report(&reports);
+    let h = host(&r, &stale.name);
+    assert_eq!(s(&h["status"]), "compliant", "{h}");
+    assert_eq!(s(&h["running"]["state"]), "loaded", "{h}");
+    assert_eq!(
+        stale
+            .restarts()
+            .into_iter()
+            .filter(|l| l.ended_ms.is_some())
+            .count(),
+        1,
+        "only the stale node restarted"
+    );
+    assert!(fleet.nodes[0].restarts().is_empty());
+}

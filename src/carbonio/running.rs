@@ -298,7 +298,12 @@ mod tests {
     // 2026-12-02T10:00:00Z
     const NOW: i64 = 1_796_205_600;
 
-    fn facts(mtime: i64, masters: &[(i64, &str)], events: &[&str], head: Option<&str>) -> RunningFacts {
+    fn facts(
+        mtime: i64,
+        masters: &[(i64, &str)],
+        events: &[&str],
+        head: Option<&str>,
+    ) -> RunningFacts {
         RunningFacts {
             now: Some(NOW),
             year: Some(2026),
@@ -316,7 +321,10 @@ mod tests {
         let f = parse(
             "clock 1796205600 2026 +0100\nuname mx1\nmastercf 1796200000\n",
             "  86400 /opt/zextras/common/libexec/master -w\n",
-            ("Dec  2 09:00:00 mx1 postfix/master[12]: reload -- version 3.7.3, configuration /opt/zextras/common/conf\n", 0),
+            (
+                "Dec  2 09:00:00 mx1 postfix/master[12]: reload -- version 3.7.3, configuration /opt/zextras/common/conf\n",
+                0,
+            ),
             "Dec  2 00:00:01 mx1 postfix/anvil[9]: statistics\n",
         );
         assert_eq!(f.now, Some(NOW));
@@ -342,10 +350,19 @@ mod tests {
 
     #[test]
     fn a_master_younger_than_master_cf_has_loaded_it() {
-        let f = facts(NOW - 7200, &[(3600, "/opt/zextras/common/libexec/master -w")], &[], None);
+        let f = facts(
+            NOW - 7200,
+            &[(3600, "/opt/zextras/common/libexec/master -w")],
+            &[],
+            None,
+        );
         let r = decide(&f, "mx1.example.test", LOG);
         assert_eq!(r.state, RunningState::Loaded, "{}", r.evidence);
-        assert!(r.evidence.contains("started at 2026-12-02T09:00:00Z"), "{}", r.evidence);
+        assert!(
+            r.evidence.contains("started at 2026-12-02T09:00:00Z"),
+            "{}",
+            r.evidence
+        );
     }
 
     #[test]
@@ -355,15 +372,22 @@ mod tests {
         let f = facts(
             NOW - 3600,
             &[(86_400, "master -w")],
-            &["Dec  2 10:30:00 mx1 postfix/master[12]: reload -- version 3.7.3, configuration /opt/zextras/common/conf"],
+            &[
+                "Dec  2 10:30:00 mx1 postfix/master[12]: reload -- version 3.7.3, configuration /opt/zextras/common/conf",
+            ],
             Some("Dec  2 00:00:01 mx1 postfix/anvil[9]: x"),
         );
-        assert_eq!(decide(&f, "mx1.example.test", LOG).state, RunningState::Loaded);
+        assert_eq!(
+            decide(&f, "mx1.example.test", LOG).state,
+            RunningState::Loaded
+        );
         // 09:30 local is 08:30Z: before the write.
         let early = facts(
             NOW - 3600,
             &[(86_400, "master -w")],
-            &["Dec  2 09:30:00 mx1 postfix/master[12]: reload -- version 3.7.3, configuration /opt/zextras/common/conf"],
+            &[
+                "Dec  2 09:30:00 mx1 postfix/master[12]: reload -- version 3.7.3, configuration /opt/zextras/common/conf",
+            ],
             Some("Dec  2 00:00:01 mx1 postfix/anvil[9]: x"),
         );
         let r = decide(&early, "mx1.example.test", LOG);
@@ -376,17 +400,27 @@ mod tests {
         let f = facts(
             NOW - 3600,
             &[],
-            &["2026-12-02T09:50:00.000001+00:00 mx2 postfix/master[12]: reload -- version 3.7.3, configuration /opt/zextras/common/conf"],
+            &[
+                "2026-12-02T09:50:00.000001+00:00 mx2 postfix/master[12]: reload -- version 3.7.3, configuration /opt/zextras/common/conf",
+            ],
             Some("2026-12-02T00:00:00+00:00 mx1 postfix/anvil[9]: x"),
         );
-        assert_eq!(decide(&f, "mx1.example.test", LOG).state, RunningState::NotLoaded);
+        assert_eq!(
+            decide(&f, "mx1.example.test", LOG).state,
+            RunningState::NotLoaded
+        );
         let mine = facts(
             NOW - 3600,
             &[],
-            &["2026-12-02T09:50:00.000001+00:00 mx1.example.test postfix/master[12]: daemon started -- version 3.7.3, configuration /opt/zextras/common/conf"],
+            &[
+                "2026-12-02T09:50:00.000001+00:00 mx1.example.test postfix/master[12]: daemon started -- version 3.7.3, configuration /opt/zextras/common/conf",
+            ],
             Some("2026-12-02T00:00:00+00:00 mx1 postfix/anvil[9]: x"),
         );
-        assert_eq!(decide(&mine, "mx1.example.test", LOG).state, RunningState::Loaded);
+        assert_eq!(
+            decide(&mine, "mx1.example.test", LOG).state,
+            RunningState::Loaded
+        );
     }
 
     #[test]
@@ -438,7 +472,10 @@ mod tests {
         };
         let r = carry_forward(unknown(100), Some(&earlier), "2026-12-01T10:00:00Z");
         assert_eq!(r.state, RunningState::Loaded);
-        assert!(r.evidence.contains("unchanged since the run of 2026-12-01T10:00:00Z"));
+        assert!(
+            r.evidence
+                .contains("unchanged since the run of 2026-12-01T10:00:00Z")
+        );
         assert_eq!(
             carry_forward(unknown(101), Some(&earlier), "x").state,
             RunningState::Unknown

@@ -111,6 +111,61 @@ pub struct NodeFile {
     /// `sim-exec` invocations per program name.
     #[serde(default)]
     pub invocations: BTreeMap<String, u64>,
+    /// Real files kept equal to the state's master.cf and mail log, so that the real
+    /// `stat`, `grep` and `head` the tool runs read what the emulated Postfix wrote.
+    #[serde(default)]
+    pub mirror: Option<Mirror>,
+}
+
+/// Where a node's real master.cf and mail log are, as paths valid both inside the node's
+/// mount namespace and outside it (the node's own directory; the namespace bind-mounts
+/// them where Carbonio keeps them), so that a test editing the state never touches the
+/// machine's own /var/log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mirror {
+    pub master_cf: PathBuf,
+    pub mail_log: PathBuf,
+}
+
+/// Brings the mirrored files up to the state: the log gains what the state logged since
+/// (it is append-only), and master.cf is rewritten, with the state's mtime, when the
+/// state rendered a newer or different one. A file whose mtime a test moved forward
+/// (a master.cf written after the master started) is left as it is.
+pub fn mirror_files(state: &NodeState, m: &Mirror) -> Result<(), ExecError> {
+    use super::node::{MAIL_LOG, MASTER_CF};
+    for path in [&m.master_cf, &m.mail_log] {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+    }
+    let log = state.files.get(MAIL_LOG).map(Vec::as_slice).unwrap_or(&[]);
+    let real_len = fs::metadata(&m.mail_log).map(|md| md.len()).unwrap_or(0) as usize;
+    if log.len() > real_len || !m.mail_log.exists() {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.mail_log)
+            .and_then(|mut f| f.write_all(&log[real_len.min(log.len())..]))
+            .map_err(io_err(&m.mail_log))?;
+    }
+    if let (Some(text), Some(mtime)) = (state.files.get(MASTER_CF), state.mtimes.get(MASTER_CF)) {
+        let real = fs::read(&m.master_cf).ok();
+        let real_mtime = fs::metadata(&m.master_cf)
+            .and_then(|md| md.modified())
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64);
+        if real.as_deref() != Some(text.as_slice()) || real_mtime.is_none_or(|t| t < *mtime) {
+            fs::write(&m.master_cf, text).map_err(io_err(&m.master_cf))?;
+            let at = UNIX_EPOCH + Duration::from_secs((*mtime).max(0) as u64);
+            File::options()
+                .write(true)
+                .open(&m.master_cf)
+                .and_then(|f| f.set_modified(at))
+                .map_err(io_err(&m.master_cf))?;
+        }
+    }
+    Ok(())
 }
 
 /// The persisted LDAP of one cluster.
@@ -259,7 +314,11 @@ impl Store {
     /// Writes both files; the caller holds [`Locks`].
     pub fn save(&self, _locks: &Locks, nf: &NodeFile, cf: &ClusterFile) -> Result<(), ExecError> {
         write_json(&nf.cluster_file, cf)?;
-        write_json(&self.node_path(), nf)
+        write_json(&self.node_path(), nf)?;
+        match &nf.mirror {
+            Some(m) => mirror_files(&nf.state, m),
+            None => Ok(()),
+        }
     }
 
     /// Locks, lets `f` edit the state, saves (for tests: fault injection, assertions).
@@ -699,6 +758,8 @@ pub struct SeedNode {
     pub state_dir: PathBuf,
     /// The `user=` of its policy spawn line in master.cf.in.
     pub spawn_user: String,
+    /// Real files to keep equal to its master.cf and mail log.
+    pub mirror: Option<Mirror>,
 }
 
 /// Writes the initial state of every node of `spec` (as the in-process simulator would
@@ -744,7 +805,21 @@ pub fn seed(
             restarting_until_ms: None,
             prov_invocations: 0,
             invocations: BTreeMap::new(),
+            mirror: s.mirror.clone(),
         };
+        if let Some(m) = &s.mirror {
+            mirror_files(&nf.state, m)?;
+            // Both the emulated programs (zextras, root) append to them.
+            if let Some(z) = users.iter().find(|u| u.name == "zextras") {
+                for path in [&m.master_cf, &m.mail_log]
+                    .into_iter()
+                    .filter(|p| p.exists())
+                {
+                    std::os::unix::fs::chown(path, Some(z.uid), Some(z.gid))
+                        .map_err(io_err(path))?;
+                }
+            }
+        }
         let mut cf = ClusterFile {
             name: n.cluster.clone(),
             ldap: Ldap::default(),
@@ -791,6 +866,7 @@ mod tests {
             .map(|n| SeedNode {
                 state_dir: dir.join(n),
                 spawn_user: "root".into(),
+                mirror: None,
             })
             .collect();
         seed(&spec, &seeds, &dir.join("clusters")).unwrap();

@@ -582,7 +582,11 @@ fn age_master(node: &Node, setup: RunningSetup) {
     if setup == RunningSetup::NotReloaded {
         node.log_mail_at(at(master), "postfix/master", super::node::MASTER_STARTED);
     } else {
-        node.log_mail_at(at(log_from), "postfix/anvil", "statistics: max connection rate 1/60s");
+        node.log_mail_at(
+            at(log_from),
+            "postfix/anvil",
+            "statistics: max connection rate 1/60s",
+        );
     }
 }
 

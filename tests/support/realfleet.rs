@@ -5,7 +5,9 @@
 //!
 //! # One node
 //! - Its own directory: `state/` (the emulator's node state, see `sim::exec`), `conf/`
-//!   (`master.cf.in`), `sshd_config`, `host_key`, `authorized_keys/%u`, `sshd.log`.
+//!   (`master.cf.in`, and the `master.cf` the emulator renders), `varlog/` (bind-mounted
+//!   over /var/log: the `carbonio.log` the emulated Postfix writes, read by the real
+//!   `grep`), `sshd_config`, `host_key`, `authorized_keys/%u`, `sshd.log`.
 //! - `unshare -m -n --propagation private /bin/sh -c …` gives the node a private MOUNT
 //!   namespace, where `state/` is bind-mounted over /opt/zextras/.sim-state, `conf/` over
 //!   /opt/zextras/common/conf, the fleet's wrapper dir over /opt/zextras/bin and the
@@ -399,6 +401,16 @@ impl RealFleet {
             .iter()
             .map(|n| SeedNode {
                 state_dir: d.join("nodes").join(&n.name).join("state"),
+                // master.cf in the node's conf/ (its /opt/zextras/common/conf), the mail
+                // log in its varlog/ (its /var/log).
+                mirror: Some(exec::Mirror {
+                    master_cf: d.join("nodes").join(&n.name).join("conf").join("master.cf"),
+                    mail_log: d
+                        .join("nodes")
+                        .join(&n.name)
+                        .join("varlog")
+                        .join("carbonio.log"),
+                }),
                 spawn_user: match n.profile.spawn_setup() {
                     SpawnSetup::Stock => missing.clone(),
                     // A user that exists and cannot read localconfig.xml (0640
@@ -525,6 +537,7 @@ impl RealFleet {
                          mount --bind {version} {version_file}\n\
                          mount --bind {wrappers} /opt/zextras/bin\n\
                          mount --bind {libexec} /opt/zextras/libexec\n\
+                         mount --bind {varlog} /var/log\n\
                          mount --bind {systemctl} /usr/bin/systemctl\n\
                          for f in .bashrc .profile; do\n\
                            if [ -e /root/$f ] && [ -e /etc/skel/$f ]; then mount --bind /etc/skel/$f /root/$f; fi\n\
@@ -539,6 +552,7 @@ impl RealFleet {
                         version_file = VERSION_FILE,
                         wrappers = q(&wrappers),
                         libexec = q(&libexec),
+                        varlog = q(&nd.join("varlog")),
                         systemctl = q(&systemctl),
                         smtpd_log = q(&nd.join("smtpd.log")),
                         sshd_log = q(&nd.join("sshd.log")),

@@ -490,9 +490,7 @@ pub async fn ps(args: Vec<String>, p: &mut Proc) -> i32 {
         Some(t) => {
             let age = (crate::sim::node::unix_now() - t).max(0);
             p.io.stdout
-                .line(format!(
-                    "{age:>11} /opt/zextras/common/libexec/master -w"
-                ))
+                .line(format!("{age:>11} /opt/zextras/common/libexec/master -w"))
                 .await;
             0
         }
@@ -513,7 +511,9 @@ pub async fn head(args: Vec<String>, p: &mut Proc) -> i32 {
             }
         },
         _ => {
-            p.io.stderr.line("head: only `head -n N FILE` is emulated").await;
+            p.io.stderr
+                .line("head: only `head -n N FILE` is emulated")
+                .await;
             return 1;
         }
     };
