@@ -381,14 +381,14 @@ async fn hostile_values_round_trip_through_su_and_sudo() {
     ] {
         let session = c.connect(login).await.unwrap();
         let who = session
-            .exec(RunAs::Zextras, "id -un", None, T)
+            .exec(RunAs::Service, "id -un", None, T)
             .await
             .unwrap();
         assert_eq!(text(&who.stdout), "zextras\n", "{who:?}");
         for v in &values {
             let script = format!("printf %s {}", quote(v).unwrap());
             let out = session
-                .exec(RunAs::Zextras, &script, None, T)
+                .exec(RunAs::Service, &script, None, T)
                 .await
                 .unwrap();
             assert!(out.command.starts_with(expect_prefix), "{}", out.command);

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 pub use super::platform::Platform;
+use super::flavour::Flavour;
 use super::postfix::{self, SpawnAccess, SpawnLine};
 use super::prov;
 use super::running::{self, RunningFacts};
@@ -27,18 +28,6 @@ pub const SYSTEMD_TARGETS: [&str; 4] = [
     "carbonio-mta.target",
 ];
 
-/// Carbonio's release, one line (what `zmcontrol -v` prints after "Carbonio Release").
-pub const VERSION_FILE: &str = "/opt/zextras/.version";
-
-/// Where the policy spawn line is templated (read when the service is not enabled yet).
-pub const MASTER_TEMPLATE: &str = "/opt/zextras/common/conf/master.cf.in";
-
-/// The master.cf Postfix runs from (rendered from [`MASTER_TEMPLATE`] by zmconfigd).
-pub const MASTER_CF: &str = "/opt/zextras/common/conf/master.cf";
-
-/// The mail log (Carbonio's rsyslog rule; readable by zextras).
-pub const MAIL_LOG: &str = "/var/log/carbonio.log";
-
 /// Postfix parameters always read, besides those the playbook's probes name.
 const BASE_POSTCONF: [&str; 3] = [
     "smtpd_recipient_restrictions",
@@ -50,7 +39,8 @@ const BASE_POSTCONF: [&str; 3] = [
 #[derive(Debug, Clone)]
 pub struct GatherPlan {
     nonce: String,
-    script: String,
+    /// One script per product (`Flavour::ALL` order): paths and the service user differ.
+    scripts: Vec<String>,
     global_attrs: Vec<String>,
     server_attrs: Vec<String>,
     command_probes: Vec<String>,
@@ -62,12 +52,14 @@ pub struct GatherPlan {
 pub enum GatherError {
     #[error("the gather output has no `{0}` section (the script stopped early)")]
     MissingSection(String),
-    #[error("no `zimbra_server_hostname` in /opt/zextras/conf/localconfig.xml (status {0})")]
-    NoHostname(i64),
+    #[error("no `zimbra_server_hostname` in {0} (status {1})")]
+    NoHostname(&'static str, i64),
     #[error(
-        "`zimbra_server_hostname` in /opt/zextras/conf/localconfig.xml is not a host name (its value must be on the line after its key)"
+        "`zimbra_server_hostname` in {0} is not a host name (its value must be on the line after its key)"
     )]
-    BadHostname,
+    BadHostname(&'static str),
+    #[error("the gather names an unknown product `{0}`")]
+    UnknownFlavour(String),
     #[error(transparent)]
     Prov(#[from] prov::SplitError),
     #[error("zmprov failed: {0}")]
@@ -84,8 +76,11 @@ pub struct Section {
 /// Everything read from one node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeFacts {
+    /// Carbonio or Zimbra: which product's gather ran (its service user exists).
+    pub flavour: Flavour,
     pub platform: Platform,
-    /// `Carbonio Release X` from /opt/zextras/.version, when the node has one.
+    /// `Carbonio Release X` (from /opt/zextras/.version) or `Zimbra Release X` (from the
+    /// install history), when the node has it.
     pub version: Option<String>,
     /// The Carbonio server name (localconfig.xml `zimbra_server_hostname`).
     pub hostname: String,
@@ -195,7 +190,6 @@ impl GatherPlan {
                 server_attrs.push(c.attr.clone());
             }
         }
-        let params = postconf_params(playbook);
         let command_probes: Vec<String> = playbook
             .probes
             .iter()
@@ -203,6 +197,36 @@ impl GatherPlan {
             .map(|p| p.id.clone())
             .collect();
 
+        let params = postconf_params(playbook);
+        let mut scripts = Vec::new();
+        let mut batch_len = 0;
+        for flavour in Flavour::ALL {
+            let (script, n) =
+                Self::script_for(playbook, nonce, ldap, flavour, &params, &global_attrs, &server_attrs)?;
+            scripts.push(script);
+            batch_len = n;
+        }
+        Ok(Self {
+            nonce: nonce.to_string(),
+            scripts,
+            global_attrs,
+            server_attrs,
+            command_probes,
+            batch_len,
+        })
+    }
+
+
+    /// One product's gather script, and the length of its prov batch.
+    fn script_for(
+        playbook: &Playbook,
+        nonce: &str,
+        ldap: prov::Ldap,
+        flavour: Flavour,
+        params: &[String],
+        global_attrs: &[String],
+        server_attrs: &[String],
+    ) -> Result<(String, usize), QuoteError> {
         let mut s = String::new();
         let targets = SYSTEMD_TARGETS
             .iter()
@@ -215,25 +239,23 @@ impl GatherPlan {
             "platform",
             &format!("systemctl is-enabled {targets} 2>&1"),
         );
+        // Which product's script this is: the reader takes its paths from it.
+        section(&mut s, nonce, "flavour", &format!("echo {}", flavour.as_str()));
         // No JVM but zmprov's (CARBONIO.md §0.7, §0.11): `zmcontrol -v` and `zmhostname`
         // each start one through zmlocalconfig. The version is what `zmcontrol -v`
-        // prints from /opt/zextras/.version; the server name is localconfig.xml's
-        // `zimbra_server_hostname`, of which only the value line is read (the file
-        // also holds the LDAP passwords, which never leave the node).
-        section(
-            &mut s,
-            nonce,
-            "version",
-            &format!("cat {} 2>&1", quote(VERSION_FILE)?),
-        );
+        // prints from /opt/zextras/.version (Zimbra: the install history); the server
+        // name is localconfig.xml's `zimbra_server_hostname`, of which only the value
+        // line is read (the file also holds the LDAP passwords, which never leave the
+        // node).
+        section(&mut s, nonce, "version", &flavour.version_command());
         s.push_str(&format!(
             "h=$(grep -F -A1 -e 'name=\"zimbra_server_hostname\"' {} 2>/dev/null); \
              h=${{h#*zimbra_server_hostname}}; h=${{h#*<value>}}; h=${{h%%</value>*}}; h=${{h%%[[:space:]]*}}\n",
-            quote(postfix::LOCALCONFIG)?
+            quote(flavour.localconfig())?
         ));
         section(&mut s, nonce, "hostname", "echo \"$h\"");
-        effective_sections(&mut s, nonce, &params)?;
-        running_sections(&mut s, nonce)?;
+        effective_sections(&mut s, nonce, flavour, params)?;
+        running_sections(&mut s, nonce, flavour)?;
         for p in &playbook.probes {
             if let ProbeKind::Command { command } = &p.kind {
                 section(
@@ -248,7 +270,7 @@ impl GatherPlan {
         // The prov batch. Lines naming this server are built in the shell because the
         // server name is only known there (`$h`); the rest is quoted here.
         let mut lines: Vec<String> = Vec::new();
-        for a in &global_attrs {
+        for a in global_attrs {
             lines.push(quote(&format!("gcf {a}"))?);
         }
         lines.push(format!("\"gs -e $h \"{}", quote(&server_attrs.join(" "))?));
@@ -261,19 +283,12 @@ impl GatherPlan {
         lines.push("exit".to_string());
         let batch_len = lines.len() - 1;
         section(&mut s, nonce, "prov", &prov::feed_command(&lines, ldap));
-        Ok(Self {
-            nonce: nonce.to_string(),
-            script: s,
-            global_attrs,
-            server_attrs,
-            command_probes,
-            batch_len,
-        })
+        Ok((s, batch_len))
     }
 
-    /// The script to run as zextras.
-    pub fn script(&self) -> &str {
-        &self.script
+    /// The script to run as `flavour`'s service user.
+    pub fn script(&self, flavour: Flavour) -> &str {
+        &self.scripts[flavour as usize]
     }
 
     /// Reads the gather output (stdout, and stderr for ProvUtil's `ERROR:` lines).
@@ -284,6 +299,11 @@ impl GatherPlan {
                 .get(name)
                 .ok_or_else(|| GatherError::MissingSection(name.to_string()))
         };
+        let flavour_sec = get("flavour")?;
+        let flavour = Flavour::ALL
+            .into_iter()
+            .find(|f| f.as_str() == flavour_sec.output.trim())
+            .ok_or_else(|| GatherError::UnknownFlavour(flavour_sec.output.trim().to_string()))?;
         let platform_sec = get("platform")?;
         let platform = if platform_sec.output.lines().any(|l| l.trim() == "enabled") {
             Platform::Systemd
@@ -293,14 +313,12 @@ impl GatherPlan {
         let version_sec = get("version")?;
         // As `zmcontrol -v` prints it (carbonio-core-utils VersionCmd).
         let version = (version_sec.status == 0)
-            .then(|| version_sec.output.lines().next().map(str::trim))
-            .flatten()
-            .filter(|v| !v.is_empty())
-            .map(|v| format!("Carbonio Release {v}"));
+            .then(|| flavour.parse_version(&version_sec.output))
+            .flatten();
         let host_sec = get("hostname")?;
         let hostname = host_sec.output.trim().to_string();
         if hostname.is_empty() {
-            return Err(GatherError::NoHostname(host_sec.status));
+            return Err(GatherError::NoHostname(flavour.localconfig(), host_sec.status));
         }
         // It goes into the zmprov batch as a word (`gs -e NAME`): only a host name may.
         // The value itself is not repeated: a malformed file could make it something else.
@@ -309,7 +327,7 @@ impl GatherPlan {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
         {
-            return Err(GatherError::BadHostname);
+            return Err(GatherError::BadHostname(flavour.localconfig()));
         }
         let eff = parse_effective(&sections)?;
         let log = get("maillog")?;
@@ -371,6 +389,7 @@ impl GatherPlan {
         catch_alls.sort();
         catch_alls.dedup();
         Ok(NodeFacts {
+            flavour,
             platform,
             version,
             hostname,
@@ -413,7 +432,13 @@ fn section(s: &mut String, nonce: &str, name: &str, body: &str) {
 
 /// The sections that read the effective Postfix state (no JVM): shared by the gather
 /// and the health gate.
-fn effective_sections(s: &mut String, nonce: &str, params: &[String]) -> Result<(), QuoteError> {
+fn effective_sections(
+    s: &mut String,
+    nonce: &str,
+    flavour: Flavour,
+    params: &[String],
+) -> Result<(), QuoteError> {
+    let template = quote(flavour.master_template())?;
     let quoted = params
         .iter()
         .map(|p| quote(p))
@@ -427,7 +452,7 @@ fn effective_sections(s: &mut String, nonce: &str, params: &[String]) -> Result<
         "template",
         // The whole entry: its `policy unix … spawn` line and the continuation lines
         // after it (Carbonio's template has `user=` on the second of two lines).
-        &format!("grep -F -A3 -e policy {} 2>&1", quote(MASTER_TEMPLATE)?),
+        &format!("grep -F -A3 -e policy {template} 2>&1"),
     );
     // The spawn user, extracted by the node's shell from the same entries (the active
     // one first), looked up by that one name (never the whole passwd database, which may
@@ -440,11 +465,8 @@ fn effective_sections(s: &mut String, nonce: &str, params: &[String]) -> Result<
         &format!(
             "{active}{template}stat -L -c 'localconfig %u %g %a' {lc} 2>&1",
             active = spawn_lookup("postconf -M policy/unix"),
-            template = spawn_lookup(&format!(
-                "grep -F -A3 -e policy {}",
-                quote(MASTER_TEMPLATE)?
-            )),
-            lc = quote(postfix::LOCALCONFIG)?,
+            template = spawn_lookup(&format!("grep -F -A3 -e policy {template}")),
+            lc = quote(flavour.localconfig())?,
         ),
     );
     Ok(())
@@ -453,14 +475,14 @@ fn effective_sections(s: &mut String, nonce: &str, params: &[String]) -> Result<
 /// The sections that tell whether the running master loaded master.cf (see
 /// [`running`]): the node's clock and name, master.cf's mtime, the master's age, and the
 /// master's start/reload lines of the mail log with the log's first line. No root, no JVM.
-fn running_sections(s: &mut String, nonce: &str) -> Result<(), QuoteError> {
+fn running_sections(s: &mut String, nonce: &str, flavour: Flavour) -> Result<(), QuoteError> {
     section(
         s,
         nonce,
         "running",
         &format!(
             "echo \"clock $(date '+%s %Y %z')\"; echo \"uname $(uname -n)\"; stat -L -c 'mastercf %Y' {} 2>&1",
-            quote(MASTER_CF)?
+            quote(flavour.master_cf())?
         ),
     );
     section(
@@ -469,7 +491,7 @@ fn running_sections(s: &mut String, nonce: &str) -> Result<(), QuoteError> {
         "masterps",
         "ps -C master -o etimes=,args= 2>/dev/null",
     );
-    let log = quote(MAIL_LOG)?;
+    let log = quote(flavour.mail_log())?;
     section(
         s,
         nonce,
@@ -530,21 +552,28 @@ fn parse_effective(sections: &BTreeMap<String, Section>) -> Result<EffectiveFact
 #[derive(Debug, Clone)]
 pub struct EffectivePlan {
     nonce: String,
-    script: String,
+    /// One script per product (`Flavour::ALL` order).
+    scripts: Vec<String>,
 }
 
 impl EffectivePlan {
     pub fn new(playbook: &Playbook, nonce: &str) -> Result<Self, QuoteError> {
-        let mut script = String::new();
-        effective_sections(&mut script, nonce, &postconf_params(playbook))?;
+        let params = postconf_params(playbook);
+        let mut scripts = Vec::new();
+        for flavour in Flavour::ALL {
+            let mut script = String::new();
+            effective_sections(&mut script, nonce, flavour, &params)?;
+            scripts.push(script);
+        }
         Ok(Self {
             nonce: nonce.to_string(),
-            script,
+            scripts,
         })
     }
 
-    pub fn script(&self) -> &str {
-        &self.script
+    /// The script to run as `flavour`'s service user.
+    pub fn script(&self, flavour: Flavour) -> &str {
+        &self.scripts[flavour as usize]
     }
 
     pub fn parse(&self, stdout: &str) -> Result<EffectiveFacts, GatherError> {

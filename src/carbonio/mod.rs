@@ -4,6 +4,7 @@
 //! compliance live in `engine`.
 
 pub mod domains;
+pub mod flavour;
 pub mod gather;
 pub mod platform;
 pub mod postfix;

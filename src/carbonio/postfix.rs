@@ -146,10 +146,10 @@ pub fn parse_spawn_line(text: &str) -> Option<SpawnLine> {
     })
 }
 
-/// Where zmpostfixpolicyd reads its LDAP password before it answers anything: a spawn
-/// user that cannot read it makes the script exit, smtpd logs `premature end-of-input on
-/// private/policy` and answers `451 4.3.5` (CARBONIO.md §0.2, §0.15).
-pub const LOCALCONFIG: &str = "/opt/zextras/conf/localconfig.xml";
+// localconfig.xml (`Flavour::localconfig`) is where zmpostfixpolicyd reads its LDAP
+// password before it answers anything: a spawn user that cannot read it makes the script
+// exit, smtpd logs `premature end-of-input on private/policy` and answers `451 4.3.5`
+// (CARBONIO.md §0.2, §0.15).
 
 /// One spawn-user lookup the node made: the `user=` value its shell extracted from an
 /// entry (`USER` or `USER:GROUP`) and what `getent` found for it.
@@ -297,9 +297,9 @@ impl std::fmt::Display for SpawnProblem {
             SpawnProblem::GroupMissing(g) => write!(f, "spawn group missing: `{g}` does not exist on this node"),
             SpawnProblem::CannotRead { user, uid, gid, file: (o, g, m) } => write!(
                 f,
-                "spawn user cannot read localconfig.xml: `{user}` runs as uid {uid} with the one group {gid} (spawn drops supplementary groups); {LOCALCONFIG} is {m:o} owned by {o}:{g}"
+                "spawn user cannot read localconfig.xml: `{user}` runs as uid {uid} with the one group {gid} (spawn drops supplementary groups); localconfig.xml is {m:o} owned by {o}:{g}"
             ),
-            SpawnProblem::NoLocalconfig => write!(f, "cannot tell whether the spawn user can read {LOCALCONFIG} (stat failed)"),
+            SpawnProblem::NoLocalconfig => write!(f, "cannot tell whether the spawn user can read localconfig.xml (stat failed)"),
         }
     }
 }

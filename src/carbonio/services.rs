@@ -19,7 +19,7 @@ pub struct Step {
 /// The restart to run on a node, or `None` when the playbook leaves it to zmconfigd.
 pub fn restart_step(method: RestartMethod, platform: Platform) -> Option<Step> {
     let legacy = Step {
-        run_as: RunAs::Zextras,
+        run_as: RunAs::Service,
         // stdin from /dev/null as Carbonio's own init script does; daemons started by
         // the restart must not keep the channel's stdin open.
         script: "zmcontrol restart </dev/null 2>&1".to_string(),
@@ -37,11 +37,19 @@ pub fn restart_step(method: RestartMethod, platform: Platform) -> Option<Step> {
     }
 }
 
+/// The platform's default restart, as the plan and the report name it.
+pub fn restart_label(platform: Platform) -> &'static str {
+    match platform {
+        Platform::Legacy => "zmcontrol restart",
+        Platform::Systemd => "systemctl restart carbonio-mta.target",
+    }
+}
+
 /// The service-state query for a platform.
 pub fn status_step(platform: Platform) -> Step {
     match platform {
         Platform::Legacy => Step {
-            run_as: RunAs::Zextras,
+            run_as: RunAs::Service,
             script: "zmcontrol status 2>&1".to_string(),
         },
         Platform::Systemd => Step {
@@ -101,7 +109,7 @@ mod tests {
             restart_step(RestartMethod::Auto, Platform::Legacy)
                 .unwrap()
                 .run_as,
-            RunAs::Zextras
+            RunAs::Service
         );
         let s = restart_step(RestartMethod::Auto, Platform::Systemd).unwrap();
         assert_eq!(s.run_as, RunAs::Root);

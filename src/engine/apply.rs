@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use crate::carbonio::flavour::Flavour;
 use crate::carbonio::gather::{EffectivePlan, GatherPlan, Platform};
 use crate::carbonio::{prov, services, values};
 use crate::engine::changes::{self, ChangePlan, NodeBatch};
@@ -202,7 +203,7 @@ async fn run_batch(
     };
     let out: ExecOutput = match session
         .exec(
-            crate::ssh::RunAs::Zextras,
+            crate::ssh::RunAs::Service,
             &script,
             None,
             host.command_timeout,
@@ -610,7 +611,12 @@ async fn gate_once(
     // 2. effective Postfix config and the policy service's spawn user
     let facts = match node
         .session
-        .exec(crate::ssh::RunAs::Zextras, eff.script(), None, timeout)
+        .exec(
+            crate::ssh::RunAs::Service,
+            eff.script(node.session.flavour()),
+            None,
+            timeout,
+        )
         .await
     {
         Ok(o) => eff
@@ -752,16 +758,16 @@ async fn gate_once(
 }
 
 /// Prints the plan summary and asks; `Ok(true)` to go ahead.
-fn confirm(plan: &ChangePlan, restarts: usize, spawn_fixes: &[String]) -> bool {
+fn confirm(plan: &ChangePlan, restarts: usize, spawn_fixes: &[(String, Flavour)]) -> bool {
     use std::io::Write as _;
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "\napply will:");
-    for host in spawn_fixes {
+    for (host, flavour) in spawn_fixes {
         let _ = writeln!(
             err,
-            "  {host}: as root, back up {tpl} and set user={user} on its policy entry; as zextras, configrewrite mta",
-            tpl = crate::carbonio::gather::MASTER_TEMPLATE,
-            user = super::spawn_fix::FIXED_USER,
+            "  {host}: as root, back up {tpl} and set user={user} on its policy entry; as {user}, configrewrite mta",
+            tpl = flavour.master_template(),
+            user = flavour.user(),
         );
     }
     if !spawn_fixes.is_empty() {
@@ -854,11 +860,14 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         .iter()
         .filter(|h| h.is_mta == Some(true) && h.status != HostStatus::Failed)
         .count();
-    let spawn_fixes: Vec<String> = if opts.fix_spawn_user {
+    let spawn_fixes: Vec<(String, Flavour)> = if opts.fix_spawn_user {
         gathers
             .iter()
             .filter(|g| super::spawn_fix::needs_fix(g))
-            .map(|g| g.host.name.clone())
+            .filter_map(|g| {
+                let ok = g.outcome.as_ref().ok()?;
+                Some((g.host.name.clone(), ok.facts.flavour))
+            })
             .collect()
     } else {
         Vec::new()

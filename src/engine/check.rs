@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use std::path::Path;
 
-use crate::carbonio::gather::MAIL_LOG;
 use crate::carbonio::running::{self, Running};
 use crate::engine::gather::HostGather;
 use crate::engine::verdict::{self, ClusterGlobals};
@@ -84,7 +83,7 @@ pub fn evaluate_all(
                     let cg = &globals[&g.host.cluster];
                     let run = f.is_mta().then(|| {
                         running::carry_forward(
-                            running::decide(&f.running, &f.hostname, MAIL_LOG),
+                            running::decide(&f.running, &f.hostname, f.flavour.mail_log()),
                             earlier.running.get(&g.host.name),
                             &earlier.started_at,
                         )
@@ -96,6 +95,7 @@ pub fn evaluate_all(
                     r.probes = ev.probes;
                     r.findings = ev.findings;
                     r.platform = Some(f.platform);
+                    r.flavour = Some(f.flavour);
                     r.version = f.version.clone();
                     r.carbonio_hostname = Some(f.hostname.clone());
                     r.is_mta = Some(f.is_mta());
@@ -125,6 +125,7 @@ pub fn base_report(h: &Host) -> HostReport {
         roles: h.roles.clone(),
         status: HostStatus::NotAttempted,
         platform: None,
+        flavour: None,
         version: None,
         carbonio_hostname: None,
         is_mta: None,

@@ -74,7 +74,7 @@ async fn read_domains(
         )
     })?;
     let out = session
-        .exec(RunAs::Zextras, plan.script(), None, host.command_timeout)
+        .exec(RunAs::Service, plan.script(), None, host.command_timeout)
         .await
         .map_err(|e| format!("reading the domains on `{}` failed: {e}", host.name))?;
     if !matches!(out.end, ExecEnd::Status(_)) {

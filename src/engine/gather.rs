@@ -253,6 +253,37 @@ impl Prover {
     }
 }
 
+/// `flavour = "auto"`: the node's service user decides which product's gather runs
+/// (`id -u NAME` looks up that one name), in the same exec: no extra round trip.
+/// zextras wins where both exist (a hand-made `zimbra` user on a Carbonio node). Written
+/// in the remote-shell dialect (docs/remote-shell.md: no `if`), each branch guarded by
+/// `test`; the exit status says whether a service user was found.
+fn detecting_command(
+    session: &Session,
+    plan: &GatherPlan,
+) -> Result<String, crate::ssh::ExecError> {
+    use crate::carbonio::flavour::Flavour;
+    let mut s = String::from("f=none\n");
+    // The later lookup wins: Carbonio's user last.
+    for f in Flavour::ALL.iter().rev() {
+        s.push_str(&format!(
+            "id -u {} >/dev/null 2>&1 && f={}\n",
+            f.user(),
+            f.as_str()
+        ));
+    }
+    for f in Flavour::ALL {
+        let run = session.wrap_as(f, RunAs::Service, plan.script(f))?;
+        s.push_str(&format!("test \"$f\" = {} && {run}\n", f.as_str()));
+    }
+    s.push_str(&format!(
+        "test \"$f\" = none && echo 'carbonio-fleet: neither a `{}` (Carbonio) nor a `{}` (Zimbra) user on this node; set `flavour` in the inventory' >&2\ntest \"$f\" != none\n",
+        Flavour::Carbonio.user(),
+        Flavour::Zimbra.user()
+    ));
+    Ok(s)
+}
+
 /// The gather exec and the SMTP probes on an open session.
 pub async fn gather_session(
     session: &Session,
@@ -262,10 +293,17 @@ pub async fn gather_session(
     nonce: &str,
 ) -> Result<Gathered, HostError> {
     let command_error = |message: String| HostError::new(ErrorKind::Command, message);
+    let exec_failed =
+        |e: crate::ssh::ExecError| HostError::new(error_kind(e.kind()), format!("gather failed: {e}"));
+    let command = match host.flavour.fixed() {
+        Some(f) => session.wrap_as(f, RunAs::Service, plan.script(f)),
+        None => detecting_command(session, plan),
+    }
+    .map_err(exec_failed)?;
     let out = session
-        .exec(RunAs::Zextras, plan.script(), None, host.command_timeout)
+        .exec_command(command, None, host.command_timeout)
         .await
-        .map_err(|e| HostError::new(error_kind(e.kind()), format!("gather failed: {e}")))?;
+        .map_err(exec_failed)?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let why = match (&out.end, plan.parse(&stdout, &stderr)) {
@@ -284,6 +322,8 @@ pub async fn gather_session(
             format!("{why}; stderr: {}", last_lines(tail, 3))
         })
     })?;
+    // Every later command as the service user is this product's.
+    session.set_flavour(facts.flavour);
     let mut smtp_results = BTreeMap::new();
     if facts.is_mta() {
         for p in &playbook.probes {

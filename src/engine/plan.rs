@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::carbonio::flavour::Flavour;
 use crate::carbonio::prov;
 use crate::engine::changes::{self, ChangePlan, NodeBatch};
 use crate::engine::check;
@@ -56,10 +57,16 @@ pub fn restart_candidates(
         .collect()
 }
 
-fn batch_command(host: &Host, batch: &NodeBatch, server: &str) -> Result<String, String> {
+fn batch_command(
+    host: &Host,
+    flavour: Flavour,
+    batch: &NodeBatch,
+    server: &str,
+) -> Result<String, String> {
     let (b, _) = changes::batch_with_readback(batch, server).map_err(|e| e.to_string())?;
     let script = prov::shell_command(&b, prov::Ldap::Master).map_err(|e| e.to_string())?;
-    wrap(&host.user, host.become_, RunAs::Zextras, &script).map_err(|e| e.to_string())
+    wrap(&host.user, host.become_, flavour.user(), RunAs::Service, &script)
+        .map_err(|e| e.to_string())
 }
 
 /// Renders the plan for humans.
@@ -80,11 +87,19 @@ pub fn render(
     }
     let paste =
         |args: &[String]| command_line(args).unwrap_or_else(|e| format!("(cannot quote: {e})"));
+    let user_of = |node: &str| {
+        by_name
+            .get(node)
+            .and_then(|r| r.flavour)
+            .unwrap_or_default()
+            .user()
+    };
     for (cluster, b) in &plan.global {
         let _ = writeln!(
             s,
-            "\ncluster {cluster}: global config, changed once, on {} as zextras",
-            b.node
+            "\ncluster {cluster}: global config, changed once, on {} as {}",
+            b.node,
+            user_of(&b.node)
         );
         for c in &b.changes {
             let _ = writeln!(s, "  zmprov {}", paste(&c.args));
@@ -98,7 +113,7 @@ pub fn render(
         }
     }
     for (node, b) in &plan.server {
-        let _ = writeln!(s, "\n{node}: server entry, as zextras");
+        let _ = writeln!(s, "\n{node}: server entry, as {}", user_of(node));
         for c in &b.changes {
             let _ = writeln!(s, "  zmprov {}", paste(&c.args));
         }
@@ -128,12 +143,7 @@ pub fn render(
                     let m = by_name
                         .get(n.as_str())
                         .and_then(|r| r.platform)
-                        .map(|p| match p {
-                            crate::carbonio::platform::Platform::Legacy => "zmcontrol restart",
-                            crate::carbonio::platform::Platform::Systemd => {
-                                "systemctl restart carbonio-mta.target"
-                            }
-                        })
+                        .map(|p| crate::carbonio::services::restart_label(p))
                         .unwrap_or("?");
                     format!("{n} ({m})")
                 })
@@ -162,6 +172,10 @@ pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
     let batches = rollout::plan_batches(&candidates, &loaded.playbook.rollout);
     let host_by: BTreeMap<&str, &Host> =
         loaded.hosts.iter().map(|h| (h.name.as_str(), h)).collect();
+    let flavour_by: BTreeMap<&str, Flavour> = reports
+        .iter()
+        .filter_map(|r| r.flavour.map(|f| (r.name.as_str(), f)))
+        .collect();
     let server_by: BTreeMap<&str, String> = reports
         .iter()
         .filter_map(|r| r.carbonio_hostname.clone().map(|c| (r.name.as_str(), c)))
@@ -171,8 +185,9 @@ pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
         if let (Some(h), Some(server)) =
             (host_by.get(b.node.as_str()), server_by.get(b.node.as_str()))
         {
-            let line =
-                batch_command(h, b, server).unwrap_or_else(|e| format!("(cannot build: {e})"));
+            let flavour = flavour_by.get(b.node.as_str()).copied().unwrap_or_default();
+            let line = batch_command(h, flavour, b, server)
+                .unwrap_or_else(|e| format!("(cannot build: {e})"));
             commands.entry(b.node.clone()).or_default().push(line);
         }
     }

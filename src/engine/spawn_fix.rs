@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::carbonio::gather::{GatherPlan, MASTER_TEMPLATE};
+use crate::carbonio::gather::GatherPlan;
 use crate::carbonio::postfix::SpawnProblem;
 use crate::engine::events::Events;
 use crate::engine::gather::{HostGather, gather_session};
@@ -33,8 +33,8 @@ use crate::playbook::Playbook;
 use crate::report::model::CommandRecord;
 use crate::ssh::{ExecEnd, RunAs, quote};
 
-/// The user the fix writes: Carbonio's service user, which owns localconfig.xml.
-pub const FIXED_USER: &str = "zextras";
+// The user the fix writes is the product's service user (`Flavour::user`): it owns
+// localconfig.xml, which zmpostfixpolicyd reads first.
 
 /// What the fix did.
 #[derive(Debug, Default)]
@@ -142,6 +142,7 @@ pub async fn run(
             ),
             Err(_) => continue,
         };
+        let flavour = session.flavour();
         let mut result = fix_host(&session, &g.host, stamp, template_broken, &mut out).await;
         for rec in out.commands.get(&name).into_iter().flatten() {
             events.send(super::apply::command_ran(&name, rec, rec.exit == "0"));
@@ -155,13 +156,14 @@ pub async fn run(
             });
             if !template_ok {
                 result = Err(format!(
-                    "after the fix the node still reads as needing it (backup {MASTER_TEMPLATE}.cfleet-{stamp})"
+                    "after the fix the node still reads as needing it (backup {}.cfleet-{stamp})",
+                    flavour.master_template()
                 ));
             }
         }
         match result {
             Ok(()) => {
-                let _ = journal.record(&name, "spawn-user-fixed", FIXED_USER);
+                let _ = journal.record(&name, "spawn-user-fixed", flavour.user());
                 out.fixed.insert(name.clone());
                 if running_broken {
                     out.running.insert(name);
@@ -221,7 +223,9 @@ async fn fix_host(
     out: &mut FixOutcome,
 ) -> Result<(), String> {
     let q = |s: &str| quote(s).map_err(|e| e.to_string());
-    let tpl = q(MASTER_TEMPLATE)?;
+    let flavour = session.flavour();
+    let (template, user) = (flavour.master_template(), flavour.user());
+    let tpl = q(template)?;
     if edit {
         let read = step(
             session,
@@ -233,10 +237,10 @@ async fn fix_host(
         .await?;
         // Byte for byte or not at all: a lossy decoding would rewrite other bytes.
         let text = String::from_utf8(read.stdout)
-            .map_err(|_| format!("{MASTER_TEMPLATE} is not UTF-8: not rewriting it"))?;
-        let new = fixed_template(&text, FIXED_USER)
-            .ok_or_else(|| format!("no `policy unix … user=` entry in {MASTER_TEMPLATE}"))?;
-        let backup = format!("{MASTER_TEMPLATE}.cfleet-{stamp}");
+            .map_err(|_| format!("{template} is not UTF-8: not rewriting it"))?;
+        let new = fixed_template(&text, user)
+            .ok_or_else(|| format!("no `policy unix … user=` entry in {template}"))?;
+        let backup = format!("{template}.cfleet-{stamp}");
         step(
             session,
             host,
@@ -246,7 +250,7 @@ async fn fix_host(
                 &format!("cp -p {tpl} {} && cat > {tpl}", q(&backup)?),
                 Some(new.as_bytes()),
             ),
-            &format!("spawn user fix: user={FIXED_USER} in master.cf.in (backup {backup})"),
+            &format!("spawn user fix: user={user} in master.cf.in (backup {backup})"),
         )
         .await?;
     }
@@ -255,8 +259,8 @@ async fn fix_host(
         host,
         out,
         (
-            RunAs::Zextras,
-            "/opt/zextras/libexec/configrewrite mta",
+            RunAs::Service,
+            &format!("{} mta", q(flavour.configrewrite())?),
             None,
         ),
         "spawn user fix: render master.cf (configrewrite mta)",

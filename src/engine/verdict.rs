@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::carbonio::flavour::Flavour;
 use crate::carbonio::gather::NodeFacts;
 use crate::carbonio::postfix;
 use crate::carbonio::running::{Running, RunningState};
@@ -271,7 +272,18 @@ fn control_result(c: &Control, facts: &NodeFacts, globals: &ClusterGlobals) -> C
 
 /// How to fix a spawn user that cannot work. Never "create `zimbra`": a hand-made user
 /// cannot read localconfig.xml either (CARBONIO.md §0.2).
-pub const SPAWN_USER_FIX: &str = "`carbonio-fleet apply --fix-spawn-user` does it: `user=zextras` on the policy entry's continuation line of /opt/zextras/common/conf/master.cf.in (backed up first), then `/opt/zextras/libexec/configrewrite mta` as zextras; a carbonio-mta upgrade restores `user=zimbra`, so re-apply it after every upgrade, before the next restart";
+pub fn spawn_user_fix(flavour: Flavour) -> String {
+    format!(
+        "`carbonio-fleet apply --fix-spawn-user` does it: `user={user}` on the policy entry's continuation line of {tpl} (backed up first), then `{rewrite} mta` as {user}; {upgrade}",
+        user = flavour.user(),
+        tpl = flavour.master_template(),
+        rewrite = flavour.configrewrite(),
+        upgrade = match flavour {
+            Flavour::Carbonio => "a carbonio-mta upgrade restores `user=zimbra`, so re-apply it after every upgrade, before the next restart",
+            Flavour::Zimbra => "a zimbra-mta upgrade restores the package's template, so re-apply it after every upgrade, before the next restart",
+        }
+    )
+}
 
 /// The policy spawn-user precondition (SPEC §6.4, CARBONIO.md §0.2, §0.12): the user
 /// exists AND can read localconfig.xml with the one group spawn gives it.
@@ -295,7 +307,7 @@ fn spawn_user_finding(c: &Control, facts: &NodeFacts, ldap_enabled: bool) -> Opt
                 "master.cf: {}; master.cf.in: {}",
                 active.line, template.line
             ),
-            hint: SPAWN_USER_FIX.into(),
+            hint: spawn_user_fix(facts.flavour),
         });
     }
     let problem = facts.spawn_problem()?;
@@ -313,8 +325,10 @@ fn spawn_user_finding(c: &Control, facts: &NodeFacts, ldap_enabled: bool) -> Opt
             blocking: true,
             message: format!("{problem}, so {} ({}) is not changed here", c.id, c.attr),
             evidence,
-            hint: "check the policy entry in /opt/zextras/common/conf/master.cf.in on this node"
-                .into(),
+            hint: format!(
+                "check the policy entry in {} on this node",
+                facts.flavour.master_template()
+            ),
         });
     }
     let active = facts.policy_service.is_some();
@@ -327,7 +341,7 @@ fn spawn_user_finding(c: &Control, facts: &NodeFacts, ldap_enabled: bool) -> Opt
                 "the policy service is enabled and cannot start: {problem}. Postfix answers `451 4.3.5 Server configuration problem` to recipients that reach the policy check"
             ),
             evidence,
-            hint: SPAWN_USER_FIX.into(),
+            hint: spawn_user_fix(facts.flavour),
         }
     } else {
         Finding {
@@ -346,7 +360,7 @@ fn spawn_user_finding(c: &Control, facts: &NodeFacts, ldap_enabled: bool) -> Opt
                 )
             },
             evidence,
-            hint: SPAWN_USER_FIX.into(),
+            hint: spawn_user_fix(facts.flavour),
         }
     })
 }

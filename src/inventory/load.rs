@@ -20,6 +20,7 @@ use super::raw::{RawHost, RawInventory, RawSettings};
 use super::ssh_config::{SshConfig, default_ssh_config};
 use super::{Become, Host, HostKeyPolicy, Inventory, JumpSpec};
 use crate::config_error::{ConfigError, ConfigErrors, Position, Source, join_key, non_empty};
+use crate::carbonio::flavour::FlavourSetting;
 
 /// How to load an inventory beyond its own files.
 #[derive(Debug, Clone)]
@@ -141,6 +142,7 @@ struct Layer {
     port: Option<u16>,
     identity_files: Option<Vec<PathBuf>>,
     become_: Option<Become>,
+    flavour: Option<FlavourSetting>,
     known_hosts: Option<PathBuf>,
     host_key_policy: Option<HostKeyPolicy>,
     connect_timeout: Option<Duration>,
@@ -165,6 +167,7 @@ impl Layer {
             port,
             identity_files,
             become_,
+            flavour,
             known_hosts,
             host_key_policy,
             connect_timeout,
@@ -186,6 +189,7 @@ impl Layer {
             ("port", self.port.is_some()),
             ("identity_files", self.identity_files.is_some()),
             ("become", self.become_.is_some()),
+            ("flavour", self.flavour.is_some()),
             ("known_hosts", self.known_hosts.is_some()),
             ("host_key_policy", self.host_key_policy.is_some()),
             ("connect_timeout", self.connect_timeout.is_some()),
@@ -215,6 +219,7 @@ fn builtin_layer() -> Layer {
         port: Some(22),
         identity_files: Some(vec![home_path(".ssh/id_ed25519")]),
         become_: Some(Become::Auto),
+        flavour: Some(FlavourSetting::Auto),
         known_hosts: Some(home_path(".ssh/known_hosts")),
         host_key_policy: Some(HostKeyPolicy::Strict),
         connect_timeout: Some(Duration::from_secs(10)),
@@ -667,6 +672,7 @@ fn effective_host(p: PendingHost, eff: Layer) -> Host {
         user,
         identity_files: eff.identity_files.expect("built-in default"),
         become_: eff.become_.expect("built-in default"),
+        flavour: eff.flavour.expect("built-in default"),
         known_hosts: eff.known_hosts.expect("built-in default"),
         host_key_policy: eff.host_key_policy.expect("built-in default"),
         connect_timeout: eff.connect_timeout.expect("built-in default"),
@@ -783,6 +789,7 @@ fn settings_layer(
         port,
         identity_files,
         become_: raw.become_,
+        flavour: raw.flavour,
         known_hosts,
         host_key_policy: raw.host_key_policy,
         connect_timeout,
@@ -1235,12 +1242,12 @@ mod tests {
     #[test_case(indoc! {r#"
         [defaults]
         usr = "root"
-    "#}, "inv.toml:2:1: defaults.usr: unknown field `usr`, expected one of `dns_servers`, `user`, `port`, `identity_files`, `become`, `known_hosts`, `host_key_policy`, `connect_timeout`, `command_timeout`, `jump`, `vars`, `egress`, `ssh_config`"; "unknown key")]
+    "#}, "inv.toml:2:1: defaults.usr: unknown field `usr`, expected one of `dns_servers`, `user`, `port`, `identity_files`, `become`, `flavour`, `known_hosts`, `host_key_policy`, `connect_timeout`, `command_timeout`, `jump`, `vars`, `egress`, `ssh_config`"; "unknown key")]
     #[test_case(indoc! {r#"
         [[hosts]]
         name = "a"
         egres = ["x"]
-    "#}, "inv.toml:3:1: hosts[0].egres: unknown field `egres`, expected one of `name`, `address`, `groups`, `cluster`, `roles`, `user`, `port`, `identity_files`, `become`, `known_hosts`, `host_key_policy`, `connect_timeout`, `command_timeout`, `jump`, `vars`, `egress`, `ssh_config`"; "unknown host key")]
+    "#}, "inv.toml:3:1: hosts[0].egres: unknown field `egres`, expected one of `name`, `address`, `groups`, `cluster`, `roles`, `user`, `port`, `identity_files`, `become`, `flavour`, `known_hosts`, `host_key_policy`, `connect_timeout`, `command_timeout`, `jump`, `vars`, `egress`, `ssh_config`"; "unknown host key")]
     #[test_case(indoc! {r#"
         [[hosts]]
         name = "a"

@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::carbonio::flavour::FlavourSetting;
 use serde::{Deserialize, Serialize};
 
 /// How the tool acts as the `zextras` service user on a node.
@@ -51,6 +52,8 @@ pub struct Host {
     pub identity_files: Vec<PathBuf>,
     #[serde(rename = "become")]
     pub become_: Become,
+    /// Carbonio, Zimbra, or `auto`: the node's service user decides at the gather.
+    pub flavour: FlavourSetting,
     /// `~` already expanded.
     pub known_hosts: PathBuf,
     pub host_key_policy: HostKeyPolicy,
@@ -98,6 +101,7 @@ impl Host {
             user: "root".to_owned(),
             identity_files: vec![],
             become_: Become::Auto,
+            flavour: FlavourSetting::Auto,
             known_hosts: "kh".into(),
             host_key_policy: HostKeyPolicy::Strict,
             connect_timeout: Duration::from_secs(10),

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use super::{Become, HostKeyPolicy};
+use crate::carbonio::flavour::FlavourSetting;
 
 /// Declares a struct holding the connection settings that `[defaults]`,
 /// `[groups.NAME]` and `[[hosts]]` share, plus its own fields. A macro because serde's
@@ -31,6 +32,8 @@ macro_rules! with_settings {
             /// How to act as `zextras`.
             #[serde(rename = "become")]
             pub become_: Option<Become>,
+            /// `carbonio`, `zimbra` or `auto` (the node's service user decides).
+            pub flavour: Option<FlavourSetting>,
             pub known_hosts: Option<Spanned<String>>,
             pub host_key_policy: Option<HostKeyPolicy>,
             /// A humantime duration, e.g. "10s".
@@ -55,6 +58,7 @@ macro_rules! with_settings {
                     port: self.port.clone(),
                     identity_files: self.identity_files.clone(),
                     become_: self.become_,
+                    flavour: self.flavour,
                     known_hosts: self.known_hosts.clone(),
                     host_key_policy: self.host_key_policy,
                     connect_timeout: self.connect_timeout.clone(),

@@ -469,8 +469,9 @@ fn host_block(host: &HostReport) -> String {
         );
     }
     if let Some(v) = &host.version {
-        // `zmcontrol -v` already says "Carbonio Release …"; a bare version gets the name.
-        if v.starts_with("Carbonio") {
+        // `zmcontrol -v` already says "Carbonio Release …" (or Zimbra); a bare version
+        // gets the name.
+        if v.starts_with("Carbonio") || v.starts_with("Zimbra") {
             facts.push(escape(v));
         } else {
             facts.push(format!("Carbonio {}", escape(v)));

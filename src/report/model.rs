@@ -229,6 +229,9 @@ pub struct HostReport {
     pub roles: Vec<String>,
     pub status: HostStatus,
     pub platform: Option<Platform>,
+    /// Carbonio or Zimbra (the inventory's, or detected from the service user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flavour: Option<crate::carbonio::flavour::Flavour>,
     pub version: Option<String>,
     /// The Carbonio server name (`zmhostname`).
     pub carbonio_hostname: Option<String>,

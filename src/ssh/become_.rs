@@ -21,25 +21,25 @@ use crate::inventory::Become;
 pub enum RunAs {
     /// The SSH login user, unwrapped.
     Login,
-    /// The Carbonio service user `zextras`.
-    Zextras,
-    /// root (for systemctl, package state, files outside /opt/zextras).
+    /// The product's service user: `zextras` on Carbonio, `zimbra` on Zimbra
+    /// ([`crate::carbonio::flavour::Flavour::user`]).
+    Service,
+    /// root (for systemctl, package state, files outside the install tree).
     Root,
 }
 
-/// The service user Carbonio runs as.
-pub const SERVICE_USER: &str = "zextras";
-
-/// Returns the exact string to send on the SSH channel so that `script` runs as `run_as`.
+/// Returns the exact string to send on the SSH channel so that `script` runs as `run_as`,
+/// `service_user` being the product's (`zextras`, `zimbra`).
 ///
-/// - `Zextras` with `su` (or `auto` when logged in as root): `su - zextras -c Q`
-/// - `Zextras` with `sudo` (or `auto` as anyone else): `sudo -n -u zextras -H -- /bin/bash -l -c Q`
-/// - `Zextras` with `none`: the script as is (the login user is zextras)
+/// - `Service` with `su` (or `auto` when logged in as root): `su - zextras -c Q`
+/// - `Service` with `sudo` (or `auto` as anyone else): `sudo -n -u zextras -H -- /bin/bash -l -c Q`
+/// - `Service` with `none`: the script as is (the login user is the service user)
 /// - `Root` as root, and `Login`: the script as is
 /// - `Root` as anyone else: `sudo -n -- /bin/bash -c Q`
 pub fn wrap(
     login_user: &str,
     become_: Become,
+    service_user: &str,
     run_as: RunAs,
     script: &str,
 ) -> Result<String, QuoteError> {
@@ -48,12 +48,12 @@ pub fn wrap(
         RunAs::Login => None,
         RunAs::Root if is_root => None,
         RunAs::Root => Some(format!("sudo -n -- /bin/bash -c {}", quote(script)?)),
-        RunAs::Zextras => match become_ {
+        RunAs::Service => match become_ {
             Become::None => None,
-            Become::Su => Some(su(script)?),
-            Become::Sudo => Some(sudo_zextras(script)?),
-            Become::Auto if is_root => Some(su(script)?),
-            Become::Auto => Some(sudo_zextras(script)?),
+            Become::Su => Some(su(service_user, script)?),
+            Become::Sudo => Some(sudo_service(service_user, script)?),
+            Become::Auto if is_root => Some(su(service_user, script)?),
+            Become::Auto => Some(sudo_service(service_user, script)?),
         },
     };
     match wrapped {
@@ -66,13 +66,14 @@ pub fn wrap(
     }
 }
 
-fn su(script: &str) -> Result<String, QuoteError> {
-    Ok(format!("su - {SERVICE_USER} -c {}", quote(script)?))
+fn su(user: &str, script: &str) -> Result<String, QuoteError> {
+    Ok(format!("su - {} -c {}", quote(user)?, quote(script)?))
 }
 
-fn sudo_zextras(script: &str) -> Result<String, QuoteError> {
+fn sudo_service(user: &str, script: &str) -> Result<String, QuoteError> {
     Ok(format!(
-        "sudo -n -u {SERVICE_USER} -H -- /bin/bash -l -c {}",
+        "sudo -n -u {} -H -- /bin/bash -l -c {}",
+        quote(user)?,
         quote(script)?
     ))
 }
@@ -83,26 +84,26 @@ mod tests {
     use proptest::prelude::*;
     use test_case::test_case;
 
-    #[test_case("root", Become::Auto, RunAs::Zextras, "su - zextras -c 'echo $HOME'" ; "auto as root uses su")]
-    #[test_case("ops", Become::Auto, RunAs::Zextras, "sudo -n -u zextras -H -- /bin/bash -l -c 'echo $HOME'" ; "auto as non-root uses sudo")]
-    #[test_case("ops", Become::Su, RunAs::Zextras, "su - zextras -c 'echo $HOME'" ; "explicit su")]
-    #[test_case("root", Become::Sudo, RunAs::Zextras, "sudo -n -u zextras -H -- /bin/bash -l -c 'echo $HOME'" ; "explicit sudo")]
-    #[test_case("zextras", Become::None, RunAs::Zextras, "echo $HOME" ; "none keeps script")]
+    #[test_case("root", Become::Auto, RunAs::Service, "su - zextras -c 'echo $HOME'" ; "auto as root uses su")]
+    #[test_case("ops", Become::Auto, RunAs::Service, "sudo -n -u zextras -H -- /bin/bash -l -c 'echo $HOME'" ; "auto as non-root uses sudo")]
+    #[test_case("ops", Become::Su, RunAs::Service, "su - zextras -c 'echo $HOME'" ; "explicit su")]
+    #[test_case("root", Become::Sudo, RunAs::Service, "sudo -n -u zextras -H -- /bin/bash -l -c 'echo $HOME'" ; "explicit sudo")]
+    #[test_case("zextras", Become::None, RunAs::Service, "echo $HOME" ; "none keeps script")]
     #[test_case("root", Become::Auto, RunAs::Root, "echo $HOME" ; "root as root")]
     #[test_case("ops", Become::Auto, RunAs::Root, "sudo -n -- /bin/bash -c 'echo $HOME'" ; "root via sudo")]
     #[test_case("ops", Become::Su, RunAs::Login, "echo $HOME" ; "login unwrapped")]
     fn wraps(login: &str, become_: Become, run_as: RunAs, expected: &str) {
         assert_eq!(
-            wrap(login, become_, run_as, "echo $HOME").unwrap(),
+            wrap(login, become_, "zextras", run_as, "echo $HOME").unwrap(),
             expected
         );
     }
 
     #[test]
     fn nul_is_rejected_in_every_form() {
-        for run_as in [RunAs::Login, RunAs::Zextras, RunAs::Root] {
+        for run_as in [RunAs::Login, RunAs::Service, RunAs::Root] {
             for login in ["root", "ops"] {
-                assert!(wrap(login, Become::Auto, run_as, "a\0b").is_err());
+                assert!(wrap(login, Become::Auto, "zextras", run_as, "a\0b").is_err());
             }
         }
     }
@@ -137,7 +138,7 @@ mod tests {
         fn wrapped_script_is_recovered_exactly(script in hostile(), root in any::<bool>(), sudo in any::<bool>()) {
             let login = if root { "root" } else { "ops" };
             let become_ = if sudo { Become::Sudo } else { Become::Su };
-            let line = wrap(login, become_, RunAs::Zextras, &script).unwrap();
+            let line = wrap(login, become_, "zextras", RunAs::Service, &script).unwrap();
             let words = shlex::split(&line).unwrap();
             prop_assert_eq!(words.last().unwrap(), &script);
             let prefix: Vec<&str> = words[..words.len() - 1].iter().map(String::as_str).collect();
@@ -152,7 +153,7 @@ mod tests {
     #[test]
     fn ten_kilobyte_value_is_recovered() {
         let script = format!("printf %s {}", quote(&"'\"$(x)`\n".repeat(1200)).unwrap());
-        let line = wrap("ops", Become::Auto, RunAs::Root, &script).unwrap();
+        let line = wrap("ops", Become::Auto, "zextras", RunAs::Root, &script).unwrap();
         let words = shlex::split(&line).unwrap();
         assert_eq!(words.last().unwrap(), &script);
     }

@@ -590,6 +590,7 @@ impl Connector {
                 host_name: host.name.clone(),
                 login_user: host.user.clone(),
                 become_: host.become_,
+                flavour: std::sync::Mutex::new(host.flavour.fixed().unwrap_or_default()),
                 channels: Semaphore::new(self.inner.opts.max_channels_per_conn.max(1)),
                 max_output: self.inner.opts.max_output,
                 _bastion: bastion,

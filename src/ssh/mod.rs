@@ -10,7 +10,7 @@ mod quote;
 mod scan;
 mod session;
 
-pub use become_::{RunAs, SERVICE_USER, wrap};
+pub use become_::{RunAs, wrap};
 pub use connector::{Connector, ConnectorOptions};
 pub use error::{ConnectError, ExecError, FailureKind, HostKeyDetail};
 pub use known_hosts::{HostKeyStatus, KnownHosts};

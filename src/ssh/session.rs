@@ -14,6 +14,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use super::become_::{RunAs, wrap};
+use crate::carbonio::flavour::Flavour;
 use super::connector::Checker;
 use super::error::ExecError;
 use crate::inventory::Become;
@@ -61,6 +62,8 @@ pub(crate) struct SessionInner {
     pub(crate) host_name: String,
     pub(crate) login_user: String,
     pub(crate) become_: Become,
+    /// The product (its service user): the inventory's, or what the gather detected.
+    pub(crate) flavour: std::sync::Mutex<Flavour>,
     pub(crate) channels: Semaphore,
     pub(crate) max_output: usize,
     /// Keeps the bastion connection alive (and its tunnel slot taken) while this
@@ -120,6 +123,16 @@ impl Session {
         &self.inner.host_name
     }
 
+    /// The product the node runs, as far as known (see [`Session::set_flavour`]).
+    pub fn flavour(&self) -> Flavour {
+        *self.inner.flavour.lock().expect("flavour lock poisoned")
+    }
+
+    /// Records the product the gather found: later service-user commands become its user.
+    pub fn set_flavour(&self, flavour: Flavour) {
+        *self.inner.flavour.lock().expect("flavour lock poisoned") = flavour;
+    }
+
     /// Whether the underlying connection has ended.
     pub fn is_closed(&self) -> bool {
         self.inner.handle.is_closed()
@@ -135,14 +148,45 @@ impl Session {
         stdin: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<ExecOutput, ExecError> {
+        let command = self.wrap(run_as, script)?;
+        self.exec_command(command, stdin, timeout).await
+    }
+
+    /// The exact command line that runs `script` as `run_as` on this host.
+    pub fn wrap(&self, run_as: RunAs, script: &str) -> Result<String, ExecError> {
+        self.wrap_as(self.flavour(), run_as, script)
+    }
+
+    /// [`Session::wrap`] for a given product's service user.
+    pub fn wrap_as(
+        &self,
+        flavour: Flavour,
+        run_as: RunAs,
+        script: &str,
+    ) -> Result<String, ExecError> {
+        let inner = &self.inner;
+        wrap(
+            &inner.login_user,
+            inner.become_,
+            flavour.user(),
+            run_as,
+            script,
+        )
+        .map_err(|source| ExecError::Quote {
+            host: inner.host_name.clone(),
+            source,
+        })
+    }
+
+    /// Sends `command` (already wrapped: [`Session::wrap`]) as is.
+    pub async fn exec_command(
+        &self,
+        command: String,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<ExecOutput, ExecError> {
         let inner = &self.inner;
         let host = inner.host_name.clone();
-        let command = wrap(&inner.login_user, inner.become_, run_as, script).map_err(|source| {
-            ExecError::Quote {
-                host: host.clone(),
-                source,
-            }
-        })?;
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + timeout;
         let timed_out = || ExecError::Timeout {

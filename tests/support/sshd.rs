@@ -315,6 +315,7 @@ pub fn loopback_host(
         user: user.into(),
         identity_files,
         become_: Become::Auto,
+        flavour: carbonio_fleet::carbonio::flavour::FlavourSetting::Auto,
         known_hosts: known_hosts.to_owned(),
         host_key_policy: HostKeyPolicy::Strict,
         connect_timeout: Duration::from_secs(20),

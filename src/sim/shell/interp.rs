@@ -205,6 +205,7 @@ impl Shell {
             }
             "true" | ":" => self.status = 0,
             "false" => self.status = 1,
+            "test" => self.status = builtin_test(&args, &io).await,
             "command" => self.status = self.builtin_command(&args, &io).await,
             _ => {
                 let mut env = self.vars.clone();
@@ -439,6 +440,29 @@ impl Shell {
             }
         }
         s
+    }
+}
+
+/// The `test` builtin for the dialect's string comparisons: `test A = B`, `test A != B`,
+/// `test -n A`, `test -z A`; anything else is status 2 with a message, as dash says.
+async fn builtin_test(args: &[String], io: &Io) -> i32 {
+    let truth = match args {
+        [a, op, b] if op == "=" => Some(a == b),
+        [a, op, b] if op == "!=" => Some(a != b),
+        [op, a] if op == "-n" => Some(!a.is_empty()),
+        [op, a] if op == "-z" => Some(a.is_empty()),
+        [a] => Some(!a.is_empty()),
+        _ => None,
+    };
+    match truth {
+        Some(true) => 0,
+        Some(false) => 1,
+        None => {
+            io.stderr
+                .line(format!("sh: 1: test: unsupported: {}", args.join(" ")))
+                .await;
+            2
+        }
     }
 }
 
