@@ -1186,3 +1186,97 @@ async fn the_running_master_not_the_files_decides() {
         RunningState::NotLoaded
     );
 }
+
+/// A Zimbra node beside a Carbonio one, `flavour` left to `auto`: the gather finds the
+/// `zimbra` service user and reads /opt/zimbra (version from the install history, the
+/// mail log in /var/log/zimbra.log); Zimbra's stock policy entry spawns as `zimbra`,
+/// which exists there and owns localconfig.xml, so nothing blocks the policy controls;
+/// apply remediates it as `zimbra` with zmcontrol. An inventory that says `carbonio` for
+/// it fails that host alone, naming the missing user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zimbra_node_is_read_and_remediated_as_zimbra() {
+    use Platform::*;
+    use Posture::*;
+    use carbonio_fleet::carbonio::flavour::Flavour;
+    let zimbra = NodeProfile {
+        flavour: Flavour::Zimbra,
+        ..NodeProfile::default()
+    };
+    let sim = Sim::start(
+        vec![
+            ("zm1", "z", zimbra),
+            ("cb1", "c", mta(Legacy, NonCompliant)),
+        ],
+        Duration::from_millis(100),
+    )
+    .await;
+    let o = sim.run(&["check"]).await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    let r = sim.latest();
+    let zm = r.hosts.iter().find(|h| h.name == "zm1").unwrap();
+    assert_eq!(zm.flavour, Some(Flavour::Zimbra));
+    assert_eq!(
+        zm.version.as_deref(),
+        Some("Zimbra Release 10.0.6.GA.4518.UBUNTU22.64")
+    );
+    assert_eq!(zm.status, HostStatus::Drift);
+    assert!(
+        zm.findings.iter().all(|f| f.id != "PRE-POLICY-SPAWN-USER"),
+        "{:?}",
+        zm.findings
+    );
+    let running = zm.running.as_ref().unwrap();
+    assert!(
+        running.evidence.contains("/var/log/zimbra.log"),
+        "{}",
+        running.evidence
+    );
+    assert_eq!(
+        r.hosts.iter().find(|h| h.name == "cb1").unwrap().flavour,
+        Some(Flavour::Carbonio)
+    );
+
+    let o = sim.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    let r = sim.latest();
+    let zm = r.hosts.iter().find(|h| h.name == "zm1").unwrap();
+    assert_eq!(zm.status, HostStatus::Compliant, "{}", explain(&o));
+    let commands = &zm.apply.as_ref().unwrap().commands;
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.command.starts_with("su - zimbra -c ")),
+        "{commands:?}"
+    );
+    assert!(
+        commands.iter().all(|c| !c.command.contains("zextras")),
+        "{commands:?}"
+    );
+    let restart = zm.apply.as_ref().unwrap().restart.as_ref().unwrap();
+    assert!(
+        restart.method.starts_with("zmcontrol restart"),
+        "{}",
+        restart.method
+    );
+    assert!(restart.ok);
+
+    // An inventory that names the wrong product: that host fails, with the reason.
+    let inv = sim.fleet.inventory_path();
+    let text = std::fs::read_to_string(&inv).unwrap();
+    std::fs::write(
+        &inv,
+        text.replacen("[defaults]\n", "[defaults]\nflavour = \"carbonio\"\n", 1),
+    )
+    .unwrap();
+    let o = sim.run(&["check"]).await;
+    assert_eq!(code(&o), exit::HOST_FAILED, "{}", explain(&o));
+    let r = sim.latest();
+    let zm = r.hosts.iter().find(|h| h.name == "zm1").unwrap();
+    assert_eq!(zm.status, HostStatus::Failed);
+    let e = zm.error.as_ref().unwrap();
+    assert!(e.message.contains("zextras"), "{}", e.message);
+    assert_eq!(
+        r.hosts.iter().find(|h| h.name == "cb1").unwrap().status,
+        HostStatus::Compliant
+    );
+}

@@ -212,7 +212,9 @@ mod tests {
         );
         assert_eq!(
             Flavour::Zimbra
-                .parse_version("1: INSTALLED zimbra-core-8.8.15_GA_3869.RHEL7_64-20190917004220.x86_64.rpm\n")
+                .parse_version(
+                    "1: INSTALLED zimbra-core-8.8.15_GA_3869.RHEL7_64-20190917004220.x86_64.rpm\n"
+                )
                 .as_deref(),
             Some("Zimbra Release 8.8.15_GA_3869.RHEL7_64-20190917004220")
         );

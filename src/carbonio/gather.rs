@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-pub use super::platform::Platform;
 use super::flavour::Flavour;
+pub use super::platform::Platform;
 use super::postfix::{self, SpawnAccess, SpawnLine};
 use super::prov;
 use super::running::{self, RunningFacts};
@@ -201,8 +201,15 @@ impl GatherPlan {
         let mut scripts = Vec::new();
         let mut batch_len = 0;
         for flavour in Flavour::ALL {
-            let (script, n) =
-                Self::script_for(playbook, nonce, ldap, flavour, &params, &global_attrs, &server_attrs)?;
+            let (script, n) = Self::script_for(
+                playbook,
+                nonce,
+                ldap,
+                flavour,
+                &params,
+                &global_attrs,
+                &server_attrs,
+            )?;
             scripts.push(script);
             batch_len = n;
         }
@@ -215,7 +222,6 @@ impl GatherPlan {
             batch_len,
         })
     }
-
 
     /// One product's gather script, and the length of its prov batch.
     fn script_for(
@@ -240,7 +246,12 @@ impl GatherPlan {
             &format!("systemctl is-enabled {targets} 2>&1"),
         );
         // Which product's script this is: the reader takes its paths from it.
-        section(&mut s, nonce, "flavour", &format!("echo {}", flavour.as_str()));
+        section(
+            &mut s,
+            nonce,
+            "flavour",
+            &format!("echo {}", flavour.as_str()),
+        );
         // No JVM but zmprov's (CARBONIO.md §0.7, §0.11): `zmcontrol -v` and `zmhostname`
         // each start one through zmlocalconfig. The version is what `zmcontrol -v`
         // prints from /opt/zextras/.version (Zimbra: the install history); the server
@@ -318,7 +329,10 @@ impl GatherPlan {
         let host_sec = get("hostname")?;
         let hostname = host_sec.output.trim().to_string();
         if hostname.is_empty() {
-            return Err(GatherError::NoHostname(flavour.localconfig(), host_sec.status));
+            return Err(GatherError::NoHostname(
+                flavour.localconfig(),
+                host_sec.status,
+            ));
         }
         // It goes into the zmprov batch as a word (`gs -e NAME`): only a host name may.
         // The value itself is not repeated: a malformed file could make it something else.

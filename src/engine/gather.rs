@@ -293,8 +293,9 @@ pub async fn gather_session(
     nonce: &str,
 ) -> Result<Gathered, HostError> {
     let command_error = |message: String| HostError::new(ErrorKind::Command, message);
-    let exec_failed =
-        |e: crate::ssh::ExecError| HostError::new(error_kind(e.kind()), format!("gather failed: {e}"));
+    let exec_failed = |e: crate::ssh::ExecError| {
+        HostError::new(error_kind(e.kind()), format!("gather failed: {e}"))
+    };
     let command = match host.flavour.fixed() {
         Some(f) => session.wrap_as(f, RunAs::Service, plan.script(f)),
         None => detecting_command(session, plan),

@@ -65,8 +65,14 @@ fn batch_command(
 ) -> Result<String, String> {
     let (b, _) = changes::batch_with_readback(batch, server).map_err(|e| e.to_string())?;
     let script = prov::shell_command(&b, prov::Ldap::Master).map_err(|e| e.to_string())?;
-    wrap(&host.user, host.become_, flavour.user(), RunAs::Service, &script)
-        .map_err(|e| e.to_string())
+    wrap(
+        &host.user,
+        host.become_,
+        flavour.user(),
+        RunAs::Service,
+        &script,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// Renders the plan for humans.

@@ -279,8 +279,10 @@ pub fn spawn_user_fix(flavour: Flavour) -> String {
         tpl = flavour.master_template(),
         rewrite = flavour.configrewrite(),
         upgrade = match flavour {
-            Flavour::Carbonio => "a carbonio-mta upgrade restores `user=zimbra`, so re-apply it after every upgrade, before the next restart",
-            Flavour::Zimbra => "a zimbra-mta upgrade restores the package's template, so re-apply it after every upgrade, before the next restart",
+            Flavour::Carbonio =>
+                "a carbonio-mta upgrade restores `user=zimbra`, so re-apply it after every upgrade, before the next restart",
+            Flavour::Zimbra =>
+                "a zimbra-mta upgrade restores the package's template, so re-apply it after every upgrade, before the next restart",
         }
     )
 }

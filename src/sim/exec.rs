@@ -39,11 +39,12 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::fleet::{FleetSpec, NodeSpec, build_nodes};
-use super::node::{ClusterState, Ldap, MASTER_CF_IN, Node, NodeState, PasswdEntry, RestartHook};
+use super::node::{ClusterState, Ldap, Node, NodeState, PasswdEntry, RestartHook};
 use super::programs::{self, Proc};
 use super::restarts::{RestartLog, RestartMethod, RestartRecord};
 use super::shell::{Io, OutputPort, Sink, Source, Stream};
 use super::smtp::{self, Vantage};
+use crate::carbonio::flavour::Flavour;
 
 /// Environment variable naming the state directory.
 pub const STATE_ENV: &str = "CARBONIO_FLEET_SIM_STATE";
@@ -64,8 +65,11 @@ pub const RESTART_HOLD: &str = "restart.hold";
 /// The longest a held restart waits for its release (a test that died without removing
 /// the file must not leave a process behind forever).
 const RESTART_HOLD_LIMIT: Duration = Duration::from_secs(300);
-/// Where the emulated programs are looked up: the Carbonio tools first, then /usr/bin.
-const SEARCH_PATH: &str = "/opt/zextras/bin:/opt/zextras/libexec:/opt/zextras/common/sbin:/usr/bin";
+/// Where the emulated programs are looked up: the product's tools first, then /usr/bin.
+fn search_path(flavour: Flavour) -> String {
+    let h = flavour.home();
+    format!("{h}/bin:{h}/libexec:{h}/common/sbin:/usr/bin")
+}
 
 /// Errors of `sim-exec` and of state seeding.
 #[derive(Debug, thiserror::Error)]
@@ -132,13 +136,17 @@ pub struct Mirror {
 /// state rendered a newer or different one. A file whose mtime a test moved forward
 /// (a master.cf written after the master started) is left as it is.
 pub fn mirror_files(state: &NodeState, m: &Mirror) -> Result<(), ExecError> {
-    use super::node::{MAIL_LOG, MASTER_CF};
     for path in [&m.master_cf, &m.mail_log] {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
     }
-    let log = state.files.get(MAIL_LOG).map(Vec::as_slice).unwrap_or(&[]);
+    let flavour = state.flavour;
+    let log = state
+        .files
+        .get(flavour.mail_log())
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     let real_len = fs::metadata(&m.mail_log).map(|md| md.len()).unwrap_or(0) as usize;
     if log.len() > real_len || !m.mail_log.exists() {
         OpenOptions::new()
@@ -148,7 +156,8 @@ pub fn mirror_files(state: &NodeState, m: &Mirror) -> Result<(), ExecError> {
             .and_then(|mut f| f.write_all(&log[real_len.min(log.len())..]))
             .map_err(io_err(&m.mail_log))?;
     }
-    if let (Some(text), Some(mtime)) = (state.files.get(MASTER_CF), state.mtimes.get(MASTER_CF)) {
+    let master_cf = flavour.master_cf();
+    if let (Some(text), Some(mtime)) = (state.files.get(master_cf), state.mtimes.get(master_cf)) {
         let real = fs::read(&m.master_cf).ok();
         let real_mtime = fs::metadata(&m.master_cf)
             .and_then(|md| md.modified())
@@ -465,8 +474,9 @@ fn materialize(nf: &NodeFile, cf: &ClusterFile, held: bool) -> Arc<Node> {
     if !users.is_empty() {
         state.passwd = users;
     }
-    if let Ok(tpl) = fs::read(MASTER_CF_IN) {
-        state.files.insert(MASTER_CF_IN.to_string(), tpl);
+    let template = state.flavour.master_template();
+    if let Ok(tpl) = fs::read(template) {
+        state.files.insert(template.to_string(), tpl);
     }
     let cluster = Arc::new(ClusterState::new(cf.name.clone(), cf.ldap.clone()));
     Arc::new(Node::from_parts(
@@ -611,10 +621,11 @@ pub async fn exec_program(
     program: &str,
     args: Vec<String>,
 ) -> Result<i32, ExecError> {
-    let resolved = programs::resolve(program, SEARCH_PATH)
-        .ok_or_else(|| ExecError::UnknownProgram(program.to_string()))?;
     let locks = store.lock()?;
     let (mut nf, cf) = store.load(&locks)?;
+    let flavour = nf.state.flavour;
+    let resolved = programs::resolve(program, &search_path(flavour), flavour)
+        .ok_or_else(|| ExecError::UnknownProgram(program.to_string()))?;
     *nf.invocations.entry(program.to_string()).or_default() += 1;
     let node = materialize(&nf, &cf, store.restarts_held());
     let session = Arc::new(Session {
@@ -686,15 +697,16 @@ pub async fn smtpd(store: Store, listen: SocketAddr) -> Result<(), ExecError> {
             let grown = {
                 let st = node.state();
                 st.files
-                    .get(super::node::MAIL_LOG)
+                    .get(st.flavour.mail_log())
                     .map(|b| b[log_len.min(b.len())..].to_vec())
                     .unwrap_or_default()
             };
             if !grown.is_empty() {
                 let r = store.update(|nf, _| {
+                    let log = nf.state.flavour.mail_log();
                     nf.state
                         .files
-                        .entry(super::node::MAIL_LOG.to_string())
+                        .entry(log.to_string())
                         .or_default()
                         .extend_from_slice(&grown);
                 });
@@ -708,10 +720,8 @@ pub async fn smtpd(store: Store, listen: SocketAddr) -> Result<(), ExecError> {
 }
 
 fn mail_log_len(node: &Node) -> usize {
-    node.state()
-        .files
-        .get(super::node::MAIL_LOG)
-        .map_or(0, Vec::len)
+    let st = node.state();
+    st.files.get(st.flavour.mail_log()).map_or(0, Vec::len)
 }
 
 /// Entry point of `carbonio-fleet sim-exec PROGRAM ARGS...`; returns the exit status.
@@ -783,9 +793,11 @@ pub fn seed(
     let (nodes, domains) =
         build_nodes(spec, Arc::new(RestartLog::default()), |n: &NodeSpec, st| {
             st.passwd = users.clone();
+            let flavour = st.flavour;
             st.files.insert(
-                MASTER_CF_IN.to_string(),
-                super::postfix::master_cf_in(&by_name[n.name.as_str()].spawn_user).into_bytes(),
+                flavour.master_template().to_string(),
+                super::postfix::master_cf_in_for(flavour, &by_name[n.name.as_str()].spawn_user)
+                    .into_bytes(),
             );
         });
     let shared_dir = |d: &Path| -> Result<(), ExecError> {
@@ -810,7 +822,8 @@ pub fn seed(
         if let Some(m) = &s.mirror {
             mirror_files(&nf.state, m)?;
             // Both the emulated programs (zextras, root) append to them.
-            if let Some(z) = users.iter().find(|u| u.name == "zextras") {
+            let service = nf.state.flavour.user();
+            if let Some(z) = users.iter().find(|u| u.name == service) {
                 for path in [&m.master_cf, &m.mail_log]
                     .into_iter()
                     .filter(|p| p.exists())

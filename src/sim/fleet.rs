@@ -19,15 +19,15 @@ use super::attrs::AttrMap;
 use super::dns;
 use super::error::SimError;
 use super::node::{
-    ClusterState, FileMeta, GroupEntry, LOCALCONFIG, Ldap, MAIL_LOG, MASTER_CF_IN, Node, NodeState,
-    PasswdEntry, localconfig_xml,
+    ClusterState, FileMeta, GroupEntry, Ldap, Node, NodeState, PasswdEntry, localconfig_xml,
 };
-use super::postfix::master_cf_in;
+use super::postfix::master_cf_in_for;
 use super::profiles::{
     Behaviour, NodeProfile, Posture, RunningSetup, SpawnSetup, global_attrs, parse_mix,
 };
 use super::restarts::{RestartLog, RestartRecord};
 use super::server::{Endpoint, accept_loop, smtp_outside_loop};
+use crate::carbonio::flavour::Flavour;
 
 /// One node to simulate.
 #[derive(Debug, Clone)]
@@ -199,7 +199,7 @@ impl NodeHandle {
         let st = self.node.state();
         String::from_utf8_lossy(
             st.files
-                .get(MAIL_LOG)
+                .get(st.flavour.mail_log())
                 .map(Vec::as_slice)
                 .unwrap_or_default(),
         )
@@ -322,6 +322,8 @@ fn known_hosts_host(addr: SocketAddr) -> String {
 
 fn node_state(spec: &FleetSpec, n: &NodeSpec) -> NodeState {
     let p = n.profile;
+    let flavour = p.flavour;
+    let service = flavour.user();
     let mut passwd = vec![
         PasswdEntry::new("root", 0, "root", "/root", "/bin/bash"),
         PasswdEntry::new("daemon", 1, "daemon", "/usr/sbin", "/usr/sbin/nologin"),
@@ -332,14 +334,22 @@ fn node_state(spec: &FleetSpec, n: &NodeSpec) -> NodeState {
             "/var/spool/postfix",
             "/usr/sbin/nologin",
         ),
-        PasswdEntry::new("zextras", 999, "zextras user", "/opt/zextras", "/bin/bash"),
+        PasswdEntry::new(
+            service,
+            999,
+            &format!("{service} user"),
+            flavour.home(),
+            "/bin/bash",
+        ),
     ];
-    // No package creates `zimbra` (CARBONIO.md §0.2): a stock node's template names a
-    // user that does not exist; a fixed one spawns as zextras (a hand-made `zimbra`
-    // user would not help: it cannot read localconfig.xml).
-    let spawn_user = match p.spawn_setup() {
-        SpawnSetup::Stock | SpawnSetup::ZimbraAdded => "zimbra",
-        SpawnSetup::Fixed => "zextras",
+    // No Carbonio package creates `zimbra` (CARBONIO.md §0.2): a stock Carbonio node's
+    // template names a user that does not exist; a fixed one spawns as zextras (a
+    // hand-made `zimbra` user would not help: it cannot read localconfig.xml). On Zimbra
+    // the stock `user=zimbra` is the service user itself, which owns localconfig.xml.
+    let spawn_user = match (flavour, p.spawn_setup()) {
+        (Flavour::Zimbra, _) => "zimbra",
+        (_, SpawnSetup::Stock | SpawnSetup::ZimbraAdded) => "zimbra",
+        (_, SpawnSetup::Fixed) => "zextras",
     };
     // Each user's own primary group; an added `zimbra` is a supplementary member of
     // zextras (which spawn drops).
@@ -351,7 +361,7 @@ fn node_state(spec: &FleetSpec, n: &NodeSpec) -> NodeState {
             members: Vec::new(),
         })
         .collect();
-    if p.spawn_setup() == SpawnSetup::ZimbraAdded {
+    if flavour == Flavour::Carbonio && p.spawn_setup() == SpawnSetup::ZimbraAdded {
         passwd.push(PasswdEntry::new(
             "zimbra",
             998,
@@ -370,23 +380,18 @@ fn node_state(spec: &FleetSpec, n: &NodeSpec) -> NodeState {
     }
     let mut files = BTreeMap::new();
     files.insert(
-        MASTER_CF_IN.to_string(),
-        master_cf_in(spawn_user).into_bytes(),
+        flavour.master_template().to_string(),
+        master_cf_in_for(flavour, spawn_user).into_bytes(),
     );
-    files.insert(
-        "/opt/zextras/.version".to_string(),
-        p.version()
-            .trim_start_matches("Carbonio Release ")
-            .as_bytes()
-            .to_vec(),
-    );
+    let (version_file, version_text) = p.version_file();
+    files.insert(version_file.to_string(), version_text.into_bytes());
     files.insert(
         "/etc/hostname".to_string(),
         format!("{}\n", n.name).into_bytes(),
     );
-    files.insert(MAIL_LOG.to_string(), Vec::new());
+    files.insert(flavour.mail_log().to_string(), Vec::new());
     files.insert(
-        LOCALCONFIG.to_string(),
+        flavour.localconfig().to_string(),
         localconfig_xml(&n.name).into_bytes(),
     );
     let (mut jvm, mut restart) = (spec.jvm_latency, spec.restart_time);
@@ -401,14 +406,14 @@ fn node_state(spec: &FleetSpec, n: &NodeSpec) -> NodeState {
         passwd,
         groups,
         file_meta: BTreeMap::from([(
-            LOCALCONFIG.to_string(),
+            flavour.localconfig().to_string(),
             FileMeta {
                 uid: 999,
                 gid: 999,
                 mode: 0o640,
             },
         )]),
-        login_users: ["root", "zextras"].map(String::from).into_iter().collect(),
+        login_users: ["root", service].map(String::from).into_iter().collect(),
         sudo_users: BTreeSet::new(),
         files,
         postfix: None,
@@ -420,6 +425,7 @@ fn node_state(spec: &FleetSpec, n: &NodeSpec) -> NodeState {
         advanced_cli: p.advanced_cli,
         mtimes: BTreeMap::new(),
         master_started: None,
+        flavour,
     }
 }
 
@@ -575,12 +581,14 @@ fn age_master(node: &Node, setup: RunningSetup) {
     {
         let mut st = node.state();
         st.master_started = Some(master);
-        st.mtimes.insert(super::node::MASTER_CF.into(), written);
-        st.files.remove(super::node::MAIL_LOG);
+        let flavour = st.flavour;
+        st.mtimes.insert(flavour.master_cf().into(), written);
+        st.files.remove(flavour.mail_log());
     }
     let at = |t: i64| jiff::Timestamp::from_second(t).expect("a time in range");
     if setup == RunningSetup::NotReloaded {
-        node.log_mail_at(at(master), "postfix/master", super::node::MASTER_STARTED);
+        let line = super::node::master_started_line(node.state().flavour);
+        node.log_mail_at(at(master), "postfix/master", &line);
     } else {
         node.log_mail_at(
             at(log_from),

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::attrs::{AttrMap, lookup};
 use super::postfix::{EffectivePostfix, RenderInput};
 use super::restarts::{RestartLog, RestartMethod};
+use crate::carbonio::flavour::Flavour;
 
 /// Service manager generation of a node (CARBONIO.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -238,6 +239,9 @@ pub struct NodeState {
     /// When the Postfix master started (UNIX seconds); `None` while it is not running.
     #[serde(default)]
     pub master_started: Option<i64>,
+    /// Carbonio or Zimbra: the service user and every path follow it.
+    #[serde(default)]
+    pub flavour: Flavour,
 }
 
 impl NodeState {
@@ -284,20 +288,28 @@ impl NodeState {
     }
 }
 
-/// The rendered master.cf (what the running master loads at start or reload).
+/// A Carbonio node's rendered master.cf (what the running master loads at start or
+/// reload); any node's is `Flavour::master_cf`.
 pub const MASTER_CF: &str = "/opt/zextras/common/conf/master.cf";
-/// What the master logs at start and reload (Postfix `master/master.c` lines 550, 583).
-pub const MASTER_STARTED: &str =
-    "daemon started -- version 3.7.11, configuration /opt/zextras/common/conf";
+
+/// What the master logs at start (Postfix `master/master.c` line 550), configured in
+/// the flavour's `common/conf`.
+pub fn master_started_line(flavour: Flavour) -> String {
+    format!(
+        "daemon started -- version 3.7.11, configuration {}/common/conf",
+        flavour.home()
+    )
+}
 
 /// The current time in UNIX seconds.
 pub fn unix_now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
-/// Path of the virtual mail log.
+/// A Carbonio node's mail log (any node's: `Flavour::mail_log`).
 pub const MAIL_LOG: &str = "/var/log/carbonio.log";
-/// Path of localconfig.xml (0640 zextras:zextras; CARBONIO.md §0.2).
+/// A Carbonio node's localconfig.xml (0640 zextras:zextras; CARBONIO.md §0.2; any
+/// node's: `Flavour::localconfig`).
 pub const LOCALCONFIG: &str = "/opt/zextras/conf/localconfig.xml";
 /// The password every simulated localconfig.xml holds: tests assert it never leaves
 /// the node (no log, report, journal or error may contain it).
@@ -324,7 +336,7 @@ pub fn localconfig_xml(hostname: &str) -> String {
     s
 }
 
-/// Path of the master.cf template.
+/// A Carbonio node's master.cf template (any node's: `Flavour::master_template`).
 pub const MASTER_CF_IN: &str = "/opt/zextras/common/conf/master.cf.in";
 
 /// How a restart waits when the node lives in a real process (`sim-exec`): instead of
@@ -479,9 +491,10 @@ impl Node {
             st.postfix = None;
             return;
         }
+        let flavour = st.flavour;
         let tpl = st
             .files
-            .get(MASTER_CF_IN)
+            .get(flavour.master_template())
             .map(|b| String::from_utf8_lossy(b).into_owned())
             .unwrap_or_default();
         let attr = |n: &str| ldap.effective(&host, n);
@@ -490,15 +503,17 @@ impl Node {
             attr: &attr,
             services: &services,
             master_cf_in: &tpl,
-        });
+        })
+        .relocated(flavour.home());
         // zmconfigd writes master.cf whenever it renders (CARBONIO.md §0.4).
         let master_cf: String = pf
             .master
             .iter()
             .map(|e| format!("{}\n", e.render()))
             .collect();
-        st.files.insert(MASTER_CF.into(), master_cf.into_bytes());
-        st.mtimes.insert(MASTER_CF.into(), unix_now());
+        st.files
+            .insert(flavour.master_cf().into(), master_cf.into_bytes());
+        st.mtimes.insert(flavour.master_cf().into(), unix_now());
         st.postfix = Some(pf);
     }
 
@@ -508,8 +523,12 @@ impl Node {
         if self.state().postfix.is_none() {
             return;
         }
-        self.state().master_started = Some(unix_now());
-        self.log_mail("postfix/master", MASTER_STARTED);
+        let flavour = {
+            let mut st = self.state();
+            st.master_started = Some(unix_now());
+            st.flavour
+        };
+        self.log_mail("postfix/master", &master_started_line(flavour));
     }
 
     /// Counts one `zmprov`/`carbonio` process.
@@ -537,8 +556,9 @@ impl Node {
         let pid = self.next_pid();
         let mut st = self.state();
         let line = format!("{at} {} {program}[{pid}]: {msg}\n", st.hostname);
+        let log = st.flavour.mail_log();
         st.files
-            .entry(MAIL_LOG.into())
+            .entry(log.into())
             .or_default()
             .extend_from_slice(line.as_bytes());
     }

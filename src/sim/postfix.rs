@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::carbonio::flavour::Flavour;
+
 /// The `%%uncomment%%` marker zmconfigd resolves for the policy spawn service.
 pub const POLICY_MARKER: &str = "%%uncomment VAR:zimbraMtaEnableSmtpdPolicyd%%";
 
@@ -16,6 +18,13 @@ pub const POLICY_MARKER: &str = "%%uncomment VAR:zimbraMtaEnableSmtpdPolicyd%%";
 /// TAB-led continuation holding `user=zimbra argv=…` (stock; a node whose operator fixed
 /// it holds another user there). Abridged to the services around it.
 pub fn master_cf_in(spawn_user: &str) -> String {
+    master_cf_in_for(Flavour::Carbonio, spawn_user)
+}
+
+/// [`master_cf_in`] of either product: Zimbra ships the same two-line entry with its
+/// own policyd path (Zimbra/zm-postfix `conf/postfix/master.cf.in` lines 76–77).
+pub fn master_cf_in_for(flavour: Flavour, spawn_user: &str) -> String {
+    let policyd = flavour.policyd();
     format!(
         "smtp      inet  n       -       n       -       1       postscreen\n\
          smtpd     pass  -       -       n       -       -       smtpd\n\
@@ -23,7 +32,7 @@ pub fn master_cf_in(spawn_user: &str) -> String {
          anvil     unix  -       -       n       -       1       anvil\n\
          scache\t  unix\t-\t-\tn\t-\t1\tscache\n\
          {POLICY_MARKER}policy    unix  -       n       n       -       0       spawn\n\
-         {POLICY_MARKER}\tuser={spawn_user} argv=/usr/bin/perl /opt/zextras/libexec/zmpostfixpolicyd\n\
+         {POLICY_MARKER}\tuser={spawn_user} argv=/usr/bin/perl {policyd}\n\
          #\n\
          # ====================================================================\n\
          # Interfaces to non-Postfix software. Be sure to examine the manual\n"
@@ -110,6 +119,16 @@ pub struct RenderInput<'a> {
 }
 
 impl EffectivePostfix {
+    /// The same config rendered under another install tree: Zimbra's zmconfigd templates
+    /// are Carbonio's with `/opt/zimbra` (Zimbra/zm-mta `zmconfigd/*.cf`).
+    pub fn relocated(mut self, home: &str) -> Self {
+        let move_ = |v: &str| v.replace("/opt/zextras/", &format!("{home}/"));
+        for v in self.params.values_mut() {
+            *v = move_(v);
+        }
+        self
+    }
+
     /// Renders the config as zmconfigd would at (re)start.
     pub fn render(input: &RenderInput<'_>) -> Self {
         let attr = input.attr;

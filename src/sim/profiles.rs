@@ -6,7 +6,7 @@
 //! `compliant=4,systemd+half-compliant=3,legacy+non-compliant+spawn-user-missing=1,unreachable=1`.
 //! Tags: platform `legacy`|`systemd` (absent: alternates, legacy first); posture
 //! `non-compliant` (default) | `half-compliant` | `compliant` | `server-override` |
-//! `restart-pending`; role `mta` (default) | `mailbox`; `spawn-user-missing` (the stock `user=zimbra`); `spawn-user-fixed` (`user=zextras`); `zimbra-user-added`; `advanced-cli`; `catch-all-account`; `master-not-reloaded` (master.cf written after the master started, no reload logged); `log-rotated` (the mail log begins after master.cf's last write); behaviour
+//! `restart-pending`; role `mta` (default) | `mailbox`; `spawn-user-missing` (the stock `user=zimbra`); `spawn-user-fixed` (`user=zextras`); `zimbra-user-added`; `advanced-cli`; `catch-all-account`; `zimbra` (a Zimbra node: user `zimbra`, `/opt/zimbra`, legacy only); `master-not-reloaded` (master.cf written after the master started, no reload logged); `log-rotated` (the mail log begins after master.cf's last write); behaviour
 //! `slow` | `auth-refused` | `hostkey-changed` | `unreachable` | `hanging`. Nodes not
 //! covered by the mix are plain `non-compliant`.
 
@@ -16,6 +16,7 @@ use super::attrs::{AttrMap, attr_map};
 use super::error::SimError;
 use super::node::Platform;
 use super::postfix::POLICY_RESTRICTION;
+use crate::carbonio::flavour::Flavour;
 
 /// The LDAP state a node's cluster (and its server entry) starts in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -82,6 +83,9 @@ pub struct NodeProfile {
     pub catch_all_account: bool,
     /// What the mail log and the master's age say about master.cf being loaded.
     pub running: RunningSetup,
+    /// Carbonio (default) or Zimbra (`zimbra` tag: user `zimbra`, `/opt/zimbra`, no
+    /// systemd targets, so always a `legacy` node).
+    pub flavour: Flavour,
     pub behaviour: Behaviour,
 }
 
@@ -111,6 +115,7 @@ impl Default for NodeProfile {
             advanced_cli: false,
             catch_all_account: false,
             running: RunningSetup::Loaded,
+            flavour: Flavour::Carbonio,
             behaviour: Behaviour::Normal,
         }
     }
@@ -145,6 +150,9 @@ impl fmt::Display for NodeProfile {
     /// The canonical tag list, e.g. `systemd+compliant+mailbox`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}+{}", self.platform.as_str(), self.posture.as_str())?;
+        if self.flavour == Flavour::Zimbra {
+            f.write_str("+zimbra")?;
+        }
         if self.role == NodeRole::Mailbox {
             f.write_str("+mailbox")?;
         }
@@ -291,10 +299,28 @@ impl NodeProfile {
 
     /// `zmcontrol -v` text.
     pub fn version(&self) -> &'static str {
-        match self.platform {
-            Platform::Legacy => "Carbonio Release 24.12.0",
-            Platform::Systemd => "Carbonio Release 25.6.0",
+        match (self.flavour, self.platform) {
+            // zm-core-utils `zmcontrol` displayVersion: "Release $release $platform" and
+            // the edition.
+            (Flavour::Zimbra, _) => "Release 10.0.6.GA.4518.UBUNTU22.64 UBUNTU22_64 FOSS edition.",
+            (Flavour::Carbonio, Platform::Legacy) => "Carbonio Release 24.12.0",
+            (Flavour::Carbonio, Platform::Systemd) => "Carbonio Release 25.6.0",
         }
+    }
+
+    /// The file the tool reads the release from, and its content: Carbonio's `.version`
+    /// (the bare version), Zimbra's install history (zm-build `packages.sh` line 199).
+    pub fn version_file(&self) -> (&'static str, String) {
+        let content = match self.flavour {
+            Flavour::Carbonio => self
+                .version()
+                .trim_start_matches("Carbonio Release ")
+                .to_string(),
+            Flavour::Zimbra => "1700000000: INSTALLED zimbra-core_10.0.6.GA.4518.UBUNTU22.64_amd64.deb\n\
+                                1700000001: INSTALLED zimbra-mta_10.0.6.GA.4518.UBUNTU22.64_amd64.deb\n"
+                .to_string(),
+        };
+        (self.flavour.version_file(), content)
     }
 
     /// Parses `+`-joined tags (see the module docs). `platform` is used when no platform
@@ -341,6 +367,7 @@ impl NodeProfile {
                 "zimbra-user-added" => p.zimbra_user_added = true,
                 "catch-all-account" => p.catch_all_account = true,
                 "master-not-reloaded" => p.running = RunningSetup::NotReloaded,
+                "zimbra" => p.flavour = Flavour::Zimbra,
                 "log-rotated" => p.running = RunningSetup::LogRotated,
                 "slow" | "auth-refused" | "hostkey-changed" | "unreachable" | "hanging" => {
                     once(&mut seen_behaviour, "behaviour")?;
@@ -355,13 +382,23 @@ impl NodeProfile {
                 other => return Err(format!("unknown tag `{other}`")),
             }
         }
+        if p.flavour == Flavour::Zimbra {
+            // Zimbra has no systemd units (zm-build `zimbra-core.post`: an init script).
+            if seen_platform && p.platform == Platform::Systemd {
+                return Err(format!(
+                    "`{tags}`: a Zimbra node has no systemd targets (use `legacy`)"
+                ));
+            }
+            p.platform = Platform::Legacy;
+        }
         Ok(p)
     }
 
-    /// Whether the tags named a platform (else the caller alternates).
+    /// Whether the tags fix the platform (else the caller alternates): a platform tag,
+    /// or `zimbra` (always legacy).
     fn names_platform(tags: &str) -> bool {
         tags.split('+')
-            .any(|t| matches!(t.trim(), "legacy" | "systemd"))
+            .any(|t| matches!(t.trim(), "legacy" | "systemd" | "zimbra"))
     }
 }
 

@@ -142,6 +142,7 @@ pub fn demo_spec() -> FleetSpec {
         advanced_cli: false,
         catch_all_account: false,
         running: super::profiles::RunningSetup::Loaded,
+        flavour: crate::carbonio::flavour::Flavour::Carbonio,
         behaviour,
     };
     let mta = NodeRole::Mta;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
-use super::node::{LOCALCONFIG, Node};
+use super::node::Node;
 use super::postfix::POLICY_RESTRICTION;
 
 /// Where the SMTP client stands relative to the node.
@@ -101,7 +101,11 @@ pub fn rcpt_reply(node: &Node, vantage: Vantage, sender: &str, rcpt: &str) -> St
                         // zmpostfixpolicyd reads localconfig.xml first; as a user that
                         // cannot (spawn keeps one group), it dies before answering
                         // (CARBONIO.md §0.2; Postfix attr_scan's message).
-                        if !node.state().can_read_as(user, group, LOCALCONFIG) {
+                        let readable = {
+                            let st = node.state();
+                            st.can_read_as(user, group, st.flavour.localconfig())
+                        };
+                        if !readable {
                             node.log_mail(smtpd, "warning: premature end-of-input on private/policy while reading input attribute name");
                             return "451 4.3.5 Server configuration problem".into();
                         }

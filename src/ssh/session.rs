@@ -14,9 +14,9 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use super::become_::{RunAs, wrap};
-use crate::carbonio::flavour::Flavour;
 use super::connector::Checker;
 use super::error::ExecError;
+use crate::carbonio::flavour::Flavour;
 use crate::inventory::Become;
 
 /// How a remote command ended.

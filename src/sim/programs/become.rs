@@ -142,7 +142,8 @@ pub async fn sudo(args: Vec<String>, p: &mut Proc) -> i32 {
         return 1;
     };
     let path = env.get("PATH").cloned().unwrap_or_default();
-    let Some(resolved) = super::resolve(prog, &path) else {
+    let flavour = p.node.state().flavour;
+    let Some(resolved) = super::resolve(prog, &path, flavour) else {
         p.io.stderr
             .line(format!("sudo: {prog}: command not found"))
             .await;

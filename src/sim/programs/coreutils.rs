@@ -482,15 +482,18 @@ pub async fn ps(args: Vec<String>, p: &mut Proc) -> i32 {
             .await;
         return 1;
     }
-    let started = {
+    let (started, home) = {
         let st = p.node.state();
-        st.master_started.filter(|_| st.postfix.is_some())
+        (
+            st.master_started.filter(|_| st.postfix.is_some()),
+            st.flavour.home(),
+        )
     };
     match started {
         Some(t) => {
             let age = (crate::sim::node::unix_now() - t).max(0);
             p.io.stdout
-                .line(format!("{age:>11} /opt/zextras/common/libexec/master -w"))
+                .line(format!("{age:>11} {home}/common/libexec/master -w"))
                 .await;
             0
         }

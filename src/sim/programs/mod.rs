@@ -17,6 +17,7 @@ use futures::future::BoxFuture;
 
 use super::node::Node;
 use super::shell::Io;
+use crate::carbonio::flavour::Flavour;
 
 pub use prov::parse_line as prov_parse_line;
 pub use zmcontrol::{display_name, enabled_targets};
@@ -154,26 +155,38 @@ fn canonical(path: &str) -> String {
     }
 }
 
-fn at(path: &str) -> Option<Resolved> {
+/// The program at `path` on a node of `flavour`. The table names Carbonio's tree; a
+/// Zimbra node has the same tools under /opt/zimbra (zm-core-utils `src/bin`) and no
+/// `carbonio` wrapper, and nothing under /opt/zextras.
+fn at(path: &str, flavour: Flavour) -> Option<Resolved> {
     let c = canonical(path);
+    let key = match flavour {
+        Flavour::Carbonio => c,
+        Flavour::Zimbra if c.starts_with("/opt/zextras/") => return None,
+        Flavour::Zimbra => match c.strip_prefix("/opt/zimbra/") {
+            Some(rest) => format!("/opt/zextras/{rest}"),
+            None => c,
+        },
+    };
     TABLE
         .iter()
-        .find(|(p, _)| *p == c)
+        .filter(|(_, prog)| !(flavour == Flavour::Zimbra && *prog == Program::Carbonio))
+        .find(|(p, _)| *p == key)
         .map(|(_, prog)| Resolved {
             program: *prog,
             path: path.to_string(),
         })
 }
 
-/// Finds `name` (a path, or searched in `path_var`).
-pub fn resolve(name: &str, path_var: &str) -> Option<Resolved> {
+/// Finds `name` (a path, or searched in `path_var`) on a node of `flavour`.
+pub fn resolve(name: &str, path_var: &str, flavour: Flavour) -> Option<Resolved> {
     if name.contains('/') {
-        return at(name);
+        return at(name, flavour);
     }
     path_var
         .split(':')
         .filter(|d| !d.is_empty())
-        .find_map(|d| at(&format!("{d}/{name}")))
+        .find_map(|d| at(&format!("{d}/{name}"), flavour))
 }
 
 /// Runs a resolved program; returns its exit status.

@@ -161,7 +161,7 @@ struct Opts {
 /// modelled: a prompt per line read, and no ProvUtil `prov> ` output at all, which is
 /// what breaks a reader of ProvUtil batch output.
 pub async fn carbonio(args: Vec<String>, p: &mut Proc) -> i32 {
-    if p.user != "zextras" {
+    if p.user != p.node.state().flavour.user() {
         p.io.stdout.line("Please run as zextras user").await;
         return 1;
     }

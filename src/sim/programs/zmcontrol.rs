@@ -69,8 +69,13 @@ pub fn enabled_targets(services: &[String]) -> Vec<&'static str> {
 
 /// `zmcontrol ARGS`.
 pub async fn zmcontrol(args: Vec<String>, p: &mut Proc) -> i32 {
-    if p.user != "zextras" {
-        p.io.stderr.line("Run as the zextras user!").await;
+    // zm-core-utils `zmcontrol` lines 21–23: `die "Run as the zimbra user!"` (Carbonio's
+    // names zextras).
+    let service = p.node.state().flavour.user();
+    if p.user != service {
+        p.io.stderr
+            .line(format!("Run as the {service} user!"))
+            .await;
         return 255;
     }
     let (platform, version, host) = {

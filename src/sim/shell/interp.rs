@@ -64,19 +64,23 @@ pub fn login_env(node: &Node, user: &str) -> HashMap<String, String> {
         .find(|p| p.name == user)
         .map(|p| (p.home.clone(), p.shell.clone()))
         .unwrap_or_else(|| ("/".into(), "/bin/sh".into()));
-    let path = if user == "zextras" {
-        "/opt/zextras/bin:/opt/zextras/common/lib/jvm/java/bin:/opt/zextras/common/bin:/opt/zextras/common/sbin:/usr/sbin:/usr/local/bin:/usr/bin:/bin"
+    let service = st.flavour;
+    let path = if user == service.user() {
+        let h = service.home();
+        format!(
+            "{h}/bin:{h}/common/lib/jvm/java/bin:{h}/common/bin:{h}/common/sbin:/usr/sbin:/usr/local/bin:/usr/bin:/bin"
+        )
     } else if user == "root" {
-        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()
     } else {
-        "/usr/local/bin:/usr/bin:/bin"
+        "/usr/local/bin:/usr/bin:/bin".to_string()
     };
     [
         ("HOME", home.0.as_str()),
         ("SHELL", home.1.as_str()),
         ("USER", user),
         ("LOGNAME", user),
-        ("PATH", path),
+        ("PATH", path.as_str()),
         ("PWD", home.0.as_str()),
     ]
     .into_iter()
@@ -211,7 +215,8 @@ impl Shell {
                 let mut env = self.vars.clone();
                 env.extend(assigns);
                 let path = env.get("PATH").cloned().unwrap_or_default();
-                match programs::resolve(&name, &path) {
+                let flavour = self.node.state().flavour;
+                match programs::resolve(&name, &path, flavour) {
                     Some(prog) => {
                         let mut p = Proc {
                             node: self.node.clone(),
@@ -253,7 +258,8 @@ impl Shell {
             return 0;
         }
         let path = self.vars.get("PATH").cloned().unwrap_or_default();
-        match programs::resolve(name, &path) {
+        let flavour = self.node.state().flavour;
+        match programs::resolve(name, &path, flavour) {
             Some(p) => {
                 io.stdout.line(p.path).await;
                 0
