@@ -1203,3 +1203,69 @@ fn a_master_cf_newer_than_the_running_master_is_restart_pending() {
     );
     assert!(fleet.nodes[0].restarts().is_empty());
 }
+
+/// A Zimbra node among real nodes (user `zimbra`, /opt/zimbra, no `zextras` in its
+/// /etc/passwd): `flavour` left to `auto`, the real shell's `id -u` picks Zimbra's gather;
+/// the version comes from /opt/zimbra/.install_history and the running state from
+/// /var/log/zimbra.log; apply changes it as `zimbra` and restarts it with zmcontrol.
+#[test]
+fn a_zimbra_node_on_real_sshd() {
+    let Some(fleet) = RealFleet::start(
+        "zimbra_node",
+        specs(
+            2,
+            "zimbra+non-compliant=1,legacy+non-compliant+spawn-user-fixed=1",
+            1,
+        ),
+        &RealFleetOptions::default(),
+    ) else {
+        return;
+    };
+    let (zm, cb) = (&fleet.nodes[0], &fleet.nodes[1]);
+    let (out, reports) = run(&fleet, "check", None, &[]);
+    assert_eq!(code(&out), exit::DRIFT, "{}", show(&out));
+    let r = report(&reports);
+    let h = host(&r, &zm.name);
+    assert_eq!(s(&h["flavour"]), "zimbra", "{h}");
+    assert_eq!(
+        s(&h["version"]),
+        "Zimbra Release 10.0.6.GA.4518.UBUNTU22.64",
+        "{h}"
+    );
+    assert_eq!(s(&h["running"]["state"]), "loaded", "{h}");
+    assert!(
+        s(&h["running"]["evidence"]).contains("/var/log/zimbra.log"),
+        "{h}"
+    );
+    assert!(
+        h["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["id"] != "PRE-POLICY-SPAWN-USER"),
+        "Zimbra's stock spawn user exists and owns localconfig.xml: {h}"
+    );
+    assert_eq!(s(&host(&r, &cb.name)["flavour"]), "carbonio");
+
+    let pb = playbook(fleet.dir.path(), FAST);
+    let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
+    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    let r = report(&reports);
+    let h = host(&r, &zm.name);
+    assert_eq!(s(&h["status"]), "compliant", "{h}");
+    let commands: Vec<&str> = h["apply"]["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| s(&c["command"]))
+        .collect();
+    assert!(
+        commands.iter().all(|c| !c.contains("zextras")),
+        "{commands:?}"
+    );
+    assert!(
+        s(&h["apply"]["restart"]["method"]).starts_with("zmcontrol restart"),
+        "{h}"
+    );
+    assert_eq!(zm.restarts().len(), 2, "one restart, start and end lines");
+}

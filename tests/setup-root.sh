@@ -2,7 +2,8 @@
 # Prepares a CI machine (as root) for the tests that need the real system:
 # - tests/ssh_transport.rs: OpenSSH server and client, sudo, the password-auth test
 #   user `cfleet-test`;
-# - tests/realfleet.rs: the Carbonio service user `zextras` (home /opt/zextras, bash),
+# - tests/realfleet.rs: the Carbonio service user `zextras` (home /opt/zextras, bash) and
+#   Zimbra's `zimbra` (home /opt/zimbra),
 #   `unshare` (util-linux) and `ip` (iproute2) for each node's mount and network
 #   namespace (tests/support/realfleet.rs writes zextras's login profile itself);
 # - tests/ux.rs: tmux (progress bars in a real pty); src/report/html.rs: chromium
@@ -42,6 +43,13 @@ chmod 0755 /run/sshd
 if ! id zextras >/dev/null 2>&1; then
     mkdir -p /opt
     useradd --create-home --home-dir /opt/zextras --shell /bin/bash zextras
+fi
+
+# The Zimbra service user, for the real-process fleet's Zimbra nodes (each node hides
+# the other product's user from its own /etc/passwd).
+if ! id zimbra >/dev/null 2>&1; then
+    mkdir -p /opt
+    useradd --create-home --home-dir /opt/zimbra --shell /bin/bash zimbra
 fi
 
 if ! id cfleet-test >/dev/null 2>&1; then

@@ -4,6 +4,10 @@
 //! every process it started, by PID.
 //!
 //! # One node
+//! - Its product: Carbonio (user `zextras`, /opt/zextras) or Zimbra (user `zimbra`,
+//!   /opt/zimbra): the mounts below go under that tree, the wrappers point the emulator
+//!   at the state under it, and the node's /etc/passwd and /etc/group (bind-mounted) are
+//!   the machine's without the other product's user, as on a real node.
 //! - Its own directory: `state/` (the emulator's node state, see `sim::exec`), `conf/`
 //!   (`master.cf.in`, and the `master.cf` the emulator renders), `varlog/` (bind-mounted
 //!   over /var/log: the `carbonio.log` the emulated Postfix writes, read by the real
@@ -57,6 +61,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use carbonio_fleet::carbonio::flavour::Flavour;
 use carbonio_fleet::sim::exec::{self, RestartLine, SeedNode, Store};
 use carbonio_fleet::sim::profiles::SpawnSetup;
 use carbonio_fleet::sim::{Behaviour, FleetSpec, NodeProfile, NodeSpec, RestartRecord};
@@ -65,23 +70,36 @@ use carbonio_fleet::sim::prereq::{self, Need};
 
 use super::sshd::{SSHD_NEEDS, keygen, require_sshd, run};
 
-/// Mount points on the host, created empty once (only bind mounts inside node
-/// namespaces fill them).
-const MOUNT_POINTS: &[&str] = &[
-    "/opt/zextras/.sim-state",
-    "/opt/zextras/common/conf",
-    "/opt/zextras/conf",
-    "/opt/zextras/bin",
-    "/opt/zextras/libexec",
-];
-/// A file mount point (each node binds its own release file over it).
-const VERSION_FILE: &str = "/opt/zextras/.version";
-/// The programs that get a wrapper in /opt/zextras/bin.
-const WRAPPED: &[&str] = &["carbonio", "zmprov", "zmcontrol", "postconf", "zmhostname"];
-/// zextras's login profile (CARBONIO.md §5: /opt/zextras/bin first in PATH).
-const BASH_PROFILE: &str = "# carbonio-fleet test fleet: the Carbonio login PATH (CARBONIO.md §5)\n\
-export PATH=/opt/zextras/bin:/opt/zextras/common/bin:/opt/zextras/common/sbin:/usr/sbin:$PATH\n\
-umask 0027\n";
+/// Mount points on the host under a product's tree, created empty once (only bind
+/// mounts inside node namespaces fill them): the emulator's state, `common/conf`,
+/// `conf`, `bin`, `libexec`.
+fn mount_points(f: Flavour) -> [String; 5] {
+    let h = f.home();
+    [
+        format!("{h}/.sim-state"),
+        format!("{h}/common/conf"),
+        format!("{h}/conf"),
+        format!("{h}/bin"),
+        format!("{h}/libexec"),
+    ]
+}
+/// The programs that get a wrapper in the product's `bin` (Zimbra has no `carbonio`).
+fn wrapped(f: Flavour) -> &'static [&'static str] {
+    match f {
+        Flavour::Carbonio => &["carbonio", "zmprov", "zmcontrol", "postconf", "zmhostname"],
+        Flavour::Zimbra => &["zmprov", "zmcontrol", "postconf", "zmhostname"],
+    }
+}
+/// The service user's login profile (CARBONIO.md §5: the product's bin first in PATH).
+fn bash_profile(f: Flavour) -> String {
+    let h = f.home();
+    format!(
+        "# carbonio-fleet test fleet: the {} login PATH (CARBONIO.md §5)\n\
+         export PATH={h}/bin:{h}/common/bin:{h}/common/sbin:/usr/sbin:$PATH\n\
+         umask 0027\n",
+        f.product()
+    )
+}
 
 /// Fleet-wide settings.
 #[derive(Debug, Clone)]
@@ -336,19 +354,28 @@ impl RealFleet {
         prereq::require_that(test, &missing) && require_sshd(test)
     }
 
-    /// Host-side preparation shared by every fleet: mount points, zextras's profile.
+    /// Host-side preparation shared by every fleet: mount points and the service
+    /// user's profile of each product whose user this machine has.
     fn prepare_host() {
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| {
-            for p in MOUNT_POINTS {
-                fs::create_dir_all(p).unwrap();
-            }
-            if !Path::new(VERSION_FILE).exists() {
-                write_mode(Path::new(VERSION_FILE), "", 0o644);
-            }
-            let profile = Path::new("/opt/zextras/.bash_profile");
-            if fs::read_to_string(profile).ok().as_deref() != Some(BASH_PROFILE) {
-                write_mode(profile, BASH_PROFILE, 0o644);
+            let users = exec::machine_users();
+            for f in Flavour::ALL {
+                if !users.iter().any(|u| u.name == f.user()) {
+                    continue;
+                }
+                for p in mount_points(f) {
+                    fs::create_dir_all(p).unwrap();
+                }
+                let version = Path::new(f.version_file());
+                if !version.exists() {
+                    write_mode(version, "", 0o644);
+                }
+                let profile = Path::new(f.home()).join(".bash_profile");
+                let text = bash_profile(f);
+                if fs::read_to_string(&profile).ok().as_deref() != Some(text.as_str()) {
+                    write_mode(&profile, &text, 0o644);
+                }
             }
             fs::create_dir_all("/run/sshd").unwrap();
         });
@@ -358,6 +385,22 @@ impl RealFleet {
     /// `FleetSpec::from_mix` builds them), or `None` when the machine cannot.
     pub fn start(test: &str, specs: Vec<NodeSpec>, opts: &RealFleetOptions) -> Option<RealFleet> {
         if !Self::available(test) {
+            return None;
+        }
+        let users = exec::machine_users();
+        let missing_users: Vec<String> = Flavour::ALL
+            .into_iter()
+            .filter(|f| specs.iter().any(|n| n.profile.flavour == *f))
+            .filter(|f| !users.iter().any(|u| u.name == f.user()))
+            .map(|f| {
+                format!(
+                    "the {} service user `{}` (tests/setup-root.sh)",
+                    f.product(),
+                    f.user()
+                )
+            })
+            .collect();
+        if !prereq::require_that(test, &missing_users) {
             return None;
         }
         Self::prepare_host();
@@ -371,29 +414,30 @@ impl RealFleet {
         let bin = stage_binary(&d);
         let bin_q = q(&bin);
 
-        let wrappers = d.join("bin");
-        fs::create_dir_all(&wrappers).unwrap();
-        for p in WRAPPED {
+        // Per product: its bin/ wrappers, libexec/configrewrite (the spawn-user fix runs
+        // it) and the systemctl wrapper, each pointing the emulator at the node's state
+        // under that product's tree (`su -` wipes the environment; the wrapper sets it).
+        for f in Flavour::ALL {
+            let tree = d.join(f.as_str());
+            let wrapper = |p: &str| {
+                format!(
+                    "#!/bin/sh\n{}={} exec {bin_q} sim-exec {p} \"$@\"\n",
+                    exec::STATE_ENV,
+                    q(Path::new(&mount_points(f)[0])),
+                )
+            };
+            fs::create_dir_all(tree.join("bin")).unwrap();
+            for p in wrapped(f) {
+                write_mode(&tree.join("bin").join(p), &wrapper(p), 0o755);
+            }
+            fs::create_dir_all(tree.join("libexec")).unwrap();
             write_mode(
-                &wrappers.join(p),
-                &format!("#!/bin/sh\nexec {bin_q} sim-exec {p} \"$@\"\n"),
+                &tree.join("libexec").join("configrewrite"),
+                &wrapper("configrewrite"),
                 0o755,
             );
+            write_mode(&tree.join("systemctl"), &wrapper("systemctl"), 0o755);
         }
-        // /opt/zextras/libexec/configrewrite (the spawn-user fix runs it).
-        let libexec = d.join("libexec");
-        fs::create_dir_all(&libexec).unwrap();
-        write_mode(
-            &libexec.join("configrewrite"),
-            &format!("#!/bin/sh\nexec {bin_q} sim-exec configrewrite \"$@\"\n"),
-            0o755,
-        );
-        let systemctl = d.join("systemctl");
-        write_mode(
-            &systemctl,
-            &format!("#!/bin/sh\nexec {bin_q} sim-exec systemctl \"$@\"\n"),
-            0o755,
-        );
 
         let (_, client_public) = keygen(&d, "id_ed25519", "");
         let missing = absent_user();
@@ -401,22 +445,24 @@ impl RealFleet {
             .iter()
             .map(|n| SeedNode {
                 state_dir: d.join("nodes").join(&n.name).join("state"),
-                // master.cf in the node's conf/ (its /opt/zextras/common/conf), the mail
-                // log in its varlog/ (its /var/log).
+                // master.cf in the node's conf/ (its HOME/common/conf), the mail log in
+                // its varlog/ (its /var/log).
                 mirror: Some(exec::Mirror {
                     master_cf: d.join("nodes").join(&n.name).join("conf").join("master.cf"),
-                    mail_log: d
-                        .join("nodes")
-                        .join(&n.name)
-                        .join("varlog")
-                        .join("carbonio.log"),
+                    mail_log: d.join("nodes").join(&n.name).join("varlog").join(
+                        Path::new(n.profile.flavour.mail_log())
+                            .file_name()
+                            .expect("a file"),
+                    ),
                 }),
-                spawn_user: match n.profile.spawn_setup() {
-                    SpawnSetup::Stock => missing.clone(),
+                spawn_user: match (n.profile.flavour, n.profile.spawn_setup()) {
+                    // Zimbra's stock entry: its own service user, which exists there.
+                    (Flavour::Zimbra, _) => Flavour::Zimbra.user().into(),
+                    (_, SpawnSetup::Stock) => missing.clone(),
                     // A user that exists and cannot read localconfig.xml (0640
                     // zextras:zextras), as a hand-made `zimbra` cannot.
-                    SpawnSetup::ZimbraAdded => "nobody".into(),
-                    SpawnSetup::Fixed => "zextras".into(),
+                    (_, SpawnSetup::ZimbraAdded) => "nobody".into(),
+                    (_, SpawnSetup::Fixed) => "zextras".into(),
                 },
             })
             .collect();
@@ -441,17 +487,34 @@ impl RealFleet {
         let mut nodes = Vec::new();
         let mut known_hosts = String::new();
         for (n, seed) in specs.iter().zip(&seeds) {
+            let flavour = n.profile.flavour;
             let nd = d.join("nodes").join(&n.name);
             fs::set_permissions(&nd, fs::Permissions::from_mode(0o755)).unwrap();
             let conf = nd.join("conf");
             fs::create_dir_all(&conf).unwrap();
             write_mode(
                 &conf.join("master.cf.in"),
-                &carbonio_fleet::sim::postfix::master_cf_in(&seed.spawn_user),
+                &carbonio_fleet::sim::postfix::master_cf_in_for(flavour, &seed.spawn_user),
                 0o644,
             );
-            // /opt/zextras/conf/localconfig.xml as Carbonio installs it: 0640
-            // zextras:zextras (CARBONIO.md §0.2), with the LDAP passwords in it.
+            // The node's user databases: the machine's, without the other product's
+            // service user (a Carbonio node has no `zimbra`, a Zimbra node no `zextras`).
+            let other = Flavour::ALL
+                .into_iter()
+                .find(|f| *f != flavour)
+                .expect("two products")
+                .user();
+            for db in ["passwd", "group"] {
+                let text = fs::read_to_string(format!("/etc/{db}")).unwrap();
+                let kept: String = text
+                    .lines()
+                    .filter(|l| l.split(':').next() != Some(other))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                write_mode(&nd.join(db), &kept, 0o644);
+            }
+            // HOME/conf/localconfig.xml as the product installs it: 0640, owned by the
+            // service user (CARBONIO.md §0.2), with the LDAP passwords in it.
             let zconf = nd.join("zconf");
             fs::create_dir_all(&zconf).unwrap();
             fs::set_permissions(&zconf, fs::Permissions::from_mode(0o755)).unwrap();
@@ -461,20 +524,13 @@ impl RealFleet {
                 &carbonio_fleet::sim::node::localconfig_xml(&n.name),
                 0o640,
             );
-            let zextras = exec::machine_users()
+            let service = exec::machine_users()
                 .into_iter()
-                .find(|u| u.name == "zextras")
-                .expect("the zextras user (tests/setup-root.sh)");
-            std::os::unix::fs::chown(&lc, Some(zextras.uid), Some(zextras.gid)).unwrap();
+                .find(|u| u.name == flavour.user())
+                .expect("the service user (tests/setup-root.sh)");
+            std::os::unix::fs::chown(&lc, Some(service.uid), Some(service.gid)).unwrap();
             let version = nd.join("version");
-            write_mode(
-                &version,
-                &format!(
-                    "{}\n",
-                    n.profile.version().trim_start_matches("Carbonio Release ")
-                ),
-                0o644,
-            );
+            write_mode(&version, &n.profile.version_file().1, 0o644);
             run(Command::new("ssh-keygen")
                 .args(["-q", "-t", "ed25519", "-N", "", "-f"])
                 .arg(nd.join("host_key")));
@@ -528,32 +584,44 @@ impl RealFleet {
                         ak = ak.display(),
                     );
                     fs::write(nd.join("sshd_config"), config).unwrap();
+                    let [state_mp, conf_mp, zconf_mp, bin_mp, libexec_mp] = mount_points(flavour);
+                    let tree = d.join(flavour.as_str());
                     let script = format!(
                         "set -e\n\
                          ip link set lo up\n\
-                         mount --bind {state} /opt/zextras/.sim-state\n\
-                         mount --bind {conf} /opt/zextras/common/conf\n\
-                         mount --bind {zconf} /opt/zextras/conf\n\
+                         mount --bind {state} {state_mp}\n\
+                         mount --bind {conf} {conf_mp}\n\
+                         mount --bind {zconf} {zconf_mp}\n\
                          mount --bind {version} {version_file}\n\
-                         mount --bind {wrappers} /opt/zextras/bin\n\
-                         mount --bind {libexec} /opt/zextras/libexec\n\
+                         mount --bind {wrappers} {bin_mp}\n\
+                         mount --bind {libexec} {libexec_mp}\n\
                          mount --bind {varlog} /var/log\n\
                          mount --bind {systemctl} /usr/bin/systemctl\n\
+                         mount --bind {passwd} /etc/passwd\n\
+                         mount --bind {group} /etc/group\n\
                          for f in .bashrc .profile; do\n\
                            if [ -e /root/$f ] && [ -e /etc/skel/$f ]; then mount --bind /etc/skel/$f /root/$f; fi\n\
                          done\n\
-                         {bin_q} sim-exec smtpd --listen 127.0.0.1:25 3>&- </dev/null >>{smtpd_log} 2>&1 &\n\
+                         {env}={state_mp} {bin_q} sim-exec smtpd --listen 127.0.0.1:25 3>&- </dev/null >>{smtpd_log} 2>&1 &\n\
                          export LISTEN_FDS=1 LISTEN_PID=$$\n\
                          exec /usr/sbin/sshd -D -E {sshd_log} -f {sshd_config}\n",
                         state = q(&seed.state_dir),
+                        state_mp = q(Path::new(&state_mp)),
                         conf = q(&conf),
+                        conf_mp = q(Path::new(&conf_mp)),
                         zconf = q(&nd.join("zconf")),
+                        zconf_mp = q(Path::new(&zconf_mp)),
                         version = q(&nd.join("version")),
-                        version_file = VERSION_FILE,
-                        wrappers = q(&wrappers),
-                        libexec = q(&libexec),
+                        version_file = flavour.version_file(),
+                        wrappers = q(&tree.join("bin")),
+                        bin_mp = q(Path::new(&bin_mp)),
+                        libexec = q(&tree.join("libexec")),
+                        libexec_mp = q(Path::new(&libexec_mp)),
                         varlog = q(&nd.join("varlog")),
-                        systemctl = q(&systemctl),
+                        systemctl = q(&tree.join("systemctl")),
+                        passwd = q(&nd.join("passwd")),
+                        group = q(&nd.join("group")),
+                        env = exec::STATE_ENV,
                         smtpd_log = q(&nd.join("smtpd.log")),
                         sshd_log = q(&nd.join("sshd.log")),
                         sshd_config = q(&nd.join("sshd_config")),
