@@ -1280,3 +1280,75 @@ async fn a_zimbra_node_is_read_and_remediated_as_zimbra() {
         HostStatus::Compliant
     );
 }
+
+/// The program budget of `check` (docs/remote-shell.md, "Program budget"): every program
+/// the gather starts on a node, counted by the emulator (the login shell, `su`/`sudo`,
+/// `bash -l` and shell builtins not counted), is exactly the documented list: ONE
+/// `zmprov` for the gather plus one for the cluster's domain read, and nothing else that
+/// starts a JVM (no `zmcontrol`, `zmhostname`, `zmlocalconfig` or `carbonio`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_keeps_the_program_budget() {
+    use Platform::*;
+    use Posture::*;
+    use carbonio_fleet::carbonio::flavour::Flavour;
+    let sim = Sim::start(
+        vec![
+            ("b1", "b", mta(Systemd, Compliant)),
+            (
+                "z1",
+                "z",
+                NodeProfile {
+                    flavour: Flavour::Zimbra,
+                    ..NodeProfile::default()
+                },
+            ),
+        ],
+        Duration::from_millis(100),
+    )
+    .await;
+    for n in sim.fleet.nodes() {
+        n.node().reset_programs_started();
+    }
+    let o = sim.run(&["check"]).await;
+    assert!(
+        code(&o) == exit::OK || code(&o) == exit::DRIFT,
+        "{}",
+        explain(&o)
+    );
+    // `id` twice for the detection; grep for the server name, the template, the
+    // template's spawn user and the mail log; cat for Carbonio's .version (Zimbra: one
+    // more grep, over the install history).
+    let budget = |f: Flavour| -> BTreeMap<String, u64> {
+        let (cat, grep) = match f {
+            Flavour::Carbonio => (1, 4),
+            Flavour::Zimbra => (0, 5),
+        };
+        [
+            ("id", 2),
+            ("systemctl", 1),
+            ("cat", cat),
+            ("grep", grep),
+            ("postconf", 3),
+            ("getent", 4),
+            ("stat", 2),
+            ("date", 1),
+            ("uname", 1),
+            ("ps", 1),
+            ("head", 1),
+            ("zmprov", 2),
+        ]
+        .into_iter()
+        .filter(|(_, v)| *v > 0)
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    };
+    for n in sim.fleet.nodes() {
+        let flavour = n.node().state().flavour;
+        assert_eq!(
+            n.node().programs_started(),
+            budget(flavour),
+            "{}",
+            n.node().name
+        );
+    }
+}

@@ -18,14 +18,16 @@ use crate::exit;
 use crate::inventory::Host;
 use crate::playbook::Playbook;
 use crate::report::model::{DomainReport, ProbeVerdict};
+use crate::carbonio::flavour::Flavour;
 use crate::ssh::{Connector, ExecEnd, RunAs};
 
 /// One cluster's reading node and what the inventory says about the cluster.
 struct ClusterPlan<'a> {
     cluster: String,
     egress: Vec<IpAddr>,
-    /// The first reachable node (inventory order) and the domains its `gad` listed.
-    reader: Option<(&'a Host, String, Vec<String>)>,
+    /// The first reachable node (inventory order), its server name and product, and the
+    /// domains its `gad` listed.
+    reader: Option<(&'a Host, String, Flavour, Vec<String>)>,
 }
 
 /// Clusters in inventory order, each with its egress union and its reading node.
@@ -50,7 +52,12 @@ fn plan_clusters<'a>(gathers: &'a [HostGather]) -> Vec<ClusterPlan<'a>> {
         if plan.reader.is_none()
             && let Ok(ok) = &g.outcome
         {
-            plan.reader = Some((&g.host, ok.facts.hostname.clone(), ok.facts.domains.clone()));
+            plan.reader = Some((
+                &g.host,
+                ok.facts.hostname.clone(),
+                ok.facts.flavour,
+                ok.facts.domains.clone(),
+            ));
         }
     }
     order.into_iter().filter_map(|c| plans.remove(&c)).collect()
@@ -60,6 +67,7 @@ fn plan_clusters<'a>(gathers: &'a [HostGather]) -> Vec<ClusterPlan<'a>> {
 async fn read_domains(
     connector: &Connector,
     host: &Host,
+    flavour: Flavour,
     domains: &[String],
 ) -> Result<Vec<DomainFacts>, String> {
     if domains.is_empty() {
@@ -73,6 +81,8 @@ async fn read_domains(
             host.name, e.message
         )
     })?;
+    // A fresh connection: its service user is the one the gather found.
+    session.set_flavour(flavour);
     let out = session
         .exec(RunAs::Service, plan.script(), None, host.command_timeout)
         .await
@@ -119,7 +129,7 @@ pub async fn domain_pass(
                 .into_iter()
                 .map(|p| DomainReport {
                     cluster: p.cluster,
-                    read_on: p.reader.map(|(_, name, _)| name),
+                    read_on: p.reader.map(|(_, name, _, _)| name),
                     resolver: "(none)".into(),
                     error: Some(e.to_string()),
                     domains: Vec::new(),
@@ -138,9 +148,10 @@ pub async fn domain_pass(
                             .to_string(),
                     ),
                 ),
-                Some((host, name, domains)) => {
-                    (Some(name), read_domains(connector, host, &domains).await)
-                }
+                Some((host, name, flavour, domains)) => (
+                    Some(name),
+                    read_domains(connector, host, flavour, &domains).await,
+                ),
             };
             let input = ClusterDomains {
                 cluster: p.cluster,

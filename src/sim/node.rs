@@ -361,6 +361,8 @@ pub struct Node {
     pub cluster: Arc<ClusterState>,
     state: Mutex<NodeState>,
     prov_invocations: AtomicU64,
+    /// Every program started on this node, by name (see [`Node::programs_started`]).
+    started: Mutex<BTreeMap<String, u64>>,
     pids: AtomicU32,
     /// Fleet-wide restart log.
     pub restarts: Arc<RestartLog>,
@@ -401,6 +403,7 @@ impl Node {
             cluster,
             state: Mutex::new(state),
             prov_invocations: AtomicU64::new(0),
+            started: Mutex::new(BTreeMap::new()),
             pids: AtomicU32::new(1200),
             restarts,
             hook: std::sync::OnceLock::new(),
@@ -425,6 +428,7 @@ impl Node {
             cluster,
             state: Mutex::new(state),
             prov_invocations: AtomicU64::new(prov_invocations),
+            started: Mutex::new(BTreeMap::new()),
             pids: AtomicU32::new(1200),
             restarts,
             hook: std::sync::OnceLock::new(),
@@ -534,6 +538,33 @@ impl Node {
     /// Counts one `zmprov`/`carbonio` process.
     pub fn count_prov(&self) {
         self.prov_invocations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one start of program `name` (a shell builtin is no start).
+    pub fn count_start(&self, name: &str) {
+        *self
+            .started
+            .lock()
+            .expect("program counter poisoned")
+            .entry(name.to_string())
+            .or_default() += 1;
+    }
+
+    /// The programs started on this node so far and how often: what the program budget
+    /// (docs/remote-shell.md) is asserted against.
+    pub fn programs_started(&self) -> BTreeMap<String, u64> {
+        self.started
+            .lock()
+            .expect("program counter poisoned")
+            .clone()
+    }
+
+    /// Forgets the counts (a test measures one command).
+    pub fn reset_programs_started(&self) {
+        self.started
+            .lock()
+            .expect("program counter poisoned")
+            .clear();
     }
 
     /// `zmprov`/`carbonio prov` processes started on this node so far.

@@ -192,6 +192,22 @@ pub fn resolve(name: &str, path_var: &str, flavour: Flavour) -> Option<Resolved>
 /// Runs a resolved program; returns its exit status.
 pub fn run<'a>(r: Resolved, args: Vec<String>, p: &'a mut Proc) -> BoxFuture<'a, i32> {
     Box::pin(async move {
+        // bash and dash run the first four without a process; the become path (su, sudo,
+        // bash, sh) is not part of a program budget.
+        if !matches!(
+            r.program,
+            Program::Echo
+                | Program::Printf
+                | Program::True
+                | Program::False
+                | Program::Su
+                | Program::Sudo
+                | Program::Bash
+                | Program::Sh
+        ) {
+            let name = r.path.rsplit('/').next().unwrap_or(&r.path);
+            p.node.count_start(name);
+        }
         pay_start(r.program, p).await;
         match r.program {
             Program::Carbonio => prov::carbonio(args, p).await,
