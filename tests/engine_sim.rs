@@ -1352,3 +1352,50 @@ async fn check_keeps_the_program_budget() {
         );
     }
 }
+
+/// The spawn-user repair as a playbook setting: `plan` names the node and the exact
+/// repair (and that it needs the opt-in); with `[fix] spawn_user = true` in the playbook,
+/// apply repairs it without the flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_playbook_can_opt_in_to_the_spawn_user_fix() {
+    use Platform::*;
+    use Posture::*;
+    let mut stock = mta(Systemd, NonCompliant);
+    stock.spawn_user_missing = true;
+    let sim = Sim::start(vec![("st2", "s", stock)], Duration::from_millis(100)).await;
+    let pb = sim.playbook(QUICK);
+    let o = sim.run(&["plan", "-p", pb.to_str().unwrap()]).await;
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        out.contains(
+            "policy spawn user (PRE-POLICY-SPAWN-USER): apply repairs it with `--fix-spawn-user`"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "st2: as root, back up /opt/zextras/common/conf/master.cf.in and set user=zextras"
+        ),
+        "{out}"
+    );
+    let text = std::fs::read_to_string(&pb).unwrap();
+    std::fs::write(&pb, text.replace("spawn_user = false", "spawn_user = true")).unwrap();
+    let o = sim.run(&["plan", "-p", pb.to_str().unwrap()]).await;
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("apply repairs it (`[fix] spawn_user = true` in the playbook)"),
+        "{}",
+        explain(&o)
+    );
+    let o = sim
+        .run(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
+        .await;
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    let h = &sim.latest().hosts[0];
+    assert_eq!(h.status, HostStatus::Compliant, "{:?}", h.findings);
+    assert!(
+        h.apply.as_ref().unwrap().commands[1]
+            .purpose
+            .starts_with("spawn user fix: user=zextras")
+    );
+}

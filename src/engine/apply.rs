@@ -860,7 +860,9 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         .iter()
         .filter(|h| h.is_mta == Some(true) && h.status != HostStatus::Failed)
         .count();
-    let spawn_fixes: Vec<(String, Flavour)> = if opts.fix_spawn_user {
+    // `--fix-spawn-user` or the playbook's `[fix] spawn_user = true`.
+    let fix_spawn_user = opts.fix_spawn_user || loaded.playbook.fix_spawn_user;
+    let spawn_fixes: Vec<(String, Flavour)> = if fix_spawn_user {
         gathers
             .iter()
             .filter(|g| super::spawn_fix::needs_fix(g))
@@ -914,7 +916,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     }
 
     // The opt-in spawn-user fix comes first: what it fixes unblocks the policy controls.
-    let fix = if opts.fix_spawn_user && !interrupted(&interrupts) {
+    let fix = if fix_spawn_user && !interrupted(&interrupts) {
         let stamp = started.strftime("%Y%m%dT%H%M%SZ").to_string();
         let fix = super::spawn_fix::run(
             &mut gathers,

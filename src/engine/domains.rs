@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use futures::StreamExt;
 
 use crate::carbonio::domains::DomainReadPlan;
+use crate::carbonio::flavour::Flavour;
 use crate::dns::posture::dns_probes;
 use crate::dns::{ClusterDomains, DnsResolver, DomainFacts, ResolverSettings, evaluate_cluster};
 use crate::engine::gather::HostGather;
@@ -18,7 +19,6 @@ use crate::exit;
 use crate::inventory::Host;
 use crate::playbook::Playbook;
 use crate::report::model::{DomainReport, ProbeVerdict};
-use crate::carbonio::flavour::Flavour;
 use crate::ssh::{Connector, ExecEnd, RunAs};
 
 /// One cluster's reading node and what the inventory says about the cluster.

@@ -25,6 +25,48 @@ pub struct PlanOutput {
     pub batches: Vec<Vec<String>>,
     /// The exact command lines apply would send, per node.
     pub commands: BTreeMap<String, Vec<String>>,
+    /// Nodes whose policy spawn user apply can repair (PRE-POLICY-SPAWN-USER), and
+    /// whether this apply would (`--fix-spawn-user`, or `[fix] spawn_user` set).
+    pub spawn_user_fixes: SpawnFixes,
+}
+
+/// The spawn-user repairs a plan shows.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SpawnFixes {
+    /// The playbook's `[fix] spawn_user` (plan has no `--fix-spawn-user`).
+    pub enabled: bool,
+    pub hosts: Vec<SpawnFix>,
+}
+
+/// One node's spawn-user repair.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpawnFix {
+    pub host: String,
+    /// The template whose `user=` is set.
+    pub template: String,
+    /// The user it is set to (the product's service user).
+    pub user: String,
+}
+
+impl SpawnFixes {
+    fn render(&self, s: &mut String) {
+        if self.hosts.is_empty() {
+            return;
+        }
+        let how = if self.enabled {
+            "apply repairs it (`[fix] spawn_user = true` in the playbook)"
+        } else {
+            "apply repairs it with `--fix-spawn-user` (or `[fix] spawn_user = true` in the playbook); without, the policy controls stay blocked there"
+        };
+        let _ = writeln!(s, "\npolicy spawn user (PRE-POLICY-SPAWN-USER): {how}");
+        for f in &self.hosts {
+            let _ = writeln!(
+                s,
+                "  {}: as root, back up {} and set user={} on its policy entry; as {}, configrewrite mta",
+                f.host, f.template, f.user, f.user
+            );
+        }
+    }
 }
 
 /// Nodes whose effective config would change (or is pending) and that run the MTA.
@@ -173,6 +215,21 @@ pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
     };
     let earlier = check::Earlier::load(&opts.report_dir);
     let reports = check::evaluate_all(&loaded.playbook, &gathers, &earlier);
+    let spawn_user_fixes = SpawnFixes {
+        enabled: loaded.playbook.fix_spawn_user,
+        hosts: gathers
+            .iter()
+            .filter(|g| super::spawn_fix::needs_fix(g))
+            .filter_map(|g| {
+                let f = g.outcome.as_ref().ok()?.facts.flavour;
+                Some(SpawnFix {
+                    host: g.host.name.clone(),
+                    template: f.master_template().to_string(),
+                    user: f.user().to_string(),
+                })
+            })
+            .collect(),
+    };
     let cplan = changes::plan(&loaded.playbook, &reports);
     let candidates = restart_candidates(&reports, &cplan, loaded.playbook.rollout.only_if_changed);
     let batches = rollout::plan_batches(&candidates, &loaded.playbook.rollout);
@@ -204,6 +261,7 @@ pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
                 changes: cplan,
                 batches,
                 commands,
+                spawn_user_fixes,
             };
             println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         } else {
@@ -218,6 +276,9 @@ pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
                     &commands
                 )
             );
+            let mut fixes = String::new();
+            spawn_user_fixes.render(&mut fixes);
+            print!("{fixes}");
             let failed: Vec<&str> = reports
                 .iter()
                 .filter(|r| r.status == HostStatus::Failed)

@@ -122,6 +122,7 @@ fn validate(src: &Source<'_>, raw: RawPlaybook, errors: &mut Vec<ConfigError>) -
         controls,
         probes,
         rollout,
+        fix_spawn_user: raw.fix.and_then(|f| f.spawn_user).unwrap_or(false),
         source: Some(src.path.to_path_buf()),
     }
 }
@@ -587,6 +588,8 @@ mod tests {
     #[test]
     fn embedded_default_loads_with_the_four_controls() {
         let pb = load_default();
+        // The shipped playbook leaves the spawn-user repair to the operator.
+        assert!(!pb.fix_spawn_user);
         assert_eq!(pb.name, "backscatter-hardening");
         assert_eq!(pb.source, None);
         let summary: Vec<_> = pb
@@ -780,7 +783,7 @@ mod tests {
         name = "x"
         colour = "red"
         [[control]]
-    "#}, "pb.toml:2:1: colour: unknown field `colour`, expected one of `name`, `description`, `control`, `probe`, `rollout`"; "unknown top key")]
+    "#}, "pb.toml:2:1: colour: unknown field `colour`, expected one of `name`, `description`, `control`, `probe`, `rollout`, `fix`"; "unknown top key")]
     #[test_case(indoc! {r#"
         name = "x"
         [[control]]
@@ -815,6 +818,16 @@ mod tests {
         expect = "y"
         precondition = "full-moon"
     "#}, "pb.toml:7:16: control[0].precondition: unknown variant `full-moon`, expected `policy-spawn-user`"; "bad precondition")]
+    #[test_case(indoc! {r#"
+        name = "x"
+        [fix]
+        spawn_users = true
+        [[control]]
+        id = "C1"
+        title = "t"
+        attr = "zimbraX"
+        expect = "y"
+    "#}, "pb.toml:3:1: fix.spawn_users: unknown field `spawn_users`, expected `spawn_user`"; "unknown fix")]
     #[test_case(indoc! {r#"
         name = "x"
         [rollout]

@@ -169,6 +169,9 @@ pub struct Playbook {
     pub controls: Vec<Control>,
     pub probes: Vec<Probe>,
     pub rollout: Rollout,
+    /// `[fix] spawn_user = true`: apply repairs the policy spawn user (as
+    /// `--fix-spawn-user` does).
+    pub fix_spawn_user: bool,
     /// The file it was read from; `None` for the embedded default.
     pub source: Option<PathBuf>,
 }

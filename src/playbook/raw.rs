@@ -24,6 +24,17 @@ pub struct RawPlaybook {
     #[serde(default)]
     pub probe: Vec<Spanned<RawProbe>>,
     pub rollout: Option<RawRollout>,
+    /// `[fix]`: opt-in repairs of preconditions.
+    pub fix: Option<RawFix>,
+}
+
+/// `[fix]`: repairs the tool may make when a precondition blocks a control.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFix {
+    /// `PRE-POLICY-SPAWN-USER`: set the policy entry's `user=` to the service user
+    /// (what `apply --fix-spawn-user` does).
+    pub spawn_user: Option<bool>,
 }
 
 /// One `[[control]]`: the desired state of one attribute.
