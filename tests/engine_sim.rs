@@ -155,7 +155,9 @@ fn state_fingerprint(f: &Fleet) -> Vec<String> {
         .collect()
 }
 
-const QUICK: &str = "batch = 2\nper_cluster = 1\ncanary = 1\npause = \"0s\"\nmax_failures = 0\nhealth_timeout = \"20s\"";
+/// Rollout tests measure restart overlaps: a full restart keeps a node down for its
+/// restart time (a reload has no down time to overlap).
+const QUICK: &str = "batch = 2\nper_cluster = 1\ncanary = 1\npause = \"0s\"\nmax_failures = 0\nhealth_timeout = \"20s\"\nrestart = \"full\"";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_reports_the_seeded_state_and_changes_nothing() {
@@ -606,7 +608,7 @@ async fn a_failing_canary_aborts_with_nothing_else_restarted() {
     .await;
     sim.fleet.node("a1").unwrap().set_fail_next_restart(true);
     let pb = sim.playbook(
-        "batch = 2\ncanary = 1\npause = \"0s\"\nmax_failures = 5\nhealth_timeout = \"5s\"",
+        "batch = 2\ncanary = 1\npause = \"0s\"\nmax_failures = 5\nhealth_timeout = \"5s\"\nrestart = \"full\"",
     );
     let o = sim
         .run(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
@@ -739,7 +741,7 @@ async fn ctrl_c_mid_rollout_exits_130_and_resume_finishes() {
     )
     .await;
     let pb = sim.playbook(
-        "batch = 1\ncanary = 1\npause = \"0s\"\nmax_failures = 0\nhealth_timeout = \"20s\"",
+        "batch = 1\ncanary = 1\npause = \"0s\"\nmax_failures = 0\nhealth_timeout = \"20s\"\nrestart = \"full\"",
     );
     // Restarts stay down until the test releases them, so the first one is still in
     // flight when the interrupt arrives however slowly anything gets scheduled.
@@ -1191,7 +1193,7 @@ async fn the_running_master_not_the_files_decides() {
 /// `zimbra` service user and reads /opt/zimbra (version from the install history, the
 /// mail log in /var/log/zimbra.log); Zimbra's stock policy entry spawns as `zimbra`,
 /// which exists there and owns localconfig.xml, so nothing blocks the policy controls;
-/// apply remediates it as `zimbra` with zmcontrol. An inventory that says `carbonio` for
+/// apply remediates it as `zimbra` and reloads its Postfix. An inventory that says `carbonio` for
 /// it fails that host alone, naming the missing user.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zimbra_node_is_read_and_remediated_as_zimbra() {
@@ -1252,13 +1254,14 @@ async fn a_zimbra_node_is_read_and_remediated_as_zimbra() {
         commands.iter().all(|c| !c.command.contains("zextras")),
         "{commands:?}"
     );
+    // Reloaded, not restarted: Zimbra's configrewrite, then its Postfix through sudo.
     let restart = zm.apply.as_ref().unwrap().restart.as_ref().unwrap();
-    assert!(
-        restart.method.starts_with("zmcontrol restart"),
-        "{}",
-        restart.method
+    assert_eq!(
+        restart.method,
+        "reload: /opt/zimbra/libexec/configrewrite mta then sudo -n /opt/zimbra/common/sbin/postfix reload"
     );
     assert!(restart.ok);
+    assert!(sim.fleet.restart_log().is_empty(), "no service went down");
 
     // An inventory that names the wrong product: that host fails, with the reason.
     let inv = sim.fleet.inventory_path();
@@ -1398,4 +1401,68 @@ async fn the_playbook_can_opt_in_to_the_spawn_user_fix() {
             .purpose
             .starts_with("spawn user fix: user=zextras")
     );
+}
+
+/// The default (`restart = "reload"`): each changed MTA renders its files with
+/// `configrewrite mta` as the service user, and only once they hold the new values is
+/// Postfix reloaded (sudo on legacy nodes, root's systemctl on systemd nodes). No service
+/// stops; the running master loads the policy entry (its reload line is in the mail log)
+/// and the gate passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_reloads_by_default_and_stops_nothing() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![
+            ("l1", "l", mta(Legacy, NonCompliant)),
+            ("s1", "s", mta(Systemd, HalfCompliant)),
+        ],
+        Duration::from_millis(100),
+    )
+    .await;
+    let pb = sim.playbook(
+        "batch = 2\ncanary = 1\npause = \"0s\"\nmax_failures = 0\nhealth_timeout = \"20s\"",
+    );
+    let o = sim
+        .run(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
+        .await;
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert!(sim.fleet.restart_log().is_empty(), "no full restart");
+    let r = sim.latest();
+    for (name, reload) in [
+        ("l1", "sudo -n /opt/zextras/common/sbin/postfix reload"),
+        ("s1", "systemctl reload carbonio-postfix.service"),
+    ] {
+        let h = r.hosts.iter().find(|h| h.name == name).unwrap();
+        assert_eq!(h.status, HostStatus::Compliant, "{name}: {:?}", h.findings);
+        let ap = h.apply.as_ref().unwrap();
+        let restart = ap.restart.as_ref().unwrap();
+        assert_eq!(
+            restart.method,
+            format!("reload: /opt/zextras/libexec/configrewrite mta then {reload}")
+        );
+        let purposes: Vec<&str> = ap.commands.iter().map(|c| c.purpose.as_str()).collect();
+        let render = purposes
+            .iter()
+            .position(|p| *p == "render (configrewrite mta)")
+            .expect("rendered");
+        assert_eq!(purposes[render + 1], "reload", "{purposes:?}");
+        assert!(ap.gate.as_ref().unwrap().passed);
+        let node = sim.fleet.node(name).unwrap();
+        assert_eq!(
+            node.node().loaded_policy_spawn_user().as_deref(),
+            Some("zextras"),
+            "{name}: the running master loaded the policy entry"
+        );
+        assert!(
+            node.mail_log().contains("postfix/master[")
+                && node.mail_log().contains(": reload -- version"),
+            "{}",
+            node.mail_log()
+        );
+        assert_eq!(
+            h.running.as_ref().unwrap().state,
+            carbonio_fleet::carbonio::running::RunningState::Loaded
+        );
+    }
 }

@@ -63,7 +63,7 @@ fn playbook(dir: &Path, rollout: &str) -> PathBuf {
 }
 
 /// A fast rollout: no pause, short gate.
-const FAST: &str = "batch = 2\nper_cluster = 1\ncanary = 1\npause = \"0s\"\nmax_failures = \"50%\"\nrestart = \"auto\"\nhealth_timeout = \"20s\"\nprobe_from = \"node\"\nonly_if_changed = true";
+const FAST: &str = "batch = 2\nper_cluster = 1\ncanary = 1\npause = \"0s\"\nmax_failures = \"50%\"\nrestart = \"full\"\nhealth_timeout = \"20s\"\nprobe_from = \"node\"\nonly_if_changed = true";
 
 fn tool(args: &[&str]) -> Output {
     Command::new(BIN)
@@ -1268,4 +1268,45 @@ fn a_zimbra_node_on_real_sshd() {
         "{h}"
     );
     assert_eq!(zm.restarts().len(), 2, "one restart, start and end lines");
+}
+
+/// The default reload on real nodes: configrewrite as zextras, then the real `sudo -n`
+/// (the NOPASSWD rule of tests/setup-root.sh) running Postfix's `postfix reload` on the
+/// legacy node, and root's `systemctl reload carbonio-postfix.service` on the systemd
+/// node. Nothing restarts; the proof reads the master's reload line from the real log.
+#[test]
+fn apply_reloads_real_nodes_by_default() {
+    let Some(fleet) = RealFleet::start(
+        "reload",
+        specs(
+            2,
+            "legacy+non-compliant+spawn-user-fixed=1,systemd+non-compliant+spawn-user-fixed=1",
+            1,
+        ),
+        &RealFleetOptions::default(),
+    ) else {
+        return;
+    };
+    let pb = playbook(fleet.dir.path(), &FAST.replace("restart = \"full\"\n", ""));
+    let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
+    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    let r = report(&reports);
+    for (n, reload) in fleet.nodes.iter().zip([
+        "sudo -n /opt/zextras/common/sbin/postfix reload",
+        "systemctl reload carbonio-postfix.service",
+    ]) {
+        let h = host(&r, &n.name);
+        assert_eq!(s(&h["status"]), "compliant", "{h}");
+        assert_eq!(
+            s(&h["apply"]["restart"]["method"]),
+            format!("reload: /opt/zextras/libexec/configrewrite mta then {reload}"),
+            "{h}"
+        );
+        assert!(n.restarts().is_empty(), "{}: no restart", n.name);
+        assert_eq!(s(&h["running"]["state"]), "loaded", "{h}");
+        assert!(
+            s(&h["running"]["evidence"]).contains(": reload -- version"),
+            "{h}"
+        );
+    }
 }

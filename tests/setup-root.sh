@@ -52,6 +52,16 @@ if ! id zimbra >/dev/null 2>&1; then
     useradd --create-home --home-dir /opt/zimbra --shell /bin/bash zimbra
 fi
 
+# The service users' one NOPASSWD rule on a real node: Postfix's own binary, for
+# `postfix reload` (CARBONIO.md §0.5). Inside the real-process fleet's nodes that path
+# is the emulator's wrapper.
+rules='zextras ALL=(root) NOPASSWD: /opt/zextras/common/sbin/postfix
+zimbra ALL=(root) NOPASSWD: /opt/zimbra/common/sbin/postfix'
+if [ "$(cat /etc/sudoers.d/cfleet-postfix 2>/dev/null)" != "$rules" ]; then
+    printf '%s\n' "$rules" > /etc/sudoers.d/cfleet-postfix
+    chmod 0440 /etc/sudoers.d/cfleet-postfix
+fi
+
 if ! id cfleet-test >/dev/null 2>&1; then
     useradd --create-home --shell /bin/bash cfleet-test
 fi

@@ -1,7 +1,9 @@
-//! Restarting a node's mail services and telling whether they are up, per platform
-//! (CARBONIO.md §4): legacy nodes use `zmcontrol` as zextras; systemd nodes refuse
-//! zmcontrol and need root `systemctl` on the MTA target.
+//! Making a node's MTA run its new config, and telling whether its services are up, per
+//! platform (CARBONIO.md §0.5): by default a Postfix reload after `configrewrite mta`;
+//! a full restart (`zmcontrol` as the service user on legacy nodes, root `systemctl` on
+//! the MTA target on systemd nodes, which refuse zmcontrol) only when asked.
 
+use crate::carbonio::flavour::Flavour;
 use crate::carbonio::platform::Platform;
 use crate::playbook::RestartMethod;
 use crate::ssh::RunAs;
@@ -16,32 +18,76 @@ pub struct Step {
     pub script: String,
 }
 
-/// The restart to run on a node, or `None` when the playbook leaves it to zmconfigd.
-pub fn restart_step(method: RestartMethod, platform: Platform) -> Option<Step> {
-    let legacy = Step {
-        run_as: RunAs::Service,
-        // stdin from /dev/null as Carbonio's own init script does; daemons started by
-        // the restart must not keep the channel's stdin open.
-        script: "zmcontrol restart </dev/null 2>&1".to_string(),
-    };
-    let systemd = Step {
-        run_as: RunAs::Root,
-        script: "systemctl restart carbonio-mta.target 2>&1".to_string(),
-    };
-    match (method, platform) {
-        (RestartMethod::None, _) => None,
-        (RestartMethod::Zmcontrol, _) => Some(legacy),
-        (RestartMethod::SystemdMta, _) => Some(systemd),
-        (RestartMethod::Auto, Platform::Legacy) => Some(legacy),
-        (RestartMethod::Auto, Platform::Systemd) => Some(systemd),
+/// What makes a changed MTA run its new config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MtaAction {
+    /// `render` writes the files from LDAP (nothing reloads); once they show the new
+    /// values, `reload` makes the running Postfix load them. No other service stops.
+    Reload { render: Step, reload: Step },
+    /// Every service of the node stops and starts.
+    Full(Step),
+}
+
+impl MtaAction {
+    /// How the plan and the report name it.
+    pub fn label(&self) -> String {
+        match self {
+            MtaAction::Reload { render, reload } => format!(
+                "reload: {} then {}",
+                trim(&render.script),
+                trim(&reload.script)
+            ),
+            MtaAction::Full(step) => trim(&step.script).to_string(),
+        }
     }
 }
 
-/// The platform's default restart, as the plan and the report name it.
-pub fn restart_label(platform: Platform) -> &'static str {
-    match platform {
-        Platform::Legacy => "zmcontrol restart",
-        Platform::Systemd => "systemctl restart carbonio-mta.target",
+fn trim(script: &str) -> &str {
+    script
+        .trim_end_matches(" 2>&1")
+        .trim_end_matches(" </dev/null")
+}
+
+/// The action for a node, or `None` when the playbook leaves it to zmconfigd
+/// (CARBONIO.md §0.5). Not `zmmtactl reload`: it also rewrites antispam, antivirus,
+/// opendkim and sasl and restarts saslauthd.
+pub fn mta_action(
+    method: RestartMethod,
+    platform: Platform,
+    flavour: Flavour,
+) -> Option<MtaAction> {
+    let render = Step {
+        run_as: RunAs::Service,
+        script: format!("{} mta 2>&1", flavour.configrewrite()),
+    };
+    match (method, platform) {
+        (RestartMethod::None, _) => None,
+        // The service user's NOPASSWD sudo rule covers Postfix's own binary.
+        (RestartMethod::Reload, Platform::Legacy) => Some(MtaAction::Reload {
+            render,
+            reload: Step {
+                run_as: RunAs::Service,
+                script: format!("sudo -n {}/common/sbin/postfix reload 2>&1", flavour.home()),
+            },
+        }),
+        // carbonio-postfix.service: `ExecReload=/opt/zextras/common/sbin/postfix reload`.
+        (RestartMethod::Reload, Platform::Systemd) => Some(MtaAction::Reload {
+            render,
+            reload: Step {
+                run_as: RunAs::Root,
+                script: "systemctl reload carbonio-postfix.service 2>&1".to_string(),
+            },
+        }),
+        // stdin from /dev/null as Carbonio's own init script does; daemons started by
+        // the restart must not keep the channel's stdin open.
+        (RestartMethod::Full, Platform::Legacy) => Some(MtaAction::Full(Step {
+            run_as: RunAs::Service,
+            script: "zmcontrol restart </dev/null 2>&1".to_string(),
+        })),
+        (RestartMethod::Full, Platform::Systemd) => Some(MtaAction::Full(Step {
+            run_as: RunAs::Root,
+            script: "systemctl restart carbonio-mta.target 2>&1".to_string(),
+        })),
     }
 }
 
@@ -104,20 +150,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn restart_per_platform() {
+    fn reload_by_default_full_on_request() {
+        let c = Flavour::Carbonio;
+        let Some(MtaAction::Reload { render, reload }) =
+            mta_action(RestartMethod::Reload, Platform::Legacy, c)
+        else {
+            panic!("reload")
+        };
+        assert_eq!(render.run_as, RunAs::Service);
+        assert_eq!(render.script, "/opt/zextras/libexec/configrewrite mta 2>&1");
         assert_eq!(
-            restart_step(RestartMethod::Auto, Platform::Legacy)
+            (reload.run_as, reload.script.as_str()),
+            (
+                RunAs::Service,
+                "sudo -n /opt/zextras/common/sbin/postfix reload 2>&1"
+            )
+        );
+        let Some(MtaAction::Reload { reload, .. }) =
+            mta_action(RestartMethod::Reload, Platform::Systemd, c)
+        else {
+            panic!("reload")
+        };
+        assert_eq!(
+            (reload.run_as, reload.script.as_str()),
+            (
+                RunAs::Root,
+                "systemctl reload carbonio-postfix.service 2>&1"
+            )
+        );
+        let z = mta_action(RestartMethod::Reload, Platform::Legacy, Flavour::Zimbra).unwrap();
+        assert_eq!(
+            z.label(),
+            "reload: /opt/zimbra/libexec/configrewrite mta then sudo -n /opt/zimbra/common/sbin/postfix reload"
+        );
+        let full = mta_action(RestartMethod::Full, Platform::Systemd, c).unwrap();
+        assert_eq!(full.label(), "systemctl restart carbonio-mta.target");
+        assert_eq!(
+            mta_action(RestartMethod::Full, Platform::Legacy, c)
                 .unwrap()
-                .run_as,
-            RunAs::Service
+                .label(),
+            "zmcontrol restart"
         );
-        let s = restart_step(RestartMethod::Auto, Platform::Systemd).unwrap();
-        assert_eq!(s.run_as, RunAs::Root);
-        assert!(
-            s.script
-                .starts_with("systemctl restart carbonio-mta.target")
-        );
-        assert_eq!(restart_step(RestartMethod::None, Platform::Legacy), None);
+        assert_eq!(mta_action(RestartMethod::None, Platform::Legacy, c), None);
     }
 
     #[test]

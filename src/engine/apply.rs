@@ -20,6 +20,7 @@ use tracing::Instrument as _;
 
 use crate::carbonio::flavour::Flavour;
 use crate::carbonio::gather::{EffectivePlan, GatherPlan, Platform};
+use crate::carbonio::services::MtaAction;
 use crate::carbonio::{prov, services, values};
 use crate::engine::changes::{self, ChangePlan, NodeBatch};
 use crate::engine::check;
@@ -382,7 +383,8 @@ struct NodeRun {
     result: NodeResult,
     restart: Option<RestartRecord>,
     gate: Option<GateRecord>,
-    command: Option<CommandRecord>,
+    /// The commands of the reload or restart, in order.
+    commands: Vec<CommandRecord>,
 }
 
 fn tail(s: &str, n: usize) -> String {
@@ -407,78 +409,82 @@ async fn restart_and_gate(
             result: NodeResult::Unreachable,
             restart: None,
             gate: None,
-            command: None,
+            commands: Vec::new(),
         };
     }
-    let restart;
-    let mut command = None;
-    match services::restart_step(rollout.restart, node.platform) {
-        None => {
-            restart = Some(RestartRecord {
-                method: "none (left to zmconfigd, which applies LDAP changes within its polling interval)".into(),
-                started_at: jiff::Timestamp::now().to_string(),
-                finished_at: jiff::Timestamp::now().to_string(),
-                ok: true,
-                output: String::new(),
-            });
-        }
-        Some(step) => {
-            let _ = journal.record(&name, "restart-started", &step.script);
+    let mut commands = Vec::new();
+    let action = services::mta_action(rollout.restart, node.platform, node.session.flavour());
+    let restart = match action {
+        None => RestartRecord {
+            method:
+                "none (left to zmconfigd, which applies LDAP changes within its polling interval)"
+                    .into(),
+            started_at: jiff::Timestamp::now().to_string(),
+            finished_at: jiff::Timestamp::now().to_string(),
+            ok: true,
+            output: String::new(),
+        },
+        Some(action) => {
+            let label = action.label();
+            let _ = journal.record(&name, "restart-started", &label);
             let started_at = jiff::Timestamp::now().to_string();
-            // A restart already sent is waited for even after a second Ctrl-C: cutting
-            // it off would leave the node in an unknown state.
+            // A reload or restart already sent is waited for even after a second Ctrl-C:
+            // cutting it off would leave the node in an unknown state.
             let timeout = rollout.health_timeout.max(node.host.command_timeout);
-            let res = node
-                .session
-                .exec(step.run_as, &step.script, None, timeout)
-                .await;
-            let finished_at = jiff::Timestamp::now().to_string();
-            let (ok, output, rec) = match res {
-                Ok(o) => {
-                    let text = String::from_utf8_lossy(&o.stdout).to_string()
-                        + &String::from_utf8_lossy(&o.stderr);
-                    let rec = CommandRecord {
-                        purpose: "restart".into(),
-                        command: o.command.clone(),
-                        exit: exit_text(&o.end),
-                        errors: Vec::new(),
-                    };
-                    (o.end == ExecEnd::Status(0), tail(&text, 12), rec)
+            let outcome = match &action {
+                MtaAction::Full(step) => {
+                    run_step(&node, step, "restart", timeout, &mut commands).await
                 }
-                Err(e) => (
-                    false,
-                    e.to_string(),
-                    CommandRecord {
-                        purpose: "restart".into(),
-                        command: step.script.clone(),
-                        exit: "not completed".into(),
-                        errors: vec![e.to_string()],
-                    },
-                ),
+                MtaAction::Reload { render, reload } => {
+                    match render_until_in_force(
+                        &node,
+                        render,
+                        &rollout,
+                        &playbook,
+                        &eff,
+                        &mut commands,
+                    )
+                    .await
+                    {
+                        Ok(()) => run_step(&node, reload, "reload", timeout, &mut commands).await,
+                        Err(why) => Err(why),
+                    }
+                }
             };
-            command = Some(rec);
-            restart = Some(RestartRecord {
-                method: step.script.trim_end_matches(" 2>&1").to_string(),
+            let record = RestartRecord {
+                method: label,
                 started_at,
-                finished_at,
-                ok,
-                output: output.clone(),
-            });
-            if !ok {
-                let _ = journal.record(&name, "restart-failed", &output);
+                finished_at: jiff::Timestamp::now().to_string(),
+                ok: outcome.is_ok(),
+                output: match &outcome {
+                    Ok(out) | Err(out) => out.clone(),
+                },
+            };
+            if let Err(why) = outcome {
+                let _ = journal.record(&name, "restart-failed", &why);
                 return NodeRun {
                     name,
                     result: NodeResult::Failed {
-                        reason: format!("restart failed: {}", output.lines().last().unwrap_or("")),
+                        reason: format!(
+                            "{} failed: {}",
+                            if matches!(action, MtaAction::Full(_)) {
+                                "restart"
+                            } else {
+                                "reload"
+                            },
+                            why.lines().last().unwrap_or("")
+                        ),
                     },
-                    restart,
+                    restart: Some(record),
                     gate: None,
-                    command,
+                    commands,
                 };
             }
             let _ = journal.record(&name, "restarted", "");
+            record
         }
-    }
+    };
+    let restart = Some(restart);
     let gate = tokio::select! {
         g = health_gate(&node, &rollout, &playbook, &eff) => g,
         _ = hard.cancelled() => GateRecord {
@@ -511,8 +517,146 @@ async fn restart_and_gate(
         result,
         restart,
         gate: Some(gate),
-        command,
+        commands,
     }
+}
+
+/// Runs one step of a reload or restart and records it; the last lines of its output, or
+/// why it failed.
+async fn run_step(
+    node: &NodeCtx,
+    step: &services::Step,
+    purpose: &str,
+    timeout: Duration,
+    commands: &mut Vec<CommandRecord>,
+) -> Result<String, String> {
+    match node
+        .session
+        .exec(step.run_as, &step.script, None, timeout)
+        .await
+    {
+        Ok(o) => {
+            let text = String::from_utf8_lossy(&o.stdout).to_string()
+                + &String::from_utf8_lossy(&o.stderr);
+            commands.push(CommandRecord {
+                purpose: purpose.into(),
+                command: o.command.clone(),
+                exit: exit_text(&o.end),
+                errors: Vec::new(),
+            });
+            let out = tail(&text, 12);
+            if o.end == ExecEnd::Status(0) {
+                Ok(out)
+            } else {
+                Err(if out.is_empty() {
+                    format!("{purpose} exited {}", exit_text(&o.end))
+                } else {
+                    out
+                })
+            }
+        }
+        Err(e) => {
+            commands.push(CommandRecord {
+                purpose: purpose.into(),
+                command: step.script.clone(),
+                exit: "not completed".into(),
+                errors: vec![e.to_string()],
+            });
+            Err(e.to_string())
+        }
+    }
+}
+
+/// `configrewrite mta`, then reads the files until they hold what the gate expects
+/// (zmconfigd reads `ldap_url`, which can be a lagging replica: the rewrite is asked again
+/// on each try), within the health timeout. Nothing is reloaded until they do: a node
+/// whose values never render fails here, still running its old config.
+async fn render_until_in_force(
+    node: &NodeCtx,
+    render: &services::Step,
+    rollout: &Rollout,
+    playbook: &Playbook,
+    eff: &EffectivePlan,
+    commands: &mut Vec<CommandRecord>,
+) -> Result<(), String> {
+    let deadline = Instant::now() + rollout.health_timeout;
+    let mut delay = Duration::from_millis(200);
+    let timeout = node.host.command_timeout;
+    loop {
+        run_step(
+            node,
+            render,
+            "render (configrewrite mta)",
+            timeout,
+            commands,
+        )
+        .await?;
+        let missing = match read_effective(node, eff).await {
+            Ok(facts) => not_rendered(node, playbook, &facts),
+            Err(e) => vec![e],
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() + delay >= deadline {
+            return Err(format!(
+                "the new values never rendered within health_timeout {} (nothing reloaded): {}",
+                humantime::format_duration(rollout.health_timeout),
+                missing.join("; ")
+            ));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// The effective (on-disk) Postfix config of a node.
+async fn read_effective(
+    node: &NodeCtx,
+    eff: &EffectivePlan,
+) -> Result<crate::carbonio::gather::EffectiveFacts, String> {
+    match node
+        .session
+        .exec(
+            crate::ssh::RunAs::Service,
+            eff.script(node.session.flavour()),
+            None,
+            node.host.command_timeout,
+        )
+        .await
+    {
+        Ok(o) => eff
+            .parse(&String::from_utf8_lossy(&o.stdout))
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// What the files do not show yet: each `postconf` probe's mismatch (parameters of
+/// blocked controls aside), and the policy entry when the playbook enables the daemon.
+fn not_rendered(
+    node: &NodeCtx,
+    playbook: &Playbook,
+    facts: &crate::carbonio::gather::EffectiveFacts,
+) -> Vec<String> {
+    let mut missing: Vec<String> = playbook
+        .probes
+        .iter()
+        .filter(|p| {
+            !matches!(&p.kind, crate::playbook::ProbeKind::Postconf { param } if node.skip_params.contains(param))
+        })
+        .filter_map(|p| verdict::postconf_probe(p, &facts.postconf))
+        .filter_map(Result::err)
+        .collect();
+    let wants_policy = playbook.controls.iter().any(|c| {
+        c.attr == "zimbraMtaEnableSmtpdPolicyd"
+            && crate::carbonio::values::satisfies(&c.expect, &["TRUE".to_string()])
+            && !node.skip_params.contains(&c.attr)
+    });
+    if wants_policy && facts.policy_service.is_none() {
+        missing.push("master.cf has no active `policy unix … spawn` entry yet".into());
+    }
+    missing
 }
 
 /// How one gate attempt ended.
@@ -609,22 +753,7 @@ async fn gate_once(
         return (checks, Vec::new(), GateTry::Retry);
     }
     // 2. effective Postfix config and the policy service's spawn user
-    let facts = match node
-        .session
-        .exec(
-            crate::ssh::RunAs::Service,
-            eff.script(node.session.flavour()),
-            None,
-            timeout,
-        )
-        .await
-    {
-        Ok(o) => eff
-            .parse(&String::from_utf8_lossy(&o.stdout))
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    let facts = match facts {
+    let facts = match read_effective(node, eff).await {
         Ok(f) => f,
         Err(e) => {
             checks.push(GateCheck {
@@ -635,15 +764,7 @@ async fn gate_once(
             return (checks, Vec::new(), GateTry::Retry);
         }
     };
-    let mismatches: Vec<String> = playbook
-        .probes
-        .iter()
-        .filter(|p| {
-            !matches!(&p.kind, crate::playbook::ProbeKind::Postconf { param } if node.skip_params.contains(param))
-        })
-        .filter_map(|p| verdict::postconf_probe(p, &facts.postconf))
-        .filter_map(Result::err)
-        .collect();
+    let mismatches = not_rendered(node, playbook, &facts);
     let pc_ok = mismatches.is_empty();
     checks.push(GateCheck {
         name: "postconf".into(),
@@ -1070,9 +1191,8 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
                 tokio::select! {
                     Some(done) = running.join_next() => {
                         if let Ok(run) = done {
-                            if let Some(c) = &run.command {
-                                let ok = run.restart.as_ref().is_some_and(|r| r.ok);
-                                events.send(command_ran(&run.name, c, ok));
+                            for c in &run.commands {
+                                events.send(command_ran(&run.name, c, c.exit == "0"));
                             }
                             events.send(Event::StepFinished {
                                 host: run.name.clone(),
@@ -1202,9 +1322,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         if let Some(run) = runs.remove(&h.name) {
             ap.restart = run.restart;
             ap.gate = run.gate;
-            if let Some(c) = run.command {
-                ap.commands.push(c);
-            }
+            ap.commands.extend(run.commands);
             if let NodeResult::Failed { reason } = &run.result {
                 h.status = HostStatus::Failed;
                 h.error = Some(HostError::new(ErrorKind::Command, reason.clone()));

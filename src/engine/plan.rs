@@ -125,6 +125,7 @@ pub fn render(
     plan: &ChangePlan,
     batches: &[Vec<String>],
     commands: &BTreeMap<String, Vec<String>>,
+    restart: crate::playbook::RestartMethod,
 ) -> String {
     let mut s = String::new();
     let by_name: BTreeMap<&str, &HostReport> =
@@ -183,16 +184,25 @@ pub fn render(
         }
     }
     if !batches.is_empty() {
-        let _ = writeln!(s, "\nrestarts (MTA nodes whose effective config changes):");
+        let _ = writeln!(
+            s,
+            "\nreloads/restarts (MTA nodes whose effective config changes):"
+        );
         for (i, b) in batches.iter().enumerate() {
             let methods: Vec<String> = b
                 .iter()
                 .map(|n| {
                     let m = by_name
                         .get(n.as_str())
-                        .and_then(|r| r.platform)
-                        .map(|p| crate::carbonio::services::restart_label(p))
-                        .unwrap_or("?");
+                        .and_then(|r| {
+                            crate::carbonio::services::mta_action(
+                                restart,
+                                r.platform?,
+                                r.flavour.unwrap_or_default(),
+                            )
+                        })
+                        .map(|a| a.label())
+                        .unwrap_or_else(|| "?".into());
                     format!("{n} ({m})")
                 })
                 .collect();
@@ -273,7 +283,8 @@ pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
                     &reports,
                     &cplan,
                     &batches,
-                    &commands
+                    &commands,
+                    loaded.playbook.rollout.restart,
                 )
             );
             let mut fixes = String::new();

@@ -511,7 +511,7 @@ mod tests {
             canary,
             pause: Duration::ZERO,
             max_failures: Amount::Count(0),
-            restart: RestartMethod::Auto,
+            restart: RestartMethod::Reload,
             health_timeout: Duration::from_secs(300),
             probe_from: ProbeFrom::Node,
             only_if_changed: true,

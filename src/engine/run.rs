@@ -85,6 +85,9 @@ pub fn load(opts: &RunOptions) -> Result<Loaded, i32> {
     let (Ok(inventory), Ok(playbook)) = (inventory, playbook) else {
         return Err(exit::USAGE);
     };
+    for w in &playbook.warnings {
+        tracing::warn!("playbook: {w}");
+    }
     let hosts: Vec<Host> = match crate::inventory::select(&inventory, opts.limit.as_deref()) {
         Ok(h) => h.into_iter().cloned().collect(),
         Err(e) => {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_spanned::Spanned;
 
-use super::raw::{RawAmount, RawBatch, RawControl, RawPlaybook, RawProbe, RawRollout};
+use super::raw::{RawAmount, RawBatch, RawControl, RawPlaybook, RawProbe, RawRestart, RawRollout};
 use super::{
     Amount, Control, DnsCheck, Expectation, Playbook, Probe, ProbeExpect, ProbeFrom, ProbeKind,
     RestartMethod, Rollout, Scope, Severity,
@@ -115,13 +115,15 @@ fn validate(src: &Source<'_>, raw: RawPlaybook, errors: &mut Vec<ConfigError>) -
             probes.push(p);
         }
     }
-    let rollout = rollout(src, raw.rollout.unwrap_or_default(), errors);
+    let mut warnings = Vec::new();
+    let rollout = rollout(src, raw.rollout.unwrap_or_default(), errors, &mut warnings);
     Playbook {
         name: name.unwrap_or_default(),
         description: raw.description,
         controls,
         probes,
         rollout,
+        warnings,
         fix_spawn_user: raw.fix.and_then(|f| f.spawn_user).unwrap_or(false),
         source: Some(src.path.to_path_buf()),
     }
@@ -479,14 +481,53 @@ fn amount(
     }
 }
 
-fn rollout(src: &Source<'_>, raw: RawRollout, errors: &mut Vec<ConfigError>) -> Rollout {
+/// Maps `rollout.restart`; a deprecated value is its replacement, with a warning.
+fn restart_method(
+    src: &Source<'_>,
+    raw: &Spanned<RawRestart>,
+    warnings: &mut Vec<String>,
+) -> RestartMethod {
+    let (method, old) = match raw.get_ref() {
+        RawRestart::Reload => (RestartMethod::Reload, None),
+        RawRestart::Full => (RestartMethod::Full, None),
+        RawRestart::None => (RestartMethod::None, None),
+        RawRestart::Auto => (RestartMethod::Reload, Some("auto")),
+        RawRestart::Zmcontrol => (RestartMethod::Full, Some("zmcontrol")),
+        RawRestart::SystemdMta => (RestartMethod::Full, Some("systemd-mta")),
+    };
+    if let Some(old) = old {
+        let new = match method {
+            RestartMethod::Reload => "reload",
+            _ => "full",
+        };
+        warnings.push(
+            src.error(
+                raw.span(),
+                "rollout.restart",
+                format!("`{old}` is deprecated and now means `{new}`"),
+            )
+            .with_hint(
+                "`reload` (configrewrite mta, then a Postfix reload) is the default; `full` restarts every service of the node",
+            )
+            .to_string(),
+        );
+    }
+    method
+}
+
+fn rollout(
+    src: &Source<'_>,
+    raw: RawRollout,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
+) -> Rollout {
     let defaults = Rollout {
         batch: vec![Amount::Percent(10)],
         per_cluster: 1,
         canary: 1,
         pause: Duration::from_secs(30),
         max_failures: Amount::Percent(5),
-        restart: RestartMethod::Auto,
+        restart: RestartMethod::Reload,
         health_timeout: Duration::from_secs(5 * 60),
         probe_from: ProbeFrom::Node,
         only_if_changed: true,
@@ -567,7 +608,11 @@ fn rollout(src: &Source<'_>, raw: RawRollout, errors: &mut Vec<ConfigError>) -> 
         canary: canary.unwrap_or(defaults.canary),
         pause: pause.unwrap_or(defaults.pause),
         max_failures: max_failures.unwrap_or(defaults.max_failures),
-        restart: raw.restart.unwrap_or(defaults.restart),
+        restart: raw
+            .restart
+            .as_ref()
+            .map(|r| restart_method(src, r, warnings))
+            .unwrap_or(defaults.restart),
         health_timeout: health_timeout.unwrap_or(defaults.health_timeout),
         probe_from: raw.probe_from.unwrap_or(defaults.probe_from),
         only_if_changed: raw.only_if_changed.unwrap_or(defaults.only_if_changed),
@@ -670,7 +715,38 @@ mod tests {
         assert_eq!(r.health_timeout, Duration::from_secs(180));
         assert_eq!(
             (r.restart, r.probe_from, r.only_if_changed),
-            (RestartMethod::Auto, ProbeFrom::Node, true)
+            (RestartMethod::Reload, ProbeFrom::Node, true)
+        );
+    }
+
+    #[test]
+    fn deprecated_restart_values_map_with_a_warning() {
+        for (old, new) in [
+            ("auto", RestartMethod::Reload),
+            ("zmcontrol", RestartMethod::Full),
+            ("systemd-mta", RestartMethod::Full),
+        ] {
+            let text = format!(
+                "name = \"x\"\n[[control]]\nid = \"C1\"\ntitle = \"t\"\nattr = \"zimbraX\"\nexpect = \"y\"\n[rollout]\nrestart = \"{old}\"\n"
+            );
+            let pb = parse(&text, Path::new("pb.toml")).unwrap();
+            assert_eq!(pb.rollout.restart, new, "{old}");
+            assert_eq!(pb.warnings.len(), 1, "{old}");
+            assert!(
+                pb.warnings[0].starts_with("pb.toml:8:11: rollout.restart: `")
+                    && pb.warnings[0].contains("is deprecated and now means"),
+                "{}",
+                pb.warnings[0]
+            );
+        }
+        let pb = parse(
+            "name = \"x\"\n[[control]]\nid = \"C1\"\ntitle = \"t\"\nattr = \"zimbraX\"\nexpect = \"y\"\n[rollout]\nrestart = \"full\"\n",
+            Path::new("pb.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            (pb.rollout.restart, pb.warnings.len()),
+            (RestartMethod::Full, 0)
         );
     }
 

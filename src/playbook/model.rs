@@ -127,13 +127,18 @@ pub enum Amount {
     Percent(u8),
 }
 
+/// How a changed MTA is made to run its new config (CARBONIO.md §0.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartMethod {
-    /// Legacy nodes: zmcontrol; systemd nodes: systemctl.
-    Auto,
-    Zmcontrol,
-    SystemdMta,
+    /// The default: as the service user `configrewrite mta` (files), then a Postfix
+    /// reload — `sudo -n HOME/common/sbin/postfix reload` on legacy nodes, root's
+    /// `systemctl reload carbonio-postfix.service` on systemd nodes. Only Postfix
+    /// re-reads its config; no other service stops.
+    Reload,
+    /// Every service of the node: `zmcontrol restart` (legacy) or `systemctl restart
+    /// carbonio-mta.target` (systemd). An explicit choice: minutes of outage.
+    Full,
     /// Leave it to zmconfigd; the report says so.
     None,
 }
@@ -169,6 +174,8 @@ pub struct Playbook {
     pub controls: Vec<Control>,
     pub probes: Vec<Probe>,
     pub rollout: Rollout,
+    /// Deprecations found while loading (`file:line:col: key: …`), for the log.
+    pub warnings: Vec<String>,
     /// `[fix] spawn_user = true`: apply repairs the policy spawn user (as
     /// `--fix-spawn-user` does).
     pub fix_spawn_user: bool,

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde_spanned::Spanned;
 
-use super::{Precondition, ProbeFrom, RestartMethod, Scope, Severity};
+use super::{Precondition, ProbeFrom, Scope, Severity};
 
 /// A whole playbook file.
 #[derive(Debug, Clone, Deserialize)]
@@ -85,10 +85,23 @@ pub struct RawRollout {
     pub canary: Option<Spanned<i64>>,
     pub pause: Option<Spanned<String>>,
     pub max_failures: Option<Spanned<RawAmount>>,
-    pub restart: Option<RestartMethod>,
+    pub restart: Option<Spanned<RawRestart>>,
     pub health_timeout: Option<Spanned<String>>,
     pub probe_from: Option<ProbeFrom>,
     pub only_if_changed: Option<bool>,
+}
+
+/// `rollout.restart` as written: the current values and the deprecated ones `load` maps
+/// with a warning (`auto` → `reload`; `zmcontrol`, `systemd-mta` → `full`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawRestart {
+    Reload,
+    Full,
+    None,
+    Auto,
+    Zmcontrol,
+    SystemdMta,
 }
 
 /// `5` or `"25%"` as written; `load` checks the range and the `%`.

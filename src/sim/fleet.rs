@@ -426,6 +426,7 @@ fn node_state(spec: &FleetSpec, n: &NodeSpec) -> NodeState {
         mtimes: BTreeMap::new(),
         master_started: None,
         flavour,
+        loaded_master: None,
     }
 }
 

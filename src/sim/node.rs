@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::attrs::{AttrMap, lookup};
-use super::postfix::{EffectivePostfix, RenderInput};
+use super::postfix::{EffectivePostfix, MasterEntry, RenderInput};
 use super::restarts::{RestartLog, RestartMethod};
 use crate::carbonio::flavour::Flavour;
 
@@ -242,6 +242,12 @@ pub struct NodeState {
     /// Carbonio or Zimbra: the service user and every path follow it.
     #[serde(default)]
     pub flavour: Flavour,
+    /// The master.cf entries the RUNNING master loaded (at its start or last reload);
+    /// `postfix` above is what the files say. smtpd re-reads main.cf in every new
+    /// process, so main.cf takes effect from the files; master.cf does not (CARBONIO.md
+    /// §0.4; Postfix `master/master.c` lines 583–589).
+    #[serde(default)]
+    pub loaded_master: Option<Vec<MasterEntry>>,
 }
 
 impl NodeState {
@@ -297,6 +303,14 @@ pub const MASTER_CF: &str = "/opt/zextras/common/conf/master.cf";
 pub fn master_started_line(flavour: Flavour) -> String {
     format!(
         "daemon started -- version 3.7.11, configuration {}/common/conf",
+        flavour.home()
+    )
+}
+
+/// What the master logs when it reloads (Postfix `master/master.c` line 583).
+pub fn master_reload_line(flavour: Flavour) -> String {
+    format!(
+        "reload -- version 3.7.11, configuration {}/common/conf",
         flavour.home()
     )
 }
@@ -530,9 +544,35 @@ impl Node {
         let flavour = {
             let mut st = self.state();
             st.master_started = Some(unix_now());
+            st.loaded_master = st.postfix.as_ref().map(|pf| pf.master.clone());
             st.flavour
         };
         self.log_mail("postfix/master", &master_started_line(flavour));
+    }
+
+    /// `postfix reload`: a running master re-reads master.cf (the files as rendered) and
+    /// says so in the mail log; `false` when no master runs.
+    pub fn reload_master(&self) -> bool {
+        let flavour = {
+            let mut st = self.state();
+            if st.master_started.is_none() || st.postfix.is_none() {
+                return false;
+            }
+            st.loaded_master = st.postfix.as_ref().map(|pf| pf.master.clone());
+            st.flavour
+        };
+        self.log_mail("postfix/master", &master_reload_line(flavour));
+        true
+    }
+
+    /// The spawn user of the policy service the running master loaded, if it did.
+    pub fn loaded_policy_spawn_user(&self) -> Option<String> {
+        self.state()
+            .loaded_master
+            .as_ref()?
+            .iter()
+            .find(|e| e.name == "policy" && e.kind == "unix")
+            .and_then(|e| e.spawn_user().map(str::to_string))
     }
 
     /// Counts one `zmprov`/`carbonio` process.

@@ -76,7 +76,9 @@ pub fn rcpt_reply(node: &Node, vantage: Vantage, sender: &str, rcpt: &str) -> St
             }
             POLICY_RESTRICTION => {
                 let smtpd = "postfix/smtpd";
-                match pf.policy_spawn_user() {
+                // main.cf's restriction is in force (smtpd reads the files), but the
+                // socket exists only if the RUNNING master loaded the policy entry.
+                match node.loaded_policy_spawn_user().as_deref() {
                     None => {
                         node.log_mail(
                             smtpd,

@@ -72,8 +72,9 @@ use super::sshd::{SSHD_NEEDS, keygen, require_sshd, run};
 
 /// Mount points on the host under a product's tree, created empty once (only bind
 /// mounts inside node namespaces fill them): the emulator's state, `common/conf`,
-/// `conf`, `bin`, `libexec`.
-fn mount_points(f: Flavour) -> [String; 5] {
+/// `conf`, `bin`, `libexec`, `common/sbin` (Postfix's own `postfix`, which the service
+/// user runs through its NOPASSWD sudo rule: tests/setup-root.sh).
+fn mount_points(f: Flavour) -> [String; 6] {
     let h = f.home();
     [
         format!("{h}/.sim-state"),
@@ -81,6 +82,7 @@ fn mount_points(f: Flavour) -> [String; 5] {
         format!("{h}/conf"),
         format!("{h}/bin"),
         format!("{h}/libexec"),
+        format!("{h}/common/sbin"),
     ]
 }
 /// The programs that get a wrapper in the product's `bin` (Zimbra has no `carbonio`).
@@ -437,6 +439,12 @@ impl RealFleet {
                 0o755,
             );
             write_mode(&tree.join("systemctl"), &wrapper("systemctl"), 0o755);
+            fs::create_dir_all(tree.join("sbin")).unwrap();
+            write_mode(
+                &tree.join("sbin").join("postfix"),
+                &wrapper("postfix"),
+                0o755,
+            );
         }
 
         let (_, client_public) = keygen(&d, "id_ed25519", "");
@@ -584,7 +592,8 @@ impl RealFleet {
                         ak = ak.display(),
                     );
                     fs::write(nd.join("sshd_config"), config).unwrap();
-                    let [state_mp, conf_mp, zconf_mp, bin_mp, libexec_mp] = mount_points(flavour);
+                    let [state_mp, conf_mp, zconf_mp, bin_mp, libexec_mp, sbin_mp] =
+                        mount_points(flavour);
                     let tree = d.join(flavour.as_str());
                     let script = format!(
                         "set -e\n\
@@ -595,6 +604,7 @@ impl RealFleet {
                          mount --bind {version} {version_file}\n\
                          mount --bind {wrappers} {bin_mp}\n\
                          mount --bind {libexec} {libexec_mp}\n\
+                         mount --bind {sbin} {sbin_mp}\n\
                          mount --bind {varlog} /var/log\n\
                          mount --bind {systemctl} /usr/bin/systemctl\n\
                          mount --bind {passwd} /etc/passwd\n\
@@ -617,6 +627,8 @@ impl RealFleet {
                         bin_mp = q(Path::new(&bin_mp)),
                         libexec = q(&tree.join("libexec")),
                         libexec_mp = q(Path::new(&libexec_mp)),
+                        sbin = q(&tree.join("sbin")),
+                        sbin_mp = q(Path::new(&sbin_mp)),
                         varlog = q(&nd.join("varlog")),
                         systemctl = q(&tree.join("systemctl")),
                         passwd = q(&nd.join("passwd")),

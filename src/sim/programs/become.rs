@@ -112,8 +112,13 @@ pub async fn sudo(args: Vec<String>, p: &mut Proc) -> i32 {
     let command: Vec<String> = args[k.min(args.len())..].to_vec();
     let (allowed, exists) = {
         let st = p.node.state();
+        // The service user's one NOPASSWD rule: Postfix's own binary as root (CARBONIO.md
+        // §0.5; Zimbra's `postfix` wrapper relies on the same rule).
+        let postfix = format!("{}/common/sbin/postfix", st.flavour.home());
+        let postfix_rule =
+            p.user == st.flavour.user() && target == "root" && command.first() == Some(&postfix);
         (
-            p.user == "root" || st.sudo_users.contains(&p.user),
+            p.user == "root" || st.sudo_users.contains(&p.user) || postfix_rule,
             st.has_user(&target),
         )
     };

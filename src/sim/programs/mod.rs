@@ -60,6 +60,7 @@ pub enum Program {
     Sudo,
     Bash,
     Sh,
+    Postfix,
     Date,
     Uname,
     Ps,
@@ -93,7 +94,7 @@ async fn pay_start(program: Program, p: &Proc) {
     let cost = match jvm_starts(program) {
         0 if matches!(
             program,
-            Program::Postconf | Program::PostconfWrapper | Program::Systemctl
+            Program::Postconf | Program::PostconfWrapper | Program::Postfix | Program::Systemctl
         ) =>
         {
             NATIVE_START
@@ -120,6 +121,7 @@ const TABLE: &[(&str, Program)] = &[
     ("/opt/zextras/bin/zmhostname", Program::Zmhostname),
     ("/opt/zextras/bin/postconf", Program::PostconfWrapper),
     ("/opt/zextras/common/sbin/postconf", Program::Postconf),
+    ("/opt/zextras/common/sbin/postfix", Program::Postfix),
     ("/usr/bin/systemctl", Program::Systemctl),
     ("/usr/bin/hostname", Program::Hostname),
     ("/usr/bin/getent", Program::Getent),
@@ -235,6 +237,7 @@ pub fn run<'a>(r: Resolved, args: Vec<String>, p: &'a mut Proc) -> BoxFuture<'a,
             Program::Cat => coreutils::cat(args, p).await,
             Program::Echo => coreutils::echo(args, p).await,
             Program::Printf => coreutils::printf(args, p).await,
+            Program::Postfix => zmcontrol::postfix(args, p).await,
             Program::Date => coreutils::date(args, p).await,
             Program::Uname => coreutils::uname(args, p).await,
             Program::Ps => coreutils::ps(args, p).await,

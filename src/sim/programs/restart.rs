@@ -43,7 +43,9 @@ pub async fn restart_node(node: &Arc<Node>, method: RestartMethod) -> bool {
     };
     node.render_postfix();
     if fail {
-        node.state().master_started = None;
+        let mut st = node.state();
+        st.master_started = None;
+        st.loaded_master = None;
     } else {
         node.start_master();
     }

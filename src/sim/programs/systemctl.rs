@@ -1,5 +1,5 @@
-//! `systemctl restart|is-active|is-enabled` for Carbonio targets and services. Legacy
-//! nodes have the unit files but none enabled; restarts need root.
+//! `systemctl restart|reload|is-active|is-enabled` for Carbonio targets and services.
+//! Legacy nodes have the unit files but none enabled; restarts and reloads need root.
 
 use crate::sim::node::Platform;
 use crate::sim::restarts::RestartMethod;
@@ -94,6 +94,30 @@ pub async fn systemctl(args: Vec<String>, p: &mut Proc) -> i32 {
                     .await;
             }
             if all { 0 } else { 3 }
+        }
+        // `ExecReload=/opt/zextras/common/sbin/postfix reload` of carbonio-postfix.service
+        // (CARBONIO.md §0.5): the running master re-reads master.cf.
+        "reload" => {
+            let u = units.first().cloned().unwrap_or_default();
+            if p.user != "root" {
+                p.io.stderr
+                    .line(format!("Failed to reload {u}: Access denied"))
+                    .await;
+                return 1;
+            }
+            if u != "carbonio-postfix.service" || !known(&u) {
+                p.io.stderr
+                    .line(format!("Failed to reload {u}: Unit {u} not found."))
+                    .await;
+                return 5;
+            }
+            if !is_enabled(&u) || !p.node.reload_master() {
+                p.io.stderr
+                    .line(format!("{u} is not active, cannot reload."))
+                    .await;
+                return 1;
+            }
+            0
         }
         "restart" => {
             if p.user != "root" {

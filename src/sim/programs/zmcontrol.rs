@@ -156,11 +156,69 @@ pub async fn zmcontrol(args: Vec<String>, p: &mut Proc) -> i32 {
     }
 }
 
-/// `/opt/zextras/libexec/configrewrite SECTION…` (as zextras): asks zmconfigd to render
-/// the sections' files from LDAP and the templates; it reloads nothing. The simulator
-/// keeps no rendered files apart from what Postfix runs (rendered at restart from the
-/// same LDAP and template), so it succeeds without output (what it prints on a real
-/// node is not modelled: no source here).
-pub async fn configrewrite(_args: Vec<String>, _p: &mut Proc) -> i32 {
+/// `HOME/libexec/configrewrite SECTION…` (as the service user): asks zmconfigd to render
+/// the sections' files from LDAP and the templates; it reloads nothing (CARBONIO.md
+/// §0.5), so a changed master.cf waits for a reload. `mta` is the section modelled; what
+/// it prints on a real node is not (no source here): it succeeds silently.
+pub async fn configrewrite(args: Vec<String>, p: &mut Proc) -> i32 {
+    let service = p.node.state().flavour.user();
+    if p.user != service {
+        p.io.stderr
+            .line(format!("configrewrite: must be run as {service}"))
+            .await;
+        return 1;
+    }
+    if args.iter().any(|a| a == "mta") {
+        p.node.render_postfix();
+    }
     0
+}
+
+/// `HOME/common/sbin/postfix reload|status` (root; the service user reaches it through
+/// its NOPASSWD sudo rule for this one binary). `reload` makes the running master
+/// re-read master.cf (Postfix `postfix-script`: `kill -HUP` the master).
+pub async fn postfix(args: Vec<String>, p: &mut Proc) -> i32 {
+    if p.user != "root" {
+        p.io.stderr
+            .line("postfix: fatal: the postfix command is reserved for the superuser")
+            .await;
+        return 1;
+    }
+    let running = p.node.state().master_started.is_some();
+    match args.first().map(String::as_str) {
+        Some("reload") if running => {
+            p.node.reload_master();
+            p.io.stderr
+                .line("postfix/postfix-script: refreshing the Postfix mail system")
+                .await;
+            0
+        }
+        Some("reload") => {
+            p.io.stderr
+                .line("postfix/postfix-script: fatal: the Postfix mail system is not running")
+                .await;
+            1
+        }
+        Some("status") if running => {
+            p.io.stderr
+                .line("postfix/postfix-script: the Postfix mail system is running")
+                .await;
+            0
+        }
+        Some("status") => {
+            p.io.stderr
+                .line("postfix/postfix-script: the Postfix mail system is not running")
+                .await;
+            1
+        }
+        other => {
+            p.io.stderr
+                .line(format!(
+                    "postfix: only `reload` and `status` are emulated, not {}",
+                    other.unwrap_or("(none)")
+                ))
+                .await;
+            1
+        }
+    }
 }
