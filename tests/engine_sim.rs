@@ -964,6 +964,29 @@ async fn a_restored_stock_template_is_caught_before_it_breaks_mail() {
         "{}",
         f.evidence
     );
+
+    // The repair rewrites master.cf (configrewrite) while the policy service is on: a
+    // forced rewrite reloads nothing, so apply reloads the node, and the next check
+    // finds the running master on the repaired file (not restart-pending).
+    let o = sim.run(&["apply", "--yes", "--fix-spawn-user"]).await;
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    let h = &sim.latest().hosts[0];
+    let ap = h.apply.as_ref().unwrap();
+    assert!(
+        ap.restart.as_ref().unwrap().method.starts_with("reload: "),
+        "{:?}",
+        ap.restart
+    );
+    assert!(
+        sim.fleet.restart_log().is_empty(),
+        "reloaded, not restarted"
+    );
+    let o = sim.run(&["check"]).await;
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(
+        sim.latest().hosts[0].running.as_ref().unwrap().state,
+        carbonio_fleet::carbonio::running::RunningState::Loaded
+    );
 }
 
 /// A stock node (`user=zimbra`, no such user): without the fix, apply may not enable the

@@ -41,8 +41,9 @@ use crate::ssh::{ExecEnd, RunAs, quote};
 pub struct FixOutcome {
     /// Hosts whose template and running entry now name a user that can start the daemon.
     pub fixed: BTreeSet<String>,
-    /// Of those, hosts whose RUNNING policy service had a broken spawn user: they must
-    /// load the fixed master.cf (restart).
+    /// Of those, hosts whose policy service is enabled (its entry active in master.cf):
+    /// the rewrite changed master.cf and a forced rewrite reloads nothing, so they must
+    /// load it (the rollout's reload) — at once where the running spawn user was broken.
     pub running: BTreeSet<String>,
     /// Every command sent, by host.
     pub commands: BTreeMap<String, Vec<CommandRecord>>,
@@ -135,9 +136,9 @@ pub async fn run(
             continue;
         };
         let name = g.host.name.clone();
-        let (running_broken, template_broken) = match &g.outcome {
+        let (policy_active, template_broken) = match &g.outcome {
             Ok(ok) => (
-                ok.facts.running_spawn_problem().is_some(),
+                ok.facts.policy_service.is_some(),
                 curable(ok.facts.template_spawn_problem()),
             ),
             Err(_) => continue,
@@ -165,7 +166,7 @@ pub async fn run(
             Ok(()) => {
                 let _ = journal.record(&name, "spawn-user-fixed", flavour.user());
                 out.fixed.insert(name.clone());
-                if running_broken {
+                if policy_active {
                     out.running.insert(name);
                 }
             }
