@@ -1487,5 +1487,77 @@ async fn apply_reloads_by_default_and_stops_nothing() {
             h.running.as_ref().unwrap().state,
             carbonio_fleet::carbonio::running::RunningState::Loaded
         );
+        // The gate asked the policy service on its socket: a local recipient passes,
+        // an unknown one in the alias domain is refused.
+        let socket = ap
+            .gate
+            .as_ref()
+            .unwrap()
+            .checks
+            .iter()
+            .find(|c| c.name == "policy-socket")
+            .expect("the socket was asked");
+        assert!(socket.ok, "{socket:?}");
+        assert!(
+            socket
+                .detail
+                .contains("/opt/zextras/data/postfix/spool/private/policy answers")
+                && socket.detail.contains("action=dunno")
+                && socket
+                    .detail
+                    .contains("action=reject 5.1.1 Mailbox unavailable"),
+            "{}",
+            socket.detail
+        );
     }
+}
+
+/// A canary whose policy daemon dies at start (a test hook: the daemon, not its spawn
+/// user or any file the gather reads) is caught by the gate's policy-socket check, which
+/// carries the daemon's own error text; the canary failure aborts the rollout (exit 4)
+/// before any other node is touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_daemon_that_dies_fails_the_canary_gate() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![
+            ("d1", "d", mta(Legacy, NonCompliant)),
+            ("d2", "e", mta(Legacy, NonCompliant)),
+        ],
+        Duration::from_millis(100),
+    )
+    .await;
+    let broken =
+        "Can't locate Net/LDAP.pm in @INC at /opt/zextras/libexec/zmpostfixpolicyd line 31.";
+    sim.fleet.node("d1").unwrap().node().state().policyd_broken = Some(broken.into());
+    let pb = sim.playbook(
+        "batch = 1\ncanary = 1\npause = \"0s\"\nmax_failures = 0\nhealth_timeout = \"10s\"",
+    );
+    let o = sim
+        .run(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
+        .await;
+    assert_eq!(code(&o), exit::ABORTED, "{}", explain(&o));
+    let r = sim.latest();
+    let d1 = r.hosts.iter().find(|h| h.name == "d1").unwrap();
+    let gate = d1.apply.as_ref().unwrap().gate.as_ref().unwrap();
+    assert!(!gate.passed);
+    let socket = gate
+        .checks
+        .iter()
+        .find(|c| c.name == "policy-socket")
+        .unwrap();
+    assert!(!socket.ok);
+    assert!(socket.detail.contains(broken), "{}", socket.detail);
+    // The spawn-user check (owner, mode, one group) could not see it.
+    assert!(
+        gate.checks.iter().any(|c| c.name == "policy" && c.ok),
+        "{:?}",
+        gate.checks
+    );
+    let d2 = r.hosts.iter().find(|h| h.name == "d2").unwrap();
+    assert!(
+        d2.apply.as_ref().unwrap().restart.is_none(),
+        "the rollout stopped at the canary"
+    );
 }

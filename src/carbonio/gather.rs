@@ -28,11 +28,13 @@ pub const SYSTEMD_TARGETS: [&str; 4] = [
     "carbonio-mta.target",
 ];
 
-/// Postfix parameters always read, besides those the playbook's probes name.
-const BASE_POSTCONF: [&str; 3] = [
+/// Postfix parameters always read, besides those the playbook's probes name
+/// (`queue_directory`: where the policy socket is).
+const BASE_POSTCONF: [&str; 4] = [
     "smtpd_recipient_restrictions",
     "smtpd_reject_unlisted_recipient",
     "smtpd_reject_unlisted_sender",
+    "queue_directory",
 ];
 
 /// A prepared gather for one playbook: the script, and how to read its output.

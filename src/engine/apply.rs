@@ -372,6 +372,9 @@ struct NodeCtx {
     platform: Platform,
     /// The gate's SMTP recipient (as the gather's probe chose it), if any.
     rcpt: Option<String>,
+    /// An unknown address in one of the cluster's alias domains, if it has one: the
+    /// policy service must reject it (`action=reject 5.1.1 …`).
+    alias_rcpt: Option<String>,
     /// Postfix parameters the gate does not expect to match the playbook, because the
     /// control that governs them was not changed in this cluster (blocked).
     skip_params: BTreeSet<String>,
@@ -719,6 +722,111 @@ async fn health_gate(
     }
 }
 
+/// The policy service asked on its socket, as smtpd asks it (CARBONIO.md §0.3): a known
+/// or local recipient must get `action=dunno` (or any action but a refusal of the whole
+/// request), an unknown address in an alias domain `action=reject 5.1.1 …`. An error text
+/// or EOF instead is a daemon that cannot start: the gate fails at once. A socket that
+/// cannot be opened yet (the reload just made it) is tried again until the deadline.
+async fn policy_socket_check(
+    node: &NodeCtx,
+    rollout: &Rollout,
+    facts: &crate::carbonio::gather::EffectiveFacts,
+) -> (GateCheck, GateTry) {
+    let check = |ok: bool, detail: String| GateCheck {
+        name: "policy-socket".into(),
+        ok,
+        detail,
+    };
+    if !rollout.policy_socket {
+        return (
+            check(
+                true,
+                "not asked: `policy_socket = false` in the playbook".into(),
+            ),
+            GateTry::Pass,
+        );
+    }
+    let Some(queue) = facts
+        .postconf
+        .get("queue_directory")
+        .filter(|q| !q.is_empty())
+    else {
+        return (
+            check(
+                false,
+                "postconf has no queue_directory: the socket cannot be found".into(),
+            ),
+            GateTry::Retry,
+        );
+    };
+    let path = format!("{queue}/private/policy");
+    let timeout = Duration::from_secs(30);
+    let local = node.rcpt.clone().unwrap_or_else(|| "postmaster".into());
+    let mut asked = vec![(local, false)];
+    if let Some(a) = &node.alias_rcpt {
+        asked.push((a.clone(), true));
+    }
+    let mut answers = Vec::new();
+    for (rcpt, must_reject) in asked {
+        let stream = match node.session.direct_streamlocal(&path).await {
+            Ok(s) => s,
+            Err(e) => {
+                return (
+                    check(
+                        false,
+                        format!(
+                            "cannot open {path} ({e}); it exists only once the running master loaded the policy entry, and only root may open it"
+                        ),
+                    ),
+                    GateTry::Retry,
+                );
+            }
+        };
+        match crate::engine::policy_probe::ask(stream, &rcpt, timeout).await {
+            Ok(action) => {
+                let rejects =
+                    action.starts_with("action=reject 5") || action.starts_with("action=550");
+                if must_reject && !rejects {
+                    return (
+                        check(
+                            false,
+                            format!(
+                                "{rcpt} (unknown, alias domain): {action}, expected action=reject 5.1.1"
+                            ),
+                        ),
+                        GateTry::Fail,
+                    );
+                }
+                if !must_reject && rejects {
+                    return (
+                        check(
+                            false,
+                            format!("{rcpt}: {action}: the service refuses a local recipient"),
+                        ),
+                        GateTry::Fail,
+                    );
+                }
+                answers.push(format!("{rcpt}: {action}"));
+            }
+            Err(why) => {
+                return (
+                    check(
+                        false,
+                        format!(
+                            "{path}: {why}: the policy daemon cannot answer; Postfix answers 451 4.3.5"
+                        ),
+                    ),
+                    GateTry::Fail,
+                );
+            }
+        }
+    }
+    (
+        check(true, format!("{path} answers: {}", answers.join("; "))),
+        GateTry::Pass,
+    )
+}
+
 async fn gate_once(
     node: &NodeCtx,
     rollout: &Rollout,
@@ -791,6 +899,13 @@ async fn gate_once(
         });
         if !ok {
             return (checks, Vec::new(), GateTry::Fail);
+        }
+        match policy_socket_check(node, rollout, &facts).await {
+            (check, GateTry::Pass) => checks.push(check),
+            (check, verdict) => {
+                checks.push(check);
+                return (checks, Vec::new(), verdict);
+            }
         }
     }
     if !pc_ok {
@@ -1117,6 +1232,12 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
                     &ok.facts,
                     &nonce,
                 ),
+                alias_rcpt: ok
+                    .facts
+                    .domains
+                    .iter()
+                    .find(|d| !ok.facts.local_domains.contains(d))
+                    .map(|d| format!("cfleet-probe-{nonce}@{d}")),
                 skip_params: change_plan
                     .blocked
                     .iter()

@@ -9,6 +9,7 @@ pub mod events;
 pub mod gather;
 pub mod journal;
 pub mod plan;
+pub mod policy_probe;
 pub mod rollout;
 pub mod run;
 pub mod smtp;

@@ -515,6 +515,7 @@ mod tests {
             health_timeout: Duration::from_secs(300),
             probe_from: ProbeFrom::Node,
             only_if_changed: true,
+            policy_socket: true,
         }
     }
 

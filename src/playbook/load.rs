@@ -531,6 +531,7 @@ fn rollout(
         health_timeout: Duration::from_secs(5 * 60),
         probe_from: ProbeFrom::Node,
         only_if_changed: true,
+        policy_socket: true,
     };
     let batch = raw.batch.as_ref().and_then(|b| match b.get_ref() {
         RawBatch::One(a) => {
@@ -616,6 +617,7 @@ fn rollout(
         health_timeout: health_timeout.unwrap_or(defaults.health_timeout),
         probe_from: raw.probe_from.unwrap_or(defaults.probe_from),
         only_if_changed: raw.only_if_changed.unwrap_or(defaults.only_if_changed),
+        policy_socket: raw.policy_socket.unwrap_or(defaults.policy_socket),
     }
 }
 

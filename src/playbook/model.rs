@@ -163,6 +163,10 @@ pub struct Rollout {
     pub restart: RestartMethod,
     #[serde(with = "humantime_serde")]
     pub health_timeout: Duration,
+    /// The gate asks the policy service on its socket (`private/policy`) whenever
+    /// master.cf runs it; `false` is the explicit opt-out (a login that cannot reach the
+    /// socket), reported as such.
+    pub policy_socket: bool,
     pub probe_from: ProbeFrom,
     pub only_if_changed: bool,
 }

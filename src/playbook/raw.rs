@@ -89,6 +89,7 @@ pub struct RawRollout {
     pub health_timeout: Option<Spanned<String>>,
     pub probe_from: Option<ProbeFrom>,
     pub only_if_changed: Option<bool>,
+    pub policy_socket: Option<bool>,
 }
 
 /// `rollout.restart` as written: the current values and the deprecated ones `load` maps

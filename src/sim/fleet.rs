@@ -427,6 +427,7 @@ fn node_state(spec: &FleetSpec, n: &NodeSpec) -> NodeState {
         master_started: None,
         flavour,
         loaded_master: None,
+        policyd_broken: None,
     }
 }
 

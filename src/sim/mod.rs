@@ -9,6 +9,7 @@ pub mod error;
 pub mod exec;
 pub mod fleet;
 pub mod node;
+pub mod policyd;
 pub mod postfix;
 pub mod prereq;
 pub mod profiles;

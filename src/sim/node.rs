@@ -248,6 +248,11 @@ pub struct NodeState {
     /// §0.4; Postfix `master/master.c` lines 583–589).
     #[serde(default)]
     pub loaded_master: Option<Vec<MasterEntry>>,
+    /// A test hook: the policy daemon itself dies at start with this text (a broken
+    /// Perl module after an upgrade, say), whatever its spawn user — what only asking
+    /// the socket can see.
+    #[serde(default)]
+    pub policyd_broken: Option<String>,
 }
 
 impl NodeState {

@@ -218,6 +218,12 @@ impl EffectivePostfix {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         params.insert("myhostname".into(), input.hostname.into());
+        // Built into Carbonio's and Zimbra's Postfix (`-DDEF_QUEUE_DIR`, Zimbra/packages
+        // `postfix.spec` line 60; Carbonio's assumed alike); relocated for Zimbra.
+        params.insert(
+            "queue_directory".into(),
+            "/opt/zextras/data/postfix/spool".into(),
+        );
         params.insert(
             "mynetworks".into(),
             single("zimbraMtaMyNetworks").unwrap_or_else(|| "127.0.0.0/8 [::1]/128".into()),

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::node::Node;
+use super::policyd;
 use super::shell::{Io, OutputPort, Sink, Source, Stream, login_env, run_script};
 use super::smtp::{self, Vantage};
 
@@ -195,6 +196,48 @@ impl server::Handler for Conn {
             let _ = smtp::serve(node, channel.into_stream(), Vantage::Loopback).await;
         });
         Ok(())
+    }
+
+    async fn channel_open_direct_streamlocal(
+        &mut self,
+        channel: Channel<Msg>,
+        socket_path: &str,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.open_policy_socket(channel, socket_path, reply).await;
+        Ok(())
+    }
+}
+
+impl Conn {
+    /// `direct-streamlocal@openssh.com` to the policy socket: only where it exists (the
+    /// running master loaded the policy entry) and only for root (`private/` is 0700
+    /// postfix); OpenSSH answers every other failed open alike.
+    async fn open_policy_socket(
+        &mut self,
+        channel: Channel<Msg>,
+        socket_path: &str,
+        reply: ChannelOpenHandle,
+    ) {
+        let queue = self
+            .node
+            .state()
+            .postfix
+            .as_ref()
+            .and_then(|pf| pf.params.get("queue_directory").cloned());
+        let wanted = queue.map(|q| format!("{q}/{}", policyd::SOCKET));
+        let exists = !matches!(policyd::state(&self.node), Err(policyd::Broken::NoSocket));
+        if self.user.as_deref() != Some("root") || wanted.as_deref() != Some(socket_path) || !exists
+        {
+            drop(reply);
+            return;
+        }
+        reply.accept().await;
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            let _ = policyd::serve(node, channel.into_stream()).await;
+        });
     }
 }
 

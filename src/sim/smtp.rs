@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::node::Node;
+use super::policyd::{self, Broken};
 use super::postfix::POLICY_RESTRICTION;
 
 /// Where the SMTP client stands relative to the node.
@@ -78,8 +79,8 @@ pub fn rcpt_reply(node: &Node, vantage: Vantage, sender: &str, rcpt: &str) -> St
                 let smtpd = "postfix/smtpd";
                 // main.cf's restriction is in force (smtpd reads the files), but the
                 // socket exists only if the RUNNING master loaded the policy entry.
-                match node.loaded_policy_spawn_user().as_deref() {
-                    None => {
+                match policyd::state(node) {
+                    Err(Broken::NoSocket) => {
                         node.log_mail(
                             smtpd,
                             "warning: connect to private/policy: No such file or directory",
@@ -87,31 +88,27 @@ pub fn rcpt_reply(node: &Node, vantage: Vantage, sender: &str, rcpt: &str) -> St
                         node.log_mail(smtpd, "warning: problem talking to server private/policy: No such file or directory");
                         return "451 4.3.5 Server configuration problem".into();
                     }
-                    Some(spec) => {
-                        let (user, group) = match spec.split_once(':') {
-                            Some((u, g)) => (u, Some(g)),
-                            None => (spec, None),
-                        };
-                        if !node.state().has_user(user) {
-                            node.log_mail(
-                                "postfix/spawn",
-                                &format!("fatal: unknown user name: {user}"),
-                            );
-                            node.log_mail(smtpd, "warning: problem talking to server private/policy: Connection reset by peer");
-                            return "451 4.3.5 Server configuration problem".into();
+                    Err(Broken::UnknownUser(user)) => {
+                        node.log_mail(
+                            "postfix/spawn",
+                            &format!("fatal: unknown user name: {user}"),
+                        );
+                        node.log_mail(smtpd, "warning: problem talking to server private/policy: Connection reset by peer");
+                        return "451 4.3.5 Server configuration problem".into();
+                    }
+                    // zmpostfixpolicyd reads localconfig.xml first; as a user that
+                    // cannot (spawn keeps one group), it dies before answering
+                    // (CARBONIO.md §0.2; Postfix attr_scan's message).
+                    Err(Broken::CannotRead { .. } | Broken::Dies(_)) => {
+                        node.log_mail(smtpd, "warning: premature end-of-input on private/policy while reading input attribute name");
+                        return "451 4.3.5 Server configuration problem".into();
+                    }
+                    Ok(()) => {
+                        if let Some(reject) =
+                            policyd::action(node, rcpt).strip_prefix("action=reject ")
+                        {
+                            return format!("550 {reject}");
                         }
-                        // zmpostfixpolicyd reads localconfig.xml first; as a user that
-                        // cannot (spawn keeps one group), it dies before answering
-                        // (CARBONIO.md §0.2; Postfix attr_scan's message).
-                        let readable = {
-                            let st = node.state();
-                            st.can_read_as(user, group, st.flavour.localconfig())
-                        };
-                        if !readable {
-                            node.log_mail(smtpd, "warning: premature end-of-input on private/policy while reading input attribute name");
-                            return "451 4.3.5 Server configuration problem".into();
-                        }
-                        // zmpostfixpolicyd: `dunno` for non-alias domains
                     }
                 }
             }

@@ -308,6 +308,22 @@ impl Session {
         Ok(channel.into_stream())
     }
 
+    /// A `direct-streamlocal@openssh.com` channel to the UNIX socket `path` on the node
+    /// (sshd connects as the login user; OpenSSH answers every failed open alike).
+    pub async fn direct_streamlocal(&self, path: &str) -> Result<ChannelStream<Msg>, ExecError> {
+        let channel = self
+            .inner
+            .handle
+            .channel_open_direct_streamlocal(path)
+            .await
+            .map_err(|e| ExecError::Channel {
+                host: self.inner.host_name.clone(),
+                message: format!("direct-streamlocal to {path}: {e}"),
+                command: String::new(),
+            })?;
+        Ok(channel.into_stream())
+    }
+
     /// Ends the connection politely (other clones see it closed).
     pub async fn close(self) {
         let _ = self
