@@ -914,9 +914,9 @@ fn fifty_nodes_up_check_and_down_without_leftovers() {
     assert!(survivors.is_empty(), "survived teardown: {survivors:?}");
 }
 
-/// The restart works but the node's Postfix no longer listens on port 25: the health
-/// gate gives up on what it measured (health_timeout 2s: the run ends, the 60 s command
-/// timeout is not what stops it) and the host is not compliant.
+/// The restart works but the node's Postfix no longer listens (port 25 and the policy
+/// socket): the health gate gives up on what it measured (health_timeout 2s: the run
+/// ends, the 60 s command timeout is not what stops it) and the host is not compliant.
 #[test]
 fn health_gate_failure_is_reported_with_its_checks() {
     let Some(fleet) = RealFleet::start(
@@ -947,14 +947,15 @@ fn health_gate_failure_is_reported_with_its_checks() {
     );
     let gate = &h["apply"]["gate"];
     assert_eq!(gate["passed"], false, "{gate}");
-    let smtp = gate["checks"]
+    // The first check that talks to Postfix itself fails: its policy socket is gone.
+    let failed = gate["checks"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["name"] == "smtp")
-        .unwrap_or_else(|| panic!("no smtp check: {gate}"));
-    assert_eq!(smtp["ok"], false, "{smtp}");
-    assert!(!s(&smtp["detail"]).is_empty(), "{smtp}");
+        .find(|c| c["name"] == "policy-socket" || c["name"] == "smtp")
+        .unwrap_or_else(|| panic!("no policy-socket or smtp check: {gate}"));
+    assert_eq!(failed["ok"], false, "{failed}");
+    assert!(!s(&failed["detail"]).is_empty(), "{failed}");
     assert!(s(&h["apply"]["rollout"]).starts_with("failed"), "{h}");
 }
 
@@ -1273,14 +1274,16 @@ fn a_zimbra_node_on_real_sshd() {
 /// The default reload on real nodes: configrewrite as zextras, then the real `sudo -n`
 /// (the NOPASSWD rule of tests/setup-root.sh) running Postfix's `postfix reload` on the
 /// legacy node, and root's `systemctl reload carbonio-postfix.service` on the systemd
-/// node. Nothing restarts; the proof reads the master's reload line from the real log.
+/// node. Nothing restarts; the proof reads the master's reload line from the real log;
+/// the gate asks the policy service on its real UNIX socket through OpenSSH, which sees
+/// a daemon that dies at start where nothing else does.
 #[test]
 fn apply_reloads_real_nodes_by_default() {
     let Some(fleet) = RealFleet::start(
         "reload",
         specs(
-            2,
-            "legacy+non-compliant+spawn-user-fixed=1,systemd+non-compliant+spawn-user-fixed=1",
+            3,
+            "legacy+non-compliant+spawn-user-fixed=1,systemd+non-compliant+spawn-user-fixed=1,legacy+non-compliant+spawn-user-fixed=1",
             1,
         ),
         &RealFleetOptions::default(),
@@ -1288,10 +1291,29 @@ fn apply_reloads_real_nodes_by_default() {
         return;
     };
     let pb = playbook(fleet.dir.path(), &FAST.replace("restart = \"full\"\n", ""));
+    // The third node's policy daemon dies at start (a test hook on the node, after
+    // nothing the gather reads): only the policy socket, asked through real OpenSSH's
+    // direct-streamlocal, can see it.
+    let broken =
+        "Can't locate Net/LDAP.pm in @INC at /opt/zextras/libexec/zmpostfixpolicyd line 31.";
+    fleet.nodes[2]
+        .store
+        .update(|nf, _| nf.state.policyd_broken = Some(broken.into()))
+        .unwrap();
     let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
-    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    assert_eq!(code(&out), exit::HOST_FAILED, "{}", show(&out));
     let r = report(&reports);
-    for (n, reload) in fleet.nodes.iter().zip([
+    let h = host(&r, &fleet.nodes[2].name);
+    let socket = h["apply"]["gate"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "policy-socket")
+        .unwrap_or_else(|| panic!("{h}"))
+        .clone();
+    assert_eq!(socket["ok"], false, "{socket}");
+    assert!(s(&socket["detail"]).contains(broken), "{socket}");
+    for (n, reload) in fleet.nodes.iter().take(2).zip([
         "sudo -n /opt/zextras/common/sbin/postfix reload",
         "systemctl reload carbonio-postfix.service",
     ]) {
@@ -1308,5 +1330,14 @@ fn apply_reloads_real_nodes_by_default() {
             s(&h["running"]["evidence"]).contains(": reload -- version"),
             "{h}"
         );
+        let socket = h["apply"]["gate"]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "policy-socket")
+            .unwrap_or_else(|| panic!("{h}"))
+            .clone();
+        assert_eq!(socket["ok"], true, "{socket}");
+        assert!(s(&socket["detail"]).contains("action=dunno"), "{socket}");
     }
 }

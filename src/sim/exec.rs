@@ -454,8 +454,8 @@ fn real_user() -> String {
 
 /// Turns loaded files into an in-memory node: the restart deadline back onto the
 /// monotonic clock (a restart in progress of a `held` node stays down however late it
-/// is), users and master.cf.in from the real machine (the tool reads those with the real
-/// `getent` and `grep`).
+/// is), users, master.cf.in and localconfig.xml's owner and mode from the real machine
+/// (the tool reads those with the real `getent`, `grep` and `stat`).
 fn materialize(nf: &NodeFile, cf: &ClusterFile, held: bool) -> Arc<Node> {
     let mut state = nf.state.clone();
     let now = now_ms();
@@ -477,6 +477,19 @@ fn materialize(nf: &NodeFile, cf: &ClusterFile, held: bool) -> Arc<Node> {
     let template = state.flavour.master_template();
     if let Ok(tpl) = fs::read(template) {
         state.files.insert(template.to_string(), tpl);
+    }
+    // Who may read localconfig.xml is what the real file says (the machine's users).
+    let localconfig = state.flavour.localconfig();
+    if let Ok(md) = fs::metadata(localconfig) {
+        use std::os::unix::fs::MetadataExt;
+        state.file_meta.insert(
+            localconfig.to_string(),
+            super::node::FileMeta {
+                uid: md.uid(),
+                gid: md.gid(),
+                mode: md.mode() & 0o7777,
+            },
+        );
     }
     let cluster = Arc::new(ClusterState::new(cf.name.clone(), cf.ldap.clone()));
     Arc::new(Node::from_parts(
@@ -667,56 +680,104 @@ pub async fn exec_program(
     Ok(status)
 }
 
-/// Serves SMTP on `listen` for the node in `store` until killed.
+/// Serves SMTP on `listen` for the node in `store` until killed, and the policy service
+/// on the UNIX socket `QUEUE_DIR/private/policy` (QUEUE_DIR as the node's Postfix says;
+/// `private/` 0700 root, as Postfix's is 0700 postfix). The socket is always there: a
+/// connection while the running master has no policy entry ends without an answer
+/// (a real node has no socket then, and the open fails).
 pub async fn smtpd(store: Store, listen: SocketAddr) -> Result<(), ExecError> {
     let l = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(io_err(Path::new(&listen.to_string())))?;
+    let queue = {
+        let (nf, _) = store.read()?;
+        nf.state
+            .postfix
+            .as_ref()
+            .and_then(|pf| pf.params.get("queue_directory").cloned())
+    };
+    let policy = match queue {
+        Some(q) => {
+            let private = Path::new(&q).join("private");
+            fs::create_dir_all(&private).map_err(io_err(&private))?;
+            fs::set_permissions(&private, fs::Permissions::from_mode(0o700))
+                .map_err(io_err(&private))?;
+            let path = private.join("policy");
+            let _ = fs::remove_file(&path);
+            Some(tokio::net::UnixListener::bind(&path).map_err(io_err(&path))?)
+        }
+        None => None,
+    };
     // Atomically (temp file, then rename): whoever sees the file sees the pid in it.
     let ready = store.dir().join(SMTPD_READY);
     let tmp = ready.with_extension(format!("tmp.{}", std::process::id()));
     fs::write(&tmp, format!("{}\n", std::process::id())).map_err(io_err(&tmp))?;
     fs::rename(&tmp, &ready).map_err(io_err(&ready))?;
+    if let Some(policy) = policy {
+        let store = store.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = policy.accept().await {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    serve_logged(&store, |node| async move {
+                        let _ = super::policyd::serve(node, sock).await;
+                    })
+                    .await;
+                });
+            }
+        });
+    }
     // Never cancelled: the responder runs until the node's namespace is torn down.
     let forever = tokio_util::sync::CancellationToken::new();
     while let Some(sock) = super::server::next_connection(&l, &forever).await {
         let store = store.clone();
         tokio::spawn(async move {
-            let loaded = store.read();
-            let (nf, cf) = match loaded {
-                Ok(x) => x,
-                Err(e) => {
-                    eprintln!("sim-exec smtpd: {e}");
-                    return;
-                }
-            };
-            let node = materialize(&nf, &cf, store.restarts_held());
-            let log_len = mail_log_len(&node);
-            let _ = smtp::serve(node.clone(), sock, Vantage::Loopback).await;
-            // Keep what Postfix would have logged (policy service failures).
-            let grown = {
-                let st = node.state();
-                st.files
-                    .get(st.flavour.mail_log())
-                    .map(|b| b[log_len.min(b.len())..].to_vec())
-                    .unwrap_or_default()
-            };
-            if !grown.is_empty() {
-                let r = store.update(|nf, _| {
-                    let log = nf.state.flavour.mail_log();
-                    nf.state
-                        .files
-                        .entry(log.to_string())
-                        .or_default()
-                        .extend_from_slice(&grown);
-                });
-                if let Err(e) = r {
-                    eprintln!("sim-exec smtpd: {e}");
-                }
-            }
+            serve_logged(&store, |node| async move {
+                let _ = smtp::serve(node, sock, Vantage::Loopback).await;
+            })
+            .await;
         });
     }
     Ok(())
+}
+
+/// Runs `serve` on the node as stored, then keeps what Postfix would have logged meanwhile
+/// (policy service failures) in the store.
+async fn serve_logged<F, Fut>(store: &Store, serve: F)
+where
+    F: FnOnce(Arc<Node>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (nf, cf) = match store.read() {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("sim-exec smtpd: {e}");
+            return;
+        }
+    };
+    let node = materialize(&nf, &cf, store.restarts_held());
+    let log_len = mail_log_len(&node);
+    serve(node.clone()).await;
+    let grown = {
+        let st = node.state();
+        st.files
+            .get(st.flavour.mail_log())
+            .map(|b| b[log_len.min(b.len())..].to_vec())
+            .unwrap_or_default()
+    };
+    if !grown.is_empty() {
+        let r = store.update(|nf, _| {
+            let log = nf.state.flavour.mail_log();
+            nf.state
+                .files
+                .entry(log.to_string())
+                .or_default()
+                .extend_from_slice(&grown);
+        });
+        if let Err(e) = r {
+            eprintln!("sim-exec smtpd: {e}");
+        }
+    }
 }
 
 fn mail_log_len(node: &Node) -> usize {

@@ -73,8 +73,9 @@ use super::sshd::{SSHD_NEEDS, keygen, require_sshd, run};
 /// Mount points on the host under a product's tree, created empty once (only bind
 /// mounts inside node namespaces fill them): the emulator's state, `common/conf`,
 /// `conf`, `bin`, `libexec`, `common/sbin` (Postfix's own `postfix`, which the service
-/// user runs through its NOPASSWD sudo rule: tests/setup-root.sh).
-fn mount_points(f: Flavour) -> [String; 6] {
+/// user runs through its NOPASSWD sudo rule: tests/setup-root.sh), and Postfix's queue
+/// directory, where the emulated Postfix serves the policy socket `private/policy`.
+fn mount_points(f: Flavour) -> [String; 7] {
     let h = f.home();
     [
         format!("{h}/.sim-state"),
@@ -83,6 +84,7 @@ fn mount_points(f: Flavour) -> [String; 6] {
         format!("{h}/bin"),
         format!("{h}/libexec"),
         format!("{h}/common/sbin"),
+        format!("{h}/data/postfix/spool"),
     ]
 }
 /// The programs that get a wrapper in the product's `bin` (Zimbra has no `carbonio`).
@@ -592,8 +594,16 @@ impl RealFleet {
                         ak = ak.display(),
                     );
                     fs::write(nd.join("sshd_config"), config).unwrap();
-                    let [state_mp, conf_mp, zconf_mp, bin_mp, libexec_mp, sbin_mp] =
-                        mount_points(flavour);
+                    let [
+                        state_mp,
+                        conf_mp,
+                        zconf_mp,
+                        bin_mp,
+                        libexec_mp,
+                        sbin_mp,
+                        spool_mp,
+                    ] = mount_points(flavour);
+                    fs::create_dir_all(nd.join("spool")).unwrap();
                     let tree = d.join(flavour.as_str());
                     let script = format!(
                         "set -e\n\
@@ -605,6 +615,7 @@ impl RealFleet {
                          mount --bind {wrappers} {bin_mp}\n\
                          mount --bind {libexec} {libexec_mp}\n\
                          mount --bind {sbin} {sbin_mp}\n\
+                         mount --bind {spool} {spool_mp}\n\
                          mount --bind {varlog} /var/log\n\
                          mount --bind {systemctl} /usr/bin/systemctl\n\
                          mount --bind {passwd} /etc/passwd\n\
@@ -629,6 +640,8 @@ impl RealFleet {
                         libexec_mp = q(Path::new(&libexec_mp)),
                         sbin = q(&tree.join("sbin")),
                         sbin_mp = q(Path::new(&sbin_mp)),
+                        spool = q(&nd.join("spool")),
+                        spool_mp = q(Path::new(&spool_mp)),
                         varlog = q(&nd.join("varlog")),
                         systemctl = q(&tree.join("systemctl")),
                         passwd = q(&nd.join("passwd")),
