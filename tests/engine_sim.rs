@@ -1498,6 +1498,15 @@ async fn apply_reloads_by_default_and_stops_nothing() {
             .find(|c| c.name == "policy-socket")
             .expect("the socket was asked");
         assert!(socket.ok, "{socket:?}");
+        let log = ap
+            .gate
+            .as_ref()
+            .unwrap()
+            .checks
+            .iter()
+            .find(|c| c.name == "mail-log")
+            .expect("the mail log since the reload was read");
+        assert!(log.ok, "{log:?}");
         assert!(
             socket
                 .detail

@@ -1339,5 +1339,13 @@ fn apply_reloads_real_nodes_by_default() {
             .clone();
         assert_eq!(socket["ok"], true, "{socket}");
         assert!(s(&socket["detail"]).contains("action=dunno"), "{socket}");
+        let log = h["apply"]["gate"]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "mail-log")
+            .unwrap_or_else(|| panic!("{h}"))
+            .clone();
+        assert_eq!(log["ok"], true, "{log}");
     }
 }

@@ -165,8 +165,19 @@ fn read_line<'a>(line: &'a str, f: &RunningFacts) -> Option<LogLine<'a>> {
     Some(LogLine { at: t, host })
 }
 
+/// The host field of a syslog line, in either timestamp format.
+pub fn host_of(line: &str) -> Option<&str> {
+    let mut w = line.split_whitespace();
+    let first = w.next()?;
+    if first.parse::<jiff::Timestamp>().is_ok() {
+        w.next()
+    } else {
+        w.nth(2)
+    }
+}
+
 /// Whether a syslog host field names this node (syslog writes the short or the full name).
-fn is_this_host(field: &str, names: &[&str]) -> bool {
+pub fn is_this_host(field: &str, names: &[&str]) -> bool {
     let short = |n: &str| n.split('.').next().unwrap_or(n).to_ascii_lowercase();
     let field = field.to_ascii_lowercase();
     names
@@ -448,6 +459,20 @@ mod tests {
             Some("2026-12-02T12:00:00+00:00 mx1 x"),
         );
         assert_eq!(decide(&two, "mx1", LOG).state, RunningState::Unknown);
+    }
+
+    #[test]
+    fn host_fields_in_both_formats() {
+        assert_eq!(
+            host_of("Dec  2 01:55:20 mx1 postfix/master[1]: x"),
+            Some("mx1")
+        );
+        assert_eq!(
+            host_of("2026-12-02T01:55:20.1+00:00 mx1.example.test postfix/smtpd[2]: y"),
+            Some("mx1.example.test")
+        );
+        assert!(is_this_host("MX1", &["mx1.example.test"]));
+        assert!(!is_this_host("mx2", &["mx1.example.test", "mx1"]));
     }
 
     #[test]

@@ -8,8 +8,9 @@ use crate::carbonio::platform::Platform;
 use crate::playbook::RestartMethod;
 use crate::ssh::RunAs;
 
-/// The systemd units whose state says the MTA is up.
-pub const MTA_UNITS: [&str; 2] = ["carbonio-mta.target", "carbonio-postfix.service"];
+/// The systemd unit whose state says the MTA is up (the target stays active when a unit
+/// it only wants, say freshclam, failed).
+pub const MTA_UNITS: [&str; 1] = ["carbonio-postfix.service"];
 
 /// A command and the user it runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,22 +106,40 @@ pub fn status_step(platform: Platform) -> Step {
     }
 }
 
-/// Reads the status output: `Ok` when every service is up, else what is not.
+/// Reads the status output: `Ok` when the MTA is up, else what is not. Only the MTA's
+/// own service counts: a slow clamd or a stopped mailbox says nothing about Postfix, and
+/// `zmcontrol status` exits non-zero for any stopped service, so its status is evidence
+/// only.
 pub fn services_up(platform: Platform, output: &str, status: Option<u32>) -> Result<(), String> {
     match platform {
         Platform::Legacy => {
-            let stopped: Vec<&str> = output
-                .lines()
-                .filter(|l| l.trim_end().ends_with("Stopped"))
-                .map(|l| l.trim())
-                .collect();
-            if status == Some(0) && stopped.is_empty() {
-                Ok(())
-            } else if stopped.is_empty() {
-                Err(format!("zmcontrol status exited {}", fmt_status(status)))
-            } else {
-                Err(format!("stopped: {}", stopped.join("; ")))
+            let mut lines = output.lines();
+            let Some(mta) = lines
+                .by_ref()
+                .find(|l| l.split_whitespace().next() == Some("mta"))
+            else {
+                return Err(format!(
+                    "zmcontrol status lists no mta service (exit {})",
+                    fmt_status(status)
+                ));
+            };
+            if mta.split_whitespace().last() == Some("Running") {
+                return Ok(());
             }
+            // The reasons zmcontrol prints under a stopped service, more indented.
+            let why: Vec<&str> = lines
+                .take_while(|l| l.starts_with("\t\t") || l.starts_with("    "))
+                .map(str::trim)
+                .collect();
+            Err(format!(
+                "{}{}",
+                mta.split_whitespace().collect::<Vec<_>>().join(" "),
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", why.join("; "))
+                }
+            ))
         }
         Platform::Systemd => {
             let states: Vec<&str> = output.lines().map(str::trim).collect();
@@ -198,19 +217,24 @@ mod tests {
     fn legacy_status_lines() {
         let up = "Host mx1\n\tmta                     Running\n\tmailbox                 Running\n";
         assert_eq!(services_up(Platform::Legacy, up, Some(0)), Ok(()));
-        let down = "Host mx1\n\tmta                     Stopped\n\t\tpostfix is not running\n";
+        let down = "Host mx1\n\tmta                     Stopped\n\t\tpostfix is not running\n\tstats                   Running\n";
         assert_eq!(
             services_up(Platform::Legacy, down, Some(1)),
-            Err("stopped: mta                     Stopped".to_string())
+            Err("mta Stopped: postfix is not running".to_string())
+        );
+        // A stopped antivirus is not the MTA's business (zmcontrol exits 1 for it).
+        let clamd = "Host mx1\n\tantivirus               Stopped\n\t\tclamd is not running\n\tmta                     Running\n";
+        assert_eq!(services_up(Platform::Legacy, clamd, Some(1)), Ok(()));
+        assert!(
+            services_up(Platform::Legacy, "Host mx1\n\tmailbox Running\n", Some(0))
+                .unwrap_err()
+                .contains("no mta service")
         );
     }
 
     #[test]
     fn systemd_states() {
-        assert_eq!(
-            services_up(Platform::Systemd, "active\nactive\n", Some(0)),
-            Ok(())
-        );
-        assert!(services_up(Platform::Systemd, "active\nactivating\n", Some(3)).is_err());
+        assert_eq!(services_up(Platform::Systemd, "active\n", Some(0)), Ok(()));
+        assert!(services_up(Platform::Systemd, "activating\n", Some(3)).is_err());
     }
 }

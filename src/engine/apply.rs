@@ -39,7 +39,7 @@ use crate::report::model::{
     RestartRecord,
 };
 use crate::report::store;
-use crate::ssh::{ExecEnd, ExecOutput, Session};
+use crate::ssh::{ExecEnd, ExecOutput, Session, quote};
 
 /// Options of `apply`.
 #[derive(Debug, Clone)]
@@ -375,6 +375,8 @@ struct NodeCtx {
     /// An unknown address in one of the cluster's alias domains, if it has one: the
     /// policy service must reject it (`action=reject 5.1.1 …`).
     alias_rcpt: Option<String>,
+    /// The names this host's mail log lines carry (the server name, `uname -n`).
+    log_names: Vec<String>,
     /// Postfix parameters the gate does not expect to match the playbook, because the
     /// control that governs them was not changed in this cluster (blocked).
     skip_params: BTreeSet<String>,
@@ -417,6 +419,11 @@ async fn restart_and_gate(
     }
     let mut commands = Vec::new();
     let action = services::mta_action(rollout.restart, node.platform, node.session.flavour());
+    // Where the mail log ends before the reload or restart: the gate reads what follows.
+    let log_offset = match action {
+        Some(_) => mail_log_size(&node).await,
+        None => None,
+    };
     let restart = match action {
         None => RestartRecord {
             method:
@@ -489,7 +496,7 @@ async fn restart_and_gate(
     };
     let restart = Some(restart);
     let gate = tokio::select! {
-        g = health_gate(&node, &rollout, &playbook, &eff) => g,
+        g = health_gate(&node, &rollout, &playbook, &eff, log_offset) => g,
         _ = hard.cancelled() => GateRecord {
             passed: false,
             finished_at: jiff::Timestamp::now().to_string(),
@@ -676,6 +683,7 @@ async fn health_gate(
     rollout: &Rollout,
     playbook: &Playbook,
     eff: &EffectivePlan,
+    log_offset: Option<u64>,
 ) -> GateRecord {
     let deadline = Instant::now() + rollout.health_timeout;
     let mut delay = Duration::from_millis(200);
@@ -693,7 +701,8 @@ async fn health_gate(
     };
     loop {
         rec.attempts += 1;
-        let (checks, transcript, verdict) = gate_once(node, rollout, playbook, eff).await;
+        let (checks, transcript, verdict) =
+            gate_once(node, rollout, playbook, eff, log_offset).await;
         rec.checks = checks;
         rec.smtp_transcript = transcript;
         rec.finished_at = jiff::Timestamp::now().to_string();
@@ -719,6 +728,100 @@ async fn health_gate(
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+/// The lines of a failing policy service or Postfix in a mail log (CARBONIO.md §0.2; Postfix
+/// `spawn/spawn.c`, `util/attr_clnt.c`, `util/attr_scan_plain.c`).
+const MAIL_LOG_FAILURES: [&str; 4] = [
+    "unknown user name",
+    "premature end-of-input on private/policy",
+    "problem talking to server private/policy",
+    "fatal:",
+];
+
+/// The mail log's size now (the gate reads what is written after it), or `None` when it
+/// cannot be read (the check then says so).
+async fn mail_log_size(node: &NodeCtx) -> Option<u64> {
+    let log = quote(node.session.flavour().mail_log()).ok()?;
+    let o = node
+        .session
+        .exec(
+            crate::ssh::RunAs::Service,
+            &format!("stat -L -c %s {log}"),
+            None,
+            node.host.command_timeout,
+        )
+        .await
+        .ok()?;
+    String::from_utf8_lossy(&o.stdout).trim().parse().ok()
+}
+
+/// The mail log since the reload or restart: no line of THIS host (a log host collects
+/// others' too) saying the policy service or Postfix failed. It never stands alone: the
+/// policy socket is asked first.
+async fn mail_log_check(node: &NodeCtx, offset: u64) -> (GateCheck, GateTry) {
+    let log = node.session.flavour().mail_log();
+    let check = |ok: bool, detail: String| GateCheck {
+        name: "mail-log".into(),
+        ok,
+        detail,
+    };
+    let Ok(q) = quote(log) else {
+        return (
+            check(false, format!("{log} cannot be quoted")),
+            GateTry::Fail,
+        );
+    };
+    let patterns: String = MAIL_LOG_FAILURES
+        .iter()
+        .map(|p| quote(p).map(|p| format!(" -e {p}")))
+        .collect::<Result<_, _>>()
+        .unwrap_or_default();
+    let script = format!("tail -c +{} {q} | grep -F{patterns}", offset + 1);
+    let out = match node
+        .session
+        .exec(
+            crate::ssh::RunAs::Service,
+            &script,
+            None,
+            node.host.command_timeout,
+        )
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            return (
+                check(false, format!("cannot read {log}: {e}")),
+                GateTry::Retry,
+            );
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let names: Vec<&str> = node.log_names.iter().map(String::as_str).collect();
+    let mine: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            crate::carbonio::running::host_of(l)
+                .is_some_and(|h| crate::carbonio::running::is_this_host(h, &names))
+        })
+        .collect();
+    if mine.is_empty() {
+        (
+            check(
+                true,
+                format!("{log} since the reload: no policy or Postfix failure from this host"),
+            ),
+            GateTry::Pass,
+        )
+    } else {
+        (
+            check(
+                false,
+                format!("{log} since the reload: {}", mine.join(" | ")),
+            ),
+            GateTry::Fail,
+        )
     }
 }
 
@@ -832,6 +935,7 @@ async fn gate_once(
     rollout: &Rollout,
     playbook: &Playbook,
     eff: &EffectivePlan,
+    log_offset: Option<u64>,
 ) -> (Vec<GateCheck>, Vec<String>, GateTry) {
     let mut checks = Vec::new();
     let timeout = node.host.command_timeout;
@@ -906,6 +1010,13 @@ async fn gate_once(
                 checks.push(check);
                 return (checks, Vec::new(), verdict);
             }
+        }
+    }
+    if let Some(offset) = log_offset {
+        let (check, verdict) = mail_log_check(node, offset).await;
+        checks.push(check);
+        if !matches!(verdict, GateTry::Pass) {
+            return (checks, Vec::new(), verdict);
         }
     }
     if !pc_ok {
@@ -1238,6 +1349,9 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
                     .iter()
                     .find(|d| !ok.facts.local_domains.contains(d))
                     .map(|d| format!("cfleet-probe-{nonce}@{d}")),
+                log_names: std::iter::once(ok.facts.hostname.clone())
+                    .chain(ok.facts.running.uname.clone())
+                    .collect(),
                 skip_params: change_plan
                     .blocked
                     .iter()

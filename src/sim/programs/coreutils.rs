@@ -1,6 +1,6 @@
 //! Small system programs: hostname, zmhostname, getent (passwd, group), stat -c, cp, id,
-//! whoami, grep -F (with -A, -e, -q, -i), cat, echo, printf, date, uname -n, head -n, and
-//! `ps` for the Postfix master. Enough of each for the tool's commands; other options are refused loudly.
+//! whoami, grep -F (with -A, -e, -q, -i), cat, echo, printf, date, uname -n, head -n,
+//! tail -c +N, and `ps` for the Postfix master. Enough of each for the tool's commands; other options are refused loudly.
 
 use super::Proc;
 
@@ -100,7 +100,7 @@ pub async fn cp(args: Vec<String>, p: &mut Proc) -> i32 {
     0
 }
 
-/// `stat [-L] -c FORMAT FILE...` with `%u %g %a %n %Y`: owner and mode from the node's
+/// `stat [-L] -c FORMAT FILE...` with `%u %g %a %n %Y %s`: owner and mode from the node's
 /// modelled file metadata (root's 0644 for files without any).
 pub async fn stat(args: Vec<String>, p: &mut Proc) -> i32 {
     let mut format = None;
@@ -136,9 +136,16 @@ pub async fn stat(args: Vec<String>, p: &mut Proc) -> i32 {
         };
         match meta {
             Some(m) => {
-                let mtime = p.node.state().mtimes.get(&f).copied().unwrap_or(0);
+                let (mtime, size) = {
+                    let st = p.node.state();
+                    (
+                        st.mtimes.get(&f).copied().unwrap_or(0),
+                        st.files.get(&f).map_or(0, Vec::len),
+                    )
+                };
                 let line = format
                     .replace("%Y", &mtime.to_string())
+                    .replace("%s", &size.to_string())
                     .replace("%u", &m.uid.to_string())
                     .replace("%g", &m.gid.to_string())
                     .replace("%a", &format!("{:o}", m.mode))
@@ -531,5 +538,40 @@ pub async fn head(args: Vec<String>, p: &mut Proc) -> i32 {
     let text = String::from_utf8_lossy(&content);
     let out: String = text.split_inclusive('\n').take(n).collect();
     p.io.stdout.write(out).await;
+    0
+}
+
+/// `tail -c +N FILE`: the file from byte N (1-based) on.
+pub async fn tail(args: Vec<String>, p: &mut Proc) -> i32 {
+    let (from, file) = match args.as_slice() {
+        [flag, n, file] if flag == "-c" => {
+            match n.strip_prefix('+').and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) => (n.max(1) - 1, file.clone()),
+                None => {
+                    p.io.stderr
+                        .line(format!("tail: invalid number of bytes: '{n}'"))
+                        .await;
+                    return 1;
+                }
+            }
+        }
+        _ => {
+            p.io.stderr
+                .line("tail: only `tail -c +N FILE` is emulated")
+                .await;
+            return 1;
+        }
+    };
+    let Some(content) = p.node.state().files.get(&file).cloned() else {
+        p.io.stderr
+            .line(format!(
+                "tail: cannot open '{file}' for reading: No such file or directory"
+            ))
+            .await;
+        return 1;
+    };
+    p.io.stdout
+        .write(content[from.min(content.len())..].to_vec())
+        .await;
     0
 }

@@ -65,6 +65,7 @@ pub enum Program {
     Uname,
     Ps,
     Head,
+    Tail,
 }
 
 /// What starting a program costs on a real Carbonio node, in JVM starts (the node's
@@ -144,6 +145,7 @@ const TABLE: &[(&str, Program)] = &[
     ("/usr/bin/uname", Program::Uname),
     ("/usr/bin/ps", Program::Ps),
     ("/usr/bin/head", Program::Head),
+    ("/usr/bin/tail", Program::Tail),
 ];
 
 /// Debian's merged /usr: `/bin/x` is `/usr/bin/x`, `/sbin` is `/usr/sbin`.
@@ -242,6 +244,7 @@ pub fn run<'a>(r: Resolved, args: Vec<String>, p: &'a mut Proc) -> BoxFuture<'a,
             Program::Uname => coreutils::uname(args, p).await,
             Program::Ps => coreutils::ps(args, p).await,
             Program::Head => coreutils::head(args, p).await,
+            Program::Tail => coreutils::tail(args, p).await,
             Program::True => 0,
             Program::False => 1,
             Program::Su => r#become::su(args, p).await,

@@ -118,6 +118,10 @@ pub async fn zmcontrol(args: Vec<String>, p: &mut Proc) -> i32 {
                     name,
                     if *up { "Running" } else { "Stopped" }
                 ));
+                // The reason under a stopped service, as zmcontrol prints it.
+                if !*up && name == "mta" {
+                    out.push_str("\t\tpostfix is not running\n");
+                }
             }
             p.io.stdout.write(out).await;
             if lines.iter().all(|(_, up)| *up) {
