@@ -923,3 +923,85 @@ async fn catch_all_domains_accept_every_address() {
     );
     f.shutdown().await;
 }
+
+/// zmconfigd applies a global change by itself (CARBONIO.md §0.4): an out-of-band `mcf`
+/// that enables the policy daemon and adds its restriction reaches every MTA's files
+/// within two polls, with no apply and no restart. On the legacy node zmconfigd reloads
+/// Postfix, so the policy entry is loaded; on the systemd node its reload is refused: the
+/// files have the entry, the running master does not, and a known recipient from outside
+/// mynetworks gets `451 4.3.5` (the restriction is in main.cf, the socket is missing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zmconfigd_spreads_a_global_change_and_systemd_nodes_do_not_reload() {
+    let fixed = |platform| NodeProfile {
+        spawn_user_fixed: true,
+        ..profile(platform, Posture::HalfCompliant)
+    };
+    let mut s = spec(&[
+        ("zl.c.example", "c", fixed(Platform::Legacy)),
+        ("zs.c.example", "c", fixed(Platform::Systemd)),
+    ]);
+    s.smtp_outside = true;
+    s.zmconfigd_interval = Some(Duration::from_millis(100));
+    let (f, _d) = start(s).await;
+    let c = as_zextras(
+        &root(&f, "zl.c.example").await,
+        "zmprov -l mcf zimbraMtaEnableSmtpdPolicyd TRUE +zimbraMtaRestriction 'check_policy_service unix:private/policy'",
+    )
+    .await;
+    assert_eq!(c.status, Some(0), "{c:?}");
+    let polls_at_change: Vec<u64> = ["zl.c.example", "zs.c.example"]
+        .iter()
+        .map(|n| f.node(n).unwrap().node().zmconfigd_polls())
+        .collect();
+    for n in ["zl.c.example", "zs.c.example"] {
+        let node = f.node(n).unwrap().node().clone();
+        wait_until(&format!("{n}'s files have the policy entry"), || {
+            node.state()
+                .postfix
+                .as_ref()
+                .is_some_and(|pf| pf.policy_spawn_user().is_some())
+        })
+        .await;
+    }
+    // Counted in polls, not time: the poll that rewrote the files is at most the second
+    // after the change.
+    for (i, n) in ["zl.c.example", "zs.c.example"].iter().enumerate() {
+        let at = f.node(n).unwrap().node().zmconfigd_rendered_at();
+        assert!(
+            at <= polls_at_change[i] + 2,
+            "{n}: rendered at poll {at}, the change came after poll {}",
+            polls_at_change[i]
+        );
+    }
+    assert!(f.restart_log().is_empty(), "nobody restarted anything");
+    let legacy = f.node("zl.c.example").unwrap();
+    assert_eq!(
+        legacy.node().loaded_policy_spawn_user().as_deref(),
+        Some("zextras"),
+        "legacy: zmconfigd reloaded Postfix"
+    );
+    assert!(legacy.mail_log().contains(": reload -- version"));
+    let systemd = f.node("zs.c.example").unwrap();
+    assert_eq!(
+        systemd.node().loaded_policy_spawn_user(),
+        None,
+        "systemd: the reload was refused, the running master has no policy entry"
+    );
+    let known = "user1@c.example";
+    let (_, r) = rcpt(
+        tokio::net::TcpStream::connect(systemd.smtp_outside_addr().unwrap())
+            .await
+            .unwrap(),
+        known,
+    )
+    .await;
+    assert_eq!(r, "451 4.3.5 Server configuration problem");
+    let (_, r) = rcpt(
+        tokio::net::TcpStream::connect(legacy.smtp_outside_addr().unwrap())
+            .await
+            .unwrap(),
+        known,
+    )
+    .await;
+    assert_eq!(r, "250 2.1.5 Ok");
+}

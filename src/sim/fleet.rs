@@ -64,6 +64,9 @@ pub struct FleetSpec {
     pub restart_time: Duration,
     /// Also give every MTA an SMTP listener that treats clients as outside mynetworks.
     pub smtp_outside: bool,
+    /// zmconfigd's polling interval on every MTA ([`super::zmconfigd`]); `None`: no
+    /// zmconfigd (LDAP changes reach the files only through configrewrite or a restart).
+    pub zmconfigd_interval: Option<Duration>,
 }
 
 impl Default for FleetSpec {
@@ -75,6 +78,7 @@ impl Default for FleetSpec {
             jvm_latency: Duration::ZERO,
             restart_time: Duration::from_millis(200),
             smtp_outside: false,
+            zmconfigd_interval: None,
         }
     }
 }
@@ -693,6 +697,15 @@ impl Fleet {
                     hang: n.profile.behaviour == Behaviour::Hanging,
                 };
                 tasks.push(tokio::spawn(accept_loop(listener, ep, cancel.clone())));
+            }
+            if let Some(interval) = spec.zmconfigd_interval
+                && node.is_mta()
+            {
+                tasks.push(tokio::spawn(super::zmconfigd::run(
+                    node.clone(),
+                    interval,
+                    cancel.clone(),
+                )));
             }
             let mut smtp_outside = None;
             if spec.smtp_outside && node.is_mta() && n.profile.behaviour != Behaviour::Unreachable {

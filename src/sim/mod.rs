@@ -19,6 +19,7 @@ mod server;
 pub mod shell;
 pub mod simulate;
 pub mod smtp;
+pub mod zmconfigd;
 
 pub use error::SimError;
 pub use fleet::{

@@ -382,6 +382,8 @@ pub struct Node {
     prov_invocations: AtomicU64,
     /// Every program started on this node, by name (see [`Node::programs_started`]).
     started: Mutex<BTreeMap<String, u64>>,
+    zmconfigd_polls: AtomicU64,
+    zmconfigd_rendered_at: AtomicU64,
     pids: AtomicU32,
     /// Fleet-wide restart log.
     pub restarts: Arc<RestartLog>,
@@ -423,6 +425,8 @@ impl Node {
             state: Mutex::new(state),
             prov_invocations: AtomicU64::new(0),
             started: Mutex::new(BTreeMap::new()),
+            zmconfigd_polls: AtomicU64::new(0),
+            zmconfigd_rendered_at: AtomicU64::new(0),
             pids: AtomicU32::new(1200),
             restarts,
             hook: std::sync::OnceLock::new(),
@@ -448,6 +452,8 @@ impl Node {
             state: Mutex::new(state),
             prov_invocations: AtomicU64::new(prov_invocations),
             started: Mutex::new(BTreeMap::new()),
+            zmconfigd_polls: AtomicU64::new(0),
+            zmconfigd_rendered_at: AtomicU64::new(0),
             pids: AtomicU32::new(1200),
             restarts,
             hook: std::sync::OnceLock::new(),
@@ -506,38 +512,69 @@ impl Node {
 
     /// What zmconfigd does at start: render the effective config from LDAP.
     pub fn render_postfix(&self) {
-        let host = self.hostname();
-        let ldap = self.cluster.ldap().clone();
-        let services = ldap.services(&host);
+        let rendered = self.render_candidate();
         let mut st = self.state();
-        if !services.iter().any(|s| s == "mta") {
+        let Some(pf) = rendered else {
             st.postfix = None;
             return;
-        }
-        let flavour = st.flavour;
-        let tpl = st
-            .files
-            .get(flavour.master_template())
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-            .unwrap_or_default();
-        let attr = |n: &str| ldap.effective(&host, n);
-        let pf = EffectivePostfix::render(&RenderInput {
-            hostname: &host,
-            attr: &attr,
-            services: &services,
-            master_cf_in: &tpl,
-        })
-        .relocated(flavour.home());
+        };
         // zmconfigd writes master.cf whenever it renders (CARBONIO.md §0.4).
         let master_cf: String = pf
             .master
             .iter()
             .map(|e| format!("{}\n", e.render()))
             .collect();
-        st.files
-            .insert(flavour.master_cf().into(), master_cf.into_bytes());
-        st.mtimes.insert(flavour.master_cf().into(), unix_now());
+        let path = st.flavour.master_cf();
+        st.files.insert(path.into(), master_cf.into_bytes());
+        st.mtimes.insert(path.into(), unix_now());
         st.postfix = Some(pf);
+    }
+
+    /// What rendering would write now (from the effective LDAP values and master.cf.in),
+    /// without writing it; `None` on a node without the MTA.
+    pub fn render_candidate(&self) -> Option<EffectivePostfix> {
+        let host = self.hostname();
+        let ldap = self.cluster.ldap().clone();
+        let services = ldap.services(&host);
+        if !services.iter().any(|s| s == "mta") {
+            return None;
+        }
+        let st = self.state();
+        let flavour = st.flavour;
+        let tpl = st
+            .files
+            .get(flavour.master_template())
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default();
+        drop(st);
+        let attr = |n: &str| ldap.effective(&host, n);
+        Some(
+            EffectivePostfix::render(&RenderInput {
+                hostname: &host,
+                attr: &attr,
+                services: &services,
+                master_cf_in: &tpl,
+            })
+            .relocated(flavour.home()),
+        )
+    }
+
+    /// Counts one zmconfigd poll ([`super::zmconfigd`]); `rendered`: it rewrote the files.
+    pub fn count_zmconfigd_poll(&self, rendered: bool) {
+        let n = self.zmconfigd_polls.fetch_add(1, Ordering::Relaxed) + 1;
+        if rendered {
+            self.zmconfigd_rendered_at.store(n, Ordering::Relaxed);
+        }
+    }
+
+    /// The number of the last zmconfigd poll that rewrote the files (0: none yet).
+    pub fn zmconfigd_rendered_at(&self) -> u64 {
+        self.zmconfigd_rendered_at.load(Ordering::Relaxed)
+    }
+
+    /// zmconfigd polls so far.
+    pub fn zmconfigd_polls(&self) -> u64 {
+        self.zmconfigd_polls.load(Ordering::Relaxed)
     }
 
     /// The Postfix master starts (boot, restart): it loads master.cf and says so in the

@@ -219,6 +219,8 @@ pub fn demo_spec() -> FleetSpec {
         jvm_latency: Duration::from_millis(300),
         restart_time: Duration::from_secs(2),
         smtp_outside: false,
+        // Carbonio's default `zmconfigd_interval` (CARBONIO.md §0.4).
+        zmconfigd_interval: Some(Duration::from_secs(60)),
     }
 }
 
