@@ -114,6 +114,20 @@ impl Sim {
     }
 }
 
+/// The gate check `name` of an apply record.
+fn gate_check<'a>(
+    ap: &'a carbonio_fleet::report::model::HostApply,
+    name: &str,
+) -> &'a carbonio_fleet::report::model::GateCheck {
+    ap.gate
+        .as_ref()
+        .expect("gated")
+        .checks
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no {name} check: {:?}", ap.gate))
+}
+
 fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
@@ -1489,23 +1503,9 @@ async fn apply_reloads_by_default_and_stops_nothing() {
         );
         // The gate asked the policy service on its socket: a local recipient passes,
         // an unknown one in the alias domain is refused.
-        let socket = ap
-            .gate
-            .as_ref()
-            .unwrap()
-            .checks
-            .iter()
-            .find(|c| c.name == "policy-socket")
-            .expect("the socket was asked");
+        let socket = gate_check(ap, "policy-socket");
         assert!(socket.ok, "{socket:?}");
-        let log = ap
-            .gate
-            .as_ref()
-            .unwrap()
-            .checks
-            .iter()
-            .find(|c| c.name == "mail-log")
-            .expect("the mail log since the reload was read");
+        let log = gate_check(ap, "mail-log");
         assert!(log.ok, "{log:?}");
         assert!(
             socket

@@ -115,6 +115,17 @@ fn verdicts(h: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The gate check `name` of a host's apply record.
+fn gate_check(h: &Value, name: &str) -> Value {
+    h["apply"]["gate"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} check: {h}"))
+        .clone()
+}
+
 fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
 }
@@ -1304,13 +1315,7 @@ fn apply_reloads_real_nodes_by_default() {
     assert_eq!(code(&out), exit::HOST_FAILED, "{}", show(&out));
     let r = report(&reports);
     let h = host(&r, &fleet.nodes[2].name);
-    let socket = h["apply"]["gate"]["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "policy-socket")
-        .unwrap_or_else(|| panic!("{h}"))
-        .clone();
+    let socket = gate_check(h, "policy-socket");
     assert_eq!(socket["ok"], false, "{socket}");
     assert!(s(&socket["detail"]).contains(broken), "{socket}");
     for (n, reload) in fleet.nodes.iter().take(2).zip([
@@ -1330,22 +1335,10 @@ fn apply_reloads_real_nodes_by_default() {
             s(&h["running"]["evidence"]).contains(": reload -- version"),
             "{h}"
         );
-        let socket = h["apply"]["gate"]["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == "policy-socket")
-            .unwrap_or_else(|| panic!("{h}"))
-            .clone();
+        let socket = gate_check(h, "policy-socket");
         assert_eq!(socket["ok"], true, "{socket}");
         assert!(s(&socket["detail"]).contains("action=dunno"), "{socket}");
-        let log = h["apply"]["gate"]["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == "mail-log")
-            .unwrap_or_else(|| panic!("{h}"))
-            .clone();
+        let log = gate_check(h, "mail-log");
         assert_eq!(log["ok"], true, "{log}");
     }
 }

@@ -508,6 +508,19 @@ pub async fn ps(args: Vec<String>, p: &mut Proc) -> i32 {
     }
 }
 
+/// A file's content, or `None` after `PROGRAM: cannot open 'FILE' for reading: …`.
+async fn open_for_reading(p: &mut Proc, program: &str, file: &str) -> Option<Vec<u8>> {
+    let content = p.node.state().files.get(file).cloned();
+    if content.is_none() {
+        p.io.stderr
+            .line(format!(
+                "{program}: cannot open '{file}' for reading: No such file or directory"
+            ))
+            .await;
+    }
+    content
+}
+
 /// `head -n N FILE`.
 pub async fn head(args: Vec<String>, p: &mut Proc) -> i32 {
     let (n, file) = match args.as_slice() {
@@ -527,12 +540,7 @@ pub async fn head(args: Vec<String>, p: &mut Proc) -> i32 {
             return 1;
         }
     };
-    let Some(content) = p.node.state().files.get(&file).cloned() else {
-        p.io.stderr
-            .line(format!(
-                "head: cannot open '{file}' for reading: No such file or directory"
-            ))
-            .await;
+    let Some(content) = open_for_reading(p, "head", &file).await else {
         return 1;
     };
     let text = String::from_utf8_lossy(&content);
@@ -562,12 +570,7 @@ pub async fn tail(args: Vec<String>, p: &mut Proc) -> i32 {
             return 1;
         }
     };
-    let Some(content) = p.node.state().files.get(&file).cloned() else {
-        p.io.stderr
-            .line(format!(
-                "tail: cannot open '{file}' for reading: No such file or directory"
-            ))
-            .await;
+    let Some(content) = open_for_reading(p, "tail", &file).await else {
         return 1;
     };
     p.io.stdout
