@@ -497,7 +497,7 @@ async fn apply_remediates_within_rollout_limits_and_a_rerun_changes_nothing() {
             .unwrap()
             .commands
             .iter()
-            .all(|c| c.purpose == "restart")
+            .all(|c| c.purpose.starts_with("restart ("))
     );
     // Restarts: only changed/pending MTAs, never more than the batch fleet-wide and
     // never more than per_cluster of one cluster.

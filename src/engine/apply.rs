@@ -442,9 +442,7 @@ async fn restart_and_gate(
             // cutting it off would leave the node in an unknown state.
             let timeout = rollout.health_timeout.max(node.host.command_timeout);
             let outcome = match &action {
-                MtaAction::Full(step) => {
-                    run_step(&node, step, "restart", timeout, &mut commands).await
-                }
+                MtaAction::Full(step) => run_detached(&node, step, timeout, &mut commands).await,
                 MtaAction::Reload { render, reload } => {
                     match render_until_in_force(
                         &node,
@@ -574,6 +572,97 @@ async fn run_step(
             });
             Err(e.to_string())
         }
+    }
+}
+
+/// A full restart detached from the SSH channel: `zmcontrol restart` writes with `$| = 1`
+/// and a closed channel kills it with SIGPIPE half-way (CARBONIO.md §0.5), and a timeout
+/// would do the same. `setsid -f` starts it in its own session with its output in a file
+/// on the node; the tool polls for the exit status it leaves beside it (the channel may
+/// close meanwhile: the restart goes on), then reads the output and removes both files.
+async fn run_detached(
+    node: &NodeCtx,
+    step: &services::Step,
+    timeout: Duration,
+    commands: &mut Vec<CommandRecord>,
+) -> Result<String, String> {
+    let out = format!("/tmp/carbonio-fleet-restart-{:016x}", rand::random::<u64>());
+    let command = step
+        .script
+        .trim_end_matches(" 2>&1")
+        .trim_end_matches(" </dev/null");
+    let inner = format!("{command} </dev/null >{out} 2>&1; echo $? >{out}.rc");
+    let start = services::Step {
+        run_as: step.run_as,
+        script: format!(
+            "setsid -f /bin/sh -c {} </dev/null >/dev/null 2>&1",
+            quote(&inner).map_err(|e| e.to_string())?
+        ),
+    };
+    run_step(
+        node,
+        &start,
+        "restart (detached)",
+        node.host.command_timeout,
+        commands,
+    )
+    .await?;
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(200);
+    let rc = loop {
+        let polled = node
+            .session
+            .exec(
+                step.run_as,
+                &format!("cat {out}.rc"),
+                None,
+                node.host.command_timeout,
+            )
+            .await;
+        if let Ok(o) = &polled
+            && let Ok(rc) = String::from_utf8_lossy(&o.stdout).trim().parse::<i32>()
+        {
+            break rc;
+        }
+        if node.session.is_closed() {
+            return Err(format!(
+                "the connection was lost while the restart ran detached: its outcome is unknown (output in {out} on the node)"
+            ));
+        }
+        if Instant::now() + delay >= deadline {
+            return Err(format!(
+                "no exit status within {}; the restart goes on detached, its output in {out} on the node",
+                humantime::format_duration(timeout)
+            ));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    };
+    let output = match node
+        .session
+        .exec(
+            step.run_as,
+            &format!("cat {out}; rm -f {out} {out}.rc"),
+            None,
+            node.host.command_timeout,
+        )
+        .await
+    {
+        Ok(o) => tail(&String::from_utf8_lossy(&o.stdout), 12),
+        Err(e) => format!("(output not read: {e})"),
+    };
+    commands.push(CommandRecord {
+        purpose: "restart (exit status)".into(),
+        command: format!("{command} (detached; output {out})"),
+        exit: rc.to_string(),
+        errors: Vec::new(),
+    });
+    if rc == 0 {
+        Ok(output)
+    } else if output.is_empty() {
+        Err(format!("restart exited {rc}"))
+    } else {
+        Err(output)
     }
 }
 

@@ -578,3 +578,37 @@ pub async fn tail(args: Vec<String>, p: &mut Proc) -> i32 {
         .await;
     0
 }
+
+/// `setsid -f PROGRAM ARGS...` where PROGRAM is a shell (`/bin/sh -c SCRIPT`): runs it
+/// detached from the caller (its own task, no stdio), returning at once, as util-linux's
+/// `setsid -f` forks into a new session.
+pub async fn setsid(args: Vec<String>, p: &mut Proc) -> i32 {
+    let script = match args.as_slice() {
+        [f, sh, c, script] if f == "-f" && sh.ends_with("sh") && c == "-c" => script.clone(),
+        _ => {
+            p.io.stderr
+                .line("setsid: only `setsid -f /bin/sh -c SCRIPT` is emulated")
+                .await;
+            return 1;
+        }
+    };
+    let (node, user, env) = (p.node.clone(), p.user.clone(), p.env.clone());
+    tokio::spawn(async move {
+        let io = crate::sim::shell::Io {
+            stdin: crate::sim::shell::Source::Empty,
+            stdout: crate::sim::shell::Sink::Null,
+            stderr: crate::sim::shell::Sink::Null,
+        };
+        crate::sim::shell::run_script(node, user, env, script, io).await;
+    });
+    0
+}
+
+/// `rm -f FILE...`.
+pub async fn rm(args: Vec<String>, p: &mut Proc) -> i32 {
+    let mut st = p.node.state();
+    for f in args.iter().filter(|a| !a.starts_with('-')) {
+        st.files.remove(f);
+    }
+    0
+}

@@ -66,6 +66,8 @@ pub enum Program {
     Ps,
     Head,
     Tail,
+    Setsid,
+    Rm,
 }
 
 /// What starting a program costs on a real Carbonio node, in JVM starts (the node's
@@ -146,6 +148,8 @@ const TABLE: &[(&str, Program)] = &[
     ("/usr/bin/ps", Program::Ps),
     ("/usr/bin/head", Program::Head),
     ("/usr/bin/tail", Program::Tail),
+    ("/usr/bin/setsid", Program::Setsid),
+    ("/usr/bin/rm", Program::Rm),
 ];
 
 /// Debian's merged /usr: `/bin/x` is `/usr/bin/x`, `/sbin` is `/usr/sbin`.
@@ -245,6 +249,8 @@ pub fn run<'a>(r: Resolved, args: Vec<String>, p: &'a mut Proc) -> BoxFuture<'a,
             Program::Ps => coreutils::ps(args, p).await,
             Program::Head => coreutils::head(args, p).await,
             Program::Tail => coreutils::tail(args, p).await,
+            Program::Setsid => coreutils::setsid(args, p).await,
+            Program::Rm => coreutils::rm(args, p).await,
             Program::True => 0,
             Program::False => 1,
             Program::Su => r#become::su(args, p).await,
