@@ -1356,3 +1356,41 @@ fn apply_reloads_real_nodes_by_default() {
         assert_eq!(log["ok"], true, "{log}");
     }
 }
+
+/// When sshd refuses the streamlocal channel (`AllowStreamLocalForwarding no`; a non-root
+/// login meets the same wall: `private/` is 0700 postfix), the gate asks the policy socket
+/// on the node as root with the real perl and IO::Socket::UNIX: a working daemon passes,
+/// one that dies at start fails with its own text.
+#[test]
+fn the_policy_socket_is_asked_on_the_node_when_ssh_cannot_open_it() {
+    let Some(fleet) = RealFleet::start(
+        "policy_on_node",
+        specs(2, "legacy+non-compliant+spawn-user-fixed=2", 1),
+        &RealFleetOptions {
+            streamlocal: false,
+            ..RealFleetOptions::default()
+        },
+    ) else {
+        return;
+    };
+    let broken =
+        "Can't locate Net/LDAP.pm in @INC at /opt/zextras/libexec/zmpostfixpolicyd line 31.";
+    fleet.nodes[1]
+        .store
+        .update(|nf, _| nf.state.policyd_broken = Some(broken.into()))
+        .unwrap();
+    let pb = playbook(fleet.dir.path(), &FAST.replace("restart = \"full\"\n", ""));
+    let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
+    assert_eq!(code(&out), exit::HOST_FAILED, "{}", show(&out));
+    let r = report(&reports);
+    let ok = gate_check(host(&r, &fleet.nodes[0].name), "policy-socket");
+    assert_eq!(ok["ok"], true, "{ok}");
+    assert!(
+        s(&ok["detail"]).contains("asked on the node as root")
+            && s(&ok["detail"]).contains("action=dunno"),
+        "{ok}"
+    );
+    let bad = gate_check(host(&r, &fleet.nodes[1].name), "policy-socket");
+    assert_eq!(bad["ok"], false, "{bad}");
+    assert!(s(&bad["detail"]).contains(broken), "{bad}");
+}

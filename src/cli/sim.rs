@@ -115,7 +115,7 @@ pub(super) fn demo(a: &DemoArgs) -> i32 {
         let first = step("check", |ev| async move { engine_run::check(&o, ev).await }).await;
 
         banner(
-            "2/3  apply --fix-spawn-user: the stock policy entry set to user=zextras, one zmprov batch per cluster, staggered restarts, health gates",
+            "2/3  apply --fix-spawn-user: the stock policy entry set to user=zextras, one zmprov batch per cluster, staggered Postfix reloads (no service stops), health gates with the policy socket",
         );
         let ao = ApplyOptions {
             run: opts.clone(),

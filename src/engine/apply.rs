@@ -959,22 +959,31 @@ async fn policy_socket_check(
         asked.push((a.clone(), true));
     }
     let mut answers = Vec::new();
+    let mut via = "";
     for (rcpt, must_reject) in asked {
-        let stream = match node.session.direct_streamlocal(&path).await {
-            Ok(s) => s,
-            Err(e) => {
-                return (
-                    check(
-                        false,
-                        format!(
-                            "cannot open {path} ({e}); it exists only once the running master loaded the policy entry, and only root may open it"
+        let answer = match node.session.direct_streamlocal(&path).await {
+            Ok(stream) => crate::engine::policy_probe::ask(stream, &rcpt, timeout).await,
+            // OpenSSH answers every failed open alike (no socket, no permission: private/
+            // is 0700 postfix, forwarding off): ask on the node as root instead.
+            Err(open) => match ask_on_node(node, &path, &rcpt, timeout).await {
+                Some(answer) => {
+                    via = " (asked on the node as root: direct-streamlocal was refused)";
+                    answer
+                }
+                None => {
+                    return (
+                        check(
+                            false,
+                            format!(
+                                "cannot open {path} ({open}), nor find it on the node as root; it exists only once the running master loaded the policy entry"
+                            ),
                         ),
-                    ),
-                    GateTry::Retry,
-                );
-            }
+                        GateTry::Retry,
+                    );
+                }
+            },
         };
-        match crate::engine::policy_probe::ask(stream, &rcpt, timeout).await {
+        match answer {
             Ok(action) => {
                 let rejects =
                     action.starts_with("action=reject 5") || action.starts_with("action=550");
@@ -1014,9 +1023,44 @@ async fn policy_socket_check(
         }
     }
     (
-        check(true, format!("{path} answers: {}", answers.join("; "))),
+        check(true, format!("{path} answers{via}: {}", answers.join("; "))),
         GateTry::Pass,
     )
+}
+
+/// Asks the policy socket with the on-node client as root; `None` when that cannot run
+/// or finds no socket (the caller tries again until its deadline).
+async fn ask_on_node(
+    node: &NodeCtx,
+    path: &str,
+    rcpt: &str,
+    timeout: Duration,
+) -> Option<Result<String, String>> {
+    use crate::engine::policy_probe;
+    let script = policy_probe::on_node_command(path).ok()?;
+    let request = policy_probe::request(rcpt);
+    let o = node
+        .session
+        .exec(
+            crate::ssh::RunAs::Root,
+            &script,
+            Some(request.as_bytes()),
+            timeout,
+        )
+        .await
+        .ok()?;
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    match o.end {
+        // `test -S` found no socket, or become-root is not allowed.
+        ExecEnd::Status(1) if stdout.trim().is_empty() && stderr.trim().is_empty() => None,
+        ExecEnd::Status(0) => Some(policy_probe::judge(&policy_probe::reply_lines(&stdout))),
+        _ if stderr.contains("connect ") || stderr.contains("a password is required") => None,
+        _ => Some(Err(format!(
+            "the on-node client failed: {}",
+            stderr.trim().lines().last().unwrap_or("(no message)")
+        ))),
+    }
 }
 
 async fn gate_once(

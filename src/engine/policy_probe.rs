@@ -49,11 +49,42 @@ pub async fn ask<S: AsyncRead + AsyncWrite + Unpin>(
         .await
         .map_err(|_| format!("no answer within {}", humantime::format_duration(timeout)))??;
     let _ = w.shutdown().await;
+    judge(&got)
+}
+
+/// A reply's lines (up to its empty line): `Ok(action line)` for an `action=…` answer,
+/// else the text as evidence.
+pub fn judge(got: &[String]) -> Result<String, String> {
     match got.first() {
         Some(first) if first.starts_with("action=") && got.len() == 1 => Ok(first.clone()),
         Some(_) => Err(format!("not a policy answer: {}", got.join(" | "))),
         None => Err("the service closed the connection without an answer".into()),
     }
+}
+
+/// The on-node client, for when SSH cannot open the socket (a non-root login: `private/`
+/// is 0700 postfix; forwarding disabled): perl, which every Carbonio and Zimbra node has
+/// (zmpostfixpolicyd is Perl), with the core module IO::Socket::UNIX. Sends stdin, prints
+/// the reply up to its empty line. Run as root through the become path, after `test -S`.
+pub const PERL_CLIENT: &str = "my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or die \"connect $ARGV[0]: $!\\n\"; local $/; my $q = <STDIN>; print $s $q; $/ = \"\\n\"; while (my $l = <$s>) { print $l; last if $l eq \"\\n\" }";
+
+/// The shell that asks `socket` on the node with [`PERL_CLIENT`] (the request on stdin);
+/// exit 1 without output when there is no such socket.
+pub fn on_node_command(socket: &str) -> Result<String, crate::ssh::QuoteError> {
+    let q = crate::ssh::quote(socket)?;
+    Ok(format!(
+        "test -S {q} && perl -MIO::Socket::UNIX -e {} {q}",
+        crate::ssh::quote(PERL_CLIENT)?
+    ))
+}
+
+/// Reads what [`on_node_command`] printed: the reply's lines up to the empty line.
+pub fn reply_lines(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 #[cfg(test)]

@@ -61,6 +61,18 @@ pub fn state(node: &Node) -> Result<(), Broken> {
     }
 }
 
+/// Whether `path` is the node's policy socket and it exists (the running master loaded the
+/// entry): what `test -S` sees.
+pub fn socket_exists(node: &Node, path: &str) -> bool {
+    let queue = node
+        .state()
+        .postfix
+        .as_ref()
+        .and_then(|pf| pf.params.get("queue_directory").cloned());
+    queue.is_some_and(|q| format!("{q}/{SOCKET}") == path)
+        && !matches!(state(node), Err(Broken::NoSocket))
+}
+
 /// What zmpostfixpolicyd answers for `recipient`: an address in an alias domain is
 /// looked up as the same local part in the local domains (the alias's target; the
 /// simulator's clusters have one local domain).
@@ -130,4 +142,63 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     w.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::engine::policy_probe::{on_node_command, reply_lines, request};
+    use crate::sim::fleet::standalone_node;
+    use crate::sim::profiles::{NodeProfile, Posture};
+    use crate::sim::shell::run_captured;
+
+    const SOCKET: &str = "/opt/zextras/data/postfix/spool/private/policy";
+
+    /// The tool's on-node client (`test -S`, then perl) against the emulated socket: root
+    /// gets the daemon's answer; another user cannot connect; a node whose master has no
+    /// policy entry has no socket (`test -S` is false, nothing printed).
+    #[tokio::test]
+    async fn the_on_node_client_asks_the_socket_as_root_only() {
+        let on = standalone_node(
+            "mx1.example.test",
+            NodeProfile {
+                posture: Posture::Compliant,
+                spawn_user_fixed: true,
+                ..NodeProfile::default()
+            },
+            Duration::ZERO,
+            Duration::ZERO,
+        );
+        let cmd = on_node_command(SOCKET).unwrap();
+        let q = request("nobody@example.test");
+        let c = run_captured(on.clone(), "root", &cmd, q.as_bytes()).await;
+        assert_eq!(c.status, 0, "{c:?}");
+        assert_eq!(reply_lines(&c.stdout), ["action=dunno"]);
+        let c = run_captured(
+            on,
+            "zextras",
+            &format!("perl -MIO::Socket::UNIX -e x {SOCKET}"),
+            b"",
+        )
+        .await;
+        assert_eq!(
+            (c.status, c.stderr.trim()),
+            (13, format!("connect {SOCKET}: Permission denied").as_str())
+        );
+        let off = standalone_node(
+            "mx2.example.test",
+            NodeProfile {
+                posture: Posture::NonCompliant,
+                ..NodeProfile::default()
+            },
+            Duration::ZERO,
+            Duration::ZERO,
+        );
+        let c = run_captured(off, "root", &cmd, q.as_bytes()).await;
+        assert_eq!(
+            (c.status, c.stdout.as_str(), c.stderr.as_str()),
+            (1, "", "")
+        );
+    }
 }

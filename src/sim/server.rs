@@ -220,15 +220,7 @@ impl Conn {
         socket_path: &str,
         reply: ChannelOpenHandle,
     ) {
-        let queue = self
-            .node
-            .state()
-            .postfix
-            .as_ref()
-            .and_then(|pf| pf.params.get("queue_directory").cloned());
-        let wanted = queue.map(|q| format!("{q}/{}", policyd::SOCKET));
-        let exists = !matches!(policyd::state(&self.node), Err(policyd::Broken::NoSocket));
-        if self.user.as_deref() != Some("root") || wanted.as_deref() != Some(socket_path) || !exists
+        if self.user.as_deref() != Some("root") || !policyd::socket_exists(&self.node, socket_path)
         {
             drop(reply);
             return;

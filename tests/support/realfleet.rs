@@ -120,6 +120,9 @@ pub struct RealFleetOptions {
     pub hanging_connect_timeout: Option<&'static str>,
     /// `command_timeout` written into the inventory defaults.
     pub command_timeout: &'static str,
+    /// sshd's `AllowStreamLocalForwarding` (off: the tool must ask the policy socket on
+    /// the node instead of through the SSH channel).
+    pub streamlocal: bool,
 }
 
 impl Default for RealFleetOptions {
@@ -130,6 +133,7 @@ impl Default for RealFleetOptions {
             connect_timeout: "30s",
             hanging_connect_timeout: None,
             command_timeout: "60s",
+            streamlocal: true,
         }
     }
 }
@@ -589,9 +593,10 @@ impl RealFleet {
                          StrictModes no\nPermitRootLogin yes\nPasswordAuthentication no\n\
                          KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
                          MaxStartups 1000:30:1000\nMaxSessions 20\nAllowTcpForwarding yes\n\
-                         UseDNS no\nLogLevel DEBUG3\n",
+                         UseDNS no\nLogLevel DEBUG3\nAllowStreamLocalForwarding {sl}\n",
                         hk = nd.join("host_key").display(),
                         ak = ak.display(),
+                        sl = if opts.streamlocal { "yes" } else { "no" },
                     );
                     fs::write(nd.join("sshd_config"), config).unwrap();
                     let [

@@ -612,3 +612,53 @@ pub async fn rm(args: Vec<String>, p: &mut Proc) -> i32 {
     }
     0
 }
+
+/// `perl -MIO::Socket::UNIX -e SCRIPT SOCKET`: the one Perl program the tool runs on a
+/// node, its on-node policy client (`engine::policy_probe::PERL_CLIENT`: connect to
+/// SOCKET, send stdin, print the reply up to its empty line). Anything else is refused.
+pub async fn perl(args: Vec<String>, p: &mut Proc) -> i32 {
+    let socket = match args.as_slice() {
+        [m, e, _script, socket] if m == "-MIO::Socket::UNIX" && e == "-e" => socket.clone(),
+        _ => {
+            p.io.stderr
+                .line("perl: only the policy client (-MIO::Socket::UNIX -e … SOCKET) is emulated")
+                .await;
+            return 255;
+        }
+    };
+    // private/ is 0700 postfix: only root gets through (die exits with errno).
+    if p.user != "root" {
+        p.io.stderr
+            .line(format!("connect {socket}: Permission denied"))
+            .await;
+        return 13;
+    }
+    if !crate::sim::policyd::socket_exists(&p.node, &socket) {
+        p.io.stderr
+            .line(format!("connect {socket}: No such file or directory"))
+            .await;
+        return 2;
+    }
+    let request = p.io.stdin.read_all().await;
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let node = p.node.clone();
+    tokio::spawn(async move {
+        let _ = crate::sim::policyd::serve(node, server).await;
+    });
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let (r, mut w) = tokio::io::split(client);
+    if w.write_all(&request).await.is_err() {
+        return 0;
+    }
+    let mut lines = tokio::io::BufReader::new(r).lines();
+    let mut out = String::new();
+    while let Ok(Some(l)) = lines.next_line().await {
+        out.push_str(&l);
+        out.push('\n');
+        if l.is_empty() {
+            break;
+        }
+    }
+    p.io.stdout.write(out).await;
+    0
+}

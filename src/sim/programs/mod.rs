@@ -68,6 +68,7 @@ pub enum Program {
     Tail,
     Setsid,
     Rm,
+    Perl,
 }
 
 /// What starting a program costs on a real Carbonio node, in JVM starts (the node's
@@ -150,6 +151,7 @@ const TABLE: &[(&str, Program)] = &[
     ("/usr/bin/tail", Program::Tail),
     ("/usr/bin/setsid", Program::Setsid),
     ("/usr/bin/rm", Program::Rm),
+    ("/usr/bin/perl", Program::Perl),
 ];
 
 /// Debian's merged /usr: `/bin/x` is `/usr/bin/x`, `/sbin` is `/usr/sbin`.
@@ -251,6 +253,7 @@ pub fn run<'a>(r: Resolved, args: Vec<String>, p: &'a mut Proc) -> BoxFuture<'a,
             Program::Tail => coreutils::tail(args, p).await,
             Program::Setsid => coreutils::setsid(args, p).await,
             Program::Rm => coreutils::rm(args, p).await,
+            Program::Perl => coreutils::perl(args, p).await,
             Program::True => 0,
             Program::False => 1,
             Program::Su => r#become::su(args, p).await,

@@ -209,7 +209,7 @@ impl Shell {
             }
             "true" | ":" => self.status = 0,
             "false" => self.status = 1,
-            "test" => self.status = builtin_test(&args, &io).await,
+            "test" => self.status = builtin_test(&args, &io, &self.node).await,
             "command" => self.status = self.builtin_command(&args, &io).await,
             _ => {
                 let mut env = self.vars.clone();
@@ -450,9 +450,11 @@ impl Shell {
 }
 
 /// The `test` builtin for the dialect's string comparisons: `test A = B`, `test A != B`,
-/// `test -n A`, `test -z A`; anything else is status 2 with a message, as dash says.
-async fn builtin_test(args: &[String], io: &Io) -> i32 {
+/// `test -n A`, `test -z A`, and `test -S PATH` for the one socket a node has (Postfix's
+/// policy socket); anything else is status 2 with a message, as dash says.
+async fn builtin_test(args: &[String], io: &Io, node: &Node) -> i32 {
     let truth = match args {
+        [op, path] if op == "-S" => Some(crate::sim::policyd::socket_exists(node, path)),
         [a, op, b] if op == "=" => Some(a == b),
         [a, op, b] if op == "!=" => Some(a != b),
         [op, a] if op == "-n" => Some(!a.is_empty()),
