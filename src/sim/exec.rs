@@ -995,7 +995,7 @@ mod tests {
         );
         // Unknown programs are "not found", as a shell would say.
         assert!(matches!(
-            exec_program(a, "rm", Vec::new()).await,
+            exec_program(a, "shred", Vec::new()).await,
             Err(ExecError::UnknownProgram(_))
         ));
     }
