@@ -1570,3 +1570,50 @@ async fn a_policy_daemon_that_dies_fails_the_canary_gate() {
         "the rollout stopped at the canary"
     );
 }
+
+/// Logged in as the service user itself (`become = "none"`), `flavour = "auto"` still runs
+/// exactly one product's gather: the unwrapped script stays one command behind its
+/// `test` (a line-by-line leak would mix Zimbra's sections into a Carbonio node's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_flavour_with_become_none_runs_one_gather() {
+    use Platform::*;
+    use Posture::*;
+    use carbonio_fleet::carbonio::flavour::Flavour;
+    let sim = Sim::start(
+        vec![
+            ("c1", "c", mta(Legacy, Compliant)),
+            (
+                "z1",
+                "z",
+                NodeProfile {
+                    flavour: Flavour::Zimbra,
+                    ..NodeProfile::default()
+                },
+            ),
+        ],
+        Duration::from_millis(100),
+    )
+    .await;
+    let inv = sim.fleet.inventory_path();
+    let text = std::fs::read_to_string(&inv).unwrap();
+    let text = text
+        .replace(
+            "name = \"c1\"\n",
+            "name = \"c1\"\nuser = \"zextras\"\nbecome = \"none\"\n",
+        )
+        .replace(
+            "name = \"z1\"\n",
+            "name = \"z1\"\nuser = \"zimbra\"\nbecome = \"none\"\n",
+        );
+    std::fs::write(&inv, text).unwrap();
+    let o = sim.run(&["check"]).await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    let r = sim.latest();
+    let c1 = r.hosts.iter().find(|h| h.name == "c1").unwrap();
+    assert_eq!(c1.flavour, Some(Flavour::Carbonio));
+    assert_eq!(c1.status, HostStatus::Compliant, "{:?}", c1.findings);
+    assert_eq!(c1.version.as_deref(), Some("Carbonio Release 24.12.0"));
+    let z1 = r.hosts.iter().find(|h| h.name == "z1").unwrap();
+    assert_eq!(z1.flavour, Some(Flavour::Zimbra));
+    assert_eq!(z1.status, HostStatus::Drift);
+}

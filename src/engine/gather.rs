@@ -273,7 +273,19 @@ fn detecting_command(
         ));
     }
     for f in Flavour::ALL {
-        let run = session.wrap_as(f, RunAs::Service, plan.script(f))?;
+        let script = plan.script(f);
+        let mut run = session.wrap_as(f, RunAs::Service, script)?;
+        // `become = "none"` sends the script as is: its lines must stay one command
+        // behind the `test`, not run one by one.
+        if run == script {
+            run = format!(
+                "/bin/sh -c {}",
+                crate::ssh::quote(script).map_err(|source| crate::ssh::ExecError::Quote {
+                    host: session.host_name().to_string(),
+                    source,
+                })?
+            );
+        }
         s.push_str(&format!("test \"$f\" = {} && {run}\n", f.as_str()));
     }
     s.push_str(&format!(
