@@ -265,7 +265,8 @@ pub struct CommandRecord {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RestartRecord {
-    /// `zmcontrol restart`, `systemctl restart carbonio-mta.target`, or `none`.
+    /// `reload: … then …`, `zmcontrol restart`, `systemctl restart carbonio-mta.target`,
+    /// or `none (…)`.
     pub method: String,
     pub started_at: String,
     pub finished_at: String,
@@ -281,7 +282,8 @@ pub struct GateRecord {
     #[serde(default)]
     pub finished_at: String,
     pub attempts: u32,
-    /// Each check with its last result (`services`, `postconf`, `policy`, `smtp`).
+    /// Each check with its last result (`services`, `postconf`, `policy`,
+    /// `policy-socket`, `mail-log`, `smtp`).
     pub checks: Vec<GateCheck>,
     /// Where the SMTP probe came from.
     pub vantage: String,
