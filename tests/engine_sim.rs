@@ -37,6 +37,14 @@ fn mta(platform: Platform, posture: Posture) -> NodeProfile {
     }
 }
 
+/// A stock Zimbra node (legacy: Zimbra has no systemd units), non-compliant.
+fn zimbra() -> NodeProfile {
+    NodeProfile {
+        flavour: carbonio_fleet::carbonio::flavour::Flavour::Zimbra,
+        ..NodeProfile::default()
+    }
+}
+
 struct Sim {
     fleet: Fleet,
     dir: tempfile::TempDir,
@@ -1237,13 +1245,9 @@ async fn a_zimbra_node_is_read_and_remediated_as_zimbra() {
     use Platform::*;
     use Posture::*;
     use carbonio_fleet::carbonio::flavour::Flavour;
-    let zimbra = NodeProfile {
-        flavour: Flavour::Zimbra,
-        ..NodeProfile::default()
-    };
     let sim = Sim::start(
         vec![
-            ("zm1", "z", zimbra),
+            ("zm1", "z", zimbra()),
             ("cb1", "c", mta(Legacy, NonCompliant)),
         ],
         Duration::from_millis(100),
@@ -1332,17 +1336,7 @@ async fn check_keeps_the_program_budget() {
     use Posture::*;
     use carbonio_fleet::carbonio::flavour::Flavour;
     let sim = Sim::start(
-        vec![
-            ("b1", "b", mta(Systemd, Compliant)),
-            (
-                "z1",
-                "z",
-                NodeProfile {
-                    flavour: Flavour::Zimbra,
-                    ..NodeProfile::default()
-                },
-            ),
-        ],
+        vec![("b1", "b", mta(Systemd, Compliant)), ("z1", "z", zimbra())],
         Duration::from_millis(100),
     )
     .await;
@@ -1580,17 +1574,7 @@ async fn auto_flavour_with_become_none_runs_one_gather() {
     use Posture::*;
     use carbonio_fleet::carbonio::flavour::Flavour;
     let sim = Sim::start(
-        vec![
-            ("c1", "c", mta(Legacy, Compliant)),
-            (
-                "z1",
-                "z",
-                NodeProfile {
-                    flavour: Flavour::Zimbra,
-                    ..NodeProfile::default()
-                },
-            ),
-        ],
+        vec![("c1", "c", mta(Legacy, Compliant)), ("z1", "z", zimbra())],
         Duration::from_millis(100),
     )
     .await;

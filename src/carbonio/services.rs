@@ -19,6 +19,16 @@ pub struct Step {
     pub script: String,
 }
 
+impl Step {
+    /// The command without its stdio redirections, as the plan and the report name it
+    /// (and as a detached run wraps it with its own).
+    pub fn command(&self) -> &str {
+        self.script
+            .trim_end_matches(" 2>&1")
+            .trim_end_matches(" </dev/null")
+    }
+}
+
 /// What makes a changed MTA run its new config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MtaAction {
@@ -33,20 +43,12 @@ impl MtaAction {
     /// How the plan and the report name it.
     pub fn label(&self) -> String {
         match self {
-            MtaAction::Reload { render, reload } => format!(
-                "reload: {} then {}",
-                trim(&render.script),
-                trim(&reload.script)
-            ),
-            MtaAction::Full(step) => trim(&step.script).to_string(),
+            MtaAction::Reload { render, reload } => {
+                format!("reload: {} then {}", render.command(), reload.command())
+            }
+            MtaAction::Full(step) => step.command().to_string(),
         }
     }
-}
-
-fn trim(script: &str) -> &str {
-    script
-        .trim_end_matches(" 2>&1")
-        .trim_end_matches(" </dev/null")
 }
 
 /// The action for a node, or `None` when the playbook leaves it to zmconfigd

@@ -529,6 +529,33 @@ async fn restart_and_gate(
     }
 }
 
+/// Tries again until a deadline: 200 ms before the second try, twice as long before each
+/// next one, at most 5 s. The gate, the render wait and the detached restart's poll share it.
+struct Backoff {
+    deadline: Instant,
+    delay: Duration,
+}
+
+impl Backoff {
+    fn new(limit: Duration) -> Backoff {
+        Backoff {
+            deadline: Instant::now() + limit,
+            delay: Duration::from_millis(200),
+        }
+    }
+
+    /// Sleeps before the next try; `false`, without sleeping, when that try would start
+    /// past the deadline.
+    async fn wait(&mut self) -> bool {
+        if Instant::now() + self.delay >= self.deadline {
+            return false;
+        }
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(Duration::from_secs(5));
+        true
+    }
+}
+
 /// Runs one step of a reload or restart and records it; the last lines of its output, or
 /// why it failed.
 async fn run_step(
@@ -587,10 +614,7 @@ async fn run_detached(
     commands: &mut Vec<CommandRecord>,
 ) -> Result<String, String> {
     let out = format!("/tmp/carbonio-fleet-restart-{:016x}", rand::random::<u64>());
-    let command = step
-        .script
-        .trim_end_matches(" 2>&1")
-        .trim_end_matches(" </dev/null");
+    let command = step.command();
     let inner = format!("{command} </dev/null >{out} 2>&1; echo $? >{out}.rc");
     let start = services::Step {
         run_as: step.run_as,
@@ -607,8 +631,7 @@ async fn run_detached(
         commands,
     )
     .await?;
-    let deadline = Instant::now() + timeout;
-    let mut delay = Duration::from_millis(200);
+    let mut backoff = Backoff::new(timeout);
     let rc = loop {
         let polled = node
             .session
@@ -629,14 +652,12 @@ async fn run_detached(
                 "the connection was lost while the restart ran detached: its outcome is unknown (output in {out} on the node)"
             ));
         }
-        if Instant::now() + delay >= deadline {
+        if !backoff.wait().await {
             return Err(format!(
                 "no exit status within {}; the restart goes on detached, its output in {out} on the node",
                 humantime::format_duration(timeout)
             ));
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
     };
     let output = match node
         .session
@@ -678,8 +699,7 @@ async fn render_until_in_force(
     eff: &EffectivePlan,
     commands: &mut Vec<CommandRecord>,
 ) -> Result<(), String> {
-    let deadline = Instant::now() + rollout.health_timeout;
-    let mut delay = Duration::from_millis(200);
+    let mut backoff = Backoff::new(rollout.health_timeout);
     let timeout = node.host.command_timeout;
     loop {
         run_step(
@@ -697,15 +717,13 @@ async fn render_until_in_force(
         if missing.is_empty() {
             return Ok(());
         }
-        if Instant::now() + delay >= deadline {
+        if !backoff.wait().await {
             return Err(format!(
                 "the new values never rendered within health_timeout {} (nothing reloaded): {}",
                 humantime::format_duration(rollout.health_timeout),
                 missing.join("; ")
             ));
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -774,8 +792,7 @@ async fn health_gate(
     eff: &EffectivePlan,
     log_offset: Option<u64>,
 ) -> GateRecord {
-    let deadline = Instant::now() + rollout.health_timeout;
-    let mut delay = Duration::from_millis(200);
+    let mut backoff = Backoff::new(rollout.health_timeout);
     let vantage = match rollout.probe_from {
         ProbeFrom::Node => "node (direct-tcpip to 127.0.0.1:25; a mynetworks client, permitted before the policy service is consulted)".to_string(),
         ProbeFrom::Orchestrator => format!("orchestrator (TCP to {}:25)", node.host.address),
@@ -802,7 +819,7 @@ async fn health_gate(
             }
             GateTry::Fail => return rec,
             GateTry::Retry => {
-                if Instant::now() + delay >= deadline {
+                if !backoff.wait().await {
                     rec.checks.push(GateCheck {
                         name: "timeout".into(),
                         ok: false,
@@ -813,8 +830,6 @@ async fn health_gate(
                     });
                     return rec;
                 }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }
