@@ -99,6 +99,8 @@ pub struct NodeFacts {
     pub local_domains: Vec<String>,
     /// Every catch-all address (`@domain`, lower-case) on a domain, account or list entry.
     pub catch_alls: Vec<String>,
+    /// The servers LDAP lists with the `mta` service (`gas mta`), lower-case, sorted.
+    pub mta_servers: Vec<String>,
     /// Effective Postfix parameters (`postconf`).
     pub postconf: BTreeMap<String, String>,
     /// The active policy spawn line (`postconf -M policy/unix`), when the service is on.
@@ -293,6 +295,9 @@ impl GatherPlan {
         // really is unknown (CARBONIO.md §0.3, §0.13). `gad` is not sorted.
         lines.push(quote("gad -v zimbraDomainType zimbraMailCatchAllAddress")?);
         lines.push(quote("sa -v (zimbraMailCatchAllAddress=*)")?);
+        // The cluster's MTAs as LDAP lists them: promotion waits for every one of them,
+        // whatever the inventory says (the issue "Remediation that really stages").
+        lines.push(quote("gas mta")?);
         lines.push("exit".to_string());
         let batch_len = lines.len() - 1;
         section(&mut s, nonce, "prov", &prov::feed_command(&lines, ldap));
@@ -404,6 +409,15 @@ impl GatherPlan {
             .collect();
         catch_alls.sort();
         catch_alls.dedup();
+        // `gas mta`: one server name per line (ProvUtil `doGetAllServers`).
+        let mut mta_servers: Vec<String> = split.outputs[n + 4]
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_ascii_lowercase)
+            .collect();
+        mta_servers.sort();
+        mta_servers.dedup();
         Ok(NodeFacts {
             flavour,
             platform,
@@ -415,6 +429,7 @@ impl GatherPlan {
             domains,
             local_domains,
             catch_alls,
+            mta_servers,
             postconf: eff.postconf,
             policy_service: eff.policy_service,
             policy_template: eff.policy_template,

@@ -162,6 +162,19 @@ pub struct ApplyArgs {
     /// `configrewrite mta`; a carbonio-mta upgrade undoes it
     #[arg(long)]
     pub fix_spawn_user: bool,
+    /// Keep a node that fails its health gate as it is, for inspection: its staged server
+    /// entries are not removed and it is not reloaded again (wins over the playbook's
+    /// `[rollout] rollback`)
+    #[arg(long)]
+    pub no_rollback: bool,
+    /// Stage the desired value over a single-valued server override that contradicts it
+    /// (by default such an override is reported and holds the cluster's promotion)
+    #[arg(long)]
+    pub replace_overrides: bool,
+    /// Undo what an unfinished apply staged: remove the staged server entries found in
+    /// LDAP, reload those MTAs and gate them on the old values; nothing is promoted
+    #[arg(long, conflicts_with_all = ["resume", "retry_failed", "replace_overrides", "fix_spawn_user"])]
+    pub unstage: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

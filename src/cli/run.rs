@@ -118,6 +118,9 @@ pub(super) fn apply(a: &ApplyArgs) -> i32 {
         resume: a.resume,
         retry_failed: a.retry_failed,
         fix_spawn_user: a.fix_spawn_user,
+        no_rollback: a.no_rollback,
+        replace_overrides: a.replace_overrides,
+        unstage: a.unstage,
     };
     with_runtime("apply", &a.run.common, |events| async move {
         apply::apply(&opts, events).await

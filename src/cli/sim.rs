@@ -123,6 +123,9 @@ pub(super) fn demo(a: &DemoArgs) -> i32 {
             resume: false,
             retry_failed: false,
             fix_spawn_user: true,
+            no_rollback: false,
+            replace_overrides: false,
+            unstage: false,
         };
         let applied = step("apply", |ev| async move { apply::apply(&ao, ev).await }).await;
 

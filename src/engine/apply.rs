@@ -34,9 +34,10 @@ use crate::engine::verdict;
 use crate::exit;
 use crate::inventory::Host;
 use crate::playbook::{Playbook, ProbeFrom, Rollout};
+use crate::engine::stage::{self, ClusterView, EntryKind, NodeStage, Standing, StageEntry};
 use crate::report::model::{
     CommandRecord, ErrorKind, GateCheck, GateRecord, HostApply, HostError, HostReport, HostStatus,
-    RestartRecord,
+    PromotionRecord, RestartRecord, RollbackRecord, StagedRecord,
 };
 use crate::report::store;
 use crate::ssh::{ExecEnd, ExecOutput, Session, quote};
@@ -54,6 +55,12 @@ pub struct ApplyOptions {
     /// Set `user=zextras` on master.cf.in's policy entry where its spawn user cannot
     /// start the policy daemon (see [`super::spawn_fix`]).
     pub fix_spawn_user: bool,
+    /// Keep a node that failed its gate as it is (no rollback of its staged entries).
+    pub no_rollback: bool,
+    /// Stage over a contradicting single-valued server override instead of reporting it.
+    pub replace_overrides: bool,
+    /// Remove staged entries an unfinished run left, reload and gate those MTAs.
+    pub unstage: bool,
 }
 
 /// Counts Ctrl-C presses for the whole run: 1 = drain, 2 = cancel.
@@ -238,7 +245,9 @@ async fn run_batch(
     // Read back: a value that did not take is a failure, not a success.
     for (i, c) in batch.changes.iter().enumerate() {
         let got = prov::values_of(&split.outputs[n + i], &c.attr);
-        let ok = if c.args.first().map(String::as_str) == Some("ms")
+        let ok = if let Some(e) = &c.expect {
+            values::satisfies(e, &got)
+        } else if c.args.first().map(String::as_str) == Some("ms")
             && c.args.last().is_some_and(|v| v.is_empty())
         {
             got.is_empty()
@@ -377,9 +386,31 @@ struct NodeCtx {
     alias_rcpt: Option<String>,
     /// The names this host's mail log lines carry (the server name, `uname -n`).
     log_names: Vec<String>,
-    /// Postfix parameters the gate does not expect to match the playbook, because the
-    /// control that governs them was not changed in this cluster (blocked).
+    /// Postfix parameters (and control attributes) the gate does not expect to match
+    /// the playbook, because the control that governs them is not changed on this node
+    /// (blocked in its cluster, masked by its own override, or rolled back).
     skip_params: BTreeSet<String>,
+    /// What is staged on its server entry in this run (or found staged).
+    stage: NodeStage,
+    /// Roll it back when its gate fails (playbook `rollback`, unless `--no-rollback`).
+    rollback: bool,
+    /// `--unstage`: remove what is staged, reload and gate on the old values.
+    unstage: bool,
+}
+
+impl NodeCtx {
+    /// The node as its rollback gate sees it: the staged controls' parameters are back
+    /// to whatever they were, so the gate does not expect the playbook's values there.
+    fn rolled_back(&self) -> NodeCtx {
+        let mut n = self.clone();
+        for e in &self.stage.entries {
+            n.skip_params.insert(e.attr.clone());
+            if let Some(p) = crate::carbonio::postfix::governed_param(&e.attr) {
+                n.skip_params.insert(p.to_string());
+            }
+        }
+        n
+    }
 }
 
 /// What the restart task of one node produced.
@@ -388,8 +419,25 @@ struct NodeRun {
     result: NodeResult,
     restart: Option<RestartRecord>,
     gate: Option<GateRecord>,
-    /// The commands of the reload or restart, in order.
+    /// The commands of the staging, reload or restart, and rollback, in order.
     commands: Vec<CommandRecord>,
+    /// Its staged entries and where each ended.
+    staged: Vec<StagedRecord>,
+    rollback: Option<RollbackRecord>,
+}
+
+impl NodeRun {
+    fn new(name: String, result: NodeResult) -> NodeRun {
+        NodeRun {
+            name,
+            result,
+            restart: None,
+            gate: None,
+            commands: Vec::new(),
+            staged: Vec::new(),
+            rollback: None,
+        }
+    }
 }
 
 fn tail(s: &str, n: usize) -> String {
@@ -397,25 +445,30 @@ fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// Restart then health gate for one node.
-#[allow(clippy::too_many_arguments)]
-async fn restart_and_gate(
-    node: NodeCtx,
+/// What a node's rollout task shares with every other: the playbook's rollout, the
+/// effective-config reader, the second-Ctrl-C token and the journal.
+#[derive(Clone)]
+struct TaskEnv {
     rollout: Rollout,
     playbook: Arc<Playbook>,
     eff: Arc<EffectivePlan>,
     hard: CancellationToken,
     journal: Arc<Journal>,
-) -> NodeRun {
+}
+
+/// Restart then health gate for one node. `phase` prefixes its journal steps (`""`, or
+/// `"rollback-"` for the gate on the old values, which proves nothing for promotion).
+async fn restart_and_gate(node: NodeCtx, env: TaskEnv, phase: &'static str) -> NodeRun {
+    let TaskEnv {
+        rollout,
+        playbook,
+        eff,
+        hard,
+        journal,
+    } = env;
     let name = node.host.name.clone();
     if node.session.is_closed() {
-        return NodeRun {
-            name,
-            result: NodeResult::Unreachable,
-            restart: None,
-            gate: None,
-            commands: Vec::new(),
-        };
+        return NodeRun::new(name, NodeResult::Unreachable);
     }
     let mut commands = Vec::new();
     let action = services::mta_action(rollout.restart, node.platform, node.session.flavour());
@@ -436,7 +489,7 @@ async fn restart_and_gate(
         },
         Some(action) => {
             let label = action.label();
-            let _ = journal.record(&name, "restart-started", &label);
+            let _ = journal.record(&name, &format!("{phase}restart-started"), &label);
             let started_at = jiff::Timestamp::now().to_string();
             // A reload or restart already sent is waited for even after a second Ctrl-C:
             // cutting it off would leave the node in an unknown state.
@@ -469,8 +522,10 @@ async fn restart_and_gate(
                 },
             };
             if let Err(why) = outcome {
-                let _ = journal.record(&name, "restart-failed", &why);
+                let _ = journal.record(&name, &format!("{phase}restart-failed"), &why);
                 return NodeRun {
+                    staged: Vec::new(),
+                    rollback: None,
                     name,
                     result: NodeResult::Failed {
                         reason: format!(
@@ -488,7 +543,7 @@ async fn restart_and_gate(
                     commands,
                 };
             }
-            let _ = journal.record(&name, "restarted", "");
+            let _ = journal.record(&name, &format!("{phase}restarted"), "");
             record
         }
     };
@@ -505,8 +560,8 @@ async fn restart_and_gate(
         },
     };
     let result = if gate.passed {
-        let _ = journal.record(&name, "gate-passed", "");
-        let _ = journal.record(&name, "done", "");
+        // Not `done` yet: a staged node is done once its cluster is promoted.
+        let _ = journal.record(&name, &format!("{phase}gate-passed"), &node.stage.server);
         NodeResult::Restarted
     } else {
         let why: Vec<String> = gate
@@ -515,7 +570,7 @@ async fn restart_and_gate(
             .filter(|c| !c.ok)
             .map(|c| format!("{}: {}", c.name, c.detail))
             .collect();
-        let _ = journal.record(&name, "gate-failed", &why.join("; "));
+        let _ = journal.record(&name, &format!("{phase}gate-failed"), &why.join("; "));
         NodeResult::Failed {
             reason: format!("health gate failed: {}", why.join("; ")),
         }
@@ -526,6 +581,8 @@ async fn restart_and_gate(
         restart,
         gate: Some(gate),
         commands,
+        staged: Vec::new(),
+        rollback: None,
     }
 }
 
@@ -1252,8 +1309,489 @@ async fn gate_once(
     }
 }
 
+/// The change lines that write `entries` on `server` (`stage`), or restore them
+/// (`rollback`), with what each read-back must show.
+fn entry_changes(server: &str, entries: &[&StageEntry], rollback: bool) -> Vec<changes::Change> {
+    entries
+        .iter()
+        .map(|e| changes::Change {
+            control: e.control.clone(),
+            attr: e.attr.clone(),
+            args: if rollback {
+                e.rollback_args(server)
+            } else {
+                e.stage_args(server)
+            },
+            restart: e.restart,
+            expect: match (rollback, e.kind, &e.delta) {
+                // Staging: the control's own expectation (which the staged list meets).
+                (false, _, _) => None,
+                (true, EntryKind::Temporary, _) => None,
+                (true, EntryKind::ListExtended, Some((true, v))) => {
+                    Some(crate::playbook::Expectation::Absent(v.clone()))
+                }
+                (true, EntryKind::ListExtended, Some((false, v))) => {
+                    Some(crate::playbook::Expectation::Contains(v.clone()))
+                }
+                (true, _, _) => e
+                    .before
+                    .first()
+                    .map(|b| crate::playbook::Expectation::Equals(b.clone())),
+            },
+        })
+        .collect()
+}
+
+/// The report's view of a node's entries, all in one `state`.
+fn staged_records(stage: &NodeStage, state: &str) -> Vec<StagedRecord> {
+    stage
+        .entries
+        .iter()
+        .map(|e| StagedRecord {
+            control: e.control.clone(),
+            attr: e.attr.clone(),
+            kind: e.kind.as_str().to_string(),
+            before: values::render(&e.before),
+            staged: values::render(&e.staged),
+            state: if state == "staged" && e.present {
+                "found".to_string()
+            } else {
+                state.to_string()
+            },
+        })
+        .collect()
+}
+
+/// One rollout batch's nodes of one cluster: their staged values written in ONE `zmprov`
+/// batch (with read-back, from the LDAP master), then each node reloaded and gated, and a
+/// node that fails rolled back. `--unstage` nodes are rolled back directly.
+async fn stage_group(nodes: Vec<NodeCtx>, env: TaskEnv) -> Vec<NodeRun> {
+    let writers: Vec<&NodeCtx> = nodes
+        .iter()
+        .filter(|n| !n.unstage && n.stage.to_write().next().is_some())
+        .collect();
+    let mut stage_rec: Option<CommandRecord> = None;
+    let mut stage_err: Option<String> = None;
+    if !writers.is_empty() {
+        match writers.iter().find(|n| !n.session.is_closed()) {
+            None => stage_err = Some("no open session to stage on".into()),
+            Some(exec) => {
+                let mut lines = Vec::new();
+                for n in &writers {
+                    let todo: Vec<&StageEntry> = n.stage.to_write().collect();
+                    lines.extend(entry_changes(&n.stage.server, &todo, false));
+                }
+                let servers: Vec<&str> = writers.iter().map(|n| n.stage.server.as_str()).collect();
+                let batch = NodeBatch {
+                    node: exec.host.name.clone(),
+                    changes: lines,
+                };
+                let (rec, res) = run_batch(
+                    &exec.session,
+                    &exec.host,
+                    &exec.stage.server,
+                    &batch,
+                    &env.playbook,
+                    format!("stage on {} (server entries)", servers.join(", ")),
+                )
+                .await;
+                for n in &writers {
+                    let what: Vec<String> = n.stage.to_write().map(StageEntry::describe).collect();
+                    let step = if res.is_ok() { "staged" } else { "stage-failed" };
+                    let _ = env.journal.record(&n.host.name, step, &what.join("; "));
+                }
+                stage_err = res.err();
+                stage_rec = Some(rec);
+            }
+        }
+    }
+    let writer_names: BTreeSet<String> = writers.iter().map(|n| n.host.name.clone()).collect();
+    let runs = nodes.into_iter().map(|n| {
+        let env = env.clone();
+        let wrote = writer_names.contains(&n.host.name);
+        let stage_rec = stage_rec.clone().filter(|_| wrote);
+        let stage_err = stage_err.clone().filter(|_| wrote);
+        async move {
+            let mut pre: Vec<CommandRecord> = stage_rec.into_iter().collect();
+            if n.unstage {
+                let (rb, cmds, passed) = roll_back(&n, &env).await;
+                let mut run = NodeRun::new(
+                    n.host.name.clone(),
+                    if passed {
+                        NodeResult::Restarted
+                    } else {
+                        NodeResult::Failed {
+                            reason: format!("unstage failed: {}", rb.detail),
+                        }
+                    },
+                );
+                run.staged = staged_records(&n.stage, if rb.ok { "rolled back" } else { "found" });
+                run.commands = cmds;
+                run.restart = rb.restart.clone();
+                run.gate = rb.gate.clone();
+                return run;
+            }
+            if let Some(why) = stage_err {
+                // Part of the batch may have landed: put the entries back as they were.
+                let mut run = NodeRun::new(
+                    n.host.name.clone(),
+                    NodeResult::Failed {
+                        reason: format!("staging failed (nothing reloaded): {why}"),
+                    },
+                );
+                let rb = roll_back_entries(&n, &env).await;
+                run.staged = staged_records(&n.stage, if rb.1.is_ok() { "rolled back" } else { "staged" });
+                pre.push(rb.0);
+                run.commands = pre;
+                return run;
+            }
+            let mut run = restart_and_gate(n.clone(), env.clone(), "").await;
+            pre.append(&mut run.commands);
+            run.commands = pre;
+            run.staged = staged_records(&n.stage, "staged");
+            let failed = matches!(run.result, NodeResult::Failed { .. });
+            if failed && !n.stage.entries.is_empty() {
+                if n.rollback {
+                    let (rb, mut cmds, _) = roll_back(&n, &env).await;
+                    run.commands.append(&mut cmds);
+                    if rb.ok || rb.restart.is_some() {
+                        run.staged = staged_records(&n.stage, "rolled back");
+                    }
+                    if let NodeResult::Failed { reason } = &mut run.result {
+                        reason.push_str(if rb.ok {
+                            "; rolled back (old values reloaded, gate passed)"
+                        } else {
+                            "; rollback did not complete"
+                        });
+                    }
+                    run.rollback = Some(rb);
+                } else {
+                    let _ = env.journal.record(&n.host.name, "rollback-skipped", "--no-rollback");
+                    if let NodeResult::Failed { reason } = &mut run.result {
+                        reason.push_str("; kept as it is for inspection (--no-rollback)");
+                    }
+                }
+            }
+            run
+        }
+    });
+    futures::future::join_all(runs).await
+}
+
+/// Restores a node's server entry as it was before staging (one `zmprov` batch with
+/// read-back, on its own session).
+async fn roll_back_entries(node: &NodeCtx, env: &TaskEnv) -> (CommandRecord, Result<(), String>) {
+    let all: Vec<&StageEntry> = node.stage.entries.iter().collect();
+    let batch = NodeBatch {
+        node: node.host.name.clone(),
+        changes: entry_changes(&node.stage.server, &all, true),
+    };
+    let (rec, res) = run_batch(
+        &node.session,
+        &node.host,
+        &node.stage.server,
+        &batch,
+        &env.playbook,
+        format!("roll back the staged entries of {}", node.stage.server),
+    )
+    .await;
+    let _ = env.journal.record(
+        &node.host.name,
+        if res.is_ok() { "rolled-back" } else { "rollback-failed" },
+        res.as_ref().err().map(String::as_str).unwrap_or(""),
+    );
+    (rec, res)
+}
+
+/// Rolls a node back: its entries restored, then reloaded and gated on the old values.
+/// Returns the record, the commands, and whether the old values passed the gate.
+async fn roll_back(node: &NodeCtx, env: &TaskEnv) -> (RollbackRecord, Vec<CommandRecord>, bool) {
+    let (rec, res) = roll_back_entries(node, env).await;
+    let mut commands = vec![rec];
+    if let Err(why) = res {
+        return (
+            RollbackRecord {
+                ok: false,
+                detail: format!("the entries could not be restored: {why}"),
+                restart: None,
+                gate: None,
+            },
+            commands,
+            false,
+        );
+    }
+    let mut run = restart_and_gate(node.rolled_back(), env.clone(), "rollback-").await;
+    commands.append(&mut run.commands);
+    let ok = matches!(run.result, NodeResult::Restarted);
+    (
+        RollbackRecord {
+            ok,
+            detail: if ok {
+                "entries restored, reloaded, gate passed on the old values".into()
+            } else {
+                format!("entries restored; then {}", run.result)
+            },
+            restart: run.restart,
+            gate: run.gate,
+        },
+        commands,
+        ok,
+    )
+}
+
+/// What promotion needs to know about one cluster.
+struct ClusterPromotion<'a> {
+    cluster: &'a str,
+    /// The global changes (`mcf …`).
+    global: &'a NodeBatch,
+    view: ClusterView,
+    /// Nodes whose entries promotion removes (server, entries), and a session to run on.
+    entries: Vec<(String, Vec<StageEntry>)>,
+    exec: Option<(&'a Host, &'a Session, String)>,
+}
+
+/// Promotes one cluster, or says why not.
+async fn promote(p: ClusterPromotion<'_>, playbook: &Playbook, stopped: Option<String>, journal: &Journal) -> PromotionRecord {
+    let mut rec = PromotionRecord {
+        cluster: p.cluster.to_string(),
+        state: String::new(),
+        detail: String::new(),
+        mtas: p.view.ldap_mtas.clone(),
+        held_by: Vec::new(),
+        ran_on: None,
+        commands: Vec::new(),
+    };
+    if let Some(why) = stopped {
+        rec.state = "not-promoted".into();
+        rec.detail = format!(
+            "the rollout stopped ({why}): the nodes that passed keep their staged entries, the global config is untouched"
+        );
+        return rec;
+    }
+    rec.held_by = stage::holds(&p.view);
+    if !rec.held_by.is_empty() {
+        rec.state = "promotion-held".into();
+        rec.detail = format!(
+            "{} MTA(s) of the cluster have not proven the staged values: the global config is untouched, the nodes that passed keep their staged entries",
+            rec.held_by.len()
+        );
+        let _ = journal.record(p.cluster, "promotion-held", &rec.detail);
+        return rec;
+    }
+    let Some((host, session, server)) = p.exec else {
+        rec.state = "promotion-held".into();
+        rec.detail = "no node of the cluster has an open session to promote on".into();
+        return rec;
+    };
+    let mut changes = p.global.changes.clone();
+    for (srv, entries) in &p.entries {
+        for e in entries {
+            if let Some(args) = e.promote_args(srv) {
+                changes.push(changes::Change {
+                    control: e.control.clone(),
+                    attr: e.attr.clone(),
+                    args,
+                    restart: false,
+                    expect: None,
+                });
+            }
+        }
+    }
+    let batch = NodeBatch {
+        node: host.name.clone(),
+        changes,
+    };
+    let (cmd, res) = run_batch(
+        session,
+        host,
+        &server,
+        &batch,
+        playbook,
+        format!("promote cluster `{}`: global config, then remove the temporary server entries", p.cluster),
+    )
+    .await;
+    rec.ran_on = Some(host.name.clone());
+    rec.commands.push(cmd);
+    match res {
+        Ok(()) => {
+            rec.state = "promoted".into();
+            rec.detail = format!(
+                "every MTA of the cluster ({}) passed its gate with the staged values: global config written, {} temporary server entr{} removed",
+                rec.mtas.len(),
+                batch.changes.len() - p.global.changes.len(),
+                if batch.changes.len() - p.global.changes.len() == 1 { "y" } else { "ies" }
+            );
+            let _ = journal.record(p.cluster, "promoted", &rec.detail);
+        }
+        Err(why) => {
+            rec.state = "promotion-failed".into();
+            rec.detail = why;
+            let _ = journal.record(p.cluster, "promotion-failed", &rec.detail);
+        }
+    }
+    rec
+}
+
+/// The staging plan for this run: `--replace-overrides` decides the masked case; with
+/// `--unstage` only the entries found staged, and no other change.
+fn plan_staging(
+    opts: &ApplyOptions,
+    playbook: &Playbook,
+    before: &[HostReport],
+    change_plan: &mut ChangePlan,
+) -> stage::StagePlan {
+    let blocked: Vec<(String, String)> = change_plan
+        .blocked
+        .iter()
+        .map(|b| (b.cluster.clone(), b.control.clone()))
+        .collect();
+    let mut plan = stage::plan(playbook, before, &blocked, opts.replace_overrides);
+    if opts.unstage {
+        *change_plan = ChangePlan::default();
+        for n in plan.nodes.values_mut() {
+            n.entries.retain(|e| e.present);
+            n.masked.clear();
+        }
+        plan.nodes.retain(|_, n| !n.entries.is_empty());
+    }
+    plan
+}
+
+/// Decides and runs the promotion of every cluster that staged global changes.
+#[allow(clippy::too_many_arguments)]
+async fn promote_all(
+    promoting: &BTreeSet<String>,
+    change_plan: &ChangePlan,
+    stage_plan: &stage::StagePlan,
+    gathers: &[HostGather],
+    before: &[HostReport],
+    loaded: &Loaded,
+    runs: &BTreeMap<String, NodeRun>,
+    outcome: &crate::engine::rollout::Outcome,
+    change_failures: &BTreeMap<String, HostError>,
+    stopped: Option<String>,
+    journal: &Journal,
+) -> Vec<PromotionRecord> {
+    let mut out = Vec::new();
+    for cluster in promoting {
+        let Some(global) = change_plan.global.get(cluster) else {
+            continue;
+        };
+        let members: Vec<(&HostGather, &HostReport)> = gathers
+            .iter()
+            .zip(before)
+            .filter(|(g, _)| &g.host.cluster == cluster)
+            .collect();
+        let selected = members.len();
+        let in_inventory = loaded
+            .inventory
+            .hosts
+            .iter()
+            .filter(|h| &h.cluster == cluster)
+            .count();
+        let mut view = ClusterView {
+            limited: in_inventory > selected,
+            ..ClusterView::default()
+        };
+        let mut entries = Vec::new();
+        let mut exec = None;
+        for (g, r) in &members {
+            let Ok(ok) = &g.outcome else {
+                view.unreachable.push(g.host.name.clone());
+                continue;
+            };
+            view.ldap_mtas.extend(ok.facts.mta_servers.iter().cloned());
+            if !ok.facts.is_mta() {
+                continue;
+            }
+            let name = &g.host.name;
+            let stage = stage_plan.nodes.get(name);
+            let node_state = outcome.nodes.iter().find(|n| &n.name == name);
+            let standing = if let Some(e) = change_failures.get(name) {
+                Standing::Holds(format!("its server-entry change failed: {}", e.message))
+            } else if let Some(m) = stage.filter(|s| !s.masked.is_empty()) {
+                Standing::Holds(
+                    m.masked
+                        .iter()
+                        .map(|x| x.reason.clone())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            } else {
+                match runs.get(name).map(|r| &r.result) {
+                    Some(NodeResult::Restarted) => Standing::Ready,
+                    Some(NodeResult::Failed { reason }) => {
+                        Standing::Holds(format!("failed: {reason}"))
+                    }
+                    Some(NodeResult::Unreachable) => {
+                        Standing::Holds("unreachable before its reload".into())
+                    }
+                    None => match node_state.map(|n| &n.state) {
+                        Some(crate::engine::rollout::NodeState::NotAttempted { reason }) => {
+                            Standing::Holds(format!("not attempted ({reason})"))
+                        }
+                        // Nothing to stage (its own entry already gives the desired
+                        // values), or staged and proven by an earlier run.
+                        _ if r.status == HostStatus::Failed => {
+                            Standing::Holds("could not be read".into())
+                        }
+                        _ => Standing::Ready,
+                    },
+                }
+            };
+            if standing == Standing::Ready {
+                if let Some(st) = stage {
+                    entries.push((st.server.clone(), st.entries.clone()));
+                }
+                if exec.is_none()
+                    && let Some(session) = g.session.as_ref().filter(|s| !s.is_closed())
+                {
+                    exec = Some((&g.host, session, ok.facts.hostname.clone()));
+                }
+            }
+            view.in_run
+                .insert(ok.facts.hostname.to_ascii_lowercase(), (name.clone(), standing));
+        }
+        view.ldap_mtas.sort();
+        view.ldap_mtas.dedup();
+        let p = ClusterPromotion {
+            cluster,
+            global,
+            view,
+            entries,
+            exec,
+        };
+        out.push(promote(p, &loaded.playbook, stopped.clone(), journal).await);
+    }
+    out
+}
+
+/// Hosts whose gate passed in the latest run's journal (for `--resume`): a staged node
+/// proven there is not gated again. A later failure or rollback cancels it.
+fn proven_in_latest(report_dir: &std::path::Path) -> BTreeSet<String> {
+    let path = report_dir.join("latest").join(journal::FILE_NAME);
+    let mut proven = BTreeSet::new();
+    for e in journal::read(&path).unwrap_or_default() {
+        match e.step.as_str() {
+            "gate-passed" | "proven-earlier" => {
+                proven.insert(e.host);
+            }
+            "gate-failed" | "rolled-back" | "stage-failed" | "restart-failed" => {
+                proven.remove(&e.host);
+            }
+            _ => {}
+        }
+    }
+    proven
+}
+
 /// Prints the plan summary and asks; `Ok(true)` to go ahead.
-fn confirm(plan: &ChangePlan, restarts: usize, spawn_fixes: &[(String, Flavour)]) -> bool {
+fn confirm(
+    plan: &ChangePlan,
+    staging: &stage::StagePlan,
+    restarts: usize,
+    spawn_fixes: &[(String, Flavour)],
+) -> bool {
     use std::io::Write as _;
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "\napply will:");
@@ -1272,11 +1810,15 @@ fn confirm(plan: &ChangePlan, restarts: usize, spawn_fixes: &[(String, Flavour)]
         );
     }
     for (cluster, b) in &plan.global {
+        let _ = writeln!(
+            err,
+            "  cluster {cluster}: stage on each MTA's server entry, batch by batch; once every MTA passed its gate, promote (on {}):",
+            b.node
+        );
         for c in &b.changes {
             let _ = writeln!(
                 err,
-                "  cluster {cluster} (on {}): zmprov {}",
-                b.node,
+                "    zmprov {}",
                 crate::ssh::command_line(&c.args).unwrap_or_default()
             );
         }
@@ -1297,9 +1839,17 @@ fn confirm(plan: &ChangePlan, restarts: usize, spawn_fixes: &[(String, Flavour)]
             b.control, b.cluster, b.reason
         );
     }
+    for (node, st) in &staging.nodes {
+        for e in &st.entries {
+            let _ = writeln!(err, "  {node}: {}", e.describe());
+        }
+        for m in &st.masked {
+            let _ = writeln!(err, "  {node}: NOT staging {}: {}", m.control, m.reason);
+        }
+    }
     let _ = writeln!(
         err,
-        "  then restart up to {restarts} MTA node(s) in staggered batches"
+        "  then reload (or restart) up to {restarts} MTA node(s) in staggered batches"
     );
     let _ = write!(err, "Proceed? [y/N] ");
     let _ = err.flush();
@@ -1330,6 +1880,12 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         }
     };
     let loaded = Loaded { hosts, ..loaded };
+    // Read before this run's directory exists: `latest` still names the earlier run.
+    let proven_earlier = if opts.resume {
+        proven_in_latest(&opts.run.report_dir)
+    } else {
+        BTreeSet::new()
+    };
     let (interrupts, hard) = watch_interrupts();
     let started = jiff::Timestamp::now();
     let t0 = Instant::now();
@@ -1349,6 +1905,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     let earlier = check::Earlier::load(&opts.run.report_dir);
     let mut before = check::evaluate_all(&loaded.playbook, &gathers, &earlier);
     let mut change_plan = changes::plan(&loaded.playbook, &before);
+    let mut stage_plan = plan_staging(opts, &loaded.playbook, &before, &mut change_plan);
 
     let interrupted = |rx: &watch::Receiver<u32>| *rx.borrow() > 0;
     let restart_estimate = before
@@ -1370,6 +1927,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         Vec::new()
     };
     let nothing_to_do = change_plan.is_empty()
+        && stage_plan.nodes.values().all(|n| n.entries.is_empty())
         && spawn_fixes.is_empty()
         && !before
             .iter()
@@ -1379,7 +1937,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         && !nothing_to_do
         && !interrupted(&interrupts)
         && !tracing_indicatif::suspend_tracing_indicatif(|| {
-            confirm(&change_plan, restart_estimate, &spawn_fixes)
+            confirm(&change_plan, &stage_plan, restart_estimate, &spawn_fixes)
         })
     {
         eprintln!("carbonio-fleet: not confirmed; nothing was changed");
@@ -1425,6 +1983,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         if !fix.fixed.is_empty() {
             before = check::evaluate_all(&loaded.playbook, &gathers, &earlier);
             change_plan = changes::plan(&loaded.playbook, &before);
+            stage_plan = plan_staging(opts, &loaded.playbook, &before, &mut change_plan);
         }
         fix
     } else {
@@ -1434,8 +1993,13 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     let mut changed = if interrupted(&interrupts) {
         ChangeOutcome::default()
     } else {
+        // Server-scope changes only: the global ones are staged per MTA and promoted.
+        let upfront = ChangePlan {
+            global: BTreeMap::new(),
+            ..change_plan.clone()
+        };
         execute_changes(
-            &change_plan,
+            &upfront,
             &gathers,
             &before,
             &loaded.playbook,
@@ -1472,9 +2036,32 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         if !ok.facts.is_mta() || changed.failures.contains_key(&g.host.name) {
             continue;
         }
+        let stage = stage_plan
+            .nodes
+            .get(&g.host.name)
+            .cloned()
+            .unwrap_or_default();
+        // Staged entries go through a reload and the gate, unless an earlier run's gate
+        // already proved exactly these (`--resume`).
+        let proven = proven_earlier.contains(&g.host.name)
+            && !opts.unstage
+            && stage.entries.iter().all(|e| e.present);
+        if proven && !stage.entries.is_empty() {
+            let _ = journal.record(&g.host.name, "proven-earlier", &stage.server);
+        }
         let needs = changed.restart_clusters.contains(&g.host.cluster)
             || changed.restart_nodes.contains(&g.host.name)
-            || r.status == HostStatus::RestartPending;
+            || r.status == HostStatus::RestartPending
+            || (!stage.entries.is_empty() && !proven);
+        let masked_params: Vec<String> = stage
+            .masked
+            .iter()
+            .flat_map(|m| {
+                std::iter::once(m.attr.clone()).chain(
+                    crate::carbonio::postfix::governed_param(&m.attr).map(str::to_string),
+                )
+            })
+            .collect();
         rollout_nodes.push(RolloutNode {
             name: g.host.name.clone(),
             cluster: g.host.cluster.clone(),
@@ -1507,7 +2094,11 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
                     .filter_map(|b| loaded.playbook.controls.iter().find(|c| c.id == b.control))
                     .filter_map(|c| crate::carbonio::postfix::governed_param(&c.attr))
                     .map(str::to_string)
+                    .chain(masked_params)
                     .collect(),
+                stage,
+                rollback: rollout_cfg.rollback && !opts.no_rollback,
+                unstage: opts.unstage,
             },
         );
     }
@@ -1523,19 +2114,31 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         .filter(|n| n.needs_restart)
         .map(|n| n.name.as_str())
         .collect();
-    let changed_here = |g: &HostGather| {
+    fn changed_here(changed: &ChangeOutcome, g: &HostGather) -> bool {
         let n = g.host.name.as_str();
         changed.global_clusters.contains(&g.host.cluster)
             || changed.commands.contains_key(n)
             || changed.failures.contains_key(n)
-    };
-    for g in gathers.iter().filter(|g| changed_here(g)) {
-        if let (false, Some(session)) = (restarting.contains(g.host.name.as_str()), &g.session) {
+    }
+    // Clusters that will be promoted are read again only after the promotion.
+    let promoting: BTreeSet<String> = change_plan.global.keys().cloned().collect();
+    for g in gathers.iter().filter(|g| changed_here(&changed, g)) {
+        if restarting.contains(g.host.name.as_str()) || promoting.contains(&g.host.cluster) {
+            continue;
+        }
+        if let Some(session) = &g.session {
             prover.prove(&g.host, session);
         }
     }
+    let env = TaskEnv {
+        rollout: rollout_cfg.clone(),
+        playbook: playbook.clone(),
+        eff: eff.clone(),
+        hard: hard.clone(),
+        journal: journal.clone(),
+    };
     let mut sched = Scheduler::new(rollout_nodes, &rollout_cfg);
-    let mut running: JoinSet<NodeRun> = JoinSet::new();
+    let mut running: JoinSet<Vec<NodeRun>> = JoinSet::new();
     let mut runs: BTreeMap<String, NodeRun> = BTreeMap::new();
     let mut irx = interrupts.clone();
     let outcome = loop {
@@ -1552,28 +2155,24 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
                     hosts: b.nodes.clone(),
                     canary: b.is_canary,
                 });
+                // One staging batch per cluster per rollout batch.
+                let mut groups: BTreeMap<String, Vec<NodeCtx>> = BTreeMap::new();
                 for n in &b.nodes {
-                    let Some(ctx) = ctxs.get(n).cloned() else {
-                        continue;
-                    };
-                    let span = tracing::info_span!("host", host = %n, step = "restart");
-                    running.spawn(
-                        restart_and_gate(
-                            ctx,
-                            rollout_cfg.clone(),
-                            playbook.clone(),
-                            eff.clone(),
-                            hard.clone(),
-                            journal.clone(),
-                        )
-                        .instrument(span),
-                    );
+                    if let Some(ctx) = ctxs.get(n).cloned() {
+                        groups.entry(ctx.host.cluster.clone()).or_default().push(ctx);
+                    }
+                }
+                for group in groups.into_values() {
+                    let names: Vec<&str> = group.iter().map(|c| c.host.name.as_str()).collect();
+                    let span =
+                        tracing::info_span!("host", host = %names.join(","), step = "stage+reload");
+                    running.spawn(stage_group(group, env.clone()).instrument(span));
                 }
             }
             Next::Wait => {
                 tokio::select! {
                     Some(done) = running.join_next() => {
-                        if let Ok(run) = done {
+                        for run in done.into_iter().flatten() {
                             for c in &run.commands {
                                 events.send(command_ran(&run.name, c, c.exit == "0"));
                             }
@@ -1584,8 +2183,11 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
                                 detail: run.result.to_string(),
                             });
                             let _ = sched.record(&run.name, run.result.clone());
-                            // Restarted and gated (or failed): nothing more happens to it.
-                            if let Some(ctx) = ctxs.get(&run.name) {
+                            // Restarted and gated (or failed): nothing more happens to it
+                            // (but the promotion of its cluster, read after it).
+                            if let Some(ctx) = ctxs.get(&run.name)
+                                && !promoting.contains(&ctx.host.cluster)
+                            {
                                 prover.prove(&ctx.host, &ctx.session);
                             }
                             runs.insert(run.name.clone(), run);
@@ -1607,12 +2209,49 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         }
     };
 
+    let stopped = if interrupted(&interrupts) {
+        Some("interrupted; `apply --resume` gates what is left and promotes".to_string())
+    } else {
+        outcome.aborted.as_ref().map(|a| a.to_string())
+    };
+    let promotions = promote_all(
+        &promoting,
+        &change_plan,
+        &stage_plan,
+        &gathers,
+        &before,
+        &loaded,
+        &runs,
+        &outcome,
+        &changed.failures,
+        stopped,
+        &journal,
+    )
+    .await;
+    for p in promotions.iter().filter(|p| p.state == "promoted") {
+        changed.global_clusters.insert(p.cluster.clone());
+        let ids: Vec<String> = change_plan
+            .global
+            .get(&p.cluster)
+            .map(|b| b.changes.iter().map(|c| c.control.clone()).collect())
+            .unwrap_or_default();
+        for g in gathers.iter().filter(|g| g.host.cluster == p.cluster) {
+            changed
+                .changed
+                .entry(g.host.name.clone())
+                .or_default()
+                .extend(ids.iter().cloned());
+        }
+    }
+    let promotion_of: BTreeMap<&str, &PromotionRecord> =
+        promotions.iter().map(|p| (p.cluster.as_str(), p)).collect();
+
     // The rest of the proof: every host whose state can have moved and whose proof has
     // not started yet (a rollout cut short leaves some) — all nodes of a cluster whose
     // global config was changed, nodes whose server entry was changed or whose change
     // failed, and nodes the rollout touched. The others keep their first reading:
     // nothing was done to them, and a no-op apply costs one JVM per host, like a check.
-    let touched = |g: &HostGather| changed_here(g) || runs.contains_key(g.host.name.as_str());
+    let touched = |g: &HostGather| changed_here(&changed, g) || runs.contains_key(g.host.name.as_str());
     let abandon = interrupted(&interrupts) && hard.is_cancelled();
     if !abandon {
         for g in gathers.iter().filter(|g| touched(g)) {
@@ -1702,16 +2341,48 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
                 }
             }
         }
+        let promoted = promotion_of
+            .get(h.cluster.as_str())
+            .is_some_and(|p| p.state == "promoted");
+        let settle = |mut recs: Vec<StagedRecord>| {
+            for r in &mut recs {
+                if promoted && (r.state == "staged" || r.state == "found") {
+                    r.state = if r.kind == EntryKind::ListExtended.as_str() {
+                        "kept".into()
+                    } else {
+                        "promoted".into()
+                    };
+                }
+            }
+            recs
+        };
         if let Some(run) = runs.remove(&h.name) {
             ap.restart = run.restart;
             ap.gate = run.gate;
             ap.commands.extend(run.commands);
+            ap.rollback = run.rollback;
+            for r in run.staged.iter().filter(|r| r.state == "staged") {
+                if let Some(c) = h.controls.iter_mut().find(|c| c.id == r.control) {
+                    c.changed = true;
+                }
+            }
+            ap.staged = settle(run.staged);
             if let NodeResult::Failed { reason } = &run.result {
                 h.status = HostStatus::Failed;
                 h.error = Some(HostError::new(ErrorKind::Command, reason.clone()));
             }
         }
-        if h.status == HostStatus::Compliant {
+        if ap.staged.is_empty()
+            && let Some(st) = stage_plan.nodes.get(&h.name)
+        {
+            // Found staged and proven by an earlier run: not gated again.
+            ap.staged = settle(staged_records(st, "staged"));
+        }
+        // A staged host is done once its cluster is promoted.
+        let pending = promotion_of
+            .get(h.cluster.as_str())
+            .is_some_and(|p| p.state != "promoted");
+        if h.status == HostStatus::Compliant && !pending {
             let _ = journal.record(&h.name, "done", "");
         }
         h.apply = Some(ap);
@@ -1720,6 +2391,16 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     report.hosts = hosts;
     report.summary = crate::report::summary::summarize(&report.hosts);
     let base = check::exit_code(&report.hosts);
+    // A cluster left unpromoted is drift (2); a promotion batch that failed, a failed
+    // command (3). Host failures keep their precedence over drift.
+    let base = if promotions.iter().any(|p| p.state == "promotion-failed") {
+        exit::HOST_FAILED
+    } else if base == exit::OK && promotions.iter().any(|p| p.state != "promoted") {
+        exit::DRIFT
+    } else {
+        base
+    };
+    report.promotions = promotions;
     report.exit_code = match &outcome.aborted {
         _ if interrupted(&interrupts) => exit::INTERRUPTED,
         Some(crate::engine::rollout::AbortReason::Interrupted) => exit::INTERRUPTED,

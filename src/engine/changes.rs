@@ -2,9 +2,11 @@
 //! `apply` executes it).
 //!
 //! - Global-scope controls are changed ONCE per cluster, on its first reachable node,
-//!   and only when the cluster's global value is off.
-//! - A server entry that masks a compliant global value has its override removed
-//!   (`ms NODE attr ""`), so the node inherits the global value again.
+//!   and only when the cluster's global value is off. Apply does not run that `mcf`
+//!   first: it stages the values on each MTA's server entry batch by batch and runs it
+//!   as the promotion, once every MTA passed its gate ([`super::stage`]).
+//! - A server entry that overrides a global-scope attribute is [`super::stage`]'s
+//!   business (extended, reported as masking, or replaced on request).
 //! - Server-scope controls are changed per node.
 //! - Multi-valued attributes change with `+attr`/`-attr`, never by replacement.
 //! - A control guarded by the policy spawn-user precondition, or one that would add
@@ -31,6 +33,10 @@ pub struct Change {
     pub args: Vec<String>,
     /// A change that needs the restart step.
     pub restart: bool,
+    /// What the read-back must satisfy when it is not the control's own expectation (a
+    /// rollback restores the previous values); `None`: the control's.
+    #[serde(skip)]
+    pub expect: Option<Expectation>,
 }
 
 /// Changes executed in one `zmprov` batch on one node.
@@ -126,10 +132,12 @@ pub fn plan(playbook: &Playbook, hosts: &[HostReport]) -> ChangePlan {
         {
             // The cluster's global value is off when any node that the control concerns
             // reports it non-compliant on the global value itself.
+            // Staged server entries make a node compliant while the global value is
+            // still off: promotion is still due then.
             let off = reachable.iter().any(|h| {
                 h.controls.iter().any(|r| {
                     r.id == c.id
-                        && r.verdict == Verdict::NonCompliant
+                        && !matches!(r.verdict, Verdict::NotApplicable | Verdict::Error)
                         && !crate::carbonio::values::satisfies(&c.expect, &r.global_values)
                 })
             });
@@ -153,6 +161,7 @@ pub fn plan(playbook: &Playbook, hosts: &[HostReport]) -> ChangePlan {
                 attr: c.attr.clone(),
                 args: change_args(&["mcf"], c),
                 restart: c.restart,
+                expect: None,
             });
         }
         if !global_changes.is_empty() {
@@ -173,30 +182,12 @@ pub fn plan(playbook: &Playbook, hosts: &[HostReport]) -> ChangePlan {
                 };
                 let blocked = guarded_by_spawn_user(c) && !spawn_blockers.is_empty();
                 match (r.verdict, c.scope) {
-                    // A server entry that overrides the attribute: either it masks a
-                    // right global value, or its own value is off and fixing only the
-                    // global value would not reach this node. Removing the override
-                    // lets the node inherit the (right) global value.
-                    (Verdict::Masked, _) | (Verdict::NonCompliant, Scope::Global)
-                        if r.server_values.is_some() && !blocked =>
-                    {
-                        changes.push(Change {
-                            control: c.id.clone(),
-                            attr: c.attr.clone(),
-                            args: vec![
-                                "ms".into(),
-                                server_name.clone(),
-                                c.attr.clone(),
-                                String::new(),
-                            ],
-                            restart: c.restart,
-                        })
-                    }
                     (Verdict::NonCompliant, Scope::Server) if !blocked => changes.push(Change {
                         control: c.id.clone(),
                         attr: c.attr.clone(),
                         args: change_args(&["ms", &server_name], c),
                         restart: c.restart,
+                        expect: None,
                     }),
                     (Verdict::Masked | Verdict::NonCompliant, Scope::Server) if blocked => {
                         out.blocked.push(Blocked {
@@ -260,7 +251,10 @@ pub fn batch_with_readback(
     for c in &batch.changes {
         let on_server = c.args.first().map(String::as_str) == Some("ms");
         if on_server {
-            b.push(&["gs", "-e", server_name, &c.attr])?;
+            // `ms SERVER …`: a staging or promotion batch names other servers than the
+            // one it runs on.
+            let server = c.args.get(1).map(String::as_str).unwrap_or(server_name);
+            b.push(&["gs", "-e", server, &c.attr])?;
         } else {
             b.push(&["gcf", &c.attr])?;
         }

@@ -111,6 +111,15 @@ pub fn evaluate_all(
     // in check too: the operator learns before apply why the cluster stays off.
     let plan = crate::engine::changes::plan(playbook, &reports);
     crate::engine::changes::annotate_blocked(&mut reports, &plan);
+    // What an unfinished apply left staged, and overrides that keep a node off the
+    // desired value: said with the tool command that finishes or undoes it.
+    let blocked: Vec<(String, String)> = plan
+        .blocked
+        .iter()
+        .map(|b| (b.cluster.clone(), b.control.clone()))
+        .collect();
+    let staging = crate::engine::stage::plan(playbook, &reports, &blocked, false);
+    crate::engine::stage::annotate(&mut reports, &staging);
     reports
 }
 

@@ -14,4 +14,5 @@ pub mod rollout;
 pub mod run;
 pub mod smtp;
 pub mod spawn_fix;
+pub mod stage;
 pub mod verdict;

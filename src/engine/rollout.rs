@@ -516,6 +516,7 @@ mod tests {
             probe_from: ProbeFrom::Node,
             only_if_changed: true,
             policy_socket: true,
+            rollback: true,
         }
     }
 

@@ -221,6 +221,7 @@ pub fn report_header(
         exit_code: 0,
         hosts: Vec::new(),
         domains: Vec::new(),
+        promotions: Vec::new(),
     }
 }
 

@@ -532,6 +532,7 @@ fn rollout(
         probe_from: ProbeFrom::Node,
         only_if_changed: true,
         policy_socket: true,
+        rollback: true,
     };
     let batch = raw.batch.as_ref().and_then(|b| match b.get_ref() {
         RawBatch::One(a) => {
@@ -618,6 +619,7 @@ fn rollout(
         probe_from: raw.probe_from.unwrap_or(defaults.probe_from),
         only_if_changed: raw.only_if_changed.unwrap_or(defaults.only_if_changed),
         policy_socket: raw.policy_socket.unwrap_or(defaults.policy_socket),
+        rollback: raw.rollback.unwrap_or(defaults.rollback),
     }
 }
 

@@ -167,6 +167,9 @@ pub struct Rollout {
     /// master.cf runs it; `false` is the explicit opt-out (a login that cannot reach the
     /// socket), reported as such.
     pub policy_socket: bool,
+    /// A node that fails its gate gets its staged server entries removed, is reloaded and
+    /// gated again (`false`, or `apply --no-rollback`, keeps it as it is for inspection).
+    pub rollback: bool,
     pub probe_from: ProbeFrom,
     pub only_if_changed: bool,
 }

@@ -90,6 +90,7 @@ pub struct RawRollout {
     pub probe_from: Option<ProbeFrom>,
     pub only_if_changed: Option<bool>,
     pub policy_socket: Option<bool>,
+    pub rollback: Option<bool>,
 }
 
 /// `rollout.restart` as written: the current values and the deprecated ones `load` maps

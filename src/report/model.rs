@@ -31,6 +31,65 @@ pub struct Report {
     /// playbook's `dns` probes were run for. Absent in reports written before it existed.
     #[serde(default)]
     pub domains: Vec<DomainReport>,
+    /// apply: each cluster whose global config the run staged, and whether it was
+    /// promoted. Absent in reports written before staging existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub promotions: Vec<PromotionRecord>,
+}
+
+/// Promotion of one cluster: the global config written (`mcf`) and the temporary server
+/// entries removed, in one batch, once every MTA LDAP lists passed its gate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PromotionRecord {
+    pub cluster: String,
+    /// `promoted`, `promotion-held`, `not-promoted` (aborted or interrupted) or
+    /// `promotion-failed`.
+    pub state: String,
+    pub detail: String,
+    /// The cluster's MTAs as LDAP lists them (`zmprov -l gas mta`).
+    pub mtas: Vec<String>,
+    /// The MTAs (or inventory hosts) that hold the promotion, each with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_by: Vec<HeldBy>,
+    /// The host the promotion batch ran on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ran_on: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<CommandRecord>,
+}
+
+/// One MTA that keeps a cluster from being promoted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HeldBy {
+    /// The Carbonio server name (as LDAP lists it), when known.
+    pub server: Option<String>,
+    /// The inventory host, when the run has one for it.
+    pub host: Option<String>,
+    pub reason: String,
+}
+
+/// One staged value on a host's server entry (see `engine::stage`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StagedRecord {
+    pub control: String,
+    pub attr: String,
+    /// `temporary`, `server list extended` or `server override replaced`.
+    pub kind: String,
+    pub before: String,
+    pub staged: String,
+    /// `staged` (this run wrote it), `found` (an earlier run did), `rolled back`,
+    /// `promoted` (removed: the global config holds it now), `kept` (a permanent edit).
+    pub state: String,
+}
+
+/// What the rollback of a node that failed its gate did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RollbackRecord {
+    /// Entries restored, reloaded, and the gate passed on the old values.
+    pub ok: bool,
+    pub detail: String,
+    pub restart: Option<RestartRecord>,
+    pub gate: Option<GateRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -317,6 +376,12 @@ pub struct HostApply {
     /// abandoned).
     #[serde(default)]
     pub verified_at: Option<String>,
+    /// Values staged on this host's server entry (see `Report::promotions`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub staged: Vec<StagedRecord>,
+    /// The rollback after a failed gate (`--no-rollback` leaves it unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackRecord>,
 }
 
 /// The hosted domains of one cluster and their SPF/DKIM/DMARC posture.

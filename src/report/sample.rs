@@ -258,6 +258,7 @@ pub fn sample_report() -> Report {
         exit_code: crate::exit::HOST_FAILED,
         hosts: vec![mail1, mail2, mail3, mail4, mail5, store1],
         domains: sample_domains(),
+        promotions: Vec::new(),
     }
 }
 
