@@ -160,6 +160,25 @@ fn verdicts(r: &Report, host: &str) -> BTreeMap<String, Verdict> {
         .collect()
 }
 
+/// The values set on a node's own server entry in its cluster's LDAP.
+fn own_values(sim: &Sim, node: &str) -> BTreeMap<String, Vec<String>> {
+    let h = sim.fleet.node(node).unwrap();
+    let n = h.node();
+    let server = n.hostname();
+    let own = n.cluster.ldap().servers.get(&server).cloned();
+    own.unwrap_or_default()
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .collect()
+}
+
+/// A global config value in a node's cluster.
+fn global_value(sim: &Sim, node: &str, attr: &str) -> Vec<String> {
+    let h = sim.fleet.node(node).unwrap();
+    let v = h.node().cluster.ldap().global.get(attr).cloned();
+    v.unwrap_or_default()
+}
+
 fn status(r: &Report, host: &str) -> HostStatus {
     r.hosts.iter().find(|h| h.name == host).unwrap().status
 }
@@ -420,15 +439,17 @@ async fn plan_prints_the_exact_commands_and_changes_nothing() {
 async fn apply_remediates_within_rollout_limits_and_a_rerun_changes_nothing() {
     use Platform::*;
     use Posture::*;
+    // d1 first: the canary, whose cluster has nothing to promote (LDAP is right, the
+    // running MTA is not), so its proof does not wait for the rest of the rollout.
     let sim = Sim::start(
         vec![
+            ("d1", "d", mta(Systemd, RestartPending)),
             ("a1", "a", mta(Legacy, NonCompliant)),
             ("a2", "a", mta(Systemd, NonCompliant)),
             ("a3", "a", mta(Legacy, NonCompliant)),
             ("b1", "b", mta(Systemd, HalfCompliant)),
             ("b2", "b", mta(Legacy, HalfCompliant)),
             ("c1", "c", mta(Legacy, ServerOverride)),
-            ("d1", "d", mta(Systemd, RestartPending)),
             ("e1", "e", mta(Legacy, Compliant)),
         ],
         Duration::from_millis(300),
@@ -446,8 +467,9 @@ async fn apply_remediates_within_rollout_limits_and_a_rerun_changes_nothing() {
         .iter()
         .map(|h| (h.name().to_string(), h.node().hold_restarts()))
         .collect();
+    // c1's own override contradicts the right global value: replaced on request.
     let apply = {
-        let mut c = sim.cmd(&["apply", "-p", pb, "--yes"]);
+        let mut c = sim.cmd(&["apply", "-p", pb, "--yes", "--replace-overrides"]);
         tokio::task::spawn_blocking(move || c.output().unwrap())
     };
     let restarting = || -> Vec<String> {
@@ -476,20 +498,48 @@ async fn apply_remediates_within_rollout_limits_and_a_rerun_changes_nothing() {
     for h in &r.hosts {
         assert_eq!(h.status, HostStatus::Compliant, "{}", h.name);
     }
-    // Global changes once per cluster, in one batch, with the exact command recorded.
+    // Global changes staged on each MTA's own entry, then promoted once per cluster in
+    // one batch, with the exact command recorded.
     let a1 = r.hosts.iter().find(|h| h.name == "a1").unwrap();
     let ap = a1.apply.as_ref().unwrap();
-    let change = ap
+    let stage = ap
         .commands
         .iter()
-        .find(|c| c.purpose.starts_with("global changes"))
-        .unwrap();
+        .find(|c| c.purpose.starts_with("stage on a1"))
+        .unwrap_or_else(|| panic!("{:?}", ap.commands));
     assert!(
-        change.command.starts_with("su - zextras -c "),
+        stage.command.starts_with("su - zextras -c "),
         "{}",
-        change.command
+        stage.command
     );
-    assert_eq!(change.exit, "0");
+    assert_eq!(stage.exit, "0");
+    let promoted: Vec<&str> = r
+        .promotions
+        .iter()
+        .map(|p| p.cluster.as_str())
+        .collect();
+    assert_eq!(promoted, ["a", "b"], "{:?}", r.promotions);
+    for p in &r.promotions {
+        assert_eq!(p.state, "promoted", "{p:?}");
+        assert_eq!(p.commands.len(), 1);
+        assert!(p.commands[0].command.starts_with("su - zextras -c "));
+        assert!(p.commands[0].command.contains("mcf"), "{}", p.commands[0].command);
+    }
+    // No temporary entry is left; c1's override was replaced by inheritance.
+    for n in ["a1", "a2", "a3", "b1", "b2", "c1"] {
+        let own = own_values(&sim, n);
+        for attr in [
+            "zimbraMtaEnableSmtpdPolicyd",
+            "zimbraMtaRestriction",
+            "zimbraMtaSmtpdRejectUnlistedRecipient",
+        ] {
+            assert!(own.get(attr).is_none_or(Vec::is_empty), "{n}: {attr} {own:?}");
+        }
+    }
+    let c1 = r.hosts.iter().find(|h| h.name == "c1").unwrap();
+    let c1_staged = &c1.apply.as_ref().unwrap().staged;
+    assert_eq!(c1_staged.len(), 1, "{c1_staged:?}");
+    assert_eq!(c1_staged[0].kind, "server override replaced");
     let bs01 = a1.controls.iter().find(|c| c.id == "BS-01").unwrap();
     assert_eq!(
         (bs01.before.as_deref(), bs01.after.as_deref(), bs01.changed),
@@ -505,7 +555,7 @@ async fn apply_remediates_within_rollout_limits_and_a_rerun_changes_nothing() {
             .unwrap()
             .commands
             .iter()
-            .all(|c| c.purpose.starts_with("restart ("))
+            .all(|c| c.purpose.starts_with("restart (") || c.purpose.starts_with("stage on "))
     );
     // Restarts: only changed/pending MTAs, never more than the batch fleet-wide and
     // never more than per_cluster of one cluster.
@@ -636,12 +686,18 @@ async fn a_failing_canary_aborts_with_nothing_else_restarted() {
         .run(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
         .await;
     assert_eq!(code(&o), exit::ABORTED, "{}", explain(&o));
+    // The canary's restart failed; the second one is its rollback's, on the old values.
     let log = sim.fleet.restart_log();
     assert_eq!(
         log.iter().map(|r| r.node.as_str()).collect::<Vec<_>>(),
-        ["a1"]
+        ["a1", "a1"]
     );
     let r = sim.latest();
+    let a1 = r.hosts.iter().find(|h| h.name == "a1").unwrap().apply.clone().unwrap();
+    let rb = a1.rollback.as_ref().expect("the failed canary was rolled back");
+    assert!(rb.ok, "{rb:?}");
+    assert!(a1.staged.iter().all(|e| e.state == "rolled back"), "{:?}", a1.staged);
+    assert!(own_values(&sim, "a1").get("zimbraMtaEnableSmtpdPolicyd").is_none());
     let rollout = |n: &str| {
         r.hosts
             .iter()
@@ -656,10 +712,15 @@ async fn a_failing_canary_aborts_with_nothing_else_restarted() {
     assert!(rollout("a1").starts_with("failed"), "{}", rollout("a1"));
     assert_eq!(rollout("b1"), "not-attempted (canary failed)");
     assert_eq!(rollout("c1"), "not-attempted (canary failed)");
-    // The LDAP change was made, the restart was not: the next check says so.
+    // Nothing was promoted: the other clusters never saw the change.
+    assert!(r.promotions.iter().all(|p| p.state == "not-promoted"), "{:?}", r.promotions);
+    for n in ["b1", "c1"] {
+        assert_eq!(global_value(&sim, n, "zimbraMtaEnableSmtpdPolicyd"), ["FALSE"]);
+        assert!(own_values(&sim, n).get("zimbraMtaEnableSmtpdPolicyd").is_none());
+    }
     let o = sim.run(&["check"]).await;
     assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
-    assert_eq!(status(&sim.latest(), "b1"), HostStatus::RestartPending);
+    assert_eq!(status(&sim.latest(), "b1"), HostStatus::Drift);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -835,22 +896,54 @@ async fn ctrl_c_mid_rollout_exits_130_and_resume_finishes() {
         5,
         "{states:?}"
     );
-    // No node is left between change and restart without the report saying so.
-    for h in r
+    // Only the canary was staged; nothing was promoted; the others never saw a change.
+    let canary = r
         .hosts
         .iter()
-        .filter(|h| h.apply.as_ref().unwrap().rollout != "restarted")
-    {
-        assert_eq!(h.status, HostStatus::RestartPending, "{}", h.name);
+        .find(|h| h.apply.as_ref().unwrap().rollout == "restarted")
+        .unwrap()
+        .name
+        .clone();
+    assert!(r.promotions.iter().all(|p| p.state == "not-promoted"), "{:?}", r.promotions);
+    for (n, _) in &nodes {
+        assert_eq!(global_value(&sim, n, "zimbraMtaEnableSmtpdPolicyd"), ["FALSE"], "{n}");
+        let own = own_values(&sim, n);
+        assert_eq!(own.contains_key("zimbraMtaEnableSmtpdPolicyd"), *n == canary, "{n}: {own:?}");
     }
+    // A check in between shows the staged entry, with the tool command that finishes it.
+    let o = sim.run(&["check"]).await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    let c = sim.latest();
+    let staged = c
+        .hosts
+        .iter()
+        .find(|h| h.name == canary)
+        .unwrap()
+        .findings
+        .iter()
+        .find(|f| f.id == "STAGED")
+        .expect("check reports the staged entry");
+    assert!(staged.hint.contains("carbonio-fleet apply --resume"), "{}", staged.hint);
+    assert!(!staged.hint.contains("zmprov"), "{}", staged.hint);
     let o = sim
         .run(&["apply", "-p", pb.to_str().unwrap(), "--yes", "--resume"])
         .await;
     assert_eq!(code(&o), exit::OK, "{}", explain(&o));
     let r = sim.latest();
-    assert_eq!(r.hosts.len(), 5, "resume skipped the host that was done");
+    assert_eq!(r.hosts.len(), 6, "a staged host is not done until its cluster is promoted");
     assert!(r.hosts.iter().all(|h| h.status == HostStatus::Compliant));
+    assert_eq!(r.promotions.len(), 6);
+    assert!(r.promotions.iter().all(|p| p.state == "promoted"), "{:?}", r.promotions);
+    // The canary's gate in the interrupted run counts: it is not reloaded again.
     assert_eq!(sim.fleet.restart_log().len(), 6);
+    for (n, _) in &nodes {
+        assert_eq!(global_value(&sim, n, "zimbraMtaEnableSmtpdPolicyd"), ["TRUE"], "{n}");
+        let own = own_values(&sim, n);
+        assert!(
+            !own.contains_key("zimbraMtaEnableSmtpdPolicyd") && !own.contains_key("zimbraMtaRestriction"),
+            "{n}: a temporary entry was left: {own:?}"
+        );
+    }
 }
 
 /// Commercial Carbonio with the Advanced CLI: its `carbonio` wrapper is another shell

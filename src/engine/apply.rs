@@ -124,7 +124,8 @@ fn narrow_targets(opts: &ApplyOptions, hosts: Vec<Host>) -> Result<Vec<Host>, St
         return Ok(hosts);
     }
     if opts.resume {
-        let path = latest.join(journal::FILE_NAME);
+        let path = store::newest_with(&opts.run.report_dir, journal::FILE_NAME)
+            .unwrap_or_else(|| latest.join(journal::FILE_NAME));
         let entries = journal::read(&path)
             .map_err(|e| format!("--resume: cannot read `{}`: {e}", path.display()))?;
         let done: BTreeSet<String> = journal::done_hosts(&entries).into_iter().collect();
@@ -396,6 +397,9 @@ struct NodeCtx {
     rollback: bool,
     /// `--unstage`: remove what is staged, reload and gate on the old values.
     unstage: bool,
+    /// Gated on its old values (after a rollback): an unknown recipient that the old
+    /// configuration accepts is what it did before, not a failure of the rollback.
+    old_values: bool,
 }
 
 impl NodeCtx {
@@ -403,6 +407,7 @@ impl NodeCtx {
     /// to whatever they were, so the gate does not expect the playbook's values there.
     fn rolled_back(&self) -> NodeCtx {
         let mut n = self.clone();
+        n.old_values = true;
         for e in &self.stage.entries {
             n.skip_params.insert(e.attr.clone());
             if let Some(p) = crate::carbonio::postfix::governed_param(&e.attr) {
@@ -1271,6 +1276,14 @@ async fn gate_once(
                     GateTry::Pass,
                     format!("RCPT TO:<{rcpt}> → {} {}", r.code, r.text),
                 ),
+                (Some(r), _) if node.old_values && (200..300).contains(&r.code) => (
+                    true,
+                    GateTry::Pass,
+                    format!(
+                        "RCPT TO:<{rcpt}> → {} {} (the old values, restored by the rollback, accept it as before)",
+                        r.code, r.text
+                    ),
+                ),
                 (_, Some(r)) if r.code == 421 => (
                     false,
                     GateTry::Retry,
@@ -1766,10 +1779,12 @@ async fn promote_all(
     out
 }
 
-/// Hosts whose gate passed in the latest run's journal (for `--resume`): a staged node
+/// Hosts whose gate passed in the last apply's journal (for `--resume`): a staged node
 /// proven there is not gated again. A later failure or rollback cancels it.
 fn proven_in_latest(report_dir: &std::path::Path) -> BTreeSet<String> {
-    let path = report_dir.join("latest").join(journal::FILE_NAME);
+    let Some(path) = store::newest_with(report_dir, journal::FILE_NAME) else {
+        return BTreeSet::new();
+    };
     let mut proven = BTreeSet::new();
     for e in journal::read(&path).unwrap_or_default() {
         match e.step.as_str() {
@@ -2099,6 +2114,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
                 stage,
                 rollback: rollout_cfg.rollback && !opts.no_rollback,
                 unstage: opts.unstage,
+                old_values: false,
             },
         );
     }

@@ -107,9 +107,10 @@ impl StageEntry {
     pub fn promote_args(&self, server: &str) -> Option<Vec<String>> {
         match self.kind {
             EntryKind::ListExtended => None,
-            EntryKind::Temporary | EntryKind::OverrideReplaced => {
+            EntryKind::Temporary | EntryKind::OverrideReplaced if !self.staged.is_empty() => {
                 Some(set_args(server, &self.attr, &[]))
             }
+            EntryKind::Temporary | EntryKind::OverrideReplaced => None,
         }
     }
 
@@ -301,12 +302,19 @@ pub fn plan(
                         restart: c.restart,
                     });
                 }
+                // Where the global value is already right, the override is removed (the
+                // node inherits it; nothing to promote); otherwise replaced by the
+                // desired value until promotion.
                 Some(own) if replace_overrides => node.entries.push(StageEntry {
                     control: c.id.clone(),
                     attr: c.attr.clone(),
                     kind: EntryKind::OverrideReplaced,
                     before: own.clone(),
-                    staged: staged.unwrap_or_default(),
+                    staged: if global_ok {
+                        Vec::new()
+                    } else {
+                        staged.unwrap_or_default()
+                    },
                     delta: None,
                     present: false,
                     restart: c.restart,

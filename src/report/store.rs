@@ -60,6 +60,27 @@ pub fn create_run_dir(report_dir: &Path, name: &str) -> Result<PathBuf, StoreErr
     unreachable!("the loop only ends by returning")
 }
 
+/// The newest run directory under `report_dir` that holds `file` (an apply's journal:
+/// a `check` run in between moves `latest` but has none), by the file's modification
+/// time, then by name.
+pub fn newest_with(report_dir: &Path, file: &str) -> Option<PathBuf> {
+    let latest = report_dir.join("latest").join(file);
+    if latest.is_file() {
+        return Some(latest);
+    }
+    std::fs::read_dir(report_dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name() != "latest")
+        .map(|e| e.path().join(file))
+        .filter_map(|p| {
+            let t = std::fs::metadata(&p).ok()?.modified().ok()?;
+            Some((t, p))
+        })
+        .max()
+        .map(|(_, p)| p)
+}
+
 /// Writes report.json into `run_dir`.
 pub fn write_report(run_dir: &Path, report: &Report) -> Result<PathBuf, StoreError> {
     let path = run_dir.join("report.json");
