@@ -52,8 +52,18 @@ struct Sim {
 
 impl Sim {
     async fn start(nodes: Vec<(&str, &str, NodeProfile)>, restart: Duration) -> Sim {
+        Sim::start_with(nodes, restart, None).await
+    }
+
+    /// With zmconfigd polling every `zmconfigd` on each MTA.
+    async fn start_with(
+        nodes: Vec<(&str, &str, NodeProfile)>,
+        restart: Duration,
+        zmconfigd: Option<Duration>,
+    ) -> Sim {
         let dir = tempfile::tempdir().unwrap();
         let spec = FleetSpec {
+            zmconfigd_interval: zmconfigd,
             nodes: nodes
                 .into_iter()
                 .map(|(n, c, p)| NodeSpec {
@@ -513,17 +523,17 @@ async fn apply_remediates_within_rollout_limits_and_a_rerun_changes_nothing() {
         stage.command
     );
     assert_eq!(stage.exit, "0");
-    let promoted: Vec<&str> = r
-        .promotions
-        .iter()
-        .map(|p| p.cluster.as_str())
-        .collect();
+    let promoted: Vec<&str> = r.promotions.iter().map(|p| p.cluster.as_str()).collect();
     assert_eq!(promoted, ["a", "b"], "{:?}", r.promotions);
     for p in &r.promotions {
         assert_eq!(p.state, "promoted", "{p:?}");
         assert_eq!(p.commands.len(), 1);
         assert!(p.commands[0].command.starts_with("su - zextras -c "));
-        assert!(p.commands[0].command.contains("mcf"), "{}", p.commands[0].command);
+        assert!(
+            p.commands[0].command.contains("mcf"),
+            "{}",
+            p.commands[0].command
+        );
     }
     // No temporary entry is left; c1's override was replaced by inheritance.
     for n in ["a1", "a2", "a3", "b1", "b2", "c1"] {
@@ -533,7 +543,10 @@ async fn apply_remediates_within_rollout_limits_and_a_rerun_changes_nothing() {
             "zimbraMtaRestriction",
             "zimbraMtaSmtpdRejectUnlistedRecipient",
         ] {
-            assert!(own.get(attr).is_none_or(Vec::is_empty), "{n}: {attr} {own:?}");
+            assert!(
+                own.get(attr).is_none_or(Vec::is_empty),
+                "{n}: {attr} {own:?}"
+            );
         }
     }
     let c1 = r.hosts.iter().find(|h| h.name == "c1").unwrap();
@@ -693,11 +706,29 @@ async fn a_failing_canary_aborts_with_nothing_else_restarted() {
         ["a1", "a1"]
     );
     let r = sim.latest();
-    let a1 = r.hosts.iter().find(|h| h.name == "a1").unwrap().apply.clone().unwrap();
-    let rb = a1.rollback.as_ref().expect("the failed canary was rolled back");
+    let a1 = r
+        .hosts
+        .iter()
+        .find(|h| h.name == "a1")
+        .unwrap()
+        .apply
+        .clone()
+        .unwrap();
+    let rb = a1
+        .rollback
+        .as_ref()
+        .expect("the failed canary was rolled back");
     assert!(rb.ok, "{rb:?}");
-    assert!(a1.staged.iter().all(|e| e.state == "rolled back"), "{:?}", a1.staged);
-    assert!(own_values(&sim, "a1").get("zimbraMtaEnableSmtpdPolicyd").is_none());
+    assert!(
+        a1.staged.iter().all(|e| e.state == "rolled back"),
+        "{:?}",
+        a1.staged
+    );
+    assert!(
+        own_values(&sim, "a1")
+            .get("zimbraMtaEnableSmtpdPolicyd")
+            .is_none()
+    );
     let rollout = |n: &str| {
         r.hosts
             .iter()
@@ -713,10 +744,21 @@ async fn a_failing_canary_aborts_with_nothing_else_restarted() {
     assert_eq!(rollout("b1"), "not-attempted (canary failed)");
     assert_eq!(rollout("c1"), "not-attempted (canary failed)");
     // Nothing was promoted: the other clusters never saw the change.
-    assert!(r.promotions.iter().all(|p| p.state == "not-promoted"), "{:?}", r.promotions);
+    assert!(
+        r.promotions.iter().all(|p| p.state == "not-promoted"),
+        "{:?}",
+        r.promotions
+    );
     for n in ["b1", "c1"] {
-        assert_eq!(global_value(&sim, n, "zimbraMtaEnableSmtpdPolicyd"), ["FALSE"]);
-        assert!(own_values(&sim, n).get("zimbraMtaEnableSmtpdPolicyd").is_none());
+        assert_eq!(
+            global_value(&sim, n, "zimbraMtaEnableSmtpdPolicyd"),
+            ["FALSE"]
+        );
+        assert!(
+            own_values(&sim, n)
+                .get("zimbraMtaEnableSmtpdPolicyd")
+                .is_none()
+        );
     }
     let o = sim.run(&["check"]).await;
     assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
@@ -904,11 +946,23 @@ async fn ctrl_c_mid_rollout_exits_130_and_resume_finishes() {
         .unwrap()
         .name
         .clone();
-    assert!(r.promotions.iter().all(|p| p.state == "not-promoted"), "{:?}", r.promotions);
+    assert!(
+        r.promotions.iter().all(|p| p.state == "not-promoted"),
+        "{:?}",
+        r.promotions
+    );
     for (n, _) in &nodes {
-        assert_eq!(global_value(&sim, n, "zimbraMtaEnableSmtpdPolicyd"), ["FALSE"], "{n}");
+        assert_eq!(
+            global_value(&sim, n, "zimbraMtaEnableSmtpdPolicyd"),
+            ["FALSE"],
+            "{n}"
+        );
         let own = own_values(&sim, n);
-        assert_eq!(own.contains_key("zimbraMtaEnableSmtpdPolicyd"), *n == canary, "{n}: {own:?}");
+        assert_eq!(
+            own.contains_key("zimbraMtaEnableSmtpdPolicyd"),
+            *n == canary,
+            "{n}: {own:?}"
+        );
     }
     // A check in between shows the staged entry, with the tool command that finishes it.
     let o = sim.run(&["check"]).await;
@@ -923,24 +977,41 @@ async fn ctrl_c_mid_rollout_exits_130_and_resume_finishes() {
         .iter()
         .find(|f| f.id == "STAGED")
         .expect("check reports the staged entry");
-    assert!(staged.hint.contains("carbonio-fleet apply --resume"), "{}", staged.hint);
+    assert!(
+        staged.hint.contains("carbonio-fleet apply --resume"),
+        "{}",
+        staged.hint
+    );
     assert!(!staged.hint.contains("zmprov"), "{}", staged.hint);
     let o = sim
         .run(&["apply", "-p", pb.to_str().unwrap(), "--yes", "--resume"])
         .await;
     assert_eq!(code(&o), exit::OK, "{}", explain(&o));
     let r = sim.latest();
-    assert_eq!(r.hosts.len(), 6, "a staged host is not done until its cluster is promoted");
+    assert_eq!(
+        r.hosts.len(),
+        6,
+        "a staged host is not done until its cluster is promoted"
+    );
     assert!(r.hosts.iter().all(|h| h.status == HostStatus::Compliant));
     assert_eq!(r.promotions.len(), 6);
-    assert!(r.promotions.iter().all(|p| p.state == "promoted"), "{:?}", r.promotions);
+    assert!(
+        r.promotions.iter().all(|p| p.state == "promoted"),
+        "{:?}",
+        r.promotions
+    );
     // The canary's gate in the interrupted run counts: it is not reloaded again.
     assert_eq!(sim.fleet.restart_log().len(), 6);
     for (n, _) in &nodes {
-        assert_eq!(global_value(&sim, n, "zimbraMtaEnableSmtpdPolicyd"), ["TRUE"], "{n}");
+        assert_eq!(
+            global_value(&sim, n, "zimbraMtaEnableSmtpdPolicyd"),
+            ["TRUE"],
+            "{n}"
+        );
         let own = own_values(&sim, n);
         assert!(
-            !own.contains_key("zimbraMtaEnableSmtpdPolicyd") && !own.contains_key("zimbraMtaRestriction"),
+            !own.contains_key("zimbraMtaEnableSmtpdPolicyd")
+                && !own.contains_key("zimbraMtaRestriction"),
             "{n}: a temporary entry was left: {own:?}"
         );
     }
@@ -1610,18 +1681,22 @@ async fn apply_reloads_by_default_and_stops_nothing() {
 
 /// A canary whose policy daemon dies at start (a test hook: the daemon, not its spawn
 /// user or any file the gather reads) is caught by the gate's policy-socket check, which
-/// carries the daemon's own error text; the canary failure aborts the rollout (exit 4)
-/// before any other node is touched.
+/// carries the daemon's own error text. The canary is rolled back (its staged entries
+/// removed, reloaded, gated on the old values), the rollout aborts (exit 4), and no other
+/// node ever saw the change, though zmconfigd polls on all of them. `--resume` then
+/// refuses to promote: the failed node fails again, nothing reaches the global config.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_daemon_that_dies_fails_the_canary_gate() {
     use Platform::*;
     use Posture::*;
-    let sim = Sim::start(
+    let sim = Sim::start_with(
         vec![
             ("d1", "d", mta(Legacy, NonCompliant)),
-            ("d2", "e", mta(Legacy, NonCompliant)),
+            ("d2", "d", mta(Systemd, NonCompliant)),
+            ("e1", "e", mta(Legacy, NonCompliant)),
         ],
         Duration::from_millis(100),
+        Some(Duration::from_millis(50)),
     )
     .await;
     let broken =
@@ -1636,7 +1711,8 @@ async fn a_policy_daemon_that_dies_fails_the_canary_gate() {
     assert_eq!(code(&o), exit::ABORTED, "{}", explain(&o));
     let r = sim.latest();
     let d1 = r.hosts.iter().find(|h| h.name == "d1").unwrap();
-    let gate = d1.apply.as_ref().unwrap().gate.as_ref().unwrap();
+    let ap = d1.apply.as_ref().unwrap();
+    let gate = ap.gate.as_ref().unwrap();
     assert!(!gate.passed);
     let socket = gate
         .checks
@@ -1651,11 +1727,79 @@ async fn a_policy_daemon_that_dies_fails_the_canary_gate() {
         "{:?}",
         gate.checks
     );
-    let d2 = r.hosts.iter().find(|h| h.name == "d2").unwrap();
+    // Rolled back: entries removed, the old values reloaded and gated.
+    let rb = ap.rollback.as_ref().expect("rolled back");
+    assert!(rb.ok, "{rb:?}");
+    assert!(rb.gate.as_ref().unwrap().passed);
     assert!(
-        d2.apply.as_ref().unwrap().restart.is_none(),
-        "the rollout stopped at the canary"
+        ap.staged.iter().all(|e| e.state == "rolled back"),
+        "{:?}",
+        ap.staged
     );
+    assert!(ap.rollout.contains("rolled back"), "{}", ap.rollout);
+    assert!(
+        own_values(&sim, "d1")
+            .get("zimbraMtaEnableSmtpdPolicyd")
+            .is_none()
+    );
+    let node = sim.fleet.node("d1").unwrap();
+    assert_eq!(
+        node.node().loaded_policy_spawn_user(),
+        None,
+        "d1 runs the old master.cf"
+    );
+    // Node by node: nobody else saw it, through several zmconfigd polls.
+    for n in ["d2", "e1"] {
+        let h = r.hosts.iter().find(|h| h.name == n).unwrap();
+        let a = h.apply.as_ref().unwrap();
+        assert_eq!(a.rollout, "not-attempted (canary failed)", "{n}");
+        assert!(a.staged.is_empty() && a.restart.is_none(), "{n}");
+        let polls = sim.fleet.node(n).unwrap().node().zmconfigd_polls();
+        wait_until(&format!("{n}: two more polls"), || {
+            sim.fleet.node(n).unwrap().node().zmconfigd_polls() >= polls + 2
+        })
+        .await;
+        assert!(
+            !rendered(&sim, n, "smtpd_recipient_restrictions").contains("check_policy_service"),
+            "{n}"
+        );
+        assert_eq!(
+            global_value(&sim, n, "zimbraMtaEnableSmtpdPolicyd"),
+            ["FALSE"],
+            "{n}"
+        );
+        assert!(
+            own_values(&sim, n)
+                .get("zimbraMtaEnableSmtpdPolicyd")
+                .is_none(),
+            "{n}"
+        );
+    }
+    assert!(
+        r.promotions
+            .iter()
+            .all(|p| p.state == "not-promoted" && p.commands.is_empty()),
+        "{:?}",
+        r.promotions
+    );
+
+    let o = sim
+        .run(&["apply", "-p", pb.to_str().unwrap(), "--yes", "--resume"])
+        .await;
+    assert_eq!(code(&o), exit::ABORTED, "{}", explain(&o));
+    let r = sim.latest();
+    assert!(
+        r.promotions.iter().all(|p| p.state != "promoted"),
+        "{:?}",
+        r.promotions
+    );
+    for n in ["d1", "d2", "e1"] {
+        assert_eq!(
+            global_value(&sim, n, "zimbraMtaEnableSmtpdPolicyd"),
+            ["FALSE"],
+            "{n}"
+        );
+    }
 }
 
 /// Logged in as the service user itself (`become = "none"`), `flavour = "auto"` still runs
@@ -1693,4 +1837,343 @@ async fn auto_flavour_with_become_none_runs_one_gather() {
     let z1 = r.hosts.iter().find(|h| h.name == "z1").unwrap();
     assert_eq!(z1.flavour, Some(Flavour::Zimbra));
     assert_eq!(z1.status, HostStatus::Drift);
+}
+
+/// The rendered (on-disk) Postfix parameter `param` of a node.
+fn rendered(sim: &Sim, node: &str, param: &str) -> String {
+    let h = sim.fleet.node(node).unwrap();
+    let st = h.node().state();
+    st.postfix
+        .as_ref()
+        .and_then(|pf| pf.params.get(param).cloned())
+        .unwrap_or_default()
+}
+
+/// The canary stages: while it is held mid-rollout, the other MTAs of its cluster keep
+/// running the old values through several zmconfigd polls (its change is on its own server
+/// entry, which only its zmconfigd reads). In the same test an out-of-band `mcf` reaches
+/// every non-staged MTA within two polls: the emulation can tell the two apart. Released,
+/// the rollout ends promoted with no temporary entry left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_canary_stages_and_zmconfigd_does_not_spread_it() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start_with(
+        vec![
+            ("a1", "a", mta(Legacy, NonCompliant)),
+            ("a2", "a", mta(Legacy, NonCompliant)),
+            ("a3", "a", mta(Legacy, NonCompliant)),
+        ],
+        Duration::from_millis(100),
+        Some(Duration::from_millis(50)),
+    )
+    .await;
+    let pb = sim.playbook(
+        "batch = 1\nper_cluster = 1\ncanary = 1\npause = \"0s\"\nmax_failures = 0\nhealth_timeout = \"20s\"\nrestart = \"full\"",
+    );
+    let holds: Vec<_> = sim
+        .fleet
+        .nodes()
+        .iter()
+        .map(|h| h.node().hold_restarts())
+        .collect();
+    let apply = {
+        let mut c = sim.cmd(&["apply", "-p", pb.to_str().unwrap(), "--yes"]);
+        tokio::task::spawn_blocking(move || c.output().unwrap())
+    };
+    let canary = sim.fleet.node("a1").unwrap().node().clone();
+    wait_until("the canary restarting", || canary.state().is_restarting()).await;
+    assert!(own_values(&sim, "a1").contains_key("zimbraMtaEnableSmtpdPolicyd"));
+    let others = ["a2", "a3"];
+    let polls = |n: &str| sim.fleet.node(n).unwrap().node().zmconfigd_polls();
+    let at_stage: Vec<u64> = others.iter().map(|n| polls(n)).collect();
+    for (n, p0) in others.iter().zip(&at_stage) {
+        wait_until(&format!("{n}: three zmconfigd polls"), || {
+            polls(n) >= p0 + 3
+        })
+        .await;
+        assert!(
+            !rendered(&sim, n, "smtpd_recipient_restrictions").contains("check_policy_service"),
+            "{n} rendered the canary's change"
+        );
+        assert_eq!(
+            rendered(&sim, n, "smtpd_reject_unlisted_recipient"),
+            "no",
+            "{n}"
+        );
+        assert_eq!(
+            global_value(&sim, n, "zimbraMtaEnableSmtpdPolicyd"),
+            ["FALSE"]
+        );
+        assert!(
+            own_values(&sim, n).is_empty()
+                || !own_values(&sim, n).contains_key("zimbraMtaEnableSmtpdPolicyd")
+        );
+    }
+    // An out-of-band `mcf` of the global config: every non-staged MTA renders it.
+    let extra = "127.0.0.0/8 [::1]/128 10.9.9.0/24";
+    let at_change: Vec<u64> = others.iter().map(|n| polls(n)).collect();
+    canary
+        .cluster
+        .ldap()
+        .global
+        .insert("zimbraMtaMyNetworks".into(), vec![extra.into()]);
+    for (n, p0) in others.iter().zip(&at_change) {
+        wait_until(&format!("{n} renders the out-of-band mcf"), || {
+            rendered(&sim, n, "mynetworks") == extra
+        })
+        .await;
+        let at = sim.fleet.node(n).unwrap().node().zmconfigd_rendered_at();
+        assert!(
+            at <= p0 + 2,
+            "{n}: rendered at poll {at}, the mcf came after poll {p0}"
+        );
+    }
+    drop(holds);
+    let o = apply.await.unwrap();
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    let r = sim.latest();
+    assert_eq!(r.promotions.len(), 1);
+    assert_eq!(r.promotions[0].state, "promoted", "{:?}", r.promotions);
+    assert_eq!(r.promotions[0].mtas, ["a1", "a2", "a3"]);
+    for n in ["a1", "a2", "a3"] {
+        assert_eq!(status(&r, n), HostStatus::Compliant, "{n}");
+        assert!(
+            own_values(&sim, n)
+                .get("zimbraMtaEnableSmtpdPolicyd")
+                .is_none(),
+            "{n}"
+        );
+        assert!(
+            own_values(&sim, n).get("zimbraMtaRestriction").is_none(),
+            "{n}"
+        );
+    }
+    assert_eq!(
+        global_value(&sim, "a1", "zimbraMtaEnableSmtpdPolicyd"),
+        ["TRUE"]
+    );
+}
+
+/// A cluster with an MTA outside `--limit` stages and gates the selected ones, then holds
+/// its promotion (exit 2) naming the MTA LDAP lists that the run did not include; the
+/// global config is untouched. `check` shows the staged entries with the tool command to
+/// finish them; `apply --unstage` removes them (reload and gate on the old values); a
+/// full apply then promotes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mta_outside_the_limit_holds_the_promotion() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![
+            ("a1", "a", mta(Legacy, NonCompliant)),
+            ("a2", "a", mta(Systemd, NonCompliant)),
+            ("a3", "a", mta(Legacy, NonCompliant)),
+        ],
+        Duration::from_millis(100),
+    )
+    .await;
+    let pb = sim.playbook(
+        "batch = 1\ncanary = 1\npause = \"0s\"\nmax_failures = 0\nhealth_timeout = \"20s\"",
+    );
+    let pb = pb.to_str().unwrap();
+    let o = sim
+        .run(&["apply", "-p", pb, "--yes", "--limit", "a1,a2"])
+        .await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    let r = sim.latest();
+    let p = &r.promotions[0];
+    assert_eq!(p.state, "promotion-held", "{p:?}");
+    assert_eq!(p.held_by.len(), 1, "{:?}", p.held_by);
+    assert_eq!(p.held_by[0].server.as_deref(), Some("a3"));
+    assert!(
+        p.held_by[0].reason.contains("--limit"),
+        "{}",
+        p.held_by[0].reason
+    );
+    assert!(
+        p.commands.is_empty(),
+        "nothing was written to the global config"
+    );
+    assert_eq!(
+        global_value(&sim, "a1", "zimbraMtaEnableSmtpdPolicyd"),
+        ["FALSE"]
+    );
+    for n in ["a1", "a2"] {
+        let h = r.hosts.iter().find(|h| h.name == n).unwrap();
+        let ap = h.apply.as_ref().unwrap();
+        assert!(ap.gate.as_ref().unwrap().passed, "{n}");
+        assert!(
+            ap.staged
+                .iter()
+                .all(|e| e.state == "staged" && e.kind == "temporary"),
+            "{:?}",
+            ap.staged
+        );
+        assert_eq!(own_values(&sim, n)["zimbraMtaEnableSmtpdPolicyd"], ["TRUE"]);
+    }
+    assert!(
+        own_values(&sim, "a3")
+            .get("zimbraMtaEnableSmtpdPolicyd")
+            .is_none()
+    );
+
+    let o = sim.run(&["check"]).await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    let c = sim.latest();
+    for n in ["a1", "a2"] {
+        let h = c.hosts.iter().find(|h| h.name == n).unwrap();
+        let f = h
+            .findings
+            .iter()
+            .find(|f| f.id == "STAGED")
+            .unwrap_or_else(|| panic!("{n}: {:?}", h.findings));
+        assert!(
+            f.evidence.contains("zimbraMtaEnableSmtpdPolicyd"),
+            "{}",
+            f.evidence
+        );
+        assert!(f.hint.contains("apply --unstage"), "{}", f.hint);
+    }
+    assert!(
+        c.hosts
+            .iter()
+            .find(|h| h.name == "a3")
+            .unwrap()
+            .findings
+            .iter()
+            .all(|f| f.id != "STAGED")
+    );
+
+    let o = sim.run(&["apply", "-p", pb, "--yes", "--unstage"]).await;
+    assert_eq!(
+        code(&o),
+        exit::DRIFT,
+        "unstaged, the nodes are off again: {}",
+        explain(&o)
+    );
+    let r = sim.latest();
+    assert!(r.promotions.is_empty(), "--unstage promotes nothing");
+    for n in ["a1", "a2"] {
+        assert!(
+            own_values(&sim, n)
+                .get("zimbraMtaEnableSmtpdPolicyd")
+                .is_none(),
+            "{n}"
+        );
+        let ap = r
+            .hosts
+            .iter()
+            .find(|h| h.name == n)
+            .unwrap()
+            .apply
+            .clone()
+            .unwrap();
+        assert!(ap.gate.as_ref().unwrap().passed, "{n}: {:?}", ap.gate);
+        assert!(
+            ap.staged.iter().all(|e| e.state == "rolled back"),
+            "{:?}",
+            ap.staged
+        );
+    }
+    let o = sim.run(&["apply", "-p", pb, "--yes"]).await;
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(sim.latest().promotions[0].state, "promoted");
+    assert_eq!(
+        global_value(&sim, "a3", "zimbraMtaEnableSmtpdPolicyd"),
+        ["TRUE"]
+    );
+}
+
+/// A node's own RBL list (a server-level zimbraMtaRestriction) survives apply: the policy
+/// restriction is added to it (a permanent edit, "server list extended"), and after the
+/// promotion its effective list holds both. The other node's temporary entry is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_own_rbl_list_survives_and_gains_the_policy_restriction() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![
+            ("r1", "r", mta(Legacy, NonCompliant)),
+            ("r2", "r", mta(Legacy, NonCompliant)),
+        ],
+        Duration::from_millis(100),
+    )
+    .await;
+    let rbl = "reject_rbl_client zen.spamhaus.org";
+    {
+        let h = sim.fleet.node("r1").unwrap();
+        let mut ldap = h.node().cluster.ldap();
+        ldap.servers
+            .get_mut("r1")
+            .unwrap()
+            .insert("zimbraMtaRestriction".into(), vec![rbl.into()]);
+    }
+    let pb = sim.playbook(
+        "batch = 1\ncanary = 1\npause = \"0s\"\nmax_failures = 0\nhealth_timeout = \"20s\"",
+    );
+    let o = sim
+        .run(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
+        .await;
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    let r = sim.latest();
+    assert_eq!(r.promotions[0].state, "promoted", "{:?}", r.promotions);
+    assert_eq!(
+        own_values(&sim, "r1")["zimbraMtaRestriction"],
+        [rbl, "check_policy_service unix:private/policy"]
+    );
+    let eff = rendered(&sim, "r1", "smtpd_recipient_restrictions");
+    assert!(
+        eff.contains("zen.spamhaus.org") && eff.contains("check_policy_service"),
+        "{eff}"
+    );
+    let r1 = r
+        .hosts
+        .iter()
+        .find(|h| h.name == "r1")
+        .unwrap()
+        .apply
+        .clone()
+        .unwrap();
+    let bs04 = r1.staged.iter().find(|e| e.control == "BS-04").unwrap();
+    assert_eq!(
+        (bs04.kind.as_str(), bs04.state.as_str()),
+        ("server list extended", "kept")
+    );
+    assert!(own_values(&sim, "r2").get("zimbraMtaRestriction").is_none());
+    assert!(rendered(&sim, "r2", "smtpd_recipient_restrictions").contains("check_policy_service"));
+}
+
+/// A single-valued server override that contradicts the desired value is reported and
+/// left alone by default (replacing it needs `--replace-overrides`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_masking_override_is_reported_and_left_alone() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![("c1", "c", mta(Legacy, ServerOverride))],
+        Duration::from_millis(100),
+    )
+    .await;
+    let pb = sim.playbook(QUICK);
+    let o = sim
+        .run(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
+        .await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    let r = sim.latest();
+    let f = r.hosts[0]
+        .findings
+        .iter()
+        .find(|f| f.id == "BS-02-OVERRIDE-MASKS-GLOBAL")
+        .unwrap_or_else(|| panic!("{:?}", r.hosts[0].findings));
+    assert!(
+        f.message.contains("server override masks global"),
+        "{}",
+        f.message
+    );
+    assert_eq!(
+        own_values(&sim, "c1")["zimbraMtaSmtpdRejectUnlistedRecipient"],
+        ["no"]
+    );
+    assert!(sim.fleet.restart_log().is_empty());
 }

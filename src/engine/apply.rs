@@ -30,11 +30,11 @@ use crate::engine::journal::{self, Journal};
 use crate::engine::rollout::{Next, NodeResult, RolloutNode, Scheduler};
 use crate::engine::run::{self, Loaded, RunOptions};
 use crate::engine::smtp;
+use crate::engine::stage::{self, ClusterView, EntryKind, NodeStage, StageEntry, Standing};
 use crate::engine::verdict;
 use crate::exit;
 use crate::inventory::Host;
 use crate::playbook::{Playbook, ProbeFrom, Rollout};
-use crate::engine::stage::{self, ClusterView, EntryKind, NodeStage, Standing, StageEntry};
 use crate::report::model::{
     CommandRecord, ErrorKind, GateCheck, GateRecord, HostApply, HostError, HostReport, HostStatus,
     PromotionRecord, RestartRecord, RollbackRecord, StagedRecord,
@@ -1410,7 +1410,11 @@ async fn stage_group(nodes: Vec<NodeCtx>, env: TaskEnv) -> Vec<NodeRun> {
                 .await;
                 for n in &writers {
                     let what: Vec<String> = n.stage.to_write().map(StageEntry::describe).collect();
-                    let step = if res.is_ok() { "staged" } else { "stage-failed" };
+                    let step = if res.is_ok() {
+                        "staged"
+                    } else {
+                        "stage-failed"
+                    };
                     let _ = env.journal.record(&n.host.name, step, &what.join("; "));
                 }
                 stage_err = res.err();
@@ -1453,7 +1457,14 @@ async fn stage_group(nodes: Vec<NodeCtx>, env: TaskEnv) -> Vec<NodeRun> {
                     },
                 );
                 let rb = roll_back_entries(&n, &env).await;
-                run.staged = staged_records(&n.stage, if rb.1.is_ok() { "rolled back" } else { "staged" });
+                run.staged = staged_records(
+                    &n.stage,
+                    if rb.1.is_ok() {
+                        "rolled back"
+                    } else {
+                        "staged"
+                    },
+                );
                 pre.push(rb.0);
                 run.commands = pre;
                 return run;
@@ -1479,7 +1490,9 @@ async fn stage_group(nodes: Vec<NodeCtx>, env: TaskEnv) -> Vec<NodeRun> {
                     }
                     run.rollback = Some(rb);
                 } else {
-                    let _ = env.journal.record(&n.host.name, "rollback-skipped", "--no-rollback");
+                    let _ = env
+                        .journal
+                        .record(&n.host.name, "rollback-skipped", "--no-rollback");
                     if let NodeResult::Failed { reason } = &mut run.result {
                         reason.push_str("; kept as it is for inspection (--no-rollback)");
                     }
@@ -1510,7 +1523,11 @@ async fn roll_back_entries(node: &NodeCtx, env: &TaskEnv) -> (CommandRecord, Res
     .await;
     let _ = env.journal.record(
         &node.host.name,
-        if res.is_ok() { "rolled-back" } else { "rollback-failed" },
+        if res.is_ok() {
+            "rolled-back"
+        } else {
+            "rollback-failed"
+        },
         res.as_ref().err().map(String::as_str).unwrap_or(""),
     );
     (rec, res)
@@ -1564,7 +1581,12 @@ struct ClusterPromotion<'a> {
 }
 
 /// Promotes one cluster, or says why not.
-async fn promote(p: ClusterPromotion<'_>, playbook: &Playbook, stopped: Option<String>, journal: &Journal) -> PromotionRecord {
+async fn promote(
+    p: ClusterPromotion<'_>,
+    playbook: &Playbook,
+    stopped: Option<String>,
+    journal: &Journal,
+) -> PromotionRecord {
     let mut rec = PromotionRecord {
         cluster: p.cluster.to_string(),
         state: String::new(),
@@ -1620,7 +1642,10 @@ async fn promote(p: ClusterPromotion<'_>, playbook: &Playbook, stopped: Option<S
         &server,
         &batch,
         playbook,
-        format!("promote cluster `{}`: global config, then remove the temporary server entries", p.cluster),
+        format!(
+            "promote cluster `{}`: global config, then remove the temporary server entries",
+            p.cluster
+        ),
     )
     .await;
     rec.ran_on = Some(host.name.clone());
@@ -1632,7 +1657,11 @@ async fn promote(p: ClusterPromotion<'_>, playbook: &Playbook, stopped: Option<S
                 "every MTA of the cluster ({}) passed its gate with the staged values: global config written, {} temporary server entr{} removed",
                 rec.mtas.len(),
                 batch.changes.len() - p.global.changes.len(),
-                if batch.changes.len() - p.global.changes.len() == 1 { "y" } else { "ies" }
+                if batch.changes.len() - p.global.changes.len() == 1 {
+                    "y"
+                } else {
+                    "ies"
+                }
             );
             let _ = journal.record(p.cluster, "promoted", &rec.detail);
         }
@@ -1762,8 +1791,10 @@ async fn promote_all(
                     exec = Some((&g.host, session, ok.facts.hostname.clone()));
                 }
             }
-            view.in_run
-                .insert(ok.facts.hostname.to_ascii_lowercase(), (name.clone(), standing));
+            view.in_run.insert(
+                ok.facts.hostname.to_ascii_lowercase(),
+                (name.clone(), standing),
+            );
         }
         view.ldap_mtas.sort();
         view.ldap_mtas.dedup();
@@ -2072,9 +2103,8 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
             .masked
             .iter()
             .flat_map(|m| {
-                std::iter::once(m.attr.clone()).chain(
-                    crate::carbonio::postfix::governed_param(&m.attr).map(str::to_string),
-                )
+                std::iter::once(m.attr.clone())
+                    .chain(crate::carbonio::postfix::governed_param(&m.attr).map(str::to_string))
             })
             .collect();
         rollout_nodes.push(RolloutNode {
@@ -2175,7 +2205,10 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
                 let mut groups: BTreeMap<String, Vec<NodeCtx>> = BTreeMap::new();
                 for n in &b.nodes {
                     if let Some(ctx) = ctxs.get(n).cloned() {
-                        groups.entry(ctx.host.cluster.clone()).or_default().push(ctx);
+                        groups
+                            .entry(ctx.host.cluster.clone())
+                            .or_default()
+                            .push(ctx);
                     }
                 }
                 for group in groups.into_values() {
@@ -2267,7 +2300,8 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     // global config was changed, nodes whose server entry was changed or whose change
     // failed, and nodes the rollout touched. The others keep their first reading:
     // nothing was done to them, and a no-op apply costs one JVM per host, like a check.
-    let touched = |g: &HostGather| changed_here(&changed, g) || runs.contains_key(g.host.name.as_str());
+    let touched =
+        |g: &HostGather| changed_here(&changed, g) || runs.contains_key(g.host.name.as_str());
     let abandon = interrupted(&interrupts) && hard.is_cancelled();
     if !abandon {
         for g in gathers.iter().filter(|g| touched(g)) {
@@ -2390,9 +2424,14 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         }
         if ap.staged.is_empty()
             && let Some(st) = stage_plan.nodes.get(&h.name)
+            && st.entries.iter().any(|e| e.present)
         {
-            // Found staged and proven by an earlier run: not gated again.
-            ap.staged = settle(staged_records(st, "staged"));
+            // Found staged (an earlier run wrote it) and not touched in this run.
+            let found = NodeStage {
+                entries: st.entries.iter().filter(|e| e.present).cloned().collect(),
+                ..st.clone()
+            };
+            ap.staged = settle(staged_records(&found, "found"));
         }
         // A staged host is done once its cluster is promoted.
         let pending = promotion_of

@@ -465,9 +465,15 @@ mod tests {
 
     #[test]
     fn a_staged_list_is_the_global_list_in_order_plus_the_value() {
-        let g = v(&["reject_invalid_helo_hostname", "reject_rbl_client zen.example"]);
+        let g = v(&[
+            "reject_invalid_helo_hostname",
+            "reject_rbl_client zen.example",
+        ]);
         assert_eq!(
-            staged_list(&Expectation::Contains("check_policy_service unix:private/policy".into()), &g),
+            staged_list(
+                &Expectation::Contains("check_policy_service unix:private/policy".into()),
+                &g
+            ),
             Some(v(&[
                 "reject_invalid_helo_hostname",
                 "reject_rbl_client zen.example",
@@ -490,24 +496,38 @@ mod tests {
             ldap_mtas: v(&["mx1.a", "mx2.a", "mx3.a"]),
             ..ClusterView::default()
         };
-        view.in_run.insert("mx1.a".into(), ("a1".into(), Standing::Ready));
-        view.in_run.insert("mx2.a".into(), ("a2".into(), Standing::Holds("failed its gate".into())));
+        view.in_run
+            .insert("mx1.a".into(), ("a1".into(), Standing::Ready));
+        view.in_run.insert(
+            "mx2.a".into(),
+            ("a2".into(), Standing::Holds("failed its gate".into())),
+        );
         let held = holds(&view);
         assert_eq!(held.len(), 2, "{held:?}");
         assert_eq!(held[0].host.as_deref(), Some("a2"));
         assert_eq!(held[1].server.as_deref(), Some("mx3.a"));
-        assert!(held[1].reason.contains("does not have"), "{}", held[1].reason);
+        assert!(
+            held[1].reason.contains("does not have"),
+            "{}",
+            held[1].reason
+        );
         view.limited = true;
         assert!(holds(&view)[1].reason.contains("--limit"));
-        view.in_run.insert("mx2.a".into(), ("a2".into(), Standing::Ready));
-        view.in_run.insert("mx3.a".into(), ("a3".into(), Standing::Ready));
+        view.in_run
+            .insert("mx2.a".into(), ("a2".into(), Standing::Ready));
+        view.in_run
+            .insert("mx3.a".into(), ("a3".into(), Standing::Ready));
         assert!(holds(&view).is_empty());
         // A host the inventory puts here that LDAP does not list holds it too.
-        view.in_run.insert("mx9.b".into(), ("b9".into(), Standing::Ready));
+        view.in_run
+            .insert("mx9.b".into(), ("b9".into(), Standing::Ready));
         assert_eq!(holds(&view)[0].host.as_deref(), Some("b9"));
         view.in_run.remove("mx9.b");
         view.unreachable.push("a4".into());
-        assert_eq!(holds(&view)[0].reason, "unreachable: not gathered in this run");
+        assert_eq!(
+            holds(&view)[0].reason,
+            "unreachable: not gathered in this run"
+        );
     }
 
     #[test]
@@ -524,9 +544,19 @@ mod tests {
         };
         assert_eq!(
             t.stage_args("mx1"),
-            v(&["ms", "mx1", "zimbraMtaRestriction", "a", "zimbraMtaRestriction", "b"])
+            v(&[
+                "ms",
+                "mx1",
+                "zimbraMtaRestriction",
+                "a",
+                "zimbraMtaRestriction",
+                "b"
+            ])
         );
-        assert_eq!(t.rollback_args("mx1"), v(&["ms", "mx1", "zimbraMtaRestriction", ""]));
+        assert_eq!(
+            t.rollback_args("mx1"),
+            v(&["ms", "mx1", "zimbraMtaRestriction", ""])
+        );
         assert_eq!(
             t.promote_args("mx1"),
             Some(v(&["ms", "mx1", "zimbraMtaRestriction", ""]))
@@ -538,8 +568,14 @@ mod tests {
             delta: Some((true, "b".into())),
             ..t.clone()
         };
-        assert_eq!(x.stage_args("mx1"), v(&["ms", "mx1", "+zimbraMtaRestriction", "b"]));
-        assert_eq!(x.rollback_args("mx1"), v(&["ms", "mx1", "-zimbraMtaRestriction", "b"]));
+        assert_eq!(
+            x.stage_args("mx1"),
+            v(&["ms", "mx1", "+zimbraMtaRestriction", "b"])
+        );
+        assert_eq!(
+            x.rollback_args("mx1"),
+            v(&["ms", "mx1", "-zimbraMtaRestriction", "b"])
+        );
         assert_eq!(x.promote_args("mx1"), None);
         let r = StageEntry {
             attr: "zimbraMtaEnableSmtpdPolicyd".into(),
