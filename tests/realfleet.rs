@@ -695,10 +695,15 @@ fn restart_failure_in_the_canary_aborts_and_restarts_nothing_else() {
     let pb = playbook(fleet.dir.path(), FAST);
     let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
     assert_eq!(code(&out), exit::ABORTED, "{}", show(&out));
-    assert_eq!(fleet.restarts_started(), 1, "only the canary restarted");
+    // The canary's failed restart, then its rollback's restart on the old values.
+    assert_eq!(fleet.restarts_started(), 2, "only the canary restarted");
     let records = fleet.finished_restarts();
-    assert_eq!(records.len(), 1);
+    assert_eq!(records.len(), 2);
     assert!(!records[0].ok);
+    assert!(
+        records[1].ok && records[1].node == records[0].node,
+        "{records:?}"
+    );
     let r = report(&reports);
     let mut canary = 0;
     for n in &fleet.nodes {
@@ -708,6 +713,7 @@ fn restart_failure_in_the_canary_aborts_and_restarts_nothing_else() {
             canary += 1;
             assert!(rollout.starts_with("failed"), "{}: {rollout}", n.name);
             assert_eq!(h["apply"]["restart"]["ok"], false, "{h}");
+            assert_eq!(h["apply"]["rollback"]["ok"], true, "{h}");
         } else {
             assert_eq!(rollout, "not-attempted (canary failed)", "{}", n.name);
         }
@@ -874,12 +880,17 @@ fn sigint_mid_rollout_then_resume_finishes_the_job() {
         "{journal}"
     );
     for n in &fleet.nodes {
-        // The journal says where every host stands (at least: gathered and changed).
-        assert!(
-            journal
-                .lines()
-                .any(|l| l.contains(&format!("\"{}\"", n.name)) && l.contains("\"changed\"")),
-            "{}: {journal}",
+        // The journal says where every host stands: only the first was staged; the
+        // others' LDAP was not touched (nothing was promoted).
+        let staged = journal
+            .lines()
+            .any(|l| l.contains(&format!("\"{}\"", n.name)) && l.contains("\"staged\""));
+        assert_eq!(staged, &n.name == first, "{}: {journal}", n.name);
+        let (_, cf) = n.store.read().unwrap();
+        assert_eq!(
+            cf.ldap.global.get("zimbraMtaEnableSmtpdPolicyd").cloned(),
+            Some(vec!["FALSE".to_string()]),
+            "{}",
             n.name
         );
         let rollout = s(&host(&r, &n.name)["apply"]["rollout"]);
@@ -897,12 +908,20 @@ fn sigint_mid_rollout_then_resume_finishes_the_job() {
         .iter()
         .map(|h| s(&h["name"]))
         .collect();
-    // The journal said the first host was done: resume skips it and does the rest.
-    assert!(!names.contains(&first.as_str()), "{names:?}");
-    assert_eq!(names.len(), 3, "{names:?}");
+    // The first host's gate passed in the interrupted run: it is not reloaded again,
+    // but it is not done until its cluster is promoted.
+    assert_eq!(names.len(), 4, "{names:?}");
     for h in r["hosts"].as_array().unwrap() {
         assert_eq!(s(&h["status"]), "compliant", "{h}");
-        assert_eq!(s(&h["apply"]["rollout"]), "restarted", "{h}");
+        let want = if s(&h["name"]) == first.as_str() {
+            "gate passed in an earlier run"
+        } else {
+            "restarted"
+        };
+        assert_eq!(s(&h["apply"]["rollout"]), want, "{h}");
+    }
+    for p in r["promotions"].as_array().unwrap() {
+        assert_eq!(s(&p["state"]), "promoted", "{p}");
     }
     for n in &fleet.nodes {
         let ends = n.restarts().iter().filter(|l| l.ended_ms.is_some()).count();

@@ -1462,7 +1462,7 @@ async fn stage_group(nodes: Vec<NodeCtx>, env: TaskEnv) -> Vec<NodeRun> {
                     if rb.1.is_ok() {
                         "rolled back"
                     } else {
-                        "staged"
+                        "stage failed (rollback incomplete)"
                     },
                 );
                 pre.push(rb.0);
@@ -2074,6 +2074,8 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     // pending earlier; all reachable MTA nodes when only_if_changed is off.
     let rollout_cfg = loaded.playbook.rollout.clone();
     let mut ctxs: BTreeMap<String, NodeCtx> = BTreeMap::new();
+    // Staged nodes whose gate passed in the interrupted run (`--resume`): not gated again.
+    let mut proven_now: BTreeSet<String> = BTreeSet::new();
     let mut rollout_nodes = Vec::new();
     for (g, r) in gathers.iter().zip(&before) {
         let (Ok(ok), Some(session)) = (&g.outcome, &g.session) else {
@@ -2094,6 +2096,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
             && stage.entries.iter().all(|e| e.present);
         if proven && !stage.entries.is_empty() {
             let _ = journal.record(&g.host.name, "proven-earlier", &stage.server);
+            proven_now.insert(g.host.name.clone());
         }
         let needs = changed.restart_clusters.contains(&g.host.cluster)
             || changed.restart_nodes.contains(&g.host.name)
@@ -2373,6 +2376,9 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
             h.error = Some(e.clone());
         }
         match node_outcomes.get(h.name.as_str()) {
+            Some(_) if proven_now.contains(&h.name) => {
+                ap.rollout = "gate passed in an earlier run".into();
+            }
             Some(n) => {
                 ap.batch = n.batch;
                 ap.rollout = n.state.to_string();

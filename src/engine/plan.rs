@@ -1,5 +1,6 @@
 //! `plan`: what apply would do, per cluster and per host, as the exact commands an
-//! operator could paste, plus the restart batches. Read-only: it gathers like `check`.
+//! operator could paste: what each MTA's server entry gets staged with, the promotion of
+//! each cluster, and the reload batches. Read-only: it gathers like `check`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -13,6 +14,7 @@ use crate::engine::check;
 use crate::engine::events::Events;
 use crate::engine::rollout::{self, RolloutNode};
 use crate::engine::run::{self, RunOptions};
+use crate::engine::stage::{self, StagePlan};
 use crate::inventory::Host;
 use crate::report::model::{HostReport, HostStatus};
 use crate::ssh::{RunAs, command_line, wrap};
@@ -21,6 +23,9 @@ use crate::ssh::{RunAs, command_line, wrap};
 #[derive(Debug, Serialize)]
 pub struct PlanOutput {
     pub changes: ChangePlan,
+    /// What each MTA's server entry gets staged with before its reload (the global
+    /// changes of `changes` are written by the promotion, once every MTA passed).
+    pub staging: StagePlan,
     /// Restart batches in order (the first is the canary).
     pub batches: Vec<Vec<String>>,
     /// The exact command lines apply would send, per node.
@@ -73,6 +78,7 @@ impl SpawnFixes {
 pub fn restart_candidates(
     hosts: &[HostReport],
     plan: &ChangePlan,
+    staging: &StagePlan,
     only_if_changed: bool,
 ) -> Vec<RolloutNode> {
     hosts
@@ -86,7 +92,11 @@ pub fn restart_candidates(
             let server = plan
                 .server
                 .get(&h.name)
-                .is_some_and(|b| b.changes.iter().any(|c| c.restart));
+                .is_some_and(|b| b.changes.iter().any(|c| c.restart))
+                || staging
+                    .nodes
+                    .get(&h.name)
+                    .is_some_and(|n| !n.entries.is_empty());
             RolloutNode {
                 name: h.name.clone(),
                 cluster: h.cluster.clone(),
@@ -123,6 +133,7 @@ pub fn render(
     hosts: &[Host],
     reports: &[HostReport],
     plan: &ChangePlan,
+    staging: &StagePlan,
     batches: &[Vec<String>],
     commands: &BTreeMap<String, Vec<String>>,
     restart: crate::playbook::RestartMethod,
@@ -143,20 +154,43 @@ pub fn render(
             .unwrap_or_default()
             .user()
     };
+    for (node, st) in &staging.nodes {
+        let _ = writeln!(
+            s,
+            "\n{node}: staged on server entry {} in its rollout batch, as {}",
+            st.server,
+            user_of(node)
+        );
+        for e in &st.entries {
+            let what = if e.present {
+                "already staged by an earlier run"
+            } else {
+                e.kind.as_str()
+            };
+            let _ = writeln!(
+                s,
+                "  zmprov {}    # {what}",
+                paste(&e.stage_args(&st.server))
+            );
+        }
+        for m in &st.masked {
+            let _ = writeln!(s, "  NOT staged: {} ({})", m.control, m.reason);
+        }
+    }
     for (cluster, b) in &plan.global {
         let _ = writeln!(
             s,
-            "\ncluster {cluster}: global config, changed once, on {} as {}",
+            "\ncluster {cluster}: promotion, once every MTA LDAP lists passed its gate, on {} as {}",
             b.node,
             user_of(&b.node)
         );
         for c in &b.changes {
             let _ = writeln!(s, "  zmprov {}", paste(&c.args));
         }
-        if let Some(cmds) = commands.get(&b.node) {
+        if let Some(cmds) = commands.get(&format!("promote:{cluster}")) {
             let _ = writeln!(
                 s,
-                "  sent as one batch (with read-back):\n    {}",
+                "  then the temporary server entries are removed; sent as one batch (with read-back):\n    {}",
                 cmds[0].replace('\n', "\n    ")
             );
         }
@@ -241,7 +275,18 @@ pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
             .collect(),
     };
     let cplan = changes::plan(&loaded.playbook, &reports);
-    let candidates = restart_candidates(&reports, &cplan, loaded.playbook.rollout.only_if_changed);
+    let blocked: Vec<(String, String)> = cplan
+        .blocked
+        .iter()
+        .map(|b| (b.cluster.clone(), b.control.clone()))
+        .collect();
+    let staging = stage::plan(&loaded.playbook, &reports, &blocked, false);
+    let candidates = restart_candidates(
+        &reports,
+        &cplan,
+        &staging,
+        loaded.playbook.rollout.only_if_changed,
+    );
     let batches = rollout::plan_batches(&candidates, &loaded.playbook.rollout);
     let host_by: BTreeMap<&str, &Host> =
         loaded.hosts.iter().map(|h| (h.name.as_str(), h)).collect();
@@ -254,21 +299,46 @@ pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
         .filter_map(|r| r.carbonio_hostname.clone().map(|c| (r.name.as_str(), c)))
         .collect();
     let mut commands: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for b in cplan.global.values().chain(cplan.server.values()) {
+    let mut line_for = |key: String, b: &NodeBatch| {
         if let (Some(h), Some(server)) =
             (host_by.get(b.node.as_str()), server_by.get(b.node.as_str()))
         {
             let flavour = flavour_by.get(b.node.as_str()).copied().unwrap_or_default();
             let line = batch_command(h, flavour, b, server)
                 .unwrap_or_else(|e| format!("(cannot build: {e})"));
-            commands.entry(b.node.clone()).or_default().push(line);
+            commands.entry(key).or_default().push(line);
         }
+    };
+    for b in cplan.server.values() {
+        line_for(b.node.clone(), b);
+    }
+    // The promotion batch: the global changes, then the removal of every temporary
+    // entry of the cluster's MTAs, as apply sends it when nothing holds it.
+    for (cluster, b) in &cplan.global {
+        let mut batch = b.clone();
+        for r in reports.iter().filter(|r| &r.cluster == cluster) {
+            if let Some(st) = staging.nodes.get(&r.name) {
+                for e in &st.entries {
+                    if let Some(args) = e.promote_args(&st.server) {
+                        batch.changes.push(changes::Change {
+                            control: e.control.clone(),
+                            attr: e.attr.clone(),
+                            args,
+                            restart: false,
+                            expect: None,
+                        });
+                    }
+                }
+            }
+        }
+        line_for(format!("promote:{cluster}"), &batch);
     }
     // Bars (if any) are lifted while the plan prints, so it is never torn.
     tracing_indicatif::suspend_tracing_indicatif(|| {
         if opts.json {
             let out = PlanOutput {
                 changes: cplan,
+                staging,
                 batches,
                 commands,
                 spawn_user_fixes,
@@ -282,6 +352,7 @@ pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
                     &loaded.hosts,
                     &reports,
                     &cplan,
+                    &staging,
                     &batches,
                     &commands,
                     loaded.playbook.rollout.restart,
