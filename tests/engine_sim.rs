@@ -428,10 +428,23 @@ async fn plan_prints_the_exact_commands_and_changes_nothing() {
     let o = sim.run(&["plan"]).await;
     assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
     let out = String::from_utf8_lossy(&o.stdout);
+    // Staged per MTA, each on its own server entry with the FULL desired list…
     assert!(
-        out.contains("cluster a: global config, changed once, on a1 as zextras"),
+        out.contains("a2: staged on server entry a2 in its rollout batch, as zextras"),
         "{out}"
     );
+    assert!(
+        out.contains("zmprov ms a2 zimbraMtaRestriction reject_invalid_helo_hostname zimbraMtaRestriction reject_non_fqdn_sender zimbraMtaRestriction 'check_policy_service unix:private/policy'    # temporary"),
+        "{out}"
+    );
+    // …then promoted once, with the temporary entries removed in the same batch.
+    assert!(
+        out.contains(
+            "cluster a: promotion, once every MTA LDAP lists passed its gate, on a1 as zextras"
+        ),
+        "{out}"
+    );
+    assert!(out.contains(r#"ms a2 zimbraMtaRestriction """#), "{out}");
     assert!(
         out.contains("zmprov mcf zimbraMtaEnableSmtpdPolicyd TRUE"),
         "{out}"

@@ -1413,3 +1413,124 @@ fn the_policy_socket_is_asked_on_the_node_when_ssh_cannot_open_it() {
     assert_eq!(bad["ok"], false, "{bad}");
     assert!(s(&bad["detail"]).contains(broken), "{bad}");
 }
+
+/// Staging on real nodes (one cluster of three, real OpenSSH): a canary whose policy
+/// daemon dies is rolled back and the rollout aborts with nobody else touched, and
+/// `--resume` refuses to promote while it still fails. Repaired, a run limited to two of
+/// the three MTAs holds the promotion (exit 2) naming the third; `check` shows the staged
+/// entries with the command that finishes them; `--resume` gates the third without
+/// reloading the two proven ones again, and promotes.
+#[test]
+fn staging_rollback_promotion_held_and_resume_on_real_nodes() {
+    let Some(fleet) = RealFleet::start(
+        "staging",
+        specs(3, "legacy+non-compliant=3", 3),
+        &RealFleetOptions::default(),
+    ) else {
+        return;
+    };
+    let pb = playbook(fleet.dir.path(), &FAST.replace("batch = 2", "batch = 1"));
+    let names: Vec<&str> = fleet.nodes.iter().map(|n| n.name.as_str()).collect();
+    let policyd = |n: usize| {
+        let (_, cf) = fleet.nodes[n].store.read().unwrap();
+        (
+            cf.ldap.global.get("zimbraMtaEnableSmtpdPolicyd").cloned(),
+            cf.ldap
+                .servers
+                .get(&fleet.nodes[n].name)
+                .and_then(|s| s.get("zimbraMtaEnableSmtpdPolicyd").cloned())
+                .filter(|v| !v.is_empty()),
+        )
+    };
+    let no = Some(vec!["FALSE".to_string()]);
+    let broken =
+        "Can't locate Net/LDAP.pm in @INC at /opt/zextras/libexec/zmpostfixpolicyd line 31.";
+    fleet.nodes[0]
+        .store
+        .update(|nf, _| nf.state.policyd_broken = Some(broken.into()))
+        .unwrap();
+    let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
+    assert_eq!(code(&out), exit::ABORTED, "{}", show(&out));
+    let r = report(&reports);
+    let canary = host(&r, names[0]);
+    assert_eq!(gate_check(canary, "policy-socket")["ok"], false, "{canary}");
+    assert_eq!(canary["apply"]["rollback"]["ok"], true, "{canary}");
+    assert_eq!(s(&r["promotions"][0]["state"]), "not-promoted", "{r}");
+    for n in 0..3 {
+        assert_eq!(policyd(n), (no.clone(), None), "{}", names[n]);
+    }
+    assert_eq!(
+        fleet.nodes[0]
+            .restarts()
+            .iter()
+            .filter(|l| l.ended_ms.is_some())
+            .count(),
+        2
+    );
+    assert!(fleet.nodes[1].restarts().is_empty() && fleet.nodes[2].restarts().is_empty());
+    let (out, _) = run(&fleet, "apply", Some(&pb), &["--resume"]);
+    assert_eq!(code(&out), exit::ABORTED, "{}", show(&out));
+    assert_eq!(policyd(1), (no.clone(), None), "still not promoted");
+
+    fleet.nodes[0]
+        .store
+        .update(|nf, _| nf.state.policyd_broken = None)
+        .unwrap();
+    let limit = format!("{},{}", names[0], names[1]);
+    let (out, reports) = run(&fleet, "apply", Some(&pb), &["--limit", &limit]);
+    assert_eq!(code(&out), exit::DRIFT, "{}", show(&out));
+    let r = report(&reports);
+    let p = &r["promotions"][0];
+    assert_eq!(s(&p["state"]), "promotion-held", "{p}");
+    assert_eq!(s(&p["held_by"][0]["server"]), names[2], "{p}");
+    for n in 0..2 {
+        assert_eq!(
+            policyd(n),
+            (no.clone(), Some(vec!["TRUE".to_string()])),
+            "{}",
+            names[n]
+        );
+    }
+    assert_eq!(policyd(2), (no.clone(), None));
+    let (out, reports) = run(&fleet, "check", Some(&pb), &[]);
+    assert_eq!(code(&out), exit::DRIFT, "{}", show(&out));
+    let r = report(&reports);
+    for n in &names[..2] {
+        let f = host(&r, n)["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == "STAGED")
+            .cloned()
+            .unwrap_or_else(|| panic!("{n}: no STAGED finding"));
+        assert!(
+            s(&f["hint"]).contains("carbonio-fleet apply --resume"),
+            "{f}"
+        );
+    }
+    let restarts = |n: usize| {
+        fleet.nodes[n]
+            .restarts()
+            .iter()
+            .filter(|l| l.ended_ms.is_some())
+            .count()
+    };
+    let before: Vec<usize> = (0..3).map(restarts).collect();
+    let (out, reports) = run(&fleet, "apply", Some(&pb), &["--resume"]);
+    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    let r = report(&reports);
+    assert_eq!(s(&r["promotions"][0]["state"]), "promoted", "{r}");
+    assert_eq!(
+        (0..3).map(restarts).collect::<Vec<_>>(),
+        [before[0], before[1], before[2] + 1]
+    );
+    for n in 0..3 {
+        assert_eq!(
+            policyd(n),
+            (Some(vec!["TRUE".to_string()]), None),
+            "{}",
+            names[n]
+        );
+        assert_eq!(s(&host(&r, names[n])["status"]), "compliant");
+    }
+}
