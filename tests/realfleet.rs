@@ -1456,8 +1456,8 @@ fn staging_rollback_promotion_held_and_resume_on_real_nodes() {
     assert_eq!(gate_check(canary, "policy-socket")["ok"], false, "{canary}");
     assert_eq!(canary["apply"]["rollback"]["ok"], true, "{canary}");
     assert_eq!(s(&r["promotions"][0]["state"]), "not-promoted", "{r}");
-    for n in 0..3 {
-        assert_eq!(policyd(n), (no.clone(), None), "{}", names[n]);
+    for (n, name) in names.iter().enumerate() {
+        assert_eq!(policyd(n), (no.clone(), None), "{name}");
     }
     assert_eq!(
         fleet.nodes[0]
@@ -1483,12 +1483,11 @@ fn staging_rollback_promotion_held_and_resume_on_real_nodes() {
     let p = &r["promotions"][0];
     assert_eq!(s(&p["state"]), "promotion-held", "{p}");
     assert_eq!(s(&p["held_by"][0]["server"]), names[2], "{p}");
-    for n in 0..2 {
+    for (n, name) in names.iter().enumerate().take(2) {
         assert_eq!(
             policyd(n),
             (no.clone(), Some(vec!["TRUE".to_string()])),
-            "{}",
-            names[n]
+            "{name}"
         );
     }
     assert_eq!(policyd(2), (no.clone(), None));
@@ -1524,13 +1523,8 @@ fn staging_rollback_promotion_held_and_resume_on_real_nodes() {
         (0..3).map(restarts).collect::<Vec<_>>(),
         [before[0], before[1], before[2] + 1]
     );
-    for n in 0..3 {
-        assert_eq!(
-            policyd(n),
-            (Some(vec!["TRUE".to_string()]), None),
-            "{}",
-            names[n]
-        );
-        assert_eq!(s(&host(&r, names[n])["status"]), "compliant");
+    for (n, name) in names.iter().enumerate() {
+        assert_eq!(policyd(n), (Some(vec!["TRUE".to_string()]), None), "{name}");
+        assert_eq!(s(&host(&r, name)["status"]), "compliant");
     }
 }

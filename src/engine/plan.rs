@@ -127,17 +127,28 @@ fn batch_command(
     .map_err(|e| e.to_string())
 }
 
+/// What apply would do: the changes, the staging, the reload batches.
+#[derive(Clone, Copy)]
+pub struct Planned<'a> {
+    pub changes: &'a ChangePlan,
+    pub staging: &'a StagePlan,
+    pub batches: &'a [Vec<String>],
+}
+
 /// Renders the plan for humans.
 pub fn render(
     playbook_name: &str,
     hosts: &[Host],
     reports: &[HostReport],
-    plan: &ChangePlan,
-    staging: &StagePlan,
-    batches: &[Vec<String>],
+    planned: Planned<'_>,
     commands: &BTreeMap<String, Vec<String>>,
     restart: crate::playbook::RestartMethod,
 ) -> String {
+    let Planned {
+        changes: plan,
+        staging,
+        batches,
+    } = planned;
     let mut s = String::new();
     let by_name: BTreeMap<&str, &HostReport> =
         reports.iter().map(|r| (r.name.as_str(), r)).collect();
@@ -351,9 +362,11 @@ pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
                     &loaded.playbook.name,
                     &loaded.hosts,
                     &reports,
-                    &cplan,
-                    &staging,
-                    &batches,
+                    Planned {
+                        changes: &cplan,
+                        staging: &staging,
+                        batches: &batches,
+                    },
                     &commands,
                     loaded.playbook.rollout.restart,
                 )
