@@ -61,9 +61,17 @@ impl Sim {
         restart: Duration,
         zmconfigd: Option<Duration>,
     ) -> Sim {
+        Sim::start_spec(nodes, restart, |s| s.zmconfigd_interval = zmconfigd).await
+    }
+
+    /// With the fleet spec adjusted by `tweak`.
+    async fn start_spec(
+        nodes: Vec<(&str, &str, NodeProfile)>,
+        restart: Duration,
+        tweak: impl Fn(&mut FleetSpec),
+    ) -> Sim {
         let dir = tempfile::tempdir().unwrap();
-        let spec = FleetSpec {
-            zmconfigd_interval: zmconfigd,
+        let mut spec = FleetSpec {
             nodes: nodes
                 .into_iter()
                 .map(|(n, c, p)| NodeSpec {
@@ -76,6 +84,7 @@ impl Sim {
             restart_time: restart,
             ..FleetSpec::default()
         };
+        tweak(&mut spec);
         for _ in 0..30 {
             let mut s = spec.clone();
             s.port_base = rand::random_range(20000u16..60000);
@@ -2167,4 +2176,122 @@ async fn a_masking_override_is_reported_and_left_alone() {
         ["no"]
     );
     assert!(sim.fleet.restart_log().is_empty());
+}
+
+/// The gate's probe from outside mynetworks (`probe_from = "orchestrator"`, the nodes on
+/// their own loopback addresses with port 25). First the vantage is verified from what
+/// Postfix logged: with Carbonio's default mynetworks (127.0.0.0/8) this machine is
+/// inside, the probe could not see a policy failure, and the canary fails "vantage
+/// invalid" (rolled back). With each node's mynetworks its own address only, the probe is
+/// outside: a known recipient gets 250 and the unknown ones 5xx; on the node whose policy
+/// daemon dies (the socket check switched off to show it) the known recipient gets
+/// `451 4.3.5`, which fails the gate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outside_probe_verifies_its_vantage_and_sees_a_dying_policy_daemon() {
+    use Platform::*;
+    use Posture::*;
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI runs as root: port 25 is needed"
+        );
+        println!(
+            "SKIPPED: needs root (the simulated MTAs listen on port 25 of their own loopback address)"
+        );
+        return;
+    }
+    let sim = Sim::start_spec(
+        vec![
+            ("o1", "o", mta(Legacy, NonCompliant)),
+            ("o2", "o", mta(Systemd, NonCompliant)),
+        ],
+        Duration::from_millis(100),
+        |s| {
+            s.addressing = carbonio_fleet::sim::Addressing::LoopbackIps;
+            s.smtp_outside = true;
+        },
+    )
+    .await;
+    let rollout = |extra: &str| {
+        format!(
+            "batch = 1\ncanary = 1\npause = \"0s\"\nmax_failures = 1\nhealth_timeout = \"5s\"\nprobe_from = \"orchestrator\"\nknown_rcpt = \"user1@o.example\"\n{extra}"
+        )
+    };
+    let pb = sim.playbook(&rollout(""));
+    let o = sim
+        .run(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
+        .await;
+    assert_eq!(code(&o), exit::ABORTED, "{}", explain(&o));
+    let r = sim.latest();
+    let canary = r
+        .hosts
+        .iter()
+        .find(|h| h.apply.as_ref().unwrap().batch == Some(1))
+        .unwrap();
+    let ap = canary.apply.as_ref().unwrap();
+    let v = gate_check(ap, "vantage");
+    assert!(!v.ok, "{v:?}");
+    assert!(
+        v.detail.contains("vantage invalid") && v.detail.contains("127.0.0.1"),
+        "{}",
+        v.detail
+    );
+    assert!(ap.rollback.as_ref().unwrap().ok, "{:?}", ap.rollback);
+
+    // Each node's mynetworks: its own address only (a server-level value).
+    for n in ["o1", "o2"] {
+        let h = sim.fleet.node(n).unwrap();
+        let ip = h.addr().ip();
+        h.node().cluster.ldap().servers.get_mut(n).unwrap().insert(
+            "zimbraMtaMyNetworks".into(),
+            vec![format!("{ip}/32 [::1]/128")],
+        );
+    }
+    let broken =
+        "Can't locate Net/LDAP.pm in @INC at /opt/zextras/libexec/zmpostfixpolicyd line 31.";
+    sim.fleet.node("o2").unwrap().node().state().policyd_broken = Some(broken.into());
+    let pb = sim.playbook(&rollout("policy_socket = false"));
+    let o = sim
+        .run(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
+        .await;
+    assert_eq!(code(&o), exit::HOST_FAILED, "{}", explain(&o));
+    let r = sim.latest();
+    let o1 = r.hosts.iter().find(|h| h.name == "o1").unwrap();
+    let ap = o1.apply.as_ref().unwrap();
+    assert!(ap.gate.as_ref().unwrap().passed, "{:?}", ap.gate);
+    let v = gate_check(ap, "vantage");
+    assert!(v.ok && v.detail.contains("outside mynetworks"), "{v:?}");
+    assert!(
+        gate_check(ap, "smtp-known").detail.contains("→ 250"),
+        "{:?}",
+        ap.gate
+    );
+    assert!(
+        gate_check(ap, "smtp").detail.contains("→ 550"),
+        "{:?}",
+        ap.gate
+    );
+    assert!(
+        gate_check(ap, "smtp-alias").detail.contains("→ 550"),
+        "{:?}",
+        ap.gate
+    );
+    let sent: Vec<&str> = ap
+        .gate
+        .as_ref()
+        .unwrap()
+        .smtp_transcript
+        .iter()
+        .filter_map(|l| l.strip_prefix("C: "))
+        .collect();
+    assert!(
+        sent.contains(&"RSET") && !sent.iter().any(|c| c.starts_with("DATA")),
+        "{sent:?}"
+    );
+    let o2 = r.hosts.iter().find(|h| h.name == "o2").unwrap();
+    let ap = o2.apply.as_ref().unwrap();
+    let known = gate_check(ap, "smtp-known");
+    assert!(!known.ok && known.detail.contains("451 4.3.5"), "{known:?}");
+    assert!(ap.rollback.as_ref().unwrap().ok, "{:?}", ap.rollback);
+    assert_eq!(r.promotions[0].state, "promotion-held");
 }

@@ -30,11 +30,13 @@ pub const SYSTEMD_TARGETS: [&str; 4] = [
 
 /// Postfix parameters always read, besides those the playbook's probes name
 /// (`queue_directory`: where the policy socket is).
-const BASE_POSTCONF: [&str; 4] = [
+const BASE_POSTCONF: [&str; 5] = [
     "smtpd_recipient_restrictions",
     "smtpd_reject_unlisted_recipient",
     "smtpd_reject_unlisted_sender",
     "queue_directory",
+    // The outside probe's vantage is checked against it (engine::vantage).
+    "mynetworks",
 ];
 
 /// A prepared gather for one playbook: the script, and how to read its output.

@@ -385,6 +385,9 @@ struct NodeCtx {
     /// An unknown address in one of the cluster's alias domains, if it has one: the
     /// policy service must reject it (`action=reject 5.1.1 …`).
     alias_rcpt: Option<String>,
+    /// A recipient the MTA must accept from outside mynetworks (the host's `known_rcpt`
+    /// var, else the playbook's); `Err` when the var is not a plain address.
+    known_rcpt: Option<Result<String, String>>,
     /// The names this host's mail log lines carry (the server name, `uname -n`).
     log_names: Vec<String>,
     /// Postfix parameters (and control attributes) the gate does not expect to match
@@ -926,26 +929,22 @@ async fn mail_log_size(node: &NodeCtx) -> Option<u64> {
 /// The mail log since the reload or restart: no line of THIS host (a log host collects
 /// others' too) saying the policy service or Postfix failed. It never stands alone: the
 /// policy socket is asked first.
-async fn mail_log_check(node: &NodeCtx, offset: u64) -> (GateCheck, GateTry) {
+/// This host's lines of the mail log written after `offset` that contain one of
+/// `patterns` (the log may also hold other nodes' lines: a central log host).
+async fn log_lines_since(
+    node: &NodeCtx,
+    offset: u64,
+    patterns: &[&str],
+) -> Result<Vec<String>, String> {
     let log = node.session.flavour().mail_log();
-    let check = |ok: bool, detail: String| GateCheck {
-        name: "mail-log".into(),
-        ok,
-        detail,
-    };
-    let Ok(q) = quote(log) else {
-        return (
-            check(false, format!("{log} cannot be quoted")),
-            GateTry::Fail,
-        );
-    };
-    let patterns: String = MAIL_LOG_FAILURES
+    let q = quote(log).map_err(|e| format!("{log} cannot be quoted: {e}"))?;
+    let patterns: String = patterns
         .iter()
         .map(|p| quote(p).map(|p| format!(" -e {p}")))
         .collect::<Result<_, _>>()
-        .unwrap_or_default();
+        .map_err(|e| e.to_string())?;
     let script = format!("tail -c +{} {q} | grep -F{patterns}", offset + 1);
-    let out = match node
+    let out = node
         .session
         .exec(
             crate::ssh::RunAs::Service,
@@ -954,41 +953,258 @@ async fn mail_log_check(node: &NodeCtx, offset: u64) -> (GateCheck, GateTry) {
             node.host.command_timeout,
         )
         .await
-    {
-        Ok(o) => o,
-        Err(e) => {
-            return (
-                check(false, format!("cannot read {log}: {e}")),
-                GateTry::Retry,
-            );
-        }
-    };
+        .map_err(|e| format!("cannot read {log}: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let names: Vec<&str> = node.log_names.iter().map(String::as_str).collect();
-    let mine: Vec<&str> = text
+    Ok(text
         .lines()
         .filter(|l| {
             crate::carbonio::running::host_of(l)
                 .is_some_and(|h| crate::carbonio::running::is_this_host(h, &names))
         })
-        .collect();
-    if mine.is_empty() {
-        (
+        .map(str::to_string)
+        .collect())
+}
+
+async fn mail_log_check(node: &NodeCtx, offset: u64) -> (GateCheck, GateTry) {
+    let log = node.session.flavour().mail_log();
+    let check = |ok: bool, detail: String| GateCheck {
+        name: "mail-log".into(),
+        ok,
+        detail,
+    };
+    match log_lines_since(node, offset, &MAIL_LOG_FAILURES).await {
+        Err(e) => (check(false, e), GateTry::Retry),
+        Ok(mine) if mine.is_empty() => (
             check(
                 true,
                 format!("{log} since the reload: no policy or Postfix failure from this host"),
             ),
             GateTry::Pass,
-        )
-    } else {
-        (
+        ),
+        Ok(mine) => (
             check(
                 false,
                 format!("{log} since the reload: {}", mine.join(" | ")),
             ),
             GateTry::Fail,
-        )
+        ),
     }
+}
+
+/// Whether the outside probe was outside `mynetworks`, from the client address Postfix
+/// logged for it (see [`super::vantage`]).
+async fn vantage_check(
+    node: &NodeCtx,
+    offset: Option<u64>,
+    local: Option<std::net::IpAddr>,
+    facts: &crate::carbonio::gather::EffectiveFacts,
+) -> (GateCheck, GateTry) {
+    let check = |ok: bool, detail: String| GateCheck {
+        name: "vantage".into(),
+        ok,
+        detail,
+    };
+    let log = node.session.flavour().mail_log();
+    let Some(offset) = offset else {
+        return (
+            check(false, format!("vantage unverified: {log} cannot be read")),
+            GateTry::Fail,
+        );
+    };
+    let lines = match log_lines_since(node, offset, &[": connect from "]).await {
+        Ok(l) => l,
+        Err(e) => {
+            return (
+                check(false, format!("vantage unverified: {e}")),
+                GateTry::Retry,
+            );
+        }
+    };
+    let logged = super::vantage::logged_clients(lines.iter().map(String::as_str));
+    let Some(client) = super::vantage::probe_client(&logged, local) else {
+        return (
+            check(
+                false,
+                format!(
+                    "vantage unverified: Postfix logged {} for the probe in {log} (connect from: {logged:?})",
+                    if logged.is_empty() {
+                        "no client"
+                    } else {
+                        "several clients"
+                    }
+                ),
+            ),
+            GateTry::Retry,
+        );
+    };
+    let Some(mynetworks) = facts.postconf.get("mynetworks") else {
+        return (
+            check(
+                false,
+                "vantage unverified: postconf shows no mynetworks".into(),
+            ),
+            GateTry::Fail,
+        );
+    };
+    match super::vantage::in_mynetworks(client, mynetworks) {
+        Some(false) => (
+            check(
+                true,
+                format!(
+                    "Postfix logged the probe from {client}, outside mynetworks ({mynetworks})"
+                ),
+            ),
+            GateTry::Pass,
+        ),
+        Some(true) => (
+            check(
+                false,
+                format!(
+                    "vantage invalid: Postfix logged the probe from {client}, inside mynetworks ({mynetworks}): permitted before the policy service is consulted, so this probe cannot see it fail; probe from a host outside mynetworks"
+                ),
+            ),
+            GateTry::Fail,
+        ),
+        None => (
+            check(
+                false,
+                format!(
+                    "vantage unverified: {client} is not in mynetworks' addresses, but its lookups ({mynetworks}) cannot be evaluated here"
+                ),
+            ),
+            GateTry::Fail,
+        ),
+    }
+}
+
+/// The gate's probe from outside `mynetworks` (`probe_from = "orchestrator"`), in one SMTP
+/// session from this machine to the node's port 25: a known recipient must get 250 (a
+/// `451 4.3.5` there is the policy service failing), an unknown one in a local domain and
+/// one in an alias domain 5xx; RCPT only, RSET between, never DATA. The vantage is
+/// verified first from what Postfix logged.
+async fn outside_probe(
+    node: &NodeCtx,
+    facts: &crate::carbonio::gather::EffectiveFacts,
+) -> (Vec<GateCheck>, Vec<String>, GateTry) {
+    let mut checks = Vec::new();
+    let mut asked: Vec<(&'static str, String)> = Vec::new();
+    match &node.known_rcpt {
+        Some(Ok(k)) => asked.push(("smtp-known", k.clone())),
+        Some(Err(why)) => {
+            checks.push(GateCheck {
+                name: "smtp-known".into(),
+                ok: false,
+                detail: why.clone(),
+            });
+            return (checks, Vec::new(), GateTry::Fail);
+        }
+        None => checks.push(GateCheck {
+            name: "smtp-known".into(),
+            ok: true,
+            detail: "not asked: no `known_rcpt` (playbook [rollout], or the host's inventory var)"
+                .into(),
+        }),
+    }
+    if let Some(u) = &node.rcpt {
+        asked.push(("smtp", u.clone()));
+    }
+    match &node.alias_rcpt {
+        Some(a) => asked.push(("smtp-alias", a.clone())),
+        None => checks.push(GateCheck {
+            name: "smtp-alias".into(),
+            ok: true,
+            detail: "not applicable: the cluster has no alias domain".into(),
+        }),
+    }
+    if asked.is_empty() {
+        return (checks, Vec::new(), GateTry::Pass);
+    }
+    let offset = mail_log_size(node).await;
+    let stream = match tokio::net::TcpStream::connect((node.host.address.as_str(), 25)).await {
+        Ok(s) => s,
+        Err(e) => {
+            checks.push(GateCheck {
+                name: "smtp".into(),
+                ok: false,
+                detail: format!("{}:25: {e}", node.host.address),
+            });
+            return (checks, Vec::new(), GateTry::Retry);
+        }
+    };
+    let local = stream.local_addr().ok().map(|a| a.ip());
+    let rcpts: Vec<&str> = asked.iter().map(|(_, r)| r.as_str()).collect();
+    let ex = match smtp::probe_rcpts(
+        stream,
+        "carbonio-fleet.probe",
+        &rcpts,
+        Duration::from_secs(30),
+    )
+    .await
+    {
+        Ok(ex) => ex,
+        Err(e) => {
+            checks.push(GateCheck {
+                name: "smtp".into(),
+                ok: false,
+                detail: e.to_string(),
+            });
+            return (checks, Vec::new(), GateTry::Retry);
+        }
+    };
+    if ex.rcpts.len() < asked.len() {
+        let (detail, verdict) = match &ex.early {
+            Some(r) if r.code == 421 => (
+                format!("{} {} (still starting)", r.code, r.text),
+                GateTry::Retry,
+            ),
+            Some(r) => (
+                format!("dialogue stopped: {} {}", r.code, r.text),
+                GateTry::Fail,
+            ),
+            None => ("no reply".to_string(), GateTry::Retry),
+        };
+        checks.push(GateCheck {
+            name: "smtp".into(),
+            ok: false,
+            detail,
+        });
+        return (checks, ex.transcript, verdict);
+    }
+    let (v, verdict) = vantage_check(node, offset, local, facts).await;
+    checks.push(v);
+    if !matches!(verdict, GateTry::Pass) {
+        return (checks, ex.transcript, verdict);
+    }
+    let mut overall = GateTry::Pass;
+    for ((name, rcpt), r) in asked.iter().zip(&ex.rcpts) {
+        let said = format!("RCPT TO:<{rcpt}> → {} {}", r.code, r.text);
+        let (ok, detail) = match (*name, r.code) {
+            ("smtp-known", 200..=299) => (true, said),
+            ("smtp-known", 400..=499) => (
+                false,
+                format!(
+                    "{said}: a known recipient deferred from outside mynetworks: the policy service is not answering (451 4.3.5 is smtpd_policy_service_default_action)"
+                ),
+            ),
+            ("smtp-known", _) => (false, format!("{said}: a known recipient was refused")),
+            (_, 500..=599) => (true, said),
+            (_, 400..=499) => (false, format!("{said}: a temporary failure")),
+            (_, _) => (
+                false,
+                format!("{said}: an unknown recipient was accepted (backscatter)"),
+            ),
+        };
+        if !ok {
+            overall = GateTry::Fail;
+        }
+        checks.push(GateCheck {
+            name: (*name).into(),
+            ok,
+            detail,
+        });
+    }
+    (checks, ex.transcript, overall)
 }
 
 /// The policy service asked on its socket, as smtpd asks it (CARBONIO.md §0.3): a known
@@ -1232,7 +1448,13 @@ async fn gate_once(
     if !pc_ok {
         return (checks, Vec::new(), GateTry::Retry);
     }
-    // 3. SMTP: an unknown recipient in a hosted domain must be rejected with 5xx.
+    // 3. SMTP. From outside mynetworks: vantage, known, unknown and alias recipients.
+    if rollout.probe_from == ProbeFrom::Orchestrator && !node.old_values {
+        let (mut more, transcript, verdict) = outside_probe(node, &facts).await;
+        checks.append(&mut more);
+        return (checks, transcript, verdict);
+    }
+    // From the node: an unknown recipient in a hosted domain must be rejected with 5xx.
     let Some(rcpt) = &node.rcpt else {
         checks.push(GateCheck {
             name: "smtp".into(),
@@ -2132,6 +2354,14 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
                     .iter()
                     .find(|d| !ok.facts.local_domains.contains(d))
                     .map(|d| format!("cfleet-probe-{nonce}@{d}")),
+                known_rcpt: match g.host.vars.get("known_rcpt") {
+                    Some(v) if crate::playbook::is_plain_address(v) => Some(Ok(v.clone())),
+                    Some(v) => Some(Err(format!(
+                        "inventory var known_rcpt of {} is not one plain address: {v:?}",
+                        g.host.name
+                    ))),
+                    None => loaded.playbook.rollout.known_rcpt.clone().map(Ok),
+                },
                 log_names: std::iter::once(ok.facts.hostname.clone())
                     .chain(ok.facts.running.uname.clone())
                     .collect(),

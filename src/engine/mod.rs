@@ -15,4 +15,5 @@ pub mod run;
 pub mod smtp;
 pub mod spawn_fix;
 pub mod stage;
+pub mod vantage;
 pub mod verdict;

@@ -517,6 +517,7 @@ mod tests {
             only_if_changed: true,
             policy_socket: true,
             rollback: true,
+            known_rcpt: None,
         }
     }
 

@@ -1,4 +1,5 @@
-//! The SMTP probe: EHLO, `MAIL FROM:<>`, `RCPT TO:<addr>`, QUIT over any byte stream (an
+//! The SMTP probe: EHLO, `MAIL FROM:<>`, `RCPT TO:<addr>` (RSET between several), QUIT
+//! over any byte stream (an
 //! SSH direct-tcpip channel to the node's 127.0.0.1:25, or a TCP connection from the
 //! orchestrator). The transcript is kept as evidence for the report.
 
@@ -19,8 +20,10 @@ pub struct Reply {
 pub struct Exchange {
     /// `C: …` / `S: …` lines.
     pub transcript: Vec<String>,
-    /// The answer to RCPT TO, when the dialogue got that far.
+    /// The answer to the first RCPT TO, when the dialogue got that far.
     pub rcpt: Option<Reply>,
+    /// Every RCPT TO answer, in the order asked ([`probe_rcpts`]).
+    pub rcpts: Vec<Reply>,
     /// The reply that ended the dialogue early (421 greeting, a refused MAIL FROM …).
     pub early: Option<Reply>,
 }
@@ -55,11 +58,28 @@ pub async fn probe<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    probe_rcpts(stream, helo, &[rcpt], step).await
+}
+
+/// Asks about each of `rcpts` in one session: EHLO, then per recipient `MAIL FROM:<>`,
+/// `RCPT TO:<…>` and, before the next one, RSET; then QUIT. Never DATA: nothing is
+/// ever delivered. `Exchange::rcpts` holds the RCPT replies in order (fewer when the
+/// dialogue stopped early; `early` says why).
+pub async fn probe_rcpts<S>(
+    stream: S,
+    helo: &str,
+    rcpts: &[&str],
+    step: Duration,
+) -> Result<Exchange, SmtpError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let (r, mut w) = tokio::io::split(stream);
     let mut r = BufReader::new(r);
     let mut ex = Exchange {
         transcript: Vec::new(),
         rcpt: None,
+        rcpts: Vec::new(),
         early: None,
     };
     let greet = read_reply(&mut r, &mut ex, step).await?;
@@ -67,18 +87,25 @@ where
         ex.early = Some(greet);
         return Ok(ex);
     }
-    for (cmd, is_rcpt) in [
-        (format!("EHLO {helo}"), false),
-        ("MAIL FROM:<>".to_string(), false),
-        (format!("RCPT TO:<{rcpt}>"), true),
-    ] {
+    let mut cmds: Vec<(String, bool)> = vec![(format!("EHLO {helo}"), false)];
+    for (i, rcpt) in rcpts.iter().enumerate() {
+        if i > 0 {
+            cmds.push(("RSET".to_string(), false));
+        }
+        cmds.push(("MAIL FROM:<>".to_string(), false));
+        cmds.push((format!("RCPT TO:<{rcpt}>"), true));
+    }
+    for (cmd, is_rcpt) in cmds {
         ex.transcript.push(format!("C: {cmd}"));
         w.write_all(format!("{cmd}\r\n").as_bytes()).await?;
         w.flush().await?;
         let reply = read_reply(&mut r, &mut ex, step).await?;
         if is_rcpt {
-            ex.rcpt = Some(reply);
-            break;
+            if ex.rcpt.is_none() {
+                ex.rcpt = Some(reply.clone());
+            }
+            ex.rcpts.push(reply);
+            continue;
         }
         if !(200..300).contains(&reply.code) {
             ex.early = Some(reply);
@@ -178,6 +205,52 @@ mod tests {
         assert!(
             ex.transcript
                 .contains(&"C: RCPT TO:<x@example.com>".to_string())
+        );
+    }
+
+    #[tokio::test]
+    async fn several_recipients_are_asked_with_rset_between_and_never_data() {
+        let (a, b) = tokio::io::duplex(4096);
+        let server = tokio::spawn(serve(
+            b,
+            &[
+                "220 mx ESMTP Postfix\r\n",
+                "250 mx\r\n",
+                "250 2.1.0 Ok\r\n",
+                "250 2.1.5 Ok\r\n",
+                "250 2.0.0 Ok\r\n",
+                "250 2.1.0 Ok\r\n",
+                "550 5.1.1 <u@alias.example>: Recipient address rejected: Mailbox unavailable\r\n",
+                "221 2.0.0 Bye\r\n",
+            ],
+        ));
+        let ex = probe_rcpts(
+            a,
+            "p",
+            &["known@a.example", "u@alias.example"],
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        server.await.unwrap();
+        let codes: Vec<u16> = ex.rcpts.iter().map(|r| r.code).collect();
+        assert_eq!(codes, [250, 550]);
+        let sent: Vec<&str> = ex
+            .transcript
+            .iter()
+            .filter_map(|l| l.strip_prefix("C: "))
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                "EHLO p",
+                "MAIL FROM:<>",
+                "RCPT TO:<known@a.example>",
+                "RSET",
+                "MAIL FROM:<>",
+                "RCPT TO:<u@alias.example>",
+                "QUIT"
+            ]
         );
     }
 

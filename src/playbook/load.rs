@@ -533,6 +533,7 @@ fn rollout(
         only_if_changed: true,
         policy_socket: true,
         rollback: true,
+        known_rcpt: None,
     };
     let batch = raw.batch.as_ref().and_then(|b| match b.get_ref() {
         RawBatch::One(a) => {
@@ -620,7 +621,34 @@ fn rollout(
         only_if_changed: raw.only_if_changed.unwrap_or(defaults.only_if_changed),
         policy_socket: raw.policy_socket.unwrap_or(defaults.policy_socket),
         rollback: raw.rollback.unwrap_or(defaults.rollback),
+        known_rcpt: raw.known_rcpt.as_ref().and_then(|k| {
+            if is_plain_address(k.get_ref()) {
+                Some(k.get_ref().clone())
+            } else {
+                errors.push(src.error(
+                    k.span(),
+                    "rollout.known_rcpt",
+                    format!(
+                        "must be one plain address (local@domain, no spaces, control characters or angle brackets), found {:?}",
+                        k.get_ref()
+                    ),
+                ));
+                None
+            }
+        }),
     }
+}
+
+/// An address that can go into `RCPT TO:<…>` as it is: one `@`, printable ASCII, no
+/// space, angle bracket or control character (an SMTP command cannot be smuggled in).
+pub fn is_plain_address(a: &str) -> bool {
+    let mut parts = a.splitn(2, '@');
+    let (local, domain) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    !local.is_empty()
+        && !domain.is_empty()
+        && !domain.contains('@')
+        && a.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
 }
 
 #[cfg(test)]
@@ -1029,6 +1057,14 @@ mod tests {
         pb.toml:11:9: rollout.pause: invalid duration `soon`: expected number at 0
           hint: durations look like "10s", "5m" or "1h30m"
         pb.toml:12:18: rollout.health_timeout: must be longer than 0s"#}; "rollout ranges")]
+    #[test_case(indoc! {r#"
+        [[probe]]
+        id = "P1"
+        title = "t"
+        kind = "smtp"
+        [rollout]
+        known_rcpt = "user@a.example>\r\nDATA"
+    "#}, r#"pb.toml:7:14: rollout.known_rcpt: must be one plain address (local@domain, no spaces, control characters or angle brackets), found "user@a.example>\r\nDATA""#; "known_rcpt injection")]
     fn semantic_errors(body: &str, expected: &str) {
         assert_eq!(errors_of(&format!("{HEAD}{body}")), expected);
     }

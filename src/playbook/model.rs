@@ -170,6 +170,10 @@ pub struct Rollout {
     /// A node that fails its gate gets its staged server entries removed, is reloaded and
     /// gated again (`false`, or `apply --no-rollback`, keeps it as it is for inspection).
     pub rollback: bool,
+    /// A recipient the MTAs accept (an existing mailbox): the gate's outside probe
+    /// expects 250 for it, and `451 4.3.5` there is a broken policy service. An
+    /// inventory host's `known_rcpt` var wins (each cluster hosts other domains).
+    pub known_rcpt: Option<String>,
     pub probe_from: ProbeFrom,
     pub only_if_changed: bool,
 }

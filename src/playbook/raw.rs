@@ -91,6 +91,7 @@ pub struct RawRollout {
     pub only_if_changed: Option<bool>,
     pub policy_socket: Option<bool>,
     pub rollback: Option<bool>,
+    pub known_rcpt: Option<Spanned<String>>,
 }
 
 /// `rollout.restart` as written: the current values and the deprecated ones `load` maps

@@ -304,9 +304,10 @@ pub(crate) async fn smtp_outside_loop(
     while let Some(sock) = next_connection(&listener, &cancel).await {
         let node = node.clone();
         let cancel = cancel.clone();
+        let peer = sock.peer_addr().ok().map(|a| a.ip());
         tokio::spawn(async move {
             tokio::select! {
-                _ = smtp::serve(node, sock, Vantage::Outside) => {}
+                _ = smtp::serve_from(node, sock, Vantage::Outside, peer) => {}
                 _ = cancel.cancelled() => {}
             }
         });

@@ -127,6 +127,23 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     vantage: Vantage,
 ) -> std::io::Result<()> {
+    serve_from(node, stream, vantage, None).await
+}
+
+/// [`serve`], logging the client as Postfix's smtpd does (`connect from NAME[ADDR]`,
+/// smtpd.c): `peer` for a TCP client, else the node itself (an SSH direct-tcpip channel
+/// to 127.0.0.1:25 arrives from sshd on the node).
+pub async fn serve_from<S: AsyncRead + AsyncWrite + Unpin>(
+    node: Arc<Node>,
+    stream: S,
+    vantage: Vantage,
+    peer: Option<std::net::IpAddr>,
+) -> std::io::Result<()> {
+    let client = match peer {
+        Some(ip) => format!("unknown[{ip}]"),
+        None => "localhost[127.0.0.1]".to_string(),
+    };
+    node.log_mail("postfix/smtpd", &format!("connect from {client}"));
     let (r, mut w) = tokio::io::split(stream);
     let mut lines = BufReader::new(r).lines();
     let host = node.hostname();
