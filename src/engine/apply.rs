@@ -2578,8 +2578,12 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
             _ => (b.clone(), false),
         };
         h.timings = b.timings.clone();
-        // Findings of the first gather (blocked changes) stay in the record.
+        // Findings of the first gather (blocked changes) stay in the record; what it
+        // said about the running state is superseded by the proof's reading.
         for f in &b.findings {
+            if proven && !f.blocking {
+                continue;
+            }
             if !h
                 .findings
                 .iter()

@@ -415,14 +415,26 @@ pub fn holds(view: &ClusterView) -> Vec<HeldBy> {
                 .into(),
         });
     }
+    // An unreachable host's server name is unknown; where LDAP lists an MTA by the
+    // host's own name (the usual FQDN inventory), they are the same.
+    let mut unreachable_servers = Vec::new();
     for h in &view.unreachable {
+        let server = view
+            .ldap_mtas
+            .iter()
+            .find(|s| s.eq_ignore_ascii_case(h))
+            .cloned();
+        unreachable_servers.extend(server.clone());
         out.push(HeldBy {
-            server: None,
+            server,
             host: Some(h.clone()),
             reason: "unreachable: not gathered in this run".into(),
         });
     }
     for s in &view.ldap_mtas {
+        if unreachable_servers.contains(s) {
+            continue;
+        }
         match view.in_run.get(s) {
             Some((_, Standing::Ready)) => {}
             Some((host, Standing::Holds(why))) => out.push(HeldBy {
@@ -435,6 +447,11 @@ pub fn holds(view: &ClusterView) -> Vec<HeldBy> {
                 host: None,
                 reason: if view.limited {
                     "an MTA of this cluster in LDAP that this run did not include (outside --limit, or not in the inventory)".into()
+                } else if !view.unreachable.is_empty() {
+                    format!(
+                        "an MTA of this cluster in LDAP that no reachable host of this run is (perhaps {})",
+                        view.unreachable.join(", ")
+                    )
                 } else {
                     "an MTA of this cluster in LDAP that the inventory does not have".into()
                 },
@@ -528,6 +545,11 @@ mod tests {
             holds(&view)[0].reason,
             "unreachable: not gathered in this run"
         );
+        // LDAP lists it by the host's name: one entry, with its server.
+        view.ldap_mtas.push("a4".into());
+        let held = holds(&view);
+        assert_eq!(held.len(), 1, "{held:?}");
+        assert_eq!(held[0].server.as_deref(), Some("a4"));
     }
 
     #[test]

@@ -240,6 +240,9 @@ pub fn render_html(report: &Report) -> String {
     );
     out.push_str(&metadata(report));
     out.push_str(&summary(report));
+    if !report.promotions.is_empty() {
+        out.push_str(&promotions_section(report));
+    }
     out.push_str(&filter_bar(report));
 
     for status in STATUS_ORDER {
@@ -645,6 +648,47 @@ fn checks_section(host: &HostReport) -> Option<String> {
 }
 
 /// The domain authentication section: one table per cluster.
+/// apply: which clusters got their global config (promotion) and which did not, and the
+/// MTAs that hold it back.
+fn promotions_section(report: &Report) -> String {
+    let mut out = String::from(
+        "<section id=\"promotions\">\n<h2>Promotion of the staged values</h2>\n\
+         <p class=\"explain\">Apply stages the new values on each MTA's own server entry, \
+         batch by batch, and writes the cluster's global config only once every MTA LDAP \
+         lists passed its health gate (then the temporary entries are removed).</p>\n\
+         <table class=\"checks\"><thead><tr><th>Cluster</th><th>State</th><th>Detail</th>\
+         <th>Held by</th></tr></thead><tbody>\n",
+    );
+    for p in &report.promotions {
+        let held: Vec<String> = p
+            .held_by
+            .iter()
+            .map(|h| {
+                format!(
+                    "{}: {}",
+                    escape(
+                        h.host
+                            .as_deref()
+                            .or(h.server.as_deref())
+                            .unwrap_or("the cluster")
+                    ),
+                    escape(&h.reason)
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&p.cluster),
+            escape(&p.state),
+            escape(&p.detail),
+            held.join("<br>")
+        );
+    }
+    out.push_str("</tbody></table>\n</section>\n");
+    out
+}
+
 fn domains_section(domains: &[DomainReport]) -> String {
     let mut out = String::from(
         "<section id=\"domains\">\n<h2>Domain authentication: SPF, DKIM, DMARC</h2>\n\

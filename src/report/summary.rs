@@ -121,6 +121,7 @@ pub fn render(report: &Report) -> String {
     }
 
     rollout_section(&mut s, report);
+    promotion_section(&mut s, report);
 
     let mut compliant: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for h in report
@@ -259,6 +260,37 @@ fn rollout_section(s: &mut String, report: &Report) {
             plural(names.len(), "host"),
             names.join(", ")
         );
+    }
+}
+
+/// apply only: each cluster whose global config was staged, promoted or not, and the MTAs
+/// that hold a promotion back.
+fn promotion_section(s: &mut String, report: &Report) {
+    if report.promotions.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\nPROMOTION ({} cluster{})",
+        report.promotions.len(),
+        if report.promotions.len() == 1 {
+            ""
+        } else {
+            "s"
+        }
+    );
+    for p in &report.promotions {
+        let _ = writeln!(s, "  cluster {}: {}: {}", p.cluster, p.state, p.detail);
+        for h in &p.held_by {
+            let who = match (&h.host, &h.server) {
+                (Some(host), Some(server)) if host.eq_ignore_ascii_case(server) => host.clone(),
+                (Some(host), Some(server)) => format!("{host} (server {server})"),
+                (Some(host), None) => host.clone(),
+                (None, Some(server)) => format!("server {server}"),
+                (None, None) => "the cluster".into(),
+            };
+            let _ = writeln!(s, "    held by {who}: {}", h.reason);
+        }
     }
 }
 
@@ -466,6 +498,44 @@ mod tests {
 
                 6 hosts: 4 compliant, 0 drift, 0 restart-pending, 1 failed, 1 not attempted
             "}
+        );
+    }
+
+    #[test]
+    fn apply_summary_says_which_mtas_hold_a_promotion() {
+        use crate::report::model::{HeldBy, PromotionRecord};
+        let mut report = sample_report();
+        report.command = "apply".into();
+        report.promotions = vec![
+            PromotionRecord {
+                cluster: "acme".into(),
+                state: "promotion-held".into(),
+                detail: "1 MTA(s) of the cluster have not proven the staged values".into(),
+                mtas: vec!["mx1.acme".into(), "mx2.acme".into()],
+                held_by: vec![HeldBy {
+                    server: Some("mx2.acme".into()),
+                    host: None,
+                    reason: "outside --limit".into(),
+                }],
+                ran_on: None,
+                commands: Vec::new(),
+            },
+            PromotionRecord {
+                cluster: "globex".into(),
+                state: "promoted".into(),
+                detail: "every MTA passed".into(),
+                mtas: vec!["mx1.globex".into()],
+                held_by: Vec::new(),
+                ran_on: Some("mx1.globex".into()),
+                commands: Vec::new(),
+            },
+        ];
+        let out = render(&report);
+        assert!(
+            out.contains(
+                "PROMOTION (2 clusters)\n  cluster acme: promotion-held: 1 MTA(s) of the cluster have not proven the staged values\n    held by server mx2.acme: outside --limit\n  cluster globex: promoted: every MTA passed\n"
+            ),
+            "{out}"
         );
     }
 
