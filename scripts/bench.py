@@ -4,6 +4,11 @@
   scripts/bench [scale] [--sizes 100,1000,5000] [--latencies 0s,1s] [--restarts 1s] [--forks 64]
   sudo scripts/bench peer [--peer-sizes 50,200] [--reps 3]
   sudo scripts/bench peer-apply [--peer-sizes 50] [--reps 1]
+  scripts/bench apply-terms [--terms-sizes 30,120] [--latencies 1s] [--pause 2s]
+
+apply-terms: apply (staged, reload) on a fresh simulated fleet with realistic program costs,
+its wall time split into the terms batches x (stage write + read-back + render wait + reload
++ gate + pause) + promotion, from the journal's timestamps.
 
 peer-apply: remediation side by side (fresh real fleet per tool and rep): carbonio-fleet
 apply vs the Ansible hardening playbook (serial 10%), then one check of the end state.
@@ -35,7 +40,7 @@ def measured(cmd, **kw):
     return p.returncode, wall, user + sys_, rss, p.stdout, p.stderr
 
 
-def start_fleet(n, latency, restart, workdir, port_base):
+def start_fleet(n, latency, restart, workdir, port_base, mix=None):
     d = os.path.join(workdir, f"fleet-{n}-{latency}-{restart}")
     os.makedirs(d, exist_ok=True)
     log = open(os.path.join(d, "simulate.log"), "w")
@@ -43,7 +48,8 @@ def start_fleet(n, latency, restart, workdir, port_base):
     # colliding with the ephemeral port range the client's own connections use.
     p = subprocess.Popen(
         [BIN, "simulate", "--nodes", str(n), "--latency", latency, "--restart-time", restart,
-         "--cluster-size", "3", "--loopback-ips", "--port-base", str(port_base), "--dir", d],
+         "--cluster-size", "3", "--loopback-ips", "--port-base", str(port_base), "--dir", d]
+        + (["--profile-mix", mix] if mix else []),
         stdout=log, stderr=subprocess.STDOUT)
     inv = os.path.join(d, "inventory.toml")
     deadline = time.time() + 120
@@ -444,6 +450,104 @@ def peer_apply(args, results):
                     harness.wait(timeout=120)
 
 
+APPLY_TERMS_ROLLOUT = """[rollout]
+batch = "25%"
+per_cluster = 1
+canary = 1
+pause = "{pause}"
+max_failures = "10%"
+health_timeout = "2m"
+probe_from = "node"
+only_if_changed = true
+"""
+
+
+def journal_terms(report_dir):
+    """Apply's wall time in its terms, from the journal's timestamps: per host stage write
+    and read-back (stage-started → staged), render wait (restart-started → rendered, the
+    configrewrite and the reads until the files hold the values), reload (rendered →
+    restarted), gate (restarted → gate-passed); per batch the pause before the next one;
+    per cluster the promotion (promotion-started → promoted)."""
+    path = os.path.join(report_dir, "latest", "journal.jsonl")
+    with open(os.path.join(report_dir, "latest", "report.json")) as f:
+        report = json.load(f)
+    batch_of = {h["name"]: (h.get("apply") or {}).get("batch") for h in report["hosts"]}
+    steps = {}
+    with open(path) as f:
+        for line in f:
+            e = json.loads(line)
+            steps.setdefault(e["host"], {})[e["step"]] = ts(e["at"])
+    pairs = {"stage": ("stage-started", "staged"), "render": ("restart-started", "rendered"),
+             "reload": ("rendered", "restarted"), "gate": ("restarted", "gate-passed"),
+             "promotion": ("promotion-started", "promoted")}
+    terms = {k: [] for k in pairs}
+    for host, st in steps.items():
+        for k, (a, b) in pairs.items():
+            if a in st and b in st:
+                terms[k].append(st[b] - st[a])
+    batches = {}
+    for host, st in steps.items():
+        b = batch_of.get(host)
+        if b and "stage-started" in st and "gate-passed" in st:
+            lo, hi = batches.get(b, (float("inf"), 0.0))
+            batches[b] = (min(lo, st["stage-started"]), max(hi, st["gate-passed"]))
+    order = sorted(batches)
+    pauses = [batches[n][0] - batches[p][1] for p, n in zip(order, order[1:])]
+    in_batches = sum(hi - lo for lo, hi in batches.values())
+    return terms, len(order), in_batches, pauses
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if xs else 0.0
+
+
+def apply_terms(args, results):
+    """apply on a fresh simulated fleet with realistic program costs (every JVM start
+    costs --latencies' first value): its wall time and each term of
+    batches x (stage write + read-back + render wait + reload + gate + pause) + promotion."""
+    work = workdir(args, "cfleet-apply-terms-")
+    with open(os.path.join(ROOT, "playbooks", "backscatter.toml")) as f:
+        text = f.read()
+    text = text[: text.index("[rollout]")]
+    blocks, block = [], ""
+    for line in text.splitlines(keepends=True):
+        if line.startswith("["):
+            blocks.append(block)
+            block = ""
+        block += line
+    blocks.append(block)
+    pb = os.path.join(work, "apply-terms.toml")
+    with open(pb, "w") as f:
+        f.write("".join(b for b in blocks if 'kind = "dns"' not in b)
+                + APPLY_TERMS_ROLLOUT.format(pause=args.pause))
+    latency = args.latencies[0]
+    for n in args.terms_sizes:
+        proc, d, inv = start_fleet(n, latency, "1s", work, 2222,
+                                   mix="legacy+non-compliant+spawn-user-fixed=1,systemd+non-compliant+spawn-user-fixed=1")
+        reports = os.path.join(d, "reports")
+        try:
+            code, wall, cpu, rss, _, err = measured(
+                [BIN, "apply", "-i", inv, "-p", pb, "--yes", "--report-dir", reports,
+                 "--progress", "never", "--forks", str(args.forks)])
+        finally:
+            stop(proc)
+        terms, nbatches, in_batches, pauses = journal_terms(reports)
+        row = {"part": "terms", "command": "apply", "nodes": n, "jvm_latency": latency,
+               "forks": args.forks, "exit": code, "wall_s": wall, "cpu_s": cpu,
+               "peak_rss_mib": rss / 1024, "batches": nbatches,
+               "in_batches_s": round(in_batches, 2), "pauses_s": round(sum(pauses), 2),
+               "median_s": {k: round(median(v), 2) for k, v in terms.items()},
+               "promotion_s": round(sum(terms["promotion"]), 2)}
+        results.append(row)
+        m = row["median_s"]
+        print(f"terms  apply {n:>6} nodes  jvm {latency:<4} exit {code}  wall {wall:7.2f} s  cpu {cpu:6.2f} s  "
+              f"rss {rss / 1024:6.1f} MiB  batches {nbatches}  per host (median): stage {m['stage']} s + "
+              f"render {m['render']} s + reload {m['reload']} s + gate {m['gate']} s; in batches "
+              f"{row['in_batches_s']} s + pauses {row['pauses_s']} s + promotion {row['promotion_s']} s "
+              f"(rest: gather, plan and proof)", flush=True)
+
+
 def workdir(args, prefix):
     """A temp dir for one part's fleets and logs; removed at exit unless --keep (a 5,000-node
     fleet's state is ~150 MiB)."""
@@ -475,6 +579,9 @@ def main():
     ap.add_argument("--commands", default="check,apply")
     ap.add_argument("--peer-sizes", default="50,200")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--terms-sizes", default="30,120",
+                    help="apply-terms: fleet sizes (clusters of 3)")
+    ap.add_argument("--pause", default="2s", help="apply-terms: [rollout] pause")
     ap.add_argument("--keep", action="store_true", help="keep the fleets' directories and the per-run logs")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-results.json"))
     args = ap.parse_args()
@@ -483,6 +590,7 @@ def main():
     args.restarts = args.restarts.split(",")
     args.commands = args.commands.split(",")
     args.peer_sizes = [int(s) for s in args.peer_sizes.split(",")]
+    args.terms_sizes = [int(s) for s in args.terms_sizes.split(",")]
     results = []
     print(f"# carbonio-fleet bench {datetime.now().isoformat(timespec='seconds')}  "
           f"({os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f})")
@@ -492,6 +600,8 @@ def main():
         peer(args, results)
     if "peer-apply" in args.parts:
         peer_apply(args, results)
+    if "apply-terms" in args.parts:
+        apply_terms(args, results)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
     print(json.dumps(results))

@@ -515,7 +515,10 @@ async fn restart_and_gate(node: NodeCtx, env: TaskEnv, phase: &'static str) -> N
                     )
                     .await
                     {
-                        Ok(()) => run_step(&node, reload, "reload", timeout, &mut commands).await,
+                        Ok(()) => {
+                            let _ = journal.record(&name, &format!("{phase}rendered"), "");
+                            run_step(&node, reload, "reload", timeout, &mut commands).await
+                        }
                         Err(why) => Err(why),
                     }
                 }
@@ -1617,6 +1620,11 @@ async fn stage_group(nodes: Vec<NodeCtx>, env: TaskEnv) -> Vec<NodeRun> {
                     lines.extend(entry_changes(&n.stage.server, &todo, false));
                 }
                 let servers: Vec<&str> = writers.iter().map(|n| n.stage.server.as_str()).collect();
+                for n in &writers {
+                    let _ = env
+                        .journal
+                        .record(&n.host.name, "stage-started", &exec.host.name);
+                }
                 let batch = NodeBatch {
                     node: exec.host.name.clone(),
                     changes: lines,
@@ -1858,6 +1866,7 @@ async fn promote(
         node: host.name.clone(),
         changes,
     };
+    let _ = journal.record(p.cluster, "promotion-started", &host.name);
     let (cmd, res) = run_batch(
         session,
         host,

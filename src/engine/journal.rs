@@ -19,8 +19,12 @@ pub struct Entry {
     /// RFC 3339 UTC.
     pub at: String,
     pub host: String,
-    /// `gathered`, `changed`, `change-failed`, `restart-started`, `restarted`,
-    /// `restart-failed`, `gate-passed`, `gate-failed`, `done`.
+    /// `gathered`, `changed`, `change-failed`, `stage-started`, `staged`,
+    /// `stage-failed`, `proven-earlier`, `restart-started`, `rendered`, `restarted`,
+    /// `restart-failed`, `gate-passed`, `gate-failed`, `rolled-back`, `rollback-failed`,
+    /// `rollback-skipped` (and `rollback-…` for the reload and gate of a rollback),
+    /// `done`; per cluster (`host` is the cluster's name): `promotion-started`,
+    /// `promoted`, `promotion-held`, `promotion-failed`.
     pub step: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
