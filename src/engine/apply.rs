@@ -1945,7 +1945,7 @@ async fn promote_all(
     stopped: Option<String>,
     journal: &Journal,
 ) -> Vec<PromotionRecord> {
-    let mut out = Vec::new();
+    let mut ready = Vec::new();
     for cluster in promoting {
         let Some(global) = change_plan.global.get(cluster) else {
             continue;
@@ -2029,16 +2029,21 @@ async fn promote_all(
         }
         view.ldap_mtas.sort();
         view.ldap_mtas.dedup();
-        let p = ClusterPromotion {
+        ready.push(ClusterPromotion {
             cluster,
             global,
             view,
             entries,
             exec,
-        };
-        out.push(promote(p, &loaded.playbook, stopped.clone(), journal).await);
+        });
     }
-    out
+    // Clusters are independent (one LDAP each): their promotions run concurrently.
+    futures::future::join_all(
+        ready
+            .into_iter()
+            .map(|p| promote(p, &loaded.playbook, stopped.clone(), journal)),
+    )
+    .await
 }
 
 /// Hosts whose gate passed in the last apply's journal (for `--resume`): a staged node
@@ -2379,8 +2384,13 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
                     .iter()
                     .filter(|b| b.cluster == g.host.cluster)
                     .filter_map(|b| loaded.playbook.controls.iter().find(|c| c.id == b.control))
-                    .filter_map(|c| crate::carbonio::postfix::governed_param(&c.attr))
-                    .map(str::to_string)
+                    // The attribute too: the policy entry's check keys on it (it governs
+                    // master.cf, not a main.cf parameter).
+                    .flat_map(|c| {
+                        std::iter::once(c.attr.clone()).chain(
+                            crate::carbonio::postfix::governed_param(&c.attr).map(str::to_string),
+                        )
+                    })
                     .chain(masked_params)
                     .collect(),
                 stage,
