@@ -2299,3 +2299,140 @@ async fn the_outside_probe_verifies_its_vantage_and_sees_a_dying_policy_daemon()
     assert!(ap.rollback.as_ref().unwrap().ok, "{:?}", ap.rollback);
     assert_eq!(r.promotions[0].state, "promotion-held");
 }
+
+/// A node pinned to the old values (inventory var `pin = "true"`) is neither staged nor
+/// reloaded, and does not hold the promotion: the promotion batch gives it a permanent
+/// server entry with the values it had, before the global config changes, so it never
+/// runs the new ones. `check` then reports it as pinned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_node_keeps_the_old_values_through_the_promotion() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![
+            ("a1", "a", mta(Legacy, NonCompliant)),
+            ("a2", "a", mta(Legacy, NonCompliant)),
+        ],
+        Duration::from_millis(100),
+    )
+    .await;
+    let inv = sim.fleet.inventory_path();
+    let text = std::fs::read_to_string(&inv).unwrap();
+    let pinned = text.replacen(
+        "name = \"a2\"\n",
+        "name = \"a2\"\nvars = { pin = \"true\" }\n",
+        1,
+    );
+    assert_ne!(pinned, text, "the inventory names a2");
+    std::fs::write(&inv, pinned).unwrap();
+    let pb = sim.playbook(
+        "batch = 1\ncanary = 1\npause = \"0s\"\nmax_failures = 0\nhealth_timeout = \"20s\"",
+    );
+    let o = sim
+        .run(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
+        .await;
+    assert_eq!(
+        code(&o),
+        exit::DRIFT,
+        "a2 stays off, on purpose: {}",
+        explain(&o)
+    );
+    let r = sim.latest();
+    let p = &r.promotions[0];
+    assert_eq!(p.state, "promoted", "{p:?}");
+    assert!(
+        p.detail
+            .contains("pinned to the old values by a permanent server entry: a2"),
+        "{}",
+        p.detail
+    );
+    assert_eq!(
+        global_value(&sim, "a1", "zimbraMtaEnableSmtpdPolicyd"),
+        ["TRUE"]
+    );
+    let own = own_values(&sim, "a2");
+    assert_eq!(own["zimbraMtaEnableSmtpdPolicyd"], ["FALSE"]);
+    assert_eq!(
+        own["zimbraMtaRestriction"],
+        ["reject_invalid_helo_hostname", "reject_non_fqdn_sender"]
+    );
+    assert!(rendered(&sim, "a2", "smtpd_recipient_restrictions").contains("permit_mynetworks"));
+    assert!(!rendered(&sim, "a2", "smtpd_recipient_restrictions").contains("check_policy_service"));
+    let a2 = r.hosts.iter().find(|h| h.name == "a2").unwrap();
+    assert!(
+        a2.apply.as_ref().unwrap().restart.is_none(),
+        "a pinned node is not reloaded"
+    );
+    assert!(
+        a2.findings.iter().any(|f| f.id == "PINNED"),
+        "{:?}",
+        a2.findings
+    );
+    assert_eq!(status(&r, "a1"), HostStatus::Compliant);
+    assert!(!own_values(&sim, "a1").contains_key("zimbraMtaEnableSmtpdPolicyd"));
+}
+
+/// `--no-rollback` keeps a node that failed its gate as it is, for inspection: its staged
+/// entries stay, it is not reloaded again, and the report says so; the rollout still
+/// aborts and nothing is promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_rollback_keeps_the_failed_node_for_inspection() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![
+            ("d1", "d", mta(Legacy, NonCompliant)),
+            ("d2", "d", mta(Legacy, NonCompliant)),
+        ],
+        Duration::from_millis(100),
+    )
+    .await;
+    sim.fleet.node("d1").unwrap().node().state().policyd_broken =
+        Some("Can't locate Net/LDAP.pm in @INC".into());
+    let pb = sim.playbook(
+        "batch = 1\ncanary = 1\npause = \"0s\"\nmax_failures = 0\nhealth_timeout = \"5s\"",
+    );
+    let o = sim
+        .run(&[
+            "apply",
+            "-p",
+            pb.to_str().unwrap(),
+            "--yes",
+            "--no-rollback",
+        ])
+        .await;
+    assert_eq!(code(&o), exit::ABORTED, "{}", explain(&o));
+    let r = sim.latest();
+    let ap = r
+        .hosts
+        .iter()
+        .find(|h| h.name == "d1")
+        .unwrap()
+        .apply
+        .clone()
+        .unwrap();
+    assert!(ap.rollback.is_none());
+    assert!(
+        ap.rollout
+            .contains("kept as it is for inspection (--no-rollback)"),
+        "{}",
+        ap.rollout
+    );
+    assert!(
+        ap.staged.iter().all(|e| e.state == "staged"),
+        "{:?}",
+        ap.staged
+    );
+    assert_eq!(
+        own_values(&sim, "d1")["zimbraMtaEnableSmtpdPolicyd"],
+        ["TRUE"]
+    );
+    assert_eq!(
+        global_value(&sim, "d1", "zimbraMtaEnableSmtpdPolicyd"),
+        ["FALSE"]
+    );
+    assert_eq!(r.promotions[0].state, "not-promoted");
+    let journal = std::fs::read_to_string(sim.reports().join("latest/journal.jsonl")).unwrap();
+    assert!(journal.contains("\"rollback-skipped\""), "{journal}");
+    assert!(!journal.contains("\"rolled-back\""), "{journal}");
+}

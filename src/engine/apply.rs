@@ -1807,6 +1807,9 @@ struct ClusterPromotion<'a> {
     view: ClusterView,
     /// Nodes whose entries promotion removes (server, entries), and a session to run on.
     entries: Vec<(String, Vec<StageEntry>)>,
+    /// Pinned nodes (server, [(attr, old values, control)]): a permanent entry with the
+    /// old values is written for them before the global config changes.
+    pins: Vec<(String, Vec<(String, Vec<String>, String)>)>,
     exec: Option<(&'a Host, &'a Session, String)>,
 }
 
@@ -1848,7 +1851,34 @@ async fn promote(
         rec.detail = "no node of the cluster has an open session to promote on".into();
         return rec;
     };
-    let mut changes = p.global.changes.clone();
+    let mut changes = Vec::new();
+    for (srv, attrs) in &p.pins {
+        for (attr, old, control) in attrs {
+            // An unset old value cannot be pinned: a server entry cannot say "unset"
+            // over a global value.
+            if old.is_empty() {
+                continue;
+            }
+            let desired = p.global.changes.iter().find(|c| &c.attr == attr);
+            let mut args = vec!["ms".to_string(), srv.clone()];
+            for v in old {
+                args.push(attr.clone());
+                args.push(v.clone());
+            }
+            changes.push(changes::Change {
+                control: control.clone(),
+                attr: attr.clone(),
+                args,
+                restart: false,
+                // Read back: the desired value is not on its entry.
+                expect: desired
+                    .and_then(|d| d.args.last())
+                    .map(|v| crate::playbook::Expectation::Absent(v.clone())),
+            });
+        }
+    }
+    let pinned_lines = changes.len();
+    changes.extend(p.global.changes.iter().cloned());
     for (srv, entries) in &p.entries {
         for e in entries {
             if let Some(args) = e.promote_args(srv) {
@@ -1884,16 +1914,19 @@ async fn promote(
     match res {
         Ok(()) => {
             rec.state = "promoted".into();
+            let removed = batch.changes.len() - p.global.changes.len() - pinned_lines;
             rec.detail = format!(
-                "every MTA of the cluster ({}) passed its gate with the staged values: global config written, {} temporary server entr{} removed",
+                "every MTA of the cluster ({}) passed its gate with the staged values: global config written, {removed} temporary server entr{} removed",
                 rec.mtas.len(),
-                batch.changes.len() - p.global.changes.len(),
-                if batch.changes.len() - p.global.changes.len() == 1 {
-                    "y"
-                } else {
-                    "ies"
-                }
+                if removed == 1 { "y" } else { "ies" }
             );
+            if !p.pins.is_empty() {
+                let names: Vec<&str> = p.pins.iter().map(|(s, _)| s.as_str()).collect();
+                rec.detail.push_str(&format!(
+                    "; pinned to the old values by a permanent server entry: {}",
+                    names.join(", ")
+                ));
+            }
             let _ = journal.record(p.cluster, "promoted", &rec.detail);
         }
         Err(why) => {
@@ -1911,6 +1944,7 @@ fn plan_staging(
     opts: &ApplyOptions,
     playbook: &Playbook,
     before: &[HostReport],
+    pinned: &BTreeSet<String>,
     change_plan: &mut ChangePlan,
 ) -> stage::StagePlan {
     let blocked: Vec<(String, String)> = change_plan
@@ -1919,6 +1953,9 @@ fn plan_staging(
         .map(|b| (b.cluster.clone(), b.control.clone()))
         .collect();
     let mut plan = stage::plan(playbook, before, &blocked, opts.replace_overrides);
+    // A pinned node is not staged: promotion gives it a permanent entry with the old
+    // values instead.
+    plan.nodes.retain(|name, _| !pinned.contains(name));
     if opts.unstage {
         *change_plan = ChangePlan::default();
         for n in plan.nodes.values_mut() {
@@ -1934,6 +1971,7 @@ fn plan_staging(
 #[allow(clippy::too_many_arguments)]
 async fn promote_all(
     promoting: &BTreeSet<String>,
+    pinned: &BTreeSet<String>,
     change_plan: &ChangePlan,
     stage_plan: &stage::StagePlan,
     gathers: &[HostGather],
@@ -1967,6 +2005,7 @@ async fn promote_all(
             ..ClusterView::default()
         };
         let mut entries = Vec::new();
+        let mut pins = Vec::new();
         let mut exec = None;
         for (g, r) in &members {
             let Ok(ok) = &g.outcome else {
@@ -1980,6 +2019,30 @@ async fn promote_all(
             let name = &g.host.name;
             let stage = stage_plan.nodes.get(name);
             let node_state = outcome.nodes.iter().find(|n| &n.name == name);
+            if pinned.contains(name) {
+                // Its own entry keeps the old values (written before the mcf, in the
+                // promotion batch).
+                pins.push((
+                    ok.facts.hostname.clone(),
+                    global
+                        .changes
+                        .iter()
+                        .filter(|c| !ok.facts.server.contains_key(&c.attr))
+                        .map(|c| {
+                            (
+                                c.attr.clone(),
+                                ok.facts.global.get(&c.attr).cloned().unwrap_or_default(),
+                                c.control.clone(),
+                            )
+                        })
+                        .collect(),
+                ));
+                view.in_run.insert(
+                    ok.facts.hostname.to_ascii_lowercase(),
+                    (name.clone(), Standing::Ready),
+                );
+                continue;
+            }
             let standing = if let Some(e) = change_failures.get(name) {
                 Standing::Holds(format!("its server-entry change failed: {}", e.message))
             } else if let Some(m) = stage.filter(|s| !s.masked.is_empty()) {
@@ -2034,6 +2097,7 @@ async fn promote_all(
             global,
             view,
             entries,
+            pins,
             exec,
         });
     }
@@ -2187,7 +2251,14 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     let earlier = check::Earlier::load(&opts.run.report_dir);
     let mut before = check::evaluate_all(&loaded.playbook, &gathers, &earlier);
     let mut change_plan = changes::plan(&loaded.playbook, &before);
-    let mut stage_plan = plan_staging(opts, &loaded.playbook, &before, &mut change_plan);
+    // Inventory var `pin = "true"`: the node keeps the old values for good.
+    let pinned: BTreeSet<String> = loaded
+        .hosts
+        .iter()
+        .filter(|h| h.vars.get(stage::PIN_VAR).is_some_and(|v| v == "true"))
+        .map(|h| h.name.clone())
+        .collect();
+    let mut stage_plan = plan_staging(opts, &loaded.playbook, &before, &pinned, &mut change_plan);
 
     let interrupted = |rx: &watch::Receiver<u32>| *rx.borrow() > 0;
     let restart_estimate = before
@@ -2265,7 +2336,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         if !fix.fixed.is_empty() {
             before = check::evaluate_all(&loaded.playbook, &gathers, &earlier);
             change_plan = changes::plan(&loaded.playbook, &before);
-            stage_plan = plan_staging(opts, &loaded.playbook, &before, &mut change_plan);
+            stage_plan = plan_staging(opts, &loaded.playbook, &before, &pinned, &mut change_plan);
         }
         fix
     } else {
@@ -2517,6 +2588,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     };
     let promotions = promote_all(
         &promoting,
+        &pinned,
         &change_plan,
         &stage_plan,
         &gathers,

@@ -118,7 +118,27 @@ pub fn evaluate_all(
         .iter()
         .map(|b| (b.cluster.clone(), b.control.clone()))
         .collect();
-    let staging = crate::engine::stage::plan(playbook, &reports, &blocked, false);
+    let mut staging = crate::engine::stage::plan(playbook, &reports, &blocked, false);
+    // A node pinned to the old values (inventory var `pin`) is reported as such, not as
+    // masked or staged.
+    for (g, r) in gathers.iter().zip(reports.iter_mut()) {
+        if g.host
+            .vars
+            .get(crate::engine::stage::PIN_VAR)
+            .map(String::as_str)
+            == Some("true")
+        {
+            staging.nodes.remove(&g.host.name);
+            r.findings.push(crate::report::model::Finding {
+                id: crate::engine::stage::PINNED_FINDING.into(),
+                severity: "low".into(),
+                blocking: false,
+                message: "pinned to the old values (inventory var `pin = \"true\"`): apply does not stage it, and a promotion gives it a permanent server entry with the values it had".into(),
+                evidence: format!("inventory {}", g.host.source.display()),
+                hint: "remove `pin` from the host's vars, then apply, to bring it to the playbook's values".into(),
+            });
+        }
+    }
     crate::engine::stage::annotate(&mut reports, &staging);
     reports
 }

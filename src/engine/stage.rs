@@ -30,6 +30,11 @@ use crate::report::model::{Finding, HeldBy, HostReport, HostStatus, Verdict};
 pub const STAGED_FINDING: &str = "STAGED";
 /// The finding for a single-valued server override that keeps a node off the desired value.
 pub const MASKED_FINDING: &str = "OVERRIDE-MASKS-GLOBAL";
+/// The inventory var that pins a node to the old values (`pin = "true"`): it is not
+/// staged, and promotion writes a permanent server entry with the old values for it.
+pub const PIN_VAR: &str = "pin";
+/// The finding a pinned node carries.
+pub const PINNED_FINDING: &str = "PINNED";
 
 /// What kind of server-entry edit a staged value is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
