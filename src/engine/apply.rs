@@ -1799,6 +1799,9 @@ async fn roll_back(node: &NodeCtx, env: &TaskEnv) -> (RollbackRecord, Vec<Comman
     )
 }
 
+/// One attribute a pinned node keeps: (attr, its old values, the control).
+type PinnedAttr = (String, Vec<String>, String);
+
 /// What promotion needs to know about one cluster.
 struct ClusterPromotion<'a> {
     cluster: &'a str,
@@ -1807,9 +1810,9 @@ struct ClusterPromotion<'a> {
     view: ClusterView,
     /// Nodes whose entries promotion removes (server, entries), and a session to run on.
     entries: Vec<(String, Vec<StageEntry>)>,
-    /// Pinned nodes (server, [(attr, old values, control)]): a permanent entry with the
-    /// old values is written for them before the global config changes.
-    pins: Vec<(String, Vec<(String, Vec<String>, String)>)>,
+    /// Pinned nodes: a permanent entry with the old values is written for them before
+    /// the global config changes.
+    pins: Vec<(String, Vec<PinnedAttr>)>,
     exec: Option<(&'a Host, &'a Session, String)>,
 }
 
