@@ -1987,6 +1987,14 @@ async fn an_mta_outside_the_limit_holds_the_promotion() {
         "batch = 1\ncanary = 1\npause = \"0s\"\nmax_failures = 0\nhealth_timeout = \"20s\"",
     );
     let pb = pb.to_str().unwrap();
+    // plan foresees it: the excluded MTA would hold the promotion.
+    let o = sim.run(&["plan", "-p", pb, "--limit", "a1,a2"]).await;
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("promotion-held: even if every staged MTA passes")
+            && out.contains("held by a3: an MTA of this cluster in LDAP that this run did not include (outside --limit"),
+        "{out}"
+    );
     let o = sim
         .run(&["apply", "-p", pb, "--yes", "--limit", "a1,a2"])
         .await;
@@ -2435,4 +2443,61 @@ async fn no_rollback_keeps_the_failed_node_for_inspection() {
     let journal = std::fs::read_to_string(sim.reports().join("latest/journal.jsonl")).unwrap();
     assert!(journal.contains("\"rollback-skipped\""), "{journal}");
     assert!(!journal.contains("\"rolled-back\""), "{journal}");
+}
+
+/// An MTA that LDAP lists for a cluster but the inventory does not have: `check` says the
+/// inventory's cluster is not LDAP's (a blocking finding), and apply stages the MTAs it
+/// has but holds the promotion, naming the missing one; the global config is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mta_missing_from_the_inventory_is_found_in_ldap_and_holds_the_promotion() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![
+            ("a1", "a", mta(Legacy, NonCompliant)),
+            ("a2", "a", mta(Legacy, NonCompliant)),
+        ],
+        Duration::from_millis(100),
+    )
+    .await;
+    let inv = sim.fleet.inventory_path();
+    let text = std::fs::read_to_string(&inv).unwrap();
+    let start = text
+        .find("[[hosts]]\nname = \"a2\"")
+        .expect("a2 in the inventory");
+    let end = text[start + 1..]
+        .find("[[hosts]]")
+        .map(|e| start + 1 + e)
+        .unwrap_or(text.len());
+    std::fs::write(&inv, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    let o = sim.run(&["check"]).await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    let r = sim.latest();
+    assert_eq!(r.hosts.len(), 1);
+    let f = r.hosts[0]
+        .findings
+        .iter()
+        .find(|f| f.id == "CLUSTER-MTAS")
+        .unwrap_or_else(|| panic!("{:?}", r.hosts[0].findings));
+    assert!(
+        f.blocking && f.message.contains("no inventory host is: a2"),
+        "{f:?}"
+    );
+    let pb = sim.playbook(QUICK);
+    let o = sim
+        .run(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
+        .await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    let r = sim.latest();
+    let p = &r.promotions[0];
+    assert_eq!(p.state, "promotion-held", "{p:?}");
+    assert_eq!(p.held_by[0].server.as_deref(), Some("a2"));
+    assert!(
+        p.held_by[0].reason.contains("the inventory does not have"),
+        "{p:?}"
+    );
+    assert_eq!(
+        global_value(&sim, "a1", "zimbraMtaEnableSmtpdPolicyd"),
+        ["FALSE"]
+    );
 }

@@ -58,6 +58,76 @@ impl Earlier {
 }
 
 /// Verdicts for every gathered host.
+/// The finding on hosts whose inventory cluster and LDAP's list of the cluster's MTAs
+/// (`gas mta`) disagree: promotion waits for every MTA LDAP lists, so apply holds it.
+pub const CLUSTER_MTAS_FINDING: &str = "CLUSTER-MTAS";
+
+/// Compares each cluster of the inventory with LDAP's list of its MTAs: a gathered MTA
+/// that LDAP does not list, and (when every inventory host of the cluster was gathered)
+/// an MTA LDAP lists that no inventory host is. Blocking: promotion needs them to agree.
+pub fn annotate_membership(reports: &mut [HostReport], gathers: &[HostGather], inventory: &[Host]) {
+    let mut clusters: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, g) in gathers.iter().enumerate() {
+        clusters.entry(g.host.cluster.as_str()).or_default().push(i);
+    }
+    for (cluster, idx) in clusters {
+        let mut ldap: Vec<String> = idx
+            .iter()
+            .filter_map(|&i| gathers[i].outcome.as_ref().ok())
+            .flat_map(|ok| ok.facts.mta_servers.iter().cloned())
+            .collect();
+        ldap.sort();
+        ldap.dedup();
+        if ldap.is_empty() {
+            continue;
+        }
+        let known: Vec<String> = idx
+            .iter()
+            .filter_map(|&i| gathers[i].outcome.as_ref().ok())
+            .map(|ok| ok.facts.hostname.to_ascii_lowercase())
+            .collect();
+        let complete = idx.iter().all(|&i| gathers[i].outcome.is_ok())
+            && inventory.iter().filter(|h| h.cluster == cluster).count() == idx.len();
+        let missing: Vec<&String> = ldap.iter().filter(|s| !known.contains(s)).collect();
+        for &i in &idx {
+            let Ok(ok) = &gathers[i].outcome else {
+                continue;
+            };
+            let mut why = Vec::new();
+            if ok.facts.is_mta() && !ldap.contains(&ok.facts.hostname.to_ascii_lowercase()) {
+                why.push(format!(
+                    "LDAP does not list this server ({}) among the MTAs of cluster `{cluster}`",
+                    ok.facts.hostname
+                ));
+            }
+            if complete && !missing.is_empty() {
+                why.push(format!(
+                    "LDAP lists MTA(s) of cluster `{cluster}` that no inventory host is: {}",
+                    missing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            if why.is_empty() {
+                continue;
+            }
+            reports[i].findings.push(crate::report::model::Finding {
+                id: CLUSTER_MTAS_FINDING.into(),
+                severity: "high".into(),
+                blocking: true,
+                message: format!(
+                    "the inventory's cluster `{cluster}` is not LDAP's: {}",
+                    why.join("; ")
+                ),
+                evidence: format!("zmprov -l gas mta: {}", ldap.join(", ")),
+                hint: "make the inventory's cluster hold exactly the MTAs LDAP lists: apply promotes a cluster only once every one of them passed".into(),
+            });
+        }
+    }
+}
+
 pub fn evaluate_all(
     playbook: &Playbook,
     gathers: &[HostGather],

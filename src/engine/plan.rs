@@ -16,7 +16,7 @@ use crate::engine::rollout::{self, RolloutNode};
 use crate::engine::run::{self, RunOptions};
 use crate::engine::stage::{self, StagePlan};
 use crate::inventory::Host;
-use crate::report::model::{HostReport, HostStatus};
+use crate::report::model::{HeldBy, HostReport, HostStatus};
 use crate::ssh::{RunAs, command_line, wrap};
 
 /// The plan as `--format json` prints it.
@@ -26,6 +26,9 @@ pub struct PlanOutput {
     /// What each MTA's server entry gets staged with before its reload (the global
     /// changes of `changes` are written by the promotion, once every MTA passed).
     pub staging: StagePlan,
+    /// Per cluster with global changes: what would hold its promotion even if every
+    /// staged MTA passed (outside `--limit`, unreachable, masked, not in the inventory).
+    pub promotion_held_by: BTreeMap<String, Vec<HeldBy>>,
     /// Restart batches in order (the first is the canary).
     pub batches: Vec<Vec<String>>,
     /// The exact command lines apply would send, per node.
@@ -133,6 +136,63 @@ pub struct Planned<'a> {
     pub changes: &'a ChangePlan,
     pub staging: &'a StagePlan,
     pub batches: &'a [Vec<String>],
+    pub held_by: &'a BTreeMap<String, Vec<HeldBy>>,
+}
+
+/// What would hold each cluster's promotion before anything runs: the same rule apply
+/// follows ([`stage::holds`]), every reachable MTA assumed to pass its gate.
+pub fn foreseen_holds(
+    plan: &ChangePlan,
+    staging: &StagePlan,
+    gathers: &[crate::engine::gather::HostGather],
+    inventory: &[Host],
+) -> BTreeMap<String, Vec<HeldBy>> {
+    let mut out = BTreeMap::new();
+    for cluster in plan.global.keys() {
+        let members: Vec<&crate::engine::gather::HostGather> = gathers
+            .iter()
+            .filter(|g| &g.host.cluster == cluster)
+            .collect();
+        let mut view = stage::ClusterView {
+            limited: inventory.iter().filter(|h| &h.cluster == cluster).count() > members.len(),
+            ..stage::ClusterView::default()
+        };
+        for g in members {
+            let Ok(ok) = &g.outcome else {
+                view.unreachable.push(g.host.name.clone());
+                continue;
+            };
+            view.ldap_mtas.extend(ok.facts.mta_servers.iter().cloned());
+            if !ok.facts.is_mta() {
+                continue;
+            }
+            let standing = match staging
+                .nodes
+                .get(&g.host.name)
+                .filter(|n| !n.masked.is_empty())
+            {
+                Some(n) => stage::Standing::Holds(
+                    n.masked
+                        .iter()
+                        .map(|m| m.reason.clone())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+                None => stage::Standing::Ready,
+            };
+            view.in_run.insert(
+                ok.facts.hostname.to_ascii_lowercase(),
+                (g.host.name.clone(), standing),
+            );
+        }
+        view.ldap_mtas.sort();
+        view.ldap_mtas.dedup();
+        let held = stage::holds(&view);
+        if !held.is_empty() {
+            out.insert(cluster.clone(), held);
+        }
+    }
+    out
 }
 
 /// Renders the plan for humans.
@@ -148,6 +208,7 @@ pub fn render(
         changes: plan,
         staging,
         batches,
+        held_by,
     } = planned;
     let mut s = String::new();
     let by_name: BTreeMap<&str, &HostReport> =
@@ -197,6 +258,20 @@ pub fn render(
         );
         for c in &b.changes {
             let _ = writeln!(s, "  zmprov {}", paste(&c.args));
+        }
+        if let Some(held) = held_by.get(cluster) {
+            let _ = writeln!(
+                s,
+                "  promotion-held: even if every staged MTA passes, the global config stays untouched (exit 2):"
+            );
+            for h in held {
+                let who = h
+                    .host
+                    .as_deref()
+                    .or(h.server.as_deref())
+                    .unwrap_or("the cluster");
+                let _ = writeln!(s, "    held by {who}: {}", h.reason);
+            }
         }
         if let Some(cmds) = commands.get(&format!("promote:{cluster}")) {
             let _ = writeln!(
@@ -292,6 +367,7 @@ pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
         .map(|b| (b.cluster.clone(), b.control.clone()))
         .collect();
     let staging = stage::plan(&loaded.playbook, &reports, &blocked, false);
+    let held_by = foreseen_holds(&cplan, &staging, &gathers, &loaded.inventory.hosts);
     let candidates = restart_candidates(
         &reports,
         &cplan,
@@ -350,6 +426,7 @@ pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
             let out = PlanOutput {
                 changes: cplan,
                 staging,
+                promotion_held_by: held_by,
                 batches,
                 commands,
                 spawn_user_fixes,
@@ -366,6 +443,7 @@ pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
                         changes: &cplan,
                         staging: &staging,
                         batches: &batches,
+                        held_by: &held_by,
                     },
                     &commands,
                     loaded.playbook.rollout.restart,

@@ -406,6 +406,7 @@ pub async fn check(opts: &RunOptions, events: Events) -> i32 {
     let gathers = &fleet.gathers;
     let earlier = check::Earlier::load(&opts.report_dir);
     report.hosts = check::evaluate_all(&loaded.playbook, gathers, &earlier);
+    check::annotate_membership(&mut report.hosts, gathers, &loaded.inventory.hosts);
     for h in &report.hosts {
         events.send(crate::engine::events::Event::HostFinished {
             host: h.name.clone(),
