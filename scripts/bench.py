@@ -85,12 +85,13 @@ only_if_changed = true
 """
 
 
-def playbook(workdir):
+def controls_without_dns():
+    """The shipped playbook's controls and probes, without its [rollout] and without the
+    DNS (domain posture) probes: the peers do the MTA read only, so every tool does the
+    same work."""
     with open(os.path.join(ROOT, "playbooks", "backscatter.toml")) as f:
         text = f.read()
     text = text[: text.index("[rollout]")]
-    # The peers do the MTA read only: leave the DNS (domain posture) probes out so every
-    # tool does the same work.
     blocks, block = [], ""
     for line in text.splitlines(keepends=True):
         if line.startswith("["):
@@ -98,7 +99,11 @@ def playbook(workdir):
             block = ""
         block += line
     blocks.append(block)
-    text = "".join(b for b in blocks if 'kind = "dns"' not in b) + BENCH_ROLLOUT
+    return "".join(b for b in blocks if 'kind = "dns"' not in b)
+
+
+def playbook(workdir):
+    text = controls_without_dns() + BENCH_ROLLOUT
     p = os.path.join(workdir, "bench-playbook.toml")
     with open(p, "w") as f:
         f.write(text)
@@ -511,20 +516,9 @@ def apply_terms(args, results):
     costs --latencies' first value): its wall time and each term of
     batches x (stage write + read-back + render wait + reload + gate + pause) + promotion."""
     work = workdir(args, "cfleet-apply-terms-")
-    with open(os.path.join(ROOT, "playbooks", "backscatter.toml")) as f:
-        text = f.read()
-    text = text[: text.index("[rollout]")]
-    blocks, block = [], ""
-    for line in text.splitlines(keepends=True):
-        if line.startswith("["):
-            blocks.append(block)
-            block = ""
-        block += line
-    blocks.append(block)
     pb = os.path.join(work, "apply-terms.toml")
     with open(pb, "w") as f:
-        f.write("".join(b for b in blocks if 'kind = "dns"' not in b)
-                + APPLY_TERMS_ROLLOUT.format(pause=args.pause))
+        f.write(controls_without_dns() + APPLY_TERMS_ROLLOUT.format(pause=args.pause))
     latency = args.latencies[0]
     for n in args.terms_sizes:
         proc, d, inv = start_fleet(n, latency, "1s", work, 2222,

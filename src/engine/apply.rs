@@ -1978,7 +1978,6 @@ async fn promote_all(
     change_plan: &ChangePlan,
     stage_plan: &stage::StagePlan,
     gathers: &[HostGather],
-    before: &[HostReport],
     loaded: &Loaded,
     runs: &BTreeMap<String, NodeRun>,
     outcome: &crate::engine::rollout::Outcome,
@@ -1991,34 +1990,21 @@ async fn promote_all(
         let Some(global) = change_plan.global.get(cluster) else {
             continue;
         };
-        let members: Vec<(&HostGather, &HostReport)> = gathers
+        let members: Vec<&HostGather> = gathers
             .iter()
-            .zip(before)
-            .filter(|(g, _)| &g.host.cluster == cluster)
+            .filter(|g| &g.host.cluster == cluster)
             .collect();
-        let selected = members.len();
         let in_inventory = loaded
             .inventory
             .hosts
             .iter()
             .filter(|h| &h.cluster == cluster)
             .count();
-        let mut view = ClusterView {
-            limited: in_inventory > selected,
-            ..ClusterView::default()
-        };
+        let (mut view, mtas) = ClusterView::gathered(&members, in_inventory);
         let mut entries = Vec::new();
         let mut pins = Vec::new();
         let mut exec = None;
-        for (g, r) in &members {
-            let Ok(ok) = &g.outcome else {
-                view.unreachable.push(g.host.name.clone());
-                continue;
-            };
-            view.ldap_mtas.extend(ok.facts.mta_servers.iter().cloned());
-            if !ok.facts.is_mta() {
-                continue;
-            }
+        for (g, facts) in mtas {
             let name = &g.host.name;
             let stage = stage_plan.nodes.get(name);
             let node_state = outcome.nodes.iter().find(|n| &n.name == name);
@@ -2026,24 +2012,21 @@ async fn promote_all(
                 // Its own entry keeps the old values (written before the mcf, in the
                 // promotion batch).
                 pins.push((
-                    ok.facts.hostname.clone(),
+                    facts.hostname.clone(),
                     global
                         .changes
                         .iter()
-                        .filter(|c| !ok.facts.server.contains_key(&c.attr))
+                        .filter(|c| !facts.server.contains_key(&c.attr))
                         .map(|c| {
                             (
                                 c.attr.clone(),
-                                ok.facts.global.get(&c.attr).cloned().unwrap_or_default(),
+                                facts.global.get(&c.attr).cloned().unwrap_or_default(),
                                 c.control.clone(),
                             )
                         })
                         .collect(),
                 ));
-                view.in_run.insert(
-                    ok.facts.hostname.to_ascii_lowercase(),
-                    (name.clone(), Standing::Ready),
-                );
+                view.judge(name, facts, Standing::Ready);
                 continue;
             }
             let standing = if let Some(e) = change_failures.get(name) {
@@ -2071,9 +2054,6 @@ async fn promote_all(
                         }
                         // Nothing to stage (its own entry already gives the desired
                         // values), or staged and proven by an earlier run.
-                        _ if r.status == HostStatus::Failed => {
-                            Standing::Holds("could not be read".into())
-                        }
                         _ => Standing::Ready,
                     },
                 }
@@ -2085,16 +2065,11 @@ async fn promote_all(
                 if exec.is_none()
                     && let Some(session) = g.session.as_ref().filter(|s| !s.is_closed())
                 {
-                    exec = Some((&g.host, session, ok.facts.hostname.clone()));
+                    exec = Some((&g.host, session, facts.hostname.clone()));
                 }
             }
-            view.in_run.insert(
-                ok.facts.hostname.to_ascii_lowercase(),
-                (name.clone(), standing),
-            );
+            view.judge(name, facts, standing);
         }
-        view.ldap_mtas.sort();
-        view.ldap_mtas.dedup();
         ready.push(ClusterPromotion {
             cluster,
             global,
@@ -2408,10 +2383,15 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
             let _ = journal.record(&g.host.name, "proven-earlier", &stage.server);
             proven_now.insert(g.host.name.clone());
         }
-        let needs = changed.restart_clusters.contains(&g.host.cluster)
-            || changed.restart_nodes.contains(&g.host.name)
-            || r.status == HostStatus::RestartPending
-            || (!stage.entries.is_empty() && !proven);
+        // `--unstage` touches only the nodes it unstages.
+        let needs = if opts.unstage {
+            !stage.entries.is_empty()
+        } else {
+            changed.restart_clusters.contains(&g.host.cluster)
+                || changed.restart_nodes.contains(&g.host.name)
+                || r.status == HostStatus::RestartPending
+                || (!stage.entries.is_empty() && !proven)
+        };
         let masked_params: Vec<String> = stage
             .masked
             .iter()
@@ -2595,7 +2575,6 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         &change_plan,
         &stage_plan,
         &gathers,
-        &before,
         &loaded,
         &runs,
         &outcome,

@@ -218,12 +218,8 @@ pub fn plan(playbook: &Playbook, hosts: &[HostReport]) -> ChangePlan {
 pub fn annotate_blocked(hosts: &mut [HostReport], plan: &ChangePlan) {
     for b in &plan.blocked {
         for h in hosts.iter_mut().filter(|h| h.cluster == b.cluster) {
-            let id = format!("{}-BLOCKED", b.control);
-            if h.findings.iter().any(|f| f.id == id) {
-                continue;
-            }
-            h.findings.push(Finding {
-                id,
+            h.add_finding(Finding {
+                id: format!("{}-BLOCKED", b.control),
                 severity: "high".into(),
                 blocking: true,
                 message: format!(

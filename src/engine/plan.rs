@@ -153,19 +153,9 @@ pub fn foreseen_holds(
             .iter()
             .filter(|g| &g.host.cluster == cluster)
             .collect();
-        let mut view = stage::ClusterView {
-            limited: inventory.iter().filter(|h| &h.cluster == cluster).count() > members.len(),
-            ..stage::ClusterView::default()
-        };
-        for g in members {
-            let Ok(ok) = &g.outcome else {
-                view.unreachable.push(g.host.name.clone());
-                continue;
-            };
-            view.ldap_mtas.extend(ok.facts.mta_servers.iter().cloned());
-            if !ok.facts.is_mta() {
-                continue;
-            }
+        let in_inventory = inventory.iter().filter(|h| &h.cluster == cluster).count();
+        let (mut view, mtas) = stage::ClusterView::gathered(&members, in_inventory);
+        for (g, facts) in mtas {
             let standing = match staging
                 .nodes
                 .get(&g.host.name)
@@ -180,13 +170,8 @@ pub fn foreseen_holds(
                 ),
                 None => stage::Standing::Ready,
             };
-            view.in_run.insert(
-                ok.facts.hostname.to_ascii_lowercase(),
-                (g.host.name.clone(), standing),
-            );
+            view.judge(&g.host.name, facts, standing);
         }
-        view.ldap_mtas.sort();
-        view.ldap_mtas.dedup();
         let held = stage::holds(&view);
         if !held.is_empty() {
             out.insert(cluster.clone(), held);

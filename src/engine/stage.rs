@@ -22,7 +22,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::carbonio::gather::NodeFacts;
 use crate::carbonio::values;
+use crate::engine::gather::HostGather;
 use crate::playbook::{Control, Expectation, Playbook, Scope};
 use crate::report::model::{Finding, HeldBy, HostReport, HostStatus, Verdict};
 
@@ -356,8 +358,8 @@ pub fn annotate(hosts: &mut [HostReport], plan: &StagePlan) {
             .filter(|e| e.present)
             .map(StageEntry::describe)
             .collect();
-        if !present.is_empty() && !h.findings.iter().any(|f| f.id == STAGED_FINDING) {
-            h.findings.push(Finding {
+        if !present.is_empty() {
+            h.add_finding(Finding {
                 id: STAGED_FINDING.into(),
                 severity: "medium".into(),
                 blocking: false,
@@ -370,12 +372,8 @@ pub fn annotate(hosts: &mut [HostReport], plan: &StagePlan) {
             }
         }
         for m in &node.masked {
-            let id = format!("{}-{MASKED_FINDING}", m.control);
-            if h.findings.iter().any(|f| f.id == id) {
-                continue;
-            }
-            h.findings.push(Finding {
-                id,
+            h.add_finding(Finding {
+                id: format!("{}-{MASKED_FINDING}", m.control),
                 severity: "high".into(),
                 blocking: true,
                 message: m.reason.clone(),
@@ -407,6 +405,43 @@ pub struct ClusterView {
     pub unreachable: Vec<String>,
     /// `--limit` (or `--shard`) left some of the inventory's hosts out of this run.
     pub limited: bool,
+}
+
+impl ClusterView {
+    /// What a cluster's gathers say: LDAP's MTA list, the hosts that could not be read,
+    /// whether the inventory has hosts of it this run left out; and the gathered MTAs
+    /// (host, facts) for the caller to judge into [`ClusterView::in_run`].
+    pub fn gathered<'a>(
+        members: &[&'a HostGather],
+        in_inventory: usize,
+    ) -> (ClusterView, Vec<(&'a HostGather, &'a NodeFacts)>) {
+        let mut view = ClusterView {
+            limited: in_inventory > members.len(),
+            ..ClusterView::default()
+        };
+        let mut mtas = Vec::new();
+        for g in members {
+            let Ok(ok) = &g.outcome else {
+                view.unreachable.push(g.host.name.clone());
+                continue;
+            };
+            view.ldap_mtas.extend(ok.facts.mta_servers.iter().cloned());
+            if ok.facts.is_mta() {
+                mtas.push((*g, &ok.facts));
+            }
+        }
+        view.ldap_mtas.sort();
+        view.ldap_mtas.dedup();
+        (view, mtas)
+    }
+
+    /// Records how the MTA `facts` (inventory host `host`) stands.
+    pub fn judge(&mut self, host: &str, facts: &NodeFacts, standing: Standing) {
+        self.in_run.insert(
+            facts.hostname.to_ascii_lowercase(),
+            (host.to_string(), standing),
+        );
+    }
 }
 
 /// Every reason the cluster may not be promoted; empty: promote.

@@ -308,6 +308,16 @@ pub struct HostReport {
     pub apply: Option<HostApply>,
 }
 
+impl HostReport {
+    /// Adds `f` unless the host already carries a finding with its id (a cluster-wide
+    /// finding is attributed to every node once).
+    pub fn add_finding(&mut self, f: Finding) {
+        if !self.findings.iter().any(|x| x.id == f.id) {
+            self.findings.push(f);
+        }
+    }
+}
+
 /// One remote command apply ran, exactly as sent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CommandRecord {
