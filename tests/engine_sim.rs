@@ -2501,3 +2501,36 @@ async fn an_mta_missing_from_the_inventory_is_found_in_ldap_and_holds_the_promot
         ["FALSE"]
     );
 }
+
+/// `check | head`: the reader is gone before the summary is printed. The tool ends
+/// quietly (141, as SIGPIPE would) with its report written, no panic, no 101.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_into_a_closed_pipe_ends_quietly() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![("p1", "p", mta(Legacy, NonCompliant))],
+        Duration::from_millis(100),
+    )
+    .await;
+    let mut c = sim.cmd(&["check"]);
+    let o = tokio::task::spawn_blocking(move || {
+        let mut child = c
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        sim.latest().command,
+        "check",
+        "the report was written first"
+    );
+}

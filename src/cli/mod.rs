@@ -13,8 +13,34 @@ pub use args::*;
 
 use crate::exit;
 
+/// The status a closed stdout ends the process with: what a shell shows for a program
+/// that SIGPIPE ended (128 + 13).
+pub const CLOSED_STDOUT: i32 = 141;
+
+/// `carbonio-fleet check | head`: once the reader is gone, the next print fails, and
+/// Rust's print macros panic on that (the runtime ignores SIGPIPE, which the SSH sockets
+/// need). A closed stdout is not the run's failure (its report is already on disk): end
+/// quietly with [`CLOSED_STDOUT`], as a program that SIGPIPE ended would, instead of a
+/// backtrace and 101.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(CLOSED_STDOUT);
+        }
+        default(info);
+    }));
+}
+
 /// Runs one parsed command line and returns the process exit code (see [`exit`]).
 pub fn run(cli: Cli) -> i32 {
+    quiet_on_closed_stdout();
     match cli.command {
         Command::Check(a) => run::check(&a),
         Command::Plan(a) => run::plan(&a),

@@ -2491,6 +2491,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     };
     let mut sched = Scheduler::new(rollout_nodes, &rollout_cfg);
     let mut running: JoinSet<Vec<NodeRun>> = JoinSet::new();
+    let mut group_of: BTreeMap<tokio::task::Id, Vec<String>> = BTreeMap::new();
     let mut runs: BTreeMap<String, NodeRun> = BTreeMap::new();
     let mut irx = interrupts.clone();
     let outcome = loop {
@@ -2521,13 +2522,46 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
                     let names: Vec<&str> = group.iter().map(|c| c.host.name.as_str()).collect();
                     let span =
                         tracing::info_span!("host", host = %names.join(","), step = "stage+reload");
-                    running.spawn(stage_group(group, env.clone()).instrument(span));
+                    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+                    let task = running.spawn(stage_group(group, env.clone()).instrument(span));
+                    group_of.insert(task.id(), names);
                 }
             }
             Next::Wait => {
                 tokio::select! {
-                    Some(done) = running.join_next() => {
-                        for run in done.into_iter().flatten() {
+                    Some(done) = running.join_next_with_id() => {
+                        // A task that panicked (a bug) fails its nodes with that cause;
+                        // the rollout goes on deciding, never waits for them forever.
+                        let done = match done {
+                            Ok((id, runs)) => {
+                                group_of.remove(&id);
+                                runs
+                            }
+                            Err(e) => {
+                                let id = e.id();
+                                let why = if e.is_panic() {
+                                    crate::engine::gather::panic_text(&*e.into_panic())
+                                } else {
+                                    "cancelled".to_string()
+                                };
+                                group_of
+                                    .remove(&id)
+                                    .unwrap_or_default()
+                                    .into_iter()
+                                    .map(|n| {
+                                        NodeRun::new(
+                                            n,
+                                            NodeResult::Failed {
+                                                reason: format!(
+                                                    "the tool's task for this host failed: {why}"
+                                                ),
+                                            },
+                                        )
+                                    })
+                                    .collect()
+                            }
+                        };
+                        for run in done {
                             for c in &run.commands {
                                 events.send(command_ran(&run.name, c, c.exit == "0"));
                             }

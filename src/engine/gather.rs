@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
@@ -72,19 +72,35 @@ pub async fn gather_all(
             // A span per host: its live spinner, and the context of its log lines.
             let span = tracing::info_span!("host", host = %host.name, step = "gather");
             async move {
-                (
-                    i,
-                    gather_one(
-                        host,
-                        playbook,
-                        &plan,
-                        connector,
-                        opts.keep_sessions,
-                        events,
-                        nonce,
-                    )
-                    .await,
-                )
+                let start = Instant::now();
+                // One host's bug (a panic in its task) is that host's failure, never the
+                // end of the run.
+                let gathered = std::panic::AssertUnwindSafe(gather_one(
+                    host,
+                    playbook,
+                    &plan,
+                    connector,
+                    opts.keep_sessions,
+                    events,
+                    nonce,
+                ))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| HostGather {
+                    host: host.clone(),
+                    outcome: Err(HostError::new(
+                        ErrorKind::Command,
+                        format!(
+                            "the tool's task for this host failed: {}",
+                            panic_text(&panic)
+                        ),
+                    )),
+                    connect_time: None,
+                    gather_time: None,
+                    total_time: start.elapsed(),
+                    session: None,
+                });
+                (i, gathered)
             }
             .instrument(span)
         })
@@ -93,6 +109,15 @@ pub async fn gather_all(
         .await;
     results.sort_by_key(|(i, _)| *i);
     results.into_iter().map(|(_, g)| g).collect()
+}
+
+/// What a panic carried, for the report.
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panicked".to_string())
 }
 
 async fn gather_one(

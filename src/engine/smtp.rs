@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt, BufReader,
+};
 
 /// One SMTP reply (the last line of a multi-line reply carries the final text).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -46,6 +48,10 @@ pub enum SmtpError {
     Malformed(String),
     #[error("smtp server did not answer within {0:?}")]
     Timeout(Duration),
+    #[error(
+        "refusing to send {0:?}: not one plain address or host name (control characters, spaces or angle brackets could inject SMTP commands)"
+    )]
+    Unsafe(String),
 }
 
 /// Runs the RCPT dialogue for `rcpt` with `helo` as EHLO name, each reply within `step`.
@@ -74,6 +80,32 @@ pub async fn probe_rcpts<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // A peer that answers each step just in time cannot hold the probe longer than this.
+    let overall = step.saturating_mul(2);
+    tokio::time::timeout(overall, dialogue(stream, helo, rcpts, step))
+        .await
+        .map_err(|_| SmtpError::Timeout(overall))?
+}
+
+async fn dialogue<S>(
+    stream: S,
+    helo: &str,
+    rcpts: &[&str],
+    step: Duration,
+) -> Result<Exchange, SmtpError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    // Addresses come from the playbook and from LDAP (hosted domains): nothing that is
+    // not one plain token reaches the wire.
+    let plain = |a: &str| {
+        !a.is_empty()
+            && a.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
+    };
+    if let Some(bad) = std::iter::once(&helo).chain(rcpts).find(|a| !plain(a)) {
+        return Err(SmtpError::Unsafe(bad.to_string()));
+    }
     let (r, mut w) = tokio::io::split(stream);
     let mut r = BufReader::new(r);
     let mut ex = Exchange {
@@ -121,27 +153,52 @@ where
     Ok(ex)
 }
 
+/// The longest reply line RFC 5321 §4.5.3.1.5 allows (512 octets with CRLF); a longer
+/// one is a malformed reply, never read further into memory.
+pub const MAX_LINE: usize = 512;
+/// Continuation lines accepted in one reply (Postfix's EHLO reply has about a dozen).
+pub const MAX_CONTINUATIONS: usize = 100;
+
 async fn read_reply<R>(r: &mut R, ex: &mut Exchange, step: Duration) -> Result<Reply, SmtpError>
 where
     R: AsyncBufReadExt + Unpin,
 {
-    loop {
-        let mut line = String::new();
-        let n = tokio::time::timeout(step, r.read_line(&mut line))
-            .await
-            .map_err(|_| SmtpError::Timeout(step))??;
+    for _ in 0..=MAX_CONTINUATIONS {
+        let mut raw = Vec::new();
+        // One byte past the limit tells a too-long line from one that just fits.
+        let n = tokio::time::timeout(
+            step,
+            (&mut *r)
+                .take(MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut raw),
+        )
+        .await
+        .map_err(|_| SmtpError::Timeout(step))??;
         if n == 0 {
             return Err(SmtpError::Closed);
         }
-        let line = line.trim_end_matches(['\r', '\n']).to_string();
-        ex.transcript.push(format!("S: {line}"));
-        if line.len() < 3 {
-            return Err(SmtpError::Malformed(line));
+        if raw.len() > MAX_LINE {
+            let shown = String::from_utf8_lossy(&raw[..64]).into_owned();
+            ex.transcript
+                .push(format!("S: {shown}… (over {MAX_LINE} octets)"));
+            return Err(SmtpError::Malformed(format!(
+                "a reply line over {MAX_LINE} octets: {shown}…"
+            )));
         }
-        let code: u16 = line[..3]
-            .parse()
-            .map_err(|_| SmtpError::Malformed(line.clone()))?;
-        match line.as_bytes().get(3) {
+        while raw.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            raw.pop();
+        }
+        let line = String::from_utf8_lossy(&raw).into_owned();
+        ex.transcript.push(format!("S: {line}"));
+        // Parsed on bytes: a multi-byte character where the code belongs is malformed,
+        // not a panic.
+        let code = match raw.get(..3) {
+            Some(d) if d.iter().all(u8::is_ascii_digit) => {
+                u16::from(d[0] - b'0') * 100 + u16::from(d[1] - b'0') * 10 + u16::from(d[2] - b'0')
+            }
+            _ => return Err(SmtpError::Malformed(line)),
+        };
+        match raw.get(3) {
             Some(b'-') => continue,
             None | Some(b' ') => {
                 return Ok(Reply {
@@ -152,6 +209,9 @@ where
             _ => return Err(SmtpError::Malformed(line)),
         }
     }
+    Err(SmtpError::Malformed(format!(
+        "a reply of more than {MAX_CONTINUATIONS} continuation lines"
+    )))
 }
 
 /// Whether `reply` matches an expectation like `5xx`, `55x` or `550`.
@@ -252,6 +312,94 @@ mod tests {
                 "QUIT"
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_multibyte_code_is_malformed_not_a_panic() {
+        let (a, b) = tokio::io::duplex(4096);
+        tokio::spawn(serve(b, &["22\u{e9} greeting\r\n"]));
+        let e = probe(a, "p", "x@example.com", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, SmtpError::Malformed(ref l) if l == "22\u{e9} greeting"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_endless_line_is_cut_at_512_octets() {
+        let (a, mut b) = tokio::io::duplex(1 << 16);
+        tokio::spawn(async move {
+            // 64 MiB of one line, written as fast as the probe reads: it must stop early.
+            let chunk = vec![b'2'; 1 << 16];
+            for _ in 0..1024 {
+                if b.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let e = probe(a, "p", "x@example.com", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, SmtpError::Malformed(ref m) if m.contains("over 512 octets")),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn endless_continuations_are_refused() {
+        let (a, mut b) = tokio::io::duplex(1 << 16);
+        tokio::spawn(async move {
+            loop {
+                if b.write_all(b"220-still here\r\n").await.is_err() {
+                    return;
+                }
+            }
+        });
+        let e = probe(a, "p", "x@example.com", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, SmtpError::Malformed(ref m) if m.contains("continuation")),
+            "{e}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_drip_is_bounded_by_the_overall_deadline() {
+        let (a, mut b) = tokio::io::duplex(4096);
+        tokio::spawn(async move {
+            // One continuation line just inside each step, forever.
+            loop {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                if b.write_all(b"220-wait\r\n").await.is_err() {
+                    return;
+                }
+            }
+        });
+        let e = probe(a, "p", "x@example.com", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, SmtpError::Timeout(d) if d == Duration::from_secs(10)),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_address_with_a_line_break_is_never_sent() {
+        let (a, _b) = tokio::io::duplex(4096);
+        let e = probe(a, "p", "x@a.example>\r\nDATA", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, SmtpError::Unsafe(_)), "{e}");
+        let (a, _b) = tokio::io::duplex(4096);
+        let e = probe(a, "p", "x@a.exam\rple", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, SmtpError::Unsafe(_)), "{e}");
     }
 
     #[tokio::test]
