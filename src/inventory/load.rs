@@ -358,7 +358,7 @@ impl Builder {
         for (name, group) in &raw.groups {
             let key = join_key("groups", name);
             let place = Place::new(src, group.span(), key.clone());
-            if let Some(msg) = bad_name(name) {
+            if let Some(msg) = bad_name(name).or_else(|| bad_path_component(name)) {
                 errors.push(place.error(format!("group name `{name}` {msg}")));
             }
             if let Some(first) = self.group_index.get(name).map(|&i| &self.groups[i]) {
@@ -694,6 +694,18 @@ fn parse_dns_server(s: &str) -> Option<SocketAddr> {
     s.parse::<SocketAddr>()
         .ok()
         .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+}
+
+/// A group name becomes a directory (`--split-by group`: `RUN/groups/NAME/`): it must be
+/// one plain path component, never a way out of the report directory.
+fn bad_path_component(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name == "." || name == ".." {
+        Some("may not be empty, `.` or `..` (it names a report directory)")
+    } else if name.contains(['/', '\\']) || name.chars().any(char::is_control) {
+        Some("may not contain `/`, `\\` or control characters (it names a report directory)")
+    } else {
+        None
+    }
 }
 
 /// Why a host or group name cannot be used in `--limit`, if it cannot.
@@ -1267,6 +1279,18 @@ mod tests {
         [defaults]
         host_key_policy = "off"
     "#}, "inv.toml:2:19: defaults.host_key_policy: unknown variant `off`, expected `strict` or `accept-new`"; "no off switch")]
+    #[test_case(indoc! {r#"
+        [groups."../.."]
+        [[hosts]]
+        name = "a"
+        groups = ["../.."]
+    "#}, "inv.toml:1:1: groups.\"../..\": group name `../..` may not contain `/`, `\\` or control characters (it names a report directory)"; "group name escaping the report dir")]
+    #[test_case(indoc! {r#"
+        [groups.".."]
+        [[hosts]]
+        name = "a"
+        groups = [".."]
+    "#}, "inv.toml:1:1: groups.\"..\": group name `..` may not be empty, `.` or `..` (it names a report directory)"; "group name dot dot")]
     #[test_case("[[hosts]\nname = 1\n", "inv.toml:1:9: unclosed array table, expected `]`"; "syntax error")]
     #[test_case("[defaults]\nuser = \"root\"\n", "inv.toml: the inventory declares no host\n  hint: add at least one `[[hosts]]` table with a `name`"; "no hosts")]
     fn single_errors(text: &str, expected: &str) {

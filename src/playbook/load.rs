@@ -153,8 +153,32 @@ fn plain_value(
             ),
         );
     }
+    // What could never be sent: refused here, before any node is contacted, rather
+    // than after gathering the whole fleet.
+    let v = value.get_ref();
+    let unsendable = if let Some(at) = v.find('\0') {
+        Some(format!(
+            "the value contains a NUL byte at offset {at}: no shell argument can carry it"
+        ))
+    } else if v.contains(['\n', '\r']) {
+        Some("the value contains a line break: it would end the zmprov batch line".to_string())
+    } else if v.len() > MAX_VALUE {
+        Some(format!(
+            "the value is {} bytes long, over {MAX_VALUE} (128 KiB): no command line carries it",
+            v.len()
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = unsendable {
+        errors.push(src.error(value.span(), key, why));
+    }
     value.get_ref().clone()
 }
+
+/// The longest value a playbook may hold: Linux caps one argument at 128 KiB
+/// (MAX_ARG_STRLEN), and every value travels in one.
+const MAX_VALUE: usize = 128 * 1024;
 
 /// Which of `expect`/`contains`/`absent` is set; exactly one must be.
 fn one_expectation<'a>(
@@ -395,7 +419,20 @@ fn probe(
             let rcpt = raw
                 .rcpt
                 .as_ref()
-                .and_then(|r| non_empty(src, r, &format!("{key}.rcpt"), errors));
+                .and_then(|r| non_empty(src, r, &format!("{key}.rcpt"), errors))
+                .filter(|r| {
+                    let ok = is_plain_address(r);
+                    if !ok {
+                        errors.push(src.error(
+                            raw.rcpt.as_ref().map(|x| x.span()).unwrap_or_default(),
+                            format!("{key}.rcpt"),
+                            format!(
+                                "must be one plain address (local@domain, no spaces, control characters or angle brackets), found {r:?}"
+                            ),
+                        ));
+                    }
+                    ok
+                });
             let reply = match &raw.expect_reply {
                 None => Some(None),
                 Some(r) => reply_class(r.get_ref()).map(Some).or_else(|| {
@@ -660,6 +697,24 @@ mod tests {
 
     fn errors_of(text: &str) -> String {
         parse(text, Path::new("pb.toml")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn values_that_can_never_be_sent_are_refused_at_load() {
+        let head = "name = \"x\"\n[[control]]\nid = \"C1\"\ntitle = \"t\"\nattr = \"zimbraMtaRestriction\"\n";
+        let e = errors_of(&format!("{head}contains = \"a\\u0000b\"\n"));
+        assert!(
+            e.contains("control[0].contains: the value contains a NUL byte at offset 1"),
+            "{e}"
+        );
+        let big = "x".repeat(MAX_VALUE + 1);
+        let e = errors_of(&format!("{head}contains = \"{big}\"\n"));
+        assert!(
+            e.contains(
+                "control[0].contains: the value is 131073 bytes long, over 131072 (128 KiB)"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1057,6 +1112,20 @@ mod tests {
         pb.toml:11:9: rollout.pause: invalid duration `soon`: expected number at 0
           hint: durations look like "10s", "5m" or "1h30m"
         pb.toml:12:18: rollout.health_timeout: must be longer than 0s"#}; "rollout ranges")]
+    #[test_case(indoc! {r#"
+        [[control]]
+        id = "C1"
+        title = "t"
+        attr = "zimbraMtaRestriction"
+        contains = "a\nmcf zimbraMtaEnableSmtpdPolicyd FALSE"
+    "#}, "pb.toml:6:12: control[0].contains: the value contains a line break: it would end the zmprov batch line"; "line break in a value")]
+    #[test_case(indoc! {r#"
+        [[probe]]
+        id = "P1"
+        title = "t"
+        kind = "smtp"
+        rcpt = "x@a.example\r\nRSET"
+    "#}, r#"pb.toml:6:8: probe[0].rcpt: must be one plain address (local@domain, no spaces, control characters or angle brackets), found "x@a.example\r\nRSET""#; "smtp rcpt injection")]
     #[test_case(indoc! {r#"
         [[probe]]
         id = "P1"
