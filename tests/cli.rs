@@ -166,3 +166,38 @@ fn readme_documents_every_exit_code() {
         );
     }
 }
+
+/// A node's text with terminal escapes (here in a finding of a stored report) is shown
+/// escaped by `report show`, never executed by the operator's terminal; the JSON keeps it
+/// exactly.
+#[test]
+fn report_show_never_prints_a_nodes_escape_sequences() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut report = carbonio_fleet::report::sample::sample_report();
+    let at = report
+        .hosts
+        .iter()
+        .position(|h| !h.findings.is_empty())
+        .expect("the sample has a finding");
+    report.hosts[at].findings[0].message = "\u{1b}[2J\u{1b}[HALL GOOD".into();
+    let path = dir.path().join("report.json");
+    std::fs::write(&path, serde_json::to_string(&report).unwrap()).unwrap();
+    let o = fleet()
+        .args(["report", "show"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains('\u{1b}'), "{out}");
+    assert!(out.contains("\\u{1b}[2J\\u{1b}[HALL GOOD"), "{out}");
+    let o = fleet()
+        .args(["report", "show", "--format", "json"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let back: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        back["hosts"][at]["findings"][0]["message"],
+        "\u{1b}[2J\u{1b}[HALL GOOD"
+    );
+}

@@ -47,7 +47,11 @@ pub(super) fn show(a: &ReportShowArgs) -> i32 {
             if i > 0 {
                 writeln!(out)?;
             }
-            write!(out, "{}", summary::render(r))
+            write!(
+                out,
+                "{}",
+                crate::ui::safe::terminal_safe(&summary::render(r))
+            )
         }),
     };
     match written {

@@ -418,22 +418,21 @@ pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
             };
             println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         } else {
-            print!(
-                "{}",
-                render(
-                    &loaded.playbook.name,
-                    &loaded.hosts,
-                    &reports,
-                    Planned {
-                        changes: &cplan,
-                        staging: &staging,
-                        batches: &batches,
-                        held_by: &held_by,
-                    },
-                    &commands,
-                    loaded.playbook.rollout.restart,
-                )
+            let text = render(
+                &loaded.playbook.name,
+                &loaded.hosts,
+                &reports,
+                Planned {
+                    changes: &cplan,
+                    staging: &staging,
+                    batches: &batches,
+                    held_by: &held_by,
+                },
+                &commands,
+                loaded.playbook.rollout.restart,
             );
+            // Values read from the nodes are in it: never raw onto the terminal.
+            print!("{}", crate::ui::safe::terminal_safe(&text));
             let mut fixes = String::new();
             spawn_user_fixes.render(&mut fixes);
             print!("{fixes}");

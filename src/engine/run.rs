@@ -256,7 +256,11 @@ fn write_summary(report: &Report, json: bool) {
         let _ = serde_json::to_writer_pretty(&mut out, report);
         let _ = writeln!(out);
     } else {
-        let _ = write!(out, "{}", summary::render(report));
+        let _ = write!(
+            out,
+            "{}",
+            crate::ui::safe::terminal_safe(&summary::render(report))
+        );
     }
 }
 

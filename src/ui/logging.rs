@@ -182,7 +182,8 @@ impl<'w> tracing_subscriber::fmt::FormatFields<'w> for StderrFields {
         if !c.is_audit {
             parts.extend(c.fields.iter().map(|(n, v)| format!("{n}={v}")));
         }
-        write!(w, "{}", parts.join(" "))
+        // Messages carry server text (errors, replies): never raw onto the terminal.
+        write!(w, "{}", crate::ui::safe::terminal_safe(&parts.join(" ")))
     }
 }
 
