@@ -2534,3 +2534,31 @@ async fn check_into_a_closed_pipe_ends_quietly() {
         "the report was written first"
     );
 }
+
+/// A hostile node opens channels of its own to the client (session, X11, forwarded and
+/// direct TCP, agent) while the tool runs commands on it: every one is refused, and the
+/// host is checked as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_a_server_opens_on_its_own_are_refused() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![("h1", "h", mta(Legacy, NonCompliant))],
+        Duration::from_millis(100),
+    )
+    .await;
+    let node = sim.fleet.node("h1").unwrap().node().clone();
+    node.state().open_server_channels = 50;
+    let o = sim.run(&["check"]).await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(status(&sim.latest(), "h1"), HostStatus::Drift);
+    wait_until("the server tried its channels", || {
+        node.server_channels_tried() >= 50
+    })
+    .await;
+    assert_eq!(
+        node.server_channels_accepted(),
+        0,
+        "the client accepted a server-opened channel"
+    );
+}

@@ -432,6 +432,7 @@ fn node_state(spec: &FleetSpec, n: &NodeSpec) -> NodeState {
         flavour,
         loaded_master: None,
         policyd_broken: None,
+        open_server_channels: 0,
     }
 }
 

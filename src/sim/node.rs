@@ -253,6 +253,12 @@ pub struct NodeState {
     /// the socket can see.
     #[serde(default)]
     pub policyd_broken: Option<String>,
+    /// Test hook (a hostile server): on every exec, the SSH server tries to open this
+    /// many channels of its own to the client (session, x11, forwarded-tcpip,
+    /// agent, …), counting the ones the client accepts in
+    /// [`Node::server_channels_accepted`].
+    #[serde(default)]
+    pub open_server_channels: u32,
 }
 
 impl NodeState {
@@ -383,6 +389,8 @@ pub struct Node {
     /// Every program started on this node, by name (see [`Node::programs_started`]).
     started: Mutex<BTreeMap<String, u64>>,
     zmconfigd_polls: AtomicU64,
+    server_channels_accepted: AtomicU64,
+    server_channels_tried: AtomicU64,
     zmconfigd_rendered_at: AtomicU64,
     pids: AtomicU32,
     /// Fleet-wide restart log.
@@ -426,6 +434,8 @@ impl Node {
             prov_invocations: AtomicU64::new(0),
             started: Mutex::new(BTreeMap::new()),
             zmconfigd_polls: AtomicU64::new(0),
+            server_channels_accepted: AtomicU64::new(0),
+            server_channels_tried: AtomicU64::new(0),
             zmconfigd_rendered_at: AtomicU64::new(0),
             pids: AtomicU32::new(1200),
             restarts,
@@ -453,6 +463,8 @@ impl Node {
             prov_invocations: AtomicU64::new(prov_invocations),
             started: Mutex::new(BTreeMap::new()),
             zmconfigd_polls: AtomicU64::new(0),
+            server_channels_accepted: AtomicU64::new(0),
+            server_channels_tried: AtomicU64::new(0),
             zmconfigd_rendered_at: AtomicU64::new(0),
             pids: AtomicU32::new(1200),
             restarts,
@@ -575,6 +587,26 @@ impl Node {
     /// zmconfigd polls so far.
     pub fn zmconfigd_polls(&self) -> u64 {
         self.zmconfigd_polls.load(Ordering::Relaxed)
+    }
+
+    /// Channels the client accepted when this (hostile) server opened its own
+    /// ([`NodeState::open_server_channels`]).
+    pub fn server_channels_accepted(&self) -> u64 {
+        self.server_channels_accepted.load(Ordering::Relaxed)
+    }
+
+    /// Channels this (hostile) server tried to open, answered either way.
+    pub fn server_channels_tried(&self) -> u64 {
+        self.server_channels_tried.load(Ordering::Relaxed)
+    }
+
+    /// Counts one channel the server tried to open, and whether the client accepted it.
+    pub fn count_server_channel(&self, accepted: bool) {
+        if accepted {
+            self.server_channels_accepted
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.server_channels_tried.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Postfix master starts (boot, restart): it loads master.cf and says so in the

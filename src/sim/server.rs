@@ -110,6 +110,29 @@ impl server::Handler for Conn {
         };
         session.channel_success(channel)?;
         let handle = session.handle();
+        let hostile = self.node.state().open_server_channels;
+        if hostile > 0 {
+            // A hostile server opens channels of its own; a client must refuse them all.
+            let (h, node) = (handle.clone(), self.node.clone());
+            tokio::spawn(async move {
+                for i in 0..hostile {
+                    let opened = match i % 5 {
+                        0 => h.channel_open_session().await.is_ok(),
+                        1 => h.channel_open_x11("127.0.0.1", 6000).await.is_ok(),
+                        2 => h
+                            .channel_open_forwarded_tcpip("127.0.0.1", 25, "203.0.113.1", 4242)
+                            .await
+                            .is_ok(),
+                        3 => h.channel_open_agent().await.is_ok(),
+                        _ => h
+                            .channel_open_direct_tcpip("127.0.0.1", 22, "203.0.113.1", 4242)
+                            .await
+                            .is_ok(),
+                    };
+                    node.count_server_channel(opened);
+                }
+            });
+        }
         let port: Arc<dyn OutputPort> = Arc::new(ChannelPort {
             handle: handle.clone(),
             id: channel,
