@@ -2562,3 +2562,45 @@ async fn channels_a_server_opens_on_its_own_are_refused() {
         "the client accepted a server-opened channel"
     );
 }
+
+/// Two applies at once on one inventory: the second is refused before it contacts
+/// anything, naming who holds the lock; the first finishes alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_apply_at_once_is_refused() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![("l1", "l", mta(Legacy, NonCompliant))],
+        Duration::from_millis(100),
+    )
+    .await;
+    let pb = sim.playbook(QUICK);
+    let pb = pb.to_str().unwrap().to_string();
+    let node = sim.fleet.node("l1").unwrap().node().clone();
+    let hold = node.hold_restarts();
+    let first = {
+        let mut c = sim.cmd(&["apply", "-p", &pb, "--yes"]);
+        tokio::task::spawn_blocking(move || c.output().unwrap())
+    };
+    wait_until("the first apply restarting l1", || {
+        node.state().is_restarting()
+    })
+    .await;
+    let prov_before = node.prov_invocations();
+    let o = sim.run(&["apply", "-p", &pb, "--yes"]).await;
+    assert_eq!(code(&o), exit::USAGE, "{}", explain(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("another apply is running") && err.contains("since"),
+        "{err}"
+    );
+    assert_eq!(
+        node.prov_invocations(),
+        prov_before,
+        "the second apply contacted the node"
+    );
+    drop(hold);
+    let o = first.await.unwrap();
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(sim.fleet.restart_log().len(), 1);
+}

@@ -2204,6 +2204,23 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         }
     };
     let loaded = Loaded { hosts, ..loaded };
+    // One apply at a time per report directory and per inventory (held to the end).
+    let _lock = match super::lock::take(
+        &opts.run.report_dir,
+        &loaded.inventory.files,
+        &format!(
+            "pid {} ({}) since {}",
+            std::process::id(),
+            run::operator(),
+            jiff::Timestamp::now()
+        ),
+    ) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("carbonio-fleet: {e}; nothing was contacted");
+            return exit::USAGE;
+        }
+    };
     // Read before this run's directory exists: `latest` still names the earlier run.
     let proven_earlier = if opts.resume {
         proven_in_latest(&opts.run.report_dir)

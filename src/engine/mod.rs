@@ -8,6 +8,7 @@ pub mod domains;
 pub mod events;
 pub mod gather;
 pub mod journal;
+pub mod lock;
 pub mod plan;
 pub mod policy_probe;
 pub mod rollout;
