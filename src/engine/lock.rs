@@ -99,7 +99,12 @@ mod tests {
             "{e}"
         );
         // Another report directory, the same inventory: still refused.
-        let e = take(&dir.path().join("other"), &[inv.clone()], "pid 3").unwrap_err();
+        let e = take(
+            &dir.path().join("other"),
+            std::slice::from_ref(&inv),
+            "pid 3",
+        )
+        .unwrap_err();
         assert!(e.contains("carbonio-fleet-apply-"), "{e}");
         drop(first);
         let again = take(&reports, &[inv], "pid 4");
