@@ -2604,3 +2604,78 @@ async fn a_second_apply_at_once_is_refused() {
     assert_eq!(code(&o), exit::OK, "{}", explain(&o));
     assert_eq!(sim.fleet.restart_log().len(), 1);
 }
+
+/// SIGTERM (what systemd and Kubernetes send to stop a job) counts as the first Ctrl-C:
+/// the reload in flight finishes, nothing new starts, the report and journal are written,
+/// and the exit is 130.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_rollout_writes_the_report_and_exits_130() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![
+            ("t1", "t", mta(Legacy, NonCompliant)),
+            ("t2", "u", mta(Legacy, NonCompliant)),
+        ],
+        Duration::from_millis(100),
+    )
+    .await;
+    let pb = sim.playbook(QUICK.replace("batch = 2", "batch = 1").as_str());
+    let holds: Vec<_> = sim
+        .fleet
+        .nodes()
+        .iter()
+        .map(|h| h.node().hold_restarts())
+        .collect();
+    let mut child = sim
+        .cmd(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
+        .env_remove("CARBONIO_FLEET_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = StderrTap::new(&mut child);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let journal = loop {
+        if let Some(dir) = std::fs::read_dir(sim.reports())
+            .ok()
+            .and_then(|mut d| d.find_map(|e| e.ok().map(|e| e.path()).filter(|p| p.is_dir())))
+        {
+            break dir.join("journal.jsonl");
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no run directory");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    wait_for_journal(&journal, "restart-started").await;
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let heard = tokio::task::spawn_blocking(move || {
+        let heard = stderr.wait_for("interrupted:", Duration::from_secs(60));
+        (heard, stderr)
+    });
+    let (heard, stderr) = heard.await.unwrap();
+    assert!(
+        heard,
+        "SIGTERM was not taken as an interrupt: {}",
+        stderr.text()
+    );
+    drop(holds);
+    let mut out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    out.stderr = stderr.finish().into_bytes();
+    assert_eq!(code(&out), exit::INTERRUPTED, "{}", explain(&out));
+    let r = sim.latest();
+    assert_eq!(
+        (r.command.as_str(), r.exit_code),
+        ("apply", exit::INTERRUPTED)
+    );
+    assert_eq!(
+        sim.fleet.restart_log().len(),
+        1,
+        "nothing new started after SIGTERM"
+    );
+}

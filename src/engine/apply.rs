@@ -63,18 +63,32 @@ pub struct ApplyOptions {
     pub unstage: bool,
 }
 
-/// Counts Ctrl-C presses for the whole run: 1 = drain, 2 = cancel.
+/// Counts Ctrl-C presses (and SIGTERM, SIGHUP) for the whole run: 1 = drain, 2 = cancel.
 fn watch_interrupts() -> (watch::Receiver<u32>, CancellationToken) {
     let (tx, rx) = watch::channel(0u32);
     let hard = CancellationToken::new();
     let hard2 = hard.clone();
     tokio::spawn(async move {
-        let Ok(mut sig) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        else {
+        use tokio::signal::unix::{SignalKind, signal};
+        // SIGTERM and SIGHUP are what systemd and Kubernetes send: they count as Ctrl-C,
+        // so a stopped job still writes its report and journal.
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
             return;
         };
         let mut n = 0;
-        while sig.recv().await.is_some() {
+        loop {
+            let got = tokio::select! {
+                s = int.recv() => s,
+                s = term.recv() => s,
+                s = hup.recv() => s,
+            };
+            if got.is_none() {
+                break;
+            }
             n += 1;
             // Said as soon as it is heard: the operator (and a test) knows the interrupt
             // was taken before the in-flight work has drained.
