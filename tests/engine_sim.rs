@@ -2679,3 +2679,55 @@ async fn sigterm_mid_rollout_writes_the_report_and_exits_130() {
         "nothing new started after SIGTERM"
     );
 }
+
+/// A cluster holding another run's staged entries is not a new apply's to continue: a
+/// plain apply leaves it alone and says how to finish or undo it; `--resume` finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_runs_staged_cluster_is_refused_unless_resumed() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![
+            ("a1", "a", mta(Legacy, NonCompliant)),
+            ("a2", "a", mta(Legacy, NonCompliant)),
+        ],
+        Duration::from_millis(100),
+    )
+    .await;
+    let pb = sim.playbook(
+        "batch = 1\ncanary = 1\npause = \"0s\"\nmax_failures = 0\nhealth_timeout = \"20s\"",
+    );
+    let pb = pb.to_str().unwrap();
+    let o = sim
+        .run(&["apply", "-p", pb, "--yes", "--limit", "a1"])
+        .await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert!(own_values(&sim, "a1").contains_key("zimbraMtaEnableSmtpdPolicyd"));
+    let o = sim.run(&["apply", "-p", pb, "--yes"]).await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    let r = sim.latest();
+    assert!(r.promotions.is_empty(), "{:?}", r.promotions);
+    let a2 = r.hosts.iter().find(|h| h.name == "a2").unwrap();
+    let f = a2
+        .findings
+        .iter()
+        .find(|f| f.id == "BS-01-BLOCKED")
+        .unwrap_or_else(|| panic!("{:?}", a2.findings));
+    assert!(
+        f.message.contains("staged entries of another run (on a1)")
+            && f.message.contains("apply --resume"),
+        "{}",
+        f.message
+    );
+    assert!(
+        !own_values(&sim, "a2").contains_key("zimbraMtaEnableSmtpdPolicyd"),
+        "a2 was staged"
+    );
+    assert_eq!(
+        global_value(&sim, "a1", "zimbraMtaEnableSmtpdPolicyd"),
+        ["FALSE"]
+    );
+    let o = sim.run(&["apply", "-p", pb, "--yes", "--resume"]).await;
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(sim.latest().promotions[0].state, "promoted");
+}

@@ -1980,6 +1980,51 @@ fn plan_staging(
             n.masked.clear();
         }
         plan.nodes.retain(|_, n| !n.entries.is_empty());
+    } else if !opts.resume {
+        // A cluster that holds staged entries of another run (in LDAP: another machine,
+        // inventory or report directory may have written them) is not this run's to
+        // continue: only `--resume` finishes it, only `--unstage` undoes it.
+        let taken: BTreeSet<String> = before
+            .iter()
+            .filter(|h| {
+                plan.nodes
+                    .get(&h.name)
+                    .is_some_and(|n| n.entries.iter().any(|e| e.present))
+            })
+            .map(|h| h.cluster.clone())
+            .collect();
+        for cluster in &taken {
+            let holders: Vec<String> = before
+                .iter()
+                .filter(|h| &h.cluster == cluster)
+                .filter(|h| {
+                    plan.nodes
+                        .get(&h.name)
+                        .is_some_and(|n| n.entries.iter().any(|e| e.present))
+                })
+                .map(|h| h.name.clone())
+                .collect();
+            if let Some(g) = change_plan.global.remove(cluster) {
+                for c in g.changes {
+                    change_plan.blocked.push(changes::Blocked {
+                        control: c.control,
+                        cluster: cluster.clone(),
+                        because_of: holders.clone(),
+                        reason: format!(
+                            "the cluster holds staged entries of another run (on {}): finish that run with `carbonio-fleet apply --resume`, or undo it with `carbonio-fleet apply --unstage`",
+                            holders.join(", ")
+                        ),
+                    });
+                }
+            }
+            let members: BTreeSet<&str> = before
+                .iter()
+                .filter(|h| &h.cluster == cluster)
+                .map(|h| h.name.as_str())
+                .collect();
+            plan.nodes
+                .retain(|name, _| !members.contains(name.as_str()));
+        }
     }
     plan
 }
@@ -2268,6 +2313,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         .map(|h| h.name.clone())
         .collect();
     let mut stage_plan = plan_staging(opts, &loaded.playbook, &before, &pinned, &mut change_plan);
+    changes::annotate_blocked(&mut before, &change_plan);
 
     let interrupted = |rx: &watch::Receiver<u32>| *rx.borrow() > 0;
     let restart_estimate = before
@@ -2346,6 +2392,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
             before = check::evaluate_all(&loaded.playbook, &gathers, &earlier);
             change_plan = changes::plan(&loaded.playbook, &before);
             stage_plan = plan_staging(opts, &loaded.playbook, &before, &pinned, &mut change_plan);
+            changes::annotate_blocked(&mut before, &change_plan);
         }
         fix
     } else {
