@@ -1006,6 +1006,17 @@ async fn ctrl_c_mid_rollout_exits_130_and_resume_finishes() {
         .await;
     assert_eq!(code(&o), exit::OK, "{}", explain(&o));
     let r = sim.latest();
+    let interrupted_run = journal
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy();
+    assert_eq!(
+        r.resumed_from.as_deref(),
+        Some(&*interrupted_run),
+        "lineage"
+    );
     assert_eq!(
         r.hosts.len(),
         6,

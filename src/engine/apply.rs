@@ -2290,6 +2290,16 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     let started = jiff::Timestamp::now();
     let t0 = Instant::now();
     let mut report = run::report_header("apply", &loaded, opts.run.limit.as_deref(), started);
+    // The lineage of a resumed run: which run's journal it continued.
+    if opts.resume {
+        report.resumed_from = store::newest_with(&opts.run.report_dir, journal::FILE_NAME)
+            .and_then(|j| {
+                j.parent()?
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+            .filter(|n| n != "latest");
+    }
     let fleet = match run::gather_fleet("apply", &loaded, opts.run.forks, true, &events).await {
         Ok(f) => f,
         Err(code) => return code,

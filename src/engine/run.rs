@@ -222,6 +222,7 @@ pub fn report_header(
         hosts: Vec::new(),
         domains: Vec::new(),
         promotions: Vec::new(),
+        resumed_from: None,
     }
 }
 

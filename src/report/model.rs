@@ -35,6 +35,9 @@ pub struct Report {
     /// promoted. Absent in reports written before staging existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub promotions: Vec<PromotionRecord>,
+    /// apply `--resume`: the run directory whose journal this run continued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<String>,
 }
 
 /// Promotion of one cluster: the global config written (`mcf`) and the temporary server

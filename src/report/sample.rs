@@ -259,6 +259,7 @@ pub fn sample_report() -> Report {
         hosts: vec![mail1, mail2, mail3, mail4, mail5, store1],
         domains: sample_domains(),
         promotions: Vec::new(),
+        resumed_from: None,
     }
 }
 

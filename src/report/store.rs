@@ -66,7 +66,9 @@ pub fn create_run_dir(report_dir: &Path, name: &str) -> Result<PathBuf, StoreErr
 pub fn newest_with(report_dir: &Path, file: &str) -> Option<PathBuf> {
     let latest = report_dir.join("latest").join(file);
     if latest.is_file() {
-        return Some(latest);
+        // `latest` is a symlink: name the run directory itself (resume lineage).
+        let run = std::fs::canonicalize(report_dir.join("latest")).ok();
+        return Some(run.map_or(latest, |r| r.join(file)));
     }
     std::fs::read_dir(report_dir)
         .ok()?
