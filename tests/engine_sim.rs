@@ -2742,3 +2742,42 @@ async fn another_runs_staged_cluster_is_refused_unless_resumed() {
     assert_eq!(code(&o), exit::OK, "{}", explain(&o));
     assert_eq!(sim.latest().promotions[0].state, "promoted");
 }
+
+/// A node whose localconfig.xml names the server with a line break and a zmprov command
+/// after it: the read-only check never runs that command (the name stops at the first
+/// whitespace on the node, and only a host name is accepted from it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostname_with_a_line_break_cannot_inject_into_the_check() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![("h1", "h", mta(Legacy, NonCompliant))],
+        Duration::from_millis(100),
+    )
+    .await;
+    let node = sim.fleet.node("h1").unwrap().node().clone();
+    {
+        let mut st = node.state();
+        let lc = st
+            .files
+            .get_mut("/opt/zextras/conf/localconfig.xml")
+            .unwrap();
+        let text = String::from_utf8(lc.clone()).unwrap();
+        let hostile = text.replace(
+            "<value>h1</value>",
+            "<value>h1\nmcf zimbraMtaEnableSmtpdPolicyd TRUE</value>",
+        );
+        assert_ne!(hostile, text, "the seeded localconfig names h1");
+        *lc = hostile.into_bytes();
+    }
+    let o = sim.run(&["check"]).await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(
+        global_value(&sim, "h1", "zimbraMtaEnableSmtpdPolicyd"),
+        ["FALSE"]
+    );
+    assert_eq!(
+        sim.latest().hosts[0].carbonio_hostname.as_deref(),
+        Some("h1")
+    );
+}
