@@ -290,9 +290,11 @@ fn write_group_reports(run_dir: &Path, report: &Report) -> Result<(), store::Sto
                 crate::engine::domains::exit_code(check::exit_code(&sub.hosts), &sub.domains);
         }
         let dir = run_dir.join("groups").join(g);
-        std::fs::create_dir_all(&dir).map_err(|source| store::StoreError::CreateDir {
-            path: dir.clone(),
-            source,
+        crate::report::write::create_report_dir_all(&dir).map_err(|source| {
+            store::StoreError::CreateDir {
+                path: dir.clone(),
+                source,
+            }
         })?;
         store::write_report(&dir, &sub)?;
     }
@@ -317,9 +319,10 @@ pub fn finish_in(
         })
         .and_then(|_| store::update_latest(report_dir, run_dir))
         .and_then(|_| match metrics_file {
-            Some(p) => crate::report::write::write_atomic(
+            Some(p) => crate::report::write::write_atomic_mode(
                 p,
                 &crate::report::metrics::render_openmetrics(report),
+                crate::report::write::METRICS_FILE_MODE,
             )
             .map_err(|e| store::StoreError::Write {
                 path: e.path,

@@ -41,7 +41,7 @@ pub fn run_dir_name(started_utc: &jiff::Timestamp, playbook: &str) -> String {
 /// Creates a fresh run directory under `report_dir` (suffixing `-2`, `-3` … when a run
 /// started in the same second).
 pub fn create_run_dir(report_dir: &Path, name: &str) -> Result<PathBuf, StoreError> {
-    std::fs::create_dir_all(report_dir).map_err(|source| StoreError::CreateDir {
+    super::write::create_report_dir_all(report_dir).map_err(|source| StoreError::CreateDir {
         path: report_dir.to_path_buf(),
         source,
     })?;
@@ -51,7 +51,13 @@ pub fn create_run_dir(report_dir: &Path, name: &str) -> Result<PathBuf, StoreErr
         } else {
             report_dir.join(format!("{name}-{n}"))
         };
-        match std::fs::create_dir(&dir) {
+        let made = {
+            use std::os::unix::fs::DirBuilderExt as _;
+            std::fs::DirBuilder::new()
+                .mode(super::write::REPORT_DIR_MODE)
+                .create(&dir)
+        };
+        match made {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(source) => return Err(StoreError::CreateDir { path: dir, source }),
@@ -133,6 +139,24 @@ mod tests {
             run_dir_name(&t, "backscatter hardening/x"),
             "20261127T231741Z-backscatter-hardening-x"
         );
+    }
+
+    #[test]
+    fn run_directories_are_not_readable_by_others() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let root = tempfile::tempdir().unwrap();
+        let reports = root.path().join("reports");
+        let run = create_run_dir(&reports, "r").unwrap();
+        for d in [&reports, &run] {
+            let mode = std::fs::metadata(d).unwrap().permissions().mode() & 0o777;
+            assert_eq!(
+                mode,
+                super::super::write::REPORT_DIR_MODE & !super::super::write::umask(),
+                "{}",
+                d.display()
+            );
+            assert_eq!(mode & 0o007, 0, "{} is open to others", d.display());
+        }
     }
 
     #[test]

@@ -36,7 +36,44 @@ pub fn write_formats(run_dir: &Path, report: &Report) -> Result<(), WriteError> 
 }
 
 /// Replaces `path` with `contents` atomically (same-directory temp file + fsync + rename).
+/// Report files: they name every host and its weaknesses, so owner and group only
+/// (0640, less where the umask is stricter).
+pub const REPORT_FILE_MODE: u32 = 0o640;
+/// Report directories (0750, less where the umask is stricter).
+pub const REPORT_DIR_MODE: u32 = 0o750;
+/// The metrics file: read by node_exporter's textfile collector, another user (0644).
+pub const METRICS_FILE_MODE: u32 = 0o644;
+
+/// The process's umask, from /proc (reading it with umask(2) would change it for a
+/// moment under every other thread); Debian's default when /proc cannot tell.
+pub fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+}
+
+/// Creates `dir` and its missing parents as report directories ([`REPORT_DIR_MODE`]).
+pub fn create_report_dir_all(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(REPORT_DIR_MODE)
+        .create(dir)
+}
+
+/// Writes a report file atomically ([`REPORT_FILE_MODE`]).
 pub fn write_atomic(path: &Path, contents: &str) -> Result<(), WriteError> {
+    write_atomic_mode(path, contents, REPORT_FILE_MODE)
+}
+
+/// Writes `contents` to `path` atomically (temp file in the same directory, fsync,
+/// rename, directory fsync) with `mode` less the umask.
+pub fn write_atomic_mode(path: &Path, contents: &str, mode: u32) -> Result<(), WriteError> {
     let err = |source| WriteError {
         path: path.to_path_buf(),
         source,
@@ -45,13 +82,12 @@ pub fn write_atomic(path: &Path, contents: &str) -> Result<(), WriteError> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
     tmp.write_all(contents.as_bytes()).map_err(err)?;
     tmp.as_file().sync_all().map_err(err)?;
-    // Readers such as node_exporter run as another user: 0644 like any report file,
-    // not the 0600 a temp file is created with.
+    // A temp file is created 0600: give it the mode its kind needs.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
         tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .set_permissions(std::fs::Permissions::from_mode(mode & !umask()))
             .map_err(err)?;
     }
     tmp.persist(path).map_err(|e| err(e.error))?;
@@ -87,11 +123,15 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(dir.path().join(METRICS_FILE))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o644);
+            // Report files name every host and its weaknesses: owner and group only.
+            for name in [JUNIT_FILE, METRICS_FILE, HTML_FILE] {
+                let mode = std::fs::metadata(dir.path().join(name))
+                    .unwrap()
+                    .permissions()
+                    .mode();
+                assert_eq!(mode & 0o777, REPORT_FILE_MODE & !umask(), "{name}");
+                assert_eq!(mode & 0o007, 0, "{name} is readable by others");
+            }
         }
     }
 
