@@ -2781,3 +2781,36 @@ async fn a_hostname_with_a_line_break_cannot_inject_into_the_check() {
         Some("h1")
     );
 }
+
+/// A private key that others may read is not used, as OpenSSH refuses it, and the
+/// failure says how to fix it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unprotected_private_key_is_refused() {
+    use Platform::*;
+    use Posture::*;
+    use std::os::unix::fs::PermissionsExt as _;
+    let sim = Sim::start(
+        vec![("k1", "k", mta(Legacy, NonCompliant))],
+        Duration::from_millis(100),
+    )
+    .await;
+    let inv = sim.fleet.inventory_path();
+    let text = std::fs::read_to_string(&inv).unwrap();
+    let key = sim.fleet.identity_path();
+    let open = sim.path("open_key");
+    std::fs::copy(&key, &open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let shown = key.display().to_string();
+    assert!(text.contains(&shown), "the inventory names the key");
+    std::fs::write(&inv, text.replace(&shown, &open.display().to_string())).unwrap();
+    let o = sim.run(&["check"]).await;
+    assert_eq!(code(&o), exit::HOST_FAILED, "{}", explain(&o));
+    let err = sim.latest().hosts[0].error.clone().unwrap();
+    assert!(
+        err.message
+            .contains("UNPROTECTED PRIVATE KEY FILE: permissions 0644 are too open")
+            && err.message.contains("chmod 600"),
+        "{}",
+        err.message
+    );
+}

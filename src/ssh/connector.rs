@@ -979,6 +979,21 @@ impl Connector {
                 }
             };
             let shown = path.display();
+            // As OpenSSH (sshkey_perm_ok): a key of ours that others may read is refused.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::MetadataExt as _;
+                if let Ok(m) = std::fs::metadata(path)
+                    && m.uid() == unsafe { libc::getuid() }
+                    && m.mode() & 0o077 != 0
+                {
+                    return Err(format!(
+                        "{shown} (UNPROTECTED PRIVATE KEY FILE: permissions {:04o} are too open, \
+                         so it is not used, as OpenSSH refuses it; fix: chmod 600 {shown})",
+                        m.mode() & 0o7777
+                    ));
+                }
+            }
             match load(None).await {
                 Ok(key) => Ok(Arc::new(key)),
                 Err(russh::keys::Error::KeyIsEncrypted) => {
