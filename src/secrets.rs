@@ -101,9 +101,13 @@ fn get(user: &str) -> Option<Secret> {
 
 /// Finds the secret for `host`: its own entry, then each group's, first found wins.
 pub fn lookup(kind: SecretKind, host: &Host) -> Option<Secret> {
+    scopes(host).find_map(|scope| get(&entry_user(kind, scope)))
+}
+
+/// Where a host's secrets are looked up, in order: its own entry, then its groups'.
+pub fn scopes(host: &Host) -> impl Iterator<Item = SecretScope<'_>> {
     std::iter::once(SecretScope::Host(&host.name))
         .chain(host.groups.iter().map(|g| SecretScope::Group(g)))
-        .find_map(|scope| get(&entry_user(kind, scope)))
 }
 
 /// Stores (or replaces) a secret, and adds its name to the [index](INDEX_USER).

@@ -412,6 +412,25 @@ impl Checker {
     }
 }
 
+/// The jump host as a host to connect to. It is checked like any host, with the
+/// target's known_hosts, host key policy, identity files and timeouts (ProxyJump
+/// semantics), but it authenticates only with its OWN secrets: no groups (a group's
+/// keyring password belongs to the group's nodes, never to the bastion in front of
+/// them), no vars, so the keyring is asked for the jump host's name only.
+fn bastion_host(jump: &JumpSpec, target_host: &Host) -> Host {
+    Host {
+        name: jump.host.clone(),
+        address: jump.host.clone(),
+        port: jump.port,
+        user: jump.user.clone(),
+        jump: None,
+        groups: Vec::new(),
+        vars: Default::default(),
+        roles: Vec::new(),
+        ..target_host.clone()
+    }
+}
+
 /// Seconds since the epoch (0 if the clock is before 1970, which no certificate trusts).
 fn now_unix() -> u64 {
     std::time::SystemTime::now()
@@ -787,6 +806,7 @@ impl Connector {
     /// a free slot, else a new connection (one attempt at a time per bastion; after a
     /// failure, none at all).
     async fn bastion(&self, jump: &JumpSpec, target_host: &Host) -> Result<Tunnel, ConnectError> {
+        // (see [`bastion_host`] for whose credentials it gets)
         let key = format!("{}@{}:{}", jump.user, jump.host, jump.port);
         let slot = {
             let mut map = self
@@ -815,16 +835,7 @@ impl Connector {
                 });
             }
         }
-        // The bastion is checked and authenticated like any host, with the target's
-        // known_hosts, identities and policy (ProxyJump semantics).
-        let bastion_host = Host {
-            name: jump.host.clone(),
-            address: jump.host.clone(),
-            port: jump.port,
-            user: jump.user.clone(),
-            jump: None,
-            ..target_host.clone()
-        };
+        let bastion_host = bastion_host(jump, target_host);
         let attempt = tokio::time::timeout(
             bastion_host.connect_timeout,
             Box::pin(self.connect_untimed(&bastion_host, None)),
@@ -1024,6 +1035,35 @@ impl Connector {
 mod tests {
     use super::*;
     use std::process::Command;
+
+    /// A jump host never gets the target's group credentials: the keyring is asked for
+    /// the jump host's own name only (OpenSSH's ProxyJump authenticates the bastion as
+    /// itself).
+    #[test]
+    fn a_bastion_authenticates_with_its_own_secrets_only() {
+        let mut target = Host::for_test("mx1.acme.example");
+        target.groups = vec!["acme".into(), "eu".into()];
+        target.vars.insert("customer".into(), "ACME".into());
+        let jump = JumpSpec {
+            user: "ops".into(),
+            host: "bastion.acme.example".into(),
+            port: 2022,
+        };
+        let b = bastion_host(&jump, &target);
+        assert_eq!(
+            (b.name.as_str(), b.user.as_str(), b.port),
+            ("bastion.acme.example", "ops", 2022)
+        );
+        assert!(b.groups.is_empty() && b.vars.is_empty() && b.jump.is_none());
+        // What the keyring would be asked for: only the bastion's own entries.
+        let scopes: Vec<String> = crate::secrets::scopes(&b)
+            .map(|s| crate::secrets::entry_user(crate::secrets::SecretKind::Password, s))
+            .collect();
+        assert_eq!(scopes, ["password:host:bastion.acme.example"]);
+        // Host key checking is the target's (never weaker).
+        assert_eq!(b.known_hosts, target.known_hosts);
+        assert_eq!(b.host_key_policy, target.host_key_policy);
+    }
 
     /// `ssh-keygen` in `dir`, asserting success.
     fn keygen(dir: &Path, args: &[&str]) {
