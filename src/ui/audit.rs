@@ -130,7 +130,7 @@ pub fn record(ev: &Event, operator: &str) {
             event = "paused",
             operator,
             ms = duration.as_millis() as u64,
-            "pause {}", humantime::format_duration(*duration)
+            "pause {}", crate::ui::progress::whole_seconds(*duration)
         ),
         Event::RunFinished { exit_code } => tracing::info!(
             target: AUDIT_TARGET,

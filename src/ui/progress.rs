@@ -112,7 +112,7 @@ fn update_for(ev: &Event) -> BarUpdate {
         Event::Paused { duration } => BarUpdate {
             message: Some(format!(
                 "pause {} (health gate passed)",
-                humantime::format_duration(*duration)
+                whole_seconds(*duration)
             )),
             ..BarUpdate::default()
         },
@@ -145,9 +145,24 @@ pub async fn run(mut rx: UnboundedReceiver<Event>, span: Span) {
     }
 }
 
+/// A wait as an operator reads it: whole seconds, rounded up (`5s`, `1m 30s`), not the
+/// scheduler's nanoseconds (`4s 999ms 999us 569ns`).
+pub fn whole_seconds(d: std::time::Duration) -> String {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waits_read_in_whole_seconds() {
+        use std::time::Duration;
+        assert_eq!(whole_seconds(Duration::new(4, 999_999_569)), "5s");
+        assert_eq!(whole_seconds(Duration::from_secs(90)), "1m 30s");
+        assert_eq!(whole_seconds(Duration::ZERO), "0s");
+    }
     use std::time::Duration;
 
     #[test]
