@@ -1,7 +1,11 @@
-//! Remediation: gather → plan the changes → (confirm) → one `zmprov` batch per
-//! change set with read-back → staggered restarts with health gates driven by the
-//! rollout scheduler → gather again to prove the result (each host as soon as nothing
-//! more will be done to it, overlapping later batches: [`Prover`]).
+//! Remediation: gather → plan the changes and the staging ([`super::stage`]) →
+//! (confirm) → server-scope changes (one `zmprov` batch per node, with read-back) →
+//! batches from the rollout scheduler, each staging its MTAs' server entries (one
+//! `zmprov` batch per cluster per batch), then reloading (or restarting) and gating
+//! them, a node that fails rolled back → each cluster's promotion (global config, then
+//! the temporary entries removed) once every MTA LDAP lists passed → gather again to
+//! prove the result (each host as soon as nothing more will be done to it, overlapping
+//! later batches: [`Prover`]).
 //!
 //! One dispatcher loop owns the run state: it starts batches the [`Scheduler`] hands
 //! out, collects node results, and reacts to Ctrl-C (first: start nothing new, let
