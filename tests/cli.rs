@@ -201,3 +201,26 @@ fn report_show_never_prints_a_nodes_escape_sequences() {
         "\u{1b}[2J\u{1b}[HALL GOOD"
     );
 }
+
+/// `plan` writes no report: the options that only shape one are refused, not ignored.
+#[test]
+fn plan_refuses_report_only_options() {
+    let o = fleet()
+        .args([
+            "plan",
+            "-i",
+            "/nonexistent/inventory.toml",
+            "--metrics-file",
+            "/tmp/m.prom",
+            "--split-by",
+            "group",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("plan writes no report, so --split-by and --metrics-file would do nothing"),
+        "{err}"
+    );
+}

@@ -105,6 +105,21 @@ pub(super) fn check(a: &RunArgs) -> i32 {
 }
 
 pub(super) fn plan(a: &RunArgs) -> i32 {
+    // plan writes no report: options that only shape one are refused, not ignored.
+    let ignored: Vec<&str> = [
+        ("--split-by", a.common.split_by.is_some()),
+        ("--metrics-file", a.common.metrics_file.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, set)| set.then_some(flag))
+    .collect();
+    if !ignored.is_empty() {
+        eprintln!(
+            "carbonio-fleet: plan writes no report, so {} would do nothing (they are for check and apply); nothing was contacted",
+            ignored.join(" and ")
+        );
+        return exit::USAGE;
+    }
     let opts = RunOptions::from(a);
     with_runtime("plan", &a.common, |events| async move {
         crate::engine::plan::plan(&opts, events).await
