@@ -857,6 +857,21 @@ fn sigint(pid: u32) {
     assert!(st.success());
 }
 
+/// The journal of the first run directory that appears under the sim's reports.
+async fn first_run_journal(sim: &Sim) -> PathBuf {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(dir) = std::fs::read_dir(sim.reports())
+            .ok()
+            .and_then(|mut d| d.find_map(|e| e.ok().map(|e| e.path()).filter(|p| p.is_dir())))
+        {
+            return dir.join("journal.jsonl");
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no run directory");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 async fn wait_for_journal(path: &Path, step: &str) {
     // 60 s: far beyond any healthy wait, however loaded the machine.
     for _ in 0..2400 {
@@ -903,17 +918,7 @@ async fn ctrl_c_mid_rollout_exits_130_and_resume_finishes() {
         .unwrap();
     let mut stderr = StderrTap::new(&mut child);
     // Interrupt while the first restart is in flight (the journal says it was sent).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let journal = loop {
-        if let Some(dir) = std::fs::read_dir(sim.reports())
-            .ok()
-            .and_then(|mut d| d.find_map(|e| e.ok().map(|e| e.path()).filter(|p| p.is_dir())))
-        {
-            break dir.join("journal.jsonl");
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no run directory");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let journal = first_run_journal(&sim).await;
     wait_for_journal(&journal, "restart-started").await;
     sigint(child.id());
     // Released only once the tool has said it took the interrupt.
@@ -2646,17 +2651,7 @@ async fn sigterm_mid_rollout_writes_the_report_and_exits_130() {
         .spawn()
         .unwrap();
     let mut stderr = StderrTap::new(&mut child);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let journal = loop {
-        if let Some(dir) = std::fs::read_dir(sim.reports())
-            .ok()
-            .and_then(|mut d| d.find_map(|e| e.ok().map(|e| e.path()).filter(|p| p.is_dir())))
-        {
-            break dir.join("journal.jsonl");
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no run directory");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let journal = first_run_journal(&sim).await;
     wait_for_journal(&journal, "restart-started").await;
     let st = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

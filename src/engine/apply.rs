@@ -1988,26 +1988,21 @@ fn plan_staging(
         // A cluster that holds staged entries of another run (in LDAP: another machine,
         // inventory or report directory may have written them) is not this run's to
         // continue: only `--resume` finishes it, only `--unstage` undoes it.
-        let taken: BTreeSet<String> = before
-            .iter()
-            .filter(|h| {
-                plan.nodes
-                    .get(&h.name)
-                    .is_some_and(|n| n.entries.iter().any(|e| e.present))
-            })
-            .map(|h| h.cluster.clone())
-            .collect();
-        for cluster in &taken {
-            let holders: Vec<String> = before
-                .iter()
-                .filter(|h| &h.cluster == cluster)
-                .filter(|h| {
-                    plan.nodes
-                        .get(&h.name)
-                        .is_some_and(|n| n.entries.iter().any(|e| e.present))
-                })
-                .map(|h| h.name.clone())
-                .collect();
+        // Per cluster, its hosts that hold entries staged by an earlier run.
+        let mut taken: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for h in before {
+            if plan
+                .nodes
+                .get(&h.name)
+                .is_some_and(|n| n.entries.iter().any(|e| e.present))
+            {
+                taken
+                    .entry(h.cluster.clone())
+                    .or_default()
+                    .push(h.name.clone());
+            }
+        }
+        for (cluster, holders) in &taken {
             if let Some(g) = change_plan.global.remove(cluster) {
                 for c in g.changes {
                     change_plan.blocked.push(changes::Blocked {
