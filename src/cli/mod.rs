@@ -25,12 +25,7 @@ pub const CLOSED_STDOUT: i32 = 141;
 fn quiet_on_closed_stdout() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let payload = info.payload();
-        let msg = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or("");
+        let msg = crate::engine::gather::panic_text(info.payload());
         if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
             std::process::exit(CLOSED_STDOUT);
         }

@@ -114,7 +114,11 @@ fn watch_interrupts() -> (watch::Receiver<u32>, CancellationToken) {
 }
 
 /// Narrows the targets for `--resume` / `--retry-failed` from the last run's files.
-fn narrow_targets(opts: &ApplyOptions, hosts: Vec<Host>) -> Result<Vec<Host>, String> {
+fn narrow_targets(
+    opts: &ApplyOptions,
+    hosts: Vec<Host>,
+    resume: Option<&Resume>,
+) -> Result<Vec<Host>, String> {
     let latest = opts.run.report_dir.join("latest");
     if opts.retry_failed {
         let report = store::read_report(&latest.join("report.json"))?;
@@ -141,12 +145,8 @@ fn narrow_targets(opts: &ApplyOptions, hosts: Vec<Host>) -> Result<Vec<Host>, St
         }
         return Ok(hosts);
     }
-    if opts.resume {
-        let path = store::newest_with(&opts.run.report_dir, journal::FILE_NAME)
-            .unwrap_or_else(|| latest.join(journal::FILE_NAME));
-        let entries = journal::read(&path)
-            .map_err(|e| format!("--resume: cannot read `{}`: {e}", path.display()))?;
-        let done: BTreeSet<String> = journal::done_hosts(&entries).into_iter().collect();
+    if let Some(resume) = resume {
+        let done: BTreeSet<String> = journal::done_hosts(&resume.entries).into_iter().collect();
         let hosts: Vec<Host> = hosts
             .into_iter()
             .filter(|h| !done.contains(&h.name))
@@ -154,7 +154,7 @@ fn narrow_targets(opts: &ApplyOptions, hosts: Vec<Host>) -> Result<Vec<Host>, St
         if hosts.is_empty() {
             return Err(format!(
                 "--resume: every selected host is done according to `{}`",
-                path.display()
+                resume.path.display()
             ));
         }
         return Ok(hosts);
@@ -552,24 +552,21 @@ async fn restart_and_gate(node: NodeCtx, env: TaskEnv, phase: &'static str) -> N
             };
             if let Err(why) = outcome {
                 let _ = journal.record(&name, &format!("{phase}restart-failed"), &why);
+                let failed = NodeResult::Failed {
+                    reason: format!(
+                        "{} failed: {}",
+                        if matches!(action, MtaAction::Full(_)) {
+                            "restart"
+                        } else {
+                            "reload"
+                        },
+                        why.lines().last().unwrap_or("")
+                    ),
+                };
                 return NodeRun {
-                    staged: Vec::new(),
-                    rollback: None,
-                    name,
-                    result: NodeResult::Failed {
-                        reason: format!(
-                            "{} failed: {}",
-                            if matches!(action, MtaAction::Full(_)) {
-                                "restart"
-                            } else {
-                                "reload"
-                            },
-                            why.lines().last().unwrap_or("")
-                        ),
-                    },
                     restart: Some(record),
-                    gate: None,
                     commands,
+                    ..NodeRun::new(name, failed)
                 };
             }
             let _ = journal.record(&name, &format!("{phase}restarted"), "");
@@ -605,13 +602,10 @@ async fn restart_and_gate(node: NodeCtx, env: TaskEnv, phase: &'static str) -> N
         }
     };
     NodeRun {
-        name,
-        result,
         restart,
         gate: Some(gate),
         commands,
-        staged: Vec::new(),
-        rollback: None,
+        ..NodeRun::new(name, result)
     }
 }
 
@@ -2146,25 +2140,48 @@ async fn promote_all(
     .await
 }
 
-/// Hosts whose gate passed in the last apply's journal (for `--resume`): a staged node
-/// proven there is not gated again. A later failure or rollback cancels it.
-fn proven_in_latest(report_dir: &std::path::Path) -> BTreeSet<String> {
-    let Some(path) = store::newest_with(report_dir, journal::FILE_NAME) else {
-        return BTreeSet::new();
-    };
-    let mut proven = BTreeSet::new();
-    for e in journal::read(&path).unwrap_or_default() {
-        match e.step.as_str() {
-            "gate-passed" | "proven-earlier" => {
-                proven.insert(e.host);
-            }
-            "gate-failed" | "rolled-back" | "stage-failed" | "restart-failed" => {
-                proven.remove(&e.host);
-            }
-            _ => {}
-        }
+/// What `--resume` continues: the last apply's journal (found past a `check` that moved
+/// `latest`), read once, before this run's directory exists.
+struct Resume {
+    path: std::path::PathBuf,
+    entries: Vec<journal::Entry>,
+}
+
+impl Resume {
+    fn read(report_dir: &std::path::Path) -> Result<Resume, String> {
+        let path = store::newest_with(report_dir, journal::FILE_NAME)
+            .unwrap_or_else(|| report_dir.join("latest").join(journal::FILE_NAME));
+        let entries = journal::read(&path)
+            .map_err(|e| format!("--resume: cannot read `{}`: {e}", path.display()))?;
+        Ok(Resume { path, entries })
     }
-    proven
+
+    /// Hosts whose gate passed there: a staged node proven there is not gated again.
+    /// A later failure or rollback cancels it.
+    fn proven(&self) -> BTreeSet<String> {
+        let mut proven = BTreeSet::new();
+        for e in &self.entries {
+            match e.step.as_str() {
+                "gate-passed" | "proven-earlier" => {
+                    proven.insert(e.host.clone());
+                }
+                "gate-failed" | "rolled-back" | "stage-failed" | "restart-failed" => {
+                    proven.remove(&e.host);
+                }
+                _ => {}
+            }
+        }
+        proven
+    }
+
+    /// The run directory it continues (the report's `resumed_from`).
+    fn run_name(&self) -> Option<String> {
+        self.path
+            .parent()?
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| n != "latest")
+    }
 }
 
 /// Prints the plan summary and asks; `Ok(true)` to go ahead.
@@ -2254,7 +2271,18 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let hosts = match narrow_targets(opts, loaded.hosts.clone()) {
+    let resume = if opts.resume {
+        match Resume::read(&opts.run.report_dir) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("carbonio-fleet: {e}");
+                return exit::USAGE;
+            }
+        }
+    } else {
+        None
+    };
+    let hosts = match narrow_targets(opts, loaded.hosts.clone(), resume.as_ref()) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("carbonio-fleet: {e}");
@@ -2279,26 +2307,13 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
             return exit::USAGE;
         }
     };
-    // Read before this run's directory exists: `latest` still names the earlier run.
-    let proven_earlier = if opts.resume {
-        proven_in_latest(&opts.run.report_dir)
-    } else {
-        BTreeSet::new()
-    };
+    let proven_earlier = resume.as_ref().map(Resume::proven).unwrap_or_default();
     let (interrupts, hard) = watch_interrupts();
     let started = jiff::Timestamp::now();
     let t0 = Instant::now();
     let mut report = run::report_header("apply", &loaded, opts.run.limit.as_deref(), started);
     // The lineage of a resumed run: which run's journal it continued.
-    if opts.resume {
-        report.resumed_from = store::newest_with(&opts.run.report_dir, journal::FILE_NAME)
-            .and_then(|j| {
-                j.parent()?
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-            })
-            .filter(|n| n != "latest");
-    }
+    report.resumed_from = resume.as_ref().and_then(Resume::run_name);
     let fleet = match run::gather_fleet("apply", &loaded, opts.run.forks, true, &events).await {
         Ok(f) => f,
         Err(code) => return code,

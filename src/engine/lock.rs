@@ -9,7 +9,6 @@ use std::io::{Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use fs4::fs_std::FileExt as _;
-use sha2::Digest as _;
 
 /// Held locks; dropping releases them.
 #[derive(Debug)]
@@ -20,15 +19,16 @@ pub struct ApplyLock {
 /// Where the inventory's lock lives: one file per set of inventory files, in the
 /// system's temp directory (shared by every report directory on this machine).
 fn inventory_lock_path(inventory: &[PathBuf]) -> PathBuf {
-    let mut h = sha2::Sha256::new();
-    for p in inventory {
-        let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-        h.update(p.to_string_lossy().as_bytes());
-        h.update([0]);
-    }
-    let digest = h.finalize();
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    std::env::temp_dir().join(format!("carbonio-fleet-apply-{hex}.lock"))
+    let paths: Vec<String> = inventory
+        .iter()
+        .map(|p| {
+            let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+            format!("{}\0", p.to_string_lossy())
+        })
+        .collect();
+    let parts: Vec<&[u8]> = paths.iter().map(|p| p.as_bytes()).collect();
+    let hex = crate::engine::run::sha256_hex(&parts);
+    std::env::temp_dir().join(format!("carbonio-fleet-apply-{}.lock", &hex[..16]))
 }
 
 /// Takes the report directory's and the inventory's apply locks, or says who holds one.

@@ -250,12 +250,7 @@ pub fn render(
                 "  promotion-held: even if every staged MTA passes, the global config stays untouched (exit 2):"
             );
             for h in held {
-                let who = h
-                    .host
-                    .as_deref()
-                    .or(h.server.as_deref())
-                    .unwrap_or("the cluster");
-                let _ = writeln!(s, "    held by {who}: {}", h.reason);
+                let _ = writeln!(s, "    held by {}: {}", h.name(), h.reason);
             }
         }
         if let Some(cmds) = commands.get(&format!("promote:{cluster}")) {

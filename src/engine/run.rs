@@ -129,7 +129,8 @@ pub fn nonce() -> String {
         .collect()
 }
 
-fn sha256_hex(parts: &[&[u8]]) -> String {
+/// The SHA-256 of `parts`, concatenated, in lower-case hex.
+pub(crate) fn sha256_hex(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
     for p in parts {
         h.update(p);

@@ -98,12 +98,10 @@ where
 {
     // Addresses come from the playbook and from LDAP (hosted domains): nothing that is
     // not one plain token reaches the wire.
-    let plain = |a: &str| {
-        !a.is_empty()
-            && a.bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
-    };
-    if let Some(bad) = std::iter::once(&helo).chain(rcpts).find(|a| !plain(a)) {
+    if let Some(bad) = std::iter::once(&helo)
+        .chain(rcpts)
+        .find(|a| !crate::playbook::is_plain_token(a))
+    {
         return Err(SmtpError::Unsafe(bad.to_string()));
     }
     let (r, mut w) = tokio::io::split(stream);

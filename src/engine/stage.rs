@@ -84,27 +84,27 @@ pub struct StageEntry {
 impl StageEntry {
     /// ProvUtil arguments that write it on `server`.
     pub fn stage_args(&self, server: &str) -> Vec<String> {
-        match (&self.kind, &self.delta) {
-            (EntryKind::ListExtended, Some((add, v))) => vec![
-                "ms".into(),
-                server.into(),
-                format!("{}{}", if *add { '+' } else { '-' }, self.attr),
-                v.clone(),
-            ],
-            _ => set_args(server, &self.attr, &self.staged),
-        }
+        self.delta_args(server, true)
+            .unwrap_or_else(|| set_args(server, &self.attr, &self.staged))
     }
 
     /// ProvUtil arguments that restore the entry as it was before.
     pub fn rollback_args(&self, server: &str) -> Vec<String> {
+        self.delta_args(server, false)
+            .unwrap_or_else(|| set_args(server, &self.attr, &self.before))
+    }
+
+    /// A list extension's one-value edit (`ms SERVER +attr v`), applied `forward` or
+    /// undone; `None` for the other kinds, which set the whole list.
+    fn delta_args(&self, server: &str, forward: bool) -> Option<Vec<String>> {
         match (&self.kind, &self.delta) {
-            (EntryKind::ListExtended, Some((add, v))) => vec![
+            (EntryKind::ListExtended, Some((add, v))) => Some(vec![
                 "ms".into(),
                 server.into(),
-                format!("{}{}", if *add { '-' } else { '+' }, self.attr),
+                format!("{}{}", if *add == forward { '+' } else { '-' }, self.attr),
                 v.clone(),
-            ],
-            _ => set_args(server, &self.attr, &self.before),
+            ]),
+            _ => None,
         }
     }
 

@@ -681,10 +681,14 @@ fn rollout(
 pub fn is_plain_address(a: &str) -> bool {
     let mut parts = a.splitn(2, '@');
     let (local, domain) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    !local.is_empty()
-        && !domain.is_empty()
-        && !domain.contains('@')
-        && a.bytes()
+    !local.is_empty() && !domain.is_empty() && !domain.contains('@') && is_plain_token(a)
+}
+
+/// One SMTP token as it may be sent: not empty, printable ASCII, no space, no angle
+/// bracket, no control character (nothing can end the command line or the address).
+pub fn is_plain_token(t: &str) -> bool {
+    !t.is_empty()
+        && t.bytes()
             .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
 }
 

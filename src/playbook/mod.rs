@@ -6,7 +6,7 @@ mod load;
 mod model;
 pub mod raw;
 
-pub use load::{DEFAULT_PLAYBOOK, is_plain_address, load, load_default, parse};
+pub use load::{DEFAULT_PLAYBOOK, is_plain_address, is_plain_token, load, load_default, parse};
 pub use model::{
     Amount, Control, DnsCheck, Expectation, Playbook, Precondition, Probe, ProbeExpect, ProbeFrom,
     ProbeKind, RestartMethod, Rollout, Scope, Severity,

@@ -663,18 +663,7 @@ fn promotions_section(report: &Report) -> String {
         let held: Vec<String> = p
             .held_by
             .iter()
-            .map(|h| {
-                format!(
-                    "{}: {}",
-                    escape(
-                        h.host
-                            .as_deref()
-                            .or(h.server.as_deref())
-                            .unwrap_or("the cluster")
-                    ),
-                    escape(&h.reason)
-                )
-            })
+            .map(|h| format!("{}: {}", escape(h.name()), escape(&h.reason)))
             .collect();
         let _ = writeln!(
             out,

@@ -71,6 +71,16 @@ pub struct HeldBy {
     pub reason: String,
 }
 
+impl HeldBy {
+    /// Who holds it, in one word: the inventory host, else the server LDAP lists.
+    pub fn name(&self) -> &str {
+        self.host
+            .as_deref()
+            .or(self.server.as_deref())
+            .unwrap_or("the cluster")
+    }
+}
+
 /// One staged value on a host's server entry (see `engine::stage`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StagedRecord {
