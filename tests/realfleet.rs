@@ -6,11 +6,13 @@
 
 mod support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use carbonio_fleet::exit;
+use carbonio_fleet::sim::exec::StageFault;
 use carbonio_fleet::sim::{FleetSpec, NodeSpec, max_concurrent, max_concurrent_per_cluster};
 use serde_json::Value;
 use support::child::StderrTap;
@@ -958,9 +960,11 @@ fn fifty_nodes_up_check_and_down_without_leftovers() {
     assert!(survivors.is_empty(), "survived teardown: {survivors:?}");
 }
 
-/// The restart works but the node's Postfix no longer listens (port 25 and the policy
-/// socket): the health gate gives up on what it measured (health_timeout 2s: the run
-/// ends, the 60 s command timeout is not what stops it) and the host is not compliant.
+/// The reload works but the node's real Postfix no longer listens on port 25 (its
+/// master.cf.in lost the `smtp inet` service, as a broken template would have it, and
+/// the reload's rendering writes that into master.cf): the health gate gives up on what
+/// it measured (health_timeout 2s: the run ends, the 60 s command timeout is not what
+/// stops it) and the host is not compliant.
 #[test]
 fn health_gate_failure_is_reported_with_its_checks() {
     let Some(fleet) = RealFleet::start(
@@ -971,7 +975,12 @@ fn health_gate_failure_is_reported_with_its_checks() {
         return;
     };
     let bad = &fleet.nodes[1];
-    bad.kill_smtpd();
+    bad.edit_master_cf_in(|t| {
+        t.lines()
+            .filter(|l| !l.starts_with("smtp      inet"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    });
     let pb = playbook(
         fleet.dir.path(),
         &FAST.replace("health_timeout = \"20s\"", "health_timeout = \"2s\""),
@@ -991,13 +1000,10 @@ fn health_gate_failure_is_reported_with_its_checks() {
     );
     let gate = &h["apply"]["gate"];
     assert_eq!(gate["passed"], false, "{gate}");
-    // The first check that talks to Postfix itself fails: its policy socket is gone.
-    let failed = gate["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "policy-socket" || c["name"] == "smtp")
-        .unwrap_or_else(|| panic!("no policy-socket or smtp check: {gate}"));
+    // The policy socket still answers (master.cf keeps the policy entry); the SMTP
+    // probe cannot reach port 25.
+    assert_eq!(gate_check(h, "policy-socket")["ok"], true, "{gate}");
+    let failed = gate_check(h, "smtp");
     assert_eq!(failed["ok"], false, "{failed}");
     assert!(!s(&failed["detail"]).is_empty(), "{failed}");
     assert!(s(&h["apply"]["rollout"]).starts_with("failed"), "{h}");
@@ -1081,14 +1087,15 @@ fn spawn_users_on_real_nodes_and_the_program_budget() {
     assert_eq!(s(&host(&r, &fleet.nodes[2].name)["status"]), "compliant");
 
     // The program budget: of the programs the nodes emulate (and count), only zmprov
-    // (once per host, plus the cluster's domain read), postconf and systemctl run, none
-    // of the others a JVM; never zmcontrol, zmhostname or the `carbonio` wrapper.
+    // (once per host, plus the cluster's domain read) and systemctl run, none of the
+    // others a JVM; never zmcontrol, zmhostname or the `carbonio` wrapper. (`postconf`
+    // is Postfix's own on these nodes, not counted here.)
     for n in &fleet.nodes {
         let (nf, _) = n.store.read().unwrap();
         let ran: Vec<&str> = nf.invocations.keys().map(String::as_str).collect();
         assert_eq!(
             ran,
-            ["postconf", "systemctl", "zmprov"],
+            ["systemctl", "zmprov"],
             "{}: {:?}",
             n.name,
             nf.invocations
@@ -1195,13 +1202,15 @@ fn a_master_cf_newer_than_the_running_master_is_restart_pending() {
     // zmconfigd rewrote master.cf just now (in a later second than the master's last
     // log line, or the two would tie); nobody reloaded.
     let stale = &fleet.nodes[1];
-    let log = std::fs::read_to_string(stale.dir.join("varlog").join("carbonio.log")).unwrap();
-    let logged: i64 = log
-        .lines()
-        .filter_map(|l| l.split_whitespace().next()?.parse::<jiff::Timestamp>().ok())
-        .map(|t| t.as_second())
-        .max()
-        .expect("the master logged its start");
+    // The log's last line was written at its mtime (Postfix's postlogd appends).
+    assert!(stale.mail_log().contains(": daemon started -- version 3."));
+    let logged: i64 = std::fs::metadata(stale.dir.join("varlog").join("carbonio.log"))
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let deadline = Instant::now() + Duration::from_secs(60);
     while jiff::Timestamp::now().as_second() <= logged {
         assert!(Instant::now() < deadline, "the clock never passed {logged}");
@@ -1425,7 +1434,10 @@ fn staging_rollback_promotion_held_and_resume_on_real_nodes() {
     let Some(fleet) = RealFleet::start(
         "staging",
         specs(3, "legacy+non-compliant=3", 3),
-        &RealFleetOptions::default(),
+        &RealFleetOptions {
+            zmconfigd_interval: Some(Duration::from_millis(300)),
+            ..RealFleetOptions::default()
+        },
     ) else {
         return;
     };
@@ -1491,6 +1503,24 @@ fn staging_rollback_promotion_held_and_resume_on_real_nodes() {
         );
     }
     assert_eq!(policyd(2), (no.clone(), None));
+    // Staged means staged: through several polls of every node's zmconfigd, the two
+    // staged MTAs' real Postfix runs the check and the third's does not.
+    let polls = |n: usize| fleet.nodes[n].store.read().unwrap().0.zmconfigd_polls;
+    let since: Vec<u64> = (0..3).map(polls).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (0..3).any(|n| polls(n) < since[n] + 3) {
+        assert!(Instant::now() < deadline, "zmconfigd stopped polling");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (n, name) in names.iter().enumerate() {
+        let main_cf =
+            std::fs::read_to_string(fleet.nodes[n].dir.join("conf").join("main.cf")).unwrap();
+        assert_eq!(
+            main_cf.contains("check_policy_service unix:private/policy"),
+            n < 2,
+            "{name}: {main_cf}"
+        );
+    }
     let (out, reports) = run(&fleet, "check", Some(&pb), &[]);
     assert_eq!(code(&out), exit::DRIFT, "{}", show(&out));
     let r = report(&reports);
@@ -1526,5 +1556,223 @@ fn staging_rollback_promotion_held_and_resume_on_real_nodes() {
     for (n, name) in names.iter().enumerate() {
         assert_eq!(policyd(n), (Some(vec!["TRUE".to_string()]), None), "{name}");
         assert_eq!(s(&host(&r, name)["status"]), "compliant");
+    }
+}
+
+/// One SMTP session on `stream`: EHLO, then for each recipient `MAIL FROM:<>` (no DNS in
+/// a node: a null sender needs no domain lookup), `RCPT TO`, `RSET`; QUIT. Returns each
+/// RCPT reply, whole. Never DATA.
+fn rcpt_replies(stream: std::net::TcpStream, rcpts: &[&str]) -> Vec<String> {
+    use std::io::{BufRead, BufReader, Write};
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let mut w = stream.try_clone().unwrap();
+    let mut r = BufReader::new(stream);
+    let mut reply = || {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(r.read_line(&mut line).unwrap() > 0, "EOF after {all:?}");
+            all.push_str(&line);
+            // The last line of a reply has a space after its code (postscreen's
+            // greeting starts `220-`).
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all.trim_end().to_string();
+            }
+        }
+    };
+    assert!(reply().starts_with("220"));
+    let mut say = |cmd: &str| w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+    say("EHLO carbonio-fleet.test");
+    assert!(reply().starts_with("250"));
+    let mut out = Vec::new();
+    for rcpt in rcpts {
+        say("MAIL FROM:<>");
+        assert!(reply().starts_with("250"));
+        say(&format!("RCPT TO:<{rcpt}>"));
+        out.push(reply());
+        say("RSET");
+        reply();
+    }
+    say("QUIT");
+    out
+}
+
+/// Each node answers SMTP from its own real Postfix (Debian's), configured as
+/// Carbonio's zmconfigd renders it. From outside mynetworks (the node's relay): a known
+/// recipient 250, an unknown one in the local domain 550 from the virtual mailbox table,
+/// an unknown one in the alias domain (a catch-all makes it "known" to Postfix) 5.1.1
+/// from the policy daemon that Postfix spawned. From inside (127.0.0.1, where the tool's
+/// SSH channel connects from) the alias address is accepted: `permit_mynetworks` comes
+/// before the policy check (CARBONIO.md §0.3), `reject_unlisted_recipient` still applies.
+/// `postconf` on the node prints what the files say.
+#[test]
+fn real_postfix_answers_from_inside_and_outside_mynetworks() {
+    let Some(fleet) = RealFleet::start(
+        "real_postfix_answers",
+        specs(1, "legacy+compliant=1", 1),
+        &RealFleetOptions::default(),
+    ) else {
+        return;
+    };
+    let n = &fleet.nodes[0];
+    let domain = format!("{}.example", n.cluster);
+    let known = format!("user1@{domain}");
+    let unknown = format!("nobody@{domain}");
+    let alias = format!("nobody@{}-alias.example", n.cluster);
+    let outside = rcpt_replies(n.smtp_outside(), &[&known, &unknown, &alias]);
+    assert!(outside[0].starts_with("250 2.1.5"), "{outside:?}");
+    assert!(
+        outside[1].starts_with("550 5.1.1")
+            && outside[1].contains("User unknown in virtual mailbox table"),
+        "{outside:?}"
+    );
+    assert!(
+        outside[2].starts_with("554 5.1.1") && outside[2].contains("Mailbox unavailable"),
+        "{outside:?}"
+    );
+    let inside = rcpt_replies(n.smtp_inside(), &[&known, &unknown, &alias]);
+    assert!(inside[0].starts_with("250 2.1.5"), "{inside:?}");
+    assert!(inside[1].starts_with("550 5.1.1"), "{inside:?}");
+    assert!(inside[2].starts_with("250 2.1.5"), "{inside:?}");
+    let log = n.mail_log();
+    assert!(log.contains("connect from unknown[127.0.0.2]"), "{log}");
+    assert!(log.contains("connect from localhost[127.0.0.1]"), "{log}");
+
+    // The tool's check reads the same Postfix: the policy entry as `postconf -M` joins
+    // it, the restrictions in the order of Carbonio's template.
+    let (out, reports) = run(&fleet, "check", None, &[]);
+    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    let r = report(&reports);
+    assert_eq!(s(&host(&r, &n.name)["status"]), "compliant", "{r}");
+    let main_cf = std::fs::read_to_string(n.dir.join("conf").join("main.cf")).unwrap();
+    assert!(
+        main_cf.contains(
+            "smtpd_recipient_restrictions = reject_non_fqdn_recipient, permit_sasl_authenticated, permit_mynetworks, reject_unlisted_recipient,"
+        ) && main_cf.contains("check_policy_service unix:private/policy, permit"),
+        "{main_cf}"
+    );
+}
+
+/// The policy daemon breaks after the gather (its localconfig.xml becomes unreadable the
+/// moment the tool stages the canary's server entry: a test hook): the canary's real
+/// Postfix answers a known recipient from outside mynetworks with its own `451 4.3.5`
+/// (smtpd_policy_service_default_action), the gate sees it through the SMTP probe and
+/// the policy socket (the daemon's own error text), and rolls the node back; the rollout
+/// stops there. Postfix's log says what happened, and no probe ever sent DATA.
+#[test]
+fn a_policy_daemon_that_breaks_after_the_gather_is_caught_and_rolled_back() {
+    let Some(fleet) = RealFleet::start(
+        "policyd_breaks",
+        specs(2, "legacy+non-compliant=2", 2),
+        &RealFleetOptions::default(),
+    ) else {
+        return;
+    };
+    let canary = &fleet.nodes[0];
+    let domain = format!("{}.example", canary.cluster);
+    let rollout = |extra: &str| {
+        playbook(
+            fleet.dir.path(),
+            &format!(
+                "batch = 1\ncanary = 1\npause = \"0s\"\nmax_failures = 1\nhealth_timeout = \"30s\"\nprobe_from = \"orchestrator\"\nknown_rcpt = \"user1@{domain}\"\n{extra}"
+            ),
+        )
+    };
+    let localconfig = canary.dir.join("zconf").join("localconfig.xml");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&localconfig), 0o640);
+
+    // The gate re-reads the spawn evidence first (the loaded entry's user and what it
+    // can read, as spawn gives it): the node's real file now says 0200.
+    canary.break_policyd_on_stage(StageFault::LocalconfigUnreadable);
+    let (out, reports) = run(&fleet, "apply", Some(&rollout("")), &[]);
+    assert_eq!(code(&out), exit::ABORTED, "{}", show(&out));
+    assert_eq!(
+        mode(&localconfig),
+        0o200,
+        "the hook broke it after the gather"
+    );
+    let r = report(&reports);
+    let h = host(&r, &canary.name);
+    let policy = gate_check(h, "policy");
+    assert_eq!(policy["ok"], false, "{h}");
+    assert!(
+        s(&policy["detail"]).contains("cannot read localconfig.xml"),
+        "{policy}"
+    );
+    assert_eq!(h["apply"]["rollback"]["ok"], true, "{h}");
+    assert_eq!(s(&r["promotions"][0]["state"]), "not-promoted", "{r}");
+
+    // Repaired, and broken again in a way no file shows (the daemon dies at start, a
+    // Perl module gone after an upgrade), with the socket check off: the SMTP probe from
+    // outside mynetworks gets real Postfix's own 451 for a known recipient.
+    std::fs::set_permissions(&localconfig, std::fs::Permissions::from_mode(0o640)).unwrap();
+    canary.break_policyd_on_stage(StageFault::PolicydDies(
+        "Can't locate Net/LDAPapi.pm in @INC at /opt/zextras/libexec/zmpostfixpolicyd line 19."
+            .into(),
+    ));
+    let (out, reports) = run(
+        &fleet,
+        "apply",
+        Some(&rollout("policy_socket = false")),
+        &[],
+    );
+    assert_eq!(code(&out), exit::ABORTED, "{}", show(&out));
+    let r = report(&reports);
+    let h = host(&r, &canary.name);
+    assert!(
+        s(&gate_check(h, "vantage")["detail"]).contains("outside mynetworks"),
+        "{h}"
+    );
+    let known = gate_check(h, "smtp-known");
+    assert_eq!(known["ok"], false, "{h}");
+    assert!(s(&known["detail"]).contains("451 4.3.5"), "{known}");
+    assert_eq!(h["apply"]["rollback"]["ok"], true, "{h}");
+    // Rolled back: the staged server value is gone and Postfix runs without the check.
+    let (_, cf) = canary.store.read().unwrap();
+    assert!(
+        cf.ldap
+            .servers
+            .get(&canary.name)
+            .and_then(|e| e.get("zimbraMtaEnableSmtpdPolicyd"))
+            .is_none_or(Vec::is_empty),
+        "{:?}",
+        cf.ldap.servers
+    );
+    let main_cf = std::fs::read_to_string(canary.dir.join("conf").join("main.cf")).unwrap();
+    assert!(!main_cf.contains("check_policy_service"), "{main_cf}");
+    // What real Postfix logged: its own 451 to the outside client, and why.
+    let log = canary.mail_log();
+    assert!(
+        log.contains(&format!(
+            "NOQUEUE: reject: RCPT from unknown[127.0.0.2]: 451 4.3.5 <user1@{domain}>"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains("private/policy"),
+        "smtpd logged the policy failure: {log}"
+    );
+    // The other MTA was never touched.
+    assert!(
+        fleet.nodes[1]
+            .mail_log()
+            .lines()
+            .all(|l| !l.contains("reload"))
+    );
+    // RCPT only: no session of any probe reached DATA (smtpd's summary counts it).
+    for n in &fleet.nodes {
+        let log = n.mail_log();
+        let sessions: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(": disconnect from "))
+            .collect();
+        assert!(!sessions.is_empty() || n.name != canary.name, "{log}");
+        assert!(
+            sessions.iter().all(|l| !l.contains(" data=")),
+            "{sessions:?}"
+        );
     }
 }

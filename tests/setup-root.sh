@@ -29,6 +29,36 @@ need tmux tmux
 need chromium chromium
 need systemd-analyze systemd
 need /usr/bin/systemctl systemd
+# Debian's Postfix, for the real-process fleet's MTAs (tests/support/realfleet.rs runs
+# one instance per node, in the node's own namespaces, with its own config, queue and
+# data directories). Installed without configuring or starting the machine's own
+# Postfix: "No configuration" preseeded, and no service started while installing
+# (policy-rc.d answering 101, the unit masked). If installing it would remove another
+# MTA the machine uses, skip it: the suites then print SKIPPED (or fail under CI=true).
+install_postfix() {
+    command -v /usr/sbin/postfix >/dev/null 2>&1 && return 0
+    apt-get update
+    removes=$(apt-get install -s -y postfix 2>/dev/null | sed -n 's/^Remv \([^ ]*\).*/\1/p' | tr '\n' ' ')
+    if [ -n "$removes" ]; then
+        echo "tests/setup-root.sh: not installing postfix: it would remove $removes (the real-Postfix suites will be SKIPPED)" >&2
+        return 0
+    fi
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    mkdir -p /etc/systemd/system
+    [ -e /etc/systemd/system/postfix.service ] || ln -s /dev/null /etc/systemd/system/postfix.service
+    own_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 0755 /usr/sbin/policy-rc.d
+        own_policy=yes
+    fi
+    rc=0
+    DEBIAN_FRONTEND=noninteractive apt-get install -y postfix || rc=$?
+    [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
+    return "$rc"
+}
+install_postfix
+
 if [ -n "$missing" ]; then
     # shellcheck disable=SC2086 # one word per package
     pkgs=$(printf '%s\n' $missing | sort -u | tr '\n' ' ')

@@ -67,7 +67,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct SimExecArgs {
     /// The emulated program: carbonio, zmprov, zmcontrol, postconf, zmhostname, systemctl,
-    /// …, or `smtpd --listen ADDR:PORT`
+    /// …, or a node's `zmconfigd --interval DURATION` or `policyd`
     pub program: String,
     /// Its arguments, passed through untouched
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

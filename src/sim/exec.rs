@@ -10,23 +10,25 @@
 //! the node's mount namespace, because `su -` wipes the environment).
 //!
 //! Files of a state directory: [`NODE_FILE`] (the node's local state, the path of its
-//! cluster's LDAP file, counters), [`LOCK_FILE`], [`RESTART_LOG`] (JSON lines, one at
-//! the start and one at the end of every restart) and, for the SMTP responder,
-//! [`SMTPD_READY`]. Nodes of one cluster share one [`ClusterFile`] (global config and
-//! server entries) with its own `.lock` beside it. Every invocation takes the node lock,
-//! then the cluster lock (always in that order), loads, runs, saves atomically (temp file,
-//! then rename) and unlocks. A restart releases both locks while it waits out the node's
-//! restart time in the process, so that other invocations see the node down and
-//! restarts of several nodes of a cluster really overlap (see [`ExecHook`]).
+//! cluster's LDAP file, counters), [`LOCK_FILE`] and [`RESTART_LOG`] (JSON lines, one at
+//! the start and one at the end of every restart). Nodes of one cluster share one
+//! [`ClusterFile`] (global config and server entries) with its own `.lock` beside it.
+//! Every invocation takes the node lock, then the cluster lock (always in that order),
+//! loads, runs, saves atomically (temp file, then rename) and unlocks. A restart releases
+//! both locks while it waits out the node's restart time in the process, so that other
+//! invocations see the node down and restarts of several nodes of a cluster really
+//! overlap (see [`ExecHook`]).
 //!
-//! `sim-exec smtpd --listen ADDR` is the node's Postfix on port 25: each connection is
-//! answered by [`crate::sim::smtp::serve`] from the state as loaded at connect time, as a
-//! client in mynetworks (the tool reaches it through SSH direct-tcpip to 127.0.0.1:25).
+//! Two long-lived programs belong to a node rather than to a command: `sim-exec
+//! zmconfigd --interval D` polls as Carbonio's zmconfigd does ([`zmconfigd`]), and
+//! `sim-exec policyd` is the zmpostfixpolicyd stand-in that the node's REAL Postfix
+//! spawns ([`policyd`]). A node whose [`Mirror`] says `real_postfix` runs Debian's
+//! Postfix in its namespaces: rendering, start, stop and reload are also done to it
+//! ([`super::realmta`]), and its SMTP answers, policy socket and mail log are Postfix's.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -43,7 +45,6 @@ use super::node::{ClusterState, Ldap, Node, NodeState, PasswdEntry, RestartHook}
 use super::programs::{self, Proc};
 use super::restarts::{RestartLog, RestartMethod, RestartRecord};
 use super::shell::{Io, OutputPort, Sink, Source, Stream};
-use super::smtp::{self, Vantage};
 use crate::carbonio::flavour::Flavour;
 
 /// Environment variable naming the state directory.
@@ -56,8 +57,6 @@ pub const NODE_FILE: &str = "node.json";
 pub const LOCK_FILE: &str = "lock";
 /// The node's restart log (JSON lines of [`RestartLine`]).
 pub const RESTART_LOG: &str = "restarts.jsonl";
-/// Written by `sim-exec smtpd` once it listens.
-pub const SMTPD_READY: &str = "smtpd.ready";
 /// While this file exists in a state directory, a restart of that node that has waited
 /// out its restart time stays down until the file is removed ([`Store::hold_restarts`]):
 /// a test that must observe a node mid-restart releases it instead of racing a timer.
@@ -115,10 +114,33 @@ pub struct NodeFile {
     /// `sim-exec` invocations per program name.
     #[serde(default)]
     pub invocations: BTreeMap<String, u64>,
+    /// Polls of the node's `sim-exec zmconfigd` so far.
+    #[serde(default)]
+    pub zmconfigd_polls: u64,
+    /// The number of the last of those polls that rewrote the files (0: none yet).
+    #[serde(default)]
+    pub zmconfigd_rendered_at: u64,
+    /// Test hook (real-process fleet): what breaks the policy daemon the moment an
+    /// invocation first changes this node's own server entry (the tool's staging `ms`),
+    /// i.e. after the gather. Cleared once done.
+    #[serde(default)]
+    pub stage_fault: Option<StageFault>,
     /// Real files kept equal to the state's master.cf and mail log, so that the real
     /// `stat`, `grep` and `head` the tool runs read what the emulated Postfix wrote.
     #[serde(default)]
     pub mirror: Option<Mirror>,
+}
+
+/// How [`NodeFile::stage_fault`] breaks the policy daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StageFault {
+    /// The real localconfig.xml becomes unreadable for its owner (mode 0200): the
+    /// daemon, spawned as the service user, cannot read it (what the spawn evidence the
+    /// tool reads also shows).
+    LocalconfigUnreadable,
+    /// The daemon dies at start with this text ([`NodeState::policyd_broken`]): only
+    /// the socket, the log and SMTP can show it.
+    PolicydDies(String),
 }
 
 /// Where a node's real master.cf and mail log are, as paths valid both inside the node's
@@ -129,6 +151,10 @@ pub struct NodeFile {
 pub struct Mirror {
     pub master_cf: PathBuf,
     pub mail_log: PathBuf,
+    /// The node runs a real Postfix ([`super::realmta`]): it writes the mail log itself,
+    /// and rendering, start, stop and reload are also done to it.
+    #[serde(default)]
+    pub real_postfix: bool,
 }
 
 /// Brings the mirrored files up to the state: the log gains what the state logged since
@@ -148,7 +174,7 @@ pub fn mirror_files(state: &NodeState, m: &Mirror) -> Result<(), ExecError> {
         .map(Vec::as_slice)
         .unwrap_or(&[]);
     let real_len = fs::metadata(&m.mail_log).map(|md| md.len()).unwrap_or(0) as usize;
-    if log.len() > real_len || !m.mail_log.exists() {
+    if !m.real_postfix && (log.len() > real_len || !m.mail_log.exists()) {
         OpenOptions::new()
             .create(true)
             .append(true)
@@ -492,13 +518,19 @@ fn materialize(nf: &NodeFile, cf: &ClusterFile, held: bool) -> Arc<Node> {
         );
     }
     let cluster = Arc::new(ClusterState::new(cf.name.clone(), cf.ldap.clone()));
-    Arc::new(Node::from_parts(
+    let node = Arc::new(Node::from_parts(
         nf.name.clone(),
         cluster,
         state,
         Arc::new(RestartLog::default()),
         0,
-    ))
+    ));
+    if nf.mirror.as_ref().is_some_and(|m| m.real_postfix) {
+        node.set_mta_hook(Arc::new(super::realmta::RealMta {
+            flavour: nf.state.flavour,
+        }));
+    }
+    node
 }
 
 /// Copies an in-memory node back into the files. `base_prov` is the file's count at load
@@ -640,6 +672,7 @@ pub async fn exec_program(
     let resolved = programs::resolve(program, &search_path(flavour), flavour)
         .ok_or_else(|| ExecError::UnknownProgram(program.to_string()))?;
     *nf.invocations.entry(program.to_string()).or_default() += 1;
+    let entry_before = cf.ldap.servers.get(&nf.state.hostname).cloned();
     let node = materialize(&nf, &cf, store.restarts_held());
     let session = Arc::new(Session {
         base_prov: Mutex::new(nf.prov_invocations),
@@ -664,6 +697,24 @@ pub async fn exec_program(
         argv0: program.to_string(),
     };
     let status = programs::run(resolved, args, &mut proc).await;
+    {
+        let mut files = session.files.lock().expect("session poisoned");
+        let host = node.hostname();
+        let changed = node.cluster.ldap().servers.get(&host).cloned() != entry_before;
+        if changed {
+            match files.0.stage_fault.take() {
+                Some(StageFault::LocalconfigUnreadable) => {
+                    let lc = Path::new(files.0.state.flavour.localconfig());
+                    fs::set_permissions(lc, fs::Permissions::from_mode(0o200))
+                        .map_err(io_err(lc))?;
+                }
+                Some(StageFault::PolicydDies(text)) => {
+                    node.state().policyd_broken = Some(text);
+                }
+                None => {}
+            }
+        }
+    }
     session.save(&node)?;
     let started = *session.restart_started_ms.lock().expect("session poisoned");
     for r in node.restarts.snapshot() {
@@ -680,109 +731,38 @@ pub async fn exec_program(
     Ok(status)
 }
 
-/// Serves SMTP on `listen` for the node in `store` until killed, and the policy service
-/// on the UNIX socket `QUEUE_DIR/private/policy` (QUEUE_DIR as the node's Postfix says;
-/// `private/` 0700 root, as Postfix's is 0700 postfix). The socket is always there: a
-/// connection while the running master has no policy entry ends without an answer
-/// (a real node has no socket then, and the open fails).
-pub async fn smtpd(store: Store, listen: SocketAddr) -> Result<(), ExecError> {
-    let l = tokio::net::TcpListener::bind(listen)
+/// The stand-in for zmpostfixpolicyd that the real Postfix spawns on a real-process
+/// node (after the Perl script in front of it read localconfig.xml as the spawn user):
+/// answers requests on stdin/stdout from the node's emulated LDAP until EOF.
+pub async fn policyd(store: Store) -> Result<i32, ExecError> {
+    let (nf, cf) = store.read()?;
+    let node = materialize(&nf, &cf, false);
+    let dies = node.state().policyd_broken.is_some();
+    super::policyd::answer_requests(&node, tokio::io::stdin(), tokio::io::stdout())
         .await
-        .map_err(io_err(Path::new(&listen.to_string())))?;
-    let queue = {
-        let (nf, _) = store.read()?;
-        nf.state
-            .postfix
-            .as_ref()
-            .and_then(|pf| pf.params.get("queue_directory").cloned())
-    };
-    let policy = match queue {
-        Some(q) => {
-            let private = Path::new(&q).join("private");
-            fs::create_dir_all(&private).map_err(io_err(&private))?;
-            fs::set_permissions(&private, fs::Permissions::from_mode(0o700))
-                .map_err(io_err(&private))?;
-            let path = private.join("policy");
-            let _ = fs::remove_file(&path);
-            Some(tokio::net::UnixListener::bind(&path).map_err(io_err(&path))?)
-        }
-        None => None,
-    };
-    // Atomically (temp file, then rename): whoever sees the file sees the pid in it.
-    let ready = store.dir().join(SMTPD_READY);
-    let tmp = ready.with_extension(format!("tmp.{}", std::process::id()));
-    fs::write(&tmp, format!("{}\n", std::process::id())).map_err(io_err(&tmp))?;
-    fs::rename(&tmp, &ready).map_err(io_err(&ready))?;
-    if let Some(policy) = policy {
-        let store = store.clone();
-        tokio::spawn(async move {
-            while let Ok((sock, _)) = policy.accept().await {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    serve_logged(&store, |node| async move {
-                        let _ = super::policyd::serve(node, sock).await;
-                    })
-                    .await;
-                });
-            }
-        });
-    }
-    // Never cancelled: the responder runs until the node's namespace is torn down.
-    let forever = tokio_util::sync::CancellationToken::new();
-    while let Some(sock) = super::server::next_connection(&l, &forever).await {
-        let store = store.clone();
-        tokio::spawn(async move {
-            serve_logged(&store, |node| async move {
-                let _ = smtp::serve(node, sock, Vantage::Loopback).await;
-            })
-            .await;
-        });
-    }
-    Ok(())
+        .map_err(io_err(Path::new("stdout")))?;
+    // Perl's `die` status.
+    Ok(if dies { 255 } else { 0 })
 }
 
-/// Runs `serve` on the node as stored, then keeps what Postfix would have logged meanwhile
-/// (policy service failures) in the store.
-async fn serve_logged<F, Fut>(store: &Store, serve: F)
-where
-    F: FnOnce(Arc<Node>) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let (nf, cf) = match store.read() {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("sim-exec smtpd: {e}");
-            return;
+/// The node's zmconfigd: every `interval`, one poll ([`super::zmconfigd::poll`]) under
+/// the node's locks, counted in the node file; runs until killed.
+pub async fn zmconfigd(store: Store, interval: Duration) -> Result<i32, ExecError> {
+    loop {
+        tokio::time::sleep(interval).await;
+        let locks = store.lock()?;
+        let (mut nf, cf) = store.load(&locks)?;
+        let node = materialize(&nf, &cf, false);
+        let base = nf.prov_invocations;
+        let rendered = super::zmconfigd::poll(&node);
+        let mut cf = cf;
+        absorb(&node, base, &mut nf, &mut cf);
+        nf.zmconfigd_polls += 1;
+        if rendered {
+            nf.zmconfigd_rendered_at = nf.zmconfigd_polls;
         }
-    };
-    let node = materialize(&nf, &cf, store.restarts_held());
-    let log_len = mail_log_len(&node);
-    serve(node.clone()).await;
-    let grown = {
-        let st = node.state();
-        st.files
-            .get(st.flavour.mail_log())
-            .map(|b| b[log_len.min(b.len())..].to_vec())
-            .unwrap_or_default()
-    };
-    if !grown.is_empty() {
-        let r = store.update(|nf, _| {
-            let log = nf.state.flavour.mail_log();
-            nf.state
-                .files
-                .entry(log.to_string())
-                .or_default()
-                .extend_from_slice(&grown);
-        });
-        if let Err(e) = r {
-            eprintln!("sim-exec smtpd: {e}");
-        }
+        store.save(&locks, &nf, &cf)?;
     }
-}
-
-fn mail_log_len(node: &Node) -> usize {
-    let st = node.state();
-    st.files.get(st.flavour.mail_log()).map_or(0, Vec::len)
 }
 
 /// Entry point of `carbonio-fleet sim-exec PROGRAM ARGS...`; returns the exit status.
@@ -798,13 +778,17 @@ pub fn main(program: &str, args: &[String]) -> i32 {
         }
     };
     let store = Store::new(state_dir());
-    let result = if program == "smtpd" {
+    let result = if program == "policyd" {
+        rt.block_on(policyd(store))
+    } else if program == "zmconfigd" {
         match args {
-            [flag, addr] if flag == "--listen" => match addr.parse::<SocketAddr>() {
-                Ok(addr) => rt.block_on(smtpd(store, addr)).map(|()| 0),
-                Err(_) => Err(ExecError::Usage(format!("{addr}: not an address:port"))),
+            [flag, every] if flag == "--interval" => match humantime::parse_duration(every) {
+                Ok(every) => rt.block_on(zmconfigd(store, every)),
+                Err(_) => Err(ExecError::Usage(format!("{every}: not a duration"))),
             },
-            _ => Err(ExecError::Usage("sim-exec smtpd --listen ADDR:PORT".into())),
+            _ => Err(ExecError::Usage(
+                "sim-exec zmconfigd --interval DURATION".into(),
+            )),
         }
     } else {
         rt.block_on(exec_program(store, program, args.to_vec()))
@@ -878,10 +862,29 @@ pub fn seed(
             restarting_until_ms: None,
             prov_invocations: 0,
             invocations: BTreeMap::new(),
+            zmconfigd_polls: 0,
+            zmconfigd_rendered_at: 0,
+            stage_fault: None,
             mirror: s.mirror.clone(),
         };
         if let Some(m) = &s.mirror {
             mirror_files(&nf.state, m)?;
+            if let (true, Some(pf), Some(conf)) =
+                (m.real_postfix, &nf.state.postfix, m.master_cf.parent())
+            {
+                let flavour = nf.state.flavour;
+                let main_cf = conf.join("main.cf");
+                let base = super::realmta::base_main_cf(flavour, &nf.state.hostname);
+                fs::write(&main_cf, base).map_err(io_err(&main_cf))?;
+                let (params, tables) =
+                    super::realmta::real_params(flavour, pf, &node.cluster.ldap());
+                super::realmta::render_into(conf, &params, &tables, flavour).map_err(|e| {
+                    ExecError::Io {
+                        path: main_cf.clone(),
+                        source: std::io::Error::other(e),
+                    }
+                })?;
+            }
             // Both the emulated programs (zextras, root) append to them.
             let service = nf.state.flavour.user();
             if let Some(z) = users.iter().find(|u| u.name == service) {

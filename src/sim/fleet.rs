@@ -67,6 +67,10 @@ pub struct FleetSpec {
     /// zmconfigd's polling interval on every MTA ([`super::zmconfigd`]); `None`: no
     /// zmconfigd (LDAP changes reach the files only through configrewrite or a restart).
     pub zmconfigd_interval: Option<Duration>,
+    /// Every cluster's `zimbraMtaMyNetworks` instead of Carbonio's default (the
+    /// real-process fleet: the node's own address only, so that its relay's second
+    /// loopback address is a client from outside).
+    pub mynetworks: Option<String>,
 }
 
 impl Default for FleetSpec {
@@ -79,11 +83,21 @@ impl Default for FleetSpec {
             restart_time: Duration::from_millis(200),
             smtp_outside: false,
             zmconfigd_interval: None,
+            mynetworks: None,
         }
     }
 }
 
 impl FleetSpec {
+    /// A cluster's global config for `posture`, with this fleet's mynetworks.
+    fn global_attrs(&self, posture: Posture) -> super::attrs::AttrMap {
+        let mut g = global_attrs(posture);
+        if let Some(m) = &self.mynetworks {
+            g.insert("zimbraMtaMyNetworks".into(), vec![m.clone()]);
+        }
+        g
+    }
+
     /// `total` nodes following a `--profile-mix` (see [`super::profiles`]); the nodes of
     /// each mix entry are grouped into clusters of up to `cluster_size`.
     pub fn from_mix(total: usize, mix: &str, cluster_size: usize) -> Result<FleetSpec, SimError> {
@@ -519,7 +533,7 @@ pub fn build_nodes(
             let entries = dns::domain_entries(&published);
             cluster_order.push(published);
             let ldap = Ldap {
-                global: global_attrs(seed),
+                global: spec.global_attrs(seed),
                 servers: BTreeMap::new(),
                 addresses: ["postmaster", "admin", "user1", "user2"]
                     .iter()
@@ -569,7 +583,7 @@ pub fn build_nodes(
     // compliant and nobody restarted.
     for (cluster, posture) in cluster_states.values() {
         if *posture == Posture::RestartPending {
-            cluster.ldap().global = global_attrs(Posture::Compliant);
+            cluster.ldap().global = spec.global_attrs(Posture::Compliant);
         }
     }
     (nodes, cluster_order)

@@ -14,6 +14,7 @@ pub mod postfix;
 pub mod prereq;
 pub mod profiles;
 pub mod programs;
+pub mod realmta;
 pub mod restarts;
 mod server;
 pub mod shell;

@@ -378,6 +378,17 @@ pub trait RestartHook: Send + Sync + std::fmt::Debug {
     ) -> futures::future::BoxFuture<'a, ()>;
 }
 
+/// A node's real Postfix, when the node lives in a real process of the real-process
+/// fleet (`sim::realmta`): rendering, start, stop and reload of the emulated node are
+/// also done to it. `false` from `started`/`reloaded`: the real command failed.
+pub trait MtaHook: Send + Sync + std::fmt::Debug {
+    /// zmconfigd rendered `pf` (master.cf itself is mirrored from the state).
+    fn rendered(&self, node: &Node, pf: &super::postfix::EffectivePostfix);
+    fn started(&self) -> bool;
+    fn stopped(&self);
+    fn reloaded(&self) -> bool;
+}
+
 /// A simulated node: its cluster, local state and counters.
 #[derive(Debug)]
 pub struct Node {
@@ -396,6 +407,7 @@ pub struct Node {
     /// Fleet-wide restart log.
     pub restarts: Arc<RestartLog>,
     hook: std::sync::OnceLock<Arc<dyn RestartHook>>,
+    mta: std::sync::OnceLock<Arc<dyn MtaHook>>,
     /// While true, a restart that has waited out its restart time stays down (a gate a
     /// test releases instead of racing the timer; see [`Node::hold_restarts`]).
     held: tokio::sync::watch::Sender<bool>,
@@ -440,6 +452,7 @@ impl Node {
             pids: AtomicU32::new(1200),
             restarts,
             hook: std::sync::OnceLock::new(),
+            mta: std::sync::OnceLock::new(),
             held: tokio::sync::watch::Sender::new(false),
         };
         node.render_postfix();
@@ -469,6 +482,7 @@ impl Node {
             pids: AtomicU32::new(1200),
             restarts,
             hook: std::sync::OnceLock::new(),
+            mta: std::sync::OnceLock::new(),
             held: tokio::sync::watch::Sender::new(false),
         }
     }
@@ -494,6 +508,16 @@ impl Node {
     /// Installs the restart hook (once; later calls are ignored).
     pub fn set_restart_hook(&self, hook: Arc<dyn RestartHook>) {
         let _ = self.hook.set(hook);
+    }
+
+    /// Installs the real Postfix hook (once; later calls are ignored).
+    pub fn set_mta_hook(&self, hook: Arc<dyn MtaHook>) {
+        let _ = self.mta.set(hook);
+    }
+
+    /// The real Postfix hook, if the node has a real Postfix.
+    pub fn mta_hook(&self) -> Option<Arc<dyn MtaHook>> {
+        self.mta.get().cloned()
     }
 
     /// The restart hook, if the node lives in a real process.
@@ -531,15 +555,15 @@ impl Node {
             return;
         };
         // zmconfigd writes master.cf whenever it renders (CARBONIO.md §0.4).
-        let master_cf: String = pf
-            .master
-            .iter()
-            .map(|e| format!("{}\n", e.render()))
-            .collect();
         let path = st.flavour.master_cf();
-        st.files.insert(path.into(), master_cf.into_bytes());
+        st.files
+            .insert(path.into(), pf.master_cf_text().into_bytes());
         st.mtimes.insert(path.into(), unix_now());
-        st.postfix = Some(pf);
+        st.postfix = Some(pf.clone());
+        drop(st);
+        if let Some(real) = self.mta_hook() {
+            real.rendered(self, &pf);
+        }
     }
 
     /// What rendering would write now (from the effective LDAP values and master.cf.in),
@@ -615,6 +639,11 @@ impl Node {
         if self.state().postfix.is_none() {
             return;
         }
+        if let Some(real) = self.mta_hook()
+            && !real.started()
+        {
+            return;
+        }
         let flavour = {
             let mut st = self.state();
             st.master_started = Some(unix_now());
@@ -635,6 +664,11 @@ impl Node {
             st.loaded_master = st.postfix.as_ref().map(|pf| pf.master.clone());
             st.flavour
         };
+        if let Some(real) = self.mta_hook()
+            && !real.reloaded()
+        {
+            return false;
+        }
         self.log_mail("postfix/master", &master_reload_line(flavour));
         true
     }

@@ -130,12 +130,31 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             return w.shutdown().await;
         }
     }
+    answer_requests(&node, r, w).await
+}
+
+/// zmpostfixpolicyd's request loop once it runs (its spawn user exists and read
+/// localconfig.xml): one reply per request until EOF. Also the stand-in the real
+/// Postfix spawns on the real-process fleet (`sim-exec policyd`, behind a Perl script
+/// that reads localconfig.xml first), which is why a daemon told to die
+/// ([`Broken::Dies`]) dies here too, after printing its error as the real one would.
+pub async fn answer_requests<R, W>(node: &Node, r: R, mut w: W) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let broken = node.state().policyd_broken.clone();
+    if let Some(text) = broken {
+        w.write_all(format!("{text}\n").as_bytes()).await?;
+        return w.shutdown().await;
+    }
     let mut lines = BufReader::new(r).lines();
     let mut recipient = String::new();
     while let Some(line) = lines.next_line().await? {
         if line.is_empty() {
-            let reply = action(&node, &recipient);
+            let reply = action(node, &recipient);
             w.write_all(format!("{reply}\n\n").as_bytes()).await?;
+            w.flush().await?;
             recipient.clear();
         } else if let Some(v) = line.strip_prefix("recipient=") {
             recipient = v.to_string();

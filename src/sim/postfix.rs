@@ -13,10 +13,15 @@ pub const POLICY_MARKER: &str = "%%uncomment VAR:zimbraMtaEnableSmtpdPolicyd%%";
 
 /// The master.cf.in template a node ships with, its policy entry spawning as `user`.
 ///
-/// As carbonio-mta ships it (`mta/postfix_master.cf.in` @1b796d2, lines 68–74): the
-/// policy entry spans TWO lines, both behind the zmconfigd directive, the second one a
-/// TAB-led continuation holding `user=zimbra argv=…` (stock; a node whose operator fixed
-/// it holds another user there). Abridged to the services around it.
+/// As carbonio-mta ships it (`mta/postfix_master.cf.in` @1b796d2): the policy entry
+/// spans TWO lines, both behind the zmconfigd directive, the second one a TAB-led
+/// continuation holding `user=zimbra argv=…` (stock; a node whose operator fixed it
+/// holds another user there). Abridged to what a real Postfix needs to receive mail on
+/// port 25 (the real-process fleet runs Debian's Postfix on it): the port-25 path
+/// (postscreen, smtpd, tlsproxy, dnsblog), the core services and the policy entry, in
+/// the template's order; without submission/smtps (SASL, TLS), content filters
+/// (amavis, opendkim) and the pipe examples; plus `postlog`, which Carbonio's template
+/// lacks (it logs through syslog) and a node without syslog needs for `maillog_file`.
 pub fn master_cf_in(spawn_user: &str) -> String {
     master_cf_in_for(Flavour::Carbonio, spawn_user)
 }
@@ -27,15 +32,37 @@ pub fn master_cf_in_for(flavour: Flavour, spawn_user: &str) -> String {
     let policyd = flavour.policyd();
     format!(
         "smtp      inet  n       -       n       -       1       postscreen\n\
+         tlsproxy  unix  -       -       n       -       0       tlsproxy\n\
+         dnsblog   unix  -       -       n       -       0       dnsblog\n\
          smtpd     pass  -       -       n       -       -       smtpd\n\
-         submission inet n       -       n       -       -       smtpd\n\
+         pickup    unix  n       -       n       60      1       pickup\n\
+         cleanup   unix  n       -       n       -       0       cleanup\n\
+         qmgr      unix  n       -       n       300     1       qmgr\n\
+         tlsmgr    unix  -       -       n       1000?   1       tlsmgr\n\
+         rewrite   unix  -       -       n       -       -       trivial-rewrite\n\
+         bounce    unix  -       -       n       -       0       bounce\n\
+         defer     unix  -       -       n       -       0       bounce\n\
+         trace     unix  -       -       n       -       0       bounce\n\
+         verify    unix  -       -       n       -       1       verify\n\
+         flush     unix  n       -       n       1000?   0       flush\n\
+         proxymap  unix  -       -       n       -       -       proxymap\n\
+         smtp      unix  -       -       n       -       -       smtp\n\
+         relay     unix  -       -       n       -       -       smtp\n\
+         showq     unix  n       -       n       -       -       showq\n\
+         error     unix  -       -       n       -       -       error\n\
+         retry     unix  -       -       n       -       -       error\n\
+         discard   unix  -       -       n       -       -       discard\n\
+         local     unix  -       n       n       -       -       local\n\
+         virtual   unix  -       n       n       -       -       virtual\n\
+         lmtp      unix  -       -       n       -       -       lmtp\n\
          anvil     unix  -       -       n       -       1       anvil\n\
          scache\t  unix\t-\t-\tn\t-\t1\tscache\n\
          {POLICY_MARKER}policy    unix  -       n       n       -       0       spawn\n\
          {POLICY_MARKER}\tuser={spawn_user} argv=/usr/bin/perl {policyd}\n\
          #\n\
          # ====================================================================\n\
-         # Interfaces to non-Postfix software. Be sure to examine the manual\n"
+         # Interfaces to non-Postfix software. Be sure to examine the manual\n\
+         postlog   unix-dgram n  -       n       -       1       postlogd\n"
     )
 }
 
@@ -294,6 +321,14 @@ impl EffectivePostfix {
             .filter_map(|l| parse_master_line(l))
             .collect();
         EffectivePostfix { params, master }
+    }
+
+    /// master.cf as zmconfigd writes it: one line per active entry.
+    pub fn master_cf_text(&self) -> String {
+        self.master
+            .iter()
+            .map(|e| format!("{}\n", e.render()))
+            .collect()
     }
 
     /// `postconf -M name/type`.

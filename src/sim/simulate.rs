@@ -221,6 +221,7 @@ pub fn demo_spec() -> FleetSpec {
         smtp_outside: false,
         // Carbonio's default `zmconfigd_interval` (CARBONIO.md §0.4).
         zmconfigd_interval: Some(Duration::from_secs(60)),
+        mynetworks: None,
     }
 }
 

@@ -9,47 +9,65 @@
 //!   at the state under it, and the node's /etc/passwd and /etc/group (bind-mounted) are
 //!   the machine's without the other product's user, as on a real node.
 //! - Its own directory: `state/` (the emulator's node state, see `sim::exec`), `conf/`
-//!   (`master.cf.in`, and the `master.cf` the emulator renders), `varlog/` (bind-mounted
-//!   over /var/log: the `carbonio.log` the emulated Postfix writes, read by the real
-//!   `grep`), `sshd_config`, `host_key`, `authorized_keys/%u`, `sshd.log`.
+//!   (Postfix's config directory: `master.cf.in`, the `main.cf`/`master.cf` zmconfigd
+//!   renders, the node-local lookup tables, and copies of Debian's Postfix meta files),
+//!   `postfix/spool` and `postfix/data` (Postfix's queue and data directories),
+//!   `zconf/localconfig.xml`, `varlog/` (bind-mounted over /var/log: the mail log the
+//!   node's Postfix writes through `postlog`), `sshd_config`, `host_key`,
+//!   `authorized_keys/%u`, `sshd.log`, `zmconfigd.log`.
 //! - `unshare -m -n --propagation private /bin/sh -c …` gives the node a private MOUNT
 //!   namespace, where `state/` is bind-mounted over /opt/zextras/.sim-state, `conf/` over
-//!   /opt/zextras/common/conf, the fleet's wrapper dir over /opt/zextras/bin and the
-//!   `systemctl` wrapper over /usr/bin/systemctl — so `su - zextras` (which wipes the
-//!   environment) still lands on this node's state, and root's `systemctl restart
-//!   carbonio-mta.target` reaches the emulator, without touching the host's files —
-//!   and root's `.bashrc`/`.profile` are Debian's stock ones (/etc/skel): sshd runs every
-//!   command through root's shell, which sources `.bashrc`, and this machine's own
-//!   (a developer box's pyenv/cargo setup) costs ~100 ms of CPU per connection, five
-//!   times sshd's own cost, which would make every tool — and the benchmark's floor —
-//!   measure the test machine's dotfiles instead of SSH —
-//!   and a private NETWORK namespace with only `lo`, where the node's Postfix
-//!   (`carbonio-fleet sim-exec smtpd --listen 127.0.0.1:25`) listens.
-//! - SSH listener: the launcher binds 127.0.0.1:0 in the HOST namespace and hands the
-//!   listening socket to sshd as fd 3 with `LISTEN_FDS=1` / `LISTEN_PID` (Debian's
-//!   OpenSSH supports systemd socket activation). The tool reaches sshd on the host's
-//!   loopback; sshd, living in the node's network namespace, resolves the tool's
-//!   direct-tcpip to 127.0.0.1:25 (health gate, SMTP probe) to the node's own responder.
-//!   No veth, no routes, no proxy: traffic stays on loopback interfaces.
+//!   /opt/zextras/common/conf AND /etc/postfix (Debian's Postfix finds it there too),
+//!   `postfix/` over /opt/zextras/data/postfix, the fleet's wrapper dir over
+//!   /opt/zextras/bin and the `systemctl` wrapper over /usr/bin/systemctl — so `su -
+//!   zextras` (which wipes the environment) still lands on this node's state, and root's
+//!   `systemctl restart carbonio-mta.target` reaches the emulator, without touching the
+//!   host's files — and root's `.bashrc`/`.profile` are Debian's stock ones (/etc/skel):
+//!   sshd runs every command through root's shell, which sources `.bashrc`, and this
+//!   machine's own (a developer box's pyenv/cargo setup) costs ~100 ms of CPU per
+//!   connection, five times sshd's own cost, which would make every tool — and the
+//!   benchmark's floor — measure the test machine's dotfiles instead of SSH — and a
+//!   private NETWORK namespace with only `lo`.
+//! - Its MTA is REAL Postfix (Debian's `postfix` package, tests/setup-root.sh), started
+//!   by the launcher with `postfix start` on an MTA node: smtpd (behind postscreen, as
+//!   Carbonio's template has it) on port 25 of the node's namespace, the policy service
+//!   a real `spawn` of the zmpostfixpolicyd stand-in ([`policyd_stand_in`]). What
+//!   zmconfigd, restarts and reloads of the emulator do reaches it through
+//!   `sim::realmta` (real `postconf -e`, `postfix start|stop|reload`); the tool's own
+//!   `postconf` and `sudo postfix reload` are Postfix's. zmprov, LDAP, zmcontrol and
+//!   systemctl stay emulated. With [`RealFleetOptions::zmconfigd_interval`] a
+//!   `sim-exec zmconfigd` poller runs as the service user.
+//! - SSH listener: the launcher binds the node's own loopback address (127.77.x.y, port
+//!   0) in the HOST namespace and hands the listening socket to sshd as fd 3 with
+//!   `LISTEN_FDS=1` / `LISTEN_PID` (Debian's OpenSSH supports systemd socket
+//!   activation). sshd, living in the node's network namespace, resolves the tool's
+//!   direct-tcpip to 127.0.0.1:25 (health gate, SMTP probe) to the node's own Postfix: a
+//!   client in mynetworks.
+//! - Port 25 from outside: the node's address port 25 in the host namespace is a
+//!   [`Relay`] (two threads per connection in the test process) to 127.0.0.1:25 inside
+//!   the node, connecting from 127.0.0.2; the node's mynetworks is its own address only
+//!   ([`MYNETWORKS`]), so Postfix sees the tool's `probe_from = "orchestrator"` probe as
+//!   a client from outside. No veth, no routes: traffic stays on loopback interfaces.
 //! - The wrappers are `exec carbonio-fleet sim-exec PROGRAM "$@"` (carbonio, zmprov,
-//!   zmcontrol, postconf, zmhostname, systemctl). Everything else the tool runs —
-//!   `su`, `bash`, `getent`, `grep`, `printf` — is the machine's real program, with the
-//!   real `zextras` user and its login profile (/opt/zextras/.bash_profile).
+//!   zmcontrol, zmhostname, systemctl, configrewrite); `postfix` and `postconf` in
+//!   common/sbin are Debian's, pointed at common/conf. Everything else the tool runs —
+//!   `su`, `bash`, `getent`, `grep`, `printf`, `perl` — is the machine's real program,
+//!   with the real `zextras` user and its login profile (/opt/zextras/.bash_profile).
 //! - Spawn user: a healthy node's master.cf.in spawns the policy service as `zextras`
 //!   (exists); a `spawn-user-missing` node names a user that does not exist on this
-//!   machine (`zimbra`, or another absent name), which is what the real `getent` shows
-//!   the tool and what the emulator's SMTP responder and restart logic use.
+//!   machine (`zimbra`, or another absent name), and real Postfix fails as it does on a
+//!   stock Carbonio node (`fatal: unknown user name`, then `451 4.3.5`).
 //!
 //! Behaviours: `unreachable` = nothing listens on its port; `hanging` = a listener that
 //! never accepts (TCP completes, SSH never speaks); `auth-refused` = the client key is
 //! not authorized; `hostkey-changed` = known_hosts lists another key.
 //!
 //! Teardown: every process in a node's network namespace (sshd, its sessions, the
-//! emulator's processes, the SMTP responder) is found through /proc and killed by PID;
-//! the namespaces vanish with their last process.
+//! emulator's processes, Postfix's master and its children) is found through /proc and
+//! killed by PID; the namespaces vanish with their last process.
 //!
-//! Needs root, `unshare` with mount and network namespaces, and `ip`;
-//! [`RealFleet::available`] prints a visible SKIPPED line otherwise.
+//! Needs root, `unshare` with mount and network namespaces, `ip`, `setpriv` and
+//! Debian's Postfix; [`RealFleet::available`] prints a visible SKIPPED line otherwise.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -59,6 +77,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use carbonio_fleet::carbonio::flavour::Flavour;
@@ -71,10 +91,11 @@ use carbonio_fleet::sim::prereq::{self, Need};
 use super::sshd::{SSHD_NEEDS, keygen, require_sshd, run};
 
 /// Mount points on the host under a product's tree, created empty once (only bind
-/// mounts inside node namespaces fill them): the emulator's state, `common/conf`,
-/// `conf`, `bin`, `libexec`, `common/sbin` (Postfix's own `postfix`, which the service
-/// user runs through its NOPASSWD sudo rule: tests/setup-root.sh), and Postfix's queue
-/// directory, where the emulated Postfix serves the policy socket `private/policy`.
+/// mounts inside node namespaces fill them): the emulator's state, `common/conf`
+/// (Postfix's config directory), `conf`, `bin`, `libexec`, `common/sbin` (Postfix's
+/// `postfix` and `postconf`; the service user runs `postfix` through its NOPASSWD sudo
+/// rule: tests/setup-root.sh), and `data/postfix` (Postfix's queue and data
+/// directories).
 fn mount_points(f: Flavour) -> [String; 7] {
     let h = f.home();
     [
@@ -84,15 +105,51 @@ fn mount_points(f: Flavour) -> [String; 7] {
         format!("{h}/bin"),
         format!("{h}/libexec"),
         format!("{h}/common/sbin"),
-        format!("{h}/data/postfix/spool"),
+        format!("{h}/data/postfix"),
     ]
 }
 /// The programs that get a wrapper in the product's `bin` (Zimbra has no `carbonio`).
 fn wrapped(f: Flavour) -> &'static [&'static str] {
     match f {
-        Flavour::Carbonio => &["carbonio", "zmprov", "zmcontrol", "postconf", "zmhostname"],
-        Flavour::Zimbra => &["zmprov", "zmcontrol", "postconf", "zmhostname"],
+        Flavour::Carbonio => &["carbonio", "zmprov", "zmcontrol", "zmhostname"],
+        Flavour::Zimbra => &["zmprov", "zmcontrol", "zmhostname"],
     }
+}
+
+/// Debian's Postfix files that live in its config directory (`meta_directory` is
+/// /etc/postfix there): each node's config directory, bind-mounted over /etc/postfix
+/// in the node, carries copies.
+const POSTFIX_META: &[&str] = &[
+    "postfix-files",
+    "postfix-files.d",
+    "dynamicmaps.cf",
+    "dynamicmaps.cf.d",
+    "postfix-script",
+    "post-install",
+];
+
+/// The stand-in for zmpostfixpolicyd that each node's real Postfix spawns (the argv of
+/// the policy entry): like the real script (Zimbra/zm-core-utils
+/// `src/libexec/zmpostfixpolicyd` line 40, `XMLin` of localconfig.xml before anything
+/// else), it first reads localconfig.xml as the spawn user, and when it cannot it
+/// prints its error (spawn connects stderr to the socket) and exits 255; then the
+/// emulator answers the requests from the node's LDAP (`sim-exec policyd`).
+fn policyd_stand_in(f: Flavour, bin: &str) -> String {
+    format!(
+        "#!/usr/bin/perl\n\
+         # carbonio-fleet test fleet: a stand-in for zmpostfixpolicyd (tests/support/realfleet.rs)\n\
+         use strict;\n\
+         my $lc = '{lc}';\n\
+         my $xml;\n\
+         if (open(my $fh, '<', $lc)) {{ local $/; $xml = <$fh>; close($fh); }}\n\
+         else {{ print STDERR \"Can't open $lc: $! at $0 line 40.\\n\"; exit 255; }}\n\
+         if ($xml !~ /ldap_postfix_password/) {{ print STDERR \"no ldap_postfix_password in $lc at $0 line 44.\\n\"; exit 255; }}\n\
+         $ENV{{'{env}'}} = '{state}';\n\
+         exec('{bin}', 'sim-exec', 'policyd') or do {{ print STDERR \"exec {bin}: $!\\n\"; exit 255; }};\n",
+        lc = f.localconfig(),
+        env = exec::STATE_ENV,
+        state = mount_points(f)[0],
+    )
 }
 /// The service user's login profile (CARBONIO.md §5: the product's bin first in PATH).
 fn bash_profile(f: Flavour) -> String {
@@ -103,6 +160,117 @@ fn bash_profile(f: Flavour) -> String {
          umask 0027\n",
         f.product()
     )
+}
+
+/// Every node's `zimbraMtaMyNetworks`: its own address (127.0.0.1 in its namespace).
+pub const MYNETWORKS: &str = "127.0.0.1/32 [::1]/128";
+/// Where a node's relay connects from inside the node: a loopback address outside
+/// [`MYNETWORKS`].
+pub const OUTSIDE_CLIENT: &str = "127.0.0.2";
+
+/// Changes the owner of `dir` and everything in it.
+fn chown_tree(dir: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid)).unwrap();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() && !p.is_symlink() {
+            chown_tree(&p, uid, gid);
+        } else {
+            std::os::unix::fs::lchown(&p, Some(uid), Some(gid)).unwrap();
+        }
+    }
+}
+
+/// A free address of its own on this machine's loopback for a node (its SSH listener,
+/// and its relay to port 25, so that port 25 can be every node's), with the relay's
+/// listener already bound there. Fleets of one test process (run in parallel) take
+/// addresses in turn; one still in use elsewhere is skipped.
+fn node_address() -> (String, TcpListener) {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    loop {
+        let i = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(i < 250 * 256, "out of loopback addresses for nodes");
+        let address = format!("127.77.{}.{}", i / 250, i % 250 + 1);
+        if let Ok(l) = TcpListener::bind((address.as_str(), 25)) {
+            return (address, l);
+        }
+    }
+}
+
+/// A node's port 25 seen from outside it: a listener on the node's address in this
+/// (the machine's) network namespace, each connection relayed by two threads to
+/// 127.0.0.1:25 INSIDE the node's network namespace, from [`OUTSIDE_CLIENT`]: so the
+/// node's Postfix sees a client outside mynetworks, as it would see the orchestrator.
+/// (The other choice, a veth pair per node, would need routes and addresses on the
+/// machine; this keeps every packet on loopback interfaces.)
+struct Relay {
+    stop: Arc<AtomicBool>,
+    addr: std::net::SocketAddr,
+}
+
+impl Relay {
+    fn start(listener: TcpListener, netns: PathBuf) -> Relay {
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let netns = netns.clone();
+                std::thread::spawn(move || {
+                    let Ok(upstream) = connect_inside(&netns, OUTSIDE_CLIENT) else {
+                        return;
+                    };
+                    pump(client, upstream);
+                });
+            }
+        });
+        Relay { stop, addr }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop so that it sees the flag.
+        let _ = std::net::TcpStream::connect(self.addr);
+    }
+}
+
+/// A TCP connection to 127.0.0.1:25 made inside the network namespace at `netns`, from
+/// address `from`. Call it on a thread of its own: `setns` moves only the calling
+/// thread (for good), and a socket keeps the namespace it was made in.
+fn connect_inside(netns: &Path, from: &str) -> std::io::Result<std::net::TcpStream> {
+    let ns = fs::File::open(netns)?;
+    // SAFETY: setns(2) on a namespace file we opened; affects only this thread, which
+    // does nothing else afterwards but relay this connection.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    let from: std::net::SocketAddr = format!("{from}:0").parse().expect("an address");
+    socket.bind(&from.into())?;
+    let to: std::net::SocketAddr = "127.0.0.1:25".parse().expect("an address");
+    socket.connect(&to.into())?;
+    Ok(socket.into())
+}
+
+/// Copies both directions until either side closes.
+fn pump(a: std::net::TcpStream, b: std::net::TcpStream) {
+    let (Ok(mut a2), Ok(mut b2)) = (a.try_clone(), b.try_clone()) else {
+        return;
+    };
+    let (mut a, mut b) = (a, b);
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut a, &mut b2);
+        let _ = b2.shutdown(std::net::Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut b, &mut a2);
+    let _ = a2.shutdown(std::net::Shutdown::Write);
+    let _ = up.join();
 }
 
 /// Fleet-wide settings.
@@ -123,6 +291,10 @@ pub struct RealFleetOptions {
     /// sshd's `AllowStreamLocalForwarding` (off: the tool must ask the policy socket on
     /// the node instead of through the SSH channel).
     pub streamlocal: bool,
+    /// Each node's zmconfigd polling interval (`sim-exec zmconfigd`, as the service
+    /// user); `None`: no zmconfigd runs (LDAP reaches Postfix only through
+    /// configrewrite or a restart). Carbonio's is 60 s.
+    pub zmconfigd_interval: Option<Duration>,
 }
 
 impl Default for RealFleetOptions {
@@ -134,6 +306,7 @@ impl Default for RealFleetOptions {
             hanging_connect_timeout: None,
             command_timeout: "60s",
             streamlocal: true,
+            zmconfigd_interval: None,
         }
     }
 }
@@ -143,7 +316,9 @@ pub struct RealNode {
     pub name: String,
     pub cluster: String,
     pub profile: NodeProfile,
-    /// Its SSH port on 127.0.0.1.
+    /// Its address on this machine's loopback (SSH, and port 25 through its relay).
+    pub address: String,
+    /// Its SSH port there.
     pub port: u16,
     /// The node's directory.
     pub dir: PathBuf,
@@ -157,6 +332,10 @@ pub struct RealNode {
     netns: Option<String>,
     /// Held open (never accepted) for a `hanging` node.
     _hang: Option<TcpListener>,
+    /// Its port 25 on `address`, relayed from outside mynetworks (bound; relaying once
+    /// the node is up).
+    port25: Option<TcpListener>,
+    _relay: Option<Relay>,
 }
 
 impl RealNode {
@@ -209,21 +388,44 @@ impl RealNode {
         }
     }
 
-    /// Stops the node's SMTP responder (its Postfix no longer listens on port 25).
-    pub fn kill_smtpd(&self) {
-        let ready = self.store.dir().join(exec::SMTPD_READY);
-        let pid: u32 = fs::read_to_string(&ready)
-            .expect("smtpd ready file")
-            .trim()
-            .parse()
-            .expect("smtpd pid");
-        // Only if it really is one of this node's processes.
-        assert!(
-            self.pids().contains(&pid),
-            "smtpd {pid} not in {}'s namespace",
-            self.name
-        );
-        kill(pid, libc::SIGKILL);
+    /// The node's mail log so far (what its real Postfix wrote).
+    pub fn mail_log(&self) -> String {
+        let name = Path::new(self.profile.flavour.mail_log())
+            .file_name()
+            .expect("a file");
+        fs::read_to_string(self.dir.join("varlog").join(name)).unwrap_or_default()
+    }
+
+    /// A connection to the node's port 25 as a client ON the node (127.0.0.1, in its
+    /// mynetworks: where the tool's SSH channel connects from).
+    pub fn smtp_inside(&self) -> std::net::TcpStream {
+        let pid = self.sshd_pid().expect("a running node");
+        let netns = PathBuf::from(format!("/proc/{pid}/ns/net"));
+        std::thread::spawn(move || connect_inside(&netns, "127.0.0.1"))
+            .join()
+            .expect("the connecting thread")
+            .expect("port 25 inside the node")
+    }
+
+    /// A connection to the node's port 25 from outside its mynetworks (its relay).
+    pub fn smtp_outside(&self) -> std::net::TcpStream {
+        std::net::TcpStream::connect((self.address.as_str(), 25)).expect("the node's relay")
+    }
+
+    /// Edits the node's master.cf.in (as a carbonio-mta upgrade or an operator would):
+    /// the next rendering (zmconfigd, configrewrite, a restart) writes master.cf from it.
+    pub fn edit_master_cf_in(&self, edit: impl FnOnce(&str) -> String) {
+        let path = self.dir.join("conf").join("master.cf.in");
+        let text = fs::read_to_string(&path).unwrap();
+        fs::write(&path, edit(&text)).unwrap();
+    }
+
+    /// Breaks the node's policy daemon the moment its own server entry is first changed
+    /// (the tool's staging write): after the gather (see `exec::StageFault`).
+    pub fn break_policyd_on_stage(&self, fault: exec::StageFault) {
+        self.store
+            .update(|nf, _| nf.stage_fault = Some(fault))
+            .unwrap();
     }
 
     /// The restart log of this node.
@@ -336,6 +538,11 @@ impl RealFleet {
             Need::program("ip", "iproute2"),
             Need::program("su", "util-linux"),
             Need::program("getent", "libc-bin"),
+            Need::program("setpriv", "util-linux"),
+            Need::program("perl", "perl-base"),
+            // Each node's MTA (tests/setup-root.sh installs it unconfigured, not started).
+            Need::file("/usr/sbin/postfix", "postfix"),
+            Need::file("/etc/postfix/postfix-script", "postfix"),
             // The emulator's systemctl is bind-mounted over it inside each node.
             Need::file("/usr/bin/systemctl", "systemd"),
         ];
@@ -445,10 +652,27 @@ impl RealFleet {
                 0o755,
             );
             write_mode(&tree.join("systemctl"), &wrapper("systemctl"), 0o755);
+            // Postfix's own `postfix` and `postconf`, as Carbonio's are (built with
+            // config_directory HOME/common/conf): Debian's, pointed there.
             fs::create_dir_all(tree.join("sbin")).unwrap();
+            for p in ["postfix", "postconf"] {
+                write_mode(
+                    &tree.join("sbin").join(p),
+                    &format!(
+                        "#!/bin/sh\nexec /usr/sbin/{p} -c {}/common/conf \"$@\"\n",
+                        f.home()
+                    ),
+                    0o755,
+                );
+            }
+            let bin_path = bin.to_str().expect("UTF-8 test path");
+            assert!(
+                !bin_path.contains('\''),
+                "{bin_path}: no quote in the fleet path"
+            );
             write_mode(
-                &tree.join("sbin").join("postfix"),
-                &wrapper("postfix"),
+                &tree.join("libexec").join("zmpostfixpolicyd"),
+                &policyd_stand_in(f, bin_path),
                 0o755,
             );
         }
@@ -468,6 +692,7 @@ impl RealFleet {
                             .file_name()
                             .expect("a file"),
                     ),
+                    real_postfix: true,
                 }),
                 spawn_user: match (n.profile.flavour, n.profile.spawn_setup()) {
                     // Zimbra's stock entry: its own service user, which exists there.
@@ -484,8 +709,22 @@ impl RealFleet {
             nodes: specs.clone(),
             jvm_latency: opts.jvm_latency,
             restart_time: opts.restart_time,
+            // The node's own address only: its relay's 127.0.0.2 is a client from
+            // outside (see `Relay`).
+            mynetworks: Some(MYNETWORKS.into()),
             ..FleetSpec::default()
         };
+        // Each node's config directory exists before seeding renders main.cf into it.
+        for n in &specs {
+            let conf = d.join("nodes").join(&n.name).join("conf");
+            fs::create_dir_all(&conf).unwrap();
+            for m in POSTFIX_META {
+                run(Command::new("cp")
+                    .arg("-a")
+                    .arg(Path::new("/etc/postfix").join(m))
+                    .arg(&conf));
+            }
+        }
         let domains = exec::seed(&spec, &seeds, &d.join("clusters")).unwrap();
         // The hosted domains' SPF/DKIM/DMARC records, served on 127.0.0.1 so that the
         // domain pass of `check` never asks the machine's own resolver.
@@ -502,6 +741,7 @@ impl RealFleet {
         let mut known_hosts = String::new();
         for (n, seed) in specs.iter().zip(&seeds) {
             let flavour = n.profile.flavour;
+            let (address, port25) = node_address();
             let nd = d.join("nodes").join(&n.name);
             fs::set_permissions(&nd, fs::Permissions::from_mode(0o755)).unwrap();
             let conf = nd.join("conf");
@@ -545,6 +785,27 @@ impl RealFleet {
             std::os::unix::fs::chown(&lc, Some(service.uid), Some(service.gid)).unwrap();
             let version = nd.join("version");
             write_mode(&version, &n.profile.version_file().1, 0o644);
+            // Postfix's directories as Carbonio has them: the config directory the
+            // service user's zmconfigd rewrites (so it owns it), the queue directory
+            // root's (Postfix makes its subdirectories at start), the data directory
+            // postfix's; and the mail log its postlogd appends to, readable by all as
+            // syslog's is on a node.
+            chown_tree(&conf, service.uid, service.gid);
+            let queue = nd.join("postfix").join("spool");
+            let data = nd.join("postfix").join("data");
+            fs::create_dir_all(&queue).unwrap();
+            fs::create_dir_all(&data).unwrap();
+            let postfix_user = exec::machine_users()
+                .into_iter()
+                .find(|u| u.name == "postfix")
+                .expect("the postfix user (Debian's postfix package)");
+            std::os::unix::fs::chown(&data, Some(postfix_user.uid), Some(postfix_user.gid))
+                .unwrap();
+            fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).unwrap();
+            let varlog = nd.join("varlog");
+            fs::create_dir_all(&varlog).unwrap();
+            let mail_log = varlog.join(Path::new(flavour.mail_log()).file_name().expect("a file"));
+            write_mode(&mail_log, "", 0o644);
             run(Command::new("ssh-keygen")
                 .args(["-q", "-t", "ed25519", "-N", "", "-f"])
                 .arg(nd.join("host_key")));
@@ -559,7 +820,7 @@ impl RealFleet {
             if n.profile.behaviour != Behaviour::AuthRefused {
                 write_mode(&ak.join("root"), &format!("{client_public}\n"), 0o644);
             }
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let listener = TcpListener::bind((address.as_str(), 0)).unwrap();
             let port = listener.local_addr().unwrap().port();
             let listed = if n.profile.behaviour == Behaviour::HostkeyChanged {
                 run(Command::new("ssh-keygen")
@@ -570,12 +831,13 @@ impl RealFleet {
             } else {
                 host_key
             };
-            known_hosts.push_str(&format!("[127.0.0.1]:{port} {listed}\n"));
+            known_hosts.push_str(&format!("[{address}]:{port} {listed}\n"));
             let log = nd.join("sshd.log");
             let mut node = RealNode {
                 name: n.name.clone(),
                 cluster: n.cluster.clone(),
                 profile: n.profile,
+                address: address.clone(),
                 port,
                 dir: nd.clone(),
                 store: Store::new(&seed.state_dir),
@@ -583,6 +845,8 @@ impl RealFleet {
                 child: None,
                 netns: None,
                 _hang: None,
+                port25: Some(port25),
+                _relay: None,
             };
             match n.profile.behaviour {
                 Behaviour::Unreachable => drop(listener),
@@ -606,21 +870,43 @@ impl RealFleet {
                         bin_mp,
                         libexec_mp,
                         sbin_mp,
-                        spool_mp,
+                        postfix_mp,
                     ] = mount_points(flavour);
-                    fs::create_dir_all(nd.join("spool")).unwrap();
                     let tree = d.join(flavour.as_str());
+                    // Postfix runs only where the node's LDAP enables the MTA.
+                    let is_mta = node.store.read().unwrap().0.state.postfix.is_some();
+                    let postfix_start = if is_mta {
+                        format!(
+                            "{}/postfix start 3>&- </dev/null || {{ echo \"{}: postfix start failed\" >&2; exit 1; }}\n",
+                            q(Path::new(&sbin_mp)),
+                            n.name
+                        )
+                    } else {
+                        String::new()
+                    };
+                    let zmconfigd = match opts.zmconfigd_interval {
+                        Some(every) if is_mta => format!(
+                            "setpriv --reuid={u} --regid={u} --init-groups env {env}={state_mp} {bin_q} sim-exec zmconfigd --interval {every}ms 3>&- </dev/null >>{log} 2>&1 &\n",
+                            u = flavour.user(),
+                            env = exec::STATE_ENV,
+                            state_mp = q(Path::new(&state_mp)),
+                            every = every.as_millis(),
+                            log = q(&nd.join("zmconfigd.log")),
+                        ),
+                        _ => String::new(),
+                    };
                     let script = format!(
                         "set -e\n\
                          ip link set lo up\n\
                          mount --bind {state} {state_mp}\n\
                          mount --bind {conf} {conf_mp}\n\
+                         mount --bind {conf} /etc/postfix\n\
                          mount --bind {zconf} {zconf_mp}\n\
                          mount --bind {version} {version_file}\n\
                          mount --bind {wrappers} {bin_mp}\n\
                          mount --bind {libexec} {libexec_mp}\n\
                          mount --bind {sbin} {sbin_mp}\n\
-                         mount --bind {spool} {spool_mp}\n\
+                         mount --bind {postfix} {postfix_mp}\n\
                          mount --bind {varlog} /var/log\n\
                          mount --bind {systemctl} /usr/bin/systemctl\n\
                          mount --bind {passwd} /etc/passwd\n\
@@ -628,7 +914,8 @@ impl RealFleet {
                          for f in .bashrc .profile; do\n\
                            if [ -e /root/$f ] && [ -e /etc/skel/$f ]; then mount --bind /etc/skel/$f /root/$f; fi\n\
                          done\n\
-                         {env}={state_mp} {bin_q} sim-exec smtpd --listen 127.0.0.1:25 3>&- </dev/null >>{smtpd_log} 2>&1 &\n\
+                         {postfix_start}\
+                         {zmconfigd}\
                          export LISTEN_FDS=1 LISTEN_PID=$$\n\
                          exec /usr/sbin/sshd -D -E {sshd_log} -f {sshd_config}\n",
                         state = q(&seed.state_dir),
@@ -645,14 +932,12 @@ impl RealFleet {
                         libexec_mp = q(Path::new(&libexec_mp)),
                         sbin = q(&tree.join("sbin")),
                         sbin_mp = q(Path::new(&sbin_mp)),
-                        spool = q(&nd.join("spool")),
-                        spool_mp = q(Path::new(&spool_mp)),
+                        postfix = q(&nd.join("postfix")),
+                        postfix_mp = q(Path::new(&postfix_mp)),
                         varlog = q(&nd.join("varlog")),
                         systemctl = q(&tree.join("systemctl")),
                         passwd = q(&nd.join("passwd")),
                         group = q(&nd.join("group")),
-                        env = exec::STATE_ENV,
-                        smtpd_log = q(&nd.join("smtpd.log")),
                         sshd_log = q(&nd.join("sshd.log")),
                         sshd_config = q(&nd.join("sshd_config")),
                     );
@@ -711,17 +996,17 @@ impl RealFleet {
         Some(fleet)
     }
 
-    /// Waits until every running node's SMTP responder listens and sshd is exec'd; then
-    /// records each node's network namespace (for teardown and `kill_sessions`).
+    /// Waits until every running node's sshd is exec'd (its launcher started Postfix
+    /// before: `postfix start` returns once the master runs); then records each node's
+    /// network namespace (for teardown and `kill_sessions`) and starts its relay.
     fn wait_ready(&mut self) {
         let own = netns_of(std::process::id()).expect("own netns");
         let deadline = Instant::now() + Duration::from_secs(30);
         for node in &mut self.nodes {
             let Some(pid) = node.sshd_pid() else { continue };
-            let ready = node.store.dir().join(exec::SMTPD_READY);
             loop {
                 let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-                if ready.exists() && comm.trim() == "sshd" {
+                if comm.trim() == "sshd" {
                     break;
                 }
                 assert!(
@@ -740,6 +1025,12 @@ impl RealFleet {
                 node.name
             );
             node.netns = Some(ns);
+            if let Some(l) = node.port25.take() {
+                node._relay = Some(Relay::start(
+                    l,
+                    PathBuf::from(format!("/proc/{pid}/ns/net")),
+                ));
+            }
         }
     }
 
@@ -752,8 +1043,8 @@ impl RealFleet {
             let platform = n.profile.platform.as_str();
             groups.insert(platform, ());
             hosts.push_str(&format!(
-                "\n[[hosts]]\nname = \"{}\"\naddress = \"127.0.0.1\"\nport = {}\ncluster = \"{}\"\ngroups = [\"{}\"]\negress = [\"{}\"]\n",
-                n.name, n.port, n.cluster, platform, self.egress[&n.cluster]
+                "\n[[hosts]]\nname = \"{}\"\naddress = \"{}\"\nport = {}\ncluster = \"{}\"\ngroups = [\"{}\"]\negress = [\"{}\"]\n",
+                n.name, n.address, n.port, n.cluster, platform, self.egress[&n.cluster]
             ));
             if let (Behaviour::Hanging, Some(t)) =
                 (n.profile.behaviour, opts.hanging_connect_timeout)

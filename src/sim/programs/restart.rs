@@ -22,6 +22,16 @@ pub async fn restart_node(node: &Arc<Node>, method: RestartMethod) -> bool {
         st.restarting_until = Some(started + st.restart_time);
         st.restart_time
     };
+    // A real Postfix (the real-process fleet) goes down now, if it runs (after a failed
+    // start it does not, and `postfix stop` would log a fatal error); the emulated one
+    // reads as down from `stopped` and `restarting_until`.
+    let running = node.state().master_started.is_some();
+    if let (Some(real), true) = (node.mta_hook(), running) {
+        real.stopped();
+        // Saved with the "down" state: another process (zmconfigd's poll) must not
+        // reload a master that is not there.
+        node.state().master_started = None;
+    }
     match node.restart_hook() {
         // A real process (`sim-exec`): the hook saves the "down" state, waits without
         // holding the state lock, and reloads what other processes changed meanwhile.
