@@ -207,8 +207,9 @@ async fn wrong_host_key_is_refused_before_any_auth() {
     assert_eq!(
         err.message,
         format!(
-            "host key for `mail3` (127.0.0.1:{}) does not match known_hosts line 3: expected {}, offered {}",
+            "host key for `mail3` (127.0.0.1:{}) does not match {}:3: expected {}, offered {}",
             sshd.port,
+            kh.display(),
             fp(&other),
             fp(&sshd.host_key)
         )
@@ -447,15 +448,12 @@ async fn scan_classifies_and_writes_only_new_keys() {
     let r = scan(&c, &[&h], true).await;
     assert_eq!(r[0].status, ScanStatus::New { written: true });
     let r = scan(&c, &[&h], true).await;
-    assert!(
-        matches!(r[0].status, ScanStatus::Known { line: 1 }),
-        "{:?}",
-        r[0].status
-    );
+    let at = format!("{}:1", kh.display());
+    assert_eq!(r[0].status, ScanStatus::Known { at: at.clone() });
     assert_eq!(
         render_scan(&r),
         format!(
-            "scan-host {} (ssh-ed25519) known (line 1)\n",
+            "scan-host {} (ssh-ed25519) known ({at})\n",
             fp(&sshd.host_key)
         )
     );
@@ -466,7 +464,7 @@ async fn scan_classifies_and_writes_only_new_keys() {
     let before = fs::read_to_string(&changed).unwrap();
     let r = scan(&c, &[&h2], true).await;
     assert!(
-        matches!(&r[0].status, ScanStatus::Changed { line: 1, expected } if expected == &vec![fp(&other)])
+        matches!(&r[0].status, ScanStatus::Changed { at, expected } if expected == &vec![fp(&other)] && at.ends_with(":1"))
     );
     assert_eq!(
         fs::read_to_string(&changed).unwrap(),

@@ -144,6 +144,9 @@ struct Layer {
     become_: Option<Become>,
     flavour: Option<FlavourSetting>,
     known_hosts: Option<PathBuf>,
+    /// More user files (ssh_config's `UserKnownHostsFile` beyond the first).
+    more_known_hosts: Option<Vec<PathBuf>>,
+    global_known_hosts: Option<Vec<PathBuf>>,
     host_key_policy: Option<HostKeyPolicy>,
     connect_timeout: Option<Duration>,
     command_timeout: Option<Duration>,
@@ -169,6 +172,8 @@ impl Layer {
             become_,
             flavour,
             known_hosts,
+            more_known_hosts,
+            global_known_hosts,
             host_key_policy,
             connect_timeout,
             command_timeout,
@@ -191,6 +196,7 @@ impl Layer {
             ("become", self.become_.is_some()),
             ("flavour", self.flavour.is_some()),
             ("known_hosts", self.known_hosts.is_some()),
+            ("global_known_hosts", self.global_known_hosts.is_some()),
             ("host_key_policy", self.host_key_policy.is_some()),
             ("connect_timeout", self.connect_timeout.is_some()),
             ("command_timeout", self.command_timeout.is_some()),
@@ -221,6 +227,11 @@ fn builtin_layer() -> Layer {
         become_: Some(Become::Auto),
         flavour: Some(FlavourSetting::Auto),
         known_hosts: Some(home_path(".ssh/known_hosts")),
+        // OpenSSH's default GlobalKnownHostsFile.
+        global_known_hosts: Some(vec![
+            PathBuf::from("/etc/ssh/ssh_known_hosts"),
+            PathBuf::from("/etc/ssh/ssh_known_hosts2"),
+        ]),
         host_key_policy: Some(HostKeyPolicy::Strict),
         connect_timeout: Some(Duration::from_secs(10)),
         command_timeout: Some(Duration::from_secs(5 * 60)),
@@ -610,8 +621,14 @@ fn apply_ssh_config(
     if eff.identity_files.is_none() && !r.identity_files.is_empty() {
         eff.identity_files = Some(r.identity_files.into_iter().map(|l| l.value).collect());
     }
-    if eff.known_hosts.is_none() {
-        eff.known_hosts = r.user_known_hosts_file.map(|l| l.value);
+    if eff.known_hosts.is_none()
+        && let Some(first) = r.user_known_hosts_file
+    {
+        eff.known_hosts = Some(first.value);
+        eff.more_known_hosts = Some(r.more_user_known_hosts_files);
+    }
+    if eff.global_known_hosts.is_none() {
+        eff.global_known_hosts = r.global_known_hosts_files;
     }
     if eff.jump.is_none()
         && let Some(pj) = r.proxy_jump
@@ -674,6 +691,12 @@ fn effective_host(p: PendingHost, eff: Layer) -> Host {
         become_: eff.become_.expect("built-in default"),
         flavour: eff.flavour.expect("built-in default"),
         known_hosts: eff.known_hosts.expect("built-in default"),
+        known_hosts_also: eff
+            .more_known_hosts
+            .unwrap_or_default()
+            .into_iter()
+            .chain(eff.global_known_hosts.expect("built-in default"))
+            .collect(),
         host_key_policy: eff.host_key_policy.expect("built-in default"),
         connect_timeout: eff.connect_timeout.expect("built-in default"),
         command_timeout: eff.command_timeout.expect("built-in default"),
@@ -770,6 +793,18 @@ fn settings_layer(
         .known_hosts
         .as_ref()
         .and_then(|k| keep(errors, expand_path(src, k, &key("known_hosts"))));
+    let global_known_hosts = raw.global_known_hosts.as_ref().map(|files| {
+        files
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| {
+                keep(
+                    errors,
+                    expand_path(src, f, &format!("{}[{i}]", key("global_known_hosts"))),
+                )
+            })
+            .collect()
+    });
     let timeout = |errors: &mut Vec<ConfigError>, v: &Option<Spanned<String>>, name: &str| {
         v.as_ref().and_then(|v| {
             keep(
@@ -803,6 +838,8 @@ fn settings_layer(
         become_: raw.become_,
         flavour: raw.flavour,
         known_hosts,
+        more_known_hosts: None,
+        global_known_hosts,
         host_key_policy: raw.host_key_policy,
         connect_timeout,
         command_timeout,
@@ -952,7 +989,8 @@ mod tests {
                     User cfguser
                     Port 2200
                     IdentityFile /keys/%r
-                    UserKnownHostsFile /kh/cfg
+                    UserKnownHostsFile /kh/cfg /kh/cfg2
+                    GlobalKnownHostsFile /kh/global
                     ProxyJump jumpalias
                 Host 192.0.2.7
                     HostName not-used.example
@@ -1001,6 +1039,11 @@ mod tests {
         assert_eq!(mx1.port, 22, "[defaults] port is explicit and wins");
         assert_eq!(mx1.identity_files, vec![PathBuf::from("/keys/cfguser")]);
         assert_eq!(mx1.known_hosts, PathBuf::from("/kh/cfg"));
+        // Every file is read: the further user file, then the global one.
+        assert_eq!(
+            mx1.known_hosts_also,
+            vec![PathBuf::from("/kh/cfg2"), PathBuf::from("/kh/global")]
+        );
         assert_eq!(
             mx1.jump,
             Some(JumpSpec {
@@ -1021,6 +1064,14 @@ mod tests {
         assert_eq!(
             (other.user.as_str(), other.address.as_str()),
             ("root", "other")
+        );
+        // OpenSSH's default global files.
+        assert_eq!(
+            other.known_hosts_also,
+            vec![
+                PathBuf::from("/etc/ssh/ssh_known_hosts"),
+                PathBuf::from("/etc/ssh/ssh_known_hosts2")
+            ]
         );
         // Without the option nothing is read.
         assert_eq!(load(&inv).unwrap().hosts[0].user, "root");
@@ -1216,6 +1267,7 @@ mod tests {
                 [[hosts]]
                 name = "m1"
                 known_hosts = "known_hosts.lab"
+                global_known_hosts = ["fleet_known_hosts", "/etc/ssh/ssh_known_hosts"]
                 identity_files = ["~/.ssh/lab_key", "/etc/keys/k"]
             "#},
         )
@@ -1223,6 +1275,13 @@ mod tests {
         let inv = load(&path).unwrap();
         let home = home_dir().unwrap();
         assert_eq!(inv.hosts[0].known_hosts, dir.path().join("known_hosts.lab"));
+        assert_eq!(
+            inv.hosts[0].known_hosts_also,
+            [
+                dir.path().join("fleet_known_hosts"),
+                PathBuf::from("/etc/ssh/ssh_known_hosts")
+            ]
+        );
         assert_eq!(
             inv.hosts[0].identity_files,
             [home.join(".ssh/lab_key"), PathBuf::from("/etc/keys/k")]
@@ -1254,12 +1313,12 @@ mod tests {
     #[test_case(indoc! {r#"
         [defaults]
         usr = "root"
-    "#}, "inv.toml:2:1: defaults.usr: unknown field `usr`, expected one of `dns_servers`, `user`, `port`, `identity_files`, `become`, `flavour`, `known_hosts`, `host_key_policy`, `connect_timeout`, `command_timeout`, `jump`, `vars`, `egress`, `ssh_config`"; "unknown key")]
+    "#}, "inv.toml:2:1: defaults.usr: unknown field `usr`, expected one of `dns_servers`, `user`, `port`, `identity_files`, `become`, `flavour`, `known_hosts`, `global_known_hosts`, `host_key_policy`, `connect_timeout`, `command_timeout`, `jump`, `vars`, `egress`, `ssh_config`"; "unknown key")]
     #[test_case(indoc! {r#"
         [[hosts]]
         name = "a"
         egres = ["x"]
-    "#}, "inv.toml:3:1: hosts[0].egres: unknown field `egres`, expected one of `name`, `address`, `groups`, `cluster`, `roles`, `user`, `port`, `identity_files`, `become`, `flavour`, `known_hosts`, `host_key_policy`, `connect_timeout`, `command_timeout`, `jump`, `vars`, `egress`, `ssh_config`"; "unknown host key")]
+    "#}, "inv.toml:3:1: hosts[0].egres: unknown field `egres`, expected one of `name`, `address`, `groups`, `cluster`, `roles`, `user`, `port`, `identity_files`, `become`, `flavour`, `known_hosts`, `global_known_hosts`, `host_key_policy`, `connect_timeout`, `command_timeout`, `jump`, `vars`, `egress`, `ssh_config`"; "unknown host key")]
     #[test_case(indoc! {r#"
         [[hosts]]
         name = "a"

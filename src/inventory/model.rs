@@ -54,8 +54,14 @@ pub struct Host {
     pub become_: Become,
     /// Carbonio, Zimbra, or `auto`: the node's service user decides at the gather.
     pub flavour: FlavourSetting,
-    /// `~` already expanded.
+    /// `~` already expanded. Where new keys go (accept-new, `hostkeys scan --write`).
     pub known_hosts: PathBuf,
+    /// The other known_hosts files read with it, as OpenSSH reads them: ssh_config's
+    /// further `UserKnownHostsFile` files, then the global ones (`global_known_hosts`,
+    /// ssh_config's `GlobalKnownHostsFile`, default /etc/ssh/ssh_known_hosts and
+    /// ssh_known_hosts2). A host pinned in any of them with another key is a mismatch.
+    #[serde(default)]
+    pub known_hosts_also: Vec<PathBuf>,
     pub host_key_policy: HostKeyPolicy,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -103,6 +109,7 @@ impl Host {
             become_: Become::Auto,
             flavour: FlavourSetting::Auto,
             known_hosts: "kh".into(),
+            known_hosts_also: Vec::new(),
             host_key_policy: HostKeyPolicy::Strict,
             connect_timeout: Duration::from_secs(10),
             command_timeout: Duration::from_secs(300),

@@ -35,6 +35,10 @@ macro_rules! with_settings {
             /// `carbonio`, `zimbra` or `auto` (the node's service user decides).
             pub flavour: Option<FlavourSetting>,
             pub known_hosts: Option<Spanned<String>>,
+            /// Read-only known_hosts files consulted too (OpenSSH's
+            /// `GlobalKnownHostsFile`; default /etc/ssh/ssh_known_hosts and
+            /// ssh_known_hosts2).
+            pub global_known_hosts: Option<Vec<Spanned<String>>>,
             pub host_key_policy: Option<HostKeyPolicy>,
             /// A humantime duration, e.g. "10s".
             pub connect_timeout: Option<Spanned<String>>,
@@ -60,6 +64,7 @@ macro_rules! with_settings {
                     become_: self.become_,
                     flavour: self.flavour,
                     known_hosts: self.known_hosts.clone(),
+                    global_known_hosts: self.global_known_hosts.clone(),
                     host_key_policy: self.host_key_policy,
                     connect_timeout: self.connect_timeout.clone(),
                     command_timeout: self.command_timeout.clone(),

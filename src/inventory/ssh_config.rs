@@ -53,8 +53,12 @@ pub struct Resolved {
     pub identity_files: Vec<Located<PathBuf>>,
     /// As written; `none` means no jump host.
     pub proxy_jump: Option<Located<String>>,
-    /// The first file listed, expanded.
+    /// The first file listed, expanded (where new keys go).
     pub user_known_hosts_file: Option<Located<PathBuf>>,
+    /// The other `UserKnownHostsFile` files of that line, expanded (read too).
+    pub more_user_known_hosts_files: Vec<PathBuf>,
+    /// `GlobalKnownHostsFile`'s files, expanded, when a block sets it.
+    pub global_known_hosts_files: Option<Vec<PathBuf>>,
 }
 
 /// A parse problem with its line.
@@ -225,7 +229,8 @@ impl SshConfig {
         let mut r = Resolved::default();
         // Values are collected raw first: tokens like %r need the final user and port.
         let mut identity: Vec<(String, usize)> = Vec::new();
-        let mut known_hosts: Option<(String, usize)> = None;
+        let mut known_hosts: Option<(Vec<String>, usize)> = None;
+        let mut global_known_hosts: Option<Vec<String>> = None;
         for block in self.blocks.iter().filter(|b| Self::block_matches(b, host)) {
             for (keyword, args, line) in &block.options {
                 let first = || Located {
@@ -253,7 +258,10 @@ impl SshConfig {
                     "identityfile" => identity.push((args[0].clone(), *line)),
                     "proxyjump" if r.proxy_jump.is_none() => r.proxy_jump = Some(first()),
                     "userknownhostsfile" if known_hosts.is_none() => {
-                        known_hosts = Some((args[0].clone(), *line));
+                        known_hosts = Some((args.clone(), *line));
+                    }
+                    "globalknownhostsfile" if global_known_hosts.is_none() => {
+                        global_known_hosts = Some(args.clone());
                     }
                     _ => {}
                 }
@@ -279,12 +287,18 @@ impl SshConfig {
                 line,
             })
             .collect();
-        r.user_known_hosts_file = known_hosts
-            .filter(|(v, _)| !v.eq_ignore_ascii_case("none"))
-            .map(|(v, line)| Located {
-                value: tokens.path(&v),
-                line,
-            });
+        let files = |args: Vec<String>| -> Vec<PathBuf> {
+            args.iter()
+                .filter(|v| !v.eq_ignore_ascii_case("none"))
+                .map(|v| tokens.path(v))
+                .collect()
+        };
+        if let Some((args, line)) = known_hosts {
+            let mut all = files(args).into_iter();
+            r.user_known_hosts_file = all.next().map(|value| Located { value, line });
+            r.more_user_known_hosts_files = all.collect();
+        }
+        r.global_known_hosts_files = global_known_hosts.map(files);
         Ok(r)
     }
 }
@@ -397,6 +411,27 @@ mod tests {
             r.user_known_hosts_file.unwrap().value,
             home.join(".ssh/kh_MX1.acme.example")
         );
+        // Every file of the line is read, as OpenSSH reads them.
+        assert_eq!(
+            r.more_user_known_hosts_files,
+            vec![PathBuf::from("/etc/ssh/ssh_known_hosts")]
+        );
+        assert_eq!(r.global_known_hosts_files, None);
+    }
+
+    #[test]
+    fn global_known_hosts_files_are_read_as_listed() {
+        let r = cfg("Host mx1\n  GlobalKnownHostsFile /etc/ssh/fleet_kh none /etc/ssh/kh2\n")
+            .resolve("mx1")
+            .unwrap();
+        assert_eq!(
+            r.global_known_hosts_files,
+            Some(vec![
+                PathBuf::from("/etc/ssh/fleet_kh"),
+                PathBuf::from("/etc/ssh/kh2")
+            ])
+        );
+        assert!(r.user_known_hosts_file.is_none());
     }
 
     #[test]

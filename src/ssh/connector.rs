@@ -133,7 +133,10 @@ pub(crate) struct Checker {
     host_name: String,
     address: String,
     port: u16,
+    /// The user file, where accept-new writes.
     known_hosts: PathBuf,
+    /// The other files read with it (more user files, the global ones).
+    also: Vec<PathBuf>,
     policy: HostKeyPolicy,
     cache: Arc<KnownHostsCache>,
     scan: bool,
@@ -169,12 +172,13 @@ impl Checker {
         format!("`{}` ({}:{})", self.host_name, self.address, self.port)
     }
 
+    /// A refusal; `at` is the known_hosts file and line that decided, if one did.
     fn refuse(
         &self,
         message: String,
         expected: Vec<String>,
         offered: &PublicKey,
-        line: Option<usize>,
+        at: Option<(&Path, usize)>,
     ) -> CheckerError {
         CheckerError::Refused(Box::new(ConnectError {
             kind: FailureKind::Hostkey,
@@ -182,8 +186,8 @@ impl Checker {
             detail: Some(HostKeyDetail {
                 expected,
                 offered: fingerprint(offered),
-                line,
-                known_hosts: self.known_hosts.clone(),
+                line: at.map(|(_, l)| l),
+                known_hosts: at.map_or_else(|| self.known_hosts.clone(), |(f, _)| f.to_path_buf()),
             }),
         }))
     }
@@ -191,7 +195,7 @@ impl Checker {
     fn verify(&self, key: &PublicKey) -> Result<(), CheckerError> {
         let path = self.known_hosts.display();
         self.cache
-            .with(&self.known_hosts, |kh| self.judge(kh, key))
+            .with_all(&self.known_hosts, &self.also, |kh| self.judge(kh, key))
             .map_err(|e| {
                 CheckerError::Refused(Box::new(ConnectError::new(
                     FailureKind::Hostkey,
@@ -226,24 +230,30 @@ impl Checker {
                 key,
                 None,
             )),
-            HostKeyStatus::Changed { line, expected } => Err(self.refuse(
+            HostKeyStatus::Changed {
+                file,
+                line,
+                expected,
+            } => Err(self.refuse(
                 format!(
-                    "host key for {} does not match known_hosts line {line}: expected {}, offered {offered}",
+                    "host key for {} does not match {}:{line}: expected {}, offered {offered}",
                     self.target(),
+                    file.display(),
                     expected.join(" or ")
                 ),
                 expected,
                 key,
-                Some(line),
+                Some((&file, line)),
             )),
-            HostKeyStatus::Revoked { line } => Err(self.refuse(
+            HostKeyStatus::Revoked { file, line } => Err(self.refuse(
                 format!(
-                    "host key for {} is revoked in known_hosts line {line}: offered {offered}",
-                    self.target()
+                    "host key for {} is revoked in {}:{line}: offered {offered}",
+                    self.target(),
+                    file.display()
                 ),
                 vec![],
                 key,
-                Some(line),
+                Some((&file, line)),
             )),
         }
     }
@@ -254,7 +264,7 @@ impl Checker {
     fn verify_certificate(&self, cert: &Certificate) -> Result<(), CheckerError> {
         let path = self.known_hosts.display();
         self.cache
-            .with(&self.known_hosts, |kh| {
+            .with_all(&self.known_hosts, &self.also, |kh| {
                 self.judge_certificate(kh, cert, now_unix())
             })
             .map_err(|e| {
@@ -278,7 +288,7 @@ impl Checker {
         cas
     }
 
-    fn revoked(&self, kh: &KnownHosts, key: &PublicKey) -> Option<usize> {
+    fn revoked(&self, kh: &KnownHosts, key: &PublicKey) -> Option<(PathBuf, usize)> {
         kh.revoked_line(&self.address, self.port, key)
             .or_else(|| kh.revoked_line(&self.host_name, self.port, key))
     }
@@ -293,7 +303,6 @@ impl Checker {
         cert: &Certificate,
         now: u64,
     ) -> Result<(), CheckerError> {
-        let path = self.known_hosts.display();
         let target = self.target();
         let certified = PublicKey::from(cert.public_key().clone());
         let ca_key = PublicKey::from(cert.signature_key().clone());
@@ -305,23 +314,25 @@ impl Checker {
             return self.judge(kh, &certified);
         }
         let expected: Vec<String> = cas.iter().map(|e| fingerprint(&e.key)).collect();
-        let refuse = |message: String, line: Option<usize>| {
-            self.refuse(message, expected.clone(), &certified, line)
+        let refuse = |message: String, at: Option<(&Path, usize)>| {
+            self.refuse(message, expected.clone(), &certified, at)
         };
-        if let Some(line) = self.revoked(kh, &ca_key) {
+        if let Some((file, line)) = self.revoked(kh, &ca_key) {
             return Err(refuse(
                 format!(
-                    "host certificate of {target} is signed by CA {ca_fp}, which known_hosts {path} revokes (line {line})"
+                    "host certificate of {target} is signed by CA {ca_fp}, which {}:{line} revokes",
+                    file.display()
                 ),
-                Some(line),
+                Some((&file, line)),
             ));
         }
-        if let Some(line) = self.revoked(kh, &certified) {
+        if let Some((file, line)) = self.revoked(kh, &certified) {
             return Err(refuse(
                 format!(
-                    "host key in the certificate of {target} is revoked in known_hosts {path} line {line}"
+                    "host key in the certificate of {target} is revoked in {}:{line}",
+                    file.display()
                 ),
-                Some(line),
+                Some((&file, line)),
             ));
         }
         let Some(ca) = cas
@@ -330,13 +341,13 @@ impl Checker {
         else {
             return Err(refuse(
                 format!(
-                    "host certificate of {target} is signed by CA {ca_fp}, which known_hosts {path} does not trust for this host (trusted: {})",
+                    "host certificate of {target} is signed by CA {ca_fp}, which no known_hosts file trusts for this host (trusted: {})",
                     expected.join(", ")
                 ),
                 None,
             ));
         };
-        let line = Some(ca.line);
+        let line = Some((&*ca.file, ca.line));
         if cert.cert_type() != CertType::Host {
             return Err(refuse(
                 format!(
@@ -662,7 +673,7 @@ impl Connector {
     fn has_authority(&self, host: &Host) -> bool {
         self.inner
             .known_hosts
-            .with(&host.known_hosts, |kh| {
+            .with_all(&host.known_hosts, &host.known_hosts_also, |kh| {
                 !kh.authorities(&host.address, host.port).is_empty()
                     || !kh.authorities(&host.name, host.port).is_empty()
             })
@@ -731,6 +742,7 @@ impl Connector {
                 address: host.address.clone(),
                 port: host.port,
                 known_hosts: host.known_hosts.clone(),
+                also: host.known_hosts_also.clone(),
                 policy: host.host_key_policy,
                 cache: self.inner.known_hosts.clone(),
                 scan,
@@ -1105,6 +1117,7 @@ mod tests {
                 address: "127.0.0.1".into(),
                 port: 2222,
                 known_hosts: self.dir.path().join("known_hosts"),
+                also: Vec::new(),
                 policy: HostKeyPolicy::Strict,
                 cache: Arc::default(),
                 scan: false,
@@ -1158,7 +1171,7 @@ mod tests {
         let revoked = format!("{ca_line}@revoked * {}\n", f.ca);
         let e = f.judge(&revoked, &good).unwrap_err();
         assert!(
-            e.contains("is signed by CA SHA256:") && e.ends_with("revokes (line 2)"),
+            e.contains("is signed by CA SHA256:") && e.ends_with(", which /kh:2 revokes"),
             "{e}"
         );
 
@@ -1171,6 +1184,52 @@ mod tests {
             fs_line(&f.dir.path().join("hk.pub"))
         );
         assert_eq!(f.judge(&plain, &good), Ok(()));
+    }
+
+    /// Every known_hosts file counts, as in OpenSSH: under accept-new, a host pinned in
+    /// a global file with another key is a mismatch naming that file and line, and the
+    /// user file is not written; a key listed only in a global file is known.
+    #[test]
+    fn a_host_pinned_in_a_global_file_is_never_unknown() {
+        let f = Fixture::new();
+        let (pinned, offered) = (
+            PublicKey::from_openssh(&fs_line(&f.dir.path().join("hk.pub"))).unwrap(),
+            PublicKey::from_openssh(&fs_line(&f.dir.path().join("ca.pub"))).unwrap(),
+        );
+        let user = f.dir.path().join("known_hosts");
+        let global = f.dir.path().join("ssh_known_hosts");
+        std::fs::write(
+            &global,
+            format!(
+                "# fleet keys
+[127.0.0.1]:2222 {}
+",
+                pinned.to_openssh().unwrap()
+            ),
+        )
+        .unwrap();
+        let checker = Checker {
+            policy: HostKeyPolicy::AcceptNew,
+            also: vec![f.dir.path().join("absent"), global.clone()],
+            ..f.checker()
+        };
+        let Err(CheckerError::Refused(e)) = checker.verify(&offered) else {
+            panic!("a mismatch must be refused");
+        };
+        let detail = e.detail.as_ref().unwrap();
+        assert_eq!(
+            (detail.known_hosts.clone(), detail.line),
+            (global.clone(), Some(2))
+        );
+        assert!(
+            e.message
+                .contains(&format!("does not match {}:2", global.display())),
+            "{}",
+            e.message
+        );
+        assert!(!user.exists(), "accept-new wrote a pinned host's key");
+        assert!(checker.verify(&pinned).is_ok());
+        assert!(!user.exists());
     }
 
     #[test]

@@ -7,13 +7,20 @@
 //! see [`KnownHosts::authorities`]; never a plain host key). Any run of spaces or
 //! tabs separates fields. Line numbers are 1-based and count every line. A line that does
 //! not parse is kept in [`KnownHosts::problems`] and otherwise skipped, as OpenSSH does.
+//!
+//! Like OpenSSH, a host is judged against ALL its known_hosts files at once (every
+//! `UserKnownHostsFile`, then every `GlobalKnownHostsFile`, by default
+//! /etc/ssh/ssh_known_hosts and ssh_known_hosts2): a key listed in any of them is known,
+//! and a host pinned in any of them with other keys only is a mismatch, never "unknown"
+//! (see [`KnownHosts::merged`], [`KnownHostsCache::with_all`]). New keys are written to
+//! the first user file only.
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use base64::Engine;
@@ -46,6 +53,8 @@ pub enum HostField {
 /// One parsed known_hosts line.
 #[derive(Debug, Clone)]
 pub struct Entry {
+    /// The file it is in.
+    pub file: Arc<Path>,
     /// 1-based line number in the file.
     pub line: usize,
     pub marker: Marker,
@@ -57,11 +66,16 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostKeyStatus {
     /// A good line for this host lists exactly this key.
-    Known { line: usize },
-    /// The host is listed, but with other keys only; `expected` are their fingerprints.
-    Changed { line: usize, expected: Vec<String> },
+    Known { file: PathBuf, line: usize },
+    /// The host is listed, but with other keys only; `expected` are their fingerprints;
+    /// `file` and `line` locate the first such line.
+    Changed {
+        file: PathBuf,
+        line: usize,
+        expected: Vec<String>,
+    },
     /// An `@revoked` line for this host lists this key.
-    Revoked { line: usize },
+    Revoked { file: PathBuf, line: usize },
     /// The host is not listed at all.
     Unknown,
 }
@@ -192,6 +206,7 @@ impl KnownHosts {
             path: path.to_owned(),
             ..Default::default()
         };
+        let file: Arc<Path> = Arc::from(path);
         for (i, line) in text.lines().enumerate() {
             match parse_line(line.trim_end_matches('\r')) {
                 Ok(Some((marker, hosts, key))) => {
@@ -212,6 +227,7 @@ impl KnownHosts {
                         _ => kh.scanned.push(at),
                     }
                     kh.entries.push(Entry {
+                        file: file.clone(),
                         line: i + 1,
                         marker,
                         hosts,
@@ -259,15 +275,22 @@ impl KnownHosts {
         if let Some(e) =
             matching().find(|e| e.marker == Marker::Revoked && e.key.key_data() == key.key_data())
         {
-            return HostKeyStatus::Revoked { line: e.line };
+            return HostKeyStatus::Revoked {
+                file: e.file.to_path_buf(),
+                line: e.line,
+            };
         }
         let listed: Vec<&Entry> = matching().filter(|e| e.marker == Marker::None).collect();
         if let Some(e) = listed.iter().find(|e| e.key.key_data() == key.key_data()) {
-            return HostKeyStatus::Known { line: e.line };
+            return HostKeyStatus::Known {
+                file: e.file.to_path_buf(),
+                line: e.line,
+            };
         }
         match listed.first() {
             None => HostKeyStatus::Unknown,
             Some(first) => HostKeyStatus::Changed {
+                file: first.file.to_path_buf(),
                 line: first.line,
                 expected: listed.iter().map(|e| fingerprint(&e.key)).collect(),
             },
@@ -276,6 +299,28 @@ impl KnownHosts {
 }
 
 impl KnownHosts {
+    /// Several files read as one, in the order given (OpenSSH: the user files, then the
+    /// global ones); each entry keeps its file and line. `path` is the first file's (the
+    /// one new keys go to).
+    pub fn merged(parts: &[Arc<KnownHosts>]) -> KnownHosts {
+        let mut kh = KnownHosts {
+            path: parts.first().map(|p| p.path.clone()).unwrap_or_default(),
+            ..Default::default()
+        };
+        for p in parts {
+            let base = kh.entries.len();
+            for (name, idx) in &p.by_name {
+                kh.by_name
+                    .entry(name.clone())
+                    .or_default()
+                    .extend(idx.iter().map(|i| i + base));
+            }
+            kh.scanned.extend(p.scanned.iter().map(|i| i + base));
+            kh.entries.extend(p.entries.iter().cloned());
+        }
+        kh
+    }
+
     /// The `@cert-authority` entries whose host patterns match `host:port`.
     pub fn authorities(&self, host: &str, port: u16) -> Vec<&Entry> {
         let name = lookup_name(host, port);
@@ -285,13 +330,13 @@ impl KnownHosts {
             .collect()
     }
 
-    /// The `@revoked` line for `host:port` that lists `key`, if any.
-    pub fn revoked_line(&self, host: &str, port: u16, key: &PublicKey) -> Option<usize> {
+    /// The `@revoked` line (file, line) for `host:port` that lists `key`, if any.
+    pub fn revoked_line(&self, host: &str, port: u16, key: &PublicKey) -> Option<(PathBuf, usize)> {
         let name = lookup_name(host, port);
         self.matching(&name)
             .into_iter()
             .find(|e| e.marker == Marker::Revoked && e.key.key_data() == key.key_data())
-            .map(|e| e.line)
+            .map(|e| (e.file.to_path_buf(), e.line))
     }
 }
 
@@ -313,27 +358,75 @@ type FileStamp = Option<(SystemTime, u64)>;
 /// the same host writes one line.
 #[derive(Debug, Default)]
 pub struct KnownHostsCache {
-    files: Mutex<HashMap<PathBuf, (FileStamp, std::sync::Arc<KnownHosts>)>>,
+    files: Mutex<Files>,
 }
 
-impl KnownHostsCache {
-    /// Runs `f` on the current contents of `path` while holding the cache lock.
-    pub fn with<R>(&self, path: &Path, f: impl FnOnce(&KnownHosts) -> R) -> io::Result<R> {
-        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+/// Parsed files and merged views, each with the stamps it was built from.
+#[derive(Debug, Default)]
+struct Files {
+    one: HashMap<PathBuf, (FileStamp, Arc<KnownHosts>)>,
+    merged: HashMap<Vec<(PathBuf, FileStamp)>, Arc<KnownHosts>>,
+}
+
+impl Files {
+    fn load(&mut self, path: &Path) -> io::Result<(FileStamp, Arc<KnownHosts>)> {
         let stamp = match fs::metadata(path) {
             Ok(m) => Some((m.modified()?, m.len())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
-        let parsed = match files.get(path) {
-            Some((cached, kh)) if *cached == stamp => kh.clone(),
+        match self.one.get(path) {
+            Some((cached, kh)) if *cached == stamp => Ok((stamp, kh.clone())),
             _ => {
-                let kh = std::sync::Arc::new(KnownHosts::load(path)?);
-                files.insert(path.to_owned(), (stamp, kh.clone()));
+                let kh = Arc::new(KnownHosts::load(path)?);
+                self.one.insert(path.to_owned(), (stamp, kh.clone()));
+                Ok((stamp, kh))
+            }
+        }
+    }
+}
+
+impl KnownHostsCache {
+    /// Runs `f` on the current contents of `path` while holding the cache lock.
+    pub fn with<R>(&self, path: &Path, f: impl FnOnce(&KnownHosts) -> R) -> io::Result<R> {
+        self.with_all(path, &[], f)
+    }
+
+    /// Runs `f` on `path` and `also` read as one ([`KnownHosts::merged`]), while holding
+    /// the cache lock. `path` must be readable (new keys go there); an unreadable file
+    /// of `also` (a global file this user may not read) counts as empty, as OpenSSH
+    /// skips it.
+    pub fn with_all<R>(
+        &self,
+        path: &Path,
+        also: &[PathBuf],
+        f: impl FnOnce(&KnownHosts) -> R,
+    ) -> io::Result<R> {
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let (stamp, first) = files.load(path)?;
+        if also.is_empty() {
+            return Ok(f(&first));
+        }
+        let mut key = vec![(path.to_owned(), stamp)];
+        let mut parts = vec![first];
+        for p in also {
+            match files.load(p) {
+                Ok((stamp, kh)) => {
+                    key.push((p.clone(), stamp));
+                    parts.push(kh);
+                }
+                Err(e) => tracing::debug!(file = %p.display(), "known_hosts skipped: {e}"),
+            }
+        }
+        let merged = match files.merged.get(&key) {
+            Some(kh) => kh.clone(),
+            None => {
+                let kh = Arc::new(KnownHosts::merged(&parts));
+                files.merged.insert(key, kh.clone());
                 kh
             }
         };
-        Ok(f(&parsed))
+        Ok(f(&merged))
     }
 }
 
@@ -416,6 +509,14 @@ mod tests {
         KnownHosts::parse(s, Path::new("/kh"))
     }
 
+    /// Known at `line` of the test file `/kh`.
+    fn known(line: usize) -> HostKeyStatus {
+        HostKeyStatus::Known {
+            file: PathBuf::from("/kh"),
+            line,
+        }
+    }
+
     #[test]
     fn plain_entry_with_port_and_bare_port_22() {
         let k = key();
@@ -424,12 +525,9 @@ mod tests {
             text(&k),
             text(&k)
         ));
-        assert_eq!(
-            kh.check("127.0.0.1", 2222, &k),
-            HostKeyStatus::Known { line: 1 }
-        );
+        assert_eq!(kh.check("127.0.0.1", 2222, &k), known(1));
         assert_eq!(kh.check("127.0.0.1", 22, &k), HostKeyStatus::Unknown);
-        assert_eq!(kh.check("MAIL1", 22, &k), HostKeyStatus::Known { line: 2 });
+        assert_eq!(kh.check("MAIL1", 22, &k), known(2));
         assert_eq!(kh.check("mail1", 2222, &k), HostKeyStatus::Unknown);
     }
 
@@ -447,7 +545,7 @@ mod tests {
             a,b\t{algo}  \t{blob} comment here
         "});
         assert!(kh.problems.is_empty(), "{:?}", kh.problems);
-        assert_eq!(kh.check("b", 22, &k), HostKeyStatus::Known { line: 4 });
+        assert_eq!(kh.check("b", 22, &k), known(4));
     }
 
     #[test]
@@ -457,21 +555,12 @@ mod tests {
             "x,[127.0.0.*]:2299,!127.0.0.9,mail?.example {}\n",
             text(&k)
         ));
-        assert_eq!(
-            kh.check("127.0.0.5", 2299, &k),
-            HostKeyStatus::Known { line: 1 }
-        );
-        assert_eq!(
-            kh.check("mail7.example", 22, &k),
-            HostKeyStatus::Known { line: 1 }
-        );
+        assert_eq!(kh.check("127.0.0.5", 2299, &k), known(1));
+        assert_eq!(kh.check("mail7.example", 22, &k), known(1));
         assert_eq!(kh.check("mail77.example", 22, &k), HostKeyStatus::Unknown);
         let kh = parse(&format!("*.example,!bad.example {}\n", text(&k)));
         assert_eq!(kh.check("bad.example", 22, &k), HostKeyStatus::Unknown);
-        assert_eq!(
-            kh.check("good.example", 22, &k),
-            HostKeyStatus::Known { line: 1 }
-        );
+        assert_eq!(kh.check("good.example", 22, &k), known(1));
     }
 
     #[test]
@@ -480,10 +569,7 @@ mod tests {
         let line = hashed_line("127.0.0.1", 2203, &k).unwrap();
         assert!(line.starts_with("|1|"));
         let kh = parse(&format!("# x\n{line}\n"));
-        assert_eq!(
-            kh.check("127.0.0.1", 2203, &k),
-            HostKeyStatus::Known { line: 2 }
-        );
+        assert_eq!(kh.check("127.0.0.1", 2203, &k), known(2));
         assert_eq!(kh.check("127.0.0.1", 2204, &k), HostKeyStatus::Unknown);
     }
 
@@ -519,9 +605,18 @@ mod tests {
         );
         assert_eq!(
             kh.check("127.0.0.1", 2299, &k),
-            HostKeyStatus::Known { line: 1 }
+            HostKeyStatus::Known {
+                file: path.clone(),
+                line: 1
+            }
         );
-        assert_eq!(kh.check("mail1", 22, &k), HostKeyStatus::Known { line: 2 });
+        assert_eq!(
+            kh.check("mail1", 22, &k),
+            HostKeyStatus::Known {
+                file: path.clone(),
+                line: 2
+            }
+        );
         assert_eq!(kh.check("mail2", 22, &k), HostKeyStatus::Unknown);
     }
 
@@ -532,6 +627,7 @@ mod tests {
         assert_eq!(
             kh.check("h", 22, &offered),
             HostKeyStatus::Changed {
+                file: PathBuf::from("/kh"),
                 line: 2,
                 expected: vec![fingerprint(&good1), fingerprint(&good2)]
             }
@@ -543,7 +639,13 @@ mod tests {
     fn revoked_wins_over_a_good_line() {
         let k = key();
         let kh = parse(&format!("h {}\n@revoked * {}\n", text(&k), text(&k)));
-        assert_eq!(kh.check("h", 22, &k), HostKeyStatus::Revoked { line: 2 });
+        assert_eq!(
+            kh.check("h", 22, &k),
+            HostKeyStatus::Revoked {
+                file: PathBuf::from("/kh"),
+                line: 2
+            }
+        );
     }
 
     #[test]
@@ -566,7 +668,10 @@ mod tests {
         assert_eq!(kh.authorities("mx.example", 22).len(), 1);
         assert_eq!(kh.authorities("127.0.0.1", 2222).len(), 1);
         assert!(kh.authorities("mx.other", 22).is_empty());
-        assert_eq!(kh.revoked_line("127.0.0.1", 2222, &other), Some(2));
+        assert_eq!(
+            kh.revoked_line("127.0.0.1", 2222, &other),
+            Some((PathBuf::from("/kh"), 2))
+        );
         assert_eq!(kh.revoked_line("127.0.0.1", 2222, &ca), None);
         assert!(pattern_matches("*.ACME.example", "mx1.acme.example"));
         assert!(!pattern_matches("mx?.acme.example", "mx10.acme.example"));
@@ -584,7 +689,7 @@ mod tests {
             kh.problems.iter().map(|p| p.0).collect::<Vec<_>>(),
             vec![1, 2, 3]
         );
-        assert_eq!(kh.check("h", 22, &k), HostKeyStatus::Known { line: 4 });
+        assert_eq!(kh.check("h", 22, &k), known(4));
     }
 
     #[test]
@@ -613,7 +718,10 @@ mod tests {
         let kh = KnownHosts::load(&path).unwrap();
         assert_eq!(
             kh.check("127.0.0.1", 2222, &k),
-            HostKeyStatus::Known { line: 1 }
+            HostKeyStatus::Known {
+                file: path.clone(),
+                line: 1
+            }
         );
     }
 
@@ -626,7 +734,10 @@ mod tests {
         let status = |c: &KnownHostsCache| c.with(&path, |kh| kh.check("h", 2222, &k)).unwrap();
         assert_eq!(status(&cache), HostKeyStatus::Unknown);
         append_hashed(&path, "h", 2222, &k).unwrap();
-        assert_eq!(status(&cache), HostKeyStatus::Known { line: 1 });
+        assert!(matches!(
+            status(&cache),
+            HostKeyStatus::Known { line: 1, .. }
+        ));
         fs::write(&path, format!("# moved\n[h]:2222 {}\n", text(&key()))).unwrap();
         assert!(matches!(
             status(&cache),

@@ -17,16 +17,17 @@ pub enum ScanStatus {
     New {
         written: bool,
     },
+    /// `at`: the known_hosts file and line (`path:line`) that decided.
     Known {
-        line: usize,
+        at: String,
     },
     /// Listed with other keys (their fingerprints).
     Changed {
-        line: usize,
+        at: String,
         expected: Vec<String>,
     },
     Revoked {
-        line: usize,
+        at: String,
     },
     /// No key could be fetched (or known_hosts could not be read/written).
     Unreachable {
@@ -91,20 +92,35 @@ async fn scan_one(connector: &Connector, host: &Host, write: bool) -> ScanResult
 
 fn classify(connector: &Connector, host: &Host, key: &PublicKey, write: bool) -> ScanStatus {
     let path = &host.known_hosts;
-    let judged = connector.known_hosts_cache().with(path, |kh| {
-        match check_names(kh, &host.name, &host.address, host.port, key) {
-            HostKeyStatus::Known { line } => ScanStatus::Known { line },
-            HostKeyStatus::Changed { line, expected } => ScanStatus::Changed { line, expected },
-            HostKeyStatus::Revoked { line } => ScanStatus::Revoked { line },
-            HostKeyStatus::Unknown if !write => ScanStatus::New { written: false },
-            HostKeyStatus::Unknown => match append_hashed(path, &host.address, host.port, key) {
-                Ok(_) => ScanStatus::New { written: true },
-                Err(e) => ScanStatus::Unreachable {
-                    message: format!("cannot write {}: {e}", path.display()),
+    let judged = connector
+        .known_hosts_cache()
+        .with_all(path, &host.known_hosts_also, |kh| {
+            match check_names(kh, &host.name, &host.address, host.port, key) {
+                HostKeyStatus::Known { file, line } => ScanStatus::Known {
+                    at: format!("{}:{line}", file.display()),
                 },
-            },
-        }
-    });
+                HostKeyStatus::Changed {
+                    file,
+                    line,
+                    expected,
+                } => ScanStatus::Changed {
+                    at: format!("{}:{line}", file.display()),
+                    expected,
+                },
+                HostKeyStatus::Revoked { file, line } => ScanStatus::Revoked {
+                    at: format!("{}:{line}", file.display()),
+                },
+                HostKeyStatus::Unknown if !write => ScanStatus::New { written: false },
+                HostKeyStatus::Unknown => {
+                    match append_hashed(path, &host.address, host.port, key) {
+                        Ok(_) => ScanStatus::New { written: true },
+                        Err(e) => ScanStatus::Unreachable {
+                            message: format!("cannot write {}: {e}", path.display()),
+                        },
+                    }
+                }
+            }
+        });
     judged.unwrap_or_else(|e| ScanStatus::Unreachable {
         message: format!("cannot read {}: {e}", path.display()),
     })
@@ -121,11 +137,11 @@ pub fn render_scan(results: &[ScanResult]) -> String {
         let status = match &r.status {
             ScanStatus::New { written: true } => "new, written".to_owned(),
             ScanStatus::New { written: false } => "new".to_owned(),
-            ScanStatus::Known { line } => format!("known (line {line})"),
-            ScanStatus::Changed { line, expected } => {
-                format!("CHANGED (line {line} expects {})", expected.join(" or "))
+            ScanStatus::Known { at } => format!("known ({at})"),
+            ScanStatus::Changed { at, expected } => {
+                format!("CHANGED ({at} expects {})", expected.join(" or "))
             }
-            ScanStatus::Revoked { line } => format!("REVOKED (line {line})"),
+            ScanStatus::Revoked { at } => format!("REVOKED ({at})"),
             ScanStatus::Unreachable { message } => format!("unreachable: {message}"),
         };
         let _ = writeln!(out, "{} {fp} ({kind}) {status}", r.host);
@@ -161,7 +177,7 @@ mod tests {
                 port: 22,
                 key: Some(key.clone()),
                 status: ScanStatus::Changed {
-                    line: 4,
+                    at: "/kh:4".into(),
                     expected: vec!["SHA256:x".into()],
                 },
             },
@@ -178,7 +194,7 @@ mod tests {
         assert_eq!(
             render_scan(&results),
             format!(
-                "a {fp} (ssh-ed25519) new, written\nb {fp} (ssh-ed25519) CHANGED (line 4 expects SHA256:x)\nc - (-) unreachable: connection refused\n"
+                "a {fp} (ssh-ed25519) new, written\nb {fp} (ssh-ed25519) CHANGED (/kh:4 expects SHA256:x)\nc - (-) unreachable: connection refused\n"
             )
         );
     }

@@ -63,6 +63,7 @@ impl SimClient {
             become_: Become::None,
             flavour: carbonio_fleet::carbonio::flavour::FlavourSetting::Auto,
             known_hosts: known_hosts.to_path_buf(),
+            known_hosts_also: Vec::new(),
             host_key_policy: HostKeyPolicy::Strict,
             connect_timeout: timeout,
             command_timeout: Duration::from_secs(30),

@@ -317,6 +317,7 @@ pub fn loopback_host(
         become_: Become::Auto,
         flavour: carbonio_fleet::carbonio::flavour::FlavourSetting::Auto,
         known_hosts: known_hosts.to_owned(),
+        known_hosts_also: Vec::new(),
         host_key_policy: HostKeyPolicy::Strict,
         connect_timeout: Duration::from_secs(20),
         command_timeout: Duration::from_secs(20),
