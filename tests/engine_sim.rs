@@ -2809,3 +2809,162 @@ async fn an_unprotected_private_key_is_refused() {
         err.message
     );
 }
+
+/// Whether this machine has an established TCP connection to 127.0.0.1:`port` (the
+/// client side, as `/proc/net/tcp` lists it): a `hanging` node's listener never accepts,
+/// but the kernel completes the handshake, so this is how a test sees the tool's
+/// connection to it in flight.
+fn connected_to(port: u16) -> bool {
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    tcp.lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() > 3 && f[2] == format!("0100007F:{port:04X}") && f[3] == "01"
+    })
+}
+
+/// SIGTERM stops `check` as it stops `apply`: the host in flight (a node that never
+/// speaks SSH) may finish, no other host starts (each is `interrupted`, "not checked");
+/// a second signal abandons the one in flight; the report is written, `latest` points
+/// to it, and the exit is 130.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_check_with_a_report_and_exit_130() {
+    use Platform::*;
+    use Posture::*;
+    let hanging = NodeProfile {
+        behaviour: carbonio_fleet::sim::Behaviour::Hanging,
+        ..mta(Legacy, NonCompliant)
+    };
+    let sim = Sim::start(
+        vec![
+            ("h1", "h", hanging),
+            ("k1", "k", mta(Legacy, NonCompliant)),
+            ("k2", "k", mta(Legacy, NonCompliant)),
+        ],
+        Duration::from_millis(100),
+    )
+    .await;
+    let port = sim.fleet.node("h1").unwrap().addr().port();
+    let mut child = sim
+        .cmd(&["check", "--forks", "1"])
+        .env_remove("CARBONIO_FLEET_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = StderrTap::new(&mut child);
+    // The first host's gather is in flight: its TCP connection is up.
+    wait_until("the check connected to the hanging node", || {
+        connected_to(port)
+    })
+    .await;
+    let kill = |pid: u32| {
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    let pid = child.id();
+    kill(pid);
+    let (heard, mut stderr) = tokio::task::spawn_blocking(move || {
+        let heard = stderr.wait_for("interrupted:", Duration::from_secs(60));
+        (heard, stderr)
+    })
+    .await
+    .unwrap();
+    assert!(heard, "SIGTERM was not taken: {}", stderr.text());
+    kill(pid);
+    let out = tokio::task::spawn_blocking(move || {
+        let heard = stderr.wait_for("interrupted again", Duration::from_secs(60));
+        let mut out = child.wait_with_output().unwrap();
+        out.stderr = stderr.finish().into_bytes();
+        (heard, out)
+    })
+    .await
+    .unwrap();
+    let (heard, out) = out;
+    assert!(heard, "{}", explain(&out));
+    assert_eq!(code(&out), exit::INTERRUPTED, "{}", explain(&out));
+    let r = sim.latest();
+    assert_eq!(
+        (r.command.as_str(), r.exit_code),
+        ("check", exit::INTERRUPTED)
+    );
+    let error = |name: &str| {
+        let h = r.hosts.iter().find(|h| h.name == name).unwrap();
+        let e = h.error.as_ref().unwrap_or_else(|| panic!("{name}: {h:?}"));
+        (e.kind.as_str().to_string(), e.message.clone())
+    };
+    let (kind, message) = error("h1");
+    assert_eq!(kind, "interrupted");
+    assert!(message.starts_with("abandoned"), "{message}");
+    for n in ["k1", "k2"] {
+        let (kind, message) = error(n);
+        assert_eq!(kind, "interrupted");
+        assert!(message.starts_with("not checked"), "{message}");
+    }
+    assert_eq!(
+        sim.fleet.node("k1").unwrap().node().prov_invocations(),
+        0,
+        "no host started after the first signal"
+    );
+}
+
+/// The audit trail records every changing command when it is SENT (`command-sent`,
+/// exactly as it goes over SSH), then how it ended (`command`): a run killed mid-command
+/// still shows what it sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_records_each_command_before_it_runs() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![("a1", "a", mta(Legacy, NonCompliant))],
+        Duration::from_millis(50),
+    )
+    .await;
+    let pb = sim.playbook(QUICK);
+    let log = sim.path("audit.jsonl");
+    let o = sim
+        .run(&[
+            "apply",
+            "-p",
+            pb.to_str().unwrap(),
+            "--yes",
+            "--log-file",
+            log.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |name: &str| -> Vec<(usize, String, String)> {
+        events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e["event"] == name)
+            .map(|(i, e)| {
+                (
+                    i,
+                    e["purpose"].as_str().unwrap().to_string(),
+                    e["command"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let (sent, ran) = (of("command-sent"), of("command"));
+    assert!(!ran.is_empty() && !sent.is_empty(), "{events:?}");
+    // A detached restart's exit status is read afterwards, not sent: its `command`
+    // record follows the announced launch.
+    for (i, purpose, command) in ran.iter().filter(|(_, p, _)| !p.ends_with("(exit status)")) {
+        assert!(
+            sent.iter()
+                .any(|(j, p, c)| j < i && p == purpose && c == command),
+            "`{purpose}` ran without being announced first: {command}"
+        );
+    }
+}

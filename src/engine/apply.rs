@@ -67,52 +67,6 @@ pub struct ApplyOptions {
     pub unstage: bool,
 }
 
-/// Counts Ctrl-C presses (and SIGTERM, SIGHUP) for the whole run: 1 = drain, 2 = cancel.
-fn watch_interrupts() -> (watch::Receiver<u32>, CancellationToken) {
-    let (tx, rx) = watch::channel(0u32);
-    let hard = CancellationToken::new();
-    let hard2 = hard.clone();
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        // SIGTERM and SIGHUP are what systemd and Kubernetes send: they count as Ctrl-C,
-        // so a stopped job still writes its report and journal.
-        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) else {
-            return;
-        };
-        let mut n = 0;
-        loop {
-            let got = tokio::select! {
-                s = int.recv() => s,
-                s = term.recv() => s,
-                s = hup.recv() => s,
-            };
-            if got.is_none() {
-                break;
-            }
-            n += 1;
-            // Said as soon as it is heard: the operator (and a test) knows the interrupt
-            // was taken before the in-flight work has drained.
-            if n == 1 {
-                tracing::warn!(
-                    "interrupted: finishing the restarts in flight, starting no more \
-                     (interrupt again to abandon them)"
-                );
-            } else if n == 2 {
-                tracing::warn!("interrupted again: abandoning the work in flight");
-            }
-            let _ = tx.send(n);
-            if n >= 2 {
-                hard2.cancel();
-            }
-        }
-    });
-    (rx, hard)
-}
-
 /// Narrows the targets for `--resume` / `--retry-failed` from the last run's files.
 fn narrow_targets(
     opts: &ApplyOptions,
@@ -205,13 +159,25 @@ pub(crate) fn command_ran(host: &str, rec: &CommandRecord, ok: bool) -> Event {
     }
 }
 
+/// The audit event announcing a changing command about to be sent.
+pub(crate) fn command_sent(events: &Events, host: &str, purpose: &str) -> impl FnOnce(&str) {
+    let (events, host, purpose) = (events.clone(), host.to_string(), purpose.to_string());
+    move |command: &str| {
+        events.send(Event::CommandSent {
+            host,
+            purpose,
+            command: command.to_string(),
+        })
+    }
+}
+
 /// Runs one change batch (with its read-back) on `session` and verifies it.
 async fn run_batch(
     session: &Session,
     host: &Host,
     server_name: &str,
     batch: &NodeBatch,
-    playbook: &Playbook,
+    (playbook, events): (&Playbook, &Events),
     purpose: String,
 ) -> (CommandRecord, Result<(), String>) {
     let mut record = CommandRecord {
@@ -229,11 +195,12 @@ async fn run_batch(
         Err(e) => return (record, Err(e.to_string())),
     };
     let out: ExecOutput = match session
-        .exec(
+        .exec_announced(
             crate::ssh::RunAs::Service,
             &script,
             None,
             host.command_timeout,
+            command_sent(events, &host.name, &record.purpose),
         )
         .await
     {
@@ -329,8 +296,15 @@ async fn execute_changes(
                     None => format!("server-entry changes for `{server}`"),
                 };
                 Some(async move {
-                    let (rec, res) =
-                        run_batch(session, &g.host, &server, batch, playbook, purpose).await;
+                    let (rec, res) = run_batch(
+                        session,
+                        &g.host,
+                        &server,
+                        batch,
+                        (playbook, events),
+                        purpose,
+                    )
+                    .await;
                     (cluster.clone(), batch, rec, res)
                 })
             });
@@ -421,6 +395,8 @@ struct NodeCtx {
     /// Gated on its old values (after a rollback): an unknown recipient that the old
     /// configuration accepts is what it did before, not a failure of the rollback.
     old_values: bool,
+    /// The run's event stream (the audit's `command-sent` events).
+    events: Events,
 }
 
 impl NodeCtx {
@@ -647,7 +623,13 @@ async fn run_step(
 ) -> Result<String, String> {
     match node
         .session
-        .exec(step.run_as, &step.script, None, timeout)
+        .exec_announced(
+            step.run_as,
+            &step.script,
+            None,
+            timeout,
+            command_sent(&node.events, &node.host.name, purpose),
+        )
         .await
     {
         Ok(o) => {
@@ -1646,7 +1628,7 @@ async fn stage_group(nodes: Vec<NodeCtx>, env: TaskEnv) -> Vec<NodeRun> {
                     &exec.host,
                     &exec.stage.server,
                     &batch,
-                    &env.playbook,
+                    (&env.playbook, &exec.events),
                     format!("stage on {} (server entries)", servers.join(", ")),
                 )
                 .await;
@@ -1759,7 +1741,7 @@ async fn roll_back_entries(node: &NodeCtx, env: &TaskEnv) -> (CommandRecord, Res
         &node.host,
         &node.stage.server,
         &batch,
-        &env.playbook,
+        (&env.playbook, &node.events),
         format!("roll back the staged entries of {}", node.stage.server),
     )
     .await;
@@ -1833,7 +1815,7 @@ async fn promote(
     p: ClusterPromotion<'_>,
     playbook: &Playbook,
     stopped: Option<String>,
-    journal: &Journal,
+    (journal, events): (&Journal, &Events),
 ) -> PromotionRecord {
     let mut rec = PromotionRecord {
         cluster: p.cluster.to_string(),
@@ -1917,7 +1899,7 @@ async fn promote(
         host,
         &server,
         &batch,
-        playbook,
+        (playbook, events),
         format!(
             "promote cluster `{}`: global config, then remove the temporary server entries",
             p.cluster
@@ -2035,7 +2017,7 @@ async fn promote_all(
     outcome: &crate::engine::rollout::Outcome,
     change_failures: &BTreeMap<String, HostError>,
     stopped: Option<String>,
-    journal: &Journal,
+    (journal, events): (&Journal, &Events),
 ) -> Vec<PromotionRecord> {
     let mut ready = Vec::new();
     for cluster in promoting {
@@ -2135,7 +2117,7 @@ async fn promote_all(
     futures::future::join_all(
         ready
             .into_iter()
-            .map(|p| promote(p, &loaded.playbook, stopped.clone(), journal)),
+            .map(|p| promote(p, &loaded.playbook, stopped.clone(), (journal, events))),
     )
     .await
 }
@@ -2308,13 +2290,23 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         }
     };
     let proven_earlier = resume.as_ref().map(Resume::proven).unwrap_or_default();
-    let (interrupts, hard) = watch_interrupts();
+    let signals = crate::engine::interrupt::watch("restarts");
+    let (interrupts, hard) = (signals.count.clone(), signals.hard.clone());
     let started = jiff::Timestamp::now();
     let t0 = Instant::now();
     let mut report = run::report_header("apply", &loaded, opts.run.limit.as_deref(), started);
     // The lineage of a resumed run: which run's journal it continued.
     report.resumed_from = resume.as_ref().and_then(Resume::run_name);
-    let fleet = match run::gather_fleet("apply", &loaded, opts.run.forks, true, &events).await {
+    let fleet = match run::gather_fleet(
+        "apply",
+        &loaded,
+        opts.run.forks,
+        true,
+        Some(&signals),
+        &events,
+    )
+    .await
+    {
         Ok(f) => f,
         Err(code) => return code,
     };
@@ -2510,6 +2502,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         ctxs.insert(
             g.host.name.clone(),
             NodeCtx {
+                events: events.clone(),
                 host: g.host.clone(),
                 session: session.clone(),
                 platform: ok.facts.platform,
@@ -2716,7 +2709,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         &outcome,
         &changed.failures,
         stopped,
-        &journal,
+        (&journal, &events),
     )
     .await;
     for p in promotions.iter().filter(|p| p.state == "promoted") {

@@ -45,6 +45,13 @@ pub enum Event {
         ok: bool,
         detail: String,
     },
+    /// A remote command that changes a node is about to be sent (exactly as it will go
+    /// over SSH); [`Event::CommandRan`] follows when it ends.
+    CommandSent {
+        host: String,
+        purpose: String,
+        command: String,
+    },
     /// A remote command that changes a node (apply's change batches and restarts),
     /// exactly as sent over SSH. Commands never carry a secret (passwords only travel
     /// in the SSH auth exchange).

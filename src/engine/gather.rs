@@ -31,6 +31,20 @@ pub struct HostGather {
     pub session: Option<Session>,
 }
 
+impl HostGather {
+    /// A host that failed before (or instead of) its gather.
+    pub fn failed(host: &Host, kind: ErrorKind, why: &str, total_time: Duration) -> HostGather {
+        HostGather {
+            host: host.clone(),
+            outcome: Err(HostError::new(kind, why.to_string())),
+            connect_time: None,
+            gather_time: None,
+            total_time,
+            session: None,
+        }
+    }
+}
+
 /// Facts and out-of-band probe results of a reachable host.
 pub struct Gathered {
     pub facts: NodeFacts,
@@ -42,6 +56,9 @@ pub struct GatherOptions {
     pub forks: usize,
     /// Keep each session open after the gather (apply reuses them).
     pub keep_sessions: bool,
+    /// The run's interrupts: after the first no host starts, after the second the
+    /// gathers in flight are abandoned; each such host fails as `interrupted`.
+    pub interrupts: Option<crate::engine::interrupt::Interrupts>,
 }
 
 /// Maps a transport failure kind to the report's error kind.
@@ -73,9 +90,15 @@ pub async fn gather_all(
             let span = tracing::info_span!("host", host = %host.name, step = "gather");
             async move {
                 let start = Instant::now();
+                let interrupted = |why: &str| {
+                    HostGather::failed(host, ErrorKind::Interrupted, why, start.elapsed())
+                };
+                if opts.interrupts.as_ref().is_some_and(|s| s.stop.is_cancelled()) {
+                    return (i, interrupted("not checked: the run was interrupted before this host's turn"));
+                }
                 // One host's bug (a panic in its task) is that host's failure, never the
                 // end of the run.
-                let gathered = std::panic::AssertUnwindSafe(gather_one(
+                let work = std::panic::AssertUnwindSafe(gather_one(
                     host,
                     playbook,
                     &plan,
@@ -84,22 +107,24 @@ pub async fn gather_all(
                     events,
                     nonce,
                 ))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|panic| HostGather {
-                    host: host.clone(),
-                    outcome: Err(HostError::new(
-                        ErrorKind::Command,
-                        format!(
-                            "the tool's task for this host failed: {}",
-                            panic_text(&panic)
-                        ),
-                    )),
-                    connect_time: None,
-                    gather_time: None,
-                    total_time: start.elapsed(),
-                    session: None,
-                });
+                .catch_unwind();
+                let abandon = async {
+                    match &opts.interrupts {
+                        Some(s) => s.hard.cancelled().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let gathered = tokio::select! {
+                    r = work => r.unwrap_or_else(|panic| {
+                        HostGather::failed(
+                            host,
+                            ErrorKind::Command,
+                            &format!("the tool's task for this host failed: {}", panic_text(&panic)),
+                            start.elapsed(),
+                        )
+                    }),
+                    () = abandon => interrupted("abandoned: the run was interrupted twice while this host was being checked"),
+                };
                 (i, gathered)
             }
             .instrument(span)

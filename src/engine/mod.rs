@@ -7,6 +7,7 @@ pub mod check;
 pub mod domains;
 pub mod events;
 pub mod gather;
+pub mod interrupt;
 pub mod journal;
 pub mod lock;
 pub mod plan;

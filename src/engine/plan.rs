@@ -319,7 +319,7 @@ pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let gathers = match run::gather_fleet("plan", &loaded, opts.forks, false, &events).await {
+    let gathers = match run::gather_fleet("plan", &loaded, opts.forks, false, None, &events).await {
         Ok(f) => f.gathers,
         Err(code) => return code,
     };

@@ -366,6 +366,7 @@ pub async fn gather_fleet(
     loaded: &Loaded,
     forks: usize,
     keep_sessions: bool,
+    interrupts: Option<&crate::engine::interrupt::Interrupts>,
     events: &Events,
 ) -> Result<FleetGather, i32> {
     let nonce = nonce();
@@ -386,6 +387,7 @@ pub async fn gather_fleet(
         &GatherOptions {
             forks,
             keep_sessions,
+            interrupts: interrupts.cloned(),
         },
         events,
         &nonce,
@@ -408,7 +410,17 @@ pub async fn check(opts: &RunOptions, events: Events) -> i32 {
     let started = jiff::Timestamp::now();
     let t0 = Instant::now();
     let mut report = report_header("check", &loaded, opts.limit.as_deref(), started);
-    let fleet = match gather_fleet("check", &loaded, opts.forks, false, &events).await {
+    let interrupts = crate::engine::interrupt::watch("hosts");
+    let fleet = match gather_fleet(
+        "check",
+        &loaded,
+        opts.forks,
+        false,
+        Some(&interrupts),
+        &events,
+    )
+    .await
+    {
         Ok(f) => f,
         Err(code) => return code,
     };
@@ -422,20 +434,26 @@ pub async fn check(opts: &RunOptions, events: Events) -> i32 {
             status: h.status,
         });
     }
-    report.domains = crate::engine::domains::domain_pass(
-        &loaded.playbook,
-        gathers,
-        &fleet.connector,
-        &crate::dns::ResolverSettings {
-            servers: loaded.inventory.dns_servers.clone(),
-            ..Default::default()
-        },
-        opts.forks,
-    )
-    .await;
+    // Interrupted: no domain pass (more work), the report as far as it got, exit 130.
+    if !interrupts.any() {
+        report.domains = crate::engine::domains::domain_pass(
+            &loaded.playbook,
+            gathers,
+            &fleet.connector,
+            &crate::dns::ResolverSettings {
+                servers: loaded.inventory.dns_servers.clone(),
+                ..Default::default()
+            },
+            opts.forks,
+        )
+        .await;
+    }
     report.summary = crate::report::summary::summarize(&report.hosts);
-    report.exit_code =
-        crate::engine::domains::exit_code(check::exit_code(&report.hosts), &report.domains);
+    report.exit_code = if interrupts.any() {
+        exit::INTERRUPTED
+    } else {
+        crate::engine::domains::exit_code(check::exit_code(&report.hosts), &report.domains)
+    };
     report.finished_at = jiff::Timestamp::now().to_string();
     report.duration_ms = t0.elapsed().as_millis() as u64;
     let code = finish(

@@ -144,7 +144,14 @@ pub async fn run(
             Err(_) => continue,
         };
         let flavour = session.flavour();
-        let mut result = fix_host(&session, &g.host, stamp, template_broken, &mut out).await;
+        let mut result = fix_host(
+            &session,
+            (&g.host, events),
+            stamp,
+            template_broken,
+            &mut out,
+        )
+        .await;
         for rec in out.commands.get(&name).into_iter().flatten() {
             events.send(super::apply::command_ran(&name, rec, rec.exit == "0"));
         }
@@ -183,13 +190,19 @@ pub async fn run(
 /// not be run); the output when it exited 0, else why not.
 async fn step(
     session: &crate::ssh::Session,
-    host: &crate::inventory::Host,
+    (host, events): (&crate::inventory::Host, &Events),
     out: &mut FixOutcome,
     (run_as, script, stdin): (RunAs, &str, Option<&[u8]>),
     purpose: &str,
 ) -> Result<crate::ssh::ExecOutput, String> {
     let result = session
-        .exec(run_as, script, stdin, host.command_timeout)
+        .exec_announced(
+            run_as,
+            script,
+            stdin,
+            host.command_timeout,
+            super::apply::command_sent(events, &host.name, purpose),
+        )
         .await;
     let (command, exit) = match &result {
         Ok(o) => (o.command.clone(), super::apply::exit_text(&o.end)),
@@ -218,7 +231,7 @@ async fn step(
 /// The steps on one host (the template edit only when `edit`); each command is recorded.
 async fn fix_host(
     session: &crate::ssh::Session,
-    host: &crate::inventory::Host,
+    (host, events): (&crate::inventory::Host, &Events),
     stamp: &str,
     edit: bool,
     out: &mut FixOutcome,
@@ -230,7 +243,7 @@ async fn fix_host(
     if edit {
         let read = step(
             session,
-            host,
+            (host, events),
             out,
             (RunAs::Root, &format!("cat {tpl}"), None),
             "spawn user fix: read master.cf.in",
@@ -244,7 +257,7 @@ async fn fix_host(
         let backup = format!("{template}.cfleet-{stamp}");
         step(
             session,
-            host,
+            (host, events),
             out,
             (
                 RunAs::Root,
@@ -257,7 +270,7 @@ async fn fix_host(
     }
     step(
         session,
-        host,
+        (host, events),
         out,
         (
             RunAs::Service,

@@ -82,6 +82,7 @@ fn host_suite(host: &HostReport) -> TestSuite {
 fn error_step(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::Precondition => "precondition",
+        ErrorKind::Interrupted => "interrupted",
         ErrorKind::Unreachable
         | ErrorKind::Auth
         | ErrorKind::Hostkey

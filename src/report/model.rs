@@ -174,6 +174,8 @@ pub enum ErrorKind {
     Command,
     Timeout,
     Precondition,
+    /// The run was interrupted (Ctrl-C, SIGTERM, SIGHUP) before this host was done.
+    Interrupted,
 }
 
 impl ErrorKind {
@@ -185,6 +187,7 @@ impl ErrorKind {
             ErrorKind::Command => "command",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Precondition => "precondition",
+            ErrorKind::Interrupted => "interrupted",
         }
     }
 }

@@ -152,6 +152,22 @@ impl Session {
         self.exec_command(command, stdin, timeout).await
     }
 
+    /// [`Session::exec`], calling `announce` with the exact command line just before it
+    /// is sent (the audit trail records a changing command before it runs, so a run
+    /// killed mid-command still shows what it sent).
+    pub async fn exec_announced(
+        &self,
+        run_as: RunAs,
+        script: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+        announce: impl FnOnce(&str),
+    ) -> Result<ExecOutput, ExecError> {
+        let command = self.wrap(run_as, script)?;
+        announce(&command);
+        self.exec_command(command, stdin, timeout).await
+    }
+
     /// The exact command line that runs `script` as `run_as` on this host.
     pub fn wrap(&self, run_as: RunAs, script: &str) -> Result<String, ExecError> {
         self.wrap_as(self.flavour(), run_as, script)

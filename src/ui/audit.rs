@@ -108,6 +108,19 @@ pub fn record(ev: &Event, operator: &str) {
                 )
             }
         }
+        Event::CommandSent {
+            host,
+            purpose,
+            command,
+        } => tracing::info!(
+            target: AUDIT_TARGET,
+            event = "command-sent",
+            operator,
+            host = %host,
+            purpose = %purpose,
+            command = %command,
+            "{host}: sending {purpose}"
+        ),
         Event::CommandRan {
             host,
             purpose,
@@ -186,6 +199,30 @@ mod tests {
         assert_eq!(l["command"], command);
         assert_eq!(l["exit"], "0");
         assert_eq!(l["ok"], true);
+    }
+
+    #[test]
+    fn a_command_is_logged_when_sent() {
+        let lines = json_lines(&[Event::CommandSent {
+            host: "mail1".into(),
+            purpose: "restart".into(),
+            command: "systemctl restart carbonio-mta.target".into(),
+        }]);
+        assert_eq!(lines.len(), 1);
+        let l = &lines[0];
+        assert_eq!(
+            (
+                l["event"].as_str(),
+                l["host"].as_str(),
+                l["command"].as_str()
+            ),
+            (
+                Some("command-sent"),
+                Some("mail1"),
+                Some("systemctl restart carbonio-mta.target")
+            )
+        );
+        assert!(l.get("exit").is_none(), "{l}");
     }
 
     #[test]
