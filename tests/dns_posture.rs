@@ -91,6 +91,7 @@ fn resolver(s: &DnsServer) -> DnsResolver {
         servers: vec![s.addr],
         timeout: Duration::from_secs(2),
         attempts: 2,
+        ..Default::default()
     })
     .unwrap()
 }
@@ -445,6 +446,7 @@ async fn a_silent_server_times_out_into_an_error_never_a_pass() {
         servers: vec![silent.local_addr().unwrap()],
         timeout: Duration::from_millis(300),
         attempts: 1,
+        ..Default::default()
     })
     .unwrap();
     let facts = DomainFacts {
@@ -644,4 +646,52 @@ async fn a_sweep_of_the_simulated_fleet_shows_domains_in_every_format() {
     assert!(metrics.contains(
         "carbonio_fleet_domain_check{cluster=\"c003\",domain=\"c003.example\",check=\"dmarc\",verdict=\"fail\",playbook=\"backscatter-hardening\"} 1"
     ));
+}
+
+/// A resolver that never answers costs one short wait, not one per lookup: the probe
+/// finds it silent, and every lookup after that fails at once with that one reason,
+/// without asking (the silent server receives nothing more).
+#[tokio::test]
+async fn a_silent_resolver_fails_fast_with_one_reason() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    silent.set_nonblocking(true).unwrap();
+    let r = DnsResolver::new(&ResolverSettings {
+        servers: vec![silent.local_addr().unwrap()],
+        timeout: Duration::from_secs(1),
+        attempts: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let why = r.probe(".").await.unwrap_err();
+    assert!(why.contains("did not answer"), "{why}");
+    assert_eq!(r.silent(), Some(why.as_str()));
+    let asked = |s: &std::net::UdpSocket| {
+        let mut buf = [0u8; 512];
+        std::iter::from_fn(|| s.recv(&mut buf).ok()).count()
+    };
+    let probes = asked(&silent);
+    assert!(probes >= 1, "the probe asked the server");
+    for d in ["good.example", "two.example", "none.example"] {
+        let e = r.txt(d).await.unwrap_err();
+        assert!(e.cause.starts_with("not asked: "), "{e}");
+        assert!(e.cause.contains("did not answer"), "{e}");
+    }
+    assert_eq!(asked(&silent), 0, "a lookup asked the silent server again");
+}
+
+/// Past the run's DNS budget nothing more is asked; a server that answers is not
+/// "silent".
+#[tokio::test]
+async fn the_dns_budget_bounds_the_run() {
+    let s = server().await;
+    let r = DnsResolver::new(&ResolverSettings {
+        servers: vec![s.addr],
+        budget: Duration::ZERO,
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(r.probe(".").await.is_ok());
+    let e = r.txt("good.example").await.unwrap_err();
+    assert!(e.cause.contains("DNS budget"), "{e}");
+    assert_eq!(r.silent(), None);
 }

@@ -5,6 +5,15 @@
 //! TXT strings, addresses and MX hosts. An empty answer (NXDOMAIN or no data) is a
 //! "void" answer, not an error; a timeout, SERVFAIL or refused query is an error that
 //! the checks turn into an error verdict.
+//!
+//! A resolver that does not answer costs a run one wait, not one per lookup: a lookup
+//! that cannot reach any server, or the third timeout before any answer at all, marks
+//! the resolver silent, and every lookup after it fails at once with that one reason
+//! ([`DnsResolver::silent`]) (one slow name behind a resolver that answers others is
+//! that name's error only);
+//! [`DnsResolver::probe`] asks one question with a short timeout before a pass fans
+//! out. And the whole run has a budget ([`ResolverSettings::budget`]): past it, nothing
+//! more is asked.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -19,6 +28,11 @@ use tokio::sync::OnceCell;
 
 /// Default time one query may take before it is retried or given up.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default DNS budget of a run: lookups starting later than this after the resolver was
+/// built are not asked.
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(120);
+/// The longest the reachability probe waits (one attempt).
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Which DNS servers to ask and how patiently.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +43,8 @@ pub struct ResolverSettings {
     pub timeout: Duration,
     /// Tries per query.
     pub attempts: usize,
+    /// The run's whole DNS time: lookups that would start later fail at once.
+    pub budget: Duration,
 }
 
 impl Default for ResolverSettings {
@@ -37,6 +53,7 @@ impl Default for ResolverSettings {
             servers: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
             attempts: 2,
+            budget: DEFAULT_BUDGET,
         }
     }
 }
@@ -108,6 +125,14 @@ pub struct DnsResolver {
     cache: Mutex<HashMap<(String, Rtype), Slot>>,
     /// Which servers are asked, for evidence.
     servers: String,
+    /// Set when the servers did not answer: why (every later lookup fails with it).
+    silent: std::sync::OnceLock<String>,
+    /// Lookups the servers answered (any answer), and lookups that timed out.
+    answered: std::sync::atomic::AtomicUsize,
+    timeouts: std::sync::atomic::AtomicUsize,
+    /// When the run's DNS budget is spent, and how long it was.
+    budget_ends: tokio::time::Instant,
+    budget: Duration,
 }
 
 impl DnsResolver {
@@ -162,7 +187,61 @@ impl DnsResolver {
             deadline,
             cache: Mutex::new(HashMap::new()),
             servers,
+            silent: std::sync::OnceLock::new(),
+            answered: Default::default(),
+            timeouts: Default::default(),
+            budget_ends: tokio::time::Instant::now() + settings.budget,
+            budget: settings.budget,
         })
+    }
+
+    /// Why the servers are taken as not answering, once a lookup timed out or found no
+    /// server to ask.
+    pub fn silent(&self) -> Option<&str> {
+        self.silent.get().map(String::as_str)
+    }
+
+    /// Asks one question (TXT `name`) with a short timeout ([`PROBE_TIMEOUT`] at most),
+    /// so that a pass does not fan out against a resolver that does not answer. Any
+    /// answer, even NXDOMAIN or REFUSED, shows the servers are there.
+    pub async fn probe(&self, name: &str) -> Result<(), String> {
+        let wait = PROBE_TIMEOUT.min(self.deadline);
+        let fqdn = Name::from_ascii(format!("{}.", normalize(name)))
+            .map_err(|e| format!("`{name}` is not a valid domain name ({e})"))?;
+        match tokio::time::timeout(wait, self.inner.lookup(fqdn, RecordType::TXT)).await {
+            Err(_) => Err(self.mark_silent(format!(
+                "no answer within {}",
+                humantime::format_duration(wait)
+            ))),
+            Ok(Err(e))
+                if unreachable(&e) || matches!(e, hickory_resolver::net::NetError::Timeout) =>
+            {
+                Err(self.mark_silent(e.to_string()))
+            }
+            Ok(_) => {
+                self.answered
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
+        }
+    }
+
+    /// Marks the resolver silent (the first reason stays); the reason, for the caller.
+    fn mark_silent(&self, cause: String) -> String {
+        let reason = format!("the DNS servers {} did not answer ({cause})", self.servers);
+        self.silent.get_or_init(|| reason).clone()
+    }
+
+    /// A lookup timed out: the lookup's own error, or the resolver's silence once three
+    /// timed out and none was ever answered.
+    fn timed_out(&self, cause: String) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = self.timeouts.fetch_add(1, Relaxed) + 1;
+        if n >= 3 && self.answered.load(Relaxed) == 0 {
+            self.mark_silent(cause)
+        } else {
+            format!("{cause} from {}", self.servers)
+        }
     }
 
     /// The servers asked, e.g. `127.0.0.1:5353`.
@@ -221,22 +300,43 @@ impl DnsResolver {
             rtype: rtype.as_str(),
             cause,
         };
+        if let Some(why) = self.silent() {
+            return Err(err(format!("not asked: {why}")));
+        }
+        let left = self
+            .budget_ends
+            .saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(err(format!(
+                "not asked: the run's DNS budget ({}) is spent",
+                humantime::format_duration(self.budget)
+            )));
+        }
         let fqdn = Name::from_ascii(format!("{name}."))
             .map_err(|e| err(format!("not a valid domain name ({e})")))?;
-        let answer =
-            tokio::time::timeout(self.deadline, self.inner.lookup(fqdn, rtype.record_type()))
-                .await
-                .map_err(|_| {
-                    err(format!(
-                        "no answer within {} from {}",
-                        humantime::format_duration(self.deadline),
-                        self.servers
-                    ))
-                })?;
+        let wait = self.deadline.min(left);
+        let answer = tokio::time::timeout(wait, self.inner.lookup(fqdn, rtype.record_type()))
+            .await
+            .map_err(|_| {
+                err(self.timed_out(format!(
+                    "no answer within {}",
+                    humantime::format_duration(wait)
+                )))
+            })?;
         let lookup = match answer {
-            Ok(l) => l,
-            Err(e) if e.is_no_records_found() => return Ok(empty(rtype)),
-            Err(e) => return Err(err(format!("{e} (servers: {})", self.servers))),
+            Err(hickory_resolver::net::NetError::Timeout) => {
+                return Err(err(self.timed_out("request timed out".into())));
+            }
+            Err(e) if unreachable(&e) => return Err(err(self.mark_silent(e.to_string()))),
+            _ => {
+                self.answered
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                match answer {
+                    Ok(l) => l,
+                    Err(e) if e.is_no_records_found() => return Ok(empty(rtype)),
+                    Err(e) => return Err(err(format!("{e} (servers: {})", self.servers))),
+                }
+            }
         };
         let mut txt = Vec::new();
         let mut ips = Vec::new();
@@ -266,6 +366,13 @@ impl DnsResolver {
             }
         })
     }
+}
+
+/// Whether a failed lookup means no server answered at all (as opposed to an answer
+/// that is an error: SERVFAIL, REFUSED).
+fn unreachable(e: &hickory_resolver::net::NetError) -> bool {
+    use hickory_resolver::net::NetError;
+    matches!(e, NetError::NoConnections | NetError::Io(_))
 }
 
 fn empty(rtype: Rtype) -> Data {

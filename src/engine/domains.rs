@@ -137,6 +137,11 @@ pub async fn domain_pass(
                 .collect();
         }
     };
+    // One short question first: a resolver that does not answer costs one wait, and
+    // every lookup of the pass then fails at once with that one reason.
+    if let Err(why) = resolver.probe(".").await {
+        tracing::warn!("domain checks: {why}; no domain is checked");
+    }
     let resolver = &resolver;
     let mut out: Vec<(usize, DomainReport)> = futures::stream::iter(plans.into_iter().enumerate())
         .map(|(i, p)| async move {
@@ -165,7 +170,15 @@ pub async fn domain_pass(
         .collect()
         .await;
     out.sort_by_key(|(i, _)| *i);
-    out.into_iter().map(|(_, r)| r).collect()
+    let silent = resolver.silent().map(str::to_string);
+    out.into_iter()
+        .map(|(_, mut r)| {
+            if let (None, Some(why)) = (&r.error, &silent) {
+                r.error = Some(format!("{why}: the domain checks were not asked"));
+            }
+            r
+        })
+        .collect()
 }
 
 /// Whether any domain check failed or could not be decided (or a cluster's domains
