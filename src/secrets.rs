@@ -1,4 +1,18 @@
-//! Passwords and key passphrases in the OS keyring (never in inventory files).
+//! Passwords and key passphrases: in files a service manager hands over, or in the OS
+//! keyring (never in inventory files).
+//!
+//! Where a secret is looked for, per scope (the host's own, then each group's), first
+//! found wins:
+//! 1. systemd credentials: `$CREDENTIALS_DIRECTORY/NAME` (`LoadCredentialEncrypted=` in
+//!    the shipped unit: encrypted at rest, readable by the service only, and there after
+//!    every reboot);
+//! 2. a secrets directory of files (`--secrets-dir DIR`, e.g. a Kubernetes Secret
+//!    volume): `DIR/NAME`;
+//! 3. the OS keyring (below).
+//!
+//! `NAME` is [`file_name`]: `password.host.mail1`, `passphrase.group.acme` (dots, as
+//! systemd credential IDs and Kubernetes Secret keys allow); a file's value is its
+//! content without one trailing newline.
 //!
 //! Entries live under service `carbonio-fleet`; the entry user names the kind and scope:
 //!
@@ -18,7 +32,8 @@
 //! reboot). Tests use the in-memory mock store ([`use_mock_store`]). A [`Secret`] never
 //! prints its value (its `Debug` is redacted) and nothing here logs one.
 
-use std::sync::OnceLock;
+use std::path::{Path, PathBuf};
+use std::sync::{OnceLock, RwLock};
 
 use thiserror::Error;
 
@@ -99,9 +114,136 @@ fn get(user: &str) -> Option<Secret> {
     }
 }
 
-/// Finds the secret for `host`: its own entry, then each group's, first found wins.
+/// The directories read before the keyring.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretDirs {
+    /// systemd's `$CREDENTIALS_DIRECTORY`.
+    pub credentials: Option<PathBuf>,
+    /// `--secrets-dir`.
+    pub secrets_dir: Option<PathBuf>,
+}
+
+static DIRS: RwLock<Option<SecretDirs>> = RwLock::new(None);
+
+/// Sets the secrets directory of this run (`--secrets-dir`); the credentials directory
+/// comes from `$CREDENTIALS_DIRECTORY` (set by systemd for a unit with credentials).
+pub fn set_secrets_dir(secrets_dir: Option<PathBuf>) {
+    let dirs = SecretDirs {
+        credentials: std::env::var_os("CREDENTIALS_DIRECTORY")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
+        secrets_dir,
+    };
+    *DIRS.write().unwrap_or_else(|p| p.into_inner()) = Some(dirs);
+}
+
+fn dirs() -> SecretDirs {
+    DIRS.read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .unwrap_or_default()
+}
+
+/// Where a secret was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A file of systemd's credentials directory.
+    Credential(PathBuf),
+    /// A file of the secrets directory.
+    SecretsDir(PathBuf),
+    /// The OS keyring (its entry user).
+    Keyring(String),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Credential(p) => write!(f, "systemd credential {}", p.display()),
+            Origin::SecretsDir(p) => write!(f, "{}", p.display()),
+            Origin::Keyring(u) => write!(f, "keyring entry `{u}`"),
+        }
+    }
+}
+
+/// The file name of a secret in a credentials or secrets directory, `None` when the
+/// host or group name could not be one file name (then only the keyring is asked).
+pub fn file_name(kind: SecretKind, scope: SecretScope<'_>) -> Option<String> {
+    let (kind, what, name) = match (kind, scope) {
+        (SecretKind::Password, SecretScope::Host(n)) => ("password", "host", n),
+        (SecretKind::Password, SecretScope::Group(n)) => ("password", "group", n),
+        (SecretKind::Passphrase, SecretScope::Host(n)) => ("passphrase", "host", n),
+        (SecretKind::Passphrase, SecretScope::Group(n)) => ("passphrase", "group", n),
+    };
+    let plain = !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0']);
+    plain.then(|| format!("{kind}.{what}.{name}"))
+}
+
+/// A secret file's value: its content without one trailing newline. A missing file is
+/// `None`; an unreadable one is said once, as the keyring's failures are.
+fn from_file(path: &Path) -> Option<Secret> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let v = text
+                .strip_suffix("\r\n")
+                .or_else(|| text.strip_suffix('\n'))
+                .unwrap_or(&text);
+            Some(Secret(v.to_string()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "secret file unreadable");
+            None
+        }
+    }
+}
+
+/// Finds the secret for `host` and where it was: for its own scope, then each group's,
+/// the credentials directory, the secrets directory, then the keyring.
+pub fn find(kind: SecretKind, host: &Host) -> Option<(Secret, Origin)> {
+    find_in(&dirs(), kind, host, &|user| get(user))
+}
+
+/// [`find`] with explicit directories and keyring reader.
+pub fn find_in(
+    dirs: &SecretDirs,
+    kind: SecretKind,
+    host: &Host,
+    keyring: &dyn Fn(&str) -> Option<Secret>,
+) -> Option<(Secret, Origin)> {
+    scopes(host).find_map(|scope| {
+        let file = file_name(kind, scope);
+        let in_dir = |dir: &Option<PathBuf>| {
+            let path = dir.as_ref()?.join(file.as_ref()?);
+            from_file(&path).map(|s| (s, path))
+        };
+        in_dir(&dirs.credentials)
+            .map(|(s, p)| (s, Origin::Credential(p)))
+            .or_else(|| in_dir(&dirs.secrets_dir).map(|(s, p)| (s, Origin::SecretsDir(p))))
+            .or_else(|| {
+                let user = entry_user(kind, scope);
+                keyring(&user).map(|s| (s, Origin::Keyring(user)))
+            })
+    })
+}
+
+/// Every place [`find`] looks for `host`'s secret, in order (for a message naming them).
+pub fn places(kind: SecretKind, host: &Host) -> Vec<String> {
+    let d = dirs();
+    let mut out = Vec::new();
+    for scope in scopes(host) {
+        for dir in [&d.credentials, &d.secrets_dir].into_iter().flatten() {
+            if let Some(f) = file_name(kind, scope) {
+                out.push(dir.join(f).display().to_string());
+            }
+        }
+        out.push(format!("keyring `{}`", entry_user(kind, scope)));
+    }
+    out
+}
+
+/// Finds the secret for `host`: see [`find`].
 pub fn lookup(kind: SecretKind, host: &Host) -> Option<Secret> {
-    scopes(host).find_map(|scope| get(&entry_user(kind, scope)))
+    find(kind, host).map(|(s, _)| s)
 }
 
 /// Where a host's secrets are looked up, in order: its own entry, then its groups'.
@@ -294,6 +436,68 @@ mod tests {
             groups: groups.iter().map(|g| g.to_string()).collect(),
             ..Host::for_test(name)
         }
+    }
+
+    /// Per scope (the host's own, then its groups'): systemd's credentials directory,
+    /// the secrets directory, then the keyring; a name that cannot be one file name is
+    /// only looked up in the keyring.
+    #[test]
+    fn files_come_before_the_keyring_and_the_host_before_its_groups() {
+        let d = tempfile::tempdir().unwrap();
+        let (creds, dir) = (d.path().join("c"), d.path().join("s"));
+        std::fs::create_dir_all(&creds).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        let dirs = SecretDirs {
+            credentials: Some(creds.clone()),
+            secrets_dir: Some(dir.clone()),
+        };
+        let keyring =
+            |user: &str| (user == "password:host:m1").then(|| Secret::new("from-keyring"));
+        let h = host("m1", &["g"]);
+        let found = |d: &SecretDirs| {
+            find_in(d, SecretKind::Password, &h, &keyring).map(|(s, o)| (s.expose().to_string(), o))
+        };
+        assert_eq!(
+            found(&dirs),
+            Some((
+                "from-keyring".into(),
+                Origin::Keyring("password:host:m1".into())
+            ))
+        );
+        std::fs::write(dir.join("password.group.g"), "group\n").unwrap();
+        assert_eq!(
+            found(&dirs).unwrap().0,
+            "from-keyring",
+            "the host's own scope first"
+        );
+        std::fs::write(dir.join("password.host.m1"), "dir\r\n").unwrap();
+        assert_eq!(
+            found(&dirs),
+            Some((
+                "dir".into(),
+                Origin::SecretsDir(dir.join("password.host.m1"))
+            ))
+        );
+        std::fs::write(creds.join("password.host.m1"), "cred").unwrap();
+        assert_eq!(
+            found(&dirs),
+            Some((
+                "cred".into(),
+                Origin::Credential(creds.join("password.host.m1"))
+            ))
+        );
+        assert_eq!(
+            file_name(SecretKind::Passphrase, SecretScope::Group("acme")).as_deref(),
+            Some("passphrase.group.acme")
+        );
+        assert_eq!(
+            file_name(SecretKind::Password, SecretScope::Host("../x")),
+            None
+        );
+        assert_eq!(
+            file_name(SecretKind::Password, SecretScope::Host("..")),
+            None
+        );
     }
 
     #[test]

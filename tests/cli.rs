@@ -224,3 +224,125 @@ fn plan_refuses_report_only_options() {
         "{err}"
     );
 }
+
+/// `secret check` finds each host's credentials without connecting: a key file that
+/// loads, a password in the secrets directory (`--secrets-dir`, a Kubernetes Secret
+/// volume) or in systemd's credentials directory (a group's, for every host of the
+/// group); a host with none is named with every place looked in, the exit is 3 and the
+/// metrics file says how many.
+#[test]
+fn secret_check_names_every_host_without_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = d.join("id_ed25519");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status();
+    if !st.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "ssh-keygen is needed under CI"
+        );
+        println!(
+            "SKIPPED: secret_check_names_every_host_without_credentials: ssh-keygen is not installed (apt-get install -y openssh-client)"
+        );
+        return;
+    }
+    let (secrets, creds) = (d.join("secrets"), d.join("credentials"));
+    fs::create_dir_all(&secrets).unwrap();
+    fs::create_dir_all(&creds).unwrap();
+    fs::write(secrets.join("password.host.pw1"), "s3cret\n").unwrap();
+    fs::write(creds.join("password.group.g"), "from-systemd").unwrap();
+    let inv = d.join("inv.toml");
+    fs::write(
+        &inv,
+        format!(
+            indoc! {r#"
+                [defaults]
+                identity_files = ["{missing}"]
+
+                [groups.g]
+
+                [[hosts]]
+                name = "keyed"
+                identity_files = ["{key}"]
+
+                [[hosts]]
+                name = "pw1"
+
+                [[hosts]]
+                name = "grouped"
+                groups = ["g"]
+
+                [[hosts]]
+                name = "bare"
+            "#},
+            missing = d.join("absent_key").display(),
+            key = key.display()
+        ),
+    )
+    .unwrap();
+    let metrics = d.join("secrets.prom");
+    let out = fleet()
+        .args(["secret", "check", "-i"])
+        .arg(&inv)
+        .arg("--secrets-dir")
+        .arg(&secrets)
+        .arg("--metrics-file")
+        .arg(&metrics)
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("CARBONIO_FLEET_SECRETS_DIR")
+        .assert()
+        .code(exit::HOST_FAILED)
+        .get_output()
+        .clone();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .unwrap_or_else(|| panic!("no line for {name}: {text}"))
+            .to_string()
+    };
+    assert!(
+        line("keyed").starts_with("ok ") && line("keyed").contains("identity file"),
+        "{text}"
+    );
+    assert!(
+        line("pw1").contains(&format!(
+            "password from {}",
+            secrets.join("password.host.pw1").display()
+        )),
+        "{text}"
+    );
+    assert!(
+        line("grouped").contains(&format!(
+            "password from systemd credential {}",
+            creds.join("password.group.g").display()
+        )),
+        "{text}"
+    );
+    let bare = line("bare");
+    assert!(bare.starts_with("MISSING "), "{text}");
+    assert!(bare.contains("absent_key (no such file)"), "{bare}");
+    assert!(
+        bare.contains(&secrets.join("password.host.bare").display().to_string())
+            && bare.contains(&creds.join("password.host.bare").display().to_string())
+            && bare.contains("keyring `password:host:bare`"),
+        "{bare}"
+    );
+    assert!(
+        text.ends_with("4 host(s): 3 with credentials, 1 missing\n"),
+        "{text}"
+    );
+    let prom = fs::read_to_string(&metrics).unwrap();
+    assert!(
+        prom.contains("\ncarbonio_fleet_secrets_missing 1\n"),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("carbonio_fleet_host_secrets_missing{host=\"bare\"} 1"),
+        "{prom}"
+    );
+}

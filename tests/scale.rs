@@ -714,6 +714,47 @@ fn the_sharded_job_script_maps_each_index_to_its_shard() {
     }
 }
 
+/// The nightly CronJob looks for every host's credentials first: when some cannot be
+/// found the Job fails with `secret check`'s exit code and no sweep runs; otherwise the
+/// sweep runs and drift (2) completes the Job.
+#[test]
+fn the_cronjob_checks_secrets_before_the_sweep() {
+    let cron = yaml("deploy/kubernetes/cronjob.yaml");
+    let script = s(
+        &cron,
+        "spec.jobTemplate.spec.template.spec.containers.0.args.0",
+    )
+    .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let stub = dir.path().join("carbonio-fleet");
+    let calls = dir.path().join("calls");
+    fs::write(
+        &stub,
+        format!(
+            "#!/bin/sh\necho \"$1 $2\" >> {}\nif [ \"$1\" = secret ]; then exit \"$SECRET_RC\"; fi\nexit 2\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&stub, fs::Permissions::from_mode(0o755)).unwrap();
+    for (rc, ok, ran) in [
+        ("3", false, "secret check\n"),
+        ("0", true, "secret check\ncheck -i\n"),
+    ] {
+        let _ = fs::remove_file(&calls);
+        let out = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&script)
+            .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
+            .env("SECRET_RC", rc)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.success(), ok, "secret check {rc}: {out:?}");
+        assert_eq!(fs::read_to_string(&calls).unwrap(), ran);
+    }
+}
+
 #[test]
 fn systemd_units_pass_systemd_analyze_verify() {
     if !prereq::require(
@@ -731,6 +772,7 @@ fn systemd_units_pass_systemd_analyze_verify() {
         "ProtectSystem=strict",
         "--metrics-file /var/lib/node_exporter/textfile_collector/carbonio_fleet.prom",
         "ReadWritePaths=/var/lib/node_exporter/textfile_collector",
+        "ExecStartPre=/usr/local/bin/carbonio-fleet secret check",
     ] {
         assert!(service.contains(needle), "service lacks {needle}");
     }

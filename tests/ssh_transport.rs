@@ -117,7 +117,11 @@ async fn agent_auth_with_a_real_ssh_agent() {
     // Without the agent the same host has nothing left to try.
     let err = connector().connect(&h).await.unwrap_err();
     assert_eq!(err.kind, FailureKind::Auth, "{err}");
-    assert!(err.message.contains("password (none in keyring)"), "{err}");
+    assert!(
+        err.message
+            .contains("password (none found: credentials, secrets dir, keyring)"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -156,7 +160,7 @@ async fn encrypted_key_with_passphrase_from_the_keyring() {
     let err = connector().connect(&without).await.unwrap_err();
     assert_eq!(err.kind, FailureKind::Auth);
     assert!(
-        err.message.contains("encrypted, no passphrase in keyring"),
+        err.message.contains("encrypted, no passphrase found"),
         "{err}"
     );
 

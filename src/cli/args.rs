@@ -114,6 +114,10 @@ pub struct CommonOpts {
     /// Audit log, one JSON object per line
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
+    /// Directory of secret files read before the keyring (e.g. a Kubernetes Secret
+    /// volume): `password.host.NAME`, `password.group.NAME`, `passphrase.…`
+    #[arg(long, value_name = "DIR", env = "CARBONIO_FLEET_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
     /// Take the K-th of N deterministic slices of the selection, cut by cluster (1 <= K <= N); an empty slice exits 0 without a report
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
@@ -264,6 +268,26 @@ pub enum SecretCommand {
     Delete(SecretDeleteArgs),
     /// List the stored secrets (names only, never values)
     List,
+    /// Find every selected host's SSH credentials without connecting; exit 3 when a
+    /// host has none (run it before an unattended sweep)
+    Check(SecretCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SecretCheckArgs {
+    /// Inventory file, or directory of *.toml files
+    #[arg(short, long, value_name = "PATH")]
+    pub inventory: PathBuf,
+    /// Hosts to check: names, globs, @group, !exclude, comma-separated
+    #[arg(long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// Directory of secret files read before the keyring (e.g. a Kubernetes Secret
+    /// volume): `password.host.NAME`, `password.group.NAME`, `passphrase.…`
+    #[arg(long, value_name = "DIR", env = "CARBONIO_FLEET_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
+    /// Write `carbonio_fleet_secrets_missing` (OpenMetrics text) to this file
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// Whose secret: one host or one inventory group.

@@ -56,6 +56,7 @@ where
     }
     // Without a keyring, password and passphrase lookups find nothing; agent and
     // unencrypted keys still work, so this is a warning, not the end of the run.
+    crate::secrets::set_secrets_dir(common.secrets_dir.clone());
     if let Err(e) = crate::secrets::init_default_store() {
         tracing::warn!("{e}; passwords and key passphrases cannot be read from the keyring");
     }

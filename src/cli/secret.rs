@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, Write};
 
-use super::{SecretCommand, SecretKind as CliKind, SecretTarget};
+use super::{SecretCheckArgs, SecretCommand, SecretKind as CliKind, SecretTarget};
 use crate::exit;
 use crate::secrets::{self, Secret, SecretKind, SecretScope};
 
@@ -44,9 +44,103 @@ fn describe(kind: SecretKind, scope: SecretScope<'_>) -> String {
     }
 }
 
+/// `secret check`: whether each selected host has credentials the tool can find, without
+/// connecting anywhere. A host has them when one of its identity files loads (not
+/// readable by others; decrypted with a passphrase found as passwords are), a password is
+/// found (credentials directory, secrets directory, keyring), or an ssh-agent is running
+/// (its keys are not checked). Exit 3 when any host has none, 1 on a bad inventory.
+pub fn check(a: &SecretCheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    secrets::set_secrets_dir(a.secrets_dir.clone());
+    if let Err(e) = secrets::init_default_store() {
+        let _ = writeln!(err, "carbonio-fleet: {e}; the keyring is not searched");
+    }
+    let inv = match crate::inventory::load(&a.inventory) {
+        Ok(inv) => inv,
+        Err(e) => return crate::engine::run::config_failed(&e, "inventory"),
+    };
+    let hosts = match crate::inventory::select(&inv, a.limit.as_deref()) {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = writeln!(err, "carbonio-fleet: {e}");
+            return exit::USAGE;
+        }
+    };
+    let agent =
+        std::env::var_os("SSH_AUTH_SOCK").is_some_and(|p| std::path::Path::new(&p).exists());
+    let mut missing: Vec<&str> = Vec::new();
+    for h in &hosts {
+        match credentials(h, agent) {
+            Ok(how) => {
+                let _ = writeln!(out, "ok       {}  {how}", h.name);
+            }
+            Err(why) => {
+                missing.push(&h.name);
+                let _ = writeln!(out, "MISSING  {}  {why}", h.name);
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{} host(s): {} with credentials, {} missing",
+        hosts.len(),
+        hosts.len() - missing.len(),
+        missing.len()
+    );
+    if let Some(path) = &a.metrics_file {
+        let text = crate::report::metrics::render_secrets_missing(hosts.len(), &missing);
+        if let Err(e) = crate::report::write::write_atomic_mode(
+            path,
+            &text,
+            crate::report::write::METRICS_FILE_MODE,
+        ) {
+            let _ = writeln!(err, "carbonio-fleet: {e}");
+            return exit::USAGE;
+        }
+    }
+    if missing.is_empty() {
+        exit::OK
+    } else {
+        exit::HOST_FAILED
+    }
+}
+
+/// How `host` would authenticate, or why it cannot.
+fn credentials(host: &crate::inventory::Host, agent: bool) -> Result<String, String> {
+    let mut notes = Vec::new();
+    for path in &host.identity_files {
+        match crate::ssh::load_identity(path, host) {
+            Ok(_) => return Ok(format!("identity file {}", path.display())),
+            Err(note) => notes.push(note),
+        }
+    }
+    if let Some((_, from)) = secrets::find(SecretKind::Password, host) {
+        return Ok(format!("password from {from}"));
+    }
+    if agent {
+        return Ok("ssh-agent (its keys are not checked here)".into());
+    }
+    Err(format!(
+        "no usable identity file ({}), no ssh-agent, no password (looked in {})",
+        if notes.is_empty() {
+            "none configured".to_string()
+        } else {
+            notes.join("; ")
+        },
+        secrets::places(SecretKind::Password, host).join(", ")
+    ))
+}
+
 /// Runs a secret command from the terminal: installs the OS keyring, reads from the real
 /// stdin or the no-echo prompt.
 pub(super) fn run(cmd: &SecretCommand) -> i32 {
+    if let SecretCommand::Check(a) = cmd {
+        // No keyring setup here: `check` sets its own sources up.
+        return check(
+            a,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        );
+    }
     if let Err(e) = secrets::init_default_store() {
         eprintln!("carbonio-fleet: {e}");
         return exit::USAGE;
@@ -73,6 +167,7 @@ pub fn execute(
     err: &mut dyn Write,
 ) -> i32 {
     match cmd {
+        SecretCommand::Check(a) => check(a, out, err),
         SecretCommand::Set(a) => {
             let (kind, scope) = (kind_of(a.kind), scope_of(&a.target));
             let what = describe(kind, scope);

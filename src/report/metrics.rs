@@ -62,6 +62,41 @@ fn family(out: &mut String, name: &str, help: &str, unit: Option<&str>) {
     }
 }
 
+/// `secret check`'s metrics as OpenMetrics text: how many of the checked hosts have no
+/// credentials the tool can find, and which.
+pub fn render_secrets_missing(checked: usize, missing: &[&str]) -> String {
+    let mut out = String::new();
+    family(
+        &mut out,
+        "carbonio_fleet_secrets_missing",
+        "Hosts whose SSH credentials cannot be found (no usable identity file, no ssh-agent, no password).",
+        None,
+    );
+    let _ = writeln!(out, "carbonio_fleet_secrets_missing {}", missing.len());
+    family(
+        &mut out,
+        "carbonio_fleet_secrets_checked",
+        "Hosts whose credentials were looked for.",
+        None,
+    );
+    let _ = writeln!(out, "carbonio_fleet_secrets_checked {checked}");
+    family(
+        &mut out,
+        "carbonio_fleet_host_secrets_missing",
+        "A host whose SSH credentials cannot be found (value always 1).",
+        None,
+    );
+    for h in missing {
+        let _ = writeln!(
+            out,
+            "carbonio_fleet_host_secrets_missing{} 1",
+            labels(&[("host", h)])
+        );
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
 /// Renders the report as OpenMetrics text, ending with `# EOF`.
 pub fn render_openmetrics(report: &Report) -> String {
     let mut out = String::new();

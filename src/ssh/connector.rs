@@ -971,7 +971,7 @@ impl Connector {
                 }
                 tried.push("password (refused)".into());
             }
-            None => tried.push("password (none in keyring)".into()),
+            None => tried.push("password (none found: credentials, secrets dir, keyring)".into()),
         }
         Err(ConnectError::new(
             FailureKind::Auth,
@@ -990,56 +990,54 @@ impl Connector {
             map.entry(path.to_owned()).or_default().clone()
         };
         cell.get_or_try_init(|| async {
-            let load = |passphrase: Option<String>| {
-                let path = path.to_owned();
-                async move {
-                    // bcrypt-pbkdf decryption is ~125 ms of CPU: keep it off the runtime.
-                    tokio::task::spawn_blocking(move || {
-                        russh::keys::load_secret_key(&path, passphrase.as_deref())
-                    })
-                    .await
-                    .expect("key loading does not panic")
-                }
-            };
-            let shown = path.display();
-            // As OpenSSH (sshkey_perm_ok): a key of ours that others may read is refused.
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::MetadataExt as _;
-                if let Ok(m) = std::fs::metadata(path)
-                    && m.uid() == unsafe { libc::getuid() }
-                    && m.mode() & 0o077 != 0
-                {
-                    return Err(format!(
-                        "{shown} (UNPROTECTED PRIVATE KEY FILE: permissions {:04o} are too open, \
-                         so it is not used, as OpenSSH refuses it; fix: chmod 600 {shown})",
-                        m.mode() & 0o7777
-                    ));
-                }
-            }
-            match load(None).await {
-                Ok(key) => Ok(Arc::new(key)),
-                Err(russh::keys::Error::KeyIsEncrypted) => {
-                    match secrets::lookup(SecretKind::Passphrase, host) {
-                        None => Err(format!(
-                            "{shown} (encrypted, no passphrase in keyring; skipped)"
-                        )),
-                        Some(p) => load(Some(p.expose().to_owned()))
-                            .await
-                            .map(Arc::new)
-                            .map_err(|e| {
-                                format!("{shown} (cannot decrypt with the keyring passphrase: {e})")
-                            }),
-                    }
-                }
-                Err(russh::keys::Error::IO(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                    Err(format!("{shown} (no such file)"))
-                }
-                Err(e) => Err(format!("{shown} (unreadable: {e})")),
-            }
+            // bcrypt-pbkdf decryption is ~125 ms of CPU: keep it off the runtime.
+            let (path, host) = (path.to_owned(), host.clone());
+            tokio::task::spawn_blocking(move || load_identity(&path, &host))
+                .await
+                .expect("key loading does not panic")
+                .map(Arc::new)
         })
         .await
         .cloned()
+    }
+}
+
+/// Loads one identity file as the connector uses it (blocking): refused when others may
+/// read it (as OpenSSH's `sshkey_perm_ok`), decrypted with the host's passphrase secret
+/// when encrypted. `Err` is a note for a message (the path, and why the key is not used).
+pub fn load_identity(path: &Path, host: &Host) -> Result<PrivateKey, String> {
+    let shown = path.display();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        // SAFETY: getuid has no preconditions and cannot fail.
+        if let Ok(m) = std::fs::metadata(path)
+            && m.uid() == unsafe { libc::getuid() }
+            && m.mode() & 0o077 != 0
+        {
+            return Err(format!(
+                "{shown} (UNPROTECTED PRIVATE KEY FILE: permissions {:04o} are too open, \
+                 so it is not used, as OpenSSH refuses it; fix: chmod 600 {shown})",
+                m.mode() & 0o7777
+            ));
+        }
+    }
+    match russh::keys::load_secret_key(path, None) {
+        Ok(key) => Ok(key),
+        Err(russh::keys::Error::KeyIsEncrypted) => {
+            match secrets::find(SecretKind::Passphrase, host) {
+                None => Err(format!("{shown} (encrypted, no passphrase found; skipped)")),
+                Some((p, from)) => {
+                    russh::keys::load_secret_key(path, Some(p.expose())).map_err(|e| {
+                        format!("{shown} (cannot decrypt with the passphrase of {from}: {e})")
+                    })
+                }
+            }
+        }
+        Err(russh::keys::Error::IO(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("{shown} (no such file)"))
+        }
+        Err(e) => Err(format!("{shown} (unreadable: {e})")),
     }
 }
 

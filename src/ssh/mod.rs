@@ -11,7 +11,7 @@ mod scan;
 mod session;
 
 pub use become_::{RunAs, wrap};
-pub use connector::{Connector, ConnectorOptions};
+pub use connector::{Connector, ConnectorOptions, load_identity};
 pub use error::{ConnectError, ExecError, FailureKind, HostKeyDetail};
 pub use known_hosts::{HostKeyStatus, KnownHosts};
 pub use quote::{QuoteError, command_line, quote};
