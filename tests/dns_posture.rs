@@ -59,6 +59,10 @@ d.deep IN TXT "v=spf1 exists:relay.good.example -all"
 ten IN TXT "v=spf1 include:b.deep.example include:c.deep.example a:relay.good.example mx:good.example ip4:203.0.113.10 -all"
 ; 3 void lookups
 void IN TXT "v=spf1 a:nx1.void.example mx:nx2.void.example exists:nx3.void.example ip4:203.0.113.10 -all"
+; macros (RFC 7208 §7): exists on the connecting address, an include named by a macro
+macro IN TXT "v=spf1 exists:%{{i}}._spf.%{{d}} include:spf.%{{d}} -all"
+203.0.113.10._spf.macro IN A 127.0.0.2
+spf.macro IN TXT "v=spf1 ip4:198.51.100.0/24 -all"
 ; include of a domain without SPF
 badinc IN TXT "v=spf1 include:nospf.example ip4:203.0.113.10 -all"
 
@@ -74,6 +78,11 @@ _dmarc.norua IN TXT "v=DMARC1; p=reject"
 _dmarc.notfirst IN TXT "p=reject; v=DMARC1; rua=mailto:x@notfirst.example"
 _dmarc.dup IN TXT "v=DMARC1; p=reject; rua=mailto:a@dup.example"
 _dmarc.dup IN TXT "v=DMARC1; p=none; rua=mailto:b@dup.example"
+; RFC 9989: a hosted subdomain covered by its parent's record; testing mode; removed tags
+_dmarc.parent IN TXT "v=DMARC1; p=reject; sp=quarantine; np=reject; rua=mailto:d@parent.example"
+_dmarc.weakparent IN TXT "v=DMARC1; p=reject; sp=none; rua=mailto:d@weakparent.example"
+_dmarc.testing IN TXT "v=DMARC1; p=reject; t=y; rua=mailto:d@testing.example"
+_dmarc.pct IN TXT "v=DMARC1; p=quarantine; pct=50; rf=afrf; ri=86400; rua=mailto:d@pct.example"
 "#,
         k1 = &KEY[..40],
         k2 = &KEY[40..],
@@ -230,6 +239,32 @@ async fn spf_include_without_spf_record() {
     );
 }
 
+/// SPF macros are expanded as a receiver would for mail from the egress address:
+/// `exists:%{i}._spf.%{d}` authorizes exactly the addresses with an A record there, and
+/// an include named with `%{d}` is followed.
+#[tokio::test]
+async fn spf_macros_and_exists_are_evaluated_for_the_egress() {
+    let s = server().await;
+    let r = resolver(&s);
+    let out = spf::check(&r, "macro.example", &ips(&["203.0.113.10", "198.51.100.7"]))
+        .await
+        .unwrap();
+    assert_eq!(out.findings, vec![]);
+    assert!(
+        out.notes
+            .contains(&"egress 203.0.113.10 authorized by `exists:%{i}._spf.%{d}`".to_string())
+            && out.notes.contains(
+                &"egress 198.51.100.7 authorized by `include:spf.%{d}`".to_string()
+            ),
+        "{:?}",
+        out.notes
+    );
+    assert_eq!(
+        spf_findings("macro.example", &["203.0.113.99"]).await,
+        ["SPF for macro.example does not authorize egress address 203.0.113.99: it matches `-all`"]
+    );
+}
+
 #[tokio::test]
 async fn spf_egress_not_covered() {
     assert_eq!(
@@ -373,7 +408,7 @@ async fn dmarc_missing() {
     assert_eq!(
         dmarc_findings("missing.example").await,
         [(
-            "DMARC for missing.example is missing: no TXT record at `_dmarc.missing.example`"
+            "DMARC for missing.example is missing: no TXT record at `_dmarc.missing.example`, nor at its parents' (`_dmarc.example`)"
                 .to_string(),
             false
         )]
@@ -393,6 +428,57 @@ async fn dmarc_version_not_first() {
     assert_eq!(
         dmarc_findings("notfirst.example").await,
         [("DMARC record at `_dmarc.notfirst.example` does not start with `v=DMARC1`: receivers ignore it".to_string(), false)]
+    );
+}
+
+/// RFC 9989's tree walk: a hosted subdomain without its own record is covered by its
+/// parent's, whose `sp=` applies (not "missing"); a weak `sp=` is that subdomain's finding.
+#[tokio::test]
+async fn dmarc_subdomain_covered_by_its_parent() {
+    let s = server().await;
+    let r = resolver(&s);
+    let out = dmarc::check(&r, "mail.eu.parent.example").await.unwrap();
+    assert_eq!(out.findings, vec![]);
+    assert!(
+        out.notes.contains(&"no record at `_dmarc.mail.eu.parent.example`: covered by `_dmarc.parent.example` (RFC 9989 tree walk), whose `sp=` applies".to_string())
+            && out.notes.contains(&"sp=quarantine".to_string())
+            && out.notes.contains(&"non-existent subdomain policy np=reject".to_string()),
+        "{:?}",
+        out.notes
+    );
+    assert_eq!(
+        dmarc_findings("sub.weakparent.example").await,
+        [("DMARC for sub.weakparent.example has `sp=none`: receivers only monitor, forged mail is still delivered".to_string(), true)]
+    );
+}
+
+#[tokio::test]
+async fn dmarc_testing_mode_and_removed_tags() {
+    assert_eq!(
+        dmarc_findings("testing.example").await,
+        [("DMARC for testing.example has `t=y` (testing): receivers apply the policy one step softer (reject as quarantine, quarantine as none)".to_string(), true)]
+    );
+    let s = server().await;
+    let r = resolver(&s);
+    let out = dmarc::check(&r, "pct.example").await.unwrap();
+    assert_eq!(
+        out.findings
+            .iter()
+            .map(|f| (f.message.as_str(), f.lesser))
+            .collect::<Vec<_>>(),
+        [(
+            "DMARC for pct.example has `pct=50`, a tag RFC 9989 removed: receivers that follow it apply the policy to all mail; use `t=y` to test",
+            true
+        )]
+    );
+    assert!(
+        out.notes
+            .contains(&"`rf=afrf`: a tag RFC 9989 removed (ignored)".to_string())
+            && out
+                .notes
+                .contains(&"`ri=86400`: a tag RFC 9989 removed (ignored)".to_string()),
+        "{:?}",
+        out.notes
     );
 }
 
@@ -621,10 +707,10 @@ async fn a_sweep_of_the_simulated_fleet_shows_domains_in_every_format() {
         [
             "SPF for c003-alias.example ends in `+all`: any host may send as this domain",
             "DKIM for c003-alias.example is not set up: no DKIMSelector/DKIMPublicKey in LDAP (create a key with `zmdkimkeyutil -a -d c003-alias.example`)",
-            "DMARC for c003-alias.example is missing: no TXT record at `_dmarc.c003-alias.example`",
+            "DMARC for c003-alias.example is missing: no TXT record at `_dmarc.c003-alias.example`, nor at its parents' (`_dmarc.example`)",
             "SPF for c003.example ends in `+all`: any host may send as this domain",
             "DKIM for c003.example is not set up: no DKIMSelector/DKIMPublicKey in LDAP (create a key with `zmdkimkeyutil -a -d c003.example`)",
-            "DMARC for c003.example is missing: no TXT record at `_dmarc.c003.example`",
+            "DMARC for c003.example is missing: no TXT record at `_dmarc.c003.example`, nor at its parents' (`_dmarc.example`)",
         ]
     );
 

@@ -9,6 +9,7 @@ pub mod dmarc;
 pub mod posture;
 pub mod resolver;
 pub mod spf;
+pub mod spf_macros;
 
 pub use posture::{ClusterDomains, DomainFacts, evaluate_cluster};
 pub use resolver::{DnsResolver, LookupError, ResolverError, ResolverSettings};

@@ -270,6 +270,14 @@ impl DnsResolver {
         Ok(out)
     }
 
+    /// The IPv4 addresses of `name` (empty = none): what SPF's `exists` asks.
+    pub async fn ipv4(&self, name: &str) -> Result<Vec<IpAddr>, LookupError> {
+        match self.lookup(name, Rtype::A).await? {
+            Data::Ips(ips) => Ok(ips),
+            _ => Ok(Vec::new()),
+        }
+    }
+
     /// The MX hosts of `name` by preference (empty = none).
     pub async fn mx(&self, name: &str) -> Result<Vec<String>, LookupError> {
         match self.lookup(name, Rtype::Mx).await? {

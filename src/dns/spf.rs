@@ -2,13 +2,17 @@
 //! an ending that rejects or soft-fails unlisted hosts, at most 10 DNS-querying terms and
 //! at most 2 void lookups after expanding `include` and `redirect`, and the cluster's
 //! egress addresses authorized. It evaluates the record the way a receiver would, from
-//! the machine running the tool; it never decides a pass when a lookup failed.
+//! the machine running the tool, for mail from `postmaster@DOMAIN` via each egress
+//! address: macros are expanded ([`super::spf_macros`]) and `exists` is asked; only
+//! `ptr` (which needs the sender's reverse DNS) is never a match. It never decides a pass
+//! when a lookup failed.
 
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 
 use super::resolver::{DnsResolver, LookupError, normalize};
+use super::spf_macros::MacroContext;
 use super::{CheckOutcome, Issue};
 
 /// RFC 7208 §4.6.4: at most 10 terms that cause DNS queries.
@@ -186,17 +190,21 @@ pub fn in_cidr(ip: IpAddr, net: IpAddr, len: u8) -> bool {
     }
 }
 
-/// A domain-spec with the macros that do not depend on the sender expanded (`%{d}`,
-/// `%{o}` → the current domain); `None` when other macros remain (cannot be resolved
-/// without a message).
+/// A domain-spec of a record of `domain` expanded without a connecting address (the
+/// tree walk): `None` when it needs one (`%{i}`, `%{v}`) or is malformed.
 fn expand(spec: &str, domain: &str) -> Option<String> {
-    let s = spec
-        .replace("%{d}", domain)
-        .replace("%{o}", domain)
-        .replace("%%", "%")
-        .replace("%_", " ")
-        .replace("%-", "%20");
-    (!s.contains("%{")).then(|| normalize(&s))
+    expand_for(spec, domain, None)
+}
+
+/// A domain-spec of a record of `domain` expanded for mail from `postmaster@` the checked
+/// domain via `ip` ([`super::spf_macros`]).
+fn expand_for(spec: &str, domain: &str, from: Option<(&str, IpAddr)>) -> Option<String> {
+    let ctx = MacroContext {
+        domain,
+        ip: from.map(|(_, ip)| ip),
+        ..MacroContext::postmaster(from.map_or(domain, |(top, _)| top), None)
+    };
+    super::spf_macros::expand(spec, &ctx).map(|s| normalize(&s))
 }
 
 /// What expanding the tree found.
@@ -329,9 +337,14 @@ fn walk<'a>(
 }
 
 fn name_of(d: &Option<String>, current: &str) -> Option<String> {
+    name_for(d, current, None)
+}
+
+/// The name an `a`/`mx` term asks: its domain-spec expanded, or the current domain.
+fn name_for(d: &Option<String>, current: &str, from: Option<(&str, IpAddr)>) -> Option<String> {
     match d {
         None => Some(current.to_string()),
-        Some(spec) => expand(spec, current),
+        Some(spec) => expand_for(spec, current, from),
     }
 }
 
@@ -339,12 +352,13 @@ fn name_of(d: &Option<String>, current: &str) -> Option<String> {
 /// matched, neutral), and the term that matched.
 fn evaluate<'a>(
     r: &'a DnsResolver,
-    ip: IpAddr,
+    (top, ip): (&'a str, IpAddr),
     domain: String,
     record: Record,
     depth: usize,
 ) -> BoxFut<'a, Result<Option<(Qualifier, String)>, LookupError>> {
     Box::pin(async move {
+        let from = Some((top, ip));
         if depth > 10 {
             return Ok(None);
         }
@@ -352,7 +366,7 @@ fn evaluate<'a>(
             let matched = match m {
                 Mechanism::All => true,
                 Mechanism::Ip(net, len) => in_cidr(ip, *net, *len),
-                Mechanism::A { domain: d, v4, v6 } => match name_of(d, &domain) {
+                Mechanism::A { domain: d, v4, v6 } => match name_for(d, &domain, from) {
                     None => false,
                     Some(n) => r
                         .addresses(&n)
@@ -362,7 +376,7 @@ fn evaluate<'a>(
                 },
                 Mechanism::Mx { domain: d, v4, v6 } => {
                     let mut hit = false;
-                    if let Some(n) = name_of(d, &domain) {
+                    if let Some(n) = name_for(d, &domain, from) {
                         for host in r.mx(&n).await?.iter().take(10) {
                             if r.addresses(host)
                                 .await?
@@ -376,12 +390,12 @@ fn evaluate<'a>(
                     }
                     hit
                 }
-                Mechanism::Include(spec) => match expand(spec, &domain) {
+                Mechanism::Include(spec) => match expand_for(spec, &domain, from) {
                     None => false,
                     Some(t) => match spf_record(r, &t).await? {
                         Ok(Some(rec)) => match parse(&rec) {
                             Ok(p) => matches!(
-                                evaluate(r, ip, t, p, depth + 1).await?,
+                                evaluate(r, (top, ip), t, p, depth + 1).await?,
                                 Some((Qualifier::Pass, _))
                             ),
                             Err(_) => false,
@@ -389,19 +403,25 @@ fn evaluate<'a>(
                         _ => false,
                     },
                 },
-                // Not decidable without the sender's reverse DNS or a message.
-                Mechanism::Ptr(_) | Mechanism::Exists(_) => false,
+                // `exists`: an A lookup of the expanded name (RFC 7208 §5.7), whatever
+                // the address family.
+                Mechanism::Exists(spec) => match expand_for(spec, &domain, from) {
+                    None => false,
+                    Some(n) => !r.ipv4(&n).await?.is_empty(),
+                },
+                // Not decidable without the sender's reverse DNS.
+                Mechanism::Ptr(_) => false,
             };
             if matched {
                 return Ok(Some((*q, text.clone())));
             }
         }
         if let Some(spec) = &record.redirect
-            && let Some(t) = expand(spec, &domain)
+            && let Some(t) = expand_for(spec, &domain, from)
             && let Ok(Some(rec)) = spf_record(r, &t).await?
             && let Ok(p) = parse(&rec)
         {
-            return evaluate(r, ip, t, p, depth + 1).await;
+            return evaluate(r, (top, ip), t, p, depth + 1).await;
         }
         Ok(None)
     })
@@ -526,7 +546,7 @@ pub async fn check(
         );
     }
     for ip in egress {
-        match evaluate(r, *ip, normalize(domain), record.clone(), 0).await? {
+        match evaluate(r, (domain, *ip), normalize(domain), record.clone(), 0).await? {
             Some((Qualifier::Pass, text)) => out
                 .notes
                 .push(format!("egress {ip} authorized by `{text}`")),
