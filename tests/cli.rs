@@ -346,3 +346,57 @@ fn secret_check_names_every_host_without_credentials() {
         "{prom}"
     );
 }
+
+/// `report prune` deletes old run directories by rule (`--dry-run` only says so), never
+/// the run `latest` points to, and leaves what is not a run alone; without a rule it is
+/// a usage error.
+#[test]
+fn report_prune_deletes_old_runs_and_keeps_latest() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    for n in [
+        "20261101T000000Z-backscatter-hardening",
+        "20261102T000000Z-backscatter-hardening",
+        "20261103T000000Z-backscatter-hardening",
+    ] {
+        fs::create_dir(r.join(n)).unwrap();
+        fs::write(r.join(n).join("report.json"), "{}").unwrap();
+    }
+    fs::create_dir(r.join("my-notes")).unwrap();
+    std::os::unix::fs::symlink("20261101T000000Z-backscatter-hardening", r.join("latest")).unwrap();
+    let prune = |extra: &[&str], code: i32| {
+        let out = fleet()
+            .args(["report", "prune", "--report-dir"])
+            .arg(r)
+            .args(extra)
+            .assert()
+            .code(code)
+            .get_output()
+            .clone();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let out = prune(&["--keep", "1", "--dry-run"], exit::OK);
+    assert!(
+        out.contains("would delete ") && out.ends_with("1 run(s) would delete, 2 kept\n"),
+        "{out}"
+    );
+    assert!(r.join("20261102T000000Z-backscatter-hardening").exists());
+    let out = prune(&["--keep", "1"], exit::OK);
+    assert!(
+        out.contains(&format!(
+            "deleted {}",
+            r.join("20261102T000000Z-backscatter-hardening").display()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("(`latest` points to it)"), "{out}");
+    assert!(!r.join("20261102T000000Z-backscatter-hardening").exists());
+    for kept in [
+        "20261101T000000Z-backscatter-hardening",
+        "20261103T000000Z-backscatter-hardening",
+        "my-notes",
+    ] {
+        assert!(r.join(kept).exists(), "{kept}");
+    }
+    prune(&[], exit::USAGE);
+}

@@ -253,9 +253,9 @@ async fn spf_macros_and_exists_are_evaluated_for_the_egress() {
     assert!(
         out.notes
             .contains(&"egress 203.0.113.10 authorized by `exists:%{i}._spf.%{d}`".to_string())
-            && out.notes.contains(
-                &"egress 198.51.100.7 authorized by `include:spf.%{d}`".to_string()
-            ),
+            && out
+                .notes
+                .contains(&"egress 198.51.100.7 authorized by `include:spf.%{d}`".to_string()),
         "{:?}",
         out.notes
     );

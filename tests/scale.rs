@@ -745,7 +745,7 @@ fn the_cronjob_checks_secrets_before_the_sweep() {
     fs::set_permissions(&stub, fs::Permissions::from_mode(0o755)).unwrap();
     for (rc, ok, ran) in [
         ("3", false, "secret check\n"),
-        ("0", true, "secret check\ncheck -i\n"),
+        ("0", true, "secret check\ncheck -i\nreport prune\n"),
     ] {
         let _ = fs::remove_file(&calls);
         let out = Command::new("/bin/sh")
@@ -778,6 +778,7 @@ fn systemd_units_pass_systemd_analyze_verify() {
         "--metrics-file /var/lib/node_exporter/textfile_collector/carbonio_fleet.prom",
         "ReadWritePaths=/var/lib/node_exporter/textfile_collector",
         "ExecStartPre=/usr/local/bin/carbonio-fleet secret check",
+        "ExecStartPost=/usr/local/bin/carbonio-fleet report prune",
     ] {
         assert!(service.contains(needle), "service lacks {needle}");
     }

@@ -339,6 +339,35 @@ pub enum ReportCommand {
     Diff(ReportDiffArgs),
     /// Join the reports of the shards of one run into one
     Merge(ReportMergeArgs),
+    /// Delete old run directories (never the one `latest` points to, nor the newest
+    /// apply journal that `apply --resume` reads)
+    ///
+    /// Examples:
+    ///   carbonio-fleet report prune --report-dir /var/lib/carbonio-fleet/reports --keep 30
+    ///   carbonio-fleet report prune --older-than 90d --dry-run
+    #[command(verbatim_doc_comment)]
+    Prune(ReportPruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportPruneArgs {
+    /// Where the run directories are
+    #[arg(long, value_name = "DIR", default_value = "reports")]
+    pub report_dir: PathBuf,
+    /// Keep the N newest runs (with --older-than: delete only runs both rules select)
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u64).range(1..),
+        required_unless_present = "older_than"
+    )]
+    pub keep: Option<u64>,
+    /// Delete runs started longer ago than this (e.g. 90d, 12h)
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub older_than: Option<std::time::Duration>,
+    /// Only say what would be deleted
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -47,6 +47,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Report(ReportCommand::Show(a)) => report::show(&a),
         Command::Report(ReportCommand::Diff(a)) => report::diff(&a),
         Command::Report(ReportCommand::Merge(a)) => report::merge(&a),
+        Command::Report(ReportCommand::Prune(a)) => report::prune(&a),
         Command::Demo(a) => sim::demo(&a),
         Command::Simulate(a) => sim::simulate(&a),
         Command::SimExec(a) => crate::sim::exec::main(&a.program, &a.args),

@@ -6,7 +6,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::{Format, ReportDiffArgs, ReportMergeArgs, ReportShowArgs};
+use super::{Format, ReportDiffArgs, ReportMergeArgs, ReportPruneArgs, ReportShowArgs};
 use crate::exit;
 use crate::report::model::Report;
 use crate::report::{diff, merge, store, summary};
@@ -120,4 +120,44 @@ pub(super) fn merge(a: &ReportMergeArgs) -> i32 {
         }
     };
     crate::engine::run::finish_in(&mut merged, &a.report_dir, &dir, false, None, false)
+}
+
+/// `report prune`: deletes the run directories the rules select ([`store::plan_prune`]),
+/// saying what it deleted, what it kept, and what it kept whatever the rules say.
+pub fn prune(a: &ReportPruneArgs) -> i32 {
+    let plan = match store::plan_prune(
+        &a.report_dir,
+        a.keep.map(|k| k as usize),
+        a.older_than,
+        jiff::Timestamp::now(),
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("carbonio-fleet: {}: {e}", a.report_dir.display());
+            return exit::USAGE;
+        }
+    };
+    let mut out = String::new();
+    let verb = if a.dry_run { "would delete" } else { "deleted" };
+    let mut failed = false;
+    for dir in &plan.delete {
+        if !a.dry_run
+            && let Err(e) = std::fs::remove_dir_all(dir)
+        {
+            eprintln!("carbonio-fleet: cannot delete {}: {e}", dir.display());
+            failed = true;
+            continue;
+        }
+        out.push_str(&format!("{verb} {}\n", dir.display()));
+    }
+    for (dir, why) in &plan.protected {
+        out.push_str(&format!("kept {} ({why})\n", dir.display()));
+    }
+    out.push_str(&format!(
+        "{} run(s) {verb}, {} kept\n",
+        plan.delete.len(),
+        plan.keep.len() + plan.protected.len()
+    ));
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    if failed { exit::USAGE } else { exit::OK }
 }

@@ -89,6 +89,95 @@ pub fn newest_with(report_dir: &Path, file: &str) -> Option<PathBuf> {
         .map(|(_, p)| p)
 }
 
+/// What `report prune` would delete and keep.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Prune {
+    /// Run directories to delete, oldest first.
+    pub delete: Vec<PathBuf>,
+    /// Run directories kept, oldest first.
+    pub keep: Vec<PathBuf>,
+    /// Kept whatever the rules say, and why (`latest` points there; the newest apply
+    /// journal, which `apply --resume` reads).
+    pub protected: Vec<(PathBuf, &'static str)>,
+}
+
+/// The start time a run directory's name carries (`20261127T231741Z-…`).
+fn run_started(name: &str) -> Option<jiff::Timestamp> {
+    let stamp = name.get(..16)?;
+    let rest = &name[16..];
+    if !(rest.is_empty() || rest.starts_with('-')) {
+        return None;
+    }
+    let b = stamp.as_bytes();
+    if b[8] != b'T'
+        || b[15] != b'Z'
+        || !stamp[..8]
+            .bytes()
+            .chain(stamp[9..15].bytes())
+            .all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &stamp[..4],
+        &stamp[4..6],
+        &stamp[6..8],
+        &stamp[9..11],
+        &stamp[11..13],
+        &stamp[13..15]
+    )
+    .parse()
+    .ok()
+}
+
+/// Which run directories of `report_dir` to delete: beyond the `keep` newest (when
+/// given) and started before `older_than` ago (when given), never the run `latest`
+/// points to nor the one holding the newest apply journal. Only directories named as
+/// runs are considered; anything else in the directory is left alone.
+pub fn plan_prune(
+    report_dir: &Path,
+    keep: Option<usize>,
+    older_than: Option<std::time::Duration>,
+    now: jiff::Timestamp,
+) -> std::io::Result<Prune> {
+    let mut runs: Vec<(jiff::Timestamp, PathBuf)> = std::fs::read_dir(report_dir)?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            Some((run_started(&name)?, e.path()))
+        })
+        .collect();
+    runs.sort();
+    let latest = std::fs::canonicalize(report_dir.join("latest")).ok();
+    let journal = newest_with(report_dir, crate::engine::journal::FILE_NAME)
+        .and_then(|j| j.parent().and_then(|d| std::fs::canonicalize(d).ok()));
+    let mut out = Prune::default();
+    let n = runs.len();
+    for (i, (started, dir)) in runs.into_iter().enumerate() {
+        let beyond_keep = keep.is_none_or(|k| i + k < n);
+        let old_enough = older_than.is_none_or(|d| {
+            let age = now.duration_since(started);
+            age.is_positive() && age.unsigned_abs() > d
+        });
+        let real = std::fs::canonicalize(&dir).ok();
+        let protected = if real.is_some() && real == latest {
+            Some("`latest` points to it")
+        } else if real.is_some() && real == journal {
+            Some("the newest apply journal (`apply --resume` reads it)")
+        } else {
+            None
+        };
+        match (beyond_keep && old_enough, protected) {
+            (true, Some(why)) => out.protected.push((dir, why)),
+            (true, None) => out.delete.push(dir),
+            (false, _) => out.keep.push(dir),
+        }
+    }
+    Ok(out)
+}
+
 /// Writes report.json into `run_dir`.
 pub fn write_report(run_dir: &Path, report: &Report) -> Result<PathBuf, StoreError> {
     let path = run_dir.join("report.json");
@@ -139,6 +228,71 @@ mod tests {
             run_dir_name(&t, "backscatter hardening/x"),
             "20261127T231741Z-backscatter-hardening-x"
         );
+    }
+
+    /// `--keep` and `--older-than` together delete only what both select; `latest`'s
+    /// run and the newest apply journal's run stay; other entries are not runs.
+    #[test]
+    fn prune_keeps_the_newest_latest_and_the_resumable_journal() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let names = [
+            "20261101T000000Z-p",
+            "20261102T000000Z-p",
+            "20261103T000000Z-p",
+            "20261103T000000Z-p-2",
+            "20261130T000000Z-p",
+        ];
+        for n in names {
+            std::fs::create_dir(r.join(n)).unwrap();
+        }
+        std::fs::create_dir(r.join("notes")).unwrap();
+        std::fs::write(
+            r.join("20261102T000000Z-p")
+                .join(crate::engine::journal::FILE_NAME),
+            "",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("20261101T000000Z-p", r.join("latest")).unwrap();
+        let now: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        let names_of = |v: &[PathBuf]| -> Vec<String> {
+            v.iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        let p = plan_prune(r, Some(2), None, now).unwrap();
+        assert_eq!(names_of(&p.delete), ["20261103T000000Z-p"]);
+        assert_eq!(
+            names_of(&p.keep),
+            ["20261103T000000Z-p-2", "20261130T000000Z-p"]
+        );
+        assert_eq!(
+            p.protected
+                .iter()
+                .map(|(d, w)| (d.file_name().unwrap().to_string_lossy().into_owned(), *w))
+                .collect::<Vec<_>>(),
+            [
+                ("20261101T000000Z-p".to_string(), "`latest` points to it"),
+                (
+                    "20261102T000000Z-p".to_string(),
+                    "the newest apply journal (`apply --resume` reads it)"
+                ),
+            ]
+        );
+        let p = plan_prune(
+            r,
+            Some(1),
+            Some(std::time::Duration::from_secs(10 * 86_400)),
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            names_of(&p.delete),
+            ["20261103T000000Z-p", "20261103T000000Z-p-2"]
+        );
+        assert_eq!(names_of(&p.keep), ["20261130T000000Z-p"]);
+        assert_eq!(run_started("notes"), None);
+        assert_eq!(run_started("20261101T000000Zx"), None);
     }
 
     #[test]
