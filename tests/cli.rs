@@ -400,3 +400,35 @@ fn report_prune_deletes_old_runs_and_keeps_latest() {
     }
     prune(&[], exit::USAGE);
 }
+
+/// The commands that run have examples in `--help`; shell completions and the manual
+/// page are generated from the same definitions (so they never fall behind).
+#[test]
+fn help_has_examples_and_completions_and_man_are_generated() {
+    for cmd in ["check", "plan", "apply"] {
+        let out = stdout_of(&[cmd, "--help"], exit::OK);
+        assert!(
+            out.contains(&format!("Examples:\n  carbonio-fleet {cmd} -i inventory/")),
+            "{cmd}: {out}"
+        );
+        assert!(out.contains("Exit codes:"), "{cmd}");
+    }
+    let bash = stdout_of(&["completions", "bash"], exit::OK);
+    assert!(
+        bash.contains("_carbonio__fleet()") && bash.contains("secret"),
+        "{bash}"
+    );
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        assert!(
+            !stdout_of(&["completions", shell], exit::OK).is_empty(),
+            "{shell}"
+        );
+    }
+    let man = stdout_of(&["man"], exit::OK);
+    assert!(man.contains(".TH carbonio-fleet 1"), "{man}");
+    assert!(man.contains("report") && man.contains("secret"), "{man}");
+    assert!(
+        !man.contains("sim\\-exec"),
+        "the hidden command stays hidden"
+    );
+}

@@ -17,6 +17,41 @@ pub fn exit_codes_help() -> String {
     s
 }
 
+/// Examples, then the exit codes: the `--help` epilogue of the commands that run.
+fn examples_help(examples: &[&str]) -> String {
+    let mut s = String::from("Examples:\n");
+    for e in examples {
+        s.push_str(&format!("  {e}\n"));
+    }
+    s.push('\n');
+    s.push_str(&exit_codes_help());
+    s
+}
+
+fn check_help() -> String {
+    examples_help(&[
+        "carbonio-fleet check -i inventory/ -p playbooks/backscatter.toml",
+        "carbonio-fleet check -i inventory/ --limit '@acme,!mail3*' --format json",
+        "carbonio-fleet check -i inventory/ --shard 2/4 --metrics-file /var/lib/node_exporter/textfile_collector/carbonio_fleet.prom",
+    ])
+}
+
+fn plan_help() -> String {
+    examples_help(&[
+        "carbonio-fleet plan -i inventory/",
+        "carbonio-fleet plan -i inventory/ --limit @acme",
+    ])
+}
+
+fn apply_help() -> String {
+    examples_help(&[
+        "carbonio-fleet apply -i inventory/ --limit @acme          # asks before changing anything",
+        "carbonio-fleet apply -i inventory/ --yes --progress never  # unattended",
+        "carbonio-fleet apply -i inventory/ --resume                # finish an interrupted or held rollout",
+        "carbonio-fleet apply -i inventory/ --unstage               # undo an unfinished staging",
+    ])
+}
+
 /// Audit and harden fleets of Zextras Carbonio CE mail servers over SSH.
 #[derive(Debug, Parser)]
 #[command(
@@ -34,13 +69,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Audit only: compare every node with the playbook, never change a node
-    #[command(after_help = exit_codes_help())]
+    #[command(after_help = check_help())]
     Check(RunArgs),
     /// Remediate what is off, then restart in staggered batches with health gates
-    #[command(after_help = exit_codes_help())]
+    #[command(after_help = apply_help())]
     Apply(ApplyArgs),
     /// Show what apply would change, per host, with the exact commands
-    #[command(after_help = exit_codes_help())]
+    #[command(after_help = plan_help())]
     Plan(RunArgs),
     /// List or validate the inventory (nothing is contacted)
     #[command(subcommand)]
@@ -56,11 +91,33 @@ pub enum Command {
     Report(ReportCommand),
     /// Run check → apply → check against a simulated fleet over real SSH
     Demo(DemoArgs),
+    /// Print shell completions
+    ///
+    /// Examples:
+    ///   carbonio-fleet completions bash > /etc/bash_completion.d/carbonio-fleet
+    ///   carbonio-fleet completions zsh > "${fpath[1]}/_carbonio-fleet"
+    ///   carbonio-fleet completions fish > ~/.config/fish/completions/carbonio-fleet.fish
+    #[command(verbatim_doc_comment)]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff)
+    ///
+    /// Example:
+    ///   carbonio-fleet man > /usr/local/share/man/man1/carbonio-fleet.1
+    #[command(verbatim_doc_comment)]
+    Man,
     /// Run the simulated fleet on its own (for benchmarks and experiments)
     Simulate(SimulateArgs),
     /// Run one emulated Carbonio program as a real process (real-sshd test fleets)
     #[command(hide = true)]
     SimExec(SimExecArgs),
+}
+
+/// Arguments of `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Arguments of the hidden `sim-exec` (see `sim::exec`).

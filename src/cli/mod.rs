@@ -49,6 +49,26 @@ pub fn run(cli: Cli) -> i32 {
         Command::Report(ReportCommand::Merge(a)) => report::merge(&a),
         Command::Report(ReportCommand::Prune(a)) => report::prune(&a),
         Command::Demo(a) => sim::demo(&a),
+        Command::Completions(a) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(a.shell, &mut cmd, "carbonio-fleet", &mut std::io::stdout());
+            exit::OK
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut page = Vec::new();
+            match clap_mangen::Man::new(cmd).render(&mut page) {
+                Ok(()) => {
+                    use std::io::Write as _;
+                    let _ = std::io::stdout().lock().write_all(&page);
+                    exit::OK
+                }
+                Err(e) => {
+                    eprintln!("carbonio-fleet: cannot render the manual page: {e}");
+                    exit::USAGE
+                }
+            }
+        }
         Command::Simulate(a) => sim::simulate(&a),
         Command::SimExec(a) => crate::sim::exec::main(&a.program, &a.args),
     }
