@@ -432,3 +432,39 @@ fn help_has_examples_and_completions_and_man_are_generated() {
         "the hidden command stays hidden"
     );
 }
+
+/// `-l cluster:NAME` selects one Carbonio cluster; `inventory list --shard K/N` previews a
+/// shard, and the shards together are the selection, each host once.
+#[test]
+fn clusters_and_shards_can_be_listed() {
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut all = vec![
+            "inventory",
+            "list",
+            "-i",
+            "inventory/example.toml",
+            "--format",
+            "json",
+        ];
+        all.extend_from_slice(args);
+        let out = stdout_of(&all, exit::OK);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(&["-l", "cluster:acme"]),
+        ["mail1.acme.example", "mail2.acme.example"]
+    );
+    let all = names(&[]);
+    let mut shards: Vec<String> = (1..=3)
+        .flat_map(|k| names(&["--shard", &format!("{k}/3")]))
+        .collect();
+    shards.sort();
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(shards, sorted);
+}

@@ -147,11 +147,11 @@ pub struct RunArgs {
 /// Options shared by `check`, `plan` and `apply`.
 #[derive(Debug, Args)]
 pub struct CommonOpts {
-    /// Hosts to target: names, globs, @group, !exclude, comma-separated
-    #[arg(long, value_name = "PATTERN")]
+    /// Hosts to target: names, globs, @group, cluster:NAME, !exclude, comma-separated
+    #[arg(short, long, value_name = "PATTERN")]
     pub limit: Option<String>,
     /// Hosts worked on concurrently
-    #[arg(long, value_name = "N", default_value_t = 64, value_parser = parse_forks)]
+    #[arg(short, long, value_name = "N", default_value_t = 64, value_parser = parse_forks)]
     pub forks: usize,
     /// Where run directories with the reports are written
     #[arg(long, value_name = "DIR", default_value = "reports")]
@@ -216,7 +216,7 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub retry_failed: bool,
     /// Do not ask for confirmation on a terminal
-    #[arg(long)]
+    #[arg(short, long)]
     pub yes: bool,
     /// Where the policy daemon's spawn user cannot start it (stock Carbonio's
     /// `user=zimbra`), set `user=zextras` in master.cf.in (backed up first) and run
@@ -287,9 +287,12 @@ pub struct InventoryArgs {
     /// Inventory file, or directory of *.toml files
     #[arg(short, long, value_name = "PATH")]
     pub inventory: PathBuf,
-    /// Hosts to show: names, globs, @group, !exclude, comma-separated
-    #[arg(long, value_name = "PATTERN")]
+    /// Hosts to show: names, globs, @group, cluster:NAME, !exclude, comma-separated
+    #[arg(short, long, value_name = "PATTERN")]
     pub limit: Option<String>,
+    /// Only the hosts `check --shard K/N` would take (a preview of the slice)
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
     /// Output format on stdout
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
@@ -335,8 +338,8 @@ pub struct SecretCheckArgs {
     /// Inventory file, or directory of *.toml files
     #[arg(short, long, value_name = "PATH")]
     pub inventory: PathBuf,
-    /// Hosts to check: names, globs, @group, !exclude, comma-separated
-    #[arg(long, value_name = "PATTERN")]
+    /// Hosts to check: names, globs, @group, cluster:NAME, !exclude, comma-separated
+    #[arg(short, long, value_name = "PATTERN")]
     pub limit: Option<String>,
     /// Directory of secret files read before the keyring (e.g. a Kubernetes Secret
     /// volume): `password.host.NAME`, `password.group.NAME`, `passphrase.…`

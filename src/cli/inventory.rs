@@ -21,6 +21,10 @@ pub fn list(args: &InventoryArgs) -> i32 {
             return exit::USAGE;
         }
     };
+    let hosts = match args.shard {
+        Some(shard) => inventory::shard::slice(hosts, shard),
+        None => hosts,
+    };
     let out = match args.format {
         Format::Human => render_table(&hosts),
         Format::Json => {

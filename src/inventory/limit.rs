@@ -1,8 +1,8 @@
 //! `--limit`: choosing the hosts of a run from the inventory.
 //!
 //! A limit is a comma-separated list of patterns: a host name, a group name, a glob over
-//! host names (`mail*.acme.example`), `@group`, and any of these prefixed with `!` to
-//! exclude. Without an including pattern, every host is included before exclusions.
+//! host names (`mail*.acme.example`), `@group`, `cluster:NAME` (the hosts of one
+//! Carbonio cluster), and any of these prefixed with `!` to exclude. Without an including pattern, every host is included before exclusions.
 //! The selection keeps inventory order. A pattern that can match nothing by construction
 //! (an unknown name or group) and an empty selection are errors: a typo must never turn
 //! a run into a silent no-op.
@@ -37,11 +37,18 @@ pub enum LimitError {
     },
     #[error("--limit `{limit}`: empty pattern (check for a stray comma)")]
     EmptyPattern { limit: String },
+    #[error("--limit `{limit}`: unknown cluster `{cluster}` (clusters: {clusters})")]
+    UnknownCluster {
+        limit: String,
+        cluster: String,
+        clusters: String,
+    },
 }
 
 enum Matcher<'a> {
     Name(&'a str),
     Group(&'a str),
+    Cluster(&'a str),
     Glob(GlobMatcher),
 }
 
@@ -50,6 +57,7 @@ impl Matcher<'_> {
         match self {
             Matcher::Name(n) => host.name == *n || host.groups.iter().any(|g| g == n),
             Matcher::Group(g) => host.groups.iter().any(|hg| hg == g),
+            Matcher::Cluster(c) => host.cluster == *c,
             Matcher::Glob(m) => m.is_match(&host.name),
         }
     }
@@ -90,6 +98,19 @@ pub fn select<'a>(inv: &'a Inventory, limit: Option<&str>) -> Result<Vec<&'a Hos
 }
 
 fn matcher<'p>(inv: &Inventory, limit: &str, body: &'p str) -> Result<Matcher<'p>, LimitError> {
+    if let Some(cluster) = body.strip_prefix("cluster:") {
+        if !inv.hosts.iter().any(|h| h.cluster == cluster) {
+            let mut clusters: Vec<&str> = inv.hosts.iter().map(|h| h.cluster.as_str()).collect();
+            clusters.sort_unstable();
+            clusters.dedup();
+            return Err(LimitError::UnknownCluster {
+                limit: limit.to_owned(),
+                cluster: cluster.to_owned(),
+                clusters: clusters.join(", "),
+            });
+        }
+        return Ok(Matcher::Cluster(cluster));
+    }
     if let Some(group) = body.strip_prefix('@') {
         if !inv.groups.iter().any(|g| g == group) {
             return Err(LimitError::UnknownGroup {
@@ -201,6 +222,30 @@ mod tests {
         assert_eq!(
             select(&inventory(), Some(limit)).unwrap_err().to_string(),
             expected
+        );
+    }
+
+    #[test]
+    fn a_cluster_is_selected_by_name() {
+        let mut inv = inventory();
+        for h in &mut inv.hosts[..2] {
+            h.cluster = "acme".into();
+        }
+        let names = |limit: &str| {
+            select(&inv, Some(limit))
+                .map(|hs| hs.into_iter().map(|h| h.name.clone()).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            names("cluster:acme").unwrap(),
+            ["mx1.acme.example", "mx2.acme.example"]
+        );
+        assert_eq!(
+            names("!cluster:acme").unwrap(),
+            ["mail.beta.example", "edge"]
+        );
+        assert_eq!(
+            names("cluster:nope").unwrap_err().to_string(),
+            "--limit `cluster:nope`: unknown cluster `nope` (clusters: acme, edge, mail.beta.example)"
         );
     }
 
