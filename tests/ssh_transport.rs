@@ -208,10 +208,12 @@ async fn wrong_host_key_is_refused_before_any_auth() {
     assert_eq!(detail.expected, vec![fp(&other)]);
     assert_eq!(detail.offered, fp(&sshd.host_key));
     assert_eq!(detail.line, Some(3));
+    let name = carbonio_fleet::ssh::quote(&format!("[127.0.0.1]:{}", sshd.port)).unwrap();
+    let f = carbonio_fleet::ssh::quote(&kh.display().to_string()).unwrap();
     assert_eq!(
         err.message,
         format!(
-            "host key for `mail3` (127.0.0.1:{}) does not match {}:3: expected {}, offered {}",
+            "host key for `mail3` (127.0.0.1:{}) does not match {}:3: expected {}, offered {}; review it with `ssh-keygen -F {name} -f {f}`; only if the host was re-keyed (check the new fingerprint out of band), remove it with `ssh-keygen -R {name} -f {f}` and run `carbonio-fleet hostkeys scan --write`",
             sshd.port,
             kh.display(),
             fp(&other),

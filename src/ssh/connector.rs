@@ -167,6 +167,21 @@ pub(crate) fn check_names(
     best
 }
 
+/// What to run when a host key changed: look at the pinned line, and only if the host
+/// really was re-keyed (verified out of band), remove it and record the new key.
+fn review_hint(address: &str, port: u16, file: &Path) -> String {
+    let name = super::known_hosts::lookup_name(address, port);
+    let (Ok(n), Ok(f)) = (
+        super::quote(&name),
+        super::quote(&file.display().to_string()),
+    ) else {
+        return String::new();
+    };
+    format!(
+        "; review it with `ssh-keygen -F {n} -f {f}`; only if the host was re-keyed (check the new fingerprint out of band), remove it with `ssh-keygen -R {n} -f {f}` and run `carbonio-fleet hostkeys scan --write`"
+    )
+}
+
 impl Checker {
     fn target(&self) -> String {
         format!("`{}` ({}:{})", self.host_name, self.address, self.port)
@@ -236,10 +251,11 @@ impl Checker {
                 expected,
             } => Err(self.refuse(
                 format!(
-                    "host key for {} does not match {}:{line}: expected {}, offered {offered}",
+                    "host key for {} does not match {}:{line}: expected {}, offered {offered}{}",
                     self.target(),
                     file.display(),
-                    expected.join(" or ")
+                    expected.join(" or "),
+                    review_hint(&self.address, self.port, &file)
                 ),
                 expected,
                 key,
