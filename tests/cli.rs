@@ -61,13 +61,25 @@ fn inventory_list_json_is_an_array_of_hosts() {
     assert_eq!(hosts[0]["known_hosts"], "inventory/known_hosts.lab");
 }
 
+/// Counts, and a warning for each identity file that does not exist (with a home of its
+/// own, the lab's default `~/.ssh/id_ed25519` does not).
 #[test]
 fn inventory_validate_counts_hosts_groups_clusters() {
-    let out = stdout_of(
-        &["inventory", "validate", "-i", "inventory/lab.toml"],
-        exit::OK,
+    let home = tempfile::tempdir().unwrap();
+    let out = fleet()
+        .args(["inventory", "validate", "-i", "inventory/lab.toml"])
+        .env("HOME", home.path())
+        .assert()
+        .code(exit::OK)
+        .get_output()
+        .clone();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!(
+            "inventory OK: 6 hosts, 2 groups, 3 clusters\nwarning: identity file {} does not exist (hosts: lab-a1, lab-a2, lab-a3, lab-b1, lab-b2 and 1 more)\n",
+            home.path().join(".ssh/id_ed25519").display()
+        )
     );
-    assert_eq!(out, "inventory OK: 6 hosts, 2 groups, 3 clusters\n");
 }
 
 #[test]
@@ -467,4 +479,75 @@ fn clusters_and_shards_can_be_listed() {
     let mut sorted = all.clone();
     sorted.sort();
     assert_eq!(shards, sorted);
+}
+
+/// An Ansible INI inventory given to `-i` is recognised and pointed to the import; the
+/// import writes a TOML inventory that loads, names what it could not map, and never
+/// overwrites a file.
+#[test]
+fn an_ansible_inventory_is_pointed_to_the_import_which_converts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("hosts.ini");
+    fs::write(
+        &ini,
+        "[acme]\nmail1 ansible_host=203.0.113.10 ansible_port=2222\n",
+    )
+    .unwrap();
+    let out = fleet()
+        .args(["inventory", "validate", "-i"])
+        .arg(&ini)
+        .assert()
+        .code(exit::USAGE)
+        .get_output()
+        .clone();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("this looks like an Ansible inventory")
+            && err.contains("carbonio-fleet inventory import --from-ansible"),
+        "{err}"
+    );
+    let json = dir.path().join("hosts.json");
+    fs::write(
+        &json,
+        r#"{"_meta": {"hostvars": {"mail1": {"ansible_host": "203.0.113.10", "ansible_port": 2222, "role": "mx"}}},
+            "all": {"children": ["ungrouped", "acme"]}, "acme": {"hosts": ["mail1"]}}"#,
+    )
+    .unwrap();
+    let toml = dir.path().join("inventory.toml");
+    let out = fleet()
+        .args(["inventory", "import", "--from-ansible"])
+        .arg(&json)
+        .arg("--out")
+        .arg(&toml)
+        .assert()
+        .code(exit::OK)
+        .get_output()
+        .clone();
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("not mapped: mail1: variable `role`")
+    );
+    let list = stdout_of(
+        &[
+            "inventory",
+            "list",
+            "-i",
+            toml.to_str().unwrap(),
+            "-l",
+            "@acme",
+        ],
+        exit::OK,
+    );
+    assert!(
+        list.contains("mail1") && list.contains("203.0.113.10:2222"),
+        "{list}"
+    );
+    fleet()
+        .args(["inventory", "import", "--from-ansible"])
+        .arg(&json)
+        .arg("--out")
+        .arg(&toml)
+        .assert()
+        .code(exit::USAGE);
 }

@@ -280,6 +280,23 @@ pub enum InventoryCommand {
     List(InventoryArgs),
     /// Check the inventory and report every error
     Validate(InventoryArgs),
+    /// Convert an Ansible inventory (`ansible-inventory -i INV --list` JSON) to TOML
+    ///
+    /// Example:
+    ///   ansible-inventory -i hosts.ini --list > hosts.json
+    ///   carbonio-fleet inventory import --from-ansible hosts.json --out inventory.toml
+    #[command(verbatim_doc_comment)]
+    Import(InventoryImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InventoryImportArgs {
+    /// The JSON `ansible-inventory --list` printed (`-` for stdin)
+    #[arg(long, value_name = "FILE")]
+    pub from_ansible: PathBuf,
+    /// Where the TOML inventory is written (default: stdout); never overwritten
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

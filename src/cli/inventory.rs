@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 
-use super::{Format, InventoryArgs};
+use super::{Format, InventoryArgs, InventoryImportArgs};
 use crate::engine::run::config_failed;
 use crate::exit;
 use crate::inventory::{self, Become, Host, HostKeyPolicy, Inventory};
@@ -55,19 +55,56 @@ pub fn validate(args: &InventoryArgs) -> i32 {
         }
     };
     let (groups, clusters) = counts(&inv, &hosts, args.limit.is_some());
+    let warnings = missing_identity_files(&hosts);
     let out = match args.format {
-        Format::Human => format!(
-            "inventory OK: {} hosts, {groups} groups, {clusters} clusters\n",
-            hosts.len()
-        ),
+        Format::Human => {
+            let mut s = format!(
+                "inventory OK: {} hosts, {groups} groups, {clusters} clusters\n",
+                hosts.len()
+            );
+            for w in &warnings {
+                s.push_str(&format!("warning: {w}\n"));
+            }
+            s
+        }
         Format::Json => {
             let doc = serde_json::json!({
                 "ok": true, "hosts": hosts.len(), "groups": groups, "clusters": clusters,
+                "warnings": warnings,
             });
             format!("{doc:#}\n")
         }
     };
     print_stdout(&out)
+}
+
+/// Identity files the selected hosts name that do not exist (a warning, not an error:
+/// ssh-agent or a password may still log the host in), one line per file with its hosts.
+fn missing_identity_files(hosts: &[&Host]) -> Vec<String> {
+    let mut missing: std::collections::BTreeMap<&std::path::Path, Vec<&str>> = Default::default();
+    for h in hosts {
+        for f in &h.identity_files {
+            if !f.exists() {
+                missing.entry(f.as_path()).or_default().push(&h.name);
+            }
+        }
+    }
+    missing
+        .into_iter()
+        .map(|(f, hs)| {
+            let shown: Vec<&str> = hs.iter().take(5).copied().collect();
+            let more = if hs.len() > 5 {
+                format!(" and {} more", hs.len() - 5)
+            } else {
+                String::new()
+            };
+            format!(
+                "identity file {} does not exist (hosts: {}{more})",
+                f.display(),
+                shown.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// Groups: all declared ones, or with a limit those the selected hosts belong to.
@@ -222,5 +259,74 @@ mod tests {
                 mail2.acme.example  [2001:db8::2]:2222  ops   sudo    acme     mta,mailbox  acme,eu  ops@bastion:22  accept-new
             "}
         );
+    }
+}
+
+/// `inventory import --from-ansible`: the TOML inventory for `ansible-inventory --list`
+/// JSON, checked by loading it before it is written; what could not be mapped is listed
+/// on stderr.
+pub fn import(a: &InventoryImportArgs) -> i32 {
+    let from = a.from_ansible.display();
+    let json = if a.from_ansible.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map(|_| s)
+    } else {
+        std::fs::read_to_string(&a.from_ansible)
+    };
+    let json = match json {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("carbonio-fleet: cannot read {from}: {e}");
+            return exit::USAGE;
+        }
+    };
+    let imported = match inventory::ansible::import(&json) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("carbonio-fleet: {from}: {e}");
+            return exit::USAGE;
+        }
+    };
+    // The result must load as an inventory before anyone relies on it.
+    let check = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .and_then(|f| {
+            std::fs::write(f.path(), &imported.toml)?;
+            Ok(f)
+        });
+    match check.map(|f| inventory::load(f.path())) {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            eprintln!("carbonio-fleet: the imported inventory does not load:\n{e}");
+            return exit::USAGE;
+        }
+        Err(e) => {
+            eprintln!("carbonio-fleet: cannot check the imported inventory: {e}");
+            return exit::USAGE;
+        }
+    }
+    for n in &imported.not_mapped {
+        eprintln!("not mapped: {n}");
+    }
+    match &a.out {
+        None => print_stdout(&imported.toml),
+        Some(path) => {
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .and_then(|mut f| f.write_all(imported.toml.as_bytes()));
+            match written {
+                Ok(()) => {
+                    eprintln!("wrote {}", path.display());
+                    exit::OK
+                }
+                Err(e) => {
+                    eprintln!("carbonio-fleet: cannot write {}: {e}", path.display());
+                    exit::USAGE
+                }
+            }
+        }
     }
 }

@@ -42,6 +42,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Apply(a) => run::apply(&a),
         Command::Inventory(InventoryCommand::List(a)) => inventory::list(&a),
         Command::Inventory(InventoryCommand::Validate(a)) => inventory::validate(&a),
+        Command::Inventory(InventoryCommand::Import(a)) => inventory::import(&a),
         Command::Hostkeys(HostkeysCommand::Scan(a)) => hostkeys::scan_command(&a),
         Command::Secret(c) => secret::run(&c),
         Command::Report(ReportCommand::Show(a)) => report::show(&a),

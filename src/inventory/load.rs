@@ -72,6 +72,10 @@ pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Inventory, ConfigErr
         let src = Source::new(file, &text);
         match src.deserialize::<RawInventory>() {
             Ok(raw) => builder.add_file(&src, raw, &mut errors),
+            Err(e) if super::ansible::looks_like_ansible(&text) => errors.push(e.with_hint(format!(
+                "this looks like an Ansible inventory: convert it with `ansible-inventory -i {f} --list > inventory.json` then `carbonio-fleet inventory import --from-ansible inventory.json --out inventory.toml`",
+                f = file.display()
+            ))),
             Err(e) => errors.push(e),
         }
     }

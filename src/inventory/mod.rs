@@ -3,6 +3,7 @@
 //! come out of one conversion step (`load`) with defaults < groups < host precedence
 //! applied. Selection with `--limit` lives in `limit`. Nothing here opens a connection.
 
+pub mod ansible;
 mod limit;
 mod load;
 mod model;
