@@ -224,44 +224,6 @@ pub fn render_table(hosts: &[&Host]) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::inventory::JumpSpec;
-    use indoc::indoc;
-
-    fn host(name: &str) -> Host {
-        Host::for_test(name)
-    }
-
-    #[test]
-    fn table_is_aligned_with_dashes_for_none() {
-        let a = host("a");
-        let mut b = host("mail2.acme.example");
-        b.address = "2001:db8::2".into();
-        b.port = 2222;
-        b.user = "ops".into();
-        b.become_ = Become::Sudo;
-        b.cluster = "acme".into();
-        b.roles = vec!["mta".into(), "mailbox".into()];
-        b.groups = vec!["acme".into(), "eu".into()];
-        b.jump = Some(JumpSpec {
-            user: "ops".into(),
-            host: "bastion".into(),
-            port: 22,
-        });
-        b.host_key_policy = HostKeyPolicy::AcceptNew;
-        assert_eq!(
-            render_table(&[&a, &b]),
-            indoc! {"
-                NAME                ADDRESS             USER  BECOME  CLUSTER  ROLES        GROUPS   JUMP            HOST KEYS
-                a                   a:22                root  auto    a        -            -        -               strict
-                mail2.acme.example  [2001:db8::2]:2222  ops   sudo    acme     mta,mailbox  acme,eu  ops@bastion:22  accept-new
-            "}
-        );
-    }
-}
-
 /// `inventory import --from-ansible`: the TOML inventory for `ansible-inventory --list`
 /// JSON, checked by loading it before it is written; what could not be mapped is listed
 /// on stderr.
@@ -328,5 +290,43 @@ pub fn import(a: &InventoryImportArgs) -> i32 {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::JumpSpec;
+    use indoc::indoc;
+
+    fn host(name: &str) -> Host {
+        Host::for_test(name)
+    }
+
+    #[test]
+    fn table_is_aligned_with_dashes_for_none() {
+        let a = host("a");
+        let mut b = host("mail2.acme.example");
+        b.address = "2001:db8::2".into();
+        b.port = 2222;
+        b.user = "ops".into();
+        b.become_ = Become::Sudo;
+        b.cluster = "acme".into();
+        b.roles = vec!["mta".into(), "mailbox".into()];
+        b.groups = vec!["acme".into(), "eu".into()];
+        b.jump = Some(JumpSpec {
+            user: "ops".into(),
+            host: "bastion".into(),
+            port: 22,
+        });
+        b.host_key_policy = HostKeyPolicy::AcceptNew;
+        assert_eq!(
+            render_table(&[&a, &b]),
+            indoc! {"
+                NAME                ADDRESS             USER  BECOME  CLUSTER  ROLES        GROUPS   JUMP            HOST KEYS
+                a                   a:22                root  auto    a        -            -        -               strict
+                mail2.acme.example  [2001:db8::2]:2222  ops   sudo    acme     mta,mailbox  acme,eu  ops@bastion:22  accept-new
+            "}
+        );
     }
 }
