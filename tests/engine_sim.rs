@@ -2968,3 +2968,44 @@ async fn the_audit_log_records_each_command_before_it_runs() {
         );
     }
 }
+
+/// `--on-drift CMD` runs only when a sweep shows drift the previous one did not, with the
+/// drift on stdin and the report and exit code in its environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_drift_runs_the_hook_for_new_drift_only() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![("c1", "c", mta(Legacy, Compliant))],
+        Duration::from_millis(50),
+    )
+    .await;
+    let out = sim.path("hook.txt");
+    let hook = format!(
+        "cat > {f}; echo \"exit=$CARBONIO_FLEET_EXIT_CODE report=$CARBONIO_FLEET_REPORT\" >> {f}",
+        f = out.display()
+    );
+    let args = ["check", "--on-drift", hook.as_str()];
+    let check = || sim.run(&args);
+    assert_eq!(code(&check().await), exit::OK);
+    assert!(!out.exists(), "no drift, no hook");
+    sim.fleet
+        .node("c1")
+        .unwrap()
+        .node()
+        .cluster
+        .ldap()
+        .global
+        .insert("zimbraMtaEnableSmtpdPolicyd".into(), vec!["FALSE".into()]);
+    let o = check().await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("c1"), "{text}");
+    assert!(
+        text.contains("exit=2 report=") && text.contains("report.json"),
+        "{text}"
+    );
+    std::fs::remove_file(&out).unwrap();
+    assert_eq!(code(&check().await), exit::DRIFT);
+    assert!(!out.exists(), "the same drift again is not new");
+}

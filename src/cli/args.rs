@@ -175,6 +175,10 @@ pub struct CommonOpts {
     /// volume): `password.host.NAME`, `password.group.NAME`, `passphrase.…`
     #[arg(long, value_name = "DIR", env = "CARBONIO_FLEET_SECRETS_DIR")]
     pub secrets_dir: Option<PathBuf>,
+    /// After the run, when its report shows drift the previous one did not, run this
+    /// shell command with the drift on stdin (CARBONIO_FLEET_REPORT names the report)
+    #[arg(long, value_name = "CMD")]
+    pub on_drift: Option<String>,
     /// Take the K-th of N deterministic slices of the selection, cut by cluster (1 <= K <= N); an empty slice exits 0 without a report
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,

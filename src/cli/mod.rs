@@ -1,6 +1,7 @@
 //! The command line: argument types (`args`) and the dispatcher that runs a parsed
 //! command and returns its exit code. `main` only parses and exits with that code.
 
+mod alert;
 mod args;
 mod hostkeys;
 mod inventory;

@@ -100,9 +100,14 @@ where
 
 pub(super) fn check(a: &RunArgs) -> i32 {
     let opts = RunOptions::from(a);
-    with_runtime("check", &a.common, |events| async move {
+    let previous = super::alert::latest(&a.common.report_dir);
+    let code = with_runtime("check", &a.common, |events| async move {
         engine_run::check(&opts, events).await
-    })
+    });
+    if let Some(cmd) = &a.common.on_drift {
+        super::alert::on_drift(cmd, &a.common.report_dir, previous.as_ref());
+    }
+    code
 }
 
 pub(super) fn plan(a: &RunArgs) -> i32 {
@@ -110,6 +115,7 @@ pub(super) fn plan(a: &RunArgs) -> i32 {
     let ignored: Vec<&str> = [
         ("--split-by", a.common.split_by.is_some()),
         ("--metrics-file", a.common.metrics_file.is_some()),
+        ("--on-drift", a.common.on_drift.is_some()),
     ]
     .into_iter()
     .filter_map(|(flag, set)| set.then_some(flag))
@@ -138,7 +144,12 @@ pub(super) fn apply(a: &ApplyArgs) -> i32 {
         replace_overrides: a.replace_overrides,
         unstage: a.unstage,
     };
-    with_runtime("apply", &a.run.common, |events| async move {
+    let previous = super::alert::latest(&a.run.common.report_dir);
+    let code = with_runtime("apply", &a.run.common, |events| async move {
         apply::apply(&opts, events).await
-    })
+    });
+    if let Some(cmd) = &a.run.common.on_drift {
+        super::alert::on_drift(cmd, &a.run.common.report_dir, previous.as_ref());
+    }
+    code
 }
