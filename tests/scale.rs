@@ -827,3 +827,40 @@ fn systemd_units_pass_systemd_analyze_verify() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
 }
+
+/// The shipped Prometheus rules parse and ask only for metrics the tool writes, with
+/// labels it sets.
+#[test]
+fn the_prometheus_rules_use_the_metrics_the_tool_writes() {
+    let rules = yaml("deploy/prometheus/carbonio-fleet-rules.yaml");
+    let written = carbonio_fleet::report::metrics::render_openmetrics(
+        &carbonio_fleet::report::sample::sample_report(),
+    ) + &carbonio_fleet::report::metrics::render_secrets_missing(3, &["m1"]);
+    let list = get(&rules, "groups.0.rules").as_sequence().unwrap();
+    assert!(list.len() >= 5);
+    for r in list {
+        let expr = r["expr"].as_str().unwrap();
+        let names: Vec<&str> = expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("carbonio_fleet_"))
+            .collect();
+        assert!(!names.is_empty(), "{expr}");
+        for n in names {
+            assert!(
+                written.contains(&format!("\n{n}{{")) || written.contains(&format!("\n{n} ")),
+                "{n} is not written"
+            );
+        }
+        for label in ["status=", "verdict=", "command="] {
+            if expr.contains(label) {
+                let l = &label[..label.len() - 1];
+                assert!(written.contains(&format!("{l}=\"")), "label {l}");
+            }
+        }
+        assert!(
+            r["alert"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("CarbonioFleet"))
+        );
+    }
+}
