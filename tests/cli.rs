@@ -551,3 +551,44 @@ fn an_ansible_inventory_is_pointed_to_the_import_which_converts_it() {
         .assert()
         .code(exit::USAGE);
 }
+
+/// `--skip-controls BS-01` with BS-04 still selected is refused before anything is
+/// contacted (Postfix would defer outside mail for existing users); an unknown id too.
+#[test]
+fn a_control_selection_that_breaks_mail_is_refused() {
+    let out = fleet()
+        .args([
+            "check",
+            "-i",
+            "inventory/example.toml",
+            "--skip-controls",
+            "BS-01",
+        ])
+        .assert()
+        .code(exit::USAGE)
+        .get_output()
+        .clone();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("BS-04 adds `check_policy_service` but BS-01")
+            && err.contains("nothing was contacted"),
+        "{err}"
+    );
+    let out = fleet()
+        .args([
+            "plan",
+            "-i",
+            "inventory/example.toml",
+            "--controls",
+            "BS-02,NOPE",
+        ])
+        .assert()
+        .code(exit::USAGE)
+        .get_output()
+        .clone();
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("`NOPE` is not a control or probe")
+    );
+}

@@ -3009,3 +3009,28 @@ async fn on_drift_runs_the_hook_for_new_drift_only() {
     assert_eq!(code(&check().await), exit::DRIFT);
     assert!(!out.exists(), "the same drift again is not new");
 }
+
+/// `--controls` runs only the named controls and probes: the report holds nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controls_select_what_a_run_checks() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![("s1", "s", mta(Legacy, NonCompliant))],
+        Duration::from_millis(50),
+    )
+    .await;
+    let o = sim.run(&["check", "--controls", "BS-02,EFF-02"]).await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    let r = sim.latest();
+    let h = &r.hosts[0];
+    assert_eq!(
+        h.controls.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        ["BS-02"]
+    );
+    assert_eq!(
+        h.probes.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        ["EFF-02"]
+    );
+    assert!(r.domains.is_empty(), "no domain probe selected");
+}

@@ -473,6 +473,8 @@ fn leak_child() {
         shard: None,
         ssh_config: None,
         split_by_group: false,
+        controls: None,
+        skip_controls: Vec::new(),
     };
     fs::create_dir_all(work.join("textfile")).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();

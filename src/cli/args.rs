@@ -175,6 +175,13 @@ pub struct CommonOpts {
     /// volume): `password.host.NAME`, `password.group.NAME`, `passphrase.…`
     #[arg(long, value_name = "DIR", env = "CARBONIO_FLEET_SECRETS_DIR")]
     pub secrets_dir: Option<PathBuf>,
+    /// Only these controls and probes (ids, comma-separated); a control that needs
+    /// another (BS-04's check_policy_service needs BS-01's daemon) cannot run without it
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    pub controls: Option<Vec<String>>,
+    /// Not these controls and probes (ids, comma-separated)
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    pub skip_controls: Vec<String>,
     /// After the run, when its report shows drift the previous one did not, run this
     /// shell command with the drift on stdin (CARBONIO_FLEET_REPORT names the report)
     #[arg(long, value_name = "CMD")]

@@ -27,6 +27,8 @@ impl From<&RunArgs> for RunOptions {
             shard: a.common.shard,
             ssh_config: a.common.ssh_config_path(),
             split_by_group: a.common.split_by == Some(super::SplitBy::Group),
+            controls: a.common.controls.clone(),
+            skip_controls: a.common.skip_controls.clone(),
         }
     }
 }

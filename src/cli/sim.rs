@@ -108,6 +108,8 @@ pub(super) fn demo(a: &DemoArgs) -> i32 {
             shard: None,
             ssh_config: None,
             split_by_group: false,
+            controls: None,
+            skip_controls: Vec::new(),
         };
 
         banner("1/3  check: audit the fleet, change nothing");

@@ -37,6 +37,10 @@ pub struct RunOptions {
     /// `--ssh-config [PATH]`: read this ssh_config for values the inventory leaves
     /// unset; `None` = only if the inventory says `ssh_config = true`.
     pub ssh_config: Option<PathBuf>,
+    /// `--controls`: only these controls and probes (`None`: all).
+    pub controls: Option<Vec<String>>,
+    /// `--skip-controls`: not these.
+    pub skip_controls: Vec<String>,
 }
 
 /// Everything loaded and validated before the first connection.
@@ -82,9 +86,17 @@ pub fn load(opts: &RunOptions) -> Result<Loaded, i32> {
     if let Err(e) = &playbook {
         config_failed(e, "playbook");
     }
-    let (Ok(inventory), Ok(playbook)) = (inventory, playbook) else {
+    let (Ok(inventory), Ok(mut playbook)) = (inventory, playbook) else {
         return Err(exit::USAGE);
     };
+    if let Err(e) = crate::playbook::select::select(
+        &mut playbook,
+        opts.controls.as_deref(),
+        &opts.skip_controls,
+    ) {
+        eprintln!("carbonio-fleet: --controls/--skip-controls: {e}; nothing was contacted");
+        return Err(exit::USAGE);
+    }
     for w in &playbook.warnings {
         tracing::warn!("playbook: {w}");
     }
@@ -485,6 +497,8 @@ mod tests {
             shard: None,
             ssh_config: None,
             split_by_group: false,
+            controls: None,
+            skip_controls: Vec::new(),
         }
     }
 

@@ -5,6 +5,7 @@
 mod load;
 mod model;
 pub mod raw;
+pub mod select;
 
 pub use load::{DEFAULT_PLAYBOOK, is_plain_address, is_plain_token, load, load_default, parse};
 pub use model::{

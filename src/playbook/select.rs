@@ -1,0 +1,102 @@
+//! `--controls` / `--skip-controls`: running a subset of a playbook's controls and
+//! probes, within the dependencies between them. Adding `check_policy_service` to the
+//! recipient restrictions (BS-04 in the shipped playbook) while the policy daemon is not
+//! enabled (BS-01) makes Postfix answer `451 4.3.5` to outside mail for existing users
+//! (CARBONIO.md §0.2, §0.3), so a selection that keeps the first and drops the second is
+//! refused before anything is contacted.
+
+use super::{Expectation, Playbook};
+
+/// The attribute that enables the policy daemon.
+const POLICYD_ATTR: &str = "zimbraMtaEnableSmtpdPolicyd";
+/// What a restriction adds that needs the policy daemon.
+const POLICY_CHECK: &str = "check_policy_service";
+
+/// Keeps the controls and probes named in `only` (all when `None`) minus those in
+/// `skip`; ids are matched case-insensitively. `Err` says why the selection is refused.
+pub fn select(pb: &mut Playbook, only: Option<&[String]>, skip: &[String]) -> Result<(), String> {
+    if only.is_none() && skip.is_empty() {
+        return Ok(());
+    }
+    let known: Vec<&str> = pb
+        .controls
+        .iter()
+        .map(|c| c.id.as_str())
+        .chain(pb.probes.iter().map(|p| p.id.as_str()))
+        .collect();
+    for id in only.into_iter().flatten().chain(skip) {
+        if !known.iter().any(|k| k.eq_ignore_ascii_case(id)) {
+            return Err(format!(
+                "`{id}` is not a control or probe of playbook `{}` (it has: {})",
+                pb.name,
+                known.join(", ")
+            ));
+        }
+    }
+    let keep = |id: &str| {
+        only.is_none_or(|o| o.iter().any(|x| x.eq_ignore_ascii_case(id)))
+            && !skip.iter().any(|x| x.eq_ignore_ascii_case(id))
+    };
+    let enabler = pb
+        .controls
+        .iter()
+        .find(|c| c.attr.eq_ignore_ascii_case(POLICYD_ATTR))
+        .map(|c| c.id.clone());
+    let needs_daemon = pb.controls.iter().find(|c| {
+        keep(&c.id)
+            && matches!(&c.expect, Expectation::Contains(v) | Expectation::Equals(v) if v.contains(POLICY_CHECK))
+    });
+    if let (Some(dependent), Some(enabler)) = (needs_daemon, &enabler)
+        && !keep(enabler)
+    {
+        return Err(format!(
+            "{dep} adds `{POLICY_CHECK}` but {enabler} (the policy daemon it asks) is not selected: \
+             Postfix would answer 451 4.3.5 to outside mail for existing users; select both, or neither",
+            dep = dependent.id
+        ));
+    }
+    pb.controls.retain(|c| keep(&c.id));
+    pb.probes.retain(|p| keep(&p.id));
+    if pb.controls.is_empty() && pb.probes.is_empty() {
+        return Err("the selection leaves no control and no probe".to_string());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(pb: &Playbook) -> Vec<&str> {
+        pb.controls
+            .iter()
+            .map(|c| c.id.as_str())
+            .chain(pb.probes.iter().map(|p| p.id.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_subset_runs_within_the_dependencies() {
+        let base = crate::playbook::load_default();
+        let mut pb = base.clone();
+        select(&mut pb, Some(&["BS-02".into(), "eff-02".into()]), &[]).unwrap();
+        assert_eq!(ids(&pb), ["BS-02", "EFF-02"]);
+        let mut pb = base.clone();
+        select(&mut pb, None, &["DOM-SPF".into()]).unwrap();
+        assert!(!ids(&pb).contains(&"DOM-SPF") && ids(&pb).contains(&"BS-04"));
+        let mut pb = base.clone();
+        let e = select(&mut pb, None, &["BS-01".into()]).unwrap_err();
+        assert!(
+            e.starts_with("BS-04 adds `check_policy_service` but BS-01"),
+            "{e}"
+        );
+        let mut pb = base.clone();
+        select(&mut pb, Some(&["BS-01".into(), "BS-04".into()]), &[]).unwrap();
+        let mut pb = base.clone();
+        let e = select(&mut pb, Some(&["BS-9".into()]), &[]).unwrap_err();
+        assert!(
+            e.starts_with("`BS-9` is not a control or probe of playbook"),
+            "{e}"
+        );
+    }
+}
