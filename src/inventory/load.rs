@@ -781,34 +781,24 @@ fn settings_layer(
             },
         )
     });
-    let identity_files = raw.identity_files.as_ref().map(|files| {
-        files
-            .iter()
-            .enumerate()
-            .filter_map(|(i, f)| {
-                keep(
-                    errors,
-                    expand_path(src, f, &format!("{}[{i}]", key("identity_files"))),
-                )
-            })
-            .collect()
-    });
+    // A list of paths, each expanded (an error names its index).
+    let paths = |errors: &mut Vec<ConfigError>, list: &Option<Vec<Spanned<String>>>, name: &str| {
+        list.as_ref().map(|files| {
+            files
+                .iter()
+                .enumerate()
+                .filter_map(|(i, f)| {
+                    keep(errors, expand_path(src, f, &format!("{}[{i}]", key(name))))
+                })
+                .collect::<Vec<PathBuf>>()
+        })
+    };
+    let identity_files = paths(errors, &raw.identity_files, "identity_files");
     let known_hosts = raw
         .known_hosts
         .as_ref()
         .and_then(|k| keep(errors, expand_path(src, k, &key("known_hosts"))));
-    let global_known_hosts = raw.global_known_hosts.as_ref().map(|files| {
-        files
-            .iter()
-            .enumerate()
-            .filter_map(|(i, f)| {
-                keep(
-                    errors,
-                    expand_path(src, f, &format!("{}[{i}]", key("global_known_hosts"))),
-                )
-            })
-            .collect()
-    });
+    let global_known_hosts = paths(errors, &raw.global_known_hosts, "global_known_hosts");
     let timeout = |errors: &mut Vec<ConfigError>, v: &Option<Spanned<String>>, name: &str| {
         v.as_ref().and_then(|v| {
             keep(
