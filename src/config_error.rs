@@ -187,12 +187,27 @@ impl<'a> Source<'a> {
     }
 
     fn toml_error(&self, e: &toml::de::Error, key: String) -> ConfigError {
+        let at = e.span().map_or(0, |s| s.start);
+        // The line of the error: typographic quotes there (a word processor or chat
+        // client "improved" the file) are the likely cause, whatever toml says.
+        let at = floor_char_boundary(self.text, at.min(self.text.len()));
+        let start = self.text[..at].rfind('\n').map_or(0, |i| i + 1);
+        let end = self.text[at..]
+            .find('\n')
+            .map_or(self.text.len(), |i| at + i);
+        let curly = self.text[start..end]
+            .chars()
+            .find(|c| matches!(c, '\u{201C}' | '\u{201D}' | '\u{2018}' | '\u{2019}'));
         ConfigError {
             file: self.path.to_path_buf(),
-            position: Some(self.position(e.span().map_or(0, |s| s.start))),
+            position: Some(self.position(at)),
             key,
             message: e.message().trim_end().to_owned(),
-            hint: None,
+            hint: curly.map(|c| {
+                format!(
+                    "this line has a typographic quote `{c}`: TOML needs straight quotes (\"…\" or '…'); retype them in a plain-text editor"
+                )
+            }),
         }
     }
 }
@@ -308,6 +323,26 @@ mod tests {
         let src = Source::new(Path::new("f.toml"), text);
         let err = src.deserialize::<Doc>().unwrap_err();
         assert_eq!(err.to_string(), expected);
+    }
+
+    /// Typographic quotes are named at their own line, with the fix.
+    #[test]
+    fn curly_quotes_are_pointed_out_at_their_line() {
+        let text = "a = \"x\"\nb = \u{201C}y\u{201D}\n";
+        let err = Source::new(Path::new("f.toml"), text)
+            .deserialize::<toml::Table>()
+            .unwrap_err();
+        assert_eq!(err.position.map(|p| p.line), Some(2));
+        assert!(
+            err.hint
+                .as_deref()
+                .is_some_and(|h| h.contains("typographic quote `\u{201C}`")),
+            "{err:?}"
+        );
+        let err = Source::new(Path::new("f.toml"), "a = [\n")
+            .deserialize::<toml::Table>()
+            .unwrap_err();
+        assert_eq!(err.hint, None);
     }
 
     #[test]
