@@ -1001,7 +1001,12 @@ impl RealFleet {
     /// network namespace (for teardown and `kill_sessions`) and starts its relay.
     fn wait_ready(&mut self) {
         let own = netns_of(std::process::id()).expect("own netns");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Each MTA node starts a real Postfix first (`postfix start`: ~0.4 s of CPU, far
+        // more on a loaded 2-core machine, 50 of them at once): a bound far beyond any
+        // healthy start, scaled with the fleet, never a timing assertion. A launcher
+        // that died is reported at once.
+        let limit = Duration::from_secs(120 + 5 * self.nodes.len() as u64);
+        let deadline = Instant::now() + limit;
         for node in &mut self.nodes {
             let Some(pid) = node.sshd_pid() else { continue };
             loop {
@@ -1009,10 +1014,21 @@ impl RealFleet {
                 if comm.trim() == "sshd" {
                     break;
                 }
+                let exited = node
+                    .child
+                    .as_mut()
+                    .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+                assert!(
+                    !exited,
+                    "{}: its launcher exited before sshd started: {}",
+                    node.name,
+                    node.log_text()
+                );
                 assert!(
                     Instant::now() < deadline,
-                    "{} not ready after 30 s: {}",
+                    "{} not ready after {}: {}",
                     node.name,
+                    humantime::format_duration(limit),
                     node.log_text()
                 );
                 std::thread::sleep(Duration::from_millis(10));
