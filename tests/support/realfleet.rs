@@ -1130,10 +1130,19 @@ impl RealFleet {
         // a process may fork while we kill its parent, and a dying process leaves its
         // namespace (its /proc ns link goes) before it has finished exiting.
         let mut seen: Vec<u32> = Vec::new();
+        // A node whose namespace was not recorded yet (the fleet failed while starting)
+        // still has its launcher: its namespace is found through it, so the Postfix
+        // master it daemonized is not left behind.
+        let own = netns_of(std::process::id());
         let namespaces: Vec<String> = self
             .nodes
             .iter_mut()
-            .filter_map(|n| n.netns.take())
+            .filter_map(|n| {
+                n.netns.take().or_else(|| {
+                    let pid = n.child.as_ref()?.id();
+                    netns_of(pid).filter(|ns| Some(ns) != own.as_ref())
+                })
+            })
             .collect();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
