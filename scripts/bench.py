@@ -5,6 +5,7 @@
   sudo scripts/bench peer [--peer-sizes 50,200] [--reps 3]
   sudo scripts/bench peer-apply [--peer-sizes 50] [--reps 1]
   scripts/bench apply-terms [--terms-sizes 30,120] [--latencies 1s] [--pause 2s]
+  scripts/bench report-html [--html-nodes 1000] [--reps 3]
 
 apply-terms: apply (staged, reload) on a fresh simulated fleet with realistic program costs,
 its wall time split into the terms batches x (stage write + read-back + render wait + reload
@@ -17,6 +18,13 @@ peer: the same read-only sweep against the same REAL OpenSSH nodes (the CI test 
 tests/support/realfleet.rs, needs root): carbonio-fleet vs ansible-playbook (ansible-core
 from PyPI in a venv; forks 50, pipelining, ControlPersist) vs a bare `xargs -P 64 ssh`
 loop running the same batched gather (the floor), interleaved, with ratios.
+
+report-html: report.html at 1,000 hosts (--html-nodes): a real check of a simulated fleet
+(stock nodes: every host in the same drift state), and the same report diversified the
+way a real sweep looks (5% unreachable, 20% drift in two states, the rest compliant,
+40 customers) and rendered again by the tool (`report merge` of two halves). For each:
+file size, and in headless Chromium (DevTools protocol over --remote-debugging-pipe) the
+first paint, first contentful paint, DOMContentLoaded and load, median of --reps loads.
 
 scale: check and apply against the simulated fleet (`carbonio-fleet simulate`, a separate
 process, so only the tool's own CPU and memory are measured). For each run: wall time,
@@ -560,6 +568,189 @@ def workdir(args, prefix):
     return d
 
 
+def cdp_paint_times(chromium, page, reps):
+    """Loads `page` `reps` times in one headless Chromium and returns the medians (ms) of
+    first-paint, first-contentful-paint, DOMContentLoaded and load, as the page's own
+    Performance API measured them. The protocol runs over a pipe (fds 3 and 4,
+    NUL-terminated JSON), so nothing listens on a port."""
+    import select
+    r_to_chrome, w_to_chrome = os.pipe()
+    r_from_chrome, w_from_chrome = os.pipe()
+    profile = tempfile.mkdtemp(prefix="cfleet-chromium-")
+    # Chromium reads commands on fd 3 and writes replies on fd 4.
+    def child_fds():
+        os.dup2(r_to_chrome, 3)
+        os.dup2(w_from_chrome, 4)
+    proc = subprocess.Popen(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=child_fds,
+        pass_fds=(r_to_chrome, w_from_chrome))
+    os.close(r_to_chrome)
+    os.close(w_from_chrome)
+    buf = b""
+    next_id = [0]
+    events = []
+
+    def read_message(deadline):
+        nonlocal buf
+        while b"\0" not in buf:
+            left = deadline - time.time()
+            if left <= 0 or not select.select([r_from_chrome], [], [], left)[0]:
+                raise TimeoutError("chromium did not answer")
+            chunk = os.read(r_from_chrome, 1 << 20)
+            if not chunk:
+                raise RuntimeError("chromium closed the pipe")
+            buf += chunk
+        msg, buf = buf.split(b"\0", 1)
+        return json.loads(msg)
+
+    def call(method, params=None, session=None, timeout=60):
+        next_id[0] += 1
+        msg = {"id": next_id[0], "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        os.write(w_to_chrome, json.dumps(msg).encode() + b"\0")
+        deadline = time.time() + timeout
+        while True:
+            m = read_message(deadline)
+            if m.get("id") == next_id[0]:
+                if "error" in m:
+                    raise RuntimeError(f"{method}: {m['error']}")
+                return m.get("result", {})
+            events.append(m)
+
+    def wait_event(name, timeout=60):
+        deadline = time.time() + timeout
+        while True:
+            for i, m in enumerate(events):
+                if m.get("method") == name:
+                    return events.pop(i)
+            events.append(read_message(deadline))
+
+    try:
+        target = call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        call("Page.enable", session=session)
+        samples = []
+        for _ in range(reps):
+            events.clear()
+            call("Page.navigate", {"url": "file://" + page}, session=session)
+            wait_event("Page.loadEventFired")
+            expr = ("(() => { const p = n => (performance.getEntriesByName(n)[0] || {}).startTime;"
+                    " const t = performance.getEntriesByType('navigation')[0];"
+                    " return JSON.stringify({fp: p('first-paint'), fcp: p('first-contentful-paint'),"
+                    " dcl: t.domContentLoadedEventEnd, load: t.loadEventEnd,"
+                    " nodes: document.getElementsByTagName('*').length}); })()")
+            deadline = time.time() + 10
+            while True:
+                v = json.loads(call("Runtime.evaluate", {"expression": expr}, session=session)["result"]["value"])
+                if v.get("fcp") is not None and v.get("load"):
+                    break
+                if time.time() > deadline:
+                    raise TimeoutError(f"no paint entry for {page}: {v}")
+                time.sleep(0.05)  # polling the page's own clock, not timing anything
+            samples.append(v)
+        med = lambda k: round(median([x[k] for x in samples]), 1)
+        return dict(first_paint_ms=med("fp"), fcp_ms=med("fcp"), dcl_ms=med("dcl"),
+                    load_ms=med("load"), dom_elements=samples[-1]["nodes"])
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(w_to_chrome)
+        os.close(r_from_chrome)
+        import shutil
+        shutil.rmtree(profile, True)
+
+
+def diversified(report, seed_hosts):
+    """The report of a stock fleet (every host in one drift state) reshaped the way a real
+    sweep of a managed fleet looks: 5% unreachable, 20% drift (two states), the rest
+    compliant, hosts spread over 40 customers. Values come from the real report's own
+    results, so the HTML renders real evidence strings."""
+    import copy
+    r = copy.deepcopy(report)
+    r["labels"] = ["customer"]
+    for i, h in enumerate(r["hosts"]):
+        h.setdefault("vars", {})["customer"] = f"Customer {i % 40:02d}"
+        slot = i % 20
+        if slot == 0:
+            h["status"] = "failed"
+            h["error"] = {"kind": "unreachable",
+                          "message": f"failed to connect to `{h['name']}` ({h['address']}:{h['port']}): connection timed out after 10s"}
+            h["controls"], h["probes"], h["findings"] = [], [], []
+        elif slot <= 2:
+            pass  # the stock drift state, as gathered
+        elif slot <= 4:
+            # A second drift state: the policy daemon enabled by hand, the rest not.
+            for c in h["controls"]:
+                if c["id"] == "BS-01":
+                    c["verdict"], c["actual"] = "compliant", "TRUE"
+        else:
+            h["status"] = "compliant"
+            h["findings"] = []
+            for c in h["controls"]:
+                if c["verdict"] != "not-applicable":
+                    c["verdict"] = "compliant"
+                    c["actual"] = c["expected"].replace("= ", "").replace("contains ", "")
+            for p in h["probes"]:
+                if p["verdict"] != "not-applicable":
+                    p["verdict"] = "pass"
+    counts = {}
+    for h in r["hosts"]:
+        counts[h["status"]] = counts.get(h["status"], 0) + 1
+    r["summary"] = {"hosts": len(r["hosts"]), "compliant": counts.get("compliant", 0),
+                    "drift": counts.get("drift", 0), "restart_pending": counts.get("restart-pending", 0),
+                    "failed": counts.get("failed", 0), "not_attempted": counts.get("not-attempted", 0)}
+    return r
+
+
+def report_html(args, results):
+    import shutil
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if not chromium:
+        sys.exit("report-html needs chromium (apt-get install -y chromium)")
+    work = workdir(args, "cfleet-bench-html-")
+    pb = playbook(work)
+    n = args.html_nodes
+    sim, d, inv = start_fleet(n, "0s", "1s", work, 2222)
+    try:
+        rep = os.path.join(d, "reports")
+        code, wall, cpu, rss, _, err = measured(
+            [BIN, "check", "-i", inv, "--report-dir", rep, "--progress", "never", "-q", "-p", pb])
+    finally:
+        stop(sim)
+    run = os.path.realpath(os.path.join(rep, "latest"))
+    with open(os.path.join(run, "report.json")) as f:
+        stock = json.load(f)
+    cases = [("stock (one drift state)", os.path.join(run, "report.html"))]
+    mixed = diversified(stock, n)
+    halves = []
+    for k in range(2):
+        part = dict(mixed)
+        part["hosts"] = mixed["hosts"][k::2]
+        path = os.path.join(work, f"half-{k}.json")
+        with open(path, "w") as f:
+            json.dump(part, f)
+        halves.append(path)
+    out = os.path.join(work, "mixed-reports")
+    subprocess.run([BIN, "report", "merge", *halves, "--report-dir", out], check=False,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cases.append(("mixed (5% failed, 20% drift, 40 customers)",
+                  os.path.join(os.path.realpath(os.path.join(out, "latest")), "report.html")))
+    for name, page in cases:
+        size = os.path.getsize(page)
+        t = cdp_paint_times(chromium, page, args.reps)
+        row = dict(part="report-html", case=name, nodes=n, bytes=size, mib=round(size / 2**20, 3), **t)
+        results.append(row)
+        print(f"report-html {n} hosts, {name:<44} {size / 2**20:6.3f} MiB  first paint {t['first_paint_ms']:>6.1f} ms  "
+              f"FCP {t['fcp_ms']:>6.1f} ms  DOMContentLoaded {t['dcl_ms']:>6.1f} ms  load {t['load_ms']:>6.1f} ms  "
+              f"({t['dom_elements']} elements, median of {args.reps})", flush=True)
+        if args.keep:
+            shutil.copy(page, os.path.join(work, name.split()[0] + "-report.html"))
+
+
 def print_row(r):
     extra = (f"  restart={r['restart']} batches={r['batches']} restart+gate={r['restart_plus_gate_s']} s "
              f"wall/rollout={r['wall_over_rollout']}") if "batches" in r else ""
@@ -582,6 +773,7 @@ def main():
     ap.add_argument("--terms-sizes", default="30,120",
                     help="apply-terms: fleet sizes (clusters of 3)")
     ap.add_argument("--pause", default="2s", help="apply-terms: [rollout] pause")
+    ap.add_argument("--html-nodes", type=int, default=1000, help="report-html: fleet size")
     ap.add_argument("--keep", action="store_true", help="keep the fleets' directories and the per-run logs")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-results.json"))
     args = ap.parse_args()
@@ -602,6 +794,8 @@ def main():
         peer_apply(args, results)
     if "apply-terms" in args.parts:
         apply_terms(args, results)
+    if "report-html" in args.parts:
+        report_html(args, results)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
     print(json.dumps(results))

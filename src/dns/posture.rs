@@ -182,6 +182,8 @@ mod tests {
             },
             expect: None,
             severity: sev,
+            rationale: String::new(),
+            remediation: String::new(),
         }
     }
 

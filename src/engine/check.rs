@@ -235,6 +235,7 @@ pub fn base_report(h: &Host) -> HostReport {
         timings: Timings::default(),
         running: None,
         apply: None,
+        vars: h.vars.clone(),
     }
 }
 

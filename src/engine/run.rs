@@ -236,6 +236,9 @@ pub fn report_header(
         domains: Vec::new(),
         promotions: Vec::new(),
         resumed_from: None,
+        checks: crate::engine::verdict::check_catalog(&loaded.playbook),
+        labels: loaded.playbook.labels.clone(),
+        covers: None,
     }
 }
 
@@ -292,6 +295,10 @@ fn write_group_reports(run_dir: &Path, report: &Report) -> Result<(), store::Sto
     for g in groups {
         let mut sub = report.clone();
         sub.hosts.retain(|h| h.groups.iter().any(|x| x == g));
+        sub.covers = Some(crate::report::model::Covers {
+            group: g.to_string(),
+            fleet_hosts: report.hosts.len(),
+        });
         // A customer's report shows only its own clusters' domains.
         sub.domains
             .retain(|d| sub.hosts.iter().any(|h| h.cluster == d.cluster));

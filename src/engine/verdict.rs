@@ -367,6 +367,49 @@ fn spawn_user_finding(c: &Control, facts: &NodeFacts, ldap_enabled: bool) -> Opt
     })
 }
 
+/// The playbook's controls and probes as the report describes them once (id, what it
+/// reads, the expectation as results write it, rationale and remediation).
+pub fn check_catalog(playbook: &crate::playbook::Playbook) -> Vec<crate::report::model::CheckInfo> {
+    use crate::report::model::CheckInfo;
+    let controls = playbook.controls.iter().map(|c| CheckInfo {
+        id: c.id.clone(),
+        title: c.title.clone(),
+        kind: "control".into(),
+        severity: format!("{:?}", c.severity).to_lowercase(),
+        reads: format!(
+            "{} ({})",
+            c.attr,
+            match c.scope {
+                Scope::Global => "global",
+                Scope::Server => "server",
+            }
+        ),
+        expected: render_expectation(&c.expect),
+        rationale: c.rationale.clone(),
+        remediation: c.remediation.clone(),
+    });
+    let probes = playbook.probes.iter().map(|p| CheckInfo {
+        id: p.id.clone(),
+        title: p.title.clone(),
+        kind: "probe".into(),
+        severity: format!("{:?}", p.severity).to_lowercase(),
+        reads: match &p.kind {
+            ProbeKind::Postconf { param } => format!("postconf {param}"),
+            ProbeKind::Smtp { rcpt } => format!(
+                "SMTP RCPT TO {}",
+                rcpt.as_deref()
+                    .unwrap_or("an unknown address in a hosted domain")
+            ),
+            ProbeKind::Command { command } => format!("command {command}"),
+            ProbeKind::Dns { check } => format!("DNS {} of every hosted domain", check.as_str()),
+        },
+        expected: expect_text(&p.expect),
+        rationale: p.rationale.clone(),
+        remediation: p.remediation.clone(),
+    });
+    controls.chain(probes).collect()
+}
+
 fn expect_text(e: &Option<ProbeExpect>) -> String {
     match e {
         None => "(evidence only)".into(),

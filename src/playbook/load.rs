@@ -126,7 +126,52 @@ fn validate(src: &Source<'_>, raw: RawPlaybook, errors: &mut Vec<ConfigError>) -
         warnings,
         fix_spawn_user: raw.fix.and_then(|f| f.spawn_user).unwrap_or(false),
         source: Some(src.path.to_path_buf()),
+        labels: labels(src, &raw.labels, errors),
     }
+}
+
+/// Label names the metrics already use for their own purposes: a `vars` key with one of
+/// these names would collide with them.
+const RESERVED_LABELS: &[&str] = &[
+    "host", "cluster", "playbook", "status", "control", "probe", "verdict", "kind", "domain",
+    "check", "command", "job", "instance", "le", "quantile", "shard",
+];
+
+/// `labels = ["customer"]`: inventory `vars` keys that become report and metric labels.
+/// Each must be a Prometheus label name (so the metrics can carry it) that the metrics do
+/// not already use, and listed once.
+fn labels(src: &Source<'_>, raw: &[Spanned<String>], errors: &mut Vec<ConfigError>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (i, l) in raw.iter().enumerate() {
+        let name = l.get_ref().as_str();
+        let key = format!("labels[{i}]");
+        let mut chars = name.chars();
+        let valid = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with("__");
+        if !valid {
+            errors.push(
+                src.error(l.span(), key, format!("`{name}` is not a usable label name"))
+                    .with_hint("a label is an inventory `vars` key made of letters, digits and `_`, not starting with a digit or `__`"),
+            );
+        } else if RESERVED_LABELS.contains(&name) {
+            errors.push(
+                src.error(
+                    l.span(),
+                    key,
+                    format!("`{name}` is a label the reports already use"),
+                )
+                .with_hint("name the inventory var differently, e.g. `customer` or `site`"),
+            );
+        } else if out.iter().any(|x| x == name) {
+            errors.push(src.error(l.span(), key, format!("`{name}` is listed twice")));
+        } else {
+            out.push(name.to_owned());
+        }
+    }
+    out
 }
 
 /// Curly quotes in a value are the published recipe's failure: the user copied quoting
@@ -280,7 +325,17 @@ fn control(
         severity: raw.severity.unwrap_or(Severity::Medium),
         restart: raw.restart.unwrap_or(false),
         precondition: raw.precondition,
+        rationale: prose(&raw.rationale),
+        remediation: prose(&raw.remediation),
     })
+}
+
+/// A free-text key (`rationale`, `remediation`): shown as written, trimmed.
+fn prose(value: &Option<Spanned<String>>) -> String {
+    value
+        .as_ref()
+        .map(|v| v.get_ref().trim().to_owned())
+        .unwrap_or_default()
 }
 
 fn probe(
@@ -459,6 +514,8 @@ fn probe(
         kind: kind?,
         expect: expect?,
         severity: raw.severity.unwrap_or(Severity::Medium),
+        rationale: prose(&raw.rationale),
+        remediation: prose(&raw.remediation),
     })
 }
 
@@ -950,7 +1007,7 @@ mod tests {
         name = "x"
         colour = "red"
         [[control]]
-    "#}, "pb.toml:2:1: colour: unknown field `colour`, expected one of `name`, `description`, `control`, `probe`, `rollout`, `fix`"; "unknown top key")]
+    "#}, "pb.toml:2:1: colour: unknown field `colour`, expected one of `name`, `description`, `control`, `probe`, `rollout`, `fix`, `labels`"; "unknown top key")]
     #[test_case(indoc! {r#"
         name = "x"
         [[control]]

@@ -57,6 +57,10 @@ pub struct Control {
     /// A change to it needs the restart step.
     pub restart: bool,
     pub precondition: Option<Precondition>,
+    /// Why it matters (the playbook's `rationale`; may be empty).
+    pub rationale: String,
+    /// How to fix it by hand (the playbook's `remediation`; may be empty).
+    pub remediation: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -116,6 +120,10 @@ pub struct Probe {
     pub kind: ProbeKind,
     pub expect: Option<ProbeExpect>,
     pub severity: Severity,
+    /// Why it matters (the playbook's `rationale`; may be empty).
+    pub rationale: String,
+    /// What to do when it fails (the playbook's `remediation`; may be empty).
+    pub remediation: String,
 }
 
 /// A batch size: an absolute count or a percentage of the hosts in the rollout.
@@ -192,4 +200,7 @@ pub struct Playbook {
     pub fix_spawn_user: bool,
     /// The file it was read from; `None` for the embedded default.
     pub source: Option<PathBuf>,
+    /// Inventory `vars` keys that label every host in the reports and metrics (the
+    /// playbook's `labels`, e.g. `["customer"]`).
+    pub labels: Vec<String>,
 }

@@ -26,6 +26,9 @@ pub struct RawPlaybook {
     pub rollout: Option<RawRollout>,
     /// `[fix]`: opt-in repairs of preconditions.
     pub fix: Option<RawFix>,
+    /// Inventory `vars` keys that label hosts in every report (e.g. `customer`).
+    #[serde(default)]
+    pub labels: Vec<Spanned<String>>,
 }
 
 /// `[fix]`: repairs the tool may make when a precondition blocks a control.
@@ -51,6 +54,10 @@ pub struct RawControl {
     pub severity: Option<Severity>,
     pub restart: Option<bool>,
     pub precondition: Option<Precondition>,
+    /// Why the control matters, for the reports.
+    pub rationale: Option<Spanned<String>>,
+    /// How to fix it by hand (apply does it for you), for the reports.
+    pub remediation: Option<Spanned<String>>,
 }
 
 /// One `[[probe]]`: read-only evidence. Which keys apply depends on `kind`.
@@ -74,6 +81,10 @@ pub struct RawProbe {
     /// dns: `spf`, `dkim` or `dmarc`.
     pub check: Option<Spanned<String>>,
     pub severity: Option<Severity>,
+    /// Why the probe matters, for the reports.
+    pub rationale: Option<Spanned<String>>,
+    /// What to do when it fails, for the reports.
+    pub remediation: Option<Spanned<String>>,
 }
 
 /// `[rollout]`.

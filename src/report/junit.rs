@@ -24,7 +24,7 @@ pub fn render_junit(report: &Report) -> String {
         report.command, report.playbook.name
     ));
     junit.set_time(Duration::from_millis(report.duration_ms));
-    junit.add_test_suites(report.hosts.iter().map(host_suite));
+    junit.add_test_suites(report.hosts.iter().map(|h| host_suite(report, h)));
     junit.add_test_suites(report.domains.iter().map(domain_suite));
     // Serializing into memory only fails on invalid UTF-8, which `XmlString` rules out.
     junit
@@ -32,7 +32,7 @@ pub fn render_junit(report: &Report) -> String {
         .expect("JUnit serialization into a String cannot fail")
 }
 
-fn host_suite(host: &HostReport) -> TestSuite {
+fn host_suite(report: &Report, host: &HostReport) -> TestSuite {
     let mut suite = TestSuite::new(host.name.as_str());
     suite.set_time(Duration::from_millis(host.timings.total_ms));
     suite.add_property(Property::new(
@@ -40,6 +40,10 @@ fn host_suite(host: &HostReport) -> TestSuite {
         format!("{}:{}", host.address, host.port),
     ));
     suite.add_property(Property::new("cluster", host.cluster.as_str()));
+    // The playbook's report labels (e.g. customer), for CI dashboards that group by them.
+    for (k, v) in report.host_labels(host) {
+        suite.add_property(Property::new(k, v));
+    }
     suite.add_property(Property::new("status", host.status.as_str()));
     if let Some(platform) = host.platform {
         let name = serde_json::to_value(platform)
@@ -475,6 +479,7 @@ mod tests {
             .map(|n| (n.attribute("name").unwrap(), n.attribute("value").unwrap()))
             .collect();
         assert!(props.contains(&("cluster", "eu-1")));
+        assert!(props.contains(&("customer", "ACME Corp")), "report label");
         assert!(props.contains(&("status", "drift")));
         assert!(props.contains(&("platform", "systemd")));
     }

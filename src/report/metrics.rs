@@ -20,6 +20,9 @@
 //! | `carbonio_fleet_last_run_timestamp_seconds` | playbook, command | end of the run, Unix seconds |
 //! | `carbonio_fleet_run_exit_code` | playbook, command | the process exit code (SPEC §3) |
 //!
+//! Per-host samples also carry one label per playbook `labels` entry (e.g. `customer`),
+//! from the host's inventory `vars`, so alerts and dashboards can route by customer.
+//!
 //! The output is also valid Prometheus text 0.0.4 (what node_exporter parses): `# UNIT`
 //! and `# EOF` are comments there, and no sample has a timestamp.
 
@@ -28,7 +31,7 @@ use std::fmt::Write as _;
 use jiff::Timestamp;
 
 use super::labels::{STATUS_ORDER, probe_verdict_str, verdict_str};
-use super::model::{HostStatus, Report};
+use super::model::{HostReport, HostStatus, Report};
 
 /// Escapes a label value as OpenMetrics requires: backslash, double quote, newline.
 fn escape_label(value: &str) -> String {
@@ -97,6 +100,18 @@ pub fn render_secrets_missing(checked: usize, missing: &[&str]) -> String {
     out
 }
 
+/// The labels of a per-host sample: host, cluster, the playbook's report labels (e.g.
+/// `customer`, empty when the host lacks the var), playbook, then `extra`.
+fn host_labels(report: &Report, h: &HostReport, extra: &[(&str, &str)]) -> String {
+    let mut pairs: Vec<(&str, &str)> = vec![("host", &h.name), ("cluster", &h.cluster)];
+    for k in &report.labels {
+        pairs.push((k, h.vars.get(k).map(String::as_str).unwrap_or("")));
+    }
+    pairs.push(("playbook", &report.playbook.name));
+    pairs.extend_from_slice(extra);
+    labels(&pairs)
+}
+
 /// Renders the report as OpenMetrics text, ending with `# EOF`.
 pub fn render_openmetrics(report: &Report) -> String {
     let mut out = String::new();
@@ -110,11 +125,7 @@ pub fn render_openmetrics(report: &Report) -> String {
         None,
     );
     for h in &report.hosts {
-        let l = labels(&[
-            ("host", &h.name),
-            ("cluster", &h.cluster),
-            ("playbook", playbook),
-        ]);
+        let l = host_labels(report, h, &[]);
         let v = u8::from(h.status == HostStatus::Compliant);
         let _ = writeln!(out, "carbonio_fleet_host_compliant{l} {v}");
     }
@@ -126,12 +137,7 @@ pub fn render_openmetrics(report: &Report) -> String {
         None,
     );
     for h in &report.hosts {
-        let l = labels(&[
-            ("host", &h.name),
-            ("cluster", &h.cluster),
-            ("playbook", playbook),
-            ("status", h.status.as_str()),
-        ]);
+        let l = host_labels(report, h, &[("status", h.status.as_str())]);
         let _ = writeln!(out, "carbonio_fleet_host_status{l} 1");
     }
 
@@ -142,11 +148,7 @@ pub fn render_openmetrics(report: &Report) -> String {
         None,
     );
     for h in &report.hosts {
-        let l = labels(&[
-            ("host", &h.name),
-            ("cluster", &h.cluster),
-            ("playbook", playbook),
-        ]);
+        let l = host_labels(report, h, &[]);
         let n = h.findings.iter().filter(|f| f.blocking).count();
         let _ = writeln!(out, "carbonio_fleet_host_blocking_findings{l} {n}");
     }
@@ -159,13 +161,11 @@ pub fn render_openmetrics(report: &Report) -> String {
     );
     for h in &report.hosts {
         for c in &h.controls {
-            let l = labels(&[
-                ("host", &h.name),
-                ("cluster", &h.cluster),
-                ("playbook", playbook),
-                ("control", &c.id),
-                ("verdict", verdict_str(c.verdict)),
-            ]);
+            let l = host_labels(
+                report,
+                h,
+                &[("control", &c.id), ("verdict", verdict_str(c.verdict))],
+            );
             let _ = writeln!(out, "carbonio_fleet_control_status{l} 1");
         }
     }
@@ -178,13 +178,11 @@ pub fn render_openmetrics(report: &Report) -> String {
     );
     for h in &report.hosts {
         for p in &h.probes {
-            let l = labels(&[
-                ("host", &h.name),
-                ("cluster", &h.cluster),
-                ("playbook", playbook),
-                ("probe", &p.id),
-                ("verdict", probe_verdict_str(p.verdict)),
-            ]);
+            let l = host_labels(
+                report,
+                h,
+                &[("probe", &p.id), ("verdict", probe_verdict_str(p.verdict))],
+            );
             let _ = writeln!(out, "carbonio_fleet_probe_status{l} 1");
         }
     }
@@ -476,6 +474,13 @@ mod tests {
         assert_eq!(bs01.len(), 1);
         assert_eq!(bs01[0].labels["verdict"], "non-compliant");
         assert_eq!(bs01[0].labels["cluster"], "eu-1");
+        // The playbook's report label rides on every per-host sample.
+        assert_eq!(bs01[0].labels["customer"], "ACME Corp");
+        assert!(
+            compliant
+                .iter()
+                .all(|s| s.labels["customer"] == "ACME Corp")
+        );
         assert_eq!(
             find(&samples, "carbonio_fleet_control_status", &[]).len(),
             8

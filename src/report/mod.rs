@@ -3,6 +3,7 @@
 //! between two runs and merging of shard reports. Renderers are pure functions of a
 //! [`model::Report`]; only [`store`] and [`write_formats`] touch the disk.
 
+pub mod aggregate;
 pub mod diff;
 pub mod html;
 pub mod junit;

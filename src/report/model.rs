@@ -38,6 +38,65 @@ pub struct Report {
     /// apply `--resume`: the run directory whose journal this run continued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_from: Option<String>,
+    /// Every control and probe of the playbook, once, with why it matters and how to fix
+    /// it (the per-host results refer to them by id).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckInfo>,
+    /// The inventory `vars` keys the playbook names as labels (e.g. `customer`): the
+    /// reports group and label hosts by them (`HostReport::vars` holds the values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// A `--split-by group` report: the group it covers (the fleet report has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covers: Option<Covers>,
+}
+
+/// One control or probe as the playbook describes it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CheckInfo {
+    pub id: String,
+    pub title: String,
+    /// `control` or `probe`.
+    pub kind: String,
+    pub severity: String,
+    /// What it reads: the attribute of a control, the probe's kind and target.
+    pub reads: String,
+    /// The expectation, as the per-host results write it.
+    pub expected: String,
+    #[serde(default)]
+    pub rationale: String,
+    #[serde(default)]
+    pub remediation: String,
+}
+
+/// What part of the fleet a split report covers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Covers {
+    /// The inventory group.
+    pub group: String,
+    /// Hosts in the whole run, for "12 of 1,000 hosts".
+    pub fleet_hosts: usize,
+}
+
+impl Report {
+    /// A host's value of each report label, in the playbook's order (`(unset)` when the
+    /// host's vars lack it).
+    pub fn host_labels<'a>(&'a self, host: &'a HostReport) -> Vec<(&'a str, &'a str)> {
+        self.labels
+            .iter()
+            .map(|k| {
+                (
+                    k.as_str(),
+                    host.vars.get(k).map(String::as_str).unwrap_or("(unset)"),
+                )
+            })
+            .collect()
+    }
+
+    /// The playbook's description of a control or probe, by id.
+    pub fn check_info(&self, id: &str) -> Option<&CheckInfo> {
+        self.checks.iter().find(|c| c.id == id)
+    }
 }
 
 /// Promotion of one cluster: the global config written (`mcf`) and the temporary server
@@ -322,6 +381,9 @@ pub struct HostReport {
     /// What apply did on this host (absent for check and plan).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apply: Option<HostApply>,
+    /// The host's merged inventory `vars` (free-form strings: customer, contract, …).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub vars: std::collections::BTreeMap<String, String>,
 }
 
 impl HostReport {

@@ -9,9 +9,9 @@
 use crate::carbonio::platform::Platform;
 
 use super::model::{
-    ControlResult, DomainCheck, DomainFinding, DomainPosture, DomainReport, ErrorKind, Finding,
-    HostError, HostReport, HostStatus, InventoryRef, PlaybookRef, ProbeResult, ProbeVerdict,
-    Report, SCHEMA_VERSION, Summary, Timings, Tool, Verdict,
+    CheckInfo, ControlResult, DomainCheck, DomainFinding, DomainPosture, DomainReport, ErrorKind,
+    Finding, HostError, HostReport, HostStatus, InventoryRef, PlaybookRef, ProbeResult,
+    ProbeVerdict, Report, SCHEMA_VERSION, Summary, Timings, Tool, Verdict,
 };
 
 /// The message of the blocking finding on `mail2`, asserted verbatim by the tests.
@@ -101,6 +101,7 @@ pub fn host(name: &str, cluster: &str, status: HostStatus) -> HostReport {
             total_ms: 1_010,
         },
         apply: None,
+        vars: [("customer".to_string(), "ACME Corp".to_string())].into(),
     }
 }
 
@@ -260,7 +261,48 @@ pub fn sample_report() -> Report {
         domains: sample_domains(),
         promotions: Vec::new(),
         resumed_from: None,
+        checks: sample_checks(),
+        labels: vec!["customer".to_string()],
+        covers: None,
     }
+}
+
+/// The sample's controls and probe as the playbook would describe them.
+#[doc(hidden)]
+pub fn sample_checks() -> Vec<CheckInfo> {
+    ["BS-01", "BS-02", "BS-03"]
+        .into_iter()
+        .map(|id| {
+            let c = control(id, Verdict::Compliant, "", "");
+            CheckInfo {
+                id: c.id,
+                title: c.title,
+                kind: "control".to_string(),
+                severity: c.severity,
+                reads: format!("{} ({})", c.attr, c.scope),
+                expected: if id == "BS-02" {
+                    "contains check_policy_service unix:private/policy".to_string()
+                } else {
+                    "= TRUE".to_string()
+                },
+                rationale: format!("Why {id} matters."),
+                remediation: format!("zmprov mcf {} TRUE", c.attr),
+            }
+        })
+        .chain(std::iter::once({
+            let p = probe("EFF-01", ProbeVerdict::Pass, "");
+            CheckInfo {
+                id: p.id,
+                title: p.title,
+                kind: "probe".to_string(),
+                severity: "high".to_string(),
+                reads: "postconf smtpd_recipient_restrictions".to_string(),
+                expected: p.expected,
+                rationale: "LDAP can say one thing while Postfix runs another.".to_string(),
+                remediation: "Reload the MTA: zmmtactl reload".to_string(),
+            }
+        }))
+        .collect()
 }
 
 /// A `dns` check result for the sample.

@@ -1,14 +1,16 @@
 //! The customer-facing `report.html`: one self-contained file (inline CSS and a small
 //! inline filter script, nothing fetched — a Content-Security-Policy with hashes of the
-//! two inline blocks makes the browser enforce that). It shows the run's metadata, a fleet
-//! summary with a compliance bar, then one section per host status, worst first, with a
-//! row per host listing each control and probe, findings (blocking ones first) and the
-//! error of hosts that could not be audited. A domain section follows: per cluster, a
-//! table of every hosted domain's SPF, DKIM and DMARC verdict with the exact findings.
+//! two inline blocks makes the browser enforce that), built to read at 1,000 hosts: the
+//! run's metadata and a fleet summary, then for apply the rollout timeline and the
+//! promotions ([`apply`]), the check × cluster (or × customer) matrix, what to fix first,
+//! the hosts grouped by identical state, collapsed ([`fleet`]), the domains' SPF, DKIM
+//! and DMARC ([`domains`]) and the playbook's controls with rationale and remediation.
 //!
-//! Every string from the report is escaped. To add a per-host section (apply's restart
-//! and health-gate data), write one `fn x_section(host) -> Option<String>` and call it
-//! from [`host_block`].
+//! Every string from the report is escaped; the only links are in-page anchors.
+
+mod apply;
+mod domains;
+mod fleet;
 
 use std::fmt::Write as _;
 
@@ -16,11 +18,8 @@ use base64::Engine as _;
 use jiff::Timestamp;
 use sha2::{Digest as _, Sha256};
 
-use super::labels::{STATUS_ORDER, probe_verdict_str, status_title, verdict_str};
-use super::model::{
-    ControlResult, DomainReport, Finding, HostReport, HostStatus, ProbeResult, ProbeVerdict,
-    Report, Verdict,
-};
+use super::labels::{STATUS_ORDER, status_title};
+use super::model::{HostStatus, Report};
 use crate::exit;
 
 /// Escapes text for HTML element content and double- or single-quoted attributes.
@@ -119,15 +118,8 @@ nav#filter button{font:inherit;border:1px solid var(--line);background:#fff;bord
 nav#filter button[aria-pressed=true]{background:var(--c);color:#fff;border-color:var(--c)}
 nav#filter input{font:inherit;padding:3px 10px;border:1px solid var(--line);border-radius:16px;margin-left:auto;min-width:220px}
 .explain{color:var(--muted);margin:0 0 10px}
-details.host{border:1px solid var(--line);border-left:6px solid var(--c);border-radius:8px;margin:10px 0;background:#fff}
-details.host>summary{cursor:pointer;padding:10px 14px;display:flex;flex-wrap:wrap;gap:6px 16px;align-items:baseline;list-style:none}
-details.host>summary::-webkit-details-marker{display:none}
-details.host>summary::before{content:"\25B8";color:var(--muted)}
-details.host[open]>summary::before{content:"\25BE"}
-.hname{font-weight:700;font-size:16px}
 .facts{color:var(--muted);font-size:13px}
 .badge{display:inline-block;border-radius:10px;padding:0 8px;font-size:12px;font-weight:600;color:#fff;background:var(--c);white-space:nowrap}
-.tally{margin-left:auto;font-size:13px;color:var(--muted)}
 .body{padding:0 14px 14px}
 .error{border:1px solid var(--failed);background:#fff1f0;border-radius:6px;padding:10px 12px;margin:4px 0 10px}
 .error .kind{font-weight:700;color:var(--failed);text-transform:uppercase;font-size:12px;letter-spacing:.04em}
@@ -151,7 +143,38 @@ ul.findings{margin:0;padding-left:18px}
 .evidence{color:var(--muted);font-size:12px}
 .changed{color:var(--drift);font-weight:600}
 footer{margin-top:40px;color:var(--muted);font-size:13px}
-@media print{nav#filter{display:none}details.host{break-inside:avoid}}
+a{color:inherit}
+.scroll{overflow-x:auto}
+table.matrix{border-collapse:collapse;font-size:13px;margin-top:6px}
+table.matrix th,table.matrix td{border:1px solid var(--line);padding:3px 8px;text-align:right;white-space:nowrap}
+table.matrix th:first-child{text-align:left;max-width:260px;overflow:hidden;text-overflow:ellipsis}
+table.matrix thead th{background:var(--bg)}
+table.matrix tr.total th,table.matrix tr.total td{font-weight:700;border-bottom:2px solid var(--ink)}
+table.matrix td.b{background:#ffebe9;color:var(--failed);font-weight:700}
+table.matrix td.g{color:var(--compliant)}
+table.matrix td.z{color:var(--muted)}
+table.matrix tr.good th{color:var(--muted);font-weight:400}
+ol.top{padding-left:24px}
+ol.top li{margin:8px 0;padding:6px 10px;border:1px solid var(--line);border-radius:6px}
+ol.top li.blocking{border:2px solid var(--failed);background:#fff5f5}
+ol.top p{margin:4px 0}
+.fix{background:var(--bg);padding:4px 8px;border-radius:4px}
+.sev.s-critical,.sev.s-high{color:var(--failed)}
+details.grp{border:1px solid var(--line);border-left:6px solid var(--c);border-radius:8px;margin:8px 0}
+details.grp>summary,details.batch>summary,details.dom>summary{cursor:pointer;padding:8px 12px}
+.gt{font-weight:600}
+ul.cl{margin:6px 0;padding-left:18px}
+ul.cl li{margin:3px 0}
+ul.cl .n,.lbl{color:var(--muted)}
+.h{white-space:nowrap}
+.h:target{background:#fff8c5;outline:2px solid #d4a72c}
+details.batch,details.dom{border:1px solid var(--line);border-radius:8px;margin:8px 0}
+details.batch table,details.dom table,details.dom p{margin:0 12px 10px;width:calc(100% - 24px)}
+.ok{color:var(--compliant)}.bad{color:var(--failed);font-weight:600}
+ul.gate{margin:2px 0;padding-left:16px;font-size:13px}
+pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:12px;background:var(--bg);padding:4px 6px;margin:2px 0}
+table.catalog td{font-size:13px}
+@media print{nav#filter{display:none}details{break-inside:avoid}}
 "#;
 
 /// Shows the filter bar (it is useless without scripting) and filters hosts by status
@@ -160,23 +183,40 @@ footer{margin-top:40px;color:var(--muted);font-size:13px}
 const SCRIPT: &str = r#"
 (function(){
 var nav=document.getElementById('filter');nav.hidden=false;
-var hosts=Array.prototype.slice.call(document.querySelectorAll('details.host'));
+var groups=Array.prototype.slice.call(document.querySelectorAll('details.grp'));
 var sections=Array.prototype.slice.call(document.querySelectorAll('section.hosts'));
 var state='all',q='';
+function has(el,q){return el.getAttribute('data-s').indexOf(q)!==-1;}
 function apply(){
-hosts.forEach(function(h){
-var ok=(state==='all'||h.dataset.status===state)&&(q===''||h.dataset.search.indexOf(q)!==-1);
-h.hidden=!ok;});
-sections.forEach(function(s){s.hidden=!s.querySelector('details.host:not([hidden])');});
+groups.forEach(function(g){
+var show=state==='all'||g.dataset.status===state;
+var whole=q===''||g.dataset.search.indexOf(q)!==-1;
+var found=false;
+g.querySelectorAll('ul.cl>li').forEach(function(li){
+var line=whole||has(li,q);var any=false;
+li.querySelectorAll('.h').forEach(function(h){var m=line||has(h,q);h.hidden=!m;any=any||m;});
+li.hidden=!(line||any);found=found||line||any;});
+if(!g.querySelector('ul.cl>li')){found=whole;}
+g.hidden=!(show&&found);
+if(q!==''&&!whole&&found&&show){g.open=true;}});
+sections.forEach(function(s){s.hidden=!s.querySelector('details.grp:not([hidden])');});
 }
 nav.addEventListener('click',function(e){
 var b=e.target.closest('button');if(!b){return;}
 state=b.dataset.filter;
 nav.querySelectorAll('button').forEach(function(x){x.setAttribute('aria-pressed',x===b?'true':'false');});
 apply();});
-document.getElementById('q').addEventListener('input',function(e){q=e.target.value.toLowerCase();apply();});
-var pre=location.hash.slice(1);
-nav.querySelectorAll('button').forEach(function(x){if(x.dataset.filter===pre){x.click();}});
+var box=document.getElementById('q');
+box.addEventListener('input',function(e){q=e.target.value.trim().toLowerCase();apply();});
+function reveal(){
+var h=decodeURIComponent(location.hash.slice(1));
+if(h.indexOf('q=')===0){box.value=h.slice(2);q=box.value.toLowerCase();apply();return;}
+nav.querySelectorAll('button').forEach(function(x){if(x.dataset.filter===h){x.click();}});
+var t=h&&document.getElementById(h);
+for(var d=t&&t.closest('details');d;d=d.parentElement.closest('details')){d.open=true;}
+if(t){t.scrollIntoView();}
+}
+window.addEventListener('hashchange',reveal);reveal();
 })();
 "#;
 
@@ -211,8 +251,13 @@ pub fn render_html(report: &Report) -> String {
     );
 
     let title = format!(
-        "{} — {} of {}",
+        "{}{} — {} of {}",
         report.playbook.name,
+        report
+            .covers
+            .as_ref()
+            .map(|c| format!(" — group {}", c.group))
+            .unwrap_or_default(),
         report.command,
         human_time(&report.started_at)
     );
@@ -240,33 +285,14 @@ pub fn render_html(report: &Report) -> String {
     );
     out.push_str(&metadata(report));
     out.push_str(&summary(report));
-    if !report.promotions.is_empty() {
-        out.push_str(&promotions_section(report));
-    }
-    out.push_str(&filter_bar(report));
-
-    for status in STATUS_ORDER {
-        let hosts: Vec<&HostReport> = report.hosts.iter().filter(|h| h.status == status).collect();
-        if hosts.is_empty() {
-            continue;
-        }
-        let _ = writeln!(
-            out,
-            "<section class=\"hosts {c}\" id=\"section-{c}\">\n<h2>{} <span class=\"badge\">{}</span></h2>\n<p class=\"explain\">{}</p>",
-            status_title(status),
-            hosts.len(),
-            status_explanation(status),
-            c = status_class(status),
-        );
-        for host in hosts {
-            out.push_str(&host_block(host));
-        }
-        out.push_str("</section>\n");
-    }
-
-    if !report.domains.is_empty() {
-        out.push_str(&domains_section(&report.domains));
-    }
+    out.push_str(&apply::timeline_section(report));
+    out.push_str(&apply::promotions_section(report));
+    out.push_str(&fleet::matrix_section(report));
+    out.push_str(&fleet::top_findings_section(report));
+    out.push_str(&fleet::filter_bar(report));
+    out.push_str(&fleet::host_sections(report));
+    out.push_str(&domains::domains_section(&report.domains));
+    out.push_str(&fleet::checks_section(report));
 
     let _ = writeln!(
         out,
@@ -302,8 +328,22 @@ fn metadata(report: &Report) -> String {
             ),
         ),
     ];
+    if let Some(c) = &report.covers {
+        rows.push((
+            "Covers",
+            format!(
+                "inventory group <b>{}</b>: {} of the run's {} hosts (a <code>--split-by group</code> report)",
+                escape(&c.group),
+                report.hosts.len(),
+                c.fleet_hosts
+            ),
+        ));
+    }
     if let Some(limit) = &report.limit {
         rows.push(("Limit", format!("<code>{}</code>", escape(limit))));
+    }
+    if !report.labels.is_empty() {
+        rows.push(("Labels", escape(&report.labels.join(", "))));
     }
     rows.extend([
         ("Command", escape(&report.command)),
@@ -390,382 +430,6 @@ fn summary(report: &Report) -> String {
     out
 }
 
-fn filter_bar(report: &Report) -> String {
-    let mut out = String::from(
-        "<nav id=\"filter\" hidden>\n<button type=\"button\" class=\"all\" data-filter=\"all\" aria-pressed=\"true\">All</button>\n",
-    );
-    for status in STATUS_ORDER {
-        let n = report.hosts.iter().filter(|h| h.status == status).count();
-        if n > 0 {
-            let _ = writeln!(
-                out,
-                "<button type=\"button\" class=\"{c}\" data-filter=\"{c}\" aria-pressed=\"false\">{} ({n})</button>",
-                status_title(status),
-                c = status_class(status)
-            );
-        }
-    }
-    out.push_str(
-        "<input id=\"q\" type=\"search\" placeholder=\"Filter hosts by name, cluster, address\" aria-label=\"Filter hosts\">\n</nav>\n",
-    );
-    out
-}
-
-/// "2 of 3 checks off" style tally for the host row.
-fn tally(host: &HostReport) -> String {
-    let controls_bad = host
-        .controls
-        .iter()
-        .filter(|c| !matches!(c.verdict, Verdict::Compliant | Verdict::NotApplicable))
-        .count();
-    let probes_bad = host
-        .probes
-        .iter()
-        .filter(|p| !matches!(p.verdict, ProbeVerdict::Pass | ProbeVerdict::NotApplicable))
-        .count();
-    let blocking = host.findings.iter().filter(|f| f.blocking).count();
-    let mut parts = Vec::new();
-    if !host.controls.is_empty() {
-        parts.push(format!(
-            "{controls_bad} of {} controls off",
-            host.controls.len()
-        ));
-    }
-    if !host.probes.is_empty() {
-        parts.push(format!("{probes_bad} of {} probes off", host.probes.len()));
-    }
-    if blocking > 0 {
-        parts.push(format!("{blocking} blocking finding(s)"));
-    }
-    parts.join(" · ")
-}
-
-/// One host: a summary row (always visible) and its details, open unless compliant.
-fn host_block(host: &HostReport) -> String {
-    let c = status_class(host.status);
-    let open = !matches!(
-        host.status,
-        HostStatus::Compliant | HostStatus::NotAttempted
-    );
-    let search = [
-        host.name.as_str(),
-        host.cluster.as_str(),
-        host.address.as_str(),
-        host.carbonio_hostname.as_deref().unwrap_or(""),
-    ]
-    .join(" ")
-    .to_lowercase();
-    let mut facts = vec![
-        format!("cluster {}", escape(&host.cluster)),
-        format!("{}:{}", escape(&host.address), host.port),
-    ];
-    if let Some(h) = &host.carbonio_hostname {
-        facts.push(escape(h));
-    }
-    if let Some(p) = host.platform {
-        facts.push(
-            match p {
-                crate::carbonio::platform::Platform::Legacy => "zmcontrol",
-                crate::carbonio::platform::Platform::Systemd => "systemd",
-            }
-            .to_string(),
-        );
-    }
-    if let Some(v) = &host.version {
-        // `zmcontrol -v` already says "Carbonio Release …" (or Zimbra); a bare version
-        // gets the name.
-        if v.starts_with("Carbonio") || v.starts_with("Zimbra") {
-            facts.push(escape(v));
-        } else {
-            facts.push(format!("Carbonio {}", escape(v)));
-        }
-    }
-    if !host.roles.is_empty() {
-        facts.push(escape(&host.roles.join(", ")));
-    }
-    // Whether the running Postfix loaded master.cf: the files alone do not say.
-    if let Some(r) = &host.running {
-        facts.push(format!(
-            "<span title=\"{}\">master.cf {}</span>",
-            escape(&r.evidence),
-            r.state.as_str()
-        ));
-    }
-
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "<details class=\"host {c}\" id=\"host-{id}\" data-status=\"{c}\" data-search=\"{search}\"{open}>\n\
-         <summary><span class=\"hname\">{name}</span><span class=\"badge\">{status}</span>\
-         <span class=\"facts\">{facts}</span><span class=\"tally\">{tally}</span></summary>\n<div class=\"body\">",
-        id = escape(&host.name),
-        search = escape(&search),
-        open = if open { " open" } else { "" },
-        name = escape(&host.name),
-        status = status_title(host.status),
-        facts = facts.join(" · "),
-        tally = escape(&tally(host)),
-    );
-    for section in [
-        error_section(host),
-        findings_section(host),
-        checks_section(host),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        out.push_str(&section);
-    }
-    out.push_str("</div>\n</details>\n");
-    out
-}
-
-fn error_section(host: &HostReport) -> Option<String> {
-    let e = host.error.as_ref()?;
-    let mut out = format!(
-        "<div class=\"error\"><span class=\"kind\">{}</span><p>{}</p>",
-        escape(e.kind.as_str()),
-        escape(&e.message)
-    );
-    if !e.expected_fingerprints.is_empty() || e.offered_fingerprint.is_some() {
-        out.push_str("<p class=\"mono\">");
-        for fp in &e.expected_fingerprints {
-            let _ = write!(out, "known_hosts expects {}<br>", escape(fp));
-        }
-        if let Some(fp) = &e.offered_fingerprint {
-            let _ = write!(out, "server offered {}", escape(fp));
-        }
-        out.push_str("</p>");
-    }
-    out.push_str("</div>\n");
-    Some(out)
-}
-
-fn finding_block(f: &Finding) -> String {
-    format!(
-        "<div class=\"finding{}\"><span class=\"fid\">{}</span> <span class=\"badge {}\">{}</span>\
-         <p class=\"message\">{}</p><p class=\"evidence mono\">{}</p><p class=\"hint\">{}</p></div>\n",
-        if f.blocking { " blocking" } else { "" },
-        escape(&f.id),
-        if f.blocking {
-            "failed"
-        } else {
-            "restart-pending"
-        },
-        escape(&f.severity),
-        escape(&f.message),
-        escape(&f.evidence),
-        escape(&f.hint),
-    )
-}
-
-fn findings_section(host: &HostReport) -> Option<String> {
-    if host.findings.is_empty() {
-        return None;
-    }
-    // Blocking findings first: they explain why a change was (or would be) refused.
-    let mut findings: Vec<&Finding> = host.findings.iter().collect();
-    findings.sort_by_key(|f| !f.blocking);
-    Some(findings.into_iter().map(finding_block).collect())
-}
-
-fn control_row(c: &ControlResult) -> String {
-    let class = match c.verdict {
-        Verdict::Compliant => "ok",
-        Verdict::NotApplicable => "na",
-        Verdict::NonCompliant | Verdict::Masked | Verdict::Error => "bad",
-    };
-    let mut actual = escape(&c.actual);
-    if let Some(server) = &c.server_values {
-        let _ = write!(
-            actual,
-            "<br><span class=\"evidence\">global [{}], this server [{}]</span>",
-            escape(&c.global_values.join(", ")),
-            escape(&server.join(", "))
-        );
-    }
-    let change = match (&c.before, &c.after) {
-        (Some(b), Some(a)) => format!(
-            "<span class=\"{}\">{} → {}</span>",
-            if c.changed { "changed" } else { "" },
-            escape(b),
-            escape(a)
-        ),
-        (Some(b), None) => escape(b),
-        _ => String::new(),
-    };
-    format!(
-        "<tr class=\"{class}\"><td class=\"mono\">{}</td><td>{}<br><span class=\"evidence\">{} · {} · {}</span></td>\
-         <td class=\"v\">{}</td><td class=\"mono\">{}</td><td class=\"mono\">{actual}</td><td class=\"mono\">{change}</td>\
-         <td class=\"evidence\">{}</td></tr>\n",
-        escape(&c.id),
-        escape(&c.title),
-        escape(&c.attr),
-        escape(&c.scope),
-        escape(&c.severity),
-        verdict_str(c.verdict),
-        escape(&c.expected),
-        escape(&c.evidence),
-    )
-}
-
-fn probe_row(p: &ProbeResult) -> String {
-    let class = match p.verdict {
-        ProbeVerdict::Pass => "ok",
-        ProbeVerdict::NotApplicable => "na",
-        ProbeVerdict::Fail | ProbeVerdict::Error => "bad",
-    };
-    format!(
-        "<tr class=\"{class}\"><td class=\"mono\">{}</td><td>{}<br><span class=\"evidence\">probe · {}</span></td>\
-         <td class=\"v\">{}</td><td class=\"mono\">{}</td><td class=\"mono\">{}</td><td></td>\
-         <td class=\"evidence\">{}</td></tr>\n",
-        escape(&p.id),
-        escape(&p.title),
-        escape(&p.kind),
-        probe_verdict_str(p.verdict),
-        escape(&p.expected),
-        escape(&p.actual),
-        escape(&p.evidence),
-    )
-}
-
-fn checks_section(host: &HostReport) -> Option<String> {
-    if host.controls.is_empty() && host.probes.is_empty() {
-        return None;
-    }
-    let mut out = String::from(
-        "<table class=\"checks\"><thead><tr><th>Check</th><th>Title</th><th>Verdict</th>\
-         <th>Expected</th><th>Actual</th><th>Before → after</th><th>Evidence</th></tr></thead><tbody>\n",
-    );
-    for c in &host.controls {
-        out.push_str(&control_row(c));
-    }
-    for p in &host.probes {
-        out.push_str(&probe_row(p));
-    }
-    out.push_str("</tbody></table>\n");
-    Some(out)
-}
-
-/// The domain authentication section: one table per cluster.
-/// apply: which clusters got their global config (promotion) and which did not, and the
-/// MTAs that hold it back.
-fn promotions_section(report: &Report) -> String {
-    let mut out = String::from(
-        "<section id=\"promotions\">\n<h2>Promotion of the staged values</h2>\n\
-         <p class=\"explain\">Apply stages the new values on each MTA's own server entry, \
-         batch by batch, and writes the cluster's global config only once every MTA LDAP \
-         lists passed its health gate (then the temporary entries are removed).</p>\n\
-         <table class=\"checks\"><thead><tr><th>Cluster</th><th>State</th><th>Detail</th>\
-         <th>Held by</th></tr></thead><tbody>\n",
-    );
-    for p in &report.promotions {
-        let held: Vec<String> = p
-            .held_by
-            .iter()
-            .map(|h| format!("{}: {}", escape(h.name()), escape(&h.reason)))
-            .collect();
-        let _ = writeln!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&p.cluster),
-            escape(&p.state),
-            escape(&p.detail),
-            held.join("<br>")
-        );
-    }
-    out.push_str("</tbody></table>\n</section>\n");
-    out
-}
-
-fn domains_section(domains: &[DomainReport]) -> String {
-    let mut out = String::from(
-        "<section id=\"domains\">\n<h2>Domain authentication: SPF, DKIM, DMARC</h2>\n\
-         <p class=\"explain\">For every domain a cluster hosts, the records that let \
-         receivers reject mail forged in its name, as this machine's resolver sees them. \
-         Forged senders are what cause backscatter in the first place.</p>\n",
-    );
-    for d in domains {
-        let _ = writeln!(
-            out,
-            "<h3>Cluster {}</h3>\n<p class=\"facts\">domains read on {} · DNS servers: {}</p>",
-            escape(&d.cluster),
-            escape(d.read_on.as_deref().unwrap_or("(no node)")),
-            escape(&d.resolver),
-        );
-        if let Some(e) = &d.error {
-            let _ = writeln!(
-                out,
-                "<div class=\"error\"><span class=\"kind\">domains not read</span><p>{}</p></div>",
-                escape(e)
-            );
-        }
-        if d.domains.is_empty() {
-            if d.error.is_none() {
-                out.push_str("<p class=\"explain\">This cluster hosts no domain.</p>\n");
-            }
-            continue;
-        }
-        out.push_str(
-            "<table class=\"checks domains\"><thead><tr><th>Domain</th><th>Check</th><th>Verdict</th>\
-             <th>Findings</th><th>Records and notes</th></tr></thead><tbody>\n",
-        );
-        for p in &d.domains {
-            for c in &p.checks {
-                let class = match c.verdict {
-                    ProbeVerdict::Pass => "ok",
-                    ProbeVerdict::NotApplicable => "na",
-                    ProbeVerdict::Fail | ProbeVerdict::Error => "bad",
-                };
-                let mut findings = String::new();
-                if let Some(e) = &c.error {
-                    let _ = write!(
-                        findings,
-                        "<li><span class=\"sev\">error</span> {}</li>",
-                        escape(e)
-                    );
-                }
-                for f in &c.findings {
-                    let _ = write!(
-                        findings,
-                        "<li><span class=\"sev\">{}</span> {}</li>",
-                        escape(&f.severity),
-                        escape(&f.message)
-                    );
-                }
-                if !findings.is_empty() {
-                    findings = format!("<ul class=\"findings\">{findings}</ul>");
-                }
-                let details: Vec<String> = c
-                    .evidence
-                    .iter()
-                    .map(|e| format!("<span class=\"mono\">{}</span>", escape(e)))
-                    .chain(c.notes.iter().map(|n| escape(n)))
-                    .collect();
-                let _ = writeln!(
-                    out,
-                    "<tr class=\"{class}\"><td class=\"mono\">{}{}</td><td>{} <span class=\"evidence\">{} · {}</span></td>\
-                     <td class=\"v\">{}</td><td>{findings}</td><td class=\"evidence\">{}</td></tr>",
-                    escape(&p.domain),
-                    if p.alias {
-                        " <span class=\"evidence\">(alias)</span>"
-                    } else {
-                        ""
-                    },
-                    escape(&c.check.to_uppercase()),
-                    escape(&c.id),
-                    escape(&c.severity),
-                    probe_verdict_str(c.verdict),
-                    details.join("<br>"),
-                );
-            }
-        }
-        out.push_str("</tbody></table>\n");
-    }
-    out.push_str("</section>\n");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
@@ -809,6 +473,8 @@ mod tests {
         let html = render_html(&hostile_report());
         for tag in tags(&html) {
             let lower = tag.to_lowercase();
+            // In-page anchors are the only links.
+            let lower = lower.replace("href=\"#", "");
             for bad in ["http:", "https:", "src=", "href=", "url(", "@import", "//"] {
                 assert!(!lower.contains(bad), "tag `<{tag}>` contains {bad}");
             }
@@ -834,34 +500,238 @@ mod tests {
         assert!(html.contains("default-src &#39;none&#39;"));
     }
 
+    /// The text of the element whose opening tag contains `marker`, up to `end`.
+    fn element<'a>(html: &'a str, marker: &str, end: &str) -> &'a str {
+        let start = html
+            .find(marker)
+            .unwrap_or_else(|| panic!("missing {marker}"));
+        let start = html[..start].rfind('<').unwrap();
+        let len = html[start..]
+            .find(end)
+            .unwrap_or_else(|| panic!("no {end} after {marker}"));
+        &html[start..start + len]
+    }
+
     #[test]
     fn sections_come_worst_first_and_bar_widths_add_up() {
         let html = render_html(&sample_report());
         let pos = |s: &str| html.find(s).unwrap_or_else(|| panic!("missing {s}"));
+        assert!(pos("id=\"matrix\"") < pos("id=\"top\""));
+        assert!(pos("id=\"top\"") < pos("id=\"section-failed\""));
         assert!(pos("id=\"section-failed\"") < pos("id=\"section-drift\""));
         assert!(pos("id=\"section-drift\"") < pos("id=\"section-restart-pending\""));
         assert!(pos("id=\"section-restart-pending\"") < pos("id=\"section-compliant\""));
+        assert!(pos("id=\"section-compliant\"") < pos("<section id=\"domains\">"));
+        assert!(pos("<section id=\"domains\">") < pos("<section id=\"checks\">"));
         assert!(!html.contains("id=\"section-not-attempted\""));
+        assert!(!html.contains("id=\"rollout\""), "a check has no rollout");
         assert!(html.contains(".bar .seg-compliant{width:33.333%}"));
         assert!(html.contains(".bar .seg-failed{width:33.333%}"));
         assert!(html.contains(".bar .seg-drift{width:16.667%}"));
         assert!(html.contains("33% compliant (2 of 6 hosts compliant)"));
-        // Blocking finding before the other one on mail2.
-        assert!(pos("PRE-POLICY-SPAWN-USER") < pos("INFO-DNSBL"));
-        // Apply data shows when present.
-        assert!(html.contains("<span class=\"changed\">FALSE → TRUE</span>"));
-        assert!(html.contains("global [check_policy_service unix:private/policy], this server [reject_invalid_helo_hostname]"));
+    }
+
+    #[test]
+    fn hosts_in_the_same_state_share_one_collapsed_group_with_only_failing_rows() {
+        let html = render_html(&sample_report());
+        // mail1 and store1 are both compliant in cluster eu-1: one group, closed.
+        let compliant = element(&html, "class=\"grp compliant\"", "</details>");
         assert!(
-            html.contains("known_hosts expects SHA256:n1X0nCk9gq7rB0l4dYHc8sWkZ0uVZ4v3jXq0m7Hc2Qs")
+            compliant.contains("compliant on 2 hosts of cluster eu-1"),
+            "{compliant}"
         );
+        assert!(!compliant.starts_with("<details class=\"grp compliant\" open"));
+        assert!(
+            compliant.contains("id=\"host-mail1\"") && compliant.contains("id=\"host-store1\"")
+        );
+        assert!(!compliant.contains("<table"), "nothing failing, no rows");
+        // Hover facts of a host: address, Carbonio name, version.
+        assert!(compliant.contains("title=\"203.0.113.1:22 · mail1.acme.example · 25.9.0 · mta\""));
+        // The label value shows on the cluster line.
+        assert!(compliant.contains("<span class=\"lbl\">ACME Corp</span>"));
+
+        // mail2's group: only its failing rows (BS-01, masked BS-02, EFF-01), blocking
+        // finding first.
+        let drift = element(&html, "class=\"grp drift\"", "</details>");
+        assert!(drift.contains("<span class=\"gt\">BS-01 FALSE · BS-02 [reject_invalid_helo_hostname] (masked … · EFF-01 fail · INFO-DNSBL · +1 more on 1 host of cluster eu-1</span>"), "{drift}");
+        assert_eq!(drift.matches("<tr class=\"bad\">").count(), 3);
+        assert!(!drift.contains("<tr class=\"ok\">"));
+        assert!(drift.contains("global [check_policy_service unix:private/policy], this server [reject_invalid_helo_hostname]"));
+        assert!(
+            drift
+                .find("<span class=\"fid\">PRE-POLICY-SPAWN-USER")
+                .unwrap()
+                < drift.find("<span class=\"fid\">INFO-DNSBL").unwrap()
+        );
+
+        // Failed hosts: one group per error kind, each host with its own message.
+        let failed = element(&html, "class=\"grp failed\"", "</details>");
+        assert!(
+            failed.contains("hostkey on 1 host of cluster eu-2"),
+            "{failed}"
+        );
+        assert!(
+            failed
+                .contains("known_hosts expects SHA256:n1X0nCk9gq7rB0l4dYHc8sWkZ0uVZ4v3jXq0m7Hc2Qs")
+        );
+        assert!(html.contains("unreachable on 1 host of cluster eu-2"));
+        assert!(html.contains("connection timed out after 10s"));
+    }
+
+    #[test]
+    fn matrix_and_top_findings_lead_with_counts_and_fixes() {
+        let mut report = sample_report();
+        report.labels.clear();
+        let html = render_html(&report);
+        let matrix = element(&html, "id=\"matrix\"", "</section>");
+        assert!(matrix.contains("<h2>Checks by cluster</h2>"));
+        assert!(matrix.contains("<th>Cluster</th><th>hosts</th><th>not audited</th><th title=\"Postfix policy daemon enabled\">BS-01</th>"));
+        // All hosts: BS-01 off on mail2 of the 4 audited hosts it applies to.
+        assert!(matrix.contains("<tr class=\"total\"><th>all hosts</th><td>6</td><td class=\"b\">2</td><td class=\"b\">1/4</td>"), "{matrix}");
+        // eu-2 (two failed hosts) and eu-1 (drift) both have problems.
+        assert!(
+            matrix
+                .contains("<th>eu-1</th><td>4</td><td class=\"z\">0</td><td class=\"b\">1/4</td>")
+        );
+        assert!(
+            matrix.contains("<th>eu-2</th><td>2</td><td class=\"b\">2</td><td class=\"z\">–</td>")
+        );
+
+        let top = element(&html, "id=\"top\"", "</section>");
+        let first = element(top, "<li", "</li>");
+        assert!(first.contains("class=\"blocking\""));
+        assert!(first.contains("PRE-POLICY-SPAWN-USER"));
+        assert!(first.contains(
+            "<b>Fix:</b> create the user or change the spawn line before enabling BS-01"
+        ));
+        // A control links to its rationale and fix, and names its hosts.
+        assert!(top.contains("<a href=\"#check-BS-01\">BS-01</a></b> is FALSE <span class=\"facts\">on 1 host in 1 cluster: mail2</span>"), "{top}");
+        assert!(top.contains("<b>Fix:</b> zmprov mcf zimbraMtaEnableSmtpdPolicyd TRUE"));
+        let checks = element(&html, "id=\"checks\"", "</section>");
+        assert!(checks.contains("id=\"check-BS-01\""));
+        assert!(checks.contains("Why BS-01 matters."));
+
+        // With a label, the matrix is by its values, and the search box offers it.
+        let html = render_html(&sample_report());
+        assert!(html.contains("<h2>Checks by customer</h2>"));
+        assert!(html.contains("<th>ACME Corp</th><td>6</td>"));
+        assert!(html.contains("placeholder=\"Find a host, cluster, customer or check\""));
+    }
+
+    #[test]
+    fn a_group_report_says_which_group_it_covers() {
+        let mut report = sample_report();
+        report.covers = Some(crate::report::model::Covers {
+            group: "acme".into(),
+            fleet_hosts: 1000,
+        });
+        let html = render_html(&report);
+        assert!(
+            html.contains(
+                "<dt>Covers</dt><dd>inventory group <b>acme</b>: 6 of the run's 1000 hosts"
+            )
+        );
+        assert!(html.contains("<title>backscatter-hardening — group acme — check of"));
+    }
+
+    /// The sample as an apply: mail3 in the canary batch, passed; mail1 in batch 2,
+    /// failed its gate and was rolled back.
+    fn applied_report() -> Report {
+        use crate::report::model::{
+            CommandRecord, GateCheck, GateRecord, HostApply, RestartRecord, RollbackRecord,
+        };
+        let mut report = sample_report();
+        report.command = "apply".into();
+        let gate = |passed: bool| GateRecord {
+            passed,
+            finished_at: "2026-11-27T02:01:10Z".into(),
+            attempts: if passed { 1 } else { 5 },
+            checks: vec![
+                GateCheck {
+                    name: "policy".into(),
+                    ok: passed,
+                    detail: if passed {
+                        "zmpostfixpolicyd answered action=dunno".into()
+                    } else {
+                        "RCPT TO answered 451 4.3.5 Server configuration problem".into()
+                    },
+                },
+                GateCheck {
+                    name: "services".into(),
+                    ok: true,
+                    detail: "mta Running".into(),
+                },
+            ],
+            vantage: "the tool's machine".into(),
+            smtp_transcript: vec!["220 mail3 ESMTP".into(), "250 2.1.0 Ok".into()],
+        };
+        let apply = |batch: usize, passed: bool| {
+            HostApply {
+            commands: vec![CommandRecord {
+                purpose: "stage on the server entry".into(),
+                command: "su - zextras -c 'zmprov ms mail3.acme.example zimbraMtaEnableSmtpdPolicyd TRUE'".into(),
+                exit: "0".into(),
+                errors: Vec::new(),
+            }],
+            batch: Some(batch),
+            rollout: if passed { "restarted".into() } else { "failed: gate".into() },
+            restart: Some(RestartRecord {
+                method: "reload: zmmtactl reload".into(),
+                started_at: "2026-11-27T02:01:05Z".into(),
+                finished_at: "2026-11-27T02:01:06Z".into(),
+                ok: true,
+                output: String::new(),
+            }),
+            gate: Some(gate(passed)),
+            status_before: Some(HostStatus::Drift),
+            verified_at: None,
+            staged: Vec::new(),
+            rollback: (!passed).then(|| RollbackRecord {
+                ok: true,
+                detail: "server entry restored, reloaded".into(),
+                restart: None,
+                gate: Some(gate(true)),
+            }),
+        }
+        };
+        report.hosts[2].apply = Some(apply(1, true));
+        report.hosts[0].apply = Some(apply(2, false));
+        report.hosts[0].controls[0].before = Some("FALSE".into());
+        report.hosts[0].controls[0].after = Some("FALSE".into());
+        report
+    }
+
+    #[test]
+    fn apply_shows_a_timeline_per_batch_canary_first() {
+        let html = render_html(&applied_report());
+        let rollout = element(&html, "id=\"rollout\"", "</section>");
+        let canary = rollout
+            .find(
+                "<b>Batch 1 (canary)</b> of 2 · 1 host · every gate passed · 02:01:05–02:01:10 UTC",
+            )
+            .expect("canary batch");
+        let second = rollout
+            .find("<b>Batch 2</b> of 2 · 1 host · <span class=\"bad\">1 failed its gate</span>")
+            .expect("second batch");
+        assert!(canary < second);
+        // The failed batch opens by itself; the passed one stays closed.
+        assert!(rollout.contains("<details class=\"batch\" open><summary><b>Batch 2</b>"));
+        assert!(rollout.contains("<details class=\"batch\"><summary><b>Batch 1 (canary)</b>"));
+        // Commands exactly as sent (escaped), gate checks with evidence, the rollback.
+        assert!(rollout.contains("<pre>su - zextras -c &#39;zmprov ms mail3.acme.example zimbraMtaEnableSmtpdPolicyd TRUE&#39;</pre>"));
+        assert!(rollout.contains("<li class=\"bad\"><b>policy</b> RCPT TO answered 451 4.3.5 Server configuration problem</li>"));
+        assert!(rollout.contains("<b>rollback:</b> server entry restored, reloaded"));
+        assert!(
+            rollout.contains("<span class=\"changed\">FALSE → TRUE</span>"),
+            "mail3's change"
+        );
+        assert!(rollout.contains("reload: zmmtactl reload"));
     }
 
     #[test]
     fn domain_section_follows_the_hosts_with_exact_findings() {
         let html = render_html(&hostile_report());
-        let pos = |s: &str| html.find(s).unwrap_or_else(|| panic!("missing {s}"));
-        assert!(pos("id=\"section-compliant\"") < pos("<section id=\"domains\">"));
-        assert!(html.contains("<h3>Cluster acme</h3>"));
+        assert!(html.contains("<b>Cluster acme</b> · 3 domains"));
         assert!(html.contains("domains read on mail1.acme.example · DNS servers: 127.0.0.1:5353"));
         assert!(html.contains(
             "<li><span class=\"sev\">medium</span> SPF for acme-shop.example ends in `+all`: any host may send as this domain</li>"
@@ -871,6 +741,9 @@ mod tests {
         ));
         assert!(html.contains("acme.test <span class=\"evidence\">(alias)</span>"));
         assert!(html.contains("v=spf1 &lt;img src=&quot;http://evil.example/p.png&quot;&gt; +all"));
+        // Passing checks are one line, not a row each.
+        assert!(html.contains("<b>Passing:</b> acme.example (SPF, DKIM, DMARC)"));
+        assert!(!html.contains("<td class=\"mono\">acme.example</td>"));
         let mut none = sample_report();
         none.domains.clear();
         assert!(!render_html(&none).contains("id=\"domains\""));
@@ -882,7 +755,78 @@ mod tests {
         report.hosts.clear();
         let html = render_html(&report);
         assert!(html.contains("0% compliant (0 of 0 hosts compliant)"));
-        assert!(!html.contains("<details"));
+        assert!(!html.contains("<details class=\"grp"));
+    }
+
+    /// 1,000 hosts in 200 clusters of five customers, with the spread of states a real
+    /// sweep finds (most compliant, a few drift states, some unreachable).
+    pub(crate) fn thousand_host_report() -> Report {
+        use crate::report::model::{ErrorKind, HostError, ProbeVerdict, Verdict};
+        use crate::report::sample::{control, host, probe};
+        let mut report = sample_report();
+        report.hosts = (0..1000)
+            .map(|i| {
+                let cluster = format!("c{:03}", i / 5);
+                let mut h = match i % 20 {
+                    0 => {
+                        let mut h = host(&format!("mta{i}.{cluster}"), &cluster, HostStatus::Failed);
+                        h.error = Some(HostError::new(
+                            ErrorKind::Unreachable,
+                            format!("failed to connect to `mta{i}.{cluster}` (10.1.{}.{}:22): connection timed out after 10s", i / 250, i % 250),
+                        ));
+                        h
+                    }
+                    1..=4 => {
+                        let mut h = host(&format!("mta{i}.{cluster}"), &cluster, HostStatus::Drift);
+                        h.controls = vec![
+                            control("BS-01", Verdict::NonCompliant, "= TRUE", "FALSE"),
+                            control("BS-02", Verdict::NonCompliant, "contains check_policy_service unix:private/policy", "[reject_non_fqdn_recipient, permit_sasl_authenticated, permit_mynetworks, reject_unauth_destination]"),
+                            control("BS-03", Verdict::Compliant, "= TRUE", "TRUE"),
+                        ];
+                        h.probes = vec![probe("EFF-01", ProbeVerdict::Fail, "reject_non_fqdn_recipient, permit_sasl_authenticated, permit_mynetworks, reject_unauth_destination")];
+                        h
+                    }
+                    _ => {
+                        let mut h = host(&format!("mta{i}.{cluster}"), &cluster, HostStatus::Compliant);
+                        h.controls = vec![
+                            control("BS-01", Verdict::Compliant, "= TRUE", "TRUE"),
+                            control("BS-02", Verdict::Compliant, "contains check_policy_service unix:private/policy", "[check_policy_service unix:private/policy]"),
+                            control("BS-03", Verdict::Compliant, "= TRUE", "TRUE"),
+                        ];
+                        h.probes = vec![probe("EFF-01", ProbeVerdict::Pass, EFFECTIVE_OK_FOR_TEST)];
+                        h
+                    }
+                };
+                h.vars.insert("customer".into(), format!("Customer {}", i % 5));
+                h
+            })
+            .collect();
+        report
+    }
+
+    const EFFECTIVE_OK_FOR_TEST: &str =
+        "reject_non_fqdn_recipient, check_policy_service unix:private/policy, permit";
+
+    #[test]
+    fn a_thousand_hosts_stay_under_one_mebibyte() {
+        let html = render_html(&thousand_host_report());
+        assert!(
+            html.len() <= 1024 * 1024,
+            "report.html is {} bytes",
+            html.len()
+        );
+        // Every host is still findable by name, once.
+        for i in [0, 1, 5, 999] {
+            let id = format!("id=\"host-mta{i}.c{:03}\"", i / 5);
+            assert_eq!(html.matches(&id).count(), 1, "{id}");
+        }
+        // Three states: unreachable, the drift state, compliant — grouped, not 1,000 blocks.
+        assert_eq!(html.matches("<details class=\"grp").count(), 3);
+        let groups: Vec<&str> = html
+            .match_indices("<span class=\"gt\">")
+            .map(|(i, _)| &html[i..i + 160])
+            .collect();
+        assert!(html.contains("BS-01 FALSE · BS-02 [reject_non_fqdn_recipient, permit_sasl… · EFF-01 fail on 200 hosts in 50 clusters"), "{groups:#?}");
     }
 
     #[test]
@@ -977,10 +921,7 @@ mod tests {
         let url = format!("file://{}", page.display());
         let (dom, stderr) = chromium(&bin, &profile, &url, &["--dump-dom"]);
         for host in ["mail1", "mail2", "mail3", "mail4", "mail5", "store1"] {
-            assert!(
-                dom.contains(&format!("<span class=\"hname\">{host}</span>")),
-                "{host}"
-            );
+            assert!(dom.contains(&format!("id=\"host-{host}\"")), "{host}");
         }
         assert!(dom.contains(SPAWN_USER_MESSAGE), "blocking finding message");
         assert!(dom.contains("33% compliant (2 of 6 hosts compliant)"));
@@ -998,30 +939,45 @@ mod tests {
             !stderr.contains("Content Security Policy"),
             "CSP blocked an inline block:\n{stderr}"
         );
-
-        // `#drift` preselects the drift filter: only mail2 and its section stay visible.
-        let (filtered, _) = chromium(&bin, &profile, &format!("{url}#drift"), &["--dump-dom"]);
         let opening_tag = |dom: &str, id: &str| -> String {
             let start = dom.find(id).unwrap_or_else(|| panic!("{id} missing"));
             let start = dom[..start].rfind('<').unwrap();
             dom[start..start + dom[start..].find('>').unwrap()].to_string()
         };
-        for (id, hidden) in [
-            ("id=\"host-mail2\"", false),
+        let hidden = |tag: &str| tag.contains(" hidden");
+
+        // `#drift` preselects the drift filter: only mail2's group and its section stay.
+        let (filtered, _) = chromium(&bin, &profile, &format!("{url}#drift"), &["--dump-dom"]);
+        for (id, want_hidden) in [
             ("id=\"section-drift\"", false),
-            ("id=\"host-mail4\"", true),
-            ("id=\"host-mail1\"", true),
+            ("class=\"grp drift\"", false),
             ("id=\"section-failed\"", true),
             ("id=\"section-compliant\"", true),
         ] {
-            let tag = opening_tag(&filtered, id);
-            assert_eq!(tag.contains(" hidden"), hidden, "{tag}");
-            assert!(
-                !opening_tag(&dom, id).contains(" hidden"),
-                "unfiltered: {id}"
-            );
+            assert_eq!(hidden(&opening_tag(&filtered, id)), want_hidden, "{id}");
+            assert!(!hidden(&opening_tag(&dom, id)), "unfiltered: {id}");
         }
         assert!(filtered.contains("data-filter=\"drift\" aria-pressed=\"true\""));
+
+        // `#q=store1` finds one host: its group opens with only that host, the
+        // other compliant host and every other group are hidden.
+        let (found, _) = chromium(&bin, &profile, &format!("{url}#q=store1"), &["--dump-dom"]);
+        assert!(!hidden(&opening_tag(&found, "id=\"host-store1\"")));
+        assert!(hidden(&opening_tag(&found, "id=\"host-mail1\"")));
+        assert!(opening_tag(&found, "class=\"grp compliant\"").contains(" open"));
+        assert!(hidden(&opening_tag(&found, "class=\"grp drift\"")));
+        // A check id finds the groups that have it, with all their hosts.
+        let (by_check, _) = chromium(&bin, &profile, &format!("{url}#q=eff-01"), &["--dump-dom"]);
+        assert!(!hidden(&opening_tag(&by_check, "class=\"grp drift\"")));
+        assert!(hidden(&opening_tag(&by_check, "class=\"grp compliant\"")));
+        // A link to a host opens the group it is in.
+        let (linked, _) = chromium(
+            &bin,
+            &profile,
+            &format!("{url}#host-mail2"),
+            &["--dump-dom"],
+        );
+        assert!(opening_tag(&linked, "class=\"grp drift\"").contains(" open"));
 
         let shot = dir.path().join("shot.png");
         let shot_arg = format!("--screenshot={}", shot.display());
