@@ -267,6 +267,18 @@ struct InventoryHost {
     groups: Vec<String>,
     /// The cluster's MTA egress address, which its SPF must cover.
     egress: Vec<String>,
+    /// `customer`: one per cluster, as an MSP's inventory labels its customers (the
+    /// default playbook's report label).
+    vars: BTreeMap<String, String>,
+}
+
+/// The simulated customer owning `cluster`: `acme` → `Acme Ltd`.
+fn customer_of(cluster: &str) -> String {
+    let mut c = cluster.chars();
+    match c.next() {
+        Some(first) => format!("{}{} Ltd", first.to_uppercase(), c.as_str()),
+        None => "Unnamed Ltd".to_string(),
+    }
 }
 
 /// Raises the soft open-files limit to the hard one: thousands of nodes need a
@@ -760,6 +772,7 @@ impl Fleet {
                 cluster: n.cluster.clone(),
                 groups: g,
                 egress: vec![egress[n.cluster.as_str()].to_string()],
+                vars: [("customer".to_string(), customer_of(&n.cluster))].into(),
             });
             handles.push(NodeHandle {
                 node,
