@@ -618,9 +618,18 @@ fn apply_with_an_unusable_plan_file_names_it_and_contacts_nothing() {
         "{err}"
     );
     let cases = [
-        ("{\"plan_version\": 1, \"hosts\": [", "is not a carbonio-fleet plan: invalid JSON"),
-        ("{\"plan_version\": 1}", "is not a carbonio-fleet plan: missing field"),
-        ("{\"plan_version\": 9}", "has plan_version 9; this carbonio-fleet"),
+        (
+            "{\"plan_version\": 1, \"hosts\": [",
+            "is not a carbonio-fleet plan: invalid JSON",
+        ),
+        (
+            "{\"plan_version\": 1}",
+            "is not a carbonio-fleet plan: missing field",
+        ),
+        (
+            "{\"plan_version\": 9}",
+            "has plan_version 9; this carbonio-fleet",
+        ),
     ];
     for (text, want) in cases {
         let bad = dir.path().join("plan.json");
@@ -636,7 +645,12 @@ fn apply_with_an_unusable_plan_file_names_it_and_contacts_nothing() {
         "nothing is written for a refused plan"
     );
     // A plan is carried out as reviewed: the flags that would change it are refused.
-    for flag in ["--resume", "--unstage", "--replace-overrides", "--fix-spawn-user"] {
+    for flag in [
+        "--resume",
+        "--unstage",
+        "--replace-overrides",
+        "--fix-spawn-user",
+    ] {
         let err = run(&missing, &[flag]);
         assert!(
             err.contains(&format!("'--plan <FILE>' cannot be used with '{flag}'")),

@@ -455,7 +455,9 @@ async fn plan_prints_the_exact_commands_and_changes_nothing() {
         "{out}"
     );
     assert!(
-        out.contains("    # promote cluster a: global config, then the temporary server entries removed"),
+        out.contains(
+            "    # promote cluster a: global config, then the temporary server entries removed"
+        ),
         "{out}"
     );
     assert!(
@@ -478,7 +480,9 @@ async fn plan_prints_the_exact_commands_and_changes_nothing() {
         "{out}"
     );
     assert!(
-        out.contains("      # stage batch 2 of cluster a on server entries a2\n      $ su - zextras -c "),
+        out.contains(
+            "      # stage batch 2 of cluster a on server entries a2\n      $ su - zextras -c "
+        ),
         "{out}"
     );
     assert!(
@@ -544,7 +548,9 @@ async fn plan_out_then_apply_plan_makes_the_fleet_compliant() {
 
     // No --yes and no terminal: the reviewed plan is the confirmation.
     let b1_before = state_fingerprint(&sim.fleet)[2].clone();
-    let o = sim.run(&["apply", "-p", pb, "--plan", file.to_str().unwrap()]).await;
+    let o = sim
+        .run(&["apply", "-p", pb, "--plan", file.to_str().unwrap()])
+        .await;
     assert_eq!(code(&o), exit::OK, "{}", explain(&o));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("the fleet is as planned in"), "{stderr}");
@@ -585,10 +591,17 @@ async fn apply_plan_refuses_when_the_fleet_changed_since_and_changes_nothing() {
     .await;
     let pb = sim.playbook(ONE_BY_ONE);
     let pb = pb.to_str().unwrap();
+    // A bare file name: written in the working directory.
+    let o = {
+        let mut c = sim.cmd(&["plan", "-p", pb, "--out", "plan.json"]);
+        c.current_dir(sim.dir.path());
+        tokio::task::spawn_blocking(move || c.output().unwrap())
+            .await
+            .unwrap()
+    };
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
     let file = sim.path("plan.json");
     let file = file.to_str().unwrap();
-    let o = sim.run(&["plan", "-p", pb, "--out", file]).await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
     // Someone adds an RBL to a2's own entry after the review.
     let rbl = "reject_rbl_client zen.spamhaus.org";
     {
@@ -614,9 +627,19 @@ async fn apply_plan_refuses_when_the_fleet_changed_since_and_changes_nothing() {
         "{stderr}"
     );
     // Only a2 differs: the other hosts are not named.
-    assert!(!stderr.contains("  a1: ") && !stderr.contains("  b1: "), "{stderr}");
-    assert_eq!(state_fingerprint(&sim.fleet), before, "a refused apply changed a node");
-    assert!(sim.fleet.restart_log().is_empty(), "a refused apply restarted a node");
+    assert!(
+        !stderr.contains("  a1: ") && !stderr.contains("  b1: "),
+        "{stderr}"
+    );
+    assert_eq!(
+        state_fingerprint(&sim.fleet),
+        before,
+        "a refused apply changed a node"
+    );
+    assert!(
+        sim.fleet.restart_log().is_empty(),
+        "a refused apply restarted a node"
+    );
     assert!(
         !sim.reports().join("latest").exists(),
         "a refused apply wrote no run"

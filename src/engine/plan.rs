@@ -523,21 +523,25 @@ pub async fn plan(opts: &RunOptions, out: Option<&Path>, events: Events) -> i32 
         }
     });
     match written {
-        Some(Ok(p)) => {
-            if !opts.json {
+        Some(Ok(p)) if !opts.json => {
+            tracing_indicatif::suspend_tracing_indicatif(|| {
                 println!(
-                    "plan written to {}: apply exactly it with `carbonio-fleet apply -i {} --plan {}`",
+                    "plan written to {}: apply exactly it with `carbonio-fleet apply -i {}{} --plan {}`",
                     p.display(),
                     opts.inventory.display(),
+                    opts.playbook
+                        .as_ref()
+                        .map(|pb| format!(" -p {}", pb.display()))
+                        .unwrap_or_default(),
                     p.display()
-                );
-            }
+                )
+            });
         }
         Some(Err(e)) => {
             eprintln!("carbonio-fleet: {e}");
             return exit::HOST_FAILED.max(check::exit_code(&reports));
         }
-        None => {}
+        Some(Ok(_)) | None => {}
     }
     check::exit_code(&reports)
 }
