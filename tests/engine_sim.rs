@@ -1809,7 +1809,7 @@ async fn the_playbook_can_opt_in_to_the_spawn_user_fix() {
     );
     assert!(
         out.contains(
-            "st2: as root, back up /opt/zextras/common/conf/master.cf.in and set user=zextras"
+            "\n      as root, back up /opt/zextras/common/conf/master.cf.in and set user=zextras"
         ),
         "{out}"
     );
@@ -1818,7 +1818,7 @@ async fn the_playbook_can_opt_in_to_the_spawn_user_fix() {
     let o = sim.run(&["plan", "-p", pb.to_str().unwrap()]).await;
     assert!(
         String::from_utf8_lossy(&o.stdout)
-            .contains("apply repairs it (`[fix] spawn_user = true` in the playbook)"),
+            .contains("apply repairs it first (`[fix] spawn_user = true` in the playbook)"),
         "{}",
         explain(&o)
     );
@@ -2210,8 +2210,8 @@ async fn an_mta_outside_the_limit_holds_the_promotion() {
     let o = sim.run(&["plan", "-p", pb, "--limit", "a1,a2"]).await;
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        out.contains("promotion-held: even if every staged MTA passes")
-            && out.contains("held by a3: an MTA of this cluster in LDAP that this run did not include (outside --limit"),
+        out.contains("  promotion held (exit 2): even if every staged MTA passes")
+            && out.contains("    ! held by a3: an MTA of this cluster in LDAP that this run did not include (outside --limit"),
         "{out}"
     );
     let o = sim

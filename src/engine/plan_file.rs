@@ -149,8 +149,8 @@ pub struct HostBasis {
     pub mta: Option<bool>,
     /// `legacy` / `systemd`: which restart commands run.
     pub platform: Option<String>,
-    /// `carbonio` / `zimbra`: the service user the commands run as.
-    pub flavour: Option<String>,
+    /// Carbonio or Zimbra: the service user the commands run as, the files they edit.
+    pub flavour: Option<crate::carbonio::flavour::Flavour>,
     /// Per control attribute: its gathered values.
     pub attrs: BTreeMap<String, AttrBasis>,
     /// LDAP's MTAs of the cluster (`gas mta`): promotion waits for each.
@@ -224,7 +224,7 @@ pub fn basis(
                         }
                         .into(),
                     );
-                    b.flavour = Some(f.flavour.user().to_string());
+                    b.flavour = Some(f.flavour);
                     for c in &playbook.controls {
                         b.attrs.insert(
                             c.attr.clone(),
@@ -326,7 +326,12 @@ pub fn compare(
             yes_no(now.mta == Some(true)),
         );
         diff("platform", opt(&was.platform), opt(&now.platform));
-        diff("service user", opt(&was.flavour), opt(&now.flavour));
+        let user = |f: &Option<crate::carbonio::flavour::Flavour>| f.map(|f| f.user().to_string());
+        diff(
+            "service user",
+            opt(&user(&was.flavour)),
+            opt(&user(&now.flavour)),
+        );
         let attrs: std::collections::BTreeSet<&String> =
             was.attrs.keys().chain(now.attrs.keys()).collect();
         for attr in attrs {
@@ -629,7 +634,7 @@ pub(crate) mod tests {
             server: Some(server.into()),
             mta: Some(true),
             platform: Some("systemd".into()),
-            flavour: Some("zextras".into()),
+            flavour: Some(crate::carbonio::flavour::Flavour::Carbonio),
             attrs,
             ldap_mtas: v(&["mta1.acme", "mta2.acme"]),
             restart_pending: false,

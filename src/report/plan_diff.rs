@@ -299,8 +299,10 @@ pub fn render(plan: &PlanFile, o: RenderOptions) -> String {
     let user_of = |h: &str| {
         plan.basis
             .get(h)
-            .and_then(|b| b.flavour.clone())
-            .unwrap_or_else(|| "zextras".into())
+            .and_then(|b| b.flavour)
+            .unwrap_or_default()
+            .user()
+            .to_string()
     };
     let mut by_cluster: BTreeMap<&str, Vec<(&str, &HostBasis)>> = BTreeMap::new();
     for h in &plan.hosts {
@@ -438,10 +440,19 @@ fn host_block(
         reload,
         user_of(host)
     ));
-    if plan.spawn_fixes.iter().any(|h| h == host) {
-        out.line("    ! policy spawn user: apply first backs up master.cf.in, sets the service user on its policy entry (as root) and runs configrewrite mta");
-    } else if basis.spawn_fix_needed {
-        out.line("    ! policy spawn user cannot start the policy daemon: `apply --fix-spawn-user` (or `[fix] spawn_user = true`) repairs it; without, the policy controls stay blocked");
+    if basis.spawn_fix_needed {
+        let how = if plan.spawn_fixes.iter().any(|h| h == host) {
+            "apply repairs it first (`[fix] spawn_user = true` in the playbook)"
+        } else {
+            "apply repairs it with `--fix-spawn-user` (or `[fix] spawn_user = true` in the playbook); without, the policy controls stay blocked"
+        };
+        let f = basis.flavour.unwrap_or_default();
+        out.line(&format!(
+            "    ! policy spawn user (PRE-POLICY-SPAWN-USER): {how}:\n      as root, back up {} and set user={} on its policy entry; as {}, configrewrite mta",
+            f.master_template(),
+            f.user(),
+            f.user()
+        ));
     }
     if let Some(b) = plan.changes.server.get(host) {
         out.line(&format!(
