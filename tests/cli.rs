@@ -592,3 +592,81 @@ fn a_control_selection_that_breaks_mail_is_refused() {
             .contains("`NOPE` is not a control or probe")
     );
 }
+
+#[test]
+fn apply_with_an_unusable_plan_file_names_it_and_contacts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |plan: &std::path::Path, extra: &[&str]| {
+        let out = fleet()
+            .args(["apply", "-i", "inventory/lab.toml", "--progress", "never"])
+            .arg("--report-dir")
+            .arg(dir.path().join("reports"))
+            .arg("--plan")
+            .arg(plan)
+            .args(extra)
+            .assert()
+            .code(exit::USAGE)
+            .get_output()
+            .clone();
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let missing = dir.path().join("missing.json");
+    let err = run(&missing, &[]);
+    assert!(
+        err.contains(&format!("cannot read plan file `{}`: ", missing.display()))
+            && err.ends_with("; nothing was contacted\n"),
+        "{err}"
+    );
+    let cases = [
+        (
+            "{\"plan_version\": 1, \"hosts\": [",
+            "is not a carbonio-fleet plan: invalid JSON",
+        ),
+        (
+            "{\"plan_version\": 1}",
+            "is not a carbonio-fleet plan: missing field",
+        ),
+        (
+            "{\"plan_version\": 9}",
+            "has plan_version 9; this carbonio-fleet",
+        ),
+    ];
+    for (text, want) in cases {
+        let bad = dir.path().join("plan.json");
+        fs::write(&bad, text).unwrap();
+        let err = run(&bad, &[]);
+        assert!(
+            err.contains(&format!("plan file `{}` {want}", bad.display())),
+            "{text}: {err}"
+        );
+    }
+    assert!(
+        !dir.path().join("reports").exists(),
+        "nothing is written for a refused plan"
+    );
+    // A plan is carried out as reviewed: the flags that would change it are refused.
+    for flag in [
+        "--resume",
+        "--unstage",
+        "--replace-overrides",
+        "--fix-spawn-user",
+    ] {
+        let err = run(&missing, &[flag]);
+        assert!(
+            err.contains(&format!("'--plan <FILE>' cannot be used with '{flag}'")),
+            "{flag}: {err}"
+        );
+    }
+}
+
+#[test]
+fn plan_and_apply_help_show_the_plan_file_workflow() {
+    let plan = stdout_of(&["plan", "--help"], exit::OK);
+    assert!(plan.contains("--out <FILE>"), "{plan}");
+    assert!(
+        plan.contains("carbonio-fleet apply -i inventory/ --plan acme.plan.json"),
+        "{plan}"
+    );
+    let apply = stdout_of(&["apply", "--help"], exit::OK);
+    assert!(apply.contains("--plan <FILE>"), "{apply}");
+}

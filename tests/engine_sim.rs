@@ -441,34 +441,237 @@ async fn plan_prints_the_exact_commands_and_changes_nothing() {
     let o = sim.run(&["plan"]).await;
     assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    // Staged per MTA, each on its own server entry with the FULL desired list…
+    // Per cluster: the global changes as current → desired, a multi-valued one as the
+    // value it gains, and the one promotion command (temporary entries removed in it).
+    assert!(out.contains("cluster a  (MTAs in LDAP: a1, a2)"), "{out}");
     assert!(
-        out.contains("a2: staged on server entry a2 in its rollout batch, as zextras"),
+        out.contains("    ~ zimbraMtaEnableSmtpdPolicyd (BS-01): FALSE → TRUE\n"),
         "{out}"
     );
-    assert!(
-        out.contains("zmprov ms a2 zimbraMtaRestriction reject_invalid_helo_hostname zimbraMtaRestriction reject_non_fqdn_sender zimbraMtaRestriction 'check_policy_service unix:private/policy'    # temporary"),
-        "{out}"
-    );
-    // …then promoted once, with the temporary entries removed in the same batch.
     assert!(
         out.contains(
-            "cluster a: promotion, once every MTA LDAP lists passed its gate, on a1 as zextras"
+            "    ~ zimbraMtaRestriction (BS-04)\n        + check_policy_service unix:private/policy\n"
         ),
         "{out}"
     );
+    assert!(
+        out.contains(
+            "    # promote cluster a: global config, then the temporary server entries removed"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"mcf +zimbraMtaRestriction "check_policy_service unix:private/policy""#),
+        "{out}"
+    );
     assert!(out.contains(r#"ms a2 zimbraMtaRestriction """#), "{out}");
+    // Per host: its batch, what is staged on its own entry (the FULL desired list), and
+    // the exact stage and reload commands, become-wrapped as apply sends them.
     assert!(
-        out.contains("zmprov mcf zimbraMtaEnableSmtpdPolicyd TRUE"),
+        out.contains("  host a1  (legacy, reload in batch 1 (canary), as zextras)"),
         "{out}"
     );
     assert!(
-        out.contains("zmprov mcf +zimbraMtaRestriction 'check_policy_service unix:private/policy'"),
+        out.contains("  host a2  (systemd, reload in batch 2, as zextras)"),
         "{out}"
     );
-    assert!(out.contains("su - zextras -c "), "{out}");
-    assert!(out.contains("batch 1 (canary)"), "{out}");
+    assert!(
+        out.contains("      ~ zimbraMtaRestriction (BS-04, temporary, removed at promotion)\n          + check_policy_service unix:private/policy\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "      # stage batch 2 of cluster a on server entries a2\n      $ su - zextras -c "
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("ms a2 zimbraMtaRestriction reject_invalid_helo_hostname zimbraMtaRestriction reject_non_fqdn_sender zimbraMtaRestriction"),
+        "{out}"
+    );
+    assert!(
+        out.contains("      # batch 2: reload Postfix, then the health gate\n      $ systemctl reload carbonio-postfix.service 2>&1\n"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("\nPlan: 4 attributes to change on 1 cluster, 2 hosts to reload in 2 batches (canary first), 0 blocked, 0 already compliant.\n"),
+        "{out}"
+    );
+    // Into a pipe: no colour.
+    assert!(!out.contains('\x1b'), "{out}");
     assert_eq!(state_fingerprint(&sim.fleet), before, "plan changed a node");
+}
+
+/// The quick rollout of the plan-file tests: one node per batch, no pause.
+const ONE_BY_ONE: &str =
+    "batch = 1\ncanary = 1\npause = \"0s\"\nmax_failures = 0\nhealth_timeout = \"20s\"";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_out_then_apply_plan_makes_the_fleet_compliant() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![
+            ("a1", "a", mta(Legacy, NonCompliant)),
+            ("a2", "a", mta(Systemd, NonCompliant)),
+            ("b1", "b", mta(Legacy, Compliant)),
+        ],
+        Duration::from_millis(100),
+    )
+    .await;
+    let pb = sim.playbook(ONE_BY_ONE);
+    let pb = pb.to_str().unwrap();
+    let file = sim.path("acme.plan.json");
+    let before = state_fingerprint(&sim.fleet);
+    let o = sim
+        .run(&["plan", "-p", pb, "--out", file.to_str().unwrap()])
+        .await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(state_fingerprint(&sim.fleet), before, "plan changed a node");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains(&format!("plan written to {}", file.display())),
+        "{stdout}"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(json["plan_version"], 1);
+    assert_eq!(json["hosts"], serde_json::json!(["a1", "a2", "b1"]));
+    assert_eq!(
+        json["basis"]["a2"]["attrs"]["zimbraMtaEnableSmtpdPolicyd"]["global"],
+        serde_json::json!(["FALSE"])
+    );
+    assert_eq!(json["batches"], serde_json::json!([["a1"], ["a2"]]));
+
+    // No --yes and no terminal: the reviewed plan is the confirmation.
+    let b1_before = state_fingerprint(&sim.fleet)[2].clone();
+    let o = sim
+        .run(&["apply", "-p", pb, "--plan", file.to_str().unwrap()])
+        .await;
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("the fleet is as planned in"), "{stderr}");
+    let r = sim.latest();
+    assert_eq!(r.command, "apply");
+    for h in &r.hosts {
+        assert_eq!(h.status, HostStatus::Compliant, "{}", h.name);
+    }
+    assert_eq!(r.promotions.len(), 1, "{:?}", r.promotions);
+    assert_eq!(r.promotions[0].state, "promoted");
+    assert_eq!(
+        global_value(&sim, "a1", "zimbraMtaEnableSmtpdPolicyd"),
+        ["TRUE"]
+    );
+    // b1 was compliant: nothing planned for it, nothing done to it.
+    assert_eq!(state_fingerprint(&sim.fleet)[2], b1_before);
+    // A fresh check agrees (its exit code also weighs the sim's domain posture).
+    sim.run(&["check", "-p", pb]).await;
+    let r = sim.latest();
+    assert_eq!(r.command, "check");
+    for h in &r.hosts {
+        assert_eq!(h.status, HostStatus::Compliant, "{}", h.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_plan_refuses_when_the_fleet_changed_since_and_changes_nothing() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![
+            ("a1", "a", mta(Legacy, NonCompliant)),
+            ("a2", "a", mta(Systemd, NonCompliant)),
+            ("b1", "b", mta(Legacy, NonCompliant)),
+        ],
+        Duration::from_millis(100),
+    )
+    .await;
+    let pb = sim.playbook(ONE_BY_ONE);
+    let pb = pb.to_str().unwrap();
+    // A bare file name: written in the working directory.
+    let o = {
+        let mut c = sim.cmd(&["plan", "-p", pb, "--out", "plan.json"]);
+        c.current_dir(sim.dir.path());
+        tokio::task::spawn_blocking(move || c.output().unwrap())
+            .await
+            .unwrap()
+    };
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    let file = sim.path("plan.json");
+    let file = file.to_str().unwrap();
+    // Someone adds an RBL to a2's own entry after the review.
+    let rbl = "reject_rbl_client zen.spamhaus.org";
+    {
+        let h = sim.fleet.node("a2").unwrap();
+        let mut ldap = h.node().cluster.ldap();
+        ldap.servers
+            .get_mut("a2")
+            .unwrap()
+            .insert("zimbraMtaRestriction".into(), vec![rbl.into()]);
+    }
+    let before = state_fingerprint(&sim.fleet);
+    let o = sim.run(&["apply", "-p", pb, "--plan", file, "--yes"]).await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "  a2: zimbraMtaRestriction (server entry) was (not set on the server) in the plan, now {rbl}\n"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("refused, nothing was changed on any node"),
+        "{stderr}"
+    );
+    // Only a2 differs: the other hosts are not named.
+    assert!(
+        !stderr.contains("  a1: ") && !stderr.contains("  b1: "),
+        "{stderr}"
+    );
+    assert_eq!(
+        state_fingerprint(&sim.fleet),
+        before,
+        "a refused apply changed a node"
+    );
+    assert!(
+        sim.fleet.restart_log().is_empty(),
+        "a refused apply restarted a node"
+    );
+    assert!(
+        !sim.reports().join("latest").exists(),
+        "a refused apply wrote no run"
+    );
+
+    // Another playbook than the plan's: refused before any connection.
+    let other = sim.path("edited.toml");
+    let text = std::fs::read_to_string(pb).unwrap();
+    std::fs::write(&other, format!("{text}\n# edited after the review\n")).unwrap();
+    let reads: u64 = sim.fleet.nodes().iter().map(|h| h.prov_invocations()).sum();
+    let o = sim
+        .run(&["apply", "-p", other.to_str().unwrap(), "--plan", file])
+        .await;
+    assert_eq!(code(&o), exit::USAGE, "{}", explain(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("is not the plan's") && stderr.contains("nothing was contacted"),
+        "{stderr}"
+    );
+    let after: u64 = sim.fleet.nodes().iter().map(|h| h.prov_invocations()).sum();
+    assert_eq!(after, reads, "a refused apply contacted the fleet");
+    // A different --limit than the plan's is an error, not a silent narrowing.
+    let o = sim
+        .run(&["apply", "-p", pb, "--plan", file, "--limit", "a1"])
+        .await;
+    assert_eq!(code(&o), exit::USAGE, "{}", explain(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--limit a1 (the plan was made with none)"),
+        "{}",
+        explain(&o)
+    );
+    assert_eq!(state_fingerprint(&sim.fleet), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1606,7 +1809,7 @@ async fn the_playbook_can_opt_in_to_the_spawn_user_fix() {
     );
     assert!(
         out.contains(
-            "st2: as root, back up /opt/zextras/common/conf/master.cf.in and set user=zextras"
+            "\n      as root, back up /opt/zextras/common/conf/master.cf.in and set user=zextras"
         ),
         "{out}"
     );
@@ -1615,7 +1818,7 @@ async fn the_playbook_can_opt_in_to_the_spawn_user_fix() {
     let o = sim.run(&["plan", "-p", pb.to_str().unwrap()]).await;
     assert!(
         String::from_utf8_lossy(&o.stdout)
-            .contains("apply repairs it (`[fix] spawn_user = true` in the playbook)"),
+            .contains("apply repairs it first (`[fix] spawn_user = true` in the playbook)"),
         "{}",
         explain(&o)
     );
@@ -2007,8 +2210,8 @@ async fn an_mta_outside_the_limit_holds_the_promotion() {
     let o = sim.run(&["plan", "-p", pb, "--limit", "a1,a2"]).await;
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        out.contains("promotion-held: even if every staged MTA passes")
-            && out.contains("held by a3: an MTA of this cluster in LDAP that this run did not include (outside --limit"),
+        out.contains("  promotion held (exit 2): even if every staged MTA passes")
+            && out.contains("    ! held by a3: an MTA of this cluster in LDAP that this run did not include (outside --limit"),
         "{out}"
     );
     let o = sim

@@ -39,7 +39,8 @@ fn check_help() -> String {
 fn plan_help() -> String {
     examples_help(&[
         "carbonio-fleet plan -i inventory/",
-        "carbonio-fleet plan -i inventory/ --limit @acme",
+        "carbonio-fleet plan -i inventory/ --limit @acme --out acme.plan.json   # review it, then:",
+        "carbonio-fleet apply -i inventory/ --plan acme.plan.json               # exactly that plan, or refused",
     ])
 }
 
@@ -49,6 +50,7 @@ fn apply_help() -> String {
         "carbonio-fleet apply -i inventory/ --yes --progress never  # unattended",
         "carbonio-fleet apply -i inventory/ --resume                # finish an interrupted or held rollout",
         "carbonio-fleet apply -i inventory/ --unstage               # undo an unfinished staging",
+        "carbonio-fleet apply -i inventory/ --plan acme.plan.json   # exactly a reviewed `plan --out`; refused if the fleet changed",
     ])
 }
 
@@ -76,7 +78,7 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Show what apply would change, per host, with the exact commands
     #[command(after_help = plan_help())]
-    Plan(RunArgs),
+    Plan(PlanArgs),
     /// List or validate the inventory (nothing is contacted)
     #[command(subcommand)]
     Inventory(InventoryCommand),
@@ -142,6 +144,17 @@ pub struct RunArgs {
     pub playbook: Option<PathBuf>,
     #[command(flatten)]
     pub common: CommonOpts,
+}
+
+/// Arguments of `plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Also write the plan to this file (JSON, replaced atomically, mode 0600) for
+    /// `apply --plan FILE`, which carries out exactly it or refuses
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// Options shared by `check`, `plan` and `apply`.
@@ -247,6 +260,11 @@ pub struct ApplyArgs {
     /// LDAP, reload those MTAs and gate them on the old values; nothing is promoted
     #[arg(long, conflicts_with_all = ["resume", "retry_failed", "replace_overrides", "fix_spawn_user"])]
     pub unstage: bool,
+    /// Carry out exactly this plan (`plan --out FILE`): refused, with nothing changed,
+    /// when the playbook, the inventory or any gathered value differs from the plan's;
+    /// the plan was reviewed, so no confirmation is asked
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["resume", "retry_failed", "replace_overrides", "fix_spawn_user", "unstage"])]
+    pub plan: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -576,7 +594,7 @@ mod tests {
             let mut argv = vec!["carbonio-fleet", "plan", "-i", "inv.toml"];
             argv.extend_from_slice(extra);
             match Cli::try_parse_from(argv).unwrap().command {
-                Command::Plan(r) => r.common.ssh_config_path(),
+                Command::Plan(r) => r.run.common.ssh_config_path(),
                 _ => panic!("plan"),
             }
         };

@@ -6,7 +6,7 @@ use std::future::Future;
 
 use tracing::Instrument as _;
 
-use super::{ApplyArgs, CommonOpts, Format, RunArgs};
+use super::{ApplyArgs, CommonOpts, Format, PlanArgs, RunArgs};
 use crate::engine::apply::{self, ApplyOptions};
 use crate::engine::events::Events;
 use crate::engine::run::{self as engine_run, RunOptions};
@@ -112,7 +112,8 @@ pub(super) fn check(a: &RunArgs) -> i32 {
     code
 }
 
-pub(super) fn plan(a: &RunArgs) -> i32 {
+pub(super) fn plan(p: &PlanArgs) -> i32 {
+    let a = &p.run;
     // plan writes no report: options that only shape one are refused, not ignored.
     let ignored: Vec<&str> = [
         ("--split-by", a.common.split_by.is_some()),
@@ -130,8 +131,9 @@ pub(super) fn plan(a: &RunArgs) -> i32 {
         return exit::USAGE;
     }
     let opts = RunOptions::from(a);
+    let out = p.out.clone();
     with_runtime("plan", &a.common, |events| async move {
-        crate::engine::plan::plan(&opts, events).await
+        crate::engine::plan::plan(&opts, out.as_deref(), events).await
     })
 }
 
@@ -145,6 +147,7 @@ pub(super) fn apply(a: &ApplyArgs) -> i32 {
         no_rollback: a.no_rollback,
         replace_overrides: a.replace_overrides,
         unstage: a.unstage,
+        plan: a.plan.clone(),
     };
     let previous = super::alert::latest(&a.run.common.report_dir);
     let code = with_runtime("apply", &a.run.common, |events| async move {

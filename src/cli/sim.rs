@@ -128,6 +128,7 @@ pub(super) fn demo(a: &DemoArgs) -> i32 {
             no_rollback: false,
             replace_overrides: false,
             unstage: false,
+            plan: None,
         };
         let applied = step("apply", |ev| async move { apply::apply(&ao, ev).await }).await;
 

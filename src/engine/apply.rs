@@ -65,6 +65,8 @@ pub struct ApplyOptions {
     pub replace_overrides: bool,
     /// Remove staged entries an unfinished run left, reload and gate those MTAs.
     pub unstage: bool,
+    /// `--plan FILE`: carry out exactly this plan ([`super::plan_file`]) or refuse.
+    pub plan: Option<std::path::PathBuf>,
 }
 
 /// Narrows the targets for `--resume` / `--retry-failed` from the last run's files.
@@ -1543,7 +1545,11 @@ async fn gate_once(
 
 /// The change lines that write `entries` on `server` (`stage`), or restore them
 /// (`rollback`), with what each read-back must show.
-fn entry_changes(server: &str, entries: &[&StageEntry], rollback: bool) -> Vec<changes::Change> {
+pub(crate) fn entry_changes(
+    server: &str,
+    entries: &[&StageEntry],
+    rollback: bool,
+) -> Vec<changes::Change> {
     entries
         .iter()
         .map(|e| changes::Change {
@@ -1935,10 +1941,39 @@ async fn promote(
     rec
 }
 
+/// The options of apply that shape its staging plan (`plan` uses the defaults: it has
+/// none of these flags).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct StagingOptions {
+    pub replace_overrides: bool,
+    pub unstage: bool,
+    pub resume: bool,
+}
+
+impl From<&ApplyOptions> for StagingOptions {
+    fn from(o: &ApplyOptions) -> Self {
+        StagingOptions {
+            replace_overrides: o.replace_overrides,
+            unstage: o.unstage,
+            resume: o.resume,
+        }
+    }
+}
+
+/// Hosts the inventory pins to the old values (var `pin = "true"`).
+pub(crate) fn pinned_hosts(hosts: &[Host]) -> BTreeSet<String> {
+    hosts
+        .iter()
+        .filter(|h| h.vars.get(stage::PIN_VAR).is_some_and(|v| v == "true"))
+        .map(|h| h.name.clone())
+        .collect()
+}
+
 /// The staging plan for this run: `--replace-overrides` decides the masked case; with
-/// `--unstage` only the entries found staged, and no other change.
-fn plan_staging(
-    opts: &ApplyOptions,
+/// `--unstage` only the entries found staged, and no other change. `plan` calls it too,
+/// so that it shows what apply would really do.
+pub(crate) fn plan_staging(
+    opts: StagingOptions,
     playbook: &Playbook,
     before: &[HostReport],
     pinned: &BTreeSet<String>,
@@ -2241,9 +2276,109 @@ fn confirm(
     matches!(line.trim(), "y" | "Y" | "yes" | "YES")
 }
 
+/// Reads a plan file and the run options its selection gives (`--limit` and the like
+/// given too must say the same as the plan's).
+fn read_plan(
+    path: &std::path::Path,
+    run: &RunOptions,
+) -> Result<(super::plan_file::PlanFile, RunOptions), String> {
+    let plan = super::plan_file::PlanFile::read(path).map_err(|e| e.to_string())?;
+    let sel =
+        super::plan_file::selection_for_apply(&plan.selection, &super::plan::selection_of(run))?;
+    let shard = match &sel.shard {
+        None => None,
+        Some(s) => Some(s.parse::<crate::inventory::Shard>().map_err(|e| {
+            format!(
+                "plan file `{}` is not a carbonio-fleet plan: selection.shard: {e}",
+                path.display()
+            )
+        })?),
+    };
+    let run = RunOptions {
+        limit: sel.limit,
+        shard,
+        controls: sel.controls,
+        skip_controls: sel.skip_controls,
+        ..run.clone()
+    };
+    Ok((plan, run))
+}
+
+/// Whether the fleet apply just gathered is the one the plan was made from, and apply's
+/// decisions are the plan's; otherwise prints every difference and gives the exit code:
+/// 3 when a planned host could not be gathered, else 2 (the fleet drifted from the
+/// plan). Nothing has been changed on any node at this point.
+fn matches_plan(
+    path: &std::path::Path,
+    plan: &super::plan_file::PlanFile,
+    (playbook, gathers, before): (&Playbook, &[HostGather], &[HostReport]),
+    (change_plan, stage_plan, spawn_fixes): (&ChangePlan, &stage::StagePlan, &[(String, Flavour)]),
+) -> Result<(), i32> {
+    use super::plan_file::{basis, check_decisions, compare};
+    let diffs = compare(&plan.basis, &basis(playbook, gathers, before));
+    let fixes: Vec<String> = spawn_fixes.iter().map(|(h, _)| h.clone()).collect();
+    let decided = if diffs.is_empty() {
+        check_decisions(plan, change_plan, stage_plan, &fixes)
+    } else {
+        Vec::new()
+    };
+    if diffs.is_empty() && decided.is_empty() {
+        eprintln!(
+            "carbonio-fleet: the fleet is as planned in `{}` (made {} by {}); applying it",
+            path.display(),
+            plan.created_at,
+            plan.operator
+        );
+        return Ok(());
+    }
+    eprintln!(
+        "carbonio-fleet: the fleet changed since the plan `{}` was made ({}):",
+        path.display(),
+        plan.created_at
+    );
+    for d in &diffs {
+        eprintln!("  {}", crate::ui::safe::terminal_safe(&d.to_string()));
+    }
+    for d in &decided {
+        eprintln!("  {d}");
+    }
+    eprintln!(
+        "carbonio-fleet: refused, nothing was changed on any node; review a new plan (`carbonio-fleet plan --out FILE`) and apply that"
+    );
+    Err(if diffs.iter().any(|d| d.is_unreachable()) {
+        exit::HOST_FAILED
+    } else {
+        exit::DRIFT
+    })
+}
+
 /// `apply`.
 pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
-    if !opts.yes && !std::io::stdin().is_terminal() {
+    // `--plan FILE`: read before anything else; the plan's selection is the run's.
+    let planned = match &opts.plan {
+        None => None,
+        Some(path) => match read_plan(path, &opts.run) {
+            Ok((plan, run)) => Some((path.clone(), plan, run)),
+            Err(e) => {
+                eprintln!("carbonio-fleet: {e}; nothing was contacted");
+                return exit::USAGE;
+            }
+        },
+    };
+    let with_plan;
+    let opts = match &planned {
+        Some((_, _, run)) => {
+            with_plan = ApplyOptions {
+                run: run.clone(),
+                ..opts.clone()
+            };
+            &with_plan
+        }
+        None => opts,
+    };
+    let planned = planned.map(|(path, plan, _)| (path, plan));
+    // A reviewed plan is the confirmation (as `terraform apply PLANFILE`).
+    if !opts.yes && planned.is_none() && !std::io::stdin().is_terminal() {
         eprintln!(
             "carbonio-fleet: apply changes nodes and restarts mail services; with no terminal to confirm on, pass --yes"
         );
@@ -2272,6 +2407,21 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         }
     };
     let loaded = Loaded { hosts, ..loaded };
+    if let Some((path, plan)) = &planned {
+        let (pb, inv) = run::source_refs(&loaded);
+        let names: Vec<String> = loaded.hosts.iter().map(|h| h.name.clone()).collect();
+        let wrong = super::plan_file::check_sources(plan, &pb, &inv, &names);
+        if !wrong.is_empty() {
+            for w in &wrong {
+                eprintln!("  {w}");
+            }
+            eprintln!(
+                "carbonio-fleet: the plan `{}` was made from other files; nothing was contacted (make a new plan with `carbonio-fleet plan --out`)",
+                path.display()
+            );
+            return exit::USAGE;
+        }
+    }
     // One apply at a time per report directory and per inventory (held to the end).
     let _lock = match super::lock::take(
         &opts.run.report_dir,
@@ -2322,13 +2472,14 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     let mut before = check::evaluate_all(&loaded.playbook, &gathers, &earlier);
     let mut change_plan = changes::plan(&loaded.playbook, &before);
     // Inventory var `pin = "true"`: the node keeps the old values for good.
-    let pinned: BTreeSet<String> = loaded
-        .hosts
-        .iter()
-        .filter(|h| h.vars.get(stage::PIN_VAR).is_some_and(|v| v == "true"))
-        .map(|h| h.name.clone())
-        .collect();
-    let mut stage_plan = plan_staging(opts, &loaded.playbook, &before, &pinned, &mut change_plan);
+    let pinned = pinned_hosts(&loaded.hosts);
+    let mut stage_plan = plan_staging(
+        opts.into(),
+        &loaded.playbook,
+        &before,
+        &pinned,
+        &mut change_plan,
+    );
     changes::annotate_blocked(&mut before, &change_plan);
 
     let interrupted = |rx: &watch::Receiver<u32>| *rx.borrow() > 0;
@@ -2350,6 +2501,16 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
     } else {
         Vec::new()
     };
+    if let Some((path, plan)) = &planned
+        && let Err(code) = matches_plan(
+            path,
+            plan,
+            (&loaded.playbook, &gathers, &before),
+            (&change_plan, &stage_plan, &spawn_fixes),
+        )
+    {
+        return code;
+    }
     let nothing_to_do = change_plan.is_empty()
         && stage_plan.nodes.values().all(|n| n.entries.is_empty())
         && spawn_fixes.is_empty()
@@ -2358,6 +2519,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
             .any(|h| h.status == HostStatus::RestartPending)
         && loaded.playbook.rollout.only_if_changed;
     if !opts.yes
+        && planned.is_none()
         && !nothing_to_do
         && !interrupted(&interrupts)
         && !tracing_indicatif::suspend_tracing_indicatif(|| {
@@ -2404,10 +2566,18 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
             &events,
         )
         .await;
-        if !fix.fixed.is_empty() {
+        // With a plan, what the fix unblocks is for the next plan to show: apply does
+        // exactly the reviewed changes.
+        if !fix.fixed.is_empty() && planned.is_none() {
             before = check::evaluate_all(&loaded.playbook, &gathers, &earlier);
             change_plan = changes::plan(&loaded.playbook, &before);
-            stage_plan = plan_staging(opts, &loaded.playbook, &before, &pinned, &mut change_plan);
+            stage_plan = plan_staging(
+                opts.into(),
+                &loaded.playbook,
+                &before,
+                &pinned,
+                &mut change_plan,
+            );
             changes::annotate_blocked(&mut before, &change_plan);
         }
         fix

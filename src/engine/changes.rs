@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::carbonio::prov::{Batch, BatchValueError};
 use crate::engine::verdict::SPAWN_USER_FINDING;
@@ -26,7 +26,7 @@ use crate::report::model::{Finding, HostReport, HostStatus, Verdict};
 pub const POLICY_RESTRICTION: &str = "check_policy_service unix:private/policy";
 
 /// One attribute change as ProvUtil arguments (e.g. `["mcf", "+zimbraMtaRestriction", "…"]`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
     pub control: String,
     pub attr: String,
@@ -40,7 +40,7 @@ pub struct Change {
 }
 
 /// Changes executed in one `zmprov` batch on one node.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeBatch {
     /// The node the batch runs on.
     pub node: String,
@@ -48,7 +48,7 @@ pub struct NodeBatch {
 }
 
 /// A change that is not made, and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Blocked {
     pub control: String,
     pub cluster: String,
@@ -58,7 +58,7 @@ pub struct Blocked {
 }
 
 /// Everything apply would do before restarts.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangePlan {
     /// Per cluster: the global changes and the node that makes them.
     pub global: BTreeMap<String, NodeBatch>,

@@ -11,6 +11,7 @@ pub mod interrupt;
 pub mod journal;
 pub mod lock;
 pub mod plan;
+pub mod plan_file;
 pub mod policy_probe;
 pub mod rollout;
 pub mod run;

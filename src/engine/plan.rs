@@ -1,23 +1,33 @@
-//! `plan`: what apply would do, per cluster and per host, as the exact commands an
-//! operator could paste: what each MTA's server entry gets staged with, the promotion of
-//! each cluster, and the reload batches. Read-only: it gathers like `check`.
+//! `plan`: what apply would do, per cluster and per host, as a diff an operator reviews
+//! (current → desired, the exact commands apply would send, the reload batches, what is
+//! blocked and why, one summary line), and with `--out FILE` the plan file that `apply
+//! --plan FILE` carries out exactly ([`super::plan_file`]). Read-only: it gathers like
+//! `check` and decides with apply's own functions; the text is
+//! [`crate::report::plan_diff`]'s.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::path::Path;
 
 use serde::Serialize;
 
 use crate::carbonio::flavour::Flavour;
 use crate::carbonio::prov;
+use crate::carbonio::services::MtaAction;
+use crate::engine::apply;
 use crate::engine::changes::{self, ChangePlan, NodeBatch};
 use crate::engine::check;
 use crate::engine::events::Events;
+use crate::engine::gather::HostGather;
+use crate::engine::plan_file::{
+    self, CommandKind, ControlRef, PLAN_VERSION, PlanFile, PlannedCommand, Selection,
+};
 use crate::engine::rollout::{self, RolloutNode};
-use crate::engine::run::{self, RunOptions};
+use crate::engine::run::{self, Loaded, RunOptions};
 use crate::engine::stage::{self, StagePlan};
+use crate::exit;
 use crate::inventory::Host;
 use crate::report::model::{HeldBy, HostReport, HostStatus};
-use crate::ssh::{RunAs, command_line, wrap};
+use crate::ssh::{RunAs, wrap};
 
 /// The plan as `--format json` prints it.
 #[derive(Debug, Serialize)]
@@ -36,6 +46,8 @@ pub struct PlanOutput {
     /// Nodes whose policy spawn user apply can repair (PRE-POLICY-SPAWN-USER), and
     /// whether this apply would (`--fix-spawn-user`, or `[fix] spawn_user` set).
     pub spawn_user_fixes: SpawnFixes,
+    /// The plan's summary line (`Plan: N attributes to change on …`).
+    pub summary: String,
 }
 
 /// The spawn-user repairs a plan shows.
@@ -54,27 +66,6 @@ pub struct SpawnFix {
     pub template: String,
     /// The user it is set to (the product's service user).
     pub user: String,
-}
-
-impl SpawnFixes {
-    fn render(&self, s: &mut String) {
-        if self.hosts.is_empty() {
-            return;
-        }
-        let how = if self.enabled {
-            "apply repairs it (`[fix] spawn_user = true` in the playbook)"
-        } else {
-            "apply repairs it with `--fix-spawn-user` (or `[fix] spawn_user = true` in the playbook); without, the policy controls stay blocked there"
-        };
-        let _ = writeln!(s, "\npolicy spawn user (PRE-POLICY-SPAWN-USER): {how}");
-        for f in &self.hosts {
-            let _ = writeln!(
-                s,
-                "  {}: as root, back up {} and set user={} on its policy entry; as {}, configrewrite mta",
-                f.host, f.template, f.user, f.user
-            );
-        }
-    }
 }
 
 /// Nodes whose effective config would change (or is pending) and that run the MTA.
@@ -130,15 +121,6 @@ fn batch_command(
     .map_err(|e| e.to_string())
 }
 
-/// What apply would do: the changes, the staging, the reload batches.
-#[derive(Clone, Copy)]
-pub struct Planned<'a> {
-    pub changes: &'a ChangePlan,
-    pub staging: &'a StagePlan,
-    pub batches: &'a [Vec<String>],
-    pub held_by: &'a BTreeMap<String, Vec<HeldBy>>,
-}
-
 /// What would hold each cluster's promotion before anything runs: the same rule apply
 /// follows ([`stage::holds`]), every reachable MTA assumed to pass its gate.
 pub fn foreseen_holds(
@@ -180,141 +162,322 @@ pub fn foreseen_holds(
     out
 }
 
-/// Renders the plan for humans.
-pub fn render(
-    playbook_name: &str,
+/// What apply decides from a gathered fleet, by the same functions apply calls: the
+/// change plan, the staging plan (with apply's defaults: plan has none of its flags),
+/// and the nodes whose spawn user apply repairs first (`[fix] spawn_user`).
+pub fn decide(
+    playbook: &crate::playbook::Playbook,
     hosts: &[Host],
+    gathers: &[HostGather],
     reports: &[HostReport],
-    planned: Planned<'_>,
-    commands: &BTreeMap<String, Vec<String>>,
-    restart: crate::playbook::RestartMethod,
-) -> String {
-    let Planned {
-        changes: plan,
-        staging,
-        batches,
-        held_by,
-    } = planned;
-    let mut s = String::new();
-    let by_name: BTreeMap<&str, &HostReport> =
-        reports.iter().map(|r| (r.name.as_str(), r)).collect();
-    let _ = writeln!(s, "plan · {playbook_name} · {} hosts", hosts.len());
-    if plan.is_empty() && batches.is_empty() {
-        let _ = writeln!(s, "\nnothing to change and nothing to restart");
-    }
-    let paste =
-        |args: &[String]| command_line(args).unwrap_or_else(|e| format!("(cannot quote: {e})"));
-    let user_of = |node: &str| {
-        by_name
-            .get(node)
-            .and_then(|r| r.flavour)
-            .unwrap_or_default()
-            .user()
+) -> (ChangePlan, StagePlan, Vec<String>) {
+    let mut cplan = changes::plan(playbook, reports);
+    let pinned = apply::pinned_hosts(hosts);
+    let staging = apply::plan_staging(
+        apply::StagingOptions::default(),
+        playbook,
+        reports,
+        &pinned,
+        &mut cplan,
+    );
+    let spawn_fixes = if playbook.fix_spawn_user {
+        gathers
+            .iter()
+            .filter(|g| super::spawn_fix::needs_fix(g))
+            .map(|g| g.host.name.clone())
+            .collect()
+    } else {
+        Vec::new()
     };
-    for (node, st) in &staging.nodes {
-        let _ = writeln!(
-            s,
-            "\n{node}: staged on server entry {} in its rollout batch, as {}",
-            st.server,
-            user_of(node)
-        );
-        for e in &st.entries {
-            let what = if e.present {
-                "already staged by an earlier run"
-            } else {
-                e.kind.as_str()
-            };
-            let _ = writeln!(
-                s,
-                "  zmprov {}    # {what}",
-                paste(&e.stage_args(&st.server))
-            );
-        }
-        for m in &st.masked {
-            let _ = writeln!(s, "  NOT staged: {} ({})", m.control, m.reason);
-        }
-    }
-    for (cluster, b) in &plan.global {
-        let _ = writeln!(
-            s,
-            "\ncluster {cluster}: promotion, once every MTA LDAP lists passed its gate, on {} as {}",
-            b.node,
-            user_of(&b.node)
-        );
-        for c in &b.changes {
-            let _ = writeln!(s, "  zmprov {}", paste(&c.args));
-        }
-        if let Some(held) = held_by.get(cluster) {
-            let _ = writeln!(
-                s,
-                "  promotion-held: even if every staged MTA passes, the global config stays untouched (exit 2):"
-            );
-            for h in held {
-                let _ = writeln!(s, "    held by {}: {}", h.name(), h.reason);
-            }
-        }
-        if let Some(cmds) = commands.get(&format!("promote:{cluster}")) {
-            let _ = writeln!(
-                s,
-                "  then the temporary server entries are removed; sent as one batch (with read-back):\n    {}",
-                cmds[0].replace('\n', "\n    ")
-            );
-        }
-    }
-    for (node, b) in &plan.server {
-        let _ = writeln!(s, "\n{node}: server entry, as {}", user_of(node));
-        for c in &b.changes {
-            let _ = writeln!(s, "  zmprov {}", paste(&c.args));
-        }
-        if let Some(cmds) = commands.get(node) {
-            let _ = writeln!(
-                s,
-                "  sent as one batch (with read-back):\n    {}",
-                cmds.last()
-                    .cloned()
-                    .unwrap_or_default()
-                    .replace('\n', "\n    ")
-            );
-        }
-    }
-    if !plan.blocked.is_empty() {
-        let _ = writeln!(s, "\nnot changed (blocked):");
-        for b in &plan.blocked {
-            let _ = writeln!(s, "  {} in cluster {}: {}", b.control, b.cluster, b.reason);
-        }
-    }
-    if !batches.is_empty() {
-        let _ = writeln!(
-            s,
-            "\nreloads/restarts (MTA nodes whose effective config changes):"
-        );
-        for (i, b) in batches.iter().enumerate() {
-            let methods: Vec<String> = b
-                .iter()
-                .map(|n| {
-                    let m = by_name
-                        .get(n.as_str())
-                        .and_then(|r| {
-                            crate::carbonio::services::mta_action(
-                                restart,
-                                r.platform?,
-                                r.flavour.unwrap_or_default(),
-                            )
-                        })
-                        .map(|a| a.label())
-                        .unwrap_or_else(|| "?".into());
-                    format!("{n} ({m})")
-                })
-                .collect();
-            let label = if i == 0 { " (canary)" } else { "" };
-            let _ = writeln!(s, "  batch {}{label}: {}", i + 1, methods.join(", "));
-        }
-    }
-    s
+    (cplan, staging, spawn_fixes)
 }
 
-/// `plan`.
-pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
+/// Every command apply would send for the plan, in the order it sends them: server-scope
+/// batches, then per rollout batch each cluster's staging batch and each node's reload,
+/// then each cluster's promotion.
+fn planned_commands(
+    loaded: &Loaded,
+    reports: &[HostReport],
+    cplan: &ChangePlan,
+    staging: &StagePlan,
+    batches: &[Vec<String>],
+) -> Vec<PlannedCommand> {
+    let host_by: BTreeMap<&str, &Host> =
+        loaded.hosts.iter().map(|h| (h.name.as_str(), h)).collect();
+    let report_by: BTreeMap<&str, &HostReport> =
+        reports.iter().map(|r| (r.name.as_str(), r)).collect();
+    let cluster_of = |n: &str| {
+        host_by
+            .get(n)
+            .map(|h| h.cluster.clone())
+            .unwrap_or_default()
+    };
+    let flavour_of = |n: &str| report_by.get(n).and_then(|r| r.flavour).unwrap_or_default();
+    // The command line of a change batch (with its read-back) run on `node`.
+    let line = |node: &str, b: &NodeBatch| -> Option<String> {
+        let h = host_by.get(node)?;
+        let server = report_by.get(node)?.carbonio_hostname.clone()?;
+        Some(
+            batch_command(h, flavour_of(node), b, &server)
+                .unwrap_or_else(|e| format!("(cannot build: {e})")),
+        )
+    };
+    let mut out = Vec::new();
+    for b in cplan.server.values() {
+        if let Some(command) = line(&b.node, b) {
+            out.push(PlannedCommand {
+                host: b.node.clone(),
+                cluster: cluster_of(&b.node),
+                purpose:
+                    "server-scope changes, one zmprov batch with read-back, before the rollout"
+                        .into(),
+                kind: CommandKind::Server,
+                batch: None,
+                command,
+            });
+        }
+    }
+    let restart = loaded.playbook.rollout.restart;
+    for (i, batch) in batches.iter().enumerate() {
+        let label = if i == 0 {
+            "batch 1 (canary)".to_string()
+        } else {
+            format!("batch {}", i + 1)
+        };
+        // As apply does: one staging batch per cluster per rollout batch, sent on the
+        // first node of it that writes something.
+        let mut groups: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for n in batch {
+            groups.entry(cluster_of(n)).or_default().push(n);
+        }
+        for (cluster, nodes) in &groups {
+            let writers: Vec<(&str, &crate::engine::stage::NodeStage)> = nodes
+                .iter()
+                .filter_map(|n| staging.nodes.get(*n).map(|s| (*n, s)))
+                .filter(|(_, s)| s.to_write().next().is_some())
+                .collect();
+            let Some((exec, _)) = writers.first() else {
+                continue;
+            };
+            let mut lines = Vec::new();
+            for (_, st) in &writers {
+                let todo: Vec<&crate::engine::stage::StageEntry> = st.to_write().collect();
+                lines.extend(apply::entry_changes(&st.server, &todo, false));
+            }
+            let b = NodeBatch {
+                node: exec.to_string(),
+                changes: lines,
+            };
+            if let Some(command) = line(exec, &b) {
+                let servers: Vec<&str> = writers.iter().map(|(_, s)| s.server.as_str()).collect();
+                out.push(PlannedCommand {
+                    host: exec.to_string(),
+                    cluster: cluster.clone(),
+                    purpose: format!(
+                        "stage {label} of cluster {cluster} on server entries {}",
+                        servers.join(", ")
+                    ),
+                    kind: CommandKind::Stage,
+                    batch: Some(i + 1),
+                    command,
+                });
+            }
+        }
+        for n in batch {
+            let (Some(h), Some(r)) = (host_by.get(n.as_str()), report_by.get(n.as_str())) else {
+                continue;
+            };
+            let Some(platform) = r.platform else {
+                continue;
+            };
+            let flavour = flavour_of(n);
+            let Some(action) = crate::carbonio::services::mta_action(restart, platform, flavour)
+            else {
+                continue;
+            };
+            let steps: Vec<(&str, &crate::carbonio::services::Step)> = match &action {
+                MtaAction::Reload { render, reload } => {
+                    vec![
+                        ("render the config files from LDAP", render),
+                        ("reload Postfix, then the health gate", reload),
+                    ]
+                }
+                MtaAction::Full(step) => vec![(
+                    "full restart (run detached and polled), then the health gate",
+                    step,
+                )],
+            };
+            for (what, step) in steps {
+                let command = wrap(
+                    &h.user,
+                    h.become_,
+                    flavour.user(),
+                    step.run_as,
+                    &step.script,
+                )
+                .unwrap_or_else(|e| format!("(cannot build: {e})"));
+                out.push(PlannedCommand {
+                    host: n.clone(),
+                    cluster: h.cluster.clone(),
+                    purpose: format!("{label}: {what}"),
+                    kind: CommandKind::Reload,
+                    batch: Some(i + 1),
+                    command,
+                });
+            }
+        }
+    }
+    let pinned = apply::pinned_hosts(&loaded.hosts);
+    for (cluster, g) in &cplan.global {
+        let members: Vec<&HostReport> = reports
+            .iter()
+            .filter(|r| &r.cluster == cluster && r.status != HostStatus::Failed)
+            .collect();
+        // Apply promotes on the cluster's first MTA that is not pinned.
+        let exec = members
+            .iter()
+            .find(|r| r.is_mta == Some(true) && !pinned.contains(&r.name))
+            .map(|r| r.name.clone())
+            .unwrap_or_else(|| g.node.clone());
+        let mut batch = NodeBatch {
+            node: exec.clone(),
+            changes: Vec::new(),
+        };
+        // A pinned MTA first gets a permanent entry with the old values (apply writes
+        // it before the mcf, in the same batch).
+        for r in members
+            .iter()
+            .filter(|r| r.is_mta == Some(true) && pinned.contains(&r.name))
+        {
+            let Some(srv) = &r.carbonio_hostname else {
+                continue;
+            };
+            for c in &g.changes {
+                let Some(cr) = r.controls.iter().find(|x| x.attr == c.attr) else {
+                    continue;
+                };
+                if cr.server_values.is_some() || cr.global_values.is_empty() {
+                    continue;
+                }
+                let mut args = vec!["ms".to_string(), srv.clone()];
+                for v in &cr.global_values {
+                    args.push(c.attr.clone());
+                    args.push(v.clone());
+                }
+                batch.changes.push(changes::Change {
+                    control: c.control.clone(),
+                    attr: c.attr.clone(),
+                    args,
+                    restart: false,
+                    expect: None,
+                });
+            }
+        }
+        batch.changes.extend(g.changes.iter().cloned());
+        for r in &members {
+            if let Some(st) = staging.nodes.get(&r.name) {
+                for e in &st.entries {
+                    if let Some(args) = e.promote_args(&st.server) {
+                        batch.changes.push(changes::Change {
+                            control: e.control.clone(),
+                            attr: e.attr.clone(),
+                            args,
+                            restart: false,
+                            expect: None,
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(command) = line(&exec, &batch) {
+            out.push(PlannedCommand {
+                host: exec.clone(),
+                cluster: cluster.clone(),
+                purpose: format!(
+                    "promote cluster {cluster}: global config, then the temporary server entries removed (one batch with read-back)"
+                ),
+                kind: CommandKind::Promote,
+                batch: None,
+                command,
+            });
+        }
+    }
+    out
+}
+
+/// The plan of a gathered fleet: what it was decided from and what apply would do.
+pub fn build(
+    loaded: &Loaded,
+    opts: &RunOptions,
+    gathers: &[HostGather],
+    reports: &[HostReport],
+) -> PlanFile {
+    let (cplan, staging, spawn_fixes) = decide(&loaded.playbook, &loaded.hosts, gathers, reports);
+    let held_by = foreseen_holds(&cplan, &staging, gathers, &loaded.inventory.hosts);
+    let candidates = restart_candidates(
+        reports,
+        &cplan,
+        &staging,
+        loaded.playbook.rollout.only_if_changed,
+    );
+    let batches = rollout::plan_batches(&candidates, &loaded.playbook.rollout);
+    let commands = planned_commands(loaded, reports, &cplan, &staging, &batches);
+    let (playbook, inventory) = run::source_refs(loaded);
+    PlanFile {
+        plan_version: PLAN_VERSION,
+        tool: run::tool().into(),
+        created_at: jiff::Timestamp::now().to_string(),
+        operator: run::operator(),
+        playbook,
+        inventory,
+        selection: selection_of(opts),
+        controls: ControlRef::of(&loaded.playbook),
+        hosts: loaded.hosts.iter().map(|h| h.name.clone()).collect(),
+        basis: plan_file::basis(&loaded.playbook, gathers, reports),
+        changes: cplan,
+        staging,
+        promotion_held_by: held_by,
+        batches,
+        spawn_fixes,
+        commands,
+    }
+}
+
+/// The selection options of a run, as a plan file records them.
+pub fn selection_of(opts: &RunOptions) -> Selection {
+    Selection {
+        limit: opts.limit.clone(),
+        shard: opts.shard.map(|s| s.to_string()),
+        controls: opts.controls.clone(),
+        skip_controls: opts.skip_controls.clone(),
+    }
+}
+
+/// The JSON `--format json` prints, from the plan (the fields it always had).
+fn json_output(file: &PlanFile) -> PlanOutput {
+    let mut commands: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for c in &file.commands {
+        let key = match c.kind {
+            CommandKind::Server => c.host.clone(),
+            CommandKind::Promote => format!("promote:{}", c.cluster),
+            CommandKind::Stage => format!("stage:{}:{}", c.cluster, c.batch.unwrap_or(0)),
+            CommandKind::Reload => format!("reload:{}", c.host),
+        };
+        commands.entry(key).or_default().push(c.command.clone());
+    }
+    PlanOutput {
+        changes: file.changes.clone(),
+        staging: file.staging.clone(),
+        promotion_held_by: file.promotion_held_by.clone(),
+        batches: file.batches.clone(),
+        commands,
+        spawn_user_fixes: SpawnFixes::default(),
+        summary: crate::report::plan_diff::summary_line(file),
+    }
+}
+
+/// `plan`; with `out`, the plan is also written there for `apply --plan`.
+pub async fn plan(opts: &RunOptions, out: Option<&Path>, events: Events) -> i32 {
     let loaded = match run::load(opts) {
         Ok(l) => l,
         Err(code) => return code,
@@ -325,6 +488,7 @@ pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
     };
     let earlier = check::Earlier::load(&opts.report_dir);
     let reports = check::evaluate_all(&loaded.playbook, &gathers, &earlier);
+    let file = build(&loaded, opts, &gathers, &reports);
     let spawn_user_fixes = SpawnFixes {
         enabled: loaded.playbook.fix_spawn_user,
         hosts: gathers
@@ -340,109 +504,44 @@ pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
             })
             .collect(),
     };
-    let cplan = changes::plan(&loaded.playbook, &reports);
-    let blocked: Vec<(String, String)> = cplan
-        .blocked
-        .iter()
-        .map(|b| (b.cluster.clone(), b.control.clone()))
-        .collect();
-    let staging = stage::plan(&loaded.playbook, &reports, &blocked, false);
-    let held_by = foreseen_holds(&cplan, &staging, &gathers, &loaded.inventory.hosts);
-    let candidates = restart_candidates(
-        &reports,
-        &cplan,
-        &staging,
-        loaded.playbook.rollout.only_if_changed,
-    );
-    let batches = rollout::plan_batches(&candidates, &loaded.playbook.rollout);
-    let host_by: BTreeMap<&str, &Host> =
-        loaded.hosts.iter().map(|h| (h.name.as_str(), h)).collect();
-    let flavour_by: BTreeMap<&str, Flavour> = reports
-        .iter()
-        .filter_map(|r| r.flavour.map(|f| (r.name.as_str(), f)))
-        .collect();
-    let server_by: BTreeMap<&str, String> = reports
-        .iter()
-        .filter_map(|r| r.carbonio_hostname.clone().map(|c| (r.name.as_str(), c)))
-        .collect();
-    let mut commands: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut line_for = |key: String, b: &NodeBatch| {
-        if let (Some(h), Some(server)) =
-            (host_by.get(b.node.as_str()), server_by.get(b.node.as_str()))
-        {
-            let flavour = flavour_by.get(b.node.as_str()).copied().unwrap_or_default();
-            let line = batch_command(h, flavour, b, server)
-                .unwrap_or_else(|e| format!("(cannot build: {e})"));
-            commands.entry(key).or_default().push(line);
-        }
-    };
-    for b in cplan.server.values() {
-        line_for(b.node.clone(), b);
-    }
-    // The promotion batch: the global changes, then the removal of every temporary
-    // entry of the cluster's MTAs, as apply sends it when nothing holds it.
-    for (cluster, b) in &cplan.global {
-        let mut batch = b.clone();
-        for r in reports.iter().filter(|r| &r.cluster == cluster) {
-            if let Some(st) = staging.nodes.get(&r.name) {
-                for e in &st.entries {
-                    if let Some(args) = e.promote_args(&st.server) {
-                        batch.changes.push(changes::Change {
-                            control: e.control.clone(),
-                            attr: e.attr.clone(),
-                            args,
-                            restart: false,
-                            expect: None,
-                        });
-                    }
-                }
-            }
-        }
-        line_for(format!("promote:{cluster}"), &batch);
-    }
+    let written = out.map(|p| file.write(p).map(|()| p));
     // Bars (if any) are lifted while the plan prints, so it is never torn.
     tracing_indicatif::suspend_tracing_indicatif(|| {
         if opts.json {
-            let out = PlanOutput {
-                changes: cplan,
-                staging,
-                promotion_held_by: held_by,
-                batches,
-                commands,
-                spawn_user_fixes,
-            };
-            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-        } else {
-            let text = render(
-                &loaded.playbook.name,
-                &loaded.hosts,
-                &reports,
-                Planned {
-                    changes: &cplan,
-                    staging: &staging,
-                    batches: &batches,
-                    held_by: &held_by,
-                },
-                &commands,
-                loaded.playbook.rollout.restart,
+            let mut json = json_output(&file);
+            json.spawn_user_fixes = spawn_user_fixes;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json).unwrap_or_default()
             );
-            // Values read from the nodes are in it: never raw onto the terminal.
-            print!("{}", crate::ui::safe::terminal_safe(&text));
-            let mut fixes = String::new();
-            spawn_user_fixes.render(&mut fixes);
-            print!("{fixes}");
-            let failed: Vec<&str> = reports
-                .iter()
-                .filter(|r| r.status == HostStatus::Failed)
-                .map(|r| r.name.as_str())
-                .collect();
-            if !failed.is_empty() {
-                println!(
-                    "\nnot planned (could not be gathered): {}",
-                    failed.join(", ")
-                );
-            }
+        } else {
+            let text = crate::report::plan_diff::render(
+                &file,
+                crate::report::plan_diff::RenderOptions::for_stdout(),
+            );
+            print!("{text}");
         }
     });
+    match written {
+        Some(Ok(p)) if !opts.json => {
+            tracing_indicatif::suspend_tracing_indicatif(|| {
+                println!(
+                    "plan written to {}: apply exactly it with `carbonio-fleet apply -i {}{} --plan {}`",
+                    p.display(),
+                    opts.inventory.display(),
+                    opts.playbook
+                        .as_ref()
+                        .map(|pb| format!(" -p {}", pb.display()))
+                        .unwrap_or_default(),
+                    p.display()
+                )
+            });
+        }
+        Some(Err(e)) => {
+            eprintln!("carbonio-fleet: {e}");
+            return exit::HOST_FAILED.max(check::exit_code(&reports));
+        }
+        Some(Ok(_)) | None => {}
+    }
     check::exit_code(&reports)
 }

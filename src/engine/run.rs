@@ -179,13 +179,9 @@ fn user_of_uid() -> Option<String> {
         })
 }
 
-/// The report skeleton with run metadata.
-pub fn report_header(
-    command: &str,
-    loaded: &Loaded,
-    limit: Option<&str>,
-    started: jiff::Timestamp,
-) -> Report {
+/// The playbook and inventory a run used, each with the SHA-256 of its files (the
+/// report's provenance; a plan file's guard that apply uses the same ones).
+pub fn source_refs(loaded: &Loaded) -> (PlaybookRef, InventoryRef) {
     let inv_bytes: Vec<Vec<u8>> = loaded
         .inventory
         .files
@@ -203,20 +199,14 @@ pub fn report_header(
             sha256_hex(&[crate::playbook::DEFAULT_PLAYBOOK.as_bytes()]),
         ),
     };
-    Report {
-        schema_version: SCHEMA_VERSION,
-        tool: Tool {
-            name: env!("CARGO_PKG_NAME").into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        },
-        command: command.into(),
-        playbook: PlaybookRef {
+    (
+        PlaybookRef {
             name: loaded.playbook.name.clone(),
             description: loaded.playbook.description.clone(),
             source: pb_source,
             sha256: pb_hash,
         },
-        inventory: InventoryRef {
+        InventoryRef {
             files: loaded
                 .inventory
                 .files
@@ -225,6 +215,31 @@ pub fn report_header(
                 .collect(),
             sha256: sha256_hex(&inv_refs),
         },
+    )
+}
+
+/// This build's name and version.
+pub fn tool() -> Tool {
+    Tool {
+        name: env!("CARGO_PKG_NAME").into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    }
+}
+
+/// The report skeleton with run metadata.
+pub fn report_header(
+    command: &str,
+    loaded: &Loaded,
+    limit: Option<&str>,
+    started: jiff::Timestamp,
+) -> Report {
+    let (playbook, inventory) = source_refs(loaded);
+    Report {
+        schema_version: SCHEMA_VERSION,
+        tool: tool(),
+        command: command.into(),
+        playbook,
+        inventory,
         operator: operator(),
         started_at: started.to_string(),
         finished_at: String::new(),

@@ -202,7 +202,7 @@ impl NodeStage {
 }
 
 /// The staging plan of a fleet: per node (by host name), what its server entry gets.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StagePlan {
     pub nodes: BTreeMap<String, NodeStage>,
 }

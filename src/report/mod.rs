@@ -11,6 +11,7 @@ mod labels;
 pub mod merge;
 pub mod metrics;
 pub mod model;
+pub mod plan_diff;
 #[doc(hidden)]
 pub mod sample;
 pub mod store;
