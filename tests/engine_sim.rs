@@ -2545,12 +2545,10 @@ async fn a_pinned_node_keeps_the_old_values_through_the_promotion() {
     .await;
     let inv = sim.fleet.inventory_path();
     let text = std::fs::read_to_string(&inv).unwrap();
-    let pinned = text.replacen(
-        "name = \"a2\"\n",
-        "name = \"a2\"\nvars = { pin = \"true\" }\n",
-        1,
-    );
-    assert_ne!(pinned, text, "the inventory names a2");
+    // a2's own `[hosts.vars]` table (the simulator writes its customer there) gets the pin.
+    let a2 = text.find("name = \"a2\"\n").expect("the inventory names a2");
+    let vars = a2 + text[a2..].find("[hosts.vars]\n").expect("a2 has vars") + "[hosts.vars]\n".len();
+    let pinned = format!("{}pin = \"true\"\n{}", &text[..vars], &text[vars..]);
     std::fs::write(&inv, pinned).unwrap();
     let pb = sim.playbook(
         "batch = 1\ncanary = 1\npause = \"0s\"\nmax_failures = 0\nhealth_timeout = \"20s\"",
