@@ -562,9 +562,10 @@ fn rollout_section(out: &mut Out, report: &Report) {
             &format!("{label_safe}{rest}"),
             &[(worst, &label_safe)],
         );
-        // Hosts that fared alike, described once.
+        // Hosts that fared alike, described once (whatever their reload command: legacy
+        // and systemd nodes differ there, not in how they fared).
         let groups = group_by(members.iter().map(|(h, a)| {
-            let restart = a.restart.as_ref().map(|r| (r.method.clone(), r.ok));
+            let restart = a.restart.as_ref().map(|r| r.ok);
             let gate = a.gate.as_ref().map(|g| {
                 let failing: Vec<String> = g
                     .checks
@@ -578,7 +579,7 @@ fn rollout_section(out: &mut Out, report: &Report) {
             ((a.rollout.clone(), restart, gate, rollback), (*h, *a))
         }));
         let alone = groups.len() == 1;
-        for ((state, _, _, _), fared) in groups {
+        for ((state, restart_ok, gate, _), fared) in groups {
             let a0 = fared[0].1;
             let who = if alone {
                 String::new()
@@ -587,52 +588,101 @@ fn rollout_section(out: &mut Out, report: &Report) {
                 format!("— {}", out.hosts_part(&hs))
             };
             out.labelled(4, 8, rollout_tone(&state), &state, &who);
-            if let Some(c) = commands_brief(a0) {
+            // The canary and anything that went wrong in full; a batch that went as the
+            // canary did in one line.
+            let failed = restart_ok == Some(false)
+                || gate.as_ref().is_some_and(|(passed, _)| !passed)
+                || fared
+                    .iter()
+                    .any(|(_, a)| a.commands.iter().any(|c| c.exit != "0"));
+            let detailed = *number == 1 || failed;
+            if detailed && let Some(c) = commands_brief(a0) {
                 out.entry(6, 8, &c, &[]);
             }
+            let mut brief: Vec<(Tone, String)> = Vec::new();
             if let Some(r) = &a0.restart {
-                let (kind, how) = match r.method.split_once(": ") {
-                    Some((k, how)) => (k, how),
-                    None => (r.method.as_str(), ""),
-                };
+                let kind = r
+                    .method
+                    .split_once(": ")
+                    .map_or(r.method.as_str(), |(k, _)| k);
                 let outcome = if r.ok { "ok" } else { "FAILED" };
-                let how = if how.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", out.message(how))
-                };
                 let tone = if r.ok { Tone::Compliant } else { Tone::Failed };
-                let text = format!("{kind} {outcome}{how}");
-                out.entry(6, 8, &text, &[(tone, outcome)]);
+                if detailed {
+                    // Each distinct command line of the group's reloads, cut to fit.
+                    let mut hows: Vec<&str> = Vec::new();
+                    for (_, a) in &fared {
+                        if let Some((_, how)) =
+                            a.restart.as_ref().and_then(|r| r.method.split_once(": "))
+                            && !hows.contains(&how)
+                        {
+                            hows.push(how);
+                        }
+                    }
+                    let hows: Vec<String> = hows
+                        .iter()
+                        .map(|h| {
+                            shorten(h, out.width().saturating_sub(6 + 12 + kind.len())).into_owned()
+                        })
+                        .collect();
+                    let how = if hows.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", hows.join("; "))
+                    };
+                    out.entry(6, 8, &format!("{kind} {outcome}{how}"), &[(tone, outcome)]);
+                } else {
+                    brief.push((tone, format!("{kind} {outcome}")));
+                }
             }
             if let Some(g) = &a0.gate {
                 let verdict = if g.passed { "passed" } else { "FAILED" };
-                let detailed = *number == 1 || !g.passed;
-                let checks: Vec<String> = g
-                    .checks
-                    .iter()
-                    .map(|c| {
-                        let mark = if c.ok { "ok" } else { "FAILED" };
-                        if !c.ok {
-                            format!("{} {mark}: {}", c.name, out.message(&c.detail))
-                        } else if detailed {
-                            format!("{} {mark}: {}", c.name, shorten(&c.detail, 40))
-                        } else {
-                            c.name.clone()
-                        }
-                    })
-                    .collect();
-                let text = format!(
-                    "gate {verdict} after {}: {}",
-                    plural(g.attempts as usize, "attempt"),
-                    checks.join(" · ")
-                );
                 let tone = if g.passed {
                     Tone::Compliant
                 } else {
                     Tone::Failed
                 };
-                out.entry(6, 8, &text, &[(tone, verdict)]);
+                let attempts = fared
+                    .iter()
+                    .filter_map(|(_, a)| a.gate.as_ref().map(|g| g.attempts))
+                    .max()
+                    .unwrap_or(g.attempts);
+                let head = format!(
+                    "gate {verdict} after {}",
+                    plural(attempts as usize, "attempt")
+                );
+                if detailed {
+                    out.entry(6, 10, &format!("{head}:"), &[(tone, verdict)]);
+                    // One line per check with its evidence; a failed one in full.
+                    for c in &g.checks {
+                        let (mark, tone) = if c.ok {
+                            ("ok", Tone::Compliant)
+                        } else {
+                            ("FAILED", Tone::Failed)
+                        };
+                        let detail = if c.ok {
+                            shorten(&c.detail, out.width().saturating_sub(14 + c.name.len()))
+                        } else {
+                            out.message(&c.detail)
+                        };
+                        let name = format!("{} {mark}", c.name);
+                        out.entry(8, 10, &format!("{name}: {detail}"), &[(tone, mark)]);
+                    }
+                } else {
+                    let names: Vec<&str> = g.checks.iter().map(|c| c.name.as_str()).collect();
+                    brief.push((tone, format!("{head} ({})", names.join(", "))));
+                }
+            }
+            if !brief.is_empty() {
+                let text = brief
+                    .iter()
+                    .map(|(_, t)| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let spans: Vec<(Tone, &str)> = brief
+                    .iter()
+                    .map(|(t, s)| (*t, s.split(' ').nth(1).unwrap_or("")))
+                    .collect();
+                out.entry(6, 8, &text, &spans);
             }
             let rollbacks = group_by(fared.iter().filter_map(|(h, a)| {
                 a.rollback
@@ -1183,19 +1233,19 @@ mod tests {
                   batch 1 of 3 (canary) — 1 host in eu-1: mx1
                     restarted
                       3 commands sent (stage, render, reload)
-                      reload ok (configrewrite mta then postfix reload)
-                      gate passed after 1 attempt: services ok: up · smtp ok: RCPT → 550 5.1.1
-                        User unknown
+                      reload ok: configrewrite mta then postfix reload
+                      gate passed after 1 attempt:
+                        services ok: up
+                        smtp ok: RCPT → 550 5.1.1 User unknown
                   batch 2 of 3 — 2 hosts in eu-1: mx3, mx2
                     restarted — 1 host in eu-1: mx3
-                      3 commands sent (stage, render, reload)
-                      reload ok (configrewrite mta then postfix reload)
-                      gate passed after 1 attempt: services · smtp
+                      reload ok, gate passed after 1 attempt (services, smtp)
                     failed: health gate failed — 1 host in eu-1: mx2
                       3 commands sent (stage, render, reload)
-                      reload ok (configrewrite mta then postfix reload)
-                      gate FAILED after 3 attempts: services ok: up · smtp FAILED: RCPT answered
-                        451 4.3.5 (policy service down)
+                      reload ok: configrewrite mta then postfix reload
+                      gate FAILED after 3 attempts:
+                        services ok: up
+                        smtp FAILED: RCPT answered 451 4.3.5 (policy service down)
                       rollback ok on mx2: staged entries removed, reloaded, gate passed on the
                         old values
                   batch 3 of 3 — 1 host in eu-1: mx4
