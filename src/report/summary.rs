@@ -252,7 +252,7 @@ fn group_by<K: Ord + Clone, T>(items: impl IntoIterator<Item = (K, T)>) -> Vec<(
         .into_iter()
         .filter_map(|k| groups.remove(&k).map(|v| (k, v)))
         .collect();
-    out.sort_by(|a, b| b.1.len().cmp(&a.1.len()));
+    out.sort_by_key(|g| std::cmp::Reverse(g.1.len()));
     out
 }
 
