@@ -638,3 +638,210 @@ fn a_missing_tool_skips_visibly_and_fails_under_ci() {
     );
     assert!(!stderr.contains("SKIPPED"), "{stderr}");
 }
+
+/// What a pane shows, lines the terminal wrapped joined back (`-J`), so a line wider than
+/// the pane is seen as one, with the colour escapes when `escapes`.
+fn pane_text(tmux: &Tmux, escapes: bool) -> String {
+    let mut args = vec!["capture-pane", "-p", "-J", "-S", "-", "-t", "t"];
+    if escapes {
+        args.push("-e");
+    }
+    text(&tmux.cmd(&args).stdout)
+}
+
+/// Runs `script` (sh) in a fresh tmux pane of `width`×50 and waits (bounded) until it
+/// signals `done`; the pane stays for capturing.
+fn run_in_pane(name: &str, width: usize, script: &str) -> Tmux {
+    let tmux = Tmux {
+        socket: format!("cfleet-{name}-{}", std::process::id()),
+    };
+    let script = format!(
+        "{script}; echo EXIT=$?; tmux -L {sock} wait-for -S done; sleep 600",
+        sock = tmux.socket
+    );
+    let width = width.to_string();
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        &width,
+        "-y",
+        "50",
+        "env",
+        "-u",
+        "SSH_AUTH_SOCK",
+        "-u",
+        "COLUMNS",
+        "-u",
+        "NO_COLOR",
+        "-u",
+        "CLICOLOR_FORCE",
+        "TERM=xterm-256color",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(out.status.success(), "tmux new-session: {out:?}");
+    // A big history: the whole demo must stay capturable.
+    tmux.cmd(&["set-option", "-t", "t", "history-limit", "50000"]);
+    let waited = Command::new("timeout")
+        .args(["400", "tmux", "-L", &tmux.socket, "wait-for", "done"])
+        .status()
+        .unwrap();
+    assert!(
+        waited.success(),
+        "the run did not finish:\n{}",
+        pane_text(&tmux, false)
+    );
+    tmux
+}
+
+/// Whitespace runs as one space: wrapped text compared with what it says.
+fn words(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The whole demo (check → apply → check of 24 simulated nodes) in a real terminal of
+/// `width` columns: no line wider than the pane (the terminal wrapped nothing, so no word
+/// was cut by it), long names whole, identical findings as one entry with their hosts,
+/// apply's timeline batch by batch with the canary first, and colour on the terminal;
+/// then `report show` of the same run without colour under NO_COLOR and into a file.
+fn demo_in_a_terminal(width: usize) {
+    let name = format!("demo_in_a_terminal_{width}");
+    if !prereq::require(&name, &[Need::program("tmux", "tmux")]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let q = |p: &Path| carbonio_fleet::ssh::quote(p.to_str().unwrap()).unwrap();
+    let script = format!(
+        "cd {dir} && {bin} demo --report-dir reports --progress never",
+        dir = q(dir.path()),
+        bin = q(Path::new(BIN)),
+    );
+    let tmux = run_in_pane(&format!("demo{width}"), width, &script);
+    let plain = pane_text(&tmux, false);
+    let coloured = pane_text(&tmux, true);
+    assert!(plain.contains("EXIT=0"), "{plain}");
+
+    // (stderr's log lines are tracing's, one event a line, whole: not the summary's
+    // concern; the unreachable node's warnings are left out.)
+    let is_log = |l: &str| {
+        [" WARN ", " ERROR ", " INFO "]
+            .iter()
+            .any(|p| l.starts_with(p))
+    };
+    for line in plain.lines().filter(|l| !is_log(l)) {
+        let cols = line.chars().count();
+        assert!(
+            cols <= width,
+            "{cols} columns at {width}: `{line}`\n{plain}"
+        );
+    }
+    // Words the wrapping must never cut.
+    for word in [
+        "zimbraMtaSmtpdRejectUnlistedRecipient",
+        "PRE-POLICY-SPAWN-USER:",
+        "mta1.acme.sim.example",
+    ] {
+        assert!(plain.contains(word), "`{word}` cut:\n{plain}");
+    }
+    let said = words(&plain);
+    // The first check: BS-01 off on 14 nodes of three clusters is one entry.
+    let first = &said[said.find("1/3 check").unwrap()..said.find("2/3 apply").unwrap()];
+    assert!(
+        first.contains(
+            "BS-01 Postfix policy daemon enabled: zimbraMtaEnableSmtpdPolicyd = FALSE (want TRUE) — 14 hosts in acme, globex, umbrella: mta1.acme.sim.example,"
+        ),
+        "{first}"
+    );
+    assert_eq!(
+        first.matches("BS-01 Postfix policy daemon enabled").count(),
+        1,
+        "{first}"
+    );
+    assert!(
+        first.contains(
+            "FAILED (1) unreachable: cannot connect to `HOST` (ADDR): connection refused — 1 host in acme: mta5.acme.sim.example"
+        ),
+        "{first}"
+    );
+    // apply: the timeline, canary first, then each batch "N of M", then promotions.
+    let apply = &said[said.find("2/3 apply").unwrap()..said.find("3/3 check").unwrap()];
+    let canary = apply
+        .find("batch 1 of 6 (canary) — 1 host in acme: mta1.acme.sim.example restarted")
+        .unwrap_or_else(|| panic!("{apply}"));
+    let second = apply
+        .find("batch 2 of 6 — 3 hosts")
+        .unwrap_or_else(|| panic!("{apply}"));
+    let last = apply
+        .find("batch 6 of 6 — 2 hosts")
+        .unwrap_or_else(|| panic!("{apply}"));
+    assert!(canary < second && second < last, "{apply}");
+    let canary_part = &apply[canary..second];
+    for expected in [
+        "commands sent (spawn user fix ×3, stage, render, reload)",
+        "reload ok:",
+        "gate passed after 1 attempt: services ok: up postconf ok: effective config matches LDAP",
+        "smtp ok: RCPT TO:<",
+    ] {
+        assert!(
+            canary_part.contains(expected),
+            "`{expected}` in {canary_part}"
+        );
+    }
+    assert!(
+        apply.contains("PROMOTION (3 clusters) promoted — 2 clusters: globex, umbrella promotion-held — cluster acme:"),
+        "{apply}"
+    );
+    // Colour on the terminal: the summary's headings and labels carry escapes.
+    assert!(!plain.contains('\x1b'), "{plain}");
+    let failed_line = coloured
+        .lines()
+        .find(|l| l.contains("FAILED (1)"))
+        .expect("FAILED heading");
+    assert!(failed_line.contains("\x1b["), "no colour: {failed_line:?}");
+    let bs01 = coloured
+        .lines()
+        .find(|l| l.contains("Postfix policy daemon enabled"))
+        .expect("BS-01 entry");
+    assert!(bs01.contains("\x1b["), "no colour: {bs01:?}");
+
+    // The same run shown again: NO_COLOR on the terminal, and into a file, no escapes;
+    // --color always into a file, escapes.
+    let latest = dir.path().join("reports").join("latest");
+    let shown = dir.path().join("shown.txt");
+    let forced = dir.path().join("forced.txt");
+    let script = format!(
+        "NO_COLOR=1 {bin} report show {latest}; {bin} report show {latest} > {shown}; \
+         {bin} --color always report show {latest} > {forced}",
+        bin = q(Path::new(BIN)),
+        latest = q(&latest),
+        shown = q(&shown),
+        forced = q(&forced),
+    );
+    let tmux = run_in_pane(&format!("show{width}"), width, &script);
+    let on_screen = pane_text(&tmux, true);
+    assert!(on_screen.contains("DRIFT ("), "{on_screen}");
+    assert!(!on_screen.contains('\x1b'), "NO_COLOR: {on_screen:?}");
+    let file = fs::read_to_string(&shown).unwrap();
+    assert!(
+        file.contains("DRIFT (") && !file.contains('\x1b'),
+        "{file:?}"
+    );
+    // Not a terminal: the documented default width, whatever the pane's.
+    assert!(file.lines().all(|l| l.chars().count() <= 100), "{file}");
+    let file = fs::read_to_string(&forced).unwrap();
+    assert!(file.contains("\x1b["), "--color always: {file:?}");
+}
+
+#[test]
+fn demo_in_a_terminal_of_80_columns() {
+    demo_in_a_terminal(80);
+}
+
+#[test]
+fn demo_in_a_terminal_of_160_columns() {
+    demo_in_a_terminal(160);
+}

@@ -66,6 +66,9 @@ fn apply_help() -> String {
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Colour the summary and log lines by status [NO_COLOR, CLICOLOR_FORCE apply to auto]
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = crate::ui::term::ColorChoice::Auto)]
+    pub color: crate::ui::term::ColorChoice,
 }
 
 #[derive(Debug, Subcommand)]

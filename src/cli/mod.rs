@@ -37,6 +37,7 @@ fn quiet_on_closed_stdout() {
 /// Runs one parsed command line and returns the process exit code (see [`exit`]).
 pub fn run(cli: Cli) -> i32 {
     quiet_on_closed_stdout();
+    crate::ui::term::set_color_choice(cli.color);
     match cli.command {
         Command::Check(a) => run::check(&a),
         Command::Plan(a) => run::plan(&a),

@@ -47,10 +47,11 @@ pub(super) fn show(a: &ReportShowArgs) -> i32 {
             if i > 0 {
                 writeln!(out)?;
             }
+            // Made terminal-safe inside, before its own colour is added.
             write!(
                 out,
                 "{}",
-                crate::ui::safe::terminal_safe(&summary::render(r))
+                summary::render_with(r, &crate::ui::term::Layout::stdout())
             )
         }),
     };

@@ -29,8 +29,18 @@ pub(super) fn simulate(a: &SimulateArgs) -> i32 {
     rt.block_on(run_simulate(opts))
 }
 
+/// Prints `text` wrapped to the terminal's width, each of its lines a paragraph.
+fn say(text: &str) {
+    let layout = crate::ui::term::Layout::stdout();
+    for para in text.split('\n') {
+        for line in layout.wrap(para, 0, 4) {
+            println!("{line}");
+        }
+    }
+}
+
 fn banner(text: &str) {
-    println!("\n══ {text} ══\n");
+    say(&format!("\n══ {text} ══\n"));
 }
 
 pub(super) fn demo(a: &DemoArgs) -> i32 {
@@ -83,11 +93,11 @@ pub(super) fn demo(a: &DemoArgs) -> i32 {
         }
         let clusters: std::collections::BTreeSet<&str> =
             spec.nodes.iter().map(|n| n.cluster.as_str()).collect();
-        println!(
-            "carbonio-fleet demo: {} simulated Carbonio nodes in {} clusters, each a real SSH server\n\
-             (russh) on 127.0.0.1:{}-{} with its own host key. Legacy (zmcontrol) and systemd nodes,\n\
-             non-compliant, half-compliant and compliant ones, one whose server entry overrides a\n\
-             global value, one that is unreachable. Like stock Carbonio, the nodes whose policy\n\
+        say(&format!(
+            "carbonio-fleet demo: {} simulated Carbonio nodes in {} clusters, each a real SSH server \
+             (russh) on 127.0.0.1:{}-{} with its own host key. Legacy (zmcontrol) and systemd nodes, \
+             non-compliant, half-compliant and compliant ones, one whose server entry overrides a \
+             global value, one that is unreachable. Like stock Carbonio, the nodes whose policy \
              daemon was never enabled spawn it as `user=zimbra`, a user no package creates.\n\
              Inventory:   {}\nknown_hosts: {} (strict host-key checking)",
             fleet.nodes().len(),
@@ -96,7 +106,7 @@ pub(super) fn demo(a: &DemoArgs) -> i32 {
             spec.port_base as usize + fleet.nodes().len() - 1,
             fleet.inventory_path().display(),
             fleet.known_hosts_path().display(),
-        );
+        ));
         let opts = RunOptions {
             inventory: fleet.inventory_path(),
             playbook: Some(playbook_path),
@@ -157,16 +167,16 @@ pub(super) fn demo(a: &DemoArgs) -> i32 {
                 .collect()
         })
         .unwrap_or_default();
-        println!(
+        say(&format!(
             "\nexit codes: first check {first}, apply {applied}, final check {last} \
              (3 = some host failed: the unreachable node; see the summary above).\n\
              The DOMAINS findings (SPF, DKIM, DMARC) are read-only evidence: they are fixed in \
              DNS and with zmdkimkeyutil, not by apply."
-        );
-        println!(
+        ));
+        say(&format!(
             "reports: {}/{{report.json, report.html, junit.xml, metrics.prom}} (and the apply run's journal.jsonl)",
             latest.display()
-        );
+        ));
         // The demo succeeds when everything that may be changed ended compliant: what is
         // left must be the unreachable node (and anything a blocking finding holds).
         match report {

@@ -2770,6 +2770,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
             Next::Batch(b) => {
                 events.send(Event::BatchStarted {
                     number: b.number,
+                    of: sched.batch_count(),
                     hosts: b.nodes.clone(),
                     canary: b.is_canary,
                 });

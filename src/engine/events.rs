@@ -36,6 +36,8 @@ pub enum Event {
     },
     BatchStarted {
         number: usize,
+        /// Batches in the rollout's plan (`batch 3 of 7`).
+        of: usize,
         hosts: Vec<String>,
         canary: bool,
     },

@@ -288,11 +288,9 @@ fn write_summary(report: &Report, json: bool) {
         let _ = serde_json::to_writer_pretty(&mut out, report);
         let _ = writeln!(out);
     } else {
-        let _ = write!(
-            out,
-            "{}",
-            crate::ui::safe::terminal_safe(&summary::render(report))
-        );
+        // Made terminal-safe inside, before its own colour is added.
+        let layout = crate::ui::term::Layout::stdout();
+        let _ = write!(out, "{}", summary::render_with(report, &layout));
     }
 }
 

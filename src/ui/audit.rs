@@ -65,6 +65,7 @@ pub fn record(ev: &Event, operator: &str) {
         ),
         Event::BatchStarted {
             number,
+            of,
             hosts,
             canary,
         } => tracing::info!(
@@ -72,9 +73,10 @@ pub fn record(ev: &Event, operator: &str) {
             event = "batch-started",
             operator,
             batch = number,
+            batches = of,
             hosts = %hosts.join(","),
             canary,
-            "rollout batch {number}{}: {}",
+            "rollout batch {number} of {of}{}: {}",
             if *canary { " (canary)" } else { "" },
             hosts.join(", ")
         ),
@@ -249,6 +251,7 @@ mod tests {
             },
             Event::BatchStarted {
                 number: 1,
+                of: 3,
                 hosts: vec!["m1".into()],
                 canary: true,
             },

@@ -88,9 +88,11 @@ pub fn file_directives(verbose: u8, env: Option<&str>) -> String {
     format!("{base},{AUDIT_TARGET}=info")
 }
 
-/// Colour on stderr: only on a terminal, and not when `NO_COLOR` is set non-empty.
+/// Colour on stderr: as `--color` and the environment decide for a stream that is (or
+/// is not) a terminal (see [`crate::ui::term`]): by default only on a terminal, and not
+/// when `NO_COLOR` is set non-empty.
 pub fn stderr_ansi() -> bool {
-    std::io::stderr().is_terminal() && !no_color()
+    crate::ui::term::color_for(std::io::stderr().is_terminal())
 }
 
 /// `NO_COLOR` present and not empty (<https://no-color.org>).

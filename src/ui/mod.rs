@@ -5,6 +5,7 @@ pub mod audit;
 pub mod logging;
 pub mod progress;
 pub mod safe;
+pub mod term;
 
 /// For tests of what the subscribers write: a writer (and, cloned into a closure, a
 /// `MakeWriter`) into one shared buffer.
