@@ -26,29 +26,16 @@ pub struct RenderOptions {
 }
 
 impl RenderOptions {
-    /// For stdout: colour and wrapping only on a terminal, colour not with `NO_COLOR`.
+    /// For stdout: colour as `--color`, `NO_COLOR` and the terminal decide, wrapping only
+    /// on a terminal (a file or pipe keeps each command whole on one line).
     pub fn for_stdout() -> RenderOptions {
         use std::io::IsTerminal as _;
-        let tty = std::io::stdout().is_terminal();
+        let layout = crate::ui::term::Layout::stdout();
         RenderOptions {
-            colour: tty && !crate::ui::logging::no_color(),
-            width: if tty { terminal_width() } else { None },
+            colour: layout.color,
+            width: std::io::stdout().is_terminal().then_some(layout.width),
         }
     }
-}
-
-/// The width of the terminal on stdout, when it has one.
-fn terminal_width() -> Option<usize> {
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes one `winsize` into the valid, exclusively borrowed
-    // struct passed; on any error it writes nothing and returns -1.
-    let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
-    (rc == 0 && ws.ws_col >= 40).then_some(usize::from(ws.ws_col))
 }
 
 /// What a line marks.

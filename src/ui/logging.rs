@@ -95,11 +95,6 @@ pub fn stderr_ansi() -> bool {
     crate::ui::term::color_for(std::io::stderr().is_terminal())
 }
 
-/// `NO_COLOR` present and not empty (<https://no-color.org>).
-pub fn no_color() -> bool {
-    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
-}
-
 fn env_filter() -> Option<String> {
     std::env::var(ENV_FILTER)
         .ok()
