@@ -509,7 +509,7 @@ fn an_ansible_inventory_is_pointed_to_the_import_which_converts_it() {
     let json = dir.path().join("hosts.json");
     fs::write(
         &json,
-        r#"{"_meta": {"hostvars": {"mail1": {"ansible_host": "203.0.113.10", "ansible_port": 2222, "role": "mx"}}},
+        r#"{"_meta": {"hostvars": {"mail1": {"ansible_host": "203.0.113.10", "ansible_port": 2222, "role": "mx", "ansible_become_method": "sudo"}}},
             "all": {"children": ["ungrouped", "acme"]}, "acme": {"hosts": ["mail1"]}}"#,
     )
     .unwrap();
@@ -526,7 +526,7 @@ fn an_ansible_inventory_is_pointed_to_the_import_which_converts_it() {
     assert!(
         String::from_utf8(out.stderr)
             .unwrap()
-            .contains("not mapped: mail1: variable `role`")
+            .contains("not mapped: mail1: variable `ansible_become_method`")
     );
     let list = stdout_of(
         &[
@@ -542,6 +542,12 @@ fn an_ansible_inventory_is_pointed_to_the_import_which_converts_it() {
     assert!(
         list.contains("mail1") && list.contains("203.0.113.10:2222"),
         "{list}"
+    );
+    // A plain variable is kept as a host var, for the reports.
+    assert!(
+        fs::read_to_string(&toml)
+            .unwrap()
+            .contains("vars = { \"role\" = \"mx\" }")
     );
     fleet()
         .args(["inventory", "import", "--from-ansible"])

@@ -2546,8 +2546,11 @@ async fn a_pinned_node_keeps_the_old_values_through_the_promotion() {
     let inv = sim.fleet.inventory_path();
     let text = std::fs::read_to_string(&inv).unwrap();
     // a2's own `[hosts.vars]` table (the simulator writes its customer there) gets the pin.
-    let a2 = text.find("name = \"a2\"\n").expect("the inventory names a2");
-    let vars = a2 + text[a2..].find("[hosts.vars]\n").expect("a2 has vars") + "[hosts.vars]\n".len();
+    let a2 = text
+        .find("name = \"a2\"\n")
+        .expect("the inventory names a2");
+    let vars =
+        a2 + text[a2..].find("[hosts.vars]\n").expect("a2 has vars") + "[hosts.vars]\n".len();
     let pinned = format!("{}pin = \"true\"\n{}", &text[..vars], &text[vars..]);
     std::fs::write(&inv, pinned).unwrap();
     let pb = sim.playbook(
