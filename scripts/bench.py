@@ -577,18 +577,23 @@ def cdp_paint_times(chromium, page, reps):
     r_to_chrome, w_to_chrome = os.pipe()
     r_from_chrome, w_from_chrome = os.pipe()
     profile = tempfile.mkdtemp(prefix="cfleet-chromium-")
-    # Chromium reads commands on fd 3 and writes replies on fd 4.
+    # Chromium reads commands on fd 3 and writes replies on fd 4. The child's copies are
+    # first moved above 10, so placing them on 3 and 4 cannot clobber one another.
+    import fcntl
+    hi_r = fcntl.fcntl(r_to_chrome, fcntl.F_DUPFD, 10)
+    hi_w = fcntl.fcntl(w_from_chrome, fcntl.F_DUPFD, 10)
+
     def child_fds():
-        os.dup2(r_to_chrome, 3)
-        os.dup2(w_from_chrome, 4)
+        os.dup2(hi_r, 3)
+        os.dup2(hi_w, 4)
     proc = subprocess.Popen(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
          "--no-first-run", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", f"--user-data-dir={profile}", "about:blank"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=child_fds,
-        pass_fds=(r_to_chrome, w_from_chrome))
-    os.close(r_to_chrome)
-    os.close(w_from_chrome)
+        pass_fds=(3, 4, hi_r, hi_w))
+    for fd in (r_to_chrome, w_from_chrome, hi_r, hi_w):
+        os.close(fd)
     buf = b""
     next_id = [0]
     events = []
