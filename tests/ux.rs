@@ -63,6 +63,45 @@ struct Tmux {
 }
 
 impl Tmux {
+    /// A tmux server of its own running `script` (sh) in pane `t` of `width`×`height`, in
+    /// a clean environment (no agent, `COLUMNS` or colour variables). The script signals
+    /// `done` when it ends; the pane stays for capturing.
+    fn start(name: &str, width: usize, height: usize, script: &str) -> Tmux {
+        let tmux = Tmux {
+            socket: format!("cfleet-{name}-{}", std::process::id()),
+        };
+        let script = format!(
+            "{script}; echo EXIT=$?; tmux -L {sock} wait-for -S done; sleep 600",
+            sock = tmux.socket
+        );
+        let (width, height) = (width.to_string(), height.to_string());
+        let out = tmux.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            &width,
+            "-y",
+            &height,
+            "env",
+            "-u",
+            "SSH_AUTH_SOCK",
+            "-u",
+            "COLUMNS",
+            "-u",
+            "NO_COLOR",
+            "-u",
+            "CLICOLOR_FORCE",
+            "TERM=xterm-256color",
+            "sh",
+            "-c",
+            &script,
+        ]);
+        assert!(out.status.success(), "tmux new-session: {out:?}");
+        tmux
+    }
+
     fn cmd(&self, args: &[&str]) -> Output {
         Command::new("tmux")
             .args(["-L", &self.socket, "-f", "/dev/null"])
@@ -105,37 +144,15 @@ fn progress_bars_in_a_real_terminal() {
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
     let inv = inventory(dir.path(), port, 6, "120s");
-    let tmux = Tmux {
-        socket: format!("cfleet-ux-{}", std::process::id()),
-    };
     // Every path quoted: the checkout (BIN) may live in a path with spaces.
     let q = |p: &Path| carbonio_fleet::ssh::quote(p.to_str().unwrap()).unwrap();
     let script = format!(
-        "cd {dir} && NO_COLOR= {bin} check -i {inv} --report-dir reports; \
-         echo EXIT=$?; tmux -L {sock} wait-for -S done; sleep 600",
+        "cd {dir} && {bin} check -i {inv} --report-dir reports",
         dir = q(dir.path()),
         bin = q(Path::new(BIN)),
         inv = q(&inv),
-        sock = tmux.socket,
     );
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "t",
-        "-x",
-        "150",
-        "-y",
-        "40",
-        "env",
-        "-u",
-        "SSH_AUTH_SOCK",
-        "TERM=xterm-256color",
-        "sh",
-        "-c",
-        &script,
-    ]);
-    assert!(out.status.success(), "tmux new-session: {out:?}");
+    let tmux = Tmux::start("ux", 150, 40, &script);
 
     // Poll the screen (with a deadline) until all six hosts are live and the phase is
     // drawn: a state that holds until the listener closes. (The bars appear host by host
@@ -652,38 +669,7 @@ fn pane_text(tmux: &Tmux, escapes: bool) -> String {
 /// Runs `script` (sh) in a fresh tmux pane of `width`×50 and waits (bounded) until it
 /// signals `done`; the pane stays for capturing.
 fn run_in_pane(name: &str, width: usize, script: &str) -> Tmux {
-    let tmux = Tmux {
-        socket: format!("cfleet-{name}-{}", std::process::id()),
-    };
-    let script = format!(
-        "{script}; echo EXIT=$?; tmux -L {sock} wait-for -S done; sleep 600",
-        sock = tmux.socket
-    );
-    let width = width.to_string();
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "t",
-        "-x",
-        &width,
-        "-y",
-        "50",
-        "env",
-        "-u",
-        "SSH_AUTH_SOCK",
-        "-u",
-        "COLUMNS",
-        "-u",
-        "NO_COLOR",
-        "-u",
-        "CLICOLOR_FORCE",
-        "TERM=xterm-256color",
-        "sh",
-        "-c",
-        &script,
-    ]);
-    assert!(out.status.success(), "tmux new-session: {out:?}");
+    let tmux = Tmux::start(name, width, 50, script);
     // A big history: the whole demo must stay capturable.
     tmux.cmd(&["set-option", "-t", "t", "history-limit", "50000"]);
     let waited = Command::new("timeout")
