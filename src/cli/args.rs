@@ -182,6 +182,10 @@ pub struct CommonOpts {
     /// Not these controls and probes (ids, comma-separated)
     #[arg(long, value_name = "IDS", value_delimiter = ',')]
     pub skip_controls: Vec<String>,
+    /// Accepted deviations (TOML: control, host or cluster, justification, expires): a
+    /// waived deviation does not count as drift until its waiver expires
+    #[arg(long, value_name = "FILE", env = "CARBONIO_FLEET_WAIVERS")]
+    pub waivers: Option<PathBuf>,
     /// After the run, when its report shows drift the previous one did not, run this
     /// shell command with the drift on stdin (CARBONIO_FLEET_REPORT names the report)
     #[arg(long, value_name = "CMD")]

@@ -29,6 +29,7 @@ impl From<&RunArgs> for RunOptions {
             split_by_group: a.common.split_by == Some(super::SplitBy::Group),
             controls: a.common.controls.clone(),
             skip_controls: a.common.skip_controls.clone(),
+            waivers: a.common.waivers.clone(),
         }
     }
 }

@@ -2249,7 +2249,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         );
         return exit::USAGE;
     }
-    let loaded = match run::load(&opts.run) {
+    let loaded = match run::load_for_changes(&opts.run) {
         Ok(l) => l,
         Err(code) => return code,
     };

@@ -315,7 +315,7 @@ pub fn render(
 
 /// `plan`.
 pub async fn plan(opts: &RunOptions, events: Events) -> i32 {
-    let loaded = match run::load(opts) {
+    let loaded = match run::load_for_changes(opts) {
         Ok(l) => l,
         Err(code) => return code,
     };

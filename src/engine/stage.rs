@@ -241,6 +241,11 @@ pub fn plan(
             {
                 continue;
             }
+            // Waived in the cluster: the global value is not changed, so nothing is staged
+            // towards it (`changes::waived_in_cluster`).
+            if !crate::engine::changes::waived_in_cluster(hosts, &h.cluster, &c.id).is_empty() {
+                continue;
+            }
             let Some(r) = h.controls.iter().find(|r| r.id == c.id) else {
                 continue;
             };

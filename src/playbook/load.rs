@@ -126,6 +126,7 @@ fn validate(src: &Source<'_>, raw: RawPlaybook, errors: &mut Vec<ConfigError>) -
         warnings,
         fix_spawn_user: raw.fix.and_then(|f| f.spawn_user).unwrap_or(false),
         source: Some(src.path.to_path_buf()),
+        waivers: Default::default(),
     }
 }
 

@@ -192,4 +192,8 @@ pub struct Playbook {
     pub fix_spawn_user: bool,
     /// The file it was read from; `None` for the embedded default.
     pub source: Option<PathBuf>,
+    /// The accepted deviations of `--waivers` (none unless the run was given a file):
+    /// carried with the playbook so that every verdict made from it sees them.
+    #[serde(skip)]
+    pub waivers: super::waiver::Waivers,
 }

@@ -603,9 +603,28 @@ fn control_row(c: &ControlResult) -> String {
         escape(&c.attr),
         escape(&c.scope),
         escape(&c.severity),
-        verdict_str(c.verdict),
+        verdict_str(c.verdict).to_string() + &waiver_badge(c.waiver.as_ref()),
         escape(&c.expected),
         escape(&c.evidence),
+    )
+}
+
+/// `--waivers`: a badge under the verdict of a waived deviation (grey: accepted) or of
+/// one whose waiver expired (red: it counts again), with the justification and source.
+fn waiver_badge(w: Option<&crate::report::model::WaiverRef>) -> String {
+    let Some(w) = w else {
+        return String::new();
+    };
+    let (colour, label, when) = match w.expired {
+        false => ("#6c757d", "waived", "until"),
+        true => ("#c0392b", "waiver expired", "expired"),
+    };
+    format!(
+        "<br><span class=\"badge waiver\" style=\"--c:{colour}\">{label}</span> \
+         <span class=\"evidence\">{when} {}: {} ({})</span>",
+        escape(&w.expires),
+        escape(&w.justification),
+        escape(&w.source)
     )
 }
 
@@ -622,7 +641,7 @@ fn probe_row(p: &ProbeResult) -> String {
         escape(&p.id),
         escape(&p.title),
         escape(&p.kind),
-        probe_verdict_str(p.verdict),
+        probe_verdict_str(p.verdict).to_string() + &waiver_badge(p.waiver.as_ref()),
         escape(&p.expected),
         escape(&p.actual),
         escape(&p.evidence),

@@ -27,6 +27,17 @@ pub fn summarize(hosts: &[HostReport]) -> Summary {
             HostStatus::NotAttempted => &mut summary.not_attempted,
         };
         *slot += 1;
+        let waivers = host
+            .controls
+            .iter()
+            .filter_map(|c| c.waiver.as_ref())
+            .chain(host.probes.iter().filter_map(|p| p.waiver.as_ref()));
+        for w in waivers {
+            match w.is_live() {
+                true => summary.waived += 1,
+                false => summary.waivers_expired += 1,
+            }
+        }
     }
     summary
 }
@@ -122,6 +133,7 @@ pub fn render(report: &Report) -> String {
 
     rollout_section(&mut s, report);
     promotion_section(&mut s, report);
+    waiver_section(&mut s, report);
 
     let mut compliant: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for h in report
@@ -205,7 +217,52 @@ pub fn render(report: &Report) -> String {
             String::new()
         }
     );
+    if sm.waived + sm.waivers_expired > 0 {
+        let _ = writeln!(
+            s,
+            "waivers: {} waived deviation{}, {} expired (counted again)",
+            sm.waived,
+            if sm.waived == 1 { "" } else { "s" },
+            sm.waivers_expired
+        );
+    }
     s
+}
+
+/// `--waivers`: each accepted deviation (host, id, why, until when, where written), and
+/// each deviation whose waiver expired, so that nobody mistakes it for an oversight.
+fn waiver_section(s: &mut String, report: &Report) {
+    let mut live = Vec::new();
+    let mut expired = Vec::new();
+    for h in &report.hosts {
+        let results = h
+            .controls
+            .iter()
+            .map(|c| (&c.id, &c.waiver))
+            .chain(h.probes.iter().map(|p| (&p.id, &p.waiver)));
+        for (id, w) in results {
+            if let Some(w) = w {
+                match w.is_live() {
+                    true => live.push((h.name.as_str(), id.as_str(), w)),
+                    false => expired.push((h.name.as_str(), id.as_str(), w)),
+                }
+            }
+        }
+    }
+    for (title, list) in [("WAIVED", live), ("WAIVER EXPIRED", expired)] {
+        if list.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "\n{title} ({})", list.len());
+        for (host, id, w) in list {
+            let state = if w.expired { "expired" } else { "until" };
+            let _ = writeln!(
+                s,
+                "  {host}  {id}  {state} {} ({})  {}",
+                w.expires, w.source, w.justification
+            );
+        }
+    }
 }
 
 /// apply only: one line per host the rollout scheduled (batch order, batch 1 being the
@@ -325,7 +382,14 @@ fn what_is_off(h: &HostReport) -> String {
         }
     }
     let mut parts = Vec::new();
-    for c in &h.controls {
+    // A live waiver's deviation is accepted (WAIVED lists it); an expired one is off again.
+    let expired = |w: &Option<crate::report::model::WaiverRef>| {
+        w.as_ref()
+            .map(|w| format!(" (waiver expired {})", w.expires))
+            .unwrap_or_default()
+    };
+    for c in h.controls.iter().filter(|c| !c.is_waived()) {
+        let before = parts.len();
         match c.verdict {
             Verdict::NonCompliant => parts.push(brief(&c.id, &c.actual, &c.expected)),
             Verdict::Masked => parts.push(format!(
@@ -335,10 +399,15 @@ fn what_is_off(h: &HostReport) -> String {
             Verdict::Error => parts.push(format!("{} error", c.id)),
             _ => {}
         }
+        if parts.len() > before
+            && let Some(last) = parts.last_mut()
+        {
+            last.push_str(&expired(&c.waiver));
+        }
     }
-    for p in &h.probes {
+    for p in h.probes.iter().filter(|p| !p.is_waived()) {
         if matches!(p.verdict, ProbeVerdict::Fail | ProbeVerdict::Error) {
-            parts.push(brief(&p.id, &p.actual, &p.expected));
+            parts.push(brief(&p.id, &p.actual, &p.expected) + &expired(&p.waiver));
         }
     }
     if let Some(r) = &h.running
