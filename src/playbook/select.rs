@@ -68,7 +68,7 @@ pub fn select(pb: &mut Playbook, only: Option<&[String]>, skip: &[String]) -> Re
         only.is_none_or(|o| o.iter().any(|x| x.eq_ignore_ascii_case(id)))
             && !skip.iter().any(|x| x.eq_ignore_ascii_case(id))
     };
-    if let Some(UnmetDependency { dependent, enabler }) = unmet_dependency(pb, &keep) {
+    if let Some(UnmetDependency { dependent, enabler }) = unmet_dependency(pb, keep) {
         return Err(format!(
             "{dependent} adds `{POLICY_CHECK}` but {enabler} (the policy daemon it asks) is not selected: \
              {WHY_DEPENDENT}; select both, or neither"
