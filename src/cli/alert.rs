@@ -41,7 +41,9 @@ pub fn fresh_report(
     previous: Option<&(PathBuf, Report)>,
 ) -> Option<(PathBuf, Report)> {
     let (path, new) = latest(report_dir)?;
-    (!previous.is_some_and(|(p, _)| *p == path)).then_some((path, new))
+    previous
+        .is_none_or(|(p, _)| *p != path)
+        .then_some((path, new))
 }
 
 /// New drift of the run that just ended, as every alert sends it.
