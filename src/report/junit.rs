@@ -436,6 +436,56 @@ mod tests {
         }
     }
 
+    /// A live waiver turns the failure into a skip whose message is the waiver; an expired
+    /// one keeps the failure and says since when it counts again.
+    #[test]
+    fn a_waived_deviation_is_skipped_and_an_expired_waiver_fails_again() {
+        let waiver = |expired| WaiverRef {
+            justification: "CRM relay (C-1042)".into(),
+            expires: "2027-03-31".into(),
+            source: "waivers.toml:2".into(),
+            scope: "host mail2".into(),
+            approved_by: None,
+            expired,
+        };
+        let mut report = sample_report();
+        report.hosts[1].controls[0].waiver = Some(waiver(false));
+        report.hosts[1].probes[0].waiver = Some(waiver(true));
+        let xml = render_junit(&report);
+        let (doc, suites) = parse(&xml);
+        let mail2 = &suites[1].1;
+        let (elem, _, message, text) = mail2[0].outcome.clone().unwrap();
+        assert_eq!(elem, "skipped");
+        assert_eq!(
+            message,
+            "waived until 2027-03-31 (waivers.toml:2): CRM relay (C-1042)"
+        );
+        assert_eq!(text, "expected = TRUE, actual FALSE");
+        let (elem, ty, message, _) = mail2[2].outcome.clone().unwrap();
+        assert_eq!((elem.as_str(), ty.as_str()), ("failure", "fail"));
+        assert!(
+            message.starts_with("waiver expired 2027-03-31: expected contains"),
+            "{message}"
+        );
+        let props: Vec<(&str, &str)> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("testcase"))
+            .find(|n| {
+                n.attribute("classname") == Some("mail2")
+                    && n.attribute("name") == Some("BS-01 Postfix policy daemon enabled")
+            })
+            .unwrap()
+            .descendants()
+            .filter(|n| n.has_tag_name("property"))
+            .map(|n| (n.attribute("name").unwrap(), n.attribute("value").unwrap()))
+            .collect();
+        assert!(props.contains(&("waiver", "waived")), "{props:?}");
+        assert!(
+            props.contains(&("waiver_source", "waivers.toml:2")),
+            "{props:?}"
+        );
+    }
+
     #[test]
     fn drift_is_a_failure_with_expected_actual_and_evidence() {
         let xml = render_junit(&sample_report());

@@ -627,6 +627,40 @@ mod tests {
     }
 
     #[test]
+    fn waivers_are_a_sample_each_with_the_end_of_their_last_day() {
+        let mut report = sample_report();
+        assert!(!render_openmetrics(&report).contains("carbonio_fleet_waiver"));
+        report.hosts[1].controls[0].waiver = Some(crate::report::model::WaiverRef {
+            justification: "accepted".into(),
+            expires: "2027-03-31".into(),
+            source: "waivers.toml:2".into(),
+            scope: "cluster eu-1".into(),
+            approved_by: None,
+            expired: true,
+        });
+        let text = render_openmetrics(&report);
+        let h = &report.hosts[1];
+        let labels = format!(
+            "host=\"{}\",cluster=\"{}\",playbook=\"backscatter-hardening\",id=\"BS-01\"",
+            h.name, h.cluster
+        );
+        assert!(
+            text.contains(&format!(
+                "carbonio_fleet_waiver{{{labels},state=\"expired\"}} 1\n"
+            )),
+            "{text}"
+        );
+        // 2027-04-01T00:00:00Z: the waiver applies through 2027-03-31.
+        assert!(
+            text.contains(&format!(
+                "carbonio_fleet_waiver_expiry_timestamp_seconds{{{labels}}} 1806537600\n"
+            )),
+            "{text}"
+        );
+        parse(&text);
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         let mut report = sample_report();
         report.playbook.name = "odd \"name\" \\ with\nnewline".to_string();
