@@ -16,7 +16,7 @@
 //!   waived host, global-scope in the waived host's whole cluster (the cluster shares one
 //!   value, so changing it would change the waived host too).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -74,19 +74,27 @@ pub struct ChangePlan {
     pub waived: Vec<Blocked>,
 }
 
-/// The hosts of `cluster` on which a live waiver accepts the deviation of `control`: a
-/// global-scope control stays as it is in the whole cluster then (apply does not change
-/// nor stage it).
-pub fn waived_in_cluster<'a>(
-    hosts: &'a [HostReport],
-    cluster: &str,
-    control: &str,
-) -> Vec<&'a str> {
+/// The hosts among `hosts` on which a live waiver accepts the deviation of `control`.
+pub fn waived_on<'a>(hosts: &[&'a HostReport], control: &str) -> Vec<&'a str> {
     hosts
         .iter()
-        .filter(|h| h.cluster == cluster)
         .filter(|h| h.controls.iter().any(|r| r.id == control && r.is_waived()))
         .map(|h| h.name.as_str())
+        .collect()
+}
+
+/// Every (cluster, control) where a live waiver accepts a deviation on some host: a
+/// global-scope control stays as it is in the whole cluster then (apply does not change
+/// nor stage it). One pass over the hosts, for lookups per node.
+pub fn waived_in_clusters(hosts: &[HostReport]) -> BTreeSet<(String, String)> {
+    hosts
+        .iter()
+        .flat_map(|h| {
+            h.controls
+                .iter()
+                .filter(|r| r.is_waived())
+                .map(|r| (h.cluster.clone(), r.id.clone()))
+        })
         .collect()
 }
 
@@ -167,7 +175,7 @@ pub fn plan(playbook: &Playbook, hosts: &[HostReport]) -> ChangePlan {
             if !off {
                 continue;
             }
-            let waived_on = waived_in_cluster(hosts, cluster, &c.id);
+            let waived_on = waived_on(nodes, &c.id);
             if !waived_on.is_empty() {
                 out.waived.push(Blocked {
                     control: c.id.clone(),

@@ -140,11 +140,6 @@ impl Waivers {
             .map(|w| w.to_ref(self.today))
     }
 
-    /// Whether a live waiver covers `id` on this host.
-    fn is_waived(&self, host: &str, cluster: &str, id: &str) -> bool {
-        self.lookup(host, cluster, id).is_some_and(|w| w.is_live())
-    }
-
     /// What apply may not do with these waivers on the targeted `hosts`: a control that
     /// stays as it is (waived) must not be what another control needs, the same rule as
     /// `--skip-controls` (`select::unmet_dependency`). A global-scope control waived on
@@ -152,20 +147,38 @@ impl Waivers {
     /// value), so it is held for every host of the cluster. Judged on the waivers alone,
     /// before anything is contacted: one message per cluster that breaks the rule.
     pub fn apply_conflicts(&self, playbook: &Playbook, hosts: &[Host]) -> Vec<String> {
+        let live: Vec<&Waiver> = self
+            .waivers
+            .iter()
+            .filter(|w| w.is_live(self.today))
+            .collect();
+        if live.is_empty() {
+            return Vec::new();
+        }
+        let is_global = |id: &str| {
+            playbook
+                .controls
+                .iter()
+                .any(|c| c.id == id && c.scope == Scope::Global)
+        };
+        // One pass: the global controls each cluster holds because a waiver covers one of
+        // its targeted hosts (hosts × waivers, not hosts² at fleet scale).
+        let mut cluster_held: BTreeSet<(&str, &str)> = BTreeSet::new();
+        for h in hosts {
+            for w in live.iter().filter(|w| w.scope.covers(&h.name, &h.cluster)) {
+                if is_global(&w.control) {
+                    cluster_held.insert((h.cluster.as_str(), w.control.as_str()));
+                }
+            }
+        }
         let mut out = Vec::new();
         let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
         for h in hosts {
-            let held = |id: &str| {
-                let Some(c) = playbook.controls.iter().find(|c| c.id == id) else {
-                    return false;
-                };
-                match c.scope {
-                    Scope::Server => self.is_waived(&h.name, &h.cluster, id),
-                    Scope::Global => hosts
-                        .iter()
-                        .filter(|o| o.cluster == h.cluster)
-                        .any(|o| self.is_waived(&o.name, &o.cluster, id)),
-                }
+            let held = |id: &str| match is_global(id) {
+                true => cluster_held.contains(&(h.cluster.as_str(), id)),
+                false => live
+                    .iter()
+                    .any(|w| w.control == id && w.scope.covers(&h.name, &h.cluster)),
             };
             let Some(UnmetDependency { dependent, enabler }) =
                 select::unmet_dependency(playbook, |id| !held(id))
