@@ -676,3 +676,83 @@ fn plan_and_apply_help_show_the_plan_file_workflow() {
     let apply = stdout_of(&["apply", "--help"], exit::OK);
     assert!(apply.contains("--plan <FILE>"), "{apply}");
 }
+
+/// A waiver that keeps the policy daemon (BS-01) off while apply would still add BS-04's
+/// `check_policy_service` is refused before anything is contacted, as `--skip-controls
+/// BS-01` is; check accepts the same file (it changes nothing).
+#[test]
+fn a_waiver_that_breaks_a_dependency_is_refused_by_plan_and_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let waivers = dir.path().join("waivers.toml");
+    fs::write(
+        &waivers,
+        indoc! {r#"
+            [[waiver]]
+            control = "BS-01"
+            cluster = "lab-a"
+            justification = "policyd conflicts with the CRM relay"
+            expires = 2999-12-31
+        "#},
+    )
+    .unwrap();
+    for cmd in [&["plan"][..], &["apply", "--yes"][..]] {
+        let out = fleet()
+            .args(cmd)
+            .args(["-i", "inventory/lab.toml", "--waivers"])
+            .arg(&waivers)
+            .arg("--report-dir")
+            .arg(dir.path().join("reports"))
+            .assert()
+            .code(exit::USAGE)
+            .get_output()
+            .clone();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            stderr.starts_with(
+                "carbonio-fleet: --waivers: a waiver keeps BS-01 (the policy daemon) as it is on `lab-a1` (cluster `lab-a`) while apply would still make BS-04 add `check_policy_service`"
+            ),
+            "{stderr}"
+        );
+        assert!(
+            stderr.ends_with("the waivers would leave a dependency unmet; nothing was contacted\n"),
+            "{stderr}"
+        );
+    }
+    assert!(!dir.path().join("reports").exists(), "nothing ran");
+}
+
+/// Every error of a waiver file at once, with file, line and key, before any connection.
+#[test]
+fn a_bad_waiver_file_is_a_usage_error_naming_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let waivers = dir.path().join("waivers.toml");
+    fs::write(
+        &waivers,
+        indoc! {r#"
+            [[waiver]]
+            control = "BS-03"
+            host = "nosuch"
+            justification = "x"
+            expires = "next year"
+        "#},
+    )
+    .unwrap();
+    let w = waivers.display();
+    fleet()
+        .args(["check", "-i", "inventory/lab.toml", "--waivers"])
+        .arg(&waivers)
+        .arg("--report-dir")
+        .arg(dir.path().join("reports"))
+        .assert()
+        .code(exit::USAGE)
+        .stdout("")
+        .stderr(format!(
+            "{w}:3:8: waiver[0].host: `nosuch` is not a host of the inventory\n  \
+             hint: use the host's inventory name (`carbonio-fleet inventory list` shows them)\n\
+             {w}:5:11: waiver[0].expires: `next year` is not a date (YYYY-MM-DD): {}\n  \
+             hint: a date: expires = 2027-03-31 (the waiver applies through that day, UTC)\n\
+             carbonio-fleet: 2 errors in the waiver file; nothing was contacted\n",
+            "next year".parse::<jiff::civil::Date>().unwrap_err()
+        ));
+    assert!(!dir.path().join("reports").exists(), "no run started");
+}

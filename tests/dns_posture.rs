@@ -654,6 +654,7 @@ async fn a_sweep_of_the_simulated_fleet_shows_domains_in_every_format() {
         split_by_group: false,
         controls: None,
         skip_controls: Vec::new(),
+        waivers: None,
     };
     let code = check(&opts, Events::none()).await;
     // One prov for the gather on each node, one more per cluster for the domains.

@@ -3238,3 +3238,176 @@ async fn controls_select_what_a_run_checks() {
     );
     assert!(r.domains.is_empty(), "no domain probe selected");
 }
+
+/// Writes a waiver file for `ids` on cluster `cluster`, running out at the end of `expires`.
+fn waiver_file(sim: &Sim, ids: &[&str], cluster: &str, expires: &str) -> PathBuf {
+    let mut text = String::new();
+    for id in ids {
+        text.push_str(&format!(
+            "[[waiver]]\ncontrol = \"{id}\"\ncluster = \"{cluster}\"\njustification = \"CRM relay sends forged-looking senders (C-1042)\"\nexpires = {expires}\n\n"
+        ));
+    }
+    let p = sim.path(&format!("waivers-{expires}.toml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A waiver turns the drift it names into an accepted deviation in the exit code and
+/// every report format; once it has expired the same drift counts again, and the reports
+/// say that the waiver expired and when.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiver_accepts_drift_until_it_expires() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![("c1", "c", mta(Legacy, Compliant))],
+        Duration::from_millis(50),
+    )
+    .await;
+    sim.fleet
+        .node("c1")
+        .unwrap()
+        .node()
+        .cluster
+        .ldap()
+        .global
+        .insert(
+            "zimbraMtaSmtpdRejectUnlistedSender".into(),
+            vec!["no".into()],
+        );
+    let o = sim.run(&["check"]).await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+
+    let live = waiver_file(&sim, &["BS-03", "EFF-03"], "c", "2999-12-31");
+    let metrics = sim.path("fleet.prom");
+    let o = sim
+        .run(&[
+            "check",
+            "--waivers",
+            live.to_str().unwrap(),
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    let r = sim.latest();
+    let h = &r.hosts[0];
+    assert_eq!(h.status, HostStatus::Compliant);
+    let bs03 = h.controls.iter().find(|c| c.id == "BS-03").unwrap();
+    assert_eq!(
+        bs03.verdict,
+        Verdict::NonCompliant,
+        "the verdict stays true"
+    );
+    let w = bs03.waiver.as_ref().expect("BS-03 carries its waiver");
+    assert!(!w.expired);
+    assert_eq!(w.expires, "2999-12-31");
+    assert_eq!(w.source, format!("{}:2", live.display()));
+    assert_eq!((r.summary.compliant, r.summary.waived), (1, 1));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("WAIVED (1)"), "{stdout}");
+    assert!(stdout.contains("c1  BS-03  until 2999-12-31"), "{stdout}");
+    let run_dir = sim.reports().join("latest");
+    let junit = std::fs::read_to_string(run_dir.join("junit.xml")).unwrap();
+    assert!(
+        junit.contains("<skipped message=\"waived until 2999-12-31"),
+        "{junit}"
+    );
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        prom.contains(
+            "carbonio_fleet_waiver{host=\"c1\",cluster=\"c\",playbook=\"backscatter-hardening\",id=\"BS-03\",state=\"waived\"} 1"
+        ),
+        "{prom}"
+    );
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(html.contains(">waived</span>"), "the HTML shows the badge");
+
+    let expired = waiver_file(&sim, &["BS-03", "EFF-03"], "c", "2000-01-31");
+    let o = sim
+        .run(&["check", "--waivers", expired.to_str().unwrap()])
+        .await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    let r = sim.latest();
+    let bs03 = r.hosts[0]
+        .controls
+        .iter()
+        .find(|c| c.id == "BS-03")
+        .unwrap();
+    assert!(bs03.waiver.as_ref().unwrap().expired);
+    assert_eq!((r.summary.drift, r.summary.waivers_expired), (1, 1));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("BS-03 no (want yes) (waiver expired 2000-01-31)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("WAIVER EXPIRED (1)"), "{stdout}");
+}
+
+/// apply leaves a waived control as it is (BS-03 stays `no` in the cluster's global
+/// config) and brings the rest to the playbook: the run ends compliant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_leaves_a_waived_control_as_it_is() {
+    use Platform::*;
+    use Posture::*;
+    let sim = Sim::start(
+        vec![("w1", "w", mta(Legacy, NonCompliant))],
+        Duration::from_millis(50),
+    )
+    .await;
+    let waivers = waiver_file(&sim, &["BS-03", "EFF-03"], "w", "2999-12-31");
+    let o = sim
+        .run(&["apply", "--yes", "--waivers", waivers.to_str().unwrap()])
+        .await;
+    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(
+        global_value(&sim, "w1", "zimbraMtaSmtpdRejectUnlistedSender"),
+        ["no"],
+        "the waived control was not changed"
+    );
+    assert_eq!(
+        global_value(&sim, "w1", "zimbraMtaSmtpdRejectUnlistedRecipient"),
+        ["yes"],
+        "the others were"
+    );
+    let own = own_values(&sim, "w1");
+    assert!(
+        !own.contains_key("zimbraMtaSmtpdRejectUnlistedSender"),
+        "nothing of the waived control was staged on the server entry: {own:?}"
+    );
+    let r = sim.latest();
+    assert_eq!(r.hosts[0].status, HostStatus::Compliant);
+    // BS-03 in LDAP and EFF-03 in the restarted Postfix: both accepted.
+    assert_eq!(r.summary.waived, 2);
+}
+
+/// A waiver never lifts a precondition: with every control and probe of the playbook
+/// waived, a node whose enabled policy service cannot start (stock `user=zimbra`) stays
+/// in drift on its blocking finding, and the report still carries it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiver_never_lifts_a_broken_precondition() {
+    use Platform::*;
+    use Posture::*;
+    let broken = NodeProfile {
+        spawn_user_missing: true,
+        ..mta(Legacy, Compliant)
+    };
+    let sim = Sim::start(vec![("p1", "p", broken)], Duration::from_millis(50)).await;
+    let all = [
+        "BS-01", "BS-02", "BS-03", "BS-04", "EFF-01", "EFF-02", "EFF-03", "SMTP-01",
+    ];
+    let waivers = waiver_file(&sim, &all, "p", "2999-12-31");
+    let o = sim
+        .run(&["check", "--waivers", waivers.to_str().unwrap()])
+        .await;
+    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    let r = sim.latest();
+    let h = &r.hosts[0];
+    assert_eq!(h.status, HostStatus::Drift);
+    let f = h
+        .findings
+        .iter()
+        .find(|f| f.id == "PRE-POLICY-SPAWN-USER")
+        .expect("the precondition finding stays");
+    assert!(f.blocking && f.severity == "critical", "{f:?}");
+}

@@ -684,6 +684,46 @@ fn kubernetes_manifests_have_the_expected_kinds_and_fields() {
     );
 }
 
+/// The sweeps' exit policy is explicit: no restart in place and no second pod (drift
+/// exits non-zero by design and the script maps it to success; what still fails — a
+/// configuration error, an interrupt — would fail a re-run the same way, and a retry
+/// would sweep every node again). Both push their metrics to a Pushgateway, and the
+/// nightly one reads its webhook URL from a Secret, never from its command line.
+#[test]
+fn the_kubernetes_sweeps_never_retry_and_push_their_metrics() {
+    let env_of = |pod: &serde_norway::Value, name: &str| -> serde_norway::Value {
+        get(pod, "containers.0.env")
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no env {name}"))
+            .clone()
+    };
+    let cron = yaml("deploy/kubernetes/cronjob.yaml");
+    assert_eq!(
+        get(&cron, "spec.jobTemplate.spec.backoffLimit").as_u64(),
+        Some(0)
+    );
+    let pod = get(&cron, "spec.jobTemplate.spec.template.spec");
+    assert_eq!(s(pod, "restartPolicy"), "Never");
+    let push = env_of(pod, "CARBONIO_FLEET_PUSHGATEWAY_URL");
+    assert!(push["value"].as_str().unwrap().starts_with("http://"));
+    let hook = env_of(pod, "CARBONIO_FLEET_WEBHOOK_URL");
+    assert_eq!(
+        hook["valueFrom"]["secretKeyRef"]["optional"].as_bool(),
+        Some(true)
+    );
+    assert!(!s(pod, "containers.0.args.0").contains("--webhook"));
+
+    let job = yaml("deploy/kubernetes/sharded-job.yaml");
+    assert_eq!(get(&job, "spec.backoffLimitPerIndex").as_u64(), Some(0));
+    assert_eq!(get(&job, "spec.maxFailedIndexes").as_u64(), Some(0));
+    let pod = get(&job, "spec.template.spec");
+    assert_eq!(s(pod, "restartPolicy"), "Never");
+    env_of(pod, "CARBONIO_FLEET_PUSHGATEWAY_URL");
+}
+
 #[test]
 fn the_sharded_job_script_maps_each_index_to_its_shard() {
     // Run the pod's shell script with a stub `carbonio-fleet` that prints its

@@ -492,6 +492,7 @@ fn leak_child() {
         split_by_group: false,
         controls: None,
         skip_controls: Vec::new(),
+        waivers: None,
     };
     fs::create_dir_all(work.join("textfile")).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();

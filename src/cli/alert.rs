@@ -4,17 +4,18 @@
 //! `CARBONIO_FLEET_REPORT` (the new report.json) and `CARBONIO_FLEET_EXIT_CODE` in its
 //! environment: a mailer, a chat webhook with `curl`, a pager. Without a previous
 //! report, any drift is new and the run's summary is sent. The hook's own failure is a
-//! warning; it never changes the run's exit code.
+//! warning; it never changes the run's exit code. `--webhook` (`cli::webhook`) fires on
+//! the same trigger ([`fresh_drift`]).
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::report::model::Report;
 use crate::report::{diff, store, summary};
 
 /// The report `latest` points to, if any (read before the run, to compare after it).
-pub fn latest(report_dir: &Path) -> Option<(std::path::PathBuf, Report)> {
+pub fn latest(report_dir: &Path) -> Option<(PathBuf, Report)> {
     let path = std::fs::canonicalize(report_dir.join("latest"))
         .ok()?
         .join("report.json");
@@ -33,21 +34,53 @@ pub fn new_drift(previous: Option<&Report>, new: &Report) -> Option<String> {
     }
 }
 
+/// The report the run that just ended wrote (`report_dir/latest`), `None` when it wrote
+/// none (it failed before: `latest` is still `previous`'s). `--pushgateway` pushes it.
+pub fn fresh_report(
+    report_dir: &Path,
+    previous: Option<&(PathBuf, Report)>,
+) -> Option<(PathBuf, Report)> {
+    let (path, new) = latest(report_dir)?;
+    previous
+        .is_none_or(|(p, _)| *p != path)
+        .then_some((path, new))
+}
+
+/// New drift of the run that just ended, as every alert sends it.
+pub struct FreshDrift {
+    /// The new report.json.
+    pub path: PathBuf,
+    pub report: Report,
+    /// The comparison with the previous report; `None` when there was none (then every
+    /// host that is not compliant is new).
+    pub diff: Option<diff::Drift>,
+    /// The drift as `report diff` prints it (or the summary without a previous report).
+    pub text: String,
+}
+
+/// The one trigger of `--on-drift` and `--webhook`: the run that just wrote
+/// `report_dir/latest` shows drift that `previous` did not. `None`: nothing to send.
+pub fn fresh_drift(report_dir: &Path, previous: Option<&(PathBuf, Report)>) -> Option<FreshDrift> {
+    let (path, report) = fresh_report(report_dir, previous)?;
+    let text = new_drift(previous.map(|(_, r)| r), &report)?;
+    Some(FreshDrift {
+        diff: previous.map(|(_, old)| diff::diff(old, &report)),
+        path,
+        report,
+        text,
+    })
+}
+
 /// Runs the hook if the run that just wrote `report_dir/latest` shows new drift compared
 /// with `previous`. Returns whether it ran.
-pub fn on_drift(
-    cmd: &str,
-    report_dir: &Path,
-    previous: Option<&(std::path::PathBuf, Report)>,
-) -> bool {
-    let Some((path, new)) = latest(report_dir) else {
-        return false;
-    };
-    // The run wrote no new report (it failed before): nothing new to say.
-    if previous.is_some_and(|(p, _)| *p == path) {
-        return false;
-    }
-    let Some(text) = new_drift(previous.map(|(_, r)| r), &new) else {
+pub fn on_drift(cmd: &str, report_dir: &Path, previous: Option<&(PathBuf, Report)>) -> bool {
+    let Some(FreshDrift {
+        path,
+        report: new,
+        text,
+        ..
+    }) = fresh_drift(report_dir, previous)
+    else {
         return false;
     };
     let child = Command::new("/bin/sh")

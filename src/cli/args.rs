@@ -198,10 +198,36 @@ pub struct CommonOpts {
     /// Not these controls and probes (ids, comma-separated)
     #[arg(long, value_name = "IDS", value_delimiter = ',')]
     pub skip_controls: Vec<String>,
+    /// Accepted deviations (TOML: control, host or cluster, justification, expires): a
+    /// waived deviation does not count as drift until its waiver expires
+    #[arg(long, value_name = "FILE", env = "CARBONIO_FLEET_WAIVERS")]
+    pub waivers: Option<PathBuf>,
     /// After the run, when its report shows drift the previous one did not, run this
     /// shell command with the drift on stdin (CARBONIO_FLEET_REPORT names the report)
     #[arg(long, value_name = "CMD")]
     pub on_drift: Option<String>,
+    /// When the run shows new drift (the --on-drift trigger), POST a JSON message to this
+    /// incoming webhook (Slack, Teams, …; http or https); shown masked, never in full
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "CARBONIO_FLEET_WEBHOOK_URL",
+        hide_env_values = true
+    )]
+    pub webhook: Option<String>,
+    /// Read the --webhook URL from this file (e.g. a mounted Secret), so that it is on no
+    /// command line
+    #[arg(long, value_name = "FILE")]
+    pub webhook_file: Option<PathBuf>,
+    /// After the run, PUT its metrics to this Prometheus Pushgateway (group
+    /// job/carbonio-fleet/instance/INVENTORY[-shard-K-of-N])
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "CARBONIO_FLEET_PUSHGATEWAY_URL",
+        hide_env_values = true
+    )]
+    pub pushgateway: Option<String>,
     /// Take the K-th of N deterministic slices of the selection, cut by cluster (1 <= K <= N); an empty slice exits 0 without a report
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,

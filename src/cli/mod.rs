@@ -4,11 +4,14 @@
 mod alert;
 mod args;
 mod hostkeys;
+mod http;
 mod inventory;
+mod pushgateway;
 mod report;
 mod run;
 pub mod secret;
 mod sim;
+mod webhook;
 
 pub use args::*;
 

@@ -1,16 +1,20 @@
 //! The bridge from parsed arguments to the engine for `check`, `plan` and `apply`: builds
 //! the async runtime, starts logging, the keyring and the event consumer (progress bars,
-//! audit log), runs the command and hands back its exit code.
+//! audit log), runs the command, hands its report to `--on-drift`, `--webhook` and
+//! `--pushgateway`, and gives back its exit code.
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 
 use tracing::Instrument as _;
 
+use super::http::Endpoint;
 use super::{ApplyArgs, CommonOpts, Format, PlanArgs, RunArgs};
 use crate::engine::apply::{self, ApplyOptions};
 use crate::engine::events::Events;
 use crate::engine::run::{self as engine_run, RunOptions};
 use crate::exit;
+use crate::report::model::Report;
 use crate::ui::logging::{self, LogOptions};
 use crate::ui::progress::{self, ProgressMode};
 
@@ -29,6 +33,7 @@ impl From<&RunArgs> for RunOptions {
             split_by_group: a.common.split_by == Some(super::SplitBy::Group),
             controls: a.common.controls.clone(),
             skip_controls: a.common.skip_controls.clone(),
+            waivers: a.common.waivers.clone(),
         }
     }
 }
@@ -100,15 +105,82 @@ where
     code
 }
 
+/// Where a run's report goes once it is written: `--on-drift`, `--webhook`,
+/// `--pushgateway`, resolved and checked before the run (a bad URL is a usage error, not
+/// a surprise after an hour's sweep).
+struct Deliveries {
+    webhook: Option<Endpoint>,
+    /// The gateway and the group's instance name.
+    pushgateway: Option<(Endpoint, String)>,
+}
+
+impl Deliveries {
+    fn resolve(common: &CommonOpts, inventory: &Path) -> Result<Deliveries, String> {
+        let webhook_url = match (&common.webhook, &common.webhook_file) {
+            (Some(_), Some(_)) => {
+                return Err("--webhook (or CARBONIO_FLEET_WEBHOOK_URL) and --webhook-file both give the webhook URL; keep one".into());
+            }
+            (Some(url), None) => Some(url.clone()),
+            (None, Some(file)) => Some(
+                std::fs::read_to_string(file)
+                    .map_err(|e| format!("--webhook-file: cannot read `{}`: {e}", file.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            (None, None) => None,
+        };
+        let webhook = webhook_url
+            .map(|u| Endpoint::parse(&u).map_err(|e| format!("--webhook: {e}")))
+            .transpose()?;
+        let pushgateway = common
+            .pushgateway
+            .as_deref()
+            .map(|u| Endpoint::parse(u).map_err(|e| format!("--pushgateway: {e}")))
+            .transpose()?
+            .map(|gw| (gw, super::pushgateway::instance(inventory, common.shard)));
+        Ok(Deliveries {
+            webhook,
+            pushgateway,
+        })
+    }
+
+    /// After the run: the hook and the webhook on new drift, the push always (when the run
+    /// wrote a report). None of them changes the exit code.
+    fn after_run(&self, common: &CommonOpts, previous: Option<&(PathBuf, Report)>) {
+        let dir = &common.report_dir;
+        if let Some(cmd) = &common.on_drift {
+            super::alert::on_drift(cmd, dir, previous);
+        }
+        if let Some(to) = &self.webhook {
+            super::webhook::send(to, super::alert::fresh_drift(dir, previous).as_ref());
+        }
+        if let Some((gw, instance)) = &self.pushgateway
+            && let Some((_, report)) = super::alert::fresh_report(dir, previous)
+        {
+            super::pushgateway::push(gw, &report, instance);
+        }
+    }
+}
+
+/// [`Deliveries::resolve`], or the usage error said.
+fn deliveries(common: &CommonOpts, inventory: &Path) -> Result<Deliveries, i32> {
+    Deliveries::resolve(common, inventory).map_err(|e| {
+        eprintln!("carbonio-fleet: {e}; nothing was contacted");
+        exit::USAGE
+    })
+}
+
 pub(super) fn check(a: &RunArgs) -> i32 {
+    let deliveries = match deliveries(&a.common, &a.inventory) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
     let opts = RunOptions::from(a);
     let previous = super::alert::latest(&a.common.report_dir);
     let code = with_runtime("check", &a.common, |events| async move {
         engine_run::check(&opts, events).await
     });
-    if let Some(cmd) = &a.common.on_drift {
-        super::alert::on_drift(cmd, &a.common.report_dir, previous.as_ref());
-    }
+    deliveries.after_run(&a.common, previous.as_ref());
     code
 }
 
@@ -119,6 +191,11 @@ pub(super) fn plan(p: &PlanArgs) -> i32 {
         ("--split-by", a.common.split_by.is_some()),
         ("--metrics-file", a.common.metrics_file.is_some()),
         ("--on-drift", a.common.on_drift.is_some()),
+        (
+            "--webhook",
+            a.common.webhook.is_some() || a.common.webhook_file.is_some(),
+        ),
+        ("--pushgateway", a.common.pushgateway.is_some()),
     ]
     .into_iter()
     .filter_map(|(flag, set)| set.then_some(flag))
@@ -138,6 +215,10 @@ pub(super) fn plan(p: &PlanArgs) -> i32 {
 }
 
 pub(super) fn apply(a: &ApplyArgs) -> i32 {
+    let deliveries = match deliveries(&a.run.common, &a.run.inventory) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
     let opts = ApplyOptions {
         run: RunOptions::from(&a.run),
         yes: a.yes,
@@ -153,8 +234,6 @@ pub(super) fn apply(a: &ApplyArgs) -> i32 {
     let code = with_runtime("apply", &a.run.common, |events| async move {
         apply::apply(&opts, events).await
     });
-    if let Some(cmd) = &a.run.common.on_drift {
-        super::alert::on_drift(cmd, &a.run.common.report_dir, previous.as_ref());
-    }
+    deliveries.after_run(&a.run.common, previous.as_ref());
     code
 }

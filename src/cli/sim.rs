@@ -120,6 +120,7 @@ pub(super) fn demo(a: &DemoArgs) -> i32 {
             split_by_group: false,
             controls: None,
             skip_controls: Vec::new(),
+            waivers: None,
         };
 
         banner("1/3  check: audit the fleet, change nothing");

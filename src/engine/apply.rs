@@ -2384,7 +2384,7 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
         );
         return exit::USAGE;
     }
-    let loaded = match run::load(&opts.run) {
+    let loaded = match run::load_for_changes(&opts.run) {
         Ok(l) => l,
         Err(code) => return code,
     };
@@ -2698,11 +2698,21 @@ pub async fn apply(opts: &ApplyOptions, events: Events) -> i32 {
                 log_names: std::iter::once(ok.facts.hostname.clone())
                     .chain(ok.facts.running.uname.clone())
                     .collect(),
+                // Waived controls are not changed either (in the cluster for a global
+                // one, on this node for its own).
                 skip_params: change_plan
                     .blocked
                     .iter()
+                    .chain(&change_plan.waived)
                     .filter(|b| b.cluster == g.host.cluster)
-                    .filter_map(|b| loaded.playbook.controls.iter().find(|c| c.id == b.control))
+                    .map(|b| b.control.as_str())
+                    .chain(
+                        r.controls
+                            .iter()
+                            .filter(|c| c.is_waived())
+                            .map(|c| c.id.as_str()),
+                    )
+                    .filter_map(|id| loaded.playbook.controls.iter().find(|c| c.id == id))
                     // The attribute too: the policy entry's check keys on it (it governs
                     // master.cf, not a main.cf parameter).
                     .flat_map(|c| {

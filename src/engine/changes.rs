@@ -12,8 +12,11 @@
 //! - A control guarded by the policy spawn-user precondition, or one that would add
 //!   `check_policy_service unix:private/policy`, is not changed in a cluster where any
 //!   MTA node lacks the spawn user: that would make Postfix answer 451 to every recipient.
+//! - A control a live waiver accepts (`--waivers`) is not changed: server-scope on the
+//!   waived host, global-scope in the waived host's whole cluster (the cluster shares one
+//!   value, so changing it would change the waived host too).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +68,34 @@ pub struct ChangePlan {
     /// Per node: server-entry changes.
     pub server: BTreeMap<String, NodeBatch>,
     pub blocked: Vec<Blocked>,
+    /// Global changes left out because a live waiver accepts the deviation on hosts of
+    /// the cluster (`because_of`: those hosts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waived: Vec<Blocked>,
+}
+
+/// The hosts among `hosts` on which a live waiver accepts the deviation of `control`.
+pub fn waived_on<'a>(hosts: &[&'a HostReport], control: &str) -> Vec<&'a str> {
+    hosts
+        .iter()
+        .filter(|h| h.controls.iter().any(|r| r.id == control && r.is_waived()))
+        .map(|h| h.name.as_str())
+        .collect()
+}
+
+/// Every (cluster, control) where a live waiver accepts a deviation on some host: a
+/// global-scope control stays as it is in the whole cluster then (apply does not change
+/// nor stage it). One pass over the hosts, for lookups per node.
+pub fn waived_in_clusters(hosts: &[HostReport]) -> BTreeSet<(String, String)> {
+    hosts
+        .iter()
+        .flat_map(|h| {
+            h.controls
+                .iter()
+                .filter(|r| r.is_waived())
+                .map(|r| (h.cluster.clone(), r.id.clone()))
+        })
+        .collect()
 }
 
 impl ChangePlan {
@@ -144,6 +175,19 @@ pub fn plan(playbook: &Playbook, hosts: &[HostReport]) -> ChangePlan {
             if !off {
                 continue;
             }
+            let waived_on = waived_on(nodes, &c.id);
+            if !waived_on.is_empty() {
+                out.waived.push(Blocked {
+                    control: c.id.clone(),
+                    cluster: cluster.to_string(),
+                    because_of: waived_on.iter().map(|s| s.to_string()).collect(),
+                    reason: format!(
+                        "a waiver accepts its deviation on {} and the cluster shares one value",
+                        waived_on.join(", ")
+                    ),
+                });
+                continue;
+            }
             if guarded_by_spawn_user(c) && !spawn_blockers.is_empty() {
                 out.blocked.push(Blocked {
                     control: c.id.clone(),
@@ -181,6 +225,10 @@ pub fn plan(playbook: &Playbook, hosts: &[HostReport]) -> ChangePlan {
                     continue;
                 };
                 let blocked = guarded_by_spawn_user(c) && !spawn_blockers.is_empty();
+                // An accepted deviation on this very node: its report says so already.
+                if r.is_waived() && c.scope == Scope::Server {
+                    continue;
+                }
                 match (r.verdict, c.scope) {
                     (Verdict::NonCompliant, Scope::Server) if !blocked => changes.push(Change {
                         control: c.id.clone(),
@@ -228,6 +276,32 @@ pub fn annotate_blocked(hosts: &mut [HostReport], plan: &ChangePlan) {
                 ),
                 evidence: format!("blocking node(s): {}", b.because_of.join(", ")),
                 hint: "fix the spawn user on the named node(s), then run apply again".into(),
+            });
+        }
+    }
+    // A waiver on one host holds a global value for its whole cluster: the other hosts
+    // that still deviate learn why apply leaves them so.
+    for w in &plan.waived {
+        for h in hosts.iter_mut().filter(|h| h.cluster == w.cluster) {
+            let deviates = h.controls.iter().any(|r| {
+                r.id == w.control
+                    && !r.is_waived()
+                    && matches!(r.verdict, Verdict::NonCompliant | Verdict::Masked)
+            });
+            if !deviates {
+                continue;
+            }
+            h.add_finding(Finding {
+                id: format!("{}-WAIVED-IN-CLUSTER", w.control),
+                severity: "low".into(),
+                blocking: false,
+                message: format!(
+                    "{} is not changed in cluster `{}`: {}",
+                    w.control, w.cluster, w.reason
+                ),
+                evidence: format!("waived on: {}", w.because_of.join(", ")),
+                hint: "waive it for the cluster, or end the waiver, to make the cluster agree"
+                    .into(),
             });
         }
     }

@@ -478,7 +478,7 @@ fn json_output(file: &PlanFile) -> PlanOutput {
 
 /// `plan`; with `out`, the plan is also written there for `apply --plan`.
 pub async fn plan(opts: &RunOptions, out: Option<&Path>, events: Events) -> i32 {
-    let loaded = match run::load(opts) {
+    let loaded = match run::load_for_changes(opts) {
         Ok(l) => l,
         Err(code) => return code,
     };

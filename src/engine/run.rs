@@ -41,6 +41,8 @@ pub struct RunOptions {
     pub controls: Option<Vec<String>>,
     /// `--skip-controls`: not these.
     pub skip_controls: Vec<String>,
+    /// `--waivers FILE`: accepted deviations (see `playbook::waiver`).
+    pub waivers: Option<PathBuf>,
 }
 
 /// Everything loaded and validated before the first connection.
@@ -89,6 +91,17 @@ pub fn load(opts: &RunOptions) -> Result<Loaded, i32> {
     let (Ok(inventory), Ok(mut playbook)) = (inventory, playbook) else {
         return Err(exit::USAGE);
     };
+    // Judged against the whole playbook (a waiver for a control `--controls` leaves out
+    // is not an error, only idle) and every inventory host, on today's date (UTC).
+    if let Some(path) = &opts.waivers {
+        let today = jiff::Timestamp::now()
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .date();
+        match crate::playbook::waiver::load(path, &playbook, &inventory.hosts, today) {
+            Ok(w) => playbook.waivers = w,
+            Err(e) => return Err(config_failed(&e, "waiver file")),
+        }
+    }
     if let Err(e) = crate::playbook::select::select(
         &mut playbook,
         opts.controls.as_deref(),
@@ -127,6 +140,25 @@ pub fn load(opts: &RunOptions) -> Result<Loaded, i32> {
         hosts,
         playbook,
     })
+}
+
+/// [`load`] for the commands that change nodes (apply) or show what would change (plan):
+/// waivers that would keep the policy daemon off under a restriction that needs it are
+/// refused before anything is contacted (`Waivers::apply_conflicts`).
+pub fn load_for_changes(opts: &RunOptions) -> Result<Loaded, i32> {
+    let loaded = load(opts)?;
+    let conflicts = loaded
+        .playbook
+        .waivers
+        .apply_conflicts(&loaded.playbook, &loaded.hosts);
+    if conflicts.is_empty() {
+        return Ok(loaded);
+    }
+    for c in &conflicts {
+        eprintln!("carbonio-fleet: --waivers: {c}");
+    }
+    eprintln!("carbonio-fleet: the waivers would leave a dependency unmet; nothing was contacted");
+    Err(exit::USAGE)
 }
 
 /// A random nonce for section markers and probe addresses.
@@ -519,6 +551,7 @@ mod tests {
             split_by_group: false,
             controls: None,
             skip_controls: Vec::new(),
+            waivers: None,
         }
     }
 

@@ -223,6 +223,7 @@ pub fn plan(
     replace_overrides: bool,
 ) -> StagePlan {
     let mut out = StagePlan::default();
+    let waived = crate::engine::changes::waived_in_clusters(hosts);
     for h in hosts {
         if h.status == HostStatus::Failed || h.is_mta != Some(true) {
             continue;
@@ -239,6 +240,11 @@ pub fn plan(
                 .iter()
                 .any(|(cl, id)| *cl == h.cluster && *id == c.id)
             {
+                continue;
+            }
+            // Waived in the cluster: the global value is not changed, so nothing is staged
+            // towards it (`changes::waived_in_clusters`).
+            if waived.contains(&(h.cluster.clone(), c.id.clone())) {
                 continue;
             }
             let Some(r) = h.controls.iter().find(|r| r.id == c.id) else {

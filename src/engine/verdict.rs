@@ -12,7 +12,7 @@ use crate::carbonio::values::{render, render_expectation, satisfies};
 use crate::engine::smtp::{self, Exchange};
 use crate::playbook::{Control, Playbook, Precondition, Probe, ProbeExpect, ProbeKind, Scope};
 use crate::report::model::{
-    ControlResult, Finding, HostStatus, ProbeResult, ProbeVerdict, Verdict,
+    ControlResult, Finding, HostStatus, ProbeResult, ProbeVerdict, Verdict, WaiverRef,
 };
 
 /// The finding id for a policy service whose spawn user is missing.
@@ -54,13 +54,17 @@ pub fn applies(control: &Control, facts: &NodeFacts) -> bool {
     !control.attr.starts_with("zimbraMta") || facts.is_mta()
 }
 
-/// Evaluates one host.
+/// Evaluates one host. `waiver` says which waiver (of `--waivers`) names a control or
+/// probe id on this host: a deviation (non-compliant, masked, failed) carries it, and a
+/// live one does not make the host drift. Undecided results (`error`) and findings
+/// (preconditions, blocks) are never waived.
 pub fn evaluate(
     playbook: &Playbook,
     facts: &NodeFacts,
     globals: &ClusterGlobals,
     smtp_results: &BTreeMap<String, SmtpOutcome>,
     running: Option<&Running>,
+    waiver: &dyn Fn(&str) -> Option<WaiverRef>,
 ) -> Evaluation {
     let mut findings = Vec::new();
     // Files are not the running Postfix: a master.cf change (the policy entry among them)
@@ -93,7 +97,13 @@ pub fn evaluate(
     let controls: Vec<ControlResult> = playbook
         .controls
         .iter()
-        .map(|c| control_result(c, facts, globals))
+        .map(|c| {
+            let mut r = control_result(c, facts, globals);
+            if matches!(r.verdict, Verdict::NonCompliant | Verdict::Masked) {
+                r.waiver = waiver(&r.id);
+            }
+            r
+        })
         .collect();
     for c in &playbook.controls {
         if c.precondition == Some(Precondition::PolicySpawnUser) && applies(c, facts) {
@@ -139,14 +149,20 @@ pub fn evaluate(
         .collect();
     let probes: Vec<ProbeResult> = host_probes
         .iter()
-        .map(|p| probe_result(p, facts, smtp_results))
+        .map(|p| {
+            let mut r = probe_result(p, facts, smtp_results);
+            if r.verdict == ProbeVerdict::Fail {
+                r.waiver = waiver(&r.id);
+            }
+            r
+        })
         .collect();
 
     let control_off = controls.iter().any(|c| {
         matches!(
             c.verdict,
             Verdict::NonCompliant | Verdict::Masked | Verdict::Error
-        )
+        ) && !c.is_waived()
     });
     let breaking_finding = findings
         .iter()
@@ -154,7 +170,9 @@ pub fn evaluate(
     let failed_probes: Vec<&Probe> = host_probes
         .iter()
         .zip(&probes)
-        .filter(|(_, r)| matches!(r.verdict, ProbeVerdict::Fail | ProbeVerdict::Error))
+        .filter(|(_, r)| {
+            matches!(r.verdict, ProbeVerdict::Fail | ProbeVerdict::Error) && !r.is_waived()
+        })
         .map(|(p, _)| *p)
         .collect();
     let status = if control_off || breaking_finding {
@@ -267,6 +285,7 @@ fn control_result(c: &Control, facts: &NodeFacts, globals: &ClusterGlobals) -> C
         before: None,
         after: None,
         changed: false,
+        waiver: None,
     }
 }
 
@@ -433,6 +452,7 @@ fn probe_result(
         actual: String::new(),
         verdict: ProbeVerdict::Pass,
         evidence: String::new(),
+        waiver: None,
     };
     match &p.kind {
         ProbeKind::Postconf { param } => {

@@ -127,6 +127,7 @@ fn validate(src: &Source<'_>, raw: RawPlaybook, errors: &mut Vec<ConfigError>) -
         fix_spawn_user: raw.fix.and_then(|f| f.spawn_user).unwrap_or(false),
         source: Some(src.path.to_path_buf()),
         labels: labels(src, &raw.labels, errors),
+        waivers: Default::default(),
     }
 }
 

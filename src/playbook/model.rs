@@ -203,4 +203,8 @@ pub struct Playbook {
     /// Inventory `vars` keys that label every host in the reports and metrics (the
     /// playbook's `labels`, e.g. `["customer"]`).
     pub labels: Vec<String>,
+    /// The accepted deviations of `--waivers` (none unless the run was given a file):
+    /// carried with the playbook so that every verdict made from it sees them.
+    #[serde(skip)]
+    pub waivers: super::waiver::Waivers,
 }

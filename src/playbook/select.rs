@@ -3,14 +3,45 @@
 //! recipient restrictions (BS-04 in the shipped playbook) while the policy daemon is not
 //! enabled (BS-01) makes Postfix answer `451 4.3.5` to outside mail for existing users
 //! (CARBONIO.md §0.2, §0.3), so a selection that keeps the first and drops the second is
-//! refused before anything is contacted.
+//! refused before anything is contacted. Waivers obey the same rule in apply
+//! ([`unmet_dependency`], used by `playbook::waiver`).
 
 use super::{Expectation, Playbook};
 
 /// The attribute that enables the policy daemon.
 const POLICYD_ATTR: &str = "zimbraMtaEnableSmtpdPolicyd";
 /// What a restriction adds that needs the policy daemon.
-const POLICY_CHECK: &str = "check_policy_service";
+pub const POLICY_CHECK: &str = "check_policy_service";
+/// What happens when a restriction asks a policy daemon that is not enabled.
+pub const WHY_DEPENDENT: &str = "Postfix would answer 451 4.3.5 to outside mail for existing users";
+
+/// A control that a subset keeps while dropping the control it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnmetDependency {
+    /// The control that adds `check_policy_service` (BS-04).
+    pub dependent: String,
+    /// The control that enables the policy daemon (BS-01).
+    pub enabler: String,
+}
+
+/// The dependency between controls that any subset of a playbook must respect, whoever
+/// makes the subset (`--controls`/`--skip-controls` here, waivers in apply): `Some` when
+/// `keep` keeps a control that adds `check_policy_service` but drops the control that
+/// enables the policy daemon.
+pub fn unmet_dependency(pb: &Playbook, keep: impl Fn(&str) -> bool) -> Option<UnmetDependency> {
+    let enabler = pb
+        .controls
+        .iter()
+        .find(|c| c.attr.eq_ignore_ascii_case(POLICYD_ATTR))?;
+    let dependent = pb.controls.iter().find(|c| {
+        keep(&c.id)
+            && matches!(&c.expect, Expectation::Contains(v) | Expectation::Equals(v) if v.contains(POLICY_CHECK))
+    })?;
+    (!keep(&enabler.id)).then(|| UnmetDependency {
+        dependent: dependent.id.clone(),
+        enabler: enabler.id.clone(),
+    })
+}
 
 /// Keeps the controls and probes named in `only` (all when `None`) minus those in
 /// `skip`; ids are matched case-insensitively. `Err` says why the selection is refused.
@@ -37,22 +68,10 @@ pub fn select(pb: &mut Playbook, only: Option<&[String]>, skip: &[String]) -> Re
         only.is_none_or(|o| o.iter().any(|x| x.eq_ignore_ascii_case(id)))
             && !skip.iter().any(|x| x.eq_ignore_ascii_case(id))
     };
-    let enabler = pb
-        .controls
-        .iter()
-        .find(|c| c.attr.eq_ignore_ascii_case(POLICYD_ATTR))
-        .map(|c| c.id.clone());
-    let needs_daemon = pb.controls.iter().find(|c| {
-        keep(&c.id)
-            && matches!(&c.expect, Expectation::Contains(v) | Expectation::Equals(v) if v.contains(POLICY_CHECK))
-    });
-    if let (Some(dependent), Some(enabler)) = (needs_daemon, &enabler)
-        && !keep(enabler)
-    {
+    if let Some(UnmetDependency { dependent, enabler }) = unmet_dependency(pb, keep) {
         return Err(format!(
-            "{dep} adds `{POLICY_CHECK}` but {enabler} (the policy daemon it asks) is not selected: \
-             Postfix would answer 451 4.3.5 to outside mail for existing users; select both, or neither",
-            dep = dependent.id
+            "{dependent} adds `{POLICY_CHECK}` but {enabler} (the policy daemon it asks) is not selected: \
+             {WHY_DEPENDENT}; select both, or neither"
         ));
     }
     pb.controls.retain(|c| keep(&c.id));

@@ -50,6 +50,17 @@ impl Problem {
     }
 }
 
+/// Appended to the state of a deviation a live waiver accepts (`BS-03 no (waived)`): it
+/// still tells hosts apart, but it is nothing to fix.
+const WAIVED_MARK: &str = " (waived)";
+
+impl Problem {
+    /// A deviation that a live waiver accepts.
+    pub fn waived(&self) -> bool {
+        self.state.ends_with(WAIVED_MARK)
+    }
+}
+
 /// Everything that is off on `host`, sorted: hosts with equal lists are in the same state.
 pub fn problems(host: &HostReport) -> Vec<Problem> {
     let mut out = Vec::new();
@@ -64,11 +75,14 @@ pub fn problems(host: &HostReport) -> Vec<Problem> {
         if verdict_rank(c.verdict) == 0 {
             continue;
         }
-        let state = match c.verdict {
+        let mut state = match c.verdict {
             Verdict::Masked => format!("{} (masked by this server)", c.actual),
             Verdict::Error => "error".to_string(),
             _ => c.actual.clone(),
         };
+        if c.is_waived() {
+            state.push_str(WAIVED_MARK);
+        }
         out.push(Problem {
             kind: ProblemKind::Control,
             id: c.id.clone(),
@@ -79,10 +93,14 @@ pub fn problems(host: &HostReport) -> Vec<Problem> {
         if probe_verdict_rank(p.verdict) == 0 {
             continue;
         }
+        let mut state = probe_verdict_str(p.verdict).to_string();
+        if p.is_waived() {
+            state.push_str(WAIVED_MARK);
+        }
         out.push(Problem {
             kind: ProblemKind::Probe,
             id: p.id.clone(),
-            state: probe_verdict_str(p.verdict).to_string(),
+            state,
         });
     }
     for f in &host.findings {
@@ -233,7 +251,8 @@ pub fn severity_rank(severity: &str) -> u8 {
 pub fn widespread(report: &Report) -> Vec<Widespread<'_>> {
     let mut by: BTreeMap<Problem, Widespread<'_>> = BTreeMap::new();
     for host in &report.hosts {
-        for problem in problems(host) {
+        // Accepted deviations are nothing to fix.
+        for problem in problems(host).into_iter().filter(|p| !p.waived()) {
             let entry = by.entry(problem.clone()).or_insert_with(|| {
                 let (severity, blocking, message, fix) = describe(report, host, &problem);
                 Widespread {
@@ -453,17 +472,28 @@ pub fn matrix(report: &Report) -> Matrix {
                 r.failed += 1;
             }
             for (i, id) in columns.iter().enumerate() {
+                // A deviation a live waiver accepts is not off: it counts as the exit
+                // code counts it.
                 let rank = h
                     .controls
                     .iter()
                     .find(|c| &c.id == id)
-                    .map(|c| (c.verdict != Verdict::NotApplicable, verdict_rank(c.verdict)))
+                    .map(|c| {
+                        let rank = if c.is_waived() {
+                            0
+                        } else {
+                            verdict_rank(c.verdict)
+                        };
+                        (c.verdict != Verdict::NotApplicable, rank)
+                    })
                     .or_else(|| {
                         h.probes.iter().find(|p| &p.id == id).map(|p| {
-                            (
-                                p.verdict != ProbeVerdict::NotApplicable,
-                                probe_verdict_rank(p.verdict),
-                            )
+                            let rank = if p.is_waived() {
+                                0
+                            } else {
+                                probe_verdict_rank(p.verdict)
+                            };
+                            (p.verdict != ProbeVerdict::NotApplicable, rank)
                         })
                     });
                 if let Some((applicable, rank)) = rank {
@@ -580,6 +610,47 @@ mod tests {
         assert_eq!(
             state_groups(&r)[0].title(1),
             "BS-01 FALSE · +2 more on 1 host of cluster acme"
+        );
+    }
+
+    #[test]
+    fn a_waived_deviation_is_its_own_state_but_nothing_to_fix() {
+        let mut hosts = drifting("a", "acme", 2, "FALSE");
+        for h in &mut hosts {
+            h.status = HostStatus::Compliant;
+            h.probes.clear();
+        }
+        hosts[0].controls[0].waiver = Some(crate::report::model::WaiverRef {
+            justification: "CRM relay".into(),
+            expires: "2999-12-31".into(),
+            source: "w.toml:1".into(),
+            scope: "cluster acme".into(),
+            approved_by: None,
+            expired: false,
+        });
+        let mut expired = hosts[0].controls[0].waiver.clone().unwrap();
+        expired.expired = true;
+        hosts[1].controls[0].waiver = Some(expired);
+        hosts[1].status = HostStatus::Drift;
+        let r = report_of(hosts);
+        let titles: Vec<String> = state_groups(&r).iter().map(|g| g.title(3)).collect();
+        assert_eq!(
+            titles,
+            [
+                "BS-01 FALSE on 1 host of cluster acme",
+                "BS-01 FALSE (waived) on 1 host of cluster acme"
+            ]
+        );
+        // Only the expired one is to fix, and only it is off in the matrix.
+        let w = widespread(&r);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].hosts[0].name, "a2");
+        assert_eq!(
+            matrix(&r).total.cells[0],
+            Cell {
+                off: 1,
+                applicable: 2
+            }
         );
     }
 

@@ -186,6 +186,9 @@ pub fn diff(old: &Report, new: &Report) -> Drift {
     drift
 }
 
+/// The verdict name of a deviation that a live waiver accepts.
+const WAIVED: &str = "waived";
+
 /// One side of a check: verdict name, badness, rendered actual value.
 type Side = (&'static str, u8, String);
 
@@ -298,15 +301,20 @@ fn domain_changes(old: &Report, new: &Report) -> Vec<DomainChange> {
 }
 
 fn host_drift(old: &HostReport, new: &HostReport) -> HostDrift {
+    // A deviation a live waiver accepts ranks as compliant (`waived`): waiving is not
+    // new drift, and a waiver that runs out (`waived` → `non-compliant`) is.
     let controls = |h: &HostReport| -> Vec<(String, Side)> {
         h.controls
             .iter()
             .map(|c| {
-                let side = (
-                    verdict_str(c.verdict),
-                    verdict_rank(c.verdict),
-                    c.actual.clone(),
-                );
+                let side = match c.is_waived() {
+                    true => (WAIVED, 0, c.actual.clone()),
+                    false => (
+                        verdict_str(c.verdict),
+                        verdict_rank(c.verdict),
+                        c.actual.clone(),
+                    ),
+                };
                 (c.id.clone(), side)
             })
             .collect()
@@ -315,11 +323,14 @@ fn host_drift(old: &HostReport, new: &HostReport) -> HostDrift {
         h.probes
             .iter()
             .map(|p| {
-                let side = (
-                    probe_verdict_str(p.verdict),
-                    probe_verdict_rank(p.verdict),
-                    p.actual.clone(),
-                );
+                let side = match p.is_waived() {
+                    true => (WAIVED, 0, p.actual.clone()),
+                    false => (
+                        probe_verdict_str(p.verdict),
+                        probe_verdict_rank(p.verdict),
+                        p.actual.clone(),
+                    ),
+                };
                 (p.id.clone(), side)
             })
             .collect()
@@ -475,6 +486,38 @@ mod tests {
     use super::*;
     use crate::report::model::{ProbeVerdict, Verdict};
     use crate::report::sample::{host, sample_report};
+
+    /// A deviation that a waiver accepts in the same run it appears is not new drift; the
+    /// same deviation once its waiver has expired is.
+    #[test]
+    fn a_waived_deviation_is_no_new_drift_until_its_waiver_expires() {
+        let mut old = sample_report();
+        old.hosts.truncate(1);
+        assert_eq!(old.hosts[0].status, HostStatus::Compliant);
+        let mut waived = old.clone();
+        let c = &mut waived.hosts[0].controls[0];
+        c.verdict = Verdict::NonCompliant;
+        c.actual = "FALSE".into();
+        c.waiver = Some(crate::report::model::WaiverRef {
+            justification: "accepted".into(),
+            expires: "2027-03-31".into(),
+            source: "waivers.toml:2".into(),
+            scope: "host mail1".into(),
+            approved_by: None,
+            expired: false,
+        });
+        let d = diff(&old, &waived);
+        assert!(!d.has_new_drift(), "{}", render_diff(&d));
+        assert_eq!(d.changed[0].checks[0].new_verdict, Some("waived"));
+        let mut expired = waived.clone();
+        expired.hosts[0].status = HostStatus::Drift;
+        if let Some(w) = expired.hosts[0].controls[0].waiver.as_mut() {
+            w.expired = true;
+        }
+        let d = diff(&waived, &expired);
+        assert!(d.has_new_drift(), "{}", render_diff(&d));
+        assert_eq!(d.changed[0].checks[0].old_verdict, Some("waived"));
+    }
 
     #[test]
     fn identical_reports_have_no_drift() {

@@ -6,6 +6,10 @@
 //! The domain section adds one `<testsuite>` per cluster (`domains CLUSTER`) with a
 //! testcase per hosted domain and `dns` check: findings are a `<failure>`, a lookup that
 //! failed is an `<error>`.
+//! A deviation that a live waiver accepts (`--waivers`) is `<skipped>` with the
+//! justification and expiry as its message (CI dashboards show skip messages); one whose
+//! waiver expired stays a `<failure>` whose message says so. Both carry `waiver_*`
+//! properties.
 
 use std::time::Duration;
 
@@ -14,7 +18,7 @@ use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite}
 use super::labels::{probe_verdict_str, verdict_str};
 use super::model::{
     ControlResult, DomainCheck, DomainPosture, DomainReport, ErrorKind, HostError, HostReport,
-    HostStatus, ProbeResult, ProbeVerdict, Report, Verdict,
+    HostStatus, ProbeResult, ProbeVerdict, Report, Verdict, WaiverRef,
 };
 
 /// Renders the whole report as JUnit XML.
@@ -123,8 +127,61 @@ fn expected_actual(expected: &str, actual: &str) -> String {
     format!("expected {expected}, actual {actual}")
 }
 
+/// A deviation a live waiver accepts: skipped, the waiver as the message.
+fn waived_status(w: &WaiverRef, expected: &str, actual: &str) -> TestCaseStatus {
+    let mut s = TestCaseStatus::skipped();
+    s.set_message(format!(
+        "waived until {} ({}): {}",
+        w.expires, w.source, w.justification
+    ));
+    s.set_description(expected_actual(expected, actual));
+    s
+}
+
+/// The waiver of a result as testcase properties; an expired one also prefixes the
+/// failure message, so the reader sees why the accepted deviation counts again.
+fn add_waiver(case: &mut TestCase, w: Option<&WaiverRef>) {
+    let Some(w) = w else {
+        return;
+    };
+    case.add_property(Property::new(
+        "waiver",
+        if w.expired { "expired" } else { "waived" },
+    ));
+    case.add_property(Property::new("waiver_expires", w.expires.as_str()));
+    case.add_property(Property::new("waiver_source", w.source.as_str()));
+    case.add_property(Property::new(
+        "waiver_justification",
+        w.justification.as_str(),
+    ));
+    if w.expired
+        && let TestCaseStatus::NonSuccess { message, .. } = &mut case.status
+    {
+        let old = message.as_ref().map(|m| m.to_string()).unwrap_or_default();
+        *message = Some(format!("waiver expired {}: {old}", w.expires).into());
+    }
+}
+
 fn control_case(host: &HostReport, c: &ControlResult) -> TestCase {
-    let status = match c.verdict {
+    let status = match &c.waiver {
+        Some(w) if w.is_live() => waived_status(w, &c.expected, &c.actual),
+        _ => control_status(c),
+    };
+    let mut case = TestCase::new(format!("{} {}", c.id, c.title), status);
+    case.set_classname(host.name.as_str());
+    if let (Some(before), Some(after)) = (&c.before, &c.after) {
+        case.add_property(Property::new("before", before.as_str()));
+        case.add_property(Property::new("after", after.as_str()));
+    }
+    if c.changed {
+        case.add_property(Property::new("changed", "true"));
+    }
+    add_waiver(&mut case, c.waiver.as_ref());
+    case
+}
+
+fn control_status(c: &ControlResult) -> TestCaseStatus {
+    match c.verdict {
         Verdict::Compliant => TestCaseStatus::success(),
         Verdict::NotApplicable => {
             let mut s = TestCaseStatus::skipped();
@@ -151,21 +208,22 @@ fn control_case(host: &HostReport, c: &ControlResult) -> TestCase {
             s.set_description(description);
             s
         }
-    };
-    let mut case = TestCase::new(format!("{} {}", c.id, c.title), status);
-    case.set_classname(host.name.as_str());
-    if let (Some(before), Some(after)) = (&c.before, &c.after) {
-        case.add_property(Property::new("before", before.as_str()));
-        case.add_property(Property::new("after", after.as_str()));
     }
-    if c.changed {
-        case.add_property(Property::new("changed", "true"));
-    }
-    case
 }
 
 fn probe_case(host: &HostReport, p: &ProbeResult) -> TestCase {
-    let status = match p.verdict {
+    let status = match (p.verdict, &p.waiver) {
+        (_, Some(w)) if w.is_live() => waived_status(w, &p.expected, &p.actual),
+        _ => probe_status(p),
+    };
+    let mut case = TestCase::new(format!("{} {}", p.id, p.title), status);
+    case.set_classname(host.name.as_str());
+    add_waiver(&mut case, p.waiver.as_ref());
+    case
+}
+
+fn probe_status(p: &ProbeResult) -> TestCaseStatus {
+    match p.verdict {
         ProbeVerdict::Pass => TestCaseStatus::success(),
         ProbeVerdict::NotApplicable => {
             let mut s = TestCaseStatus::skipped();
@@ -184,10 +242,7 @@ fn probe_case(host: &HostReport, p: &ProbeResult) -> TestCase {
             s.set_description(p.evidence.as_str());
             s
         }
-    };
-    let mut case = TestCase::new(format!("{} {}", p.id, p.title), status);
-    case.set_classname(host.name.as_str());
-    case
+    }
 }
 
 /// The suite name of a cluster's domain section.
@@ -383,6 +438,56 @@ mod tests {
                 "{suite}: {cases:?}"
             );
         }
+    }
+
+    /// A live waiver turns the failure into a skip whose message is the waiver; an expired
+    /// one keeps the failure and says since when it counts again.
+    #[test]
+    fn a_waived_deviation_is_skipped_and_an_expired_waiver_fails_again() {
+        let waiver = |expired| WaiverRef {
+            justification: "CRM relay (C-1042)".into(),
+            expires: "2027-03-31".into(),
+            source: "waivers.toml:2".into(),
+            scope: "host mail2".into(),
+            approved_by: None,
+            expired,
+        };
+        let mut report = sample_report();
+        report.hosts[1].controls[0].waiver = Some(waiver(false));
+        report.hosts[1].probes[0].waiver = Some(waiver(true));
+        let xml = render_junit(&report);
+        let (doc, suites) = parse(&xml);
+        let mail2 = &suites[1].1;
+        let (elem, _, message, text) = mail2[0].outcome.clone().unwrap();
+        assert_eq!(elem, "skipped");
+        assert_eq!(
+            message,
+            "waived until 2027-03-31 (waivers.toml:2): CRM relay (C-1042)"
+        );
+        assert_eq!(text, "expected = TRUE, actual FALSE");
+        let (elem, ty, message, _) = mail2[2].outcome.clone().unwrap();
+        assert_eq!((elem.as_str(), ty.as_str()), ("failure", "fail"));
+        assert!(
+            message.starts_with("waiver expired 2027-03-31: expected contains"),
+            "{message}"
+        );
+        let props: Vec<(&str, &str)> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("testcase"))
+            .find(|n| {
+                n.attribute("classname") == Some("mail2")
+                    && n.attribute("name") == Some("BS-01 Postfix policy daemon enabled")
+            })
+            .unwrap()
+            .descendants()
+            .filter(|n| n.has_tag_name("property"))
+            .map(|n| (n.attribute("name").unwrap(), n.attribute("value").unwrap()))
+            .collect();
+        assert!(props.contains(&("waiver", "waived")), "{props:?}");
+        assert!(
+            props.contains(&("waiver_source", "waivers.toml:2")),
+            "{props:?}"
+        );
     }
 
     #[test]

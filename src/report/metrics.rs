@@ -12,6 +12,8 @@
 //! | `carbonio_fleet_host_blocking_findings` | host, cluster, playbook | number of blocking findings |
 //! | `carbonio_fleet_control_status` | host, cluster, playbook, control, verdict | 1 (one sample per control; the verdict is the label) |
 //! | `carbonio_fleet_probe_status` | host, cluster, playbook, probe, verdict | 1 (one sample per probe) |
+//! | `carbonio_fleet_waiver` | host, cluster, playbook, id, state | 1 per deviation a waiver names (`--waivers`); state `waived` (accepted) or `expired` (counts again) |
+//! | `carbonio_fleet_waiver_expiry_timestamp_seconds` | host, cluster, playbook, id | the end of the waiver's last day (UTC), Unix seconds: alert before it runs out |
 //! | `carbonio_fleet_domain_check` | cluster, domain, check, verdict, playbook | 1 (one sample per hosted domain and `dns` check; verdict pass, fail or error) |
 //! | `carbonio_fleet_domain_findings` | cluster, domain, check, playbook | number of findings of that check |
 //! | `carbonio_fleet_domains_read` | cluster, playbook | 1 if the cluster's domains could be read, 0 if not |
@@ -112,6 +114,68 @@ fn host_labels(report: &Report, h: &HostReport, extra: &[(&str, &str)]) -> Strin
     labels(&pairs)
 }
 
+/// The waivers the run applied, one sample per waived or expired deviation (no family
+/// at all without waivers, so a run without `--waivers` renders as before).
+fn waiver_metrics(out: &mut String, report: &Report) {
+    let mut waived = Vec::new();
+    for h in &report.hosts {
+        let results = h
+            .controls
+            .iter()
+            .map(|c| (&c.id, &c.waiver))
+            .chain(h.probes.iter().map(|p| (&p.id, &p.waiver)));
+        for (id, w) in results {
+            if let Some(w) = w {
+                waived.push((h, id.as_str(), w));
+            }
+        }
+    }
+    if waived.is_empty() {
+        return;
+    }
+    family(
+        out,
+        "carbonio_fleet_waiver",
+        "A deviation that a waiver names; state waived (accepted, not counted as drift) or expired (counted again). Value always 1.",
+        None,
+    );
+    for (h, id, w) in &waived {
+        let l = host_labels(
+            report,
+            h,
+            &[
+                ("id", id),
+                ("state", if w.expired { "expired" } else { "waived" }),
+            ],
+        );
+        let _ = writeln!(out, "carbonio_fleet_waiver{l} 1");
+    }
+    family(
+        out,
+        "carbonio_fleet_waiver_expiry_timestamp_seconds",
+        "When the waiver of a deviation runs out: the end of its last day, UTC.",
+        Some("seconds"),
+    );
+    for (h, id, w) in &waived {
+        // The waiver applies through its day: it runs out at the next midnight UTC.
+        let Some(end) = w
+            .expires
+            .parse::<jiff::civil::Date>()
+            .ok()
+            .and_then(|d| d.tomorrow().ok())
+            .and_then(|d| d.to_zoned_datetime(jiff::tz::TimeZone::UTC).ok())
+        else {
+            continue;
+        };
+        let l = host_labels(report, h, &[("id", id)]);
+        let _ = writeln!(
+            out,
+            "carbonio_fleet_waiver_expiry_timestamp_seconds{l} {}",
+            end.timestamp().as_second()
+        );
+    }
+}
+
 /// Renders the report as OpenMetrics text, ending with `# EOF`.
 pub fn render_openmetrics(report: &Report) -> String {
     let mut out = String::new();
@@ -186,6 +250,8 @@ pub fn render_openmetrics(report: &Report) -> String {
             let _ = writeln!(out, "carbonio_fleet_probe_status{l} 1");
         }
     }
+
+    waiver_metrics(&mut out, report);
 
     if !report.domains.is_empty() {
         family(
@@ -558,6 +624,40 @@ mod tests {
             find(&samples, "carbonio_fleet_run_exit_code", &run)[0].value,
             3.0
         );
+    }
+
+    #[test]
+    fn waivers_are_a_sample_each_with_the_end_of_their_last_day() {
+        let mut report = sample_report();
+        assert!(!render_openmetrics(&report).contains("carbonio_fleet_waiver"));
+        report.hosts[1].controls[0].waiver = Some(crate::report::model::WaiverRef {
+            justification: "accepted".into(),
+            expires: "2027-03-31".into(),
+            source: "waivers.toml:2".into(),
+            scope: "cluster eu-1".into(),
+            approved_by: None,
+            expired: true,
+        });
+        let text = render_openmetrics(&report);
+        let h = &report.hosts[1];
+        let labels = format!(
+            "host=\"{}\",cluster=\"{}\",customer=\"ACME Corp\",playbook=\"backscatter-hardening\",id=\"BS-01\"",
+            h.name, h.cluster
+        );
+        assert!(
+            text.contains(&format!(
+                "carbonio_fleet_waiver{{{labels},state=\"expired\"}} 1\n"
+            )),
+            "{text}"
+        );
+        // 2027-04-01T00:00:00Z: the waiver applies through 2027-03-31.
+        assert!(
+            text.contains(&format!(
+                "carbonio_fleet_waiver_expiry_timestamp_seconds{{{labels}}} 1806537600\n"
+            )),
+            "{text}"
+        );
+        parse(&text);
     }
 
     #[test]

@@ -194,6 +194,13 @@ pub struct Summary {
     pub restart_pending: usize,
     pub failed: usize,
     pub not_attempted: usize,
+    /// Deviations (control or probe results) a live waiver accepts (`--waivers`); their
+    /// hosts count as compliant when nothing else is off.
+    #[serde(default)]
+    pub waived: usize,
+    /// Deviations whose waiver had expired before the run: they count again.
+    #[serde(default)]
+    pub waivers_expired: usize,
 }
 
 /// A host's overall state.
@@ -311,6 +318,16 @@ pub struct ControlResult {
     pub after: Option<String>,
     #[serde(default)]
     pub changed: bool,
+    /// The waiver (`--waivers`) that names this deviation on this host, live or expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiver: Option<WaiverRef>,
+}
+
+impl ControlResult {
+    /// A deviation a live waiver accepts: it neither makes the host drift nor is changed.
+    pub fn is_waived(&self) -> bool {
+        self.waiver.as_ref().is_some_and(WaiverRef::is_live)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -331,6 +348,41 @@ pub struct ProbeResult {
     pub actual: String,
     pub verdict: ProbeVerdict,
     pub evidence: String,
+    /// The waiver (`--waivers`) that names this failure on this host, live or expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiver: Option<WaiverRef>,
+}
+
+impl ProbeResult {
+    /// A failure a live waiver accepts: it does not make the host drift.
+    pub fn is_waived(&self) -> bool {
+        self.waiver.as_ref().is_some_and(WaiverRef::is_live)
+    }
+}
+
+/// The waiver of `--waivers` that concerns one result: an accepted deviation, with its
+/// justification and expiry, or one whose waiver ran out (`expired`: it counts again).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WaiverRef {
+    pub justification: String,
+    /// The last day (UTC) the waiver applies, `YYYY-MM-DD`.
+    pub expires: String,
+    /// Where it is written: `FILE:LINE`.
+    pub source: String,
+    /// `host NAME` or `cluster NAME`: what the waiver names.
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    /// The waiver ran out before this run: the deviation counts as if it had none.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expired: bool,
+}
+
+impl WaiverRef {
+    /// Still in force on the run's day.
+    pub fn is_live(&self) -> bool {
+        !self.expired
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

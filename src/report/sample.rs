@@ -53,6 +53,7 @@ pub fn control(id: &str, verdict: Verdict, expected: &str, actual: &str) -> Cont
         before: None,
         after: None,
         changed: false,
+        waiver: None,
     }
 }
 
@@ -67,6 +68,7 @@ pub fn probe(id: &str, verdict: ProbeVerdict, actual: &str) -> ProbeResult {
         actual: actual.to_string(),
         verdict,
         evidence: format!("postconf -h smtpd_recipient_restrictions → {actual}"),
+        waiver: None,
     }
 }
 
@@ -255,6 +257,8 @@ pub fn sample_report() -> Report {
             restart_pending: 1,
             failed: 2,
             not_attempted: 0,
+            waived: 0,
+            waivers_expired: 0,
         },
         exit_code: crate::exit::HOST_FAILED,
         hosts: vec![mail1, mail2, mail3, mail4, mail5, store1],

@@ -37,6 +37,17 @@ pub fn summarize(hosts: &[HostReport]) -> Summary {
             HostStatus::NotAttempted => &mut summary.not_attempted,
         };
         *slot += 1;
+        let waivers = host
+            .controls
+            .iter()
+            .filter_map(|c| c.waiver.as_ref())
+            .chain(host.probes.iter().filter_map(|p| p.waiver.as_ref()));
+        for w in waivers {
+            match w.is_live() {
+                true => summary.waived += 1,
+                false => summary.waivers_expired += 1,
+            }
+        }
     }
     summary
 }
@@ -74,6 +85,7 @@ pub fn render_with(report: &Report, layout: &Layout) -> String {
     not_attempted_section(&mut out, report);
     rollout_section(&mut out, report);
     promotion_section(&mut out, report);
+    waiver_section(&mut out, report);
     let compliant: Vec<&HostReport> = report
         .hosts
         .iter()
@@ -118,7 +130,61 @@ pub fn render_with(report: &Report, layout: &Layout) -> String {
         .collect();
     out.blank();
     out.entry(0, 4, &text, &spans);
+    if sm.waived + sm.waivers_expired > 0 {
+        out.entry(
+            0,
+            4,
+            &format!(
+                "waivers: {} waived deviation{}, {} expired (counted again)",
+                sm.waived,
+                if sm.waived == 1 { "" } else { "s" },
+                sm.waivers_expired
+            ),
+            &[],
+        );
+    }
     out.s
+}
+
+/// `--waivers`: each accepted deviation (host, id, until when, where written, why), and
+/// each deviation whose waiver expired, so that nobody mistakes it for an oversight.
+fn waiver_section(out: &mut Out, report: &Report) {
+    let mut live = Vec::new();
+    let mut expired = Vec::new();
+    for h in &report.hosts {
+        let results = h
+            .controls
+            .iter()
+            .map(|c| (&c.id, &c.waiver))
+            .chain(h.probes.iter().map(|p| (&p.id, &p.waiver)));
+        for (id, w) in results {
+            if let Some(w) = w {
+                match w.is_live() {
+                    true => live.push((h.name.as_str(), id.as_str(), w)),
+                    false => expired.push((h.name.as_str(), id.as_str(), w)),
+                }
+            }
+        }
+    }
+    for (title, tone, list) in [
+        ("WAIVED", Tone::NotAttempted, live),
+        ("WAIVER EXPIRED", Tone::Failed, expired),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        out.heading(tone, &format!("{title} ({})", list.len()));
+        for (host, id, w) in list {
+            let state = if w.expired { "expired" } else { "until" };
+            let rest = format!(
+                "{id} {state} {} ({}): {}",
+                w.expires,
+                w.source,
+                out.message(&w.justification)
+            );
+            out.labelled(2, 4, tone, host, &rest);
+        }
+    }
 }
 
 /// The text being built and how it is laid out.
@@ -311,8 +377,15 @@ fn offs(out: &Out, h: &HostReport) -> Vec<Off> {
             format!("{what} = {} (want {})", out.value(actual), out.value(v))
         }
     };
+    // A live waiver's deviation is accepted (WAIVED lists it); an expired one is off again
+    // and says so.
+    let expired = |w: &Option<crate::report::model::WaiverRef>| {
+        w.as_ref()
+            .map(|w| format!(" (waiver expired {})", w.expires))
+            .unwrap_or_default()
+    };
     let mut v = Vec::new();
-    for c in &h.controls {
+    for c in h.controls.iter().filter(|c| !c.is_waived()) {
         let text = match c.verdict {
             Verdict::NonCompliant => brief(&c.title, &c.attr, &c.actual, &c.expected),
             Verdict::Masked => format!(
@@ -323,19 +396,19 @@ fn offs(out: &Out, h: &HostReport) -> Vec<Off> {
             ),
             Verdict::Error => format!("{}: {} could not be read", c.title, c.attr),
             _ => continue,
-        };
+        } + &expired(&c.waiver);
         v.push(Off {
             id: c.id.clone(),
             key: format!("{}\0{:?}\0{}\0{}", c.id, c.verdict, c.actual, c.expected),
             text,
         });
     }
-    for p in &h.probes {
+    for p in h.probes.iter().filter(|p| !p.is_waived()) {
         if matches!(p.verdict, ProbeVerdict::Fail | ProbeVerdict::Error) {
             v.push(Off {
                 id: p.id.clone(),
                 key: format!("{}\0{:?}\0{}\0{}", p.id, p.verdict, p.actual, p.expected),
-                text: brief(&p.title, "", &p.actual, &p.expected),
+                text: brief(&p.title, "", &p.actual, &p.expected) + &expired(&p.waiver),
             });
         }
     }

@@ -10,6 +10,7 @@ use crate::report::aggregate::{self, Matrix, ProblemKind, StateGroup, Widespread
 use crate::report::labels::{STATUS_ORDER, probe_verdict_str, status_title, verdict_str};
 use crate::report::model::{
     ControlResult, Finding, HostReport, HostStatus, ProbeResult, ProbeVerdict, Report, Verdict,
+    WaiverRef,
 };
 
 /// How many findings the "What to fix first" list shows; the rest are in the groups.
@@ -425,7 +426,7 @@ pub fn control_row(c: &ControlResult) -> String {
         escape(&c.attr),
         escape(&c.scope),
         escape(&c.severity),
-        verdict_str(c.verdict),
+        verdict_str(c.verdict).to_string() + &waiver_badge(c.waiver.as_ref()),
         escape(&c.expected),
         before_after(c),
         escape(&c.evidence),
@@ -446,6 +447,28 @@ pub fn before_after(c: &ControlResult) -> String {
     }
 }
 
+/// `--waivers`: a badge under the verdict of a waived deviation (grey: accepted) or of
+/// one whose waiver expired (red: it counts again), with the justification and source.
+fn waiver_badge(w: Option<&WaiverRef>) -> String {
+    let Some(w) = w else {
+        return String::new();
+    };
+    let (class, label, when) = match w.expired {
+        false => ("waived", "waived", "until"),
+        true => ("failed", "waiver expired", "expired"),
+    };
+    format!(
+        "<br><span class=\"badge {class}\">{label}</span> <span class=\"evidence\">{when} {}: {} ({}{})</span>",
+        escape(&w.expires),
+        escape(&w.justification),
+        escape(&w.source),
+        w.approved_by
+            .as_ref()
+            .map(|a| format!(", approved by {}", escape(a)))
+            .unwrap_or_default(),
+    )
+}
+
 fn probe_row(p: &ProbeResult) -> String {
     let class = match p.verdict {
         ProbeVerdict::Pass => "ok",
@@ -459,7 +482,7 @@ fn probe_row(p: &ProbeResult) -> String {
         escape(&p.id),
         escape(&p.title),
         escape(&p.kind),
-        probe_verdict_str(p.verdict),
+        probe_verdict_str(p.verdict).to_string() + &waiver_badge(p.waiver.as_ref()),
         escape(&p.expected),
         escape(&p.actual),
         escape(&p.evidence),

@@ -109,7 +109,7 @@ dl.meta dd{margin:0;overflow-wrap:anywhere}
 .card{flex:1 1 140px;border:1px solid var(--line);border-left:6px solid var(--c);border-radius:8px;padding:10px 14px}
 .card .n{font-size:28px;font-weight:700;color:var(--c)}
 .card .l{color:var(--muted)}
-.failed{--c:var(--failed)}.drift{--c:var(--drift)}.restart-pending{--c:var(--restart-pending)}.compliant{--c:var(--compliant)}.not-attempted{--c:var(--not-attempted)}.all{--c:var(--ink)}
+.waived{--c:var(--not-attempted)}.failed{--c:var(--failed)}.drift{--c:var(--drift)}.restart-pending{--c:var(--restart-pending)}.compliant{--c:var(--compliant)}.not-attempted{--c:var(--not-attempted)}.all{--c:var(--ink)}
 .bar{display:flex;height:22px;border-radius:6px;overflow:hidden;background:var(--bg);border:1px solid var(--line)}
 .bar span{display:block;height:100%;background:var(--c)}
 .pct{margin:6px 0 0;color:var(--muted)}
