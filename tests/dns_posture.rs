@@ -497,6 +497,8 @@ fn probe(id: &str, check: DnsCheck, severity: Severity) -> Probe {
         kind: ProbeKind::Dns { check },
         expect: None,
         severity,
+        rationale: String::new(),
+        remediation: String::new(),
     }
 }
 
