@@ -728,7 +728,7 @@ async fn a_sweep_of_the_simulated_fleet_shows_domains_in_every_format() {
         junit.contains("SPF for c003.example ends in `+all`: any host may send as this domain")
     );
     let html = std::fs::read_to_string(latest.join("report.html")).unwrap();
-    assert!(html.contains("<h3>Cluster c002</h3>"));
+    assert!(html.contains("<b>Cluster c002</b>"));
     assert!(html.contains("DMARC for c002.example has `p=none`"));
     let metrics = std::fs::read_to_string(latest.join("metrics.prom")).unwrap();
     assert!(metrics.contains(
