@@ -739,7 +739,7 @@ fn demo_in_a_terminal(width: usize) {
     let first = &said[said.find("1/3 check").unwrap()..said.find("2/3 apply").unwrap()];
     assert!(
         first.contains(
-            "BS-01 Postfix policy daemon enabled: zimbraMtaEnableSmtpdPolicyd = FALSE (want TRUE) — 14 hosts in acme, globex, umbrella: mta1.acme.sim.example,"
+            "BS-01 Postfix policy daemon enabled: zimbraMtaEnableSmtpdPolicyd = FALSE (want TRUE) — 14 hosts in acme (Acme Ltd), "
         ),
         "{first}"
     );
@@ -750,14 +750,14 @@ fn demo_in_a_terminal(width: usize) {
     );
     assert!(
         first.contains(
-            "FAILED (1) unreachable: cannot connect to `HOST` (ADDR): connection refused — 1 host in acme: mta5.acme.sim.example"
+            "FAILED (1) unreachable: cannot connect to `HOST` (ADDR): connection refused — 1 host in acme (Acme Ltd): mta5.acme.sim.example"
         ),
         "{first}"
     );
     // apply: the timeline, canary first, then each batch "N of M", then promotions.
     let apply = &said[said.find("2/3 apply").unwrap()..said.find("3/3 check").unwrap()];
     let canary = apply
-        .find("batch 1 of 6 (canary) — 1 host in acme: mta1.acme.sim.example restarted")
+        .find("batch 1 of 6 (canary) — 1 host in acme (Acme Ltd): mta1.acme.sim.example restarted")
         .unwrap_or_else(|| panic!("{apply}"));
     let second = apply
         .find("batch 2 of 6 — 3 hosts")

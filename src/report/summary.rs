@@ -60,6 +60,7 @@ pub fn render(report: &Report) -> String {
 /// The summary laid out for `layout` (see the module docs).
 pub fn render_with(report: &Report, layout: &Layout) -> String {
     let mut out = Out::new(layout);
+    out.labels = report.labels.clone();
     let secs = report.duration_ms as f64 / 1000.0;
     out.entry(
         0,
@@ -191,6 +192,9 @@ fn waiver_section(out: &mut Out, report: &Report) {
 struct Out<'a> {
     s: String,
     layout: &'a Layout,
+    /// The report's labels (playbook `labels`, e.g. `customer`): each cluster named in a
+    /// host list carries its hosts' values of them.
+    labels: Vec<String>,
 }
 
 impl<'a> Out<'a> {
@@ -198,6 +202,7 @@ impl<'a> Out<'a> {
         Out {
             s: String::new(),
             layout,
+            labels: Vec::new(),
         }
     }
 
@@ -236,14 +241,30 @@ impl<'a> Out<'a> {
         self.entry(indent, hang, &format!("{label} {rest}"), &[(tone, &label)]);
     }
 
-    /// `14 hosts in acme, globex: mta1.acme, mta2.acme, … (+12)`: the count, the clusters
-    /// and as many names as fit about one line.
+    /// `14 hosts in acme (ACME Corp), globex: mta1.acme, mta2.acme, … (+12)`: the count,
+    /// the clusters (with their hosts' label values) and as many names as fit a line.
     fn hosts_part(&self, hosts: &[&HostReport]) -> String {
-        let mut clusters: Vec<&str> = Vec::new();
+        let mut clusters: Vec<String> = Vec::new();
+        let mut seen: Vec<&str> = Vec::new();
         for h in hosts {
-            if !clusters.contains(&h.cluster.as_str()) {
-                clusters.push(&h.cluster);
+            if seen.contains(&h.cluster.as_str()) {
+                continue;
             }
+            seen.push(&h.cluster);
+            // `acme (ACME Corp)`: the label values of the cluster's hosts in this list.
+            let mut values: Vec<&str> = hosts
+                .iter()
+                .filter(|x| x.cluster == h.cluster)
+                .flat_map(|x| self.labels.iter().filter_map(|k| x.vars.get(k)))
+                .map(String::as_str)
+                .collect();
+            values.sort_unstable();
+            values.dedup();
+            clusters.push(if values.is_empty() {
+                h.cluster.clone()
+            } else {
+                format!("{} ({})", h.cluster, values.join(", "))
+            });
         }
         let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
         format!(
@@ -973,8 +994,11 @@ mod tests {
     /// order, each finding once with its hosts.
     #[test]
     fn check_summary_snapshot() {
+        // Without report labels here; `clusters_carry_their_label_values` has them.
+        let mut report = sample_report();
+        report.labels.clear();
         assert_eq!(
-            render(&sample_report()),
+            render(&report),
             indoc! {"
                 carbonio-fleet check · backscatter-hardening · 6 hosts · 83.4s
 
@@ -1024,6 +1048,7 @@ mod tests {
     fn fleet(n: usize, clusters: usize) -> Report {
         let mut report = sample_report();
         report.domains.clear();
+        report.labels.clear();
         report.hosts = (1..=n)
             .map(|i| {
                 let cluster = format!("customer{:03}", i % clusters);
@@ -1056,6 +1081,30 @@ mod tests {
 
     /// Identical findings across hosts are one entry with the count, the clusters and
     /// the first names; the most widespread first.
+    #[test]
+    fn clusters_carry_their_label_values() {
+        let mut report = sample_report();
+        report.hosts[4]
+            .vars
+            .insert("customer".into(), "Globex".into());
+        let text = render(&report);
+        assert!(
+            text.contains("— 1 host in eu-2 (ACME Corp): mail4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("2 hosts in eu-1 (ACME Corp): mail1, store1"),
+            "{text}"
+        );
+        // The unreachable mail5 is Globex's: its own line says so.
+        assert!(text.contains("(Globex): mail5"), "{text}");
+        report.labels.clear();
+        assert!(
+            !render(&report).contains("ACME Corp"),
+            "no labels, no values"
+        );
+    }
+
     #[test]
     fn identical_findings_collapse_into_one_entry() {
         let text = render_with(
@@ -1230,6 +1279,7 @@ mod tests {
     #[test]
     fn apply_summary_is_a_timeline_of_batches() {
         let mut report = sample_report();
+        report.labels.clear();
         report.command = "apply".into();
         report.duration_ms = 61_000;
         report.domains.clear();
