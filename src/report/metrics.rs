@@ -117,19 +117,7 @@ fn host_labels(report: &Report, h: &HostReport, extra: &[(&str, &str)]) -> Strin
 /// The waivers the run applied, one sample per waived or expired deviation (no family
 /// at all without waivers, so a run without `--waivers` renders as before).
 fn waiver_metrics(out: &mut String, report: &Report) {
-    let mut waived = Vec::new();
-    for h in &report.hosts {
-        let results = h
-            .controls
-            .iter()
-            .map(|c| (&c.id, &c.waiver))
-            .chain(h.probes.iter().map(|p| (&p.id, &p.waiver)));
-        for (id, w) in results {
-            if let Some(w) = w {
-                waived.push((h, id.as_str(), w));
-            }
-        }
-    }
+    let waived: Vec<_> = report.waivers().collect();
     if waived.is_empty() {
         return;
     }

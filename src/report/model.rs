@@ -93,6 +93,13 @@ impl Report {
             .collect()
     }
 
+    /// Every waiver the run applied: host, control or probe id, waiver.
+    pub fn waivers(&self) -> impl Iterator<Item = (&HostReport, &str, &WaiverRef)> {
+        self.hosts
+            .iter()
+            .flat_map(|h| h.waivers().map(move |(id, w)| (h, id, w)))
+    }
+
     /// The playbook's description of a control or probe, by id.
     pub fn check_info(&self, id: &str) -> Option<&CheckInfo> {
         self.checks.iter().find(|c| c.id == id)
@@ -439,6 +446,18 @@ pub struct HostReport {
 }
 
 impl HostReport {
+    /// Each control or probe result that a waiver names (live or expired), by id.
+    pub fn waivers(&self) -> impl Iterator<Item = (&str, &WaiverRef)> {
+        self.controls
+            .iter()
+            .filter_map(|c| Some((c.id.as_str(), c.waiver.as_ref()?)))
+            .chain(
+                self.probes
+                    .iter()
+                    .filter_map(|p| Some((p.id.as_str(), p.waiver.as_ref()?))),
+            )
+    }
+
     /// Adds `f` unless the host already carries a finding with its id (a cluster-wide
     /// finding is attributed to every node once).
     pub fn add_finding(&mut self, f: Finding) {

@@ -37,12 +37,7 @@ pub fn summarize(hosts: &[HostReport]) -> Summary {
             HostStatus::NotAttempted => &mut summary.not_attempted,
         };
         *slot += 1;
-        let waivers = host
-            .controls
-            .iter()
-            .filter_map(|c| c.waiver.as_ref())
-            .chain(host.probes.iter().filter_map(|p| p.waiver.as_ref()));
-        for w in waivers {
+        for (_, w) in host.waivers() {
             match w.is_live() {
                 true => summary.waived += 1,
                 false => summary.waivers_expired += 1,
@@ -150,23 +145,10 @@ pub fn render_with(report: &Report, layout: &Layout) -> String {
 /// `--waivers`: each accepted deviation (host, id, until when, where written, why), and
 /// each deviation whose waiver expired, so that nobody mistakes it for an oversight.
 fn waiver_section(out: &mut Out, report: &Report) {
-    let mut live = Vec::new();
-    let mut expired = Vec::new();
-    for h in &report.hosts {
-        let results = h
-            .controls
-            .iter()
-            .map(|c| (&c.id, &c.waiver))
-            .chain(h.probes.iter().map(|p| (&p.id, &p.waiver)));
-        for (id, w) in results {
-            if let Some(w) = w {
-                match w.is_live() {
-                    true => live.push((h.name.as_str(), id.as_str(), w)),
-                    false => expired.push((h.name.as_str(), id.as_str(), w)),
-                }
-            }
-        }
-    }
+    let (live, expired): (Vec<_>, Vec<_>) = report
+        .waivers()
+        .map(|(h, id, w)| (h.name.as_str(), id, w))
+        .partition(|(_, _, w)| w.is_live());
     for (title, tone, list) in [
         ("WAIVED", Tone::NotAttempted, live),
         ("WAIVER EXPIRED", Tone::Failed, expired),
