@@ -59,6 +59,9 @@ pub struct GatherOptions {
     /// The run's interrupts: after the first no host starts, after the second the
     /// gathers in flight are abandoned; each such host fails as `interrupted`.
     pub interrupts: Option<crate::engine::interrupt::Interrupts>,
+    /// Told each host's outcome as soon as its gather returns (the domain pass runs
+    /// alongside the sweep); closed when the sweep is over.
+    pub done: Option<tokio::sync::mpsc::UnboundedSender<crate::engine::domains::Gathered>>,
 }
 
 /// Maps a transport failure kind to the report's error kind.
@@ -125,6 +128,10 @@ pub async fn gather_all(
                     }),
                     () = abandon => interrupted("abandoned: the run was interrupted twice while this host was being checked"),
                 };
+                if let Some(done) = &opts.done {
+                    // The domain pass may have nothing to do and be gone already.
+                    let _ = done.send(crate::engine::domains::Gathered::of(i, &gathered));
+                }
                 (i, gathered)
             }
             .instrument(span)
