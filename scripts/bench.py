@@ -2,8 +2,8 @@
 """carbonio-fleet benchmark (issue #9). Not a test: wall time on a shared machine is noisy.
 
   scripts/bench [scale] [--sizes 100,1000,5000] [--latencies 0s,1s] [--restarts 1s] [--forks 64]
-  sudo scripts/bench peer [--peer-sizes 50,200] [--reps 3]
-  sudo scripts/bench peer-apply [--peer-sizes 50] [--reps 1]
+  sudo scripts/bench peer [--peer-sizes 50,200] [--reps 3] [--peer-jvm-ms 1000] [--peer-forks 50]
+  sudo scripts/bench peer-apply [--peer-sizes 50] [--reps 1] [--peer-jvm-ms 1000]
   scripts/bench apply-terms [--terms-sizes 30,120] [--latencies 1s] [--pause 2s]
   scripts/bench report-html [--html-nodes 1000] [--reps 3]
 
@@ -12,12 +12,19 @@ its wall time split into the terms batches x (stage write + read-back + render w
 + gate + pause) + promotion, from the journal's timestamps.
 
 peer-apply: remediation side by side (fresh real fleet per tool and rep): carbonio-fleet
-apply vs the Ansible hardening playbook (serial 10%), then one check of the end state.
+apply vs the Ansible hardening playbook (serial 10%) vs the same hardening as a pyinfra
+deploy (--parallel), then one check of the end state; restarts/reloads counted and the
+most MTAs of one cluster down at once.
 
 peer: the same read-only sweep against the same REAL OpenSSH nodes (the CI test fleet,
-tests/support/realfleet.rs, needs root): carbonio-fleet vs ansible-playbook (ansible-core
-from PyPI in a venv; forks 50, pipelining, ControlPersist) vs a bare `xargs -P 64 ssh`
-loop running the same batched gather (the floor), interleaved, with ratios.
+tests/support/realfleet.rs, needs root) on the realistic-cost fleet (every emulated JVM
+start costs --peer-jvm-ms; a zmprov is two): carbonio-fleet vs two floors, bare `xargs -P
+50 ssh` loops, one running the tool's EXACT remote command (captured from the first
+node's sshd with strace: transport efficiency) and one running only the tool's one
+batched zmprov read (remote-work efficiency), vs pyinfra (a deploy that reads the same
+attributes in one zmprov batch and the same postconf keys, --parallel 50) vs
+ansible-playbook (forks 50, pipelining, ControlPersist); ansible-core and pyinfra from
+PyPI in a venv; interleaved reps, with ratios.
 
 report-html: report.html at 1,000 hosts (--html-nodes): a real check of a simulated fleet
 (stock nodes: every host in the same drift state), and the same report diversified the
@@ -172,18 +179,6 @@ def scale(args, results):
             stop(sim)
 
 
-GATHER = r"""echo '#s platform'; systemctl is-enabled carbonio-directory-server.target carbonio-appserver.target carbonio-proxy.target carbonio-mta.target 2>&1; echo "#s rc $?"
-echo '#s version'; zmcontrol -v 2>&1; echo "#s rc $?"
-h=$(zmhostname)
-echo '#s hostname'; echo "$h"; echo "#s rc $?"
-echo '#s postconf'; postconf smtpd_recipient_restrictions smtpd_reject_unlisted_recipient smtpd_reject_unlisted_sender 2>&1; echo "#s rc $?"
-echo '#s master'; postconf -M policy/unix 2>&1; echo "#s rc $?"
-echo '#s template'; grep -F zmpostfixpolicyd /opt/zextras/common/conf/master.cf.in 2>&1; echo "#s rc $?"
-echo '#s passwd'; getent passwd 2>&1; echo "#s rc $?"
-echo '#s prov'; printf '%s\n' 'gcf zimbraMtaEnableSmtpdPolicyd' 'gcf zimbraMtaSmtpdRejectUnlistedRecipient' 'gcf zimbraMtaSmtpdRejectUnlistedSender' 'gcf zimbraMtaRestriction' "gs -e $h "'zimbraMtaEnableSmtpdPolicyd zimbraMtaSmtpdRejectUnlistedRecipient zimbraMtaSmtpdRejectUnlistedSender zimbraMtaRestriction' "gs $h "zimbraServiceEnabled gad exit | carbonio prov; echo "#s rc $?"
-"""
-
-
 # The backscatter hardening as an Ansible user would write it: idempotent (read, then
 # change only what differs), one task per concern, the policy daemon guarded by its spawn
 # user, restarts in `serial` batches with `max_fail_percentage` (the same rollout knobs
@@ -256,19 +251,65 @@ ANSIBLE_HARDENING = r"""- name: Carbonio backscatter hardening
       command: zmcontrol restart
 """
 
-# Ansible's best case: the floor's batched gather as ONE shell task per host.
-ANSIBLE_ONE_TASK = """- hosts: fleet
-  gather_facts: false
-  serial: "100%"
-  max_fail_percentage: 5
-  tasks:
-    - name: gather (the same batched read)
-      shell: GATHER_JSON
-      become: true
-      become_method: su
-      become_flags: '-'
-      become_user: zextras
-      changed_when: false
+# The read-only sweep as a pyinfra user writes it: the tool's one batched zmprov read
+# (the same attributes, PROV_JSON) and the same `postconf` keys (POSTCONF_JSON), as facts;
+# run with --dry, nothing changes.
+PYINFRA_CHECK = r"""import shlex
+
+from pyinfra import host
+from pyinfra.facts.server import Command
+
+PROV = PROV_JSON
+POSTCONF = POSTCONF_JSON
+
+prov = host.get_fact(Command, command="su - zextras -c " + shlex.quote("h=" + host.data.server_name + "; " + PROV))
+effective = host.get_fact(Command, command="su - zextras -c " + shlex.quote(POSTCONF))
+"""
+
+# The backscatter hardening as a pyinfra deploy, with the Ansible playbook's logic: read,
+# change only what differs (the policy daemon only where its spawn user exists), restart
+# the MTA where anything changed or the running configuration lags LDAP. pyinfra has no
+# batch size (only --serial, one host at a time): `--parallel` hosts at once.
+PYINFRA_HARDENING = r"""import re
+import shlex
+
+from pyinfra import host
+from pyinfra.facts.server import Command
+from pyinfra.operations import server
+
+DESIRED = {
+    "zimbraMtaEnableSmtpdPolicyd": "TRUE",
+    "zimbraMtaSmtpdRejectUnlistedRecipient": "yes",
+    "zimbraMtaSmtpdRejectUnlistedSender": "yes",
+}
+POLICY = "check_policy_service unix:private/policy"
+
+
+def zx(cmd):
+    return "su - zextras -c " + shlex.quote(cmd)
+
+
+gcf = {}
+for attr in list(DESIRED) + ["zimbraMtaRestriction"]:
+    gcf[attr] = host.get_fact(Command, command=zx("carbonio prov gcf " + attr)) or ""
+spawn_line = host.get_fact(Command, command=zx("grep -F zmpostfixpolicyd /opt/zextras/common/conf/master.cf.in || true")) or ""
+m = re.search(r"user=([^ ]+)", spawn_line)
+spawn_ok = bool(m) and bool(host.get_fact(Command, command="getent passwd " + shlex.quote(m.group(1).split(":")[0]) + " || true"))
+effective = host.get_fact(Command, command=zx("postconf smtpd_recipient_restrictions smtpd_reject_unlisted_recipient smtpd_reject_unlisted_sender")) or ""
+
+changes = []
+for attr, want in DESIRED.items():
+    have = gcf[attr].split(": ", 1)[-1].strip()
+    if have != want and (attr != "zimbraMtaEnableSmtpdPolicyd" or spawn_ok):
+        changes.append("carbonio prov mcf %s %s" % (attr, want))
+if POLICY not in gcf["zimbraMtaRestriction"] and spawn_ok:
+    changes.append("carbonio prov mcf +zimbraMtaRestriction " + shlex.quote(POLICY))
+lagging = (POLICY not in effective or "smtpd_reject_unlisted_recipient = yes" not in effective
+           or "smtpd_reject_unlisted_sender = yes" not in effective)
+for c in changes:
+    server.shell(name="Set " + c.split()[3], commands=[zx(c)])
+if changes or lagging:
+    server.shell(name="Restart the MTA", commands=[zx("zmcontrol restart")])
 """
 
 
@@ -276,12 +317,13 @@ def shq(text):
     return "'" + text.replace("'", "'\\''") + "'"
 
 
-def hold_real_fleet(n, work, tag=""):
-    """Starts the real-sshd fleet harness (an ignored test) and waits until it is up."""
+def hold_real_fleet(n, work, tag="", jvm_ms=0):
+    """Starts the real-sshd fleet harness (an ignored test) and waits until it is up; every
+    emulated JVM start there costs jvm_ms."""
     d = os.path.join(work, f"real-{n}{tag}")
     os.makedirs(d, exist_ok=True)
     log = open(os.path.join(d, "harness.log"), "w")
-    env = dict(os.environ, CFLEET_BENCH_NODES=str(n), CFLEET_BENCH_DIR=d)
+    env = dict(os.environ, CFLEET_BENCH_NODES=str(n), CFLEET_BENCH_DIR=d, CFLEET_BENCH_JVM_MS=str(jvm_ms))
     p = subprocess.Popen(["cargo", "test", "--release", "--quiet", "--test", "realfleet", "--", "--ignored", "--exact",
                           "bench_hold_real_fleet", "--nocapture"], cwd=ROOT, env=env, stdout=log,
                          stderr=subprocess.STDOUT)
@@ -297,23 +339,29 @@ def hold_real_fleet(n, work, tag=""):
     sys.exit("the real fleet did not come up")
 
 
-def ports_of(inventory):
+def hosts_of(inventory):
+    """[(name, address, port, cluster)] of the fleet's inventory.toml, in order."""
     import re
     with open(inventory) as f:
-        return [int(m) for m in re.findall(r"^port = (\d+)$", f.read(), re.M)]
+        text = f.read()
+    out = []
+    for block in text.split("[[hosts]]")[1:]:
+        field = lambda k: re.search(rf'^{k} = "?([^"\n]*)"?$', block, re.M).group(1)
+        out.append((field("name"), field("address"), int(field("port")), field("cluster")))
+    return out
 
 
 def write_peer_files(d, fleet_dir):
-    """Ansible's inventory, config and playbooks for the real fleet in fleet_dir, into d.
-    Returns the fleet's (inventory.toml, known_hosts, client key, ports)."""
+    """Ansible's and pyinfra's inventories and config for the real fleet in fleet_dir, into
+    d. Returns the fleet's (inventory.toml, known_hosts, client key, hosts)."""
     inv = os.path.join(fleet_dir, "inventory.toml")
     kh = os.path.join(fleet_dir, "known_hosts")
     key = os.path.join(fleet_dir, "id_ed25519")
-    ports = ports_of(inv)
+    hosts = hosts_of(inv)
     with open(os.path.join(d, "hosts.ini"), "w") as f:
         f.write("[fleet]\n")
-        for i, port in enumerate(ports):
-            f.write(f"n{i} ansible_host=127.0.0.1 ansible_port={port}\n")
+        for name, addr, port, _ in hosts:
+            f.write(f"{name} ansible_host={addr} ansible_port={port} server_name={name}\n")
         f.write(f"[fleet:vars]\nansible_user=root\nansible_ssh_private_key_file={key}\n"
                 f"ansible_ssh_common_args='-o UserKnownHostsFile={kh} -o StrictHostKeyChecking=yes'\n"
                 "ansible_python_interpreter=/usr/bin/python3\n")
@@ -325,42 +373,156 @@ def write_peer_files(d, fleet_dir):
                 "ssh_args = -o ControlMaster=auto -o ControlPersist=60s\n")
     with open(os.path.join(d, "hardening.yml"), "w") as f:
         f.write(ANSIBLE_HARDENING)
-    with open(os.path.join(d, "gather.yml"), "w") as f:
-        f.write(ANSIBLE_ONE_TASK.replace("GATHER_JSON", json.dumps(GATHER)))
-    return inv, kh, key, ports
+    with open(os.path.join(d, "pyinfra_inventory.py"), "w") as f:
+        f.write("fleet = [\n")
+        for name, addr, port, cluster in hosts:
+            f.write(f"    ({name!r}, {{'ssh_hostname': {addr!r}, 'ssh_port': {port}, 'ssh_user': 'root', "
+                    f"'ssh_key': {key!r}, 'ssh_known_hosts_file': {kh!r}, "
+                    f"'ssh_strict_host_key_checking': 'yes', 'server_name': {name!r}, "
+                    f"'cluster': {cluster!r}}}),\n")
+        f.write("]\n")
+    with open(os.path.join(d, "pyinfra_hardening.py"), "w") as f:
+        f.write(PYINFRA_HARDENING)
+    return inv, kh, key, hosts
+
+
+def venv_tool(name, package):
+    """A tool from the bench's own venv (its PyPI package installed once)."""
+    venv = os.path.join(os.path.expanduser("~"), ".cache", "carbonio-fleet-bench-venv")
+    tool = os.path.join(venv, "bin", name)
+    if not os.path.exists(tool):
+        if not os.path.exists(os.path.join(venv, "bin", "pip")):
+            subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+        subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q", package], check=True)
+    return tool
 
 
 def ensure_ansible():
     """ansible-playbook from a venv of its own (ansible-core from PyPI, installed once)."""
-    venv = os.path.join(os.path.expanduser("~"), ".cache", "carbonio-fleet-bench-venv")
-    ansible = os.path.join(venv, "bin", "ansible-playbook")
-    if not os.path.exists(ansible):
-        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-        subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q", "ansible-core"], check=True)
-    return ansible
+    return venv_tool("ansible-playbook", "ansible-core")
+
+
+def ensure_pyinfra():
+    return venv_tool("pyinfra", "pyinfra")
+
+
+def c_unescape(s):
+    """A string as strace prints it (C escapes) → its text."""
+    out, i = bytearray(), 0
+    simple = {"n": 10, "t": 9, "r": 13, "v": 11, "f": 12, "a": 7, "b": 8, '"': 34, "\\": 92, "'": 39}
+    while i < len(s):
+        c = s[i]
+        if c != "\\":
+            out += c.encode()
+            i += 1
+            continue
+        n = s[i + 1]
+        if n in simple:
+            out.append(simple[n])
+            i += 2
+        elif n == "x":
+            out.append(int(s[i + 2:i + 4], 16))
+            i += 4
+        else:
+            j = i + 1
+            while j < len(s) and j < i + 4 and s[j] in "01234567":
+                j += 1
+            out.append(int(s[i + 1:j], 8))
+            i = j
+    return out.decode("utf-8", "replace")
+
+
+def capture_tool_command(inv, pb, d, fleet_dir, first):
+    """The tool's exact remote gather command, as the first node's sshd runs it, and the
+    script its `su - zextras -c` runs: strace on that sshd while carbonio-fleet checks
+    that one node. Both are the same for every node (the server name is read there)."""
+    import re
+    cfg = os.path.join(fleet_dir, "nodes", first, "sshd_config")
+    pid = None
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if argv[0].endswith(b"sshd") and cfg.encode() in argv:
+                pid = p
+                break
+    if pid is None:
+        sys.exit(f"no sshd with {cfg}")
+    out = os.path.join(d, "strace.out")
+    st = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=execve", "-s", "1000000", "-o", out, "-p", pid])
+    time.sleep(1.0)  # attaching
+    subprocess.run([BIN, "check", "-i", inv, "-p", pb, "--limit", first, "--report-dir",
+                    os.path.join(d, "capture"), "--progress", "never", "-q"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    st.terminate()
+    st.wait(timeout=30)
+    scripts = []
+    with open(out) as f:
+        for line in f:
+            m = re.search(r'execve\("[^"]*", \["[^"]*", "-c", "((?:[^"\\]|\\.)*)"\]', line)
+            if m:
+                scripts.append(c_unescape(m.group(1)))
+    # sshd runs root's shell with the whole command; su then runs zextras's with the
+    # product's gather (the one holding the prov batch).
+    outer = next(x for x in scripts if "getent passwd" in x and "su - " in x)
+    inner = next(x for x in scripts if "| zmprov" in x and "su - " not in x)
+    return outer, inner
+
+
+def prov_and_postconf(inner):
+    """The tool's prov pipeline (`printf … | zmprov -l`, naming the server `$h`) and its
+    `postconf NAMES`, cut out of its gather script."""
+    import re
+    prov = re.search(r"(printf '%s\\n' .*?\| zmprov[^;]*);", inner, re.S).group(1)
+    postconf = re.search(r"(postconf [^;]*?) 2>&1;", inner).group(1)
+    return prov, postconf
+
+
+def floor_file(d, name, hosts, kh, key, command_of):
+    """One ssh command line per host (for `xargs -d '\\n' -n1 sh -c`)."""
+    path = os.path.join(d, name)
+    with open(path, "w") as f:
+        for hname, addr, port, _ in hosts:
+            f.write(f"ssh -o KexAlgorithms=curve25519-sha256 -o BatchMode=yes -o StrictHostKeyChecking=yes "
+                    f"-o UserKnownHostsFile={kh} -i {key} -p {port} root@{addr} "
+                    f"{shq(command_of(hname))} > /dev/null\n")
+    return path
 
 
 def peer(args, results):
     ansible = ensure_ansible()
+    pyinfra = ensure_pyinfra()
     work = workdir(args, "cfleet-peer-")
     pb = playbook(work)
+    forks = str(args.peer_forks)
     for n in args.peer_sizes:
-        harness, d, fleet_dir = hold_real_fleet(n, work)
+        harness, d, fleet_dir = hold_real_fleet(n, work, jvm_ms=args.peer_jvm_ms)
         try:
-            inv, kh, key, ports = write_peer_files(d, fleet_dir)
-            xargs = ("printf '%s\\n' " + " ".join(map(str, ports)) +
-                     " | xargs -P 64 -I{} ssh -o KexAlgorithms=curve25519-sha256 -o BatchMode=yes "
-                     f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={kh} -i {key} -p {{}} root@127.0.0.1 "
-                     + shq("su - zextras -c " + shq(GATHER)) + " > /dev/null")
+            inv, kh, key, hosts = write_peer_files(d, fleet_dir)
+            outer, inner = capture_tool_command(inv, pb, d, fleet_dir, hosts[0][0])
+            prov, postconf = prov_and_postconf(inner)
+            with open(os.path.join(d, "tool-command.sh"), "w") as f:
+                f.write(outer)
+            with open(os.path.join(d, "pyinfra_check.py"), "w") as f:
+                f.write(PYINFRA_CHECK.replace("PROV_JSON", json.dumps(prov))
+                        .replace("POSTCONF_JSON", json.dumps(postconf)))
+            cmd_floor = floor_file(d, "floor-command.cmds", hosts, kh, key, lambda _h: outer)
+            prov_floor = floor_file(d, "floor-zmprov.cmds", hosts, kh, key,
+                                    lambda h: "su - zextras -c " + shq(f"h={h}; {prov}"))
+            xargs = lambda f: ["bash", "-c", f"xargs -P {forks} -d '\\n' -n 1 sh -c < {shq(f)}"]
             tools = {
                 "carbonio-fleet": [BIN, "check", "-i", inv, "-p", pb, "--report-dir", os.path.join(d, "reports"),
-                                   "--progress", "never", "-q", "--forks", "64"],
-                "xargs+ssh": ["bash", "-c", xargs],
+                                   "--progress", "never", "-q", "--forks", forks],
+                "floor: tool's command": xargs(cmd_floor),
+                "floor: zmprov only": xargs(prov_floor),
+                "pyinfra": [pyinfra, "-y", "--dry", "--parallel", forks,
+                            os.path.join(d, "pyinfra_inventory.py"), os.path.join(d, "pyinfra_check.py")],
                 # The hardening as an Ansible user writes it, dry-run: what `check` answers.
                 "ansible": [ansible, "-i", os.path.join(d, "hosts.ini"), "--check",
                             os.path.join(d, "hardening.yml")],
-                # Ansible's best case: the floor's batched read as one task.
-                "ansible-1task": [ansible, "-i", os.path.join(d, "hosts.ini"), os.path.join(d, "gather.yml")],
             }
             walls = {t: [] for t in tools}
             cpus = {t: [] for t in tools}
@@ -368,13 +530,14 @@ def peer(args, results):
                 for tool, cmd in tools.items():
                     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(d, "ansible.cfg"))
                     code, wall, cpu, rss, out, err = measured(cmd, env=env, cwd=d)
-                    with open(os.path.join(d, f"{tool}-{rep + 1}.log"), "w") as f:
+                    with open(os.path.join(d, f"{tool.replace(' ', '_').replace(':', '').replace(chr(39), '')}-{rep + 1}.log"), "w") as f:
                         f.write(out + err)
                     ok = code in (0, 2) if tool == "carbonio-fleet" else code == 0
                     row = dict(part="peer", command="check", tool=tool, nodes=n, rep=rep + 1, exit=code, ok=ok,
+                               jvm_ms=args.peer_jvm_ms, forks=args.peer_forks,
                                wall_s=wall, cpu_s=cpu, peak_rss_mib=round(rss / 1024, 1))
                     results.append(row)
-                    print(f"peer   {tool:<15} {n:>4} nodes  rep {rep + 1}  exit {code}  wall {wall:>7.2f} s  "
+                    print(f"peer   {tool:<22} {n:>4} nodes  rep {rep + 1}  exit {code}  wall {wall:>7.2f} s  "
                           f"cpu {cpu:>6.2f} s  rss {row['peak_rss_mib']:>6.1f} MiB", flush=True)
                     if not ok:
                         print((out + err)[-2000:], file=sys.stderr)
@@ -382,17 +545,19 @@ def peer(args, results):
                     cpus[tool].append(cpu)
             med = {t: sorted(w)[len(w) // 2] for t, w in walls.items()}
             cpu = {t: round(sorted(c)[len(c) // 2], 2) for t, c in cpus.items()}
+            fleet = med["carbonio-fleet"]
             ratio = dict(part="peer-ratio", nodes=n, median_wall_s=med, median_cpu_s=cpu,
-                         ansible_over_fleet=round(med["ansible"] / med["carbonio-fleet"], 1),
-                         ansible_1task_over_fleet=round(med["ansible-1task"] / med["carbonio-fleet"], 1),
-                         ansible_cpu_over_fleet_cpu=round(cpu["ansible"] / max(cpu["carbonio-fleet"], 0.01), 1),
-                         fleet_over_floor=round(med["carbonio-fleet"] / med["xargs+ssh"], 2))
+                         fleet_over_command_floor=round(fleet / med["floor: tool's command"], 2),
+                         fleet_over_zmprov_floor=round(fleet / med["floor: zmprov only"], 2),
+                         pyinfra_over_fleet=round(med["pyinfra"] / fleet, 1),
+                         ansible_over_fleet=round(med["ansible"] / fleet, 1),
+                         ansible_cpu_over_fleet_cpu=round(cpu["ansible"] / max(cpu["carbonio-fleet"], 0.01), 1))
             results.append(ratio)
             print(f"peer   {n} nodes: median wall {med}; median tool CPU {cpu}\n"
-                  f"peer   {n} nodes: ansible/carbonio-fleet = {ratio['ansible_over_fleet']}x "
-                  f"(one-task ansible: {ratio['ansible_1task_over_fleet']}x; tool CPU: "
-                  f"{ratio['ansible_cpu_over_fleet_cpu']}x), "
-                  f"carbonio-fleet/xargs floor = {ratio['fleet_over_floor']}x", flush=True)
+                  f"peer   {n} nodes: carbonio-fleet / floor (tool's command) = {ratio['fleet_over_command_floor']}x, "
+                  f"/ floor (zmprov only) = {ratio['fleet_over_zmprov_floor']}x; "
+                  f"pyinfra / carbonio-fleet = {ratio['pyinfra_over_fleet']}x; "
+                  f"ansible / carbonio-fleet = {ratio['ansible_over_fleet']}x", flush=True)
         finally:
             open(os.path.join(d, "stop"), "w").close()
             harness.wait(timeout=120)
@@ -428,20 +593,23 @@ def peer_apply(args, results):
     restarting, which Ansible's `serial` cannot express. The end state is read by one
     carbonio-fleet check (exit 0 = every host compliant)."""
     ansible = ensure_ansible()
+    pyinfra = ensure_pyinfra()
     work = workdir(args, "cfleet-peer-apply-")
     pb = playbook(work)
     for n in args.peer_sizes:
         for rep in range(args.reps):
-            for tool in ("carbonio-fleet", "ansible"):
-                harness, d, fleet_dir = hold_real_fleet(n, work, f"-{tool}-{rep + 1}")
+            for tool in ("carbonio-fleet", "ansible", "pyinfra"):
+                harness, d, fleet_dir = hold_real_fleet(n, work, f"-{tool}-{rep + 1}", jvm_ms=args.peer_jvm_ms)
                 try:
                     inv, _, _, _ = write_peer_files(d, fleet_dir)
                     cmd = {
                         "carbonio-fleet": [BIN, "apply", "--yes", "-i", inv, "-p", pb, "--report-dir",
                                            os.path.join(d, "reports"), "--progress", "never", "-q",
-                                           "--forks", "64"],
+                                           "--forks", str(args.peer_forks)],
                         "ansible": [ansible, "-i", os.path.join(d, "hosts.ini"), "-e", "fleet_batch=10%",
                                     os.path.join(d, "hardening.yml")],
+                        "pyinfra": [pyinfra, "-y", "--parallel", str(args.peer_forks),
+                                    os.path.join(d, "pyinfra_inventory.py"), os.path.join(d, "pyinfra_hardening.py")],
                     }[tool]
                     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(d, "ansible.cfg"))
                     code, wall, cpu, rss, out, err = measured(cmd, env=env, cwd=d)
@@ -452,6 +620,7 @@ def peer_apply(args, results):
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
                     restarts, per_cluster = restart_figures(fleet_dir)
                     row = dict(part="peer-apply", command="apply", tool=tool, nodes=n, rep=rep + 1, exit=code,
+                               jvm_ms=args.peer_jvm_ms,
                                wall_s=wall, cpu_s=cpu, peak_rss_mib=round(rss / 1024, 1), restarts=restarts,
                                max_restarting_per_cluster=per_cluster, check_after_exit=verify)
                     results.append(row)
@@ -769,7 +938,11 @@ def main():
     ap.add_argument("parts", nargs="*", default=["scale"])
     ap.add_argument("--sizes", default="100,1000,5000")
     ap.add_argument("--latencies", default="0s,1s")
-    ap.add_argument("--forks", type=int, default=64)
+    ap.add_argument("--forks", type=int, default=512, help="scale: the tool's --forks (its default)")
+    ap.add_argument("--peer-forks", type=int, default=50,
+                    help="peer, peer-apply: every tool's parallelism (xargs -P, pyinfra --parallel, ansible forks 50)")
+    ap.add_argument("--peer-jvm-ms", type=int, default=1000,
+                    help="peer, peer-apply: what one emulated JVM start costs on the real nodes (a zmprov is two)")
     ap.add_argument("--restarts", default="1s",
                     help="simulated restart times for apply (a real `zmcontrol restart` takes minutes)")
     ap.add_argument("--commands", default="check,apply")

@@ -1735,7 +1735,6 @@ async fn a_zimbra_node_is_read_and_remediated_as_zimbra() {
 async fn check_keeps_the_program_budget() {
     use Platform::*;
     use Posture::*;
-    use carbonio_fleet::carbonio::flavour::Flavour;
     let sim = Sim::start(
         vec![("b1", "b", mta(Systemd, Compliant)), ("z1", "z", zimbra())],
         Duration::from_millis(100),
@@ -1750,26 +1749,21 @@ async fn check_keeps_the_program_budget() {
         "{}",
         explain(&o)
     );
-    // `id` twice for the detection; grep for the server name, the template, the
-    // template's spawn user and the mail log; cat for Carbonio's .version (Zimbra: one
-    // more grep, over the install history).
-    let budget = |f: Flavour| -> BTreeMap<String, u64> {
-        let (cat, grep) = match f {
-            Flavour::Carbonio => (1, 4),
-            Flavour::Zimbra => (0, 5),
-        };
+    // One getent for the detection (both service users), one for the spawn users and
+    // one for their groups; one awk over every file read (version, server name, both
+    // policy entries, the mail log); one postconf for every parameter; one stat for
+    // localconfig.xml and master.cf; systemctl only where systemd runs.
+    // The same programs on both products (their paths differ).
+    let budget = |systemd: bool| -> BTreeMap<String, u64> {
         [
-            ("id", 2),
-            ("systemctl", 1),
-            ("cat", cat),
-            ("grep", grep),
-            ("postconf", 3),
-            ("getent", 4),
-            ("stat", 2),
+            ("getent", 3),
+            ("systemctl", u64::from(systemd)),
+            ("awk", 1),
+            ("postconf", 1),
+            ("stat", 1),
             ("date", 1),
             ("uname", 1),
             ("ps", 1),
-            ("head", 1),
             ("zmprov", 2),
         ]
         .into_iter()
@@ -1778,10 +1772,10 @@ async fn check_keeps_the_program_budget() {
         .collect()
     };
     for n in sim.fleet.nodes() {
-        let flavour = n.node().state().flavour;
+        let systemd = n.node().state().platform == Systemd;
         assert_eq!(
             n.node().programs_started(),
-            budget(flavour),
+            budget(systemd),
             "{}",
             n.node().name
         );
@@ -3414,4 +3408,157 @@ async fn a_waiver_never_lifts_a_broken_precondition() {
         .find(|f| f.id == "PRE-POLICY-SPAWN-USER")
         .expect("the precondition finding stays");
     assert!(f.blocking && f.severity == "critical", "{f:?}");
+}
+
+/// A DNS server on loopback that holds every question until `release` turns true, then
+/// forwards it (and every later one) to `upstream` and relays the answer: a resolver as
+/// slow as the test wants, with no clock involved. Returns its address, the release
+/// switch and how many questions it has received.
+async fn held_dns(
+    upstream: std::net::SocketAddr,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::watch::Sender<bool>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let sock = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = sock.local_addr().unwrap();
+    let (release, mut released) = tokio::sync::watch::channel(false);
+    let received = Arc::new(AtomicUsize::new(0));
+    let forward =
+        move |sock: Arc<tokio::net::UdpSocket>, q: Vec<u8>, from: std::net::SocketAddr| {
+            tokio::spawn(async move {
+                let up = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                up.send_to(&q, upstream).await.unwrap();
+                let mut buf = vec![0u8; 65535];
+                if let Ok(n) = up.recv(&mut buf).await {
+                    let _ = sock.send_to(&buf[..n], from).await;
+                }
+            });
+        };
+    let count = received.clone();
+    tokio::spawn(async move {
+        let mut held: Vec<(Vec<u8>, std::net::SocketAddr)> = Vec::new();
+        let mut buf = vec![0u8; 65535];
+        loop {
+            tokio::select! {
+                r = sock.recv_from(&mut buf) => {
+                    let Ok((n, from)) = r else { return };
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let q = buf[..n].to_vec();
+                    if *released.borrow() {
+                        forward(sock.clone(), q, from);
+                    } else {
+                        held.push((q, from));
+                    }
+                }
+                Ok(()) = released.changed() => {
+                    for (q, from) in held.drain(..) {
+                        forward(sock.clone(), q, from);
+                    }
+                }
+            }
+        }
+    });
+    (addr, release, received)
+}
+
+/// The domain pass runs alongside the host sweep: with every DNS question held
+/// unanswered, each host's result (`HostFinished`) still arrives, and by then the pass
+/// has already asked (its lookups started during the sweep, not after it). Released,
+/// the held questions are answered and the domain checks are decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_resolver_never_holds_the_host_sweep_back() {
+    use Platform::*;
+    use Posture::*;
+    use carbonio_fleet::engine::events::{Event, Events};
+    use std::sync::atomic::Ordering;
+    let sim = Sim::start(
+        vec![
+            ("a1", "a", mta(Systemd, Compliant)),
+            ("a2", "a", mta(Legacy, Compliant)),
+            ("b1", "b", mta(Legacy, Compliant)),
+        ],
+        Duration::from_millis(100),
+    )
+    .await;
+    // The fleet's inventory names its own DNS server; the test's held one goes between.
+    let text = std::fs::read_to_string(sim.fleet.inventory_path()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("dns_servers"))
+        .expect("the simulated fleet names its DNS server");
+    let upstream: std::net::SocketAddr = line
+        .split('"')
+        .nth(1)
+        .expect("one quoted address")
+        .parse()
+        .unwrap();
+    let (proxy, release, received) = held_dns(upstream).await;
+    let inventory = sim.path("inventory-held-dns.toml");
+    std::fs::write(
+        &inventory,
+        text.replace(&upstream.to_string(), &proxy.to_string()),
+    )
+    .unwrap();
+    let opts = carbonio_fleet::engine::run::RunOptions {
+        inventory,
+        playbook: None,
+        limit: None,
+        forks: 8,
+        report_dir: sim.reports(),
+        json: false,
+        metrics_file: None,
+        split_by_group: false,
+        shard: None,
+        ssh_config: None,
+        controls: None,
+        skip_controls: Vec::new(),
+        waivers: None,
+    };
+    let (events, mut rx) = Events::channel();
+    // The run and the watch on its events in one task.
+    let check = carbonio_fleet::engine::run::check(&opts, events);
+    tokio::pin!(check);
+    let mut ended = None;
+    let mut finished = std::collections::BTreeSet::new();
+    while finished.len() < 3 {
+        tokio::select! {
+            c = &mut check, if ended.is_none() => ended = Some(c),
+            e = rx.recv() => match e {
+                Some(Event::HostFinished { host, .. }) => {
+                    finished.insert(host);
+                }
+                Some(_) => {}
+                None => panic!("the event stream closed before every host's result"),
+            },
+        }
+    }
+    assert!(
+        received.load(Ordering::SeqCst) > 0,
+        "the domain pass had asked nothing while the hosts were swept"
+    );
+    release.send(true).unwrap();
+    let code = match ended {
+        Some(c) => c,
+        None => check.await,
+    };
+    assert!(code == exit::OK || code == exit::DRIFT, "exit {code}");
+    let report = sim.latest();
+    assert_eq!(report.hosts.len(), 3);
+    assert_eq!(
+        report
+            .domains
+            .iter()
+            .map(|d| d.cluster.as_str())
+            .collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    for d in &report.domains {
+        assert_eq!(d.error, None, "{d:?}");
+        assert!(!d.domains.is_empty(), "{d:?}");
+        assert!(d.read_on.is_some(), "{d:?}");
+    }
 }

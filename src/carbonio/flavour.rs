@@ -147,7 +147,7 @@ impl Flavour {
         }
     }
 
-    /// The release line from what [`Self::version_command`] printed: Carbonio's `.version`
+    /// The release line from what the gather's file pass printed: Carbonio's `.version`
     /// holds the bare version; Zimbra's install history the package names, the last
     /// `zimbra-core` one being the installed release.
     pub fn parse_version(self, out: &str) -> Option<String> {
@@ -174,17 +174,6 @@ impl Flavour {
             }
         };
         (!v.is_empty()).then(|| format!("{} Release {v}", self.product()))
-    }
-
-    /// The shell that prints the version source (no JVM).
-    pub fn version_command(self) -> String {
-        match self {
-            Flavour::Carbonio => format!("cat {} 2>&1", self.version_file()),
-            Flavour::Zimbra => format!(
-                "grep -F -e 'INSTALLED zimbra-core' {} 2>&1",
-                self.version_file()
-            ),
-        }
     }
 }
 

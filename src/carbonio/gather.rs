@@ -105,7 +105,8 @@ pub struct NodeFacts {
     pub mta_servers: Vec<String>,
     /// Effective Postfix parameters (`postconf`).
     pub postconf: BTreeMap<String, String>,
-    /// The active policy spawn line (`postconf -M policy/unix`), when the service is on.
+    /// The active policy spawn line (master.cf's uncommented entry, what `postconf -M
+    /// policy/unix` shows), when the service is on.
     pub policy_service: Option<SpawnLine>,
     /// The policy spawn line of master.cf.in, which enabling the service would activate.
     pub policy_template: Option<SpawnLine>,
@@ -245,11 +246,15 @@ impl GatherPlan {
             .map(|t| quote(t))
             .collect::<Result<Vec<_>, _>>()?
             .join(" ");
+        // systemctl only where systemd runs (what sd_booted() tests, with the shell's
+        // own `test`): elsewhere it costs a start and can only say it is offline.
         section(
             &mut s,
             nonce,
             "platform",
-            &format!("systemctl is-enabled {targets} 2>&1"),
+            &format!(
+                "test -d {SYSTEMD_RUN} || echo 'no {SYSTEMD_RUN}'; test -d {SYSTEMD_RUN} && systemctl is-enabled {targets} 2>&1"
+            ),
         );
         // Which product's script this is: the reader takes its paths from it.
         section(
@@ -263,16 +268,21 @@ impl GatherPlan {
         // prints from /opt/zextras/.version (Zimbra: the install history); the server
         // name is localconfig.xml's `zimbra_server_hostname`, of which only the value
         // line is read (the file also holds the LDAP passwords, which never leave the
-        // node).
-        section(&mut s, nonce, "version", &flavour.version_command());
-        s.push_str(&format!(
-            "h=$(grep -F -A1 -e 'name=\"zimbra_server_hostname\"' {} 2>/dev/null); \
-             h=${{h#*zimbra_server_hostname}}; h=${{h#*<value>}}; h=${{h%%</value>*}}; h=${{h%%[[:space:]]*}}\n",
-            quote(flavour.localconfig())?
-        ));
-        section(&mut s, nonce, "hostname", "echo \"$h\"");
+        // node). Both, the policy entries and the mail log come from one file pass.
+        file_pass(
+            &mut s,
+            nonce,
+            flavour,
+            [
+                flavour.version_file(),
+                flavour.localconfig(),
+                flavour.master_cf(),
+                flavour.master_template(),
+                flavour.mail_log(),
+            ],
+        )?;
         effective_sections(&mut s, nonce, flavour, params)?;
-        running_sections(&mut s, nonce, flavour)?;
+        running_sections(&mut s, nonce)?;
         for p in &playbook.probes {
             if let ProbeKind::Command { command } = &p.kind {
                 section(
@@ -354,8 +364,9 @@ impl GatherPlan {
         }
         let eff = parse_effective(&sections)?;
         let log = get("maillog")?;
+        let (_, mastercf) = split_ids(&get("ids")?.output);
         let running = running::parse(
-            &get("running")?.output,
+            &format!("{}{mastercf}", get("running")?.output),
             &get("masterps")?.output,
             (&log.output, log.status),
             &get("loghead")?.output,
@@ -463,60 +474,167 @@ fn section(s: &mut String, nonce: &str, name: &str, body: &str) {
     ));
 }
 
-/// The sections that read the effective Postfix state (no JVM): shared by the gather
-/// and the health gate.
+/// The whole awk program of the file pass (see [`file_pass`]). Kept verbatim: the
+/// simulator recognises it and runs its own rendition (`sim::programs::awk`), which a
+/// test compares with the machine's awk on the same files.
+pub const FILE_PASS: &str = r##"function sec(n) { print m " " n }
+function fin(s) { print m " rc " s }
+function entry(f, name, active,   r, l, b, c, n, last, ctx, e0, e1, slot, i, u, st) {
+	sec(name); n = 0; last = 0; ctx = 0; e0 = ""; e1 = ""; slot = -1; st = 1
+	while ((r = (getline l < f)) > 0) {
+		n++
+		if (index(l, "policy")) {
+			if (last && last != n - 1) print "--"
+			print l; last = n; ctx = 3; st = 0
+		} else if (ctx > 0) {
+			print l; last = n; ctx--
+		}
+		b = l
+		if (substr(b, 1, 2) == "%%" && (i = index(substr(b, 3), "%%"))) b = substr(b, i + 4)
+		c = (substr(b, 1, 1) == "#")
+		if (c) b = substr(b, 2)
+		if (b ~ /^[ \t]*$/) continue
+		if (b ~ /^[ \t]/) {
+			if (slot == c) { if (c) e1 = e1 " " b; else e0 = e0 " " b }
+			continue
+		}
+		if (c && b !~ /^policy/) continue
+		slot = -1
+		if (b ~ /^policy[ \t]+unix([ \t]|$)/) {
+			if (!c && e0 == "") { e0 = b; slot = 0 }
+			else if (c && e1 == "") { e1 = b; slot = 1 }
+		}
+	}
+	if (r < 0) st = 2
+	close(f)
+	fin(st)
+	u = e0
+	if (!active && u == "") u = e1
+	if (!(i = index(u, "user="))) return ""
+	u = substr(u, i + 5)
+	if (match(u, /[^A-Za-z0-9_.:-]/)) u = substr(u, 1, RSTART - 1)
+	return u
+}
+BEGIN {
+	f = ARGV[1]; sec("version"); s = z ? 1 : 0; k = 0
+	while ((r = (getline l < f)) > 0) {
+		if (z) { if (index(l, "INSTALLED zimbra-core")) { print l; s = 0 } }
+		else if (!k++) print l
+	}
+	if (r < 0) s = 2
+	close(f); fin(s)
+	f = ARGV[2]; sec("hostname"); s = 1; h = ""; t = ""
+	while ((r = (getline l < f)) > 0) {
+		if (s == 0) { t = t "\n" l; break }
+		if (index(l, "name=\"zimbra_server_hostname\"")) { s = 0; t = substr(l, index(l, "zimbra_server_hostname") + 22) }
+	}
+	if (r < 0) s = 2
+	close(f)
+	if (s == 0) {
+		if (i = index(t, "<value>")) t = substr(t, i + 7)
+		if (i = index(t, "</value>")) t = substr(t, 1, i - 1)
+		if (match(t, /[ \t\n\r\f]/)) t = substr(t, 1, RSTART - 1)
+		h = t
+	}
+	print h; fin(s)
+	a = entry(ARGV[3], "master", 1)
+	b = entry(ARGV[4], "template", 0)
+	sec("spawn"); print "spawn " a; print "spawn " b; fin(0)
+	f = ARGV[5]; sec("maillog"); s = 1; k = 0; g = ""
+	while ((r = (getline l < f)) > 0) {
+		if (!k++) g = l
+		if (index(l, ": reload -- version") || index(l, ": daemon started -- version")) { print l; s = 0 }
+	}
+	if (r < 0) s = 2
+	close(f); fin(s)
+	sec("loghead"); if (k) print g; fin(r < 0 ? 1 : 0)
+	if (h !~ /^[A-Za-z0-9.-]+$/) h = ""
+	ua = a; sub(/:.*/, "", ua); ga = a; sub(/^[^:]*:/, "", ga)
+	ub = b; sub(/:.*/, "", ub); gb = b; sub(/^[^:]*:/, "", gb)
+	print h "/" ua "/" ub "/" ga "/" gb
+}
+"##;
+
+/// Where systemd keeps its runtime state: a directory only while systemd is PID 1.
+pub const SYSTEMD_RUN: &str = "/run/systemd/system";
+
+/// ONE awk over the node's files, printing only what the tool needs as marker-framed
+/// sections: `version` (.version's first line; Zimbra: the install history's
+/// `INSTALLED zimbra-core` lines), `hostname` (the value of `zimbra_server_hostname`,
+/// read from the one line after its key: localconfig.xml's passwords are never printed),
+/// `master` and `template` (the `policy` lines of master.cf and master.cf.in with three
+/// lines of context, as `grep -A3` prints them), `spawn` (the `user=` of the active
+/// entry, then of the template's), `maillog` (the master's start and reload lines) and
+/// `loghead` (the log's first line). Reading master.cf itself replaces `postconf -M
+/// policy/unix`: `postconf -M` is a mode of its own that takes no parameter names
+/// (`postconf -M policy/unix mail_version` answers `unmatched request`), so it would be
+/// a second postconf start. Files it cannot open give status 2 (1 for `loghead`, as
+/// head says), never a stop: each is read with `getline <FILE` from BEGIN.
+///
+/// The output is captured: its last line, `HOST/USER1/USER2/GROUP1/GROUP2` (outside any
+/// section), gives the shell the server name for the prov batch and the names `getent`
+/// looks up; the rest is printed as is.
+fn file_pass(
+    s: &mut String,
+    nonce: &str,
+    flavour: Flavour,
+    files: [&str; 5],
+) -> Result<(), QuoteError> {
+    let files = files
+        .iter()
+        .map(|f| quote(f))
+        .collect::<Result<Vec<_>, _>>()?
+        .join(" ");
+    s.push_str(&format!(
+        "a=$(awk -v m={marker} -v z={z} {prog} {files})\nprintf '%s\\n' \"$a\"\n\
+         v=${{a##*[[:space:]]}}; h=${{v%%/*}}; v=${{v#*/}}; u1=${{v%%/*}}; v=${{v#*/}}; u2=${{v%%/*}}; v=${{v#*/}}; g1=${{v%%/*}}; g2=${{v#*/}}\n",
+        marker = quote(&format!("#cfleet-{nonce}"))?,
+        z = u8::from(flavour == Flavour::Zimbra),
+        prog = quote(FILE_PASS)?,
+    ));
+    Ok(())
+}
+
+/// The sections that read the effective Postfix state (no JVM), after a [`file_pass`]
+/// that read master.cf and master.cf.in: shared by the gather and the health gate.
+/// `ids` looks the spawn users up by name (never the whole passwd database, which may
+/// be LDAP-backed; one `getent` per database for both entries) and gives localconfig.xml's
+/// owner and mode and master.cf's mtime in one `stat`: whether that user can read
+/// localconfig.xml with the one group spawn gives it is decided here, not on the node.
 fn effective_sections(
     s: &mut String,
     nonce: &str,
     flavour: Flavour,
     params: &[String],
 ) -> Result<(), QuoteError> {
-    let template = quote(flavour.master_template())?;
     let quoted = params
         .iter()
         .map(|p| quote(p))
         .collect::<Result<Vec<_>, _>>()?
         .join(" ");
     section(s, nonce, "postconf", &format!("postconf {quoted} 2>&1"));
-    section(s, nonce, "master", "postconf -M policy/unix 2>&1");
     section(
         s,
         nonce,
-        "template",
-        // The whole entry: its `policy unix … spawn` line and the continuation lines
-        // after it (Carbonio's template has `user=` on the second of two lines).
-        &format!("grep -F -A3 -e policy {template} 2>&1"),
-    );
-    // The spawn user, extracted by the node's shell from the same entries (the active
-    // one first), looked up by that one name (never the whole passwd database, which may
-    // be LDAP-backed), and localconfig.xml's owner and mode: whether that user can read
-    // it with the one group spawn gives it is decided here, not on the node.
-    section(
-        s,
-        nonce,
-        "spawn",
+        "ids",
         &format!(
-            "{active}{template}stat -L -c 'localconfig %u %g %a' {lc} 2>&1",
-            active = spawn_lookup("postconf -M policy/unix"),
-            template = spawn_lookup(&format!("grep -F -A3 -e policy {template}")),
+            "getent passwd \"$u1\" \"$u2\"; getent group \"$g1\" \"$g2\"; stat -L -c 'file %u %g %a %Y %n' {lc} {mcf} 2>&1",
             lc = quote(flavour.localconfig())?,
+            mcf = quote(flavour.master_cf())?,
         ),
     );
     Ok(())
 }
 
 /// The sections that tell whether the running master loaded master.cf (see
-/// [`running`]): the node's clock and name, master.cf's mtime, the master's age, and the
-/// master's start/reload lines of the mail log with the log's first line. No root, no JVM.
-fn running_sections(s: &mut String, nonce: &str, flavour: Flavour) -> Result<(), QuoteError> {
+/// [`running`]): the node's clock and name, and the master's age (master.cf's mtime is
+/// in `ids`, the mail log's lines in the file pass). No root, no JVM.
+fn running_sections(s: &mut String, nonce: &str) -> Result<(), QuoteError> {
     section(
         s,
         nonce,
         "running",
-        &format!(
-            "echo \"clock $(date '+%s %Y %z')\"; echo \"uname $(uname -n)\"; stat -L -c 'mastercf %Y' {} 2>&1",
-            quote(flavour.master_cf())?
-        ),
+        "echo \"clock $(date '+%s %Y %z')\"; echo \"uname $(uname -n)\"",
     );
     section(
         s,
@@ -524,28 +642,7 @@ fn running_sections(s: &mut String, nonce: &str, flavour: Flavour) -> Result<(),
         "masterps",
         "ps -C master -o etimes=,args= 2>/dev/null",
     );
-    let log = quote(flavour.mail_log())?;
-    section(
-        s,
-        nonce,
-        "maillog",
-        &format!("grep -F -e ': reload -- version' -e ': daemon started -- version' {log} 2>&1"),
-    );
-    section(s, nonce, "loghead", &format!("head -n 1 {log} 2>&1"));
     Ok(())
-}
-
-/// Shell that extracts the `user=` of the entry `source` prints and looks it up by that
-/// one name (and the `:group`), printing a `spawn USER[:GROUP]` block. Both the active
-/// entry and the template's are looked up: a template restored by a package upgrade
-/// breaks the next rewrite even while the running entry works. Without `user=` in the
-/// text the extraction yields its first word; the reader only trusts a lookup whose name
-/// equals the `user=` it parsed itself ([`postfix::SpawnAccess::problem`]).
-fn spawn_lookup(source: &str) -> String {
-    format!(
-        "s=\"$({source} 2>/dev/null)\"; r=${{s#*user=}}; r=${{r%%[!A-Za-z0-9_.:-]*}}; \
-         u=${{r%%:*}}; g=${{r#*:}}; echo \"spawn $r\"; getent passwd \"$u\"; getent group \"$g\"; "
-    )
 }
 
 /// The effective Postfix state of a node.
@@ -572,12 +669,43 @@ fn parse_effective(sections: &BTreeMap<String, Section>) -> Result<EffectiveFact
             .get(name)
             .ok_or_else(|| GatherError::MissingSection(name.to_string()))
     };
+    let (ids, _) = split_ids(&get("ids")?.output);
     Ok(EffectiveFacts {
         postconf: postfix::parse_postconf(&get("postconf")?.output),
+        // Postfix runs only the uncommented entry of master.cf (what `postconf -M` shows).
         policy_service: postfix::parse_spawn_line(&get("master")?.output).filter(|l| l.active),
         policy_template: postfix::parse_spawn_line(&get("template")?.output),
-        spawn: SpawnAccess::parse(&get("spawn")?.output),
+        spawn: SpawnAccess::parse(&format!("{}{ids}", get("spawn")?.output)),
     })
+}
+
+/// Splits the `ids` section into what [`SpawnAccess::parse`] reads (the `getent`
+/// answers and `localconfig UID GID MODE`) and what [`running::parse`] reads
+/// (`mastercf MTIME`, or stat's complaint about master.cf).
+fn split_ids(ids: &str) -> (String, String) {
+    let (mut spawn, mut running) = (String::new(), String::new());
+    for line in ids.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w[..] {
+            ["file", uid, gid, mode, _, name] if name.ends_with("/localconfig.xml") => {
+                spawn.push_str(&format!("localconfig {uid} {gid} {mode}\n"));
+            }
+            ["file", _, _, _, mtime, name] if name.ends_with("/master.cf") => {
+                running.push_str(&format!("mastercf {mtime}\n"));
+            }
+            _ if line.starts_with("stat:") => {
+                if line.contains("master.cf") {
+                    running.push_str(line);
+                    running.push('\n');
+                }
+            }
+            _ => {
+                spawn.push_str(line);
+                spawn.push('\n');
+            }
+        }
+    }
+    (spawn, running)
 }
 
 /// The health gate's read of the effective Postfix config: the gather's effective
@@ -595,6 +723,19 @@ impl EffectivePlan {
         let mut scripts = Vec::new();
         for flavour in Flavour::ALL {
             let mut script = String::new();
+            // The gate needs neither the version, the server name nor the mail log.
+            file_pass(
+                &mut script,
+                nonce,
+                flavour,
+                [
+                    "/dev/null",
+                    "/dev/null",
+                    flavour.master_cf(),
+                    flavour.master_template(),
+                    "/dev/null",
+                ],
+            )?;
             effective_sections(&mut script, nonce, flavour, &params)?;
             scripts.push(script);
         }

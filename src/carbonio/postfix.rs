@@ -1,6 +1,6 @@
 //! Postfix's effective configuration as `postconf` prints it, and the `policy` spawn
-//! service entry of master.cf (`postconf -M policy/unix`, or the master.cf.in template
-//! entry when the service is not enabled yet), read as Postfix reads master.cf.
+//! service entry of master.cf (or the master.cf.in template entry when the service is
+//! not enabled yet), read as Postfix reads master.cf.
 //!
 //! Why the spawn line matters: Carbonio's template runs the policy daemon as
 //! `user=zimbra`, a user Carbonio does not create. Postfix's spawn then dies with
@@ -71,8 +71,8 @@ pub struct SpawnLine {
     pub active: bool,
 }
 
-/// Finds the `policy unix` entry in master.cf text: `postconf -M policy/unix` output, or
-/// master.cf.in template text (whole, or `grep -A` excerpts with `--` separators).
+/// Finds the `policy unix` entry in master.cf or master.cf.in text (whole, `postconf -M`
+/// output, or the file pass's `grep -A3`-style excerpts with `--` separators).
 ///
 /// Read as Postfix reads master.cf (master(5)): a line that starts with whitespace
 /// continues the entry before it; comment and blank lines are skipped. A template line
@@ -162,10 +162,10 @@ pub struct SpawnLookup {
     pub group: Option<u32>,
 }
 
-/// What the node says about the policy spawn users and localconfig.xml: the `spawn`
-/// section of the gather, one `spawn USER[:GROUP]` block (with `getent passwd USER`
-/// and `getent group GROUP`) for the active entry and one for the template's, then
-/// `stat -L -c 'localconfig %u %g %a' localconfig.xml`.
+/// What the node says about the policy spawn users and localconfig.xml: the gather's
+/// file pass names the `user=` of the active entry and of the template's, one `getent
+/// passwd` and one `getent group` look all of them up by name, and `stat` gives
+/// localconfig.xml's owner and mode.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SpawnAccess {
     pub lookups: Vec<SpawnLookup>,
@@ -196,9 +196,12 @@ pub enum SpawnProblem {
 }
 
 impl SpawnAccess {
-    /// Reads the `spawn` section.
+    /// Reads the `spawn` section: the `spawn USER[:GROUP]` lines (active entry first), then
+    /// the `getent passwd`/`getent group` answers for all of them at once, then the
+    /// `localconfig UID GID MODE` line. An answer belongs to every lookup naming it.
     pub fn parse(output: &str) -> SpawnAccess {
         let mut a = SpawnAccess::default();
+        let mut answers: Vec<Vec<&str>> = Vec::new();
         for line in output.lines() {
             if let Some(r) = line.strip_prefix("spawn ") {
                 a.lookups.push(SpawnLookup {
@@ -206,7 +209,7 @@ impl SpawnAccess {
                     ..SpawnLookup::default()
                 });
             } else if line == "spawn" {
-                // `echo "spawn $r"` with an empty `$r`: no entry to look up.
+                // `spawn` with an empty value: no entry to look up.
                 a.lookups.push(SpawnLookup::default());
             } else if let Some(r) = line.strip_prefix("localconfig ") {
                 let n: Vec<&str> = r.split_whitespace().collect();
@@ -218,18 +221,25 @@ impl SpawnAccess {
                         .zip(u32::from_str_radix(mode, 8).ok())
                         .map(|((u, g), m)| (u, g, m));
                 }
-            } else if let Some(last) = a.lookups.last_mut() {
-                // `getent` also resolves numeric keys by id: only an entry whose NAME is
-                // the one looked up counts (Postfix's spawn calls getpwnam/getgrnam).
-                let f: Vec<&str> = line.split(':').collect();
-                let num = |i: usize| f.get(i).and_then(|x| x.parse::<u32>().ok());
-                let (user, group) = last
-                    .looked_up
-                    .split_once(':')
-                    .unwrap_or((last.looked_up.as_str(), last.looked_up.as_str()));
+            } else {
+                answers.push(line.split(':').collect());
+            }
+        }
+        let num = |f: &[&str], i: usize| f.get(i).and_then(|x| x.parse::<u32>().ok());
+        for l in &mut a.lookups {
+            let (user, group) = l
+                .looked_up
+                .split_once(':')
+                .unwrap_or((l.looked_up.as_str(), l.looked_up.as_str()));
+            if user.is_empty() {
+                continue;
+            }
+            // `getent` also resolves numeric keys by id: only an entry whose NAME is the
+            // one looked up counts (Postfix's spawn calls getpwnam/getgrnam).
+            for f in &answers {
                 match f.len() {
-                    7 if f[0] == user => last.user = num(2).zip(num(3)),
-                    4 if f[0] == group => last.group = num(2),
+                    7 if f[0] == user => l.user = num(f, 2).zip(num(f, 3)),
+                    4 if f[0] == group => l.group = num(f, 2),
                     _ => {}
                 }
             }
@@ -291,7 +301,7 @@ impl SpawnAccess {
 impl std::fmt::Display for SpawnProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SpawnProblem::EntryNotFound => f.write_str("policy entry not found (no `policy unix … spawn user=…` in postconf -M policy/unix or master.cf.in)"),
+            SpawnProblem::EntryNotFound => f.write_str("policy entry not found (no `policy unix … spawn user=…` in master.cf or master.cf.in)"),
             SpawnProblem::Unknown(why) => write!(f, "cannot tell which user spawns the policy service: {why}"),
             SpawnProblem::UserMissing(u) => write!(f, "spawn user missing: `{u}` does not exist on this node"),
             SpawnProblem::GroupMissing(g) => write!(f, "spawn group missing: `{g}` does not exist on this node"),

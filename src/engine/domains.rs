@@ -3,9 +3,11 @@
 //! extra `zmprov -l` batch on that same node (one more JVM per cluster, never per
 //! host; a fresh connection, since the gather's sessions are not kept for a check), then
 //! the playbook's `dns` probes looked up from this machine. Runs only when the playbook
-//! has `dns` probes.
+//! has `dns` probes, ALONGSIDE the host sweep: a cluster's read and lookups start as
+//! soon as its reading node's gather returned (every node before it in inventory order
+//! has returned too, so the reading node is the same whatever the timing), while the
+//! other gathers go on; the resolver's budget bounds the lookups, never the sweep.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use futures::StreamExt;
@@ -21,46 +23,81 @@ use crate::playbook::Playbook;
 use crate::report::model::{DomainReport, ProbeVerdict};
 use crate::ssh::{Connector, ExecEnd, RunAs};
 
-/// One cluster's reading node and what the inventory says about the cluster.
-struct ClusterPlan<'a> {
-    cluster: String,
-    egress: Vec<IpAddr>,
-    /// The first reachable node (inventory order), its server name and product, and the
-    /// domains its `gad` listed.
-    reader: Option<(&'a Host, String, Flavour, Vec<String>)>,
+/// What a host's gather told the domain pass, sent as soon as it returned: its index in
+/// the swept host list and, when it was audited, its server name, product and the
+/// domains its `gad` listed.
+#[derive(Debug, Clone)]
+pub struct Gathered {
+    pub index: usize,
+    pub reader: Option<(String, Flavour, Vec<String>)>,
 }
 
-/// Clusters in inventory order, each with its egress union and its reading node.
-fn plan_clusters<'a>(gathers: &'a [HostGather]) -> Vec<ClusterPlan<'a>> {
-    let mut order: Vec<String> = Vec::new();
-    let mut plans: BTreeMap<String, ClusterPlan<'a>> = BTreeMap::new();
-    for g in gathers {
-        let c = &g.host.cluster;
-        let plan = plans.entry(c.clone()).or_insert_with(|| {
-            order.push(c.clone());
-            ClusterPlan {
-                cluster: c.clone(),
-                egress: Vec::new(),
-                reader: None,
+impl Gathered {
+    /// The message for host `index`'s gather.
+    pub fn of(index: usize, g: &HostGather) -> Self {
+        Gathered {
+            index,
+            reader: g.outcome.as_ref().ok().map(|ok| {
+                (
+                    ok.facts.hostname.clone(),
+                    ok.facts.flavour,
+                    ok.facts.domains.clone(),
+                )
+            }),
+        }
+    }
+}
+
+/// A host's gather outcome as the domain pass keeps it: `None` until it returned, then
+/// `Some(None)` (not audited) or its server name, product and domains.
+type Slot = Option<Option<(String, Flavour, Vec<String>)>>;
+
+/// One cluster of the sweep: its members (indices in the host list, inventory order)
+/// and the union of their egress addresses.
+struct ClusterPlan {
+    cluster: String,
+    members: Vec<usize>,
+    egress: Vec<IpAddr>,
+}
+
+/// Clusters in inventory order.
+fn plan_clusters(hosts: &[Host]) -> Vec<ClusterPlan> {
+    let mut plans: Vec<ClusterPlan> = Vec::new();
+    for (i, h) in hosts.iter().enumerate() {
+        let at = match plans.iter().position(|p| p.cluster == h.cluster) {
+            Some(at) => at,
+            None => {
+                plans.push(ClusterPlan {
+                    cluster: h.cluster.clone(),
+                    members: Vec::new(),
+                    egress: Vec::new(),
+                });
+                plans.len() - 1
             }
-        });
-        for ip in &g.host.egress {
+        };
+        let plan = &mut plans[at];
+        plan.members.push(i);
+        for ip in &h.egress {
             if !plan.egress.contains(ip) {
                 plan.egress.push(*ip);
             }
         }
-        if plan.reader.is_none()
-            && let Ok(ok) = &g.outcome
-        {
-            plan.reader = Some((
-                &g.host,
-                ok.facts.hostname.clone(),
-                ok.facts.flavour,
-                ok.facts.domains.clone(),
-            ));
+    }
+    plans
+}
+
+/// The reading node of `plan` once it is decided: the first member (inventory order)
+/// that was audited, provided every member before it has returned. `Some(None)`: every
+/// member returned and none was audited. `None`: not decided yet.
+fn decided_reader(plan: &ClusterPlan, results: &[Slot]) -> Option<Option<usize>> {
+    for &m in &plan.members {
+        match &results[m] {
+            None => return None,
+            Some(Some(_)) => return Some(Some(m)),
+            Some(None) => {}
         }
     }
-    order.into_iter().filter_map(|c| plans.remove(&c)).collect()
+    Some(None)
 }
 
 /// Reads the domains' attributes on `host` (one exec, one `zmprov -l`).
@@ -110,10 +147,13 @@ async fn read_domains(
 }
 
 /// The domain section of a sweep: one [`DomainReport`] per cluster, in inventory order.
-/// Empty when the playbook has no `dns` probes.
+/// Empty when the playbook has no `dns` probes. `done` carries each host's [`Gathered`]
+/// as its gather returns (`hosts` are the swept hosts, in the order the indices name);
+/// it closes when the sweep is over.
 pub async fn domain_pass(
     playbook: &Playbook,
-    gathers: &[HostGather],
+    hosts: &[Host],
+    mut done: tokio::sync::mpsc::UnboundedReceiver<Gathered>,
     connector: &Connector,
     settings: &ResolverSettings,
     forks: usize,
@@ -121,15 +161,25 @@ pub async fn domain_pass(
     if dns_probes(&playbook.probes).is_empty() {
         return Vec::new();
     }
-    let plans = plan_clusters(gathers);
+    let plans = plan_clusters(hosts);
+    let mut results: Vec<Slot> = vec![None; hosts.len()];
     let resolver = match DnsResolver::new(settings) {
         Ok(r) => r,
         Err(e) => {
+            // Nothing to look up with: the report still names each cluster's reader.
+            while let Some(g) = done.recv().await {
+                if let Some(slot) = results.get_mut(g.index) {
+                    *slot = Some(g.reader);
+                }
+            }
             return plans
-                .into_iter()
+                .iter()
                 .map(|p| DomainReport {
-                    cluster: p.cluster,
-                    read_on: p.reader.map(|(_, name, _, _)| name),
+                    cluster: p.cluster.clone(),
+                    read_on: decided_reader(p, &results)
+                        .flatten()
+                        .and_then(|m| results[m].clone().flatten())
+                        .map(|(name, _, _)| name),
                     resolver: "(none)".into(),
                     error: Some(e.to_string()),
                     domains: Vec::new(),
@@ -138,14 +188,20 @@ pub async fn domain_pass(
         }
     };
     // One short question first: a resolver that does not answer costs one wait, and
-    // every lookup of the pass then fails at once with that one reason.
+    // every lookup of the pass then fails at once with that one reason. The gathers go
+    // on meanwhile; their messages wait in the channel.
     if let Err(why) = resolver.probe(".").await {
         tracing::warn!("domain checks: {why}; no domain is checked");
     }
     let resolver = &resolver;
-    let mut out: Vec<(usize, DomainReport)> = futures::stream::iter(plans.into_iter().enumerate())
-        .map(|(i, p)| async move {
-            let (read_on, domains) = match p.reader {
+    // At most `forks` clusters read and looked up at once, besides the sweep's own.
+    let slots = &tokio::sync::Semaphore::new(forks.max(1));
+    // `reader`: the reading node's index in `hosts`, server name, product and domains.
+    let evaluate = |i: usize, reader: Option<(usize, String, Flavour, Vec<String>)>| {
+        let plan = &plans[i];
+        async move {
+            let _slot = slots.acquire().await.ok();
+            let (read_on, domains) = match reader {
                 None => (
                     None,
                     Err(
@@ -153,22 +209,62 @@ pub async fn domain_pass(
                             .to_string(),
                     ),
                 ),
-                Some((host, name, flavour, domains)) => (
+                Some((m, name, flavour, domains)) => (
                     Some(name),
-                    read_domains(connector, host, flavour, &domains).await,
+                    read_domains(connector, &hosts[m], flavour, &domains).await,
                 ),
             };
             let input = ClusterDomains {
-                cluster: p.cluster,
+                cluster: plan.cluster.clone(),
                 read_on,
-                egress: p.egress,
+                egress: plan.egress.clone(),
                 domains,
             };
             (i, evaluate_cluster(resolver, &playbook.probes, input).await)
-        })
-        .buffer_unordered(forks.max(1))
-        .collect()
-        .await;
+        }
+    };
+    let mut started = vec![false; plans.len()];
+    let mut running = futures::stream::FuturesUnordered::new();
+    let mut out: Vec<(usize, DomainReport)> = Vec::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            g = done.recv(), if open => {
+                match g {
+                    Some(g) => {
+                        if let Some(slot) = results.get_mut(g.index) {
+                            *slot = Some(g.reader);
+                        }
+                    }
+                    // The sweep is over: a host that never reported counts as not
+                    // audited.
+                    None => {
+                        open = false;
+                        for r in &mut results {
+                            r.get_or_insert(None);
+                        }
+                    }
+                }
+                for (i, plan) in plans.iter().enumerate() {
+                    if started[i] {
+                        continue;
+                    }
+                    if let Some(reader) = decided_reader(plan, &results) {
+                        started[i] = true;
+                        let reader = reader.and_then(|m| {
+                            results[m]
+                                .clone()
+                                .flatten()
+                                .map(|(name, flavour, domains)| (m, name, flavour, domains))
+                        });
+                        running.push(evaluate(i, reader));
+                    }
+                }
+            }
+            Some(r) = running.next(), if !running.is_empty() => out.push(r),
+            else => break,
+        }
+    }
     out.sort_by_key(|(i, _)| *i);
     let silent = resolver.silent().map(str::to_string);
     out.into_iter()

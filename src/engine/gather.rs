@@ -59,6 +59,9 @@ pub struct GatherOptions {
     /// The run's interrupts: after the first no host starts, after the second the
     /// gathers in flight are abandoned; each such host fails as `interrupted`.
     pub interrupts: Option<crate::engine::interrupt::Interrupts>,
+    /// Told each host's outcome as soon as its gather returns (the domain pass runs
+    /// alongside the sweep); closed when the sweep is over.
+    pub done: Option<tokio::sync::mpsc::UnboundedSender<crate::engine::domains::Gathered>>,
 }
 
 /// Maps a transport failure kind to the report's error kind.
@@ -125,6 +128,10 @@ pub async fn gather_all(
                     }),
                     () = abandon => interrupted("abandoned: the run was interrupted twice while this host was being checked"),
                 };
+                if let Some(done) = &opts.done {
+                    // The domain pass may have nothing to do and be gone already.
+                    let _ = done.send(crate::engine::domains::Gathered::of(i, &gathered));
+                }
                 (i, gathered)
             }
             .instrument(span)
@@ -304,7 +311,8 @@ impl Prover {
 }
 
 /// `flavour = "auto"`: the node's service user decides which product's gather runs
-/// (`id -u NAME` looks up that one name), in the same exec: no extra round trip.
+/// (`getent passwd` looks up the two names, nothing else), in the same exec: no extra
+/// round trip.
 /// zextras wins where both exist (a hand-made `zimbra` user on a Carbonio node). Written
 /// in the remote-shell dialect (docs/remote-shell.md: no `if`), each branch guarded by
 /// `test`; the exit status says whether a service user was found.
@@ -313,15 +321,17 @@ fn detecting_command(
     plan: &GatherPlan,
 ) -> Result<String, crate::ssh::ExecError> {
     use crate::carbonio::flavour::Flavour;
-    let mut s = String::from("f=none\n");
-    // The later lookup wins: Carbonio's user last.
-    for f in Flavour::ALL.iter().rev() {
-        s.push_str(&format!(
-            "id -u {} >/dev/null 2>&1 && f={}\n",
-            f.user(),
-            f.as_str()
-        ));
-    }
+    // One `getent passwd` for both names; it answers in the order asked, so the output
+    // starts with `zextras:` exactly when that user exists, and is not empty when either
+    // does.
+    let (carbonio, zimbra) = (Flavour::Carbonio, Flavour::Zimbra);
+    let mut s = format!(
+        "u=$(getent passwd {cu} {zu} 2>/dev/null)\nf=none\ntest -n \"$u\" && f={zf}\ntest \"${{u#{cu}:}}\" != \"$u\" && f={cf}\n",
+        cu = carbonio.user(),
+        zu = zimbra.user(),
+        zf = zimbra.as_str(),
+        cf = carbonio.as_str(),
+    );
     for f in Flavour::ALL {
         let script = plan.script(f);
         let mut run = session.wrap_as(f, RunAs::Service, script)?;

@@ -433,6 +433,32 @@ pub async fn gather_fleet(
     interrupts: Option<&crate::engine::interrupt::Interrupts>,
     events: &Events,
 ) -> Result<FleetGather, i32> {
+    gather_fleet_with(
+        command,
+        loaded,
+        forks,
+        keep_sessions,
+        interrupts,
+        events,
+        Connector::new(ConnectorOptions::default()),
+        None,
+    )
+    .await
+}
+
+/// [`gather_fleet`] through `connector`, telling `done` each host's outcome as it
+/// returns (check's domain pass runs alongside).
+#[allow(clippy::too_many_arguments)]
+pub async fn gather_fleet_with(
+    command: &'static str,
+    loaded: &Loaded,
+    forks: usize,
+    keep_sessions: bool,
+    interrupts: Option<&crate::engine::interrupt::Interrupts>,
+    events: &Events,
+    connector: Connector,
+    done: Option<tokio::sync::mpsc::UnboundedSender<crate::engine::domains::Gathered>>,
+) -> Result<FleetGather, i32> {
     let nonce = nonce();
     let plan = GatherPlan::new(&loaded.playbook, &nonce).map_err(|e| {
         eprintln!("carbonio-fleet: playbook value cannot be sent to a node: {e}");
@@ -442,7 +468,6 @@ pub async fn gather_fleet(
         command,
         hosts: loaded.hosts.len(),
     });
-    let connector = Connector::new(ConnectorOptions::default());
     let gathers = gather_all(
         &loaded.hosts,
         &loaded.playbook,
@@ -452,6 +477,7 @@ pub async fn gather_fleet(
             forks,
             keep_sessions,
             interrupts: interrupts.cloned(),
+            done,
         },
         events,
         &nonce,
@@ -475,42 +501,64 @@ pub async fn check(opts: &RunOptions, events: Events) -> i32 {
     let t0 = Instant::now();
     let mut report = report_header("check", &loaded, opts.limit.as_deref(), started);
     let interrupts = crate::engine::interrupt::watch("hosts");
-    let fleet = match gather_fleet(
-        "check",
-        &loaded,
+    // The domain pass runs alongside the sweep: each cluster's read and lookups start
+    // when its reading node's gather returned, and never hold the hosts' results back.
+    let connector = Connector::new(ConnectorOptions::default());
+    let (done, gathered) = tokio::sync::mpsc::unbounded_channel();
+    let settings = crate::dns::ResolverSettings {
+        servers: loaded.inventory.dns_servers.clone(),
+        ..Default::default()
+    };
+    let domains = crate::engine::domains::domain_pass(
+        &loaded.playbook,
+        &loaded.hosts,
+        gathered,
+        &connector,
+        &settings,
         opts.forks,
-        false,
-        Some(&interrupts),
-        &events,
-    )
-    .await
-    {
-        Ok(f) => f,
+    );
+    let sweep = async {
+        let fleet = gather_fleet_with(
+            "check",
+            &loaded,
+            opts.forks,
+            false,
+            Some(&interrupts),
+            &events,
+            connector.clone(),
+            Some(done),
+        )
+        .await?;
+        let earlier = check::Earlier::load(&opts.report_dir);
+        let mut hosts = check::evaluate_all(&loaded.playbook, &fleet.gathers, &earlier);
+        check::annotate_membership(&mut hosts, &fleet.gathers, &loaded.inventory.hosts);
+        for h in &hosts {
+            events.send(crate::engine::events::Event::HostFinished {
+                host: h.name.clone(),
+                status: h.status,
+            });
+        }
+        Ok::<_, i32>(hosts)
+    };
+    tokio::pin!(domains, sweep);
+    let mut domains_done = None;
+    let swept = loop {
+        tokio::select! {
+            s = &mut sweep => break s,
+            d = &mut domains, if domains_done.is_none() => domains_done = Some(d),
+        }
+    };
+    report.hosts = match swept {
+        Ok(hosts) => hosts,
         Err(code) => return code,
     };
-    let gathers = &fleet.gathers;
-    let earlier = check::Earlier::load(&opts.report_dir);
-    report.hosts = check::evaluate_all(&loaded.playbook, gathers, &earlier);
-    check::annotate_membership(&mut report.hosts, gathers, &loaded.inventory.hosts);
-    for h in &report.hosts {
-        events.send(crate::engine::events::Event::HostFinished {
-            host: h.name.clone(),
-            status: h.status,
-        });
-    }
-    // Interrupted: no domain pass (more work), the report as far as it got, exit 130.
+    // Interrupted: the domain pass is dropped (more work), the report as far as it got,
+    // exit 130.
     if !interrupts.any() {
-        report.domains = crate::engine::domains::domain_pass(
-            &loaded.playbook,
-            gathers,
-            &fleet.connector,
-            &crate::dns::ResolverSettings {
-                servers: loaded.inventory.dns_servers.clone(),
-                ..Default::default()
-            },
-            opts.forks,
-        )
-        .await;
+        report.domains = match domains_done {
+            Some(d) => d,
+            None => domains.await,
+        };
     }
     report.summary = crate::report::summary::summarize(&report.hosts);
     report.exit_code = if interrupts.any() {

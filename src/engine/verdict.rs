@@ -334,7 +334,7 @@ fn spawn_user_finding(c: &Control, facts: &NodeFacts, ldap_enabled: bool) -> Opt
     let problem = facts.spawn_problem()?;
     let evidence = facts
         .policy_spawn_evidence()
-        .unwrap_or("no `policy unix … spawn` entry in postconf -M policy/unix or master.cf.in")
+        .unwrap_or("no `policy unix … spawn` entry in master.cf or master.cf.in")
         .to_string();
     if matches!(
         problem,

@@ -593,6 +593,9 @@ impl RealFleet {
                 }
             }
             fs::create_dir_all("/run/sshd").unwrap();
+            // The mount point of each node's private /run/systemd (empty where the
+            // machine has none; Debian creates it even without systemd).
+            fs::create_dir_all("/run/systemd").unwrap();
         });
     }
 
@@ -875,6 +878,19 @@ impl RealFleet {
                     let tree = d.join(flavour.as_str());
                     // Postfix runs only where the node's LDAP enables the MTA.
                     let is_mta = node.store.read().unwrap().0.state.postfix.is_some();
+                    // The gather asks systemctl only where /run/systemd/system exists (as
+                    // sd_booted() does): a private tmpfs over /run/systemd holds it on a
+                    // systemd node and hides the machine's on a legacy one.
+                    let systemd = node.store.read().unwrap().0.state.platform
+                        == carbonio_fleet::sim::node::Platform::Systemd;
+                    let run_systemd = format!(
+                        "mount -t tmpfs -o mode=0755 cfleet-run-systemd /run/systemd\n{}",
+                        if systemd {
+                            "mkdir /run/systemd/system\n"
+                        } else {
+                            ""
+                        }
+                    );
                     let postfix_start = if is_mta {
                         format!(
                             "{}/postfix start 3>&- </dev/null || {{ echo \"{}: postfix start failed\" >&2; exit 1; }}\n",
@@ -909,6 +925,7 @@ impl RealFleet {
                          mount --bind {postfix} {postfix_mp}\n\
                          mount --bind {varlog} /var/log\n\
                          mount --bind {systemctl} /usr/bin/systemctl\n\
+                         {run_systemd}\
                          mount --bind {passwd} /etc/passwd\n\
                          mount --bind {group} /etc/group\n\
                          for f in .bashrc .profile; do\n\

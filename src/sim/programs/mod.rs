@@ -2,6 +2,7 @@
 //! Carbonio tools are in `/opt/zextras/bin`, on zextras's login PATH only), and the
 //! dispatcher the shell calls.
 
+mod awk;
 mod r#become;
 mod coreutils;
 mod postconf;
@@ -69,6 +70,7 @@ pub enum Program {
     Setsid,
     Rm,
     Perl,
+    Awk,
 }
 
 /// What starting a program costs on a real Carbonio node, in JVM starts (the node's
@@ -152,6 +154,7 @@ const TABLE: &[(&str, Program)] = &[
     ("/usr/bin/setsid", Program::Setsid),
     ("/usr/bin/rm", Program::Rm),
     ("/usr/bin/perl", Program::Perl),
+    ("/usr/bin/awk", Program::Awk),
 ];
 
 /// Debian's merged /usr: `/bin/x` is `/usr/bin/x`, `/sbin` is `/usr/sbin`.
@@ -254,6 +257,7 @@ pub fn run<'a>(r: Resolved, args: Vec<String>, p: &'a mut Proc) -> BoxFuture<'a,
             Program::Setsid => coreutils::setsid(args, p).await,
             Program::Rm => coreutils::rm(args, p).await,
             Program::Perl => coreutils::perl(args, p).await,
+            Program::Awk => awk::awk(args, p).await,
             Program::True => 0,
             Program::False => 1,
             Program::Su => r#become::su(args, p).await,

@@ -450,11 +450,22 @@ impl Shell {
 }
 
 /// The `test` builtin for the dialect's string comparisons: `test A = B`, `test A != B`,
-/// `test -n A`, `test -z A`, and `test -S PATH` for the one socket a node has (Postfix's
-/// policy socket); anything else is status 2 with a message, as dash says.
+/// `test -n A`, `test -z A`, `test -S PATH` for the one socket a node has (Postfix's
+/// policy socket) and `test -d DIR`; anything else is status 2 with a message, as dash says.
 async fn builtin_test(args: &[String], io: &Io, node: &Node) -> i32 {
     let truth = match args {
         [op, path] if op == "-S" => Some(crate::sim::policyd::socket_exists(node, path)),
+        // Directories are not modelled but for systemd's runtime one (present while
+        // systemd runs the node) and those holding a file.
+        [op, path] if op == "-d" => Some({
+            let st = node.state();
+            (path == crate::carbonio::gather::SYSTEMD_RUN
+                && st.platform == crate::sim::node::Platform::Systemd)
+                || st.files.keys().any(|f| {
+                    f.strip_prefix(path.as_str())
+                        .is_some_and(|r| r.starts_with('/'))
+                })
+        }),
         [a, op, b] if op == "=" => Some(a == b),
         [a, op, b] if op == "!=" => Some(a != b),
         [op, a] if op == "-n" => Some(!a.is_empty()),
