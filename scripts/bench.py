@@ -446,7 +446,9 @@ def capture_tool_command(inv, pb, d, fleet_dir, first):
                     argv = f.read().split(b"\0")
             except OSError:
                 continue
-            if argv[0].endswith(b"sshd") and cfg.encode() in argv:
+            # sshd rewrites its title (`sshd: /usr/sbin/sshd -D … -f CONFIG [listener] …`).
+            raw = b" ".join(argv)
+            if b"sshd" in argv[0] and cfg.encode() in raw:
                 pid = p
                 break
     if pid is None:
@@ -476,19 +478,27 @@ def prov_and_postconf(inner):
     """The tool's prov pipeline (`printf … | zmprov -l`, naming the server `$h`) and its
     `postconf NAMES`, cut out of its gather script."""
     import re
-    prov = re.search(r"(printf '%s\\n' .*?\| zmprov[^;]*);", inner, re.S).group(1)
+    prov = re.search(r"prov'; (printf '%s\\n' .*?\| zmprov[^;]*);", inner, re.S).group(1)
     postconf = re.search(r"(postconf [^;]*?) 2>&1;", inner).group(1)
     return prov, postconf
 
 
 def floor_file(d, name, hosts, kh, key, command_of):
-    """One ssh command line per host (for `xargs -d '\\n' -n1 sh -c`)."""
+    """One ssh command line per host (for `xargs -d '\\n' -n1 sh -c`). A command that
+    spans lines is sent from a file (`"$(cat FILE)"`: the same bytes as one argument)."""
     path = os.path.join(d, name)
     with open(path, "w") as f:
-        for hname, addr, port, _ in hosts:
+        for i, (hname, addr, port, _) in enumerate(hosts):
+            command = command_of(hname)
+            if "\n" in command:
+                held = os.path.join(d, f"{name}.{i}.sh")
+                with open(held, "w") as c:
+                    c.write(command)
+                arg = f'"$(cat {shq(held)})"'
+            else:
+                arg = shq(command)
             f.write(f"ssh -o KexAlgorithms=curve25519-sha256 -o BatchMode=yes -o StrictHostKeyChecking=yes "
-                    f"-o UserKnownHostsFile={kh} -i {key} -p {port} root@{addr} "
-                    f"{shq(command_of(hname))} > /dev/null\n")
+                    f"-o UserKnownHostsFile={kh} -i {key} -p {port} root@{addr} {arg} > /dev/null\n")
     return path
 
 
