@@ -848,7 +848,7 @@ def cdp_paint_times(chromium, page, reps):
         shutil.rmtree(profile, True)
 
 
-def diversified(report, seed_hosts):
+def diversified(report):
     """The report of a stock fleet (every host in one drift state) reshaped the way a real
     sweep of a managed fleet looks: 5% unreachable, 20% drift (two states), the rest
     compliant, hosts spread over 40 customers. Values come from the real report's own
@@ -909,7 +909,7 @@ def report_html(args, results):
     with open(os.path.join(run, "report.json")) as f:
         stock = json.load(f)
     cases = [("stock (one drift state)", os.path.join(run, "report.html"))]
-    mixed = diversified(stock, n)
+    mixed = diversified(stock)
     halves = []
     for k in range(2):
         part = dict(mixed)

@@ -9,6 +9,7 @@
 use std::path::Path;
 
 use super::http::{self, Endpoint, Method};
+use crate::dns::spf_macros::url_escape;
 use crate::inventory::Shard;
 use crate::report::model::Report;
 
@@ -29,25 +30,14 @@ pub fn instance(inventory: &Path, shard: Option<Shard>) -> String {
     }
 }
 
-/// `text` as one URL path segment: unreserved characters kept, every other byte
-/// percent-encoded (the Pushgateway decodes it).
-fn path_segment(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Where the metrics of `instance` go below the gateway's base URL.
 pub fn group_path(instance: &str) -> String {
     format!(
         "/metrics/job/{}/instance/{}",
-        path_segment(JOB),
-        path_segment(instance)
+        // Each a path segment: unreserved characters kept, every other byte
+        // percent-encoded (the Pushgateway decodes it).
+        url_escape(JOB),
+        url_escape(instance)
     )
 }
 

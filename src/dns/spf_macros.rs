@@ -52,16 +52,17 @@ fn ip_text(ip: IpAddr) -> String {
     }
 }
 
-/// Percent-encodes all but RFC 3986's unreserved characters.
-fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// Characters RFC 3986 leaves unescaped ("unreserved"); every other byte is `%XX`.
+const RFC3986_RESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes all but RFC 3986's unreserved characters (SPF's URL macros, RFC 7208
+/// §7.3; a Pushgateway path segment).
+pub fn url_escape(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, RFC3986_RESERVED).to_string()
 }
 
 /// The value of one macro letter, `None` when the context lacks it (or it is one of the

@@ -7,7 +7,9 @@ use std::fmt::Write as _;
 
 use super::{escape, status_class, status_explanation};
 use crate::report::aggregate::{self, Matrix, ProblemKind, StateGroup, Widespread};
-use crate::report::labels::{STATUS_ORDER, probe_verdict_str, status_title, verdict_str};
+use crate::report::labels::{
+    STATUS_ORDER, probe_verdict_rank, probe_verdict_str, status_title, verdict_rank, verdict_str,
+};
 use crate::report::model::{
     ControlResult, Finding, HostReport, HostStatus, ProbeResult, ProbeVerdict, Report, Verdict,
     WaiverRef,
@@ -360,12 +362,12 @@ fn failing_rows(host: &HostReport) -> Option<String> {
     let controls: Vec<&ControlResult> = host
         .controls
         .iter()
-        .filter(|c| !matches!(c.verdict, Verdict::Compliant | Verdict::NotApplicable))
+        .filter(|c| verdict_rank(c.verdict) > 0)
         .collect();
     let probes: Vec<&ProbeResult> = host
         .probes
         .iter()
-        .filter(|p| !matches!(p.verdict, ProbeVerdict::Pass | ProbeVerdict::NotApplicable))
+        .filter(|p| probe_verdict_rank(p.verdict) > 0)
         .collect();
     if controls.is_empty() && probes.is_empty() {
         return None;

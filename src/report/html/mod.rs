@@ -137,7 +137,6 @@ tr.bad td{background:#fff5f5}
 tr.bad td.v{color:var(--failed);font-weight:700}
 tr.ok td.v{color:var(--compliant)}
 tr.na td{color:var(--muted)}
-h3{font-size:16px;margin:20px 0 6px}
 ul.findings{margin:0;padding-left:18px}
 .sev{font-size:12px;font-weight:700;text-transform:uppercase;color:var(--drift)}
 .evidence{color:var(--muted);font-size:12px}
