@@ -530,6 +530,12 @@ def peer(args, results):
                 "floor: zmprov only": xargs(prov_floor),
                 "pyinfra": [pyinfra, "-y", "--dry", "--parallel", forks,
                             os.path.join(d, "pyinfra_inventory.py"), os.path.join(d, "pyinfra_check.py")],
+                # Each tool as it ships: carbonio-fleet's --forks 512, pyinfra's own
+                # parallelism (20 per CPU core, at most the hosts: pyinfra/api/state.py).
+                "carbonio-fleet (default)": [BIN, "check", "-i", inv, "-p", pb, "--report-dir",
+                                             os.path.join(d, "reports-default"), "--progress", "never", "-q"],
+                "pyinfra (default)": [pyinfra, "-y", "--dry", os.path.join(d, "pyinfra_inventory.py"),
+                                      os.path.join(d, "pyinfra_check.py")],
                 # The hardening as an Ansible user writes it, dry-run: what `check` answers.
                 "ansible": [ansible, "-i", os.path.join(d, "hosts.ini"), "--check",
                             os.path.join(d, "hardening.yml")],
@@ -542,7 +548,7 @@ def peer(args, results):
                     code, wall, cpu, rss, out, err = measured(cmd, env=env, cwd=d)
                     with open(os.path.join(d, f"{tool.replace(' ', '_').replace(':', '').replace(chr(39), '')}-{rep + 1}.log"), "w") as f:
                         f.write(out + err)
-                    ok = code in (0, 2) if tool == "carbonio-fleet" else code == 0
+                    ok = code in (0, 2) if tool.startswith("carbonio-fleet") else code == 0
                     row = dict(part="peer", command="check", tool=tool, nodes=n, rep=rep + 1, exit=code, ok=ok,
                                jvm_ms=args.peer_jvm_ms, forks=args.peer_forks,
                                wall_s=wall, cpu_s=cpu, peak_rss_mib=round(rss / 1024, 1))
@@ -559,14 +565,17 @@ def peer(args, results):
             ratio = dict(part="peer-ratio", nodes=n, median_wall_s=med, median_cpu_s=cpu,
                          fleet_over_command_floor=round(fleet / med["floor: tool's command"], 2),
                          fleet_over_zmprov_floor=round(fleet / med["floor: zmprov only"], 2),
-                         pyinfra_over_fleet=round(med["pyinfra"] / fleet, 1),
+                         pyinfra_over_fleet=round(med["pyinfra"] / fleet, 2),
+                         pyinfra_default_over_fleet_default=round(
+                             med["pyinfra (default)"] / med["carbonio-fleet (default)"], 2),
                          ansible_over_fleet=round(med["ansible"] / fleet, 1),
                          ansible_cpu_over_fleet_cpu=round(cpu["ansible"] / max(cpu["carbonio-fleet"], 0.01), 1))
             results.append(ratio)
             print(f"peer   {n} nodes: median wall {med}; median tool CPU {cpu}\n"
                   f"peer   {n} nodes: carbonio-fleet / floor (tool's command) = {ratio['fleet_over_command_floor']}x, "
                   f"/ floor (zmprov only) = {ratio['fleet_over_zmprov_floor']}x; "
-                  f"pyinfra / carbonio-fleet = {ratio['pyinfra_over_fleet']}x; "
+                  f"pyinfra / carbonio-fleet = {ratio['pyinfra_over_fleet']}x "
+                  f"(each at its default: {ratio['pyinfra_default_over_fleet_default']}x); "
                   f"ansible / carbonio-fleet = {ratio['ansible_over_fleet']}x", flush=True)
         finally:
             open(os.path.join(d, "stop"), "w").close()
