@@ -735,13 +735,21 @@ def apply_terms(args, results):
                "median_s": {k: round(median(v), 2) for k, v in terms.items()},
                "promotion_s": round(promotion_wall, 2),
                "rest_s": round(wall - in_batches - sum(pauses) - promotion_wall, 2)}
-        results.append(row)
         m = row["median_s"]
+        # The bound: batches x (stage write and read-back + render wait + reload +
+        # gate) + the pauses between batches + promotion, with 10% slack for the rest
+        # (the first gather, the plan and the proof reads).
+        per_batch = sum(m.get(k, 0.0) for k in ("stage", "render", "reload", "gate"))
+        bound = nbatches * per_batch + sum(pauses) + promotion_wall
+        row["bound_s"] = round(bound, 2)
+        row["wall_over_bound"] = round(wall / bound, 3) if bound else None
+        results.append(row)
         print(f"terms  apply {n:>6} nodes  jvm {latency:<4} exit {code}  wall {wall:7.2f} s  cpu {cpu:6.2f} s  "
               f"rss {rss / 1024:6.1f} MiB  batches {nbatches}  per host (median): stage {m['stage']} s + "
               f"render {m['render']} s + reload {m['reload']} s + gate {m['gate']} s; in batches "
               f"{row['in_batches_s']} s + pauses {row['pauses_s']} s + promotion {row['promotion_s']} s "
-              f"+ gather, plan and proof {row['rest_s']} s", flush=True)
+              f"+ gather, plan and proof {row['rest_s']} s; bound {row['bound_s']} s, "
+              f"wall / bound = {row['wall_over_bound']} (goal <= 1.10)", flush=True)
 
 
 def workdir(args, prefix):
