@@ -1031,14 +1031,14 @@ impl RealFleet {
                 if comm.trim() == "sshd" {
                     break;
                 }
-                let exited = node
-                    .child
-                    .as_mut()
-                    .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+                let exited = node.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+                // The status says how it ended (a signal, or the launcher script's own
+                // exit code) when its log is empty.
                 assert!(
-                    !exited,
-                    "{}: its launcher exited before sshd started: {}",
+                    exited.is_none(),
+                    "{}: its launcher exited before sshd started ({}): {}",
                     node.name,
+                    exited.map(|s| s.to_string()).unwrap_or_default(),
                     node.log_text()
                 );
                 assert!(
