@@ -1,6 +1,7 @@
 //! From gathered facts to verdicts: per control (compliant / non-compliant / masked by a
 //! server override / not applicable), per probe, the precondition findings, and the
-//! host's status. Pure: no I/O, so every rule is unit-tested on synthetic facts.
+//! host's status. Pure: no I/O; each rule has a case table in `tests` below, on
+//! synthetic facts.
 
 use std::collections::BTreeMap;
 
@@ -68,7 +69,7 @@ pub fn evaluate(
 ) -> Evaluation {
     let mut findings = Vec::new();
     // Files are not the running Postfix: a master.cf change (the policy entry among them)
-    // loads only at a master start or reload (CARBONIO.md §0.4).
+    // loads only at a master start or reload (docs/carbonio.md §3).
     let running_off = match running.map(|r| (r.state, r)) {
         Some((RunningState::NotLoaded, r)) => {
             findings.push(Finding {
@@ -290,7 +291,7 @@ fn control_result(c: &Control, facts: &NodeFacts, globals: &ClusterGlobals) -> C
 }
 
 /// How to fix a spawn user that cannot work. Never "create `zimbra`": a hand-made user
-/// cannot read localconfig.xml either (CARBONIO.md §0.2).
+/// cannot read localconfig.xml either (docs/carbonio.md §1).
 pub fn spawn_user_fix(flavour: Flavour) -> String {
     format!(
         "`carbonio-fleet apply --fix-spawn-user` does it: `user={user}` on the policy entry's continuation line of {tpl} (backed up first), then `{rewrite} mta` as {user}; {upgrade}",
@@ -306,12 +307,12 @@ pub fn spawn_user_fix(flavour: Flavour) -> String {
     )
 }
 
-/// The policy spawn-user precondition (SPEC §6.4, CARBONIO.md §0.2, §0.12): the user
+/// The policy spawn-user precondition (docs/carbonio.md §1): the user
 /// exists AND can read localconfig.xml with the one group spawn gives it.
 fn spawn_user_finding(c: &Control, facts: &NodeFacts, ldap_enabled: bool) -> Option<Finding> {
     use crate::carbonio::postfix::SpawnProblem;
     // The running entry works, the template does not: a carbonio-mta upgrade restored
-    // the stock `user=zimbra`, and the next rewrite will render it (CARBONIO.md §0.2).
+    // the stock `user=zimbra`, and the next rewrite will render it (docs/carbonio.md §1).
     if let (Some(active), Some(template)) = (&facts.policy_service, &facts.policy_template)
         && facts.running_spawn_problem().is_none()
         && let Some(problem) = facts.template_spawn_problem()
@@ -1121,10 +1122,18 @@ mod tests {
     /// What is off on the host: a control, a probe, the running state, a finding.
     enum Off {
         Nothing,
-        Control { waiver: Option<bool> },
+        Control {
+            waiver: Option<bool>,
+        },
+        /// The server entry overrides a right global value.
+        Masked {
+            waiver: Option<bool>,
+        },
         PostconfProbe,
         PostconfUnreported,
-        CommandProbe { waiver: Option<bool> },
+        CommandProbe {
+            waiver: Option<bool>,
+        },
         CommandNoOutput,
         Running(RunningState),
         BreakingSpawnUser,
@@ -1136,6 +1145,8 @@ mod tests {
     #[test_case(Off::Control { waiver: None } => (HostStatus::Drift, vec![]); "control off")]
     #[test_case(Off::Control { waiver: Some(false) } => (HostStatus::Compliant, vec![]); "control off, live waiver")]
     #[test_case(Off::Control { waiver: Some(true) } => (HostStatus::Drift, vec![]); "control off, expired waiver")]
+    #[test_case(Off::Masked { waiver: None } => (HostStatus::Drift, vec![]); "masked")]
+    #[test_case(Off::Masked { waiver: Some(false) } => (HostStatus::Compliant, vec![]); "masked, live waiver")]
     #[test_case(Off::PostconfProbe => (HostStatus::RestartPending, vec![]); "postconf probe fails: LDAP right, Postfix not yet")]
     #[test_case(Off::PostconfUnreported => (HostStatus::RestartPending, vec![]); "postconf probe undecided")]
     #[test_case(Off::CommandProbe { waiver: None } => (HostStatus::Drift, vec![]); "command probe fails")]
@@ -1173,6 +1184,10 @@ mod tests {
             Off::Nothing => {}
             Off::Control { waiver: w } => {
                 cluster = vec![(POLICYD, &["FALSE"][..])];
+                waiver = w.map(live_waiver);
+            }
+            Off::Masked { waiver: w } => {
+                f.server.insert(POLICYD.into(), vals(&["FALSE"]));
                 waiver = w.map(live_waiver);
             }
             Off::PostconfProbe => {
