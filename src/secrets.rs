@@ -395,7 +395,7 @@ pub fn list() -> Result<Vec<String>, SecretError> {
 ///
 /// A process started without a PAM session keyring (cron, CI, `ssh host cmd` as root)
 /// falls back to the user-session keyring, from which linking into the persistent
-/// keyring is denied; attaching a session keyring first fixes that (RUST-STACK §3).
+/// keyring is denied; attaching a session keyring first fixes that (README "Secrets").
 pub fn init_default_store() -> Result<(), SecretError> {
     #[cfg(target_os = "linux")]
     keyring_core::set_default_store(keyutils_store()?);

@@ -9,10 +9,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use carbonio_fleet::dns::dkim::DkimLdap;
-use carbonio_fleet::dns::posture::{check_result, run_check};
 use carbonio_fleet::dns::{
-    ClusterDomains, DnsResolver, DomainFacts, ResolverSettings, dkim, dmarc, evaluate_cluster, spf,
+    ClusterDomains, DnsResolver, DomainFacts, ResolverSettings, dkim, dmarc, spf,
 };
+use carbonio_fleet::engine::posture::{check_result, evaluate_cluster, run_check};
 use carbonio_fleet::playbook::{DnsCheck, Probe, ProbeKind, Severity};
 use carbonio_fleet::report::model::ProbeVerdict;
 use dns_server::DnsServer;

@@ -1527,7 +1527,7 @@ async fn fix_spawn_user_restarts_a_node_whose_running_daemon_is_broken() {
     );
 }
 
-/// Files are not the running Postfix (CARBONIO.md §0.4). A node whose master.cf was
+/// Files are not the running Postfix (docs/carbonio.md §3). A node whose master.cf was
 /// rewritten after its master started, with no reload logged since, is restart-pending
 /// with that evidence; one whose log rotated since is "running state unknown", never
 /// compliant; apply's restart loads it. A `loaded` verdict then carries forward across a

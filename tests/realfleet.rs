@@ -1605,7 +1605,7 @@ fn rcpt_replies(stream: std::net::TcpStream, rcpts: &[&str]) -> Vec<String> {
 /// an unknown one in the alias domain (a catch-all makes it "known" to Postfix) 5.1.1
 /// from the policy daemon that Postfix spawned. From inside (127.0.0.1, where the tool's
 /// SSH channel connects from) the alias address is accepted: `permit_mynetworks` comes
-/// before the policy check (CARBONIO.md §0.3), `reject_unlisted_recipient` still applies.
+/// before the policy check (docs/carbonio.md §2), `reject_unlisted_recipient` still applies.
 /// `postconf` on the node prints what the files say.
 #[test]
 fn real_postfix_answers_from_inside_and_outside_mynetworks() {

@@ -83,7 +83,7 @@ if ! id zimbra >/dev/null 2>&1; then
 fi
 
 # The service users' one NOPASSWD rule on a real node: Postfix's own binary, for
-# `postfix reload` (CARBONIO.md §0.5). Inside the real-process fleet's nodes that path
+# `postfix reload` (docs/carbonio.md §4). Inside the real-process fleet's nodes that path
 # is the emulator's wrapper.
 rules='zextras ALL=(root) NOPASSWD: /opt/zextras/common/sbin/postfix
 zimbra ALL=(root) NOPASSWD: /opt/zimbra/common/sbin/postfix'

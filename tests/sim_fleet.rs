@@ -883,7 +883,7 @@ async fn loopback_ip_addressing_with_outside_smtp_on_port_25() {
 }
 
 /// A catch-all makes every address of its domain "known" to Postfix: on the alias
-/// domain's entry, or on an account of a local domain (CARBONIO.md §0.13). An unknown
+/// domain's entry, or on an account of a local domain (docs/carbonio.md §2). An unknown
 /// recipient there is accepted even by a node that rejects unlisted recipients, so a
 /// probe of such a domain says nothing about backscatter.
 #[tokio::test]
@@ -928,7 +928,7 @@ async fn catch_all_domains_accept_every_address() {
     f.shutdown().await;
 }
 
-/// zmconfigd applies a global change by itself (CARBONIO.md §0.4): an out-of-band `mcf`
+/// zmconfigd applies a global change by itself (docs/carbonio.md §3): an out-of-band `mcf`
 /// that enables the policy daemon and adds its restriction reaches every MTA's files
 /// within two polls, with no apply and no restart. On the legacy node zmconfigd reloads
 /// Postfix, so the policy entry is loaded; on the systemd node its reload is refused: the

@@ -7,7 +7,7 @@
 //! `DKIM` from the OpenDKIM schema) are not in Carbonio's attribute manager, so only a
 //! direct LDAP read shows them (the documented check is `zmprov -l gd DOMAIN`);
 //! `-l` is a process option, so the whole batch runs in LDAP mode (MTA-only nodes
-//! default to it anyway, CARBONIO.md §2). `zmdkimkeyutil -q` is never used: it prints the
+//! default to it anyway, docs/carbonio.md §5). `zmdkimkeyutil -q` is never used: it prints the
 //! private key.
 
 use crate::dns::DomainFacts;

@@ -3,7 +3,7 @@
 //! policy entry, zmprov is ProvUtil), so one playbook serves both; what differs is where
 //! things are and who owns them.
 //!
-//! Sources (CARBONIO.md §0; Zimbra: Zimbra/zm-postfix @06c5ad46, zm-build @7aa74ca0,
+//! Sources (docs/carbonio.md §11; Zimbra: Zimbra/zm-postfix @06c5ad46, zm-build @7aa74ca0,
 //! zm-core-utils @8b81bcdc, Zimbra/packages @d3023186):
 //! - service user: Carbonio `zextras` (carbonio-core `systemd-sysuser.conf`); Zimbra
 //!   `zimbra`, primary group `zimbra` (packages `zimbra-base` spec: `useradd -r -g zimbra`);

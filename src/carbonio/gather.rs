@@ -20,7 +20,7 @@ use crate::playbook::{Playbook, ProbeKind, Scope};
 use crate::ssh::{QuoteError, quote};
 
 /// The four systemd role targets; any of them enabled means a systemd-managed node
-/// (CARBONIO.md §4.2, the check Carbonio's own scripts use).
+/// (docs/carbonio.md §8, the check Carbonio's own scripts use).
 pub const SYSTEMD_TARGETS: [&str; 4] = [
     "carbonio-directory-server.target",
     "carbonio-appserver.target",
@@ -263,7 +263,7 @@ impl GatherPlan {
             "flavour",
             &format!("echo {}", flavour.as_str()),
         );
-        // No JVM but zmprov's (CARBONIO.md §0.7, §0.11): `zmcontrol -v` and `zmhostname`
+        // No JVM but zmprov's (docs/carbonio.md §7): `zmcontrol -v` and `zmhostname`
         // each start one through zmlocalconfig. The version is what `zmcontrol -v`
         // prints from /opt/zextras/.version (Zimbra: the install history); the server
         // name is localconfig.xml's `zimbra_server_hostname`, of which only the value
@@ -304,7 +304,7 @@ impl GatherPlan {
         lines.push("\"gs $h \"zimbraServiceEnabled".to_string());
         // Each domain's type and domain-level catch-all, and every account or list entry
         // with a catch-all: the SMTP probe needs a local domain where an unknown address
-        // really is unknown (CARBONIO.md §0.3, §0.13). `gad` is not sorted.
+        // really is unknown (docs/carbonio.md §2). `gad` is not sorted.
         lines.push(quote("gad -v zimbraDomainType zimbraMailCatchAllAddress")?);
         lines.push(quote("sa -v (zimbraMailCatchAllAddress=*)")?);
         // The cluster's MTAs as LDAP lists them: promotion waits for every one of them,

@@ -1,4 +1,4 @@
-//! The service-management platform of a Carbonio node (CARBONIO.md §4).
+//! The service-management platform of a Carbonio node (docs/carbonio.md §8).
 
 use serde::{Deserialize, Serialize};
 

@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 
-/// The Postfix parameter zmconfigd renders from a Carbonio attribute (CARBONIO.md §1.5,
-/// §3): a probe of that parameter shows whether the attribute's value is in effect.
+/// The Postfix parameter zmconfigd renders from a Carbonio attribute (docs/carbonio.md
+/// §6, §3): a probe of that parameter shows whether the attribute's value is in effect.
 pub fn governed_param(attr: &str) -> Option<&'static str> {
     const MAP: [(&str, &str); 5] = [
         ("zimbraMtaRestriction", "smtpd_recipient_restrictions"),
@@ -79,7 +79,7 @@ pub struct SpawnLine {
 /// may start with a zmconfigd directive (`%%uncomment VAR:zimbraMtaEnableSmtpdPolicyd%%`),
 /// stripped before that reading. Carbonio's own template splits the entry over two such
 /// lines, the `user=zimbra argv=…` part on the second (carbonio-mta
-/// `mta/postfix_master.cf.in`; CARBONIO.md §0.1).
+/// `mta/postfix_master.cf.in`; docs/carbonio.md §1).
 pub fn parse_spawn_line(text: &str) -> Option<SpawnLine> {
     // (joined text, active, commented out) of each entry read.
     let mut entries: Vec<(String, bool, bool)> = Vec::new();
@@ -149,7 +149,7 @@ pub fn parse_spawn_line(text: &str) -> Option<SpawnLine> {
 // localconfig.xml (`Flavour::localconfig`) is where zmpostfixpolicyd reads its LDAP
 // password before it answers anything: a spawn user that cannot read it makes the script
 // exit, smtpd logs `premature end-of-input on private/policy` and answers `451 4.3.5`
-// (CARBONIO.md §0.2, §0.15).
+// (docs/carbonio.md §1, §2).
 
 /// One spawn-user lookup the node made: the `user=` value its shell extracted from an
 /// entry (`USER` or `USER:GROUP`) and what `getent` found for it.
@@ -250,7 +250,7 @@ impl SpawnAccess {
     /// Whether the policy service can run as `entry`'s user: the user (and the
     /// `:group`, if given) exists, and localconfig.xml is readable with the uid and the
     /// ONE gid Postfix's spawn gives it (`setgroups(1, &gid)`: supplementary groups are
-    /// dropped; CARBONIO.md §0.12). Decided from the file's owner, group and mode bits
+    /// dropped; docs/carbonio.md §1). Decided from the file's owner, group and mode bits
     /// only: ACLs and the directories' search bits are not read (the gather runs as
     /// zextras, which cannot test another uid's access).
     pub fn problem(&self, entry: Option<&SpawnLine>) -> Option<SpawnProblem> {
@@ -415,7 +415,7 @@ scache\t  unix\t-\t-\tn\t-\t1\tscache\n\
                 user,
                 group,
             }],
-            // Carbonio: 0640 zextras:zextras (CARBONIO.md §0.2).
+            // Carbonio: 0640 zextras:zextras (docs/carbonio.md §1).
             localconfig: Some((999, 999, 0o640)),
         }
     }

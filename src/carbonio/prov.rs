@@ -114,7 +114,7 @@ fn quote_arg(arg: &str) -> Result<String, BatchValueError> {
 
 /// Which LDAP a `zmprov` process talks to. Always LDAP mode (`-l`): SOAP mode, the
 /// default on mailbox nodes, needs mailboxd, which is down during a legacy restart
-/// (CARBONIO.md §0.6).
+/// (docs/carbonio.md §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ldap {
     /// `-l`: the node's configured LDAP (a replica, possibly lagging): reads.
@@ -137,7 +137,7 @@ impl Ldap {
 ///
 /// `zmprov`, never the `carbonio` wrapper: on commercial Carbonio with the Advanced CLI
 /// installed, `carbonio` opens another shell (`carbonio>` prompt) whose output this
-/// parser cannot read; `zmprov` is ProvUtil on every Carbonio (CARBONIO.md §0.6).
+/// parser cannot read; `zmprov` is ProvUtil on every Carbonio (docs/carbonio.md §5).
 pub fn feed_command(words: &[String], ldap: Ldap) -> String {
     format!(
         "printf '%s\\n' {} | zmprov {}",
@@ -213,7 +213,7 @@ pub struct SplitError {
 /// (and, since carbonio-mailbox 4.18, `NAME is expecting N arguments but …` on stderr),
 /// and an unknown command prints `Unknown command. Type: 'help commands' for a list` on
 /// stdout, both WITHOUT setting the error flag: the exit status stays 0
-/// (CARBONIO.md §0.6). All of them are errors here. Output lines may be glued to the
+/// (docs/carbonio.md §5). All of them are errors here. Output lines may be glued to the
 /// `prov> ` prompt(s) printed before them.
 pub fn error_lines(stdout: &str, stderr: &str) -> Vec<String> {
     let mut errors: Vec<String> = stderr

@@ -1,4 +1,4 @@
-//! Whether the RUNNING Postfix has loaded the master.cf on disk (CARBONIO.md §0.4).
+//! Whether the RUNNING Postfix has loaded the master.cf on disk (docs/carbonio.md §3).
 //!
 //! `postconf` reads the files, not the running master. smtpd re-reads main.cf in every new
 //! process (so main.cf's mtime says nothing, and zmconfigd touches it constantly), but a

@@ -1,5 +1,5 @@
 //! Making a node's MTA run its new config, and telling whether its services are up, per
-//! platform (CARBONIO.md §0.5): by default a Postfix reload after `configrewrite mta`;
+//! platform (docs/carbonio.md §4): by default a Postfix reload after `configrewrite mta`;
 //! a full restart (`zmcontrol` as the service user on legacy nodes, root `systemctl` on
 //! the MTA target on systemd nodes, which refuse zmcontrol) only when asked.
 
@@ -52,7 +52,7 @@ impl MtaAction {
 }
 
 /// The action for a node, or `None` when the playbook leaves it to zmconfigd
-/// (CARBONIO.md §0.5). Not `zmmtactl reload`: it also rewrites antispam, antivirus,
+/// (docs/carbonio.md §4). Not `zmmtactl reload`: it also rewrites antispam, antivirus,
 /// opendkim and sasl and restarts saslauthd.
 pub fn mta_action(
     method: RestartMethod,

@@ -1,5 +1,5 @@
-//! How a control's expectation is compared with the values LDAP holds (CARBONIO.md §1.3,
-//! §1.5): booleans `TRUE`/`FALSE` and enums `yes`/`no` compared exactly (ProvUtil refuses
+//! How a control's expectation is compared with the values LDAP holds (docs/carbonio.md
+//! §6): booleans `TRUE`/`FALSE` and enums `yes`/`no` compared exactly (ProvUtil refuses
 //! `True` or `Yes`), multi-valued attributes as sets of exact strings, an unset attribute
 //! as the empty set.
 

@@ -1,5 +1,6 @@
-//! The command line as types (clap derive): every subcommand and option of SPEC §3.
-//! Parsing only; what each command does lives in the modules that `cli::run` calls.
+//! The command line as types (clap derive): every subcommand and option (the README's
+//! "Commands"). Parsing only; what each command does lives in the modules that
+//! `cli::run` calls.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,18 +1,41 @@
 //! Domain authentication posture: SPF, DKIM and DMARC of every hosted domain, looked up
 //! from the machine running the tool. `resolver` asks DNS (hickory, cached per run),
-//! `spf`, `dkim` and `dmarc` judge one domain each, `posture` runs the playbook's `dns`
-//! probes over a cluster's domains and builds its report section. Reading the domains
-//! and their DKIM attributes from a node is `carbonio::domains`' job.
+//! `spf`, `dkim` and `dmarc` judge one domain each. Running the playbook's `dns` probes
+//! over a cluster's domains and building its report section is `engine::posture`'s job;
+//! reading the domains and their DKIM attributes from a node is `carbonio::domains`'.
+//! This module depends on no other module of the crate.
 
 pub mod dkim;
 pub mod dmarc;
-pub mod posture;
 pub mod resolver;
 pub mod spf;
 pub mod spf_macros;
 
-pub use posture::{ClusterDomains, DomainFacts, evaluate_cluster};
+use std::net::IpAddr;
+
+use dkim::DkimLdap;
 pub use resolver::{DnsResolver, LookupError, ResolverError, ResolverSettings};
+
+/// What the node's LDAP says about one hosted domain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DomainFacts {
+    pub domain: String,
+    /// `zimbraDomainType: alias`.
+    pub alias: bool,
+    pub dkim: DkimLdap,
+}
+
+/// A cluster's input to the domain checks.
+#[derive(Debug, Clone)]
+pub struct ClusterDomains {
+    pub cluster: String,
+    /// The node the domains were read on.
+    pub read_on: Option<String>,
+    /// The cluster's MTA egress addresses (inventory `egress`).
+    pub egress: Vec<IpAddr>,
+    /// The domains, or why they could not be read.
+    pub domains: Result<Vec<DomainFacts>, String>,
+}
 
 /// One problem a check found, in the exact words of the report.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -257,7 +257,7 @@ fn discovered_roles(services: &[String]) -> Vec<String> {
     roles
 }
 
-/// SPEC §3: 3 if any host failed (beats drift), 2 on drift, else 0.
+/// README "Exit codes": 3 if any host failed (beats drift), 2 on drift, else 0.
 pub fn exit_code(hosts: &[HostReport]) -> i32 {
     if hosts.iter().any(|h| h.status == HostStatus::Failed) {
         exit::HOST_FAILED

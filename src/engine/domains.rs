@@ -14,9 +14,9 @@ use futures::StreamExt;
 
 use crate::carbonio::domains::DomainReadPlan;
 use crate::carbonio::flavour::Flavour;
-use crate::dns::posture::dns_probes;
-use crate::dns::{ClusterDomains, DnsResolver, DomainFacts, ResolverSettings, evaluate_cluster};
+use crate::dns::{ClusterDomains, DnsResolver, DomainFacts, ResolverSettings};
 use crate::engine::gather::HostGather;
+use crate::engine::posture::{dns_probes, evaluate_cluster};
 use crate::exit;
 use crate::inventory::Host;
 use crate::playbook::Playbook;

@@ -13,6 +13,7 @@ pub mod lock;
 pub mod plan;
 pub mod plan_file;
 pub mod policy_probe;
+pub mod posture;
 pub mod rollout;
 pub mod run;
 pub mod smtp;

@@ -2,7 +2,7 @@
 //! does: one `request=smtpd_access_policy` (attributes, then an empty line), one reply
 //! read (`action=…`, then an empty line), then the stream is closed — the daemon loops
 //! until EOF. A mail client in mynetworks never reaches the policy check, so only this
-//! sees a daemon that cannot start (CARBONIO.md §0.3). Protocol: Postfix
+//! sees a daemon that cannot start (docs/carbonio.md §2). Protocol: Postfix
 //! `util/attr_print_plain.c` / `attr_scan_plain.c` (name=value lines, an empty line ends
 //! a request or reply).
 

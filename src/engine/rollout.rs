@@ -1,4 +1,5 @@
-//! Rollout scheduling: which nodes restart when (SPEC §5 `[rollout]`, §6.5, §6.6).
+//! Rollout scheduling: which nodes restart when (the README's `[rollout]` keys under
+//! "Playbook"; its place in the flow: docs/architecture.md).
 //!
 //! The [`Scheduler`] turns the rollout candidates and the validated [`Rollout`] policy into
 //! batches (canary first, then the `batch` list, the last size repeating), never putting

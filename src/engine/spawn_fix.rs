@@ -2,7 +2,7 @@
 //!
 //! Stock Carbonio's master.cf.in spawns zmpostfixpolicyd as `user=zimbra`, which no
 //! package creates, and a hand-made `zimbra` cannot read localconfig.xml either
-//! (CARBONIO.md §0.2). The working fix is `user=zextras` on the entry's continuation
+//! (docs/carbonio.md §1). The working fix is `user=zextras` on the entry's continuation
 //! line. For each MTA whose template entry names a user that cannot start the daemon:
 //! 1. as root, read master.cf.in, change only that `user=` token (in Rust, so no `sed`
 //!    expression depends on the node's sed), back the file up next to it

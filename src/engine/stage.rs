@@ -1,7 +1,7 @@
 //! Staging (pure): how apply makes a cluster-wide (global) change reach one MTA at a time.
 //!
 //! zmconfigd on every MTA polls LDAP and applies a changed global value by itself within a
-//! minute, reloading Postfix on legacy nodes (CARBONIO.md §0.4). A `mcf` is therefore live
+//! minute, reloading Postfix on legacy nodes (docs/carbonio.md §3). A `mcf` is therefore live
 //! on the whole cluster before any canary has proven it. Server-level values win over
 //! global ones in zmconfigd's lookup (§0.4, §1.5), so apply writes the desired values on
 //! the servers of one rollout batch only (`ms NODE …`), reloads and gates them, and writes

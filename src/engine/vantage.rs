@@ -1,7 +1,7 @@
 //! Is the outside probe really outside? (pure)
 //!
 //! Carbonio's recipient restrictions permit `mynetworks` before the policy service is
-//! consulted (CARBONIO.md §0.3), and the default mynetworks covers the node's local
+//! consulted (docs/carbonio.md §2), and the default mynetworks covers the node's local
 //! subnets: a probe "from the orchestrator" that Postfix sees as a mynetworks client can
 //! never see a broken policy daemon. So the gate first finds the client address Postfix
 //! logged for the probe's session (smtpd's `connect from NAME[ADDR]`, smtpd.c) and

@@ -1,6 +1,7 @@
 //! From gathered facts to verdicts: per control (compliant / non-compliant / masked by a
 //! server override / not applicable), per probe, the precondition findings, and the
-//! host's status. Pure: no I/O, so every rule is unit-tested on synthetic facts.
+//! host's status. Pure: no I/O; each rule has a case table in `tests` below, on
+//! synthetic facts.
 
 use std::collections::BTreeMap;
 
@@ -68,7 +69,7 @@ pub fn evaluate(
 ) -> Evaluation {
     let mut findings = Vec::new();
     // Files are not the running Postfix: a master.cf change (the policy entry among them)
-    // loads only at a master start or reload (CARBONIO.md §0.4).
+    // loads only at a master start or reload (docs/carbonio.md §3).
     let running_off = match running.map(|r| (r.state, r)) {
         Some((RunningState::NotLoaded, r)) => {
             findings.push(Finding {
@@ -290,7 +291,7 @@ fn control_result(c: &Control, facts: &NodeFacts, globals: &ClusterGlobals) -> C
 }
 
 /// How to fix a spawn user that cannot work. Never "create `zimbra`": a hand-made user
-/// cannot read localconfig.xml either (CARBONIO.md §0.2).
+/// cannot read localconfig.xml either (docs/carbonio.md §1).
 pub fn spawn_user_fix(flavour: Flavour) -> String {
     format!(
         "`carbonio-fleet apply --fix-spawn-user` does it: `user={user}` on the policy entry's continuation line of {tpl} (backed up first), then `{rewrite} mta` as {user}; {upgrade}",
@@ -306,12 +307,12 @@ pub fn spawn_user_fix(flavour: Flavour) -> String {
     )
 }
 
-/// The policy spawn-user precondition (SPEC §6.4, CARBONIO.md §0.2, §0.12): the user
+/// The policy spawn-user precondition (docs/carbonio.md §1): the user
 /// exists AND can read localconfig.xml with the one group spawn gives it.
 fn spawn_user_finding(c: &Control, facts: &NodeFacts, ldap_enabled: bool) -> Option<Finding> {
     use crate::carbonio::postfix::SpawnProblem;
     // The running entry works, the template does not: a carbonio-mta upgrade restored
-    // the stock `user=zimbra`, and the next rewrite will render it (CARBONIO.md §0.2).
+    // the stock `user=zimbra`, and the next rewrite will render it (docs/carbonio.md §1).
     if let (Some(active), Some(template)) = (&facts.policy_service, &facts.policy_template)
         && facts.running_spawn_problem().is_none()
         && let Some(problem) = facts.template_spawn_problem()
@@ -582,4 +583,724 @@ pub fn postconf_probe(
             )),
         },
     })
+}
+
+/// One case table per rule: each row is an input and the verdict, finding or status the
+/// rule must give for it. Facts are synthetic (no gather parsing), so a row fails only
+/// when the rule it names changes.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::carbonio::gather::Section;
+    use crate::carbonio::platform::Platform;
+    use crate::carbonio::postfix::{SpawnAccess, SpawnLine, SpawnLookup};
+    use crate::carbonio::running::RunningFacts;
+    use crate::engine::smtp::Reply;
+    use crate::playbook::{DnsCheck, Expectation, Severity};
+    use test_case::test_case;
+
+    const POLICYD: &str = "zimbraMtaEnableSmtpdPolicyd";
+    const RESTRICTION: &str = "zimbraMtaRestriction";
+    const READER: &str = "mx0.example";
+
+    fn vals(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn control(attr: &str, expect: Expectation) -> Control {
+        Control {
+            id: "C-1".into(),
+            title: "a control".into(),
+            attr: attr.into(),
+            scope: Scope::Global,
+            expect,
+            severity: Severity::High,
+            restart: true,
+            precondition: None,
+            rationale: String::new(),
+            remediation: String::new(),
+        }
+    }
+
+    fn policyd_control() -> Control {
+        Control {
+            precondition: Some(Precondition::PolicySpawnUser),
+            ..control(POLICYD, Expectation::Equals("TRUE".into()))
+        }
+    }
+
+    fn spawn_line(user: &str, active: bool) -> SpawnLine {
+        SpawnLine {
+            line: format!(
+                "policy unix - n n - 0 spawn user={user} argv=/opt/zextras/libexec/zmpostfixpolicyd"
+            ),
+            user: Some(user.into()),
+            group: None,
+            active,
+        }
+    }
+
+    /// A Carbonio MTA whose policy service is off, with a template entry spawning as
+    /// `zextras`, which exists and owns localconfig.xml (0640).
+    fn facts() -> NodeFacts {
+        NodeFacts {
+            flavour: Flavour::Carbonio,
+            platform: Platform::Systemd,
+            version: Some("25.9.0".into()),
+            hostname: "mx1.example".into(),
+            services: vals(&["mta"]),
+            global: BTreeMap::new(),
+            server: BTreeMap::new(),
+            domains: Vec::new(),
+            local_domains: Vec::new(),
+            catch_alls: Vec::new(),
+            mta_servers: Vec::new(),
+            postconf: BTreeMap::new(),
+            policy_service: None,
+            policy_template: Some(spawn_line("zextras", false)),
+            spawn: SpawnAccess {
+                lookups: vec![
+                    SpawnLookup {
+                        looked_up: "zextras".into(),
+                        user: Some((997, 997)),
+                        group: None,
+                    },
+                    SpawnLookup {
+                        looked_up: "zimbra".into(),
+                        user: None,
+                        group: None,
+                    },
+                ],
+                localconfig: Some((997, 997, 0o640)),
+            },
+            commands: BTreeMap::new(),
+            platform_evidence: String::new(),
+            running: RunningFacts {
+                now: None,
+                year: None,
+                offset: None,
+                uname: None,
+                master_cf_mtime: Err("not read".into()),
+                masters: Vec::new(),
+                log_events: Err("not read".into()),
+                log_head: None,
+            },
+        }
+    }
+
+    fn not_mta(mut f: NodeFacts) -> NodeFacts {
+        f.services = vals(&["mailbox"]);
+        f
+    }
+
+    fn globals(values: &[(&str, &[&str])]) -> ClusterGlobals {
+        ClusterGlobals {
+            read_on: READER.into(),
+            values: values
+                .iter()
+                .map(|(k, v)| (k.to_string(), vals(v)))
+                .collect(),
+        }
+    }
+
+    fn playbook(controls: Vec<Control>, probes: Vec<Probe>) -> Playbook {
+        Playbook {
+            controls,
+            probes,
+            ..crate::playbook::load_default()
+        }
+    }
+
+    fn live_waiver(expired: bool) -> WaiverRef {
+        WaiverRef {
+            justification: "accepted".into(),
+            expires: "2099-12-31".into(),
+            source: "waivers.toml:3".into(),
+            scope: "host mx1.example".into(),
+            approved_by: None,
+            expired,
+        }
+    }
+
+    fn no_waiver(_: &str) -> Option<WaiverRef> {
+        None
+    }
+
+    // --- control verdicts: global vs server entry, masking, not applicable ---
+
+    /// `global`: the cluster's value; `server`: this server's own entry, if it sets one.
+    #[test_case(Expectation::Equals("TRUE".into()), &["TRUE"], None, true
+        => (Verdict::Compliant, "TRUE".to_string(), "global config (read on `mx0.example`)".to_string()); "global value meets it")]
+    #[test_case(Expectation::Equals("TRUE".into()), &["FALSE"], Some(&["TRUE"]), true
+        => (Verdict::Compliant, "TRUE".to_string(), "server entry of `mx1.example` sets zimbraMtaEnableSmtpdPolicyd itself".to_string()); "server entry meets it over a wrong global")]
+    #[test_case(Expectation::Equals("TRUE".into()), &["TRUE"], Some(&["FALSE"]), true
+        => (Verdict::Masked, "FALSE".to_string(), "global zimbraMtaEnableSmtpdPolicyd is TRUE but the server entry of `mx1.example` overrides it with FALSE (zmprov -l gs -e mx1.example zimbraMtaEnableSmtpdPolicyd)".to_string()); "server entry masks a right global")]
+    #[test_case(Expectation::Equals("TRUE".into()), &["FALSE"], Some(&["FALSE"]), true
+        => (Verdict::NonCompliant, "FALSE".to_string(), "server entry of `mx1.example`: zimbraMtaEnableSmtpdPolicyd is FALSE, expected = TRUE".to_string()); "server entry and global both wrong")]
+    #[test_case(Expectation::Equals("TRUE".into()), &["FALSE"], None, true
+        => (Verdict::NonCompliant, "FALSE".to_string(), "global config (read on `mx0.example`): zimbraMtaEnableSmtpdPolicyd is FALSE, expected = TRUE".to_string()); "global value wrong")]
+    #[test_case(Expectation::Equals("TRUE".into()), &[], None, true
+        => (Verdict::NonCompliant, "(unset)".to_string(), "global config (read on `mx0.example`): zimbraMtaEnableSmtpdPolicyd is (unset), expected = TRUE".to_string()); "unset is not TRUE")]
+    #[test_case(Expectation::Equals("TRUE".into()), &["TRUE", "FALSE"], None, true
+        => (Verdict::NonCompliant, "[TRUE, FALSE]".to_string(), "global config (read on `mx0.example`): zimbraMtaEnableSmtpdPolicyd is [TRUE, FALSE], expected = TRUE".to_string()); "equals wants exactly one value")]
+    #[test_case(Expectation::Equals("TRUE".into()), &["FALSE"], None, false
+        => (Verdict::NotApplicable, "FALSE".to_string(), "not an MTA (zimbraServiceEnabled: mailbox)".to_string()); "MTA attribute on a non-MTA node")]
+    fn control_verdict(
+        expect: Expectation,
+        global: &[&str],
+        server: Option<&[&str]>,
+        mta: bool,
+    ) -> (Verdict, String, String) {
+        let c = control(POLICYD, expect);
+        let mut f = if mta { facts() } else { not_mta(facts()) };
+        if let Some(s) = server {
+            f.server.insert(POLICYD.into(), vals(s));
+        }
+        let r = control_result(&c, &f, &globals(&[(POLICYD, global)]));
+        (r.verdict, r.actual, r.evidence)
+    }
+
+    #[test_case(Expectation::Contains("b".into()), &["a", "b"] => Verdict::Compliant; "contains: one of the values")]
+    #[test_case(Expectation::Contains("b".into()), &["a", "bb"] => Verdict::NonCompliant; "contains: whole values only")]
+    #[test_case(Expectation::Absent("b".into()), &["a"] => Verdict::Compliant; "absent: not among them")]
+    #[test_case(Expectation::Absent("b".into()), &["a", "b"] => Verdict::NonCompliant; "absent: present")]
+    #[test_case(Expectation::Absent("b".into()), &[] => Verdict::Compliant; "absent: unset")]
+    fn multi_valued_verdict(expect: Expectation, global: &[&str]) -> Verdict {
+        let c = control(RESTRICTION, expect);
+        control_result(&c, &facts(), &globals(&[(RESTRICTION, global)])).verdict
+    }
+
+    /// Only `zimbraMta*` attributes are MTA-only.
+    #[test_case("zimbraMtaRestriction", false => false; "MTA attribute, not an MTA")]
+    #[test_case("zimbraMtaRestriction", true => true; "MTA attribute, an MTA")]
+    #[test_case("zimbraSpamCheckEnabled", false => true; "other attribute, not an MTA")]
+    fn applies_where(attr: &str, mta: bool) -> bool {
+        let f = if mta { facts() } else { not_mta(facts()) };
+        applies(&control(attr, Expectation::Equals("x".into())), &f)
+    }
+
+    /// The value in force: the server entry, else the cluster's global, else the node's
+    /// own global reading, else unset.
+    #[test_case(Some(&["S"]), Some(&["G"]), Some(&["N"]) => vals(&["S"]); "server entry wins")]
+    #[test_case(None, Some(&["G"]), Some(&["N"]) => vals(&["G"]); "cluster global next")]
+    #[test_case(None, None, Some(&["N"]) => vals(&["N"]); "node's own global reading when the cluster's lacks it")]
+    #[test_case(None, None, None => Vec::<String>::new(); "unset")]
+    fn effective(
+        server: Option<&[&str]>,
+        cluster: Option<&[&str]>,
+        own: Option<&[&str]>,
+    ) -> Vec<String> {
+        let mut f = facts();
+        if let Some(v) = server {
+            f.server.insert(POLICYD.into(), vals(v));
+        }
+        if let Some(v) = own {
+            f.global.insert(POLICYD.into(), vals(v));
+        }
+        let g = match cluster {
+            Some(v) => globals(&[(POLICYD, v)]),
+            None => globals(&[]),
+        };
+        effective_values(&control(POLICYD, Expectation::Equals("x".into())), &f, &g)
+    }
+
+    // --- the policy spawn-user precondition ---
+
+    enum Spawn {
+        /// Template spawns as zextras (exists, reads localconfig.xml).
+        Fine,
+        /// Template spawns as `zimbra` (missing), service off.
+        TemplateMissing,
+        /// Running entry spawns as `zimbra` (missing).
+        ActiveMissing,
+        /// Running entry fine (zextras), template back to `zimbra` (an upgrade).
+        TemplateReverted,
+        /// No policy entry anywhere.
+        NoEntry,
+        /// The node looked up another user than the entry names.
+        LookedUpOther,
+        /// Running entry as zextras, but localconfig.xml is 0600 root:root.
+        ActiveCannotRead,
+    }
+
+    /// (severity, blocking) of the PRE-POLICY-SPAWN-USER finding; its message must
+    /// start with `says`.
+    #[test_case(Spawn::Fine, &["FALSE"], true, "" => None; "spawn user fine")]
+    #[test_case(Spawn::TemplateMissing, &["FALSE"], false, "" => None; "not an MTA")]
+    #[test_case(Spawn::TemplateMissing, &["FALSE"], true,
+        "enabling zimbraMtaEnableSmtpdPolicyd here would make Postfix answer `451 4.3.5` to every recipient: spawn user missing: `zimbra`"
+        => Some(("high", true)); "off, template user missing")]
+    #[test_case(Spawn::TemplateMissing, &["TRUE"], true,
+        "zimbraMtaEnableSmtpdPolicyd is enabled in LDAP and takes effect at the next restart, but the policy service could not start: spawn user missing"
+        => Some(("high", true)); "enabled in LDAP, not running, user missing")]
+    #[test_case(Spawn::ActiveMissing, &["TRUE"], true,
+        "the policy service is enabled and cannot start: spawn user missing: `zimbra`"
+        => Some(("critical", true)); "running entry's user missing")]
+    #[test_case(Spawn::ActiveCannotRead, &["TRUE"], true,
+        "the policy service is enabled and cannot start: spawn user cannot read localconfig.xml: `zextras` runs as uid 997 with the one group 997"
+        => Some(("critical", true)); "running user cannot read localconfig")]
+    #[test_case(Spawn::TemplateReverted, &["TRUE"], true,
+        "master.cf.in no longer matches the running policy entry"
+        => Some(("critical", true)); "template reverted by an upgrade")]
+    #[test_case(Spawn::NoEntry, &["FALSE"], true,
+        "policy entry not found"
+        => Some(("high", true)); "no entry")]
+    #[test_case(Spawn::LookedUpOther, &["FALSE"], true,
+        "cannot tell which user spawns the policy service"
+        => Some(("high", true)); "lookup disagrees with the entry")]
+    fn spawn_finding(
+        spawn: Spawn,
+        ldap: &[&str],
+        mta: bool,
+        says: &str,
+    ) -> Option<(&'static str, bool)> {
+        let mut f = if mta { facts() } else { not_mta(facts()) };
+        match spawn {
+            Spawn::Fine => {}
+            Spawn::TemplateMissing => f.policy_template = Some(spawn_line("zimbra", false)),
+            Spawn::ActiveMissing => f.policy_service = Some(spawn_line("zimbra", true)),
+            Spawn::TemplateReverted => {
+                f.policy_service = Some(spawn_line("zextras", true));
+                f.policy_template = Some(spawn_line("zimbra", false));
+            }
+            Spawn::NoEntry => f.policy_template = None,
+            Spawn::LookedUpOther => f.policy_template = Some(spawn_line("postfix", false)),
+            Spawn::ActiveCannotRead => {
+                f.policy_service = Some(spawn_line("zextras", true));
+                f.spawn.localconfig = Some((0, 0, 0o600));
+            }
+        }
+        let pb = playbook(vec![policyd_control()], Vec::new());
+        let e = evaluate(
+            &pb,
+            &f,
+            &globals(&[(POLICYD, ldap)]),
+            &BTreeMap::new(),
+            None,
+            &no_waiver,
+        );
+        let found: Vec<&Finding> = e
+            .findings
+            .iter()
+            .filter(|x| x.id == SPAWN_USER_FINDING)
+            .collect();
+        assert!(found.len() <= 1, "one spawn finding at most: {found:?}");
+        let x = found.first()?;
+        assert!(x.message.starts_with(says), "{}", x.message);
+        let severity = match x.severity.as_str() {
+            "critical" => "critical",
+            "high" => "high",
+            other => panic!("unexpected severity {other}"),
+        };
+        Some((severity, x.blocking))
+    }
+
+    /// The fix named for a spawn user that cannot work is the product's own user, never
+    /// "create `zimbra`".
+    #[test_case(Flavour::Carbonio => (true, true, false); "carbonio")]
+    #[test_case(Flavour::Zimbra => (false, true, true); "zimbra")]
+    fn spawn_fix_names_the_products_user(flavour: Flavour) -> (bool, bool, bool) {
+        let hint = spawn_user_fix(flavour);
+        (
+            hint.contains("`user=zextras`"),
+            hint.contains(flavour.master_template()),
+            hint.contains("`user=zimbra` on the policy entry"),
+        )
+    }
+
+    // --- cluster consistency ---
+
+    /// INV-CLUSTER: a node (not the one the cluster was read on) whose own global reading
+    /// differs from the cluster's, naming the attributes.
+    #[test_case("mx1.example", &["TRUE"], &["TRUE"] => None; "same values")]
+    #[test_case("mx1.example", &["FALSE"], &["TRUE"]
+        => Some("this node's global config differs from the cluster's (read on `mx0.example`) for zimbraMtaEnableSmtpdPolicyd".to_string()); "differs")]
+    #[test_case("mx0.example", &["FALSE"], &["TRUE"] => None; "the reading node itself")]
+    fn cluster_finding(hostname: &str, own: &[&str], cluster: &[&str]) -> Option<String> {
+        let mut f = facts();
+        f.hostname = hostname.into();
+        f.global.insert(POLICYD.into(), vals(own));
+        let pb = playbook(
+            vec![control(POLICYD, Expectation::Equals("TRUE".into()))],
+            Vec::new(),
+        );
+        let e = evaluate(
+            &pb,
+            &f,
+            &globals(&[(POLICYD, cluster)]),
+            &BTreeMap::new(),
+            None,
+            &no_waiver,
+        );
+        e.findings
+            .iter()
+            .find(|x| x.id == "INV-CLUSTER")
+            .map(|x| x.message.clone())
+    }
+
+    // --- probes ---
+
+    fn probe(kind: ProbeKind, expect: Option<ProbeExpect>) -> Probe {
+        Probe {
+            id: "P-1".into(),
+            title: "a probe".into(),
+            kind,
+            expect,
+            severity: Severity::High,
+            rationale: String::new(),
+            remediation: String::new(),
+        }
+    }
+
+    fn postconf(expect: Option<ProbeExpect>) -> Probe {
+        probe(
+            ProbeKind::Postconf {
+                param: "smtpd_recipient_restrictions".into(),
+            },
+            expect,
+        )
+    }
+
+    const RESTRICTIONS: &str =
+        "reject_non_fqdn_recipient, check_policy_service unix:private/policy, permit";
+
+    fn contains(v: &str) -> Option<ProbeExpect> {
+        Some(ProbeExpect::Contains(v.into()))
+    }
+
+    #[test_case(contains("permit"), Some(RESTRICTIONS), true => ProbeVerdict::Pass; "contains an item")]
+    #[test_case(contains("unix:private/policy"), Some(RESTRICTIONS), true => ProbeVerdict::Pass; "contains a substring")]
+    #[test_case(contains("reject_unauth_destination"), Some(RESTRICTIONS), true => ProbeVerdict::Fail; "does not contain")]
+    #[test_case(Some(ProbeExpect::Absent("permit".into())), Some(RESTRICTIONS), true => ProbeVerdict::Fail; "absent but an item")]
+    #[test_case(Some(ProbeExpect::Absent("private/policy".into())), Some(RESTRICTIONS), true => ProbeVerdict::Fail; "absent but a substring")]
+    #[test_case(Some(ProbeExpect::Absent("reject_unauth_destination".into())), Some(RESTRICTIONS), true => ProbeVerdict::Pass; "absent indeed")]
+    #[test_case(Some(ProbeExpect::Equals("yes".into())), Some(" yes "), true => ProbeVerdict::Pass; "equals, trimmed")]
+    #[test_case(Some(ProbeExpect::Equals("yes".into())), Some("yes, no"), true => ProbeVerdict::Fail; "equals the whole value")]
+    #[test_case(Some(ProbeExpect::Reply("5xx".into())), Some("yes"), true => ProbeVerdict::Fail; "a reply expectation never passes postconf")]
+    #[test_case(None, Some("anything"), true => ProbeVerdict::Pass; "evidence only")]
+    #[test_case(contains("permit"), None, true => ProbeVerdict::Error; "parameter not reported")]
+    #[test_case(contains("permit"), Some(RESTRICTIONS), false => ProbeVerdict::NotApplicable; "not an MTA")]
+    fn postconf_verdict(
+        expect: Option<ProbeExpect>,
+        value: Option<&str>,
+        mta: bool,
+    ) -> ProbeVerdict {
+        let mut f = if mta { facts() } else { not_mta(facts()) };
+        if let Some(v) = value {
+            f.postconf
+                .insert("smtpd_recipient_restrictions".into(), v.into());
+        }
+        probe_result(&postconf(expect), &f, &BTreeMap::new()).verdict
+    }
+
+    #[test_case(None, Some((0, "ok")) => ProbeVerdict::Pass; "exit 0, evidence only")]
+    #[test_case(None, Some((1, "ok")) => ProbeVerdict::Fail; "non-zero exit without an expectation fails")]
+    #[test_case(Some(ProbeExpect::Equals("ok".into())), Some((1, "ok\n")) => ProbeVerdict::Pass; "an expectation decides over the exit status")]
+    #[test_case(contains("b"), Some((0, "a\nb\n")) => ProbeVerdict::Pass; "contains a line")]
+    #[test_case(Some(ProbeExpect::Absent("b".into())), Some((0, "a\nb\n")) => ProbeVerdict::Fail; "absent but a line")]
+    #[test_case(None, None => ProbeVerdict::Error; "no output section")]
+    fn command_verdict(expect: Option<ProbeExpect>, out: Option<(i64, &str)>) -> ProbeVerdict {
+        let mut f = facts();
+        if let Some((status, output)) = out {
+            f.commands.insert(
+                "P-1".into(),
+                Section {
+                    output: output.into(),
+                    status,
+                },
+            );
+        }
+        let p = probe(
+            ProbeKind::Command {
+                command: "true".into(),
+            },
+            expect,
+        );
+        probe_result(&p, &f, &BTreeMap::new()).verdict
+    }
+
+    fn reply(code: u16) -> Option<Reply> {
+        Some(Reply {
+            code,
+            text: "text".into(),
+        })
+    }
+
+    enum Smtp {
+        NotRun,
+        Failed,
+        /// (RCPT reply, early reply).
+        Done(Option<Reply>, Option<Reply>),
+    }
+
+    #[test_case(Some("5xx"), Smtp::Done(reply(550), None), true => ProbeVerdict::Pass; "unknown recipient rejected")]
+    #[test_case(Some("5xx"), Smtp::Done(reply(250), None), true => ProbeVerdict::Fail; "unknown recipient accepted")]
+    #[test_case(Some("550"), Smtp::Done(reply(554), None), true => ProbeVerdict::Fail; "exact code")]
+    #[test_case(Some("5xx"), Smtp::Done(None, reply(554)), true => ProbeVerdict::Fail; "a refused greeting is no RCPT answer")]
+    #[test_case(Some("5xx"), Smtp::Done(None, None), true => ProbeVerdict::Fail; "no reply at all")]
+    #[test_case(None, Smtp::Done(None, reply(421)), true => ProbeVerdict::Pass; "evidence only, any reply")]
+    #[test_case(Some("5xx"), Smtp::Failed, true => ProbeVerdict::Error; "dialogue failed")]
+    #[test_case(Some("5xx"), Smtp::NotRun, true => ProbeVerdict::NotApplicable; "no domain to probe")]
+    #[test_case(Some("5xx"), Smtp::Done(reply(550), None), false => ProbeVerdict::NotApplicable; "not an MTA")]
+    fn smtp_verdict(expect: Option<&str>, outcome: Smtp, mta: bool) -> ProbeVerdict {
+        let f = if mta { facts() } else { not_mta(facts()) };
+        let p = probe(
+            ProbeKind::Smtp { rcpt: None },
+            expect.map(|e| ProbeExpect::Reply(e.into())),
+        );
+        let vantage = "node".to_string();
+        let mut results = BTreeMap::new();
+        match outcome {
+            Smtp::NotRun => {}
+            Smtp::Failed => {
+                results.insert(
+                    "P-1".to_string(),
+                    SmtpOutcome::Failed {
+                        message: "refused".into(),
+                        vantage,
+                    },
+                );
+            }
+            Smtp::Done(rcpt, early) => {
+                results.insert(
+                    "P-1".to_string(),
+                    SmtpOutcome::Done {
+                        exchange: Exchange {
+                            transcript: Vec::new(),
+                            rcpts: rcpt.iter().cloned().collect(),
+                            rcpt,
+                            early,
+                        },
+                        vantage,
+                    },
+                );
+            }
+        }
+        probe_result(&p, &f, &results).verdict
+    }
+
+    #[test]
+    fn dns_probes_are_reported_per_domain_not_per_host() {
+        let p = probe(
+            ProbeKind::Dns {
+                check: DnsCheck::Spf,
+            },
+            None,
+        );
+        assert_eq!(
+            probe_result(&p, &facts(), &BTreeMap::new()).verdict,
+            ProbeVerdict::NotApplicable
+        );
+        let e = evaluate(
+            &playbook(Vec::new(), vec![p]),
+            &facts(),
+            &globals(&[]),
+            &BTreeMap::new(),
+            None,
+            &no_waiver,
+        );
+        assert!(e.probes.is_empty(), "{:?}", e.probes);
+    }
+
+    /// Apply's health gate: `None` for other kinds, `Err` says what is there instead.
+    #[test_case(postconf(contains("permit")), Some(RESTRICTIONS) => Some(Ok(())); "meets it")]
+    #[test_case(postconf(contains("reject_unauth_destination")), Some("permit")
+        => Some(Err("smtpd_recipient_restrictions = permit (want contains reject_unauth_destination)".to_string())); "does not")]
+    #[test_case(postconf(contains("permit")), None
+        => Some(Err("postconf did not print smtpd_recipient_restrictions".to_string())); "not printed")]
+    #[test_case(probe(ProbeKind::Smtp { rcpt: None }, None), None => None; "not a postconf probe")]
+    fn gate_probe(p: Probe, value: Option<&str>) -> Option<Result<(), String>> {
+        let mut pc = BTreeMap::new();
+        if let Some(v) = value {
+            pc.insert("smtpd_recipient_restrictions".to_string(), v.to_string());
+        }
+        postconf_probe(&p, &pc)
+    }
+
+    // --- host status ---
+
+    /// What is off on the host: a control, a probe, the running state, a finding.
+    enum Off {
+        Nothing,
+        Control {
+            waiver: Option<bool>,
+        },
+        /// The server entry overrides a right global value.
+        Masked {
+            waiver: Option<bool>,
+        },
+        PostconfProbe,
+        PostconfUnreported,
+        CommandProbe {
+            waiver: Option<bool>,
+        },
+        CommandNoOutput,
+        Running(RunningState),
+        BreakingSpawnUser,
+        SpawnUserNotRunning,
+    }
+
+    /// `waiver: Some(expired)`: a waiver names the deviation.
+    #[test_case(Off::Nothing => (HostStatus::Compliant, vec![]); "nothing off")]
+    #[test_case(Off::Control { waiver: None } => (HostStatus::Drift, vec![]); "control off")]
+    #[test_case(Off::Control { waiver: Some(false) } => (HostStatus::Compliant, vec![]); "control off, live waiver")]
+    #[test_case(Off::Control { waiver: Some(true) } => (HostStatus::Drift, vec![]); "control off, expired waiver")]
+    #[test_case(Off::Masked { waiver: None } => (HostStatus::Drift, vec![]); "masked")]
+    #[test_case(Off::Masked { waiver: Some(false) } => (HostStatus::Compliant, vec![]); "masked, live waiver")]
+    #[test_case(Off::PostconfProbe => (HostStatus::RestartPending, vec![]); "postconf probe fails: LDAP right, Postfix not yet")]
+    #[test_case(Off::PostconfUnreported => (HostStatus::RestartPending, vec![]); "postconf probe undecided")]
+    #[test_case(Off::CommandProbe { waiver: None } => (HostStatus::Drift, vec![]); "command probe fails")]
+    #[test_case(Off::CommandProbe { waiver: Some(false) } => (HostStatus::Compliant, vec![]); "command probe fails, live waiver")]
+    #[test_case(Off::CommandNoOutput => (HostStatus::Drift, vec![]); "command probe undecided")]
+    #[test_case(Off::Running(RunningState::Loaded) => (HostStatus::Compliant, vec![]); "master.cf loaded")]
+    #[test_case(Off::Running(RunningState::NotLoaded) => (HostStatus::RestartPending, vec![(NOT_LOADED_FINDING, "high")]); "master.cf not loaded")]
+    #[test_case(Off::Running(RunningState::Unknown) => (HostStatus::RestartPending, vec![(RUNNING_UNKNOWN_FINDING, "medium")]); "running state unknown")]
+    #[test_case(Off::BreakingSpawnUser => (HostStatus::Drift, vec![(SPAWN_USER_FINDING, "critical")]); "running policy service cannot start")]
+    #[test_case(Off::SpawnUserNotRunning => (HostStatus::Compliant, vec![(SPAWN_USER_FINDING, "high")]); "spawn user missing, policy service not running: a finding, not drift")]
+    fn host_status(off: Off) -> (HostStatus, Vec<(&'static str, &'static str)>) {
+        let mut f = facts();
+        f.postconf
+            .insert("smtpd_recipient_restrictions".into(), RESTRICTIONS.into());
+        f.commands.insert(
+            "CMD-1".into(),
+            Section {
+                output: "ok".into(),
+                status: 0,
+            },
+        );
+        let mut cluster = vec![(POLICYD, &["TRUE"][..])];
+        let mut running = None;
+        let mut waiver: Option<WaiverRef> = None;
+        let mut check = postconf(contains("check_policy_service unix:private/policy"));
+        check.id = "EFF-1".into();
+        let mut cmd = probe(
+            ProbeKind::Command {
+                command: "true".into(),
+            },
+            None,
+        );
+        cmd.id = "CMD-1".into();
+        match off {
+            Off::Nothing => {}
+            Off::Control { waiver: w } => {
+                cluster = vec![(POLICYD, &["FALSE"][..])];
+                waiver = w.map(live_waiver);
+            }
+            Off::Masked { waiver: w } => {
+                f.server.insert(POLICYD.into(), vals(&["FALSE"]));
+                waiver = w.map(live_waiver);
+            }
+            Off::PostconfProbe => {
+                f.postconf
+                    .insert("smtpd_recipient_restrictions".into(), "permit".into());
+            }
+            Off::PostconfUnreported => {
+                f.postconf.clear();
+            }
+            Off::CommandProbe { waiver: w } => {
+                f.commands.get_mut("CMD-1").expect("seeded").status = 1;
+                waiver = w.map(live_waiver);
+            }
+            Off::CommandNoOutput => {
+                f.commands.clear();
+            }
+            Off::Running(state) => {
+                running = Some(Running {
+                    state,
+                    evidence: "master started before master.cf was written".into(),
+                    master_cf_mtime: None,
+                });
+            }
+            Off::BreakingSpawnUser => {
+                f.policy_service = Some(spawn_line("zimbra", true));
+            }
+            Off::SpawnUserNotRunning => {
+                f.policy_template = Some(spawn_line("zimbra", false));
+            }
+        }
+        let pb = playbook(vec![policyd_control()], vec![check, cmd]);
+        let e = evaluate(
+            &pb,
+            &f,
+            &globals(&cluster),
+            &BTreeMap::new(),
+            running.as_ref(),
+            &|_| waiver.clone(),
+        );
+        let findings = e
+            .findings
+            .iter()
+            .map(|x| {
+                let id = [
+                    NOT_LOADED_FINDING,
+                    RUNNING_UNKNOWN_FINDING,
+                    SPAWN_USER_FINDING,
+                ]
+                .into_iter()
+                .find(|id| *id == x.id)
+                .unwrap_or_else(|| panic!("unexpected finding {}", x.id));
+                let severity = ["critical", "high", "medium"]
+                    .into_iter()
+                    .find(|s| *s == x.severity)
+                    .unwrap_or_else(|| panic!("unexpected severity {}", x.severity));
+                (id, severity)
+            })
+            .collect();
+        (e.status, findings)
+    }
+
+    /// Only deviations carry a waiver: a compliant control or a passing probe never does.
+    #[test]
+    fn waivers_attach_to_deviations_only() {
+        let f = facts();
+        let pb = playbook(vec![policyd_control()], Vec::new());
+        let waived = |cluster: &[&str]| {
+            evaluate(
+                &pb,
+                &f,
+                &globals(&[(POLICYD, cluster)]),
+                &BTreeMap::new(),
+                None,
+                &|_| Some(live_waiver(false)),
+            )
+            .controls[0]
+                .waiver
+                .is_some()
+        };
+        assert!(waived(&["FALSE"]));
+        assert!(!waived(&["TRUE"]));
+    }
+
+    // --- the catalog ---
+
+    #[test_case(probe(ProbeKind::Postconf { param: "p".into() }, contains("x")) => ("postconf p".to_string(), "contains x".to_string()); "postconf")]
+    #[test_case(probe(ProbeKind::Smtp { rcpt: None }, Some(ProbeExpect::Reply("5xx".into()))) => ("SMTP RCPT TO an unknown address in a hosted domain".to_string(), "reply 5xx".to_string()); "smtp unknown recipient")]
+    #[test_case(probe(ProbeKind::Smtp { rcpt: Some("a@b.example".into()) }, Some(ProbeExpect::Equals("y".into()))) => ("SMTP RCPT TO a@b.example".to_string(), "= y".to_string()); "smtp given recipient")]
+    #[test_case(probe(ProbeKind::Command { command: "id".into() }, Some(ProbeExpect::Absent("root".into()))) => ("command id".to_string(), "absent root".to_string()); "command")]
+    #[test_case(probe(ProbeKind::Dns { check: DnsCheck::Dmarc }, None) => ("DNS dmarc of every hosted domain".to_string(), "(evidence only)".to_string()); "dns")]
+    fn catalog_probe(p: Probe) -> (String, String) {
+        let cat = check_catalog(&playbook(Vec::new(), vec![p]));
+        (cat[0].reads.clone(), cat[0].expected.clone())
+    }
+
+    #[test]
+    fn catalog_control_reads_attribute_and_scope() {
+        let mut c = control(POLICYD, Expectation::Equals("TRUE".into()));
+        c.scope = Scope::Server;
+        let cat = check_catalog(&playbook(vec![c], Vec::new()));
+        assert_eq!(
+            (
+                cat[0].kind.as_str(),
+                cat[0].reads.as_str(),
+                cat[0].expected.as_str(),
+                cat[0].severity.as_str()
+            ),
+            (
+                "control",
+                "zimbraMtaEnableSmtpdPolicyd (server)",
+                "= TRUE",
+                "high"
+            )
+        );
+    }
 }

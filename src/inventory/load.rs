@@ -217,7 +217,7 @@ impl Layer {
     }
 }
 
-/// The built-in defaults of SPEC §4.
+/// The built-in defaults (README "Inventory", `[defaults]`).
 fn builtin_layer() -> Layer {
     let home_path = |rest: &str| match home_dir() {
         Some(home) => home.join(rest),

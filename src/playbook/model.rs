@@ -135,7 +135,7 @@ pub enum Amount {
     Percent(u8),
 }
 
-/// How a changed MTA is made to run its new config (CARBONIO.md §0.5).
+/// How a changed MTA is made to run its new config (docs/carbonio.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartMethod {

@@ -2,7 +2,7 @@
 //! probes, within the dependencies between them. Adding `check_policy_service` to the
 //! recipient restrictions (BS-04 in the shipped playbook) while the policy daemon is not
 //! enabled (BS-01) makes Postfix answer `451 4.3.5` to outside mail for existing users
-//! (CARBONIO.md §0.2, §0.3), so a selection that keeps the first and drops the second is
+//! (docs/carbonio.md §1, §2), so a selection that keeps the first and drops the second is
 //! refused before anything is contacted. Waivers obey the same rule in apply
 //! ([`unmet_dependency`], used by `playbook::waiver`).
 

@@ -20,7 +20,7 @@
 //! | `carbonio_fleet_hosts` | playbook, status | hosts per status, every status listed (0 included) |
 //! | `carbonio_fleet_run_duration_seconds` | playbook, command | wall time of the run |
 //! | `carbonio_fleet_last_run_timestamp_seconds` | playbook, command | end of the run, Unix seconds |
-//! | `carbonio_fleet_run_exit_code` | playbook, command | the process exit code (SPEC §3) |
+//! | `carbonio_fleet_run_exit_code` | playbook, command | the process exit code (README "Exit codes") |
 //!
 //! Per-host samples also carry one label per playbook `labels` entry (e.g. `customer`),
 //! from the host's inventory `vars`, so alerts and dashboards can route by customer.

@@ -655,4 +655,23 @@ mod tests {
         );
         assert!(!text.contains("cluster acme"), "{text}");
     }
+
+    /// The whole plan of the sample, as a file gets it (commands whole) and as a
+    /// 72-column terminal gets it (commands wrapped), no colour.
+    #[test_case(None; "unwrapped")]
+    #[test_case(Some(72); "at 72 columns")]
+    fn plan_snapshot(width: Option<usize>) {
+        let text = render(
+            &sample_plan(),
+            RenderOptions {
+                colour: false,
+                width,
+            },
+        );
+        let name = match width {
+            None => "plan_unwrapped".to_string(),
+            Some(w) => format!("plan_at_{w}_columns"),
+        };
+        insta::assert_snapshot!(name, text);
+    }
 }

@@ -3,8 +3,10 @@
 //! fingerprints, unreachable), a not-applicable control, a failing probe and a blocking
 //! finding. Every renderer test builds on it, so a new state is added here once.
 //!
-//! Public (hidden from docs) so integration tests and the demo can use it too; it is not
-//! a real run and never written by the tool.
+//! Used by unit tests only: the renderers' (summary, HTML, JUnit, metrics, write), merge,
+//! diff and aggregate, the engine's (`changes`, `domains`), `--on-drift` and `--webhook`;
+//! and, through the public (doc-hidden) API, by the integration tests `tests/cli.rs` and
+//! `tests/scale.rs`. It is not a real run; the tool never writes it.
 
 use crate::carbonio::platform::Platform;
 

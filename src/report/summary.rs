@@ -1463,4 +1463,16 @@ mod tests {
     fn command_purposes_in_brief(purpose: &str, want: &str) {
         assert_eq!(purpose_word(purpose), want);
     }
+
+    /// The whole check summary of the sample report at an explicit width (never the
+    /// terminal's), no colour: any change of wording, order, grouping or wrapping shows
+    /// up as a snapshot diff (`src/report/snapshots/`).
+    #[test]
+    fn check_summary_at_60_columns() {
+        let layout = Layout {
+            width: 60,
+            color: false,
+        };
+        insta::assert_snapshot!(render_with(&sample_report(), &layout));
+    }
 }

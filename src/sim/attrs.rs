@@ -1,4 +1,4 @@
-//! The slice of the Carbonio attribute schema the simulator knows (CARBONIO.md §1.5):
+//! The slice of the Carbonio attribute schema the simulator knows (docs/carbonio.md §6):
 //! canonical names, value types and cardinality, and which attributes a server entry
 //! inherits from the global config. Names are matched case-insensitively and always
 //! printed canonically, as ProvUtil does. Not a general LDAP schema.

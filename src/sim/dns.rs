@@ -104,7 +104,7 @@ fn dkim_ldap_value(domain: &str, key: &str) -> String {
 /// The LDAP entries of a cluster's domains: `(domain, attributes)`, primary first.
 pub fn domain_entries(c: &ClusterDomains) -> Vec<(String, AttrMap)> {
     let mut out = Vec::new();
-    // LDAP search order, not sorted (CARBONIO.md §0.7): here the alias domain comes
+    // LDAP search order, not sorted (docs/carbonio.md §5): here the alias domain comes
     // first, so that a reader taking `gad`'s first domain probes the catch-all.
     for (domain, alias) in [
         (alias_domain(&c.cluster), true),

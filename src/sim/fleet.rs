@@ -372,7 +372,7 @@ fn node_state(spec: &FleetSpec, n: &NodeSpec) -> NodeState {
             "/bin/bash",
         ),
     ];
-    // No Carbonio package creates `zimbra` (CARBONIO.md §0.2): a stock Carbonio node's
+    // No Carbonio package creates `zimbra` (docs/carbonio.md §1): a stock Carbonio node's
     // template names a user that does not exist; a fixed one spawns as zextras (a
     // hand-made `zimbra` user would not help: it cannot read localconfig.xml). On Zimbra
     // the stock `user=zimbra` is the service user itself, which owns localconfig.xml.

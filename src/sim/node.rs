@@ -19,7 +19,7 @@ use super::postfix::{EffectivePostfix, MasterEntry, RenderInput};
 use super::restarts::{RestartLog, RestartMethod};
 use crate::carbonio::flavour::Flavour;
 
-/// Service manager generation of a node (CARBONIO.md §4).
+/// Service manager generation of a node (docs/carbonio.md §8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Platform {
     /// `zmcontrol` manages services (Ubuntu 22.04 / RHEL 8).
@@ -54,7 +54,7 @@ pub struct Ldap {
     pub addresses: BTreeSet<String>,
     /// Accounts carrying `zimbraMailCatchAllAddress` (account → `@domain`): a catch-all
     /// lives on an account or list, except for alias domains, whose domain entry carries
-    /// it (CARBONIO.md §0.13).
+    /// it (docs/carbonio.md §2).
     #[serde(default)]
     pub catch_all_accounts: BTreeMap<String, String>,
     /// Fault injection: attributes (canonical names) whose modification the LDAP server
@@ -244,8 +244,8 @@ pub struct NodeState {
     pub flavour: Flavour,
     /// The master.cf entries the RUNNING master loaded (at its start or last reload);
     /// `postfix` above is what the files say. smtpd re-reads main.cf in every new
-    /// process, so main.cf takes effect from the files; master.cf does not (CARBONIO.md
-    /// §0.4; Postfix `master/master.c` lines 583–589).
+    /// process, so main.cf takes effect from the files; master.cf does not (docs/carbonio.md
+    /// §3; Postfix `master/master.c` lines 583–589).
     #[serde(default)]
     pub loaded_master: Option<Vec<MasterEntry>>,
     /// A test hook: the policy daemon itself dies at start with this text (a broken
@@ -269,7 +269,7 @@ impl NodeState {
 
     /// Whether a process running as `user` with ONLY the group `group` (by name; `None`:
     /// the user's primary group) can read `path`: what Postfix's spawn gives the policy
-    /// daemon (`set_ugid` → `setgroups(1, &gid)`, CARBONIO.md §0.12).
+    /// daemon (`set_ugid` → `setgroups(1, &gid)`, docs/carbonio.md §1).
     pub fn can_read_as(&self, user: &str, group: Option<&str>, path: &str) -> bool {
         let Some(pw) = self.passwd.iter().find(|p| p.name == user) else {
             return false;
@@ -333,7 +333,7 @@ pub fn unix_now() -> i64 {
 
 /// A Carbonio node's mail log (any node's: `Flavour::mail_log`).
 pub const MAIL_LOG: &str = "/var/log/carbonio.log";
-/// A Carbonio node's localconfig.xml (0640 zextras:zextras; CARBONIO.md §0.2; any
+/// A Carbonio node's localconfig.xml (0640 zextras:zextras; docs/carbonio.md §1; any
 /// node's: `Flavour::localconfig`).
 pub const LOCALCONFIG: &str = "/opt/zextras/conf/localconfig.xml";
 /// The password every simulated localconfig.xml holds: tests assert it never leaves
@@ -554,7 +554,7 @@ impl Node {
             st.postfix = None;
             return;
         };
-        // zmconfigd writes master.cf whenever it renders (CARBONIO.md §0.4).
+        // zmconfigd writes master.cf whenever it renders (docs/carbonio.md §3).
         let path = st.flavour.master_cf();
         st.files
             .insert(path.into(), pf.master_cf_text().into_bytes());

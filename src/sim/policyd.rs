@@ -1,5 +1,5 @@
 //! The policy service at `QUEUE_DIR/private/policy`: Postfix's `spawn` starting
-//! zmpostfixpolicyd as the loaded entry's `user=` for each connection (CARBONIO.md §0.2;
+//! zmpostfixpolicyd as the loaded entry's `user=` for each connection (docs/carbonio.md §1;
 //! Postfix `spawn/spawn.c`). What a client sees, and what smtpd sees when it asks:
 //!
 //! - the running master did not load a `policy unix … spawn` entry: there is no socket

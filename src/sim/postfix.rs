@@ -1,5 +1,5 @@
 //! The EFFECTIVE Postfix configuration of a simulated MTA: what zmconfigd renders from
-//! LDAP into main.cf/master.cf (CARBONIO.md §3), frozen until the node restarts. This is
+//! LDAP into main.cf/master.cf (docs/carbonio.md §3), frozen until the node restarts. This is
 //! what `postconf` prints and what the SMTP responder obeys; LDAP alone never changes it.
 
 use std::collections::BTreeMap;

@@ -64,17 +64,17 @@ pub struct NodeProfile {
     pub platform: Platform,
     pub posture: Posture,
     pub role: NodeRole,
-    /// Stock master.cf.in (`user=zimbra`, which no Carbonio package creates; CARBONIO.md
-    /// §0.2) whatever the posture. See [`NodeProfile::spawn_setup`] for the default.
+    /// Stock master.cf.in (`user=zimbra`, which no Carbonio package creates; docs/carbonio.md
+    /// §1) whatever the posture. See [`NodeProfile::spawn_setup`] for the default.
     pub spawn_user_missing: bool,
     /// The operator fixed the entry to `user=zextras` whatever the posture.
     pub spawn_user_fixed: bool,
     /// The stock `user=zimbra` entry, and an operator "fixed" it by creating `zimbra`
     /// and adding it to group zextras: the user exists, but spawn drops supplementary
-    /// groups, so it still cannot read localconfig.xml (CARBONIO.md §0.2, §0.12).
+    /// groups, so it still cannot read localconfig.xml (docs/carbonio.md §1).
     pub zimbra_user_added: bool,
     /// Commercial Carbonio with the Advanced CLI: the `carbonio` wrapper opens its own
-    /// shell (`carbonio>` prompt) instead of ProvUtil (CARBONIO.md §0.6); `zmprov` is
+    /// shell (`carbonio>` prompt) instead of ProvUtil (docs/carbonio.md §5); `zmprov` is
     /// unchanged.
     pub advanced_cli: bool,
     /// The cluster's local domain has an account carrying `zimbraMailCatchAllAddress
@@ -89,7 +89,7 @@ pub struct NodeProfile {
     pub behaviour: Behaviour,
 }
 
-/// The running master against master.cf (CARBONIO.md §0.4: files are not the running
+/// The running master against master.cf (docs/carbonio.md §3: files are not the running
 /// Postfix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RunningSetup {
@@ -237,7 +237,7 @@ impl NodeProfile {
     /// A node as Carbonio installs it (non- or half-compliant: the policy daemon was
     /// never enabled) has the stock entry; one whose LDAP already enables the daemon
     /// (compliant, server-override, restart-pending) had it fixed, or its mail would
-    /// get 451 (CARBONIO.md §0.2).
+    /// get 451 (docs/carbonio.md §1).
     pub fn spawn_setup(&self) -> SpawnSetup {
         if self.zimbra_user_added {
             SpawnSetup::ZimbraAdded

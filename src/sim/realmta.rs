@@ -14,7 +14,7 @@
 //! - Start, stop and reload run the real `postfix` command at `HOME/common/sbin/postfix`
 //!   (in the fleet, a wrapper for Debian's `/usr/sbin/postfix -c HOME/common/conf`),
 //!   directly as root, through the service user's NOPASSWD sudo rule otherwise (as
-//!   Carbonio's own scripts do, CARBONIO.md §0.14).
+//!   Carbonio's own scripts do, docs/carbonio.md §4).
 //!
 //! Only a `sim-exec` process inside the node's mount namespace installs this hook
 //! ([`crate::sim::node::MtaHook`]): the paths it uses are the node's.

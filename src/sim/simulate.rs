@@ -219,7 +219,7 @@ pub fn demo_spec() -> FleetSpec {
         jvm_latency: Duration::from_millis(300),
         restart_time: Duration::from_secs(2),
         smtp_outside: false,
-        // Carbonio's default `zmconfigd_interval` (CARBONIO.md §0.4).
+        // Carbonio's default `zmconfigd_interval` (docs/carbonio.md §3).
         zmconfigd_interval: Some(Duration::from_secs(60)),
         mynetworks: None,
     }

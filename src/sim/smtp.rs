@@ -98,7 +98,7 @@ pub fn rcpt_reply(node: &Node, vantage: Vantage, sender: &str, rcpt: &str) -> St
                     }
                     // zmpostfixpolicyd reads localconfig.xml first; as a user that
                     // cannot (spawn keeps one group), it dies before answering
-                    // (CARBONIO.md §0.2; Postfix attr_scan's message).
+                    // (docs/carbonio.md §1; Postfix attr_scan's message).
                     Err(Broken::CannotRead { .. } | Broken::Dies(_)) => {
                         node.log_mail(smtpd, "warning: premature end-of-input on private/policy while reading input attribute name");
                         return "451 4.3.5 Server configuration problem".into();

@@ -1,4 +1,4 @@
-//! zmconfigd, as Carbonio's Jython zmconfigd behaves (CARBONIO.md §0.4): every
+//! zmconfigd, as Carbonio's Jython zmconfigd behaves (docs/carbonio.md §3): every
 //! `zmconfigd_interval` (60 s on a real node, a fraction of a second in tests) it reads the
 //! node's effective LDAP values (the server entry first, then the global config), and
 //! when the `mta` section's rendering changed it rewrites the files and turns the

@@ -3,6 +3,7 @@
 //! [`Connector`], [`Session`] and typed failures.
 
 mod become_;
+mod checker;
 mod connector;
 mod error;
 pub mod known_hosts;

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 
 use russh::keys::ssh_key::PublicKey;
 
-use super::connector::{Connector, check_names};
+use super::checker::check_names;
+use super::connector::Connector;
 use super::known_hosts::{HostKeyStatus, append_hashed, fingerprint};
 use crate::inventory::Host;
 

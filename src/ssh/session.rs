@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use super::become_::{RunAs, wrap};
-use super::connector::Checker;
+use super::checker::Checker;
 use super::error::ExecError;
 use crate::carbonio::flavour::Flavour;
 use crate::inventory::Become;
@@ -68,7 +68,15 @@ pub(crate) struct SessionInner {
     pub(crate) max_output: usize,
     /// Keeps the bastion connection alive (and its tunnel slot taken) while this
     /// session tunnels through it.
-    pub(crate) _bastion: Option<super::connector::Tunnel>,
+    pub(crate) _bastion: Option<Tunnel>,
+}
+
+/// A tunnel slot on a bastion connection, held for the life of the target's session:
+/// the bastion's session (its connection stays open) and the permit counted against
+/// `max_tunnels_per_bastion`.
+pub(crate) struct Tunnel {
+    pub(super) session: Session,
+    pub(super) _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// One authenticated connection; cheap to clone, shared by every step for that host.

@@ -1,6 +1,6 @@
 //! A fleet of REAL OpenSSH servers emulating Carbonio nodes, for end-to-end tests and the
 //! benchmark: `RealFleet::start(specs, opts)` brings N nodes up in about a second,
-//! writes `inventory.toml` (SPEC §4), `known_hosts` and the client key, and Drop stops
+//! writes `inventory.toml` (README "Inventory"), `known_hosts` and the client key, and Drop stops
 //! every process it started, by PID.
 //!
 //! # One node
@@ -151,11 +151,11 @@ fn policyd_stand_in(f: Flavour, bin: &str) -> String {
         state = mount_points(f)[0],
     )
 }
-/// The service user's login profile (CARBONIO.md §5: the product's bin first in PATH).
+/// The service user's login profile (docs/carbonio.md §9: the product's bin first in PATH).
 fn bash_profile(f: Flavour) -> String {
     let h = f.home();
     format!(
-        "# carbonio-fleet test fleet: the {} login PATH (CARBONIO.md §5)\n\
+        "# carbonio-fleet test fleet: the {} login PATH (docs/carbonio.md §9)\n\
          export PATH={h}/bin:{h}/common/bin:{h}/common/sbin:/usr/sbin:$PATH\n\
          umask 0027\n",
         f.product()
@@ -771,7 +771,7 @@ impl RealFleet {
                 write_mode(&nd.join(db), &kept, 0o644);
             }
             // HOME/conf/localconfig.xml as the product installs it: 0640, owned by the
-            // service user (CARBONIO.md §0.2), with the LDAP passwords in it.
+            // service user (docs/carbonio.md §1), with the LDAP passwords in it.
             let zconf = nd.join("zconf");
             fs::create_dir_all(&zconf).unwrap();
             fs::set_permissions(&zconf, fs::Permissions::from_mode(0o755)).unwrap();

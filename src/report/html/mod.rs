@@ -996,4 +996,47 @@ mod tests {
             std::fs::copy(&shot, keep.join("shot.png")).unwrap();
         }
     }
+
+    /// The text a reader of report.html sees, tag by tag: styles and scripts dropped,
+    /// every tag a line break, entities decoded, blank lines gone.
+    fn visible_text(html: &str) -> String {
+        let mut rest = html;
+        let mut text = String::new();
+        while let Some(open) = rest.find('<') {
+            text.push_str(&rest[..open]);
+            text.push('\n');
+            let tag = &rest[open..];
+            let skip_to = ["script", "style"]
+                .iter()
+                .find(|name| tag.starts_with(&format!("<{name}")))
+                .map(|name| format!("</{name}>"));
+            let end = match skip_to {
+                Some(close) => tag.find(&close).map(|i| i + close.len()),
+                None => tag.find('>').map(|i| i + 1),
+            };
+            rest = &tag[end.unwrap_or(tag.len())..];
+        }
+        text.push_str(rest);
+        text.lines()
+            .map(|l| {
+                l.split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .replace("&lt;", "<")
+                    .replace("&gt;", ">")
+                    .replace("&quot;", "\"")
+                    .replace("&#39;", "'")
+                    .replace("&amp;", "&")
+            })
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Everything report.html shows for the sample report, as text: a change of a
+    /// heading, a row, a count or an order shows up as a snapshot diff.
+    #[test]
+    fn visible_text_snapshot() {
+        insta::assert_snapshot!(visible_text(&render_html(&sample_report())));
+    }
 }

@@ -112,8 +112,8 @@ pub async fn sudo(args: Vec<String>, p: &mut Proc) -> i32 {
     let command: Vec<String> = args[k.min(args.len())..].to_vec();
     let (allowed, exists) = {
         let st = p.node.state();
-        // The service user's one NOPASSWD rule: Postfix's own binary as root (CARBONIO.md
-        // §0.5; Zimbra's `postfix` wrapper relies on the same rule).
+        // The service user's one NOPASSWD rule: Postfix's own binary as root (docs/carbonio.md
+        // §4; Zimbra's `postfix` wrapper relies on the same rule).
         let postfix = format!("{}/common/sbin/postfix", st.flavour.home());
         let postfix_rule =
             p.user == st.flavour.user() && target == "root" && command.first() == Some(&postfix);

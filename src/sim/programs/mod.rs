@@ -74,7 +74,7 @@ pub enum Program {
 }
 
 /// What starting a program costs on a real Carbonio node, in JVM starts (the node's
-/// `jvm_latency` each), through Carbonio's wrappers (CARBONIO.md §0.11, carbonio-core-utils
+/// `jvm_latency` each), through Carbonio's wrappers (docs/carbonio.md §7, carbonio-core-utils
 /// prov.sh, java.sh, shutil.sh, localconfig.sh, control.pl): `zmprov` runs `zmjava`,
 /// which first runs `zmsetvars` → `zmlocalconfig` (one JVM), then ProvUtil (a second);
 /// `zmhostname` is `zmlocalconfig` (one); `zmcontrol` is Perl that calls `zmlocalconfig`
@@ -271,7 +271,7 @@ pub fn run<'a>(r: Resolved, args: Vec<String>, p: &'a mut Proc) -> BoxFuture<'a,
 mod tests {
     use super::*;
 
-    /// CARBONIO.md §0.11: what each wrapper starts.
+    /// docs/carbonio.md §7: what each wrapper starts.
     #[test]
     fn start_costs_follow_carbonio_wrappers() {
         assert_eq!(jvm_starts(Program::Zmprov), 2);

@@ -1,4 +1,4 @@
-//! `zmprov` and the `carbonio` wrapper (ProvUtil, CARBONIO.md §1–§2): gcf, gacf, mcf, gs,
+//! `zmprov` and the `carbonio` wrapper (ProvUtil, docs/carbonio.md §5): gcf, gacf, mcf, gs,
 //! ms, gas, gad (`-v` with attributes), gd, sa (`(attr=value)` queries) with the real output formats, usage blocks, ERROR lines and exit codes,
 //! and batch mode (`prov> ` prompts, exit 0 at EOF, `exit` → 2 after an error). Each
 //! process costs the node's simulated JVM start and is counted.
@@ -156,7 +156,7 @@ struct Opts {
 }
 
 /// `carbonio ...`: the wrapper's user check, then ProvUtil — or, on commercial Carbonio
-/// with the Advanced CLI installed, that CLI's own shell (CARBONIO.md §0.6: the wrapper
+/// with the Advanced CLI installed, that CLI's own shell (docs/carbonio.md §5: the wrapper
 /// runs it when its jar is present; prompt `carbonio>`). Only that much of it is
 /// modelled: a prompt per line read, and no ProvUtil `prov> ` output at all, which is
 /// what breaks a reader of ProvUtil batch output.
@@ -496,7 +496,7 @@ fn execute(args: &[String], opts: &Opts, p: &Proc, out: &mut String) -> Outcome 
                 .cloned()
                 .collect();
             let ldap = cluster.ldap();
-            // LDAP search order (the seeded order), not sorted (CARBONIO.md §0.7).
+            // LDAP search order (the seeded order), not sorted (docs/carbonio.md §5).
             for d in &ldap.domains {
                 if !verbose {
                     out.push_str(d);

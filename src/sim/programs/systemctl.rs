@@ -96,7 +96,7 @@ pub async fn systemctl(args: Vec<String>, p: &mut Proc) -> i32 {
             if all { 0 } else { 3 }
         }
         // `ExecReload=/opt/zextras/common/sbin/postfix reload` of carbonio-postfix.service
-        // (CARBONIO.md §0.5): the running master re-reads master.cf.
+        // (docs/carbonio.md §4): the running master re-reads master.cf.
         "reload" => {
             let u = units.first().cloned().unwrap_or_default();
             if p.user != "root" {

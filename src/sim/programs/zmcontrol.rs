@@ -1,4 +1,4 @@
-//! `zmcontrol` (CARBONIO.md §4.1): `-v`, `status`, `restart` on legacy nodes; on systemd
+//! `zmcontrol` (docs/carbonio.md §8): `-v`, `status`, `restart` on legacy nodes; on systemd
 //! nodes everything but `-v` prints the "handled by systemd" banner and exits 1.
 
 use crate::sim::node::Platform;
@@ -161,8 +161,8 @@ pub async fn zmcontrol(args: Vec<String>, p: &mut Proc) -> i32 {
 }
 
 /// `HOME/libexec/configrewrite SECTION…` (as the service user): asks zmconfigd to render
-/// the sections' files from LDAP and the templates; it reloads nothing (CARBONIO.md
-/// §0.5), so a changed master.cf waits for a reload. `mta` is the section modelled; what
+/// the sections' files from LDAP and the templates; it reloads nothing (docs/carbonio.md
+/// §4), so a changed master.cf waits for a reload. `mta` is the section modelled; what
 /// it prints on a real node is not (no source here): it succeeds silently.
 pub async fn configrewrite(args: Vec<String>, p: &mut Proc) -> i32 {
     let service = p.node.state().flavour.user();

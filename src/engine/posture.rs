@@ -1,40 +1,20 @@
 //! Runs a playbook's `dns` probes over the hosted domains of one cluster and builds the
-//! cluster's [`DomainReport`]. Every domain × check runs concurrently over the shared,
+//! cluster's [`DomainReport`]: the engine's verdict on domain posture, as `verdict` is on
+//! a node. `dns` judges one record; this module rates the outcome by the probe's
+//! severity and writes the report rows. Every domain × check runs concurrently over the shared,
 //! caching resolver; a failed lookup makes that check an `error` with its cause.
 
 use std::net::IpAddr;
 
 use futures::StreamExt;
 
-use super::dkim::DkimLdap;
-use super::resolver::{DnsResolver, LookupError};
-use super::{CheckOutcome, dkim, dmarc, spf};
+use crate::dns::resolver::{DnsResolver, LookupError};
+use crate::dns::{CheckOutcome, ClusterDomains, DomainFacts, dkim, dmarc, spf};
 use crate::playbook::{DnsCheck, Probe, ProbeKind, Severity};
 use crate::report::model::{DomainCheck, DomainFinding, DomainPosture, DomainReport, ProbeVerdict};
 
 /// Checks in flight at once per cluster.
 const CONCURRENCY: usize = 16;
-
-/// What the node's LDAP says about one hosted domain.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DomainFacts {
-    pub domain: String,
-    /// `zimbraDomainType: alias`.
-    pub alias: bool,
-    pub dkim: DkimLdap,
-}
-
-/// A cluster's input to the domain checks.
-#[derive(Debug, Clone)]
-pub struct ClusterDomains {
-    pub cluster: String,
-    /// The node the domains were read on.
-    pub read_on: Option<String>,
-    /// The cluster's MTA egress addresses (inventory `egress`).
-    pub egress: Vec<IpAddr>,
-    /// The domains, or why they could not be read.
-    pub domains: Result<Vec<DomainFacts>, String>,
-}
 
 /// The `dns` probes of a playbook, in playbook order.
 pub fn dns_probes(probes: &[Probe]) -> Vec<(&Probe, DnsCheck)> {
@@ -190,8 +170,7 @@ mod tests {
     #[test]
     fn lesser_findings_are_one_level_lower_and_make_a_fail() {
         let mut o = CheckOutcome::default();
-        o.findings
-            .push(super::super::Issue::lesser("p=none".into()));
+        o.findings.push(crate::dns::Issue::lesser("p=none".into()));
         let r = check_result(&probe(Severity::Medium), DnsCheck::Dmarc, Ok(o));
         assert_eq!(r.verdict, ProbeVerdict::Fail);
         assert_eq!(r.findings[0].severity, "low");
