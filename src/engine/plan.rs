@@ -6,7 +6,7 @@
 //! [`crate::report::plan_diff`]'s.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -18,13 +18,15 @@ use crate::engine::changes::{self, ChangePlan, NodeBatch};
 use crate::engine::check;
 use crate::engine::events::Events;
 use crate::engine::gather::HostGather;
+use crate::engine::interrupt::Interrupts;
+use crate::engine::outcome::RunError;
 use crate::engine::plan_file::{
     self, CommandKind, ControlRef, PLAN_VERSION, PlanFile, PlannedCommand, Selection,
 };
 use crate::engine::rollout::{self, RolloutNode};
 use crate::engine::run::{self, Loaded, RunOptions};
 use crate::engine::stage::{self, StagePlan};
-use crate::exit;
+use crate::exit::ExitCode;
 use crate::inventory::Host;
 use crate::report::model::{HeldBy, HostReport, HostStatus};
 use crate::ssh::{RunAs, wrap};
@@ -454,7 +456,7 @@ pub fn selection_of(opts: &RunOptions) -> Selection {
 }
 
 /// The JSON `--format json` prints, from the plan (the fields it always had).
-fn json_output(file: &PlanFile) -> PlanOutput {
+pub fn json_output(file: &PlanFile) -> PlanOutput {
     let mut commands: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for c in &file.commands {
         let key = match c.kind {
@@ -476,16 +478,40 @@ fn json_output(file: &PlanFile) -> PlanOutput {
     }
 }
 
-/// `plan`; with `out`, the plan is also written there for `apply --plan`.
-pub async fn plan(opts: &RunOptions, out: Option<&Path>, events: Events) -> i32 {
-    let loaded = match run::load_for_changes(opts) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    let gathers = match run::gather_fleet("plan", &loaded, opts.forks, false, None, &events).await {
-        Ok(f) => f.gathers,
-        Err(code) => return code,
-    };
+/// What `plan` found: the plan, the spawn-user repairs, where the plan file went.
+#[derive(Debug)]
+pub struct PlanOutcome {
+    pub file: PlanFile,
+    pub spawn_user_fixes: SpawnFixes,
+    /// `--out FILE`: the file written, or why it could not be.
+    pub written: Option<Result<PathBuf, plan_file::PlanFileError>>,
+    /// What the hosts say: drift where apply has work, a failed host.
+    pub hosts: ExitCode,
+}
+
+impl PlanOutcome {
+    /// The process exit code: the hosts', made a failure when the plan file asked for
+    /// could not be written.
+    pub fn exit_code(&self) -> ExitCode {
+        match self.written {
+            Some(Err(_)) => self.hosts.worst(ExitCode::HostFailed),
+            _ => self.hosts,
+        }
+    }
+}
+
+/// `plan`; with `out`, the plan is also written there for `apply --plan`. It takes no
+/// interrupts: nothing it does needs to be finished before it stops.
+pub async fn plan(
+    opts: &RunOptions,
+    out: Option<&Path>,
+    events: Events,
+) -> Result<PlanOutcome, RunError> {
+    let loaded = run::load_for_changes(opts)?;
+    let no_interrupts: Option<&Interrupts> = None;
+    let gathers = run::gather_fleet("plan", &loaded, opts.forks, false, no_interrupts, &events)
+        .await?
+        .gathers;
     let earlier = check::Earlier::load(&opts.report_dir);
     let reports = check::evaluate_all(&loaded.playbook, &gathers, &earlier);
     let file = build(&loaded, opts, &gathers, &reports);
@@ -504,44 +530,11 @@ pub async fn plan(opts: &RunOptions, out: Option<&Path>, events: Events) -> i32 
             })
             .collect(),
     };
-    let written = out.map(|p| file.write(p).map(|()| p));
-    // Bars (if any) are lifted while the plan prints, so it is never torn.
-    tracing_indicatif::suspend_tracing_indicatif(|| {
-        if opts.json {
-            let mut json = json_output(&file);
-            json.spawn_user_fixes = spawn_user_fixes;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&json).unwrap_or_default()
-            );
-        } else {
-            let text = crate::report::plan_diff::render(
-                &file,
-                crate::report::plan_diff::RenderOptions::for_stdout(),
-            );
-            print!("{text}");
-        }
-    });
-    match written {
-        Some(Ok(p)) if !opts.json => {
-            tracing_indicatif::suspend_tracing_indicatif(|| {
-                println!(
-                    "plan written to {}: apply exactly it with `carbonio-fleet apply -i {}{} --plan {}`",
-                    p.display(),
-                    opts.inventory.display(),
-                    opts.playbook
-                        .as_ref()
-                        .map(|pb| format!(" -p {}", pb.display()))
-                        .unwrap_or_default(),
-                    p.display()
-                )
-            });
-        }
-        Some(Err(e)) => {
-            eprintln!("carbonio-fleet: {e}");
-            return exit::HOST_FAILED.max(check::exit_code(&reports));
-        }
-        Some(Ok(_)) | None => {}
-    }
-    check::exit_code(&reports)
+    let written = out.map(|p| file.write(p).map(|()| p.to_path_buf()));
+    Ok(PlanOutcome {
+        file,
+        spawn_user_fixes,
+        written,
+        hosts: check::exit_code(&reports),
+    })
 }
