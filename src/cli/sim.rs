@@ -149,67 +149,75 @@ pub(super) fn demo(a: &DemoArgs) -> ExitCode {
         let last = step("check", |ev| async move { check_now(&o, ev).await }).await;
         fleet.shutdown().await;
 
-        let latest = a.report_dir.join("latest");
-        let report = crate::report::store::read_report(&latest.join("report.json"));
-        // The apply's promotions: a cluster whose promotion only an unreachable MTA holds
-        // keeps its staged entries, as it must.
-        let held_by_unreachable: Vec<String> = crate::report::store::newest_with(
-            &a.report_dir,
-            crate::engine::journal::FILE_NAME,
-        )
-        .and_then(|j| crate::report::store::read_report(&j.with_file_name("report.json")).ok())
-        .map(|r| {
-            r.promotions
-                .into_iter()
-                .filter(|p| {
-                    p.state == "promotion-held"
-                        && p.held_by.iter().all(|h| h.reason.starts_with("unreachable"))
-                })
-                .map(|p| p.cluster)
-                .collect()
-        })
-        .unwrap_or_default();
-        say(&format!(
-            "\nexit codes: first check {}, apply {}, final check {} \
-             (3 = some host failed: the unreachable node; see the summary above).\n\
-             The DOMAINS findings (SPF, DKIM, DMARC) are read-only evidence: they are fixed in \
-             DNS and with zmdkimkeyutil, not by apply.",
-            first.code(),
-            applied.code(),
-            last.code()
-        ));
-        say(&format!(
-            "reports: {}/{{report.json, report.html, junit.xml, metrics.prom}} (and the apply run's journal.jsonl)",
-            latest.display()
-        ));
-        // The demo succeeds when everything that may be changed ended compliant: what is
-        // left must be the unreachable node (and anything a blocking finding holds).
-        match report {
-            Ok(r) => {
-                let unexpected: Vec<&str> = r
-                    .hosts
-                    .iter()
-                    .filter(|h| h.status != HostStatus::Compliant)
-                    .filter(|h| h.error.is_none() || h.status != HostStatus::Failed)
-                    .filter(|h| !h.findings.iter().any(|f| f.blocking))
-                    .filter(|h| {
-                        !(held_by_unreachable.contains(&h.cluster)
-                            && h.findings.iter().all(|f| f.id == crate::engine::stage::STAGED_FINDING))
+        judge(&a.report_dir, [first, applied, last])
+    })
+}
+
+/// The demo's end: its exit codes and where the reports are said, and whether it
+/// succeeded: everything that may be changed ended compliant.
+fn judge(report_dir: &std::path::Path, [first, applied, last]: [ExitCode; 3]) -> ExitCode {
+    let latest = report_dir.join("latest");
+    let report = crate::report::store::read_report(&latest.join("report.json"));
+    // The apply's promotions: a cluster whose promotion only an unreachable MTA holds
+    // keeps its staged entries, as it must.
+    let held_by_unreachable: Vec<String> =
+        crate::report::store::newest_with(report_dir, crate::engine::journal::FILE_NAME)
+            .and_then(|j| crate::report::store::read_report(&j.with_file_name("report.json")).ok())
+            .map(|r| {
+                r.promotions
+                    .into_iter()
+                    .filter(|p| {
+                        p.state == "promotion-held"
+                            && p.held_by
+                                .iter()
+                                .all(|h| h.reason.starts_with("unreachable"))
                     })
-                    .map(|h| h.name.as_str())
-                    .collect();
-                if unexpected.is_empty() {
-                    println!("demo finished: every node that may be changed is compliant");
-                    ExitCode::Ok
-                } else {
-                    eprintln!("demo: unexpected state on {}", unexpected.join(", "));
-                    ExitCode::HostFailed
-                }
-            }
-            Err(e) => {
-                eprintln!("carbonio-fleet: {e}");
+                    .map(|p| p.cluster)
+                    .collect()
+            })
+            .unwrap_or_default();
+    say(&format!(
+        "\nexit codes: first check {}, apply {}, final check {} \
+         (3 = some host failed: the unreachable node; see the summary above).\n\
+         The DOMAINS findings (SPF, DKIM, DMARC) are read-only evidence: they are fixed in \
+         DNS and with zmdkimkeyutil, not by apply.",
+        first.code(),
+        applied.code(),
+        last.code()
+    ));
+    say(&format!(
+        "reports: {}/{{report.json, report.html, junit.xml, metrics.prom}} (and the apply run's journal.jsonl)",
+        latest.display()
+    ));
+    // The demo succeeds when everything that may be changed ended compliant: what is
+    // left must be the unreachable node (and anything a blocking finding holds).
+    match report {
+        Ok(r) => {
+            let unexpected: Vec<&str> = r
+                .hosts
+                .iter()
+                .filter(|h| h.status != HostStatus::Compliant)
+                .filter(|h| h.error.is_none() || h.status != HostStatus::Failed)
+                .filter(|h| !h.findings.iter().any(|f| f.blocking))
+                .filter(|h| {
+                    !(held_by_unreachable.contains(&h.cluster)
+                        && h.findings
+                            .iter()
+                            .all(|f| f.id == crate::engine::stage::STAGED_FINDING))
+                })
+                .map(|h| h.name.as_str())
+                .collect();
+            if unexpected.is_empty() {
+                println!("demo finished: every node that may be changed is compliant");
+                ExitCode::Ok
+            } else {
+                eprintln!("demo: unexpected state on {}", unexpected.join(", "));
                 ExitCode::HostFailed
             }
         }
-    })
+        Err(e) => {
+            eprintln!("carbonio-fleet: {e}");
+            ExitCode::HostFailed
+        }
+    }
 }

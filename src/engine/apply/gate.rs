@@ -527,20 +527,12 @@ pub(super) async fn ask_on_node(
     }
 }
 
-pub(super) async fn gate_once(
-    node: &NodeCtx,
-    rollout: &Rollout,
-    playbook: &Playbook,
-    eff: &EffectivePlan,
-    log_offset: Option<u64>,
-) -> (Vec<GateCheck>, Vec<String>, GateTry) {
-    let mut checks = Vec::new();
-    let timeout = node.host.command_timeout;
-    // 1. services up
+/// The gate's first check: the node's services are up.
+async fn services_check(node: &NodeCtx) -> GateCheck {
     let st = services::status_step(node.platform);
     let svc = match node
         .session
-        .exec(st.run_as, &st.script, None, timeout)
+        .exec(st.run_as, &st.script, None, node.host.command_timeout)
         .await
     {
         Ok(o) => {
@@ -552,12 +544,28 @@ pub(super) async fn gate_once(
         }
         Err(e) => Err(e.to_string()),
     };
-    let svc_ok = svc.is_ok();
-    checks.push(GateCheck {
+    GateCheck {
         name: "services".into(),
-        ok: svc_ok,
+        ok: svc.is_ok(),
         detail: svc.err().unwrap_or_else(|| "up".into()),
-    });
+    }
+}
+
+/// One attempt of the gate, its checks in order, each only once the one before passed:
+/// the services, the effective config (and the policy service's spawn user, then its
+/// socket), the mail log, then SMTP (from outside mynetworks, or from the node).
+pub(super) async fn gate_once(
+    node: &NodeCtx,
+    rollout: &Rollout,
+    playbook: &Playbook,
+    eff: &EffectivePlan,
+    log_offset: Option<u64>,
+) -> (Vec<GateCheck>, Vec<String>, GateTry) {
+    let mut checks = Vec::new();
+    // 1. services up
+    let services = services_check(node).await;
+    let svc_ok = services.ok;
+    checks.push(services);
     if !svc_ok {
         return (checks, Vec::new(), GateTry::Retry);
     }
@@ -625,15 +633,22 @@ pub(super) async fn gate_once(
         checks.append(&mut more);
         return (checks, transcript, verdict);
     }
-    // From the node: an unknown recipient in a hosted domain must be rejected with 5xx.
+    let (check, transcript, verdict) = smtp_check(node, rollout).await;
+    checks.push(check);
+    (checks, transcript, verdict)
+}
+
+/// The gate's SMTP check from the node (or, `probe_from = "orchestrator"` on the old
+/// values, from here): an unknown recipient in a hosted domain must be rejected with 5xx.
+async fn smtp_check(node: &NodeCtx, rollout: &Rollout) -> (GateCheck, Vec<String>, GateTry) {
     let Some(rcpt) = &node.rcpt else {
-        checks.push(GateCheck {
+        let check = GateCheck {
             name: "smtp".into(),
             ok: true,
             detail: "skipped: no playbook `rcpt` and no local domain without a catch-all to probe"
                 .into(),
-        });
-        return (checks, Vec::new(), GateTry::Pass);
+        };
+        return (check, Vec::new(), GateTry::Pass);
     };
     let step = Duration::from_secs(30);
     let exchange = match rollout.probe_from {
@@ -654,12 +669,12 @@ pub(super) async fn gate_once(
     };
     match exchange {
         Err(e) => {
-            checks.push(GateCheck {
+            let check = GateCheck {
                 name: "smtp".into(),
                 ok: false,
                 detail: e,
-            });
-            (checks, Vec::new(), GateTry::Retry)
+            };
+            (check, Vec::new(), GateTry::Retry)
         }
         Ok(ex) => {
             let reply = ex.deciding_reply().cloned();
@@ -705,12 +720,12 @@ pub(super) async fn gate_once(
                 ),
                 (None, None) => (false, GateTry::Retry, "no reply".into()),
             };
-            checks.push(GateCheck {
+            let check = GateCheck {
                 name: "smtp".into(),
                 ok,
                 detail,
-            });
-            (checks, ex.transcript, verdict)
+            };
+            (check, ex.transcript, verdict)
         }
     }
 }

@@ -166,38 +166,12 @@ pub async fn prepare(
     interrupts: &Interrupts,
     events: &Events,
 ) -> Result<Prepared, RunError> {
-    // `--plan FILE`: read before anything else; the plan's selection is the run's.
-    let (opts, planned) = match &opts.plan {
-        None => (opts.clone(), None),
-        Some(path) => {
-            let (plan, run) = read_plan(path, &opts.run).map_err(RunError::PlanUnreadable)?;
-            let opts = ApplyOptions {
-                run,
-                ..opts.clone()
-            };
-            (opts, Some((path.clone(), plan)))
-        }
-    };
-    let loaded = run::load_for_changes(&opts.run)?;
-    let resume = if opts.resume {
-        Some(Resume::read(&opts.run.report_dir).map_err(RunError::Targets)?)
-    } else {
-        None
-    };
-    let hosts =
-        narrow_targets(&opts, loaded.hosts.clone(), resume.as_ref()).map_err(RunError::Targets)?;
-    let loaded = Loaded { hosts, ..loaded };
-    if let Some((path, plan)) = &planned {
-        let (pb, inv) = run::source_refs(&loaded);
-        let names: Vec<String> = loaded.hosts.iter().map(|h| h.name.clone()).collect();
-        let wrong = crate::engine::plan_file::check_sources(plan, &pb, &inv, &names);
-        if !wrong.is_empty() {
-            return Err(RunError::PlanSources {
-                path: path.clone(),
-                wrong,
-            });
-        }
-    }
+    let Targets {
+        opts,
+        planned,
+        loaded,
+        resume,
+    } = targets(opts)?;
     // One apply at a time per report directory and per inventory (held to the end).
     let lock = super::lock::take(
         &opts.run.report_dir,
@@ -292,6 +266,57 @@ pub async fn prepare(
         fix_spawn_user,
         spawn_fixes,
         nothing_to_do,
+    })
+}
+
+/// What apply works on: its options (with a plan's selection), the plan, the hosts.
+struct Targets {
+    opts: ApplyOptions,
+    planned: Option<(PathBuf, PlanFile)>,
+    loaded: Loaded,
+    resume: Option<Resume>,
+}
+
+/// Reads `--plan FILE` first (the plan's selection is the run's), loads the inventory
+/// and playbook, narrows the hosts for `--resume` / `--retry-failed`, and checks that a
+/// plan was made from these files and hosts. Nothing is contacted.
+fn targets(opts: &ApplyOptions) -> Result<Targets, RunError> {
+    let (opts, planned) = match &opts.plan {
+        None => (opts.clone(), None),
+        Some(path) => {
+            let (plan, run) = read_plan(path, &opts.run).map_err(RunError::PlanUnreadable)?;
+            let opts = ApplyOptions {
+                run,
+                ..opts.clone()
+            };
+            (opts, Some((path.clone(), plan)))
+        }
+    };
+    let loaded = run::load_for_changes(&opts.run)?;
+    let resume = if opts.resume {
+        Some(Resume::read(&opts.run.report_dir).map_err(RunError::Targets)?)
+    } else {
+        None
+    };
+    let hosts =
+        narrow_targets(&opts, loaded.hosts.clone(), resume.as_ref()).map_err(RunError::Targets)?;
+    let loaded = Loaded { hosts, ..loaded };
+    if let Some((path, plan)) = &planned {
+        let (pb, inv) = run::source_refs(&loaded);
+        let names: Vec<String> = loaded.hosts.iter().map(|h| h.name.clone()).collect();
+        let wrong = crate::engine::plan_file::check_sources(plan, &pb, &inv, &names);
+        if !wrong.is_empty() {
+            return Err(RunError::PlanSources {
+                path: path.clone(),
+                wrong,
+            });
+        }
+    }
+    Ok(Targets {
+        opts,
+        planned,
+        loaded,
+        resume,
     })
 }
 
