@@ -333,3 +333,101 @@ fn ask(proposal: &Proposal<'_>) -> bool {
     }
     matches!(line.trim(), "y" | "Y" | "yes" | "YES")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config_error::ConfigError;
+    use crate::engine::outcome::ConfigFailure;
+    use crate::engine::plan_file::Difference;
+
+    fn difference(what: &str, now: &str) -> Difference {
+        Difference {
+            host: "mta1".into(),
+            what: what.into(),
+            was: "yes".into(),
+            now: now.into(),
+        }
+    }
+
+    fn outdated(differences: Vec<Difference>) -> RunError {
+        RunError::PlanOutdated {
+            path: "plan.json".into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            differences,
+            decisions: vec!["the staging of mta2 differs".into()],
+        }
+    }
+
+    #[test]
+    fn each_refusal_earns_its_exit_code() {
+        let cases = [
+            (
+                RunError::EmptyShard {
+                    shard: crate::inventory::Shard { index: 2, count: 9 },
+                    selected: 3,
+                },
+                ExitCode::Ok,
+            ),
+            (RunError::Limit("no host matches".into()), ExitCode::Usage),
+            (RunError::Locked("held by pid 7".into()), ExitCode::Usage),
+            (
+                outdated(vec![difference("reachable", "no")]),
+                ExitCode::HostFailed,
+            ),
+            (
+                outdated(vec![difference("MTA role", "no")]),
+                ExitCode::Drift,
+            ),
+            (
+                RunError::Journal {
+                    dir: "r".into(),
+                    error: "read-only".into(),
+                },
+                ExitCode::HostFailed,
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(ExitCode::from(&e), want, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn refusals_read_as_the_tool_always_said_them() {
+        let errors = |file: &str| ConfigErrors(vec![ConfigError::file(file, "cannot read it")]);
+        let both = RunError::Config(vec![
+            ConfigFailure {
+                errors: errors("inv.toml"),
+                what: "inventory",
+            },
+            ConfigFailure {
+                errors: errors("pb.toml"),
+                what: "playbook",
+            },
+        ]);
+        let text = both.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("inv.toml"), "{text}");
+        assert!(
+            lines.contains(&"carbonio-fleet: 1 error in the inventory; nothing was contacted"),
+            "{text}"
+        );
+        assert_eq!(
+            lines.last(),
+            Some(&"carbonio-fleet: 1 error in the playbook; nothing was contacted")
+        );
+        let text = outdated(vec![difference("reachable", "no")]).to_string();
+        assert_eq!(
+            text,
+            "carbonio-fleet: the fleet changed since the plan `plan.json` was made (2026-01-01T00:00:00Z):\n  \
+             mta1: reachable was yes in the plan, now no\n  \
+             the staging of mta2 differs\n\
+             carbonio-fleet: refused, nothing was changed on any node; review a new plan (`carbonio-fleet plan --out FILE`) and apply that"
+        );
+        assert_eq!(
+            RunError::WaiverConflicts(vec!["a".into(), "b".into()]).to_string(),
+            "carbonio-fleet: --waivers: a\ncarbonio-fleet: --waivers: b\n\
+             carbonio-fleet: the waivers would leave a dependency unmet; nothing was contacted"
+        );
+    }
+}

@@ -809,50 +809,7 @@ pub(super) async fn stage_group(nodes: Vec<NodeCtx>, env: TaskEnv) -> Vec<NodeRu
         .iter()
         .filter(|n| !n.unstage && n.stage.to_write().next().is_some())
         .collect();
-    let mut stage_rec: Option<CommandRecord> = None;
-    let mut stage_err: Option<String> = None;
-    if !writers.is_empty() {
-        match writers.iter().find(|n| !n.session.is_closed()) {
-            None => stage_err = Some("no open session to stage on".into()),
-            Some(exec) => {
-                let mut lines = Vec::new();
-                for n in &writers {
-                    let todo: Vec<&StageEntry> = n.stage.to_write().collect();
-                    lines.extend(entry_changes(&n.stage.server, &todo, false));
-                }
-                let servers: Vec<&str> = writers.iter().map(|n| n.stage.server.as_str()).collect();
-                for n in &writers {
-                    let _ = env
-                        .journal
-                        .record(&n.host.name, "stage-started", &exec.host.name);
-                }
-                let batch = NodeBatch {
-                    node: exec.host.name.clone(),
-                    changes: lines,
-                };
-                let (rec, res) = run_batch(
-                    &exec.session,
-                    &exec.host,
-                    &exec.stage.server,
-                    &batch,
-                    (&env.playbook, &exec.events),
-                    format!("stage on {} (server entries)", servers.join(", ")),
-                )
-                .await;
-                for n in &writers {
-                    let what: Vec<String> = n.stage.to_write().map(StageEntry::describe).collect();
-                    let step = if res.is_ok() {
-                        "staged"
-                    } else {
-                        "stage-failed"
-                    };
-                    let _ = env.journal.record(&n.host.name, step, &what.join("; "));
-                }
-                stage_err = res.err();
-                stage_rec = Some(rec);
-            }
-        }
-    }
+    let (stage_rec, stage_err) = write_stage(&writers, &env).await;
     let writer_names: BTreeSet<String> = writers.iter().map(|n| n.host.name.clone()).collect();
     let runs = nodes.into_iter().map(|n| {
         let env = env.clone();
@@ -933,4 +890,55 @@ pub(super) async fn stage_group(nodes: Vec<NodeCtx>, env: TaskEnv) -> Vec<NodeRu
         }
     });
     futures::future::join_all(runs).await
+}
+
+/// The staging batch of one rollout batch's nodes of one cluster: every writer's entries
+/// in ONE `zmprov` batch (with read-back), sent on the first writer with an open session.
+/// Its record (when it was sent) and why it failed.
+async fn write_stage(
+    writers: &[&NodeCtx],
+    env: &TaskEnv,
+) -> (Option<CommandRecord>, Option<String>) {
+    if writers.is_empty() {
+        return (None, None);
+    }
+    match writers.iter().find(|n| !n.session.is_closed()) {
+        None => (None, Some("no open session to stage on".into())),
+        Some(exec) => {
+            let mut lines = Vec::new();
+            for n in writers {
+                let todo: Vec<&StageEntry> = n.stage.to_write().collect();
+                lines.extend(entry_changes(&n.stage.server, &todo, false));
+            }
+            let servers: Vec<&str> = writers.iter().map(|n| n.stage.server.as_str()).collect();
+            for n in writers {
+                let _ = env
+                    .journal
+                    .record(&n.host.name, "stage-started", &exec.host.name);
+            }
+            let batch = NodeBatch {
+                node: exec.host.name.clone(),
+                changes: lines,
+            };
+            let (rec, res) = run_batch(
+                &exec.session,
+                &exec.host,
+                &exec.stage.server,
+                &batch,
+                (&env.playbook, &exec.events),
+                format!("stage on {} (server entries)", servers.join(", ")),
+            )
+            .await;
+            for n in writers {
+                let what: Vec<String> = n.stage.to_write().map(StageEntry::describe).collect();
+                let step = if res.is_ok() {
+                    "staged"
+                } else {
+                    "stage-failed"
+                };
+                let _ = env.journal.record(&n.host.name, step, &what.join("; "));
+            }
+            (Some(rec), res.err())
+        }
+    }
 }

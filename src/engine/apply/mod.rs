@@ -5,7 +5,7 @@
 //! reloading (or restarting) and gating them, a node that fails rolled back → each
 //! cluster's promotion (global config, then the temporary entries removed) once every
 //! MTA LDAP lists passed → gather again to prove the result (each host as soon as nothing
-//! more will be done to it, overlapping later batches: [`prove::Prover`]).
+//! more will be done to it, overlapping later batches: `prove::Prover`).
 //!
 //! In two calls, so that the caller can ask in between: [`prepare`] loads, locks,
 //! gathers and decides (nothing is changed), [`execute`] carries the decision out. The
@@ -341,7 +341,7 @@ pub async fn execute(mut p: Prepared, events: Events) -> Result<RunOutcome, RunE
     }
     let changed = change(&mut p, &journal, &events).await;
     let rollout = dispatch::rollout_nodes(&p, &changed, &journal, &events);
-    // Proof gathers start as soon as a host is final (see [`Prover`]): nodes the change
+    // Proof gathers start as soon as a host is final (see `Prover`): nodes the change
     // batches touched that will not restart are final now.
     let playbook = Arc::new(p.loaded.playbook.clone());
     // The proof reads what was just written: from the LDAP master, not a replica that
