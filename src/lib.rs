@@ -1,7 +1,9 @@
 //! carbonio-fleet: audit and harden fleets of Zextras Carbonio CE mail servers over SSH.
 //!
-//! The library holds everything; `main.rs` only parses arguments and maps the outcome to
-//! an exit code. Modules, one concept each:
+//! The library holds everything; `main.rs` only parses arguments and exits with the
+//! code the command line chose. Only the command line ([`cli`]) talks to people: the
+//! engine hands back typed outcomes, and the lints below keep printing and exiting out
+//! of every other module. Modules, one concept each:
 //! - [`inventory`]: hosts, groups, clusters, `--limit` selection.
 //! - [`playbook`]: controls, probes, rollout policy.
 //! - [`ssh`]: connections, host keys, auth, exec, quoting, become.
@@ -11,8 +13,14 @@
 //! - `engine`: gather, verdicts, plan, apply, rollout scheduling.
 //! - `report`: report.json and the terminal summary.
 //! - `sim`: the simulated fleet (russh servers emulating Carbonio nodes).
+//! - [`cli`]: the command line: arguments, prompts, signals, output, exit codes.
+//! - [`exit`]: the exit codes and their precedence.
+
+#![deny(clippy::print_stdout, clippy::print_stderr, clippy::exit)]
 
 pub mod carbonio;
+// The command line's job is to talk to people and to end the process.
+#[allow(clippy::print_stdout, clippy::print_stderr, clippy::exit)]
 pub mod cli;
 pub mod config_error;
 pub mod dns;
@@ -22,6 +30,9 @@ pub mod inventory;
 pub mod playbook;
 pub mod report;
 pub mod secrets;
+// The simulated fleet's programs speak on stdout and stderr like the commands they stand
+// in for; it is moving to its own crate (carbonio-sim), outside this lint.
+#[allow(clippy::print_stdout, clippy::print_stderr, clippy::exit)]
 pub mod sim;
 pub mod ssh;
 pub mod ui;

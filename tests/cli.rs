@@ -4,7 +4,7 @@
 use std::fs;
 
 use assert_cmd::cargo::cargo_bin_cmd;
-use carbonio_fleet::exit;
+use carbonio_fleet::exit::ExitCode;
 use indoc::indoc;
 
 fn fleet() -> assert_cmd::Command {
@@ -20,7 +20,7 @@ fn stdout_of(args: &[&str], code: i32) -> String {
 fn inventory_list_shows_effective_settings_of_every_host() {
     let out = stdout_of(
         &["inventory", "list", "-i", "inventory/example.toml"],
-        exit::OK,
+        ExitCode::Ok.code(),
     );
     assert_eq!(
         out,
@@ -47,7 +47,7 @@ fn inventory_list_json_is_an_array_of_hosts() {
             "--format",
             "json",
         ],
-        exit::OK,
+        ExitCode::Ok.code(),
     );
     let hosts: serde_json::Value = serde_json::from_str(&out).unwrap();
     let names: Vec<_> = hosts
@@ -70,7 +70,7 @@ fn inventory_validate_counts_hosts_groups_clusters() {
         .args(["inventory", "validate", "-i", "inventory/lab.toml"])
         .env("HOME", home.path())
         .assert()
-        .code(exit::OK)
+        .code(ExitCode::Ok.code())
         .get_output()
         .clone();
     assert_eq!(
@@ -103,7 +103,7 @@ fn inventory_validate_reports_every_error_and_exits_1() {
         .args(["inventory", "validate", "-i"])
         .arg(&path)
         .assert()
-        .code(exit::USAGE)
+        .code(ExitCode::Usage.code())
         .stdout("")
         .stderr(format!(
             "{p}:3:11: hosts[0].groups[0]: unknown group `nope`\n  \
@@ -120,7 +120,7 @@ fn missing_inventory_names_the_path() {
     fleet()
         .args(["inventory", "list", "-i", "no/such.toml"])
         .assert()
-        .code(exit::USAGE)
+        .code(ExitCode::Usage.code())
         .stderr(
             "no/such.toml: cannot read inventory `no/such.toml`: No such file or directory (os error 2)\n\
              carbonio-fleet: 1 error in the inventory; nothing was contacted\n",
@@ -139,7 +139,7 @@ fn a_limit_matching_nothing_is_an_error() {
             "mx*",
         ])
         .assert()
-        .code(exit::USAGE)
+        .code(ExitCode::Usage.code())
         .stdout("")
         .stderr(
             "carbonio-fleet: --limit `mx*` matches no host (the inventory has 6 hosts: \
@@ -149,20 +149,24 @@ fn a_limit_matching_nothing_is_an_error() {
 
 #[test]
 fn usage_errors_exit_1_not_clap_default_2() {
-    fleet().args(["frobnicate"]).assert().code(exit::USAGE);
+    fleet()
+        .args(["frobnicate"])
+        .assert()
+        .code(ExitCode::Usage.code());
     fleet()
         .args(["check", "-i", "x", "--shard", "5/4"])
         .assert()
-        .code(exit::USAGE);
+        .code(ExitCode::Usage.code());
 }
 
 #[test]
 fn help_succeeds_and_lists_exit_codes() {
     // clap wraps long lines to the terminal width: compare with whitespace collapsed.
     let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
-    let out = words(&stdout_of(&["--help"], exit::OK));
+    let out = words(&stdout_of(&["--help"], ExitCode::Ok.code()));
     assert!(out.contains("Exit codes:"));
-    for (code, meaning) in exit::TABLE {
+    for c in ExitCode::ALL {
+        let (code, meaning) = (c.code(), c.meaning());
         let line = words(&format!("{code} {meaning}"));
         assert!(out.contains(&line), "{code} missing from --help");
     }
@@ -171,7 +175,8 @@ fn help_succeeds_and_lists_exit_codes() {
 #[test]
 fn readme_documents_every_exit_code() {
     let readme = fs::read_to_string("README.md").unwrap();
-    for (code, meaning) in exit::TABLE {
+    for c in ExitCode::ALL {
+        let (code, meaning) = (c.code(), c.meaning());
         assert!(
             readme.contains(&format!("| {code} | {meaning} |")),
             "{code} missing from README"
@@ -307,7 +312,7 @@ fn secret_check_names_every_host_without_credentials() {
         .env_remove("SSH_AUTH_SOCK")
         .env_remove("CARBONIO_FLEET_SECRETS_DIR")
         .assert()
-        .code(exit::HOST_FAILED)
+        .code(ExitCode::HostFailed.code())
         .get_output()
         .clone();
     let text = String::from_utf8(out.stdout).unwrap();
@@ -387,13 +392,13 @@ fn report_prune_deletes_old_runs_and_keeps_latest() {
             .clone();
         String::from_utf8(out.stdout).unwrap()
     };
-    let out = prune(&["--keep", "1", "--dry-run"], exit::OK);
+    let out = prune(&["--keep", "1", "--dry-run"], ExitCode::Ok.code());
     assert!(
         out.contains("would delete ") && out.ends_with("1 run(s) would delete, 2 kept\n"),
         "{out}"
     );
     assert!(r.join("20261102T000000Z-backscatter-hardening").exists());
-    let out = prune(&["--keep", "1"], exit::OK);
+    let out = prune(&["--keep", "1"], ExitCode::Ok.code());
     assert!(
         out.contains(&format!(
             "deleted {}",
@@ -410,7 +415,7 @@ fn report_prune_deletes_old_runs_and_keeps_latest() {
     ] {
         assert!(r.join(kept).exists(), "{kept}");
     }
-    prune(&[], exit::USAGE);
+    prune(&[], ExitCode::Usage.code());
 }
 
 /// The commands that run have examples in `--help`; shell completions and the manual
@@ -418,25 +423,25 @@ fn report_prune_deletes_old_runs_and_keeps_latest() {
 #[test]
 fn help_has_examples_and_completions_and_man_are_generated() {
     for cmd in ["check", "plan", "apply"] {
-        let out = stdout_of(&[cmd, "--help"], exit::OK);
+        let out = stdout_of(&[cmd, "--help"], ExitCode::Ok.code());
         assert!(
             out.contains(&format!("Examples:\n  carbonio-fleet {cmd} -i inventory/")),
             "{cmd}: {out}"
         );
         assert!(out.contains("Exit codes:"), "{cmd}");
     }
-    let bash = stdout_of(&["completions", "bash"], exit::OK);
+    let bash = stdout_of(&["completions", "bash"], ExitCode::Ok.code());
     assert!(
         bash.contains("_carbonio__fleet()") && bash.contains("secret"),
         "{bash}"
     );
     for shell in ["zsh", "fish", "elvish", "powershell"] {
         assert!(
-            !stdout_of(&["completions", shell], exit::OK).is_empty(),
+            !stdout_of(&["completions", shell], ExitCode::Ok.code()).is_empty(),
             "{shell}"
         );
     }
-    let man = stdout_of(&["man"], exit::OK);
+    let man = stdout_of(&["man"], ExitCode::Ok.code());
     assert!(man.contains(".TH carbonio-fleet 1"), "{man}");
     assert!(man.contains("report") && man.contains("secret"), "{man}");
     assert!(
@@ -459,7 +464,7 @@ fn clusters_and_shards_can_be_listed() {
             "json",
         ];
         all.extend_from_slice(args);
-        let out = stdout_of(&all, exit::OK);
+        let out = stdout_of(&all, ExitCode::Ok.code());
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         v.as_array()
             .unwrap()
@@ -497,7 +502,7 @@ fn an_ansible_inventory_is_pointed_to_the_import_which_converts_it() {
         .args(["inventory", "validate", "-i"])
         .arg(&ini)
         .assert()
-        .code(exit::USAGE)
+        .code(ExitCode::Usage.code())
         .get_output()
         .clone();
     let err = String::from_utf8(out.stderr).unwrap();
@@ -520,7 +525,7 @@ fn an_ansible_inventory_is_pointed_to_the_import_which_converts_it() {
         .arg("--out")
         .arg(&toml)
         .assert()
-        .code(exit::OK)
+        .code(ExitCode::Ok.code())
         .get_output()
         .clone();
     assert!(
@@ -537,7 +542,7 @@ fn an_ansible_inventory_is_pointed_to_the_import_which_converts_it() {
             "-l",
             "@acme",
         ],
-        exit::OK,
+        ExitCode::Ok.code(),
     );
     assert!(
         list.contains("mail1") && list.contains("203.0.113.10:2222"),
@@ -555,7 +560,7 @@ fn an_ansible_inventory_is_pointed_to_the_import_which_converts_it() {
         .arg("--out")
         .arg(&toml)
         .assert()
-        .code(exit::USAGE);
+        .code(ExitCode::Usage.code());
 }
 
 /// `--skip-controls BS-01` with BS-04 still selected is refused before anything is
@@ -571,7 +576,7 @@ fn a_control_selection_that_breaks_mail_is_refused() {
             "BS-01",
         ])
         .assert()
-        .code(exit::USAGE)
+        .code(ExitCode::Usage.code())
         .get_output()
         .clone();
     let err = String::from_utf8(out.stderr).unwrap();
@@ -589,7 +594,7 @@ fn a_control_selection_that_breaks_mail_is_refused() {
             "BS-02,NOPE",
         ])
         .assert()
-        .code(exit::USAGE)
+        .code(ExitCode::Usage.code())
         .get_output()
         .clone();
     assert!(
@@ -611,7 +616,7 @@ fn apply_with_an_unusable_plan_file_names_it_and_contacts_nothing() {
             .arg(plan)
             .args(extra)
             .assert()
-            .code(exit::USAGE)
+            .code(ExitCode::Usage.code())
             .get_output()
             .clone();
         String::from_utf8(out.stderr).unwrap()
@@ -667,13 +672,13 @@ fn apply_with_an_unusable_plan_file_names_it_and_contacts_nothing() {
 
 #[test]
 fn plan_and_apply_help_show_the_plan_file_workflow() {
-    let plan = stdout_of(&["plan", "--help"], exit::OK);
+    let plan = stdout_of(&["plan", "--help"], ExitCode::Ok.code());
     assert!(plan.contains("--out <FILE>"), "{plan}");
     assert!(
         plan.contains("carbonio-fleet apply -i inventory/ --plan acme.plan.json"),
         "{plan}"
     );
-    let apply = stdout_of(&["apply", "--help"], exit::OK);
+    let apply = stdout_of(&["apply", "--help"], ExitCode::Ok.code());
     assert!(apply.contains("--plan <FILE>"), "{apply}");
 }
 
@@ -703,7 +708,7 @@ fn a_waiver_that_breaks_a_dependency_is_refused_by_plan_and_apply() {
             .arg("--report-dir")
             .arg(dir.path().join("reports"))
             .assert()
-            .code(exit::USAGE)
+            .code(ExitCode::Usage.code())
             .get_output()
             .clone();
         let stderr = String::from_utf8(out.stderr).unwrap();
@@ -744,7 +749,7 @@ fn a_bad_waiver_file_is_a_usage_error_naming_line_and_key() {
         .arg("--report-dir")
         .arg(dir.path().join("reports"))
         .assert()
-        .code(exit::USAGE)
+        .code(ExitCode::Usage.code())
         .stdout("")
         .stderr(format!(
             "{w}:3:8: waiver[0].host: `nosuch` is not a host of the inventory\n  \

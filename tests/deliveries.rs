@@ -12,7 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use carbonio_fleet::exit;
+use carbonio_fleet::exit::ExitCode;
 use carbonio_fleet::sim::node::Platform;
 use carbonio_fleet::sim::{Fleet, FleetSpec, NodeProfile, NodeSpec, Posture, SimError};
 
@@ -219,7 +219,7 @@ async fn the_webhook_announces_new_drift_and_the_pushgateway_gets_every_run() {
         "-v",
     ];
     let o = sim.check("reports", &args).await;
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     assert!(hook.received().is_empty(), "no drift, no message");
     let pushed = gateway.received();
     assert_eq!(pushed.len(), 1, "{pushed:?}");
@@ -243,7 +243,7 @@ async fn the_webhook_announces_new_drift_and_the_pushgateway_gets_every_run() {
 
     sim.drift();
     let o = sim.check("reports", &args).await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     let posted = hook.received();
     assert_eq!(posted.len(), 1, "{posted:?}");
     let req = &posted[0];
@@ -252,7 +252,7 @@ async fn the_webhook_announces_new_drift_and_the_pushgateway_gets_every_run() {
     assert_eq!(req.content_type, "application/json");
     let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
     assert_eq!(body["command"], "check");
-    assert_eq!(body["exit_code"], exit::DRIFT);
+    assert_eq!(body["exit_code"], ExitCode::Drift.code());
     assert_eq!(body["summary"]["drift"], 1);
     assert_eq!(body["new_drift"][0]["host"], "d1");
     assert_eq!(body["new_drift"][0]["was"], "compliant");
@@ -280,7 +280,7 @@ async fn the_webhook_announces_new_drift_and_the_pushgateway_gets_every_run() {
     assert_eq!(gateway.received().len(), 1, "every run pushes");
 
     let o = sim.check("reports", &args).await;
-    assert_eq!(code(&o), exit::DRIFT);
+    assert_eq!(code(&o), ExitCode::Drift.code());
     assert!(
         hook.received().is_empty(),
         "the same drift again is not new"
@@ -310,7 +310,7 @@ async fn a_failing_receiver_is_a_warning_and_keeps_the_exit_code() {
             &["--webhook", &url, "--pushgateway", &broken.url("")],
         )
         .await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     let stderr = String::from_utf8_lossy(&o.stderr);
     let shown = format!("http://{}/…", broken.addr);
     assert!(
@@ -345,7 +345,7 @@ async fn a_failing_receiver_is_a_warning_and_keeps_the_exit_code() {
             ],
         )
         .await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
         stderr.contains(&format!(
@@ -374,7 +374,7 @@ async fn a_bad_webhook_url_is_refused_before_the_run() {
             &["--webhook", "hooks.example/services/T/B/s3cr3tT0k3n"],
         )
         .await;
-    assert_eq!(code(&o), exit::USAGE, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Usage.code(), "{}", explain(&o));
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
         "carbonio-fleet: --webhook: no scheme: write it as https://host/path; nothing was contacted\n"

@@ -13,7 +13,7 @@ mod child;
 #[path = "support/wait.rs"]
 mod wait;
 
-use carbonio_fleet::exit;
+use carbonio_fleet::exit::ExitCode;
 use carbonio_fleet::report::model::{HostStatus, Report, Verdict};
 use carbonio_fleet::sim::node::Platform;
 use carbonio_fleet::sim::{
@@ -253,7 +253,7 @@ async fn check_reports_the_seeded_state_and_changes_nothing() {
     .await;
     let before = state_fingerprint(&sim.fleet);
     let o = sim.run(&["check"]).await;
-    assert_eq!(code(&o), exit::HOST_FAILED, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::HostFailed.code(), "{}", explain(&o));
     assert_eq!(
         state_fingerprint(&sim.fleet),
         before,
@@ -389,15 +389,15 @@ async fn exit_codes_for_compliant_and_drifting_fleets() {
     )
     .await;
     let o = sim.run(&["check", "--limit", "a1"]).await;
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     let o = sim.run(&["check"]).await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     let o = sim.run(&["check", "--limit", "nothing-like-this"]).await;
-    assert_eq!(code(&o), exit::USAGE, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Usage.code(), "{}", explain(&o));
     // --split-by group: a report set per group (here the platform groups the simulator
     // puts its hosts in), each with its own hosts and exit code, beside the fleet's.
     let o = sim.run(&["check", "--split-by", "group"]).await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     let group = |g: &str| {
         let dir = sim.reports().join("latest/groups").join(g);
         assert!(dir.join("report.html").is_file(), "{g}: full report set");
@@ -412,7 +412,10 @@ async fn exit_codes_for_compliant_and_drifting_fleets() {
             .collect::<Vec<_>>(),
         ["a1"]
     );
-    assert_eq!((legacy.exit_code, legacy.summary.hosts), (exit::OK, 1));
+    assert_eq!(
+        (legacy.exit_code, legacy.summary.hosts),
+        (ExitCode::Ok.code(), 1)
+    );
     let systemd = group("systemd");
     assert_eq!(
         systemd
@@ -422,7 +425,10 @@ async fn exit_codes_for_compliant_and_drifting_fleets() {
             .collect::<Vec<_>>(),
         ["b1"]
     );
-    assert_eq!((systemd.exit_code, systemd.summary.drift), (exit::DRIFT, 1));
+    assert_eq!(
+        (systemd.exit_code, systemd.summary.drift),
+        (ExitCode::Drift.code(), 1)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,7 +445,7 @@ async fn plan_prints_the_exact_commands_and_changes_nothing() {
     .await;
     let before = state_fingerprint(&sim.fleet);
     let o = sim.run(&["plan"]).await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     // Per cluster: the global changes as current → desired, a multi-valued one as the
     // value it gains, and the one promotion command (temporary entries removed in it).
@@ -526,7 +532,7 @@ async fn plan_out_then_apply_plan_makes_the_fleet_compliant() {
     let o = sim
         .run(&["plan", "-p", pb, "--out", file.to_str().unwrap()])
         .await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     assert_eq!(state_fingerprint(&sim.fleet), before, "plan changed a node");
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -551,7 +557,7 @@ async fn plan_out_then_apply_plan_makes_the_fleet_compliant() {
     let o = sim
         .run(&["apply", "-p", pb, "--plan", file.to_str().unwrap()])
         .await;
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("the fleet is as planned in"), "{stderr}");
     let r = sim.latest();
@@ -599,7 +605,7 @@ async fn apply_plan_refuses_when_the_fleet_changed_since_and_changes_nothing() {
             .await
             .unwrap()
     };
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     let file = sim.path("plan.json");
     let file = file.to_str().unwrap();
     // Someone adds an RBL to a2's own entry after the review.
@@ -614,7 +620,7 @@ async fn apply_plan_refuses_when_the_fleet_changed_since_and_changes_nothing() {
     }
     let before = state_fingerprint(&sim.fleet);
     let o = sim.run(&["apply", "-p", pb, "--plan", file, "--yes"]).await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
         stderr.contains(&format!(
@@ -653,7 +659,7 @@ async fn apply_plan_refuses_when_the_fleet_changed_since_and_changes_nothing() {
     let o = sim
         .run(&["apply", "-p", other.to_str().unwrap(), "--plan", file])
         .await;
-    assert_eq!(code(&o), exit::USAGE, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Usage.code(), "{}", explain(&o));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
         stderr.contains("is not the plan's") && stderr.contains("nothing was contacted"),
@@ -665,7 +671,7 @@ async fn apply_plan_refuses_when_the_fleet_changed_since_and_changes_nothing() {
     let o = sim
         .run(&["apply", "-p", pb, "--plan", file, "--limit", "a1"])
         .await;
-    assert_eq!(code(&o), exit::USAGE, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Usage.code(), "{}", explain(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("--limit a1 (the plan was made with none)"),
         "{}",
@@ -731,7 +737,7 @@ async fn apply_remediates_within_rollout_limits_and_a_rerun_changes_nothing() {
     .await;
     drop(holds);
     let o = apply.await.unwrap();
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     let r = sim.latest();
     assert_eq!(r.command, "apply");
     for h in &r.hosts {
@@ -888,7 +894,7 @@ async fn apply_remediates_within_rollout_limits_and_a_rerun_changes_nothing() {
         jvm_before.iter().zip(&jvm_after).all(|(b, a)| a - b == 1),
         "{jvm_before:?} → {jvm_after:?}"
     );
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     assert_eq!(
         sim.fleet.restart_log().len(),
         log.len(),
@@ -927,7 +933,7 @@ async fn a_failing_canary_aborts_with_nothing_else_restarted() {
     let o = sim
         .run(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
         .await;
-    assert_eq!(code(&o), exit::ABORTED, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Aborted.code(), "{}", explain(&o));
     // The canary's restart failed; the second one is its rollback's, on the old values.
     let log = sim.fleet.restart_log();
     assert_eq!(
@@ -982,7 +988,7 @@ async fn a_failing_canary_aborts_with_nothing_else_restarted() {
         assert!(!own_values(&sim, n).contains_key("zimbraMtaEnableSmtpdPolicyd"));
     }
     let o = sim.run(&["check"]).await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     assert_eq!(status(&sim.latest(), "b1"), HostStatus::Drift);
 }
 
@@ -999,7 +1005,7 @@ async fn a_broken_policy_service_fails_its_gate() {
     let o = sim
         .run(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
         .await;
-    assert_eq!(code(&o), exit::ABORTED, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Aborted.code(), "{}", explain(&o));
     let r = sim.latest();
     let h = &r.hosts[0];
     let gate = h.apply.as_ref().unwrap().gate.as_ref().unwrap();
@@ -1030,26 +1036,26 @@ async fn hostkeys_scan_shows_new_keys_and_writes_them_once() {
         tokio::task::spawn_blocking(move || c.output().unwrap())
     };
     let o = scan(false).await.unwrap();
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("SHA256:"),
         "{}",
         explain(&o)
     );
     let o = scan(true).await.unwrap();
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     let kh = std::fs::read_to_string(sim.fleet.known_hosts_path()).unwrap();
     assert_eq!(kh.lines().count(), 1);
     assert!(kh.starts_with("|1|"), "written hashed: {kh}");
     let o = scan(true).await.unwrap();
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     assert_eq!(
         std::fs::read_to_string(sim.fleet.known_hosts_path()).unwrap(),
         kh
     );
     // And the tool now connects under the strict policy.
     let o = sim.run(&["check"]).await;
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
 }
 
 fn sigint(pid: u32) {
@@ -1140,9 +1146,14 @@ async fn ctrl_c_mid_rollout_exits_130_and_resume_finishes() {
         .await
         .unwrap();
     out.stderr = stderr.finish().into_bytes();
-    assert_eq!(code(&out), exit::INTERRUPTED, "{}", explain(&out));
+    assert_eq!(
+        code(&out),
+        ExitCode::Interrupted.code(),
+        "{}",
+        explain(&out)
+    );
     let r = sim.latest();
-    assert_eq!(r.exit_code, exit::INTERRUPTED);
+    assert_eq!(r.exit_code, ExitCode::Interrupted.code());
     // The restart in flight finished; the others were not started and say why.
     let log = sim.fleet.restart_log();
     assert_eq!(log.len(), 1, "only the in-flight restart ran");
@@ -1192,7 +1203,7 @@ async fn ctrl_c_mid_rollout_exits_130_and_resume_finishes() {
     }
     // A check in between shows the staged entry, with the tool command that finishes it.
     let o = sim.run(&["check"]).await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     let c = sim.latest();
     let staged = c
         .hosts
@@ -1212,7 +1223,7 @@ async fn ctrl_c_mid_rollout_exits_130_and_resume_finishes() {
     let o = sim
         .run(&["apply", "-p", pb.to_str().unwrap(), "--yes", "--resume"])
         .await;
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     let r = sim.latest();
     let interrupted_run = journal
         .parent()
@@ -1283,7 +1294,7 @@ async fn advanced_cli_node_is_read_through_zmprov() {
     assert!(!direct.stdout.contains("prov> "), "{direct:?}");
     assert!(direct.stdout.contains("carbonio> "), "{direct:?}");
     let o = sim.run(&["check"]).await;
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     let r = sim.latest();
     assert_eq!(status(&r, "adv.a"), HostStatus::Compliant);
     assert_eq!(status(&r, "ce.a"), HostStatus::Compliant);
@@ -1305,7 +1316,7 @@ async fn smtp_probe_picks_a_local_domain_without_a_catch_all() {
     )
     .await;
     let o = sim.run(&["check"]).await;
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     let r = sim.latest();
     let smtp = |host: &str| {
         r.hosts
@@ -1354,7 +1365,7 @@ async fn a_restored_stock_template_is_caught_before_it_breaks_mail() {
     )
     .await;
     let o = sim.run(&["check"]).await;
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     // The "upgrade": the package's master.cf.in replaces the operator's.
     let node = sim.fleet.node("up1").unwrap().node().clone();
     node.state().files.insert(
@@ -1362,7 +1373,7 @@ async fn a_restored_stock_template_is_caught_before_it_breaks_mail() {
         carbonio_fleet::sim::postfix::master_cf_in("zimbra").into_bytes(),
     );
     let o = sim.run(&["check"]).await;
-    assert_ne!(code(&o), exit::OK, "{}", explain(&o));
+    assert_ne!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     let r = sim.latest();
     let h = &r.hosts[0];
     let f = h
@@ -1392,7 +1403,7 @@ async fn a_restored_stock_template_is_caught_before_it_breaks_mail() {
     // forced rewrite reloads nothing, so apply reloads the node, and the next check
     // finds the running master on the repaired file (not restart-pending).
     let o = sim.run(&["apply", "--yes", "--fix-spawn-user"]).await;
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     let h = &sim.latest().hosts[0];
     let ap = h.apply.as_ref().unwrap();
     assert!(
@@ -1405,7 +1416,7 @@ async fn a_restored_stock_template_is_caught_before_it_breaks_mail() {
         "reloaded, not restarted"
     );
     let o = sim.run(&["check"]).await;
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     assert_eq!(
         sim.latest().hosts[0].running.as_ref().unwrap().state,
         carbonio_fleet::carbonio::running::RunningState::Loaded
@@ -1428,7 +1439,7 @@ async fn fix_spawn_user_makes_a_stock_node_compliant() {
     let o = sim.run(&["apply", "-p", pb, "--yes"]).await;
     assert_ne!(
         code(&o),
-        exit::OK,
+        ExitCode::Ok.code(),
         "blocked without the fix: {}",
         explain(&o)
     );
@@ -1441,7 +1452,7 @@ async fn fix_spawn_user_makes_a_stock_node_compliant() {
     let o = sim
         .run(&["apply", "-p", pb, "--yes", "--fix-spawn-user"])
         .await;
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     let r = sim.latest();
     let h = &r.hosts[0];
     assert_eq!(h.status, HostStatus::Compliant, "{:?}", h.findings);
@@ -1508,7 +1519,7 @@ async fn fix_spawn_user_restarts_a_node_whose_running_daemon_is_broken() {
             "--fix-spawn-user",
         ])
         .await;
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     let r = sim.latest();
     let h = &r.hosts[0];
     assert_eq!(h.status, HostStatus::Compliant, "{:?}", h.findings);
@@ -1551,7 +1562,7 @@ async fn the_running_master_not_the_files_decides() {
     )
     .await;
     let o = sim.run(&["check"]).await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     let r = sim.latest();
     let host = |r: &Report, n: &str| r.hosts.iter().find(|h| h.name == n).unwrap().clone();
     let running = |r: &Report, n: &str| host(r, n).running.expect("an MTA has a running verdict");
@@ -1592,7 +1603,7 @@ async fn the_running_master_not_the_files_decides() {
 
     // apply restarts both; the proof sees them loaded.
     let o = sim.run(&["apply", "--yes"]).await;
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     let r = sim.latest();
     for n in ["stale1", "rot1"] {
         assert_eq!(host(&r, n).status, HostStatus::Compliant, "{n}");
@@ -1614,7 +1625,7 @@ async fn the_running_master_not_the_files_decides() {
     };
     rotated(&node);
     let o = sim.run(&["check"]).await;
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     let carried = running(&sim.latest(), "stale1");
     assert_eq!(carried.state, RunningState::Loaded);
     assert!(
@@ -1628,7 +1639,7 @@ async fn the_running_master_not_the_files_decides() {
         jiff::Timestamp::now().as_second() + 5,
     );
     let o = sim.run(&["check"]).await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     assert_eq!(
         running(&sim.latest(), "stale1").state,
         RunningState::NotLoaded
@@ -1655,7 +1666,7 @@ async fn a_zimbra_node_is_read_and_remediated_as_zimbra() {
     )
     .await;
     let o = sim.run(&["check"]).await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     let r = sim.latest();
     let zm = r.hosts.iter().find(|h| h.name == "zm1").unwrap();
     assert_eq!(zm.flavour, Some(Flavour::Zimbra));
@@ -1681,7 +1692,7 @@ async fn a_zimbra_node_is_read_and_remediated_as_zimbra() {
     );
 
     let o = sim.run(&["apply", "--yes"]).await;
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     let r = sim.latest();
     let zm = r.hosts.iter().find(|h| h.name == "zm1").unwrap();
     assert_eq!(zm.status, HostStatus::Compliant, "{}", explain(&o));
@@ -1714,7 +1725,7 @@ async fn a_zimbra_node_is_read_and_remediated_as_zimbra() {
     )
     .unwrap();
     let o = sim.run(&["check"]).await;
-    assert_eq!(code(&o), exit::HOST_FAILED, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::HostFailed.code(), "{}", explain(&o));
     let r = sim.latest();
     let zm = r.hosts.iter().find(|h| h.name == "zm1").unwrap();
     assert_eq!(zm.status, HostStatus::Failed);
@@ -1745,7 +1756,7 @@ async fn check_keeps_the_program_budget() {
     }
     let o = sim.run(&["check"]).await;
     assert!(
-        code(&o) == exit::OK || code(&o) == exit::DRIFT,
+        code(&o) == ExitCode::Ok.code() || code(&o) == ExitCode::Drift.code(),
         "{}",
         explain(&o)
     );
@@ -1819,7 +1830,7 @@ async fn the_playbook_can_opt_in_to_the_spawn_user_fix() {
     let o = sim
         .run(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
         .await;
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     let h = &sim.latest().hosts[0];
     assert_eq!(h.status, HostStatus::Compliant, "{:?}", h.findings);
     assert!(
@@ -1852,7 +1863,7 @@ async fn apply_reloads_by_default_and_stops_nothing() {
     let o = sim
         .run(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
         .await;
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     assert!(sim.fleet.restart_log().is_empty(), "no full restart");
     let r = sim.latest();
     for (name, reload) in [
@@ -1939,7 +1950,7 @@ async fn a_policy_daemon_that_dies_fails_the_canary_gate() {
     let o = sim
         .run(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
         .await;
-    assert_eq!(code(&o), exit::ABORTED, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Aborted.code(), "{}", explain(&o));
     let r = sim.latest();
     let d1 = r.hosts.iter().find(|h| h.name == "d1").unwrap();
     let ap = d1.apply.as_ref().unwrap();
@@ -2011,7 +2022,7 @@ async fn a_policy_daemon_that_dies_fails_the_canary_gate() {
     let o = sim
         .run(&["apply", "-p", pb.to_str().unwrap(), "--yes", "--resume"])
         .await;
-    assert_eq!(code(&o), exit::ABORTED, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Aborted.code(), "{}", explain(&o));
     let r = sim.latest();
     assert!(
         r.promotions.iter().all(|p| p.state != "promoted"),
@@ -2053,7 +2064,7 @@ async fn auto_flavour_with_become_none_runs_one_gather() {
         );
     std::fs::write(&inv, text).unwrap();
     let o = sim.run(&["check"]).await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     let r = sim.latest();
     let c1 = r.hosts.iter().find(|h| h.name == "c1").unwrap();
     assert_eq!(c1.flavour, Some(Flavour::Carbonio));
@@ -2156,7 +2167,7 @@ async fn the_canary_stages_and_zmconfigd_does_not_spread_it() {
     }
     drop(holds);
     let o = apply.await.unwrap();
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     let r = sim.latest();
     assert_eq!(r.promotions.len(), 1);
     assert_eq!(r.promotions[0].state, "promoted", "{:?}", r.promotions);
@@ -2211,7 +2222,7 @@ async fn an_mta_outside_the_limit_holds_the_promotion() {
     let o = sim
         .run(&["apply", "-p", pb, "--yes", "--limit", "a1,a2"])
         .await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     let r = sim.latest();
     let p = &r.promotions[0];
     assert_eq!(p.state, "promotion-held", "{p:?}");
@@ -2246,7 +2257,7 @@ async fn an_mta_outside_the_limit_holds_the_promotion() {
     assert!(!own_values(&sim, "a3").contains_key("zimbraMtaEnableSmtpdPolicyd"));
 
     let o = sim.run(&["check"]).await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     let c = sim.latest();
     for n in ["a1", "a2"] {
         let h = c.hosts.iter().find(|h| h.name == n).unwrap();
@@ -2275,7 +2286,7 @@ async fn an_mta_outside_the_limit_holds_the_promotion() {
     let o = sim.run(&["apply", "-p", pb, "--yes", "--unstage"]).await;
     assert_eq!(
         code(&o),
-        exit::DRIFT,
+        ExitCode::Drift.code(),
         "unstaged, the nodes are off again: {}",
         explain(&o)
     );
@@ -2302,7 +2313,7 @@ async fn an_mta_outside_the_limit_holds_the_promotion() {
         );
     }
     let o = sim.run(&["apply", "-p", pb, "--yes"]).await;
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     assert_eq!(sim.latest().promotions[0].state, "promoted");
     assert_eq!(
         global_value(&sim, "a3", "zimbraMtaEnableSmtpdPolicyd"),
@@ -2340,7 +2351,7 @@ async fn a_nodes_own_rbl_list_survives_and_gains_the_policy_restriction() {
     let o = sim
         .run(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
         .await;
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     let r = sim.latest();
     assert_eq!(r.promotions[0].state, "promoted", "{:?}", r.promotions);
     assert_eq!(
@@ -2384,7 +2395,7 @@ async fn a_masking_override_is_reported_and_left_alone() {
     let o = sim
         .run(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
         .await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     let r = sim.latest();
     let f = r.hosts[0]
         .findings
@@ -2446,7 +2457,7 @@ async fn the_outside_probe_verifies_its_vantage_and_sees_a_dying_policy_daemon()
     let o = sim
         .run(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
         .await;
-    assert_eq!(code(&o), exit::ABORTED, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Aborted.code(), "{}", explain(&o));
     let r = sim.latest();
     let canary = r
         .hosts
@@ -2479,7 +2490,7 @@ async fn the_outside_probe_verifies_its_vantage_and_sees_a_dying_policy_daemon()
     let o = sim
         .run(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
         .await;
-    assert_eq!(code(&o), exit::HOST_FAILED, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::HostFailed.code(), "{}", explain(&o));
     let r = sim.latest();
     let o1 = r.hosts.iter().find(|h| h.name == "o1").unwrap();
     let ap = o1.apply.as_ref().unwrap();
@@ -2555,7 +2566,7 @@ async fn a_pinned_node_keeps_the_old_values_through_the_promotion() {
         .await;
     assert_eq!(
         code(&o),
-        exit::DRIFT,
+        ExitCode::Drift.code(),
         "a2 stays off, on purpose: {}",
         explain(&o)
     );
@@ -2623,7 +2634,7 @@ async fn no_rollback_keeps_the_failed_node_for_inspection() {
             "--no-rollback",
         ])
         .await;
-    assert_eq!(code(&o), exit::ABORTED, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Aborted.code(), "{}", explain(&o));
     let r = sim.latest();
     let ap = r
         .hosts
@@ -2685,7 +2696,7 @@ async fn an_mta_missing_from_the_inventory_is_found_in_ldap_and_holds_the_promot
         .unwrap_or(text.len());
     std::fs::write(&inv, format!("{}{}", &text[..start], &text[end..])).unwrap();
     let o = sim.run(&["check"]).await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     let r = sim.latest();
     assert_eq!(r.hosts.len(), 1);
     let f = r.hosts[0]
@@ -2701,7 +2712,7 @@ async fn an_mta_missing_from_the_inventory_is_found_in_ldap_and_holds_the_promot
     let o = sim
         .run(&["apply", "-p", pb.to_str().unwrap(), "--yes"])
         .await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     let r = sim.latest();
     let p = &r.promotions[0];
     assert_eq!(p.state, "promotion-held", "{p:?}");
@@ -2764,7 +2775,7 @@ async fn channels_a_server_opens_on_its_own_are_refused() {
     let node = sim.fleet.node("h1").unwrap().node().clone();
     node.state().open_server_channels = 50;
     let o = sim.run(&["check"]).await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     assert_eq!(status(&sim.latest(), "h1"), HostStatus::Drift);
     wait_until("the server tried its channels", || {
         node.server_channels_tried() >= 50
@@ -2802,7 +2813,7 @@ async fn a_second_apply_at_once_is_refused() {
     .await;
     let prov_before = node.prov_invocations();
     let o = sim.run(&["apply", "-p", &pb, "--yes"]).await;
-    assert_eq!(code(&o), exit::USAGE, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Usage.code(), "{}", explain(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("another apply is running") && err.contains("since"),
@@ -2815,7 +2826,7 @@ async fn a_second_apply_at_once_is_refused() {
     );
     drop(hold);
     let o = first.await.unwrap();
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     assert_eq!(sim.fleet.restart_log().len(), 1);
 }
 
@@ -2871,11 +2882,16 @@ async fn sigterm_mid_rollout_writes_the_report_and_exits_130() {
         .await
         .unwrap();
     out.stderr = stderr.finish().into_bytes();
-    assert_eq!(code(&out), exit::INTERRUPTED, "{}", explain(&out));
+    assert_eq!(
+        code(&out),
+        ExitCode::Interrupted.code(),
+        "{}",
+        explain(&out)
+    );
     let r = sim.latest();
     assert_eq!(
         (r.command.as_str(), r.exit_code),
-        ("apply", exit::INTERRUPTED)
+        ("apply", ExitCode::Interrupted.code())
     );
     assert_eq!(
         sim.fleet.restart_log().len(),
@@ -2905,10 +2921,10 @@ async fn another_runs_staged_cluster_is_refused_unless_resumed() {
     let o = sim
         .run(&["apply", "-p", pb, "--yes", "--limit", "a1"])
         .await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     assert!(own_values(&sim, "a1").contains_key("zimbraMtaEnableSmtpdPolicyd"));
     let o = sim.run(&["apply", "-p", pb, "--yes"]).await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     let r = sim.latest();
     assert!(r.promotions.is_empty(), "{:?}", r.promotions);
     let a2 = r.hosts.iter().find(|h| h.name == "a2").unwrap();
@@ -2932,7 +2948,7 @@ async fn another_runs_staged_cluster_is_refused_unless_resumed() {
         ["FALSE"]
     );
     let o = sim.run(&["apply", "-p", pb, "--yes", "--resume"]).await;
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     assert_eq!(sim.latest().promotions[0].state, "promoted");
 }
 
@@ -2964,7 +2980,7 @@ async fn a_hostname_with_a_line_break_cannot_inject_into_the_check() {
         *lc = hostile.into_bytes();
     }
     let o = sim.run(&["check"]).await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     assert_eq!(
         global_value(&sim, "h1", "zimbraMtaEnableSmtpdPolicyd"),
         ["FALSE"]
@@ -2997,7 +3013,7 @@ async fn an_unprotected_private_key_is_refused() {
     assert!(text.contains(&shown), "the inventory names the key");
     std::fs::write(&inv, text.replace(&shown, &open.display().to_string())).unwrap();
     let o = sim.run(&["check"]).await;
-    assert_eq!(code(&o), exit::HOST_FAILED, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::HostFailed.code(), "{}", explain(&o));
     let err = sim.latest().hosts[0].error.clone().unwrap();
     assert!(
         err.message
@@ -3084,11 +3100,16 @@ async fn sigterm_stops_check_with_a_report_and_exit_130() {
     .unwrap();
     let (heard, out) = out;
     assert!(heard, "{}", explain(&out));
-    assert_eq!(code(&out), exit::INTERRUPTED, "{}", explain(&out));
+    assert_eq!(
+        code(&out),
+        ExitCode::Interrupted.code(),
+        "{}",
+        explain(&out)
+    );
     let r = sim.latest();
     assert_eq!(
         (r.command.as_str(), r.exit_code),
-        ("check", exit::INTERRUPTED)
+        ("check", ExitCode::Interrupted.code())
     );
     let error = |name: &str| {
         let h = r.hosts.iter().find(|h| h.name == name).unwrap();
@@ -3134,7 +3155,7 @@ async fn the_audit_log_records_each_command_before_it_runs() {
             log.to_str().unwrap(),
         ])
         .await;
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     let events: Vec<serde_json::Value> = std::fs::read_to_string(&log)
         .unwrap()
         .lines()
@@ -3185,7 +3206,7 @@ async fn on_drift_runs_the_hook_for_new_drift_only() {
     );
     let args = ["check", "--on-drift", hook.as_str()];
     let check = || sim.run(&args);
-    assert_eq!(code(&check().await), exit::OK);
+    assert_eq!(code(&check().await), ExitCode::Ok.code());
     assert!(!out.exists(), "no drift, no hook");
     sim.fleet
         .node("c1")
@@ -3196,7 +3217,7 @@ async fn on_drift_runs_the_hook_for_new_drift_only() {
         .global
         .insert("zimbraMtaEnableSmtpdPolicyd".into(), vec!["FALSE".into()]);
     let o = check().await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.contains("c1"), "{text}");
     assert!(
@@ -3204,7 +3225,7 @@ async fn on_drift_runs_the_hook_for_new_drift_only() {
         "{text}"
     );
     std::fs::remove_file(&out).unwrap();
-    assert_eq!(code(&check().await), exit::DRIFT);
+    assert_eq!(code(&check().await), ExitCode::Drift.code());
     assert!(!out.exists(), "the same drift again is not new");
 }
 
@@ -3219,7 +3240,7 @@ async fn controls_select_what_a_run_checks() {
     )
     .await;
     let o = sim.run(&["check", "--controls", "BS-02,EFF-02"]).await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     let r = sim.latest();
     let h = &r.hosts[0];
     assert_eq!(
@@ -3270,7 +3291,7 @@ async fn a_waiver_accepts_drift_until_it_expires() {
             vec!["no".into()],
         );
     let o = sim.run(&["check"]).await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
 
     let live = waiver_file(&sim, &["BS-03", "EFF-03"], "c", "2999-12-31");
     let metrics = sim.path("fleet.prom");
@@ -3283,7 +3304,7 @@ async fn a_waiver_accepts_drift_until_it_expires() {
             metrics.to_str().unwrap(),
         ])
         .await;
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     let r = sim.latest();
     let h = &r.hosts[0];
     assert_eq!(h.status, HostStatus::Compliant);
@@ -3321,7 +3342,7 @@ async fn a_waiver_accepts_drift_until_it_expires() {
     let o = sim
         .run(&["check", "--waivers", expired.to_str().unwrap()])
         .await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     let r = sim.latest();
     let bs03 = r.hosts[0]
         .controls
@@ -3357,7 +3378,7 @@ async fn apply_leaves_a_waived_control_as_it_is() {
     let o = sim
         .run(&["apply", "--yes", "--waivers", waivers.to_str().unwrap()])
         .await;
-    assert_eq!(code(&o), exit::OK, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
     assert_eq!(
         global_value(&sim, "w1", "zimbraMtaSmtpdRejectUnlistedSender"),
         ["no"],
@@ -3398,7 +3419,7 @@ async fn a_waiver_never_lifts_a_broken_precondition() {
     let o = sim
         .run(&["check", "--waivers", waivers.to_str().unwrap()])
         .await;
-    assert_eq!(code(&o), exit::DRIFT, "{}", explain(&o));
+    assert_eq!(code(&o), ExitCode::Drift.code(), "{}", explain(&o));
     let r = sim.latest();
     let h = &r.hosts[0];
     assert_eq!(h.status, HostStatus::Drift);
@@ -3520,7 +3541,8 @@ async fn a_slow_resolver_never_holds_the_host_sweep_back() {
     };
     let (events, mut rx) = Events::channel();
     // The run and the watch on its events in one task.
-    let check = carbonio_fleet::engine::run::check(&opts, events);
+    let (_interrupter, interrupts) = carbonio_fleet::engine::interrupt::channel();
+    let check = carbonio_fleet::engine::run::check(&opts, &interrupts, events);
     tokio::pin!(check);
     let mut ended = None;
     let mut finished = std::collections::BTreeSet::new();
@@ -3544,8 +3566,14 @@ async fn a_slow_resolver_never_holds_the_host_sweep_back() {
     let code = match ended {
         Some(c) => c,
         None => check.await,
-    };
-    assert!(code == exit::OK || code == exit::DRIFT, "exit {code}");
+    }
+    .expect("the check runs")
+    .exit_code()
+    .code();
+    assert!(
+        code == ExitCode::Ok.code() || code == ExitCode::Drift.code(),
+        "exit {code}"
+    );
     let report = sim.latest();
     assert_eq!(report.hosts.len(), 3);
     assert_eq!(

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use carbonio_fleet::exit;
+use carbonio_fleet::exit::ExitCode;
 use carbonio_fleet::sim::exec::StageFault;
 use carbonio_fleet::sim::{FleetSpec, NodeSpec, max_concurrent, max_concurrent_per_cluster};
 use serde_json::Value;
@@ -221,9 +221,9 @@ fn check_on_a_mixed_fleet_matches_the_seeded_state() {
     };
     eprintln!("6 real sshd nodes up in {:?}", started.elapsed());
     let (out, reports) = run(&fleet, "check", None, &[]);
-    assert_eq!(code(&out), exit::DRIFT, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Drift.code(), "{}", show(&out));
     let r = report(&reports);
-    assert_eq!(r["exit_code"], exit::DRIFT);
+    assert_eq!(r["exit_code"], ExitCode::Drift.code());
     let nc = "non-compliant";
     let expect: [Expected; 6] = [
         // name, status, platform, BS-01..04 verdicts, EFF-01..03 + SMTP-01 probes
@@ -329,7 +329,7 @@ fn apply_rollout_staggers_restarts_and_reapply_is_a_no_op() {
     };
     let pb = playbook(fleet.dir.path(), FAST);
     let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
-    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Ok.code(), "{}", show(&out));
     let r = report(&reports);
     for n in &fleet.nodes {
         let h = host(&r, &n.name);
@@ -365,7 +365,7 @@ fn apply_rollout_staggers_restarts_and_reapply_is_a_no_op() {
     // Re-apply: everything compliant, nothing changed, nothing restarted.
     let before = prov_counts(&fleet);
     let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
-    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Ok.code(), "{}", show(&out));
     let r = report(&reports);
     for n in &fleet.nodes {
         let h = host(&r, &n.name);
@@ -412,7 +412,7 @@ fn unreachable_node_is_reported_and_the_rest_is_checked() {
         return;
     };
     let (out, reports) = run(&fleet, "check", None, &[]);
-    assert_eq!(code(&out), exit::HOST_FAILED, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::HostFailed.code(), "{}", show(&out));
     let r = report(&reports);
     let bad = &fleet.nodes[1];
     let h = host(&r, &bad.name);
@@ -438,7 +438,7 @@ fn node_that_never_speaks_times_out_within_connect_timeout() {
         return;
     };
     let (out, reports) = run(&fleet, "check", None, &[]);
-    assert_eq!(code(&out), exit::HOST_FAILED, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::HostFailed.code(), "{}", show(&out));
     let r = report(&reports);
     let h = host(&r, &fleet.nodes[1].name);
     assert_eq!(s(&h["status"]), "failed");
@@ -461,7 +461,7 @@ fn wrong_host_key_is_refused_before_any_authentication() {
         return;
     };
     let (out, reports) = run(&fleet, "check", None, &[]);
-    assert_eq!(code(&out), exit::HOST_FAILED, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::HostFailed.code(), "{}", show(&out));
     let r = report(&reports);
     let node = &fleet.nodes[0];
     let h = host(&r, &node.name);
@@ -501,7 +501,7 @@ fn unknown_host_key_fails_under_strict() {
     let first = kh.lines().next().unwrap().to_string();
     std::fs::write(fleet.known_hosts(), format!("{first}\n")).unwrap();
     let (out, reports) = run(&fleet, "check", None, &[]);
-    assert_eq!(code(&out), exit::HOST_FAILED, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::HostFailed.code(), "{}", show(&out));
     let r = report(&reports);
     let h = host(&r, &fleet.nodes[1].name);
     assert_eq!(error_kind(h), "hostkey", "{h}");
@@ -529,7 +529,7 @@ fn refused_authentication_is_an_auth_failure() {
         return;
     };
     let (out, reports) = run(&fleet, "check", None, &[]);
-    assert_eq!(code(&out), exit::HOST_FAILED, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::HostFailed.code(), "{}", show(&out));
     let r = report(&reports);
     let h = host(&r, &fleet.nodes[0].name);
     assert_eq!(s(&h["status"]), "failed");
@@ -559,7 +559,7 @@ fn zmprov_error_in_an_apply_batch_is_reported_exactly() {
         .unwrap();
     let pb = playbook(fleet.dir.path(), FAST);
     let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
-    assert_eq!(code(&out), exit::HOST_FAILED, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::HostFailed.code(), "{}", show(&out));
     let r = report(&reports);
     let h = host(&r, &bad.name);
     assert_eq!(s(&h["status"]), "failed", "{h}");
@@ -616,7 +616,7 @@ fn curly_quotes_in_a_playbook_value_are_rejected_at_load() {
     std::fs::write(&pb, bad).unwrap();
     for cmd in ["check", "apply"] {
         let (out, reports) = run(&fleet, cmd, Some(&pb), &[]);
-        assert_eq!(code(&out), exit::USAGE, "{}", show(&out));
+        assert_eq!(code(&out), ExitCode::Usage.code(), "{}", show(&out));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("typographic quotes"), "{err}");
         assert!(err.contains("curly.toml:"), "names the place: {err}");
@@ -661,7 +661,7 @@ fn hostile_value_is_delivered_intact_through_su() {
     )
     .unwrap();
     let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
-    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Ok.code(), "{}", show(&out));
     let r = report(&reports);
     let h = host(&r, &fleet.nodes[0].name);
     let c = &h["controls"][0];
@@ -676,7 +676,7 @@ fn hostile_value_is_delivered_intact_through_su() {
     assert!(!canary.exists(), "a shell expanded part of the value");
     // And the check reads it back equal.
     let (out, _) = run(&fleet, "check", Some(&pb), &[]);
-    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Ok.code(), "{}", show(&out));
 }
 
 #[test]
@@ -696,7 +696,7 @@ fn restart_failure_in_the_canary_aborts_and_restarts_nothing_else() {
     }
     let pb = playbook(fleet.dir.path(), FAST);
     let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
-    assert_eq!(code(&out), exit::ABORTED, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Aborted.code(), "{}", show(&out));
     // The canary's failed restart, then its rollback's restart on the old values.
     assert_eq!(fleet.restarts_started(), 2, "only the canary restarted");
     let records = fleet.finished_restarts();
@@ -747,7 +747,7 @@ fn node_killed_mid_command_is_never_a_success() {
     hold.release();
     let out = child.wait_with_output().unwrap();
     assert!(
-        [exit::HOST_FAILED, exit::ABORTED].contains(&code(&out)),
+        [ExitCode::HostFailed.code(), ExitCode::Aborted.code()].contains(&code(&out)),
         "{}",
         show(&out)
     );
@@ -798,7 +798,7 @@ fn unwritable_report_dir_is_a_clear_error_and_keeps_the_previous_report() {
         return;
     };
     let (out, reports) = run(&fleet, "check", None, &[]);
-    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Ok.code(), "{}", show(&out));
     let latest = std::fs::canonicalize(reports.join("latest")).unwrap();
     let before = std::fs::read(latest.join("report.json")).unwrap();
     // Root ignores mode bits: a read-only bind mount in a private mount namespace
@@ -814,7 +814,7 @@ fn unwritable_report_dir_is_a_clear_error_and_keeps_the_previous_report() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_ne!(code(&out), exit::OK, "{}", show(&out));
+    assert_ne!(code(&out), ExitCode::Ok.code(), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("the report could not be written"),
@@ -865,10 +865,10 @@ fn sigint_mid_rollout_then_resume_finishes_the_job() {
     drop(holds);
     let mut out = child.wait_with_output().unwrap();
     out.stderr = stderr.finish().into_bytes();
-    assert_eq!(code(&out), exit::INTERRUPTED, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Interrupted.code(), "{}", show(&out));
     let r = report(&reports);
     assert_eq!(r["hosts"].as_array().unwrap().len(), 4, "complete report");
-    assert_eq!(r["exit_code"], exit::INTERRUPTED);
+    assert_eq!(r["exit_code"], ExitCode::Interrupted.code());
     // The in-flight restart was waited for; nothing else started.
     assert_eq!(fleet.restarts_started(), 1);
     assert_eq!(fleet.finished_restarts().len(), 1);
@@ -902,7 +902,7 @@ fn sigint_mid_rollout_then_resume_finishes_the_job() {
     }
 
     let (out, reports) = run(&fleet, "apply", Some(&pb), &["--resume"]);
-    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Ok.code(), "{}", show(&out));
     let r = report(&reports);
     let names: Vec<&str> = r["hosts"]
         .as_array()
@@ -931,7 +931,7 @@ fn sigint_mid_rollout_then_resume_finishes_the_job() {
     }
     // The whole fleet is now compliant.
     let (out, _) = run(&fleet, "check", Some(&pb), &[]);
-    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Ok.code(), "{}", show(&out));
 }
 
 /// 50 nodes come up and go down in seconds, a check sweeps them all with one prov
@@ -946,7 +946,7 @@ fn fifty_nodes_up_check_and_down_without_leftovers() {
         return;
     };
     let (out, reports) = run(&fleet, "check", None, &[]);
-    assert_eq!(code(&out), exit::DRIFT, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Drift.code(), "{}", show(&out));
     let r = report(&reports);
     assert_eq!(r["summary"]["hosts"], 50);
     assert_eq!(r["summary"]["failed"], 0, "{}", r["summary"]);
@@ -987,7 +987,7 @@ fn health_gate_failure_is_reported_with_its_checks() {
     );
     let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
     assert!(
-        [exit::HOST_FAILED, exit::ABORTED].contains(&code(&out)),
+        [ExitCode::HostFailed.code(), ExitCode::Aborted.code()].contains(&code(&out)),
         "{}",
         show(&out)
     );
@@ -1066,7 +1066,7 @@ fn spawn_users_on_real_nodes_and_the_program_budget() {
         return;
     };
     let (out, reports) = run(&fleet, "check", None, &[]);
-    assert_eq!(code(&out), exit::DRIFT, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Drift.code(), "{}", show(&out));
     let r = report(&reports);
     let finding = |name: &str| -> Option<String> {
         host(&r, name)["findings"]
@@ -1131,7 +1131,7 @@ fn fix_spawn_user_on_a_real_node() {
     let stock = std::fs::read_to_string(&template).unwrap();
     let pb = playbook(fleet.dir.path(), FAST);
     let (out, reports) = run(&fleet, "apply", Some(&pb), &["--fix-spawn-user"]);
-    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Ok.code(), "{}", show(&out));
     let r = report(&reports);
     let h = host(&r, &node.name);
     assert_eq!(s(&h["status"]), "compliant", "{h}");
@@ -1189,7 +1189,7 @@ fn a_master_cf_newer_than_the_running_master_is_restart_pending() {
         return;
     };
     let (out, reports) = run(&fleet, "check", None, &[]);
-    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Ok.code(), "{}", show(&out));
     let r = report(&reports);
     for n in &fleet.nodes {
         let running = &host(&r, &n.name)["running"];
@@ -1224,7 +1224,7 @@ fn a_master_cf_newer_than_the_running_master_is_restart_pending() {
         .set_modified(std::time::SystemTime::now())
         .unwrap();
     let (out, reports) = run(&fleet, "check", None, &[]);
-    assert_eq!(code(&out), exit::DRIFT, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Drift.code(), "{}", show(&out));
     let r = report(&reports);
     let h = host(&r, &stale.name);
     assert_eq!(s(&h["status"]), "restart-pending", "{h}");
@@ -1241,7 +1241,7 @@ fn a_master_cf_newer_than_the_running_master_is_restart_pending() {
 
     let pb = playbook(fleet.dir.path(), FAST);
     let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
-    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Ok.code(), "{}", show(&out));
     let r = report(&reports);
     let h = host(&r, &stale.name);
     assert_eq!(s(&h["status"]), "compliant", "{h}");
@@ -1277,7 +1277,7 @@ fn a_zimbra_node_on_real_sshd() {
     };
     let (zm, cb) = (&fleet.nodes[0], &fleet.nodes[1]);
     let (out, reports) = run(&fleet, "check", None, &[]);
-    assert_eq!(code(&out), exit::DRIFT, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Drift.code(), "{}", show(&out));
     let r = report(&reports);
     let h = host(&r, &zm.name);
     assert_eq!(s(&h["flavour"]), "zimbra", "{h}");
@@ -1303,7 +1303,7 @@ fn a_zimbra_node_on_real_sshd() {
 
     let pb = playbook(fleet.dir.path(), FAST);
     let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
-    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Ok.code(), "{}", show(&out));
     let r = report(&reports);
     let h = host(&r, &zm.name);
     assert_eq!(s(&h["status"]), "compliant", "{h}");
@@ -1354,7 +1354,7 @@ fn apply_reloads_real_nodes_by_default() {
         .update(|nf, _| nf.state.policyd_broken = Some(broken.into()))
         .unwrap();
     let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
-    assert_eq!(code(&out), exit::HOST_FAILED, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::HostFailed.code(), "{}", show(&out));
     let r = report(&reports);
     let h = host(&r, &fleet.nodes[2].name);
     let socket = gate_check(h, "policy-socket");
@@ -1409,7 +1409,7 @@ fn the_policy_socket_is_asked_on_the_node_when_ssh_cannot_open_it() {
         .unwrap();
     let pb = playbook(fleet.dir.path(), &FAST.replace("restart = \"full\"\n", ""));
     let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
-    assert_eq!(code(&out), exit::HOST_FAILED, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::HostFailed.code(), "{}", show(&out));
     let r = report(&reports);
     let ok = gate_check(host(&r, &fleet.nodes[0].name), "policy-socket");
     assert_eq!(ok["ok"], true, "{ok}");
@@ -1462,7 +1462,7 @@ fn staging_rollback_promotion_held_and_resume_on_real_nodes() {
         .update(|nf, _| nf.state.policyd_broken = Some(broken.into()))
         .unwrap();
     let (out, reports) = run(&fleet, "apply", Some(&pb), &[]);
-    assert_eq!(code(&out), exit::ABORTED, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Aborted.code(), "{}", show(&out));
     let r = report(&reports);
     let canary = host(&r, names[0]);
     assert_eq!(gate_check(canary, "policy-socket")["ok"], false, "{canary}");
@@ -1481,7 +1481,7 @@ fn staging_rollback_promotion_held_and_resume_on_real_nodes() {
     );
     assert!(fleet.nodes[1].restarts().is_empty() && fleet.nodes[2].restarts().is_empty());
     let (out, _) = run(&fleet, "apply", Some(&pb), &["--resume"]);
-    assert_eq!(code(&out), exit::ABORTED, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Aborted.code(), "{}", show(&out));
     assert_eq!(policyd(1), (no.clone(), None), "still not promoted");
 
     fleet.nodes[0]
@@ -1490,7 +1490,7 @@ fn staging_rollback_promotion_held_and_resume_on_real_nodes() {
         .unwrap();
     let limit = format!("{},{}", names[0], names[1]);
     let (out, reports) = run(&fleet, "apply", Some(&pb), &["--limit", &limit]);
-    assert_eq!(code(&out), exit::DRIFT, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Drift.code(), "{}", show(&out));
     let r = report(&reports);
     let p = &r["promotions"][0];
     assert_eq!(s(&p["state"]), "promotion-held", "{p}");
@@ -1522,7 +1522,7 @@ fn staging_rollback_promotion_held_and_resume_on_real_nodes() {
         );
     }
     let (out, reports) = run(&fleet, "check", Some(&pb), &[]);
-    assert_eq!(code(&out), exit::DRIFT, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Drift.code(), "{}", show(&out));
     let r = report(&reports);
     for n in &names[..2] {
         let f = host(&r, n)["findings"]
@@ -1546,7 +1546,7 @@ fn staging_rollback_promotion_held_and_resume_on_real_nodes() {
     };
     let before: Vec<usize> = (0..3).map(restarts).collect();
     let (out, reports) = run(&fleet, "apply", Some(&pb), &["--resume"]);
-    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Ok.code(), "{}", show(&out));
     let r = report(&reports);
     assert_eq!(s(&r["promotions"][0]["state"]), "promoted", "{r}");
     assert_eq!(
@@ -1643,7 +1643,7 @@ fn real_postfix_answers_from_inside_and_outside_mynetworks() {
     // The tool's check reads the same Postfix: the policy entry as `postconf -M` joins
     // it, the restrictions in the order of Carbonio's template.
     let (out, reports) = run(&fleet, "check", None, &[]);
-    assert_eq!(code(&out), exit::OK, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Ok.code(), "{}", show(&out));
     let r = report(&reports);
     assert_eq!(s(&host(&r, &n.name)["status"]), "compliant", "{r}");
     let main_cf = std::fs::read_to_string(n.dir.join("conf").join("main.cf")).unwrap();
@@ -1688,7 +1688,7 @@ fn a_policy_daemon_that_breaks_after_the_gather_is_caught_and_rolled_back() {
     // can read, as spawn gives it): the node's real file now says 0200.
     canary.break_policyd_on_stage(StageFault::LocalconfigUnreadable);
     let (out, reports) = run(&fleet, "apply", Some(&rollout("")), &[]);
-    assert_eq!(code(&out), exit::ABORTED, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Aborted.code(), "{}", show(&out));
     assert_eq!(
         mode(&localconfig),
         0o200,
@@ -1719,7 +1719,7 @@ fn a_policy_daemon_that_breaks_after_the_gather_is_caught_and_rolled_back() {
         Some(&rollout("policy_socket = false")),
         &[],
     );
-    assert_eq!(code(&out), exit::ABORTED, "{}", show(&out));
+    assert_eq!(code(&out), ExitCode::Aborted.code(), "{}", show(&out));
     let r = report(&reports);
     let h = host(&r, &canary.name);
     assert!(

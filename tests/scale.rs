@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use assert_cmd::cargo::cargo_bin_cmd;
-use carbonio_fleet::exit;
+use carbonio_fleet::exit::ExitCode;
 use carbonio_fleet::inventory::{
     self, Host, HostKeyPolicy, JumpSpec, LoadOptions, shard::shard_of,
 };
@@ -516,7 +516,7 @@ fn an_empty_shard_exits_zero_with_a_message_and_writes_no_report() {
         .arg("--report-dir")
         .arg(reports.path())
         .assert()
-        .code(exit::OK)
+        .code(ExitCode::Ok.code())
         .get_output()
         .clone();
     let stderr = String::from_utf8(out.stderr).unwrap();
@@ -531,7 +531,7 @@ fn an_empty_shard_exits_zero_with_a_message_and_writes_no_report() {
     cargo_bin_cmd!("carbonio-fleet")
         .args(["check", "-i", "inventory/lab.toml", "--shard", "5/4"])
         .assert()
-        .code(exit::USAGE);
+        .code(ExitCode::Usage.code());
 }
 
 // ---------------------------------------------------------------- deploy/ examples

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use carbonio_fleet::exit;
+use carbonio_fleet::exit::ExitCode;
 use carbonio_fleet::sim::prereq::{self, Need};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carbonio-fleet");
@@ -189,7 +189,7 @@ fn progress_bars_in_a_real_terminal() {
     assert!(waited.success(), "the run did not finish");
     let end = tmux.screen(true);
     assert!(
-        end.contains(&format!("EXIT={}", exit::HOST_FAILED)),
+        end.contains(&format!("EXIT={}", ExitCode::HostFailed.code())),
         "{end}"
     );
     assert!(end.contains("FAILED (6)"), "{end}");
@@ -231,7 +231,11 @@ fn no_control_bytes_outside_a_terminal() {
             ],
             dir.path(),
         );
-        assert_eq!(out.status.code(), Some(exit::HOST_FAILED), "{out:?}");
+        assert_eq!(
+            out.status.code(),
+            Some(ExitCode::HostFailed.code()),
+            "{out:?}"
+        );
         let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
         assert!(
             !stdout.contains('\x1b'),
@@ -272,11 +276,14 @@ fn no_control_bytes_outside_a_terminal() {
         assert!(failed.iter().all(|e| e["kind"] == "unreachable"
             && e["operator"].as_str().is_some_and(|o| o.contains('@'))
             && e["timestamp"].is_string()));
-        assert_eq!(audit.last().unwrap()["exit_code"], exit::HOST_FAILED);
+        assert_eq!(
+            audit.last().unwrap()["exit_code"],
+            ExitCode::HostFailed.code()
+        );
     }
 
     let out = fleet(&["check", "-i", inv, "-q"], dir.path());
-    assert_eq!(out.status.code(), Some(exit::HOST_FAILED));
+    assert_eq!(out.status.code(), Some(ExitCode::HostFailed.code()));
     assert_eq!(text(&out.stderr), "");
 
     // CARBONIO_FLEET_LOG replaces -v/-q; a bad one is a usage error before any contact.
@@ -286,7 +293,7 @@ fn no_control_bytes_outside_a_terminal() {
         .env("CARBONIO_FLEET_LOG", "error")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(exit::HOST_FAILED));
+    assert_eq!(out.status.code(), Some(ExitCode::HostFailed.code()));
     assert_eq!(text(&out.stderr), "");
     let out = Command::new(BIN)
         .args(["check", "-i", inv])
@@ -294,7 +301,7 @@ fn no_control_bytes_outside_a_terminal() {
         .env("CARBONIO_FLEET_LOG", "carbonio_fleet=loud")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(exit::USAGE));
+    assert_eq!(out.status.code(), Some(ExitCode::Usage.code()));
     assert!(
         text(&out.stderr)
             .contains("CARBONIO_FLEET_LOG=`carbonio_fleet=loud` is not a valid filter")
@@ -332,7 +339,7 @@ fn report_show_diff_merge() {
             ],
             d,
         );
-        assert_eq!(out.status.code(), Some(exit::HOST_FAILED));
+        assert_eq!(out.status.code(), Some(ExitCode::HostFailed.code()));
         let stdout = text(&out.stdout);
         let path = stdout
             .lines()
@@ -346,7 +353,7 @@ fn report_show_diff_merge() {
     // show: the summary again (from the file or its run directory), or the JSON.
     for arg in [h2_report.clone(), reports.join("latest")] {
         let out = fleet(&["report", "show", arg.to_str().unwrap()], d);
-        assert_eq!(out.status.code(), Some(exit::OK));
+        assert_eq!(out.status.code(), Some(ExitCode::Ok.code()));
         let summary = h2_stdout.split("report: ").next().unwrap();
         assert_eq!(text(&out.stdout), summary);
     }
@@ -365,19 +372,19 @@ fn report_show_diff_merge() {
         serde_json::from_str(&fs::read_to_string(h2_report).unwrap()).unwrap();
     assert_eq!(shown, stored);
     let out = fleet(&["report", "show", "no/such/report.json"], d);
-    assert_eq!(out.status.code(), Some(exit::USAGE));
+    assert_eq!(out.status.code(), Some(ExitCode::Usage.code()));
 
     // diff: same state → 0; from compliant to failed → 2 with the change named.
     let h2 = h2_report.to_str().unwrap();
     let out = fleet(&["report", "diff", h2, h2], d);
-    assert_eq!(out.status.code(), Some(exit::OK), "{out:?}");
+    assert_eq!(out.status.code(), Some(ExitCode::Ok.code()), "{out:?}");
     let was_ok = d.join("was-compliant.json");
     edit_report(h2_report, &was_ok, |v| {
         v["hosts"][0]["status"] = "compliant".into();
         v["hosts"][0]["error"] = serde_json::Value::Null;
     });
     let out = fleet(&["report", "diff", was_ok.to_str().unwrap(), h2], d);
-    assert_eq!(out.status.code(), Some(exit::DRIFT), "{out:?}");
+    assert_eq!(out.status.code(), Some(ExitCode::Drift.code()), "{out:?}");
     assert!(text(&out.stdout).contains("h2"), "{}", text(&out.stdout));
     let out = fleet(
         &[
@@ -395,7 +402,7 @@ fn report_show_diff_merge() {
     let out = fleet(&["report", "diff", h2, was_ok.to_str().unwrap()], d);
     assert_eq!(
         out.status.code(),
-        Some(exit::OK),
+        Some(ExitCode::Ok.code()),
         "getting better is not drift"
     );
 
@@ -413,7 +420,11 @@ fn report_show_diff_merge() {
         ],
         d,
     );
-    assert_eq!(out.status.code(), Some(exit::HOST_FAILED), "{out:?}");
+    assert_eq!(
+        out.status.code(),
+        Some(ExitCode::HostFailed.code()),
+        "{out:?}"
+    );
     let stdout = text(&out.stdout);
     assert!(
         stdout.contains("FAILED (2)") && stdout.contains("h1, h2"),
@@ -442,7 +453,7 @@ fn report_show_diff_merge() {
         ],
         d,
     );
-    assert_eq!(out.status.code(), Some(exit::USAGE));
+    assert_eq!(out.status.code(), Some(ExitCode::Usage.code()));
     assert!(
         text(&out.stderr).contains("cannot merge: shard 2 ran playbook `something-else (sha256"),
         "{}",
@@ -500,9 +511,12 @@ fn leak_child() {
         let span = progress::run_span("check");
         let (events, rx) = Events::channel();
         let consumer = tokio::spawn(progress::run(rx, span.clone()));
-        let code = check(&opts, events).await;
+        let (_interrupter, interrupts) = carbonio_fleet::engine::interrupt::channel();
+        // Shown as the command line shows it: the summary on stdout.
+        let code =
+            carbonio_fleet::cli::show::run_result(&check(&opts, &interrupts, events).await, false);
         consumer.await.unwrap();
-        code
+        code.code()
     });
     println!("CHILD-EXIT={code}");
 }
@@ -543,7 +557,7 @@ fn the_password_appears_in_no_output() {
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
     assert!(
-        stdout.contains(&format!("CHILD-EXIT={}", exit::HOST_FAILED)),
+        stdout.contains(&format!("CHILD-EXIT={}", ExitCode::HostFailed.code())),
         "{stdout}"
     );
 

@@ -30,7 +30,7 @@ pub fn new_drift(previous: Option<&Report>, new: &Report) -> Option<String> {
             let d = diff::diff(old, new);
             d.has_new_drift().then(|| diff::render_diff(&d))
         }
-        None => (new.exit_code != crate::exit::OK).then(|| summary::render(new)),
+        None => (new.exit_code != crate::exit::ExitCode::Ok.code()).then(|| summary::render(new)),
     }
 }
 

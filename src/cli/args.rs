@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::exit;
+use crate::exit::ExitCode;
 
 /// The exit-code table printed under `--help`.
 pub fn exit_codes_help() -> String {
     let mut s = String::from("Exit codes:\n");
-    for (code, meaning) in exit::TABLE {
-        s.push_str(&format!("  {code:<4} {meaning}\n"));
+    for c in ExitCode::ALL {
+        s.push_str(&format!("  {:<4} {}\n", c.code(), c.meaning()));
     }
     s
 }
@@ -306,13 +306,8 @@ pub enum Format {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Progress {
-    /// Only when stderr is a terminal
-    Auto,
-    Always,
-    Never,
-}
+/// `--progress` (defined beside the bars it governs, in `ui::progress`).
+pub use crate::ui::progress::Progress;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SplitBy {

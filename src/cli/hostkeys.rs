@@ -3,14 +3,14 @@
 //! (hashed). A changed key is never replaced: that is for a human to investigate.
 
 use super::HostkeysScanArgs;
-use crate::engine::run::config_failed;
-use crate::exit;
+use super::show::config_failed;
+use crate::exit::ExitCode;
 use crate::inventory::{self, LoadOptions};
 use crate::ssh::{Connector, ConnectorOptions, ScanStatus, render_scan, scan};
 
 /// Exit code: 0 when every key is known (or was just written), 2 when new keys were
 /// found and not written, 3 when a key changed, is revoked, or a host was unreachable.
-pub(super) fn scan_command(a: &HostkeysScanArgs) -> i32 {
+pub(super) fn scan_command(a: &HostkeysScanArgs) -> ExitCode {
     let opts = LoadOptions {
         ssh_config: super::ssh_config_path(&a.ssh_config),
         ..LoadOptions::default()
@@ -23,23 +23,23 @@ pub(super) fn scan_command(a: &HostkeysScanArgs) -> i32 {
         Ok(h) => h,
         Err(e) => {
             eprintln!("carbonio-fleet: {e}");
-            return exit::USAGE;
+            return ExitCode::Usage;
         }
     };
     let Some(rt) = super::run::runtime() else {
-        return exit::USAGE;
+        return ExitCode::Usage;
     };
     let results = rt.block_on(async {
         let connector = Connector::new(ConnectorOptions::default());
         scan(&connector, &hosts, a.write).await
     });
     print!("{}", render_scan(&results));
-    let mut code = exit::OK;
+    let mut code = ExitCode::Ok;
     for r in &results {
         let c = match r.status {
-            ScanStatus::Known { .. } | ScanStatus::New { written: true } => exit::OK,
-            ScanStatus::New { written: false } => exit::DRIFT,
-            _ => exit::HOST_FAILED,
+            ScanStatus::Known { .. } | ScanStatus::New { written: true } => ExitCode::Ok,
+            ScanStatus::New { written: false } => ExitCode::Drift,
+            _ => ExitCode::HostFailed,
         };
         code = code.max(c);
     }

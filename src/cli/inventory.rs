@@ -3,13 +3,13 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 
+use super::show::config_failed;
 use super::{Format, InventoryArgs, InventoryImportArgs};
-use crate::engine::run::config_failed;
-use crate::exit;
+use crate::exit::ExitCode;
 use crate::inventory::{self, Become, Host, HostKeyPolicy, Inventory};
 
 /// `inventory list`: every selected host with its effective settings.
-pub fn list(args: &InventoryArgs) -> i32 {
+pub fn list(args: &InventoryArgs) -> ExitCode {
     let inv = match inventory::load(&args.inventory) {
         Ok(inv) => inv,
         Err(e) => return config_failed(&e, "inventory"),
@@ -18,7 +18,7 @@ pub fn list(args: &InventoryArgs) -> i32 {
         Ok(h) => h,
         Err(e) => {
             eprintln!("carbonio-fleet: {e}");
-            return exit::USAGE;
+            return ExitCode::Usage;
         }
     };
     let hosts = match args.shard {
@@ -35,14 +35,14 @@ pub fn list(args: &InventoryArgs) -> i32 {
 }
 
 /// `inventory validate`: "inventory OK: ..." or every error, exit 1.
-pub fn validate(args: &InventoryArgs) -> i32 {
+pub fn validate(args: &InventoryArgs) -> ExitCode {
     let inv = match inventory::load(&args.inventory) {
         Ok(inv) => inv,
         Err(e) => {
             if args.format == Format::Json {
                 let doc = serde_json::json!({ "ok": false, "errors": e });
                 print_stdout(&format!("{doc:#}\n"));
-                return exit::USAGE;
+                return ExitCode::Usage;
             }
             return config_failed(&e, "inventory");
         }
@@ -51,7 +51,7 @@ pub fn validate(args: &InventoryArgs) -> i32 {
         Ok(h) => h,
         Err(e) => {
             eprintln!("carbonio-fleet: {e}");
-            return exit::USAGE;
+            return ExitCode::Usage;
         }
     };
     let (groups, clusters) = counts(&inv, &hosts, args.limit.is_some());
@@ -126,15 +126,15 @@ fn counts(inv: &Inventory, hosts: &[&Host], limited: bool) -> (usize, usize) {
     (groups, clusters)
 }
 
-fn print_stdout(text: &str) -> i32 {
+fn print_stdout(text: &str) -> ExitCode {
     let mut out = std::io::stdout().lock();
     // A closed pipe (`| head`) is the reader's choice, not our failure.
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => exit::OK,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+        Ok(()) => ExitCode::Ok,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::Ok,
         Err(e) => {
             eprintln!("carbonio-fleet: cannot write to stdout: {e}");
-            exit::USAGE
+            ExitCode::Usage
         }
     }
 }
@@ -227,7 +227,7 @@ pub fn render_table(hosts: &[&Host]) -> String {
 /// `inventory import --from-ansible`: the TOML inventory for `ansible-inventory --list`
 /// JSON, checked by loading it before it is written; what could not be mapped is listed
 /// on stderr.
-pub fn import(a: &InventoryImportArgs) -> i32 {
+pub fn import(a: &InventoryImportArgs) -> ExitCode {
     let from = a.from_ansible.display();
     let json = if a.from_ansible.as_os_str() == "-" {
         let mut s = String::new();
@@ -239,14 +239,14 @@ pub fn import(a: &InventoryImportArgs) -> i32 {
         Ok(j) => j,
         Err(e) => {
             eprintln!("carbonio-fleet: cannot read {from}: {e}");
-            return exit::USAGE;
+            return ExitCode::Usage;
         }
     };
     let imported = match inventory::ansible::import(&json) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("carbonio-fleet: {from}: {e}");
-            return exit::USAGE;
+            return ExitCode::Usage;
         }
     };
     // The result must load as an inventory before anyone relies on it.
@@ -261,11 +261,11 @@ pub fn import(a: &InventoryImportArgs) -> i32 {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => {
             eprintln!("carbonio-fleet: the imported inventory does not load:\n{e}");
-            return exit::USAGE;
+            return ExitCode::Usage;
         }
         Err(e) => {
             eprintln!("carbonio-fleet: cannot check the imported inventory: {e}");
-            return exit::USAGE;
+            return ExitCode::Usage;
         }
     }
     for n in &imported.not_mapped {
@@ -282,11 +282,11 @@ pub fn import(a: &InventoryImportArgs) -> i32 {
             match written {
                 Ok(()) => {
                     eprintln!("wrote {}", path.display());
-                    exit::OK
+                    ExitCode::Ok
                 }
                 Err(e) => {
                     eprintln!("carbonio-fleet: cannot write {}: {e}", path.display());
-                    exit::USAGE
+                    ExitCode::Usage
                 }
             }
         }

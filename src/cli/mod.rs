@@ -1,5 +1,7 @@
-//! The command line: argument types (`args`) and the dispatcher that runs a parsed
-//! command and returns its exit code. `main` only parses and exits with that code.
+//! The command line, the only part of the tool that talks to people: argument types
+//! (`args`), the dispatcher that runs a parsed command, the signal handlers that
+//! interrupt a run (`signals`), and the words, prompts and exit codes of what the
+//! engine hands back (`show`). `main` only parses and exits with the code.
 
 mod alert;
 mod args;
@@ -10,12 +12,14 @@ mod pushgateway;
 mod report;
 mod run;
 pub mod secret;
+pub mod show;
+mod signals;
 mod sim;
 mod webhook;
 
 pub use args::*;
 
-use crate::exit;
+use crate::exit::ExitCode;
 
 /// The status a closed stdout ends the process with: what a shell shows for a program
 /// that SIGPIPE ended (128 + 13).
@@ -37,11 +41,12 @@ fn quiet_on_closed_stdout() {
     }));
 }
 
-/// Runs one parsed command line and returns the process exit code (see [`exit`]).
+/// Runs one parsed command line and returns the process exit status: the command's
+/// [`ExitCode`], or (`sim-exec`) the simulated program's own status.
 pub fn run(cli: Cli) -> i32 {
     quiet_on_closed_stdout();
     crate::ui::term::set_color_choice(cli.color);
-    match cli.command {
+    let code = match cli.command {
         Command::Check(a) => run::check(&a),
         Command::Plan(a) => run::plan(&a),
         Command::Apply(a) => run::apply(&a),
@@ -58,7 +63,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Completions(a) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(a.shell, &mut cmd, "carbonio-fleet", &mut std::io::stdout());
-            exit::OK
+            ExitCode::Ok
         }
         Command::Man => {
             let cmd = <Cli as clap::CommandFactory>::command();
@@ -67,28 +72,30 @@ pub fn run(cli: Cli) -> i32 {
                 Ok(()) => {
                     use std::io::Write as _;
                     let _ = std::io::stdout().lock().write_all(&page);
-                    exit::OK
+                    ExitCode::Ok
                 }
                 Err(e) => {
                     eprintln!("carbonio-fleet: cannot render the manual page: {e}");
-                    exit::USAGE
+                    ExitCode::Usage
                 }
             }
         }
         Command::Simulate(a) => sim::simulate(&a),
-        Command::SimExec(a) => crate::sim::exec::main(&a.program, &a.args),
-    }
+        // A simulated program's own status (127: not found, …), not one of the tool's.
+        Command::SimExec(a) => return crate::sim::exec::main(&a.program, &a.args),
+    };
+    code.code()
 }
 
 /// Maps a clap parse failure to our exit codes: `--help`/`--version` succeed, every
 /// other failure is a usage error (1) rather than clap's default 2, which here means
 /// drift.
-pub fn parse_failed(e: clap::Error) -> i32 {
+pub fn parse_failed(e: clap::Error) -> ExitCode {
     // Printing to a closed stdout/stderr is not worth a panic.
     let _ = e.print();
     if e.use_stderr() {
-        exit::USAGE
+        ExitCode::Usage
     } else {
-        exit::OK
+        ExitCode::Ok
     }
 }

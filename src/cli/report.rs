@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::{Format, ReportDiffArgs, ReportMergeArgs, ReportPruneArgs, ReportShowArgs};
-use crate::exit;
+use crate::exit::ExitCode;
 use crate::report::model::Report;
 use crate::report::{diff, merge, store, summary};
 
@@ -20,17 +20,17 @@ fn report_path(p: &Path) -> PathBuf {
     }
 }
 
-fn read(p: &Path) -> Result<Report, i32> {
+fn read(p: &Path) -> Result<Report, ExitCode> {
     store::read_report(&report_path(p)).map_err(|e| {
         eprintln!("carbonio-fleet: {e}");
-        exit::USAGE
+        ExitCode::Usage
     })
 }
 
 /// `report show FILE...`: the summary of each (separated by a blank line), or with
 /// `--format json` the report itself (a JSON array when several are given).
-pub(super) fn show(a: &ReportShowArgs) -> i32 {
-    let reports: Result<Vec<Report>, i32> = a.files.iter().map(|f| read(f)).collect();
+pub(super) fn show(a: &ReportShowArgs) -> ExitCode {
+    let reports: Result<Vec<Report>, ExitCode> = a.files.iter().map(|f| read(f)).collect();
     let reports = match reports {
         Ok(r) => r,
         Err(code) => return code,
@@ -56,18 +56,18 @@ pub(super) fn show(a: &ReportShowArgs) -> i32 {
         }),
     };
     match written {
-        Ok(()) => exit::OK,
+        Ok(()) => ExitCode::Ok,
         // A closed pipe (`| head`) is not worth an error message.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::Ok,
         Err(e) => {
             eprintln!("carbonio-fleet: cannot write to stdout: {e}");
-            exit::USAGE
+            ExitCode::Usage
         }
     }
 }
 
 /// `report diff OLD NEW`: what changed between two sweeps; exit 2 on new drift.
-pub(super) fn diff(a: &ReportDiffArgs) -> i32 {
+pub(super) fn diff(a: &ReportDiffArgs) -> ExitCode {
     let (old, new) = match (read(&a.old), read(&a.new)) {
         (Ok(o), Ok(n)) => (o, n),
         (Err(c), _) | (_, Err(c)) => return c,
@@ -85,24 +85,24 @@ pub(super) fn diff(a: &ReportDiffArgs) -> i32 {
         }
     }
     if d.has_new_drift() {
-        exit::DRIFT
+        ExitCode::Drift
     } else {
-        exit::OK
+        ExitCode::Ok
     }
 }
 
 /// `report merge FILE... --report-dir DIR`: one report set for the shards of a run.
-pub(super) fn merge(a: &ReportMergeArgs) -> i32 {
-    let reports: Result<Vec<Report>, i32> = a.files.iter().map(|f| read(f)).collect();
+pub(super) fn merge(a: &ReportMergeArgs) -> ExitCode {
+    let reports: Result<Vec<Report>, ExitCode> = a.files.iter().map(|f| read(f)).collect();
     let reports = match reports {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let mut merged = match merge::merge(reports) {
+    let merged = match merge::merge(reports) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("carbonio-fleet: cannot merge: {e}");
-            return exit::USAGE;
+            return ExitCode::Usage;
         }
     };
     let started: jiff::Timestamp = merged
@@ -117,15 +117,23 @@ pub(super) fn merge(a: &ReportMergeArgs) -> i32 {
         Ok(d) => d,
         Err(e) => {
             eprintln!("carbonio-fleet: {e}");
-            return exit::HOST_FAILED;
+            return ExitCode::HostFailed;
         }
     };
-    crate::engine::run::finish_in(&mut merged, &a.report_dir, &dir, false, None, false)
+    let written =
+        crate::engine::run::finish_in(&merged, &a.report_dir, &dir, None, false).map(|()| dir);
+    super::show::run_outcome(
+        &crate::engine::outcome::RunOutcome {
+            report: merged,
+            written,
+        },
+        false,
+    )
 }
 
 /// `report prune`: deletes the run directories the rules select ([`store::plan_prune`]),
 /// saying what it deleted, what it kept, and what it kept whatever the rules say.
-pub fn prune(a: &ReportPruneArgs) -> i32 {
+pub fn prune(a: &ReportPruneArgs) -> ExitCode {
     let plan = match store::plan_prune(
         &a.report_dir,
         a.keep.map(|k| k as usize),
@@ -135,7 +143,7 @@ pub fn prune(a: &ReportPruneArgs) -> i32 {
         Ok(p) => p,
         Err(e) => {
             eprintln!("carbonio-fleet: {}: {e}", a.report_dir.display());
-            return exit::USAGE;
+            return ExitCode::Usage;
         }
     };
     let mut out = String::new();
@@ -160,5 +168,9 @@ pub fn prune(a: &ReportPruneArgs) -> i32 {
         plan.keep.len() + plan.protected.len()
     ));
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
-    if failed { exit::USAGE } else { exit::OK }
+    if failed {
+        ExitCode::Usage
+    } else {
+        ExitCode::Ok
+    }
 }

@@ -1,9 +1,11 @@
 //! The bridge from parsed arguments to the engine for `check`, `plan` and `apply`: builds
 //! the async runtime, starts logging, the keyring and the event consumer (progress bars,
-//! audit log), runs the command, hands its report to `--on-drift`, `--webhook` and
-//! `--pushgateway`, and gives back its exit code.
+//! audit log) and the signal handlers, runs the command, shows what it found, hands
+//! its report to `--on-drift`, `--webhook` and `--pushgateway`, and gives back its exit
+//! code.
 
 use std::future::Future;
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 
 use tracing::Instrument as _;
@@ -13,7 +15,7 @@ use super::{ApplyArgs, CommonOpts, Format, PlanArgs, RunArgs};
 use crate::engine::apply::{self, ApplyOptions};
 use crate::engine::events::Events;
 use crate::engine::run::{self as engine_run, RunOptions};
-use crate::exit;
+use crate::exit::ExitCode;
 use crate::report::model::Report;
 use crate::ui::logging::{self, LogOptions};
 use crate::ui::progress::{self, ProgressMode};
@@ -43,10 +45,10 @@ impl From<&RunArgs> for RunOptions {
 /// passwords and passphrases), the async runtime and the event consumer; then runs the
 /// engine future under the run's span (the overall bar; host spans become its
 /// children) and returns its exit code.
-pub(super) fn with_runtime<F, Fut>(command: &'static str, common: &CommonOpts, body: F) -> i32
+pub(super) fn with_runtime<F, Fut>(command: &'static str, common: &CommonOpts, body: F) -> ExitCode
 where
     F: FnOnce(Events) -> Fut,
-    Fut: Future<Output = i32>,
+    Fut: Future<Output = ExitCode>,
 {
     let mode = ProgressMode::from_flags(
         common.progress,
@@ -59,7 +61,7 @@ where
         log_file: common.log_file.clone(),
     }) {
         eprintln!("carbonio-fleet: {e}");
-        return exit::USAGE;
+        return ExitCode::Usage;
     }
     // Without a keyring, password and passphrase lookups find nothing; agent and
     // unencrypted keys still work, so this is a warning, not the end of the run.
@@ -68,7 +70,7 @@ where
         tracing::warn!("{e}; passwords and key passphrases cannot be read from the keyring");
     }
     let Some(rt) = runtime() else {
-        return exit::USAGE;
+        return ExitCode::Usage;
     };
     rt.block_on(step(command, body))
 }
@@ -88,11 +90,12 @@ pub(super) fn runtime() -> Option<tokio::runtime::Runtime> {
 }
 
 /// Runs one engine command under its progress span, with the event consumer that feeds
-/// the bars and the audit log; returns the command's exit code.
-pub(super) async fn step<F, Fut>(command: &'static str, body: F) -> i32
+/// the bars and the audit log; returns the command's exit code. `body` shows what the
+/// command found before the bars are cleared.
+pub(super) async fn step<F, Fut>(command: &'static str, body: F) -> ExitCode
 where
     F: FnOnce(Events) -> Fut,
-    Fut: Future<Output = i32>,
+    Fut: Future<Output = ExitCode>,
 {
     let span = progress::run_span(command);
     let (events, rx) = Events::channel();
@@ -163,14 +166,22 @@ impl Deliveries {
 }
 
 /// [`Deliveries::resolve`], or the usage error said.
-fn deliveries(common: &CommonOpts, inventory: &Path) -> Result<Deliveries, i32> {
+fn deliveries(common: &CommonOpts, inventory: &Path) -> Result<Deliveries, ExitCode> {
     Deliveries::resolve(common, inventory).map_err(|e| {
         eprintln!("carbonio-fleet: {e}; nothing was contacted");
-        exit::USAGE
+        ExitCode::Usage
     })
 }
 
-pub(super) fn check(a: &RunArgs) -> i32 {
+/// `check` on the current runtime, with its signal handlers (the first interrupt lets
+/// the hosts in flight finish); what it found shown, its exit code.
+pub(super) async fn check_now(opts: &RunOptions, events: Events) -> ExitCode {
+    let interrupts = super::signals::watch("hosts");
+    let result = engine_run::check(opts, &interrupts, events).await;
+    super::show::run_result(&result, opts.json)
+}
+
+pub(super) fn check(a: &RunArgs) -> ExitCode {
     let deliveries = match deliveries(&a.common, &a.inventory) {
         Ok(d) => d,
         Err(code) => return code,
@@ -178,13 +189,13 @@ pub(super) fn check(a: &RunArgs) -> i32 {
     let opts = RunOptions::from(a);
     let previous = super::alert::latest(&a.common.report_dir);
     let code = with_runtime("check", &a.common, |events| async move {
-        engine_run::check(&opts, events).await
+        check_now(&opts, events).await
     });
     deliveries.after_run(&a.common, previous.as_ref());
     code
 }
 
-pub(super) fn plan(p: &PlanArgs) -> i32 {
+pub(super) fn plan(p: &PlanArgs) -> ExitCode {
     let a = &p.run;
     // plan writes no report: options that only shape one are refused, not ignored.
     let ignored: Vec<&str> = [
@@ -205,20 +216,56 @@ pub(super) fn plan(p: &PlanArgs) -> i32 {
             "carbonio-fleet: plan writes no report, so {} would do nothing (they are for check and apply); nothing was contacted",
             ignored.join(" and ")
         );
-        return exit::USAGE;
+        return ExitCode::Usage;
     }
     let opts = RunOptions::from(a);
     let out = p.out.clone();
     with_runtime("plan", &a.common, |events| async move {
-        crate::engine::plan::plan(&opts, out.as_deref(), events).await
+        match crate::engine::plan::plan(&opts, out.as_deref(), events).await {
+            Ok(outcome) => super::show::plan_outcome(&outcome, &opts),
+            Err(e) => super::show::refused(&e),
+        }
     })
 }
 
-pub(super) fn apply(a: &ApplyArgs) -> i32 {
+/// `apply` on the current runtime, with its signal handlers (the first interrupt lets
+/// the restarts in flight finish): prepared, confirmed unless `--yes`, a reviewed plan
+/// or nothing to do, carried out; what it did shown, its exit code.
+pub(super) async fn apply_now(opts: &ApplyOptions, events: Events) -> ExitCode {
+    // A reviewed plan is the confirmation (as `terraform apply PLANFILE`); otherwise
+    // apply asks on the terminal, or needs `--yes` where there is none.
+    if !opts.yes && opts.plan.is_none() && !std::io::stdin().is_terminal() {
+        eprintln!(
+            "carbonio-fleet: apply changes nodes and restarts mail services; with no terminal to confirm on, pass --yes"
+        );
+        return ExitCode::Usage;
+    }
+    let interrupts = super::signals::watch("restarts");
+    let prepared = match apply::prepare(opts, &interrupts, &events).await {
+        Ok(p) => p,
+        Err(e) => return super::show::refused(&e),
+    };
+    if let Some(p) = prepared.as_planned() {
+        super::show::as_planned(&p);
+    }
+    if prepared.needs_confirmation()
+        && !interrupts.any()
+        && !super::show::confirm(&prepared.proposal())
+    {
+        // Dropping what was prepared closes the sessions and releases the lock.
+        eprintln!("carbonio-fleet: not confirmed; nothing was changed");
+        return ExitCode::Usage;
+    }
+    let result = apply::execute(prepared, events).await;
+    super::show::run_result(&result, opts.run.json)
+}
+
+pub(super) fn apply(a: &ApplyArgs) -> ExitCode {
     let deliveries = match deliveries(&a.run.common, &a.run.inventory) {
         Ok(d) => d,
         Err(code) => return code,
     };
+
     let opts = ApplyOptions {
         run: RunOptions::from(&a.run),
         yes: a.yes,
@@ -232,7 +279,7 @@ pub(super) fn apply(a: &ApplyArgs) -> i32 {
     };
     let previous = super::alert::latest(&a.run.common.report_dir);
     let code = with_runtime("apply", &a.run.common, |events| async move {
-        apply::apply(&opts, events).await
+        apply_now(&opts, events).await
     });
     deliveries.after_run(&a.run.common, previous.as_ref());
     code

@@ -6,7 +6,7 @@
 use std::io::{BufRead, Write};
 
 use super::{SecretCheckArgs, SecretCommand, SecretKind as CliKind, SecretTarget};
-use crate::exit;
+use crate::exit::ExitCode;
 use crate::secrets::{self, Secret, SecretKind, SecretScope};
 
 /// Where `secret set` gets the value from.
@@ -49,20 +49,20 @@ fn describe(kind: SecretKind, scope: SecretScope<'_>) -> String {
 /// readable by others; decrypted with a passphrase found as passwords are), a password is
 /// found (credentials directory, secrets directory, keyring), or an ssh-agent is running
 /// (its keys are not checked). Exit 3 when any host has none, 1 on a bad inventory.
-pub fn check(a: &SecretCheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+pub fn check(a: &SecretCheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
     secrets::set_secrets_dir(a.secrets_dir.clone());
     if let Err(e) = secrets::init_default_store() {
         let _ = writeln!(err, "carbonio-fleet: {e}; the keyring is not searched");
     }
     let inv = match crate::inventory::load(&a.inventory) {
         Ok(inv) => inv,
-        Err(e) => return crate::engine::run::config_failed(&e, "inventory"),
+        Err(e) => return super::show::config_failed(&e, "inventory"),
     };
     let hosts = match crate::inventory::select(&inv, a.limit.as_deref()) {
         Ok(h) => h,
         Err(e) => {
             let _ = writeln!(err, "carbonio-fleet: {e}");
-            return exit::USAGE;
+            return ExitCode::Usage;
         }
     };
     let agent =
@@ -94,13 +94,13 @@ pub fn check(a: &SecretCheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> i
             crate::report::write::METRICS_FILE_MODE,
         ) {
             let _ = writeln!(err, "carbonio-fleet: {e}");
-            return exit::USAGE;
+            return ExitCode::Usage;
         }
     }
     if missing.is_empty() {
-        exit::OK
+        ExitCode::Ok
     } else {
-        exit::HOST_FAILED
+        ExitCode::HostFailed
     }
 }
 
@@ -132,7 +132,7 @@ fn credentials(host: &crate::inventory::Host, agent: bool) -> Result<String, Str
 
 /// Runs a secret command from the terminal: installs the OS keyring, reads from the real
 /// stdin or the no-echo prompt.
-pub(super) fn run(cmd: &SecretCommand) -> i32 {
+pub(super) fn run(cmd: &SecretCommand) -> ExitCode {
     if let SecretCommand::Check(a) = cmd {
         // No keyring setup here: `check` sets its own sources up.
         return check(
@@ -143,7 +143,7 @@ pub(super) fn run(cmd: &SecretCommand) -> i32 {
     }
     if let Err(e) = secrets::init_default_store() {
         eprintln!("carbonio-fleet: {e}");
-        return exit::USAGE;
+        return ExitCode::Usage;
     }
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
@@ -165,7 +165,7 @@ pub fn execute(
     source: SecretSource<'_>,
     out: &mut dyn Write,
     err: &mut dyn Write,
-) -> i32 {
+) -> ExitCode {
     match cmd {
         SecretCommand::Check(a) => check(a, out, err),
         SecretCommand::Set(a) => {
@@ -175,7 +175,7 @@ pub fn execute(
                 Ok(v) => v,
                 Err(e) => {
                     let _ = writeln!(err, "carbonio-fleet: {e}; nothing was stored");
-                    return exit::USAGE;
+                    return ExitCode::Usage;
                 }
             };
             match secrets::store(kind, scope, &value) {
@@ -186,11 +186,11 @@ pub fn execute(
                         secrets::SERVICE,
                         secrets::entry_user(kind, scope)
                     );
-                    exit::OK
+                    ExitCode::Ok
                 }
                 Err(e) => {
                     let _ = writeln!(err, "carbonio-fleet: {e}");
-                    exit::USAGE
+                    ExitCode::Usage
                 }
             }
         }
@@ -200,15 +200,15 @@ pub fn execute(
             match secrets::delete(kind, scope) {
                 Ok(true) => {
                     let _ = writeln!(out, "deleted the {what}");
-                    exit::OK
+                    ExitCode::Ok
                 }
                 Ok(false) => {
                     let _ = writeln!(err, "carbonio-fleet: no {what} is stored");
-                    exit::USAGE
+                    ExitCode::Usage
                 }
                 Err(e) => {
                     let _ = writeln!(err, "carbonio-fleet: {e}");
-                    exit::USAGE
+                    ExitCode::Usage
                 }
             }
         }
@@ -227,11 +227,11 @@ pub fn execute(
                     );
                     let _ = writeln!(out, "{k:<11} {s:<6} {name}");
                 }
-                exit::OK
+                ExitCode::Ok
             }
             Err(e) => {
                 let _ = writeln!(err, "carbonio-fleet: {e}");
-                exit::USAGE
+                ExitCode::Usage
             }
         },
     }
@@ -280,7 +280,7 @@ mod tests {
         }
     }
 
-    fn run_with(c: &SecretCommand, source: SecretSource<'_>) -> (i32, String, String) {
+    fn run_with(c: &SecretCommand, source: SecretSource<'_>) -> (ExitCode, String, String) {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let code = execute(c, source, &mut out, &mut err);
         (
@@ -296,7 +296,7 @@ mod tests {
         let mut input: &[u8] = b"s3cret with spaces \r\nsecond line ignored\n";
         let set = cmd(&["set", "--group", "cli-unit-acme", "--stdin"]);
         let (code, out, err) = run_with(&set, SecretSource::Line(&mut input));
-        assert_eq!((code, err.as_str()), (exit::OK, ""));
+        assert_eq!((code, err.as_str()), (ExitCode::Ok, ""));
         assert_eq!(
             out,
             "stored the password for group `cli-unit-acme` (keyring entry `carbonio-fleet` / `password:group:cli-unit-acme`)\n"
@@ -314,7 +314,7 @@ mod tests {
         );
 
         let (code, out, _) = run_with(&cmd(&["list"]), SecretSource::Line(&mut &b""[..]));
-        assert_eq!(code, exit::OK);
+        assert_eq!(code, ExitCode::Ok);
         assert!(
             out.lines().any(|l| l == "password    group  cli-unit-acme"),
             "{out}"
@@ -325,10 +325,13 @@ mod tests {
         let (code, out, _) = run_with(&del, SecretSource::Line(&mut &b""[..]));
         assert_eq!(
             (code, out.as_str()),
-            (exit::OK, "deleted the password for group `cli-unit-acme`\n")
+            (
+                ExitCode::Ok,
+                "deleted the password for group `cli-unit-acme`\n"
+            )
         );
         let (code, _, err) = run_with(&del, SecretSource::Line(&mut &b""[..]));
-        assert_eq!(code, exit::USAGE);
+        assert_eq!(code, ExitCode::Usage);
         assert_eq!(
             err,
             "carbonio-fleet: no password for group `cli-unit-acme` is stored\n"
@@ -346,7 +349,7 @@ mod tests {
             Ok(answers.next().unwrap())
         };
         let (code, out, err) = run_with(&set, SecretSource::Prompt(&mut ask));
-        assert_eq!(code, exit::USAGE);
+        assert_eq!(code, ExitCode::Usage);
         assert_eq!(out, "");
         assert_eq!(
             err,
@@ -366,14 +369,14 @@ mod tests {
             ))
         };
         let (code, _, err) = run_with(&set, SecretSource::Prompt(&mut no_tty));
-        assert_eq!(code, exit::USAGE);
+        assert_eq!(code, ExitCode::Usage);
         assert!(err.contains("use --stdin"), "{err}");
         let (code, _, err) = run_with(&set, SecretSource::Line(&mut &b"\n"[..]));
-        assert_eq!(code, exit::USAGE);
+        assert_eq!(code, ExitCode::Usage);
         assert!(err.contains("is empty"), "{err}");
         let mut same = |_: &str| Ok("pp".to_string());
         let (code, _, _) = run_with(&set, SecretSource::Prompt(&mut same));
-        assert_eq!(code, exit::OK);
+        assert_eq!(code, ExitCode::Ok);
     }
 
     fn test_host() -> crate::inventory::Host {

@@ -1,19 +1,19 @@
 //! `simulate` (a standalone simulated fleet) and `demo` (a simulated fleet plus the
 //! tool's own check → apply → check against it over real SSH).
 
-use super::run::{runtime, step};
+use super::run::{apply_now, check_now, runtime, step};
 use super::{DemoArgs, SimulateArgs};
-use crate::engine::apply::{self, ApplyOptions};
-use crate::engine::run::{self as engine_run, RunOptions};
-use crate::exit;
+use crate::engine::apply::ApplyOptions;
+use crate::engine::run::RunOptions;
+use crate::exit::ExitCode;
 use crate::report::model::HostStatus;
 use crate::sim::{Fleet, SimulateOptions, demo_spec, run_simulate};
 use crate::ui::logging::{self, LogOptions};
 use crate::ui::progress::ProgressMode;
 
-pub(super) fn simulate(a: &SimulateArgs) -> i32 {
+pub(super) fn simulate(a: &SimulateArgs) -> ExitCode {
     let Some(rt) = runtime() else {
-        return exit::USAGE;
+        return ExitCode::Usage;
     };
     let opts = SimulateOptions {
         nodes: a.nodes,
@@ -26,7 +26,8 @@ pub(super) fn simulate(a: &SimulateArgs) -> i32 {
         smtp_outside: a.smtp_outside,
         dir: a.dir.clone(),
     };
-    rt.block_on(run_simulate(opts))
+    // The simulator's own statuses are 0 and 1 (the fleet could not start).
+    ExitCode::from_code(rt.block_on(run_simulate(opts))).unwrap_or(ExitCode::Usage)
 }
 
 /// Prints `text` wrapped to the terminal's width, each of its lines a paragraph.
@@ -43,9 +44,9 @@ fn banner(text: &str) {
     say(&format!("\n══ {text} ══\n"));
 }
 
-pub(super) fn demo(a: &DemoArgs) -> i32 {
+pub(super) fn demo(a: &DemoArgs) -> ExitCode {
     let Some(rt) = runtime() else {
-        return exit::USAGE;
+        return ExitCode::Usage;
     };
     let mode = ProgressMode::from_flags(a.progress, false);
     if let Err(e) = logging::init(&LogOptions {
@@ -55,14 +56,14 @@ pub(super) fn demo(a: &DemoArgs) -> i32 {
         log_file: None,
     }) {
         eprintln!("carbonio-fleet: {e}");
-        return exit::USAGE;
+        return ExitCode::Usage;
     }
     rt.block_on(async move {
         let dir = match tempfile::Builder::new().prefix("carbonio-fleet-demo-").tempdir() {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("carbonio-fleet: cannot create a temporary directory: {e}");
-                return exit::USAGE;
+                return ExitCode::Usage;
             }
         };
         let mut spec = demo_spec();
@@ -82,14 +83,14 @@ pub(super) fn demo(a: &DemoArgs) -> i32 {
         }
         let Some(fleet) = fleet else {
             eprintln!("carbonio-fleet: the simulated fleet could not start: {last_err}");
-            return exit::USAGE;
+            return ExitCode::Usage;
         };
         // The shipped playbook, with a short pause between batches so the demo is quick.
         let playbook_path = dir.path().join("backscatter-demo.toml");
         let text = crate::playbook::DEFAULT_PLAYBOOK.replace("pause = \"5s\"", "pause = \"1s\"");
         if let Err(e) = std::fs::write(&playbook_path, text) {
             eprintln!("carbonio-fleet: cannot write the demo playbook: {e}");
-            return exit::USAGE;
+            return ExitCode::Usage;
         }
         let clusters: std::collections::BTreeSet<&str> =
             spec.nodes.iter().map(|n| n.cluster.as_str()).collect();
@@ -125,7 +126,7 @@ pub(super) fn demo(a: &DemoArgs) -> i32 {
 
         banner("1/3  check: audit the fleet, change nothing");
         let o = opts.clone();
-        let first = step("check", |ev| async move { engine_run::check(&o, ev).await }).await;
+        let first = step("check", |ev| async move { check_now(&o, ev).await }).await;
 
         banner(
             "2/3  apply --fix-spawn-user: the stock policy entry set to user=zextras, the new values staged on each MTA's server entry batch by batch, Postfix reloads (no service stops) behind health gates with the policy socket, each cluster promoted once all its MTAs passed",
@@ -141,71 +142,82 @@ pub(super) fn demo(a: &DemoArgs) -> i32 {
             unstage: false,
             plan: None,
         };
-        let applied = step("apply", |ev| async move { apply::apply(&ao, ev).await }).await;
+        let applied = step("apply", |ev| async move { apply_now(&ao, ev).await }).await;
 
         banner("3/3  check again: prove the result");
         let o = opts.clone();
-        let last = step("check", |ev| async move { engine_run::check(&o, ev).await }).await;
+        let last = step("check", |ev| async move { check_now(&o, ev).await }).await;
         fleet.shutdown().await;
 
-        let latest = a.report_dir.join("latest");
-        let report = crate::report::store::read_report(&latest.join("report.json"));
-        // The apply's promotions: a cluster whose promotion only an unreachable MTA holds
-        // keeps its staged entries, as it must.
-        let held_by_unreachable: Vec<String> = crate::report::store::newest_with(
-            &a.report_dir,
-            crate::engine::journal::FILE_NAME,
-        )
-        .and_then(|j| crate::report::store::read_report(&j.with_file_name("report.json")).ok())
-        .map(|r| {
-            r.promotions
-                .into_iter()
-                .filter(|p| {
-                    p.state == "promotion-held"
-                        && p.held_by.iter().all(|h| h.reason.starts_with("unreachable"))
-                })
-                .map(|p| p.cluster)
-                .collect()
-        })
-        .unwrap_or_default();
-        say(&format!(
-            "\nexit codes: first check {first}, apply {applied}, final check {last} \
-             (3 = some host failed: the unreachable node; see the summary above).\n\
-             The DOMAINS findings (SPF, DKIM, DMARC) are read-only evidence: they are fixed in \
-             DNS and with zmdkimkeyutil, not by apply."
-        ));
-        say(&format!(
-            "reports: {}/{{report.json, report.html, junit.xml, metrics.prom}} (and the apply run's journal.jsonl)",
-            latest.display()
-        ));
-        // The demo succeeds when everything that may be changed ended compliant: what is
-        // left must be the unreachable node (and anything a blocking finding holds).
-        match report {
-            Ok(r) => {
-                let unexpected: Vec<&str> = r
-                    .hosts
-                    .iter()
-                    .filter(|h| h.status != HostStatus::Compliant)
-                    .filter(|h| h.error.is_none() || h.status != HostStatus::Failed)
-                    .filter(|h| !h.findings.iter().any(|f| f.blocking))
-                    .filter(|h| {
-                        !(held_by_unreachable.contains(&h.cluster)
-                            && h.findings.iter().all(|f| f.id == crate::engine::stage::STAGED_FINDING))
+        judge(&a.report_dir, [first, applied, last])
+    })
+}
+
+/// The demo's end: its exit codes and where the reports are said, and whether it
+/// succeeded: everything that may be changed ended compliant.
+fn judge(report_dir: &std::path::Path, [first, applied, last]: [ExitCode; 3]) -> ExitCode {
+    let latest = report_dir.join("latest");
+    let report = crate::report::store::read_report(&latest.join("report.json"));
+    // The apply's promotions: a cluster whose promotion only an unreachable MTA holds
+    // keeps its staged entries, as it must.
+    let held_by_unreachable: Vec<String> =
+        crate::report::store::newest_with(report_dir, crate::engine::journal::FILE_NAME)
+            .and_then(|j| crate::report::store::read_report(&j.with_file_name("report.json")).ok())
+            .map(|r| {
+                r.promotions
+                    .into_iter()
+                    .filter(|p| {
+                        p.state == "promotion-held"
+                            && p.held_by
+                                .iter()
+                                .all(|h| h.reason.starts_with("unreachable"))
                     })
-                    .map(|h| h.name.as_str())
-                    .collect();
-                if unexpected.is_empty() {
-                    println!("demo finished: every node that may be changed is compliant");
-                    exit::OK
-                } else {
-                    eprintln!("demo: unexpected state on {}", unexpected.join(", "));
-                    exit::HOST_FAILED
-                }
-            }
-            Err(e) => {
-                eprintln!("carbonio-fleet: {e}");
-                exit::HOST_FAILED
+                    .map(|p| p.cluster)
+                    .collect()
+            })
+            .unwrap_or_default();
+    say(&format!(
+        "\nexit codes: first check {}, apply {}, final check {} \
+         (3 = some host failed: the unreachable node; see the summary above).\n\
+         The DOMAINS findings (SPF, DKIM, DMARC) are read-only evidence: they are fixed in \
+         DNS and with zmdkimkeyutil, not by apply.",
+        first.code(),
+        applied.code(),
+        last.code()
+    ));
+    say(&format!(
+        "reports: {}/{{report.json, report.html, junit.xml, metrics.prom}} (and the apply run's journal.jsonl)",
+        latest.display()
+    ));
+    // The demo succeeds when everything that may be changed ended compliant: what is
+    // left must be the unreachable node (and anything a blocking finding holds).
+    match report {
+        Ok(r) => {
+            let unexpected: Vec<&str> = r
+                .hosts
+                .iter()
+                .filter(|h| h.status != HostStatus::Compliant)
+                .filter(|h| h.error.is_none() || h.status != HostStatus::Failed)
+                .filter(|h| !h.findings.iter().any(|f| f.blocking))
+                .filter(|h| {
+                    !(held_by_unreachable.contains(&h.cluster)
+                        && h.findings
+                            .iter()
+                            .all(|f| f.id == crate::engine::stage::STAGED_FINDING))
+                })
+                .map(|h| h.name.as_str())
+                .collect();
+            if unexpected.is_empty() {
+                println!("demo finished: every node that may be changed is compliant");
+                ExitCode::Ok
+            } else {
+                eprintln!("demo: unexpected state on {}", unexpected.join(", "));
+                ExitCode::HostFailed
             }
         }
-    })
+        Err(e) => {
+            eprintln!("carbonio-fleet: {e}");
+            ExitCode::HostFailed
+        }
+    }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::carbonio::running::{self, Running};
 use crate::engine::gather::HostGather;
 use crate::engine::verdict::{self, ClusterGlobals};
-use crate::exit;
+use crate::exit::ExitCode;
 use crate::inventory::Host;
 use crate::playbook::Playbook;
 use crate::report::model::{HostReport, HostStatus, Timings};
@@ -257,18 +257,19 @@ fn discovered_roles(services: &[String]) -> Vec<String> {
     roles
 }
 
-/// README "Exit codes": 3 if any host failed (beats drift), 2 on drift, else 0.
-pub fn exit_code(hosts: &[HostReport]) -> i32 {
+/// What the hosts alone say (README "Exit codes"): a failed host, else drift, else success (the
+/// precedence is [`ExitCode::worst`]'s).
+pub fn exit_code(hosts: &[HostReport]) -> ExitCode {
     if hosts.iter().any(|h| h.status == HostStatus::Failed) {
-        exit::HOST_FAILED
+        ExitCode::HostFailed
     } else if hosts.iter().any(|h| {
         matches!(
             h.status,
             HostStatus::Drift | HostStatus::RestartPending | HostStatus::NotAttempted
         )
     }) {
-        exit::DRIFT
+        ExitCode::Drift
     } else {
-        exit::OK
+        ExitCode::Ok
     }
 }

@@ -17,7 +17,7 @@ use crate::carbonio::flavour::Flavour;
 use crate::dns::{ClusterDomains, DnsResolver, DomainFacts, ResolverSettings};
 use crate::engine::gather::HostGather;
 use crate::engine::posture::{dns_probes, evaluate_cluster};
-use crate::exit;
+use crate::exit::ExitCode;
 use crate::inventory::Host;
 use crate::playbook::Playbook;
 use crate::report::model::{DomainReport, ProbeVerdict};
@@ -292,9 +292,9 @@ pub fn has_domain_drift(domains: &[DomainReport]) -> bool {
 
 /// The exit code with the domain section counted: domain findings are drift (2); they
 /// never mask an unreachable host (3) or anything graver.
-pub fn exit_code(host_code: i32, domains: &[DomainReport]) -> i32 {
-    if host_code == exit::OK && has_domain_drift(domains) {
-        exit::DRIFT
+pub fn exit_code(host_code: ExitCode, domains: &[DomainReport]) -> ExitCode {
+    if has_domain_drift(domains) {
+        host_code.worst(ExitCode::Drift)
     } else {
         host_code
     }
@@ -308,8 +308,8 @@ mod tests {
     #[test]
     fn domain_findings_are_drift_but_never_mask_a_failure() {
         let d = sample_domains();
-        assert_eq!(exit_code(exit::OK, &d), exit::DRIFT);
-        assert_eq!(exit_code(exit::HOST_FAILED, &d), exit::HOST_FAILED);
-        assert_eq!(exit_code(exit::OK, &[]), exit::OK);
+        assert_eq!(exit_code(ExitCode::Ok, &d), ExitCode::Drift);
+        assert_eq!(exit_code(ExitCode::HostFailed, &d), ExitCode::HostFailed);
+        assert_eq!(exit_code(ExitCode::Ok, &[]), ExitCode::Ok);
     }
 }

@@ -1,13 +1,13 @@
-//! Ctrl-C, SIGTERM and SIGHUP for a whole run (what an operator, systemd and Kubernetes
-//! send), the same for `check` and `apply`: the first asks the run to finish the work in
-//! flight and start no more (then write its report and journal, and exit 130); the second
-//! abandons the work in flight. Each is said on stderr as soon as it is heard, so the
-//! operator (and a test) knows it was taken before the in-flight work has drained.
+//! The run's shutdown handle, the same for `check` and `apply`: the first interrupt asks
+//! the run to finish the work in flight and start no more (then write its report and
+//! journal: exit 130); the second abandons the work in flight. The engine only reads
+//! [`Interrupts`]; whoever runs it (the command line, on Ctrl-C, SIGTERM and SIGHUP)
+//! holds the [`Interrupter`], as mini-redis hands its server a `shutdown` signal.
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// What the run's signal handler has heard.
+/// What the run has been told so far.
 #[derive(Debug, Clone)]
 pub struct Interrupts {
     /// How many interrupts so far.
@@ -25,48 +25,63 @@ impl Interrupts {
     }
 }
 
-/// Starts counting interrupts; `in_flight` names the work the first one lets finish
-/// ("restarts", "hosts").
-pub fn watch(in_flight: &'static str) -> Interrupts {
+/// The side that interrupts a run.
+#[derive(Debug)]
+pub struct Interrupter {
+    count: watch::Sender<u32>,
+    stop: CancellationToken,
+    hard: CancellationToken,
+}
+
+impl Interrupter {
+    /// Interrupts the run once more: the first time it starts nothing new, the second
+    /// it abandons the work in flight. Returns how many interrupts there have been.
+    pub fn interrupt(&self) -> u32 {
+        let n = *self.count.borrow() + 1;
+        if n == 1 {
+            self.stop.cancel();
+        } else if n == 2 {
+            self.hard.cancel();
+        }
+        // The receivers may all be gone (the run is over): nothing is left to tell.
+        self.count.send_replace(n);
+        n
+    }
+}
+
+/// A fresh handle pair: nothing interrupted yet.
+pub fn channel() -> (Interrupter, Interrupts) {
     let (tx, rx) = watch::channel(0u32);
     let (stop, hard) = (CancellationToken::new(), CancellationToken::new());
-    let (stop2, hard2) = (stop.clone(), hard.clone());
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) else {
-            return;
-        };
-        let mut n = 0;
-        loop {
-            let got = tokio::select! {
-                s = int.recv() => s,
-                s = term.recv() => s,
-                s = hup.recv() => s,
-            };
-            if got.is_none() {
-                break;
-            }
-            n += 1;
-            if n == 1 {
-                tracing::warn!(
-                    "interrupted: finishing the {in_flight} in flight, starting no more \
-                     (interrupt again to abandon them)"
-                );
-                stop2.cancel();
-            } else if n == 2 {
-                tracing::warn!("interrupted again: abandoning the work in flight");
-                hard2.cancel();
-            }
-            let _ = tx.send(n);
-        }
-    });
-    Interrupts {
-        count: rx,
-        stop,
-        hard,
+    (
+        Interrupter {
+            count: tx,
+            stop: stop.clone(),
+            hard: hard.clone(),
+        },
+        Interrupts {
+            count: rx,
+            stop,
+            hard,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_interrupt_stops_the_second_abandons() {
+        let (interrupter, interrupts) = channel();
+        assert!(!interrupts.any());
+        assert_eq!(interrupter.interrupt(), 1);
+        assert!(interrupts.any());
+        assert!(interrupts.stop.is_cancelled());
+        assert!(!interrupts.hard.is_cancelled());
+        assert_eq!(interrupter.interrupt(), 2);
+        assert!(interrupts.hard.is_cancelled());
+        assert_eq!(interrupter.interrupt(), 3);
+        assert_eq!(*interrupts.count.borrow(), 3);
     }
 }

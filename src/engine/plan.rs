@@ -6,7 +6,7 @@
 //! [`crate::report::plan_diff`]'s.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -18,13 +18,15 @@ use crate::engine::changes::{self, ChangePlan, NodeBatch};
 use crate::engine::check;
 use crate::engine::events::Events;
 use crate::engine::gather::HostGather;
+use crate::engine::interrupt::Interrupts;
+use crate::engine::outcome::RunError;
 use crate::engine::plan_file::{
     self, CommandKind, ControlRef, PLAN_VERSION, PlanFile, PlannedCommand, Selection,
 };
 use crate::engine::rollout::{self, RolloutNode};
 use crate::engine::run::{self, Loaded, RunOptions};
 use crate::engine::stage::{self, StagePlan};
-use crate::exit;
+use crate::exit::ExitCode;
 use crate::inventory::Host;
 use crate::report::model::{HeldBy, HostReport, HostStatus};
 use crate::ssh::{RunAs, wrap};
@@ -202,32 +204,62 @@ fn planned_commands(
     staging: &StagePlan,
     batches: &[Vec<String>],
 ) -> Vec<PlannedCommand> {
-    let host_by: BTreeMap<&str, &Host> =
-        loaded.hosts.iter().map(|h| (h.name.as_str(), h)).collect();
-    let report_by: BTreeMap<&str, &HostReport> =
-        reports.iter().map(|r| (r.name.as_str(), r)).collect();
-    let cluster_of = |n: &str| {
-        host_by
+    let mut p = Planner {
+        host_by: loaded.hosts.iter().map(|h| (h.name.as_str(), h)).collect(),
+        report_by: reports.iter().map(|r| (r.name.as_str(), r)).collect(),
+        out: Vec::new(),
+    };
+    for b in cplan.server.values() {
+        p.server(b);
+    }
+    for (i, batch) in batches.iter().enumerate() {
+        p.batch(i, batch, staging, loaded.playbook.rollout.restart);
+    }
+    let pinned = apply::pinned_hosts(&loaded.hosts);
+    for (cluster, g) in &cplan.global {
+        p.promotion(cluster, g, reports, staging, &pinned);
+    }
+    p.out
+}
+
+/// The fleet as [`planned_commands`] looks it up, and the commands so far.
+struct Planner<'a> {
+    host_by: BTreeMap<&'a str, &'a Host>,
+    report_by: BTreeMap<&'a str, &'a HostReport>,
+    out: Vec<PlannedCommand>,
+}
+
+impl Planner<'_> {
+    fn cluster_of(&self, n: &str) -> String {
+        self.host_by
             .get(n)
             .map(|h| h.cluster.clone())
             .unwrap_or_default()
-    };
-    let flavour_of = |n: &str| report_by.get(n).and_then(|r| r.flavour).unwrap_or_default();
-    // The command line of a change batch (with its read-back) run on `node`.
-    let line = |node: &str, b: &NodeBatch| -> Option<String> {
-        let h = host_by.get(node)?;
-        let server = report_by.get(node)?.carbonio_hostname.clone()?;
+    }
+
+    fn flavour_of(&self, n: &str) -> Flavour {
+        self.report_by
+            .get(n)
+            .and_then(|r| r.flavour)
+            .unwrap_or_default()
+    }
+
+    /// The command line of a change batch (with its read-back) run on `node`.
+    fn line(&self, node: &str, b: &NodeBatch) -> Option<String> {
+        let h = self.host_by.get(node)?;
+        let server = self.report_by.get(node)?.carbonio_hostname.clone()?;
         Some(
-            batch_command(h, flavour_of(node), b, &server)
+            batch_command(h, self.flavour_of(node), b, &server)
                 .unwrap_or_else(|e| format!("(cannot build: {e})")),
         )
-    };
-    let mut out = Vec::new();
-    for b in cplan.server.values() {
-        if let Some(command) = line(&b.node, b) {
-            out.push(PlannedCommand {
+    }
+
+    /// A server-scope batch, before the rollout.
+    fn server(&mut self, b: &NodeBatch) {
+        if let Some(command) = self.line(&b.node, b) {
+            self.out.push(PlannedCommand {
                 host: b.node.clone(),
-                cluster: cluster_of(&b.node),
+                cluster: self.cluster_of(&b.node),
                 purpose:
                     "server-scope changes, one zmprov batch with read-back, before the rollout"
                         .into(),
@@ -237,8 +269,15 @@ fn planned_commands(
             });
         }
     }
-    let restart = loaded.playbook.rollout.restart;
-    for (i, batch) in batches.iter().enumerate() {
+
+    /// Rollout batch `i`: each cluster's staging batch, then each node's reload.
+    fn batch(
+        &mut self,
+        i: usize,
+        batch: &[String],
+        staging: &StagePlan,
+        restart: crate::playbook::RestartMethod,
+    ) {
         let label = if i == 0 {
             "batch 1 (canary)".to_string()
         } else {
@@ -248,7 +287,7 @@ fn planned_commands(
         // first node of it that writes something.
         let mut groups: BTreeMap<String, Vec<&str>> = BTreeMap::new();
         for n in batch {
-            groups.entry(cluster_of(n)).or_default().push(n);
+            groups.entry(self.cluster_of(n)).or_default().push(n);
         }
         for (cluster, nodes) in &groups {
             let writers: Vec<(&str, &crate::engine::stage::NodeStage)> = nodes
@@ -268,9 +307,9 @@ fn planned_commands(
                 node: exec.to_string(),
                 changes: lines,
             };
-            if let Some(command) = line(exec, &b) {
+            if let Some(command) = self.line(exec, &b) {
                 let servers: Vec<&str> = writers.iter().map(|(_, s)| s.server.as_str()).collect();
-                out.push(PlannedCommand {
+                self.out.push(PlannedCommand {
                     host: exec.to_string(),
                     cluster: cluster.clone(),
                     purpose: format!(
@@ -284,13 +323,14 @@ fn planned_commands(
             }
         }
         for n in batch {
-            let (Some(h), Some(r)) = (host_by.get(n.as_str()), report_by.get(n.as_str())) else {
+            let (Some(h), Some(r)) = (self.host_by.get(n.as_str()), self.report_by.get(n.as_str()))
+            else {
                 continue;
             };
             let Some(platform) = r.platform else {
                 continue;
             };
-            let flavour = flavour_of(n);
+            let flavour = self.flavour_of(n);
             let Some(action) = crate::carbonio::services::mta_action(restart, platform, flavour)
             else {
                 continue;
@@ -316,7 +356,7 @@ fn planned_commands(
                     &step.script,
                 )
                 .unwrap_or_else(|e| format!("(cannot build: {e})"));
-                out.push(PlannedCommand {
+                self.out.push(PlannedCommand {
                     host: n.clone(),
                     cluster: h.cluster.clone(),
                     purpose: format!("{label}: {what}"),
@@ -327,11 +367,20 @@ fn planned_commands(
             }
         }
     }
-    let pinned = apply::pinned_hosts(&loaded.hosts);
-    for (cluster, g) in &cplan.global {
+
+    /// Cluster `cluster`'s promotion: on its first MTA that is not pinned, the pinned
+    /// MTAs' permanent entries, the global changes, the temporary entries removed.
+    fn promotion(
+        &mut self,
+        cluster: &str,
+        g: &NodeBatch,
+        reports: &[HostReport],
+        staging: &StagePlan,
+        pinned: &std::collections::BTreeSet<String>,
+    ) {
         let members: Vec<&HostReport> = reports
             .iter()
-            .filter(|r| &r.cluster == cluster && r.status != HostStatus::Failed)
+            .filter(|r| r.cluster == cluster && r.status != HostStatus::Failed)
             .collect();
         // Apply promotes on the cluster's first MTA that is not pinned.
         let exec = members
@@ -389,10 +438,10 @@ fn planned_commands(
                 }
             }
         }
-        if let Some(command) = line(&exec, &batch) {
-            out.push(PlannedCommand {
+        if let Some(command) = self.line(&exec, &batch) {
+            self.out.push(PlannedCommand {
                 host: exec.clone(),
-                cluster: cluster.clone(),
+                cluster: cluster.to_string(),
                 purpose: format!(
                     "promote cluster {cluster}: global config, then the temporary server entries removed (one batch with read-back)"
                 ),
@@ -402,7 +451,6 @@ fn planned_commands(
             });
         }
     }
-    out
 }
 
 /// The plan of a gathered fleet: what it was decided from and what apply would do.
@@ -454,7 +502,7 @@ pub fn selection_of(opts: &RunOptions) -> Selection {
 }
 
 /// The JSON `--format json` prints, from the plan (the fields it always had).
-fn json_output(file: &PlanFile) -> PlanOutput {
+pub fn json_output(file: &PlanFile) -> PlanOutput {
     let mut commands: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for c in &file.commands {
         let key = match c.kind {
@@ -476,16 +524,40 @@ fn json_output(file: &PlanFile) -> PlanOutput {
     }
 }
 
-/// `plan`; with `out`, the plan is also written there for `apply --plan`.
-pub async fn plan(opts: &RunOptions, out: Option<&Path>, events: Events) -> i32 {
-    let loaded = match run::load_for_changes(opts) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    let gathers = match run::gather_fleet("plan", &loaded, opts.forks, false, None, &events).await {
-        Ok(f) => f.gathers,
-        Err(code) => return code,
-    };
+/// What `plan` found: the plan, the spawn-user repairs, where the plan file went.
+#[derive(Debug)]
+pub struct PlanOutcome {
+    pub file: PlanFile,
+    pub spawn_user_fixes: SpawnFixes,
+    /// `--out FILE`: the file written, or why it could not be.
+    pub written: Option<Result<PathBuf, plan_file::PlanFileError>>,
+    /// What the hosts say: drift where apply has work, a failed host.
+    pub hosts: ExitCode,
+}
+
+impl PlanOutcome {
+    /// The process exit code: the hosts', made a failure when the plan file asked for
+    /// could not be written.
+    pub fn exit_code(&self) -> ExitCode {
+        match self.written {
+            Some(Err(_)) => self.hosts.worst(ExitCode::HostFailed),
+            _ => self.hosts,
+        }
+    }
+}
+
+/// `plan`; with `out`, the plan is also written there for `apply --plan`. It takes no
+/// interrupts: nothing it does needs to be finished before it stops.
+pub async fn plan(
+    opts: &RunOptions,
+    out: Option<&Path>,
+    events: Events,
+) -> Result<PlanOutcome, RunError> {
+    let loaded = run::load_for_changes(opts)?;
+    let no_interrupts: Option<&Interrupts> = None;
+    let gathers = run::gather_fleet("plan", &loaded, opts.forks, false, no_interrupts, &events)
+        .await?
+        .gathers;
     let earlier = check::Earlier::load(&opts.report_dir);
     let reports = check::evaluate_all(&loaded.playbook, &gathers, &earlier);
     let file = build(&loaded, opts, &gathers, &reports);
@@ -504,44 +576,11 @@ pub async fn plan(opts: &RunOptions, out: Option<&Path>, events: Events) -> i32 
             })
             .collect(),
     };
-    let written = out.map(|p| file.write(p).map(|()| p));
-    // Bars (if any) are lifted while the plan prints, so it is never torn.
-    tracing_indicatif::suspend_tracing_indicatif(|| {
-        if opts.json {
-            let mut json = json_output(&file);
-            json.spawn_user_fixes = spawn_user_fixes;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&json).unwrap_or_default()
-            );
-        } else {
-            let text = crate::report::plan_diff::render(
-                &file,
-                crate::report::plan_diff::RenderOptions::for_stdout(),
-            );
-            print!("{text}");
-        }
-    });
-    match written {
-        Some(Ok(p)) if !opts.json => {
-            tracing_indicatif::suspend_tracing_indicatif(|| {
-                println!(
-                    "plan written to {}: apply exactly it with `carbonio-fleet apply -i {}{} --plan {}`",
-                    p.display(),
-                    opts.inventory.display(),
-                    opts.playbook
-                        .as_ref()
-                        .map(|pb| format!(" -p {}", pb.display()))
-                        .unwrap_or_default(),
-                    p.display()
-                )
-            });
-        }
-        Some(Err(e)) => {
-            eprintln!("carbonio-fleet: {e}");
-            return exit::HOST_FAILED.max(check::exit_code(&reports));
-        }
-        Some(Ok(_)) | None => {}
-    }
-    check::exit_code(&reports)
+    let written = out.map(|p| file.write(p).map(|()| p.to_path_buf()));
+    Ok(PlanOutcome {
+        file,
+        spawn_user_fixes,
+        written,
+        hosts: check::exit_code(&reports),
+    })
 }

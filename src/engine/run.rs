@@ -1,8 +1,8 @@
 //! Running a command end to end: load and validate everything (nothing is contacted
 //! when the inventory or playbook is wrong), gather the fleet, evaluate, write the
-//! report set, print the summary, and say which exit code the run earned.
+//! report set, and hand back the [`RunOutcome`] (the report, from which the exit code
+//! is derived) or the [`RunError`] that stopped it.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -12,11 +12,13 @@ use crate::carbonio::gather::GatherPlan;
 use crate::engine::check;
 use crate::engine::events::Events;
 use crate::engine::gather::{GatherOptions, HostGather, gather_all};
-use crate::exit;
+use crate::engine::interrupt::Interrupts;
+use crate::engine::outcome::{ConfigFailure, RunError, RunOutcome};
+use crate::exit::ExitCode;
 use crate::inventory::{Host, Inventory, LoadOptions, Shard};
 use crate::playbook::Playbook;
 use crate::report::model::{InventoryRef, PlaybookRef, Report, SCHEMA_VERSION, Tool};
-use crate::report::{store, summary};
+use crate::report::store;
 use crate::ssh::{Connector, ConnectorOptions};
 
 /// Options shared by check, plan and apply.
@@ -52,27 +54,15 @@ pub struct Loaded {
     pub playbook: Playbook,
 }
 
-/// Prints configuration errors the way every command does and says nothing was contacted.
-pub fn config_failed(errors: &crate::config_error::ConfigErrors, what: &str) -> i32 {
-    eprintln!("{errors}");
-    let n = errors.errors().len();
-    eprintln!(
-        "carbonio-fleet: {n} error{} in the {what}; nothing was contacted",
-        if n == 1 { "" } else { "s" }
-    );
-    exit::USAGE
-}
-
 /// Loads the inventory and the playbook (`-p`, or the built-in one), then the `--limit`
 /// selection and the `--shard` slice of it. Both files are read even when the first
-/// fails, so the user sees every error; errors go to stderr and `Err` carries the exit
-/// code (1).
+/// fails, so the user sees every error.
 ///
-/// An empty shard is the one empty target set that is not an error: with more shards
-/// than clusters (an Indexed Job sized for growth) some slices are empty by design, and
-/// failing those pods would fail the whole job. It prints why on stderr and gives
-/// `Err(0)`: the caller stops, contacts nothing and writes no report.
-pub fn load(opts: &RunOptions) -> Result<Loaded, i32> {
+/// An empty shard is the one empty target set that is not a failure
+/// ([`RunError::EmptyShard`]): with more shards than clusters (an Indexed Job sized for
+/// growth) some slices are empty by design, and failing those pods would fail the whole
+/// job. The caller stops, contacts nothing and writes no report.
+pub fn load(opts: &RunOptions) -> Result<Loaded, RunError> {
     let load_opts = LoadOptions {
         ssh_config: opts.ssh_config.clone(),
         ..LoadOptions::default()
@@ -82,14 +72,15 @@ pub fn load(opts: &RunOptions) -> Result<Loaded, i32> {
         Some(p) => crate::playbook::load(p),
         None => Ok(crate::playbook::load_default()),
     };
-    if let Err(e) = &inventory {
-        config_failed(e, "inventory");
-    }
-    if let Err(e) = &playbook {
-        config_failed(e, "playbook");
-    }
-    let (Ok(inventory), Ok(mut playbook)) = (inventory, playbook) else {
-        return Err(exit::USAGE);
+    let (inventory, mut playbook) = match (inventory, playbook) {
+        (Ok(i), Ok(p)) => (i, p),
+        (inventory, playbook) => {
+            let failures = [(inventory.err(), "inventory"), (playbook.err(), "playbook")]
+                .into_iter()
+                .filter_map(|(e, what)| Some(ConfigFailure { errors: e?, what }))
+                .collect();
+            return Err(RunError::Config(failures));
+        }
     };
     // Judged against the whole playbook (a waiver for a control `--controls` leaves out
     // is not an error, only idle) and every inventory host, on today's date (UTC).
@@ -99,7 +90,12 @@ pub fn load(opts: &RunOptions) -> Result<Loaded, i32> {
             .date();
         match crate::playbook::waiver::load(path, &playbook, &inventory.hosts, today) {
             Ok(w) => playbook.waivers = w,
-            Err(e) => return Err(config_failed(&e, "waiver file")),
+            Err(errors) => {
+                return Err(RunError::Config(vec![ConfigFailure {
+                    errors,
+                    what: "waiver file",
+                }]));
+            }
         }
     }
     if let Err(e) = crate::playbook::select::select(
@@ -107,18 +103,14 @@ pub fn load(opts: &RunOptions) -> Result<Loaded, i32> {
         opts.controls.as_deref(),
         &opts.skip_controls,
     ) {
-        eprintln!("carbonio-fleet: --controls/--skip-controls: {e}; nothing was contacted");
-        return Err(exit::USAGE);
+        return Err(RunError::Controls(e.to_string()));
     }
     for w in &playbook.warnings {
         tracing::warn!("playbook: {w}");
     }
     let hosts: Vec<Host> = match crate::inventory::select(&inventory, opts.limit.as_deref()) {
         Ok(h) => h.into_iter().cloned().collect(),
-        Err(e) => {
-            eprintln!("carbonio-fleet: {e}");
-            return Err(exit::USAGE);
-        }
+        Err(e) => return Err(RunError::Limit(e.to_string())),
     };
     let hosts = match opts.shard {
         None => hosts,
@@ -126,11 +118,7 @@ pub fn load(opts: &RunOptions) -> Result<Loaded, i32> {
             let selected = hosts.len();
             let hosts = crate::inventory::shard::slice(hosts, shard);
             if hosts.is_empty() {
-                eprintln!(
-                    "carbonio-fleet: shard {shard} holds no hosts of this selection \
-                     ({selected} selected hosts went to other shards); nothing to do, no report written"
-                );
-                return Err(exit::OK);
+                return Err(RunError::EmptyShard { shard, selected });
             }
             hosts
         }
@@ -145,7 +133,7 @@ pub fn load(opts: &RunOptions) -> Result<Loaded, i32> {
 /// [`load`] for the commands that change nodes (apply) or show what would change (plan):
 /// waivers that would keep the policy daemon off under a restriction that needs it are
 /// refused before anything is contacted (`Waivers::apply_conflicts`).
-pub fn load_for_changes(opts: &RunOptions) -> Result<Loaded, i32> {
+pub fn load_for_changes(opts: &RunOptions) -> Result<Loaded, RunError> {
     let loaded = load(opts)?;
     let conflicts = loaded
         .playbook
@@ -154,11 +142,9 @@ pub fn load_for_changes(opts: &RunOptions) -> Result<Loaded, i32> {
     if conflicts.is_empty() {
         return Ok(loaded);
     }
-    for c in &conflicts {
-        eprintln!("carbonio-fleet: --waivers: {c}");
-    }
-    eprintln!("carbonio-fleet: the waivers would leave a dependency unmet; nothing was contacted");
-    Err(exit::USAGE)
+    Err(RunError::WaiverConflicts(
+        conflicts.iter().map(ToString::to_string).collect(),
+    ))
 }
 
 /// A random nonce for section markers and probe addresses.
@@ -289,41 +275,18 @@ pub fn report_header(
     }
 }
 
-/// Writes the report set into a new run directory and prints the summary.
+/// Writes the report set into a new run directory.
 pub fn finish(
-    report: &mut Report,
+    report: &Report,
     report_dir: &Path,
     started: jiff::Timestamp,
-    json: bool,
     metrics_file: Option<&Path>,
     split_by_group: bool,
-) -> i32 {
+) -> Result<PathBuf, store::StoreError> {
     let dir_name = store::run_dir_name(&started, &report.playbook.name);
-    match store::create_run_dir(report_dir, &dir_name) {
-        Ok(dir) => finish_in(report, report_dir, &dir, json, metrics_file, split_by_group),
-        Err(e) => {
-            print_summary(report, json);
-            eprintln!("carbonio-fleet: the report could not be written: {e}");
-            exit::HOST_FAILED.max(report.exit_code)
-        }
-    }
-}
-
-fn print_summary(report: &Report, json: bool) {
-    // Bars (if any) are lifted while the summary prints, so it is never torn.
-    tracing_indicatif::suspend_tracing_indicatif(|| write_summary(report, json));
-}
-
-fn write_summary(report: &Report, json: bool) {
-    let mut out = std::io::stdout().lock();
-    if json {
-        let _ = serde_json::to_writer_pretty(&mut out, report);
-        let _ = writeln!(out);
-    } else {
-        // Made terminal-safe inside, before its own colour is added.
-        let layout = crate::ui::term::Layout::stdout();
-        let _ = write!(out, "{}", summary::render_with(report, &layout));
-    }
+    let dir = store::create_run_dir(report_dir, &dir_name)?;
+    finish_in(report, report_dir, &dir, metrics_file, split_by_group)?;
+    Ok(dir)
 }
 
 /// `--split-by group`: one report set per inventory group (e.g. per customer) in
@@ -350,9 +313,13 @@ fn write_group_reports(run_dir: &Path, report: &Report) -> Result<(), store::Sto
         sub.summary = crate::report::summary::summarize(&sub.hosts);
         // An abort or an interrupt concerns the whole run; otherwise the group's own hosts
         // (and its clusters' domains) decide.
-        if !matches!(report.exit_code, exit::ABORTED | exit::INTERRUPTED) {
+        if !matches!(
+            ExitCode::from_code(report.exit_code),
+            Some(ExitCode::Aborted | ExitCode::Interrupted)
+        ) {
             sub.exit_code =
-                crate::engine::domains::exit_code(check::exit_code(&sub.hosts), &sub.domains);
+                crate::engine::domains::exit_code(check::exit_code(&sub.hosts), &sub.domains)
+                    .code();
         }
         let dir = run_dir.join("groups").join(g);
         crate::report::write::create_report_dir_all(&dir).map_err(|source| {
@@ -366,18 +333,17 @@ fn write_group_reports(run_dir: &Path, report: &Report) -> Result<(), store::Sto
     Ok(())
 }
 
-/// Writes the report set into `run_dir`, points `latest` at it and prints the summary.
-/// A write failure is reported and turns the exit code into a failure: an audit whose
+/// Writes the report set into `run_dir` and points `latest` at it. A write failure
+/// makes the run's exit code a failure ([`RunOutcome::exit_code`]): an audit whose
 /// evidence was lost did not succeed.
 pub fn finish_in(
-    report: &mut Report,
+    report: &Report,
     report_dir: &Path,
     run_dir: &Path,
-    json: bool,
     metrics_file: Option<&Path>,
     split_by_group: bool,
-) -> i32 {
-    let written = store::write_report(run_dir, report)
+) -> Result<(), store::StoreError> {
+    store::write_report(run_dir, report)
         .and_then(|_| match split_by_group {
             true => write_group_reports(run_dir, report),
             false => Ok(()),
@@ -394,23 +360,7 @@ pub fn finish_in(
                 source: e.source,
             }),
             None => Ok(()),
-        });
-    print_summary(report, json);
-    match written {
-        Ok(()) => {
-            if !json {
-                let path = run_dir.join("report.json");
-                tracing_indicatif::suspend_tracing_indicatif(|| {
-                    println!("report: {}", path.display())
-                });
-            }
-            report.exit_code
-        }
-        Err(e) => {
-            eprintln!("carbonio-fleet: the report could not be written: {e}");
-            exit::HOST_FAILED.max(report.exit_code)
-        }
-    }
+        })
 }
 
 /// A gathered fleet: the nonce and script used, and every selected host's result.
@@ -423,16 +373,16 @@ pub struct FleetGather {
 }
 
 /// Announces the run and gathers every selected host (at most `forks` at once), keeping
-/// the sessions open when later steps reuse them. `Err` carries the exit code when a
-/// playbook value cannot be sent to a node (nothing was contacted).
+/// the sessions open when later steps reuse them. `Err` when a playbook value cannot be
+/// sent to a node (nothing was contacted).
 pub async fn gather_fleet(
     command: &'static str,
     loaded: &Loaded,
     forks: usize,
     keep_sessions: bool,
-    interrupts: Option<&crate::engine::interrupt::Interrupts>,
+    interrupts: Option<&Interrupts>,
     events: &Events,
-) -> Result<FleetGather, i32> {
+) -> Result<FleetGather, RunError> {
     gather_fleet_with(
         command,
         loaded,
@@ -454,16 +404,14 @@ pub async fn gather_fleet_with(
     loaded: &Loaded,
     forks: usize,
     keep_sessions: bool,
-    interrupts: Option<&crate::engine::interrupt::Interrupts>,
+    interrupts: Option<&Interrupts>,
     events: &Events,
     connector: Connector,
     done: Option<tokio::sync::mpsc::UnboundedSender<crate::engine::domains::Gathered>>,
-) -> Result<FleetGather, i32> {
+) -> Result<FleetGather, RunError> {
     let nonce = nonce();
-    let plan = GatherPlan::new(&loaded.playbook, &nonce).map_err(|e| {
-        eprintln!("carbonio-fleet: playbook value cannot be sent to a node: {e}");
-        exit::USAGE
-    })?;
+    let plan = GatherPlan::new(&loaded.playbook, &nonce)
+        .map_err(|e| RunError::Unsendable(e.to_string()))?;
     events.send(crate::engine::events::Event::RunStarted {
         command,
         hosts: loaded.hosts.len(),
@@ -491,16 +439,17 @@ pub async fn gather_fleet_with(
     })
 }
 
-/// `check`: audit only, never changes a node.
-pub async fn check(opts: &RunOptions, events: Events) -> i32 {
-    let loaded = match load(opts) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
+/// `check`: audit only, never changes a node. After the first of `interrupts` no host
+/// starts; after the second the gathers in flight are abandoned.
+pub async fn check(
+    opts: &RunOptions,
+    interrupts: &Interrupts,
+    events: Events,
+) -> Result<RunOutcome, RunError> {
+    let loaded = load(opts)?;
     let started = jiff::Timestamp::now();
     let t0 = Instant::now();
     let mut report = report_header("check", &loaded, opts.limit.as_deref(), started);
-    let interrupts = crate::engine::interrupt::watch("hosts");
     // The domain pass runs alongside the sweep: each cluster's read and lookups start
     // when its reading node's gather returned, and never hold the hosts' results back.
     let connector = Connector::new(ConnectorOptions::default());
@@ -523,7 +472,7 @@ pub async fn check(opts: &RunOptions, events: Events) -> i32 {
             &loaded,
             opts.forks,
             false,
-            Some(&interrupts),
+            Some(interrupts),
             &events,
             connector.clone(),
             Some(done),
@@ -538,7 +487,7 @@ pub async fn check(opts: &RunOptions, events: Events) -> i32 {
                 status: h.status,
             });
         }
-        Ok::<_, i32>(hosts)
+        Ok::<_, RunError>(hosts)
     };
     tokio::pin!(domains, sweep);
     let mut domains_done = None;
@@ -548,10 +497,7 @@ pub async fn check(opts: &RunOptions, events: Events) -> i32 {
             d = &mut domains, if domains_done.is_none() => domains_done = Some(d),
         }
     };
-    report.hosts = match swept {
-        Ok(hosts) => hosts,
-        Err(code) => return code,
-    };
+    report.hosts = swept?;
     // Interrupted: the domain pass is dropped (more work), the report as far as it got,
     // exit 130.
     if !interrupts.any() {
@@ -561,23 +507,27 @@ pub async fn check(opts: &RunOptions, events: Events) -> i32 {
         };
     }
     report.summary = crate::report::summary::summarize(&report.hosts);
+    let hosts = crate::engine::domains::exit_code(check::exit_code(&report.hosts), &report.domains);
     report.exit_code = if interrupts.any() {
-        exit::INTERRUPTED
+        ExitCode::Interrupted
     } else {
-        crate::engine::domains::exit_code(check::exit_code(&report.hosts), &report.domains)
-    };
+        hosts
+    }
+    .code();
     report.finished_at = jiff::Timestamp::now().to_string();
     report.duration_ms = t0.elapsed().as_millis() as u64;
-    let code = finish(
-        &mut report,
+    let written = finish(
+        &report,
         &opts.report_dir,
         started,
-        opts.json,
         opts.metrics_file.as_deref(),
         opts.split_by_group,
     );
-    events.send(crate::engine::events::Event::RunFinished { exit_code: code });
-    code
+    let outcome = RunOutcome { report, written };
+    events.send(crate::engine::events::Event::RunFinished {
+        exit_code: outcome.exit_code().code(),
+    });
+    Ok(outcome)
 }
 
 #[cfg(test)]
@@ -615,9 +565,17 @@ mod tests {
     #[test]
     fn load_fails_with_usage_when_either_file_is_bad() {
         let r = load(&opts("inventory/lab.toml", Some("/nonexistent/pb.toml")));
-        assert_eq!(r.err(), Some(exit::USAGE));
+        assert!(matches!(r, Err(RunError::Config(f)) if f.len() == 1 && f[0].what == "playbook"));
         let r = load(&opts("inventory/missing.toml", None));
-        assert_eq!(r.err(), Some(exit::USAGE));
+        assert!(matches!(r, Err(RunError::Config(f)) if f.len() == 1 && f[0].what == "inventory"));
+        let r = load(&opts(
+            "inventory/missing.toml",
+            Some("/nonexistent/pb.toml"),
+        ));
+        assert!(
+            matches!(r, Err(RunError::Config(f)) if f.len() == 2),
+            "both files' errors"
+        );
     }
 
     #[test]
@@ -629,7 +587,10 @@ mod tests {
             o.shard = Some(Shard { index: k, count: 3 });
             match load(&o) {
                 Ok(l) => seen.extend(l.hosts.into_iter().map(|h| (h.name, h.cluster))),
-                Err(code) => assert_eq!(code, exit::OK, "an empty shard is not an error"),
+                Err(e) => assert!(
+                    matches!(e, RunError::EmptyShard { .. }),
+                    "an empty shard is not an error: {e:?}"
+                ),
             }
         }
         seen.sort();
@@ -651,7 +612,7 @@ mod tests {
                 });
                 load(&o).err()
             })
-            .filter(|e| *e == Some(exit::OK))
+            .filter(|e| matches!(e, Some(RunError::EmptyShard { .. })))
             .count();
         assert!(empty >= 58, "{empty}");
     }

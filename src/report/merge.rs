@@ -9,7 +9,7 @@ use thiserror::Error;
 
 use super::model::Report;
 use super::summary::summarize;
-use crate::exit;
+use crate::exit::ExitCode;
 
 /// Why shard reports cannot be merged. Shards are numbered from 1 in the order given.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -59,26 +59,14 @@ pub enum MergeError {
     },
 }
 
-/// How bad an exit code is when shards disagree: an interrupt or an abort is kept over
-/// anything, then host failures (3) over drift (2) over success (0). Unknown codes rank
-/// just above success so they are never silently dropped.
-fn exit_rank(code: i32) -> u8 {
-    match code {
-        exit::INTERRUPTED => 6,
-        exit::ABORTED => 5,
-        exit::HOST_FAILED => 4,
-        exit::DRIFT => 3,
-        exit::OK => 0,
-        _ => 1,
-    }
-}
-
-/// The worst of several exit codes (see [`exit_rank`]); `0` for none.
+/// The worst of several exit codes when shards disagree ([`ExitCode::worst`]); `0` for
+/// none. A code that is not one of ours ranks with a usage error, just above success,
+/// so it is never silently dropped.
 pub fn worst_exit_code(codes: impl IntoIterator<Item = i32>) -> i32 {
     codes
         .into_iter()
-        .max_by_key(|&code| exit_rank(code))
-        .unwrap_or(exit::OK)
+        .max_by_key(|&code| ExitCode::from_code(code).unwrap_or(ExitCode::Usage))
+        .unwrap_or(ExitCode::Ok.code())
 }
 
 fn playbook_label(report: &Report) -> String {
@@ -244,10 +232,10 @@ mod tests {
         b.summary = summarize(&b.hosts);
         a.started_at = "2026-11-27T02:00:05Z".into();
         a.finished_at = "2026-11-27T02:00:40Z".into();
-        a.exit_code = exit::HOST_FAILED;
+        a.exit_code = ExitCode::HostFailed.code();
         b.started_at = "2026-11-27T01:59:58.500Z".into();
         b.finished_at = "2026-11-27T03:01:00+01:00".into(); // 02:01:00Z, written with an offset
-        b.exit_code = exit::DRIFT;
+        b.exit_code = ExitCode::Drift.code();
         b.operator = "ops@runner-2".into();
         (a, b)
     }
@@ -265,7 +253,7 @@ mod tests {
         assert_eq!(merged.started_at, "2026-11-27T01:59:58.500Z");
         assert_eq!(merged.finished_at, "2026-11-27T03:01:00+01:00");
         assert_eq!(merged.duration_ms, 61_500);
-        assert_eq!(merged.exit_code, exit::HOST_FAILED);
+        assert_eq!(merged.exit_code, ExitCode::HostFailed.code());
         assert_eq!(merged.operator, "ops@runner-2, ops@bastion");
     }
 
@@ -306,8 +294,11 @@ mod tests {
     #[test]
     fn merge_keeps_an_abort() {
         let (mut a, b) = shards();
-        a.exit_code = exit::ABORTED;
-        assert_eq!(merge(vec![a, b]).unwrap().exit_code, exit::ABORTED);
+        a.exit_code = ExitCode::Aborted.code();
+        assert_eq!(
+            merge(vec![a, b]).unwrap().exit_code,
+            ExitCode::Aborted.code()
+        );
     }
 
     #[test]

@@ -262,7 +262,7 @@ pub fn sample_report() -> Report {
             waived: 0,
             waivers_expired: 0,
         },
-        exit_code: crate::exit::HOST_FAILED,
+        exit_code: crate::exit::ExitCode::HostFailed.code(),
         hosts: vec![mail1, mail2, mail3, mail4, mail5, store1],
         domains: sample_domains(),
         promotions: Vec::new(),

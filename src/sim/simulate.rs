@@ -58,7 +58,7 @@ pub async fn run_simulate(opts: SimulateOptions) -> i32 {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
-            return crate::exit::USAGE;
+            return crate::exit::ExitCode::Usage.code();
         }
     };
     spec.port_base = opts.port_base;
@@ -80,7 +80,7 @@ pub async fn run_simulate(opts: SimulateOptions) -> i32 {
             Ok(t) => (t.path().to_path_buf(), Some(t)),
             Err(e) => {
                 eprintln!("error: failed to create a temporary directory: {e}");
-                return crate::exit::USAGE;
+                return crate::exit::ExitCode::Usage.code();
             }
         },
     };
@@ -96,7 +96,7 @@ pub async fn run_simulate(opts: SimulateOptions) -> i32 {
                 src = s.source();
             }
             eprintln!();
-            return crate::exit::USAGE;
+            return crate::exit::ExitCode::Usage.code();
         }
     };
     println!(
@@ -113,7 +113,7 @@ pub async fn run_simulate(opts: SimulateOptions) -> i32 {
     println!("press Ctrl-C to stop");
     let _ = tokio::signal::ctrl_c().await;
     fleet.shutdown().await;
-    crate::exit::OK
+    crate::exit::ExitCode::Ok.code()
 }
 
 fn summarize(nodes: &[NodeSpec]) -> BTreeMap<String, usize> {

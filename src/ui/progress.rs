@@ -32,10 +32,18 @@ pub enum ProgressMode {
     Never,
 }
 
+/// `--progress`: when to draw the bars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Progress {
+    /// Only when stderr is a terminal
+    Auto,
+    Always,
+    Never,
+}
+
 impl ProgressMode {
     /// The mode for `--progress` given whether `-q`/`--format json` asked for quiet.
-    pub fn from_flags(progress: crate::cli::Progress, quiet: bool) -> Self {
-        use crate::cli::Progress;
+    pub fn from_flags(progress: Progress, quiet: bool) -> Self {
         match (progress, quiet) {
             (Progress::Never, _) | (Progress::Auto, true) => ProgressMode::Never,
             (Progress::Always, _) => ProgressMode::Always,
@@ -367,11 +375,11 @@ mod tests {
     fn never_is_never_drawn() {
         assert!(!ProgressMode::Never.enabled());
         assert_eq!(
-            ProgressMode::from_flags(crate::cli::Progress::Auto, true),
+            ProgressMode::from_flags(Progress::Auto, true),
             ProgressMode::Never
         );
         assert_eq!(
-            ProgressMode::from_flags(crate::cli::Progress::Always, true),
+            ProgressMode::from_flags(Progress::Always, true),
             ProgressMode::Always
         );
     }

@@ -20,7 +20,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::labels::{STATUS_ORDER, status_title};
 use super::model::{HostStatus, Report};
-use crate::exit;
+use crate::exit::ExitCode;
 
 /// Escapes text for HTML element content and double- or single-quoted attributes.
 pub fn escape(text: &str) -> String {
@@ -58,14 +58,14 @@ fn human_duration(ms: u64) -> String {
 }
 
 fn exit_meaning(code: i32) -> &'static str {
-    match code {
-        exit::OK => "every targeted host compliant",
-        exit::USAGE => "usage, inventory or playbook error",
-        exit::DRIFT => "drift: at least one host non-compliant",
-        exit::HOST_FAILED => "at least one host could not be audited",
-        exit::ABORTED => "rollout aborted",
-        exit::INTERRUPTED => "interrupted",
-        _ => "unknown",
+    match ExitCode::from_code(code) {
+        Some(ExitCode::Ok) => "every targeted host compliant",
+        Some(ExitCode::Usage) => "usage, inventory or playbook error",
+        Some(ExitCode::Drift) => "drift: at least one host non-compliant",
+        Some(ExitCode::HostFailed) => "at least one host could not be audited",
+        Some(ExitCode::Aborted) => "rollout aborted",
+        Some(ExitCode::Interrupted) => "interrupted",
+        None => "unknown",
     }
 }
 
