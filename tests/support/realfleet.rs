@@ -1031,7 +1031,10 @@ impl RealFleet {
                 if comm.trim() == "sshd" {
                     break;
                 }
-                let exited = node.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+                let exited = node
+                    .child
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok().flatten());
                 // The status says how it ended (a signal, or the launcher script's own
                 // exit code) when its log is empty.
                 assert!(
