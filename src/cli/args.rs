@@ -331,8 +331,7 @@ fn parse_forks(s: &str) -> Result<usize, String> {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("`{s}` is not a duration like 200ms or 2s: {e}"))
+    crate::duration::parse(s).map_err(|e| format!("`{s}` is not a duration like 200ms or 2s: {e}"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -501,7 +500,7 @@ pub struct ReportPruneArgs {
     )]
     pub keep: Option<u64>,
     /// Delete runs started longer ago than this (e.g. 90d, 12h)
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub older_than: Option<std::time::Duration>,
     /// Only say what would be deleted
     #[arg(long)]

@@ -663,7 +663,7 @@ impl Connector {
                 format!(
                     "connecting to {} timed out after {} (connect, handshake and authentication)",
                     target(host),
-                    humantime::format_duration(host.connect_timeout)
+                    crate::duration::display(host.connect_timeout)
                 ),
             )),
         }
@@ -875,7 +875,7 @@ impl Connector {
                 format!(
                     "connecting to {} timed out after {}",
                     target(&bastion_host),
-                    humantime::format_duration(bastion_host.connect_timeout)
+                    crate::duration::display(bastion_host.connect_timeout)
                 ),
             ))
         });

@@ -1045,7 +1045,7 @@ impl RealFleet {
                     Instant::now() < deadline,
                     "{} not ready after {}: {}",
                     node.name,
-                    humantime::format_duration(limit),
+                    carbonio_fleet::duration::display(limit),
                     node.log_text()
                 );
                 std::thread::sleep(Duration::from_millis(10));
