@@ -103,6 +103,10 @@ pub enum Command {
     ///   carbonio-fleet completions zsh > "${fpath[1]}/_carbonio-fleet"
     ///   carbonio-fleet completions fish > ~/.config/fish/completions/carbonio-fleet.fish
     #[command(verbatim_doc_comment)]
+    #[allow(
+        rustdoc::broken_intra_doc_links,
+        reason = "the doc comment is the --help text; `${fpath[1]}` is zsh, not a link"
+    )]
     Completions(CompletionsArgs),
     /// Print the manual page (roff)
     ///

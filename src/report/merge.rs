@@ -73,7 +73,7 @@ fn exit_rank(code: i32) -> u8 {
     }
 }
 
-/// The worst of several exit codes (see [`exit_rank`]); `0` for none.
+/// The worst of several exit codes (see `exit_rank`); `0` for none.
 pub fn worst_exit_code(codes: impl IntoIterator<Item = i32>) -> i32 {
     codes
         .into_iter()

@@ -467,6 +467,7 @@ pub fn machine_users() -> Vec<PasswdEntry> {
 }
 
 /// The name of the real uid (what `whoami` says), `uidN` when it has no entry.
+#[expect(unsafe_code, reason = "getuid: std cannot ask for the uid")]
 fn real_user() -> String {
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };

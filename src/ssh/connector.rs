@@ -1024,10 +1024,11 @@ impl Connector {
 pub fn load_identity(path: &Path, host: &Host) -> Result<PrivateKey, String> {
     let shown = path.display();
     #[cfg(unix)]
+    #[expect(unsafe_code, reason = "getuid: std cannot ask for the uid")]
     {
         use std::os::unix::fs::MetadataExt as _;
-        // SAFETY: getuid has no preconditions and cannot fail.
         if let Ok(m) = std::fs::metadata(path)
+            // SAFETY: getuid has no preconditions and cannot fail.
             && m.uid() == unsafe { libc::getuid() }
             && m.mode() & 0o077 != 0
         {
