@@ -170,13 +170,13 @@ impl<'a> Source<'a> {
         })
     }
 
-    /// Parses a humantime duration ("10s", "5m", "1h30m") held in a spanned string.
+    /// Parses a duration ("10s", "5m", "1h30m") held in a spanned string.
     pub fn duration(
         &self,
         value: &serde_spanned::Spanned<String>,
         key: &str,
     ) -> Result<std::time::Duration, ConfigError> {
-        humantime::parse_duration(value.get_ref().trim()).map_err(|e| {
+        crate::duration::parse(value.get_ref()).map_err(|e| {
             self.error(
                 value.span(),
                 key,

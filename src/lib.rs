@@ -24,6 +24,7 @@ pub mod carbonio;
 pub mod cli;
 pub mod config_error;
 pub mod dns;
+pub mod duration;
 pub mod engine;
 pub mod exit;
 pub mod inventory;

@@ -4,6 +4,7 @@
 //! and body; that the webhook fires only on new drift; that a receiver that fails or is
 //! not there is a warning and leaves the exit code as it was; and that the webhook's
 //! secret path appears in no output.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};

@@ -1,6 +1,7 @@
 //! Domain posture over a real DNS server: an in-process hickory server on 127.0.0.1
 //! serves zones with good and broken SPF, DKIM and DMARC; the resolver under test talks
 //! to it over UDP/TCP. Each case asserts the exact finding text of the report.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 #[path = "support/dns.rs"]
 mod dns_server;

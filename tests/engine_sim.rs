@@ -2,6 +2,7 @@
 //! over real SSH (issues #5 and #6): reports match the seeded state per control, check
 //! changes nothing, one `zmprov` per host, staggered restarts within the rollout
 //! limits, canary abort, a broken policy service failing its gate, Ctrl-C and resume.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -2423,9 +2424,11 @@ async fn a_masking_override_is_reported_and_left_alone() {
 /// daemon dies (the socket check switched off to show it) the known recipient gets
 /// `451 4.3.5`, which fails the gate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(unsafe_code, reason = "geteuid: std cannot ask for the uid")]
 async fn the_outside_probe_verifies_its_vantage_and_sees_a_dying_policy_daemon() {
     use Platform::*;
     use Posture::*;
+    // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),

@@ -3,6 +3,7 @@
 //! emulator as real processes (`carbonio-fleet sim-exec`). Exit codes are asserted by
 //! name, outcomes from report.json, restarts from the emulator's restart logs.
 //! Skipped with a visible message without root or namespaces.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod support;
 
@@ -225,7 +226,7 @@ fn check_on_a_mixed_fleet_matches_the_seeded_state() {
     let r = report(&reports);
     assert_eq!(r["exit_code"], ExitCode::Drift.code());
     let nc = "non-compliant";
-    let expect: [Expected; 6] = [
+    let expect: [Expected<'_>; 6] = [
         // name, status, platform, BS-01..04 verdicts, EFF-01..03 + SMTP-01 probes
         (
             "mta1.c001.sim.example",
@@ -854,6 +855,7 @@ fn sigint_mid_rollout_then_resume_finishes_the_job() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // SAFETY: kill(2) on the child we spawned and still own.
+    #[expect(unsafe_code, reason = "kill: std sends only SIGKILL")]
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGINT);
     }

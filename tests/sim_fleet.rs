@@ -1,6 +1,7 @@
 //! The simulated fleet over real SSH (the project's client, via tests/support/simclient.rs): exact
 //! strings and exit codes of the emulated Carbonio programs, SMTP from both vantage
 //! points, cluster-shared LDAP, faulty endpoints and restart records.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 #[path = "support/simclient.rs"]
 mod simclient;

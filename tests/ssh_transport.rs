@@ -1,5 +1,6 @@
 //! The SSH transport against a real OpenSSH sshd (needs root; prints "SKIPPED: needs
 //! root" otherwise) and against an in-process russh server for failure modes.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod support;
 

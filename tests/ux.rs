@@ -2,6 +2,7 @@
 //! (tmux), no control bytes in pipes and files, the `--log-file` JSON lines, `report
 //! show | diff | merge`, and a whole check against a password-only sshd whose password
 //! must appear in no output at all.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod support;
 

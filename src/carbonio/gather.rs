@@ -474,7 +474,7 @@ fn section(s: &mut String, nonce: &str, name: &str, body: &str) {
     ));
 }
 
-/// The whole awk program of the file pass (see [`file_pass`]). Kept verbatim: the
+/// The whole awk program of the file pass (see `file_pass`). Kept verbatim: the
 /// simulator recognises it and runs its own rendition (`sim::programs::awk`), which a
 /// test compares with the machine's awk on the same files.
 pub const FILE_PASS: &str = r##"function sec(n) { print m " " n }

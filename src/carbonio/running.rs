@@ -233,7 +233,7 @@ pub fn decide(f: &RunningFacts, server: &str, log: &str) -> Running {
     if let Some(u) = &f.uname {
         names.push(u);
     }
-    let mine: Vec<(LogLine, &String)> = events
+    let mine: Vec<(LogLine<'_>, &String)> = events
         .iter()
         .filter_map(|l| read_line(l, f).map(|p| (p, l)))
         .filter(|(p, _)| is_this_host(p.host, &names))

@@ -104,6 +104,10 @@ pub enum Command {
     ///   carbonio-fleet completions zsh > "${fpath[1]}/_carbonio-fleet"
     ///   carbonio-fleet completions fish > ~/.config/fish/completions/carbonio-fleet.fish
     #[command(verbatim_doc_comment)]
+    #[allow(
+        rustdoc::broken_intra_doc_links,
+        reason = "the doc comment is the --help text; `${fpath[1]}` is zsh, not a link"
+    )]
     Completions(CompletionsArgs),
     /// Print the manual page (roff)
     ///
@@ -327,8 +331,7 @@ fn parse_forks(s: &str) -> Result<usize, String> {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("`{s}` is not a duration like 200ms or 2s: {e}"))
+    crate::duration::parse(s).map_err(|e| format!("`{s}` is not a duration like 200ms or 2s: {e}"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -497,7 +500,7 @@ pub struct ReportPruneArgs {
     )]
     pub keep: Option<u64>,
     /// Delete runs started longer ago than this (e.g. 90d, 12h)
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub older_than: Option<std::time::Duration>,
     /// Only say what would be deleted
     #[arg(long)]

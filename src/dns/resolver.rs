@@ -211,7 +211,7 @@ impl DnsResolver {
         match tokio::time::timeout(wait, self.inner.lookup(fqdn, RecordType::TXT)).await {
             Err(_) => Err(self.mark_silent(format!(
                 "no answer within {}",
-                humantime::format_duration(wait)
+                crate::duration::display(wait)
             ))),
             Ok(Err(e))
                 if unreachable(&e) || matches!(e, hickory_resolver::net::NetError::Timeout) =>
@@ -317,7 +317,7 @@ impl DnsResolver {
         if left.is_zero() {
             return Err(err(format!(
                 "not asked: the run's DNS budget ({}) is spent",
-                humantime::format_duration(self.budget)
+                crate::duration::display(self.budget)
             )));
         }
         let fqdn = Name::from_ascii(format!("{name}."))
@@ -328,7 +328,7 @@ impl DnsResolver {
             .map_err(|_| {
                 err(self.timed_out(format!(
                     "no answer within {}",
-                    humantime::format_duration(wait)
+                    crate::duration::display(wait)
                 )))
             })?;
         let lookup = match answer {

@@ -8,8 +8,6 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 
-use fs4::fs_std::FileExt as _;
-
 /// Held locks; dropping releases them.
 #[derive(Debug)]
 pub struct ApplyLock {
@@ -47,15 +45,15 @@ pub fn take(report_dir: &Path, inventory: &[PathBuf], holder: &str) -> Result<Ap
             .write(true)
             .open(&path)
             .map_err(|e| format!("cannot open the apply lock `{}`: {e}", path.display()))?;
-        match file.try_lock_exclusive() {
-            Ok(true) => {
+        match file.try_lock() {
+            Ok(()) => {
                 let _ = file.set_len(0);
                 let _ = file.rewind();
                 let _ = write!(file, "{holder}");
                 let _ = file.flush();
                 files.push(file);
             }
-            Ok(false) => {
+            Err(std::fs::TryLockError::WouldBlock) => {
                 let mut who = String::new();
                 let _ = file.read_to_string(&mut who);
                 return Err(format!(
@@ -68,7 +66,7 @@ pub fn take(report_dir: &Path, inventory: &[PathBuf], holder: &str) -> Result<Ap
                     }
                 ));
             }
-            Err(e) => {
+            Err(std::fs::TryLockError::Error(e)) => {
                 return Err(format!("cannot lock `{}`: {e}", path.display()));
             }
         }

@@ -47,7 +47,7 @@ pub async fn ask<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let got = tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| format!("no answer within {}", humantime::format_duration(timeout)))??;
+        .map_err(|_| format!("no answer within {}", crate::duration::display(timeout)))??;
     let _ = w.shutdown().await;
     judge(&got)
 }

@@ -184,6 +184,7 @@ pub fn operator() -> String {
 
 /// The account name of this process's uid from /etc/passwd (cron and systemd units often
 /// run without USER set).
+#[expect(unsafe_code, reason = "getuid: std cannot ask for the uid")]
 fn user_of_uid() -> Option<String> {
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() }.to_string();

@@ -244,11 +244,11 @@ fn builtin_layer() -> Layer {
     }
 }
 
-fn home_dir() -> Option<PathBuf> {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .or_else(dirs::home_dir)
+/// `$HOME`, or the user's passwd entry when it is unset. std reads `$HOME` first on
+/// Unix, as `dirs` did, but returns an empty `$HOME` as it is; an empty home is no
+/// home (it would make `~/.ssh` relative to wherever the tool was started).
+pub(crate) fn home_dir() -> Option<PathBuf> {
+    std::env::home_dir().filter(|h| !h.as_os_str().is_empty())
 }
 
 /// Where something was declared, for errors that point back at it.
@@ -1375,7 +1375,7 @@ mod tests {
             command_timeout = "0s"
         "#};
         let expected = indoc! {r#"
-            inv.toml:2:19: defaults.connect_timeout: invalid duration `10 parsecs`: unknown time unit "parsecs", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations)
+            inv.toml:2:19: defaults.connect_timeout: invalid duration `10 parsecs`: unknown unit `parsecs` (units: ms, s, m, h, d, w and their names, e.g. `mins`)
               hint: durations look like "10s", "5m" or "1h30m"
             inv.toml:5:8: groups.acme.jump: invalid jump host `ops@:22`: the host is empty
               hint: write it as `user@host:port`, e.g. `ops@bastion.example:22`; user and port are optional, `""` means none

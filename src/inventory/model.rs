@@ -63,9 +63,9 @@ pub struct Host {
     #[serde(default)]
     pub known_hosts_also: Vec<PathBuf>,
     pub host_key_policy: HostKeyPolicy,
-    #[serde(with = "humantime_serde")]
+    #[serde(serialize_with = "crate::duration::serialize")]
     pub connect_timeout: Duration,
-    #[serde(with = "humantime_serde")]
+    #[serde(serialize_with = "crate::duration::serialize")]
     pub command_timeout: Duration,
     pub jump: Option<JumpSpec>,
     pub groups: Vec<String>,

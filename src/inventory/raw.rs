@@ -40,9 +40,9 @@ macro_rules! with_settings {
             /// ssh_known_hosts2).
             pub global_known_hosts: Option<Vec<Spanned<String>>>,
             pub host_key_policy: Option<HostKeyPolicy>,
-            /// A humantime duration, e.g. "10s".
+            /// A duration, e.g. "10s".
             pub connect_timeout: Option<Spanned<String>>,
-            /// A humantime duration, e.g. "5m".
+            /// A duration, e.g. "5m".
             pub command_timeout: Option<Spanned<String>>,
             /// `user@host:port`; `""` = no jump host (overrides an inherited one).
             pub jump: Option<Spanned<String>>,

@@ -345,11 +345,7 @@ impl Tokens {
 }
 
 fn home_dir() -> PathBuf {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .or_else(dirs::home_dir)
-        .unwrap_or_else(|| PathBuf::from("/"))
+    crate::inventory::load::home_dir().unwrap_or_else(|| PathBuf::from("/"))
 }
 
 /// `~/.ssh/config` of whoever runs the tool.

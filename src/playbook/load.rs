@@ -1171,7 +1171,7 @@ mod tests {
           hint: write a number of hosts like 5 or a percentage like "25%"
         pb.toml:9:15: rollout.per_cluster: must be at least 1, found 0
         pb.toml:10:10: rollout.canary: must be at least 0, found -1
-        pb.toml:11:9: rollout.pause: invalid duration `soon`: expected number at 0
+        pb.toml:11:9: rollout.pause: invalid duration `soon`: expected a number and a unit, e.g. "10s"
           hint: durations look like "10s", "5m" or "1h30m"
         pb.toml:12:18: rollout.health_timeout: must be longer than 0s"#}; "rollout ranges")]
     #[test_case(indoc! {r#"

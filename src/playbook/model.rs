@@ -165,11 +165,11 @@ pub struct Rollout {
     pub per_cluster: usize,
     /// Size of the first batch (0 = no canary).
     pub canary: usize,
-    #[serde(with = "humantime_serde")]
+    #[serde(serialize_with = "crate::duration::serialize")]
     pub pause: Duration,
     pub max_failures: Amount,
     pub restart: RestartMethod,
-    #[serde(with = "humantime_serde")]
+    #[serde(serialize_with = "crate::duration::serialize")]
     pub health_timeout: Duration,
     /// The gate asks the policy service on its socket (`private/policy`) whenever
     /// master.cf runs it; `false` is the explicit opt-out (a login that cannot reach the

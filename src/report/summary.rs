@@ -144,7 +144,7 @@ pub fn render_with(report: &Report, layout: &Layout) -> String {
 
 /// `--waivers`: each accepted deviation (host, id, until when, where written, why), and
 /// each deviation whose waiver expired, so that nobody mistakes it for an oversight.
-fn waiver_section(out: &mut Out, report: &Report) {
+fn waiver_section(out: &mut Out<'_>, report: &Report) {
     let (live, expired): (Vec<_>, Vec<_>) = report
         .waivers()
         .map(|(h, id, w)| (h.name.as_str(), id, w))
@@ -327,7 +327,7 @@ fn group_by<K: Ord + Clone, T>(items: impl IntoIterator<Item = (K, T)>) -> Vec<(
 
 /// Failed hosts grouped by error kind and message shape (the host's name and address
 /// replaced, so "connection refused by mail3 (10.0.0.3:22)" groups across hosts).
-fn failed_section(out: &mut Out, report: &Report) {
+fn failed_section(out: &mut Out<'_>, report: &Report) {
     let failed: Vec<&HostReport> = report
         .hosts
         .iter()
@@ -361,7 +361,7 @@ struct Off {
 /// What is off on `h`: each control and probe not compliant, briefly (`BS-01 Postfix
 /// policy daemon enabled: zimbraMtaEnableSmtpdPolicyd = FALSE (want TRUE)`), the running
 /// master's state; or, when nothing of these, its findings.
-fn offs(out: &Out, h: &HostReport) -> Vec<Off> {
+fn offs(out: &Out<'_>, h: &HostReport) -> Vec<Off> {
     let brief = |title: &str, attr: &str, actual: &str, expected: &str| {
         let what = if attr.is_empty() {
             title.to_string()
@@ -439,7 +439,7 @@ fn offs(out: &Out, h: &HostReport) -> Vec<Off> {
 
 /// Drift or restart-pending hosts: each distinct thing that is off once, with the hosts
 /// it concerns, the most widespread first.
-fn off_section(out: &mut Out, report: &Report, status: HostStatus, title: &str, tone: Tone) {
+fn off_section(out: &mut Out<'_>, report: &Report, status: HostStatus, title: &str, tone: Tone) {
     let hosts: Vec<&HostReport> = report.hosts.iter().filter(|h| h.status == status).collect();
     if hosts.is_empty() {
         return;
@@ -460,7 +460,7 @@ fn off_section(out: &mut Out, report: &Report, status: HostStatus, title: &str, 
 
 /// Blocking findings grouped by id and shape: a cluster-wide finding names its cluster
 /// and hosts, which are replaced (`CLUSTER`, `HOSTS`) so one line covers every cluster.
-fn blocking_section(out: &mut Out, report: &Report) {
+fn blocking_section(out: &mut Out<'_>, report: &Report) {
     let mut by_cluster: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for h in &report.hosts {
         by_cluster.entry(&h.cluster).or_default().push(&h.name);
@@ -507,7 +507,7 @@ fn blocking_section(out: &mut Out, report: &Report) {
     }
 }
 
-fn not_attempted_section(out: &mut Out, report: &Report) {
+fn not_attempted_section(out: &mut Out<'_>, report: &Report) {
     let hosts: Vec<&HostReport> = report
         .hosts
         .iter()
@@ -587,7 +587,7 @@ fn commands_brief(a: &HostApply) -> Option<String> {
 /// canary and for a failure, their names otherwise) and any rollback. The hosts the
 /// rollout did not schedule are grouped by reason. Commands exactly as sent are in
 /// report.json, the HTML report and the `--log-file` audit log.
-fn rollout_section(out: &mut Out, report: &Report) {
+fn rollout_section(out: &mut Out<'_>, report: &Report) {
     let applied: Vec<(&HostReport, &HostApply)> = report
         .hosts
         .iter()
@@ -805,7 +805,7 @@ fn rollout_section(out: &mut Out, report: &Report) {
 
 /// apply only: the clusters whose global config was staged, grouped by outcome (a single
 /// cluster with its detail), and the MTAs that hold a promotion back, grouped by reason.
-fn promotion_section(out: &mut Out, report: &Report) {
+fn promotion_section(out: &mut Out<'_>, report: &Report) {
     if report.promotions.is_empty() {
         return;
     }
@@ -861,7 +861,7 @@ fn promotion_section(out: &mut Out, report: &Report) {
 
 /// The domain posture: the tally, then each failed or undecided check grouped by shape
 /// across domains (the domain's name replaced), with the domains and clusters it concerns.
-fn domains_section(out: &mut Out, report: &Report) {
+fn domains_section(out: &mut Out<'_>, report: &Report) {
     if report.domains.is_empty() {
         return;
     }

@@ -35,7 +35,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fs4::fs_std::FileExt;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -277,7 +276,7 @@ fn lock_file(path: &Path) -> Result<File, ExecError> {
         .truncate(false)
         .open(path)
         .map_err(io_err(path))?;
-    f.lock_exclusive().map_err(io_err(path))?;
+    f.lock().map_err(io_err(path))?;
     Ok(f)
 }
 
@@ -468,6 +467,7 @@ pub fn machine_users() -> Vec<PasswdEntry> {
 }
 
 /// The name of the real uid (what `whoami` says), `uidN` when it has no entry.
+#[expect(unsafe_code, reason = "getuid: std cannot ask for the uid")]
 fn real_user() -> String {
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
@@ -782,7 +782,7 @@ pub fn main(program: &str, args: &[String]) -> i32 {
         rt.block_on(policyd(store))
     } else if program == "zmconfigd" {
         match args {
-            [flag, every] if flag == "--interval" => match humantime::parse_duration(every) {
+            [flag, every] if flag == "--interval" => match crate::duration::parse(every) {
                 Ok(every) => rt.block_on(zmconfigd(store, every)),
                 Err(_) => Err(ExecError::Usage(format!("{every}: not a duration"))),
             },

@@ -283,6 +283,7 @@ fn customer_of(cluster: &str) -> String {
 
 /// Raises the soft open-files limit to the hard one: thousands of nodes need a
 /// descriptor per listener and two per connection.
+#[expect(unsafe_code, reason = "setrlimit: std cannot change limits")]
 fn raise_nofile_limit() {
     // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
     unsafe {

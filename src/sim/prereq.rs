@@ -108,6 +108,7 @@ pub fn require_that(test: &str, missing: &[String]) -> bool {
 }
 
 /// True when running as uid 0.
+#[expect(unsafe_code, reason = "geteuid: std cannot ask for the uid")]
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }

@@ -194,6 +194,7 @@ pub fn render_into(
 
 impl RealMta {
     /// Runs `HOME/common/sbin/postfix ACTION` as root (directly, or through sudo).
+    #[expect(unsafe_code, reason = "geteuid: std cannot ask for the uid")]
     fn postfix(&self, action: &str) -> Result<(), String> {
         let bin = format!("{}/common/sbin/postfix", self.flavour.home());
         // SAFETY: geteuid has no preconditions and cannot fail.

@@ -204,7 +204,7 @@ impl Connector {
                 format!(
                     "connecting to {} timed out after {} (connect, handshake and authentication)",
                     target(host),
-                    humantime::format_duration(host.connect_timeout)
+                    crate::duration::display(host.connect_timeout)
                 ),
             )),
         }
@@ -416,7 +416,7 @@ impl Connector {
                 format!(
                     "connecting to {} timed out after {}",
                     target(&bastion_host),
-                    humantime::format_duration(bastion_host.connect_timeout)
+                    crate::duration::display(bastion_host.connect_timeout)
                 ),
             ))
         });
@@ -565,10 +565,11 @@ impl Connector {
 pub fn load_identity(path: &Path, host: &Host) -> Result<PrivateKey, String> {
     let shown = path.display();
     #[cfg(unix)]
+    #[expect(unsafe_code, reason = "getuid: std cannot ask for the uid")]
     {
         use std::os::unix::fs::MetadataExt as _;
-        // SAFETY: getuid has no preconditions and cannot fail.
         if let Ok(m) = std::fs::metadata(path)
+            // SAFETY: getuid has no preconditions and cannot fail.
             && m.uid() == unsafe { libc::getuid() }
             && m.mode() & 0o077 != 0
         {

@@ -68,7 +68,7 @@ pub enum ExecError {
         source: QuoteError,
     },
     /// The deadline passed; the channel was closed.
-    #[error("command on `{host}` timed out after {} (channel closed)", humantime::format_duration(*after))]
+    #[error("command on `{host}` timed out after {} (channel closed)", crate::duration::display(*after))]
     Timeout {
         host: String,
         after: Duration,

@@ -25,7 +25,6 @@ use std::time::SystemTime;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use fs4::fs_std::FileExt;
 use hmac::{Hmac, KeyInit, Mac};
 use russh::keys::ssh_key::{HashAlg, PublicKey};
 use sha1::Sha1;
@@ -467,7 +466,7 @@ pub fn append_hashed(path: &Path, host: &str, port: u16, key: &PublicKey) -> io:
         .create(true)
         .mode(0o600)
         .open(path)?;
-    file.lock_exclusive()?;
+    file.lock()?;
     let result = (|| {
         let mut text = String::new();
         file.seek(SeekFrom::Start(0))?;
@@ -484,7 +483,7 @@ pub fn append_hashed(path: &Path, host: &str, port: u16, key: &PublicKey) -> io:
         file.sync_data()?;
         Ok(true)
     })();
-    let _ = FileExt::unlock(&file);
+    let _ = file.unlock();
     result
 }
 

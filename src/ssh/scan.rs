@@ -80,7 +80,7 @@ async fn scan_one(connector: &Connector, host: &Host, write: bool) -> ScanResult
             result.status = ScanStatus::Unreachable {
                 message: format!(
                     "no host key within {}",
-                    humantime::format_duration(host.connect_timeout)
+                    crate::duration::display(host.connect_timeout)
                 ),
             };
             return result;

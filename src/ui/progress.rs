@@ -302,7 +302,7 @@ pub async fn run(mut rx: UnboundedReceiver<Event>, span: Span) {
 /// scheduler's nanoseconds (`4s 999ms 999us 569ns`).
 pub fn whole_seconds(d: std::time::Duration) -> String {
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+    crate::duration::display(std::time::Duration::from_secs(secs)).to_string()
 }
 
 #[cfg(test)]

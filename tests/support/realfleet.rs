@@ -243,6 +243,7 @@ impl Drop for Relay {
 /// A TCP connection to 127.0.0.1:25 made inside the network namespace at `netns`, from
 /// address `from`. Call it on a thread of its own: `setns` moves only the calling
 /// thread (for good), and a socket keeps the namespace it was made in.
+#[expect(unsafe_code, reason = "setns: std cannot enter a namespace")]
 fn connect_inside(netns: &Path, from: &str) -> std::io::Result<std::net::TcpStream> {
     let ns = fs::File::open(netns)?;
     // SAFETY: setns(2) on a namespace file we opened; affects only this thread, which
@@ -468,6 +469,7 @@ pub struct RealFleet {
     egress: BTreeMap<String, String>,
 }
 
+#[expect(unsafe_code, reason = "kill: std signals only its children")]
 fn kill(pid: u32, sig: i32) {
     // SAFETY: kill(2) with a PID we found in one of our own namespaces.
     unsafe {
@@ -974,6 +976,7 @@ impl RealFleet {
                     .stderr(fs::File::create(&log).unwrap());
                     // SAFETY: only async-signal-safe dup2/fcntl between fork and exec; they
                     // put the listening socket on fd 3 without CLOEXEC.
+                    #[expect(unsafe_code, reason = "pre_exec: std cannot put a socket on fd 3")]
                     unsafe {
                         cmd.pre_exec(move || {
                             // dup2 onto itself would keep CLOEXEC: clear it instead.
@@ -1048,7 +1051,7 @@ impl RealFleet {
                     Instant::now() < deadline,
                     "{} not ready after {}: {}",
                     node.name,
-                    humantime::format_duration(limit),
+                    carbonio_fleet::duration::display(limit),
                     node.log_text()
                 );
                 std::thread::sleep(Duration::from_millis(10));

@@ -623,7 +623,7 @@ pub(super) async fn run_detached(
         if !backoff.wait().await {
             return Err(format!(
                 "no exit status within {}; the restart goes on detached, its output in {out} on the node",
-                humantime::format_duration(timeout)
+                crate::duration::display(timeout)
             ));
         }
     };
@@ -688,7 +688,7 @@ pub(super) async fn render_until_in_force(
         if !backoff.wait().await {
             return Err(format!(
                 "the new values never rendered within health_timeout {} (nothing reloaded): {}",
-                humantime::format_duration(rollout.health_timeout),
+                crate::duration::display(rollout.health_timeout),
                 missing.join("; ")
             ));
         }

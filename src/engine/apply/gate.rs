@@ -61,7 +61,7 @@ pub(super) async fn health_gate(
                         ok: false,
                         detail: format!(
                             "not healthy within health_timeout {}",
-                            humantime::format_duration(rollout.health_timeout)
+                            crate::duration::display(rollout.health_timeout)
                         ),
                     });
                     return rec;

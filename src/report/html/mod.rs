@@ -2,9 +2,9 @@
 //! inline filter script, nothing fetched — a Content-Security-Policy with hashes of the
 //! two inline blocks makes the browser enforce that), built to read at 1,000 hosts: the
 //! run's metadata and a fleet summary, then for apply the rollout timeline and the
-//! promotions ([`apply`]), the check × cluster (or × customer) matrix, what to fix first,
-//! the hosts grouped by identical state, collapsed ([`fleet`]), the domains' SPF, DKIM
-//! and DMARC ([`domains`]) and the playbook's controls with rationale and remediation.
+//! promotions (`apply`), the check × cluster (or × customer) matrix, what to fix first,
+//! the hosts grouped by identical state, collapsed (`fleet`), the domains' SPF, DKIM
+//! and DMARC (`domains`) and the playbook's controls with rationale and remediation.
 //!
 //! Every string from the report is escaped; the only links are in-page anchors.
 
