@@ -10,7 +10,10 @@
 //! - `carbonio`: the remote commands for Carbonio nodes and the parsers of their output.
 //! - `engine`: gather, verdicts, plan, apply, rollout scheduling.
 //! - `report`: report.json and the terminal summary.
-//! - `sim`: the simulated fleet (russh servers emulating Carbonio nodes).
+//!
+//! The simulated fleet behind `demo`, `simulate` and the hidden `sim-exec` is its own
+//! crate, `carbonio-sim` (`crates/carbonio-sim`), an optional dependency enabled by the
+//! default `demo` feature; a build without it (`--no-default-features`) has no simulator.
 
 pub mod carbonio;
 pub mod cli;
@@ -22,6 +25,5 @@ pub mod inventory;
 pub mod playbook;
 pub mod report;
 pub mod secrets;
-pub mod sim;
 pub mod ssh;
 pub mod ui;

@@ -10,8 +10,8 @@ mod wait;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use carbonio_fleet::sim::node::Platform;
-use carbonio_fleet::sim::{
+use carbonio_sim::node::Platform;
+use carbonio_sim::{
     Behaviour, Fleet, FleetSpec, NodeHandle, NodeProfile, NodeRole, NodeSpec, Posture, SimError,
     max_concurrent, max_concurrent_per_cluster,
 };
@@ -848,7 +848,7 @@ async fn loopback_ip_addressing_with_outside_smtp_on_port_25() {
             },
         ),
     ]);
-    s.addressing = carbonio_fleet::sim::Addressing::LoopbackIps;
+    s.addressing = carbonio_sim::Addressing::LoopbackIps;
     s.smtp_outside = true;
     let (f, _d) = start(s).await;
     let mx = f.node("mx1.a.example").unwrap();

@@ -10,6 +10,7 @@ mod pushgateway;
 mod report;
 mod run;
 pub mod secret;
+#[cfg(feature = "demo")]
 mod sim;
 mod webhook;
 
@@ -54,6 +55,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Report(ReportCommand::Diff(a)) => report::diff(&a),
         Command::Report(ReportCommand::Merge(a)) => report::merge(&a),
         Command::Report(ReportCommand::Prune(a)) => report::prune(&a),
+        #[cfg(feature = "demo")]
         Command::Demo(a) => sim::demo(&a),
         Command::Completions(a) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -75,8 +77,10 @@ pub fn run(cli: Cli) -> i32 {
                 }
             }
         }
+        #[cfg(feature = "demo")]
         Command::Simulate(a) => sim::simulate(&a),
-        Command::SimExec(a) => crate::sim::exec::main(&a.program, &a.args),
+        #[cfg(feature = "demo")]
+        Command::SimExec(a) => carbonio_sim::exec::main(&a.program, &a.args),
     }
 }
 

@@ -1,32 +1,27 @@
 //! `simulate` (a standalone simulated fleet) and `demo` (a simulated fleet plus the
 //! tool's own check → apply → check against it over real SSH).
 
+use super::DemoArgs;
 use super::run::{runtime, step};
-use super::{DemoArgs, SimulateArgs};
 use crate::engine::apply::{self, ApplyOptions};
 use crate::engine::run::{self as engine_run, RunOptions};
 use crate::exit;
 use crate::report::model::HostStatus;
-use crate::sim::{Fleet, SimulateOptions, demo_spec, run_simulate};
 use crate::ui::logging::{self, LogOptions};
 use crate::ui::progress::ProgressMode;
+use carbonio_sim::{Fleet, SimulateOptions, demo_spec, run_simulate};
 
-pub(super) fn simulate(a: &SimulateArgs) -> i32 {
+pub(super) fn simulate(a: &SimulateOptions) -> i32 {
     let Some(rt) = runtime() else {
         return exit::USAGE;
     };
-    let opts = SimulateOptions {
-        nodes: a.nodes,
-        profile_mix: a.profile_mix.clone(),
-        latency: a.latency,
-        restart_time: a.restart_time,
-        port_base: a.port_base,
-        loopback_ips: a.loopback_ips,
-        cluster_size: a.cluster_size,
-        smtp_outside: a.smtp_outside,
-        dir: a.dir.clone(),
-    };
-    rt.block_on(run_simulate(opts))
+    match rt.block_on(run_simulate(a.clone())) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("error: {}", e.with_causes());
+            exit::USAGE
+        }
+    }
 }
 
 /// Prints `text` wrapped to the terminal's width, each of its lines a paragraph.

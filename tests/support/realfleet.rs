@@ -81,12 +81,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use carbonio_fleet::carbonio::flavour::Flavour;
-use carbonio_fleet::sim::exec::{self, RestartLine, SeedNode, Store};
-use carbonio_fleet::sim::profiles::SpawnSetup;
-use carbonio_fleet::sim::{Behaviour, FleetSpec, NodeProfile, NodeSpec, RestartRecord};
+use carbonio_sim::exec::{self, RestartLine, SeedNode, Store};
+use carbonio_sim::flavour::Flavour;
+use carbonio_sim::profiles::SpawnSetup;
+use carbonio_sim::{Behaviour, FleetSpec, NodeProfile, NodeSpec, RestartRecord};
 
-use carbonio_fleet::sim::prereq::{self, Need};
+use test_prereq::{self as prereq, Need};
 
 use super::sshd::{SSHD_NEEDS, keygen, require_sshd, run};
 
@@ -734,10 +734,7 @@ impl RealFleet {
         let dns_rt = tokio::runtime::Runtime::new().unwrap();
         let dns_cancel = tokio_util::sync::CancellationToken::new();
         let (dns_addr, _dns_task) = dns_rt
-            .block_on(carbonio_fleet::sim::dns::serve(
-                &domains,
-                dns_cancel.clone(),
-            ))
+            .block_on(carbonio_sim::dns::serve(&domains, dns_cancel.clone()))
             .unwrap();
 
         let mut nodes = Vec::new();
@@ -751,7 +748,7 @@ impl RealFleet {
             fs::create_dir_all(&conf).unwrap();
             write_mode(
                 &conf.join("master.cf.in"),
-                &carbonio_fleet::sim::postfix::master_cf_in_for(flavour, &seed.spawn_user),
+                &carbonio_sim::postfix::master_cf_in_for(flavour, &seed.spawn_user),
                 0o644,
             );
             // The node's user databases: the machine's, without the other product's
@@ -776,11 +773,7 @@ impl RealFleet {
             fs::create_dir_all(&zconf).unwrap();
             fs::set_permissions(&zconf, fs::Permissions::from_mode(0o755)).unwrap();
             let lc = zconf.join("localconfig.xml");
-            write_mode(
-                &lc,
-                &carbonio_fleet::sim::node::localconfig_xml(&n.name),
-                0o640,
-            );
+            write_mode(&lc, &carbonio_sim::node::localconfig_xml(&n.name), 0o640);
             let service = exec::machine_users()
                 .into_iter()
                 .find(|u| u.name == flavour.user())
@@ -882,7 +875,7 @@ impl RealFleet {
                     // sd_booted() does): a private tmpfs over /run/systemd holds it on a
                     // systemd node and hides the machine's on a legacy one.
                     let systemd = node.store.read().unwrap().0.state.platform
-                        == carbonio_fleet::sim::node::Platform::Systemd;
+                        == carbonio_sim::node::Platform::Systemd;
                     let run_systemd = format!(
                         "mount -t tmpfs -o mode=0755 cfleet-run-systemd /run/systemd\n{}",
                         if systemd {

@@ -17,14 +17,14 @@
 //!   Carbonio's own scripts do, CARBONIO.md §0.14).
 //!
 //! Only a `sim-exec` process inside the node's mount namespace installs this hook
-//! ([`crate::sim::node::MtaHook`]): the paths it uses are the node's.
+//! ([`crate::node::MtaHook`]): the paths it uses are the node's.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use crate::carbonio::flavour::Flavour;
+use crate::flavour::Flavour;
 
 use super::node::{Ldap, MtaHook, Node};
 use super::postfix::EffectivePostfix;
