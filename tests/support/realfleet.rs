@@ -8,7 +8,7 @@
 //!   /opt/zimbra): the mounts below go under that tree, the wrappers point the emulator
 //!   at the state under it, and the node's /etc/passwd and /etc/group (bind-mounted) are
 //!   the machine's without the other product's user, as on a real node.
-//! - Its own directory: `state/` (the emulator's node state, see `sim::exec`), `conf/`
+//! - Its own directory: `state/` (the emulator's node state, see `carbonio_sim::exec`), `conf/`
 //!   (Postfix's config directory: `master.cf.in`, the `main.cf`/`master.cf` zmconfigd
 //!   renders, the node-local lookup tables, and copies of Debian's Postfix meta files),
 //!   `postfix/spool` and `postfix/data` (Postfix's queue and data directories),
@@ -33,7 +33,7 @@
 //!   Carbonio's template has it) on port 25 of the node's namespace, the policy service
 //!   a real `spawn` of the zmpostfixpolicyd stand-in ([`policyd_stand_in`]). What
 //!   zmconfigd, restarts and reloads of the emulator do reaches it through
-//!   `sim::realmta` (real `postconf -e`, `postfix start|stop|reload`); the tool's own
+//!   `carbonio_sim::realmta` (real `postconf -e`, `postfix start|stop|reload`); the tool's own
 //!   `postconf` and `sudo postfix reload` are Postfix's. zmprov, LDAP, zmcontrol and
 //!   systemctl stay emulated. With [`RealFleetOptions::zmconfigd_interval`] a
 //!   `sim-exec zmconfigd` poller runs as the service user.
@@ -1114,7 +1114,7 @@ impl RealFleet {
             .unwrap_or_else(|| panic!("no node {name}"))
     }
 
-    /// Every node's finished restarts, as records for `sim::max_concurrent`.
+    /// Every node's finished restarts, as records for `carbonio_sim::max_concurrent`.
     pub fn finished_restarts(&self) -> Vec<RestartRecord> {
         let lines: Vec<RestartLine> = self.nodes.iter().flat_map(|n| n.restarts()).collect();
         exec::finished_restarts(&lines)

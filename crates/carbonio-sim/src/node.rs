@@ -383,7 +383,7 @@ pub trait RestartHook: Send + Sync + std::fmt::Debug {
 }
 
 /// A node's real Postfix, when the node lives in a real process of the real-process
-/// fleet (`sim::realmta`): rendering, start, stop and reload of the emulated node are
+/// fleet (`crate::realmta`): rendering, start, stop and reload of the emulated node are
 /// also done to it. `false` from `started`/`reloaded`: the real command failed.
 pub trait MtaHook: Send + Sync + std::fmt::Debug {
     /// zmconfigd rendered `pf` (master.cf itself is mirrored from the state).

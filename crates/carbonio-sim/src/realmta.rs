@@ -48,7 +48,7 @@ pub fn base_main_cf(flavour: Flavour, hostname: &str) -> String {
     let h = flavour.home();
     let domain = hostname.split_once('.').map_or(hostname, |(_, d)| d);
     format!(
-        "# main.cf of a real-process test node (carbonio-fleet sim::realmta): the base;\n\
+        "# main.cf of a real-process test node (carbonio-sim realmta): the base;\n\
          # zmconfigd's parameters are set below it with `postconf -e`.\n\
          compatibility_level = 3.6\n\
          myhostname = {hostname}\n\
