@@ -1009,3 +1009,42 @@ async fn zmconfigd_spreads_a_global_change_and_systemd_nodes_do_not_reload() {
     .await;
     assert_eq!(r, "250 2.1.5 Ok");
 }
+
+/// The simulator's model of each product (`carbonio_sim::flavour`) and the tool's
+/// (`carbonio::flavour`) are written apart, from the products' sources, so that neither
+/// agrees with the other by construction; they must name the same user and paths.
+#[test]
+fn the_simulated_products_keep_things_where_the_tool_looks() {
+    use carbonio_fleet::carbonio::flavour::Flavour as Tool;
+    use carbonio_sim::flavour::Flavour as Sim;
+
+    for (sim, tool) in [(Sim::Carbonio, Tool::Carbonio), (Sim::Zimbra, Tool::Zimbra)] {
+        assert_eq!(
+            [
+                sim.as_str(),
+                sim.product(),
+                sim.user(),
+                sim.home(),
+                sim.localconfig(),
+                sim.master_template(),
+                sim.master_cf(),
+                sim.mail_log(),
+                sim.policyd(),
+                sim.version_file(),
+            ],
+            [
+                tool.as_str(),
+                tool.product(),
+                tool.user(),
+                tool.home(),
+                tool.localconfig(),
+                tool.master_template(),
+                tool.master_cf(),
+                tool.mail_log(),
+                tool.policyd(),
+                tool.version_file(),
+            ]
+        );
+    }
+    assert_eq!(Sim::ALL.len(), Tool::ALL.len());
+}
