@@ -12,9 +12,12 @@
 //! - `carbonio`: the remote commands for Carbonio nodes and the parsers of their output.
 //! - `engine`: gather, verdicts, plan, apply, rollout scheduling.
 //! - `report`: report.json and the terminal summary.
-//! - `sim`: the simulated fleet (russh servers emulating Carbonio nodes).
 //! - [`cli`]: the command line: arguments, prompts, signals, output, exit codes.
 //! - [`exit`]: the exit codes and their precedence.
+//!
+//! The simulated fleet behind `demo`, `simulate` and the hidden `sim-exec` is its own
+//! crate, `carbonio-sim` (`crates/carbonio-sim`), an optional dependency enabled by the
+//! default `demo` feature; a build without it (`--no-default-features`) has no simulator.
 
 #![deny(clippy::print_stdout, clippy::print_stderr, clippy::exit)]
 
@@ -31,9 +34,5 @@ pub mod inventory;
 pub mod playbook;
 pub mod report;
 pub mod secrets;
-// The simulated fleet's programs speak on stdout and stderr like the commands they stand
-// in for; it is moving to its own crate (carbonio-sim), outside this lint.
-#[allow(clippy::print_stdout, clippy::print_stderr, clippy::exit)]
-pub mod sim;
 pub mod ssh;
 pub mod ui;

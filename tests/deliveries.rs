@@ -14,8 +14,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use carbonio_fleet::exit::ExitCode;
-use carbonio_fleet::sim::node::Platform;
-use carbonio_fleet::sim::{Fleet, FleetSpec, NodeProfile, NodeSpec, Posture, SimError};
+use carbonio_sim::node::Platform;
+use carbonio_sim::{Fleet, FleetSpec, NodeProfile, NodeSpec, Posture, SimError};
 
 /// One HTTP request as the receiver read it.
 #[derive(Debug)]

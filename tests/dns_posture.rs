@@ -622,6 +622,32 @@ async fn a_cluster_section_lists_every_domain_and_check() {
     assert_eq!(none.checks[2].findings[0].severity, "low"); // p=none, one level lower
 }
 
+/// The simulated fleet stores its DKIM keys in LDAP as zmdkimkeyutil does (the whole
+/// record text, over several lines); the tool's reader finds in it the key the fleet's
+/// DNS server publishes for a domain in good standing.
+#[test]
+fn the_tool_reads_the_simulated_ldap_key_that_dns_publishes() {
+    use carbonio_fleet::dns::dkim::key_of;
+    use carbonio_sim::dns::{self as sim_dns, DomainQuality, SELECTOR};
+
+    let cluster = sim_dns::ClusterDomains {
+        cluster: "c001".into(),
+        quality: DomainQuality::Good,
+        egress: sim_dns::egress_of(0),
+    };
+    let entries = sim_dns::domain_entries(&cluster);
+    let (domain, attrs) = &entries[1];
+    assert_eq!(domain, "c001.example");
+    let in_ldap = key_of(&attrs["DKIMPublicKey"][0]).expect("a key in LDAP");
+    let zone = sim_dns::zone_text(std::slice::from_ref(&cluster));
+    let record = zone
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{SELECTOR}._domainkey.{domain}. IN TXT ")))
+        .expect("the DKIM record in the zone");
+    assert_eq!(key_of(record).as_deref(), Some(in_ldap.as_str()));
+    assert!(in_ldap.len() > 300, "{in_ldap}");
+}
+
 /// A sweep of a simulated fleet (real SSH servers, their own DNS server): the domain
 /// section is in report.json, junit.xml, report.html and metrics.prom, with the findings
 /// each cluster's posture implies.
@@ -629,7 +655,7 @@ async fn a_cluster_section_lists_every_domain_and_check() {
 async fn a_sweep_of_the_simulated_fleet_shows_domains_in_every_format() {
     use carbonio_fleet::engine::events::Events;
     use carbonio_fleet::engine::run::{RunOptions, check};
-    use carbonio_fleet::sim::{Fleet, FleetSpec};
+    use carbonio_sim::{Fleet, FleetSpec};
 
     let dir = tempfile::tempdir().unwrap();
     let mut spec =

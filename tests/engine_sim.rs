@@ -16,8 +16,8 @@ mod wait;
 
 use carbonio_fleet::exit::ExitCode;
 use carbonio_fleet::report::model::{HostStatus, Report, Verdict};
-use carbonio_fleet::sim::node::Platform;
-use carbonio_fleet::sim::{
+use carbonio_sim::node::Platform;
+use carbonio_sim::{
     Behaviour, Fleet, FleetSpec, NodeProfile, NodeRole, NodeSpec, Posture, SimError,
     max_concurrent, max_concurrent_per_cluster,
 };
@@ -41,7 +41,7 @@ fn mta(platform: Platform, posture: Posture) -> NodeProfile {
 /// A stock Zimbra node (legacy: Zimbra has no systemd units), non-compliant.
 fn zimbra() -> NodeProfile {
     NodeProfile {
-        flavour: carbonio_fleet::carbonio::flavour::Flavour::Zimbra,
+        flavour: carbonio_sim::flavour::Flavour::Zimbra,
         ..NodeProfile::default()
     }
 }
@@ -343,7 +343,7 @@ async fn check_reports_the_seeded_state_and_changes_nothing() {
         f.message
     );
     // localconfig.xml's passwords never leave the node.
-    let sentinel = carbonio_fleet::sim::node::LOCALCONFIG_SENTINEL;
+    let sentinel = carbonio_sim::node::LOCALCONFIG_SENTINEL;
     assert!(!explain(&o).contains(sentinel));
     for e in std::fs::read_dir(sim.reports().join("latest")).unwrap() {
         let path = e.unwrap().path();
@@ -1285,7 +1285,7 @@ async fn advanced_cli_node_is_read_through_zmprov() {
     .await;
     // The node really is one where `carbonio prov` is not ProvUtil.
     let node = sim.fleet.node("adv.a").unwrap().node().clone();
-    let direct = carbonio_fleet::sim::shell::run_captured(
+    let direct = carbonio_sim::shell::run_captured(
         node,
         "zextras",
         "printf '%s\\n' 'gcf zimbraMtaEnableSmtpdPolicyd' exit | carbonio prov",
@@ -1370,8 +1370,8 @@ async fn a_restored_stock_template_is_caught_before_it_breaks_mail() {
     // The "upgrade": the package's master.cf.in replaces the operator's.
     let node = sim.fleet.node("up1").unwrap().node().clone();
     node.state().files.insert(
-        carbonio_fleet::sim::node::MASTER_CF_IN.to_string(),
-        carbonio_fleet::sim::postfix::master_cf_in("zimbra").into_bytes(),
+        carbonio_sim::node::MASTER_CF_IN.to_string(),
+        carbonio_sim::postfix::master_cf_in("zimbra").into_bytes(),
     );
     let o = sim.run(&["check"]).await;
     assert_ne!(code(&o), ExitCode::Ok.code(), "{}", explain(&o));
@@ -1445,8 +1445,8 @@ async fn fix_spawn_user_makes_a_stock_node_compliant() {
         explain(&o)
     );
     let node = sim.fleet.node("st1").unwrap().node().clone();
-    let template = |n: &carbonio_fleet::sim::node::Node| {
-        String::from_utf8(n.state().files[carbonio_fleet::sim::node::MASTER_CF_IN].clone()).unwrap()
+    let template = |n: &carbonio_sim::node::Node| {
+        String::from_utf8(n.state().files[carbonio_sim::node::MASTER_CF_IN].clone()).unwrap()
     };
     assert!(template(&node).contains("\tuser=zimbra argv="));
 
@@ -1460,8 +1460,7 @@ async fn fix_spawn_user_makes_a_stock_node_compliant() {
     let fixed = template(&node);
     assert_eq!(
         fixed,
-        carbonio_fleet::sim::postfix::master_cf_in("zimbra")
-            .replace("\tuser=zimbra", "\tuser=zextras"),
+        carbonio_sim::postfix::master_cf_in("zimbra").replace("\tuser=zimbra", "\tuser=zextras"),
         "only the user= token changed"
     );
     let backups: Vec<String> = node
@@ -1548,7 +1547,7 @@ async fn fix_spawn_user_restarts_a_node_whose_running_daemon_is_broken() {
 async fn the_running_master_not_the_files_decides() {
     use Platform::*;
     use Posture::*;
-    use carbonio_fleet::sim::RunningSetup;
+    use carbonio_sim::RunningSetup;
     let with = |running| NodeProfile {
         running,
         ..mta(Systemd, Compliant)
@@ -1612,17 +1611,15 @@ async fn the_running_master_not_the_files_decides() {
     }
     // The log rotates: the start line is gone, master.cf unchanged: carried forward.
     let node = sim.fleet.node("stale1").unwrap().node().clone();
-    let rotated = |node: &carbonio_fleet::sim::node::Node| {
+    let rotated = |node: &carbonio_sim::node::Node| {
         let mut st = node.state();
         st.master_started = Some(st.master_started.unwrap() - 86_400);
         let line = format!(
             "{} stale1 postfix/anvil[1]: statistics\n",
             jiff::Timestamp::now()
         );
-        st.files.insert(
-            carbonio_fleet::sim::node::MAIL_LOG.into(),
-            line.into_bytes(),
-        );
+        st.files
+            .insert(carbonio_sim::node::MAIL_LOG.into(), line.into_bytes());
     };
     rotated(&node);
     let o = sim.run(&["check"]).await;
@@ -1636,7 +1633,7 @@ async fn the_running_master_not_the_files_decides() {
     );
     // master.cf rewritten (zmconfigd) after that: nothing carries forward.
     node.state().mtimes.insert(
-        carbonio_fleet::sim::node::MASTER_CF.into(),
+        carbonio_sim::node::MASTER_CF.into(),
         jiff::Timestamp::now().as_second() + 5,
     );
     let o = sim.run(&["check"]).await;
@@ -2446,7 +2443,7 @@ async fn the_outside_probe_verifies_its_vantage_and_sees_a_dying_policy_daemon()
         ],
         Duration::from_millis(100),
         |s| {
-            s.addressing = carbonio_fleet::sim::Addressing::LoopbackIps;
+            s.addressing = carbonio_sim::Addressing::LoopbackIps;
             s.smtp_outside = true;
         },
     )
@@ -3048,7 +3045,7 @@ async fn sigterm_stops_check_with_a_report_and_exit_130() {
     use Platform::*;
     use Posture::*;
     let hanging = NodeProfile {
-        behaviour: carbonio_fleet::sim::Behaviour::Hanging,
+        behaviour: carbonio_sim::Behaviour::Hanging,
         ..mta(Legacy, NonCompliant)
     };
     let sim = Sim::start(
@@ -3592,4 +3589,57 @@ async fn a_slow_resolver_never_holds_the_host_sweep_back() {
         assert!(!d.domains.is_empty(), "{d:?}");
         assert!(d.read_on.is_some(), "{d:?}");
     }
+}
+
+/// The tool's on-node client (`test -S`, then perl) against the emulated socket: root
+/// gets the daemon's answer; another user cannot connect; a node whose master has no
+/// policy entry has no socket (`test -S` is false, nothing printed).
+#[tokio::test]
+async fn the_on_node_client_asks_the_socket_as_root_only() {
+    use carbonio_fleet::engine::policy_probe::{on_node_command, reply_lines, request};
+    use carbonio_sim::shell::run_captured;
+    use carbonio_sim::{NodeProfile, Posture, standalone_node};
+
+    const SOCKET: &str = "/opt/zextras/data/postfix/spool/private/policy";
+
+    let on = standalone_node(
+        "mx1.example.test",
+        NodeProfile {
+            posture: Posture::Compliant,
+            spawn_user_fixed: true,
+            ..NodeProfile::default()
+        },
+        Duration::ZERO,
+        Duration::ZERO,
+    );
+    let cmd = on_node_command(SOCKET).unwrap();
+    let q = request("nobody@example.test");
+    let c = run_captured(on.clone(), "root", &cmd, q.as_bytes()).await;
+    assert_eq!(c.status, 0, "{c:?}");
+    assert_eq!(reply_lines(&c.stdout), ["action=dunno"]);
+    let c = run_captured(
+        on,
+        "zextras",
+        &format!("perl -MIO::Socket::UNIX -e x {SOCKET}"),
+        b"",
+    )
+    .await;
+    assert_eq!(
+        (c.status, c.stderr.trim()),
+        (13, format!("connect {SOCKET}: Permission denied").as_str())
+    );
+    let off = standalone_node(
+        "mx2.example.test",
+        NodeProfile {
+            posture: Posture::NonCompliant,
+            ..NodeProfile::default()
+        },
+        Duration::ZERO,
+        Duration::ZERO,
+    );
+    let c = run_captured(off, "root", &cmd, q.as_bytes()).await;
+    assert_eq!(
+        (c.status, c.stdout.as_str(), c.stderr.as_str()),
+        (1, "", "")
+    );
 }

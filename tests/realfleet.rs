@@ -13,8 +13,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use carbonio_fleet::exit::ExitCode;
-use carbonio_fleet::sim::exec::StageFault;
-use carbonio_fleet::sim::{FleetSpec, NodeSpec, max_concurrent, max_concurrent_per_cluster};
+use carbonio_sim::exec::StageFault;
+use carbonio_sim::{FleetSpec, NodeSpec, max_concurrent, max_concurrent_per_cluster};
 use serde_json::Value;
 use support::child::StderrTap;
 use support::realfleet::{RealFleet, RealFleetOptions, alive};
@@ -343,8 +343,8 @@ fn apply_rollout_staggers_restarts_and_reapply_is_a_no_op() {
         assert_eq!(ends.len(), 1, "{}: {lines:?}", n.name);
         assert_eq!(ends[0].ok, Some(true));
         let method = match n.profile.platform.as_str() {
-            "legacy" => carbonio_fleet::sim::RestartMethod::Zmcontrol,
-            _ => carbonio_fleet::sim::RestartMethod::Systemctl,
+            "legacy" => carbonio_sim::RestartMethod::Zmcontrol,
+            _ => carbonio_sim::RestartMethod::Systemctl,
         };
         assert_eq!(ends[0].method, method, "{}", n.name);
         // The LDAP and the running Postfix both hold the baseline now.
@@ -1105,7 +1105,7 @@ fn spawn_users_on_real_nodes_and_the_program_budget() {
         assert_eq!(nf.invocations["zmprov"], 2, "{}", n.name);
     }
 
-    let sentinel = carbonio_fleet::sim::node::LOCALCONFIG_SENTINEL;
+    let sentinel = carbonio_sim::node::LOCALCONFIG_SENTINEL;
     assert!(!show(&out).contains(sentinel));
     let latest = reports.join("latest");
     for e in std::fs::read_dir(&latest).unwrap() {

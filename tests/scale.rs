@@ -19,10 +19,10 @@ use carbonio_fleet::exit::ExitCode;
 use carbonio_fleet::inventory::{
     self, Host, HostKeyPolicy, JumpSpec, LoadOptions, shard::shard_of,
 };
-use carbonio_fleet::sim::prereq::{self, Need};
 use carbonio_fleet::ssh::{ConnectError, Connector, ConnectorOptions, FailureKind, RunAs};
 use serde_norway::Value;
 use support::sshd::{Sshd, TEST_USER, keygen, loopback_host};
+use test_prereq::{self as prereq, Need};
 
 const T: Duration = Duration::from_secs(20);
 

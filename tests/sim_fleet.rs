@@ -11,8 +11,8 @@ mod wait;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use carbonio_fleet::sim::node::Platform;
-use carbonio_fleet::sim::{
+use carbonio_sim::node::Platform;
+use carbonio_sim::{
     Behaviour, Fleet, FleetSpec, NodeHandle, NodeProfile, NodeRole, NodeSpec, Posture, SimError,
     max_concurrent, max_concurrent_per_cluster,
 };
@@ -849,7 +849,7 @@ async fn loopback_ip_addressing_with_outside_smtp_on_port_25() {
             },
         ),
     ]);
-    s.addressing = carbonio_fleet::sim::Addressing::LoopbackIps;
+    s.addressing = carbonio_sim::Addressing::LoopbackIps;
     s.smtp_outside = true;
     let (f, _d) = start(s).await;
     let mx = f.node("mx1.a.example").unwrap();
@@ -1009,4 +1009,43 @@ async fn zmconfigd_spreads_a_global_change_and_systemd_nodes_do_not_reload() {
     )
     .await;
     assert_eq!(r, "250 2.1.5 Ok");
+}
+
+/// The simulator's model of each product (`carbonio_sim::flavour`) and the tool's
+/// (`carbonio::flavour`) are written apart, from the products' sources, so that neither
+/// agrees with the other by construction; they must name the same user and paths.
+#[test]
+fn the_simulated_products_keep_things_where_the_tool_looks() {
+    use carbonio_fleet::carbonio::flavour::Flavour as Tool;
+    use carbonio_sim::flavour::Flavour as Sim;
+
+    for (sim, tool) in [(Sim::Carbonio, Tool::Carbonio), (Sim::Zimbra, Tool::Zimbra)] {
+        assert_eq!(
+            [
+                sim.as_str(),
+                sim.product(),
+                sim.user(),
+                sim.home(),
+                sim.localconfig(),
+                sim.master_template(),
+                sim.master_cf(),
+                sim.mail_log(),
+                sim.policyd(),
+                sim.version_file(),
+            ],
+            [
+                tool.as_str(),
+                tool.product(),
+                tool.user(),
+                tool.home(),
+                tool.localconfig(),
+                tool.master_template(),
+                tool.master_cf(),
+                tool.mail_log(),
+                tool.policyd(),
+                tool.version_file(),
+            ]
+        );
+    }
+    assert_eq!(Sim::ALL.len(), Tool::ALL.len());
 }

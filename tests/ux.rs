@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use carbonio_fleet::exit::ExitCode;
-use carbonio_fleet::sim::prereq::{self, Need};
+use test_prereq::{self as prereq, Need};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carbonio-fleet");
 

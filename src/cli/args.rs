@@ -3,7 +3,6 @@
 //! `cli::run` calls.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -72,6 +71,11 @@ pub struct Cli {
     pub color: crate::ui::term::ColorChoice,
 }
 
+/// `--older-than`: a duration such as `90d` or `12h` (the tool's one duration reader).
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::duration::parse(s).map_err(|e| format!("`{s}` is not a duration like 200ms or 2s: {e}"))
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Audit only: compare every node with the playbook, never change a node
@@ -96,6 +100,7 @@ pub enum Command {
     #[command(subcommand)]
     Report(ReportCommand),
     /// Run check → apply → check against a simulated fleet over real SSH
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
     /// Print shell completions
     ///
@@ -116,10 +121,12 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Man,
     /// Run the simulated fleet on its own (for benchmarks and experiments)
-    Simulate(SimulateArgs),
+    #[cfg(feature = "demo")]
+    Simulate(carbonio_sim::SimulateOptions),
     /// Run one emulated Carbonio program as a real process (real-sshd test fleets)
+    #[cfg(feature = "demo")]
     #[command(hide = true)]
-    SimExec(SimExecArgs),
+    SimExec(carbonio_sim::exec::SimExecArgs),
 }
 
 /// Arguments of `completions`.
@@ -128,17 +135,6 @@ pub struct CompletionsArgs {
     /// The shell
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
-}
-
-/// Arguments of the hidden `sim-exec` (see `sim::exec`).
-#[derive(Debug, Args)]
-pub struct SimExecArgs {
-    /// The emulated program: carbonio, zmprov, zmcontrol, postconf, zmhostname, systemctl,
-    /// …, or a node's `zmconfigd --interval DURATION` or `policyd`
-    pub program: String,
-    /// Its arguments, passed through untouched
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<String>,
 }
 
 /// Arguments of `check` and `plan` (and the base of `apply`).
@@ -328,10 +324,6 @@ fn parse_forks(s: &str) -> Result<usize, String> {
         Ok(n) => Ok(n),
         Err(_) => Err(format!("`{s}` is not a whole number")),
     }
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::duration::parse(s).map_err(|e| format!("`{s}` is not a duration like 200ms or 2s: {e}"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -549,37 +541,6 @@ pub struct DemoArgs {
     /// Progress bars on stderr
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
-}
-
-#[derive(Debug, Args)]
-pub struct SimulateArgs {
-    /// Number of simulated nodes
-    #[arg(long, value_name = "N")]
-    pub nodes: usize,
-    /// First port; node i listens on P+i (with --loopback-ips: every node on port P)
-    #[arg(long, value_name = "P", default_value_t = 22000)]
-    pub port_base: u16,
-    /// Mix of node profiles, e.g. "legacy=1,systemd=3"
-    #[arg(long, value_name = "STR")]
-    pub profile_mix: Option<String>,
-    /// Simulated JVM start (a zmprov costs two), e.g. 1s
-    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "0s")]
-    pub latency: Duration,
-    /// How long a simulated restart keeps a node down
-    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "1s")]
-    pub restart_time: Duration,
-    /// Nodes per cluster (nodes of a cluster share one LDAP)
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    pub cluster_size: usize,
-    /// Listen on 127.0.x.y:PORT-BASE (one loopback address per node) instead of consecutive ports
-    #[arg(long)]
-    pub loopback_ips: bool,
-    /// Also answer SMTP from outside mynetworks on each MTA (shows the 451 of a broken policy service)
-    #[arg(long)]
-    pub smtp_outside: bool,
-    /// Where the inventory, known_hosts and keys of the fleet are written
-    #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod run;
 pub mod secret;
 pub mod show;
 mod signals;
+#[cfg(feature = "demo")]
 mod sim;
 mod webhook;
 
@@ -59,6 +60,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Report(ReportCommand::Diff(a)) => report::diff(&a),
         Command::Report(ReportCommand::Merge(a)) => report::merge(&a),
         Command::Report(ReportCommand::Prune(a)) => report::prune(&a),
+        #[cfg(feature = "demo")]
         Command::Demo(a) => sim::demo(&a),
         Command::Completions(a) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -80,9 +82,11 @@ pub fn run(cli: Cli) -> i32 {
                 }
             }
         }
+        #[cfg(feature = "demo")]
         Command::Simulate(a) => sim::simulate(&a),
         // A simulated program's own status (127: not found, …), not one of the tool's.
-        Command::SimExec(a) => return crate::sim::exec::main(&a.program, &a.args),
+        #[cfg(feature = "demo")]
+        Command::SimExec(a) => return carbonio_sim::exec::main(&a.program, &a.args),
     };
     code.code()
 }

@@ -1,33 +1,27 @@
 //! `simulate` (a standalone simulated fleet) and `demo` (a simulated fleet plus the
 //! tool's own check → apply → check against it over real SSH).
 
+use super::DemoArgs;
 use super::run::{apply_now, check_now, runtime, step};
-use super::{DemoArgs, SimulateArgs};
 use crate::engine::apply::ApplyOptions;
 use crate::engine::run::RunOptions;
 use crate::exit::ExitCode;
 use crate::report::model::HostStatus;
-use crate::sim::{Fleet, SimulateOptions, demo_spec, run_simulate};
 use crate::ui::logging::{self, LogOptions};
 use crate::ui::progress::ProgressMode;
+use carbonio_sim::{Fleet, SimulateOptions, demo_spec, run_simulate};
 
-pub(super) fn simulate(a: &SimulateArgs) -> ExitCode {
+pub(super) fn simulate(a: &SimulateOptions) -> ExitCode {
     let Some(rt) = runtime() else {
         return ExitCode::Usage;
     };
-    let opts = SimulateOptions {
-        nodes: a.nodes,
-        profile_mix: a.profile_mix.clone(),
-        latency: a.latency,
-        restart_time: a.restart_time,
-        port_base: a.port_base,
-        loopback_ips: a.loopback_ips,
-        cluster_size: a.cluster_size,
-        smtp_outside: a.smtp_outside,
-        dir: a.dir.clone(),
-    };
-    // The simulator's own statuses are 0 and 1 (the fleet could not start).
-    ExitCode::from_code(rt.block_on(run_simulate(opts))).unwrap_or(ExitCode::Usage)
+    match rt.block_on(run_simulate(a.clone())) {
+        Ok(()) => ExitCode::Ok,
+        Err(e) => {
+            eprintln!("error: {}", e.with_causes());
+            ExitCode::Usage
+        }
+    }
 }
 
 /// Prints `text` wrapped to the terminal's width, each of its lines a paragraph.

@@ -8,7 +8,7 @@
 //!   /opt/zimbra): the mounts below go under that tree, the wrappers point the emulator
 //!   at the state under it, and the node's /etc/passwd and /etc/group (bind-mounted) are
 //!   the machine's without the other product's user, as on a real node.
-//! - Its own directory: `state/` (the emulator's node state, see `sim::exec`), `conf/`
+//! - Its own directory: `state/` (the emulator's node state, see `carbonio_sim::exec`), `conf/`
 //!   (Postfix's config directory: `master.cf.in`, the `main.cf`/`master.cf` zmconfigd
 //!   renders, the node-local lookup tables, and copies of Debian's Postfix meta files),
 //!   `postfix/spool` and `postfix/data` (Postfix's queue and data directories),
@@ -33,7 +33,7 @@
 //!   Carbonio's template has it) on port 25 of the node's namespace, the policy service
 //!   a real `spawn` of the zmpostfixpolicyd stand-in ([`policyd_stand_in`]). What
 //!   zmconfigd, restarts and reloads of the emulator do reaches it through
-//!   `sim::realmta` (real `postconf -e`, `postfix start|stop|reload`); the tool's own
+//!   `carbonio_sim::realmta` (real `postconf -e`, `postfix start|stop|reload`); the tool's own
 //!   `postconf` and `sudo postfix reload` are Postfix's. zmprov, LDAP, zmcontrol and
 //!   systemctl stay emulated. With [`RealFleetOptions::zmconfigd_interval`] a
 //!   `sim-exec zmconfigd` poller runs as the service user.
@@ -81,12 +81,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use carbonio_fleet::carbonio::flavour::Flavour;
-use carbonio_fleet::sim::exec::{self, RestartLine, SeedNode, Store};
-use carbonio_fleet::sim::profiles::SpawnSetup;
-use carbonio_fleet::sim::{Behaviour, FleetSpec, NodeProfile, NodeSpec, RestartRecord};
+use carbonio_sim::exec::{self, RestartLine, SeedNode, Store};
+use carbonio_sim::flavour::Flavour;
+use carbonio_sim::profiles::SpawnSetup;
+use carbonio_sim::{Behaviour, FleetSpec, NodeProfile, NodeSpec, RestartRecord};
 
-use carbonio_fleet::sim::prereq::{self, Need};
+use test_prereq::{self as prereq, Need};
 
 use super::sshd::{SSHD_NEEDS, keygen, require_sshd, run};
 
@@ -736,10 +736,7 @@ impl RealFleet {
         let dns_rt = tokio::runtime::Runtime::new().unwrap();
         let dns_cancel = tokio_util::sync::CancellationToken::new();
         let (dns_addr, _dns_task) = dns_rt
-            .block_on(carbonio_fleet::sim::dns::serve(
-                &domains,
-                dns_cancel.clone(),
-            ))
+            .block_on(carbonio_sim::dns::serve(&domains, dns_cancel.clone()))
             .unwrap();
 
         let mut nodes = Vec::new();
@@ -753,7 +750,7 @@ impl RealFleet {
             fs::create_dir_all(&conf).unwrap();
             write_mode(
                 &conf.join("master.cf.in"),
-                &carbonio_fleet::sim::postfix::master_cf_in_for(flavour, &seed.spawn_user),
+                &carbonio_sim::postfix::master_cf_in_for(flavour, &seed.spawn_user),
                 0o644,
             );
             // The node's user databases: the machine's, without the other product's
@@ -778,11 +775,7 @@ impl RealFleet {
             fs::create_dir_all(&zconf).unwrap();
             fs::set_permissions(&zconf, fs::Permissions::from_mode(0o755)).unwrap();
             let lc = zconf.join("localconfig.xml");
-            write_mode(
-                &lc,
-                &carbonio_fleet::sim::node::localconfig_xml(&n.name),
-                0o640,
-            );
+            write_mode(&lc, &carbonio_sim::node::localconfig_xml(&n.name), 0o640);
             let service = exec::machine_users()
                 .into_iter()
                 .find(|u| u.name == flavour.user())
@@ -884,7 +877,7 @@ impl RealFleet {
                     // sd_booted() does): a private tmpfs over /run/systemd holds it on a
                     // systemd node and hides the machine's on a legacy one.
                     let systemd = node.store.read().unwrap().0.state.platform
-                        == carbonio_fleet::sim::node::Platform::Systemd;
+                        == carbonio_sim::node::Platform::Systemd;
                     let run_systemd = format!(
                         "mount -t tmpfs -o mode=0755 cfleet-run-systemd /run/systemd\n{}",
                         if systemd {
@@ -1127,7 +1120,7 @@ impl RealFleet {
             .unwrap_or_else(|| panic!("no node {name}"))
     }
 
-    /// Every node's finished restarts, as records for `sim::max_concurrent`.
+    /// Every node's finished restarts, as records for `carbonio_sim::max_concurrent`.
     pub fn finished_restarts(&self) -> Vec<RestartRecord> {
         let lines: Vec<RestartLine> = self.nodes.iter().flat_map(|n| n.restarts()).collect();
         exec::finished_restarts(&lines)

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use carbonio_fleet::sim::prereq::{self, Need};
+use test_prereq::{self as prereq, Need};
 
 /// The password-auth test user (created by tests/setup-root.sh and [`ensure_users`]).
 pub const TEST_USER: &str = "cfleet-test";
@@ -32,7 +32,7 @@ pub const SSHD_NEEDS: &[Need] = &[
 
 /// True when the real-sshd tests can run (creating their users); otherwise prints a
 /// visible SKIPPED line naming what is missing, or fails under `CI=true`
-/// (see [`carbonio_fleet::sim::prereq`]).
+/// (see [`test_prereq`]).
 pub fn require_sshd(test: &str) -> bool {
     if prereq::require(test, SSHD_NEEDS) {
         ensure_users();

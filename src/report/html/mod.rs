@@ -907,7 +907,7 @@ mod tests {
             .into_iter()
             .collect();
         let (true, Some(bin)) = (
-            crate::sim::prereq::require_that("renders_in_headless_chromium", &missing),
+            test_prereq::require_that("renders_in_headless_chromium", &missing),
             found,
         ) else {
             return;

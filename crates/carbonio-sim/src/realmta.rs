@@ -17,14 +17,14 @@
 //!   Carbonio's own scripts do, docs/carbonio.md §4).
 //!
 //! Only a `sim-exec` process inside the node's mount namespace installs this hook
-//! ([`crate::sim::node::MtaHook`]): the paths it uses are the node's.
+//! ([`crate::node::MtaHook`]): the paths it uses are the node's.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use crate::carbonio::flavour::Flavour;
+use crate::flavour::Flavour;
 
 use super::node::{Ldap, MtaHook, Node};
 use super::postfix::EffectivePostfix;
@@ -48,7 +48,7 @@ pub fn base_main_cf(flavour: Flavour, hostname: &str) -> String {
     let h = flavour.home();
     let domain = hostname.split_once('.').map_or(hostname, |(_, d)| d);
     format!(
-        "# main.cf of a real-process test node (carbonio-fleet sim::realmta): the base;\n\
+        "# main.cf of a real-process test node (carbonio-sim realmta): the base;\n\
          # zmconfigd's parameters are set below it with `postconf -e`.\n\
          compatibility_level = 3.6\n\
          myhostname = {hostname}\n\

@@ -1,66 +1,62 @@
-//! `carbonio-fleet simulate` (a standalone fleet until Ctrl-C) and the fleet the `demo`
-//! command runs against.
+//! `simulate` (a standalone fleet until Ctrl-C: `carbonio-sim simulate`, or
+//! `carbonio-fleet simulate`) and the fleet the tool's `demo` command runs against.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::error::SimError;
 use super::fleet::{Addressing, Fleet, FleetSpec, NodeSpec};
 use super::node::Platform;
 use super::profiles::{Behaviour, NodeProfile, NodeRole, Posture};
 
-/// Options of `carbonio-fleet simulate`.
-#[derive(Debug, Clone)]
+/// The options of `simulate` (`carbonio-sim simulate`, `carbonio-fleet simulate`): one
+/// definition, parsed by both command lines; the field docs are their `--help` text.
+#[derive(Debug, Clone, clap::Args)]
 pub struct SimulateOptions {
-    /// Number of nodes.
+    /// Number of simulated nodes
+    #[arg(long, value_name = "N")]
     pub nodes: usize,
-    /// `--profile-mix` (see [`super::profiles`]); `None` = all non-compliant.
-    pub profile_mix: Option<String>,
-    /// Simulated JVM start per `carbonio prov` process.
-    pub latency: Duration,
-    /// How long a restart takes.
-    pub restart_time: Duration,
+    /// First port; node i listens on P+i (with --loopback-ips: every node on port P)
+    #[arg(long, value_name = "P", default_value_t = 22000)]
     pub port_base: u16,
-    /// Listen on 127.0.x.y:port_base instead of consecutive ports.
-    pub loopback_ips: bool,
-    /// Nodes per cluster (shared LDAP).
+    /// Mix of node profiles, e.g. "legacy=1,systemd=3"
+    #[arg(long, value_name = "STR")]
+    pub profile_mix: Option<String>,
+    /// Simulated JVM start (a zmprov costs two), e.g. 1s
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "0s")]
+    pub latency: Duration,
+    /// How long a simulated restart keeps a node down
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "1s")]
+    pub restart_time: Duration,
+    /// Nodes per cluster (nodes of a cluster share one LDAP)
+    #[arg(long, value_name = "N", default_value_t = 3)]
     pub cluster_size: usize,
-    /// Also serve SMTP from the "outside" vantage on every MTA.
+    /// Listen on 127.0.x.y:PORT-BASE (one loopback address per node) instead of consecutive ports
+    #[arg(long)]
+    pub loopback_ips: bool,
+    /// Also answer SMTP from outside mynetworks on each MTA (shows the 451 of a broken policy service)
+    #[arg(long)]
     pub smtp_outside: bool,
-    /// Where to write the inventory, known_hosts and key; default: a new temp dir.
+    /// Where the inventory, known_hosts and keys of the fleet are written
+    #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 }
 
-impl Default for SimulateOptions {
-    fn default() -> Self {
-        SimulateOptions {
-            nodes: 10,
-            profile_mix: None,
-            latency: Duration::ZERO,
-            restart_time: Duration::from_secs(1),
-            port_base: 22000,
-            loopback_ips: false,
-            cluster_size: 3,
-            smtp_outside: false,
-            dir: None,
-        }
-    }
+/// `--latency` and `--restart-time`: a duration such as `200ms` or `2s`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::duration::parse(s)
 }
 
-/// Runs a fleet until Ctrl-C; returns the process exit code (0, or 1 when the fleet
-/// could not start).
-pub async fn run_simulate(opts: SimulateOptions) -> i32 {
-    let mut spec = match FleetSpec::from_mix(
+/// Runs a fleet until Ctrl-C, printing where its inventory, known_hosts and key are;
+/// the error says why the fleet could not start (the caller prints it and chooses the
+/// exit status).
+pub async fn run_simulate(opts: SimulateOptions) -> Result<(), SimError> {
+    let mut spec = FleetSpec::from_mix(
         opts.nodes,
         opts.profile_mix.as_deref().unwrap_or(""),
         opts.cluster_size,
-    ) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return crate::exit::ExitCode::Usage.code();
-        }
-    };
+    )?;
     spec.port_base = opts.port_base;
     spec.addressing = if opts.loopback_ips {
         Addressing::LoopbackIps
@@ -73,32 +69,17 @@ pub async fn run_simulate(opts: SimulateOptions) -> i32 {
     // Keep a temp dir alive for the whole run.
     let (dir, _temp) = match opts.dir.clone() {
         Some(d) => (d, None),
-        None => match tempfile::Builder::new()
-            .prefix("carbonio-fleet-sim-")
-            .tempdir()
-        {
-            Ok(t) => (t.path().to_path_buf(), Some(t)),
-            Err(e) => {
-                eprintln!("error: failed to create a temporary directory: {e}");
-                return crate::exit::ExitCode::Usage.code();
-            }
-        },
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("carbonio-fleet-sim-")
+                .tempdir()
+                .map_err(SimError::TempDir)?;
+            (t.path().to_path_buf(), Some(t))
+        }
     };
     let summary = summarize(&spec.nodes);
     let started = std::time::Instant::now();
-    let fleet = match Fleet::start(spec, &dir).await {
-        Ok(f) => f,
-        Err(e) => {
-            eprint!("error: {e}");
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                eprint!("\n  caused by: {s}");
-                src = s.source();
-            }
-            eprintln!();
-            return crate::exit::ExitCode::Usage.code();
-        }
-    };
+    let fleet = Fleet::start(spec, &dir).await?;
     println!(
         "simulated fleet: {} nodes up in {:.2?}",
         fleet.nodes().len(),
@@ -113,7 +94,7 @@ pub async fn run_simulate(opts: SimulateOptions) -> i32 {
     println!("press Ctrl-C to stop");
     let _ = tokio::signal::ctrl_c().await;
     fleet.shutdown().await;
-    crate::exit::ExitCode::Ok.code()
+    Ok(())
 }
 
 fn summarize(nodes: &[NodeSpec]) -> BTreeMap<String, usize> {
@@ -142,7 +123,7 @@ pub fn demo_spec() -> FleetSpec {
         advanced_cli: false,
         catch_all_account: false,
         running: super::profiles::RunningSetup::Loaded,
-        flavour: crate::carbonio::flavour::Flavour::Carbonio,
+        flavour: crate::flavour::Flavour::Carbonio,
         behaviour,
     };
     let mta = NodeRole::Mta;

@@ -35,4 +35,20 @@ pub enum SimError {
     Dns(String),
     #[error("failed to render the inventory")]
     Inventory(#[source] toml::ser::Error),
+    #[error("failed to create a temporary directory: {0}")]
+    TempDir(std::io::Error),
+}
+
+impl SimError {
+    /// The message and, one `caused by:` line each, what caused it: what `simulate`
+    /// prints after `error: ` when the fleet cannot start.
+    pub fn with_causes(&self) -> String {
+        let mut text = self.to_string();
+        let mut src = std::error::Error::source(self);
+        while let Some(s) = src {
+            text.push_str(&format!("\n  caused by: {s}"));
+            src = s.source();
+        }
+        text
+    }
 }

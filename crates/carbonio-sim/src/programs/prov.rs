@@ -3,8 +3,8 @@
 //! and batch mode (`prov> ` prompts, exit 0 at EOF, `exit` → 2 after an error). Each
 //! process costs the node's simulated JVM start and is counted.
 
-use crate::sim::attrs::{AttrDef, AttrType, SAFEGUARDED, lookup};
-use crate::sim::node::Ldap;
+use crate::attrs::{AttrDef, AttrType, SAFEGUARDED, lookup};
+use crate::node::Ldap;
 
 use super::Proc;
 
@@ -798,13 +798,13 @@ mod tests {
 mod run_tests {
     use std::time::Duration;
 
-    use crate::sim::fleet::standalone_node;
-    use crate::sim::profiles::{NodeProfile, Posture};
-    use crate::sim::shell::run_captured;
+    use crate::fleet::standalone_node;
+    use crate::profiles::{NodeProfile, Posture};
+    use crate::shell::run_captured;
 
     const H: &str = "mx1.example.test";
 
-    fn node(posture: Posture) -> std::sync::Arc<crate::sim::node::Node> {
+    fn node(posture: Posture) -> std::sync::Arc<crate::node::Node> {
         standalone_node(
             H,
             NodeProfile {
@@ -821,7 +821,7 @@ mod run_tests {
         let n = node(Posture::Compliant);
         {
             let mut ldap = n.cluster.ldap();
-            let mut attrs = crate::sim::attrs::AttrMap::new();
+            let mut attrs = crate::attrs::AttrMap::new();
             attrs.insert("zimbraDomainType".into(), vec!["local".into()]);
             attrs.insert("DKIMSelector".into(), vec!["s1".into()]);
             ldap.domain_attrs.insert("example.test".into(), attrs);

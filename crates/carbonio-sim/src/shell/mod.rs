@@ -12,7 +12,7 @@ pub use parse::{SyntaxError, parse};
 
 use std::sync::Arc;
 
-use crate::sim::node::Node;
+use crate::node::Node;
 
 /// What a script produced when run without SSH.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,15 +2,15 @@
 //! time (SMTP answers 421, status shows Stopped), then comes back with the effective
 //! Postfix config re-rendered from LDAP — unless the node was told to fail, in which
 //! case the MTA stays stopped. Each restart is recorded fleet-wide. A node loaded by
-//! `sim-exec` waits through its [`crate::sim::node::RestartHook`] instead of sleeping.
+//! `sim-exec` waits through its [`crate::node::RestartHook`] instead of sleeping.
 //! A test can hold a restart down past its time ([`Node::hold_restarts`]).
 
 use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::sim::node::Node;
-use crate::sim::restarts::{RestartMethod, RestartRecord};
+use crate::node::Node;
+use crate::restarts::{RestartMethod, RestartRecord};
 
 /// Stops everything now; returns when the node is back. `true` = the MTA started.
 pub async fn restart_node(node: &Arc<Node>, method: RestartMethod) -> bool {

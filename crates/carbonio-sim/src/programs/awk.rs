@@ -1,11 +1,15 @@
-//! `awk`: the one awk program the tool sends, the gather's file pass
-//! ([`crate::carbonio::gather::FILE_PASS`]), rendered in Rust over the node's virtual
-//! files. Any other program is refused (exit 2), the way the other emulated programs
+//! `awk`: the one awk program the tool sends, the gather's file pass ([`FILE_PASS`]),
+//! rendered in Rust over the node's virtual files. Any other program is refused (exit 2), the way the other emulated programs
 //! refuse options they do not model. `file_pass_matches_the_machines_awk` runs the same
 //! files through this rendition and through the machine's awk and compares the output.
 
 use super::Proc;
-use crate::carbonio::gather::FILE_PASS;
+
+/// The gather's file pass, verbatim: the tool sends this text (carbonio-fleet's
+/// `carbonio::gather::FILE_PASS` includes the same file), and any other program is
+/// refused, so a change to the program that this rendition does not follow fails the
+/// tests instead of passing on stale emulation.
+pub const FILE_PASS: &str = include_str!("../../../../src/carbonio/file_pass.awk");
 
 /// `awk -v NAME=VALUE... PROGRAM FILE...`.
 pub async fn awk(args: Vec<String>, p: &mut Proc) -> i32 {

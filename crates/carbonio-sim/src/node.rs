@@ -17,7 +17,11 @@ use tokio::time::Instant;
 use super::attrs::{AttrMap, lookup};
 use super::postfix::{EffectivePostfix, MasterEntry, RenderInput};
 use super::restarts::{RestartLog, RestartMethod};
-use crate::carbonio::flavour::Flavour;
+use crate::flavour::Flavour;
+
+/// Where systemd keeps its runtime state: a directory only while systemd is PID 1
+/// (sd_booted(3)), so it exists on a [`Platform::Systemd`] node and not on a legacy one.
+pub const SYSTEMD_RUN: &str = "/run/systemd/system";
 
 /// Service manager generation of a node (docs/carbonio.md §8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -228,7 +232,7 @@ pub struct NodeState {
     pub fail_next_restart: bool,
     /// How long a restart takes.
     pub restart_time: Duration,
-    /// One simulated JVM start (see [`crate::sim::programs::jvm_starts`]).
+    /// One simulated JVM start (see [`crate::programs::jvm_starts`]).
     pub jvm_latency: Duration,
     /// `carbonio` is the Advanced CLI (commercial Carbonio), not ProvUtil.
     #[serde(default)]
@@ -379,7 +383,7 @@ pub trait RestartHook: Send + Sync + std::fmt::Debug {
 }
 
 /// A node's real Postfix, when the node lives in a real process of the real-process
-/// fleet (`sim::realmta`): rendering, start, stop and reload of the emulated node are
+/// fleet (`crate::realmta`): rendering, start, stop and reload of the emulated node are
 /// also done to it. `false` from `started`/`reloaded`: the real command failed.
 pub trait MtaHook: Send + Sync + std::fmt::Debug {
     /// zmconfigd rendered `pf` (master.cf itself is mirrored from the state).

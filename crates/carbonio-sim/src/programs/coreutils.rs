@@ -127,7 +127,7 @@ pub async fn stat(args: Vec<String>, p: &mut Proc) -> i32 {
                 st.file_meta
                     .get(&f)
                     .copied()
-                    .unwrap_or(crate::sim::node::FileMeta {
+                    .unwrap_or(crate::node::FileMeta {
                         uid: 0,
                         gid: 0,
                         mode: 0o644,
@@ -498,7 +498,7 @@ pub async fn ps(args: Vec<String>, p: &mut Proc) -> i32 {
     };
     match started {
         Some(t) => {
-            let age = (crate::sim::node::unix_now() - t).max(0);
+            let age = (crate::node::unix_now() - t).max(0);
             p.io.stdout
                 .line(format!("{age:>11} {home}/common/libexec/master -w"))
                 .await;
@@ -594,12 +594,12 @@ pub async fn setsid(args: Vec<String>, p: &mut Proc) -> i32 {
     };
     let (node, user, env) = (p.node.clone(), p.user.clone(), p.env.clone());
     tokio::spawn(async move {
-        let io = crate::sim::shell::Io {
-            stdin: crate::sim::shell::Source::Empty,
-            stdout: crate::sim::shell::Sink::Null,
-            stderr: crate::sim::shell::Sink::Null,
+        let io = crate::shell::Io {
+            stdin: crate::shell::Source::Empty,
+            stdout: crate::shell::Sink::Null,
+            stderr: crate::shell::Sink::Null,
         };
-        crate::sim::shell::run_script(node, user, env, script, io).await;
+        crate::shell::run_script(node, user, env, script, io).await;
     });
     0
 }
@@ -633,7 +633,7 @@ pub async fn perl(args: Vec<String>, p: &mut Proc) -> i32 {
             .await;
         return 13;
     }
-    if !crate::sim::policyd::socket_exists(&p.node, &socket) {
+    if !crate::policyd::socket_exists(&p.node, &socket) {
         p.io.stderr
             .line(format!("connect {socket}: No such file or directory"))
             .await;
@@ -643,7 +643,7 @@ pub async fn perl(args: Vec<String>, p: &mut Proc) -> i32 {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let node = p.node.clone();
     tokio::spawn(async move {
-        let _ = crate::sim::policyd::serve(node, server).await;
+        let _ = crate::policyd::serve(node, server).await;
     });
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let (r, mut w) = tokio::io::split(client);

@@ -1,9 +1,10 @@
-//! `carbonio-fleet sim-exec PROGRAM [ARGS...]`: the simulator's emulated programs as REAL
-//! processes, for test fleets of real OpenSSH servers (tests/support/realfleet.rs).
+//! `sim-exec PROGRAM [ARGS...]` (`carbonio-sim sim-exec`, or the tool's hidden
+//! `carbonio-fleet sim-exec`): the simulator's emulated programs as REAL processes, for
+//! test fleets of real OpenSSH servers (the tool's tests/support/realfleet.rs).
 //!
 //! One invocation runs one emulated program (`carbonio`, `zmprov`, `zmcontrol`,
 //! `postconf`, `zmhostname`, `systemctl`, …, resolved and executed by
-//! [`crate::sim::programs`]; nothing is emulated twice) with the process's real
+//! [`crate::programs`]; nothing is emulated twice) with the process's real
 //! stdin/stdout/stderr and exit status, as the user of the real uid, against node state
 //! persisted in a state directory: `$CARBONIO_FLEET_SIM_STATE`, default
 //! [`DEFAULT_STATE_DIR`] (a test fleet bind-mounts each node's own directory there inside
@@ -44,7 +45,7 @@ use super::node::{ClusterState, Ldap, Node, NodeState, PasswdEntry, RestartHook}
 use super::programs::{self, Proc};
 use super::restarts::{RestartLog, RestartMethod, RestartRecord};
 use super::shell::{Io, OutputPort, Sink, Source, Stream};
-use crate::carbonio::flavour::Flavour;
+use crate::flavour::Flavour;
 
 /// Environment variable naming the state directory.
 pub const STATE_ENV: &str = "CARBONIO_FLEET_SIM_STATE";
@@ -765,7 +766,20 @@ pub async fn zmconfigd(store: Store, interval: Duration) -> Result<i32, ExecErro
     }
 }
 
-/// Entry point of `carbonio-fleet sim-exec PROGRAM ARGS...`; returns the exit status.
+/// The arguments of `sim-exec` (`carbonio-sim sim-exec`, and the hidden
+/// `carbonio-fleet sim-exec` the real-process test fleet runs): one definition, parsed by
+/// both command lines.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimExecArgs {
+    /// The emulated program: carbonio, zmprov, zmcontrol, postconf, zmhostname, systemctl,
+    /// …, or a node's `zmconfigd --interval DURATION` or `policyd`
+    pub program: String,
+    /// Its arguments, passed through untouched
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+/// Entry point of `sim-exec PROGRAM ARGS...`; returns the exit status.
 pub fn main(program: &str, args: &[String]) -> i32 {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -916,8 +930,8 @@ pub fn seed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::node::Platform;
-    use crate::sim::profiles::{NodeProfile, Posture};
+    use crate::node::Platform;
+    use crate::profiles::{NodeProfile, Posture};
 
     fn fleet(dir: &Path, restart: Duration) -> (Store, Store) {
         let profile = NodeProfile {

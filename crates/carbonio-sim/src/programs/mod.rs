@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 
 use super::node::Node;
 use super::shell::Io;
-use crate::carbonio::flavour::Flavour;
+use crate::flavour::Flavour;
 
 pub use prov::parse_line as prov_parse_line;
 pub use zmcontrol::{display_name, enabled_targets};

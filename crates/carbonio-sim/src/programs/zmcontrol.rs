@@ -1,8 +1,8 @@
 //! `zmcontrol` (docs/carbonio.md §8): `-v`, `status`, `restart` on legacy nodes; on systemd
 //! nodes everything but `-v` prints the "handled by systemd" banner and exits 1.
 
-use crate::sim::node::Platform;
-use crate::sim::restarts::RestartMethod;
+use crate::node::Platform;
+use crate::restarts::RestartMethod;
 
 use super::Proc;
 use super::restart::restart_node;

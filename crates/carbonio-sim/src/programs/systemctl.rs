@@ -1,8 +1,8 @@
 //! `systemctl restart|reload|is-active|is-enabled` for Carbonio targets and services.
 //! Legacy nodes have the unit files but none enabled; restarts and reloads need root.
 
-use crate::sim::node::Platform;
-use crate::sim::restarts::RestartMethod;
+use crate::node::Platform;
+use crate::restarts::RestartMethod;
 
 use super::Proc;
 use super::restart::restart_node;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::carbonio::flavour::Flavour;
+use crate::flavour::Flavour;
 
 /// The `%%uncomment%%` marker zmconfigd resolves for the policy spawn service.
 pub const POLICY_MARKER: &str = "%%uncomment VAR:zimbraMtaEnableSmtpdPolicyd%%";

@@ -16,7 +16,7 @@ use super::attrs::{AttrMap, attr_map};
 use super::error::SimError;
 use super::node::Platform;
 use super::postfix::POLICY_RESTRICTION;
-use crate::carbonio::flavour::Flavour;
+use crate::flavour::Flavour;
 
 /// The LDAP state a node's cluster (and its server entry) starts in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
-use crate::sim::node::Node;
+use crate::node::Node;
 
 /// Which output stream of a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

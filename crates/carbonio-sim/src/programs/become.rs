@@ -2,7 +2,7 @@
 //! one). Only root may `su` without a password; `sudo -n` works for root and the
 //! node's sudo users and fails otherwise, as it does without a TTY.
 
-use crate::sim::shell::{login_env, run_script};
+use crate::shell::{login_env, run_script};
 
 use super::Proc;
 

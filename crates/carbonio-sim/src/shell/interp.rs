@@ -9,8 +9,8 @@ use futures::future::BoxFuture;
 
 use super::io::{Io, Sink, Source};
 use super::parse::{AndOr, Command, Connector, Part, Pipeline, RedirOp, Script, Word, parse};
-use crate::sim::node::Node;
-use crate::sim::programs::{self, Proc};
+use crate::node::Node;
+use crate::programs::{self, Proc};
 
 /// Whether a script ran to its end or hit `exit`.
 enum Flow {
@@ -454,13 +454,12 @@ impl Shell {
 /// policy socket) and `test -d DIR`; anything else is status 2 with a message, as dash says.
 async fn builtin_test(args: &[String], io: &Io, node: &Node) -> i32 {
     let truth = match args {
-        [op, path] if op == "-S" => Some(crate::sim::policyd::socket_exists(node, path)),
+        [op, path] if op == "-S" => Some(crate::policyd::socket_exists(node, path)),
         // Directories are not modelled but for systemd's runtime one (present while
         // systemd runs the node) and those holding a file.
         [op, path] if op == "-d" => Some({
             let st = node.state();
-            (path == crate::carbonio::gather::SYSTEMD_RUN
-                && st.platform == crate::sim::node::Platform::Systemd)
+            (path == crate::node::SYSTEMD_RUN && st.platform == crate::node::Platform::Systemd)
                 || st.files.keys().any(|f| {
                     f.strip_prefix(path.as_str())
                         .is_some_and(|r| r.starts_with('/'))
@@ -489,9 +488,9 @@ async fn builtin_test(args: &[String], io: &Io, node: &Node) -> i32 {
 mod tests {
     use std::time::Duration;
 
-    use crate::sim::fleet::standalone_node;
-    use crate::sim::profiles::NodeProfile;
-    use crate::sim::shell::{Captured, run_captured};
+    use crate::fleet::standalone_node;
+    use crate::profiles::NodeProfile;
+    use crate::shell::{Captured, run_captured};
 
     /// The tool's quoting: POSIX single quotes, `'` → `'\''`.
     fn quote(s: &str) -> String {

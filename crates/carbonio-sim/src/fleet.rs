@@ -27,7 +27,7 @@ use super::profiles::{
 };
 use super::restarts::{RestartLog, RestartRecord};
 use super::server::{Endpoint, accept_loop, smtp_outside_loop};
-use crate::carbonio::flavour::Flavour;
+use crate::flavour::Flavour;
 
 /// One node to simulate.
 #[derive(Debug, Clone)]
