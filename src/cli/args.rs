@@ -76,6 +76,10 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     crate::duration::parse(s).map_err(|e| format!("`{s}` is not a duration like 200ms or 2s: {e}"))
 }
 
+/// The default `--forks`, chosen by measurement (README "The default `--forks`, by
+/// measurement"); the demo uses it too.
+pub const DEFAULT_FORKS: usize = 512;
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Audit only: compare every node with the playbook, never change a node
@@ -171,7 +175,7 @@ pub struct CommonOpts {
     /// sweep waits about hosts / forks x one zmprov start on the nodes, and a session costs
     /// ~40 KiB and ~2 ms of CPU here; 1,000 nodes with a 1 s JVM took 33 s at 64, 9 s at
     /// 256, 6 s at 512 (115 MiB)
-    #[arg(short, long, value_name = "N", default_value_t = 512, value_parser = parse_forks)]
+    #[arg(short, long, value_name = "N", default_value_t = DEFAULT_FORKS, value_parser = parse_forks)]
     pub forks: usize,
     /// Where run directories with the reports are written
     #[arg(long, value_name = "DIR", default_value = "reports")]
@@ -572,7 +576,8 @@ mod tests {
             panic!("check")
         };
         assert_eq!(run.playbook, None);
-        assert_eq!(run.common.forks, 512);
+        assert_eq!(run.common.forks, DEFAULT_FORKS);
+        assert_eq!(DEFAULT_FORKS, 512);
         assert_eq!(run.common.report_dir, PathBuf::from("reports"));
         assert_eq!(run.common.format, Format::Human);
         assert_eq!(run.common.progress, Progress::Auto);

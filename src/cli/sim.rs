@@ -106,7 +106,7 @@ pub(super) fn demo(a: &DemoArgs) -> ExitCode {
             inventory: fleet.inventory_path(),
             playbook: Some(playbook_path),
             limit: None,
-            forks: 64,
+            forks: super::args::DEFAULT_FORKS,
             report_dir: a.report_dir.clone(),
             json: false,
             metrics_file: None,
