@@ -1,7 +1,7 @@
-//! Process exit codes (README "Exit codes"), in one place: the [`ExitCode`] enum, its numbers, its
-//! meanings and the one precedence rule that decides between two of them. The engine
-//! derives a run's code from its outcome with [`ExitCode::worst`]; the command line
-//! returns it, and `main` hands its number to the process.
+//! Process exit codes (README "Exit codes"), in one place: the [`ExitCode`] enum, its
+//! numbers, its meanings and the one precedence rule that decides between two of them.
+//! The engine derives a run's code from its outcome with [`ExitCode::worst`]; the
+//! command line returns it, and `main` hands its number to the process.
 
 /// How a run ended, as the process exit status says it. The variants are declared in
 /// order of precedence (the derived `Ord`): when two apply, the later one wins.

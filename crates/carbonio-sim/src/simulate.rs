@@ -24,10 +24,10 @@ pub struct SimulateOptions {
     #[arg(long, value_name = "STR")]
     pub profile_mix: Option<String>,
     /// Simulated JVM start (a zmprov costs two), e.g. 1s
-    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "0s")]
+    #[arg(long, value_name = "DUR", value_parser = crate::duration::parse, default_value = "0s")]
     pub latency: Duration,
     /// How long a simulated restart keeps a node down
-    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "1s")]
+    #[arg(long, value_name = "DUR", value_parser = crate::duration::parse, default_value = "1s")]
     pub restart_time: Duration,
     /// Nodes per cluster (nodes of a cluster share one LDAP)
     #[arg(long, value_name = "N", default_value_t = 3)]
@@ -41,11 +41,6 @@ pub struct SimulateOptions {
     /// Where the inventory, known_hosts and keys of the fleet are written
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-}
-
-/// `--latency` and `--restart-time`: a duration such as `200ms` or `2s`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::duration::parse(s)
 }
 
 /// Runs a fleet until Ctrl-C, printing where its inventory, known_hosts and key are;
