@@ -11,9 +11,14 @@
 //! - `dns`: SPF, DKIM and DMARC posture of hosted domains (hickory resolver).
 //! - `carbonio`: the remote commands for Carbonio nodes and the parsers of their output.
 //! - `engine`: gather, verdicts, plan, apply, rollout scheduling.
-//! - `report`: report.json and the terminal summary.
+//! - `report`: the report model (report.json) and its file formats.
+//! - `ui`: the terminal: summary, plan diff, progress, logs, audit trail.
 //! - [`cli`]: the command line: arguments, prompts, signals, output, exit codes.
 //! - [`exit`]: the exit codes and their precedence.
+//! - [`flavour`]: Carbonio or Zimbra, the product model every room may name.
+//!
+//! The modules are layered, each importing only those beneath it (docs/architecture.md
+//! "Import direction", checked by `tests/architecture.rs`).
 //!
 //! The simulated fleet behind `demo`, `simulate` and the hidden `sim-exec` is its own
 //! crate, `carbonio-sim` (`crates/carbonio-sim`), an optional dependency enabled by the
@@ -30,6 +35,7 @@ pub mod dns;
 pub mod duration;
 pub mod engine;
 pub mod exit;
+pub mod flavour;
 pub mod inventory;
 pub mod playbook;
 pub mod report;

@@ -1654,7 +1654,7 @@ async fn the_running_master_not_the_files_decides() {
 async fn a_zimbra_node_is_read_and_remediated_as_zimbra() {
     use Platform::*;
     use Posture::*;
-    use carbonio_fleet::carbonio::flavour::Flavour;
+    use carbonio_fleet::flavour::Flavour;
     let sim = Sim::start(
         vec![
             ("zm1", "z", zimbra()),
@@ -2043,7 +2043,7 @@ async fn a_policy_daemon_that_dies_fails_the_canary_gate() {
 async fn auto_flavour_with_become_none_runs_one_gather() {
     use Platform::*;
     use Posture::*;
-    use carbonio_fleet::carbonio::flavour::Flavour;
+    use carbonio_fleet::flavour::Flavour;
     let sim = Sim::start(
         vec![("c1", "c", mta(Legacy, Compliant)), ("z1", "z", zimbra())],
         Duration::from_millis(100),

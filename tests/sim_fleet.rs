@@ -1012,11 +1012,11 @@ async fn zmconfigd_spreads_a_global_change_and_systemd_nodes_do_not_reload() {
 }
 
 /// The simulator's model of each product (`carbonio_sim::flavour`) and the tool's
-/// (`carbonio::flavour`) are written apart, from the products' sources, so that neither
+/// (`flavour`) are written apart, from the products' sources, so that neither
 /// agrees with the other by construction; they must name the same user and paths.
 #[test]
 fn the_simulated_products_keep_things_where_the_tool_looks() {
-    use carbonio_fleet::carbonio::flavour::Flavour as Tool;
+    use carbonio_fleet::flavour::Flavour as Tool;
     use carbonio_sim::flavour::Flavour as Sim;
 
     for (sim, tool) in [(Sim::Carbonio, Tool::Carbonio), (Sim::Zimbra, Tool::Zimbra)] {

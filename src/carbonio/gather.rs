@@ -11,11 +11,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::flavour::Flavour;
 pub use super::platform::Platform;
 use super::postfix::{self, SpawnAccess, SpawnLine};
 use super::prov;
 use super::running::{self, RunningFacts};
+use crate::flavour::Flavour;
 use crate::playbook::{Playbook, ProbeKind, Scope};
 use crate::ssh::{QuoteError, quote};
 

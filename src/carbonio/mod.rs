@@ -4,7 +4,6 @@
 //! compliance live in `engine`.
 
 pub mod domains;
-pub mod flavour;
 pub mod gather;
 pub mod platform;
 pub mod postfix;

@@ -3,8 +3,8 @@
 //! a full restart (`zmcontrol` as the service user on legacy nodes, root `systemctl` on
 //! the MTA target on systemd nodes, which refuse zmcontrol) only when asked.
 
-use crate::carbonio::flavour::Flavour;
 use crate::carbonio::platform::Platform;
+use crate::flavour::Flavour;
 use crate::playbook::RestartMethod;
 use crate::ssh::RunAs;
 

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::report::model::Report;
-use crate::report::{diff, store, summary};
+use crate::report::{diff, store};
+use crate::ui::summary;
 
 /// The report `latest` points to, if any (read before the run, to compare after it).
 pub fn latest(report_dir: &Path) -> Option<(PathBuf, Report)> {

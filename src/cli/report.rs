@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use super::{Format, ReportDiffArgs, ReportMergeArgs, ReportPruneArgs, ReportShowArgs};
 use crate::exit::ExitCode;
 use crate::report::model::Report;
-use crate::report::{diff, merge, store, summary};
+use crate::report::{diff, merge, store};
+use crate::ui::summary;
 
 /// A report.json path, or a run directory (or `latest`) holding one.
 fn report_path(p: &Path) -> PathBuf {

@@ -195,11 +195,7 @@ fn write_summary(report: &Report, json: bool) {
     } else {
         // Made terminal-safe inside, before its own colour is added.
         let layout = crate::ui::term::Layout::stdout();
-        let _ = write!(
-            out,
-            "{}",
-            crate::report::summary::render_with(report, &layout)
-        );
+        let _ = write!(out, "{}", crate::ui::summary::render_with(report, &layout));
     }
 }
 
@@ -216,9 +212,9 @@ pub fn plan_outcome(outcome: &PlanOutcome, opts: &RunOptions) -> ExitCode {
                 serde_json::to_string_pretty(&json).unwrap_or_default()
             );
         } else {
-            let text = crate::report::plan_diff::render(
+            let text = crate::ui::plan_diff::render(
                 &outcome.file,
-                crate::report::plan_diff::RenderOptions::for_stdout(),
+                crate::ui::plan_diff::RenderOptions::for_stdout(),
             );
             print!("{text}");
         }

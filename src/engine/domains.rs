@@ -13,11 +13,11 @@ use std::net::IpAddr;
 use futures::StreamExt;
 
 use crate::carbonio::domains::DomainReadPlan;
-use crate::carbonio::flavour::Flavour;
 use crate::dns::{ClusterDomains, DnsResolver, DomainFacts, ResolverSettings};
 use crate::engine::gather::HostGather;
 use crate::engine::posture::{dns_probes, evaluate_cluster};
 use crate::exit::ExitCode;
+use crate::flavour::Flavour;
 use crate::inventory::Host;
 use crate::playbook::Playbook;
 use crate::report::model::{DomainReport, ProbeVerdict};

@@ -234,7 +234,7 @@ fn detecting_command(
     session: &Session,
     plan: &GatherPlan,
 ) -> Result<String, crate::ssh::ExecError> {
-    use crate::carbonio::flavour::Flavour;
+    use crate::flavour::Flavour;
     // One `getent passwd` for both names; it answers in the order asked, so the output
     // starts with `zextras:` exactly when that user exists, and is not empty when either
     // does.

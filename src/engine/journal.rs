@@ -10,8 +10,9 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-/// The journal file name inside a run directory.
-pub const FILE_NAME: &str = "journal.jsonl";
+/// The journal file name inside a run directory (the run directory's layout is the
+/// report store's, which also looks for it when pruning).
+pub const FILE_NAME: &str = crate::report::store::JOURNAL_FILE;
 
 /// One completed step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

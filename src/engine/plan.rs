@@ -3,14 +3,13 @@
 //! blocked and why, one summary line), and with `--out FILE` the plan file that `apply
 //! --plan FILE` carries out exactly ([`super::plan_file`]). Read-only: it gathers like
 //! `check` and decides with apply's own functions; the text is
-//! [`crate::report::plan_diff`]'s.
+//! [`crate::ui::plan_diff`]'s.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::carbonio::flavour::Flavour;
 use crate::carbonio::prov;
 use crate::carbonio::services::MtaAction;
 use crate::engine::apply;
@@ -27,6 +26,7 @@ use crate::engine::rollout::{self, RolloutNode};
 use crate::engine::run::{self, Loaded, RunOptions};
 use crate::engine::stage::{self, StagePlan};
 use crate::exit::ExitCode;
+use crate::flavour::Flavour;
 use crate::inventory::Host;
 use crate::report::model::{HeldBy, HostReport, HostStatus};
 use crate::ssh::{RunAs, wrap};
@@ -520,7 +520,7 @@ pub fn json_output(file: &PlanFile) -> PlanOutput {
         batches: file.batches.clone(),
         commands,
         spawn_user_fixes: SpawnFixes::default(),
-        summary: crate::report::plan_diff::summary_line(file),
+        summary: file.summary_line(),
     }
 }
 

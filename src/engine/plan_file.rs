@@ -9,7 +9,7 @@
 //! LDAP's MTA list, whether a reload is pending, the policy spawn-user state), and the
 //! changes with the exact command lines. [`compare`] lists every difference between the
 //! plan's basis and a fresh gather's. This module builds, reads, writes and compares;
-//! it never contacts a node, and rendering is [`crate::report::plan_diff`]'s.
+//! it never contacts a node, and rendering is [`crate::ui::plan_diff`]'s.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -150,7 +150,7 @@ pub struct HostBasis {
     /// `legacy` / `systemd`: which restart commands run.
     pub platform: Option<String>,
     /// Carbonio or Zimbra: the service user the commands run as, the files they edit.
-    pub flavour: Option<crate::carbonio::flavour::Flavour>,
+    pub flavour: Option<crate::flavour::Flavour>,
     /// Per control attribute: its gathered values.
     pub attrs: BTreeMap<String, AttrBasis>,
     /// LDAP's MTAs of the cluster (`gas mta`): promotion waits for each.
@@ -326,7 +326,7 @@ pub fn compare(
             yes_no(now.mta == Some(true)),
         );
         diff("platform", opt(&was.platform), opt(&now.platform));
-        let user = |f: &Option<crate::carbonio::flavour::Flavour>| f.map(|f| f.user().to_string());
+        let user = |f: &Option<crate::flavour::Flavour>| f.map(|f| f.user().to_string());
         diff(
             "service user",
             opt(&user(&was.flavour)),
@@ -404,7 +404,65 @@ pub enum PlanFileError {
     },
 }
 
+/// `n` with its noun: `1 host`, `3 hosts` (the plan's wording, here and in its diff).
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 impl PlanFile {
+    /// The summary line, terraform-style (`plan`'s last line and its JSON `summary`).
+    pub fn summary_line(&self) -> String {
+        use std::fmt::Write as _;
+        let attrs = self
+            .changes
+            .global
+            .values()
+            .chain(self.changes.server.values())
+            .map(|b| b.changes.len())
+            .sum::<usize>();
+        let mut clusters: std::collections::BTreeSet<&str> =
+            self.changes.global.keys().map(String::as_str).collect();
+        for h in self.changes.server.keys() {
+            if let Some(b) = self.basis.get(h) {
+                clusters.insert(b.cluster.as_str());
+            }
+        }
+        let reloads: usize = self.batches.iter().map(Vec::len).sum();
+        let blocked = self.changes.blocked.len()
+            + self
+                .staging
+                .nodes
+                .values()
+                .map(|n| n.masked.len())
+                .sum::<usize>();
+        let touched = self.touched_hosts();
+        let unreachable = self.basis.values().filter(|b| !b.reachable).count();
+        let compliant = self
+            .basis
+            .iter()
+            .filter(|(h, b)| b.reachable && !touched.contains(h.as_str()))
+            .count();
+        let mut s = format!(
+            "Plan: {} to change on {}, {} to reload in {}{}, {} blocked, {} already compliant",
+            plural(attrs, "attribute", "attributes"),
+            plural(clusters.len(), "cluster", "clusters"),
+            plural(reloads, "host", "hosts"),
+            plural(self.batches.len(), "batch", "batches"),
+            if self.batches.is_empty() {
+                ""
+            } else {
+                " (canary first)"
+            },
+            blocked,
+            compliant,
+        );
+        if unreachable > 0 {
+            let _ = write!(s, ", {unreachable} not gathered");
+        }
+        s.push('.');
+        s
+    }
+
     /// The file's JSON.
     pub fn to_json(&self) -> String {
         // Plain data with string keys: serializing cannot fail.
@@ -634,7 +692,7 @@ pub(crate) mod tests {
             server: Some(server.into()),
             mta: Some(true),
             platform: Some("systemd".into()),
-            flavour: Some(crate::carbonio::flavour::Flavour::Carbonio),
+            flavour: Some(crate::flavour::Flavour::Carbonio),
             attrs,
             ldap_mtas: v(&["mta1.acme", "mta2.acme"]),
             restart_pending: false,

@@ -311,7 +311,7 @@ fn write_group_reports(run_dir: &Path, report: &Report) -> Result<(), store::Sto
         // A customer's report shows only its own clusters' domains.
         sub.domains
             .retain(|d| sub.hosts.iter().any(|h| h.cluster == d.cluster));
-        sub.summary = crate::report::summary::summarize(&sub.hosts);
+        sub.summary = crate::report::model::Summary::of(&sub.hosts);
         // An abort or an interrupt concerns the whole run; otherwise the group's own hosts
         // (and its clusters' domains) decide.
         if !matches!(
@@ -507,7 +507,7 @@ pub async fn check(
             None => domains.await,
         };
     }
-    report.summary = crate::report::summary::summarize(&report.hosts);
+    report.summary = crate::report::model::Summary::of(&report.hosts);
     let hosts = crate::engine::domains::exit_code(check::exit_code(&report.hosts), &report.domains);
     report.exit_code = if interrupts.any() {
         ExitCode::Interrupted

@@ -5,12 +5,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::carbonio::flavour::Flavour;
 use crate::carbonio::gather::NodeFacts;
 use crate::carbonio::postfix;
 use crate::carbonio::running::{Running, RunningState};
 use crate::carbonio::values::{render, render_expectation, satisfies};
 use crate::engine::smtp::{self, Exchange};
+use crate::flavour::Flavour;
 use crate::playbook::{Control, Playbook, Precondition, Probe, ProbeExpect, ProbeKind, Scope};
 use crate::report::model::{
     ControlResult, Finding, HostStatus, ProbeResult, ProbeVerdict, Verdict, WaiverRef,

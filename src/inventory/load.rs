@@ -19,8 +19,8 @@ use serde_spanned::Spanned;
 use super::raw::{RawHost, RawInventory, RawSettings};
 use super::ssh_config::{SshConfig, default_ssh_config};
 use super::{Become, Host, HostKeyPolicy, Inventory, JumpSpec};
-use crate::carbonio::flavour::FlavourSetting;
 use crate::config_error::{ConfigError, ConfigErrors, Position, Source, join_key, non_empty};
+use crate::flavour::FlavourSetting;
 
 /// How to load an inventory beyond its own files.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::carbonio::flavour::FlavourSetting;
+use crate::flavour::FlavourSetting;
 use serde::{Deserialize, Serialize};
 
 /// How the tool acts as the `zextras` service user on a node.

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use super::{Become, HostKeyPolicy};
-use crate::carbonio::flavour::FlavourSetting;
+use crate::flavour::FlavourSetting;
 
 /// Declares a struct holding the connection settings that `[defaults]`,
 /// `[groups.NAME]` and `[[hosts]]` share, plus its own fields. A macro because serde's

@@ -15,14 +15,38 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use jiff::civil::Date;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_spanned::Spanned;
 
 use super::select::{self, UnmetDependency};
 use super::{Playbook, ProbeKind, Scope};
 use crate::config_error::{ConfigError, ConfigErrors, Source};
 use crate::inventory::Host;
-use crate::report::model::WaiverRef;
+
+/// The waiver of `--waivers` that concerns one result: an accepted deviation, with its
+/// justification and expiry, or one whose waiver ran out (`expired`: it counts again).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WaiverRef {
+    pub justification: String,
+    /// The last day (UTC) the waiver applies, `YYYY-MM-DD`.
+    pub expires: String,
+    /// Where it is written: `FILE:LINE`.
+    pub source: String,
+    /// `host NAME` or `cluster NAME`: what the waiver names.
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    /// The waiver ran out before this run: the deviation counts as if it had none.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expired: bool,
+}
+
+impl WaiverRef {
+    /// Still in force on the run's day.
+    pub fn is_live(&self) -> bool {
+        !self.expired
+    }
+}
 
 /// The waiver file as written (unknown keys rejected).
 #[derive(Debug, Deserialize)]

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use thiserror::Error;
 
 use super::model::Report;
-use super::summary::summarize;
+use super::model::Summary;
 use crate::exit::ExitCode;
 
 /// Why shard reports cannot be merged. Shards are numbered from 1 in the order given.
@@ -175,7 +175,7 @@ pub fn merge(reports: Vec<Report>) -> Result<Report, MergeError> {
         }
     }
     merged.hosts.sort_by(|a, b| a.name.cmp(&b.name));
-    merged.summary = summarize(&merged.hosts);
+    merged.summary = Summary::of(&merged.hosts);
     merged.operator = operator;
     merged.tool.version = version;
     merged.limit = limit;
@@ -228,8 +228,8 @@ mod tests {
             .retain(|h| ["mail1", "mail4", "store1"].contains(&h.name.as_str()));
         b.hosts
             .retain(|h| ["mail2", "mail3", "mail5"].contains(&h.name.as_str()));
-        a.summary = summarize(&a.hosts);
-        b.summary = summarize(&b.hosts);
+        a.summary = Summary::of(&a.hosts);
+        b.summary = Summary::of(&b.hosts);
         a.started_at = "2026-11-27T02:00:05Z".into();
         a.finished_at = "2026-11-27T02:00:40Z".into();
         a.exit_code = ExitCode::HostFailed.code();

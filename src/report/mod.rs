@@ -1,7 +1,7 @@
-//! Reports: the `report.json` model ([`model`]) and everything rendered from it — the
-//! terminal summary, JUnit XML, a self-contained HTML page, OpenMetrics text — plus drift
-//! between two runs and merging of shard reports. Renderers are pure functions of a
-//! [`model::Report`]; only [`store`] and [`write_formats`] touch the disk.
+//! Reports: the `report.json` model ([`model`]) and the files rendered from it — JUnit
+//! XML, a self-contained HTML page, OpenMetrics text — plus drift between two runs and
+//! merging of shard reports. The terminal summary is `ui::summary`'s. Renderers are pure
+//! functions of a [`model::Report`]; only [`store`] and [`write_formats`] touch the disk.
 
 pub mod aggregate;
 pub mod diff;
@@ -11,11 +11,9 @@ mod labels;
 pub mod merge;
 pub mod metrics;
 pub mod model;
-pub mod plan_diff;
 #[doc(hidden)]
 pub mod sample;
 pub mod store;
-pub mod summary;
 pub mod write;
 
 pub use write::{WriteError, write_formats};

@@ -5,6 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::carbonio::platform::Platform;
+/// The waiver record lives with the waivers (`playbook::waiver`), which build it; the
+/// report embeds it in each result it concerns.
+pub use crate::playbook::waiver::WaiverRef;
 
 /// Version of the report.json layout.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -210,6 +213,33 @@ pub struct Summary {
     pub waivers_expired: usize,
 }
 
+impl Summary {
+    /// Counts hosts by status: the `summary` of a report (check, apply and merge all use it).
+    pub fn of(hosts: &[HostReport]) -> Summary {
+        let mut summary = Summary {
+            hosts: hosts.len(),
+            ..Summary::default()
+        };
+        for host in hosts {
+            let slot = match host.status {
+                HostStatus::Failed => &mut summary.failed,
+                HostStatus::Drift => &mut summary.drift,
+                HostStatus::RestartPending => &mut summary.restart_pending,
+                HostStatus::Compliant => &mut summary.compliant,
+                HostStatus::NotAttempted => &mut summary.not_attempted,
+            };
+            *slot += 1;
+            for (_, w) in host.waivers() {
+                match w.is_live() {
+                    true => summary.waived += 1,
+                    false => summary.waivers_expired += 1,
+                }
+            }
+        }
+        summary
+    }
+}
+
 /// A host's overall state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -367,31 +397,6 @@ impl ProbeResult {
     }
 }
 
-/// The waiver of `--waivers` that concerns one result: an accepted deviation, with its
-/// justification and expiry, or one whose waiver ran out (`expired`: it counts again).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct WaiverRef {
-    pub justification: String,
-    /// The last day (UTC) the waiver applies, `YYYY-MM-DD`.
-    pub expires: String,
-    /// Where it is written: `FILE:LINE`.
-    pub source: String,
-    /// `host NAME` or `cluster NAME`: what the waiver names.
-    pub scope: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub approved_by: Option<String>,
-    /// The waiver ran out before this run: the deviation counts as if it had none.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub expired: bool,
-}
-
-impl WaiverRef {
-    /// Still in force on the run's day.
-    pub fn is_live(&self) -> bool {
-        !self.expired
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Finding {
     pub id: String,
@@ -424,7 +429,7 @@ pub struct HostReport {
     pub platform: Option<Platform>,
     /// Carbonio or Zimbra (the inventory's, or detected from the service user).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub flavour: Option<crate::carbonio::flavour::Flavour>,
+    pub flavour: Option<crate::flavour::Flavour>,
     pub version: Option<String>,
     /// The Carbonio server name (`zmhostname`).
     pub carbonio_hostname: Option<String>,
@@ -596,4 +601,17 @@ pub struct DomainCheck {
 pub struct DomainFinding {
     pub severity: String,
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::sample::sample_report;
+
+    #[test]
+    fn summary_counts_every_status() {
+        let s = Summary::of(&sample_report().hosts);
+        assert_eq!(s, sample_report().summary);
+        assert_eq!(Summary::of(&[]), Summary::default());
+    }
 }

@@ -90,7 +90,7 @@ pub fn host(name: &str, cluster: &str, status: HostStatus) -> HostReport {
         roles: vec!["mta".to_string()],
         status,
         platform: Some(Platform::Systemd),
-        flavour: Some(crate::carbonio::flavour::Flavour::Carbonio),
+        flavour: Some(crate::flavour::Flavour::Carbonio),
         version: Some("25.9.0".to_string()),
         carbonio_hostname: Some(format!("{name}.acme.example")),
         is_mta: Some(true),

@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 
 use crate::report::model::Report;
 
+/// The apply journal's file name inside a run directory (`engine::journal` writes it;
+/// pruning keeps the newest run that has one, since `--resume` reads it).
+pub const JOURNAL_FILE: &str = "journal.jsonl";
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create report directory `{path}`: {source}")]
@@ -151,7 +155,7 @@ pub fn plan_prune(
         .collect();
     runs.sort();
     let latest = std::fs::canonicalize(report_dir.join("latest")).ok();
-    let journal = newest_with(report_dir, crate::engine::journal::FILE_NAME)
+    let journal = newest_with(report_dir, JOURNAL_FILE)
         .and_then(|j| j.parent().and_then(|d| std::fs::canonicalize(d).ok()));
     let mut out = Prune::default();
     let n = runs.len();
@@ -247,12 +251,7 @@ mod tests {
             std::fs::create_dir(r.join(n)).unwrap();
         }
         std::fs::create_dir(r.join("notes")).unwrap();
-        std::fs::write(
-            r.join("20261102T000000Z-p")
-                .join(crate::engine::journal::FILE_NAME),
-            "",
-        )
-        .unwrap();
+        std::fs::write(r.join("20261102T000000Z-p").join(JOURNAL_FILE), "").unwrap();
         std::os::unix::fs::symlink("20261101T000000Z-p", r.join("latest")).unwrap();
         let now: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
         let names_of = |v: &[PathBuf]| -> Vec<String> {

@@ -22,7 +22,7 @@ pub enum RunAs {
     /// The SSH login user, unwrapped.
     Login,
     /// The product's service user: `zextras` on Carbonio, `zimbra` on Zimbra
-    /// ([`crate::carbonio::flavour::Flavour::user`]).
+    /// ([`crate::flavour::Flavour::user`]).
     Service,
     /// root (for systemctl, package state, files outside the install tree).
     Root,

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use super::become_::{RunAs, wrap};
 use super::checker::Checker;
 use super::error::ExecError;
-use crate::carbonio::flavour::Flavour;
+use crate::flavour::Flavour;
 use crate::inventory::Become;
 
 /// How a remote command ended.

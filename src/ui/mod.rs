@@ -1,10 +1,15 @@
-//! Terminal output fed by the engine's event stream: logging (stderr, `--log-file`),
-//! the progress display and the audit events. The engine never prints; these do.
+//! The terminal: what the engine's event stream shows while a run goes (logging on
+//! stderr and `--log-file`, the progress display, the audit events) and how its results
+//! read afterwards (the run's [`summary`], the plan as a reviewed diff in [`plan_diff`]),
+//! with the width, colour and escaping rules they share ([`term`], [`safe`]). The engine
+//! never prints; the command line prints what these render.
 
 pub mod audit;
 pub mod logging;
+pub mod plan_diff;
 pub mod progress;
 pub mod safe;
+pub mod summary;
 pub mod term;
 
 /// For tests of what the subscribers write: a writer (and, cloned into a closure, a

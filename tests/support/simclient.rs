@@ -61,7 +61,7 @@ impl SimClient {
             identity_files: vec![identity.to_path_buf()],
             // Commands are sent exactly as the tests write them.
             become_: Become::None,
-            flavour: carbonio_fleet::carbonio::flavour::FlavourSetting::Auto,
+            flavour: carbonio_fleet::flavour::FlavourSetting::Auto,
             known_hosts: known_hosts.to_path_buf(),
             known_hosts_also: Vec::new(),
             host_key_policy: HostKeyPolicy::Strict,

@@ -315,7 +315,7 @@ pub fn loopback_host(
         user: user.into(),
         identity_files,
         become_: Become::Auto,
-        flavour: carbonio_fleet::carbonio::flavour::FlavourSetting::Auto,
+        flavour: carbonio_fleet::flavour::FlavourSetting::Auto,
         known_hosts: known_hosts.to_owned(),
         known_hosts_also: Vec::new(),
         host_key_policy: HostKeyPolicy::Strict,

@@ -2,7 +2,7 @@
 //! its service user, install tree, configuration, mail log and release file.
 //!
 //! This is the simulator's own model of the machines, written from the products'
-//! sources, not borrowed from the tool: the tool's `carbonio::flavour` is what the tool
+//! sources, not borrowed from the tool: the tool's `flavour` is what the tool
 //! believes about the same machines, and the tests compare the two. Were the simulator
 //! to take its paths from the tool, a wrong path in the tool would agree with itself and
 //! no test would notice.

@@ -123,7 +123,7 @@ pub(super) fn report(p: Prepared, mut done: Done, journal: &Journal) -> Report {
         hosts.push(h);
     }
     report.hosts = hosts;
-    report.summary = crate::report::summary::summarize(&report.hosts);
+    report.summary = crate::report::model::Summary::of(&report.hosts);
     report.exit_code = exit_code(
         &report.hosts,
         &done.promotions,

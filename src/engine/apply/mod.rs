@@ -27,7 +27,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::carbonio::flavour::Flavour;
 use crate::carbonio::gather::{EffectivePlan, GatherPlan};
 use crate::carbonio::prov;
 use crate::engine::changes::{self, ChangePlan};
@@ -42,6 +41,7 @@ use crate::engine::plan_file::PlanFile;
 use crate::engine::rollout::Scheduler;
 use crate::engine::run::{self, Loaded, RunOptions};
 use crate::engine::stage;
+use crate::flavour::Flavour;
 use crate::report::model::{ErrorKind, HostError, HostReport, HostStatus, Report};
 use crate::report::store;
 

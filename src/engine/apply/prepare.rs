@@ -3,13 +3,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::carbonio::flavour::Flavour;
 use crate::engine::changes::{self, ChangePlan};
 use crate::engine::gather::HostGather;
 use crate::engine::journal::{self};
 use crate::engine::outcome::RunError;
 use crate::engine::run::RunOptions;
 use crate::engine::stage::{self};
+use crate::flavour::Flavour;
 use crate::inventory::Host;
 use crate::playbook::Playbook;
 use crate::report::model::{HostReport, HostStatus};

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::carbonio::values;
-use crate::engine::plan_file::{CommandKind, HostBasis, PlanFile, PlannedCommand};
+use crate::engine::plan_file::{CommandKind, HostBasis, PlanFile, PlannedCommand, plural};
 use crate::engine::stage::{EntryKind, StageEntry};
 
 /// How the plan is drawn.
@@ -103,10 +103,6 @@ impl Out {
 /// Node-supplied text, safe to print (control characters shown as escapes).
 fn safe(s: &str) -> String {
     crate::ui::safe::terminal_safe(s).into_owned()
-}
-
-fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The values after one ProvUtil modify command (`mcf …` or `ms SERVER …`) on `attr`:
@@ -217,58 +213,6 @@ fn print_commands<'a>(
         out.line(&format!("{}# {}", " ".repeat(indent), safe(&c.purpose)));
         out.command(indent, &safe(&c.command));
     }
-}
-
-/// The summary line, terraform-style.
-pub fn summary_line(plan: &PlanFile) -> String {
-    let attrs = plan
-        .changes
-        .global
-        .values()
-        .chain(plan.changes.server.values())
-        .map(|b| b.changes.len())
-        .sum::<usize>();
-    let mut clusters: std::collections::BTreeSet<&str> =
-        plan.changes.global.keys().map(String::as_str).collect();
-    for h in plan.changes.server.keys() {
-        if let Some(b) = plan.basis.get(h) {
-            clusters.insert(b.cluster.as_str());
-        }
-    }
-    let reloads: usize = plan.batches.iter().map(Vec::len).sum();
-    let blocked = plan.changes.blocked.len()
-        + plan
-            .staging
-            .nodes
-            .values()
-            .map(|n| n.masked.len())
-            .sum::<usize>();
-    let touched = plan.touched_hosts();
-    let unreachable = plan.basis.values().filter(|b| !b.reachable).count();
-    let compliant = plan
-        .basis
-        .iter()
-        .filter(|(h, b)| b.reachable && !touched.contains(h.as_str()))
-        .count();
-    let mut s = format!(
-        "Plan: {} to change on {}, {} to reload in {}{}, {} blocked, {} already compliant",
-        plural(attrs, "attribute", "attributes"),
-        plural(clusters.len(), "cluster", "clusters"),
-        plural(reloads, "host", "hosts"),
-        plural(plan.batches.len(), "batch", "batches"),
-        if plan.batches.is_empty() {
-            ""
-        } else {
-            " (canary first)"
-        },
-        blocked,
-        compliant,
-    );
-    if unreachable > 0 {
-        let _ = write!(s, ", {unreachable} not gathered");
-    }
-    s.push('.');
-    s
 }
 
 /// The whole plan as text.
@@ -403,7 +347,7 @@ pub fn render(plan: &PlanFile, o: RenderOptions) -> String {
         }
     }
     out.line("");
-    out.line(&summary_line(plan));
+    out.line(&plan.summary_line());
     out.s
 }
 

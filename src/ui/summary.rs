@@ -16,36 +16,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-use crate::report::model::{
-    HostApply, HostReport, HostStatus, ProbeVerdict, Report, Summary, Verdict,
-};
-use crate::ui::safe::terminal_safe;
-use crate::ui::term::{Layout, Tone, name_list, shorten};
-
-/// Counts hosts by status: the `summary` of a report (check, apply and merge all use it).
-pub fn summarize(hosts: &[HostReport]) -> Summary {
-    let mut summary = Summary {
-        hosts: hosts.len(),
-        ..Summary::default()
-    };
-    for host in hosts {
-        let slot = match host.status {
-            HostStatus::Failed => &mut summary.failed,
-            HostStatus::Drift => &mut summary.drift,
-            HostStatus::RestartPending => &mut summary.restart_pending,
-            HostStatus::Compliant => &mut summary.compliant,
-            HostStatus::NotAttempted => &mut summary.not_attempted,
-        };
-        *slot += 1;
-        for (_, w) in host.waivers() {
-            match w.is_live() {
-                true => summary.waived += 1,
-                false => summary.waivers_expired += 1,
-            }
-        }
-    }
-    summary
-}
+use super::safe::terminal_safe;
+use super::term::{Layout, Tone, name_list, shorten};
+use crate::report::model::{HostApply, HostReport, HostStatus, ProbeVerdict, Report, Verdict};
 
 /// The summary as plain text at [`Layout::PLAIN`]'s width (for hooks and files).
 pub fn render(report: &Report) -> String {
@@ -966,7 +939,9 @@ fn domains_section(out: &mut Out<'_>, report: &Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::model::{GateCheck, GateRecord, HostError, RestartRecord, RollbackRecord};
+    use crate::report::model::{
+        GateCheck, GateRecord, HostError, RestartRecord, RollbackRecord, Summary,
+    };
     use crate::report::sample::{control, host, sample_report};
     use crate::ui::term::width_of;
     use indoc::indoc;
@@ -1057,7 +1032,7 @@ mod tests {
                 h
             })
             .collect();
-        report.summary = summarize(&report.hosts);
+        report.summary = Summary::of(&report.hosts);
         report
     }
 
@@ -1315,7 +1290,7 @@ mod tests {
                 "not-attempted (rollout aborted)",
             ),
         ];
-        report.summary = summarize(&report.hosts);
+        report.summary = Summary::of(&report.hosts);
         assert_eq!(
             render_with(
                 &report,
@@ -1407,13 +1382,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn summarize_counts_every_status() {
-        let s = summarize(&sample_report().hosts);
-        assert_eq!(s, sample_report().summary);
-        assert_eq!(summarize(&[]), Summary::default());
-    }
-
     /// Domain findings of the same shape on many domains are one entry.
     #[test]
     fn domain_findings_group_across_domains() {
@@ -1466,7 +1434,7 @@ mod tests {
 
     /// The whole check summary of the sample report at an explicit width (never the
     /// terminal's), no colour: any change of wording, order, grouping or wrapping shows
-    /// up as a snapshot diff (`src/report/snapshots/`).
+    /// up as a snapshot diff (`src/ui/snapshots/`).
     #[test]
     fn check_summary_at_60_columns() {
         let layout = Layout {
