@@ -6,20 +6,18 @@
 use maud::{Markup, html};
 
 use super::fleet::before_after;
-use super::plural;
+use super::{plural, table_head};
 use crate::report::model::{CommandRecord, GateRecord, HostReport, Report};
 
-/// The head of a batch's table (the same for every batch).
-fn timeline_head() -> Markup {
-    html! {
-        thead {
-            tr {
-                th { "Host" } th { "Outcome" } th { "Changes" } th { "Reload / restart" }
-                th { "Health gate" } th { "Commands sent" }
-            }
-        }
-    }
-}
+/// The columns of a batch's table.
+const TIMELINE_COLUMNS: [&str; 6] = [
+    "Host",
+    "Outcome",
+    "Changes",
+    "Reload / restart",
+    "Health gate",
+    "Commands sent",
+];
 
 /// The rollout timeline; empty when no host carries apply data.
 pub fn timeline_section(report: &Report) -> Markup {
@@ -73,7 +71,7 @@ pub fn timeline_section(report: &Report) -> Markup {
                     }
                     "\n"
                     table class="checks timeline" {
-                        (timeline_head())
+                        (table_head(&TIMELINE_COLUMNS))
                         tbody { "\n" @for h in hosts { (host_row(h)) } }
                     }
                     "\n"
@@ -88,7 +86,7 @@ pub fn timeline_section(report: &Report) -> Markup {
                     }
                     "\n"
                     table class="checks timeline" {
-                        (timeline_head())
+                        (table_head(&TIMELINE_COLUMNS))
                         tbody { "\n" @for h in &unscheduled { (host_row(h)) } }
                     }
                     "\n"
@@ -158,7 +156,9 @@ fn host_row(h: &HostReport) -> Markup {
             td {
                 @if let Some(g) = &a.gate { (gate_cell(g)) }
                 @if let Some(rb) = &a.rollback {
-                    div class=(if rb.ok { "ok" } else { "bad" }) { b { "rollback:" } " " (rb.detail) }
+                    div class=(if rb.ok { "ok" } else { "bad" }) {
+                        b { "rollback:" } " " (rb.detail)
+                    }
                     @if let Some(g) = &rb.gate { (gate_cell(g)) }
                 }
             }
@@ -228,12 +228,7 @@ pub fn promotions_section(report: &Report) -> Markup {
             }
             "\n"
             table class="checks" {
-                thead {
-                    tr {
-                        th { "Cluster" } th { "State" } th { "Detail" } th { "Held by" }
-                        th { "Commands sent" }
-                    }
-                }
+                (table_head(&["Cluster", "State", "Detail", "Held by", "Commands sent"]))
                 tbody {
                     "\n"
                     @for p in &report.promotions {

@@ -5,7 +5,7 @@
 
 use maud::{Markup, html};
 
-use super::plural;
+use super::{plural, table_head};
 use crate::report::labels::probe_verdict_str;
 use crate::report::model::{DomainCheck, DomainPosture, DomainReport, ProbeVerdict};
 
@@ -82,12 +82,13 @@ fn cluster_block(d: &DomainReport) -> Markup {
             } @else {
                 @if !failing.is_empty() {
                     table class="checks domains" {
-                        thead {
-                            tr {
-                                th { "Domain" } th { "Check" } th { "Verdict" } th { "Findings" }
-                                th { "Records and notes" }
-                            }
-                        }
+                        (table_head(&[
+                            "Domain",
+                            "Check",
+                            "Verdict",
+                            "Findings",
+                            "Records and notes",
+                        ]))
                         tbody {
                             "\n"
                             @for (p, c) in &failing { (check_row(p, c)) }

@@ -5,7 +5,7 @@
 
 use maud::{Markup, html};
 
-use super::{plural, status_class, status_explanation};
+use super::{plural, status_class, status_explanation, table_head};
 use crate::report::aggregate::{self, Matrix, ProblemKind, StateGroup, Widespread};
 use crate::report::labels::{
     STATUS_ORDER, probe_verdict_rank, probe_verdict_str, status_title, verdict_rank, verdict_str,
@@ -50,7 +50,8 @@ pub fn matrix_section(report: &Report) -> Markup {
             "\n" h2 { "Checks by " (m.by) } "\n"
             p class="explain" {
                 "Each cell: hosts where the check is off / hosts it applies to. A row per "
-                (m.by) ", worst first; hosts that could not be audited count under “not audited”."
+                (m.by) ", worst first; hosts that could not be audited count under \
+                 “not audited”."
             }
             "\n"
             div class="scroll" {
@@ -59,9 +60,8 @@ pub fn matrix_section(report: &Report) -> Markup {
                         tr {
                             th { (capitalise(&m.by)) } th { "hosts" } th { "not audited" }
                             @for id in &m.columns {
-                                th title=(report.check_info(id).map(|c| c.title.as_str()).unwrap_or("")) {
-                                    (id)
-                                }
+                                @let title = report.check_info(id).map(|c| c.title.as_str());
+                                th title=(title.unwrap_or("")) { (id) }
                             }
                         }
                     }
@@ -118,7 +118,8 @@ pub fn top_findings_section(report: &Report) -> Markup {
             "\n"
             @if all.len() > TOP_FINDINGS {
                 p class="explain" {
-                    (all.len() - TOP_FINDINGS) " more distinct findings are in the host groups below."
+                    (all.len() - TOP_FINDINGS)
+                    " more distinct findings are in the host groups below."
                 }
                 "\n"
             }
@@ -185,8 +186,10 @@ pub fn filter_bar(report: &Report) -> Markup {
             @for status in STATUS_ORDER {
                 @let n = report.hosts.iter().filter(|h| h.status == status).count();
                 @if n > 0 {
-                    button type="button" class=(status_class(status)) data-filter=(status_class(status))
-                        aria-pressed="false" { (status_title(status)) " (" (n) ")" }
+                    @let c = status_class(status);
+                    button type="button" class=(c) data-filter=(c) aria-pressed="false" {
+                        (status_title(status)) " (" (n) ")"
+                    }
                     "\n"
                 }
             }
@@ -210,12 +213,15 @@ pub fn host_sections(report: &Report) -> Markup {
                     "\n"
                     h2 {
                         (status_title(status)) " "
-                        span class="badge" { (of_status.iter().map(|g| g.host_count()).sum::<usize>()) }
+                        span class="badge" {
+                            (of_status.iter().map(|g| g.host_count()).sum::<usize>())
+                        }
                     }
                     "\n"
                     p class="explain" {
                         (status_explanation(status))
-                        " Hosts in the same state are grouped; open a group for its failing rows and hosts."
+                        " Hosts in the same state are grouped; open a group for its failing \
+                         rows and hosts."
                     }
                     "\n"
                     @for (i, g) in of_status.into_iter().enumerate() {
@@ -395,12 +401,15 @@ fn failing_rows(host: &HostReport) -> Option<Markup> {
     }
     Some(html! {
         table class="checks" {
-            thead {
-                tr {
-                    th { "Check" } th { "Title" } th { "Verdict" } th { "Expected" } th { "Actual" }
-                    th { "Before → after" } th { "Evidence" }
-                }
-            }
+            (table_head(&[
+                "Check",
+                "Title",
+                "Verdict",
+                "Expected",
+                "Actual",
+                "Before → after",
+                "Evidence",
+            ]))
             tbody {
                 "\n"
                 @for c in controls { (control_row(c)) }
@@ -524,12 +533,12 @@ pub fn checks_section(report: &Report) -> Markup {
         section id="checks" {
             "\n" h2 { "Controls and probes" } "\n"
             table class="checks catalog" {
-                thead {
-                    tr {
-                        th { "Check" } th { "What it reads and expects" } th { "Why it matters" }
-                        th { "How to fix" }
-                    }
-                }
+                (table_head(&[
+                    "Check",
+                    "What it reads and expects",
+                    "Why it matters",
+                    "How to fix",
+                ]))
                 tbody {
                     "\n"
                     @for c in &report.checks {

@@ -62,6 +62,11 @@ fn plural<T: PartialEq + From<u8>>(n: T) -> &'static str {
     if n == T::from(1) { "" } else { "s" }
 }
 
+/// A table's head: one row of column titles.
+fn table_head(columns: &[&str]) -> Markup {
+    html! { thead { tr { @for c in columns { th { (c) } } } } }
+}
+
 fn status_class(status: HostStatus) -> &'static str {
     status.as_str()
 }
@@ -317,7 +322,10 @@ fn metadata(report: &Report) -> Markup {
     let mut rows: Vec<(&str, Markup)> = vec![
         (
             "Playbook",
-            html! { (report.playbook.name) " " span class="mono" { "(" (report.playbook.source) ")" } },
+            html! {
+                (report.playbook.name) " "
+                span class="mono" { "(" (report.playbook.source) ")" }
+            },
         ),
         (
             "Playbook SHA-256",
@@ -398,7 +406,8 @@ fn summary(report: &Report) -> Markup {
                 @for status in STATUS_ORDER {
                     // Not attempted only matters when a rollout stopped; hide a zero card for it.
                     @if status != HostStatus::NotAttempted || count(status) > 0 {
-                        div class={ "card " (status_class(status)) } id={ "count-" (status_class(status)) } {
+                        @let c = status_class(status);
+                        div class={ "card " (c) } id={ "count-" (c) } {
                             div class="n" { (count(status)) }
                             div class="l" { (status_title(status).to_lowercase()) }
                         }
