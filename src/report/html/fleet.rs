@@ -3,9 +3,9 @@
 //! hosts grouped by identical state — collapsed, each showing only its failing rows once
 //! — and the playbook's controls with their rationale and remediation.
 
-use std::fmt::Write as _;
+use maud::{Markup, html};
 
-use super::{escape, status_class, status_explanation};
+use super::{plural, status_class, status_explanation, table_head};
 use crate::report::aggregate::{self, Matrix, ProblemKind, StateGroup, Widespread};
 use crate::report::labels::{
     STATUS_ORDER, probe_verdict_rank, probe_verdict_str, status_title, verdict_rank, verdict_str,
@@ -21,53 +21,63 @@ const TOP_FINDINGS: usize = 10;
 const TITLE_PROBLEMS: usize = 4;
 
 /// The check × cluster matrix: each cell `off/applicable`, red when anything is off.
-pub fn matrix_section(report: &Report) -> String {
+pub fn matrix_section(report: &Report) -> Markup {
     let m: Matrix = aggregate::matrix(report);
     if m.columns.is_empty() && report.hosts.is_empty() {
-        return String::new();
+        return html! {};
     }
-    let mut out = format!(
-        "<section id=\"matrix\">\n<h2>Checks by {by}</h2>\n<p class=\"explain\">Each cell: hosts where the \
-         check is off / hosts it applies to. A row per {by}, worst first; hosts that could not \
-         be audited count under “not audited”.</p>\n<div class=\"scroll\"><table class=\"matrix\"><thead><tr><th>{By}</th>\
-         <th>hosts</th><th>not audited</th>",
-        by = escape(&m.by),
-        By = escape(&capitalise(&m.by)),
-    );
-    for id in &m.columns {
-        let title = report
-            .check_info(id)
-            .map(|c| c.title.as_str())
-            .unwrap_or("");
-        let _ = write!(out, "<th title=\"{}\">{}</th>", escape(title), escape(id));
-    }
-    out.push_str("</tr></thead><tbody>\n");
-    let row = |out: &mut String, r: &aggregate::MatrixRow, class: &str| {
-        let _ = write!(
-            out,
-            "<tr class=\"{class}\"><th>{}</th><td>{}</td><td class=\"{}\">{}</td>",
-            escape(&r.key),
-            r.hosts,
-            if r.failed > 0 { "b" } else { "z" },
-            r.failed
-        );
-        for c in &r.cells {
-            if c.applicable == 0 && c.off == 0 {
-                out.push_str("<td class=\"z\">–</td>");
-            } else if c.off == 0 {
-                let _ = write!(out, "<td class=\"g\">0/{}</td>", c.applicable);
-            } else {
-                let _ = write!(out, "<td class=\"b\">{}/{}</td>", c.off, c.applicable);
+    let row = |r: &aggregate::MatrixRow, class: &str| {
+        html! {
+            tr class=(class) {
+                th { (r.key) }
+                td { (r.hosts) }
+                td class=(if r.failed > 0 { "b" } else { "z" }) { (r.failed) }
+                @for c in &r.cells {
+                    @if c.applicable == 0 && c.off == 0 {
+                        td class="z" { "–" }
+                    } @else if c.off == 0 {
+                        td class="g" { "0/" (c.applicable) }
+                    } @else {
+                        td class="b" { (c.off) "/" (c.applicable) }
+                    }
+                }
             }
+            "\n"
         }
-        out.push_str("</tr>\n");
     };
-    row(&mut out, &m.total, "total");
-    for r in &m.rows {
-        row(&mut out, r, if r.all_good() { "good" } else { "" });
+    html! {
+        section id="matrix" {
+            "\n" h2 { "Checks by " (m.by) } "\n"
+            p class="explain" {
+                "Each cell: hosts where the check is off / hosts it applies to. A row per "
+                (m.by) ", worst first; hosts that could not be audited count under \
+                 “not audited”."
+            }
+            "\n"
+            div class="scroll" {
+                table class="matrix" {
+                    thead {
+                        tr {
+                            th { (capitalise(&m.by)) } th { "hosts" } th { "not audited" }
+                            @for id in &m.columns {
+                                @let title = report.check_info(id).map(|c| c.title.as_str());
+                                th title=(title.unwrap_or("")) { (id) }
+                            }
+                        }
+                    }
+                    tbody {
+                        "\n"
+                        (row(&m.total, "total"))
+                        @for r in &m.rows {
+                            (row(r, if r.all_good() { "good" } else { "" }))
+                        }
+                    }
+                }
+            }
+            "\n"
+        }
+        "\n"
     }
-    out.push_str("</tbody></table></div>\n</section>\n");
-    out
 }
 
 /// A value cut to a line's worth, with an ellipsis (the full value is in the groups).
@@ -91,122 +101,137 @@ fn capitalise(s: &str) -> String {
 
 /// The findings to act on first: blocking ones, then by severity and spread, each with
 /// the hosts' count and the fix.
-pub fn top_findings_section(report: &Report) -> String {
+pub fn top_findings_section(report: &Report) -> Markup {
     let all = aggregate::widespread(report);
     if all.is_empty() {
-        return String::new();
+        return html! {};
     }
-    let mut out =
-        String::from("<section id=\"top\">\n<h2>What to fix first</h2>\n<ol class=\"top\">\n");
-    for w in all.iter().take(TOP_FINDINGS) {
-        out.push_str(&top_item(report, w));
+    html! {
+        section id="top" {
+            "\n" h2 { "What to fix first" } "\n"
+            ol class="top" {
+                "\n"
+                @for w in all.iter().take(TOP_FINDINGS) {
+                    (top_item(report, w))
+                }
+            }
+            "\n"
+            @if all.len() > TOP_FINDINGS {
+                p class="explain" {
+                    (all.len() - TOP_FINDINGS)
+                    " more distinct findings are in the host groups below."
+                }
+                "\n"
+            }
+        }
+        "\n"
     }
-    out.push_str("</ol>\n");
-    if all.len() > TOP_FINDINGS {
-        let _ = writeln!(
-            out,
-            "<p class=\"explain\">{} more distinct findings are in the host groups below.</p>",
-            all.len() - TOP_FINDINGS
-        );
-    }
-    out.push_str("</section>\n");
-    out
 }
 
-fn top_item(report: &Report, w: &Widespread<'_>) -> String {
+fn top_item(report: &Report, w: &Widespread<'_>) -> Markup {
     let n = w.hosts.len();
     let clusters = w.cluster_count();
     let mut names: Vec<&str> = w.hosts.iter().take(8).map(|h| h.name.as_str()).collect();
     if n > names.len() {
         names.push("…");
     }
-    let id_html = if report.check_info(&w.problem.id).is_some() {
-        format!(
-            "<a href=\"#check-{id}\">{id}</a>",
-            id = escape(&w.problem.id)
-        )
-    } else {
-        escape(&w.problem.id)
-    };
-    let state = match w.problem.kind {
-        ProblemKind::Error => "host could not be audited".to_string(),
-        ProblemKind::Control => format!("is {}", escape(&cut(&w.problem.state))),
-        ProblemKind::Probe => escape(&w.problem.state),
-        ProblemKind::Finding => String::new(),
-    };
-    format!(
-        "<li class=\"{cls}\"><div><span class=\"sev s-{sev}\">{sev}</span> <b class=\"mono\">{id_html}</b> {state} \
-         <span class=\"facts\">on {n} host{s} in {clusters} cluster{cs}: {names}</span></div>\
-         <p class=\"message\">{message}</p>{fix}</li>\n",
-        cls = if w.blocking { "blocking" } else { "" },
-        sev = escape(&w.severity),
-        s = if n == 1 { "" } else { "s" },
-        cs = if clusters == 1 { "" } else { "s" },
-        names = escape(&names.join(", ")),
-        message = escape(&w.message),
-        fix = if w.fix.is_empty() {
-            String::new()
-        } else {
-            format!("<p class=\"fix\"><b>Fix:</b> {}</p>", escape(&w.fix))
-        },
-    )
+    let id = &w.problem.id;
+    html! {
+        li class=(if w.blocking { "blocking" } else { "" }) {
+            div {
+                span class={ "sev s-" (w.severity) } { (w.severity) } " "
+                b class="mono" {
+                    @if report.check_info(id).is_some() {
+                        a href={ "#check-" (id) } { (id) }
+                    } @else {
+                        (id)
+                    }
+                }
+                " "
+                @match w.problem.kind {
+                    ProblemKind::Error => "host could not be audited",
+                    ProblemKind::Control => { "is " (cut(&w.problem.state)) },
+                    ProblemKind::Probe => (w.problem.state),
+                    ProblemKind::Finding => {},
+                }
+                " "
+                span class="facts" {
+                    "on " (n) " host" (plural(n)) " in " (clusters) " cluster" (plural(clusters))
+                    ": " (names.join(", "))
+                }
+            }
+            p class="message" { (w.message) }
+            @if !w.fix.is_empty() {
+                p class="fix" { b { "Fix:" } " " (w.fix) }
+            }
+        }
+        "\n"
+    }
 }
 
 /// The filter bar: a button per status present and a search box over hosts, clusters,
 /// label values (customers) and checks.
-pub fn filter_bar(report: &Report) -> String {
-    let mut out = String::from(
-        "<nav id=\"filter\" hidden>\n<button type=\"button\" class=\"all\" data-filter=\"all\" aria-pressed=\"true\">All</button>\n",
-    );
-    for status in STATUS_ORDER {
-        let n = report.hosts.iter().filter(|h| h.status == status).count();
-        if n > 0 {
-            let _ = writeln!(
-                out,
-                "<button type=\"button\" class=\"{c}\" data-filter=\"{c}\" aria-pressed=\"false\">{} ({n})</button>",
-                status_title(status),
-                c = status_class(status)
-            );
-        }
-    }
+pub fn filter_bar(report: &Report) -> Markup {
     let what = if report.labels.is_empty() {
         "host, cluster or check".to_string()
     } else {
         format!("host, cluster, {} or check", report.labels.join(", "))
     };
-    let _ = writeln!(
-        out,
-        "<input id=\"q\" type=\"search\" placeholder=\"Find a {w}\" aria-label=\"Find a {w}\">\n</nav>",
-        w = escape(&what)
-    );
-    out
+    let find = format!("Find a {what}");
+    html! {
+        nav id="filter" hidden {
+            "\n"
+            button type="button" class="all" data-filter="all" aria-pressed="true" { "All" }
+            "\n"
+            @for status in STATUS_ORDER {
+                @let n = report.hosts.iter().filter(|h| h.status == status).count();
+                @if n > 0 {
+                    @let c = status_class(status);
+                    button type="button" class=(c) data-filter=(c) aria-pressed="false" {
+                        (status_title(status)) " (" (n) ")"
+                    }
+                    "\n"
+                }
+            }
+            input id="q" type="search" placeholder=(find) aria-label=(find);
+            "\n"
+        }
+        "\n"
+    }
 }
 
 /// The hosts, one section per status (worst first), grouped by identical state.
-pub fn host_sections(report: &Report) -> String {
+pub fn host_sections(report: &Report) -> Markup {
     let groups = aggregate::state_groups(report);
-    let mut out = String::new();
-    for status in STATUS_ORDER {
-        let of_status: Vec<&StateGroup<'_>> =
-            groups.iter().filter(|g| g.status == status).collect();
-        if of_status.is_empty() {
-            continue;
+    html! {
+        @for status in STATUS_ORDER {
+            @let of_status: Vec<&StateGroup<'_>> =
+                groups.iter().filter(|g| g.status == status).collect();
+            @if !of_status.is_empty() {
+                @let c = status_class(status);
+                section class={ "hosts " (c) } id={ "section-" (c) } {
+                    "\n"
+                    h2 {
+                        (status_title(status)) " "
+                        span class="badge" {
+                            (of_status.iter().map(|g| g.host_count()).sum::<usize>())
+                        }
+                    }
+                    "\n"
+                    p class="explain" {
+                        (status_explanation(status))
+                        " Hosts in the same state are grouped; open a group for its failing \
+                         rows and hosts."
+                    }
+                    "\n"
+                    @for (i, g) in of_status.into_iter().enumerate() {
+                        (group_block(report, g, i))
+                    }
+                }
+                "\n"
+            }
         }
-        let hosts: usize = of_status.iter().map(|g| g.host_count()).sum();
-        let _ = writeln!(
-            out,
-            "<section class=\"hosts {c}\" id=\"section-{c}\">\n<h2>{} <span class=\"badge\">{hosts}</span></h2>\n<p class=\"explain\">{} \
-             Hosts in the same state are grouped; open a group for its failing rows and hosts.</p>",
-            status_title(status),
-            status_explanation(status),
-            c = status_class(status),
-        );
-        for (i, g) in of_status.into_iter().enumerate() {
-            out.push_str(&group_block(report, g, i));
-        }
-        out.push_str("</section>\n");
     }
-    out
 }
 
 /// The lowercase text a group is found by: its problems and their checks' titles.
@@ -221,68 +246,72 @@ fn group_search(report: &Report, g: &StateGroup<'_>) -> String {
     words.join(" ").to_lowercase()
 }
 
-fn group_block(report: &Report, g: &StateGroup<'_>, index: usize) -> String {
+fn group_block(report: &Report, g: &StateGroup<'_>, index: usize) -> Markup {
     let c = status_class(g.status);
-    let title = g.title(TITLE_PROBLEMS);
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "<details class=\"grp {c}\" id=\"group-{c}-{index}\" data-status=\"{c}\" data-search=\"{search}\">\n\
-         <summary><span class=\"badge\">{status}</span> <span class=\"gt\">{title}</span></summary>\n<div class=\"body\">",
-        search = escape(&group_search(report, g)),
-        status = status_title(g.status),
-        title = escape(&title),
-    );
     let example = g.example();
-    if g.status == HostStatus::Failed {
-        out.push_str(&failed_hosts(report, g));
-    } else {
-        if let Some(rows) = failing_rows(example) {
-            out.push_str(&rows);
+    let mut findings: Vec<&Finding> = example.findings.iter().collect();
+    // Blocking findings first: they explain why a change was (or would be) refused.
+    findings.sort_by_key(|f| !f.blocking);
+    html! {
+        details class={ "grp " (c) } id={ "group-" (c) "-" (index) } data-status=(c)
+            data-search=(group_search(report, g)) {
+            "\n"
+            summary {
+                span class="badge" { (status_title(g.status)) } " "
+                span class="gt" { (g.title(TITLE_PROBLEMS)) }
+            }
+            "\n"
+            div class="body" {
+                "\n"
+                @if g.status == HostStatus::Failed {
+                    (failed_hosts(report, g))
+                } @else {
+                    @if let Some(rows) = failing_rows(example) {
+                        (rows)
+                    }
+                    @for f in findings {
+                        (finding_block(f))
+                    }
+                    @if g.host_count() > 1 && !g.problems.is_empty() {
+                        p class="evidence" {
+                            "Values and evidence above are " (example.name)
+                            "’s; every host below is in the same state."
+                        }
+                        "\n"
+                    }
+                    (cluster_list(report, g))
+                }
+            }
+            "\n"
         }
-        let mut findings: Vec<&Finding> = example.findings.iter().collect();
-        // Blocking findings first: they explain why a change was (or would be) refused.
-        findings.sort_by_key(|f| !f.blocking);
-        for f in findings {
-            out.push_str(&finding_block(f));
-        }
-        if g.host_count() > 1 && (!g.problems.is_empty()) {
-            let _ = writeln!(
-                out,
-                "<p class=\"evidence\">Values and evidence above are {}’s; every host below is in the same state.</p>",
-                escape(&example.name)
-            );
-        }
-        out.push_str(&cluster_list(report, g));
+        "\n"
     }
-    out.push_str("</div>\n</details>\n");
-    out
 }
 
 /// The hosts of a group, one line per cluster; each host is findable and linkable
 /// (`#host-NAME`), with its address, Carbonio name and version on hover.
-fn cluster_list(report: &Report, g: &StateGroup<'_>) -> String {
-    let mut out = String::from("<ul class=\"cl\">\n");
-    for (cluster, hosts) in &g.clusters {
-        let labels = cluster_labels(report, hosts);
-        let _ = write!(
-            out,
-            "<li data-s=\"{}\"><b>{}</b>{} <span class=\"n\">({})</span>: ",
-            escape(&format!("{cluster} {labels}").to_lowercase()),
-            escape(cluster),
-            if labels.is_empty() {
-                String::new()
-            } else {
-                format!(" <span class=\"lbl\">{}</span>", escape(&labels))
-            },
-            hosts.len(),
-        );
-        let spans: Vec<String> = hosts.iter().map(|h| host_span(h)).collect();
-        out.push_str(&spans.join(", "));
-        out.push_str("</li>\n");
+fn cluster_list(report: &Report, g: &StateGroup<'_>) -> Markup {
+    html! {
+        ul class="cl" {
+            "\n"
+            @for (cluster, hosts) in &g.clusters {
+                @let labels = cluster_labels(report, hosts);
+                li data-s=(format!("{cluster} {labels}").to_lowercase()) {
+                    b { (cluster) }
+                    @if !labels.is_empty() {
+                        " " span class="lbl" { (labels) }
+                    }
+                    " " span class="n" { "(" (hosts.len()) ")" } ": "
+                    @for (i, h) in hosts.iter().enumerate() {
+                        @if i > 0 { ", " }
+                        (host_span(h))
+                    }
+                }
+                "\n"
+            }
+        }
+        "\n"
     }
-    out.push_str("</ul>\n");
-    out
 }
 
 /// The distinct label values of a cluster's hosts (`ACME Corp`).
@@ -313,7 +342,7 @@ fn host_facts(h: &HostReport) -> String {
     facts.join(" · ")
 }
 
-fn host_span(h: &HostReport) -> String {
+fn host_span(h: &HostReport) -> Markup {
     let search = [
         h.name.as_str(),
         h.address.as_str(),
@@ -321,44 +350,42 @@ fn host_span(h: &HostReport) -> String {
     ]
     .join(" ")
     .to_lowercase();
-    format!(
-        "<span class=\"h\" id=\"host-{n}\" data-s=\"{}\" title=\"{}\">{n}</span>",
-        escape(&search),
-        escape(&host_facts(h)),
-        n = escape(&h.name),
-    )
+    html! {
+        span class="h" id={ "host-" (h.name) } data-s=(search) title=(host_facts(h)) { (h.name) }
+    }
 }
 
 /// Failed hosts: each with its own error (the messages name the host and address).
-fn failed_hosts(report: &Report, g: &StateGroup<'_>) -> String {
-    let mut out = String::from("<ul class=\"cl failed\">\n");
-    for (cluster, hosts) in &g.clusters {
-        let labels = cluster_labels(report, hosts);
-        for h in hosts {
-            let Some(e) = &h.error else { continue };
-            let mut fps = String::new();
-            for fp in &e.expected_fingerprints {
-                let _ = write!(fps, "<br>known_hosts expects {}", escape(fp));
+fn failed_hosts(report: &Report, g: &StateGroup<'_>) -> Markup {
+    html! {
+        ul class="cl failed" {
+            "\n"
+            @for (cluster, hosts) in &g.clusters {
+                @let labels = cluster_labels(report, hosts);
+                @for h in hosts {
+                    @if let Some(e) = &h.error {
+                        li data-s=(format!("{cluster} {labels}").to_lowercase()) {
+                            (host_span(h)) " " span class="n" { "(" (cluster) ")" } ": " (e.message)
+                            span class="mono evidence" {
+                                @for fp in &e.expected_fingerprints {
+                                    br; "known_hosts expects " (fp)
+                                }
+                                @if let Some(fp) = &e.offered_fingerprint {
+                                    br; "server offered " (fp)
+                                }
+                            }
+                        }
+                        "\n"
+                    }
+                }
             }
-            if let Some(fp) = &e.offered_fingerprint {
-                let _ = write!(fps, "<br>server offered {}", escape(fp));
-            }
-            let _ = writeln!(
-                out,
-                "<li data-s=\"{}\">{} <span class=\"n\">({})</span>: {}<span class=\"mono evidence\">{fps}</span></li>",
-                escape(&format!("{cluster} {labels}").to_lowercase()),
-                host_span(h),
-                escape(cluster),
-                escape(&e.message),
-            );
         }
+        "\n"
     }
-    out.push_str("</ul>\n");
-    out
 }
 
 /// The example host's controls and probes that are off, in one table.
-fn failing_rows(host: &HostReport) -> Option<String> {
+fn failing_rows(host: &HostReport) -> Option<Markup> {
     let controls: Vec<&ControlResult> = host
         .controls
         .iter()
@@ -372,151 +399,167 @@ fn failing_rows(host: &HostReport) -> Option<String> {
     if controls.is_empty() && probes.is_empty() {
         return None;
     }
-    let mut out = String::from(
-        "<table class=\"checks\"><thead><tr><th>Check</th><th>Title</th><th>Verdict</th>\
-         <th>Expected</th><th>Actual</th><th>Before → after</th><th>Evidence</th></tr></thead><tbody>\n",
-    );
-    for c in controls {
-        out.push_str(&control_row(c));
-    }
-    for p in probes {
-        out.push_str(&probe_row(p));
-    }
-    out.push_str("</tbody></table>\n");
-    Some(out)
+    Some(html! {
+        table class="checks" {
+            (table_head(&[
+                "Check",
+                "Title",
+                "Verdict",
+                "Expected",
+                "Actual",
+                "Before → after",
+                "Evidence",
+            ]))
+            tbody {
+                "\n"
+                @for c in controls { (control_row(c)) }
+                @for p in probes { (probe_row(p)) }
+            }
+        }
+        "\n"
+    })
 }
 
-pub fn finding_block(f: &Finding) -> String {
-    format!(
-        "<div class=\"finding{}\"><span class=\"fid\">{}</span> <span class=\"badge {}\">{}</span>\
-         <p class=\"message\">{}</p><p class=\"evidence mono\">{}</p><p class=\"hint\">{}</p></div>\n",
-        if f.blocking { " blocking" } else { "" },
-        escape(&f.id),
-        if f.blocking {
-            "failed"
-        } else {
-            "restart-pending"
-        },
-        escape(&f.severity),
-        escape(&f.message),
-        escape(&f.evidence),
-        escape(&f.hint),
-    )
+pub fn finding_block(f: &Finding) -> Markup {
+    html! {
+        div class=(if f.blocking { "finding blocking" } else { "finding" }) {
+            span class="fid" { (f.id) } " "
+            span class=(if f.blocking { "badge failed" } else { "badge restart-pending" }) {
+                (f.severity)
+            }
+            p class="message" { (f.message) }
+            p class="evidence mono" { (f.evidence) }
+            p class="hint" { (f.hint) }
+        }
+        "\n"
+    }
 }
 
-pub fn control_row(c: &ControlResult) -> String {
+pub fn control_row(c: &ControlResult) -> Markup {
     let class = match c.verdict {
         Verdict::Compliant => "ok",
         Verdict::NotApplicable => "na",
         Verdict::NonCompliant | Verdict::Masked | Verdict::Error => "bad",
     };
-    let mut actual = escape(&c.actual);
-    if let Some(server) = &c.server_values {
-        let _ = write!(
-            actual,
-            "<br><span class=\"evidence\">global [{}], this server [{}]</span>",
-            escape(&c.global_values.join(", ")),
-            escape(&server.join(", "))
-        );
+    html! {
+        tr class=(class) {
+            td class="mono" { (c.id) }
+            td {
+                (c.title) br;
+                span class="evidence" { (c.attr) " · " (c.scope) " · " (c.severity) }
+            }
+            td class="v" { (verdict_str(c.verdict)) (waiver_badge(c.waiver.as_ref())) }
+            td class="mono" { (c.expected) }
+            td class="mono" {
+                (c.actual)
+                @if let Some(server) = &c.server_values {
+                    br;
+                    span class="evidence" {
+                        "global [" (c.global_values.join(", ")) "], this server ["
+                        (server.join(", ")) "]"
+                    }
+                }
+            }
+            td class="mono" { (before_after(c)) }
+            td class="evidence" { (c.evidence) }
+        }
+        "\n"
     }
-    format!(
-        "<tr class=\"{class}\"><td class=\"mono\">{}</td><td>{}<br><span class=\"evidence\">{} · {} · {}</span></td>\
-         <td class=\"v\">{}</td><td class=\"mono\">{}</td><td class=\"mono\">{actual}</td><td class=\"mono\">{}</td>\
-         <td class=\"evidence\">{}</td></tr>\n",
-        escape(&c.id),
-        escape(&c.title),
-        escape(&c.attr),
-        escape(&c.scope),
-        escape(&c.severity),
-        verdict_str(c.verdict).to_string() + &waiver_badge(c.waiver.as_ref()),
-        escape(&c.expected),
-        before_after(c),
-        escape(&c.evidence),
-    )
 }
 
 /// apply: `before → after` (highlighted when this run changed it).
-pub fn before_after(c: &ControlResult) -> String {
-    match (&c.before, &c.after) {
-        (Some(b), Some(a)) => format!(
-            "<span class=\"{}\">{} → {}</span>",
-            if c.changed { "changed" } else { "" },
-            escape(b),
-            escape(a)
-        ),
-        (Some(b), None) => escape(b),
-        _ => String::new(),
+pub fn before_after(c: &ControlResult) -> Markup {
+    html! {
+        @match (&c.before, &c.after) {
+            (Some(b), Some(a)) => {
+                span class=(if c.changed { "changed" } else { "" }) { (b) " → " (a) }
+            }
+            (Some(b), None) => (b),
+            _ => {}
+        }
     }
 }
 
 /// `--waivers`: a badge under the verdict of a waived deviation (grey: accepted) or of
 /// one whose waiver expired (red: it counts again), with the justification and source.
-fn waiver_badge(w: Option<&WaiverRef>) -> String {
+fn waiver_badge(w: Option<&WaiverRef>) -> Markup {
     let Some(w) = w else {
-        return String::new();
+        return html! {};
     };
     let (class, label, when) = match w.expired {
         false => ("waived", "waived", "until"),
         true => ("failed", "waiver expired", "expired"),
     };
-    format!(
-        "<br><span class=\"badge {class}\">{label}</span> <span class=\"evidence\">{when} {}: {} ({}{})</span>",
-        escape(&w.expires),
-        escape(&w.justification),
-        escape(&w.source),
-        w.approved_by
-            .as_ref()
-            .map(|a| format!(", approved by {}", escape(a)))
-            .unwrap_or_default(),
-    )
+    html! {
+        br;
+        span class={ "badge " (class) } { (label) } " "
+        span class="evidence" {
+            (when) " " (w.expires) ": " (w.justification) " (" (w.source)
+            @if let Some(a) = &w.approved_by {
+                ", approved by " (a)
+            }
+            ")"
+        }
+    }
 }
 
-fn probe_row(p: &ProbeResult) -> String {
+fn probe_row(p: &ProbeResult) -> Markup {
     let class = match p.verdict {
         ProbeVerdict::Pass => "ok",
         ProbeVerdict::NotApplicable => "na",
         ProbeVerdict::Fail | ProbeVerdict::Error => "bad",
     };
-    format!(
-        "<tr class=\"{class}\"><td class=\"mono\">{}</td><td>{}<br><span class=\"evidence\">probe · {}</span></td>\
-         <td class=\"v\">{}</td><td class=\"mono\">{}</td><td class=\"mono\">{}</td><td></td>\
-         <td class=\"evidence\">{}</td></tr>\n",
-        escape(&p.id),
-        escape(&p.title),
-        escape(&p.kind),
-        probe_verdict_str(p.verdict).to_string() + &waiver_badge(p.waiver.as_ref()),
-        escape(&p.expected),
-        escape(&p.actual),
-        escape(&p.evidence),
-    )
+    html! {
+        tr class=(class) {
+            td class="mono" { (p.id) }
+            td { (p.title) br; span class="evidence" { "probe · " (p.kind) } }
+            td class="v" { (probe_verdict_str(p.verdict)) (waiver_badge(p.waiver.as_ref())) }
+            td class="mono" { (p.expected) }
+            td class="mono" { (p.actual) }
+            td {}
+            td class="evidence" { (p.evidence) }
+        }
+        "\n"
+    }
 }
 
 /// Every control and probe of the playbook: what it reads, what it expects, why it
 /// matters and how to fix it (as InSpec's reports show a control's description).
-pub fn checks_section(report: &Report) -> String {
+pub fn checks_section(report: &Report) -> Markup {
     if report.checks.is_empty() {
-        return String::new();
+        return html! {};
     }
-    let mut out = String::from(
-        "<section id=\"checks\">\n<h2>Controls and probes</h2>\n<table class=\"checks catalog\"><thead><tr>\
-         <th>Check</th><th>What it reads and expects</th><th>Why it matters</th><th>How to fix</th></tr></thead><tbody>\n",
-    );
-    for c in &report.checks {
-        let _ = writeln!(
-            out,
-            "<tr id=\"check-{id}\"><td><b class=\"mono\">{id}</b><br>{title}<br><span class=\"evidence\">{kind} · {sev}</span></td>\
-             <td><span class=\"mono\">{reads}</span><br>expected <span class=\"mono\">{expected}</span></td>\
-             <td>{rationale}</td><td>{fix}</td></tr>",
-            id = escape(&c.id),
-            title = escape(&c.title),
-            kind = escape(&c.kind),
-            sev = escape(&c.severity),
-            reads = escape(&c.reads),
-            expected = escape(&c.expected),
-            rationale = escape(&c.rationale),
-            fix = escape(&c.remediation),
-        );
+    html! {
+        section id="checks" {
+            "\n" h2 { "Controls and probes" } "\n"
+            table class="checks catalog" {
+                (table_head(&[
+                    "Check",
+                    "What it reads and expects",
+                    "Why it matters",
+                    "How to fix",
+                ]))
+                tbody {
+                    "\n"
+                    @for c in &report.checks {
+                        tr id={ "check-" (c.id) } {
+                            td {
+                                b class="mono" { (c.id) } br; (c.title) br;
+                                span class="evidence" { (c.kind) " · " (c.severity) }
+                            }
+                            td {
+                                span class="mono" { (c.reads) } br;
+                                "expected " span class="mono" { (c.expected) }
+                            }
+                            td { (c.rationale) }
+                            td { (c.remediation) }
+                        }
+                        "\n"
+                    }
+                }
+            }
+            "\n"
+        }
+        "\n"
     }
-    out.push_str("</tbody></table>\n</section>\n");
-    out
 }
