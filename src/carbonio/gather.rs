@@ -345,23 +345,7 @@ impl GatherPlan {
         let version = (version_sec.status == 0)
             .then(|| flavour.parse_version(&version_sec.output))
             .flatten();
-        let host_sec = get("hostname")?;
-        let hostname = host_sec.output.trim().to_string();
-        if hostname.is_empty() {
-            return Err(GatherError::NoHostname(
-                flavour.localconfig(),
-                host_sec.status,
-            ));
-        }
-        // It goes into the zmprov batch as a word (`gs -e NAME`): only a host name may.
-        // The value itself is not repeated: a malformed file could make it something else.
-        if hostname.len() > 253
-            || !hostname
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
-        {
-            return Err(GatherError::BadHostname(flavour.localconfig()));
-        }
+        let hostname = server_hostname(flavour, get("hostname")?)?;
         let eff = parse_effective(&sections)?;
         let log = get("maillog")?;
         let (_, mastercf) = split_ids(&get("ids")?.output);
@@ -376,7 +360,33 @@ impl GatherPlan {
             commands.insert(id.clone(), get(&format!("command {id}"))?.clone());
         }
 
-        let prov_sec = get("prov")?;
+        let prov = self.parse_prov(get("prov")?, stderr)?;
+        Ok(NodeFacts {
+            flavour,
+            platform,
+            version,
+            hostname,
+            services: prov.services,
+            global: prov.global,
+            server: prov.server,
+            domains: prov.domains,
+            local_domains: prov.local_domains,
+            catch_alls: prov.catch_alls,
+            mta_servers: prov.mta_servers,
+            postconf: eff.postconf,
+            policy_service: eff.policy_service,
+            policy_template: eff.policy_template,
+            spawn: eff.spawn,
+            commands,
+            platform_evidence: platform_sec.output.trim_end().to_string(),
+            running,
+        })
+    }
+
+    /// The zmprov batch's answers, one output per batch line in the order `script_for`
+    /// wrote them: global values, this server's overrides and services, the domains and
+    /// catch-alls, the cluster's MTAs. A ProvUtil `ERROR:` line fails the whole gather.
+    fn parse_prov(&self, prov_sec: &Section, stderr: &str) -> Result<ProvFacts, GatherError> {
         let errors = prov::error_lines(&prov_sec.output, stderr);
         let split = prov::split_output(&prov_sec.output, self.batch_len).map_err(|e| {
             if errors.is_empty() {
@@ -431,11 +441,7 @@ impl GatherPlan {
             .collect();
         mta_servers.sort();
         mta_servers.dedup();
-        Ok(NodeFacts {
-            flavour,
-            platform,
-            version,
-            hostname,
+        Ok(ProvFacts {
             services,
             global,
             server,
@@ -443,15 +449,38 @@ impl GatherPlan {
             local_domains,
             catch_alls,
             mta_servers,
-            postconf: eff.postconf,
-            policy_service: eff.policy_service,
-            policy_template: eff.policy_template,
-            spawn: eff.spawn,
-            commands,
-            platform_evidence: platform_sec.output.trim_end().to_string(),
-            running,
         })
     }
+}
+
+/// What the zmprov batch of the gather says (see [`NodeFacts`] for each field).
+struct ProvFacts {
+    services: Vec<String>,
+    global: BTreeMap<String, Vec<String>>,
+    server: BTreeMap<String, Vec<String>>,
+    domains: Vec<String>,
+    local_domains: Vec<String>,
+    catch_alls: Vec<String>,
+    mta_servers: Vec<String>,
+}
+
+/// The Carbonio server name from the `hostname` section (localconfig.xml
+/// `zimbra_server_hostname`): not empty, and a plain host name.
+fn server_hostname(flavour: Flavour, sec: &Section) -> Result<String, GatherError> {
+    let hostname = sec.output.trim().to_string();
+    if hostname.is_empty() {
+        return Err(GatherError::NoHostname(flavour.localconfig(), sec.status));
+    }
+    // It goes into the zmprov batch as a word (`gs -e NAME`): only a host name may.
+    // The value itself is not repeated: a malformed file could make it something else.
+    if hostname.len() > 253
+        || !hostname
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+    {
+        return Err(GatherError::BadHostname(flavour.localconfig()));
+    }
+    Ok(hostname)
 }
 
 /// Postfix parameters the gather reads: the base ones and every `postconf` probe's.
@@ -710,6 +739,27 @@ fn split_sections(stdout: &str, nonce: &str) -> BTreeMap<String, Section> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use test_case::test_case;
+
+    #[test_case("mx1.example.com\n", 0, Ok("mx1.example.com"); "a host name, trimmed")]
+    #[test_case("\n", 1, Err(GatherError::NoHostname("/opt/zextras/conf/localconfig.xml", 1)); "empty")]
+    #[test_case("mx1 example", 0, Err(GatherError::BadHostname("/opt/zextras/conf/localconfig.xml")); "a space")]
+    #[test_case("mx1;reboot", 0, Err(GatherError::BadHostname("/opt/zextras/conf/localconfig.xml")); "a shell word")]
+    #[test_case(&"a".repeat(254), 0, Err(GatherError::BadHostname("/opt/zextras/conf/localconfig.xml")); "too long")]
+    fn the_server_name_must_be_a_host_name(
+        output: &str,
+        status: i64,
+        expected: Result<&str, GatherError>,
+    ) {
+        let sec = Section {
+            output: output.to_string(),
+            status,
+        };
+        assert_eq!(
+            server_hostname(Flavour::Carbonio, &sec),
+            expected.map(str::to_string)
+        );
+    }
 
     #[test]
     fn sections_split_with_glued_end_marker() {

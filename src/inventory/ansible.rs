@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// The TOML text and what could not be mapped.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -74,152 +74,25 @@ pub fn import(json: &str) -> Result<Imported, String> {
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    // Parents of each group, and the groups directly holding each host.
-    let mut parents: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut direct: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut hosts: Vec<String> = Vec::new();
-    let add_host = |h: &str, hosts: &mut Vec<String>| {
-        if !hosts.iter().any(|x| x == h) {
-            hosts.push(h.to_string());
-        }
-    };
-    for (group, body) in obj.iter().filter(|(k, _)| *k != "_meta") {
-        for child in body
-            .get("children")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-        {
-            parents
-                .entry(child.to_string())
-                .or_default()
-                .insert(group.clone());
-        }
-        for h in body
-            .get("hosts")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-        {
-            add_host(h, &mut hosts);
-            direct
-                .entry(h.to_string())
-                .or_default()
-                .insert(group.clone());
-        }
-    }
-    for h in hostvars.keys() {
-        add_host(h, &mut hosts);
-    }
-    let ancestors = |g: &str| -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
-        let mut todo = vec![g.to_string()];
-        while let Some(x) = todo.pop() {
-            if out.insert(x.clone()) {
-                todo.extend(parents.get(&x).into_iter().flatten().cloned());
-            }
-        }
-        out
-    };
+    let tree = Tree::read(obj, &hostvars);
     let mut out = Imported::default();
     let mut groups_used: BTreeSet<String> = BTreeSet::new();
     let mut body = String::new();
-    for h in &hosts {
-        let mut groups: BTreeSet<String> = BTreeSet::new();
-        for g in direct.get(h).into_iter().flatten() {
-            groups.extend(ancestors(g));
-        }
-        groups.retain(|g| g != "all" && g != "ungrouped");
+    for h in &tree.hosts {
         let (ok, bad): (Vec<String>, Vec<String>) =
-            groups.into_iter().partition(|g| plain_group(g));
+            tree.groups_of(h).into_iter().partition(|g| plain_group(g));
         for g in bad {
             out.not_mapped.push(format!(
                 "{h}: group `{g}` (not a plain name: letters, digits, `-`, `_`, `.`)"
             ));
         }
-        body.push_str(&format!("\n[[hosts]]\nname = {}\n", lit(h)));
         let vars = hostvars
             .get(h)
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
-        let text = |k: &str| {
-            vars.get(k).and_then(|v| match v {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            })
-        };
-        if let Some(a) = text("ansible_host") {
-            body.push_str(&format!("address = {}\n", lit(&a)));
-        }
-        if let Some(p) = text("ansible_port") {
-            match p.parse::<u16>() {
-                Ok(p) if p > 0 => body.push_str(&format!("port = {p}\n")),
-                _ => out
-                    .not_mapped
-                    .push(format!("{h}: ansible_port `{p}` (not a TCP port)")),
-            }
-        }
-        if let Some(u) = text("ansible_user") {
-            body.push_str(&format!("user = {}\n", lit(&u)));
-        }
-        if let Some(k) = text("ansible_ssh_private_key_file") {
-            body.push_str(&format!("identity_files = [{}]\n", lit(&k)));
-        }
-        let ssh_args = [
-            text("ansible_ssh_common_args"),
-            text("ansible_ssh_extra_args"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(" ");
-        if let Some(j) = proxy_jump(&ssh_args) {
-            body.push_str(&format!("jump = {}\n", lit(&j)));
-        }
-        if !ok.is_empty() {
-            let list: Vec<String> = ok.iter().map(|g| lit(g)).collect();
-            body.push_str(&format!("groups = [{}]\n", list.join(", ")));
-        }
+        body.push_str(&host_table(h, &vars, &ok, &mut out.not_mapped));
         groups_used.extend(ok);
-        // Other plain variables (customer, contract, …) become the host's `vars`: free-form
-        // strings the reports show and the playbook's `labels` can name. Connection
-        // settings (`ansible_*`) this tool has no equivalent for, and lists or tables, are
-        // listed instead.
-        let mut free: Vec<String> = Vec::new();
-        for (k, v) in vars.iter().filter(|(k, _)| {
-            !matches!(
-                k.as_str(),
-                "ansible_host"
-                    | "ansible_port"
-                    | "ansible_user"
-                    | "ansible_ssh_private_key_file"
-                    | "ansible_ssh_common_args"
-                    | "ansible_ssh_extra_args"
-            )
-        }) {
-            let scalar = match v {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                Value::Bool(b) => Some(b.to_string()),
-                _ => None,
-            };
-            match scalar {
-                Some(value) if !k.starts_with("ansible_") => {
-                    free.push(format!("{} = {}", lit(k), lit(&value)));
-                }
-                Some(_) => out.not_mapped.push(format!("{h}: variable `{k}`")),
-                None => out.not_mapped.push(format!(
-                    "{h}: variable `{k}` (not a string, number or boolean)"
-                )),
-            }
-        }
-        if !free.is_empty() {
-            body.push_str(&format!("vars = {{ {} }}\n", free.join(", ")));
-        }
     }
     let mut toml = String::from(
         "# Imported from `ansible-inventory --list` by `carbonio-fleet inventory import`.\n\
@@ -231,6 +104,190 @@ pub fn import(json: &str) -> Result<Imported, String> {
     toml.push_str(&body);
     out.toml = toml;
     Ok(out)
+}
+
+/// The group structure of an `ansible-inventory --list` document.
+#[derive(Debug, Default)]
+struct Tree {
+    /// The groups that list each group among their `children`.
+    parents: BTreeMap<String, BTreeSet<String>>,
+    /// The groups that list each host among their `hosts`.
+    direct: BTreeMap<String, BTreeSet<String>>,
+    /// Every host once, in the order first met: in the groups, then in
+    /// `_meta.hostvars` (a host with variables but no group).
+    hosts: Vec<String>,
+}
+
+impl Tree {
+    /// Reads the groups (every top-level key but `_meta`) and the hosts of `hostvars`.
+    fn read(obj: &Map<String, Value>, hostvars: &Map<String, Value>) -> Tree {
+        let mut tree = Tree::default();
+        for (group, body) in obj.iter().filter(|(k, _)| *k != "_meta") {
+            for child in names(body, "children") {
+                tree.parents
+                    .entry(child.to_string())
+                    .or_default()
+                    .insert(group.clone());
+            }
+            for h in names(body, "hosts") {
+                tree.add_host(h);
+                tree.direct
+                    .entry(h.to_string())
+                    .or_default()
+                    .insert(group.clone());
+            }
+        }
+        for h in hostvars.keys() {
+            tree.add_host(h);
+        }
+        tree
+    }
+
+    /// Adds host `h` unless it is already there.
+    fn add_host(&mut self, h: &str) {
+        if !self.hosts.iter().any(|x| x == h) {
+            self.hosts.push(h.to_string());
+        }
+    }
+
+    /// Group `g` and every group above it.
+    fn ancestors(&self, g: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut todo = vec![g.to_string()];
+        while let Some(x) = todo.pop() {
+            if out.insert(x.clone()) {
+                todo.extend(self.parents.get(&x).into_iter().flatten().cloned());
+            }
+        }
+        out
+    }
+
+    /// The groups host `h` is in: those that list it and every group above them,
+    /// Ansible's implicit `all` and `ungrouped` left out.
+    fn groups_of(&self, h: &str) -> BTreeSet<String> {
+        let mut groups: BTreeSet<String> = BTreeSet::new();
+        for g in self.direct.get(h).into_iter().flatten() {
+            groups.extend(self.ancestors(g));
+        }
+        groups.retain(|g| g != "all" && g != "ungrouped");
+        groups
+    }
+}
+
+/// The strings of a group's `key` list (`children` or `hosts`); none if it has none.
+fn names<'a>(group: &'a Value, key: &str) -> impl Iterator<Item = &'a str> {
+    group
+        .get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+}
+
+/// The `[[hosts]]` table of host `h`: its connection settings, its (plain) `groups` and
+/// its other plain variables as `vars`; what cannot be mapped goes to `not_mapped`.
+fn host_table(
+    h: &str,
+    vars: &Map<String, Value>,
+    groups: &[String],
+    not_mapped: &mut Vec<String>,
+) -> String {
+    let mut body = format!("\n[[hosts]]\nname = {}\n", lit(h));
+    body.push_str(&connection(h, vars, not_mapped));
+    if !groups.is_empty() {
+        let list: Vec<String> = groups.iter().map(|g| lit(g)).collect();
+        body.push_str(&format!("groups = [{}]\n", list.join(", ")));
+    }
+    let free = free_vars(h, vars, not_mapped);
+    if !free.is_empty() {
+        body.push_str(&format!("vars = {{ {} }}\n", free.join(", ")));
+    }
+    body
+}
+
+/// The Ansible connection variables this tool has an equivalent for; [`connection`]
+/// maps them.
+const CONNECTION_VARS: [&str; 6] = [
+    "ansible_host",
+    "ansible_port",
+    "ansible_user",
+    "ansible_ssh_private_key_file",
+    "ansible_ssh_common_args",
+    "ansible_ssh_extra_args",
+];
+
+/// A variable's value as text, if it is a string or a number.
+fn text(vars: &Map<String, Value>, k: &str) -> Option<String> {
+    vars.get(k).and_then(|v| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+/// The host's connection keys (`address`, `port`, `user`, `identity_files`, `jump`), one
+/// line each, from [`CONNECTION_VARS`]; a port that is not a TCP port goes to
+/// `not_mapped`.
+fn connection(h: &str, vars: &Map<String, Value>, not_mapped: &mut Vec<String>) -> String {
+    let mut body = String::new();
+    if let Some(a) = text(vars, "ansible_host") {
+        body.push_str(&format!("address = {}\n", lit(&a)));
+    }
+    if let Some(p) = text(vars, "ansible_port") {
+        match p.parse::<u16>() {
+            Ok(p) if p > 0 => body.push_str(&format!("port = {p}\n")),
+            _ => not_mapped.push(format!("{h}: ansible_port `{p}` (not a TCP port)")),
+        }
+    }
+    if let Some(u) = text(vars, "ansible_user") {
+        body.push_str(&format!("user = {}\n", lit(&u)));
+    }
+    if let Some(k) = text(vars, "ansible_ssh_private_key_file") {
+        body.push_str(&format!("identity_files = [{}]\n", lit(&k)));
+    }
+    let ssh_args = [
+        text(vars, "ansible_ssh_common_args"),
+        text(vars, "ansible_ssh_extra_args"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" ");
+    if let Some(j) = proxy_jump(&ssh_args) {
+        body.push_str(&format!("jump = {}\n", lit(&j)));
+    }
+    body
+}
+
+/// The host's other plain variables as `key = value` entries of its `vars` table.
+///
+/// Other plain variables (customer, contract, …) become the host's `vars`: free-form
+/// strings the reports show and the playbook's `labels` can name. Connection settings
+/// (`ansible_*`) this tool has no equivalent for, and lists or tables, go to
+/// `not_mapped` instead.
+fn free_vars(h: &str, vars: &Map<String, Value>, not_mapped: &mut Vec<String>) -> Vec<String> {
+    let mut free: Vec<String> = Vec::new();
+    for (k, v) in vars
+        .iter()
+        .filter(|(k, _)| !CONNECTION_VARS.contains(&k.as_str()))
+    {
+        let scalar = match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        };
+        match scalar {
+            Some(value) if !k.starts_with("ansible_") => {
+                free.push(format!("{} = {}", lit(k), lit(&value)));
+            }
+            Some(_) => not_mapped.push(format!("{h}: variable `{k}`")),
+            None => not_mapped.push(format!(
+                "{h}: variable `{k}` (not a string, number or boolean)"
+            )),
+        }
+    }
+    free
 }
 
 /// Whether `text` (which did not parse as TOML) looks like an Ansible inventory in INI or
@@ -255,6 +312,7 @@ pub fn looks_like_ansible(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use test_case::test_case;
 
     /// What `ansible-inventory -i hosts.ini --list` prints for a small INI inventory with
     /// nested groups, host vars and a bastion.
@@ -311,6 +369,51 @@ mod tests {
         assert_eq!(inv.hosts.len(), 3);
         assert_eq!(inv.hosts[0].port, 2222);
         assert_eq!(inv.hosts[0].vars["customer"], "ACME");
+    }
+
+    /// The variables of one host, from JSON.
+    fn vars(json: &str) -> Map<String, Value> {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test_case(r#"{"customer": "ACME"}"#, &[r#""customer" = "ACME""#], &[]; "a string is a var")]
+    #[test_case(r#"{"tier": 2, "legacy": false}"#, &[r#""legacy" = "false""#, r#""tier" = "2""#], &[]; "numbers and booleans become text")]
+    #[test_case(r#"{"ansible_become": true}"#, &[], &["h: variable `ansible_become`"]; "an ansible setting without an equivalent is listed")]
+    #[test_case(r#"{"dns": ["a", "b"], "ansible_x": {}}"#, &[], &["h: variable `ansible_x` (not a string, number or boolean)", "h: variable `dns` (not a string, number or boolean)"]; "lists and tables are listed")]
+    #[test_case(r#"{"ansible_host": "a", "ansible_port": 22, "ansible_user": "u", "ansible_ssh_private_key_file": "k", "ansible_ssh_common_args": "", "ansible_ssh_extra_args": ""}"#, &[], &[]; "connection settings are not vars")]
+    fn plain_variables_become_vars_and_the_rest_is_listed(
+        json: &str,
+        free: &[&str],
+        listed: &[&str],
+    ) {
+        let mut not_mapped = Vec::new();
+        assert_eq!(free_vars("h", &vars(json), &mut not_mapped), free);
+        assert_eq!(not_mapped, listed);
+    }
+
+    #[test_case(r#"{"ansible_port": 2222}"#, "port = 2222\n", &[]; "a number")]
+    #[test_case(r#"{"ansible_port": "22"}"#, "port = 22\n", &[]; "a string of digits")]
+    #[test_case(r#"{"ansible_port": 0}"#, "", &["h: ansible_port `0` (not a TCP port)"]; "zero")]
+    #[test_case(r#"{"ansible_port": 65536}"#, "", &["h: ansible_port `65536` (not a TCP port)"]; "too large")]
+    #[test_case(r#"{"ansible_port": "ssh"}"#, "", &["h: ansible_port `ssh` (not a TCP port)"]; "a name")]
+    #[test_case(r#"{"ansible_port": true}"#, "", &[]; "not text is ignored")]
+    #[test_case(r#"{"ansible_ssh_common_args": "-o StrictHostKeyChecking=yes", "ansible_ssh_extra_args": "-J j@k"}"#, "jump = \"j@k\"\n", &[]; "a jump from either argument list")]
+    fn connection_settings_map_to_their_keys(json: &str, toml: &str, listed: &[&str]) {
+        let mut not_mapped = Vec::new();
+        assert_eq!(connection("h", &vars(json), &mut not_mapped), toml);
+        assert_eq!(not_mapped, listed);
+    }
+
+    #[test_case("mail1", &["acme", "eu"]; "parents of parents, without all")]
+    #[test_case("mail2", &["acme", "eu", "weird group"]; "every group that lists the host")]
+    #[test_case("solo", &[]; "ungrouped is no group")]
+    #[test_case("nosuch", &[]; "an unknown host is in no group")]
+    fn a_host_is_in_the_groups_above_it(host: &str, groups: &[&str]) {
+        let doc: Value = serde_json::from_str(LIST).unwrap();
+        let hostvars = doc["_meta"]["hostvars"].as_object().unwrap();
+        let tree = Tree::read(doc.as_object().unwrap(), hostvars);
+        assert_eq!(tree.groups_of(host).into_iter().collect::<Vec<_>>(), groups);
+        assert_eq!(tree.hosts, ["mail1", "mail2", "solo"]);
     }
 
     /// What real `ansible-inventory` (ansible-core 2.19.14) printed for the INI inventory,

@@ -339,6 +339,8 @@ fn prose(value: &Option<Spanned<String>>) -> String {
         .unwrap_or_default()
 }
 
+/// One `[[probe]]` table, checked: its `kind`, the keys that kind takes (and no
+/// other), and their values; every problem goes to `errors`.
 fn probe(
     src: &Source<'_>,
     p: &Spanned<RawProbe>,
@@ -349,162 +351,28 @@ fn probe(
     let id = non_empty(src, &raw.id, &format!("{key}.id"), errors);
     let title = non_empty(src, &raw.title, &format!("{key}.title"), errors);
     let kind_name = raw.kind.get_ref().as_str();
-    // The keys each kind accepts beyond id/title/kind/severity.
-    let allowed: &[&str] = match kind_name {
-        "postconf" => &["param", "expect", "contains", "absent"],
-        "smtp" => &["rcpt", "expect_reply"],
-        "command" => &["command", "expect", "contains", "absent"],
-        "dns" => &["check"],
-        other => {
-            errors.push(src.error(
-                raw.kind.span(),
-                format!("{key}.kind"),
-                format!(
-                    "unknown probe kind `{other}`, expected one of `postconf`, `smtp`, `command`, `dns`"
-                ),
-            ));
-            return None;
-        }
+    let Some(allowed) = probe_keys(kind_name) else {
+        errors.push(src.error(
+            raw.kind.span(),
+            format!("{key}.kind"),
+            format!(
+                "unknown probe kind `{kind_name}`, expected one of `postconf`, `smtp`, `command`, `dns`"
+            ),
+        ));
+        return None;
     };
-    let optional = [
-        ("param", &raw.param),
-        ("rcpt", &raw.rcpt),
-        ("command", &raw.command),
-        ("expect", &raw.expect),
-        ("contains", &raw.contains),
-        ("absent", &raw.absent),
-        ("expect_reply", &raw.expect_reply),
-        ("check", &raw.check),
-    ];
-    let mut misplaced = false;
-    for (k, v) in optional {
-        if let Some(v) = v.as_ref().filter(|_| !allowed.contains(&k)) {
-            misplaced = true;
-            errors.push(
-                src.error(
-                    v.span(),
-                    format!("{key}.{k}"),
-                    format!("`{k}` does not apply to a probe of kind `{kind_name}`"),
-                )
-                .with_hint(format!(
-                    "a `{kind_name}` probe takes {}",
-                    allowed
-                        .iter()
-                        .map(|a| format!("`{a}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-            );
-        }
-    }
-    let required = |name: &str, v: &Option<Spanned<String>>, errors: &mut Vec<ConfigError>| match v
-    {
-        Some(v) => non_empty(src, v, &format!("{key}.{name}"), errors),
-        None => {
-            errors.push(src.error(
-                p.span(),
-                key,
-                format!("a `{kind_name}` probe needs `{name}`"),
-            ));
-            None
-        }
+    let table = ProbeTable {
+        src,
+        p,
+        key,
+        kind: kind_name,
     };
+    let misplaced = table.misplaced(allowed, errors);
     let (kind, expect) = match kind_name {
-        "postconf" | "command" => {
-            let kind = if kind_name == "postconf" {
-                required("param", &raw.param, errors).and_then(|param| {
-                    let valid = param
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-                    if !valid {
-                        errors.push(
-                            src.error(
-                                raw.param.as_ref().map_or(p.span(), |s| s.span()),
-                                format!("{key}.param"),
-                                format!("`{param}` is not a Postfix parameter name"),
-                            )
-                            .with_hint("parameter names look like smtpd_recipient_restrictions"),
-                        );
-                    }
-                    valid.then_some(ProbeKind::Postconf { param })
-                })
-            } else {
-                required("command", &raw.command, errors)
-                    .map(|command| ProbeKind::Command { command })
-            };
-            let expect = one_expectation(
-                src,
-                p.span(),
-                key,
-                [
-                    ("expect", &raw.expect),
-                    ("contains", &raw.contains),
-                    ("absent", &raw.absent),
-                ],
-                errors,
-            )
-            .map(|(which, v)| {
-                let value = plain_value(src, v, &format!("{key}.{which}"), errors);
-                match which {
-                    "expect" => ProbeExpect::Equals(value),
-                    "contains" => ProbeExpect::Contains(value),
-                    _ => ProbeExpect::Absent(value),
-                }
-            });
-            (kind, expect.map(Some))
-        }
-        "dns" => {
-            let check = required("check", &raw.check, errors).and_then(|c| match c.as_str() {
-                "spf" => Some(DnsCheck::Spf),
-                "dkim" => Some(DnsCheck::Dkim),
-                "dmarc" => Some(DnsCheck::Dmarc),
-                other => {
-                    errors.push(src.error(
-                        raw.check.as_ref().map_or(p.span(), |s| s.span()),
-                        format!("{key}.check"),
-                        format!(
-                            "unknown dns check `{other}`, expected one of `spf`, `dkim`, `dmarc`"
-                        ),
-                    ));
-                    None
-                }
-            });
-            (check.map(|check| ProbeKind::Dns { check }), Some(None))
-        }
-        _ => {
-            let rcpt = raw
-                .rcpt
-                .as_ref()
-                .and_then(|r| non_empty(src, r, &format!("{key}.rcpt"), errors))
-                .filter(|r| {
-                    let ok = is_plain_address(r);
-                    if !ok {
-                        errors.push(src.error(
-                            raw.rcpt.as_ref().map(|x| x.span()).unwrap_or_default(),
-                            format!("{key}.rcpt"),
-                            format!(
-                                "must be one plain address (local@domain, no spaces, control characters or angle brackets), found {r:?}"
-                            ),
-                        ));
-                    }
-                    ok
-                });
-            let reply = match &raw.expect_reply {
-                None => Some(None),
-                Some(r) => reply_class(r.get_ref()).map(Some).or_else(|| {
-                    errors.push(
-                        src.error(
-                            r.span(),
-                            format!("{key}.expect_reply"),
-                            format!("`{}` is not an SMTP reply code or class", r.get_ref()),
-                        )
-                        .with_hint("write a code like \"550\" or a class like \"5xx\""),
-                    );
-                    None
-                }),
-            };
-            (Some(ProbeKind::Smtp { rcpt }), reply)
-        }
+        "postconf" => (table.postconf(errors), table.expectation(errors).map(Some)),
+        "command" => (table.command(errors), table.expectation(errors).map(Some)),
+        "dns" => (table.dns(errors), Some(None)),
+        _ => table.smtp(errors),
     };
     if misplaced {
         return None;
@@ -518,6 +386,208 @@ fn probe(
         rationale: prose(&raw.rationale),
         remediation: prose(&raw.remediation),
     })
+}
+
+/// The keys a probe of kind `kind` takes beyond id/title/kind/severity; `None` for a
+/// kind there is none of.
+fn probe_keys(kind: &str) -> Option<&'static [&'static str]> {
+    match kind {
+        "postconf" => Some(&["param", "expect", "contains", "absent"]),
+        "smtp" => Some(&["rcpt", "expect_reply"]),
+        "command" => Some(&["command", "expect", "contains", "absent"]),
+        "dns" => Some(&["check"]),
+        _ => None,
+    }
+}
+
+/// A `[[probe]]` table of a known kind being checked: where it is, for its errors.
+struct ProbeTable<'a> {
+    src: &'a Source<'a>,
+    p: &'a Spanned<RawProbe>,
+    /// `probe[I]`.
+    key: &'a str,
+    /// The probe's `kind`, one [`probe_keys`] knows.
+    kind: &'a str,
+}
+
+impl ProbeTable<'_> {
+    /// Reports each set key the kind does not take (it takes `allowed`); whether there
+    /// was one.
+    fn misplaced(&self, allowed: &[&str], errors: &mut Vec<ConfigError>) -> bool {
+        let (raw, key, kind) = (self.p.get_ref(), self.key, self.kind);
+        let optional = [
+            ("param", &raw.param),
+            ("rcpt", &raw.rcpt),
+            ("command", &raw.command),
+            ("expect", &raw.expect),
+            ("contains", &raw.contains),
+            ("absent", &raw.absent),
+            ("expect_reply", &raw.expect_reply),
+            ("check", &raw.check),
+        ];
+        let mut misplaced = false;
+        for (k, v) in optional {
+            if let Some(v) = v.as_ref().filter(|_| !allowed.contains(&k)) {
+                misplaced = true;
+                errors.push(
+                    self.src
+                        .error(
+                            v.span(),
+                            format!("{key}.{k}"),
+                            format!("`{k}` does not apply to a probe of kind `{kind}`"),
+                        )
+                        .with_hint(format!(
+                            "a `{kind}` probe takes {}",
+                            allowed
+                                .iter()
+                                .map(|a| format!("`{a}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
+                );
+            }
+        }
+        misplaced
+    }
+
+    /// The value of key `name`, which this kind needs: set and not blank.
+    fn required(
+        &self,
+        name: &str,
+        v: &Option<Spanned<String>>,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<String> {
+        match v {
+            Some(v) => non_empty(self.src, v, &format!("{}.{name}", self.key), errors),
+            None => {
+                errors.push(self.src.error(
+                    self.p.span(),
+                    self.key,
+                    format!("a `{}` probe needs `{name}`", self.kind),
+                ));
+                None
+            }
+        }
+    }
+
+    /// A `postconf` probe's `param`: a Postfix parameter name (lowercase letters,
+    /// digits, `_`).
+    fn postconf(&self, errors: &mut Vec<ConfigError>) -> Option<ProbeKind> {
+        let raw = self.p.get_ref();
+        self.required("param", &raw.param, errors)
+            .and_then(|param| {
+                let valid = param
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if !valid {
+                    errors.push(
+                        self.src
+                            .error(
+                                raw.param.as_ref().map_or(self.p.span(), |s| s.span()),
+                                format!("{}.param", self.key),
+                                format!("`{param}` is not a Postfix parameter name"),
+                            )
+                            .with_hint("parameter names look like smtpd_recipient_restrictions"),
+                    );
+                }
+                valid.then_some(ProbeKind::Postconf { param })
+            })
+    }
+
+    /// A `command` probe's `command`.
+    fn command(&self, errors: &mut Vec<ConfigError>) -> Option<ProbeKind> {
+        self.required("command", &self.p.get_ref().command, errors)
+            .map(|command| ProbeKind::Command { command })
+    }
+
+    /// What a `postconf` or `command` probe's output must show: exactly one of
+    /// `expect`, `contains`, `absent`.
+    fn expectation(&self, errors: &mut Vec<ConfigError>) -> Option<ProbeExpect> {
+        let (src, raw, key) = (self.src, self.p.get_ref(), self.key);
+        one_expectation(
+            src,
+            self.p.span(),
+            key,
+            [
+                ("expect", &raw.expect),
+                ("contains", &raw.contains),
+                ("absent", &raw.absent),
+            ],
+            errors,
+        )
+        .map(|(which, v)| {
+            let value = plain_value(src, v, &format!("{key}.{which}"), errors);
+            match which {
+                "expect" => ProbeExpect::Equals(value),
+                "contains" => ProbeExpect::Contains(value),
+                _ => ProbeExpect::Absent(value),
+            }
+        })
+    }
+
+    /// A `dns` probe's `check`: `spf`, `dkim` or `dmarc`.
+    fn dns(&self, errors: &mut Vec<ConfigError>) -> Option<ProbeKind> {
+        let raw = self.p.get_ref();
+        let check = self
+            .required("check", &raw.check, errors)
+            .and_then(|c| match c.as_str() {
+                "spf" => Some(DnsCheck::Spf),
+                "dkim" => Some(DnsCheck::Dkim),
+                "dmarc" => Some(DnsCheck::Dmarc),
+                other => {
+                    errors.push(self.src.error(
+                        raw.check.as_ref().map_or(self.p.span(), |s| s.span()),
+                        format!("{}.check", self.key),
+                        format!(
+                            "unknown dns check `{other}`, expected one of `spf`, `dkim`, `dmarc`"
+                        ),
+                    ));
+                    None
+                }
+            });
+        check.map(|check| ProbeKind::Dns { check })
+    }
+
+    /// An `smtp` probe: its optional `rcpt` (one plain address) and its optional
+    /// `expect_reply` (a reply code or class), each `None` where invalid.
+    fn smtp(
+        &self,
+        errors: &mut Vec<ConfigError>,
+    ) -> (Option<ProbeKind>, Option<Option<ProbeExpect>>) {
+        let (src, raw, key) = (self.src, self.p.get_ref(), self.key);
+        let rcpt = raw
+            .rcpt
+            .as_ref()
+            .and_then(|r| non_empty(src, r, &format!("{key}.rcpt"), errors))
+            .filter(|r| {
+                let ok = is_plain_address(r);
+                if !ok {
+                    errors.push(src.error(
+                        raw.rcpt.as_ref().map(|x| x.span()).unwrap_or_default(),
+                        format!("{key}.rcpt"),
+                        format!(
+                            "must be one plain address (local@domain, no spaces, control characters or angle brackets), found {r:?}"
+                        ),
+                    ));
+                }
+                ok
+            });
+        let reply = match &raw.expect_reply {
+            None => Some(None),
+            Some(r) => reply_class(r.get_ref()).map(Some).or_else(|| {
+                errors.push(
+                    src.error(
+                        r.span(),
+                        format!("{key}.expect_reply"),
+                        format!("`{}` is not an SMTP reply code or class", r.get_ref()),
+                    )
+                    .with_hint("write a code like \"550\" or a class like \"5xx\""),
+                );
+                None
+            }),
+        };
+        (Some(ProbeKind::Smtp { rcpt }), reply)
+    }
 }
 
 /// "5xx", "55x", "550": a reply code with trailing digits optionally left open.
@@ -610,6 +680,8 @@ fn restart_method(
     method
 }
 
+/// The `[rollout]` table, checked, each key not set taking its default; every problem
+/// goes to `errors`, deprecated spellings to `warnings`.
 fn rollout(
     src: &Source<'_>,
     raw: RawRollout,
@@ -630,66 +702,21 @@ fn rollout(
         rollback: true,
         known_rcpt: None,
     };
-    let batch = raw.batch.as_ref().and_then(|b| match b.get_ref() {
-        RawBatch::One(a) => {
-            amount(src, a, b.span(), "rollout.batch", AmountUse::Batch, errors).map(|a| vec![a])
-        }
-        RawBatch::Many(items) if items.is_empty() => {
-            errors.push(src.error(b.span(), "rollout.batch", "the batch list is empty"));
-            None
-        }
-        RawBatch::Many(items) => {
-            let amounts: Vec<_> = items
-                .iter()
-                .enumerate()
-                .map(|(i, a)| {
-                    let key = format!("rollout.batch[{i}]");
-                    amount(src, a.get_ref(), a.span(), &key, AmountUse::Batch, errors)
-                })
-                .collect();
-            amounts.into_iter().collect()
-        }
-    });
-    let count = |v: &Option<Spanned<i64>>, name: &str, min: i64, errors: &mut Vec<ConfigError>| {
-        v.as_ref().and_then(|v| {
-            let n = *v.get_ref();
-            if n < min {
-                errors.push(src.error(
-                    v.span(),
-                    format!("rollout.{name}"),
-                    format!("must be at least {min}, found {n}"),
-                ));
-                None
-            } else {
-                usize::try_from(n).ok()
-            }
-        })
-    };
-    let per_cluster = count(&raw.per_cluster, "per_cluster", 1, errors);
-    let canary = count(&raw.canary, "canary", 0, errors);
+    let batch = raw
+        .batch
+        .as_ref()
+        .and_then(|b| rollout_batch(src, b, errors));
+    let per_cluster = rollout_count(src, &raw.per_cluster, "per_cluster", 1, errors);
+    let canary = rollout_count(src, &raw.canary, "canary", 0, errors);
     let pause = raw.pause.as_ref().and_then(|p| {
         src.duration(p, "rollout.pause")
             .map_err(|e| errors.push(e))
             .ok()
     });
-    let health_timeout =
-        raw.health_timeout
-            .as_ref()
-            .and_then(|h| match src.duration(h, "rollout.health_timeout") {
-                Ok(d) if d.is_zero() => {
-                    errors.push(src.error(
-                        h.span(),
-                        "rollout.health_timeout",
-                        "must be longer than 0s",
-                    ));
-                    None
-                }
-                Ok(d) => Some(d),
-                Err(e) => {
-                    errors.push(e);
-                    None
-                }
-            });
+    let health_timeout = raw
+        .health_timeout
+        .as_ref()
+        .and_then(|h| rollout_health_timeout(src, h, errors));
     let max_failures = raw.max_failures.as_ref().and_then(|m| {
         amount(
             src,
@@ -716,21 +743,102 @@ fn rollout(
         only_if_changed: raw.only_if_changed.unwrap_or(defaults.only_if_changed),
         policy_socket: raw.policy_socket.unwrap_or(defaults.policy_socket),
         rollback: raw.rollback.unwrap_or(defaults.rollback),
-        known_rcpt: raw.known_rcpt.as_ref().and_then(|k| {
-            if is_plain_address(k.get_ref()) {
-                Some(k.get_ref().clone())
-            } else {
-                errors.push(src.error(
-                    k.span(),
-                    "rollout.known_rcpt",
-                    format!(
-                        "must be one plain address (local@domain, no spaces, control characters or angle brackets), found {:?}",
-                        k.get_ref()
-                    ),
-                ));
-                None
-            }
-        }),
+        known_rcpt: raw
+            .known_rcpt
+            .as_ref()
+            .and_then(|k| rollout_known_rcpt(src, k, errors)),
+    }
+}
+
+/// `rollout.batch`: one amount, or a non-empty list of them (each batch's size in
+/// turn).
+fn rollout_batch(
+    src: &Source<'_>,
+    b: &Spanned<RawBatch>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Vec<Amount>> {
+    match b.get_ref() {
+        RawBatch::One(a) => {
+            amount(src, a, b.span(), "rollout.batch", AmountUse::Batch, errors).map(|a| vec![a])
+        }
+        RawBatch::Many(items) if items.is_empty() => {
+            errors.push(src.error(b.span(), "rollout.batch", "the batch list is empty"));
+            None
+        }
+        RawBatch::Many(items) => {
+            let amounts: Vec<_> = items
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    let key = format!("rollout.batch[{i}]");
+                    amount(src, a.get_ref(), a.span(), &key, AmountUse::Batch, errors)
+                })
+                .collect();
+            amounts.into_iter().collect()
+        }
+    }
+}
+
+/// A count `rollout.NAME` of at least `min`, if set and valid.
+fn rollout_count(
+    src: &Source<'_>,
+    v: &Option<Spanned<i64>>,
+    name: &str,
+    min: i64,
+    errors: &mut Vec<ConfigError>,
+) -> Option<usize> {
+    v.as_ref().and_then(|v| {
+        let n = *v.get_ref();
+        if n < min {
+            errors.push(src.error(
+                v.span(),
+                format!("rollout.{name}"),
+                format!("must be at least {min}, found {n}"),
+            ));
+            None
+        } else {
+            usize::try_from(n).ok()
+        }
+    })
+}
+
+/// `rollout.health_timeout`: a duration longer than zero.
+fn rollout_health_timeout(
+    src: &Source<'_>,
+    h: &Spanned<String>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Duration> {
+    match src.duration(h, "rollout.health_timeout") {
+        Ok(d) if d.is_zero() => {
+            errors.push(src.error(h.span(), "rollout.health_timeout", "must be longer than 0s"));
+            None
+        }
+        Ok(d) => Some(d),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    }
+}
+
+/// `rollout.known_rcpt`: one plain address (it goes into `RCPT TO:<…>`).
+fn rollout_known_rcpt(
+    src: &Source<'_>,
+    k: &Spanned<String>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<String> {
+    if is_plain_address(k.get_ref()) {
+        Some(k.get_ref().clone())
+    } else {
+        errors.push(src.error(
+            k.span(),
+            "rollout.known_rcpt",
+            format!(
+                "must be one plain address (local@domain, no spaces, control characters or angle brackets), found {:?}",
+                k.get_ref()
+            ),
+        ));
+        None
     }
 }
 
@@ -1132,6 +1240,22 @@ mod tests {
         kind = "postconf"
         contains = "x"
     "#}, "pb.toml:2:1: probe[0]: a `postconf` probe needs `param`"; "postconf without param")]
+    #[test_case(indoc! {r#"
+        [[probe]]
+        id = "C1"
+        title = "t"
+        kind = "command"
+        expect = "x"
+    "#}, "pb.toml:2:1: probe[0]: a `command` probe needs `command`"; "command probe without command")]
+    #[test_case(indoc! {r#"
+        [[probe]]
+        id = "C1"
+        title = "t"
+        kind = "command"
+        command = "postconf -n"
+        check = "spf"
+        contains = "x"
+    "#}, "pb.toml:7:9: probe[0].check: `check` does not apply to a probe of kind `command`\n  hint: a `command` probe takes `command`, `expect`, `contains`, `absent`"; "command probe with check")]
     #[test_case(indoc! {r#"
         [[probe]]
         id = "P1"

@@ -295,122 +295,13 @@ fn validate(
     hosts: &[Host],
     errors: &mut Vec<ConfigError>,
 ) -> Option<Waiver> {
-    let key = |k: &str| format!("waiver[{i}].{k}");
+    let at = Table { src, i, raw };
     let w = raw.get_ref();
     let before = errors.len();
-    let missing =
-        |k: &str, what: &str| src.error(raw.span(), key(k), format!("missing `{k}`: {what}"));
-
-    let control = match &w.control {
-        None => {
-            errors.push(missing(
-                "control",
-                "the control or probe id the waiver accepts",
-            ));
-            None
-        }
-        Some(c) => match known_id(playbook, c.get_ref()) {
-            Ok(id) => Some(id),
-            Err(e) => {
-                errors.push(src.error(c.span(), key("control"), e.0).with_hint(e.1));
-                None
-            }
-        },
-    };
-
-    let scope = match (&w.host, &w.cluster) {
-        (Some(_), Some(c)) => {
-            errors.push(
-                src.error(
-                    c.span(),
-                    key("cluster"),
-                    "`host` and `cluster` are both set: a waiver names one or the other",
-                )
-                .with_hint("write one waiver per host, or one for the whole cluster"),
-            );
-            None
-        }
-        (None, None) => {
-            errors.push(
-                missing("host", "set `host` (one inventory host) or `cluster` (every host of an inventory cluster)")
-                    .with_hint("a waiver for the whole fleet is not a waiver: leave the control out with --skip-controls"),
-            );
-            None
-        }
-        (Some(h), None) => {
-            if hosts.iter().any(|x| x.name == *h.get_ref()) {
-                Some(WaiverScope::Host(h.get_ref().clone()))
-            } else {
-                errors.push(
-                    src.error(
-                        h.span(),
-                        key("host"),
-                        format!("`{}` is not a host of the inventory", h.get_ref()),
-                    )
-                    .with_hint("use the host's inventory name (`carbonio-fleet inventory list` shows them)"),
-                );
-                None
-            }
-        }
-        (None, Some(c)) => {
-            if hosts.iter().any(|x| x.cluster == *c.get_ref()) {
-                Some(WaiverScope::Cluster(c.get_ref().clone()))
-            } else {
-                let mut clusters: Vec<&str> = hosts.iter().map(|h| h.cluster.as_str()).collect();
-                clusters.sort_unstable();
-                clusters.dedup();
-                errors.push(
-                    src.error(
-                        c.span(),
-                        key("cluster"),
-                        format!("`{}` is not a cluster of the inventory", c.get_ref()),
-                    )
-                    .with_hint(format!("its clusters: {}", clusters.join(", "))),
-                );
-                None
-            }
-        }
-    };
-
-    let justification = match &w.justification {
-        Some(j) if !j.get_ref().trim().is_empty() => Some(j.get_ref().trim().to_string()),
-        Some(j) => {
-            errors.push(src.error(
-                j.span(),
-                key("justification"),
-                "the justification is empty: say why the deviation is accepted (it goes into every report)",
-            ));
-            None
-        }
-        None => {
-            errors.push(missing(
-                "justification",
-                "say why the deviation is accepted (it goes into every report)",
-            ));
-            None
-        }
-    };
-
-    let expires = match &w.expires {
-        None => {
-            errors.push(
-                missing("expires", "the last day the waiver applies").with_hint(
-                    "e.g. expires = 2027-03-31; a waiver without an end is a control nobody checks",
-                ),
-            );
-            None
-        }
-        Some(v) => match parse_date(v.get_ref()) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                errors.push(src.error(v.span(), key("expires"), e).with_hint(
-                    "a date: expires = 2027-03-31 (the waiver applies through that day, UTC)",
-                ));
-                None
-            }
-        },
-    };
-
+    let control = waiver_control(&at, playbook, errors);
+    let scope = waiver_scope(&at, hosts, errors);
+    let justification = waiver_justification(&at, errors);
+    let expires = waiver_expires(&at, errors);
     if errors.len() > before {
         return None;
     }
@@ -428,6 +319,164 @@ fn validate(
             .filter(|a| !a.is_empty()),
         source: format!("{}:{line}", src.path.display()),
     })
+}
+
+/// Where a `[[waiver]]` table is, for its errors: the file, its index, its span.
+struct Table<'a> {
+    src: &'a Source<'a>,
+    i: usize,
+    raw: &'a Spanned<RawWaiver>,
+}
+
+impl Table<'_> {
+    /// The key path of one of the table's keys, `waiver[I].K`.
+    fn key(&self, k: &str) -> String {
+        format!("waiver[{}].{k}", self.i)
+    }
+
+    /// The error for a missing key `k` (at the table), saying `what` it holds.
+    fn missing(&self, k: &str, what: &str) -> ConfigError {
+        self.src.error(
+            self.raw.span(),
+            self.key(k),
+            format!("missing `{k}`: {what}"),
+        )
+    }
+}
+
+/// `control`: a control or probe of the playbook a waiver can cover, in the playbook's
+/// spelling.
+fn waiver_control(
+    at: &Table<'_>,
+    playbook: &Playbook,
+    errors: &mut Vec<ConfigError>,
+) -> Option<String> {
+    match &at.raw.get_ref().control {
+        None => {
+            errors.push(at.missing("control", "the control or probe id the waiver accepts"));
+            None
+        }
+        Some(c) => match known_id(playbook, c.get_ref()) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                errors.push(
+                    at.src
+                        .error(c.span(), at.key("control"), e.0)
+                        .with_hint(e.1),
+                );
+                None
+            }
+        },
+    }
+}
+
+/// `host` or `cluster`, exactly one of them, naming a host or a cluster of the
+/// inventory.
+fn waiver_scope(
+    at: &Table<'_>,
+    hosts: &[Host],
+    errors: &mut Vec<ConfigError>,
+) -> Option<WaiverScope> {
+    let (src, w) = (at.src, at.raw.get_ref());
+    match (&w.host, &w.cluster) {
+        (Some(_), Some(c)) => {
+            errors.push(
+                src.error(
+                    c.span(),
+                    at.key("cluster"),
+                    "`host` and `cluster` are both set: a waiver names one or the other",
+                )
+                .with_hint("write one waiver per host, or one for the whole cluster"),
+            );
+            None
+        }
+        (None, None) => {
+            errors.push(
+                at.missing("host", "set `host` (one inventory host) or `cluster` (every host of an inventory cluster)")
+                    .with_hint("a waiver for the whole fleet is not a waiver: leave the control out with --skip-controls"),
+            );
+            None
+        }
+        (Some(h), None) => {
+            if hosts.iter().any(|x| x.name == *h.get_ref()) {
+                Some(WaiverScope::Host(h.get_ref().clone()))
+            } else {
+                errors.push(
+                    src.error(
+                        h.span(),
+                        at.key("host"),
+                        format!("`{}` is not a host of the inventory", h.get_ref()),
+                    )
+                    .with_hint("use the host's inventory name (`carbonio-fleet inventory list` shows them)"),
+                );
+                None
+            }
+        }
+        (None, Some(c)) => {
+            if hosts.iter().any(|x| x.cluster == *c.get_ref()) {
+                Some(WaiverScope::Cluster(c.get_ref().clone()))
+            } else {
+                let mut clusters: Vec<&str> = hosts.iter().map(|h| h.cluster.as_str()).collect();
+                clusters.sort_unstable();
+                clusters.dedup();
+                errors.push(
+                    src.error(
+                        c.span(),
+                        at.key("cluster"),
+                        format!("`{}` is not a cluster of the inventory", c.get_ref()),
+                    )
+                    .with_hint(format!("its clusters: {}", clusters.join(", "))),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// `justification`: set and not blank (it goes into every report), trimmed.
+fn waiver_justification(at: &Table<'_>, errors: &mut Vec<ConfigError>) -> Option<String> {
+    match &at.raw.get_ref().justification {
+        Some(j) if !j.get_ref().trim().is_empty() => Some(j.get_ref().trim().to_string()),
+        Some(j) => {
+            errors.push(at.src.error(
+                j.span(),
+                at.key("justification"),
+                "the justification is empty: say why the deviation is accepted (it goes into every report)",
+            ));
+            None
+        }
+        None => {
+            errors.push(at.missing(
+                "justification",
+                "say why the deviation is accepted (it goes into every report)",
+            ));
+            None
+        }
+    }
+}
+
+/// `expires`: the last day the waiver applies, a date (a waiver without an end is
+/// refused).
+fn waiver_expires(at: &Table<'_>, errors: &mut Vec<ConfigError>) -> Option<Date> {
+    match &at.raw.get_ref().expires {
+        None => {
+            errors.push(
+                at.missing("expires", "the last day the waiver applies").with_hint(
+                    "e.g. expires = 2027-03-31; a waiver without an end is a control nobody checks",
+                ),
+            );
+            None
+        }
+        Some(v) => match parse_date(v.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                errors.push(at.src.error(v.span(), at.key("expires"), e).with_hint(
+                    "a date: expires = 2027-03-31 (the waiver applies through that day, UTC)",
+                ));
+                None
+            }
+        },
+    }
 }
 
 /// The playbook's spelling of control or probe `id`; `Err((message, hint))` when it names

@@ -167,11 +167,20 @@ fn waiver_metrics(out: &mut String, report: &Report) {
 /// Renders the report as OpenMetrics text, ending with `# EOF`.
 pub fn render_openmetrics(report: &Report) -> String {
     let mut out = String::new();
-    let playbook = report.playbook.name.as_str();
-    let command = report.command.as_str();
+    host_metrics(&mut out, report);
+    result_metrics(&mut out, report);
+    waiver_metrics(&mut out, report);
+    domain_metrics(&mut out, report);
+    run_metrics(&mut out, report);
+    out.push_str("# EOF\n");
+    out
+}
 
+/// Each host's state at the end of the run: compliant or not, its status, and how many
+/// of its findings block a change.
+fn host_metrics(out: &mut String, report: &Report) {
     family(
-        &mut out,
+        out,
         "carbonio_fleet_host_compliant",
         "Whether the host was compliant at the end of the run (1) or not (0).",
         None,
@@ -183,7 +192,7 @@ pub fn render_openmetrics(report: &Report) -> String {
     }
 
     family(
-        &mut out,
+        out,
         "carbonio_fleet_host_status",
         "The host's status at the end of the run, as the status label (value always 1).",
         None,
@@ -194,7 +203,7 @@ pub fn render_openmetrics(report: &Report) -> String {
     }
 
     family(
-        &mut out,
+        out,
         "carbonio_fleet_host_blocking_findings",
         "Findings on the host that block a change (for example a missing policy spawn user).",
         None,
@@ -204,9 +213,12 @@ pub fn render_openmetrics(report: &Report) -> String {
         let n = h.findings.iter().filter(|f| f.blocking).count();
         let _ = writeln!(out, "carbonio_fleet_host_blocking_findings{l} {n}");
     }
+}
 
+/// One sample per control and per probe of each host, the verdict as a label.
+fn result_metrics(out: &mut String, report: &Report) {
     family(
-        &mut out,
+        out,
         "carbonio_fleet_control_status",
         "One sample per control and host; the verdict label says compliant, non-compliant, masked, not-applicable or error (value always 1).",
         None,
@@ -223,7 +235,7 @@ pub fn render_openmetrics(report: &Report) -> String {
     }
 
     family(
-        &mut out,
+        out,
         "carbonio_fleet_probe_status",
         "One sample per probe and host; the verdict label says pass, fail, not-applicable or error (value always 1).",
         None,
@@ -238,71 +250,81 @@ pub fn render_openmetrics(report: &Report) -> String {
             let _ = writeln!(out, "carbonio_fleet_probe_status{l} 1");
         }
     }
+}
 
-    waiver_metrics(&mut out, report);
-
-    if !report.domains.is_empty() {
-        family(
-            &mut out,
-            "carbonio_fleet_domain_check",
-            "One sample per hosted domain and dns check (spf, dkim, dmarc); the verdict label says pass, fail or error (value always 1).",
-            None,
-        );
-        for d in &report.domains {
-            for p in &d.domains {
-                for c in &p.checks {
-                    let l = labels(&[
-                        ("cluster", &d.cluster),
-                        ("domain", &p.domain),
-                        ("check", &c.check),
-                        ("verdict", probe_verdict_str(c.verdict)),
-                        ("playbook", playbook),
-                    ]);
-                    let _ = writeln!(out, "carbonio_fleet_domain_check{l} 1");
-                }
+/// The hosted domains' `dns` checks per cluster, and whether each cluster's domains
+/// could be read (no family at all when the run read no domains).
+fn domain_metrics(out: &mut String, report: &Report) {
+    let playbook = report.playbook.name.as_str();
+    if report.domains.is_empty() {
+        return;
+    }
+    family(
+        out,
+        "carbonio_fleet_domain_check",
+        "One sample per hosted domain and dns check (spf, dkim, dmarc); the verdict label says pass, fail or error (value always 1).",
+        None,
+    );
+    for d in &report.domains {
+        for p in &d.domains {
+            for c in &p.checks {
+                let l = labels(&[
+                    ("cluster", &d.cluster),
+                    ("domain", &p.domain),
+                    ("check", &c.check),
+                    ("verdict", probe_verdict_str(c.verdict)),
+                    ("playbook", playbook),
+                ]);
+                let _ = writeln!(out, "carbonio_fleet_domain_check{l} 1");
             }
-        }
-        family(
-            &mut out,
-            "carbonio_fleet_domain_findings",
-            "Findings of one dns check of one hosted domain.",
-            None,
-        );
-        for d in &report.domains {
-            for p in &d.domains {
-                for c in &p.checks {
-                    let l = labels(&[
-                        ("cluster", &d.cluster),
-                        ("domain", &p.domain),
-                        ("check", &c.check),
-                        ("playbook", playbook),
-                    ]);
-                    let _ = writeln!(
-                        out,
-                        "carbonio_fleet_domain_findings{l} {}",
-                        c.findings.len()
-                    );
-                }
-            }
-        }
-        family(
-            &mut out,
-            "carbonio_fleet_domains_read",
-            "Whether the cluster's hosted domains could be read (1) or not (0).",
-            None,
-        );
-        for d in &report.domains {
-            let l = labels(&[("cluster", &d.cluster), ("playbook", playbook)]);
-            let _ = writeln!(
-                out,
-                "carbonio_fleet_domains_read{l} {}",
-                u8::from(d.error.is_none())
-            );
         }
     }
-
     family(
-        &mut out,
+        out,
+        "carbonio_fleet_domain_findings",
+        "Findings of one dns check of one hosted domain.",
+        None,
+    );
+    for d in &report.domains {
+        for p in &d.domains {
+            for c in &p.checks {
+                let l = labels(&[
+                    ("cluster", &d.cluster),
+                    ("domain", &p.domain),
+                    ("check", &c.check),
+                    ("playbook", playbook),
+                ]);
+                let _ = writeln!(
+                    out,
+                    "carbonio_fleet_domain_findings{l} {}",
+                    c.findings.len()
+                );
+            }
+        }
+    }
+    family(
+        out,
+        "carbonio_fleet_domains_read",
+        "Whether the cluster's hosted domains could be read (1) or not (0).",
+        None,
+    );
+    for d in &report.domains {
+        let l = labels(&[("cluster", &d.cluster), ("playbook", playbook)]);
+        let _ = writeln!(
+            out,
+            "carbonio_fleet_domains_read{l} {}",
+            u8::from(d.error.is_none())
+        );
+    }
+}
+
+/// The run as a whole: hosts per status (every status, 0 included), wall time, when it
+/// finished and its exit code.
+fn run_metrics(out: &mut String, report: &Report) {
+    let playbook = report.playbook.name.as_str();
+    let command = report.command.as_str();
+    family(
+        out,
         "carbonio_fleet_hosts",
         "Targeted hosts by status at the end of the run.",
         None,
@@ -315,7 +337,7 @@ pub fn render_openmetrics(report: &Report) -> String {
 
     let run = labels(&[("playbook", playbook), ("command", command)]);
     family(
-        &mut out,
+        out,
         "carbonio_fleet_run_duration_seconds",
         "Wall-clock duration of the run.",
         Some("seconds"),
@@ -327,7 +349,7 @@ pub fn render_openmetrics(report: &Report) -> String {
     );
 
     family(
-        &mut out,
+        out,
         "carbonio_fleet_last_run_timestamp_seconds",
         "When the run finished, in seconds since the Unix epoch.",
         Some("seconds"),
@@ -342,7 +364,7 @@ pub fn render_openmetrics(report: &Report) -> String {
     }
 
     family(
-        &mut out,
+        out,
         "carbonio_fleet_run_exit_code",
         "Exit code of the run: 0 compliant, 2 drift, 3 host failures, 4 aborted, 130 interrupted.",
         None,
@@ -352,9 +374,6 @@ pub fn render_openmetrics(report: &Report) -> String {
         "carbonio_fleet_run_exit_code{run} {}",
         report.exit_code
     );
-
-    out.push_str("# EOF\n");
-    out
 }
 
 #[cfg(test)]
@@ -688,6 +707,24 @@ mod tests {
             proptest::prop_assert_eq!(&s[0].labels["cluster"], &cluster);
             proptest::prop_assert_eq!(&s[0].labels["playbook"], &playbook);
         }
+    }
+
+    #[test]
+    fn domain_families_only_for_a_run_that_read_domains() {
+        let mut report = sample_report();
+        let mut out = String::new();
+        domain_metrics(&mut out, &report);
+        for family in [
+            "carbonio_fleet_domain_check",
+            "carbonio_fleet_domain_findings",
+            "carbonio_fleet_domains_read",
+        ] {
+            assert!(out.contains(&format!("# TYPE {family} gauge\n")), "{out}");
+        }
+        report.domains.clear();
+        let mut out = String::new();
+        domain_metrics(&mut out, &report);
+        assert_eq!(out, "");
     }
 
     #[test]

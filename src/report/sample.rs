@@ -113,6 +113,9 @@ const EFFECTIVE_OK: &str =
     "reject_non_fqdn_recipient, check_policy_service unix:private/policy, permit";
 const EFFECTIVE_MISSING: &str = "reject_non_fqdn_recipient, permit";
 
+// long: one fixture written out as data (six hosts, their controls, probes and
+// findings), read top to bottom beside the snapshots it renders to; split up, the
+// pieces would only scatter one report over several functions.
 /// Six hosts in two clusters: `mail1` compliant, `mail2` drift (non-compliant + masked,
 /// failing probe, blocking finding), `mail3` restart pending (changed, not restarted),
 /// `mail4` failed on a host-key mismatch, `mail5` unreachable, `store1` compliant with a

@@ -238,23 +238,8 @@ impl Checker {
         let refuse = |message: String, at: Option<(&Path, usize)>| {
             self.refuse(message, expected.clone(), &certified, at)
         };
-        if let Some((file, line)) = self.revoked(kh, &ca_key) {
-            return Err(refuse(
-                format!(
-                    "host certificate of {target} is signed by CA {ca_fp}, which {}:{line} revokes",
-                    file.display()
-                ),
-                Some((&file, line)),
-            ));
-        }
-        if let Some((file, line)) = self.revoked(kh, &certified) {
-            return Err(refuse(
-                format!(
-                    "host key in the certificate of {target} is revoked in {}:{line}",
-                    file.display()
-                ),
-                Some((&file, line)),
-            ));
+        if let Some((message, file, line)) = self.revoked_certificate(kh, &ca_key, &certified) {
+            return Err(refuse(message, Some((&file, line))));
         }
         let Some(ca) = cas
             .iter()
@@ -269,68 +254,8 @@ impl Checker {
             ));
         };
         let line = Some((&*ca.file, ca.line));
-        if cert.cert_type() != CertType::Host {
-            return Err(refuse(
-                format!(
-                    "{target} presented a user certificate (key id `{}`) as its host key",
-                    cert.key_id()
-                ),
-                line,
-            ));
-        }
-        let show = |t: u64| {
-            jiff::Timestamp::from_second(t as i64)
-                .map(|ts| ts.to_string())
-                .unwrap_or_else(|_| "forever".into())
-        };
-        if now < cert.valid_after() {
-            return Err(refuse(
-                format!(
-                    "host certificate of {target} (key id `{}`) is not valid before {}",
-                    cert.key_id(),
-                    show(cert.valid_after())
-                ),
-                line,
-            ));
-        }
-        if now >= cert.valid_before() {
-            return Err(refuse(
-                format!(
-                    "host certificate of {target} (key id `{}`) expired at {}",
-                    cert.key_id(),
-                    show(cert.valid_before())
-                ),
-                line,
-            ));
-        }
-        let principals = cert.valid_principals();
-        let names = [self.address.as_str(), self.host_name.as_str()];
-        if !principals
-            .iter()
-            .any(|p| names.iter().any(|n| pattern_matches(p, n)))
-        {
-            return Err(refuse(
-                format!(
-                    "host certificate of {target} (key id `{}`) is not valid for this host: its principals are [{}], none of them is `{}`{}",
-                    cert.key_id(),
-                    principals.join(", "),
-                    self.address,
-                    if self.host_name != self.address {
-                        format!(" or `{}`", self.host_name)
-                    } else {
-                        String::new()
-                    }
-                ),
-                line,
-            ));
-        }
-        if let Some((option, _)) = cert.critical_options().iter().next() {
-            return Err(refuse(
-                format!(
-                    "host certificate of {target} carries the critical option `{option}`, which is not understood"
-                ),
-                line,
-            ));
+        if let Some(message) = self.certificate_flaw(cert, now) {
+            return Err(refuse(message, line));
         }
         // The signature, checked last and by ssh-key (with the trust and window checks
         // again): everything above only gives the refusal a precise reason.
@@ -341,6 +266,85 @@ impl Checker {
                     line,
                 )
             })
+    }
+
+    /// Why a certificate is refused because known_hosts revokes its CA (`ca_key`) or
+    /// the key it certifies (`certified`), with the `@revoked` line that does.
+    fn revoked_certificate(
+        &self,
+        kh: &KnownHosts,
+        ca_key: &PublicKey,
+        certified: &PublicKey,
+    ) -> Option<(String, PathBuf, usize)> {
+        let target = self.target();
+        if let Some((file, line)) = self.revoked(kh, ca_key) {
+            let message = format!(
+                "host certificate of {target} is signed by CA {}, which {}:{line} revokes",
+                fingerprint(ca_key),
+                file.display()
+            );
+            return Some((message, file, line));
+        }
+        self.revoked(kh, certified).map(|(file, line)| {
+            let message = format!(
+                "host key in the certificate of {target} is revoked in {}:{line}",
+                file.display()
+            );
+            (message, file, line)
+        })
+    }
+
+    /// Why a certificate signed by a trusted CA is still refused, checked in
+    /// OpenSSH's order: it is a user certificate, `now` is outside its validity window,
+    /// none of its principals names the host, or it carries a critical option (none is
+    /// understood). `None` if it passes all of these.
+    fn certificate_flaw(&self, cert: &Certificate, now: u64) -> Option<String> {
+        let target = self.target();
+        let key_id = cert.key_id();
+        if cert.cert_type() != CertType::Host {
+            return Some(format!(
+                "{target} presented a user certificate (key id `{key_id}`) as its host key"
+            ));
+        }
+        let show = |t: u64| {
+            jiff::Timestamp::from_second(t as i64)
+                .map(|ts| ts.to_string())
+                .unwrap_or_else(|_| "forever".into())
+        };
+        if now < cert.valid_after() {
+            return Some(format!(
+                "host certificate of {target} (key id `{key_id}`) is not valid before {}",
+                show(cert.valid_after())
+            ));
+        }
+        if now >= cert.valid_before() {
+            return Some(format!(
+                "host certificate of {target} (key id `{key_id}`) expired at {}",
+                show(cert.valid_before())
+            ));
+        }
+        let principals = cert.valid_principals();
+        let names = [self.address.as_str(), self.host_name.as_str()];
+        if !principals
+            .iter()
+            .any(|p| names.iter().any(|n| pattern_matches(p, n)))
+        {
+            return Some(format!(
+                "host certificate of {target} (key id `{key_id}`) is not valid for this host: its principals are [{}], none of them is `{}`{}",
+                principals.join(", "),
+                self.address,
+                if self.host_name != self.address {
+                    format!(" or `{}`", self.host_name)
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        cert.critical_options().iter().next().map(|(option, _)| {
+            format!(
+                "host certificate of {target} carries the critical option `{option}`, which is not understood"
+            )
+        })
     }
 }
 
@@ -471,6 +475,7 @@ impl client::Handler for Checker {
 pub(super) mod tests {
     use super::*;
     use std::process::Command;
+    use test_case::test_case;
 
     /// `ssh-keygen` in `dir`, asserting success.
     fn keygen(dir: &Path, args: &[&str]) {
@@ -580,6 +585,39 @@ pub(super) mod tests {
             fs_line(&f.dir.path().join("hk.pub"))
         );
         assert_eq!(f.judge(&plain, &good), Ok(()));
+    }
+
+    #[test_case(&["-h", "-n", "127.0.0.1", "-V", "-5m:+1h"], None; "a valid host certificate")]
+    #[test_case(&["-n", "127.0.0.1", "-V", "-5m:+1h"], Some("`mx1.example` (127.0.0.1:2222) presented a user certificate (key id `kid`) as its host key"); "a user certificate")]
+    #[test_case(&["-h", "-n", "127.0.0.1", "-V", "+1d:+2d"], Some("(key id `kid`) is not valid before 20"); "not yet valid")]
+    #[test_case(&["-h", "-n", "127.0.0.1", "-V", "-2d:-1d"], Some("(key id `kid`) expired at 20"); "expired")]
+    #[test_case(&["-h", "-n", "mx2.example,10.0.0.1", "-V", "-5m:+1h"], Some("its principals are [mx2.example, 10.0.0.1], none of them is `127.0.0.1` or `mx1.example`"); "for other hosts")]
+    #[test_case(&["-h", "-n", "127.0.0.1", "-V", "-5m:+1h", "-O", "critical:frob=1"], Some("carries the critical option `frob`, which is not understood"); "an unknown critical option")]
+    fn a_certificate_flaw_names_the_reason(sign: &[&str], flaw: Option<&str>) {
+        let f = Fixture::new();
+        let got = f.checker().certificate_flaw(&f.sign(sign), now_unix());
+        match flaw {
+            None => assert_eq!(got, None),
+            Some(flaw) => assert!(got.as_deref().is_some_and(|g| g.contains(flaw)), "{got:?}"),
+        }
+    }
+
+    #[test]
+    fn a_revoked_certified_key_is_refused_with_its_line() {
+        let f = Fixture::new();
+        let good = f.sign(&["-h", "-n", "127.0.0.1", "-V", "-5m:+1h"]);
+        let kh = format!(
+            "@cert-authority [127.0.0.1]:2222 {}\n@revoked * {}\n",
+            f.ca,
+            fs_line(&f.dir.path().join("hk.pub"))
+        );
+        assert_eq!(
+            f.judge(&kh, &good),
+            Err(
+                "host key in the certificate of `mx1.example` (127.0.0.1:2222) is revoked in /kh:2"
+                    .into()
+            )
+        );
     }
 
     /// Every known_hosts file counts, as in OpenSSH: under accept-new, a host pinned in
