@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::carbonio::values;
+use crate::engine::changes::NodeBatch;
 use crate::engine::plan_file::{CommandKind, HostBasis, PlanFile, PlannedCommand, plural};
 use crate::engine::stage::{EntryKind, StageEntry};
 
@@ -277,50 +278,7 @@ pub fn render(plan: &PlanFile, o: RenderOptions) -> String {
             safe(&mtas)
         ));
         if let Some(g) = global {
-            let promote: Vec<&PlannedCommand> = plan
-                .commands
-                .iter()
-                .filter(|c| c.kind == CommandKind::Promote && c.cluster == *cluster)
-                .collect();
-            let on = promote.first().map(|c| c.host.as_str()).unwrap_or(&g.node);
-            out.line(&format!(
-                "  global config: staged per MTA in its batch first, then promoted on {} as {} once every MTA passed its gate",
-                on,
-                user_of(on)
-            ));
-            let current = |attr: &str| {
-                plan.basis
-                    .get(&g.node)
-                    .and_then(|b| b.attrs.get(attr))
-                    .map(|a| a.global.clone())
-                    .unwrap_or_default()
-            };
-            for c in &g.changes {
-                let before = current(&c.attr);
-                let after = values_after(&before, &c.args, &c.attr);
-                attr_change(
-                    &mut out,
-                    4,
-                    &format!("{} ({})", c.attr, c.control),
-                    is_multi(&c.attr),
-                    &before,
-                    &after,
-                );
-            }
-            for c in promote {
-                out.line(&format!("    # {}", safe(&c.purpose)));
-                out.command(4, &safe(&c.command));
-            }
-            if let Some(held) = plan.promotion_held_by.get(*cluster) {
-                out.line("  promotion held (exit 2): even if every staged MTA passes, the global config stays untouched:");
-                for h in held {
-                    out.line(&format!(
-                        "    ! held by {}: {}",
-                        safe(h.name()),
-                        safe(&h.reason)
-                    ));
-                }
-            }
+            global_block(&mut out, plan, cluster, g, &is_multi, &user_of);
         }
         for b in &blocked {
             out.line(&format!(
@@ -333,6 +291,70 @@ pub fn render(plan: &PlanFile, o: RenderOptions) -> String {
             host_block(&mut out, plan, host, basis, &is_multi, &user_of);
         }
     }
+    unreachable_block(&mut out, plan);
+    out.line("");
+    out.line(&plan.summary_line());
+    out.s
+}
+
+/// A cluster's global changes: each attribute before and after, the promotion command
+/// and the node and user that run it, and what holds the promotion back.
+fn global_block(
+    out: &mut Out,
+    plan: &PlanFile,
+    cluster: &str,
+    g: &NodeBatch,
+    is_multi: &dyn Fn(&str) -> bool,
+    user_of: &dyn Fn(&str) -> String,
+) {
+    let promote: Vec<&PlannedCommand> = plan
+        .commands
+        .iter()
+        .filter(|c| c.kind == CommandKind::Promote && c.cluster == cluster)
+        .collect();
+    let on = promote.first().map(|c| c.host.as_str()).unwrap_or(&g.node);
+    out.line(&format!(
+        "  global config: staged per MTA in its batch first, then promoted on {} as {} once every MTA passed its gate",
+        on,
+        user_of(on)
+    ));
+    let current = |attr: &str| {
+        plan.basis
+            .get(&g.node)
+            .and_then(|b| b.attrs.get(attr))
+            .map(|a| a.global.clone())
+            .unwrap_or_default()
+    };
+    for c in &g.changes {
+        let before = current(&c.attr);
+        let after = values_after(&before, &c.args, &c.attr);
+        attr_change(
+            out,
+            4,
+            &format!("{} ({})", c.attr, c.control),
+            is_multi(&c.attr),
+            &before,
+            &after,
+        );
+    }
+    for c in promote {
+        out.line(&format!("    # {}", safe(&c.purpose)));
+        out.command(4, &safe(&c.command));
+    }
+    if let Some(held) = plan.promotion_held_by.get(cluster) {
+        out.line("  promotion held (exit 2): even if every staged MTA passes, the global config stays untouched:");
+        for h in held {
+            out.line(&format!(
+                "    ! held by {}: {}",
+                safe(h.name()),
+                safe(&h.reason)
+            ));
+        }
+    }
+}
+
+/// The hosts the plan could not gather, each with why: nothing is planned for them.
+fn unreachable_block(out: &mut Out, plan: &PlanFile) {
     let unreachable: Vec<(&String, &HostBasis)> =
         plan.basis.iter().filter(|(_, b)| !b.reachable).collect();
     if !unreachable.is_empty() {
@@ -346,11 +368,10 @@ pub fn render(plan: &PlanFile, o: RenderOptions) -> String {
             ));
         }
     }
-    out.line("");
-    out.line(&plan.summary_line());
-    out.s
 }
 
+/// One host's part of the plan: its server-entry changes, what is staged on it, its
+/// reload batch and the exact commands.
 fn host_block(
     out: &mut Out,
     plan: &PlanFile,

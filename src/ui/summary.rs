@@ -18,7 +18,9 @@ use std::fmt::Write;
 
 use super::safe::terminal_safe;
 use super::term::{Layout, Tone, name_list, shorten};
-use crate::report::model::{HostApply, HostReport, HostStatus, ProbeVerdict, Report, Verdict};
+use crate::report::model::{
+    GateRecord, HostApply, HostReport, HostStatus, ProbeVerdict, Report, RestartRecord, Verdict,
+};
 
 /// The summary as plain text at [`Layout::PLAIN`]'s width (for hooks and files).
 pub fn render(report: &Report) -> String {
@@ -590,166 +592,7 @@ fn rollout_section(out: &mut Out<'_>, report: &Report) {
         ),
     );
     for (number, members) in &batches {
-        let worst = members
-            .iter()
-            .map(|(_, a)| rollout_tone(&a.rollout))
-            .min_by_key(|t| match t {
-                Tone::Failed => 0,
-                Tone::NotAttempted => 1,
-                Tone::Drift => 2,
-                _ => 3,
-            })
-            .unwrap_or(Tone::Compliant);
-        let label = format!("batch {number} of {total}");
-        let canary = if *number == 1 { " (canary)" } else { "" };
-        let hosts: Vec<&HostReport> = members.iter().map(|(h, _)| *h).collect();
-        let rest = format!("{canary} — {}", out.hosts_part(&hosts));
-        let label_safe = terminal_safe(&label).into_owned();
-        out.entry(
-            2,
-            6,
-            &format!("{label_safe}{rest}"),
-            &[(worst, &label_safe)],
-        );
-        // Hosts that fared alike, described once (whatever their reload command: legacy
-        // and systemd nodes differ there, not in how they fared).
-        let groups = group_by(members.iter().map(|(h, a)| {
-            let restart = a.restart.as_ref().map(|r| r.ok);
-            let gate = a.gate.as_ref().map(|g| {
-                let failing: Vec<String> = g
-                    .checks
-                    .iter()
-                    .filter(|c| !c.ok)
-                    .map(|c| format!("{}\0{}", c.name, generalize(&c.detail, h)))
-                    .collect();
-                (g.passed, failing)
-            });
-            let rollback = a.rollback.as_ref().map(|r| r.ok);
-            ((a.rollout.clone(), restart, gate, rollback), (*h, *a))
-        }));
-        let alone = groups.len() == 1;
-        for ((state, restart_ok, gate, _), fared) in groups {
-            let a0 = fared[0].1;
-            let who = if alone {
-                String::new()
-            } else {
-                let hs: Vec<&HostReport> = fared.iter().map(|(h, _)| *h).collect();
-                format!("— {}", out.hosts_part(&hs))
-            };
-            out.labelled(4, 8, rollout_tone(&state), &state, &who);
-            // The canary and anything that went wrong in full; a batch that went as the
-            // canary did in one line.
-            let failed = restart_ok == Some(false)
-                || gate.as_ref().is_some_and(|(passed, _)| !passed)
-                || fared
-                    .iter()
-                    .any(|(_, a)| a.commands.iter().any(|c| c.exit != "0"));
-            let detailed = *number == 1 || failed;
-            if detailed && let Some(c) = commands_brief(a0) {
-                out.entry(6, 8, &c, &[]);
-            }
-            let mut brief: Vec<(Tone, String)> = Vec::new();
-            if let Some(r) = &a0.restart {
-                let kind = r
-                    .method
-                    .split_once(": ")
-                    .map_or(r.method.as_str(), |(k, _)| k);
-                let outcome = if r.ok { "ok" } else { "FAILED" };
-                let tone = if r.ok { Tone::Compliant } else { Tone::Failed };
-                if detailed {
-                    // Each distinct command line of the group's reloads, cut to fit.
-                    let mut hows: Vec<&str> = Vec::new();
-                    for (_, a) in &fared {
-                        if let Some((_, how)) =
-                            a.restart.as_ref().and_then(|r| r.method.split_once(": "))
-                            && !hows.contains(&how)
-                        {
-                            hows.push(how);
-                        }
-                    }
-                    let hows: Vec<String> = hows
-                        .iter()
-                        .map(|h| {
-                            shorten(h, out.width().saturating_sub(6 + 12 + kind.len())).into_owned()
-                        })
-                        .collect();
-                    let how = if hows.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", hows.join("; "))
-                    };
-                    out.entry(6, 8, &format!("{kind} {outcome}{how}"), &[(tone, outcome)]);
-                } else {
-                    brief.push((tone, format!("{kind} {outcome}")));
-                }
-            }
-            if let Some(g) = &a0.gate {
-                let verdict = if g.passed { "passed" } else { "FAILED" };
-                let tone = if g.passed {
-                    Tone::Compliant
-                } else {
-                    Tone::Failed
-                };
-                let attempts = fared
-                    .iter()
-                    .filter_map(|(_, a)| a.gate.as_ref().map(|g| g.attempts))
-                    .max()
-                    .unwrap_or(g.attempts);
-                let head = format!(
-                    "gate {verdict} after {}",
-                    plural(attempts as usize, "attempt")
-                );
-                if detailed {
-                    out.entry(6, 10, &format!("{head}:"), &[(tone, verdict)]);
-                    // One line per check with its evidence; a failed one in full.
-                    for c in &g.checks {
-                        let (mark, tone) = if c.ok {
-                            ("ok", Tone::Compliant)
-                        } else {
-                            ("FAILED", Tone::Failed)
-                        };
-                        let detail = if c.ok {
-                            shorten(&c.detail, out.width().saturating_sub(14 + c.name.len()))
-                        } else {
-                            out.message(&c.detail)
-                        };
-                        let name = format!("{} {mark}", c.name);
-                        out.entry(8, 10, &format!("{name}: {detail}"), &[(tone, mark)]);
-                    }
-                } else {
-                    let names: Vec<&str> = g.checks.iter().map(|c| c.name.as_str()).collect();
-                    brief.push((tone, format!("{head} ({})", names.join(", "))));
-                }
-            }
-            if !brief.is_empty() {
-                let text = brief
-                    .iter()
-                    .map(|(_, t)| t.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let spans: Vec<(Tone, &str)> = brief
-                    .iter()
-                    .map(|(t, s)| (*t, s.split(' ').nth(1).unwrap_or("")))
-                    .collect();
-                out.entry(6, 8, &text, &spans);
-            }
-            let rollbacks = group_by(fared.iter().filter_map(|(h, a)| {
-                a.rollback
-                    .as_ref()
-                    .map(|r| ((r.ok, generalize(&r.detail, h)), *h))
-            }));
-            for ((ok, detail), hosts) in rollbacks {
-                let outcome = if ok { "ok" } else { "FAILED" };
-                let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
-                let text = format!(
-                    "rollback {outcome} on {}: {}",
-                    name_list(&names, out.width() / 2),
-                    out.message(&detail)
-                );
-                let tone = if ok { Tone::Drift } else { Tone::Failed };
-                out.entry(6, 8, &text, &[(tone, outcome)]);
-            }
-        }
+        batch_entry(out, *number, total, members);
     }
     let others = group_by(
         applied
@@ -773,6 +616,208 @@ fn rollout_section(out: &mut Out<'_>, report: &Report) {
             "(commands exactly as sent: report.json, report.html and the --log-file audit log)",
             &[],
         );
+    }
+}
+
+/// One batch of the timeline: `batch N of M` (the first is the canary) coloured by its
+/// worst host, its hosts, then its hosts grouped by how they fared.
+fn batch_entry(
+    out: &mut Out<'_>,
+    number: usize,
+    total: usize,
+    members: &[(&HostReport, &HostApply)],
+) {
+    let worst = members
+        .iter()
+        .map(|(_, a)| rollout_tone(&a.rollout))
+        .min_by_key(|t| match t {
+            Tone::Failed => 0,
+            Tone::NotAttempted => 1,
+            Tone::Drift => 2,
+            _ => 3,
+        })
+        .unwrap_or(Tone::Compliant);
+    let label = format!("batch {number} of {total}");
+    let canary = if number == 1 { " (canary)" } else { "" };
+    let hosts: Vec<&HostReport> = members.iter().map(|(h, _)| *h).collect();
+    let rest = format!("{canary} — {}", out.hosts_part(&hosts));
+    let label_safe = terminal_safe(&label).into_owned();
+    out.entry(
+        2,
+        6,
+        &format!("{label_safe}{rest}"),
+        &[(worst, &label_safe)],
+    );
+    // Hosts that fared alike, described once (whatever their reload command: legacy
+    // and systemd nodes differ there, not in how they fared).
+    let groups = group_by(members.iter().map(|(h, a)| {
+        let restart = a.restart.as_ref().map(|r| r.ok);
+        let gate = a.gate.as_ref().map(|g| {
+            let failing: Vec<String> = g
+                .checks
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| format!("{}\0{}", c.name, generalize(&c.detail, h)))
+                .collect();
+            (g.passed, failing)
+        });
+        let rollback = a.rollback.as_ref().map(|r| r.ok);
+        ((a.rollout.clone(), restart, gate, rollback), (*h, *a))
+    }));
+    let alone = groups.len() == 1;
+    for ((state, restart_ok, gate, _), fared) in groups {
+        let who = if alone {
+            String::new()
+        } else {
+            let hs: Vec<&HostReport> = fared.iter().map(|(h, _)| *h).collect();
+            format!("— {}", out.hosts_part(&hs))
+        };
+        out.labelled(4, 8, rollout_tone(&state), &state, &who);
+        // The canary and anything that went wrong in full; a batch that went as the
+        // canary did in one line.
+        let failed = restart_ok == Some(false)
+            || gate.as_ref().is_some_and(|(passed, _)| !passed)
+            || fared
+                .iter()
+                .any(|(_, a)| a.commands.iter().any(|c| c.exit != "0"));
+        fared_alike(out, number == 1 || failed, &fared);
+    }
+}
+
+/// Hosts of one batch that fared alike: the commands sent (when `detailed`), the reload
+/// or restart, the gate and any rollback. In detail each on its own lines with the
+/// evidence; otherwise the reload and the gate share one line.
+fn fared_alike(out: &mut Out<'_>, detailed: bool, fared: &[(&HostReport, &HostApply)]) {
+    let a0 = fared[0].1;
+    if detailed && let Some(c) = commands_brief(a0) {
+        out.entry(6, 8, &c, &[]);
+    }
+    let mut brief: Vec<(Tone, String)> = Vec::new();
+    if let Some(r) = &a0.restart {
+        reload_lines(out, detailed, r, fared, &mut brief);
+    }
+    if let Some(g) = &a0.gate {
+        gate_lines(out, detailed, g, fared, &mut brief);
+    }
+    if !brief.is_empty() {
+        let text = brief
+            .iter()
+            .map(|(_, t)| t.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let spans: Vec<(Tone, &str)> = brief
+            .iter()
+            .map(|(t, s)| (*t, s.split(' ').nth(1).unwrap_or("")))
+            .collect();
+        out.entry(6, 8, &text, &spans);
+    }
+    rollback_lines(out, fared);
+}
+
+/// The reload or restart of a group: in detail with each distinct command line, cut to
+/// fit; otherwise pushed onto the group's one-line `brief`.
+fn reload_lines(
+    out: &mut Out<'_>,
+    detailed: bool,
+    r: &RestartRecord,
+    fared: &[(&HostReport, &HostApply)],
+    brief: &mut Vec<(Tone, String)>,
+) {
+    let kind = r
+        .method
+        .split_once(": ")
+        .map_or(r.method.as_str(), |(k, _)| k);
+    let outcome = if r.ok { "ok" } else { "FAILED" };
+    let tone = if r.ok { Tone::Compliant } else { Tone::Failed };
+    if !detailed {
+        brief.push((tone, format!("{kind} {outcome}")));
+        return;
+    }
+    // Each distinct command line of the group's reloads, cut to fit.
+    let mut hows: Vec<&str> = Vec::new();
+    for (_, a) in fared {
+        if let Some((_, how)) = a.restart.as_ref().and_then(|r| r.method.split_once(": "))
+            && !hows.contains(&how)
+        {
+            hows.push(how);
+        }
+    }
+    let hows: Vec<String> = hows
+        .iter()
+        .map(|h| shorten(h, out.width().saturating_sub(6 + 12 + kind.len())).into_owned())
+        .collect();
+    let how = if hows.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", hows.join("; "))
+    };
+    out.entry(6, 8, &format!("{kind} {outcome}{how}"), &[(tone, outcome)]);
+}
+
+/// The health gate of a group (the most attempts any of its hosts needed): in detail one
+/// line per check with its evidence, a failed one in full; otherwise the check names on
+/// the group's one-line `brief`.
+fn gate_lines(
+    out: &mut Out<'_>,
+    detailed: bool,
+    g: &GateRecord,
+    fared: &[(&HostReport, &HostApply)],
+    brief: &mut Vec<(Tone, String)>,
+) {
+    let verdict = if g.passed { "passed" } else { "FAILED" };
+    let tone = if g.passed {
+        Tone::Compliant
+    } else {
+        Tone::Failed
+    };
+    let attempts = fared
+        .iter()
+        .filter_map(|(_, a)| a.gate.as_ref().map(|g| g.attempts))
+        .max()
+        .unwrap_or(g.attempts);
+    let head = format!(
+        "gate {verdict} after {}",
+        plural(attempts as usize, "attempt")
+    );
+    if !detailed {
+        let names: Vec<&str> = g.checks.iter().map(|c| c.name.as_str()).collect();
+        brief.push((tone, format!("{head} ({})", names.join(", "))));
+        return;
+    }
+    out.entry(6, 10, &format!("{head}:"), &[(tone, verdict)]);
+    for c in &g.checks {
+        let (mark, tone) = if c.ok {
+            ("ok", Tone::Compliant)
+        } else {
+            ("FAILED", Tone::Failed)
+        };
+        let detail = if c.ok {
+            shorten(&c.detail, out.width().saturating_sub(14 + c.name.len()))
+        } else {
+            out.message(&c.detail)
+        };
+        let name = format!("{} {mark}", c.name);
+        out.entry(8, 10, &format!("{name}: {detail}"), &[(tone, mark)]);
+    }
+}
+
+/// The rollbacks of a group, grouped by outcome and message shape.
+fn rollback_lines(out: &mut Out<'_>, fared: &[(&HostReport, &HostApply)]) {
+    let rollbacks = group_by(fared.iter().filter_map(|(h, a)| {
+        a.rollback
+            .as_ref()
+            .map(|r| ((r.ok, generalize(&r.detail, h)), *h))
+    }));
+    for ((ok, detail), hosts) in rollbacks {
+        let outcome = if ok { "ok" } else { "FAILED" };
+        let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+        let text = format!(
+            "rollback {outcome} on {}: {}",
+            name_list(&names, out.width() / 2),
+            out.message(&detail)
+        );
+        let tone = if ok { Tone::Drift } else { Tone::Failed };
+        out.entry(6, 8, &text, &[(tone, outcome)]);
     }
 }
 
@@ -939,9 +984,7 @@ fn domains_section(out: &mut Out<'_>, report: &Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::model::{
-        GateCheck, GateRecord, HostError, RestartRecord, RollbackRecord, Summary,
-    };
+    use crate::report::model::{GateCheck, HostError, RollbackRecord, Summary};
     use crate::report::sample::{control, host, sample_report};
     use crate::ui::term::width_of;
     use indoc::indoc;
