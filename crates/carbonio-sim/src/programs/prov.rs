@@ -539,18 +539,7 @@ fn get_all_domains(
             out.push('\n');
             continue;
         }
-        out.push_str(&format!("# name {d}\n"));
-        if let Some(a) = ldap.domain_attrs.get(d) {
-            for (k, v) in a {
-                if k.starts_with("DKIM") && !opts.ldap {
-                    continue;
-                }
-                if wanted(&attrs, k) {
-                    dump(out, k, v);
-                }
-            }
-        }
-        out.push('\n');
+        dump_domain(out, &ldap, d, &attrs, opts);
     }
     Outcome::Ok
 }
@@ -639,21 +628,27 @@ fn get_domain(
             "ERROR: account.NO_SUCH_DOMAIN (no such domain: {name})"
         ));
     };
+    dump_domain(out, &ldap, &domain, &rest[1..], opts);
+    Outcome::Ok
+}
+
+/// One domain's entry as `gd` and `gad -v` print it: `# name`, its attributes (those in
+/// `attrs`, or all), a blank line.
+fn dump_domain(out: &mut String, ldap: &Ldap, domain: &str, attrs: &[String], opts: &Opts) {
     out.push_str(&format!("# name {domain}\n"));
-    if let Some(attrs) = ldap.domain_attrs.get(&domain) {
-        for (k, v) in attrs {
+    if let Some(a) = ldap.domain_attrs.get(domain) {
+        for (k, v) in a {
             // The DKIM object class is not in Carbonio's attribute manager: only a
             // direct LDAP read (`-l`) returns it.
             if k.starts_with("DKIM") && !opts.ldap {
                 continue;
             }
-            if wanted(&rest[1..], k) {
+            if wanted(attrs, k) {
                 dump(out, k, v);
             }
         }
     }
     out.push('\n');
-    Outcome::Ok
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
