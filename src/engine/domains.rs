@@ -165,27 +165,7 @@ pub async fn domain_pass(
     let mut results: Vec<Slot> = vec![None; hosts.len()];
     let resolver = match DnsResolver::new(settings) {
         Ok(r) => r,
-        Err(e) => {
-            // Nothing to look up with: the report still names each cluster's reader.
-            while let Some(g) = done.recv().await {
-                if let Some(slot) = results.get_mut(g.index) {
-                    *slot = Some(g.reader);
-                }
-            }
-            return plans
-                .iter()
-                .map(|p| DomainReport {
-                    cluster: p.cluster.clone(),
-                    read_on: decided_reader(p, &results)
-                        .flatten()
-                        .and_then(|m| results[m].clone().flatten())
-                        .map(|(name, _, _)| name),
-                    resolver: "(none)".into(),
-                    error: Some(e.to_string()),
-                    domains: Vec::new(),
-                })
-                .collect();
-        }
+        Err(e) => return without_resolver(&plans, results, done, &e.to_string()).await,
     };
     // One short question first: a resolver that does not answer costs one wait, and
     // every lookup of the pass then fails at once with that one reason. The gathers go
@@ -196,30 +176,11 @@ pub async fn domain_pass(
     let resolver = &resolver;
     // At most `forks` clusters read and looked up at once, besides the sweep's own.
     let slots = &tokio::sync::Semaphore::new(forks.max(1));
-    // `reader`: the reading node's index in `hosts`, server name, product and domains.
-    let evaluate = |i: usize, reader: Option<(usize, String, Flavour, Vec<String>)>| {
+    let evaluate = |i: usize, reader: Option<Reader>| {
         let plan = &plans[i];
         async move {
             let _slot = slots.acquire().await.ok();
-            let (read_on, domains) = match reader {
-                None => (
-                    None,
-                    Err(
-                        "no node of the cluster could be audited, so its domains are unknown"
-                            .to_string(),
-                    ),
-                ),
-                Some((m, name, flavour, domains)) => (
-                    Some(name),
-                    read_domains(connector, &hosts[m], flavour, &domains).await,
-                ),
-            };
-            let input = ClusterDomains {
-                cluster: plan.cluster.clone(),
-                read_on,
-                egress: plan.egress.clone(),
-                domains,
-            };
+            let input = cluster_domains(connector, hosts, plan, reader).await;
             (i, evaluate_cluster(resolver, &playbook.probes, input).await)
         }
     };
@@ -230,35 +191,9 @@ pub async fn domain_pass(
     loop {
         tokio::select! {
             g = done.recv(), if open => {
-                match g {
-                    Some(g) => {
-                        if let Some(slot) = results.get_mut(g.index) {
-                            *slot = Some(g.reader);
-                        }
-                    }
-                    // The sweep is over: a host that never reported counts as not
-                    // audited.
-                    None => {
-                        open = false;
-                        for r in &mut results {
-                            r.get_or_insert(None);
-                        }
-                    }
-                }
-                for (i, plan) in plans.iter().enumerate() {
-                    if started[i] {
-                        continue;
-                    }
-                    if let Some(reader) = decided_reader(plan, &results) {
-                        started[i] = true;
-                        let reader = reader.and_then(|m| {
-                            results[m]
-                                .clone()
-                                .flatten()
-                                .map(|(name, flavour, domains)| (m, name, flavour, domains))
-                        });
-                        running.push(evaluate(i, reader));
-                    }
+                open = record_gathered(&mut results, g);
+                for (i, reader) in newly_decided(&plans, &results, &mut started) {
+                    running.push(evaluate(i, reader));
                 }
             }
             Some(r) = running.next(), if !running.is_empty() => out.push(r),
@@ -275,6 +210,113 @@ pub async fn domain_pass(
             r
         })
         .collect()
+}
+
+/// A cluster's reading node: its index in the swept hosts, server name, product and the
+/// domains its `gad` listed.
+type Reader = (usize, String, Flavour, Vec<String>);
+
+/// The domain section when no resolver can be built: every cluster with `error`, and
+/// still the name of its reader once the sweep is over.
+async fn without_resolver(
+    plans: &[ClusterPlan],
+    mut results: Vec<Slot>,
+    mut done: tokio::sync::mpsc::UnboundedReceiver<Gathered>,
+    error: &str,
+) -> Vec<DomainReport> {
+    // Nothing to look up with: the report still names each cluster's reader.
+    while let Some(g) = done.recv().await {
+        if let Some(slot) = results.get_mut(g.index) {
+            *slot = Some(g.reader);
+        }
+    }
+    plans
+        .iter()
+        .map(|p| DomainReport {
+            cluster: p.cluster.clone(),
+            read_on: decided_reader(p, &results)
+                .flatten()
+                .and_then(|m| results[m].clone().flatten())
+                .map(|(name, _, _)| name),
+            resolver: "(none)".into(),
+            error: Some(error.to_string()),
+            domains: Vec::new(),
+        })
+        .collect()
+}
+
+/// Keeps one gather's message in `results`; `None` (the channel closed: the sweep is
+/// over) marks every host that never reported as not audited. Whether the channel is
+/// still open.
+fn record_gathered(results: &mut [Slot], g: Option<Gathered>) -> bool {
+    match g {
+        Some(g) => {
+            if let Some(slot) = results.get_mut(g.index) {
+                *slot = Some(g.reader);
+            }
+            true
+        }
+        // The sweep is over: a host that never reported counts as not
+        // audited.
+        None => {
+            for r in results.iter_mut() {
+                r.get_or_insert(None);
+            }
+            false
+        }
+    }
+}
+
+/// The clusters whose reading node was decided since the last call (marked in
+/// `started`), each with its reader, or `None` when no member could be audited.
+fn newly_decided(
+    plans: &[ClusterPlan],
+    results: &[Slot],
+    started: &mut [bool],
+) -> Vec<(usize, Option<Reader>)> {
+    let mut out = Vec::new();
+    for (i, plan) in plans.iter().enumerate() {
+        if started[i] {
+            continue;
+        }
+        if let Some(reader) = decided_reader(plan, results) {
+            started[i] = true;
+            let reader = reader.and_then(|m| {
+                results[m]
+                    .clone()
+                    .flatten()
+                    .map(|(name, flavour, domains)| (m, name, flavour, domains))
+            });
+            out.push((i, reader));
+        }
+    }
+    out
+}
+
+/// One cluster's domains as the posture step takes them: read on its reading node, or
+/// the reason they are unknown.
+async fn cluster_domains(
+    connector: &Connector,
+    hosts: &[Host],
+    plan: &ClusterPlan,
+    reader: Option<Reader>,
+) -> ClusterDomains {
+    let (read_on, domains) = match reader {
+        None => (
+            None,
+            Err("no node of the cluster could be audited, so its domains are unknown".to_string()),
+        ),
+        Some((m, name, flavour, domains)) => (
+            Some(name),
+            read_domains(connector, &hosts[m], flavour, &domains).await,
+        ),
+    };
+    ClusterDomains {
+        cluster: plan.cluster.clone(),
+        read_on,
+        egress: plan.egress.clone(),
+        domains,
+    }
 }
 
 /// Whether any domain check failed or could not be decided (or a cluster's domains

@@ -1033,6 +1033,41 @@ mod tests {
         sizes[(number - 1).min(sizes.len() - 1)]
     }
 
+    /// Every node of `outcome` in inventory order, in the one state consistent with what
+    /// happened to it: skipped when not scheduled, not attempted when never issued, else
+    /// its fate; with the number of the batch that issued it.
+    fn check_node_states(
+        outcome: &Outcome,
+        nodes: &[RolloutNode],
+        scheduled: &[bool],
+        issued: &HashMap<String, usize>,
+        fate: &HashMap<String, u8>,
+    ) -> Result<(), TestCaseError> {
+        prop_assert_eq!(outcome.nodes.len(), nodes.len());
+        for (i, node) in outcome.nodes.iter().enumerate() {
+            prop_assert_eq!(&node.name, &nodes[i].name);
+            let expected_state = match (scheduled[i], issued.get(&node.name)) {
+                (false, _) => NodeState::SkippedUnchanged,
+                (true, None) => NodeState::NotAttempted {
+                    reason: outcome.aborted.as_ref().unwrap().kind(),
+                },
+                (true, Some(_)) => match fate[&node.name] {
+                    0 => NodeState::Restarted,
+                    1 => NodeState::Failed {
+                        reason: "gate".into(),
+                    },
+                    _ => NodeState::Unreachable,
+                },
+            };
+            prop_assert_eq!(&node.state, &expected_state);
+            if let Some(&number) = issued.get(&node.name) {
+                prop_assert_eq!(node.batch, Some(number));
+            }
+            prop_assert_eq!(node.batch.is_some(), scheduled[i]);
+        }
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -1130,26 +1165,7 @@ mod tests {
             prop_assert_eq!(outcome.aborted.is_some(), must_stop);
 
             // Every node ends in exactly one state, consistent with what happened to it.
-            prop_assert_eq!(outcome.nodes.len(), nodes.len());
-            for (i, node) in outcome.nodes.iter().enumerate() {
-                prop_assert_eq!(&node.name, &nodes[i].name);
-                let expected_state = match (scheduled[i], issued.get(&node.name)) {
-                    (false, _) => NodeState::SkippedUnchanged,
-                    (true, None) => NodeState::NotAttempted {
-                        reason: outcome.aborted.as_ref().unwrap().kind(),
-                    },
-                    (true, Some(_)) => match fate[&node.name] {
-                        0 => NodeState::Restarted,
-                        1 => NodeState::Failed { reason: "gate".into() },
-                        _ => NodeState::Unreachable,
-                    },
-                };
-                prop_assert_eq!(&node.state, &expected_state);
-                if let Some(&number) = issued.get(&node.name) {
-                    prop_assert_eq!(node.batch, Some(number));
-                }
-                prop_assert_eq!(node.batch.is_some(), scheduled[i]);
-            }
+            check_node_states(&outcome, &nodes, &scheduled, &issued, &fate)?;
 
             // Without failures or interrupts every node that needs it restarts exactly once.
             if no_failures && interrupt_at.is_none() {

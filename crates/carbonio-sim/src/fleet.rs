@@ -632,46 +632,203 @@ fn age_master(node: &Node, setup: RunningSetup) {
     }
 }
 
+/// Refuses a spec without nodes or with two nodes of one name.
+fn check_names(spec: &FleetSpec) -> Result<(), SimError> {
+    if spec.nodes.is_empty() {
+        return Err(SimError::Empty);
+    }
+    let mut seen = HashSet::new();
+    for n in &spec.nodes {
+        if !seen.insert(n.name.as_str()) {
+            return Err(SimError::DuplicateNode(n.name.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Creates the fleet's directory if needed; its canonical path.
+fn create_dir(dir: &Path) -> Result<PathBuf, SimError> {
+    std::fs::create_dir_all(dir).map_err(|source| SimError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    std::fs::canonicalize(dir).map_err(|source| SimError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes a new client key pair (`id_ed25519`, `id_ed25519.pub`) into `dir`: the private
+/// key's path and the public key every node accepts.
+fn write_client_key(dir: &Path) -> Result<(PathBuf, Arc<PublicKey>), SimError> {
+    let client = new_key()?;
+    let identity = dir.join("id_ed25519");
+    write_file(
+        &identity,
+        client
+            .to_openssh(LineEnding::LF)
+            .map_err(SimError::Key)?
+            .as_bytes(),
+        0o600,
+    )?;
+    let client_pub = client.public_key().clone();
+    write_file(
+        &dir.join("id_ed25519.pub"),
+        format!("{}\n", client_pub.to_openssh().map_err(SimError::Key)?).as_bytes(),
+        0o644,
+    )?;
+    Ok((identity, Arc::new(client_pub)))
+}
+
+/// The node's `known_hosts` line: its host key, or another key when its profile is a
+/// changed host key.
+fn known_hosts_line(
+    n: &NodeSpec,
+    addr: SocketAddr,
+    host_key: &PrivateKey,
+) -> Result<String, SimError> {
+    let listed = if n.profile.behaviour == Behaviour::HostkeyChanged {
+        new_key()?
+    } else {
+        host_key.clone()
+    };
+    Ok(format!(
+        "{} {}\n",
+        known_hosts_host(addr),
+        listed.public_key().to_openssh().map_err(SimError::Key)?
+    ))
+}
+
+/// Listens on the node's SSH address and serves it as its profile says (refused
+/// authentication, a hanging server); the accept loop's task.
+async fn serve_ssh(
+    n: &NodeSpec,
+    node: &Arc<Node>,
+    addr: SocketAddr,
+    host_key: PrivateKey,
+    client_pub: &Arc<PublicKey>,
+    cancel: &CancellationToken,
+) -> Result<JoinHandle<()>, SimError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| SimError::Bind {
+            node: n.name.clone(),
+            addr,
+            source,
+        })?;
+    let config = server::Config {
+        keys: vec![host_key],
+        auth_rejection_time: Duration::from_millis(50),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        inactivity_timeout: Some(Duration::from_secs(3600)),
+        nodelay: true,
+        ..Default::default()
+    };
+    let ep = Endpoint {
+        node: node.clone(),
+        config: Arc::new(config),
+        client_key: client_pub.clone(),
+        refuse_auth: n.profile.behaviour == Behaviour::AuthRefused,
+        hang: n.profile.behaviour == Behaviour::Hanging,
+    };
+    Ok(tokio::spawn(accept_loop(listener, ep, cancel.clone())))
+}
+
+/// Gives an MTA its SMTP listener for clients outside mynetworks (port 25 on its own
+/// loopback address, else any port): the address it got and the listener's task.
+async fn serve_smtp_outside(
+    spec: &FleetSpec,
+    n: &NodeSpec,
+    node: &Arc<Node>,
+    addr: SocketAddr,
+    cancel: &CancellationToken,
+) -> Result<(SocketAddr, JoinHandle<()>), SimError> {
+    let port = if spec.addressing == Addressing::LoopbackIps {
+        25
+    } else {
+        0
+    };
+    let want = SocketAddr::new(addr.ip(), port);
+    let l = TcpListener::bind(want)
+        .await
+        .map_err(|source| SimError::Bind {
+            node: n.name.clone(),
+            addr: want,
+            source,
+        })?;
+    let at = l.local_addr().map_err(|source| SimError::Bind {
+        node: n.name.clone(),
+        addr: want,
+        source,
+    })?;
+    Ok((
+        at,
+        tokio::spawn(smtp_outside_loop(l, node.clone(), cancel.clone())),
+    ))
+}
+
+/// The node's inventory entry (its platform group first, then its own), adding its
+/// groups to `groups`.
+fn inventory_host(
+    n: &NodeSpec,
+    addr: SocketAddr,
+    egress: IpAddr,
+    groups: &mut BTreeMap<String, BTreeMap<String, String>>,
+) -> InventoryHost {
+    let mut g = vec![n.profile.platform.as_str().to_string()];
+    g.extend(n.groups.iter().cloned());
+    for name in &g {
+        groups.entry(name.clone()).or_default();
+    }
+    InventoryHost {
+        name: n.name.clone(),
+        address: addr.ip().to_string(),
+        port: addr.port(),
+        cluster: n.cluster.clone(),
+        groups: g,
+        egress: vec![egress.to_string()],
+        vars: [("customer".to_string(), customer_of(&n.cluster))].into(),
+    }
+}
+
+/// Writes `inventory.toml`: the fleet's hosts, with the client key, `known_hosts` and
+/// the fleet's DNS server as defaults.
+fn write_inventory(
+    dir: &Path,
+    identity: &Path,
+    dns_addr: SocketAddr,
+    groups: BTreeMap<String, BTreeMap<String, String>>,
+    hosts: Vec<InventoryHost>,
+) -> Result<(), SimError> {
+    let inventory = InventoryFile {
+        defaults: InventoryDefaults {
+            user: "root".into(),
+            identity_files: vec![identity.display().to_string()],
+            known_hosts: dir.join("known_hosts").display().to_string(),
+            host_key_policy: "strict".into(),
+            become_: "auto".into(),
+            dns_servers: vec![dns_addr.to_string()],
+        },
+        groups,
+        hosts,
+    };
+    let toml = toml::to_string(&inventory).map_err(SimError::Inventory)?;
+    let header = "# Simulated Carbonio fleet written by `carbonio-fleet simulate`; throwaway.\n";
+    write_file(
+        &dir.join("inventory.toml"),
+        format!("{header}{toml}").as_bytes(),
+        0o644,
+    )
+}
+
 impl Fleet {
     /// Starts every node and writes `inventory.toml`, `known_hosts` and `id_ed25519`
     /// into `dir` (created if needed).
     pub async fn start(spec: FleetSpec, dir: &Path) -> Result<Fleet, SimError> {
-        if spec.nodes.is_empty() {
-            return Err(SimError::Empty);
-        }
-        let mut seen = HashSet::new();
-        for n in &spec.nodes {
-            if !seen.insert(n.name.as_str()) {
-                return Err(SimError::DuplicateNode(n.name.clone()));
-            }
-        }
+        check_names(&spec)?;
         raise_nofile_limit();
-        std::fs::create_dir_all(dir).map_err(|source| SimError::Write {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let dir = std::fs::canonicalize(dir).map_err(|source| SimError::Write {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-
-        let client = new_key()?;
-        let identity = dir.join("id_ed25519");
-        write_file(
-            &identity,
-            client
-                .to_openssh(LineEnding::LF)
-                .map_err(SimError::Key)?
-                .as_bytes(),
-            0o600,
-        )?;
-        let client_pub = client.public_key().clone();
-        write_file(
-            &dir.join("id_ed25519.pub"),
-            format!("{}\n", client_pub.to_openssh().map_err(SimError::Key)?).as_bytes(),
-            0o644,
-        )?;
-        let client_pub: Arc<PublicKey> = Arc::new(client_pub);
+        let dir = create_dir(dir)?;
+        let (identity, client_pub) = write_client_key(&dir)?;
 
         let restarts = Arc::new(RestartLog::default());
         let (nodes, cluster_order) = build_nodes(&spec, restarts.clone(), |_, _| {});
@@ -691,40 +848,9 @@ impl Fleet {
         for (i, (n, node)) in spec.nodes.iter().zip(nodes).enumerate() {
             let addr = node_addr(&spec, i)?;
             let host_key = new_key()?;
-            let listed = if n.profile.behaviour == Behaviour::HostkeyChanged {
-                new_key()?
-            } else {
-                host_key.clone()
-            };
-            known_hosts.push_str(&format!(
-                "{} {}\n",
-                known_hosts_host(addr),
-                listed.public_key().to_openssh().map_err(SimError::Key)?
-            ));
+            known_hosts.push_str(&known_hosts_line(n, addr, &host_key)?);
             if n.profile.behaviour != Behaviour::Unreachable {
-                let listener = TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| SimError::Bind {
-                        node: n.name.clone(),
-                        addr,
-                        source,
-                    })?;
-                let config = server::Config {
-                    keys: vec![host_key],
-                    auth_rejection_time: Duration::from_millis(50),
-                    auth_rejection_time_initial: Some(Duration::ZERO),
-                    inactivity_timeout: Some(Duration::from_secs(3600)),
-                    nodelay: true,
-                    ..Default::default()
-                };
-                let ep = Endpoint {
-                    node: node.clone(),
-                    config: Arc::new(config),
-                    client_key: client_pub.clone(),
-                    refuse_auth: n.profile.behaviour == Behaviour::AuthRefused,
-                    hang: n.profile.behaviour == Behaviour::Hanging,
-                };
-                tasks.push(tokio::spawn(accept_loop(listener, ep, cancel.clone())));
+                tasks.push(serve_ssh(n, &node, addr, host_key, &client_pub, &cancel).await?);
             }
             if let Some(interval) = spec.zmconfigd_interval
                 && node.is_mta()
@@ -737,44 +863,16 @@ impl Fleet {
             }
             let mut smtp_outside = None;
             if spec.smtp_outside && node.is_mta() && n.profile.behaviour != Behaviour::Unreachable {
-                let port = if spec.addressing == Addressing::LoopbackIps {
-                    25
-                } else {
-                    0
-                };
-                let want = SocketAddr::new(addr.ip(), port);
-                let l = TcpListener::bind(want)
-                    .await
-                    .map_err(|source| SimError::Bind {
-                        node: n.name.clone(),
-                        addr: want,
-                        source,
-                    })?;
-                smtp_outside = Some(l.local_addr().map_err(|source| SimError::Bind {
-                    node: n.name.clone(),
-                    addr: want,
-                    source,
-                })?);
-                tasks.push(tokio::spawn(smtp_outside_loop(
-                    l,
-                    node.clone(),
-                    cancel.clone(),
-                )));
+                let (at, task) = serve_smtp_outside(&spec, n, &node, addr, &cancel).await?;
+                smtp_outside = Some(at);
+                tasks.push(task);
             }
-            let mut g = vec![n.profile.platform.as_str().to_string()];
-            g.extend(n.groups.iter().cloned());
-            for name in &g {
-                groups.entry(name.clone()).or_default();
-            }
-            hosts.push(InventoryHost {
-                name: n.name.clone(),
-                address: addr.ip().to_string(),
-                port: addr.port(),
-                cluster: n.cluster.clone(),
-                groups: g,
-                egress: vec![egress[n.cluster.as_str()].to_string()],
-                vars: [("customer".to_string(), customer_of(&n.cluster))].into(),
-            });
+            hosts.push(inventory_host(
+                n,
+                addr,
+                egress[n.cluster.as_str()],
+                &mut groups,
+            ));
             handles.push(NodeHandle {
                 node,
                 addr,
@@ -783,26 +881,7 @@ impl Fleet {
             });
         }
 
-        let inventory = InventoryFile {
-            defaults: InventoryDefaults {
-                user: "root".into(),
-                identity_files: vec![identity.display().to_string()],
-                known_hosts: dir.join("known_hosts").display().to_string(),
-                host_key_policy: "strict".into(),
-                become_: "auto".into(),
-                dns_servers: vec![dns_addr.to_string()],
-            },
-            groups,
-            hosts,
-        };
-        let toml = toml::to_string(&inventory).map_err(SimError::Inventory)?;
-        let header =
-            "# Simulated Carbonio fleet written by `carbonio-fleet simulate`; throwaway.\n";
-        write_file(
-            &dir.join("inventory.toml"),
-            format!("{header}{toml}").as_bytes(),
-            0o644,
-        )?;
+        write_inventory(&dir, &identity, dns_addr, groups, hosts)?;
         write_file(&dir.join("known_hosts"), known_hosts.as_bytes(), 0o644)?;
         Ok(Fleet {
             dir,

@@ -160,90 +160,8 @@ impl EffectivePostfix {
     pub fn render(input: &RenderInput<'_>) -> Self {
         let attr = input.attr;
         let single = |n: &str| attr(n).into_iter().next();
-        let restriction = attr("zimbraMtaRestriction").join(" ");
-        let exact = |v: &str| restriction.split_whitespace().any(|w| w == v);
-        let contains = |s: &str| restriction.contains(s);
-
-        let mut rcpt: Vec<String> = Vec::new();
-        let blacklist = "check_client_access lmdb:/opt/zextras/conf/postfix_blacklist";
-        if contains(blacklist) {
-            rcpt.push(blacklist.into());
-        }
-        if input.services.iter().any(|s| s == "cbpolicyd") {
-            rcpt.push("check_policy_service inet:localhost:10031".into());
-        }
-        for fixed in [
-            "reject_non_fqdn_recipient",
-            "permit_sasl_authenticated",
-            "permit_mynetworks",
-            "reject_unlisted_recipient",
-        ] {
-            rcpt.push(fixed.into());
-        }
-        for (item, is_exact) in RESTRICTION_TEMPLATE {
-            if (*is_exact && exact(item)) || (!is_exact && contains(item)) {
-                rcpt.push((*item).into());
-            }
-        }
-        // %%explode reject_rbl_client VAR:zimbraMtaRestrictionRBLs%% and friends.
-        for kind in [
-            "reject_rbl_client",
-            "reject_rhsbl_client",
-            "reject_rhsbl_reverse_client",
-            "reject_rhsbl_sender",
-        ] {
-            for v in attr("zimbraMtaRestriction") {
-                let mut w = v.split_whitespace();
-                if w.next() == Some(kind)
-                    && let Some(site) = w.next()
-                {
-                    rcpt.push(format!("{kind} {site}"));
-                }
-            }
-        }
-        if contains(POLICY_RESTRICTION) {
-            rcpt.push(POLICY_RESTRICTION.into());
-        }
-        let split = "check_recipient_access ldap:/opt/zextras/conf/ldap-splitdomain.cf";
-        if contains(split) {
-            rcpt.push(split.into());
-        }
-        if exact("reject") {
-            rcpt.push("reject".into());
-        }
-        rcpt.push("permit".into());
-
         let policyd = single("zimbraMtaEnableSmtpdPolicyd").as_deref() == Some("TRUE");
-        let mut params: BTreeMap<String, String> = [
-            ("mail_name", "Postfix"),
-            ("mail_version", "3.11.3"),
-            ("smtpd_banner", "$myhostname ESMTP $mail_name"),
-            (
-                "smtpd_policy_service_default_action",
-                "451 4.3.5 Server configuration problem",
-            ),
-            ("inet_interfaces", "all"),
-            ("mydestination", "localhost"),
-            (
-                "virtual_mailbox_domains",
-                "proxy:ldap:/opt/zextras/conf/ldap-vmd.cf",
-            ),
-            (
-                "virtual_mailbox_maps",
-                "proxy:ldap:/opt/zextras/conf/ldap-vmm.cf",
-            ),
-            (
-                "virtual_alias_maps",
-                "proxy:ldap:/opt/zextras/conf/ldap-vam.cf",
-            ),
-            (
-                "smtpd_relay_restrictions",
-                "permit_sasl_authenticated, permit_mynetworks, reject_unauth_destination",
-            ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        let mut params = fixed_params();
         params.insert("myhostname".into(), input.hostname.into());
         // Built into Carbonio's and Zimbra's Postfix (`-DDEF_QUEUE_DIR`, Zimbra/packages
         // `postfix.spec` line 60; Carbonio's assumed alike); relocated for Zimbra.
@@ -255,7 +173,10 @@ impl EffectivePostfix {
             "mynetworks".into(),
             single("zimbraMtaMyNetworks").unwrap_or_else(|| "127.0.0.0/8 [::1]/128".into()),
         );
-        params.insert("smtpd_recipient_restrictions".into(), rcpt.join(", "));
+        params.insert(
+            "smtpd_recipient_restrictions".into(),
+            recipient_restrictions(input).join(", "),
+        );
         // Postfix's own defaults apply when LDAP has no value.
         params.insert(
             "smtpd_reject_unlisted_recipient".into(),
@@ -265,61 +186,17 @@ impl EffectivePostfix {
             "smtpd_reject_unlisted_sender".into(),
             single("zimbraMtaSmtpdRejectUnlistedSender").unwrap_or_else(|| "no".into()),
         );
-        let sender_attr = attr("zimbraMtaSmtpdSenderRestrictions").join(" ");
-        let mut sender: Vec<&str> = Vec::new();
-        if sender_attr
-            .split_whitespace()
-            .any(|w| w == "reject_authenticated_sender_login_mismatch")
-        {
-            sender.push("reject_authenticated_sender_login_mismatch");
-        }
-        if sender_attr.contains("check_sender_access lmdb:/opt/zextras/conf/postfix_reject_sender")
-        {
-            sender.push("check_sender_access lmdb:/opt/zextras/conf/postfix_reject_sender");
-        }
-        sender.extend([
-            "permit_mynetworks",
-            "reject_sender_login_mismatch",
-            "permit_sasl_authenticated",
-            "permit_tls_clientcerts",
-        ]);
-        params.insert("smtpd_sender_restrictions".into(), sender.join(", "));
+        params.insert(
+            "smtpd_sender_restrictions".into(),
+            sender_restrictions(&attr("zimbraMtaSmtpdSenderRestrictions").join(" ")),
+        );
         if policyd {
             params.insert(
                 "policy_time_limit".into(),
                 single("zimbraMtaPolicyTimeLimit").unwrap_or_else(|| "3600".into()),
             );
         }
-
-        // zmconfigd resolves the directive (uncomments when the variable is true, drops
-        // the line otherwise); Postfix then joins whitespace-led continuation lines.
-        let rendered: Vec<&str> = input
-            .master_cf_in
-            .lines()
-            .filter_map(|line| match line.strip_prefix(POLICY_MARKER) {
-                Some(rest) if policyd => Some(rest),
-                Some(_) => None,
-                None => Some(line),
-            })
-            .collect();
-        let mut logical: Vec<String> = Vec::new();
-        for line in rendered {
-            if line.trim_start().starts_with('#') || line.trim().is_empty() {
-                continue;
-            }
-            match logical.last_mut() {
-                Some(entry) if line.starts_with(char::is_whitespace) => {
-                    entry.push(' ');
-                    entry.push_str(line.trim());
-                }
-                _ if line.starts_with(char::is_whitespace) => {}
-                _ => logical.push(line.to_string()),
-            }
-        }
-        let master = logical
-            .iter()
-            .filter_map(|l| parse_master_line(l))
-            .collect();
+        let master = render_master(input.master_cf_in, policyd);
         EffectivePostfix { params, master }
     }
 
@@ -359,6 +236,156 @@ impl EffectivePostfix {
         self.master_entry("policy", "unix")
             .and_then(MasterEntry::spawn_user)
     }
+}
+
+/// `smtpd_recipient_restrictions` as Carbonio's template renders it from
+/// `zimbraMtaRestriction` and the enabled services: the blacklist and cbpolicyd first,
+/// the four fixed items, the template's items, the RBLs, the policy service, the split
+/// domain, then `reject` and `permit`.
+fn recipient_restrictions(input: &RenderInput<'_>) -> Vec<String> {
+    let attr = input.attr;
+    let restriction = attr("zimbraMtaRestriction").join(" ");
+    let exact = |v: &str| restriction.split_whitespace().any(|w| w == v);
+    let contains = |s: &str| restriction.contains(s);
+
+    let mut rcpt: Vec<String> = Vec::new();
+    let blacklist = "check_client_access lmdb:/opt/zextras/conf/postfix_blacklist";
+    if contains(blacklist) {
+        rcpt.push(blacklist.into());
+    }
+    if input.services.iter().any(|s| s == "cbpolicyd") {
+        rcpt.push("check_policy_service inet:localhost:10031".into());
+    }
+    for fixed in [
+        "reject_non_fqdn_recipient",
+        "permit_sasl_authenticated",
+        "permit_mynetworks",
+        "reject_unlisted_recipient",
+    ] {
+        rcpt.push(fixed.into());
+    }
+    for (item, is_exact) in RESTRICTION_TEMPLATE {
+        if (*is_exact && exact(item)) || (!is_exact && contains(item)) {
+            rcpt.push((*item).into());
+        }
+    }
+    // %%explode reject_rbl_client VAR:zimbraMtaRestrictionRBLs%% and friends.
+    for kind in [
+        "reject_rbl_client",
+        "reject_rhsbl_client",
+        "reject_rhsbl_reverse_client",
+        "reject_rhsbl_sender",
+    ] {
+        for v in attr("zimbraMtaRestriction") {
+            let mut w = v.split_whitespace();
+            if w.next() == Some(kind)
+                && let Some(site) = w.next()
+            {
+                rcpt.push(format!("{kind} {site}"));
+            }
+        }
+    }
+    if contains(POLICY_RESTRICTION) {
+        rcpt.push(POLICY_RESTRICTION.into());
+    }
+    let split = "check_recipient_access ldap:/opt/zextras/conf/ldap-splitdomain.cf";
+    if contains(split) {
+        rcpt.push(split.into());
+    }
+    if exact("reject") {
+        rcpt.push("reject".into());
+    }
+    rcpt.push("permit".into());
+    rcpt
+}
+
+/// The main.cf parameters that do not depend on LDAP.
+fn fixed_params() -> BTreeMap<String, String> {
+    [
+        ("mail_name", "Postfix"),
+        ("mail_version", "3.11.3"),
+        ("smtpd_banner", "$myhostname ESMTP $mail_name"),
+        (
+            "smtpd_policy_service_default_action",
+            "451 4.3.5 Server configuration problem",
+        ),
+        ("inet_interfaces", "all"),
+        ("mydestination", "localhost"),
+        (
+            "virtual_mailbox_domains",
+            "proxy:ldap:/opt/zextras/conf/ldap-vmd.cf",
+        ),
+        (
+            "virtual_mailbox_maps",
+            "proxy:ldap:/opt/zextras/conf/ldap-vmm.cf",
+        ),
+        (
+            "virtual_alias_maps",
+            "proxy:ldap:/opt/zextras/conf/ldap-vam.cf",
+        ),
+        (
+            "smtpd_relay_restrictions",
+            "permit_sasl_authenticated, permit_mynetworks, reject_unauth_destination",
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// `smtpd_sender_restrictions` from `zimbraMtaSmtpdSenderRestrictions` (its values
+/// joined by blanks): the two items taken from it, then the fixed ones.
+fn sender_restrictions(sender_attr: &str) -> String {
+    let mut sender: Vec<&str> = Vec::new();
+    if sender_attr
+        .split_whitespace()
+        .any(|w| w == "reject_authenticated_sender_login_mismatch")
+    {
+        sender.push("reject_authenticated_sender_login_mismatch");
+    }
+    if sender_attr.contains("check_sender_access lmdb:/opt/zextras/conf/postfix_reject_sender") {
+        sender.push("check_sender_access lmdb:/opt/zextras/conf/postfix_reject_sender");
+    }
+    sender.extend([
+        "permit_mynetworks",
+        "reject_sender_login_mismatch",
+        "permit_sasl_authenticated",
+        "permit_tls_clientcerts",
+    ]);
+    sender.join(", ")
+}
+
+/// The active master.cf entries rendered from `master_cf_in`, the policy entry only when
+/// `policyd` is on.
+fn render_master(master_cf_in: &str, policyd: bool) -> Vec<MasterEntry> {
+    // zmconfigd resolves the directive (uncomments when the variable is true, drops
+    // the line otherwise); Postfix then joins whitespace-led continuation lines.
+    let rendered: Vec<&str> = master_cf_in
+        .lines()
+        .filter_map(|line| match line.strip_prefix(POLICY_MARKER) {
+            Some(rest) if policyd => Some(rest),
+            Some(_) => None,
+            None => Some(line),
+        })
+        .collect();
+    let mut logical: Vec<String> = Vec::new();
+    for line in rendered {
+        if line.trim_start().starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        match logical.last_mut() {
+            Some(entry) if line.starts_with(char::is_whitespace) => {
+                entry.push(' ');
+                entry.push_str(line.trim());
+            }
+            _ if line.starts_with(char::is_whitespace) => {}
+            _ => logical.push(line.to_string()),
+        }
+    }
+    logical
+        .iter()
+        .filter_map(|l| parse_master_line(l))
+        .collect()
 }
 
 fn parse_master_line(line: &str) -> Option<MasterEntry> {

@@ -367,98 +367,131 @@ pub(super) struct TaskEnv {
 /// Restart then health gate for one node. `phase` prefixes its journal steps (`""`, or
 /// `"rollback-"` for the gate on the old values, which proves nothing for promotion).
 pub(super) async fn restart_and_gate(node: NodeCtx, env: TaskEnv, phase: &'static str) -> NodeRun {
-    let TaskEnv {
-        rollout,
-        playbook,
-        eff,
-        hard,
-        journal,
-    } = env;
     let name = node.host.name.clone();
     if node.session.is_closed() {
         return NodeRun::new(name, NodeResult::Unreachable);
     }
     let mut commands = Vec::new();
-    let action = services::mta_action(rollout.restart, node.platform, node.session.flavour());
+    let action = services::mta_action(env.rollout.restart, node.platform, node.session.flavour());
     // Where the mail log ends before the reload or restart: the gate reads what follows.
     let log_offset = match action {
         Some(_) => mail_log_size(&node).await,
         None => None,
     };
     let restart = match action {
-        None => RestartRecord {
-            method:
-                "none (left to zmconfigd, which applies LDAP changes within its polling interval)"
-                    .into(),
-            started_at: jiff::Timestamp::now().to_string(),
-            finished_at: jiff::Timestamp::now().to_string(),
-            ok: true,
-            output: String::new(),
-        },
-        Some(action) => {
-            let label = action.label();
-            let _ = journal.record(&name, &format!("{phase}restart-started"), &label);
-            let started_at = jiff::Timestamp::now().to_string();
-            // A reload or restart already sent is waited for even after a second Ctrl-C:
-            // cutting it off would leave the node in an unknown state.
-            let timeout = rollout.health_timeout.max(node.host.command_timeout);
-            let outcome = match &action {
-                MtaAction::Full(step) => run_detached(&node, step, timeout, &mut commands).await,
-                MtaAction::Reload { render, reload } => {
-                    match render_until_in_force(
-                        &node,
-                        render,
-                        &rollout,
-                        &playbook,
-                        &eff,
-                        &mut commands,
-                    )
-                    .await
-                    {
-                        Ok(()) => {
-                            let _ = journal.record(&name, &format!("{phase}rendered"), "");
-                            run_step(&node, reload, "reload", timeout, &mut commands).await
-                        }
-                        Err(why) => Err(why),
-                    }
-                }
-            };
-            let record = RestartRecord {
-                method: label,
-                started_at,
-                finished_at: jiff::Timestamp::now().to_string(),
-                ok: outcome.is_ok(),
-                output: match &outcome {
-                    Ok(out) | Err(out) => out.clone(),
-                },
-            };
-            if let Err(why) = outcome {
-                let _ = journal.record(&name, &format!("{phase}restart-failed"), &why);
-                let failed = NodeResult::Failed {
-                    reason: format!(
-                        "{} failed: {}",
-                        if matches!(action, MtaAction::Full(_)) {
-                            "restart"
-                        } else {
-                            "reload"
-                        },
-                        why.lines().last().unwrap_or("")
-                    ),
-                };
+        None => left_to_zmconfigd(),
+        Some(action) => match send_action(&node, &env, &action, phase, &mut commands).await {
+            Ok(record) => record,
+            Err((record, failed)) => {
                 return NodeRun {
                     restart: Some(record),
                     commands,
                     ..NodeRun::new(name, failed)
                 };
             }
-            let _ = journal.record(&name, &format!("{phase}restarted"), "");
-            record
+        },
+    };
+    let gate = gate_unless_cancelled(&node, &env, log_offset).await;
+    let result = gate_result(&node, &env.journal, &gate, phase);
+    NodeRun {
+        restart: Some(restart),
+        gate: Some(gate),
+        commands,
+        ..NodeRun::new(name, result)
+    }
+}
+
+/// The restart record of a node on a platform where the tool sends no reload or restart.
+fn left_to_zmconfigd() -> RestartRecord {
+    RestartRecord {
+        method: "none (left to zmconfigd, which applies LDAP changes within its polling interval)"
+            .into(),
+        started_at: jiff::Timestamp::now().to_string(),
+        finished_at: jiff::Timestamp::now().to_string(),
+        ok: true,
+        output: String::new(),
+    }
+}
+
+/// Sends the reload (after the render wait) or the full restart, journals it and records
+/// it; on failure also the node's result.
+async fn send_action(
+    node: &NodeCtx,
+    env: &TaskEnv,
+    action: &MtaAction,
+    phase: &str,
+    commands: &mut Vec<CommandRecord>,
+) -> Result<RestartRecord, (RestartRecord, NodeResult)> {
+    let name = &node.host.name;
+    let label = action.label();
+    let _ = env
+        .journal
+        .record(name, &format!("{phase}restart-started"), &label);
+    let started_at = jiff::Timestamp::now().to_string();
+    // A reload or restart already sent is waited for even after a second Ctrl-C:
+    // cutting it off would leave the node in an unknown state.
+    let timeout = env.rollout.health_timeout.max(node.host.command_timeout);
+    let outcome = match action {
+        MtaAction::Full(step) => run_detached(node, step, timeout, commands).await,
+        MtaAction::Reload { render, reload } => {
+            match render_until_in_force(
+                node,
+                render,
+                &env.rollout,
+                &env.playbook,
+                &env.eff,
+                commands,
+            )
+            .await
+            {
+                Ok(()) => {
+                    let _ = env.journal.record(name, &format!("{phase}rendered"), "");
+                    run_step(node, reload, "reload", timeout, commands).await
+                }
+                Err(why) => Err(why),
+            }
         }
     };
-    let restart = Some(restart);
-    let gate = tokio::select! {
-        g = health_gate(&node, &rollout, &playbook, &eff, log_offset) => g,
-        _ = hard.cancelled() => GateRecord {
+    let record = RestartRecord {
+        method: label,
+        started_at,
+        finished_at: jiff::Timestamp::now().to_string(),
+        ok: outcome.is_ok(),
+        output: match &outcome {
+            Ok(out) | Err(out) => out.clone(),
+        },
+    };
+    if let Err(why) = outcome {
+        let _ = env
+            .journal
+            .record(name, &format!("{phase}restart-failed"), &why);
+        let failed = NodeResult::Failed {
+            reason: format!(
+                "{} failed: {}",
+                if matches!(action, MtaAction::Full(_)) {
+                    "restart"
+                } else {
+                    "reload"
+                },
+                why.lines().last().unwrap_or("")
+            ),
+        };
+        return Err((record, failed));
+    }
+    let _ = env.journal.record(name, &format!("{phase}restarted"), "");
+    Ok(record)
+}
+
+/// The health gate after the reload or restart, or a failed gate when a second Ctrl-C
+/// cancels it.
+async fn gate_unless_cancelled(
+    node: &NodeCtx,
+    env: &TaskEnv,
+    log_offset: Option<u64>,
+) -> GateRecord {
+    tokio::select! {
+        g = health_gate(node, &env.rollout, &env.playbook, &env.eff, log_offset) => g,
+        _ = env.hard.cancelled() => GateRecord {
             passed: false,
             finished_at: jiff::Timestamp::now().to_string(),
             attempts: 0,
@@ -466,10 +499,15 @@ pub(super) async fn restart_and_gate(node: NodeCtx, env: TaskEnv, phase: &'stati
             vantage: String::new(),
             smtp_transcript: Vec::new(),
         },
-    };
-    let result = if gate.passed {
+    }
+}
+
+/// The node's result from its gate, journaled.
+fn gate_result(node: &NodeCtx, journal: &Journal, gate: &GateRecord, phase: &str) -> NodeResult {
+    let name = &node.host.name;
+    if gate.passed {
         // Not `done` yet: a staged node is done once its cluster is promoted.
-        let _ = journal.record(&name, &format!("{phase}gate-passed"), &node.stage.server);
+        let _ = journal.record(name, &format!("{phase}gate-passed"), &node.stage.server);
         NodeResult::Restarted
     } else {
         let why: Vec<String> = gate
@@ -478,16 +516,10 @@ pub(super) async fn restart_and_gate(node: NodeCtx, env: TaskEnv, phase: &'stati
             .filter(|c| !c.ok)
             .map(|c| format!("{}: {}", c.name, c.detail))
             .collect();
-        let _ = journal.record(&name, &format!("{phase}gate-failed"), &why.join("; "));
+        let _ = journal.record(name, &format!("{phase}gate-failed"), &why.join("; "));
         NodeResult::Failed {
             reason: format!("health gate failed: {}", why.join("; ")),
         }
-    };
-    NodeRun {
-        restart,
-        gate: Some(gate),
-        commands,
-        ..NodeRun::new(name, result)
     }
 }
 

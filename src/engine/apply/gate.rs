@@ -258,8 +258,52 @@ pub(super) async fn outside_probe(
     node: &NodeCtx,
     facts: &crate::carbonio::gather::EffectiveFacts,
 ) -> (Vec<GateCheck>, Vec<String>, GateTry) {
+    let (mut checks, asked) = match probe_recipients(node) {
+        Ok(x) => x,
+        Err(checks) => return (checks, Vec::new(), GateTry::Fail),
+    };
+    if asked.is_empty() {
+        return (checks, Vec::new(), GateTry::Pass);
+    }
+    let offset = mail_log_size(node).await;
+    let rcpts: Vec<&str> = asked.iter().map(|(_, r)| r.as_str()).collect();
+    let (ex, local) = match ask_outside(node, &rcpts).await {
+        Ok(x) => x,
+        Err(failed) => {
+            checks.push(failed);
+            return (checks, Vec::new(), GateTry::Retry);
+        }
+    };
+    if ex.rcpts.len() < asked.len() {
+        let (check, verdict) = stopped_early(&ex);
+        checks.push(check);
+        return (checks, ex.transcript, verdict);
+    }
+    let (v, verdict) = vantage_check(node, offset, local, facts).await;
+    checks.push(v);
+    if !matches!(verdict, GateTry::Pass) {
+        return (checks, ex.transcript, verdict);
+    }
+    let mut overall = GateTry::Pass;
+    for ((name, rcpt), r) in asked.iter().zip(&ex.rcpts) {
+        let check = rcpt_check(name, rcpt, r);
+        if !check.ok {
+            overall = GateTry::Fail;
+        }
+        checks.push(check);
+    }
+    (checks, ex.transcript, overall)
+}
+
+/// A recipient the outside probe asks, with the name of its check.
+type Asked = (&'static str, String);
+
+/// The recipients the outside probe asks, each with the name of its check, and the checks
+/// already decided for those it does not ask; `Err` with the failed `smtp-known` check
+/// when the host's `known_rcpt` is not a plain address.
+fn probe_recipients(node: &NodeCtx) -> Result<(Vec<GateCheck>, Vec<Asked>), Vec<GateCheck>> {
     let mut checks = Vec::new();
-    let mut asked: Vec<(&'static str, String)> = Vec::new();
+    let mut asked: Vec<Asked> = Vec::new();
     match &node.known_rcpt {
         Some(Ok(k)) => asked.push(("smtp-known", k.clone())),
         Some(Err(why)) => {
@@ -268,7 +312,7 @@ pub(super) async fn outside_probe(
                 ok: false,
                 detail: why.clone(),
             });
-            return (checks, Vec::new(), GateTry::Fail);
+            return Err(checks);
         }
         None => checks.push(GateCheck {
             name: "smtp-known".into(),
@@ -288,94 +332,84 @@ pub(super) async fn outside_probe(
             detail: "not applicable: the cluster has no alias domain".into(),
         }),
     }
-    if asked.is_empty() {
-        return (checks, Vec::new(), GateTry::Pass);
-    }
-    let offset = mail_log_size(node).await;
-    let stream = match tokio::net::TcpStream::connect((node.host.address.as_str(), 25)).await {
-        Ok(s) => s,
-        Err(e) => {
-            checks.push(GateCheck {
-                name: "smtp".into(),
-                ok: false,
-                detail: format!("{}:25: {e}", node.host.address),
-            });
-            return (checks, Vec::new(), GateTry::Retry);
-        }
+    Ok((checks, asked))
+}
+
+/// Connects to the node's port 25 and asks `rcpts` in one SMTP session: the exchange and
+/// this end's address (what Postfix logs as the client), or the failed `smtp` check.
+async fn ask_outside(
+    node: &NodeCtx,
+    rcpts: &[&str],
+) -> Result<(smtp::Exchange, Option<std::net::IpAddr>), GateCheck> {
+    let failed = |detail: String| GateCheck {
+        name: "smtp".into(),
+        ok: false,
+        detail,
     };
+    let stream = tokio::net::TcpStream::connect((node.host.address.as_str(), 25))
+        .await
+        .map_err(|e| failed(format!("{}:25: {e}", node.host.address)))?;
     let local = stream.local_addr().ok().map(|a| a.ip());
-    let rcpts: Vec<&str> = asked.iter().map(|(_, r)| r.as_str()).collect();
-    let ex = match smtp::probe_rcpts(
+    let ex = smtp::probe_rcpts(
         stream,
         "carbonio-fleet.probe",
-        &rcpts,
+        rcpts,
         Duration::from_secs(30),
     )
     .await
-    {
-        Ok(ex) => ex,
-        Err(e) => {
-            checks.push(GateCheck {
-                name: "smtp".into(),
-                ok: false,
-                detail: e.to_string(),
-            });
-            return (checks, Vec::new(), GateTry::Retry);
-        }
+    .map_err(|e| failed(e.to_string()))?;
+    Ok((ex, local))
+}
+
+/// The failed `smtp` check of a dialogue that ended before every recipient was asked: a
+/// 421 (still starting) or no reply is tried again, any other early reply fails.
+fn stopped_early(ex: &smtp::Exchange) -> (GateCheck, GateTry) {
+    let (detail, verdict) = match &ex.early {
+        Some(r) if r.code == 421 => (
+            format!("{} {} (still starting)", r.code, r.text),
+            GateTry::Retry,
+        ),
+        Some(r) => (
+            format!("dialogue stopped: {} {}", r.code, r.text),
+            GateTry::Fail,
+        ),
+        None => ("no reply".to_string(), GateTry::Retry),
     };
-    if ex.rcpts.len() < asked.len() {
-        let (detail, verdict) = match &ex.early {
-            Some(r) if r.code == 421 => (
-                format!("{} {} (still starting)", r.code, r.text),
-                GateTry::Retry,
-            ),
-            Some(r) => (
-                format!("dialogue stopped: {} {}", r.code, r.text),
-                GateTry::Fail,
-            ),
-            None => ("no reply".to_string(), GateTry::Retry),
-        };
-        checks.push(GateCheck {
+    (
+        GateCheck {
             name: "smtp".into(),
             ok: false,
             detail,
-        });
-        return (checks, ex.transcript, verdict);
-    }
-    let (v, verdict) = vantage_check(node, offset, local, facts).await;
-    checks.push(v);
-    if !matches!(verdict, GateTry::Pass) {
-        return (checks, ex.transcript, verdict);
-    }
-    let mut overall = GateTry::Pass;
-    for ((name, rcpt), r) in asked.iter().zip(&ex.rcpts) {
-        let said = format!("RCPT TO:<{rcpt}> → {} {}", r.code, r.text);
-        let (ok, detail) = match (*name, r.code) {
-            ("smtp-known", 200..=299) => (true, said),
-            ("smtp-known", 400..=499) => (
-                false,
-                format!(
-                    "{said}: a known recipient deferred from outside mynetworks: the policy service is not answering (451 4.3.5 is smtpd_policy_service_default_action)"
-                ),
+        },
+        verdict,
+    )
+}
+
+/// The check `name` from the reply to one recipient: the known recipient must be
+/// accepted, the unknown ones (local and alias domain) refused with a 5xx.
+fn rcpt_check(name: &str, rcpt: &str, r: &smtp::Reply) -> GateCheck {
+    let said = format!("RCPT TO:<{rcpt}> → {} {}", r.code, r.text);
+    let (ok, detail) = match (name, r.code) {
+        ("smtp-known", 200..=299) => (true, said),
+        ("smtp-known", 400..=499) => (
+            false,
+            format!(
+                "{said}: a known recipient deferred from outside mynetworks: the policy service is not answering (451 4.3.5 is smtpd_policy_service_default_action)"
             ),
-            ("smtp-known", _) => (false, format!("{said}: a known recipient was refused")),
-            (_, 500..=599) => (true, said),
-            (_, 400..=499) => (false, format!("{said}: a temporary failure")),
-            (_, _) => (
-                false,
-                format!("{said}: an unknown recipient was accepted (backscatter)"),
-            ),
-        };
-        if !ok {
-            overall = GateTry::Fail;
-        }
-        checks.push(GateCheck {
-            name: (*name).into(),
-            ok,
-            detail,
-        });
+        ),
+        ("smtp-known", _) => (false, format!("{said}: a known recipient was refused")),
+        (_, 500..=599) => (true, said),
+        (_, 400..=499) => (false, format!("{said}: a temporary failure")),
+        (_, _) => (
+            false,
+            format!("{said}: an unknown recipient was accepted (backscatter)"),
+        ),
+    };
+    GateCheck {
+        name: name.into(),
+        ok,
+        detail,
     }
-    (checks, ex.transcript, overall)
 }
 
 /// The policy service asked on its socket, as smtpd asks it (docs/carbonio.md §2): a known

@@ -382,20 +382,18 @@ pub async fn execute(mut p: Prepared, events: Events) -> Result<RunOutcome, RunE
     } else {
         dispatched.outcome.aborted.as_ref().map(|a| a.to_string())
     };
-    let promotions = promote::promote_all(
-        &promoting,
-        &p.pinned,
-        &p.change_plan,
-        &p.stage_plan,
-        &p.gathers,
-        &p.loaded,
-        &dispatched.runs,
-        &dispatched.outcome,
-        &changed.failures,
-        stopped,
-        (&journal, &events),
-    )
-    .await;
+    let promote_ctx = promote::PromoteCtx {
+        promoting: &promoting,
+        pinned: &p.pinned,
+        change_plan: &p.change_plan,
+        stage_plan: &p.stage_plan,
+        gathers: &p.gathers,
+        loaded: &p.loaded,
+        runs: &dispatched.runs,
+        outcome: &dispatched.outcome,
+        change_failures: &changed.failures,
+    };
+    let promotions = promote::promote_all(&promote_ctx, stopped, (&journal, &events)).await;
     changed.promoted(&promotions, &p.change_plan, &p.gathers);
     let proof = assemble::finish_proof(&p, prover, &changed, &dispatched.runs).await;
     let run = p.opts.run.clone();

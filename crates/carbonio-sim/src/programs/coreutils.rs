@@ -212,6 +212,49 @@ pub async fn whoami(_args: Vec<String>, p: &mut Proc) -> i32 {
 
 /// `grep [-F] [-q] [-i] PATTERN [FILE...]`: fixed strings only.
 pub async fn grep(args: Vec<String>, p: &mut Proc) -> i32 {
+    let (opts, files) = match grep_args(args) {
+        Ok(x) => x,
+        Err(why) => {
+            p.io.stderr.line(why).await;
+            return 2;
+        }
+    };
+    let mut inputs = Vec::new();
+    if files.is_empty() {
+        inputs.push((None, p.io.stdin.read_all().await));
+    } else {
+        for f in &files {
+            let content = p.node.state().files.get(f).cloned();
+            match content {
+                Some(c) => inputs.push((Some(f.clone()), c)),
+                None => {
+                    p.io.stderr
+                        .line(format!("grep: {f}: No such file or directory"))
+                        .await;
+                    return 2;
+                }
+            }
+        }
+    }
+    let (out, found) = grep_lines(&opts, inputs);
+    if !opts.quiet {
+        p.io.stdout.write(out).await;
+    }
+    if found { 0 } else { 1 }
+}
+
+/// The options of one `grep`.
+struct GrepOpts {
+    quiet: bool,
+    icase: bool,
+    /// `-A NUM`: lines of context after each match.
+    after: usize,
+    patterns: Vec<String>,
+}
+
+/// Parses `grep`'s arguments: its options and the files to read (none: stdin), or the
+/// message GNU grep prints for them (exit 2).
+fn grep_args(args: Vec<String>) -> Result<(GrepOpts, Vec<String>), String> {
     let (mut fixed, mut quiet, mut icase) = (false, false, false);
     let mut after: usize = 0;
     let mut patterns: Vec<String> = Vec::new();
@@ -237,10 +280,7 @@ pub async fn grep(args: Vec<String>, p: &mut Proc) -> i32 {
                         Some(glued.to_string())
                     };
                     let Some(value) = value else {
-                        p.io.stderr
-                            .line(format!("grep: option requires an argument -- '{c}'"))
-                            .await;
-                        return 2;
+                        return Err(format!("grep: option requires an argument -- '{c}'"));
                     };
                     if c == 'e' {
                         patterns.push(value);
@@ -248,31 +288,22 @@ pub async fn grep(args: Vec<String>, p: &mut Proc) -> i32 {
                         match value.parse() {
                             Ok(n) => after = n,
                             Err(_) => {
-                                p.io.stderr
-                                    .line(format!("grep: {value}: invalid context length argument"))
-                                    .await;
-                                return 2;
+                                return Err(format!(
+                                    "grep: {value}: invalid context length argument"
+                                ));
                             }
                         }
                     }
                     break;
                 }
-                other => {
-                    p.io.stderr
-                        .line(format!("grep: invalid option -- '{other}'"))
-                        .await;
-                    return 2;
-                }
+                other => return Err(format!("grep: invalid option -- '{other}'")),
             }
         }
     }
     let files: Vec<String> = if patterns.is_empty() {
         let mut it = rest.into_iter();
         let Some(pat) = it.next() else {
-            p.io.stderr
-                .line("Usage: grep [OPTION]... PATTERNS [FILE]...")
-                .await;
-            return 2;
+            return Err("Usage: grep [OPTION]... PATTERNS [FILE]...".into());
         };
         patterns.push(pat);
         it.collect()
@@ -284,32 +315,26 @@ pub async fn grep(args: Vec<String>, p: &mut Proc) -> i32 {
             .iter()
             .any(|pat| pat.contains(['.', '*', '[', ']', '^', '$', '\\']))
     {
-        p.io.stderr
-            .line("grep: only fixed-string patterns (-F) are emulated")
-            .await;
-        return 2;
+        return Err("grep: only fixed-string patterns (-F) are emulated".into());
     }
-    let mut inputs = Vec::new();
-    if files.is_empty() {
-        inputs.push((None, p.io.stdin.read_all().await));
-    } else {
-        for f in &files {
-            let content = p.node.state().files.get(f).cloned();
-            match content {
-                Some(c) => inputs.push((Some(f.clone()), c)),
-                None => {
-                    p.io.stderr
-                        .line(format!("grep: {f}: No such file or directory"))
-                        .await;
-                    return 2;
-                }
-            }
-        }
-    }
+    let opts = GrepOpts {
+        quiet,
+        icase,
+        after,
+        patterns,
+    };
+    Ok((opts, files))
+}
+
+/// What `grep` prints for its inputs (name, content), each line prefixed with its file's
+/// name when there are several, and whether any line matched.
+fn grep_lines(opts: &GrepOpts, inputs: Vec<(Option<String>, Vec<u8>)>) -> (String, bool) {
+    let GrepOpts { icase, after, .. } = *opts;
     let multi = inputs.len() > 1;
     let mut out = String::new();
     let mut found = false;
-    let needles: Vec<String> = patterns
+    let needles: Vec<String> = opts
+        .patterns
         .iter()
         .map(|pat| {
             if icase {
@@ -353,10 +378,7 @@ pub async fn grep(args: Vec<String>, p: &mut Proc) -> i32 {
             printed_any = true;
         }
     }
-    if !quiet {
-        p.io.stdout.write(out).await;
-    }
-    if found { 0 } else { 1 }
+    (out, found)
 }
 
 /// `cat [FILE...]` (stdin without arguments).

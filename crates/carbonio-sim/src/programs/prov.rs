@@ -3,8 +3,8 @@
 //! and batch mode (`prov> ` prompts, exit 0 at EOF, `exit` → 2 after an error). Each
 //! process costs the node's simulated JVM start and is counted.
 
-use crate::attrs::{AttrDef, AttrType, SAFEGUARDED, lookup};
-use crate::node::Ldap;
+use crate::attrs::{AttrDef, AttrMap, AttrType, SAFEGUARDED, lookup};
+use crate::node::{ClusterState, Ldap};
 
 use super::Proc;
 
@@ -411,6 +411,8 @@ fn no_such_server(name: &str) -> Outcome {
     ))
 }
 
+/// Runs one ProvUtil command line (`args[0]` the command, by name or alias) against the
+/// node's cluster LDAP, appending what it prints to `out`.
 fn execute(args: &[String], opts: &Opts, p: &Proc, out: &mut String) -> Outcome {
     let Some(cmd) = find_cmd(&args[0]) else {
         return Outcome::Unknown;
@@ -422,192 +424,231 @@ fn execute(args: &[String], opts: &Opts, p: &Proc, out: &mut String) -> Outcome 
     let cluster = p.node.cluster.clone();
     match cmd.alias {
         "quit" => Outcome::Exit,
-        "gcf" => {
-            let ldap = cluster.ldap();
-            if let Some(def) = lookup(&rest[0])
-                && let Some(v) = ldap.global.get(def.name)
-            {
-                dump(out, def.name, v);
-            }
-            Outcome::Ok
-        }
-        "gacf" => {
-            let ldap = cluster.ldap();
-            for (name, v) in &ldap.global {
-                if wanted(rest, name) {
-                    dump(out, name, v);
-                }
-            }
-            Outcome::Ok
-        }
-        "gs" => {
-            let (only_set, rest) = if rest[0] == "-e" {
-                (true, &rest[1..])
-            } else {
-                (false, rest)
-            };
-            let Some(name) = rest.first() else {
-                return Outcome::Usage(cmd, None);
-            };
-            let ldap = cluster.ldap();
-            let Some(server) = find_server(&ldap, name) else {
-                return no_such_server(name);
-            };
-            let entry = &ldap.servers[&server];
-            let mut attrs = entry.clone();
-            if !only_set {
-                for (k, v) in &ldap.global {
-                    if lookup(k).is_some_and(|d| d.server_inherited)
-                        && entry.get(k).is_none_or(Vec::is_empty)
-                    {
-                        attrs.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-            out.push_str(&format!("# name {server}\n"));
-            for (k, v) in &attrs {
-                if wanted(&rest[1..], k) {
-                    dump(out, k, v);
-                }
-            }
-            out.push('\n');
-            Outcome::Ok
-        }
-        "gas" => {
-            let ldap = cluster.ldap();
-            let service = rest.iter().find(|a| !a.starts_with('-'));
-            for s in ldap.servers.keys() {
-                if service.is_none_or(|svc| ldap.services(s).iter().any(|x| x == svc)) {
-                    out.push_str(s);
-                    out.push('\n');
-                }
-            }
-            Outcome::Ok
-        }
-        "gad" => {
-            if rest.iter().any(|a| a == "-e") && !rest.iter().any(|a| a == "-v") {
-                out.push_str("arg -e is invalid unless -v is also specified\n");
-                return Outcome::Usage(cmd, None);
-            }
-            let verbose = rest.iter().any(|a| a == "-v");
-            let attrs: Vec<String> = rest
-                .iter()
-                .filter(|a| !a.starts_with('-'))
-                .cloned()
-                .collect();
-            let ldap = cluster.ldap();
-            // LDAP search order (the seeded order), not sorted (docs/carbonio.md §5).
-            for d in &ldap.domains {
-                if !verbose {
-                    out.push_str(d);
-                    out.push('\n');
-                    continue;
-                }
-                out.push_str(&format!("# name {d}\n"));
-                if let Some(a) = ldap.domain_attrs.get(d) {
-                    for (k, v) in a {
-                        if k.starts_with("DKIM") && !opts.ldap {
-                            continue;
-                        }
-                        if wanted(&attrs, k) {
-                            dump(out, k, v);
-                        }
-                    }
-                }
-                out.push('\n');
-            }
-            Outcome::Ok
-        }
-        "sa" => {
-            let verbose = rest.first().is_some_and(|a| a == "-v");
-            let query = if verbose { rest.get(1) } else { rest.first() };
-            let Some(query) = query else {
-                return Outcome::Usage(cmd, None);
-            };
-            // `(ATTR=VALUE)` or `(ATTR=*)`, over what an account entry holds here: `mail`
-            // and `zimbraMailCatchAllAddress`.
-            let Some((attr, value)) = query
-                .strip_prefix('(')
-                .and_then(|q| q.strip_suffix(')'))
-                .and_then(|q| q.split_once('='))
-            else {
-                return Outcome::Service(format!(
-                    "ERROR: service.INVALID_REQUEST (invalid request: unsupported query {query})"
-                ));
-            };
-            let ldap = cluster.ldap();
-            let catch_all = |acct: &str| ldap.catch_all_accounts.get(acct).cloned();
-            let accounts: std::collections::BTreeSet<String> = ldap
-                .addresses
-                .iter()
-                .chain(ldap.catch_all_accounts.keys())
-                .cloned()
-                .collect();
-            for acct in accounts {
-                let values: Vec<String> = match attr {
-                    a if a.eq_ignore_ascii_case("mail") => vec![acct.clone()],
-                    a if a.eq_ignore_ascii_case("zimbraMailCatchAllAddress") => {
-                        catch_all(&acct).into_iter().collect()
-                    }
-                    _ => Vec::new(),
-                };
-                let hit = if value == "*" {
-                    !values.is_empty()
-                } else {
-                    values.iter().any(|v| v.eq_ignore_ascii_case(value))
-                };
-                if !hit {
-                    continue;
-                }
-                if verbose {
-                    out.push_str(&format!("# name {acct}\nmail: {acct}\n"));
-                    if let Some(c) = catch_all(&acct) {
-                        out.push_str(&format!("zimbraMailCatchAllAddress: {c}\n"));
-                    }
-                    out.push('\n');
-                } else {
-                    out.push_str(&acct);
-                    out.push('\n');
-                }
-            }
-            Outcome::Ok
-        }
-        "gd" => {
-            let rest = if rest[0] == "-e" { &rest[1..] } else { rest };
-            let Some(name) = rest.first() else {
-                return Outcome::Usage(cmd, None);
-            };
-            let ldap = cluster.ldap();
-            let Some(domain) = ldap
-                .domains
-                .iter()
-                .find(|d| d.eq_ignore_ascii_case(name))
-                .cloned()
-            else {
-                return Outcome::Service(format!(
-                    "ERROR: account.NO_SUCH_DOMAIN (no such domain: {name})"
-                ));
-            };
-            out.push_str(&format!("# name {domain}\n"));
-            if let Some(attrs) = ldap.domain_attrs.get(&domain) {
-                for (k, v) in attrs {
-                    // The DKIM object class is not in Carbonio's attribute manager: only a
-                    // direct LDAP read (`-l`) returns it.
-                    if k.starts_with("DKIM") && !opts.ldap {
-                        continue;
-                    }
-                    if wanted(&rest[1..], k) {
-                        dump(out, k, v);
-                    }
-                }
-            }
-            out.push('\n');
-            Outcome::Ok
-        }
+        "gcf" => get_config(&cluster, rest, out),
+        "gacf" => get_all_config(&cluster, rest, out),
+        "gs" => get_server(cmd, &cluster, rest, out),
+        "gas" => get_all_servers(&cluster, rest, out),
+        "gad" => get_all_domains(cmd, &cluster, rest, opts, out),
+        "sa" => search_accounts(cmd, &cluster, rest, out),
+        "gd" => get_domain(cmd, &cluster, rest, opts, out),
         "mcf" => modify(cmd, None, rest, opts, p),
         "ms" => modify(cmd, Some(&rest[0]), &rest[1..], opts, p),
         _ => Outcome::Unknown,
     }
+}
+
+/// `gcf NAME`: one global config attribute.
+fn get_config(cluster: &ClusterState, rest: &[String], out: &mut String) -> Outcome {
+    let ldap = cluster.ldap();
+    if let Some(def) = lookup(&rest[0])
+        && let Some(v) = ldap.global.get(def.name)
+    {
+        dump(out, def.name, v);
+    }
+    Outcome::Ok
+}
+
+/// `gacf [ATTR...]`: the global config, or the named attributes of it.
+fn get_all_config(cluster: &ClusterState, rest: &[String], out: &mut String) -> Outcome {
+    let ldap = cluster.ldap();
+    for (name, v) in &ldap.global {
+        if wanted(rest, name) {
+            dump(out, name, v);
+        }
+    }
+    Outcome::Ok
+}
+
+/// `gs [-e] NAME [ATTR...]`: a server entry, with the global values it inherits unless
+/// `-e`.
+fn get_server(
+    cmd: &'static CmdDef,
+    cluster: &ClusterState,
+    rest: &[String],
+    out: &mut String,
+) -> Outcome {
+    let (only_set, rest) = if rest[0] == "-e" {
+        (true, &rest[1..])
+    } else {
+        (false, rest)
+    };
+    let Some(name) = rest.first() else {
+        return Outcome::Usage(cmd, None);
+    };
+    let ldap = cluster.ldap();
+    let Some(server) = find_server(&ldap, name) else {
+        return no_such_server(name);
+    };
+    let entry = &ldap.servers[&server];
+    let mut attrs = entry.clone();
+    if !only_set {
+        for (k, v) in &ldap.global {
+            if lookup(k).is_some_and(|d| d.server_inherited)
+                && entry.get(k).is_none_or(Vec::is_empty)
+            {
+                attrs.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    out.push_str(&format!("# name {server}\n"));
+    for (k, v) in &attrs {
+        if wanted(&rest[1..], k) {
+            dump(out, k, v);
+        }
+    }
+    out.push('\n');
+    Outcome::Ok
+}
+
+/// `gas [-v] [-e] [SERVICE]`: the server names, or those running SERVICE.
+fn get_all_servers(cluster: &ClusterState, rest: &[String], out: &mut String) -> Outcome {
+    let ldap = cluster.ldap();
+    let service = rest.iter().find(|a| !a.starts_with('-'));
+    for s in ldap.servers.keys() {
+        if service.is_none_or(|svc| ldap.services(s).iter().any(|x| x == svc)) {
+            out.push_str(s);
+            out.push('\n');
+        }
+    }
+    Outcome::Ok
+}
+
+/// `gad [-v [-e] [ATTR...]]`: the domain names, or with `-v` each domain's entry.
+fn get_all_domains(
+    cmd: &'static CmdDef,
+    cluster: &ClusterState,
+    rest: &[String],
+    opts: &Opts,
+    out: &mut String,
+) -> Outcome {
+    if rest.iter().any(|a| a == "-e") && !rest.iter().any(|a| a == "-v") {
+        out.push_str("arg -e is invalid unless -v is also specified\n");
+        return Outcome::Usage(cmd, None);
+    }
+    let verbose = rest.iter().any(|a| a == "-v");
+    let attrs: Vec<String> = rest
+        .iter()
+        .filter(|a| !a.starts_with('-'))
+        .cloned()
+        .collect();
+    let ldap = cluster.ldap();
+    // LDAP search order (the seeded order), not sorted (docs/carbonio.md §5).
+    for d in &ldap.domains {
+        if !verbose {
+            out.push_str(d);
+            out.push('\n');
+            continue;
+        }
+        dump_domain(out, &ldap, d, &attrs, opts);
+    }
+    Outcome::Ok
+}
+
+/// `sa [-v] QUERY`: the accounts matching `(ATTR=VALUE)` or `(ATTR=*)`.
+fn search_accounts(
+    cmd: &'static CmdDef,
+    cluster: &ClusterState,
+    rest: &[String],
+    out: &mut String,
+) -> Outcome {
+    let verbose = rest.first().is_some_and(|a| a == "-v");
+    let query = if verbose { rest.get(1) } else { rest.first() };
+    let Some(query) = query else {
+        return Outcome::Usage(cmd, None);
+    };
+    // `(ATTR=VALUE)` or `(ATTR=*)`, over what an account entry holds here: `mail`
+    // and `zimbraMailCatchAllAddress`.
+    let Some((attr, value)) = query
+        .strip_prefix('(')
+        .and_then(|q| q.strip_suffix(')'))
+        .and_then(|q| q.split_once('='))
+    else {
+        return Outcome::Service(format!(
+            "ERROR: service.INVALID_REQUEST (invalid request: unsupported query {query})"
+        ));
+    };
+    let ldap = cluster.ldap();
+    let catch_all = |acct: &str| ldap.catch_all_accounts.get(acct).cloned();
+    let accounts: std::collections::BTreeSet<String> = ldap
+        .addresses
+        .iter()
+        .chain(ldap.catch_all_accounts.keys())
+        .cloned()
+        .collect();
+    for acct in accounts {
+        let values: Vec<String> = match attr {
+            a if a.eq_ignore_ascii_case("mail") => vec![acct.clone()],
+            a if a.eq_ignore_ascii_case("zimbraMailCatchAllAddress") => {
+                catch_all(&acct).into_iter().collect()
+            }
+            _ => Vec::new(),
+        };
+        let hit = if value == "*" {
+            !values.is_empty()
+        } else {
+            values.iter().any(|v| v.eq_ignore_ascii_case(value))
+        };
+        if !hit {
+            continue;
+        }
+        if verbose {
+            out.push_str(&format!("# name {acct}\nmail: {acct}\n"));
+            if let Some(c) = catch_all(&acct) {
+                out.push_str(&format!("zimbraMailCatchAllAddress: {c}\n"));
+            }
+            out.push('\n');
+        } else {
+            out.push_str(&acct);
+            out.push('\n');
+        }
+    }
+    Outcome::Ok
+}
+
+/// `gd [-e] NAME [ATTR...]`: one domain's entry.
+fn get_domain(
+    cmd: &'static CmdDef,
+    cluster: &ClusterState,
+    rest: &[String],
+    opts: &Opts,
+    out: &mut String,
+) -> Outcome {
+    let rest = if rest[0] == "-e" { &rest[1..] } else { rest };
+    let Some(name) = rest.first() else {
+        return Outcome::Usage(cmd, None);
+    };
+    let ldap = cluster.ldap();
+    let Some(domain) = ldap
+        .domains
+        .iter()
+        .find(|d| d.eq_ignore_ascii_case(name))
+        .cloned()
+    else {
+        return Outcome::Service(format!(
+            "ERROR: account.NO_SUCH_DOMAIN (no such domain: {name})"
+        ));
+    };
+    dump_domain(out, &ldap, &domain, &rest[1..], opts);
+    Outcome::Ok
+}
+
+/// One domain's entry as `gd` and `gad -v` print it: `# name`, its attributes (those in
+/// `attrs`, or all), a blank line.
+fn dump_domain(out: &mut String, ldap: &Ldap, domain: &str, attrs: &[String], opts: &Opts) {
+    out.push_str(&format!("# name {domain}\n"));
+    if let Some(a) = ldap.domain_attrs.get(domain) {
+        for (k, v) in a {
+            // The DKIM object class is not in Carbonio's attribute manager: only a
+            // direct LDAP read (`-l`) returns it.
+            if k.starts_with("DKIM") && !opts.ldap {
+                continue;
+            }
+            if wanted(attrs, k) {
+                dump(out, k, v);
+            }
+        }
+    }
+    out.push('\n');
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -617,6 +658,9 @@ enum Op {
     Replace,
 }
 
+/// `mcf` (no `server`) or `ms SERVER`: applies the `[+|-]ATTR VALUE` pairs after
+/// ProvUtil's checks, in its order (client-side safeguard, value checks, attribute
+/// names, mixing and object class, LDAP write access), all or nothing.
 fn modify(
     cmd: &'static CmdDef,
     server: Option<&String>,
@@ -627,72 +671,14 @@ fn modify(
     if !pairs.len().is_multiple_of(2) {
         return Outcome::Usage(cmd, None);
     }
-    let mut mods: Vec<(Op, String, String)> = Vec::new();
-    for kv in pairs.chunks(2) {
-        let (op, name) = match kv[0].as_bytes().first() {
-            Some(b'+') => (Op::Add, &kv[0][1..]),
-            Some(b'-') => (Op::Remove, &kv[0][1..]),
-            _ => (Op::Replace, kv[0].as_str()),
-        };
-        mods.push((op, name.to_string(), kv[1].clone()));
+    let mods = parse_mods(pairs);
+    if let Some(refused) = check_mods(&mods, opts) {
+        return refused;
     }
-    // Client-side safeguard on replacing multi-valued service lists.
-    for (op, name, _) in &mods {
-        if *op == Op::Replace
-            && !opts.replace
-            && SAFEGUARDED.iter().any(|s| s.eq_ignore_ascii_case(name))
-            && mods
-                .iter()
-                .filter(|(_, n, _)| n.eq_ignore_ascii_case(name))
-                .count()
-                == 1
-        {
-            return Outcome::Fatal(
-                "error: cannot replace multi-valued attr value unless -r is specified".into(),
-                2,
-            );
-        }
-    }
-    // Value checks (AttributeManager.preModify) come before the LDAP modify.
-    for (op, name, value) in &mods {
-        let Some(def) = lookup(name) else { continue };
-        if *op == Op::Remove || (*op == Op::Replace && value.is_empty()) {
-            continue;
-        }
-        if let Some(e) = check_value(def, value) {
-            return Outcome::Service(e);
-        }
-    }
-    let mut resolved: Vec<(Op, &'static AttrDef, String)> = Vec::new();
-    for (op, name, value) in mods {
-        let Some(def) = lookup(&name) else {
-            return Outcome::Service(format!(
-                "ERROR: account.INVALID_ATTR_NAME (invalid attr name: {name})"
-            ));
-        };
-        resolved.push((op, def, value));
-    }
-    for (op, def, _) in &resolved {
-        let mixed = resolved
-            .iter()
-            .any(|(o, d, _)| d.name == def.name && (*o == Op::Replace) != (*op == Op::Replace));
-        if mixed {
-            return Outcome::Service(
-                "ERROR: service.INVALID_REQUEST (invalid request: can't mix +attrName/-attrName with attrName)".into(),
-            );
-        }
-        let allowed = if server.is_some() {
-            def.in_server
-        } else {
-            def.in_global
-        };
-        if !allowed {
-            return Outcome::Service(format!(
-                "ERROR: service.FAILURE (system failure: unable to modify attrs: object class violation: attribute {} not allowed)",
-                def.name
-            ));
-        }
-    }
+    let resolved = match resolve_mods(mods, server.is_some()) {
+        Ok(r) => r,
+        Err(refused) => return refused,
+    };
     let cluster = p.node.cluster.clone();
     let mut ldap = cluster.ldap();
     if let Some((_, def, _)) = resolved
@@ -713,6 +699,105 @@ fn modify(
             ldap.servers.get_mut(&s).expect("server found above")
         }
     };
+    apply_mods(attrs, resolved);
+    Outcome::Ok
+}
+
+/// The `[+|-]ATTR VALUE` pairs as (operation, attribute name, value).
+fn parse_mods(pairs: &[String]) -> Vec<(Op, String, String)> {
+    let mut mods: Vec<(Op, String, String)> = Vec::new();
+    for kv in pairs.chunks(2) {
+        let (op, name) = match kv[0].as_bytes().first() {
+            Some(b'+') => (Op::Add, &kv[0][1..]),
+            Some(b'-') => (Op::Remove, &kv[0][1..]),
+            _ => (Op::Replace, kv[0].as_str()),
+        };
+        mods.push((op, name.to_string(), kv[1].clone()));
+    }
+    mods
+}
+
+/// The checks before any attribute name is resolved: the client-side safeguard on
+/// replacing a multi-valued service list without `-r`, then the values' types. The
+/// refusal, if any.
+fn check_mods(mods: &[(Op, String, String)], opts: &Opts) -> Option<Outcome> {
+    // Client-side safeguard on replacing multi-valued service lists.
+    for (op, name, _) in mods {
+        if *op == Op::Replace
+            && !opts.replace
+            && SAFEGUARDED.iter().any(|s| s.eq_ignore_ascii_case(name))
+            && mods
+                .iter()
+                .filter(|(_, n, _)| n.eq_ignore_ascii_case(name))
+                .count()
+                == 1
+        {
+            return Some(Outcome::Fatal(
+                "error: cannot replace multi-valued attr value unless -r is specified".into(),
+                2,
+            ));
+        }
+    }
+    // Value checks (AttributeManager.preModify) come before the LDAP modify.
+    for (op, name, value) in mods {
+        let Some(def) = lookup(name) else { continue };
+        if *op == Op::Remove || (*op == Op::Replace && value.is_empty()) {
+            continue;
+        }
+        if let Some(e) = check_value(def, value) {
+            return Some(Outcome::Service(e));
+        }
+    }
+    None
+}
+
+/// One modification with its attribute's definition.
+type Resolved = (Op, &'static AttrDef, String);
+
+/// Resolves each attribute name to its definition, then refuses a mix of replacing and
+/// adding/removing one attribute and an attribute the entry's object class does not
+/// allow (`on_server`: a server entry, else the global config).
+fn resolve_mods(
+    mods: Vec<(Op, String, String)>,
+    on_server: bool,
+) -> Result<Vec<Resolved>, Outcome> {
+    let mut resolved: Vec<Resolved> = Vec::new();
+    for (op, name, value) in mods {
+        let Some(def) = lookup(&name) else {
+            return Err(Outcome::Service(format!(
+                "ERROR: account.INVALID_ATTR_NAME (invalid attr name: {name})"
+            )));
+        };
+        resolved.push((op, def, value));
+    }
+    for (op, def, _) in &resolved {
+        let mixed = resolved
+            .iter()
+            .any(|(o, d, _)| d.name == def.name && (*o == Op::Replace) != (*op == Op::Replace));
+        if mixed {
+            return Err(Outcome::Service(
+                "ERROR: service.INVALID_REQUEST (invalid request: can't mix +attrName/-attrName with attrName)".into(),
+            ));
+        }
+        let allowed = if on_server {
+            def.in_server
+        } else {
+            def.in_global
+        };
+        if !allowed {
+            return Err(Outcome::Service(format!(
+                "ERROR: service.FAILURE (system failure: unable to modify attrs: object class violation: attribute {} not allowed)",
+                def.name
+            )));
+        }
+    }
+    Ok(resolved)
+}
+
+/// Applies the resolved modifications to one entry: a replace clears the attribute once,
+/// then each value adds (case-insensitively once) or removes; an attribute left without
+/// values is dropped.
+fn apply_mods(attrs: &mut AttrMap, resolved: Vec<Resolved>) {
     let mut replaced: Vec<&str> = Vec::new();
     for (op, def, value) in resolved {
         let vals = attrs.entry(def.name.to_string()).or_default();
@@ -737,7 +822,6 @@ fn modify(
             attrs.remove(def.name);
         }
     }
-    Outcome::Ok
 }
 
 fn check_value(def: &AttrDef, value: &str) -> Option<String> {
