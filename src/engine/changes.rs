@@ -131,7 +131,7 @@ fn change_args(verb: &[&str], c: &Control) -> Vec<String> {
 }
 
 /// Decides the changes from a check's host reports (inventory order).
-// Longer than the usual ~120 lines on purpose: one pass per cluster, deciding its global
+// long: longer than the usual ~120 lines on purpose: one pass per cluster, deciding its global
 // batch, what blocks it and each node's server batch from the same readings.
 pub fn plan(playbook: &Playbook, hosts: &[HostReport]) -> ChangePlan {
     let mut out = ChangePlan::default();

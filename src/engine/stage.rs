@@ -216,7 +216,7 @@ fn staged_control(c: &Control) -> bool {
 /// Plans the staging of every reachable MTA from a check's verdicts. `blocked` lists the
 /// (cluster, control) pairs the change plan does not change (the spawn-user guard);
 /// `replace_overrides` replaces single-valued overrides instead of reporting them.
-// Longer than the usual ~120 lines on purpose: one pass per cluster, deciding its
+// long: longer than the usual ~120 lines on purpose: one pass per cluster, deciding its
 // blockers, its global changes and every MTA's entries from the same readings.
 pub fn plan(
     playbook: &Playbook,

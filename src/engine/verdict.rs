@@ -59,7 +59,7 @@ pub fn applies(control: &Control, facts: &NodeFacts) -> bool {
 /// probe id on this host: a deviation (non-compliant, masked, failed) carries it, and a
 /// live one does not make the host drift. Undecided results (`error`) and findings
 /// (preconditions, blocks) are never waived.
-// Longer than the usual ~120 lines on purpose: one reading of a host in the order the
+// long: longer than the usual ~120 lines on purpose: one reading of a host in the order the
 // report shows it (running state, controls, the cluster's globals, probes, then the
 // status from all of them), each step using the ones before.
 pub fn evaluate(
