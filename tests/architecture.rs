@@ -1,8 +1,9 @@
 //! The import direction of docs/architecture.md, checked: every room (a top-level module
 //! of `src/`) imports only the rooms below it in [`LAYERS`], so the rooms form no cycle.
-//! Read from the source text, as `grep -rn 'crate::ROOM' src/OTHER` would: a `use` line,
-//! a path in code or a path in a type all count; comments (`//`, `///`, `//!`) do not,
-//! since a doc link is not a dependency.
+//! Read from the source text, as `grep -rn 'crate::ROOM' src/OTHER` would, with
+//! `super::` paths that climb to the crate root counted too: a `use` line, a path in
+//! code or a path in a type all count; comments (`//`, `///`, `//!`) do not, since a doc
+//! link is not a dependency.
 
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
@@ -65,30 +66,59 @@ fn room_of(src: &Path, file: &Path) -> Option<String> {
     }
 }
 
-/// The rooms `text` names as `crate::ROOM`, each with the first line that does, skipping
-/// comments.
-fn rooms_named(text: &str) -> BTreeMap<String, usize> {
+/// How many `super::` reach the crate root from a file: 1 from `src/x.rs` and
+/// `src/x/mod.rs`, 2 from `src/x/y.rs`, and so on.
+fn depth_of(src: &Path, file: &Path) -> usize {
+    let rel = file.strip_prefix(src).unwrap();
+    let parts = rel.components().count();
+    match rel.file_name().and_then(|n| n.to_str()) {
+        Some("mod.rs") => parts - 1,
+        _ => parts,
+    }
+}
+
+/// The rooms `text` names as `crate::ROOM` (or as `super::…::ROOM` from a file `depth`
+/// modules below the root), each with the first line that does, skipping comments.
+fn rooms_named(text: &str, depth: usize) -> BTreeMap<String, usize> {
+    let ident = |s: &str| -> String {
+        s.chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
     let mut out = BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
         let code = match line.find("//") {
             Some(at) => &line[..at],
             None => line,
         };
-        let mut rest = code;
-        while let Some(at) = rest.find("crate::") {
-            let preceded_by_ident = rest[..at]
+        for (at, _) in code
+            .match_indices("crate::")
+            .chain(code.match_indices("super::"))
+        {
+            let preceded_by_path = code[..at]
                 .chars()
                 .next_back()
-                .is_some_and(|c| c.is_alphanumeric() || c == '_');
-            let after = &rest[at + "crate::".len()..];
-            let name: String = after
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect();
-            if !preceded_by_ident && !name.is_empty() {
-                out.entry(name).or_insert(i + 1);
+                .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':');
+            if preceded_by_path {
+                continue;
             }
-            rest = after;
+            let mut rest = &code[at..];
+            let room = if let Some(after) = rest.strip_prefix("crate::") {
+                ident(after)
+            } else {
+                let mut ups = 0;
+                while let Some(after) = rest.strip_prefix("super::") {
+                    ups += 1;
+                    rest = after;
+                }
+                if ups < depth {
+                    continue;
+                }
+                ident(rest)
+            };
+            if !room.is_empty() {
+                out.entry(room).or_insert(i + 1);
+            }
         }
     }
     out
@@ -102,7 +132,7 @@ fn room_imports(src: &Path) -> BTreeMap<(String, String), String> {
             continue;
         };
         let text = std::fs::read_to_string(&file).unwrap();
-        for (to, line) in rooms_named(&text) {
+        for (to, line) in rooms_named(&text, depth_of(src, &file)) {
             if to != from {
                 let at = format!("{}:{line}", file.strip_prefix(src).unwrap().display());
                 edges.entry((from.clone(), to)).or_insert(at);
@@ -153,12 +183,31 @@ fn every_room_has_its_place_in_the_layers() {
 }
 
 #[test]
+fn super_paths_that_reach_the_root_name_a_room() {
+    // From src/ui/summary.rs (depth 2): `super::term` stays in ui, `super::super::report`
+    // is the report room.
+    let text = "use super::term::Layout;\nuse super::super::report::model::Report;\n";
+    let named: Vec<_> = rooms_named(text, 2).into_iter().collect();
+    assert_eq!(named, vec![("report".to_string(), 2)]);
+    // From src/ui/mod.rs or src/ui.rs (depth 1) one `super` is the root.
+    let named: Vec<_> = rooms_named("use super::engine::events::Event;\n", 1)
+        .into_iter()
+        .collect();
+    assert_eq!(named, vec![("engine".to_string(), 1)]);
+    let dir = Path::new("/r/src");
+    assert_eq!(depth_of(dir, &dir.join("exit.rs")), 1);
+    assert_eq!(depth_of(dir, &dir.join("ui/mod.rs")), 1);
+    assert_eq!(depth_of(dir, &dir.join("ui/summary.rs")), 2);
+    assert_eq!(depth_of(dir, &dir.join("engine/apply/mod.rs")), 2);
+}
+
+#[test]
 fn the_scanner_sees_paths_in_code_and_skips_comments() {
     let text = "use crate::report::model::Report;\n\
                 /// see [`crate::ui::term`]\n\
                 let x = crate::engine::run::operator(); // crate::cli\n\
                 let y = my_crate::dns::x;\n";
-    let named: Vec<_> = rooms_named(text).into_iter().collect();
+    let named: Vec<_> = rooms_named(text, 2).into_iter().collect();
     assert_eq!(
         named,
         vec![("engine".to_string(), 3), ("report".to_string(), 1)]
