@@ -36,6 +36,22 @@ const LAYERS: &[&str] = &[
     "cli",
 ];
 
+/// The simulator crate's modules from the bottom up, a layer per line; modules of one
+/// layer may import each other. `shell` and `programs` are one layer by design: the
+/// interpreter runs programs, and `su -c`, `sh -c` and `bash -l` interpret scripts.
+/// Test modules are not checked here (a test may build a whole fleet to try one program).
+const SIM_LAYERS: &[&[&str]] = &[
+    &["attrs", "duration", "error", "flavour", "restarts"],
+    &["postfix"],
+    &["node"],
+    &["policyd", "zmconfigd", "realmta", "profiles"],
+    &["smtp", "dns"],
+    &["shell", "programs"],
+    &["server"],
+    &["fleet"],
+    &["exec", "simulate"],
+];
+
 /// Every `.rs` file under `dir`.
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -125,16 +141,25 @@ fn rooms_named(text: &str, depth: usize) -> BTreeMap<String, usize> {
 }
 
 /// Every import of one room by another: (from, to) → the first `file:line` that shows it.
-fn room_imports(src: &Path) -> BTreeMap<(String, String), String> {
+/// With `code_only`, a file is read up to its `#[cfg(test)]` module (which this codebase
+/// keeps at the end of each file).
+fn room_imports(src: &Path, code_only: bool) -> BTreeMap<(String, String), String> {
     let mut edges = BTreeMap::new();
     for file in rust_files(src) {
         let Some(from) = room_of(src, &file) else {
             continue;
         };
-        let text = std::fs::read_to_string(&file).unwrap();
+        let mut text = std::fs::read_to_string(&file).unwrap();
+        if code_only && let Some(at) = text.find("\n#[cfg(test)]") {
+            text.truncate(at);
+        }
         for (to, line) in rooms_named(&text, depth_of(src, &file)) {
             if to != from {
-                let at = format!("{}:{line}", file.strip_prefix(src).unwrap().display());
+                let crate_root = src.parent().unwrap();
+                let at = format!(
+                    "{}:{line}",
+                    file.strip_prefix(crate_root).unwrap().display()
+                );
                 edges.entry((from.clone(), to)).or_insert(at);
             }
         }
@@ -146,18 +171,52 @@ fn tool_src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
-#[test]
-fn every_room_imports_only_the_rooms_below_it() {
-    let rank = |room: &str| LAYERS.iter().position(|r| *r == room);
+fn sim_src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/carbonio-sim/src")
+}
+
+/// The imports in `src` against `layers` (a room may import its own layer's and lower
+/// layers' rooms), each as `from → to (file:line)`.
+fn against_the_layers(src: &Path, layers: &[&[&str]], code_only: bool) -> Vec<String> {
+    let rank = |room: &str| layers.iter().position(|l| l.contains(&room));
     let mut wrong = Vec::new();
-    for ((from, to), at) in room_imports(&tool_src()) {
+    for ((from, to), at) in room_imports(src, code_only) {
         match (rank(&from), rank(&to)) {
-            (Some(f), Some(t)) if t < f => {}
-            (Some(_), Some(_)) => wrong.push(format!("{from} → {to} (src/{at})")),
-            // An unknown room is reported by the test below.
+            (Some(f), Some(t)) if t <= f => {}
+            (Some(_), Some(_)) => wrong.push(format!("{from} → {to} ({at})")),
+            // An unknown room is reported by `unplaced`.
             _ => {}
         }
     }
+    wrong
+}
+
+/// The rooms of `src` that `layers` does not place, and the places without a room.
+fn unplaced(src: &Path, layers: &[&[&str]]) -> (Vec<String>, Vec<String>) {
+    let rooms: BTreeSet<String> = rust_files(src)
+        .iter()
+        .filter_map(|f| room_of(src, f))
+        .collect();
+    let placed: BTreeSet<String> = layers
+        .iter()
+        .flat_map(|l| l.iter())
+        .map(|r| r.to_string())
+        .collect();
+    (
+        rooms.difference(&placed).cloned().collect(),
+        placed.difference(&rooms).cloned().collect(),
+    )
+}
+
+/// The tool's layers: one room each, so two rooms never import each other.
+fn tool_layers() -> Vec<&'static [&'static str]> {
+    LAYERS.iter().map(std::slice::from_ref).collect()
+}
+
+#[test]
+fn every_room_imports_only_the_rooms_below_it() {
+    // Test modules included: a test of a lower room may not reach up either.
+    let wrong = against_the_layers(&tool_src(), &tool_layers(), false);
     assert!(
         wrong.is_empty(),
         "imports against the direction of docs/architecture.md (a room may only import \
@@ -168,17 +227,26 @@ fn every_room_imports_only_the_rooms_below_it() {
 
 #[test]
 fn every_room_has_its_place_in_the_layers() {
-    let src = tool_src();
-    let rooms: BTreeSet<String> = rust_files(&src)
-        .iter()
-        .filter_map(|f| room_of(&src, f))
-        .collect();
-    let placed: BTreeSet<String> = LAYERS.iter().map(|r| r.to_string()).collect();
-    let unplaced: Vec<_> = rooms.difference(&placed).collect();
-    let gone: Vec<_> = placed.difference(&rooms).collect();
+    let (unplaced, gone) = unplaced(&tool_src(), &tool_layers());
     assert!(
         unplaced.is_empty() && gone.is_empty(),
         "LAYERS and src/ disagree: rooms without a place {unplaced:?}, places without a room {gone:?}"
+    );
+}
+
+#[test]
+fn simulator_modules_import_only_their_layer_and_below() {
+    let wrong = against_the_layers(&sim_src(), SIM_LAYERS, true);
+    assert!(
+        wrong.is_empty(),
+        "crates/carbonio-sim imports against SIM_LAYERS:\n  {}",
+        wrong.join("\n  ")
+    );
+    let (unplaced, gone) = unplaced(&sim_src(), SIM_LAYERS);
+    assert!(
+        unplaced.is_empty() && gone.is_empty(),
+        "SIM_LAYERS and crates/carbonio-sim/src disagree: without a place {unplaced:?}, \
+         places without a module {gone:?}"
     );
 }
 
@@ -219,21 +287,28 @@ fn the_scanner_sees_paths_in_code_and_skips_comments() {
 #[test]
 fn a_back_edge_is_reported_with_where_it_is() {
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path();
-    std::fs::create_dir(src.join("report")).unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("report")).unwrap();
     std::fs::write(
         src.join("report/summary.rs"),
         "\n\nuse crate::ui::term::Layout;\n",
     )
     .unwrap();
     std::fs::write(src.join("ui.rs"), "use crate::report::model::Report;\n").unwrap();
-    let edges = room_imports(src);
+    let layers: &[&[&str]] = &[&["report"], &["ui"]];
     assert_eq!(
-        edges.get(&("report".to_string(), "ui".to_string())),
-        Some(&"report/summary.rs:3".to_string())
+        against_the_layers(&src, layers, false),
+        vec!["report → ui (src/report/summary.rs:3)".to_string()]
     );
+    // A test module's import counts unless only code is checked.
+    std::fs::write(
+        src.join("report/summary.rs"),
+        "fn f() {}\n#[cfg(test)]\nmod tests {\n    use crate::ui::term::Layout;\n}\n",
+    )
+    .unwrap();
+    assert_eq!(against_the_layers(&src, layers, true), Vec::<String>::new());
     assert_eq!(
-        edges.get(&("ui".to_string(), "report".to_string())),
-        Some(&"ui.rs:1".to_string())
+        against_the_layers(&src, layers, false),
+        vec!["report → ui (src/report/summary.rs:4)".to_string()]
     );
 }
