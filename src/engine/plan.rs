@@ -16,8 +16,7 @@ use crate::engine::apply;
 use crate::engine::changes::{self, ChangePlan, NodeBatch};
 use crate::engine::check;
 use crate::engine::events::Events;
-use crate::engine::gather::HostGather;
-use crate::engine::interrupt::Interrupts;
+use crate::engine::gather::{GatherOptions, HostGather};
 use crate::engine::outcome::RunError;
 use crate::engine::plan_file::{
     self, CommandKind, ControlRef, PLAN_VERSION, PlanFile, PlannedCommand, Selection,
@@ -554,8 +553,13 @@ pub async fn plan(
     events: Events,
 ) -> Result<PlanOutcome, RunError> {
     let loaded = run::load_for_changes(opts)?;
-    let no_interrupts: Option<&Interrupts> = None;
-    let gathers = run::gather_fleet("plan", &loaded, opts.forks, false, no_interrupts, &events)
+    let gather = GatherOptions {
+        forks: opts.forks,
+        keep_sessions: false,
+        interrupts: None,
+        done: None,
+    };
+    let gathers = run::gather_fleet("plan", &loaded, gather, &events)
         .await?
         .gathers;
     let earlier = check::Earlier::load(&opts.report_dir);

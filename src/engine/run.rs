@@ -373,42 +373,27 @@ pub struct FleetGather {
     pub connector: Connector,
 }
 
-/// Announces the run and gathers every selected host (at most `forks` at once), keeping
-/// the sessions open when later steps reuse them. `Err` when a playbook value cannot be
-/// sent to a node (nothing was contacted).
+/// Announces the run and gathers every selected host (at most `opts.forks` at once),
+/// keeping the sessions open when later steps reuse them (`opts.keep_sessions`). `Err`
+/// when a playbook value cannot be sent to a node (nothing was contacted).
 pub async fn gather_fleet(
     command: &'static str,
     loaded: &Loaded,
-    forks: usize,
-    keep_sessions: bool,
-    interrupts: Option<&Interrupts>,
+    opts: GatherOptions,
     events: &Events,
 ) -> Result<FleetGather, RunError> {
-    gather_fleet_with(
-        command,
-        loaded,
-        forks,
-        keep_sessions,
-        interrupts,
-        events,
-        Connector::new(ConnectorOptions::default()),
-        None,
-    )
-    .await
+    let connector = Connector::new(ConnectorOptions::default());
+    gather_fleet_with(command, loaded, opts, events, connector).await
 }
 
-/// [`gather_fleet`] through `connector`, telling `done` each host's outcome as it
-/// returns (check's domain pass runs alongside).
-#[allow(clippy::too_many_arguments)]
+/// [`gather_fleet`] through `connector` (the domain pass reconnects through the same one),
+/// with `opts.done` told each host's outcome as it returns.
 pub async fn gather_fleet_with(
     command: &'static str,
     loaded: &Loaded,
-    forks: usize,
-    keep_sessions: bool,
-    interrupts: Option<&Interrupts>,
+    opts: GatherOptions,
     events: &Events,
     connector: Connector,
-    done: Option<tokio::sync::mpsc::UnboundedSender<crate::engine::domains::Gathered>>,
 ) -> Result<FleetGather, RunError> {
     let nonce = nonce();
     let plan = GatherPlan::new(&loaded.playbook, &nonce)
@@ -422,12 +407,7 @@ pub async fn gather_fleet_with(
         &loaded.playbook,
         &plan,
         &connector,
-        &GatherOptions {
-            forks,
-            keep_sessions,
-            interrupts: interrupts.cloned(),
-            done,
-        },
+        &opts,
         events,
         &nonce,
     )
@@ -468,17 +448,13 @@ pub async fn check(
         opts.forks,
     );
     let sweep = async {
-        let fleet = gather_fleet_with(
-            "check",
-            &loaded,
-            opts.forks,
-            false,
-            Some(interrupts),
-            &events,
-            connector.clone(),
-            Some(done),
-        )
-        .await?;
+        let gather = GatherOptions {
+            forks: opts.forks,
+            keep_sessions: false,
+            interrupts: Some(interrupts.clone()),
+            done: Some(done),
+        };
+        let fleet = gather_fleet_with("check", &loaded, gather, &events, connector.clone()).await?;
         let earlier = check::Earlier::load(&opts.report_dir);
         let mut hosts = check::evaluate_all(&loaded.playbook, &fleet.gathers, &earlier);
         check::annotate_membership(&mut hosts, &fleet.gathers, &loaded.inventory.hosts);

@@ -32,7 +32,7 @@ use crate::carbonio::prov;
 use crate::engine::changes::{self, ChangePlan};
 use crate::engine::check;
 use crate::engine::events::{Event, Events};
-use crate::engine::gather::HostGather;
+use crate::engine::gather::{GatherOptions, HostGather};
 use crate::engine::interrupt::Interrupts;
 use crate::engine::journal::Journal;
 use crate::engine::lock::ApplyLock;
@@ -190,15 +190,13 @@ pub async fn prepare(
     let mut report = run::report_header("apply", &loaded, opts.run.limit.as_deref(), started);
     // The lineage of a resumed run: which run's journal it continued.
     report.resumed_from = resume.as_ref().and_then(Resume::run_name);
-    let fleet = run::gather_fleet(
-        "apply",
-        &loaded,
-        opts.run.forks,
-        true,
-        Some(interrupts),
-        events,
-    )
-    .await?;
+    let gather = GatherOptions {
+        forks: opts.run.forks,
+        keep_sessions: true,
+        interrupts: Some(interrupts.clone()),
+        done: None,
+    };
+    let fleet = run::gather_fleet("apply", &loaded, gather, events).await?;
     let eff = EffectivePlan::new(&loaded.playbook, &fleet.nonce)
         .map_err(|e| RunError::Unsendable(e.to_string()))?;
     let earlier = check::Earlier::load(&opts.run.report_dir);
