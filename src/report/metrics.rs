@@ -265,19 +265,25 @@ fn domain_metrics(out: &mut String, report: &Report) {
         "One sample per hosted domain and dns check (spf, dkim, dmarc); the verdict label says pass, fail or error (value always 1).",
         None,
     );
-    for d in &report.domains {
-        for p in &d.domains {
-            for c in &p.checks {
-                let l = labels(&[
-                    ("cluster", &d.cluster),
-                    ("domain", &p.domain),
-                    ("check", &c.check),
-                    ("verdict", probe_verdict_str(c.verdict)),
-                    ("playbook", playbook),
-                ]);
-                let _ = writeln!(out, "carbonio_fleet_domain_check{l} 1");
-            }
-        }
+    // Every (cluster, domain, check), for the two families with one sample per check.
+    let checks: Vec<_> = report
+        .domains
+        .iter()
+        .flat_map(|d| {
+            d.domains
+                .iter()
+                .flat_map(move |p| p.checks.iter().map(move |c| (d, p, c)))
+        })
+        .collect();
+    for (d, p, c) in &checks {
+        let l = labels(&[
+            ("cluster", &d.cluster),
+            ("domain", &p.domain),
+            ("check", &c.check),
+            ("verdict", probe_verdict_str(c.verdict)),
+            ("playbook", playbook),
+        ]);
+        let _ = writeln!(out, "carbonio_fleet_domain_check{l} 1");
     }
     family(
         out,
@@ -285,22 +291,18 @@ fn domain_metrics(out: &mut String, report: &Report) {
         "Findings of one dns check of one hosted domain.",
         None,
     );
-    for d in &report.domains {
-        for p in &d.domains {
-            for c in &p.checks {
-                let l = labels(&[
-                    ("cluster", &d.cluster),
-                    ("domain", &p.domain),
-                    ("check", &c.check),
-                    ("playbook", playbook),
-                ]);
-                let _ = writeln!(
-                    out,
-                    "carbonio_fleet_domain_findings{l} {}",
-                    c.findings.len()
-                );
-            }
-        }
+    for (d, p, c) in &checks {
+        let l = labels(&[
+            ("cluster", &d.cluster),
+            ("domain", &p.domain),
+            ("check", &c.check),
+            ("playbook", playbook),
+        ]);
+        let _ = writeln!(
+            out,
+            "carbonio_fleet_domain_findings{l} {}",
+            c.findings.len()
+        );
     }
     family(
         out,
